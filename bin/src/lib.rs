@@ -1,0 +1,65 @@
+//! The `sluice` command line: every Sluice service and tool behind one binary, named after
+//! the Kafka and ZooKeeper scripts people already know.
+//!
+//! This crate parses arguments, sets up logging and calls into the library crates; it holds
+//! no service logic of its own.
+
+pub mod certs_cmd;
+pub mod credentials;
+pub mod logging;
+pub mod perf;
+pub mod properties;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sluice: a distributed commit log with its own coordination service, over mutually
+/// authenticated QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+#[command(after_help = "Logging: RUST_LOG sets the filter (default: info), e.g. RUST_LOG=sluice_net=debug.")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Pretty, env = "SLUICE_LOG_FORMAT")]
+    pub log_format: logging::LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make the cluster CA and node / client certificates (like a small `openssl ca`).
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
+    /// Measure the transport between two processes: bulk MB/s and small RPCs per second.
+    ///
+    /// Without --connect it makes throwaway certificates, starts `sluice
+    /// transport-perf-server` as a child process on a free port, runs the measurements
+    /// against it and stops it.
+    TransportPerfTest(perf::PerfTestArgs),
+    /// Serve the transport benchmark protocol (sluice-perf/1) until stopped.
+    ///
+    /// Prints `listening on HOST:PORT` on stdout once ready.
+    TransportPerfServer(perf::PerfServerArgs),
+}
+
+/// Runs the command line; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::Certs(c) => certs_cmd::run(c),
+        Command::TransportPerfTest(a) => perf::run_test(a),
+        Command::TransportPerfServer(a) => perf::run_server(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

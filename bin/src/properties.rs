@@ -1,0 +1,146 @@
+//! Kafka-style `.properties` files: `key=value` (or `key: value`) lines, `#` and `!`
+//! comments, blank lines ignored. Every error names the file, the line number and why.
+
+use std::path::{Path, PathBuf};
+
+/// One `key=value` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key, trimmed.
+    pub key: String,
+    /// The value, trimmed.
+    pub value: String,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// What is wrong with a properties file.
+#[derive(Debug, thiserror::Error)]
+pub enum PropertiesError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS reason.
+        source: std::io::Error,
+    },
+    /// A line is not `key=value`.
+    #[error("{path}:{line}: {reason}: {text:?}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The line as written.
+        text: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A key is given twice.
+    #[error("{path}:{line}: {key} is already set on line {first}")]
+    Duplicate {
+        /// The file.
+        path: PathBuf,
+        /// The second occurrence.
+        line: usize,
+        /// The first.
+        first: usize,
+        /// The key.
+        key: String,
+    },
+    /// A key this file may not hold.
+    #[error("{path}:{line}: unknown key {key:?}; known keys: {known}")]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The key.
+        key: String,
+        /// The keys allowed here, comma-separated.
+        known: String,
+    },
+}
+
+/// Parses properties text; `path` is only used in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, PropertiesError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with('!') {
+            continue;
+        }
+        let syntax = |reason| PropertiesError::Syntax { path: path.into(), line, text: raw.to_string(), reason };
+        let split = t.find(['=', ':']).ok_or_else(|| syntax("expected key=value"))?;
+        let key = t[..split].trim();
+        let value = t[split + 1..].trim();
+        if key.is_empty() {
+            return Err(syntax("empty key"));
+        }
+        if key.contains(char::is_whitespace) {
+            return Err(syntax("key contains white space"));
+        }
+        if let Some(first) = entries.iter().find(|e| e.key == key) {
+            return Err(PropertiesError::Duplicate { path: path.into(), line, first: first.line, key: key.into() });
+        }
+        entries.push(Entry { key: key.into(), value: value.into(), line });
+    }
+    Ok(entries)
+}
+
+/// Reads and parses a properties file, refusing keys outside `known`.
+pub fn read(path: &Path, known: &[&str]) -> Result<Vec<Entry>, PropertiesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PropertiesError::Read { path: path.into(), source })?;
+    let entries = parse(&text, path)?;
+    if let Some(e) = entries.iter().find(|e| !known.contains(&e.key.as_str())) {
+        return Err(PropertiesError::UnknownKey {
+            path: path.into(),
+            line: e.line,
+            key: e.key.clone(),
+            known: known.join(", "),
+        });
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_keys_values_comments_and_both_separators() {
+        let text = "# comment\n! also a comment\n\nbroker.id = 1\nlog.dirs: /tmp/a=b\n  empty=\n";
+        let e = parse(text, Path::new("s.properties")).expect("parse");
+        assert_eq!(
+            e,
+            vec![
+                Entry { key: "broker.id".into(), value: "1".into(), line: 4 },
+                Entry { key: "log.dirs".into(), value: "/tmp/a=b".into(), line: 5 },
+                Entry { key: "empty".into(), value: "".into(), line: 6 },
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_why() {
+        let err = parse("a=1\nnot a pair\n", Path::new("x.properties")).expect_err("syntax");
+        assert_eq!(err.to_string(), "x.properties:2: expected key=value: \"not a pair\"");
+        let err = parse("a=1\n\na=2\n", Path::new("x.properties")).expect_err("dup");
+        assert_eq!(err.to_string(), "x.properties:3: a is already set on line 1");
+        let err = parse("=1\n", Path::new("x.properties")).expect_err("empty key");
+        assert!(err.to_string().starts_with("x.properties:1: empty key"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_known_ones_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.properties");
+        std::fs::write(&path, "tls.ca.file=a\ntls.cert.fiel=b\n").expect("write");
+        let err = read(&path, &["tls.ca.file", "tls.cert.file"]).expect_err("unknown");
+        let msg = err.to_string();
+        assert!(msg.contains(":2: unknown key \"tls.cert.fiel\""), "{msg}");
+        assert!(msg.contains("tls.cert.file"), "{msg}");
+    }
+}

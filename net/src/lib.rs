@@ -1,0 +1,36 @@
+//! `sluice-net`: mutually authenticated QUIC between every Sluice process.
+//!
+//! What lives here: TLS 1.3 configuration with required client certificates ([`tls`]),
+//! length-prefixed bincode frames in a versioned envelope ([`frame`]), protocols whose
+//! requests are tied to their replies at compile time ([`protocol`], [`protocol!`]), the
+//! server ([`server`]) and the client with its connection cache ([`client`]), plus the
+//! transport's own benchmark protocol ([`perf`]).
+//!
+//! What may not live here: znodes, partitions, sessions or any other meaning of the messages.
+//! Services define their protocols with [`protocol!`] in their own crates; this crate moves
+//! their bytes and knows nothing else about them.
+//!
+//! Rules every link follows:
+//! - ALPN names protocol and version (`sluice-keeper/1`); a mismatch is refused with both
+//!   sides' protocols named.
+//! - A client says hello right after connecting, so a refused certificate is reported at
+//!   connect time, not on the first request.
+//! - A bad frame ends only the stream it came on.
+
+pub mod client;
+pub mod frame;
+pub mod perf;
+pub mod protocol;
+pub mod server;
+pub mod tls;
+
+pub use client::{
+    Client, ClientOptions, ConnectError, Connection, OrderedCaller, OrderedChannel, PendingReply, RpcError,
+};
+pub use frame::{Envelope, FrameError, TraceContext, DEFAULT_MAX_FRAME, ENVELOPE_VERSION};
+pub use protocol::{Protocol, Rpc, Service, Typed, WireError};
+pub use server::{ChannelClosed, ChannelRequest, ChannelSender, Peer, Server, ServerChannel, ServerError, ServerOptions};
+pub use tls::{ClientTls, Principal, TlsError, TlsFiles, TlsIdentity, TransportOptions};
+
+/// This build's name and version, sent in the hello.
+pub const SOFTWARE: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));

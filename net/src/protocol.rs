@@ -1,0 +1,273 @@
+//! Protocols: the message types of one ALPN, and the compile-time pairing of each request
+//! with its reply.
+//!
+//! A protocol is declared once with [`protocol!`](crate::protocol!). From that, a client's
+//! `call(EchoRequest { .. })` returns `EchoReply` — calling with the wrong reply type does not
+//! compile — and a server implements a handler trait with one method per request whose return
+//! type is that request's reply, so a server cannot answer with the wrong reply either.
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::server::{Peer, ServerChannel};
+
+/// One application protocol: its ALPN and its three message types.
+pub trait Protocol: Send + Sync + 'static {
+    /// Protocol name and version, e.g. `sluice-keeper/1`. Carried in ALPN.
+    const ALPN: &'static str;
+    /// Every request a client may send.
+    type Request: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// Every reply a server may send.
+    type Response: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// What a server may push unasked on an ordered channel (watch events, ...).
+    type Push: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+}
+
+/// A request type of protocol `P`, tied to its reply type.
+pub trait Rpc<P: Protocol>: Send + Sized + 'static {
+    /// What the server answers.
+    type Reply: Send + 'static;
+    /// The request's name, for errors and traces.
+    const NAME: &'static str;
+    /// Wraps the request into the protocol's request enum.
+    fn into_request(self) -> P::Request;
+    /// Unwraps the reply; gives the response back if it is another kind.
+    fn from_response(response: P::Response) -> Result<Self::Reply, P::Response>;
+}
+
+/// What a server does with the requests of protocol `P`.
+///
+/// Usually implemented through [`Typed`] and the handler trait that
+/// [`protocol!`](crate::protocol!) declares.
+pub trait Service<P: Protocol>: Send + Sync + 'static {
+    /// Answers one request (each arrives on its own stream, concurrently with others).
+    fn call(&self, peer: &Peer, request: P::Request) -> impl Future<Output = P::Response> + Send;
+
+    /// Runs one ordered channel until it ends. The default refuses it.
+    fn ordered(&self, peer: Peer, channel: ServerChannel<P>) -> impl Future<Output = ()> + Send {
+        let _ = peer;
+        async move { channel.refuse("this service has no ordered channel").await }
+    }
+}
+
+/// Adapts a typed handler (declared by [`protocol!`](crate::protocol!)) to [`Service`].
+#[derive(Debug, Clone)]
+pub struct Typed<H>(pub H);
+
+/// Transport-level errors a server reports in a frame. Codes are stable: variants are only
+/// ever appended, never reordered or removed (bincode encodes the variant index).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WireError {
+    /// The peer's frame was over the server's maximum.
+    #[error("frame of {len} bytes exceeds the server's maximum of {max} bytes")]
+    FrameTooLarge {
+        /// Claimed length.
+        len: u64,
+        /// The server's limit.
+        max: u32,
+    },
+    /// The peer's frame could not be decoded.
+    #[error("server could not decode the frame: {reason}")]
+    MalformedFrame {
+        /// The decoder's reason.
+        reason: String,
+    },
+    /// The peer's envelope version is not the server's.
+    #[error("server speaks envelope version {supported}, frame had {got}")]
+    UnsupportedVersion {
+        /// Version received.
+        got: u8,
+        /// Version the server speaks.
+        supported: u8,
+    },
+    /// The stream header named no known stream kind.
+    #[error("unknown stream kind {kind}")]
+    UnknownStreamKind {
+        /// The byte received.
+        kind: u8,
+    },
+    /// The server does not offer what was asked (for example an ordered channel).
+    #[error("not supported: {what}")]
+    Unsupported {
+        /// What.
+        what: String,
+    },
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl From<&crate::frame::FrameError> for WireError {
+    fn from(e: &crate::frame::FrameError) -> Self {
+        use crate::frame::FrameError as F;
+        match e {
+            F::TooLarge { len, max } => WireError::FrameTooLarge { len: *len, max: *max },
+            F::UnsupportedVersion { got, supported } => {
+                WireError::UnsupportedVersion { got: *got, supported: *supported }
+            }
+            other => WireError::MalformedFrame { reason: other.to_string() },
+        }
+    }
+}
+
+/// What a server sends on a stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ServerBody<R, P> {
+    /// The answer to the request with the envelope's correlation id.
+    Reply(R),
+    /// An unsolicited message (ordered channels only).
+    Push(P),
+    /// A transport-level error; the stream ends after it.
+    Error(WireError),
+}
+
+/// The first byte of every client-opened stream: what the stream is for.
+pub mod stream_kind {
+    /// The application-level hello (see `client`).
+    pub const HELLO: u8 = 1;
+    /// One request, one reply.
+    pub const RPC: u8 = 2;
+    /// A long-lived ordered channel.
+    pub const ORDERED: u8 = 3;
+}
+
+/// The application-level hello: proves the TLS handshake was accepted on both sides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub alpn: String,
+    pub software: String,
+}
+
+/// The server's answer to [`Hello`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HelloReply {
+    /// The principal the server saw in our certificate.
+    pub you: String,
+    /// The server's own name.
+    pub server: String,
+    pub software: String,
+}
+
+/// QUIC application error codes used when closing streams and connections.
+pub mod codes {
+    use quinn::VarInt;
+    /// A frame over the maximum.
+    pub const FRAME_TOO_LARGE: VarInt = VarInt::from_u32(0x01);
+    /// A frame that could not be decoded.
+    pub const MALFORMED_FRAME: VarInt = VarInt::from_u32(0x02);
+    /// An unknown stream kind.
+    pub const UNKNOWN_STREAM: VarInt = VarInt::from_u32(0x03);
+    /// The connection ended normally.
+    pub const DONE: VarInt = VarInt::from_u32(0x04);
+    /// The client asked for a protocol the server does not speak.
+    pub const PROTOCOL_MISMATCH: VarInt = VarInt::from_u32(0x10);
+    /// The peer's certificate carries no usable name.
+    pub const NO_PRINCIPAL: VarInt = VarInt::from_u32(0x11);
+    /// The server is shutting down.
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(0x12);
+}
+
+/// Declares a protocol: its ALPN, request / response / push enums, the pairing of each
+/// request with its reply, and a typed handler trait for servers.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// #[derive(Debug, Serialize, Deserialize)] pub struct Ping(pub u64);
+/// #[derive(Debug, Serialize, Deserialize)] pub struct Pong(pub u64);
+/// sluice_net::protocol! {
+///     /// A tiny protocol.
+///     pub protocol Demo {
+///         alpn: "sluice-demo/1",
+///         request: DemoRequest,
+///         response: DemoResponse,
+///         push: (),
+///         handler: DemoHandler,
+///         rpcs: { ping: Ping(Ping) -> Pong; }
+///     }
+/// }
+/// struct Server;
+/// impl DemoHandler for Server {
+///     async fn ping(&self, _peer: &sluice_net::Peer, p: Ping) -> Pong { Pong(p.0) }
+/// }
+/// ```
+///
+/// Users of the macro depend on `serde` themselves (the enums derive its traits).
+#[macro_export]
+macro_rules! protocol {
+    (
+        $(#[$meta:meta])*
+        $vis:vis protocol $name:ident {
+            alpn: $alpn:literal,
+            request: $req_enum:ident,
+            response: $resp_enum:ident,
+            push: $push:ty,
+            handler: $handler:ident,
+            rpcs: { $( $method:ident : $variant:ident ( $req:ty ) -> $reply:ty ; )* }
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+
+        #[doc = concat!("Every request of [`", stringify!($name), "`].")]
+        #[derive(Debug, ::serde::Serialize, ::serde::Deserialize)]
+        #[allow(missing_docs)]
+        $vis enum $req_enum { $( $variant($req), )* }
+
+        #[doc = concat!("Every reply of [`", stringify!($name), "`].")]
+        #[derive(Debug, ::serde::Serialize, ::serde::Deserialize)]
+        #[allow(missing_docs)]
+        $vis enum $resp_enum { $( $variant($reply), )* }
+
+        impl $crate::Protocol for $name {
+            const ALPN: &'static str = $alpn;
+            type Request = $req_enum;
+            type Response = $resp_enum;
+            type Push = $push;
+        }
+
+        $(
+            impl $crate::Rpc<$name> for $req {
+                type Reply = $reply;
+                const NAME: &'static str = stringify!($variant);
+                fn into_request(self) -> $req_enum { $req_enum::$variant(self) }
+                fn from_response(r: $resp_enum) -> ::std::result::Result<$reply, $resp_enum> {
+                    #[allow(unreachable_patterns)]
+                    match r { $resp_enum::$variant(x) => Ok(x), other => Err(other) }
+                }
+            }
+        )*
+
+        #[doc = concat!("A server of [`", stringify!($name), "`]: one method per request, returning its reply.")]
+        $vis trait $handler: Send + Sync + 'static {
+            $(
+                #[allow(missing_docs)]
+                fn $method(&self, peer: &$crate::Peer, request: $req)
+                    -> impl ::std::future::Future<Output = $reply> + Send;
+            )*
+            /// Runs one ordered channel until it ends. The default refuses it.
+            fn ordered(&self, peer: $crate::Peer, channel: $crate::ServerChannel<$name>)
+                -> impl ::std::future::Future<Output = ()> + Send
+            {
+                let _ = peer;
+                async move { channel.refuse("this service has no ordered channel").await }
+            }
+        }
+
+        impl<H: $handler> $crate::Service<$name> for $crate::Typed<H> {
+            async fn call(&self, peer: &$crate::Peer, request: $req_enum) -> $resp_enum {
+                match request {
+                    $( $req_enum::$variant(r) => $resp_enum::$variant(self.0.$method(peer, r).await), )*
+                }
+            }
+            fn ordered(&self, peer: $crate::Peer, channel: $crate::ServerChannel<$name>)
+                -> impl ::std::future::Future<Output = ()> + Send
+            {
+                self.0.ordered(peer, channel)
+            }
+        }
+    };
+}

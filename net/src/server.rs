@@ -1,0 +1,400 @@
+//! The server side: one QUIC endpoint per listener, mTLS required, one task per connection
+//! and per stream.
+//!
+//! Every stream a client opens starts with one byte saying what it is for
+//! (`stream_kind`): the hello, one RPC, or an ordered channel. A bad frame on a stream is
+//! answered with a [`WireError`] frame and ends *that stream only*; the connection, its other
+//! streams and every other connection carry on.
+//!
+//! ALPN: the server offers its protocol and `sluice-negotiate`. A client of another protocol
+//! or version that also offers `sluice-negotiate` is let through the handshake only to be
+//! closed at once with [`codes::PROTOCOL_MISMATCH`] and the reason "server speaks X", so the
+//! client can name both sides' protocols in its error.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::frame::{self, Envelope, FrameError, TraceContext, DEFAULT_MAX_FRAME};
+use crate::protocol::{codes, stream_kind, Hello, HelloReply, Protocol, ServerBody, Service, WireError};
+use crate::tls::{self, Principal, TlsError, TlsIdentity, TransportOptions};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest frame accepted or sent.
+    pub max_frame: u32,
+    /// The name this server reports in the hello.
+    pub name: String,
+    /// QUIC settings.
+    pub transport: TransportOptions,
+    /// Frames an ordered channel may queue before senders wait.
+    pub channel_queue: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_frame: DEFAULT_MAX_FRAME,
+            name: "sluice".into(),
+            transport: TransportOptions::default(),
+            channel_queue: 4096,
+        }
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The TLS material or configuration was refused.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr} (UDP): {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS reason.
+        source: std::io::Error,
+    },
+}
+
+/// The client at the other end of a connection, as its certificate proved it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Who it is.
+    pub principal: Principal,
+    /// Where it connects from.
+    pub remote: SocketAddr,
+    /// Stable id of the connection (for logs and for telling connections apart).
+    pub connection_id: usize,
+}
+
+/// A listening QUIC endpoint serving protocol `P`.
+#[derive(Debug)]
+pub struct Server<P: Protocol> {
+    endpoint: quinn::Endpoint,
+    opts: Arc<ServerOptions>,
+    _protocol: PhantomData<P>,
+}
+
+impl<P: Protocol> Server<P> {
+    /// Binds `addr` (port 0 picks a free port). Must run inside a tokio runtime.
+    pub fn bind(addr: SocketAddr, identity: &TlsIdentity, opts: ServerOptions) -> Result<Self, ServerError> {
+        let cfg = tls::server_config(identity, P::ALPN, &opts.transport)?;
+        let endpoint = quinn::Endpoint::server(cfg, addr).map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Server { endpoint, opts: Arc::new(opts), _protocol: PhantomData })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Serves connections until `shutdown` completes, then closes every connection and waits
+    /// (briefly) for them to say goodbye.
+    pub async fn serve<S: Service<P>>(self, service: Arc<S>, shutdown: impl Future<Output = ()> + Send) {
+        let local = self.endpoint.local_addr().ok();
+        info!(protocol = P::ALPN, addr = ?local, "listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => match incoming {
+                    Some(incoming) => {
+                        let service = service.clone();
+                        let opts = self.opts.clone();
+                        tokio::spawn(handle_connection::<P, S>(incoming, service, opts));
+                    }
+                    None => break,
+                },
+                _ = &mut shutdown => break,
+            }
+        }
+        info!(protocol = P::ALPN, "shutting down");
+        self.endpoint.close(codes::SHUTDOWN, b"server shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+async fn handle_connection<P: Protocol, S: Service<P>>(
+    incoming: quinn::Incoming,
+    service: Arc<S>,
+    opts: Arc<ServerOptions>,
+) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            // Refused certificates end here: the client learns it from its hello.
+            warn!(%remote, error = %e, "TLS handshake refused");
+            return;
+        }
+    };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol.clone());
+    if alpn.as_deref() != Some(P::ALPN.as_bytes()) {
+        let asked = alpn.map(|a| String::from_utf8_lossy(&a).into_owned()).unwrap_or_default();
+        warn!(%remote, asked = %asked, ours = P::ALPN, "client speaks another protocol; refused");
+        conn.close(codes::PROTOCOL_MISMATCH, format!("server speaks {}", P::ALPN).as_bytes());
+        return;
+    }
+    let Some(principal) = tls::peer_principal(&conn) else {
+        warn!(%remote, "client certificate carries no name; refused");
+        conn.close(codes::NO_PRINCIPAL, b"client certificate has no DNS name or common name");
+        return;
+    };
+    let peer = Peer { principal, remote, connection_id: conn.stable_id() };
+    let span = tracing::info_span!("conn", peer = %peer.principal, %remote, id = peer.connection_id);
+    async move {
+        debug!("connected");
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    let (service, opts, peer) = (service.clone(), opts.clone(), peer.clone());
+                    tokio::spawn(handle_stream::<P, S>(send, recv, service, opts, peer).in_current_span());
+                }
+                Err(e) => {
+                    debug!(reason = %e, "connection ended");
+                    break;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle_stream<P: Protocol, S: Service<P>>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    service: Arc<S>,
+    opts: Arc<ServerOptions>,
+    peer: Peer,
+) {
+    let mut kind = [0u8; 1];
+    if recv.read_exact(&mut kind).await.is_err() {
+        return;
+    }
+    match kind[0] {
+        stream_kind::RPC => serve_rpc::<P, S>(send, recv, &*service, &opts, &peer).await,
+        stream_kind::HELLO => {
+            let hello: Envelope<Hello> = match frame::read(&mut recv, opts.max_frame).await {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
+                Err(e) => return refuse_stream::<HelloReply>(&mut send, &mut recv, 0, &e, opts.max_frame).await,
+            };
+            debug!(client_software = %hello.body.software, "hello");
+            let reply = HelloReply {
+                you: peer.principal.name.clone(),
+                server: opts.name.clone(),
+                software: crate::SOFTWARE.into(),
+            };
+            let env = Envelope::new(hello.correlation_id, ServerBody::<HelloReply, ()>::Reply(reply));
+            write_and_finish(&mut send, &env, opts.max_frame).await;
+        }
+        stream_kind::ORDERED => {
+            let channel = ServerChannel::<P>::start(send, recv, peer.clone(), &opts);
+            service.ordered(peer, channel).await;
+        }
+        other => {
+            let env = Envelope::new(0, ServerBody::<(), ()>::Error(WireError::UnknownStreamKind { kind: other }));
+            write_and_finish(&mut send, &env, opts.max_frame).await;
+            let _ = recv.stop(codes::UNKNOWN_STREAM);
+        }
+    }
+}
+
+async fn serve_rpc<P: Protocol, S: Service<P>>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    service: &S,
+    opts: &ServerOptions,
+    peer: &Peer,
+) {
+    let req: Envelope<P::Request> = match frame::read(&mut recv, opts.max_frame).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => return refuse_stream::<P::Response>(&mut send, &mut recv, 0, &e, opts.max_frame).await,
+    };
+    let response = service.call(peer, req.body).await;
+    let env = Envelope::new(req.correlation_id, ServerBody::<P::Response, P::Push>::Reply(response));
+    write_and_finish(&mut send, &env, opts.max_frame).await;
+}
+
+/// Tells the client what was wrong with its frame, then ends this stream (only).
+async fn refuse_stream<R: serde::Serialize>(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    correlation_id: u64,
+    err: &FrameError,
+    max_frame: u32,
+) {
+    if let FrameError::Io(e) = err {
+        debug!(error = %e, "stream failed");
+        return;
+    }
+    warn!(error = %err, "bad frame; closing the stream");
+    let code = match err {
+        FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
+        _ => codes::MALFORMED_FRAME,
+    };
+    let env = Envelope::new(correlation_id, ServerBody::<R, ()>::Error(WireError::from(err)));
+    write_and_finish(send, &env, max_frame).await;
+    let _ = recv.stop(code);
+}
+
+async fn write_and_finish<B: serde::Serialize>(send: &mut quinn::SendStream, env: &Envelope<B>, max: u32) {
+    match frame::encode(env, max) {
+        Ok(bytes) => {
+            if let Err(e) = send.write_all(&bytes).await {
+                debug!(error = %e, "reply not delivered");
+                return;
+            }
+            let _ = send.finish();
+        }
+        Err(e) => {
+            warn!(error = %e, "reply could not be encoded");
+            let _ = send.reset(codes::MALFORMED_FRAME);
+        }
+    }
+}
+
+/// The server end of an ordered channel: requests come in order, replies and pushes go out
+/// in the order they are sent, on one stream.
+#[derive(Debug)]
+pub struct ServerChannel<P: Protocol> {
+    recv: quinn::RecvStream,
+    sender: ChannelSender<P>,
+    peer: Peer,
+    max_frame: u32,
+}
+
+/// Sends replies and pushes on an ordered channel; cheap to clone, usable from any task.
+#[derive(Debug)]
+pub struct ChannelSender<P: Protocol> {
+    tx: mpsc::Sender<Vec<u8>>,
+    max_frame: u32,
+    _protocol: PhantomData<P>,
+}
+
+impl<P: Protocol> Clone for ChannelSender<P> {
+    fn clone(&self) -> Self {
+        ChannelSender { tx: self.tx.clone(), max_frame: self.max_frame, _protocol: PhantomData }
+    }
+}
+
+/// The ordered channel has ended (the client went away or the stream failed).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("ordered channel closed")]
+pub struct ChannelClosed;
+
+/// One request read from an ordered channel.
+#[derive(Debug)]
+pub struct ChannelRequest<R> {
+    /// Pass it back to [`ChannelSender::reply`].
+    pub correlation_id: u64,
+    /// The caller's trace context.
+    pub trace: Option<TraceContext>,
+    /// The request.
+    pub request: R,
+}
+
+impl<P: Protocol> ServerChannel<P> {
+    fn start(mut send: quinn::SendStream, recv: quinn::RecvStream, peer: Peer, opts: &ServerOptions) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(opts.channel_queue);
+        tokio::spawn(
+            async move {
+                while let Some(first) = rx.recv().await {
+                    // Coalesce whatever is already queued into one write.
+                    let mut batch = first;
+                    while batch.len() < 256 * 1024 {
+                        match rx.try_recv() {
+                            Ok(more) => batch.extend_from_slice(&more),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = send.write_all(&batch).await {
+                        debug!(error = %e, "ordered channel write failed");
+                        return;
+                    }
+                }
+                let _ = send.finish();
+            }
+            .in_current_span(),
+        );
+        ServerChannel {
+            recv,
+            sender: ChannelSender { tx, max_frame: opts.max_frame, _protocol: PhantomData },
+            peer,
+            max_frame: opts.max_frame,
+        }
+    }
+
+    /// The client on the other end.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// A handle for sending replies and pushes.
+    pub fn sender(&self) -> ChannelSender<P> {
+        self.sender.clone()
+    }
+
+    /// The next request, in the order the client sent them. `Ok(None)`: the client closed
+    /// the channel. On a bad frame the client is told why, the channel ends, and the error is
+    /// returned.
+    pub async fn next_request(&mut self) -> Result<Option<ChannelRequest<P::Request>>, FrameError> {
+        match frame::read::<P::Request, _>(&mut self.recv, self.max_frame).await {
+            Ok(Some(env)) => {
+                Ok(Some(ChannelRequest { correlation_id: env.correlation_id, trace: env.trace, request: env.body }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                if !matches!(e, FrameError::Io(_)) {
+                    warn!(error = %e, "bad frame on ordered channel; closing it");
+                    let _ = self.sender.send(0, ServerBody::Error(WireError::from(&e))).await;
+                    let code =
+                        if matches!(e, FrameError::TooLarge { .. }) { codes::FRAME_TOO_LARGE } else { codes::MALFORMED_FRAME };
+                    let _ = self.recv.stop(code);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses the channel with a reason.
+    pub async fn refuse(self, why: &str) {
+        let _ = self.sender.send(0, ServerBody::Error(WireError::Unsupported { what: why.into() })).await;
+    }
+}
+
+impl<P: Protocol> ChannelSender<P> {
+    /// Sends the reply to the request with `correlation_id`.
+    pub async fn reply(&self, correlation_id: u64, response: P::Response) -> Result<(), ChannelClosed> {
+        self.send(correlation_id, ServerBody::Reply(response)).await
+    }
+
+    /// Pushes an unsolicited message.
+    pub async fn push(&self, message: P::Push) -> Result<(), ChannelClosed> {
+        self.send(0, ServerBody::Push(message)).await
+    }
+
+    async fn send(&self, correlation_id: u64, body: ServerBody<P::Response, P::Push>) -> Result<(), ChannelClosed> {
+        let bytes = match frame::encode(&Envelope::new(correlation_id, body), self.max_frame) {
+            Ok(b) => b,
+            Err(e) => {
+                // Our own message is over the limit: the channel cannot stay consistent.
+                warn!(error = %e, "ordered channel message could not be encoded; closing the channel");
+                return Err(ChannelClosed);
+            }
+        };
+        self.tx.send(bytes).await.map_err(|_| ChannelClosed)
+    }
+}
