@@ -237,7 +237,13 @@ fn progress(label: String, total: u64, count: Arc<AtomicU64>, done: Arc<AtomicBo
             let n = count.load(Ordering::Relaxed);
             let secs = start.elapsed().as_secs_f64();
             let line = if total > 0 {
-                format!("{label}: {} of {} {unit} ({:.0}%), {:.0} s", n, total, n as f64 * 100.0 / total as f64, secs)
+                format!(
+                    "{label}: {} of {} {unit} ({:.0}%), {:.0} s",
+                    n,
+                    total,
+                    n as f64 * 100.0 / total as f64,
+                    secs
+                )
             } else {
                 format!("{label}: {n} {unit}, {secs:.0} s")
             };
@@ -273,7 +279,10 @@ async fn bulk(conn: &Connection<Perf>, args: &PerfTestArgs) -> Result<()> {
                     bail!("server acknowledged {} bytes of a {} byte frame", reply.received, payload.len());
                 }
                 acked += reply.received;
-                sent_mib.store(((next.load(Ordering::Relaxed).min(frames)) * payload.len() as u64) >> 20, Ordering::Relaxed);
+                sent_mib.store(
+                    ((next.load(Ordering::Relaxed).min(frames)) * payload.len() as u64) >> 20,
+                    Ordering::Relaxed,
+                );
             }
             Ok(acked)
         });
@@ -330,7 +339,9 @@ async fn small_rpcs(conn: &Connection<Perf>, args: &PerfTestArgs, concurrency: u
     done.store(true, Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0)
+    };
     println!(
         "rpc {:>4} B concurrency {:>3}: {:>9} calls in {:>5.2} s {:>9.0} calls/s   p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
         args.rpc_bytes,

@@ -72,7 +72,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, PropertiesError> {
         if t.is_empty() || t.starts_with('#') || t.starts_with('!') {
             continue;
         }
-        let syntax = |reason| PropertiesError::Syntax { path: path.into(), line, text: raw.to_string(), reason };
+        let syntax =
+            |reason| PropertiesError::Syntax { path: path.into(), line, text: raw.to_string(), reason };
         let split = t.find(['=', ':']).ok_or_else(|| syntax("expected key=value"))?;
         let key = t[..split].trim();
         let value = t[split + 1..].trim();
@@ -83,7 +84,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, PropertiesError> {
             return Err(syntax("key contains white space"));
         }
         if let Some(first) = entries.iter().find(|e| e.key == key) {
-            return Err(PropertiesError::Duplicate { path: path.into(), line, first: first.line, key: key.into() });
+            return Err(PropertiesError::Duplicate {
+                path: path.into(),
+                line,
+                first: first.line,
+                key: key.into(),
+            });
         }
         entries.push(Entry { key: key.into(), value: value.into(), line });
     }
@@ -92,7 +98,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, PropertiesError> {
 
 /// Reads and parses a properties file, refusing keys outside `known`.
 pub fn read(path: &Path, known: &[&str]) -> Result<Vec<Entry>, PropertiesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PropertiesError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PropertiesError::Read { path: path.into(), source })?;
     let entries = parse(&text, path)?;
     if let Some(e) = entries.iter().find(|e| !known.contains(&e.key.as_str())) {
         return Err(PropertiesError::UnknownKey {

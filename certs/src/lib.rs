@@ -207,12 +207,16 @@ impl fmt::Debug for CertAuthority {
 }
 
 impl CertAuthority {
-    /// Makes a new CA whose common name is `common_name`.
+    /// Makes a new CA whose common name is `common_name` followed by an id taken from its
+    /// key, so two clusters' CAs never share a name (a verifier would otherwise match a
+    /// foreign certificate to our CA by name and fail on the signature, a confusing error).
     pub fn generate(common_name: &str) -> Result<Self, CertError> {
         let what = || "the CA".to_string();
+        let key = KeyPair::generate().map_err(|source| CertError::Generate { what: what(), source })?;
+        let id: String = key.public_key_raw().iter().rev().take(4).map(|b| format!("{b:02x}")).collect();
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
+        dn.push(DnType::CommonName, format!("{common_name} {id}"));
         dn.push(DnType::OrganizationName, "Sluice");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -221,7 +225,6 @@ impl CertAuthority {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
-        let key = KeyPair::generate().map_err(|source| CertError::Generate { what: what(), source })?;
         let cert = params.self_signed(&key).map_err(|source| CertError::Generate { what: what(), source })?;
         let issuer_key = KeyPair::from_pem(&key.serialize_pem())
             .map_err(|source| CertError::Generate { what: what(), source })?;
@@ -488,6 +491,18 @@ mod tests {
         let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parse");
         assert_eq!(cert.issuer(), ca.subject());
         cert.verify_signature(Some(ca.public_key())).expect("signed by the CA");
+    }
+
+    #[test]
+    fn two_cas_never_share_a_subject_name() {
+        let a = CertAuthority::generate("Sluice cluster CA").expect("a");
+        let b = CertAuthority::generate("Sluice cluster CA").expect("b");
+        let subject = |ca: &CertAuthority| {
+            let der = x509_der(ca.cert_pem());
+            let (_, c) = x509_parser::parse_x509_certificate(&der).expect("parse");
+            c.subject().to_string()
+        };
+        assert_ne!(subject(&a), subject(&b));
     }
 
     #[test]

@@ -118,6 +118,14 @@ pub enum ConnectError {
         /// quinn's reason.
         source: quinn::ConnectionError,
     },
+    /// The peer ended the TLS handshake with another alert.
+    #[error("TLS handshake with {addr} refused: {reason}")]
+    Refused {
+        /// Server address.
+        addr: String,
+        /// The alert and its text.
+        reason: String,
+    },
     /// The hello exchange failed in a way not explained by the connection.
     #[error("hello with {addr} failed: {reason}")]
     Hello {
@@ -132,7 +140,12 @@ impl ConnectError {
     /// Whether trying again could help (timeouts and lost connections) as opposed to
     /// configuration problems (certificates, protocol, address).
     pub fn is_transient(&self) -> bool {
-        matches!(self, ConnectError::Timeout { .. } | ConnectError::Connection { .. } | ConnectError::Hello { .. })
+        match self {
+            ConnectError::Timeout { .. } | ConnectError::Hello { .. } => true,
+            // A TLS alert is a verdict on our configuration; retrying cannot change it.
+            ConnectError::Connection { source, .. } => !is_tls_alert(source),
+            _ => false,
+        }
     }
 }
 
@@ -261,7 +274,9 @@ impl<P: Protocol> Connection<P> {
             // The server will close at once, saying which protocol it speaks.
             let reason = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
             let theirs = match reason {
-                Ok(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == codes::PROTOCOL_MISMATCH => {
+                Ok(quinn::ConnectionError::ApplicationClosed(c))
+                    if c.error_code == codes::PROTOCOL_MISMATCH =>
+                {
                     String::from_utf8_lossy(&c.reason).strip_prefix("server speaks ").map(str::to_string)
                 }
                 _ => None,
@@ -294,7 +309,9 @@ impl<P: Protocol> Connection<P> {
                 if let Some(reason) = shared.conn.close_reason() {
                     return Err(classify::<P>(addr, reason));
                 }
-                if let Ok(reason) = tokio::time::timeout(Duration::from_millis(500), shared.conn.closed()).await {
+                if let Ok(reason) =
+                    tokio::time::timeout(Duration::from_millis(500), shared.conn.closed()).await
+                {
                     return Err(classify::<P>(addr, reason));
                 }
                 return Err(ConnectError::Hello { addr: addr.into(), reason: e.to_string() });
@@ -318,7 +335,11 @@ impl<P: Protocol> Connection<P> {
     }
 
     /// [`call`](Self::call) with a W3C trace context in the envelope.
-    pub async fn call_traced<R: Rpc<P>>(&self, request: R, trace: Option<TraceContext>) -> Result<R::Reply, RpcError> {
+    pub async fn call_traced<R: Rpc<P>>(
+        &self,
+        request: R,
+        trace: Option<TraceContext>,
+    ) -> Result<R::Reply, RpcError> {
         let after = self.shared.request_timeout;
         let fut = exchange::<P::Request, P::Response, P::Push>(
             &self.shared,
@@ -327,10 +348,13 @@ impl<P: Protocol> Connection<P> {
             trace,
             R::NAME,
         );
-        let response = tokio::time::timeout(after, fut)
-            .await
-            .map_err(|_| RpcError::Timeout { rpc: R::NAME, addr: self.shared.addr.clone(), after })??;
-        R::from_response(response).map_err(|other| RpcError::UnexpectedReply { rpc: R::NAME, got: short_debug(&other) })
+        let response = tokio::time::timeout(after, fut).await.map_err(|_| RpcError::Timeout {
+            rpc: R::NAME,
+            addr: self.shared.addr.clone(),
+            after,
+        })??;
+        R::from_response(response)
+            .map_err(|other| RpcError::UnexpectedReply { rpc: R::NAME, got: short_debug(&other) })
     }
 
     /// Opens an ordered channel: requests, replies and server pushes on one stream, in order.
@@ -422,27 +446,37 @@ fn short_debug<T: std::fmt::Debug>(v: &T) -> String {
     s
 }
 
+fn crypto_alert(code: quinn::TransportErrorCode) -> Option<u8> {
+    let c = u64::from(code);
+    (0x100..0x200).contains(&c).then(|| (c - 0x100) as u8)
+}
+
+fn is_tls_alert(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::TransportError(te) => crypto_alert(te.code).is_some(),
+        quinn::ConnectionError::ConnectionClosed(cc) => crypto_alert(cc.error_code).is_some(),
+        _ => false,
+    }
+}
+
 /// Turns a connection failure into an actionable [`ConnectError`].
 fn classify<P: Protocol>(addr: &str, e: quinn::ConnectionError) -> ConnectError {
     use quinn::ConnectionError as C;
     let addr_s = addr.to_string();
-    let crypto_alert = |code: quinn::TransportErrorCode| {
-        let c = u64::from(code);
-        (0x100..0x200).contains(&c).then(|| (c - 0x100) as u8)
-    };
     match e {
         // Raised on our side: we refused the server's certificate.
         C::TransportError(te) if crypto_alert(te.code).is_some() => {
             if te.reason.contains("certificate") || te.reason.contains("Certificate") {
                 ConnectError::ServerCertificateRejected { addr: addr_s, reason: te.reason }
             } else {
-                ConnectError::Connection { addr: addr_s, source: C::TransportError(te) }
+                ConnectError::Refused { addr: addr_s, reason: te.reason }
             }
         }
         // Sent by the server: a TLS alert.
         C::ConnectionClosed(cc) if crypto_alert(cc.error_code).is_some() => {
             let alert = crypto_alert(cc.error_code).unwrap_or_default();
-            let refused = |reason, hint| ConnectError::CertificateRefused { addr: addr_s.clone(), reason, hint };
+            let refused =
+                |reason, hint| ConnectError::CertificateRefused { addr: addr_s.clone(), reason, hint };
             match alert {
                 116 => ConnectError::CertificateRequired { addr: addr_s },
                 48 => refused(
@@ -459,12 +493,20 @@ fn classify<P: Protocol>(addr: &str, e: quinn::ConnectionError) -> ConnectError 
                     "tls.cert.file must be a certificate made by `sluice certs` for a node or client",
                 ),
                 46 => refused("certificate not usable for a client", "use a client or node certificate from `sluice certs`"),
+                51 => refused(
+                    "its signature does not verify against the cluster CA",
+                    "tls.cert.file was signed by another CA of the same name; reissue it from the cluster CA with `sluice certs issue`",
+                ),
                 120 => ConnectError::ProtocolMismatch { addr: addr_s, ours: P::ALPN, theirs: None },
-                _ => ConnectError::Connection { addr: addr_s, source: C::ConnectionClosed(cc) },
+                _ => ConnectError::Refused {
+                    addr: addr_s,
+                    reason: format!("TLS alert {alert}: {}", String::from_utf8_lossy(&cc.reason)),
+                },
             }
         }
         C::ApplicationClosed(ac) if ac.error_code == codes::PROTOCOL_MISMATCH => {
-            let theirs = String::from_utf8_lossy(&ac.reason).strip_prefix("server speaks ").map(str::to_string);
+            let theirs =
+                String::from_utf8_lossy(&ac.reason).strip_prefix("server speaks ").map(str::to_string);
             ConnectError::ProtocolMismatch { addr: addr_s, ours: P::ALPN, theirs }
         }
         C::TimedOut => ConnectError::Timeout { addr: addr_s, after: Duration::ZERO },
@@ -675,7 +717,11 @@ impl<P: Protocol> OrderedChannel<P> {
                             let _ = push_tx.send(p);
                         }
                         ServerBody::Reply(r) => {
-                            let waiter = reader_shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&env.correlation_id);
+                            let waiter = reader_shared
+                                .pending
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&env.correlation_id);
                             if let Some(w) = waiter {
                                 let _ = w.send(Ok(r));
                             }
@@ -692,13 +738,23 @@ impl<P: Protocol> OrderedChannel<P> {
             };
             debug!(addr = %reader_addr, %reason, "ordered channel closed");
             *reader_shared.closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-            let waiters: Vec<_> = reader_shared.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+            let waiters: Vec<_> =
+                reader_shared.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
             for (_, w) in waiters {
-                let _ = w.send(Err(RpcError::ChannelClosed { addr: reader_addr.to_string(), reason: reason.clone() }));
+                let _ = w.send(Err(RpcError::ChannelClosed {
+                    addr: reader_addr.to_string(),
+                    reason: reason.clone(),
+                }));
             }
         });
         Ok(OrderedChannel {
-            caller: OrderedCaller { shared, tx, addr, max_frame: s.max_frame, request_timeout: s.request_timeout },
+            caller: OrderedCaller {
+                shared,
+                tx,
+                addr,
+                max_frame: s.max_frame,
+                request_timeout: s.request_timeout,
+            },
             pushes,
         })
     }
@@ -731,7 +787,11 @@ impl<P: Protocol> OrderedCaller<P> {
     }
 
     /// [`call`](Self::call) with a trace context.
-    pub async fn call_traced<R: Rpc<P>>(&self, request: R, trace: Option<TraceContext>) -> Result<R::Reply, RpcError> {
+    pub async fn call_traced<R: Rpc<P>>(
+        &self,
+        request: R,
+        trace: Option<TraceContext>,
+    ) -> Result<R::Reply, RpcError> {
         self.send_traced(request, trace).await?.reply().await
     }
 
@@ -748,7 +808,10 @@ impl<P: Protocol> OrderedCaller<P> {
         trace: Option<TraceContext>,
     ) -> Result<PendingReply<P, R>, RpcError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let bytes = frame::encode(&Envelope { correlation_id: id, trace, body: request.into_request() }, self.max_frame)?;
+        let bytes = frame::encode(
+            &Envelope { correlation_id: id, trace, body: request.into_request() },
+            self.max_frame,
+        )?;
         let (tx, rx) = oneshot::channel();
         {
             // Checked under the pending lock, so a closing reader cannot miss this waiter.
@@ -760,7 +823,10 @@ impl<P: Protocol> OrderedCaller<P> {
         }
         if self.tx.send(bytes).await.is_err() {
             self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            return Err(RpcError::ChannelClosed { addr: self.addr.to_string(), reason: "writer stopped".into() });
+            return Err(RpcError::ChannelClosed {
+                addr: self.addr.to_string(),
+                reason: "writer stopped".into(),
+            });
         }
         Ok(PendingReply { id, rx, caller: self.clone(), _rpc: PhantomData })
     }
@@ -793,6 +859,7 @@ impl<P: Protocol, R: Rpc<P>> PendingReply<P, R> {
             Ok(Err(_)) => return Err(RpcError::ChannelClosed { addr, reason: "reader stopped".into() }),
             Ok(Ok(r)) => r?,
         };
-        R::from_response(response).map_err(|other| RpcError::UnexpectedReply { rpc: R::NAME, got: short_debug(&other) })
+        R::from_response(response)
+            .map_err(|other| RpcError::UnexpectedReply { rpc: R::NAME, got: short_debug(&other) })
     }
 }

@@ -73,7 +73,8 @@ impl TraceContext {
         let trace = parts.next()?;
         let span = parts.next()?;
         let flags = parts.next()?;
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2
+        {
             return None;
         }
         if version == "00" && parts.next().is_some() {

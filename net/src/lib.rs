@@ -29,7 +29,9 @@ pub use client::{
 };
 pub use frame::{Envelope, FrameError, TraceContext, DEFAULT_MAX_FRAME, ENVELOPE_VERSION};
 pub use protocol::{Protocol, Rpc, Service, Typed, WireError};
-pub use server::{ChannelClosed, ChannelRequest, ChannelSender, Peer, Server, ServerChannel, ServerError, ServerOptions};
+pub use server::{
+    ChannelClosed, ChannelRequest, ChannelSender, Peer, Server, ServerChannel, ServerError, ServerOptions,
+};
 pub use tls::{ClientTls, Principal, TlsError, TlsFiles, TlsIdentity, TransportOptions};
 
 /// This build's name and version, sent in the hello.

@@ -113,7 +113,12 @@ impl PerfHandler for PerfServer {
                             return;
                         }
                     }
-                    PerfResponse::Echo(EchoReply { id: e.id, payload: e.payload, pushes_sent: pushes, position })
+                    PerfResponse::Echo(EchoReply {
+                        id: e.id,
+                        payload: e.payload,
+                        pushes_sent: pushes,
+                        position,
+                    })
                 }
                 PerfRequest::Sink(s) => PerfResponse::Sink(self.sink(channel.peer(), s).await),
                 PerfRequest::WhoAmI(w) => PerfResponse::WhoAmI(self.who_am_i(channel.peer(), w).await),

@@ -87,7 +87,8 @@ impl<P: Protocol> Server<P> {
     /// Binds `addr` (port 0 picks a free port). Must run inside a tokio runtime.
     pub fn bind(addr: SocketAddr, identity: &TlsIdentity, opts: ServerOptions) -> Result<Self, ServerError> {
         let cfg = tls::server_config(identity, P::ALPN, &opts.transport)?;
-        let endpoint = quinn::Endpoint::server(cfg, addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let endpoint =
+            quinn::Endpoint::server(cfg, addr).map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Server { endpoint, opts: Arc::new(opts), _protocol: PhantomData })
     }
 
@@ -188,7 +189,9 @@ async fn handle_stream<P: Protocol, S: Service<P>>(
             let hello: Envelope<Hello> = match frame::read(&mut recv, opts.max_frame).await {
                 Ok(Some(h)) => h,
                 Ok(None) => return,
-                Err(e) => return refuse_stream::<HelloReply>(&mut send, &mut recv, 0, &e, opts.max_frame).await,
+                Err(e) => {
+                    return refuse_stream::<HelloReply>(&mut send, &mut recv, 0, &e, opts.max_frame).await
+                }
             };
             debug!(client_software = %hello.body.software, "hello");
             let reply = HelloReply {
@@ -204,7 +207,8 @@ async fn handle_stream<P: Protocol, S: Service<P>>(
             service.ordered(peer, channel).await;
         }
         other => {
-            let env = Envelope::new(0, ServerBody::<(), ()>::Error(WireError::UnknownStreamKind { kind: other }));
+            let env =
+                Envelope::new(0, ServerBody::<(), ()>::Error(WireError::UnknownStreamKind { kind: other }));
             write_and_finish(&mut send, &env, opts.max_frame).await;
             let _ = recv.stop(codes::UNKNOWN_STREAM);
         }
@@ -352,16 +356,21 @@ impl<P: Protocol> ServerChannel<P> {
     /// returned.
     pub async fn next_request(&mut self) -> Result<Option<ChannelRequest<P::Request>>, FrameError> {
         match frame::read::<P::Request, _>(&mut self.recv, self.max_frame).await {
-            Ok(Some(env)) => {
-                Ok(Some(ChannelRequest { correlation_id: env.correlation_id, trace: env.trace, request: env.body }))
-            }
+            Ok(Some(env)) => Ok(Some(ChannelRequest {
+                correlation_id: env.correlation_id,
+                trace: env.trace,
+                request: env.body,
+            })),
             Ok(None) => Ok(None),
             Err(e) => {
                 if !matches!(e, FrameError::Io(_)) {
                     warn!(error = %e, "bad frame on ordered channel; closing it");
                     let _ = self.sender.send(0, ServerBody::Error(WireError::from(&e))).await;
-                    let code =
-                        if matches!(e, FrameError::TooLarge { .. }) { codes::FRAME_TOO_LARGE } else { codes::MALFORMED_FRAME };
+                    let code = if matches!(e, FrameError::TooLarge { .. }) {
+                        codes::FRAME_TOO_LARGE
+                    } else {
+                        codes::MALFORMED_FRAME
+                    };
                     let _ = self.recv.stop(code);
                 }
                 Err(e)
@@ -386,7 +395,11 @@ impl<P: Protocol> ChannelSender<P> {
         self.send(0, ServerBody::Push(message)).await
     }
 
-    async fn send(&self, correlation_id: u64, body: ServerBody<P::Response, P::Push>) -> Result<(), ChannelClosed> {
+    async fn send(
+        &self,
+        correlation_id: u64,
+        body: ServerBody<P::Response, P::Push>,
+    ) -> Result<(), ChannelClosed> {
         let bytes = match frame::encode(&Envelope::new(correlation_id, body), self.max_frame) {
             Ok(b) => b,
             Err(e) => {

@@ -139,7 +139,10 @@ impl ClientTls {
     /// A client with no certificate of its own. Sluice servers refuse it; this exists so
     /// tools can diagnose that refusal.
     pub fn without_certificate(ca_pem: &str) -> Result<Self, TlsError> {
-        Ok(ClientTls { roots: Arc::new(parse_roots(ca_pem.as_bytes(), Path::new("<memory>"))?), identity: None })
+        Ok(ClientTls {
+            roots: Arc::new(parse_roots(ca_pem.as_bytes(), Path::new("<memory>"))?),
+            identity: None,
+        })
     }
 }
 
@@ -193,7 +196,11 @@ fn transport(opts: &TransportOptions) -> Result<Arc<quinn::TransportConfig>, Tls
 
 /// A QUIC server configuration that requires client certificates from the cluster CA and
 /// speaks `alpn` (plus [`NEGOTIATE_ALPN`]).
-pub fn server_config(id: &TlsIdentity, alpn: &str, opts: &TransportOptions) -> Result<quinn::ServerConfig, TlsError> {
+pub fn server_config(
+    id: &TlsIdentity,
+    alpn: &str,
+    opts: &TransportOptions,
+) -> Result<quinn::ServerConfig, TlsError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(id.roots.clone(), provider())
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
@@ -212,7 +219,11 @@ pub fn server_config(id: &TlsIdentity, alpn: &str, opts: &TransportOptions) -> R
 
 /// A QUIC client configuration that trusts the cluster CA, presents our certificate and asks
 /// for `alpn` (plus [`NEGOTIATE_ALPN`] so a mismatch can be explained).
-pub fn client_config(tls: &ClientTls, alpn: &str, opts: &TransportOptions) -> Result<quinn::ClientConfig, TlsError> {
+pub fn client_config(
+    tls: &ClientTls,
+    alpn: &str,
+    opts: &TransportOptions,
+) -> Result<quinn::ClientConfig, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -1,1 +1,174 @@
-//! placeholder
+//! Fixtures for Sluice's integration tests.
+//!
+//! - [`TestPki`]: a throwaway CA in a temporary directory that issues node and client
+//!   certificates (and expired ones), deleted on drop.
+//! - [`PerfServerHandle`]: a `sluice-perf/1` server on `127.0.0.1:0`, stopped on drop.
+//! - [`wait_for`]: poll a condition until a deadline instead of sleeping.
+//! - [`sluice_bin`]: the `sluice` executable built alongside the tests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_certs::{CertAuthority, CertSpec, Role};
+use sluice_net::perf::{Perf, PerfServer};
+use sluice_net::{ClientTls, Server, ServerOptions, TlsFiles, TlsIdentity, Typed};
+
+/// A throwaway CA and the certificates it issues, in a temporary directory.
+pub struct TestPki {
+    dir: tempfile::TempDir,
+    ca: CertAuthority,
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki").field("dir", &self.dir.path()).finish()
+    }
+}
+
+impl TestPki {
+    /// A new CA named `name`, written to a fresh temporary directory.
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca = CertAuthority::generate(name).expect("generate CA");
+        ca.write(dir.path()).expect("write CA");
+        TestPki { dir, ca }
+    }
+
+    /// The directory holding `ca.pem`, `ca.key` and every issued `NAME.pem` / `NAME.key`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// Issues (and writes) a certificate made from `spec`; returns its files.
+    pub fn issue(&self, spec: CertSpec) -> TlsFiles {
+        let cert = self.ca.issue(&spec).expect("issue certificate");
+        cert.write(self.dir()).expect("write certificate");
+        self.files(&spec.name)
+    }
+
+    /// The file paths of certificate `name`.
+    pub fn files(&self, name: &str) -> TlsFiles {
+        TlsFiles {
+            ca: self.dir().join(sluice_certs::CA_CERT_FILE),
+            cert: sluice_certs::IssuedCert::cert_path(self.dir(), name),
+            key: sluice_certs::IssuedCert::key_path(self.dir(), name),
+        }
+    }
+
+    /// A node identity named `name`.
+    pub fn node(&self, name: &str) -> TlsIdentity {
+        TlsIdentity::load(&self.issue(CertSpec::new(name, Role::Node))).expect("load node identity")
+    }
+
+    /// A client identity named `name`.
+    pub fn client(&self, name: &str) -> ClientTls {
+        ClientTls::new(
+            TlsIdentity::load(&self.issue(CertSpec::new(name, Role::Client))).expect("load client"),
+        )
+    }
+
+    /// An identity whose certificate expired yesterday.
+    pub fn expired(&self, name: &str, role: Role) -> TlsIdentity {
+        let now = time::OffsetDateTime::now_utc();
+        let spec = CertSpec::new(name, role)
+            .valid_between(now - time::Duration::days(30), now - time::Duration::days(1));
+        TlsIdentity::load(&self.issue(spec)).expect("load expired identity")
+    }
+}
+
+/// A `sluice-perf/1` server running in this process, stopped when dropped.
+#[derive(Debug)]
+pub struct PerfServerHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PerfServerHandle {
+    /// Starts a server with `identity` on `addr` (use port 0 for a free port).
+    pub fn start_on(addr: SocketAddr, identity: &TlsIdentity, opts: ServerOptions) -> Self {
+        let server = Server::<Perf>::bind(addr, identity, opts).expect("bind perf server");
+        let addr = server.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(Arc::new(Typed(PerfServer::default())), async move {
+            let _ = stopped.await;
+        }));
+        PerfServerHandle { addr, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Starts a server named `name` with default options on a free loopback port.
+    pub fn start(identity: &TlsIdentity, name: &str) -> Self {
+        let opts = ServerOptions { name: name.into(), ..ServerOptions::default() };
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), identity, opts)
+    }
+
+    /// `host:port` for clients.
+    pub fn addr_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the server and waits until its socket is closed.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for PerfServerHandle {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it returns true or `timeout` passes; returns whether it did.
+pub async fn wait_for<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `sluice` executable from the same build as the running test.
+///
+/// Cargo builds it whenever `sluice-bin`'s own integration tests are built, which every
+/// workspace test run does.
+pub fn sluice_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_sluice") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/sluice
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join(format!("sluice{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p sluice-bin` (or the whole workspace's tests)",
+        bin.display()
+    );
+    bin
+}

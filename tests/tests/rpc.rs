@@ -1,0 +1,144 @@
+//! Typed RPC and ordered channels over real QUIC: concurrency, correlation, order,
+//! reconnection and timeouts.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use sluice_net::perf::{EchoRequest, Perf, PerfPush, SinkRequest, WhoAmI};
+use sluice_net::{Client, ClientOptions, ConnectError, ServerOptions};
+use sluice_tests::{wait_for, PerfServerHandle, TestPki};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply() {
+    let pki = TestPki::new("cluster");
+    let server = PerfServerHandle::start(&pki.node("b1"), "b1");
+    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
+    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let start = tokio::sync::Barrier::new(1000);
+    let start = std::sync::Arc::new(start);
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..1000u64 {
+        let (conn, start) = (conn.clone(), start.clone());
+        tasks.spawn(async move {
+            start.wait().await; // all 1000 are issued together
+            let payload = id.to_le_bytes().repeat((id % 50 + 1) as usize);
+            let reply = conn
+                .call(EchoRequest { id, payload: payload.clone(), pushes_before: 0 })
+                .await
+                .expect("call");
+            assert_eq!(reply.id, id, "reply answers its own request");
+            assert_eq!(reply.payload, payload, "reply carries its own request's bytes");
+            id
+        });
+    }
+    let mut seen = HashSet::new();
+    while let Some(id) = tasks.join_next().await {
+        assert!(seen.insert(id.expect("task")));
+    }
+    assert_eq!(seen.len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_channel_delivers_10000_pipelined_requests_and_interleaved_pushes_in_order() {
+    let pki = TestPki::new("cluster");
+    let server = PerfServerHandle::start(&pki.node("b1"), "b1");
+    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
+    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let mut channel = conn.open_ordered().await.expect("ordered channel");
+    let caller = channel.caller();
+
+    // --- queue all 10,000 without waiting (pipelined), each asking for 0-2 pushes first
+    let mut pending = Vec::with_capacity(10_000);
+    for id in 0..10_000u64 {
+        let req = EchoRequest { id, payload: id.to_be_bytes().to_vec(), pushes_before: (id % 3) as u32 };
+        pending.push(caller.send(req).await.expect("queue request"));
+    }
+
+    // --- replies in send order; every push sent before a reply is already queued
+    let mut pushes_taken = 0u64;
+    for (i, p) in pending.into_iter().enumerate() {
+        let reply = p.reply().await.expect("reply");
+        assert_eq!(reply.id, i as u64);
+        assert_eq!(reply.position, i as u64 + 1, "the server received request {i} in send order");
+        while let Some(PerfPush { seq }) = channel.try_next_push() {
+            pushes_taken += 1;
+            assert_eq!(seq, pushes_taken, "pushes arrive in the order sent");
+        }
+        assert!(
+            pushes_taken >= reply.pushes_sent,
+            "reply {i} arrived before push {} that the server sent ahead of it",
+            reply.pushes_sent
+        );
+    }
+    let expected_pushes: u64 = (0..10_000u64).map(|i| i % 3).sum();
+    assert_eq!(pushes_taken, expected_pushes);
+}
+
+#[tokio::test]
+async fn the_cached_connection_is_reused_and_replaced_after_the_server_restarts() {
+    let pki = TestPki::new("cluster");
+    let identity = pki.node("b1");
+    let server = PerfServerHandle::start(&identity, "b1");
+    let addr = server.addr;
+    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
+    let first = client.connection(&addr.to_string()).await.expect("connect");
+    let again = client.connection(&addr.to_string()).await.expect("cached");
+    assert_eq!(first.quic().stable_id(), again.quic().stable_id(), "the cache hands out the same connection");
+
+    // --- restart the server on the same port
+    server.stop().await;
+    assert!(wait_for(Duration::from_secs(10), || async { !first.is_open() }).await, "client sees the close");
+    let opts = ServerOptions { name: "b1-restarted".into(), ..ServerOptions::default() };
+    let _server = PerfServerHandle::start_on(addr, &identity, opts);
+
+    // --- the cache notices and reconnects
+    let reply = client.call(&addr.to_string(), WhoAmI).await.expect("call after restart");
+    assert_eq!(reply, "c");
+    let now = client.connection(&addr.to_string()).await.expect("cached again");
+    assert_ne!(now.quic().stable_id(), first.quic().stable_id());
+    assert_eq!(now.server_name(), "b1-restarted");
+}
+
+#[tokio::test]
+async fn connecting_retries_with_backoff_until_the_server_appears() {
+    let pki = TestPki::new("cluster");
+    let identity = pki.node("b1");
+    // Reserve a free UDP port, then release it for the late server.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(20),
+        transport: sluice_net::TransportOptions {
+            idle_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..ClientOptions::default()
+    };
+    let client = std::sync::Arc::new(Client::<Perf>::new(&pki.client("c"), opts).expect("client"));
+    let c2 = client.clone();
+    let attempt =
+        tokio::spawn(async move { c2.call(&addr.to_string(), SinkRequest { data: vec![1, 2, 3] }).await });
+    // The server starts only once the client has been trying for a while.
+    let t0 = Instant::now();
+    assert!(wait_for(Duration::from_secs(5), || async { t0.elapsed() > Duration::from_millis(700) }).await);
+    let _server = PerfServerHandle::start_on(addr, &identity, ServerOptions::default());
+    let reply = attempt.await.expect("task").expect("call succeeds once the server is up");
+    assert_eq!(reply.received, 3);
+}
+
+#[tokio::test]
+async fn nobody_listening_is_a_clear_timeout_within_the_bound() {
+    let pki = TestPki::new("cluster");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let opts = ClientOptions { connect_timeout: Duration::from_millis(800), ..ClientOptions::default() };
+    let client = Client::<Perf>::new(&pki.client("c"), opts).expect("client");
+    let t0 = Instant::now();
+    let err = client.connection(&format!("127.0.0.1:{port}")).await.expect_err("nobody there");
+    assert!(t0.elapsed() < Duration::from_secs(5), "gave up after {:?}", t0.elapsed());
+    assert!(matches!(err, ConnectError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("is the server running"), "{err}");
+
+    let err = client.connection("no-port-here").await.expect_err("bad address");
+    assert!(matches!(err, ConnectError::Address { .. }), "{err:?}");
+    assert!(err.to_string().contains("HOST:PORT"), "{err}");
+}
