@@ -46,13 +46,30 @@ pub struct PerfTestArgs {
     /// Seconds each small-RPC run lasts (0 skips the phase).
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     pub rpc_seconds: f64,
+    /// How small RPCs travel: `call` is `Connection::call` (small requests multiplexed on the
+    /// connection's lane); `channel` pipelines them on an ordered channel (FIFO).
+    #[arg(long, value_enum, default_value_t = RpcVia::Call)]
+    pub rpc_via: RpcVia,
     /// Keep the certificates made for the test in DIR (reused if already there) instead of a
     /// temporary directory that is removed afterwards.
     #[arg(long, value_name = "DIR")]
     pub certs_dir: Option<PathBuf>,
+    /// Worker threads for this process [default: all cores with --connect, else half of them,
+    /// the other half going to the server process it starts].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Client credentials for --connect.
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+/// How the small-RPC phase sends its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RpcVia {
+    /// `Connection::call`.
+    Call,
+    /// All calls pipelined on one ordered channel.
+    Channel,
 }
 
 /// Arguments of `sluice transport-perf-server`.
@@ -61,6 +78,9 @@ pub struct PerfServerArgs {
     /// Address to listen on (UDP); port 0 picks a free port.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Server credentials.
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -80,14 +100,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+fn runtime_with(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build().context("cannot start the async runtime")
 }
 
 /// `sluice transport-perf-server`.
 pub fn run_server(args: PerfServerArgs) -> Result<()> {
     let identity = args.tls.load()?;
-    runtime()?.block_on(async move {
+    runtime_with(args.threads)?.block_on(async move {
         let opts = ServerOptions { name: "transport-perf-server".into(), ..ServerOptions::default() };
         let server = Server::<Perf>::bind(args.listen, &identity, opts)?;
         let addr = server.local_addr()?;
@@ -129,7 +153,14 @@ pub fn run_test(args: PerfTestArgs) -> Result<()> {
     if !args.rpc_seconds.is_finite() || args.rpc_seconds < 0.0 {
         bail!("--rpc-seconds must be a number of seconds, 0 or more");
     }
-    runtime()?.block_on(run_test_async(args))
+    let threads = args.threads.or_else(|| args.connect.is_none().then(half_the_cores));
+    runtime_with(threads)?.block_on(run_test_async(args))
+}
+
+/// Half the machine's cores (at least one): the share of each process when the test runs
+/// client and server on one machine.
+fn half_the_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1).max(1)
 }
 
 async fn run_test_async(args: PerfTestArgs) -> Result<()> {
@@ -147,7 +178,7 @@ async fn run_test_async(args: PerfTestArgs) -> Result<()> {
                 }
             };
             ensure_certs(&dir)?;
-            let (child, addr) = spawn_server(&dir).await?;
+            let (child, addr) = spawn_server(&dir, half_the_cores()).await?;
             let tls = ClientTls::new(TlsArgs::from_files(&files_in(&dir, "perf-client")).load()?);
             (addr, tls, Some(child))
         }
@@ -192,12 +223,13 @@ fn ensure_certs(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn spawn_server(dir: &std::path::Path) -> Result<(tokio::process::Child, String)> {
+async fn spawn_server(dir: &std::path::Path, threads: usize) -> Result<(tokio::process::Child, String)> {
     let exe = std::env::current_exe().context("cannot find the sluice executable")?;
     let files = files_in(dir, "perf-server");
     let mut child = tokio::process::Command::new(exe)
         .arg("transport-perf-server")
         .args(["--listen", "127.0.0.1:0"])
+        .args(["--threads", &threads.to_string()])
         .arg("--tls-ca")
         .arg(&files.ca)
         .arg("--tls-cert")
@@ -270,7 +302,7 @@ async fn bulk(conn: &Connection<Perf>, args: &PerfTestArgs) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.bulk_in_flight {
         let (conn, next, sent_mib) = (conn.clone(), next.clone(), sent_mib.clone());
-        let payload: Vec<u8> = (0..frame).map(|i| i as u8).collect();
+        let payload = bytes::Bytes::from((0..frame).map(|i| i as u8).collect::<Vec<u8>>());
         tasks.spawn(async move {
             let mut acked = 0u64;
             while next.fetch_add(1, Ordering::Relaxed) < frames {
@@ -313,16 +345,25 @@ async fn small_rpcs(conn: &Connection<Perf>, args: &PerfTestArgs, concurrency: u
     progress(format!("rpc concurrency {concurrency}"), 0, calls.clone(), done.clone(), "calls");
     let start = Instant::now();
     let deadline = start + run_for;
+    let channel = match args.rpc_via {
+        RpcVia::Call => None,
+        RpcVia::Channel => Some(conn.open_ordered().await?),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..concurrency {
         let (conn, calls, payload) = (conn.clone(), calls.clone(), payload.clone());
+        let caller = channel.as_ref().map(|c| c.caller());
         tasks.spawn(async move {
             let mut latencies_us = Vec::with_capacity(1 << 16);
             let mut id = (w as u64) << 40;
             while Instant::now() < deadline {
                 id += 1;
                 let t = Instant::now();
-                let reply = conn.call(EchoRequest { id, payload: payload.clone(), pushes_before: 0 }).await?;
+                let req = EchoRequest { id, payload: payload.clone(), pushes_before: 0, delay_ms: 0 };
+                let reply = match &caller {
+                    Some(c) => c.call(req).await?,
+                    None => conn.call(req).await?,
+                };
                 latencies_us.push(t.elapsed().as_micros() as u64);
                 if reply.id != id || reply.payload.len() != payload.len() {
                     bail!("echo {id} answered with id {} and {} bytes", reply.id, reply.payload.len());
@@ -343,8 +384,12 @@ async fn small_rpcs(conn: &Connection<Perf>, args: &PerfTestArgs, concurrency: u
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0)
     };
     println!(
-        "rpc {:>4} B concurrency {:>3}: {:>9} calls in {:>5.2} s {:>9.0} calls/s   p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+        "rpc {:>4} B {:<7} concurrency {:>3}: {:>9} calls in {:>5.2} s {:>9.0} calls/s   p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
         args.rpc_bytes,
+        match args.rpc_via {
+            RpcVia::Call => "call",
+            RpcVia::Channel => "channel",
+        },
         concurrency,
         all.len(),
         secs,

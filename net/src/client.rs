@@ -221,10 +221,15 @@ pub enum RpcError {
     },
 }
 
+/// Requests whose frame is at most this big share the connection's lane; bigger ones get a
+/// stream of their own, so a bulk transfer never holds up small calls behind it.
+pub const LANE_MAX_FRAME: usize = 64 * 1024;
+
 struct ConnShared {
     conn: quinn::Connection,
     addr: String,
     server_name: String,
+    /// The smaller of our limit and the server's.
     max_frame: u32,
     request_timeout: Duration,
     next_id: AtomicU64,
@@ -234,12 +239,12 @@ struct ConnShared {
 /// calls may run on it concurrently, each on its own stream.
 pub struct Connection<P: Protocol> {
     shared: Arc<ConnShared>,
-    _protocol: PhantomData<P>,
+    lane: Arc<tokio::sync::RwLock<Option<OrderedCaller<P>>>>,
 }
 
 impl<P: Protocol> Clone for Connection<P> {
     fn clone(&self) -> Self {
-        Connection { shared: self.shared.clone(), _protocol: PhantomData }
+        Connection { shared: self.shared.clone(), lane: self.lane.clone() }
     }
 }
 
@@ -322,11 +327,11 @@ impl<P: Protocol> Connection<P> {
             conn: shared.conn.clone(),
             addr: addr.into(),
             server_name: reply.server,
-            max_frame: opts.max_frame,
+            max_frame: opts.max_frame.min(reply.max_frame),
             request_timeout: opts.request_timeout,
             next_id: AtomicU64::new(1),
         });
-        Ok(Connection { shared, _protocol: PhantomData })
+        Ok(Connection { shared, lane: Arc::new(tokio::sync::RwLock::new(None)) })
     }
 
     /// Sends one request and waits for its reply.
@@ -335,31 +340,49 @@ impl<P: Protocol> Connection<P> {
     }
 
     /// [`call`](Self::call) with a W3C trace context in the envelope.
+    ///
+    /// Small requests travel on the connection's lane (one long-lived stream multiplexing
+    /// many calls); a request whose frame exceeds [`LANE_MAX_FRAME`] gets its own stream.
     pub async fn call_traced<R: Rpc<P>>(
         &self,
         request: R,
         trace: Option<TraceContext>,
     ) -> Result<R::Reply, RpcError> {
         let after = self.shared.request_timeout;
-        let fut = exchange::<P::Request, P::Response, P::Push>(
-            &self.shared,
-            stream_kind::RPC,
-            request.into_request(),
-            trace,
-            R::NAME,
-        );
-        let response = tokio::time::timeout(after, fut).await.map_err(|_| RpcError::Timeout {
-            rpc: R::NAME,
-            addr: self.shared.addr.clone(),
-            after,
-        })??;
+        let timeout = || RpcError::Timeout { rpc: R::NAME, addr: self.shared.addr.clone(), after };
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut buf = vec![stream_kind::RPC];
+        let env = Envelope { correlation_id: id, trace, body: request.into_request() };
+        frame::encode_into(&mut buf, &env, self.shared.max_frame)?;
+        if buf.len() - 1 <= LANE_MAX_FRAME {
+            let frame = buf.split_off(1);
+            let lane = self.lane().await?;
+            return lane.send_encoded::<R>(id, frame).await?.reply().await;
+        }
+        let fut = exchange_encoded::<P::Response, P::Push>(&self.shared, id, buf, R::NAME);
+        let response = tokio::time::timeout(after, fut).await.map_err(|_| timeout())??;
         R::from_response(response)
             .map_err(|other| RpcError::UnexpectedReply { rpc: R::NAME, got: short_debug(&other) })
     }
 
+    /// The open lane, opening a new one if there is none or it has closed.
+    async fn lane(&self) -> Result<OrderedCaller<P>, RpcError> {
+        if let Some(lane) = self.lane.read().await.as_ref().filter(|l| !l.is_closed()) {
+            return Ok(lane.clone());
+        }
+        let mut slot = self.lane.write().await;
+        if let Some(lane) = slot.as_ref().filter(|l| !l.is_closed()) {
+            return Ok(lane.clone());
+        }
+        let channel = OrderedChannel::open(self, stream_kind::MUX).await?;
+        let caller = channel.caller();
+        *slot = Some(caller.clone());
+        Ok(caller)
+    }
+
     /// Opens an ordered channel: requests, replies and server pushes on one stream, in order.
     pub async fn open_ordered(&self) -> Result<OrderedChannel<P>, RpcError> {
-        OrderedChannel::open(self).await
+        OrderedChannel::open(self, stream_kind::ORDERED).await
     }
 
     /// The server's name, as it said in the hello.
@@ -388,7 +411,7 @@ impl<P: Protocol> Connection<P> {
     }
 }
 
-/// One request/reply on a fresh stream.
+/// One request/reply on a fresh stream (used for the hello).
 async fn exchange<Q: serde::Serialize, R: serde::de::DeserializeOwned, Pu: serde::de::DeserializeOwned>(
     shared: &ConnShared,
     kind: u8,
@@ -399,8 +422,19 @@ async fn exchange<Q: serde::Serialize, R: serde::de::DeserializeOwned, Pu: serde
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let mut buf = vec![kind];
     frame::encode_into(&mut buf, &Envelope { correlation_id: id, trace, body }, shared.max_frame)?;
+    exchange_encoded::<R, Pu>(shared, id, buf, rpc).await
+}
+
+/// Sends `buf` (stream kind byte and one frame) on a fresh stream and reads the reply.
+async fn exchange_encoded<R: serde::de::DeserializeOwned, Pu: serde::de::DeserializeOwned>(
+    shared: &ConnShared,
+    id: u64,
+    buf: Vec<u8>,
+    rpc: &'static str,
+) -> Result<R, RpcError> {
     let (mut send, mut recv) = shared.conn.open_bi().await.map_err(|e| lost(shared, e))?;
-    send.write_all(&buf).await.map_err(|e| write_err(shared, e))?;
+    // Handing quinn the buffer avoids copying it again.
+    send.write_chunk(bytes::Bytes::from(buf)).await.map_err(|e| write_err(shared, e))?;
     let _ = send.finish();
     let reply = frame::read::<ServerBody<R, Pu>, _>(&mut recv, shared.max_frame)
         .await
@@ -564,7 +598,7 @@ impl<P: Protocol> Client<P> {
         }
         let bind: SocketAddr = if v6 { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
             .map_err(|e: std::net::AddrParseError| ConnectError::Socket(std::io::Error::other(e)))?;
-        let ep = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
+        let ep = crate::socket::endpoint(bind, None, &self.opts.transport).map_err(ConnectError::Socket)?;
         eps.insert(v6, ep.clone());
         Ok(ep)
     }
@@ -676,10 +710,10 @@ impl<P: Protocol> std::fmt::Debug for OrderedCaller<P> {
 }
 
 impl<P: Protocol> OrderedChannel<P> {
-    async fn open(conn: &Connection<P>) -> Result<Self, RpcError> {
+    async fn open(conn: &Connection<P>, kind: u8) -> Result<Self, RpcError> {
         let s = &conn.shared;
         let (mut send, mut recv) = s.conn.open_bi().await.map_err(|e| lost(s, e))?;
-        send.write_all(&[stream_kind::ORDERED]).await.map_err(|e| write_err(s, e))?;
+        send.write_all(&[kind]).await.map_err(|e| write_err(s, e))?;
         let shared = Arc::new(ChannelShared::<P::Response> {
             pending: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
@@ -812,6 +846,11 @@ impl<P: Protocol> OrderedCaller<P> {
             &Envelope { correlation_id: id, trace, body: request.into_request() },
             self.max_frame,
         )?;
+        self.send_encoded(id, bytes).await
+    }
+
+    /// Queues an already encoded frame whose correlation id is `id`.
+    async fn send_encoded<R: Rpc<P>>(&self, id: u64, frame: Vec<u8>) -> Result<PendingReply<P, R>, RpcError> {
         let (tx, rx) = oneshot::channel();
         {
             // Checked under the pending lock, so a closing reader cannot miss this waiter.
@@ -821,7 +860,7 @@ impl<P: Protocol> OrderedCaller<P> {
             }
             pending.insert(id, tx);
         }
-        if self.tx.send(bytes).await.is_err() {
+        if self.tx.send(frame).await.is_err() {
             self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             return Err(RpcError::ChannelClosed {
                 addr: self.addr.to_string(),
@@ -829,6 +868,11 @@ impl<P: Protocol> OrderedCaller<P> {
             });
         }
         Ok(PendingReply { id, rx, caller: self.clone(), _rpc: PhantomData })
+    }
+
+    /// Whether the channel has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.lock().unwrap_or_else(|p| p.into_inner()).is_some() || self.tx.is_closed()
     }
 }
 

@@ -16,6 +16,7 @@
 
 use std::io;
 
+use bytes::BufMut;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -227,14 +228,15 @@ pub async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<O
         return Err(FrameError::TooLarge { len: u64::from(len), max });
     }
     let len = len as usize;
-    let mut payload = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        let n = r.read(&mut payload[got..]).await?;
+    // Read into uninitialised capacity: zeroing a large buffer first costs as much as a copy.
+    let mut payload = Vec::with_capacity(len);
+    while payload.len() < len {
+        let want = len - payload.len();
+        let mut rest = (&mut payload).limit(want);
+        let n = r.read_buf(&mut rest).await?;
         if n == 0 {
-            return Err(FrameError::Truncated { expected: len, got });
+            return Err(FrameError::Truncated { expected: len, got: payload.len() });
         }
-        got += n;
     }
     Ok(Some(payload))
 }

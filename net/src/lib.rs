@@ -22,6 +22,7 @@ pub mod frame;
 pub mod perf;
 pub mod protocol;
 pub mod server;
+mod socket;
 pub mod tls;
 
 pub use client::{

@@ -17,6 +17,8 @@ pub struct EchoRequest {
     pub payload: Vec<u8>,
     /// On an ordered channel: pushes the server sends before this reply.
     pub pushes_before: u32,
+    /// Milliseconds the server waits before answering (to test concurrency).
+    pub delay_ms: u32,
 }
 
 /// The echo.
@@ -37,9 +39,8 @@ pub struct EchoReply {
 /// Bytes for the server to count and drop (bulk transfer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SinkRequest {
-    /// The bytes.
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
+    /// The bytes (shared, so a sender can resend them without copying).
+    pub data: bytes::Bytes,
 }
 
 /// What the server received.
@@ -86,6 +87,9 @@ pub struct PerfServer {
 
 impl PerfHandler for PerfServer {
     async fn echo(&self, _peer: &Peer, r: EchoRequest) -> EchoReply {
+        if r.delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(u64::from(r.delay_ms))).await;
+        }
         EchoReply { id: r.id, payload: r.payload, pushes_sent: 0, position: 0 }
     }
 

@@ -132,6 +132,9 @@ pub mod stream_kind {
     pub const RPC: u8 = 2;
     /// A long-lived ordered channel.
     pub const ORDERED: u8 = 3;
+    /// A long-lived lane multiplexing many small RPCs: the server runs each request
+    /// concurrently and replies as each finishes, matched by correlation id.
+    pub const MUX: u8 = 4;
 }
 
 /// The application-level hello: proves the TLS handshake was accepted on both sides.
@@ -149,6 +152,8 @@ pub(crate) struct HelloReply {
     /// The server's own name.
     pub server: String,
     pub software: String,
+    /// The largest frame the server accepts; the client refuses bigger requests itself.
+    pub max_frame: u32,
 }
 
 /// QUIC application error codes used when closing streams and connections.

@@ -87,8 +87,8 @@ impl<P: Protocol> Server<P> {
     /// Binds `addr` (port 0 picks a free port). Must run inside a tokio runtime.
     pub fn bind(addr: SocketAddr, identity: &TlsIdentity, opts: ServerOptions) -> Result<Self, ServerError> {
         let cfg = tls::server_config(identity, P::ALPN, &opts.transport)?;
-        let endpoint =
-            quinn::Endpoint::server(cfg, addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let endpoint = crate::socket::endpoint(addr, Some(cfg), &opts.transport)
+            .map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Server { endpoint, opts: Arc::new(opts), _protocol: PhantomData })
     }
 
@@ -198,6 +198,7 @@ async fn handle_stream<P: Protocol, S: Service<P>>(
                 you: peer.principal.name.clone(),
                 server: opts.name.clone(),
                 software: crate::SOFTWARE.into(),
+                max_frame: opts.max_frame,
             };
             let env = Envelope::new(hello.correlation_id, ServerBody::<HelloReply, ()>::Reply(reply));
             write_and_finish(&mut send, &env, opts.max_frame).await;
@@ -205,6 +206,26 @@ async fn handle_stream<P: Protocol, S: Service<P>>(
         stream_kind::ORDERED => {
             let channel = ServerChannel::<P>::start(send, recv, peer.clone(), &opts);
             service.ordered(peer, channel).await;
+        }
+        stream_kind::MUX => {
+            let mut lane = ServerChannel::<P>::start(send, recv, peer.clone(), &opts);
+            let tx = lane.sender();
+            // Each request runs concurrently; replies go out as they finish. A handler that is
+            // ready at once (most answer from memory) is not worth a task of its own.
+            while let Ok(Some(req)) = lane.next_request().await {
+                let (service, tx, peer) = (service.clone(), tx.clone(), peer.clone());
+                let mut job = Box::pin(
+                    async move {
+                        let response = service.call(&peer, req.request).await;
+                        let _ = tx.reply(req.correlation_id, response).await;
+                    }
+                    .in_current_span(),
+                );
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if job.as_mut().poll(&mut cx).is_pending() {
+                    tokio::spawn(job);
+                }
+            }
         }
         other => {
             let env =

@@ -44,7 +44,9 @@ async fn oversize_and_garbage_streams_fail_alone_while_100_other_requests_succee
         let conn = conn.clone();
         inflight.spawn(async move {
             let payload = vec![id as u8; 200 * 1024];
-            let reply = conn.call(EchoRequest { id, payload: payload.clone(), pushes_before: 0 }).await?;
+            let reply = conn
+                .call(EchoRequest { id, payload: payload.clone(), pushes_before: 0, delay_ms: 0 })
+                .await?;
             assert_eq!((reply.id, reply.payload), (id, payload));
             Ok::<_, RpcError>(())
         });
@@ -88,12 +90,12 @@ async fn oversize_and_garbage_streams_fail_alone_while_100_other_requests_succee
     }
     assert!(conn.is_open(), "the connection survives bad streams");
     let reply = other
-        .call(EchoRequest { id: 7, payload: b"hi".to_vec(), pushes_before: 0 })
+        .call(EchoRequest { id: 7, payload: b"hi".to_vec(), pushes_before: 0, delay_ms: 0 })
         .await
         .expect("other conn");
     assert_eq!(reply.payload, b"hi");
     let reply = conn
-        .call(EchoRequest { id: 8, payload: b"again".to_vec(), pushes_before: 0 })
+        .call(EchoRequest { id: 8, payload: b"again".to_vec(), pushes_before: 0, delay_ms: 0 })
         .await
         .expect("same conn");
     assert_eq!(reply.payload, b"again");
@@ -107,12 +109,14 @@ async fn a_request_over_the_limit_is_refused_locally_and_the_connection_is_unhar
     let client = Client::<Perf>::new(&pki.client("c"), opts).expect("client");
     let conn = client.connect(&server.addr_string()).await.expect("connect");
     let err = conn
-        .call(EchoRequest { id: 1, payload: vec![0; 100 * 1024], pushes_before: 0 })
+        .call(EchoRequest { id: 1, payload: vec![0; 100 * 1024], pushes_before: 0, delay_ms: 0 })
         .await
         .expect_err("too large");
     assert!(matches!(err, RpcError::Frame(FrameError::TooLarge { max: 65536, .. })), "{err:?}");
-    let ok =
-        conn.call(EchoRequest { id: 2, payload: vec![1; 1000], pushes_before: 0 }).await.expect("small call");
+    let ok = conn
+        .call(EchoRequest { id: 2, payload: vec![1; 1000], pushes_before: 0, delay_ms: 0 })
+        .await
+        .expect("small call");
     assert_eq!(ok.id, 2);
 }
 
@@ -149,7 +153,7 @@ async fn garbage_on_an_ordered_channel_closes_that_channel_only() {
     let _ = LENGTH_PREFIX;
 
     let reply = good
-        .call(EchoRequest { id: 3, payload: vec![3], pushes_before: 1 })
+        .call(EchoRequest { id: 3, payload: vec![3], pushes_before: 1, delay_ms: 0 })
         .await
         .expect("good channel still works");
     assert_eq!((reply.id, reply.pushes_sent), (3, 1));

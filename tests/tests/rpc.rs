@@ -23,7 +23,7 @@ async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply(
             start.wait().await; // all 1000 are issued together
             let payload = id.to_le_bytes().repeat((id % 50 + 1) as usize);
             let reply = conn
-                .call(EchoRequest { id, payload: payload.clone(), pushes_before: 0 })
+                .call(EchoRequest { id, payload: payload.clone(), pushes_before: 0, delay_ms: 0 })
                 .await
                 .expect("call");
             assert_eq!(reply.id, id, "reply answers its own request");
@@ -50,7 +50,12 @@ async fn ordered_channel_delivers_10000_pipelined_requests_and_interleaved_pushe
     // --- queue all 10,000 without waiting (pipelined), each asking for 0-2 pushes first
     let mut pending = Vec::with_capacity(10_000);
     for id in 0..10_000u64 {
-        let req = EchoRequest { id, payload: id.to_be_bytes().to_vec(), pushes_before: (id % 3) as u32 };
+        let req = EchoRequest {
+            id,
+            payload: id.to_be_bytes().to_vec(),
+            pushes_before: (id % 3) as u32,
+            delay_ms: 0,
+        };
         pending.push(caller.send(req).await.expect("queue request"));
     }
 
@@ -116,8 +121,9 @@ async fn connecting_retries_with_backoff_until_the_server_appears() {
     };
     let client = std::sync::Arc::new(Client::<Perf>::new(&pki.client("c"), opts).expect("client"));
     let c2 = client.clone();
-    let attempt =
-        tokio::spawn(async move { c2.call(&addr.to_string(), SinkRequest { data: vec![1, 2, 3] }).await });
+    let attempt = tokio::spawn(async move {
+        c2.call(&addr.to_string(), SinkRequest { data: vec![1u8, 2, 3].into() }).await
+    });
     // The server starts only once the client has been trying for a while.
     let t0 = Instant::now();
     assert!(wait_for(Duration::from_secs(5), || async { t0.elapsed() > Duration::from_millis(700) }).await);
@@ -141,4 +147,47 @@ async fn nobody_listening_is_a_clear_timeout_within_the_bound() {
     let err = client.connection("no-port-here").await.expect_err("bad address");
     assert!(matches!(err, ConnectError::Address { .. }), "{err:?}");
     assert!(err.to_string().contains("HOST:PORT"), "{err}");
+}
+
+#[tokio::test]
+async fn a_slow_call_does_not_hold_up_quick_ones_on_the_same_connection() {
+    let pki = TestPki::new("cluster");
+    let server = PerfServerHandle::start(&pki.node("b1"), "b1");
+    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
+    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let slow_conn = conn.clone();
+    let slow = tokio::spawn(async move {
+        slow_conn.call(EchoRequest { id: 0, payload: vec![0], pushes_before: 0, delay_ms: 3_000 }).await
+    });
+    // 50 quick calls on the same connection (and so the same lane) all finish while the
+    // slow one is still being served.
+    for id in 1..=50u64 {
+        let r = conn
+            .call(EchoRequest { id, payload: vec![1], pushes_before: 0, delay_ms: 0 })
+            .await
+            .expect("quick");
+        assert_eq!(r.id, id);
+    }
+    assert!(!slow.is_finished(), "the quick calls were not held behind the slow one");
+    assert_eq!(slow.await.expect("task").expect("slow call").id, 0);
+}
+
+#[tokio::test]
+async fn the_client_adopts_the_servers_smaller_frame_limit_from_the_hello() {
+    let pki = TestPki::new("cluster");
+    let opts = ServerOptions { max_frame: 256 * 1024, ..ServerOptions::default() };
+    let server = PerfServerHandle::start_on("127.0.0.1:0".parse().expect("addr"), &pki.node("b1"), opts);
+    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
+    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let err = conn
+        .call(EchoRequest { id: 1, payload: vec![0; 300 * 1024], pushes_before: 0, delay_ms: 0 })
+        .await
+        .expect_err("over the server's limit");
+    assert!(
+        matches!(err, sluice_net::RpcError::Frame(sluice_net::FrameError::TooLarge { max: 262144, .. })),
+        "refused locally with the server's limit: {err:?}"
+    );
+    let ok =
+        conn.call(EchoRequest { id: 2, payload: vec![0; 200 * 1024], pushes_before: 0, delay_ms: 0 }).await;
+    assert_eq!(ok.expect("under the limit").id, 2);
 }

@@ -1,0 +1,32 @@
+//! UDP sockets for QUIC endpoints, with buffers large enough for the traffic.
+//!
+//! The kernel's default UDP receive buffer (about 208 KiB on Linux) overflows at a few hundred
+//! MB/s; every datagram dropped there looks like congestion to QUIC and halves its sending
+//! rate. Endpoints therefore open their sockets here and ask for `udp_buffer` bytes each way
+//! (the kernel may grant less: `net.core.rmem_max` caps it unless we may force it).
+
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::tls::TransportOptions;
+
+/// Opens a QUIC endpoint on `addr`: a server when `server` is given, else a client.
+pub(crate) fn endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    opts: &TransportOptions,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Only the family asked for: clients keep one endpoint per family.
+        let _ = socket.set_only_v6(true);
+    }
+    // Best effort: a smaller buffer still works, only slower under load.
+    let _ = socket.set_recv_buffer_size(opts.udp_buffer);
+    let _ = socket.set_send_buffer_size(opts.udp_buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket.into(), runtime)
+}
