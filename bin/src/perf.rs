@@ -29,11 +29,16 @@ pub struct PerfTestArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub connect: Option<String>,
     /// Bytes to send in the bulk phase (suffix K, M or G: binary units; 0 skips the phase).
-    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = parse_size)]
     pub bulk_bytes: u64,
     /// Bytes per bulk frame.
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
     pub frame_bytes: u64,
+    /// How bulk bytes travel: `call` as acknowledged `SinkRequest` frames (what services
+    /// do); `raw` unframed on one stream to the server's discard sink (the transport's
+    /// ceiling, for comparison).
+    #[arg(long, value_enum, default_value_t = BulkVia::Call)]
+    pub bulk_via: BulkVia,
     /// Bulk frames in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub bulk_in_flight: usize,
@@ -61,6 +66,15 @@ pub struct PerfTestArgs {
     /// Client credentials for --connect.
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+/// How the bulk phase sends its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BulkVia {
+    /// Acknowledged `SinkRequest` calls.
+    Call,
+    /// Unframed bytes on one stream to the discard sink.
+    Raw,
 }
 
 /// How the small-RPC phase sends its calls.
@@ -112,7 +126,8 @@ fn runtime_with(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
 pub fn run_server(args: PerfServerArgs) -> Result<()> {
     let identity = args.tls.load()?;
     runtime_with(args.threads)?.block_on(async move {
-        let opts = ServerOptions { name: "transport-perf-server".into(), ..ServerOptions::default() };
+        let opts =
+            ServerOptions { name: "transport-perf-server".into(), discard: true, ..ServerOptions::default() };
         let server = Server::<Perf>::bind(args.listen, &identity, opts)?;
         let addr = server.local_addr()?;
         println!("listening on {addr}");
@@ -195,7 +210,23 @@ async fn run_test_async(args: PerfTestArgs) -> Result<()> {
         conn.server_name(),
     );
     if args.bulk_bytes > 0 {
-        bulk(&conn, &args).await?;
+        match args.bulk_via {
+            BulkVia::Call => bulk(&conn, &args).await?,
+            BulkVia::Raw => bulk_raw(&conn, &args).await?,
+        }
+    }
+    if args.bulk_bytes > 0 {
+        let p = conn.quic().stats().path;
+        println!(
+            "quic path: {} packets sent, {} lost ({} congestion events), rtt {:.3} ms (min {:.3}), cwnd {} KiB, mtu {}",
+            p.sent_packets,
+            p.lost_packets,
+            p.congestion_events,
+            p.rtt.as_secs_f64() * 1e3,
+            p.min_rtt.as_secs_f64() * 1e3,
+            p.cwnd >> 10,
+            p.current_mtu,
+        );
     }
     if args.rpc_seconds > 0.0 {
         for &c in &args.concurrency {
@@ -333,6 +364,25 @@ async fn bulk(conn: &Connection<Perf>, args: &PerfTestArgs) -> Result<()> {
         secs,
         total as f64 / secs / 1e6,
         total as f64 / secs / (1u64 << 20) as f64,
+    );
+    Ok(())
+}
+
+async fn bulk_raw(conn: &Connection<Perf>, args: &PerfTestArgs) -> Result<()> {
+    let frame = usize::try_from(args.frame_bytes).context("--frame-bytes too large")?;
+    let chunk = bytes::Bytes::from((0..frame).map(|i| i as u8).collect::<Vec<u8>>());
+    let start = Instant::now();
+    let received = conn.discard(chunk, args.bulk_bytes).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if received != args.bulk_bytes {
+        bail!("server received {received} of {} bytes", args.bulk_bytes);
+    }
+    println!(
+        "bulk raw   {:>6} MiB unframed on one stream:   {:>7.2} s {:>8.1} MB/s ({:.1} MiB/s)",
+        received >> 20,
+        secs,
+        received as f64 / secs / 1e6,
+        received as f64 / secs / (1u64 << 20) as f64,
     );
     Ok(())
 }

@@ -115,6 +115,26 @@ fn perf_test_runs_between_two_processes_and_reports_throughput() {
         2,
         "{stdout}"
     );
+    assert!(stdout.contains("quic path:") && stdout.contains("packets sent"), "{stdout}");
+
+    // The bare-transport comparison and the ordered-channel mode.
+    let out = run(sluice().args([
+        "transport-perf-test",
+        "--bulk-via",
+        "raw",
+        "--bulk-bytes",
+        "8M",
+        "--rpc-via",
+        "channel",
+        "--rpc-seconds",
+        "0.2",
+        "--concurrency",
+        "2",
+    ]));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    assert!(stdout.lines().any(|l| l.starts_with("bulk raw") && l.contains("8 MiB")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("rpc") && l.contains("channel")), "{stdout}");
 }
 
 #[test]

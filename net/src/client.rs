@@ -385,6 +385,27 @@ impl<P: Protocol> Connection<P> {
         OrderedChannel::open(self, stream_kind::ORDERED).await
     }
 
+    /// Sends `total` bytes (repeating `chunk`) on one stream to a server that accepts
+    /// `DISCARD` streams, without framing or copying; returns the count the server received.
+    /// This measures the bare transport: the ceiling for anything framed on top of it.
+    pub async fn discard(&self, chunk: bytes::Bytes, total: u64) -> Result<u64, RpcError> {
+        let s = &self.shared;
+        let (mut send, mut recv) = s.conn.open_bi().await.map_err(|e| lost(s, e))?;
+        send.write_all(&[stream_kind::DISCARD]).await.map_err(|e| write_err(s, e))?;
+        let mut sent = 0u64;
+        while sent < total {
+            let n = (chunk.len() as u64).min(total - sent) as usize;
+            send.write_chunk(chunk.slice(..n)).await.map_err(|e| write_err(s, e))?;
+            sent += n as u64;
+        }
+        let _ = send.finish();
+        let mut count = [0u8; 8];
+        recv.read_exact(&mut count)
+            .await
+            .map_err(|e| RpcError::Stream { addr: s.addr.clone(), reason: e.to_string() })?;
+        Ok(u64::from_be_bytes(count))
+    }
+
     /// The server's name, as it said in the hello.
     pub fn server_name(&self) -> &str {
         &self.shared.server_name

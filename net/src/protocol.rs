@@ -5,6 +5,47 @@
 //! `call(EchoRequest { .. })` returns `EchoReply` — calling with the wrong reply type does not
 //! compile — and a server implements a handler trait with one method per request whose return
 //! type is that request's reply, so a server cannot answer with the wrong reply either.
+//!
+//! ```no_run
+//! use sluice_net::perf::{EchoReply, EchoRequest, Perf};
+//! async fn call(conn: sluice_net::Connection<Perf>) -> Result<(), sluice_net::RpcError> {
+//!     let reply: EchoReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0 }).await?;
+//!     # let _ = reply;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The wrong reply type for a request does not compile:
+//!
+//! ```compile_fail,E0308
+//! use sluice_net::perf::{EchoRequest, Perf, SinkReply};
+//! async fn call(conn: sluice_net::Connection<Perf>) -> Result<(), sluice_net::RpcError> {
+//!     let reply: SinkReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0 }).await?;
+//!     # let _ = reply;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Nor does a handler that answers a request with another request's reply:
+//!
+//! ```compile_fail,E0271
+//! use serde::{Deserialize, Serialize};
+//! #[derive(Debug, Serialize, Deserialize)] pub struct Ping;
+//! #[derive(Debug, Serialize, Deserialize)] pub struct Pong;
+//! #[derive(Debug, Serialize, Deserialize)] pub struct Stat;
+//! #[derive(Debug, Serialize, Deserialize)] pub struct StatReply;
+//! sluice_net::protocol! {
+//!     pub protocol Demo {
+//!         alpn: "sluice-demo/1", request: Req, response: Resp, push: (), handler: DemoHandler,
+//!         rpcs: { ping: Ping(Ping) -> Pong; stat: Stat(Stat) -> StatReply; }
+//!     }
+//! }
+//! struct Server;
+//! impl DemoHandler for Server {
+//!     async fn ping(&self, _: &sluice_net::Peer, _: Ping) -> StatReply { StatReply }
+//!     async fn stat(&self, _: &sluice_net::Peer, _: Stat) -> StatReply { StatReply }
+//! }
+//! ```
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -135,6 +176,9 @@ pub mod stream_kind {
     /// A long-lived lane multiplexing many small RPCs: the server runs each request
     /// concurrently and replies as each finishes, matched by correlation id.
     pub const MUX: u8 = 4;
+    /// Transport diagnostics: the server reads and drops everything, then answers with the
+    /// byte count as a big-endian `u64`. Only servers with `ServerOptions::discard` accept it.
+    pub const DISCARD: u8 = 0xFE;
 }
 
 /// The application-level hello: proves the TLS handshake was accepted on both sides.

@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub transport: TransportOptions,
     /// Frames an ordered channel may queue before senders wait.
     pub channel_queue: usize,
+    /// Accept `DISCARD` streams (raw transport measurements). Off except in the perf server.
+    pub discard: bool,
 }
 
 impl Default for ServerOptions {
@@ -44,6 +46,7 @@ impl Default for ServerOptions {
             name: "sluice".into(),
             transport: TransportOptions::default(),
             channel_queue: 4096,
+            discard: false,
         }
     }
 }
@@ -225,6 +228,19 @@ async fn handle_stream<P: Protocol, S: Service<P>>(
                 if job.as_mut().poll(&mut cx).is_pending() {
                     tokio::spawn(job);
                 }
+            }
+        }
+        stream_kind::DISCARD if opts.discard => {
+            let mut total = 0u64;
+            loop {
+                match recv.read_chunk(usize::MAX, true).await {
+                    Ok(Some(chunk)) => total += chunk.bytes.len() as u64,
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
+            }
+            if send.write_all(&total.to_be_bytes()).await.is_ok() {
+                let _ = send.finish();
             }
         }
         other => {
