@@ -740,25 +740,11 @@ impl<P: Protocol> OrderedChannel<P> {
             closed: Mutex::new(None),
             next_id: AtomicU64::new(1),
         });
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
         let (push_tx, pushes) = mpsc::unbounded_channel();
         let addr: Arc<str> = s.addr.as_str().into();
         // Writer: frames go out in the order callers queued them.
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = first;
-                while batch.len() < 256 * 1024 {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                if send.write_all(&batch).await.is_err() {
-                    return;
-                }
-            }
-            let _ = send.finish();
-        });
+        tokio::spawn(frame::write_queued(send, rx));
         // Reader: pushes are queued before the replies that follow them are completed.
         let reader_shared = shared.clone();
         let max_frame = s.max_frame;

@@ -252,6 +252,29 @@ pub async fn read<B: DeserializeOwned, R: AsyncRead + Unpin>(
     }
 }
 
+/// Writes queued frames to `send` in queue order until every sender is gone, then finishes
+/// the stream. Whatever is already queued when a write starts goes out in that one write
+/// (up to 256 KiB), so a burst of small frames costs one stream write, not one each.
+pub(crate) async fn write_queued(
+    mut send: quinn::SendStream,
+    mut queue: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = first;
+        while batch.len() < 256 * 1024 {
+            match queue.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = send.write_all(&batch).await {
+            tracing::debug!(error = %e, "stream write failed; dropping the queue");
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

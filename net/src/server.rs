@@ -348,28 +348,9 @@ pub struct ChannelRequest<R> {
 }
 
 impl<P: Protocol> ServerChannel<P> {
-    fn start(mut send: quinn::SendStream, recv: quinn::RecvStream, peer: Peer, opts: &ServerOptions) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(opts.channel_queue);
-        tokio::spawn(
-            async move {
-                while let Some(first) = rx.recv().await {
-                    // Coalesce whatever is already queued into one write.
-                    let mut batch = first;
-                    while batch.len() < 256 * 1024 {
-                        match rx.try_recv() {
-                            Ok(more) => batch.extend_from_slice(&more),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(e) = send.write_all(&batch).await {
-                        debug!(error = %e, "ordered channel write failed");
-                        return;
-                    }
-                }
-                let _ = send.finish();
-            }
-            .in_current_span(),
-        );
+    fn start(send: quinn::SendStream, recv: quinn::RecvStream, peer: Peer, opts: &ServerOptions) -> Self {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(opts.channel_queue);
+        tokio::spawn(frame::write_queued(send, rx).in_current_span());
         ServerChannel {
             recv,
             sender: ChannelSender { tx, max_frame: opts.max_frame, _protocol: PhantomData },
