@@ -1,0 +1,168 @@
+//! Keeper errors. Every error has a stable [`ErrorCode`] with ZooKeeper's number, so people
+//! who know ZooKeeper read them at a glance and the numbers never change meaning on the wire.
+
+use serde::{Deserialize, Serialize};
+
+/// ZooKeeper's error codes (the subset the keeper produces). Numbers are ZooKeeper's own;
+/// never renumber or reuse one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(i32)]
+pub enum ErrorCode {
+    /// A system or server-side error.
+    SystemError = -1,
+    /// A multi operation's later op was not run because an earlier one failed.
+    RuntimeInconsistency = -2,
+    /// The connection to the server was lost.
+    ConnectionLoss = -4,
+    /// Operation not implemented.
+    Unimplemented = -6,
+    /// Invalid arguments (bad path, data too large, bad flags).
+    BadArguments = -8,
+    /// The session id is unknown.
+    UnknownSession = -12,
+    /// The node does not exist.
+    NoNode = -101,
+    /// The version does not match.
+    BadVersion = -103,
+    /// Ephemeral nodes may not have children.
+    NoChildrenForEphemerals = -108,
+    /// The node already exists.
+    NodeExists = -110,
+    /// The node has children.
+    NotEmpty = -111,
+    /// The session has expired.
+    SessionExpired = -112,
+}
+
+impl ErrorCode {
+    /// The numeric code.
+    pub fn number(self) -> i32 {
+        self as i32
+    }
+}
+
+/// A keeper error: what failed, on which path, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum KeeperError {
+    /// The path is not a valid znode path.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Data over the limit.
+    #[error("data for {path} is {size} bytes; the limit is {max} bytes")]
+    DataTooLarge {
+        /// The node.
+        path: String,
+        /// Bytes given.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The node does not exist.
+    #[error("no node {path}")]
+    NoNode {
+        /// The node (or, for create, its missing parent).
+        path: String,
+    },
+    /// The node exists already.
+    #[error("node {path} already exists")]
+    NodeExists {
+        /// The node.
+        path: String,
+    },
+    /// The node still has children.
+    #[error("node {path} has {children} children; delete them first")]
+    NotEmpty {
+        /// The node.
+        path: String,
+        /// How many children it has.
+        children: usize,
+    },
+    /// A conditional operation's expected version differs.
+    #[error("version mismatch on {path}: expected {expected}, node is at {actual}")]
+    BadVersion {
+        /// The node.
+        path: String,
+        /// The version asked for.
+        expected: i32,
+        /// The node's version.
+        actual: i32,
+    },
+    /// The parent is ephemeral.
+    #[error("cannot create {path}: its parent is ephemeral and ephemeral nodes have no children")]
+    NoChildrenForEphemerals {
+        /// The node that could not be created.
+        path: String,
+    },
+    /// The root cannot be deleted or re-created.
+    #[error("{what}")]
+    BadArguments {
+        /// What is wrong.
+        what: String,
+    },
+    /// A multi's op that did not run because an earlier one failed.
+    #[error("not run: an earlier operation in the same multi failed")]
+    RuntimeInconsistency,
+    /// An op of a multi failed, so none of them took effect.
+    #[error("multi failed at op {index}: {error}; no op took effect")]
+    MultiFailed {
+        /// Position of the failing op.
+        index: usize,
+        /// Why it failed.
+        error: Box<KeeperError>,
+    },
+    /// The session has expired (or been closed).
+    #[error("session 0x{session:x} has expired")]
+    SessionExpired {
+        /// The session id.
+        session: u64,
+    },
+    /// The session id was never issued.
+    #[error("unknown session 0x{session:x}")]
+    UnknownSession {
+        /// The session id.
+        session: u64,
+    },
+}
+
+impl KeeperError {
+    /// The ZooKeeper error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            KeeperError::InvalidPath { .. }
+            | KeeperError::DataTooLarge { .. }
+            | KeeperError::BadArguments { .. } => ErrorCode::BadArguments,
+            KeeperError::NoNode { .. } => ErrorCode::NoNode,
+            KeeperError::NodeExists { .. } => ErrorCode::NodeExists,
+            KeeperError::NotEmpty { .. } => ErrorCode::NotEmpty,
+            KeeperError::BadVersion { .. } => ErrorCode::BadVersion,
+            KeeperError::NoChildrenForEphemerals { .. } => ErrorCode::NoChildrenForEphemerals,
+            KeeperError::RuntimeInconsistency => ErrorCode::RuntimeInconsistency,
+            // As ZooKeeper: a failed multi reports its failing op's code.
+            KeeperError::MultiFailed { error, .. } => error.code(),
+            KeeperError::SessionExpired { .. } => ErrorCode::SessionExpired,
+            KeeperError::UnknownSession { .. } => ErrorCode::UnknownSession,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_keep_zookeepers_numbers() {
+        assert_eq!(ErrorCode::NoNode.number(), -101);
+        assert_eq!(ErrorCode::BadVersion.number(), -103);
+        assert_eq!(ErrorCode::NoChildrenForEphemerals.number(), -108);
+        assert_eq!(ErrorCode::NodeExists.number(), -110);
+        assert_eq!(ErrorCode::NotEmpty.number(), -111);
+        assert_eq!(ErrorCode::SessionExpired.number(), -112);
+        assert_eq!(ErrorCode::BadArguments.number(), -8);
+        assert_eq!(ErrorCode::RuntimeInconsistency.number(), -2);
+    }
+}

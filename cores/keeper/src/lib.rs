@@ -1,0 +1,26 @@
+//! `sluice-keeper-core`: the keeper's state machines, with ZooKeeper's semantics.
+//!
+//! **No sockets, no clock, no actix.** Every input is a method call; time comes in as an
+//! argument (`now_ms`), transaction ids come in with the operation, and outputs are returned
+//! values (results, change events, expired sessions). That makes every rule here testable in
+//! microseconds and lets the replicated state machine of the ensemble apply the same
+//! operations in the same order on every server and reach the same tree.
+//!
+//! - [`path`]: path validation and helpers, as ZooKeeper's `PathUtils`.
+//! - [`error`]: error codes with ZooKeeper's numbers.
+//! - [`tree`]: the znode tree; applying an [`tree::Op`] yields its result and the
+//!   [`tree::Change`]s it made.
+//! - [`watch`]: which watchers a change fires (one-shot, persistent, persistent-recursive).
+//!   Watches are per server, not replicated, as in ZooKeeper.
+//! - [`session`]: session timeouts, liveness and expiry.
+
+pub mod error;
+pub mod path;
+pub mod session;
+pub mod tree;
+pub mod watch;
+
+pub use error::{ErrorCode, KeeperError};
+pub use session::{SessionConfig, SessionId, SessionTracker};
+pub use tree::{Change, CreateMode, DataTree, Op, OpResult, Stat};
+pub use watch::{EventType, WatchEvent, WatchKind, WatchManager};

@@ -1,0 +1,727 @@
+//! The znode tree and the operations that change it.
+//!
+//! [`DataTree::apply`] takes a [`Txn`] (zxid, time, session, [`Op`]) and returns the result
+//! and the [`Change`]s it made. Applying the same transactions in the same order gives the
+//! same tree, results and changes on every server: nothing here reads a clock or a random
+//! number. Reads ([`DataTree::get`], [`DataTree::exists`], [`DataTree::children`]) never
+//! change anything.
+//!
+//! `multi` is all-or-nothing: every node a multi touches is saved before its first change,
+//! and if any op fails the saved nodes are put back, so the tree is as if nothing had run.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::KeeperError;
+use crate::path;
+
+/// Largest data a znode may hold (1 MiB).
+pub const MAX_DATA: usize = 1024 * 1024;
+
+/// A znode's metadata, field for field as ZooKeeper's `Stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    /// zxid of the transaction that created the node.
+    pub czxid: i64,
+    /// zxid of the last transaction that changed the node's data.
+    pub mzxid: i64,
+    /// zxid of the last transaction that changed the node's children.
+    pub pzxid: i64,
+    /// Creation time, ms since the epoch.
+    pub ctime: i64,
+    /// Last data change, ms since the epoch.
+    pub mtime: i64,
+    /// Number of data changes.
+    pub version: i32,
+    /// Number of child changes (creations and deletions).
+    pub cversion: i32,
+    /// Number of ACL changes (always 0: ACLs are replaced by mTLS principals).
+    pub aversion: i32,
+    /// Owning session of an ephemeral node, 0 otherwise.
+    pub ephemeral_owner: i64,
+    /// Bytes of data.
+    pub data_length: i32,
+    /// Number of children.
+    pub num_children: i32,
+}
+
+/// How a node is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CreateMode {
+    /// Lives until deleted.
+    Persistent,
+    /// Deleted when its session ends.
+    Ephemeral,
+    /// Persistent, with a 10-digit counter appended to the name.
+    PersistentSequential,
+    /// Ephemeral, with a 10-digit counter appended to the name.
+    EphemeralSequential,
+}
+
+impl CreateMode {
+    /// Whether the node dies with its session.
+    pub fn is_ephemeral(self) -> bool {
+        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+    }
+
+    /// Whether a counter is appended to the name.
+    pub fn is_sequential(self) -> bool {
+        matches!(self, CreateMode::PersistentSequential | CreateMode::EphemeralSequential)
+    }
+}
+
+/// An operation that changes the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Create a node.
+    Create {
+        /// The path (for a sequential node, the prefix).
+        path: String,
+        /// Its data.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// Persistent / ephemeral, sequential or not.
+        mode: CreateMode,
+    },
+    /// Delete a childless node; `version` -1 matches any version.
+    Delete {
+        /// The node.
+        path: String,
+        /// Expected version, or -1.
+        version: i32,
+    },
+    /// Replace a node's data; `version` -1 matches any version.
+    SetData {
+        /// The node.
+        path: String,
+        /// New data.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// Expected version, or -1.
+        version: i32,
+    },
+    /// Fail unless the node exists at `version` (-1: any); changes nothing. For multi.
+    Check {
+        /// The node.
+        path: String,
+        /// Expected version, or -1.
+        version: i32,
+    },
+    /// All of these or none.
+    Multi(Vec<Op>),
+    /// End a session: delete its ephemeral nodes.
+    CloseSession,
+}
+
+/// A transaction: an operation with the context every server applies it in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Its transaction id (increasing).
+    pub zxid: i64,
+    /// When it was accepted, ms since the epoch (chosen once, by whoever orders the log).
+    pub time_ms: i64,
+    /// The session that asked (owner of any ephemeral it creates).
+    pub session: u64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// What an operation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// The node was created at `path` (with its sequence suffix, if any).
+    Created {
+        /// The actual path.
+        path: String,
+        /// Its stat.
+        stat: Stat,
+    },
+    /// The node was deleted.
+    Deleted,
+    /// The data was set.
+    DataSet {
+        /// The node's new stat.
+        stat: Stat,
+    },
+    /// The check passed.
+    Checked,
+    /// Every op of a multi succeeded, with these results in order.
+    Multi(Vec<OpResult>),
+    /// The session's ephemeral nodes were deleted.
+    SessionClosed {
+        /// Their paths.
+        deleted: Vec<String>,
+    },
+}
+
+/// A change to the tree, for firing watches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A node was created.
+    Created(String),
+    /// A node was deleted.
+    Deleted(String),
+    /// A node's data changed.
+    DataChanged(String),
+    /// A node's set of children changed.
+    ChildrenChanged(String),
+}
+
+/// The outcome of applying one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// What the operation returned.
+    pub result: Result<OpResult, KeeperError>,
+    /// What changed (empty when it failed).
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Node {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+    stat: Stat,
+    children: BTreeSet<String>,
+}
+
+/// Nodes saved before a multi changed them: path → the node as it was (`None`: absent).
+#[derive(Default)]
+struct Journal {
+    active: bool,
+    saved: HashMap<String, Option<Node>>,
+}
+
+/// The znode tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataTree {
+    nodes: HashMap<String, Node>,
+    ephemerals: HashMap<u64, BTreeSet<String>>,
+    last_zxid: i64,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DataTree {
+    /// A tree holding only the root `/`.
+    pub fn new() -> Self {
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            "/".to_string(),
+            Node { data: Vec::new(), stat: Stat::default(), children: BTreeSet::new() },
+        );
+        DataTree { nodes, ephemerals: HashMap::new(), last_zxid: 0 }
+    }
+
+    /// Number of nodes, the root included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// zxid of the last transaction applied.
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// A node's data and stat.
+    pub fn get(&self, path: &str) -> Result<(&[u8], Stat), KeeperError> {
+        path::validate(path)?;
+        let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        Ok((&n.data, n.stat))
+    }
+
+    /// A node's stat, if it exists.
+    pub fn exists(&self, path: &str) -> Result<Option<Stat>, KeeperError> {
+        path::validate(path)?;
+        Ok(self.nodes.get(path).map(|n| n.stat))
+    }
+
+    /// A node's children (names, sorted) and its stat.
+    pub fn children(&self, path: &str) -> Result<(Vec<String>, Stat), KeeperError> {
+        path::validate(path)?;
+        let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        Ok((n.children.iter().cloned().collect(), n.stat))
+    }
+
+    /// The ephemeral nodes a session owns, sorted.
+    pub fn ephemerals(&self, session: u64) -> Vec<String> {
+        self.ephemerals.get(&session).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Applies one transaction.
+    pub fn apply(&mut self, txn: &Txn) -> Applied {
+        self.last_zxid = self.last_zxid.max(txn.zxid);
+        let mut changes = Vec::new();
+        let result = match &txn.op {
+            Op::Multi(ops) => self.multi(txn, ops, &mut changes),
+            op => self.apply_one(txn, op, &mut Journal::default(), &mut changes),
+        };
+        if result.is_err() {
+            changes.clear();
+        }
+        Applied { result, changes }
+    }
+
+    fn multi(&mut self, txn: &Txn, ops: &[Op], changes: &mut Vec<Change>) -> Result<OpResult, KeeperError> {
+        let mut journal = Journal { active: true, saved: HashMap::new() };
+        let mut results = Vec::with_capacity(ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            let outcome = match op {
+                Op::Multi(_) | Op::CloseSession => Err(KeeperError::BadArguments {
+                    what: "multi may hold only create, delete, setData and check".into(),
+                }),
+                op => self.apply_one(txn, op, &mut journal, changes),
+            };
+            match outcome {
+                Ok(r) => results.push(r),
+                Err(error) => {
+                    self.roll_back(journal);
+                    return Err(KeeperError::MultiFailed { index, error: Box::new(error) });
+                }
+            }
+        }
+        Ok(OpResult::Multi(results))
+    }
+
+    fn apply_one(
+        &mut self,
+        txn: &Txn,
+        op: &Op,
+        journal: &mut Journal,
+        changes: &mut Vec<Change>,
+    ) -> Result<OpResult, KeeperError> {
+        match op {
+            Op::Create { path, data, mode } => self.create(txn, path, data, *mode, journal, changes),
+            Op::Delete { path, version } => self.delete(txn, path, *version, journal, changes),
+            Op::SetData { path, data, version } => self.set_data(txn, path, data, *version, journal, changes),
+            Op::Check { path, version } => {
+                path::validate(path)?;
+                let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.clone() })?;
+                check_version(path, *version, n.stat.version)?;
+                Ok(OpResult::Checked)
+            }
+            Op::CloseSession => {
+                let deleted = self.ephemerals(txn.session);
+                for p in &deleted {
+                    self.delete(txn, p, -1, journal, changes)?;
+                }
+                Ok(OpResult::SessionClosed { deleted })
+            }
+            Op::Multi(_) => Err(KeeperError::BadArguments { what: "nested multi".into() }),
+        }
+    }
+
+    fn create(
+        &mut self,
+        txn: &Txn,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        journal: &mut Journal,
+        changes: &mut Vec<Change>,
+    ) -> Result<OpResult, KeeperError> {
+        if path == "/" {
+            return Err(KeeperError::NodeExists { path: path.into() });
+        }
+        // A sequential prefix may end with '/' (ZooKeeper checks it with a digit appended).
+        path::validate(&if mode.is_sequential() { format!("{path}0") } else { path.to_string() })?;
+        if data.len() > MAX_DATA {
+            return Err(KeeperError::DataTooLarge { path: path.into(), size: data.len(), max: MAX_DATA });
+        }
+        let parent_path = path::parent(path).unwrap_or("/").to_string();
+        let parent =
+            self.nodes.get(&parent_path).ok_or_else(|| KeeperError::NoNode { path: parent_path.clone() })?;
+        if parent.stat.ephemeral_owner != 0 {
+            return Err(KeeperError::NoChildrenForEphemerals { path: path.into() });
+        }
+        let actual = if mode.is_sequential() {
+            path::sequential(path, parent.stat.cversion)
+        } else {
+            path.to_string()
+        };
+        if self.nodes.contains_key(&actual) {
+            return Err(KeeperError::NodeExists { path: actual });
+        }
+        let owner = if mode.is_ephemeral() { txn.session } else { 0 };
+        let stat = Stat {
+            czxid: txn.zxid,
+            mzxid: txn.zxid,
+            pzxid: txn.zxid,
+            ctime: txn.time_ms,
+            mtime: txn.time_ms,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner as i64,
+            data_length: data.len() as i32,
+            num_children: 0,
+        };
+        self.save(journal, &parent_path);
+        self.save(journal, &actual);
+        if let Some(parent) = self.nodes.get_mut(&parent_path) {
+            parent.children.insert(path::name(&actual).to_string());
+            parent.stat.cversion += 1;
+            parent.stat.pzxid = txn.zxid;
+            parent.stat.num_children = parent.children.len() as i32;
+        }
+        self.nodes.insert(actual.clone(), Node { data: data.to_vec(), stat, children: BTreeSet::new() });
+        if owner != 0 {
+            self.ephemerals.entry(owner).or_default().insert(actual.clone());
+        }
+        changes.push(Change::Created(actual.clone()));
+        changes.push(Change::ChildrenChanged(parent_path));
+        Ok(OpResult::Created { path: actual, stat })
+    }
+
+    fn delete(
+        &mut self,
+        txn: &Txn,
+        path: &str,
+        version: i32,
+        journal: &mut Journal,
+        changes: &mut Vec<Change>,
+    ) -> Result<OpResult, KeeperError> {
+        path::validate(path)?;
+        if path == "/" {
+            return Err(KeeperError::BadArguments { what: "the root node cannot be deleted".into() });
+        }
+        let node = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        check_version(path, version, node.stat.version)?;
+        if !node.children.is_empty() {
+            return Err(KeeperError::NotEmpty { path: path.into(), children: node.children.len() });
+        }
+        let parent_path = path::parent(path).unwrap_or("/").to_string();
+        self.save(journal, &parent_path);
+        self.save(journal, path);
+        if let Some(node) = self.nodes.remove(path) {
+            self.forget_ephemeral(path, &node);
+        }
+        if let Some(parent) = self.nodes.get_mut(&parent_path) {
+            parent.children.remove(path::name(path));
+            parent.stat.cversion += 1;
+            parent.stat.pzxid = txn.zxid;
+            parent.stat.num_children = parent.children.len() as i32;
+        }
+        changes.push(Change::Deleted(path.to_string()));
+        changes.push(Change::ChildrenChanged(parent_path));
+        Ok(OpResult::Deleted)
+    }
+
+    fn set_data(
+        &mut self,
+        txn: &Txn,
+        path: &str,
+        data: &[u8],
+        version: i32,
+        journal: &mut Journal,
+        changes: &mut Vec<Change>,
+    ) -> Result<OpResult, KeeperError> {
+        path::validate(path)?;
+        if data.len() > MAX_DATA {
+            return Err(KeeperError::DataTooLarge { path: path.into(), size: data.len(), max: MAX_DATA });
+        }
+        let node = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        check_version(path, version, node.stat.version)?;
+        self.save(journal, path);
+        let node = self.nodes.get_mut(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        node.data = data.to_vec();
+        node.stat.version += 1;
+        node.stat.mzxid = txn.zxid;
+        node.stat.mtime = txn.time_ms;
+        node.stat.data_length = data.len() as i32;
+        changes.push(Change::DataChanged(path.to_string()));
+        Ok(OpResult::DataSet { stat: node.stat })
+    }
+
+    /// Remembers `path` as it is now, the first time a multi touches it.
+    fn save(&self, journal: &mut Journal, path: &str) {
+        if journal.active && !journal.saved.contains_key(path) {
+            journal.saved.insert(path.to_string(), self.nodes.get(path).cloned());
+        }
+    }
+
+    /// Puts every node a failed multi touched back as it was.
+    fn roll_back(&mut self, journal: Journal) {
+        for (path, before) in journal.saved {
+            if let Some(now) = self.nodes.remove(&path) {
+                self.forget_ephemeral(&path, &now);
+            }
+            if let Some(node) = before {
+                let owner = node.stat.ephemeral_owner as u64;
+                if owner != 0 {
+                    self.ephemerals.entry(owner).or_default().insert(path.clone());
+                }
+                self.nodes.insert(path, node);
+            }
+        }
+    }
+
+    fn forget_ephemeral(&mut self, path: &str, node: &Node) {
+        let owner = node.stat.ephemeral_owner as u64;
+        if owner != 0 {
+            if let Some(set) = self.ephemerals.get_mut(&owner) {
+                set.remove(path);
+                if set.is_empty() {
+                    self.ephemerals.remove(&owner);
+                }
+            }
+        }
+    }
+}
+
+fn check_version(path: &str, expected: i32, actual: i32) -> Result<(), KeeperError> {
+    if expected != -1 && expected != actual {
+        return Err(KeeperError::BadVersion { path: path.into(), expected, actual });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    /// Applies ops with increasing zxids at time 1000 + zxid, as session 0x5e55.
+    struct T {
+        tree: DataTree,
+        zxid: i64,
+    }
+
+    const S1: u64 = 0x5e55;
+    const S2: u64 = 0x7e57;
+
+    impl T {
+        fn new() -> Self {
+            T { tree: DataTree::new(), zxid: 0 }
+        }
+        fn as_session(&mut self, session: u64, op: Op) -> Applied {
+            self.zxid += 1;
+            self.tree.apply(&Txn { zxid: self.zxid, time_ms: 1000 + self.zxid, session, op })
+        }
+        fn run(&mut self, op: Op) -> Result<OpResult, KeeperError> {
+            self.as_session(S1, op).result
+        }
+        fn create(&mut self, path: &str, mode: CreateMode) -> Result<OpResult, KeeperError> {
+            self.run(Op::Create { path: path.into(), data: b"d".to_vec(), mode })
+        }
+        fn created_path(&mut self, path: &str, mode: CreateMode) -> String {
+            match self.create(path, mode) {
+                Ok(OpResult::Created { path, .. }) => path,
+                other => panic!("create {path}: {other:?}"),
+            }
+        }
+    }
+
+    fn p() -> CreateMode {
+        CreateMode::Persistent
+    }
+
+    #[test]
+    fn create_sets_the_nodes_stat_and_bumps_the_parents_cversion_and_pzxid() {
+        let mut t = T::new();
+        t.create("/a", p()).expect("create /a");
+        let (data, stat) = t.tree.get("/a").expect("get");
+        assert_eq!(data, b"d");
+        assert_eq!(
+            stat,
+            Stat {
+                czxid: 1,
+                mzxid: 1,
+                pzxid: 1,
+                ctime: 1001,
+                mtime: 1001,
+                version: 0,
+                cversion: 0,
+                aversion: 0,
+                ephemeral_owner: 0,
+                data_length: 1,
+                num_children: 0
+            }
+        );
+        let (children, root) = t.tree.children("/").expect("children");
+        assert_eq!(children, vec!["a"]);
+        assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 1, 1));
+    }
+
+    #[test]
+    fn each_error_code_is_produced_with_its_reason() {
+        let mut t = T::new();
+        t.create("/a", p()).expect("create");
+        t.create("/a/b", p()).expect("create");
+        t.create("/e", CreateMode::Ephemeral).expect("create");
+        let cases: Vec<(Op, ErrorCode)> = vec![
+            (Op::Create { path: "/x/y".into(), data: vec![], mode: p() }, ErrorCode::NoNode),
+            (Op::Create { path: "/a".into(), data: vec![], mode: p() }, ErrorCode::NodeExists),
+            (Op::Create { path: "/".into(), data: vec![], mode: p() }, ErrorCode::NodeExists),
+            (
+                Op::Create { path: "/e/child".into(), data: vec![], mode: p() },
+                ErrorCode::NoChildrenForEphemerals,
+            ),
+            (
+                Op::Create { path: "/big".into(), data: vec![0; MAX_DATA + 1], mode: p() },
+                ErrorCode::BadArguments,
+            ),
+            (Op::Create { path: "bad".into(), data: vec![], mode: p() }, ErrorCode::BadArguments),
+            (Op::Delete { path: "/a".into(), version: -1 }, ErrorCode::NotEmpty),
+            (Op::Delete { path: "/a/b".into(), version: 3 }, ErrorCode::BadVersion),
+            (Op::Delete { path: "/nope".into(), version: -1 }, ErrorCode::NoNode),
+            (Op::Delete { path: "/".into(), version: -1 }, ErrorCode::BadArguments),
+            (Op::SetData { path: "/a".into(), data: vec![], version: 9 }, ErrorCode::BadVersion),
+            (Op::SetData { path: "/nope".into(), data: vec![], version: -1 }, ErrorCode::NoNode),
+            (Op::Check { path: "/a".into(), version: 1 }, ErrorCode::BadVersion),
+        ];
+        let before = t.tree.clone();
+        for (op, code) in cases {
+            let applied = t.as_session(S1, op.clone());
+            let err = applied.result.expect_err(&format!("{op:?} must fail"));
+            assert_eq!(err.code(), code, "{op:?}: {err}");
+            assert!(applied.changes.is_empty(), "a failed op changes nothing");
+        }
+        assert_eq!(t.tree.nodes, before.nodes, "failed ops left the tree as it was");
+        let err = t
+            .run(Op::Create { path: "/big".into(), data: vec![0; MAX_DATA + 1], mode: p() })
+            .expect_err("big");
+        assert_eq!(
+            err.to_string(),
+            format!("data for /big is {} bytes; the limit is {MAX_DATA} bytes", MAX_DATA + 1)
+        );
+    }
+
+    #[test]
+    fn set_bumps_version_and_conditional_writes_use_it() {
+        let mut t = T::new();
+        t.create("/v", p()).expect("create");
+        let s1 = match t.run(Op::SetData { path: "/v".into(), data: b"one".to_vec(), version: 0 }) {
+            Ok(OpResult::DataSet { stat }) => stat,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((s1.version, s1.mzxid, s1.czxid, s1.data_length), (1, 2, 1, 3));
+        let err =
+            t.run(Op::SetData { path: "/v".into(), data: b"two".to_vec(), version: 0 }).expect_err("stale");
+        assert_eq!(err, KeeperError::BadVersion { path: "/v".into(), expected: 0, actual: 1 });
+        t.run(Op::SetData { path: "/v".into(), data: b"two".to_vec(), version: 1 }).expect("current version");
+        t.run(Op::Delete { path: "/v".into(), version: 2 }).expect("delete at version");
+    }
+
+    #[test]
+    fn sequential_names_count_from_the_parents_cversion_with_ten_digits() {
+        let mut t = T::new();
+        t.create("/q", p()).expect("create");
+        assert_eq!(t.created_path("/q/item-", CreateMode::PersistentSequential), "/q/item-0000000000");
+        t.create("/q/other", p()).expect("create");
+        assert_eq!(t.created_path("/q/item-", CreateMode::EphemeralSequential), "/q/item-0000000002");
+        t.run(Op::Delete { path: "/q/other".into(), version: -1 }).expect("delete");
+        // Deletions count too: the counter never goes back.
+        assert_eq!(t.created_path("/q/", CreateMode::PersistentSequential), "/q/0000000004");
+    }
+
+    #[test]
+    fn closing_a_session_deletes_exactly_its_ephemerals_with_their_changes() {
+        let mut t = T::new();
+        t.create("/brokers", p()).expect("create");
+        t.as_session(S1, Op::Create { path: "/brokers/1".into(), data: vec![], mode: CreateMode::Ephemeral });
+        t.as_session(S2, Op::Create { path: "/brokers/2".into(), data: vec![], mode: CreateMode::Ephemeral });
+        t.as_session(
+            S1,
+            Op::Create { path: "/controller".into(), data: vec![], mode: CreateMode::Ephemeral },
+        );
+        assert_eq!(t.tree.ephemerals(S1), vec!["/brokers/1", "/controller"]);
+        let applied = t.as_session(S1, Op::CloseSession);
+        assert_eq!(
+            applied.result,
+            Ok(OpResult::SessionClosed { deleted: vec!["/brokers/1".into(), "/controller".into()] })
+        );
+        assert_eq!(
+            applied.changes,
+            vec![
+                Change::Deleted("/brokers/1".into()),
+                Change::ChildrenChanged("/brokers".into()),
+                Change::Deleted("/controller".into()),
+                Change::ChildrenChanged("/".into()),
+            ]
+        );
+        assert_eq!(t.tree.children("/brokers").expect("children").0, vec!["2"]);
+        assert!(t.tree.ephemerals(S1).is_empty());
+        assert_eq!(t.tree.ephemerals(S2), vec!["/brokers/2"]);
+    }
+
+    #[test]
+    fn a_failed_multi_changes_nothing_and_says_which_op_failed() {
+        let mut t = T::new();
+        t.create("/a", p()).expect("create");
+        t.as_session(S1, Op::Create { path: "/eph".into(), data: vec![], mode: CreateMode::Ephemeral });
+        let before = t.tree.clone();
+        let applied = t.as_session(
+            S1,
+            Op::Multi(vec![
+                Op::Create { path: "/a/x".into(), data: b"1".to_vec(), mode: p() },
+                Op::SetData { path: "/a".into(), data: b"changed".to_vec(), version: 0 },
+                Op::Delete { path: "/eph".into(), version: -1 },
+                Op::Create { path: "/a/x/y".into(), data: vec![], mode: CreateMode::Ephemeral },
+                Op::Check { path: "/a".into(), version: 0 }, // fails: the set above made it 1
+                Op::Create { path: "/never".into(), data: vec![], mode: p() },
+            ]),
+        );
+        match applied.result {
+            Err(KeeperError::MultiFailed { index, error }) => {
+                assert_eq!(index, 4);
+                assert_eq!(error.code(), ErrorCode::BadVersion);
+            }
+            other => panic!("expected MultiFailed, got {other:?}"),
+        }
+        assert!(applied.changes.is_empty());
+        assert_eq!(t.tree.nodes, before.nodes, "every node is back as it was");
+        assert_eq!(t.tree.ephemerals, before.ephemerals, "the ephemeral index too");
+    }
+
+    #[test]
+    fn a_successful_multi_sees_its_own_earlier_ops() {
+        let mut t = T::new();
+        let applied = t.run(Op::Multi(vec![
+            Op::Create { path: "/m".into(), data: vec![], mode: p() },
+            Op::Create { path: "/m/child".into(), data: vec![], mode: p() },
+            Op::SetData { path: "/m".into(), data: b"x".to_vec(), version: 0 },
+            Op::Check { path: "/m".into(), version: 1 },
+        ]));
+        match applied {
+            Ok(OpResult::Multi(r)) => assert_eq!(r.len(), 4),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.tree.get("/m").expect("get").1.num_children, 1);
+    }
+
+    #[test]
+    fn multi_refuses_nested_multi_and_session_ops() {
+        let mut t = T::new();
+        let err = t.run(Op::Multi(vec![Op::Multi(vec![])])).expect_err("nested");
+        assert!(matches!(err, KeeperError::MultiFailed { index: 0, .. }), "{err}");
+        assert_eq!(err.code(), ErrorCode::BadArguments);
+    }
+
+    #[test]
+    fn reads_validate_paths_and_report_missing_nodes() {
+        let t = T::new();
+        assert_eq!(t.tree.exists("/none"), Ok(None));
+        assert_eq!(t.tree.get("/none").expect_err("none").code(), ErrorCode::NoNode);
+        assert_eq!(t.tree.children("a/b").expect_err("bad").code(), ErrorCode::BadArguments);
+    }
+
+    #[test]
+    fn the_same_transactions_give_the_same_tree() {
+        let ops = |t: &mut T| {
+            t.create("/a", p()).expect("a");
+            t.created_path("/a/s-", CreateMode::EphemeralSequential);
+            t.run(Op::SetData { path: "/a".into(), data: b"z".to_vec(), version: -1 }).expect("set");
+            t.as_session(S1, Op::CloseSession);
+        };
+        let (mut x, mut y) = (T::new(), T::new());
+        ops(&mut x);
+        ops(&mut y);
+        assert_eq!(x.tree, y.tree);
+        assert_eq!(x.tree.last_zxid(), 4);
+    }
+}
