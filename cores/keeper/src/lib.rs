@@ -13,14 +13,17 @@
 //! - [`watch`]: which watchers a change fires (one-shot, persistent, persistent-recursive).
 //!   Watches are per server, not replicated, as in ZooKeeper.
 //! - [`session`]: session timeouts, liveness and expiry.
+//! - [`state`]: the replicated state: the tree plus the durable session table.
 
 pub mod error;
 pub mod path;
 pub mod session;
+pub mod state;
 pub mod tree;
 pub mod watch;
 
 pub use error::{ErrorCode, KeeperError};
 pub use session::{SessionConfig, SessionId, SessionTracker};
-pub use tree::{Change, CreateMode, DataTree, Op, OpResult, Stat};
+pub use state::{DurableSession, KeeperState};
+pub use tree::{Applied, Change, CreateMode, DataTree, Op, OpResult, Stat, Txn};
 pub use watch::{EventType, WatchEvent, WatchKind, WatchManager};

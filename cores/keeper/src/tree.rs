@@ -110,6 +110,13 @@ pub enum Op {
     },
     /// All of these or none.
     Multi(Vec<Op>),
+    /// Start the txn's session (recorded so sessions survive a restart).
+    CreateSession {
+        /// Negotiated timeout, ms.
+        timeout_ms: u32,
+        /// The secret a client shows to resume it.
+        password: [u8; 16],
+    },
     /// End a session: delete its ephemeral nodes.
     CloseSession,
 }
@@ -148,6 +155,8 @@ pub enum OpResult {
     Checked,
     /// Every op of a multi succeeded, with these results in order.
     Multi(Vec<OpResult>),
+    /// The session was recorded.
+    SessionCreated,
     /// The session's ephemeral nodes were deleted.
     SessionClosed {
         /// Their paths.
@@ -192,10 +201,12 @@ struct Journal {
     saved: HashMap<String, Option<Node>>,
 }
 
-/// The znode tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The znode tree. Serializes (for snapshots) without its ephemeral index, which
+/// [`DataTree::rebuild_index`] recomputes from the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataTree {
     nodes: HashMap<String, Node>,
+    #[serde(skip)]
     ephemerals: HashMap<u64, BTreeSet<String>>,
     last_zxid: i64,
 }
@@ -215,6 +226,17 @@ impl DataTree {
             Node { data: Vec::new(), stat: Stat::default(), children: BTreeSet::new() },
         );
         DataTree { nodes, ephemerals: HashMap::new(), last_zxid: 0 }
+    }
+
+    /// Recomputes the ephemeral index from the nodes (after loading a snapshot).
+    pub fn rebuild_index(&mut self) {
+        self.ephemerals.clear();
+        for (path, node) in &self.nodes {
+            let owner = node.stat.ephemeral_owner as u64;
+            if owner != 0 {
+                self.ephemerals.entry(owner).or_default().insert(path.clone());
+            }
+        }
     }
 
     /// Number of nodes, the root included.
@@ -311,6 +333,7 @@ impl DataTree {
                 }
                 Ok(OpResult::SessionClosed { deleted })
             }
+            Op::CreateSession { .. } => Ok(OpResult::SessionCreated),
             Op::Multi(_) => Err(KeeperError::BadArguments { what: "nested multi".into() }),
         }
     }
