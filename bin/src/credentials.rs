@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sluice_net::tls::keys;
 use sluice_net::{TlsError, TlsFiles, TlsIdentity};
 
-use crate::properties::{self, PropertiesError};
+use sluice_config::properties::{self, PropertiesError};
 
 /// Keys a `--command-config` file may hold.
 pub const COMMAND_CONFIG_KEYS: &[&str] = &[keys::CA, keys::CERT, keys::KEY];

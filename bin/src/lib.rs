@@ -6,9 +6,9 @@
 
 pub mod certs_cmd;
 pub mod credentials;
+pub mod keeper_cmd;
 pub mod logging;
 pub mod perf;
-pub mod properties;
 
 use std::process::ExitCode;
 
@@ -34,6 +34,11 @@ pub enum Command {
     /// Make the cluster CA and node / client certificates (like a small `openssl ca`).
     #[command(subcommand)]
     Certs(certs_cmd::CertsCommand),
+    /// Run, stop or query a keeper server (the coordination service).
+    #[command(subcommand)]
+    Keeper(keeper_cmd::KeeperCommand),
+    /// A zkCli-like shell for a keeper: one command from the arguments, else from stdin.
+    KeeperShell(keeper_cmd::ShellArgs),
     /// Measure the transport between two processes: bulk MB/s and small RPCs per second.
     ///
     /// Without --connect it makes throwaway certificates, starts `sluice
@@ -52,6 +57,8 @@ pub fn main() -> ExitCode {
     logging::init(cli.log_format);
     let result = match cli.command {
         Command::Certs(c) => certs_cmd::run(c),
+        Command::Keeper(c) => keeper_cmd::run(c),
+        Command::KeeperShell(a) => keeper_cmd::shell(a),
         Command::TransportPerfTest(a) => perf::run_test(a),
         Command::TransportPerfServer(a) => perf::run_server(a),
     };

@@ -83,6 +83,7 @@ pub struct Store {
     log_path: PathBuf,
     since_snapshot: usize,
     snap_count: usize,
+    last_appended: i64,
     buf: Vec<u8>,
 }
 
@@ -147,6 +148,7 @@ impl Store {
             log_path,
             since_snapshot: replayed,
             snap_count,
+            last_appended: last_zxid,
             buf: Vec::new(),
         };
         Ok((store, Recovered { state, last_zxid, replayed, truncated_bytes }))
@@ -196,6 +198,9 @@ impl Store {
         self.log.write_all(&self.buf).map_err(io_err("cannot write", &self.log_path))?;
         self.log.sync_data().map_err(io_err("cannot sync", &self.log_path))?;
         self.since_snapshot += txns.len();
+        if let Some(last) = txns.last() {
+            self.last_appended = last.zxid;
+        }
         Ok(())
     }
 
@@ -205,7 +210,9 @@ impl Store {
     }
 
     /// Writes a snapshot of `state` as of `last_zxid` (atomically: temp file, sync, rename)
-    /// and starts a new log segment after it.
+    /// and starts a new log segment. The state may lag the log (transactions written but not
+    /// yet applied): the new segment starts after the last transaction *written*, so no
+    /// segment is ever mistaken for older than a snapshot while it holds newer transactions.
     pub fn snapshot(&mut self, state: &KeeperState, last_zxid: i64) -> Result<PathBuf, StoreError> {
         let path = self.dir.join(format!("snapshot.{:016x}", last_zxid as u64));
         let tmp = self.dir.join(format!(".snapshot.{:016x}.tmp", last_zxid as u64));
@@ -218,7 +225,7 @@ impl Store {
         f.sync_all().map_err(io_err("cannot sync", &tmp))?;
         fs::rename(&tmp, &path).map_err(io_err("cannot rename", &tmp))?;
         sync_dir(&self.dir)?;
-        let (log, log_path) = Self::new_segment(&self.dir, last_zxid + 1)?;
+        let (log, log_path) = Self::new_segment(&self.dir, self.last_appended.max(last_zxid) + 1)?;
         self.log = log;
         self.log_path = log_path;
         self.since_snapshot = 0;
@@ -447,6 +454,22 @@ mod tests {
         assert_eq!(rec.replayed, 1, "only the txn after the newest snapshot is replayed");
         assert_eq!(rec.last_zxid, zxid);
         assert_eq!(rec.state, state);
+    }
+
+    #[test]
+    fn a_snapshot_that_lags_the_log_loses_nothing_to_purge() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, rec) = Store::open(dir.path(), 1000).expect("open");
+        let mut state = rec.state;
+        apply_and_log(&mut store, &mut state, &[create(1, "/a")]);
+        let lagging = state.clone(); // as of zxid 1
+        apply_and_log(&mut store, &mut state, &[create(2, "/b"), create(3, "/c")]); // written, "not applied yet"
+        store.snapshot(&lagging, 1).expect("snapshot at 1");
+        store.purge(1).expect("purge");
+        drop(store);
+        let (_, rec) = Store::open(dir.path(), 1000).expect("recover");
+        assert_eq!(rec.last_zxid, 3);
+        assert_eq!(rec.state, state, "zxids 2 and 3 survived in the older segment");
     }
 
     #[test]

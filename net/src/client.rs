@@ -374,7 +374,7 @@ impl<P: Protocol> Connection<P> {
         if let Some(lane) = slot.as_ref().filter(|l| !l.is_closed()) {
             return Ok(lane.clone());
         }
-        let channel = OrderedChannel::open(self, stream_kind::MUX).await?;
+        let channel = OrderedChannel::open(self, stream_kind::MUX, None).await?;
         let caller = channel.caller();
         *slot = Some(caller.clone());
         Ok(caller)
@@ -382,7 +382,18 @@ impl<P: Protocol> Connection<P> {
 
     /// Opens an ordered channel: requests, replies and server pushes on one stream, in order.
     pub async fn open_ordered(&self) -> Result<OrderedChannel<P>, RpcError> {
-        OrderedChannel::open(self, stream_kind::ORDERED).await
+        OrderedChannel::open(self, stream_kind::ORDERED, None).await
+    }
+
+    /// [`open_ordered`](Self::open_ordered), delivering pushes into `pushes` instead of the
+    /// channel's own queue: a client that reconnects keeps one stream of pushes across its
+    /// channels. As with the channel's queue, a push is in `pushes` before the reply that
+    /// follows it completes.
+    pub async fn open_ordered_into(
+        &self,
+        pushes: mpsc::UnboundedSender<P::Push>,
+    ) -> Result<OrderedCaller<P>, RpcError> {
+        Ok(OrderedChannel::open(self, stream_kind::ORDERED, Some(pushes)).await?.caller())
     }
 
     /// Sends `total` bytes (repeating `chunk`) on one stream to a server that accepts
@@ -731,7 +742,11 @@ impl<P: Protocol> std::fmt::Debug for OrderedCaller<P> {
 }
 
 impl<P: Protocol> OrderedChannel<P> {
-    async fn open(conn: &Connection<P>, kind: u8) -> Result<Self, RpcError> {
+    async fn open(
+        conn: &Connection<P>,
+        kind: u8,
+        push_into: Option<mpsc::UnboundedSender<P::Push>>,
+    ) -> Result<Self, RpcError> {
         let s = &conn.shared;
         let (mut send, mut recv) = s.conn.open_bi().await.map_err(|e| lost(s, e))?;
         send.write_all(&[kind]).await.map_err(|e| write_err(s, e))?;
@@ -741,7 +756,8 @@ impl<P: Protocol> OrderedChannel<P> {
             next_id: AtomicU64::new(1),
         });
         let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
-        let (push_tx, pushes) = mpsc::unbounded_channel();
+        let (own_tx, pushes) = mpsc::unbounded_channel();
+        let push_tx = push_into.unwrap_or(own_tx);
         let addr: Arc<str> = s.addr.as_str().into();
         // Writer: frames go out in the order callers queued them.
         tokio::spawn(frame::write_queued(send, rx));

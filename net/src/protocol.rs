@@ -291,15 +291,15 @@ macro_rules! protocol {
         )*
 
         #[doc = concat!("A server of [`", stringify!($name), "`]: one method per request, returning its reply.")]
-        $vis trait $handler: Send + Sync + 'static {
+        $vis trait $handler: ::std::marker::Send + ::std::marker::Sync + 'static {
             $(
                 #[allow(missing_docs)]
                 fn $method(&self, peer: &$crate::Peer, request: $req)
-                    -> impl ::std::future::Future<Output = $reply> + Send;
+                    -> impl ::std::future::Future<Output = $reply> + ::std::marker::Send;
             )*
             /// Runs one ordered channel until it ends. The default refuses it.
             fn ordered(&self, peer: $crate::Peer, channel: $crate::ServerChannel<$name>)
-                -> impl ::std::future::Future<Output = ()> + Send
+                -> impl ::std::future::Future<Output = ()> + ::std::marker::Send
             {
                 let _ = peer;
                 async move { channel.refuse("this service has no ordered channel").await }
@@ -313,7 +313,7 @@ macro_rules! protocol {
                 }
             }
             fn ordered(&self, peer: $crate::Peer, channel: $crate::ServerChannel<$name>)
-                -> impl ::std::future::Future<Output = ()> + Send
+                -> impl ::std::future::Future<Output = ()> + ::std::marker::Send
             {
                 self.0.ordered(peer, channel)
             }

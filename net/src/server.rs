@@ -413,6 +413,17 @@ impl<P: Protocol> ChannelSender<P> {
         self.send(0, ServerBody::Push(message)).await
     }
 
+    /// Pushes without waiting, for callers that may not block (actors). Fails when the
+    /// channel has ended or its queue is full (the client is not reading).
+    pub fn try_push(&self, message: P::Push) -> Result<(), ChannelClosed> {
+        let bytes = frame::encode(
+            &Envelope::new(0, ServerBody::<P::Response, P::Push>::Push(message)),
+            self.max_frame,
+        )
+        .map_err(|_| ChannelClosed)?;
+        self.tx.try_send(bytes).map_err(|_| ChannelClosed)
+    }
+
     async fn send(
         &self,
         correlation_id: u64,

@@ -5,6 +5,8 @@
 //! - [`PerfServerHandle`]: a `sluice-perf/1` server on `127.0.0.1:0`, stopped on drop.
 //! - [`wait_for`]: poll a condition until a deadline instead of sleeping.
 //! - [`sluice_bin`]: the `sluice` executable built alongside the tests.
+//! - [`KeeperProcess`]: a real `sluice keeper start` process on a free port, killable with
+//!   SIGKILL and restartable on the same port and data directory.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -171,4 +173,92 @@ pub fn sluice_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A `sluice keeper start` process with its own config and data directory.
+#[derive(Debug)]
+pub struct KeeperProcess {
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// The config file.
+    pub config: PathBuf,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    child: Option<std::process::Child>,
+    /// Everything the process printed on stderr, appended across restarts.
+    pub log: PathBuf,
+}
+
+impl KeeperProcess {
+    /// Starts a keeper with certificates from `pki` (node certificate `keeper-1`), files in
+    /// `dir`, `tickTime` as given, on a free port.
+    pub fn start(pki: &TestPki, dir: &Path, tick_ms: u32) -> Self {
+        let files = pki.issue(CertSpec::new("keeper-1", Role::Node));
+        let data_dir = dir.join("keeper-data");
+        let config = dir.join("keeper.properties");
+        let text = format!(
+            "tickTime={tick_ms}\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n",
+            data_dir.display(),
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display()
+        );
+        std::fs::write(&config, text).expect("write keeper config");
+        let mut k =
+            KeeperProcess { addr: String::new(), config, data_dir, child: None, log: dir.join("keeper.log") };
+        k.launch();
+        k
+    }
+
+    fn launch(&mut self) {
+        use std::io::BufRead;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let mut child = std::process::Command::new(sluice_bin())
+            .args(["keeper", "start"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start keeper");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read keeper output");
+        let addr = line.trim().strip_prefix("keeper listening on ").unwrap_or_else(|| {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("keeper did not start: {line:?}\n{log}")
+        });
+        self.addr = addr.to_string();
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the process and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.addr.rsplit_once(':').map(|(_, p)| p.to_string()).expect("port");
+        let text = std::fs::read_to_string(&self.config)
+            .expect("config")
+            .replace("clientPort=0", &format!("clientPort={port}"));
+        std::fs::write(&self.config, text).expect("rewrite config");
+        self.launch();
+    }
+
+    /// The process id (to send signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for KeeperProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

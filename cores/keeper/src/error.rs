@@ -121,6 +121,15 @@ pub enum KeeperError {
         /// The session id.
         session: u64,
     },
+    /// The server lost track of the request (it is stopping, or its log failed).
+    #[error("connection loss: the server could not finish the request")]
+    ConnectionLoss,
+    /// The server cannot serve writes (its transaction log failed).
+    #[error("server error: {what}")]
+    SystemError {
+        /// What failed.
+        what: String,
+    },
     /// The session id was never issued.
     #[error("unknown session 0x{session:x}")]
     UnknownSession {
@@ -146,6 +155,8 @@ impl KeeperError {
             KeeperError::MultiFailed { error, .. } => error.code(),
             KeeperError::SessionExpired { .. } => ErrorCode::SessionExpired,
             KeeperError::UnknownSession { .. } => ErrorCode::UnknownSession,
+            KeeperError::ConnectionLoss => ErrorCode::ConnectionLoss,
+            KeeperError::SystemError { .. } => ErrorCode::SystemError,
         }
     }
 }

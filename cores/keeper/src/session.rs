@@ -103,6 +103,13 @@ impl SessionTracker {
         s
     }
 
+    /// Re-registers a session recovered from the log; it gets a full timeout from `now_ms`.
+    pub fn restore(&mut self, now_ms: u64, id: SessionId, timeout_ms: u32, password: [u8; 16]) {
+        self.next = self.next.max((id & 0x00ff_ffff_ffff_ffff) + 1);
+        self.sessions
+            .insert(id, Session { id, timeout_ms, password, expires_at_ms: now_ms + u64::from(timeout_ms) });
+    }
+
     /// Resumes a session on reconnection: the password must match and the session must be
     /// live. A resumed session is touched.
     pub fn resume(

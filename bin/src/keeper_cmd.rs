@@ -1,0 +1,327 @@
+//! `sluice keeper start|stop|status` and `sluice keeper-shell`: zkServer.sh, the four-letter
+//! words and zkCli.sh.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
+use sluice_keeper::config::KeeperConfig;
+use sluice_keeper_core::{CreateMode, Stat};
+use sluice_net::{ClientTls, TlsIdentity};
+
+use crate::credentials::TlsArgs;
+
+/// Name of the pid file in `dataDir`.
+pub const PID_FILE: &str = "sluice-keeper.pid";
+
+/// Keeper server commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum KeeperCommand {
+    /// Run a keeper server in the foreground with a zoo.cfg-style config file.
+    ///
+    /// Prints `keeper listening on HOST:PORT` once it serves; stops cleanly on SIGTERM or
+    /// Ctrl-C. Keys: tickTime, dataDir, clientPort, clientPortAddress, minSessionTimeout,
+    /// maxSessionTimeout, snapCount, autopurge.snapRetainCount, autopurge.purgeInterval,
+    /// tls.ca.file, tls.cert.file, tls.key.file.
+    Start {
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// Stop the keeper running with this config (SIGTERM through the pid file in dataDir).
+    Stop {
+        /// The configuration file it was started with.
+        config: PathBuf,
+    },
+    /// Show a server's mode, znode and session counts, outstanding requests and latency
+    /// (ZooKeeper's ruok / stat / mntr).
+    Status {
+        /// The server, HOST:PORT.
+        server: String,
+        /// Client credentials.
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+}
+
+/// `sluice keeper-shell` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ShellArgs {
+    /// host:port[,host:port...][/chroot]
+    pub connect: String,
+    /// One command to run (else commands are read from stdin): ls [-R] PATH, get PATH,
+    /// stat PATH, create [-e] [-s] PATH [DATA], set [-v VERSION] PATH DATA,
+    /// delete [-v VERSION] PATH, deleteall PATH, sync PATH.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Session timeout to ask for, ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
+    /// Client credentials.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Runs a keeper command.
+pub fn run(cmd: KeeperCommand) -> Result<()> {
+    match cmd {
+        KeeperCommand::Start { config } => start(&config),
+        KeeperCommand::Stop { config } => stop(&config),
+        KeeperCommand::Status { server, tls } => {
+            let tls = ClientTls::new(tls.load()?);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let s = rt.block_on(KeeperClient::status(&server, &tls))?;
+            println!("Mode: {}", s.mode);
+            println!("Zxid: 0x{:x}", s.last_zxid);
+            println!("Node count: {}", s.znodes);
+            println!("Sessions: {}", s.sessions);
+            println!("Watches: {}", s.watches);
+            println!("Outstanding: {}", s.outstanding);
+            println!(
+                "Latency min/avg/max: {:.3}/{:.3}/{:.3} ms",
+                s.latency_ms.0, s.latency_ms.1, s.latency_ms.2
+            );
+            println!("Version: {}", s.version);
+            Ok(())
+        }
+    }
+}
+
+fn start(config_path: &Path) -> Result<()> {
+    let config = KeeperConfig::load(config_path)?;
+    let identity = TlsIdentity::load(&config.tls)?;
+    let pid_file = config.settings.data_dir.join(PID_FILE);
+    let system = actix::System::new();
+    let result = system.block_on(async {
+        sluice_keeper::server::run(
+            &config,
+            &identity,
+            |addr| {
+                let _ = std::fs::create_dir_all(&config.settings.data_dir);
+                let _ = std::fs::write(&pid_file, std::process::id().to_string());
+                println!("keeper listening on {addr}");
+                let _ = std::io::stdout().flush();
+            },
+            crate::perf::shutdown_signal(),
+        )
+        .await
+    });
+    let _ = std::fs::remove_file(&pid_file);
+    result.with_context(|| format!("keeper with {} failed", config_path.display()))
+}
+
+fn stop(config_path: &Path) -> Result<()> {
+    let config = KeeperConfig::load(config_path)?;
+    let pid_file = config.settings.data_dir.join(PID_FILE);
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .map_err(|_| {
+            anyhow!(
+                "no keeper is running with dataDir {} (no {})",
+                config.settings.data_dir.display(),
+                PID_FILE
+            )
+        })?
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&pid_file);
+        bail!("keeper pid {pid} is not running (removed the stale {})", pid_file.display());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if Instant::now() > deadline {
+            bail!("keeper pid {pid} did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("keeper (pid {pid}) stopped");
+    Ok(())
+}
+
+/// `sluice keeper-shell`.
+pub fn shell(args: ShellArgs) -> Result<()> {
+    let tls = ClientTls::new(args.tls.load()?);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let opts = KeeperClientOptions {
+            session_timeout: Duration::from_millis(args.session_timeout_ms),
+            ..KeeperClientOptions::default()
+        };
+        let (client, _events) = KeeperClient::connect(&args.connect, &tls, opts).await?;
+        if !args.command.is_empty() {
+            let result = execute(&client, &args.command).await;
+            // Close whatever happened, so the session's ephemerals go now, not at expiry.
+            let _ = client.close().await;
+            print!("{}", result?);
+            return Ok(());
+        }
+        let stdin = std::io::stdin();
+        let tty = stdin.is_terminal();
+        let mut failed = false;
+        loop {
+            if tty {
+                print!("[keeper: {}] ", args.connect);
+                let _ = std::io::stdout().flush();
+            }
+            let mut line = String::new();
+            if stdin.lock().read_line(&mut line)? == 0 {
+                break;
+            }
+            let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            match words.first().map(String::as_str) {
+                None => continue,
+                Some("quit" | "exit") => break,
+                Some(_) => match execute(&client, &words).await {
+                    Ok(out) => print!("{out}"),
+                    Err(e) => {
+                        failed = true;
+                        println!("Error: {e:#}");
+                    }
+                },
+            }
+            let _ = std::io::stdout().flush();
+        }
+        let _ = client.close().await;
+        if failed && !tty {
+            bail!("a command failed");
+        }
+        Ok(())
+    })
+}
+
+fn take_flag(words: &mut Vec<String>, flag: &str) -> bool {
+    if let Some(i) = words.iter().position(|w| w == flag) {
+        words.remove(i);
+        true
+    } else {
+        false
+    }
+}
+
+fn take_version(words: &mut Vec<String>) -> Result<i32> {
+    match words.iter().position(|w| w == "-v") {
+        Some(i) if i + 1 < words.len() => {
+            let v = words.remove(i + 1);
+            words.remove(i);
+            v.parse().map_err(|_| anyhow!("-v takes a version number, got {v:?}"))
+        }
+        Some(_) => bail!("-v takes a version number"),
+        None => Ok(-1),
+    }
+}
+
+fn format_stat(s: &Stat) -> String {
+    format!(
+        "cZxid = 0x{:x}\nctime = {}\nmZxid = 0x{:x}\nmtime = {}\npZxid = 0x{:x}\ncversion = {}\ndataVersion = {}\naclVersion = {}\nephemeralOwner = 0x{:x}\ndataLength = {}\nnumChildren = {}\n",
+        s.czxid, s.ctime, s.mzxid, s.mtime, s.pzxid, s.cversion, s.version, s.aversion, s.ephemeral_owner, s.data_length, s.num_children
+    )
+}
+
+/// Runs one shell command; returns what to print.
+pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> {
+    let mut w: Vec<String> = words.to_vec();
+    let cmd = w.remove(0);
+    let usage = || anyhow!("usage: {}", usage_of(&cmd));
+    let out = match cmd.as_str() {
+        "ls" => {
+            let recursive = take_flag(&mut w, "-R");
+            let path = w.first().ok_or_else(usage)?.clone();
+            if recursive {
+                let mut out = String::new();
+                let mut stack = vec![path];
+                while let Some(p) = stack.pop() {
+                    out.push_str(&p);
+                    out.push('\n');
+                    let mut kids = client.children(&p, false).await?;
+                    kids.reverse();
+                    for k in kids {
+                        stack.push(if p == "/" { format!("/{k}") } else { format!("{p}/{k}") });
+                    }
+                }
+                out
+            } else {
+                format!("[{}]\n", client.children(&path, false).await?.join(", "))
+            }
+        }
+        "get" => {
+            let path = w.first().ok_or_else(usage)?;
+            let (data, _) = client.get_data(path, false).await?;
+            format!("{}\n", String::from_utf8_lossy(&data))
+        }
+        "stat" => {
+            let path = w.first().ok_or_else(usage)?;
+            match client.exists(path, false).await? {
+                Some(s) => format_stat(&s),
+                None => bail!("Node does not exist: {path}"),
+            }
+        }
+        "create" => {
+            let e = take_flag(&mut w, "-e");
+            let s = take_flag(&mut w, "-s");
+            let path = w.first().ok_or_else(usage)?.clone();
+            let data = w.get(1).cloned().unwrap_or_default();
+            let mode = match (e, s) {
+                (false, false) => CreateMode::Persistent,
+                (true, false) => CreateMode::Ephemeral,
+                (false, true) => CreateMode::PersistentSequential,
+                (true, true) => CreateMode::EphemeralSequential,
+            };
+            format!("Created {}\n", client.create(&path, data.as_bytes(), mode).await?)
+        }
+        "set" => {
+            let v = take_version(&mut w)?;
+            let (path, data) = (w.first().ok_or_else(usage)?, w.get(1).ok_or_else(usage)?);
+            let stat = client.set_data(path, data.as_bytes(), v).await?;
+            format!("dataVersion = {}\n", stat.version)
+        }
+        "delete" => {
+            let v = take_version(&mut w)?;
+            client.delete(w.first().ok_or_else(usage)?, v).await?;
+            String::new()
+        }
+        "deleteall" => {
+            let root = w.first().ok_or_else(usage)?.clone();
+            // Depth first: children before their parent.
+            let mut order = Vec::new();
+            let mut stack = vec![root];
+            while let Some(p) = stack.pop() {
+                for k in client.children(&p, false).await? {
+                    stack.push(if p == "/" { format!("/{k}") } else { format!("{p}/{k}") });
+                }
+                order.push(p);
+            }
+            for p in order.into_iter().rev() {
+                if p != "/" {
+                    client.delete(&p, -1).await?;
+                }
+            }
+            String::new()
+        }
+        "sync" => {
+            client.sync(w.first().ok_or_else(usage)?).await?;
+            "Sync is OK\n".to_string()
+        }
+        "help" => HELP.to_string(),
+        other => bail!("unknown command {other:?}\n{HELP}"),
+    };
+    Ok(out)
+}
+
+const HELP: &str = "commands:\n  ls [-R] PATH\n  get PATH\n  stat PATH\n  create [-e] [-s] PATH [DATA]\n  set [-v VERSION] PATH DATA\n  delete [-v VERSION] PATH\n  deleteall PATH\n  sync PATH\n  quit\n";
+
+fn usage_of(cmd: &str) -> &'static str {
+    match cmd {
+        "ls" => "ls [-R] PATH",
+        "get" => "get PATH",
+        "stat" => "stat PATH",
+        "create" => "create [-e] [-s] PATH [DATA]",
+        "set" => "set [-v VERSION] PATH DATA",
+        "delete" => "delete [-v VERSION] PATH",
+        "deleteall" => "deleteall PATH",
+        "sync" => "sync PATH",
+        _ => "help",
+    }
+}

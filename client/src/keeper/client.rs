@@ -1,0 +1,463 @@
+//! An async keeper client: one session, resumed across servers, with watch events.
+//!
+//! ```text
+//! let (client, mut events) = KeeperClient::connect("k1:2181,k2:2181/cluster-a", &tls, opts).await?;
+//! client.create("/brokers/ids/1", b"..", CreateMode::Ephemeral).await?;
+//! let ids = client.children("/brokers/ids", true).await?;   // leaves a child watch
+//! while let Some(ev) = events.recv().await { ... }
+//! ```
+//!
+//! Paths are the client's: with a chroot every path is prefixed on the way out and stripped
+//! from results and events on the way in. A ping every third of the session timeout keeps
+//! the session alive; when a server goes away the next request (or ping) reconnects to the
+//! next server in the connect string and resumes the session, its ephemerals and watches
+//! intact. If the servers say the session expired, every request from then on fails with
+//! `SessionExpired` and a [`KeeperEvent::SessionExpired`] is delivered: the client never
+//! silently gets a new session.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind};
+use sluice_net::{Client, ClientOptions, ClientTls, OrderedCaller, Rpc, RpcError};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::connect_string::ConnectString;
+use super::proto::{
+    AddWatch, Close, Connect, Exists, GetChildren, GetData, KeeperProtocol, KeeperPush, Ping, ServerStatus,
+    Status, SyncRequest, Write,
+};
+
+/// Why a keeper call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeeperClientError {
+    /// The server answered with an error.
+    #[error(transparent)]
+    Keeper(#[from] KeeperError),
+    /// No server could be reached, or the connection was lost during the call (the call may
+    /// or may not have taken effect, as ZooKeeper's ConnectionLoss).
+    #[error("connection loss: {0}")]
+    ConnectionLoss(String),
+    /// Transport-level refusal (certificates, protocol).
+    #[error(transparent)]
+    Transport(#[from] sluice_net::ConnectError),
+}
+
+/// What a client hears without asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeeperEvent {
+    /// A watch fired.
+    Watch {
+        /// What happened.
+        event: EventType,
+        /// To which node (client path).
+        path: String,
+    },
+    /// The session expired: its ephemerals are gone; make a new client.
+    SessionExpired,
+}
+
+/// Keeper client settings.
+#[derive(Debug, Clone)]
+pub struct KeeperClientOptions {
+    /// The session timeout asked for (the server clamps it).
+    pub session_timeout: Duration,
+    /// Transport settings.
+    pub transport: ClientOptions,
+}
+
+impl Default for KeeperClientOptions {
+    fn default() -> Self {
+        KeeperClientOptions {
+            session_timeout: Duration::from_secs(10),
+            transport: ClientOptions { connect_timeout: Duration::from_secs(3), ..ClientOptions::default() },
+        }
+    }
+}
+
+struct Session {
+    id: u64,
+    password: [u8; 16],
+    timeout: Duration,
+}
+
+struct Inner {
+    net: Client<KeeperProtocol>,
+    connect: ConnectString,
+    opts: KeeperClientOptions,
+    live: tokio::sync::Mutex<Option<OrderedCaller<KeeperProtocol>>>,
+    session: Mutex<Option<Session>>,
+    pushes: mpsc::UnboundedSender<KeeperPush>,
+    next_host: AtomicUsize,
+    expired: AtomicBool,
+    closed: AtomicBool,
+}
+
+/// A keeper session. Cheap to clone.
+#[derive(Clone)]
+pub struct KeeperClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KeeperClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeeperClient").field("hosts", &self.inner.connect.hosts).finish_non_exhaustive()
+    }
+}
+
+/// Watch events and session state, in the order the server sent them.
+#[derive(Debug)]
+pub struct KeeperEvents {
+    rx: mpsc::UnboundedReceiver<KeeperPush>,
+    connect: ConnectString,
+}
+
+impl KeeperEvents {
+    /// The next event; `None` when the client is gone.
+    pub async fn recv(&mut self) -> Option<KeeperEvent> {
+        loop {
+            let push = self.rx.recv().await?;
+            if let Some(ev) = self.translate(push) {
+                return Some(ev);
+            }
+        }
+    }
+
+    /// An event that has already arrived, if any.
+    pub fn try_recv(&mut self) -> Option<KeeperEvent> {
+        while let Ok(push) = self.rx.try_recv() {
+            if let Some(ev) = self.translate(push) {
+                return Some(ev);
+            }
+        }
+        None
+    }
+
+    fn translate(&self, push: KeeperPush) -> Option<KeeperEvent> {
+        match push {
+            KeeperPush::Watch { event, path, .. } => {
+                self.connect.to_client(&path).map(|path| KeeperEvent::Watch { event, path })
+            }
+            KeeperPush::SessionExpired => Some(KeeperEvent::SessionExpired),
+        }
+    }
+}
+
+impl KeeperClient {
+    /// Connects to the first server of `connect` that answers and opens a session.
+    pub async fn connect(
+        connect: &str,
+        tls: &ClientTls,
+        opts: KeeperClientOptions,
+    ) -> Result<(KeeperClient, KeeperEvents), KeeperClientError> {
+        let connect = ConnectString::parse(connect)?;
+        // A dead server must be noticed well inside the session timeout, or the session
+        // expires while the client still waits on the old connection (ZooKeeper's client
+        // uses 2/3 of the timeout the same way).
+        let mut opts = opts;
+        let budget = opts.session_timeout * 2 / 3;
+        let t = &mut opts.transport;
+        t.transport.idle_timeout = t.transport.idle_timeout.min(budget).max(Duration::from_millis(300));
+        t.transport.keep_alive = t.transport.idle_timeout / 4;
+        t.request_timeout = t.request_timeout.min(budget).max(Duration::from_millis(300));
+        t.connect_timeout = t.connect_timeout.min(opts.session_timeout / connect.hosts.len().max(1) as u32);
+        let net = Client::<KeeperProtocol>::new(tls, opts.transport.clone())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            net,
+            connect: connect.clone(),
+            opts,
+            live: tokio::sync::Mutex::new(None),
+            session: Mutex::new(None),
+            pushes: tx,
+            next_host: AtomicUsize::new(0),
+            expired: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let client = KeeperClient { inner };
+        client.caller().await?;
+        client.spawn_pinger();
+        Ok((client, KeeperEvents { rx, connect }))
+    }
+
+    /// The session id (0 before the first connection).
+    pub fn session_id(&self) -> u64 {
+        self.inner.session.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.id).unwrap_or(0)
+    }
+
+    /// The negotiated session timeout.
+    pub fn session_timeout(&self) -> Duration {
+        let s = self.inner.session.lock().unwrap_or_else(|p| p.into_inner());
+        s.as_ref().map(|s| s.timeout).unwrap_or(self.inner.opts.session_timeout)
+    }
+
+    fn spawn_pinger(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.closed.load(Ordering::Relaxed) || inner.expired.load(Ordering::Relaxed) {
+                    return;
+                }
+                let client = KeeperClient { inner };
+                let every = client.session_timeout() / 3;
+                drop(client);
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let client = KeeperClient { inner };
+                if let Err(e) = client.read(Ping).await {
+                    debug!(error = %e, "ping failed");
+                }
+            }
+        });
+    }
+
+    /// The live channel, connecting (and resuming the session) if there is none.
+    async fn caller(&self) -> Result<OrderedCaller<KeeperProtocol>, KeeperClientError> {
+        let inner = &self.inner;
+        if inner.expired.load(Ordering::Relaxed) {
+            return Err(KeeperError::SessionExpired { session: self.session_id() }.into());
+        }
+        let mut live = inner.live.lock().await;
+        if let Some(c) = live.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        *live = None;
+        // Try every server in turn until the session's time is up.
+        let deadline = Instant::now() + self.session_timeout();
+        let mut last_error = String::from("no server tried");
+        loop {
+            for _ in 0..inner.connect.hosts.len() {
+                let i = inner.next_host.fetch_add(1, Ordering::Relaxed) % inner.connect.hosts.len();
+                let host = &inner.connect.hosts[i];
+                match self.open_session(host).await {
+                    Ok(caller) => {
+                        *live = Some(caller.clone());
+                        return Ok(caller);
+                    }
+                    Err(KeeperClientError::Keeper(e @ KeeperError::SessionExpired { .. })) => {
+                        self.mark_expired();
+                        return Err(e.into());
+                    }
+                    Err(e @ KeeperClientError::Transport(_)) if !transient(&e) => return Err(e),
+                    Err(e) => {
+                        debug!(%host, error = %e, "server unavailable; trying the next");
+                        last_error = format!("{host}: {e}");
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(KeeperClientError::ConnectionLoss(format!(
+                    "no keeper server of {} answered within the session timeout (last: {last_error})",
+                    inner.connect.hosts.join(",")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn open_session(&self, host: &str) -> Result<OrderedCaller<KeeperProtocol>, KeeperClientError> {
+        let inner = &self.inner;
+        let conn = inner.net.connection(host).await?;
+        let caller = conn.open_ordered_into(inner.pushes.clone()).await.map_err(loss)?;
+        let resume =
+            inner.session.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| (s.id, s.password));
+        let timeout_ms = inner.opts.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32;
+        let connected = caller.call(Connect { timeout_ms, resume }).await.map_err(loss)??;
+        if resume.is_some() {
+            info!(%host, session = format_args!("0x{:x}", connected.session), "session resumed");
+        }
+        *inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(Session {
+            id: connected.session,
+            password: connected.password,
+            timeout: Duration::from_millis(u64::from(connected.timeout_ms)),
+        });
+        Ok(caller)
+    }
+
+    fn mark_expired(&self) {
+        if !self.inner.expired.swap(true, Ordering::Relaxed) {
+            let _ = self.inner.pushes.send(KeeperPush::SessionExpired);
+        }
+    }
+
+    /// One request. A write that fails with the connection is reported as ConnectionLoss
+    /// (it may or may not have been applied, as in ZooKeeper); a read is sent once more on a
+    /// new connection, which is also how a client that was cut off learns that its session
+    /// expired meanwhile.
+    async fn call<R: Rpc<KeeperProtocol> + Clone>(&self, req: R) -> Result<R::Reply, KeeperClientError> {
+        self.call_with(req, false).await
+    }
+
+    async fn read<R: Rpc<KeeperProtocol> + Clone>(&self, req: R) -> Result<R::Reply, KeeperClientError> {
+        self.call_with(req, true).await
+    }
+
+    async fn call_with<R: Rpc<KeeperProtocol> + Clone>(
+        &self,
+        req: R,
+        retry: bool,
+    ) -> Result<R::Reply, KeeperClientError> {
+        let caller = self.caller().await?;
+        match caller.call(req.clone()).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // The channel is gone: the next call reconnects.
+                *self.inner.live.lock().await = None;
+                if !retry {
+                    return Err(loss(e));
+                }
+                debug!(error = %e, "read failed with its connection; retrying on a new one");
+                let caller = self.caller().await?;
+                caller.call(req).await.map_err(loss)
+            }
+        }
+    }
+
+    async fn checked<T>(&self, r: Result<T, KeeperError>) -> Result<T, KeeperClientError> {
+        if let Err(KeeperError::SessionExpired { .. }) = &r {
+            self.mark_expired();
+        }
+        Ok(r?)
+    }
+
+    /// Creates a node; returns its path (with the sequence suffix, if sequential).
+    pub async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<String, KeeperClientError> {
+        let c = &self.inner.connect;
+        let op = Op::Create { path: c.to_server(path), data: data.to_vec(), mode };
+        match self.write(op).await? {
+            OpResult::Created { path, .. } => Ok(c.to_client(&path).unwrap_or(path)),
+            other => Err(KeeperClientError::ConnectionLoss(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Deletes a node (`version` -1: any).
+    pub async fn delete(&self, path: &str, version: i32) -> Result<(), KeeperClientError> {
+        self.write(Op::Delete { path: self.inner.connect.to_server(path), version }).await.map(|_| ())
+    }
+
+    /// Sets a node's data (`version` -1: any); returns the new stat.
+    pub async fn set_data(&self, path: &str, data: &[u8], version: i32) -> Result<Stat, KeeperClientError> {
+        let op = Op::SetData { path: self.inner.connect.to_server(path), data: data.to_vec(), version };
+        match self.write(op).await? {
+            OpResult::DataSet { stat } => Ok(stat),
+            other => Err(KeeperClientError::ConnectionLoss(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Runs ops atomically; paths inside are client paths.
+    pub async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, KeeperClientError> {
+        let c = &self.inner.connect;
+        let ops = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Create { path, data, mode } => Op::Create { path: c.to_server(&path), data, mode },
+                Op::Delete { path, version } => Op::Delete { path: c.to_server(&path), version },
+                Op::SetData { path, data, version } => {
+                    Op::SetData { path: c.to_server(&path), data, version }
+                }
+                Op::Check { path, version } => Op::Check { path: c.to_server(&path), version },
+                other => other,
+            })
+            .collect();
+        match self.write(Op::Multi(ops)).await? {
+            OpResult::Multi(results) => Ok(results
+                .into_iter()
+                .map(|r| match r {
+                    OpResult::Created { path, stat } => {
+                        OpResult::Created { path: c.to_client(&path).unwrap_or(path), stat }
+                    }
+                    other => other,
+                })
+                .collect()),
+            other => Err(KeeperClientError::ConnectionLoss(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn write(&self, op: Op) -> Result<OpResult, KeeperClientError> {
+        let r = self.call(Write(op)).await?;
+        self.checked(r).await
+    }
+
+    /// A node's data and stat; `watch` leaves a one-shot data watch.
+    pub async fn get_data(&self, path: &str, watch: bool) -> Result<(Vec<u8>, Stat), KeeperClientError> {
+        let r = self.read(GetData { path: self.inner.connect.to_server(path), watch }).await?;
+        self.checked(r).await.map(|d| (d.data, d.stat))
+    }
+
+    /// A node's stat if it exists; `watch` leaves a one-shot watch (fires on creation too).
+    pub async fn exists(&self, path: &str, watch: bool) -> Result<Option<Stat>, KeeperClientError> {
+        let r = self.read(Exists { path: self.inner.connect.to_server(path), watch }).await?;
+        self.checked(r).await
+    }
+
+    /// A node's children, sorted; `watch` leaves a one-shot child watch.
+    pub async fn children(&self, path: &str, watch: bool) -> Result<Vec<String>, KeeperClientError> {
+        let r = self.read(GetChildren { path: self.inner.connect.to_server(path), watch }).await?;
+        self.checked(r).await.map(|c| c.children)
+    }
+
+    /// A persistent (or persistent-recursive) watch on `path`.
+    pub async fn add_watch(&self, path: &str, recursive: bool) -> Result<(), KeeperClientError> {
+        let kind = if recursive { WatchKind::PersistentRecursive } else { WatchKind::Persistent };
+        let r = self.call(AddWatch { path: self.inner.connect.to_server(path), kind }).await?;
+        self.checked(r).await
+    }
+
+    /// Waits until the server has every write committed before this call.
+    pub async fn sync(&self, path: &str) -> Result<(), KeeperClientError> {
+        let r = self.read(SyncRequest { path: self.inner.connect.to_server(path) }).await?;
+        self.checked(r).await.map(|_| ())
+    }
+
+    /// Creates the chroot (and its parents) if it does not exist.
+    pub async fn ensure_chroot(&self) -> Result<(), KeeperClientError> {
+        let Some(chroot) = self.inner.connect.chroot.clone() else { return Ok(()) };
+        let raw = ConnectString { hosts: self.inner.connect.hosts.clone(), chroot: None };
+        let mut at = String::new();
+        for seg in chroot.trim_start_matches('/').split('/') {
+            at.push('/');
+            at.push_str(seg);
+            let op = Op::Create { path: raw.to_server(&at), data: Vec::new(), mode: CreateMode::Persistent };
+            match self.write(op).await {
+                Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session: its ephemeral nodes are deleted at once.
+    pub async fn close(&self) -> Result<(), KeeperClientError> {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        let r = self.call(Close).await?;
+        self.checked(r).await
+    }
+
+    /// The status of one server (no session needed).
+    pub async fn status(host: &str, tls: &ClientTls) -> Result<ServerStatus, KeeperClientError> {
+        let net = Client::<KeeperProtocol>::new(tls, ClientOptions::default())?;
+        net.call(host, Status).await.map_err(loss)
+    }
+}
+
+fn loss(e: RpcError) -> KeeperClientError {
+    match e {
+        RpcError::Connect(c) => KeeperClientError::Transport(c),
+        other => KeeperClientError::ConnectionLoss(other.to_string()),
+    }
+}
+
+fn transient(e: &KeeperClientError) -> bool {
+    match e {
+        KeeperClientError::Transport(c) => c.is_transient(),
+        _ => true,
+    }
+}

@@ -1,0 +1,7 @@
+//! The keeper protocol and client.
+pub mod client;
+pub mod connect_string;
+pub mod proto;
+
+pub use client::{KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents};
+pub use connect_string::ConnectString;

@@ -1,0 +1,172 @@
+//! `sluice-keeper/1`: what a keeper client and server say to each other.
+//!
+//! A session runs on one ordered channel: the first request is [`Connect`], then requests
+//! are answered in order and watch events arrive as pushes, each before any reply that
+//! reflects its change. [`Status`] is a plain call (no session needed), for
+//! `sluice keeper status`.
+
+use serde::{Deserialize, Serialize};
+use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind};
+
+/// Opens or resumes a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connect {
+    /// The timeout the client asks for, ms.
+    pub timeout_ms: u32,
+    /// A session to resume: id and password.
+    pub resume: Option<(u64, [u8; 16])>,
+}
+
+/// The session the server gave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connected {
+    /// Session id.
+    pub session: u64,
+    /// The secret for resuming it.
+    pub password: [u8; 16],
+    /// The negotiated timeout, ms.
+    pub timeout_ms: u32,
+}
+
+/// Keeps the session alive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping;
+
+/// A change: create, delete, setData, check or multi (as [`Op`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Write(pub Op);
+
+/// Read a node's data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetData {
+    /// The node.
+    pub path: String,
+    /// Leave a one-shot data watch.
+    pub watch: bool,
+}
+
+/// Data and stat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeData {
+    /// The data.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// The stat.
+    pub stat: Stat,
+}
+
+/// Whether a node exists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exists {
+    /// The node.
+    pub path: String,
+    /// Leave a one-shot data watch (fires on creation if the node is missing).
+    pub watch: bool,
+}
+
+/// A node's children.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetChildren {
+    /// The node.
+    pub path: String,
+    /// Leave a one-shot child watch.
+    pub watch: bool,
+}
+
+/// Children names (sorted) and the node's stat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Children {
+    /// Names.
+    pub children: Vec<String>,
+    /// The node's stat.
+    pub stat: Stat,
+}
+
+/// Waits until the server has applied every write committed before it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The path (as ZooKeeper's; it scopes nothing on one server).
+    pub path: String,
+}
+
+/// Adds a persistent or persistent-recursive watch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddWatch {
+    /// The node.
+    pub path: String,
+    /// `Persistent` or `PersistentRecursive`.
+    pub kind: WatchKind,
+}
+
+/// Ends the session (its ephemeral nodes go at once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Close;
+
+/// The server's health and load (`ruok`, `stat`, `mntr`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status;
+
+/// What `Status` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// `standalone` (later: `leader` / `follower`).
+    pub mode: String,
+    /// zxid of the last transaction applied.
+    pub last_zxid: i64,
+    /// Number of znodes.
+    pub znodes: usize,
+    /// Live sessions.
+    pub sessions: usize,
+    /// Registered watches.
+    pub watches: usize,
+    /// Writes waiting for their fsync.
+    pub outstanding: usize,
+    /// Request latency since start, ms: min, average, max.
+    pub latency_ms: (f64, f64, f64),
+    /// Software version.
+    pub version: String,
+}
+
+/// Pushed to a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeeperPush {
+    /// A watch fired.
+    Watch {
+        /// What happened.
+        event: EventType,
+        /// To which node (server-side path; the client strips its chroot).
+        path: String,
+        /// The transaction that did it.
+        zxid: i64,
+    },
+    /// The session expired; the channel ends after this.
+    SessionExpired,
+}
+
+sluice_net::protocol! {
+    /// The keeper protocol.
+    pub protocol KeeperProtocol {
+        alpn: "sluice-keeper/1",
+        request: KeeperRequest,
+        response: KeeperResponse,
+        push: KeeperPush,
+        handler: KeeperHandler,
+        rpcs: {
+            connect: Connect(Connect) -> Result<Connected, KeeperError>;
+            ping: Ping(Ping) -> Result<(), KeeperError>;
+            write: Write(Write) -> Result<OpResult, KeeperError>;
+            get_data: GetData(GetData) -> Result<NodeData, KeeperError>;
+            exists: Exists(Exists) -> Result<Option<Stat>, KeeperError>;
+            get_children: GetChildren(GetChildren) -> Result<Children, KeeperError>;
+            sync: Sync(SyncRequest) -> Result<i64, KeeperError>;
+            add_watch: AddWatch(AddWatch) -> Result<(), KeeperError>;
+            close: Close(Close) -> Result<(), KeeperError>;
+            status: Status(Status) -> ServerStatus;
+        }
+    }
+}
+
+/// Shorthand for a create op.
+pub fn create(path: impl Into<String>, data: impl Into<Vec<u8>>, mode: CreateMode) -> Op {
+    Op::Create { path: path.into(), data: data.into(), mode }
+}

@@ -1,0 +1,218 @@
+//! The keeper's configuration file, with zoo.cfg's keys and defaults.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `tickTime` | 2000 | ms; the unit of session timeouts |
+//! | `dataDir` | (required) | transaction log and snapshots |
+//! | `clientPort` | 2181 | QUIC (UDP) port for clients; 0 picks a free one |
+//! | `clientPortAddress` | 0.0.0.0 | address to listen on |
+//! | `minSessionTimeout` | 2 × tickTime | ms |
+//! | `maxSessionTimeout` | 20 × tickTime | ms |
+//! | `snapCount` | 100000 | transactions between snapshots |
+//! | `autopurge.snapRetainCount` | 3 | snapshots kept (at least 3, as ZooKeeper) |
+//! | `autopurge.purgeInterval` | 0 | accepted for compatibility: the keeper purges after every snapshot |
+//! | `tls.ca.file`, `tls.cert.file`, `tls.key.file` | (required) | the cluster CA, this server's certificate and key |
+//!
+//! Unknown keys, bad values and missing required keys stop start-up with the file, the line
+//! and the reason. `server.N` lines (ensembles) arrive with the ensemble.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use sluice_config::properties::{self, Entry, PropertiesError};
+use sluice_keeper_core::SessionConfig;
+use sluice_net::TlsFiles;
+
+use crate::server::KeeperSettings;
+
+/// Keys this file may hold.
+pub const KEYS: &[&str] = &[
+    "tickTime",
+    "dataDir",
+    "clientPort",
+    "clientPortAddress",
+    "minSessionTimeout",
+    "maxSessionTimeout",
+    "snapCount",
+    "autopurge.snapRetainCount",
+    "autopurge.purgeInterval",
+    "tls.ca.file",
+    "tls.cert.file",
+    "tls.key.file",
+];
+
+/// A keeper's whole configuration.
+#[derive(Debug, Clone)]
+pub struct KeeperConfig {
+    /// Store and session settings.
+    pub settings: KeeperSettings,
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// TLS files.
+    pub tls: TlsFiles,
+}
+
+/// What is wrong with a keeper configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read or a line is malformed.
+    #[error(transparent)]
+    Properties(#[from] PropertiesError),
+    /// A value is invalid.
+    #[error("{path}:{line}: {key}={value}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line number.
+        line: usize,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A required key is missing.
+    #[error("{path}: {key} is required ({hint})")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// What to put there.
+        hint: &'static str,
+    },
+}
+
+impl KeeperConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PropertiesError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` is used in errors and to resolve relative paths
+    /// (which are taken from the current directory, as ZooKeeper does).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let entries = properties::parse(text, path)?;
+        if let Some(e) = entries.iter().find(|e| e.key.starts_with("server.")) {
+            return Err(invalid(path, e, "ensembles (server.N lines) are not supported by this build yet; remove the line to run standalone"));
+        }
+        if let Some(e) = entries.iter().find(|e| !KEYS.contains(&e.key.as_str())) {
+            return Err(PropertiesError::UnknownKey {
+                path: path.into(),
+                line: e.line,
+                key: e.key.clone(),
+                known: KEYS.join(", "),
+            }
+            .into());
+        }
+        let get = |key: &str| entries.iter().find(|e| e.key == key);
+        let num = |key: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(e) => match e.value.parse::<u64>() {
+                    Ok(v) if v >= min => Ok(v),
+                    Ok(_) => Err(invalid(path, e, &format!("must be at least {min}"))),
+                    Err(_) => Err(invalid(path, e, "must be a whole number")),
+                },
+            }
+        };
+        let tick = num("tickTime", 2000, 1)?;
+        let tick_ms = u32::try_from(tick)
+            .map_err(|_| invalid(path, get("tickTime").expect("present when too big"), "too large"))?;
+        let mut sessions = SessionConfig::from_tick(tick_ms);
+        sessions.min_timeout_ms = num("minSessionTimeout", u64::from(sessions.min_timeout_ms), 1)? as u32;
+        sessions.max_timeout_ms = num("maxSessionTimeout", u64::from(sessions.max_timeout_ms), 1)? as u32;
+        if sessions.min_timeout_ms > sessions.max_timeout_ms {
+            let e = get("minSessionTimeout").or_else(|| get("maxSessionTimeout"));
+            if let Some(e) = e {
+                return Err(invalid(path, e, "minSessionTimeout is above maxSessionTimeout"));
+            }
+        }
+        let port = num("clientPort", 2181, 0)?;
+        let port = u16::try_from(port).map_err(|_| {
+            invalid(path, get("clientPort").expect("present when too big"), "must be a port number (0-65535)")
+        })?;
+        let ip: IpAddr = match get("clientPortAddress") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(e) => e.value.parse().map_err(|_| invalid(path, e, "must be an IP address"))?,
+        };
+        let required = |key: &'static str, hint: &'static str| -> Result<PathBuf, ConfigError> {
+            match get(key) {
+                Some(e) if !e.value.is_empty() => Ok(PathBuf::from(&e.value)),
+                Some(e) => Err(invalid(path, e, "must not be empty")),
+                None => Err(ConfigError::Missing { path: path.into(), key, hint }),
+            }
+        };
+        let data_dir = required("dataDir", "a directory for the transaction log and snapshots")?;
+        let tls = TlsFiles {
+            ca: required("tls.ca.file", "the cluster CA certificate, e.g. from `sluice certs init`")?,
+            cert: required("tls.cert.file", "this server's certificate")?,
+            key: required("tls.key.file", "this server's private key")?,
+        };
+        let snap_count = num("snapCount", 100_000, 2)? as usize;
+        let snap_retain_count = num("autopurge.snapRetainCount", 3, 3)? as usize;
+        num("autopurge.purgeInterval", 0, 0)?;
+        Ok(KeeperConfig {
+            settings: KeeperSettings { data_dir, sessions, snap_count, snap_retain_count },
+            listen: SocketAddr::new(ip, port),
+            tls,
+        })
+    }
+}
+
+fn invalid(path: &Path, e: &Entry, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        line: e.line,
+        key: e.key.clone(),
+        value: e.value.clone(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TLS: &str = "tls.ca.file=ca.pem\ntls.cert.file=k.pem\ntls.key.file=k.key\n";
+
+    #[test]
+    fn defaults_are_zookeepers() {
+        let c = KeeperConfig::parse(&format!("dataDir=/var/k\n{TLS}"), Path::new("k.cfg")).expect("parse");
+        assert_eq!(c.listen, "0.0.0.0:2181".parse().expect("addr"));
+        assert_eq!(
+            c.settings.sessions,
+            SessionConfig { tick_ms: 2000, min_timeout_ms: 4000, max_timeout_ms: 40000 }
+        );
+        assert_eq!((c.settings.snap_count, c.settings.snap_retain_count), (100_000, 3));
+    }
+
+    #[test]
+    fn every_bad_line_names_the_file_line_key_and_why() {
+        let cases = [
+            ("tickTime=fast\n", "k.cfg:1: tickTime=fast: must be a whole number"),
+            (
+                "tickTime=100\nminSessionTimeout=5000\nmaxSessionTimeout=1000\n",
+                "minSessionTimeout is above maxSessionTimeout",
+            ),
+            ("clientPort=70000\n", "k.cfg:1: clientPort=70000: must be a port number"),
+            ("clientPortAddress=here\n", "must be an IP address"),
+            ("autopurge.snapRetainCount=1\n", "must be at least 3"),
+            ("tickTim=2000\n", "k.cfg:1: unknown key \"tickTim\""),
+            ("server.1=k1:2888\n", "ensembles"),
+        ];
+        for (text, want) in cases {
+            let err =
+                KeeperConfig::parse(&format!("{text}dataDir=/d\n{TLS}"), Path::new("k.cfg")).expect_err(text);
+            assert!(err.to_string().contains(want), "{text:?}: {err}");
+        }
+        let err = KeeperConfig::parse(TLS, Path::new("k.cfg")).expect_err("no dataDir");
+        assert_eq!(
+            err.to_string(),
+            "k.cfg: dataDir is required (a directory for the transaction log and snapshots)"
+        );
+    }
+}

@@ -1,0 +1,661 @@
+//! The keeper server (standalone): actors around the sans-IO core.
+//!
+//! - [`Database`] (one actor) owns the replicated state, the session tracker, the watches
+//!   and every connected session's outbound queue. It assigns zxids, hands transactions to
+//!   the log writer, and applies them once they are durable.
+//! - The log writer (one OS thread) owns the [`Store`]: it takes every transaction queued
+//!   since its last write, writes them with one fsync (group commit), and tells the database
+//!   how far the log is durable. It also writes snapshots and purges old files.
+//! - [`SessionActor`] (one per connected client) checks the session is live, touches it on
+//!   every request and forwards requests to the database.
+//!
+//! Watches fire inside the database actor while it applies a transaction: the events go
+//! straight onto the watching sessions' outbound queues, before any later reply can be
+//! queued behind them. That is what makes "a client sees the watch event before any read
+//! that reflects the change" hold. (Per-path watcher actors would put a mailbox hop between
+//! the change and the event, and nothing would order that hop against read replies.)
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use sluice_client::keeper::proto::{
+    Children, Connect, Connected, KeeperProtocol, KeeperPush, KeeperRequest, KeeperResponse, NodeData,
+    ServerStatus,
+};
+use sluice_keeper_core::{
+    Change, KeeperError, KeeperState, Op, OpResult, SessionConfig, SessionTracker, Txn, WatchKind,
+    WatchManager,
+};
+use sluice_net::{ChannelSender, Peer, ServerChannel};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::store::{Recovered, Store, StoreError};
+
+/// Settings of one keeper server (the zoo.cfg keys).
+#[derive(Debug, Clone)]
+pub struct KeeperSettings {
+    /// `dataDir`.
+    pub data_dir: PathBuf,
+    /// `tickTime` and the session bounds.
+    pub sessions: SessionConfig,
+    /// `snapCount`: transactions between snapshots.
+    pub snap_count: usize,
+    /// `autopurge.snapRetainCount`.
+    pub snap_retain_count: usize,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, KeeperError>>;
+
+enum ToWriter {
+    Append(Vec<Txn>),
+    Snapshot(Box<KeeperState>, i64),
+}
+
+/// The log writer said: the log is durable up to this zxid.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Durable {
+    upto: i64,
+}
+
+/// The log writer failed: the server must stop (it can no longer promise durability).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriterFailed(String);
+
+/// The log writer asks for a snapshot.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WantSnapshot;
+
+struct Pending {
+    txn: Txn,
+    reply: Option<Reply<OpResult>>,
+    started: Instant,
+}
+
+/// The database actor.
+pub struct Database {
+    state: KeeperState,
+    tracker: SessionTracker,
+    watches: WatchManager<u64>,
+    senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
+    pending: VecDeque<Pending>,
+    next_zxid: i64,
+    writer: std_mpsc::Sender<ToWriter>,
+    epoch: Instant,
+    latency: (f64, f64, u64, f64),
+    failed: Option<String>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("last_zxid", &self.state.tree.last_zxid()).finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens the store in `settings.data_dir`, recovers, and starts the database actor and
+    /// its log writer. Must run inside an actix system.
+    pub fn start(settings: &KeeperSettings) -> Result<(Addr<Database>, Recovered), StoreError> {
+        let (store, recovered) = Store::open(&settings.data_dir, settings.snap_count)?;
+        let mut tracker = SessionTracker::new(settings.sessions, 1);
+        let epoch = Instant::now();
+        // Recovered sessions get a full timeout from now to come back, as in ZooKeeper.
+        for (id, s) in &recovered.state.sessions {
+            tracker.restore(0, *id, s.timeout_ms, s.password);
+        }
+        let (tx, rx) = std_mpsc::channel();
+        let db = Database {
+            state: recovered.state.clone(),
+            tracker,
+            watches: WatchManager::new(),
+            senders: HashMap::new(),
+            pending: VecDeque::new(),
+            next_zxid: recovered.last_zxid + 1,
+            writer: tx,
+            epoch,
+            latency: (f64::MAX, 0.0, 0, 0.0),
+            failed: None,
+        };
+        let retain = settings.snap_retain_count;
+        let tick = Duration::from_millis(u64::from(settings.sessions.tick_ms.max(10)) / 2);
+        let addr = Database::create(move |ctx| {
+            ctx.run_interval(tick, |db, ctx| db.expire_sessions(ctx));
+            db
+        });
+        let writer_addr = addr.clone();
+        std::thread::Builder::new()
+            .name("keeper-log-writer".into())
+            .spawn(move || log_writer(store, rx, writer_addr, retain))
+            .map_err(|source| StoreError::Io {
+                action: "cannot start the log writer for",
+                path: settings.data_dir.clone(),
+                source,
+            })?;
+        Ok((addr, recovered))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn submit(&mut self, session: u64, op: Op, reply: Option<Reply<OpResult>>) {
+        if let Some(why) = &self.failed {
+            if let Some(r) = reply {
+                let _ =
+                    r.send(Err(KeeperError::SystemError { what: format!("the server cannot write: {why}") }));
+            }
+            return;
+        }
+        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let txn = Txn { zxid: self.next_zxid, time_ms, session, op };
+        self.next_zxid += 1;
+        let _ = self.writer.send(ToWriter::Append(vec![txn.clone()]));
+        self.pending.push_back(Pending { txn, reply, started: Instant::now() });
+    }
+
+    fn apply_durable(&mut self, upto: i64) {
+        while self.pending.front().is_some_and(|p| p.txn.zxid <= upto) {
+            let Some(p) = self.pending.pop_front() else { break };
+            let applied = self.state.apply(&p.txn);
+            for change in &applied.changes {
+                self.fire(change, p.txn.zxid);
+            }
+            if matches!(p.txn.op, Op::CloseSession) {
+                self.end_session(p.txn.session);
+            }
+            let ms = p.started.elapsed().as_secs_f64() * 1000.0;
+            let (min, max, n, sum) = &mut self.latency;
+            *min = min.min(ms);
+            *max = max.max(ms);
+            *n += 1;
+            *sum += ms;
+            if let Some(r) = p.reply {
+                let _ = r.send(applied.result);
+            }
+        }
+    }
+
+    /// Queues the events `change` fires on the watching sessions' channels, now.
+    fn fire(&mut self, change: &Change, zxid: i64) {
+        for (session, ev) in self.watches.trigger(change) {
+            if let Some((_, tx)) = self.senders.get(&session) {
+                if tx.try_push(KeeperPush::Watch { event: ev.event, path: ev.path, zxid }).is_err() {
+                    warn!(
+                        session = format_args!("0x{session:x}"),
+                        "client not reading its watch events; dropping its connection"
+                    );
+                    self.senders.remove(&session);
+                }
+            }
+        }
+    }
+
+    fn end_session(&mut self, session: u64) {
+        self.tracker.close(session);
+        self.watches.remove_watcher(&session);
+        if let Some((_, tx)) = self.senders.remove(&session) {
+            let _ = tx.try_push(KeeperPush::SessionExpired);
+        }
+    }
+
+    fn expire_sessions(&mut self, _ctx: &mut Context<Self>) {
+        let now = self.now_ms();
+        for session in self.tracker.tick(now) {
+            info!(session = format_args!("0x{session:x}"), "session expired");
+            self.submit(session, Op::CloseSession, None);
+        }
+    }
+}
+
+impl Actor for Database {
+    type Context = Context<Self>;
+}
+
+impl Handler<Durable> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
+        self.apply_durable(msg.upto);
+    }
+}
+
+impl Handler<WriterFailed> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: WriterFailed, _: &mut Context<Self>) {
+        warn!(error = %msg.0, "the transaction log failed; refusing writes from now on");
+        for p in self.pending.drain(..) {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(KeeperError::SystemError {
+                    what: format!("the server cannot write: {}", msg.0),
+                }));
+            }
+        }
+        self.failed = Some(msg.0);
+    }
+}
+
+impl Handler<WantSnapshot> for Database {
+    type Result = ();
+    fn handle(&mut self, _: WantSnapshot, _: &mut Context<Self>) {
+        let zxid = self.state.tree.last_zxid();
+        let _ = self.writer.send(ToWriter::Snapshot(Box::new(self.state.clone()), zxid));
+    }
+}
+
+/// The log writer thread: group commit, snapshots, purge.
+fn log_writer(mut store: Store, rx: std_mpsc::Receiver<ToWriter>, db: Addr<Database>, retain: usize) {
+    let mut asked_for_snapshot = false;
+    while let Ok(first) = rx.recv() {
+        let mut batch = Vec::new();
+        let mut snapshot = None;
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                ToWriter::Append(txns) => batch.extend(txns),
+                ToWriter::Snapshot(state, zxid) => snapshot = Some((state, zxid)),
+            }
+            next = rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            let upto = batch.last().map(|t| t.zxid).unwrap_or_default();
+            if let Err(e) = store.append(&batch) {
+                db.do_send(WriterFailed(e.to_string()));
+                return;
+            }
+            db.do_send(Durable { upto });
+        }
+        if let Some((state, zxid)) = snapshot {
+            match store.snapshot(&state, zxid).and_then(|p| store.purge(retain).map(|n| (p, n))) {
+                Ok((path, purged)) => info!(snapshot = %path.display(), purged, "snapshot written"),
+                Err(e) => warn!(error = %e, "snapshot failed; will try again"),
+            }
+            asked_for_snapshot = false;
+        }
+        if store.wants_snapshot() && !asked_for_snapshot {
+            asked_for_snapshot = true;
+            db.do_send(WantSnapshot);
+        }
+    }
+}
+
+/// Open or resume a session for a connection.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Connected, KeeperError>")]
+pub struct OpenSession {
+    /// What the client asked.
+    pub connect: Connect,
+    /// Its outbound queue (replies and pushes).
+    pub sender: ChannelSender<KeeperProtocol>,
+    /// The connection, so a later detach from an older connection is ignored.
+    pub connection: usize,
+}
+
+impl Handler<OpenSession> for Database {
+    type Result = ResponseFuture<Result<Connected, KeeperError>>;
+    fn handle(&mut self, msg: OpenSession, _: &mut Context<Self>) -> Self::Result {
+        let now = self.now_ms();
+        match msg.connect.resume {
+            Some((id, password)) => {
+                let result = self.tracker.resume(now, id, &password).map(|s| {
+                    self.senders.insert(id, (msg.connection, msg.sender));
+                    Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms }
+                });
+                Box::pin(async move { result })
+            }
+            None => {
+                let s = self.tracker.open(now, msg.connect.timeout_ms, rand::random());
+                self.senders.insert(s.id, (msg.connection, msg.sender));
+                let (tx, rx) = oneshot::channel();
+                self.submit(
+                    s.id,
+                    Op::CreateSession { timeout_ms: s.timeout_ms, password: s.password },
+                    Some(tx),
+                );
+                let connected = Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms };
+                Box::pin(async move {
+                    rx.await.map_err(|_| KeeperError::ConnectionLoss)??;
+                    Ok(connected)
+                })
+            }
+        }
+    }
+}
+
+/// A request of a live session.
+#[derive(Debug, Message)]
+#[rtype(result = "KeeperResponse")]
+pub struct SessionRequest {
+    /// The session.
+    pub session: u64,
+    /// The request.
+    pub request: KeeperRequest,
+}
+
+impl Handler<SessionRequest> for Database {
+    type Result = ResponseFuture<KeeperResponse>;
+    fn handle(&mut self, msg: SessionRequest, _: &mut Context<Self>) -> Self::Result {
+        use KeeperRequest as Q;
+        use KeeperResponse as A;
+        let session = msg.session;
+        let now = self.now_ms();
+        if let Err(e) = self.tracker.touch(now, session) {
+            let expired = |e: KeeperError| -> A {
+                match msg.request {
+                    Q::Ping(_) => A::Ping(Err(e)),
+                    Q::Write(_) => A::Write(Err(e)),
+                    Q::GetData(_) => A::GetData(Err(e)),
+                    Q::Exists(_) => A::Exists(Err(e)),
+                    Q::GetChildren(_) => A::GetChildren(Err(e)),
+                    Q::Sync(_) => A::Sync(Err(e)),
+                    Q::AddWatch(_) => A::AddWatch(Err(e)),
+                    Q::Close(_) => A::Close(Err(e)),
+                    Q::Connect(_) => A::Connect(Err(e)),
+                    Q::Status(_) => A::Status(self.status()),
+                }
+            };
+            let reply = expired(e);
+            return Box::pin(async move { reply });
+        }
+        let answer = |r: A| -> Self::Result { Box::pin(async move { r }) };
+        let tree = &self.state.tree;
+        match msg.request {
+            Q::Ping(_) => answer(A::Ping(Ok(()))),
+            Q::GetData(r) => {
+                let res = tree.get(&r.path).map(|(data, stat)| NodeData { data: data.to_vec(), stat });
+                if r.watch && res.is_ok() {
+                    self.watches.add(&r.path, WatchKind::Data, session);
+                }
+                answer(A::GetData(res))
+            }
+            Q::Exists(r) => {
+                let res = tree.exists(&r.path);
+                if r.watch && res.is_ok() {
+                    self.watches.add(&r.path, WatchKind::Data, session);
+                }
+                answer(A::Exists(res))
+            }
+            Q::GetChildren(r) => {
+                let res = tree.children(&r.path).map(|(children, stat)| Children { children, stat });
+                if r.watch && res.is_ok() {
+                    self.watches.add(&r.path, WatchKind::Child, session);
+                }
+                answer(A::GetChildren(res))
+            }
+            Q::AddWatch(r) => {
+                let res = match r.kind {
+                    WatchKind::Persistent | WatchKind::PersistentRecursive => {
+                        sluice_keeper_core::path::validate(&r.path)
+                            .map(|_| self.watches.add(&r.path, r.kind, session))
+                    }
+                    _ => Err(KeeperError::BadArguments {
+                        what: "addWatch takes Persistent or PersistentRecursive".into(),
+                    }),
+                };
+                answer(A::AddWatch(res))
+            }
+            Q::Sync(_) => {
+                // Every write acknowledged before this request has been applied; a write
+                // still waiting for its fsync is not acknowledged yet, so wait for it too.
+                let (tx, rx) = oneshot::channel();
+                self.submit(session, Op::Check { path: "/".into(), version: -1 }, Some(tx));
+                Box::pin(async move {
+                    A::Sync(rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r.map(|_| 0)))
+                })
+            }
+            Q::Write(w) => {
+                if matches!(w.0, Op::CreateSession { .. } | Op::CloseSession) {
+                    return answer(A::Write(Err(KeeperError::BadArguments {
+                        what: "session operations are not writes".into(),
+                    })));
+                }
+                let (tx, rx) = oneshot::channel();
+                self.submit(session, w.0, Some(tx));
+                Box::pin(async move { A::Write(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss))) })
+            }
+            Q::Close(_) => {
+                let (tx, rx) = oneshot::channel();
+                self.submit(session, Op::CloseSession, Some(tx));
+                Box::pin(
+                    async move { A::Close(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss)).map(|_| ())) },
+                )
+            }
+            Q::Connect(_) => answer(A::Connect(Err(KeeperError::BadArguments {
+                what: "this channel already has a session".into(),
+            }))),
+            Q::Status(_) => answer(A::Status(self.status())),
+        }
+    }
+}
+
+/// A connection ended; the session lives on until it expires.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    /// The session.
+    pub session: u64,
+    /// The connection that ended.
+    pub connection: usize,
+}
+
+impl Handler<Detach> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        if self.senders.get(&msg.session).is_some_and(|(c, _)| *c == msg.connection) {
+            self.senders.remove(&msg.session);
+        }
+    }
+}
+
+/// Asks for the server's status.
+#[derive(Debug, Message)]
+#[rtype(result = "ServerStatus")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for Database {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Database {
+    fn status(&self) -> ServerStatus {
+        let (min, max, n, sum) = self.latency;
+        ServerStatus {
+            mode: "standalone".into(),
+            last_zxid: self.state.tree.last_zxid(),
+            znodes: self.state.tree.node_count(),
+            sessions: self.tracker.len(),
+            watches: self.watches.len(),
+            outstanding: self.pending.len(),
+            latency_ms: if n == 0 { (0.0, 0.0, 0.0) } else { (min, sum / n as f64, max) },
+            version: sluice_net::SOFTWARE.into(),
+        }
+    }
+}
+
+/// One connected client session: checks, touches and forwards its requests in order.
+#[derive(Debug)]
+pub struct SessionActor {
+    session: u64,
+    db: Addr<Database>,
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+}
+
+/// One request from the client, answered in order.
+#[derive(Debug, Message)]
+#[rtype(result = "KeeperResponse")]
+pub struct ClientRequest(pub KeeperRequest);
+
+impl Handler<ClientRequest> for SessionActor {
+    type Result = ResponseFuture<KeeperResponse>;
+    fn handle(&mut self, msg: ClientRequest, _: &mut Context<Self>) -> Self::Result {
+        let req = self.db.send(SessionRequest { session: self.session, request: msg.0 });
+        Box::pin(async move { req.await.unwrap_or(KeeperResponse::Ping(Err(KeeperError::ConnectionLoss))) })
+    }
+}
+
+/// The keeper's `sluice-keeper/1` service.
+#[derive(Debug, Clone)]
+pub struct KeeperService {
+    db: Addr<Database>,
+    /// Where session actors live: connections are served on plain tokio tasks, which
+    /// cannot start actors themselves.
+    arbiter: ArbiterHandle,
+}
+
+impl KeeperService {
+    /// A service answering from `db`. Must be created inside the actix system.
+    pub fn new(db: Addr<Database>) -> Self {
+        KeeperService { db, arbiter: Arbiter::current() }
+    }
+}
+
+fn no_session<T>() -> Result<T, KeeperError> {
+    Err(KeeperError::BadArguments {
+        what: "requests need a session: open an ordered channel and send Connect first".into(),
+    })
+}
+
+impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
+    async fn connect(&self, _: &Peer, _: Connect) -> Result<Connected, KeeperError> {
+        no_session()
+    }
+    async fn ping(&self, _: &Peer, _: sluice_client::keeper::proto::Ping) -> Result<(), KeeperError> {
+        no_session()
+    }
+    async fn write(&self, _: &Peer, _: sluice_client::keeper::proto::Write) -> Result<OpResult, KeeperError> {
+        no_session()
+    }
+    async fn get_data(
+        &self,
+        _: &Peer,
+        _: sluice_client::keeper::proto::GetData,
+    ) -> Result<NodeData, KeeperError> {
+        no_session()
+    }
+    async fn exists(
+        &self,
+        _: &Peer,
+        _: sluice_client::keeper::proto::Exists,
+    ) -> Result<Option<sluice_keeper_core::Stat>, KeeperError> {
+        no_session()
+    }
+    async fn get_children(
+        &self,
+        _: &Peer,
+        _: sluice_client::keeper::proto::GetChildren,
+    ) -> Result<Children, KeeperError> {
+        no_session()
+    }
+    async fn sync(&self, _: &Peer, _: sluice_client::keeper::proto::SyncRequest) -> Result<i64, KeeperError> {
+        no_session()
+    }
+    async fn add_watch(
+        &self,
+        _: &Peer,
+        _: sluice_client::keeper::proto::AddWatch,
+    ) -> Result<(), KeeperError> {
+        no_session()
+    }
+    async fn close(&self, _: &Peer, _: sluice_client::keeper::proto::Close) -> Result<(), KeeperError> {
+        no_session()
+    }
+    async fn status(&self, _: &Peer, _: sluice_client::keeper::proto::Status) -> ServerStatus {
+        match self.db.send(GetStatus).await {
+            Ok(s) => s,
+            Err(_) => ServerStatus {
+                mode: "stopping".into(),
+                last_zxid: 0,
+                znodes: 0,
+                sessions: 0,
+                watches: 0,
+                outstanding: 0,
+                latency_ms: (0.0, 0.0, 0.0),
+                version: sluice_net::SOFTWARE.into(),
+            },
+        }
+    }
+
+    /// A session: `Connect` first, then requests in order until the client goes.
+    async fn ordered(&self, peer: Peer, mut channel: ServerChannel<KeeperProtocol>) {
+        let tx = channel.sender();
+        let connection = peer.connection_id;
+        let Ok(Some(first)) = channel.next_request().await else { return };
+        let KeeperRequest::Connect(connect) = first.request else {
+            let _ = tx.reply(first.correlation_id, KeeperResponse::Connect(no_session())).await;
+            return;
+        };
+        let opened = self.db.send(OpenSession { connect, sender: tx.clone(), connection }).await;
+        let connected = match opened {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let _ = tx.reply(first.correlation_id, KeeperResponse::Connect(Err(e))).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let session = connected.session;
+        debug!(peer = %peer.principal, session = format_args!("0x{session:x}"), "session connected");
+        if tx.reply(first.correlation_id, KeeperResponse::Connect(Ok(connected))).await.is_err() {
+            return;
+        }
+        let db = self.db.clone();
+        let actor = SessionActor::start_in_arbiter(&self.arbiter, move |_| SessionActor { session, db });
+        while let Ok(Some(req)) = channel.next_request().await {
+            let closing = matches!(req.request, KeeperRequest::Close(_));
+            let Ok(response) = actor.send(ClientRequest(req.request)).await else { break };
+            if tx.reply(req.correlation_id, response).await.is_err() || closing {
+                break;
+            }
+        }
+        self.db.do_send(Detach { session, connection });
+    }
+}
+
+/// Runs a standalone keeper until `shutdown` completes: recovers the store, listens, serves.
+/// Prints nothing; logs through tracing. Must run inside an actix system.
+pub async fn run(
+    config: &crate::config::KeeperConfig,
+    identity: &sluice_net::TlsIdentity,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let (db, recovered) = Database::start(&config.settings)?;
+    info!(
+        last_zxid = recovered.last_zxid,
+        replayed = recovered.replayed,
+        truncated_bytes = recovered.truncated_bytes,
+        sessions = recovered.state.sessions.len(),
+        znodes = recovered.state.tree.node_count(),
+        "recovered"
+    );
+    let opts = sluice_net::ServerOptions { name: "keeper".into(), ..Default::default() };
+    let server = sluice_net::Server::<KeeperProtocol>::bind(config.listen, identity, opts)?;
+    let addr = server.local_addr().map_err(|source| RunError::Listen(source.to_string()))?;
+    on_listening(addr);
+    server.serve(std::sync::Arc::new(sluice_net::Typed(KeeperService::new(db))), shutdown).await;
+    Ok(())
+}
+
+/// Why the keeper could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The data directory could not be opened or recovered.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listener could not start.
+    #[error(transparent)]
+    Server(#[from] sluice_net::ServerError),
+    /// The listener's address could not be read.
+    #[error("listener: {0}")]
+    Listen(String),
+}

@@ -1,0 +1,327 @@
+//! The keeper as a user runs it: a real `sluice keeper start` process, real QUIC + mTLS,
+//! real files, SIGKILL for faults. Reference: ZooKeeper Programmer's Guide (data model,
+//! sessions, watches, consistency guarantees).
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_client::keeper::{
+    KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents,
+};
+use sluice_keeper_core::{CreateMode, ErrorCode, EventType, KeeperError, Op, OpResult};
+use sluice_tests::{sluice_bin, wait_for, KeeperProcess, TestPki};
+
+const P: CreateMode = CreateMode::Persistent;
+
+struct Setup {
+    pki: TestPki,
+    dir: tempfile::TempDir,
+    keeper: KeeperProcess,
+}
+
+fn setup(tick_ms: u32) -> Setup {
+    let pki = TestPki::new("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keeper = KeeperProcess::start(&pki, dir.path(), tick_ms);
+    Setup { pki, dir, keeper }
+}
+
+async fn client(s: &Setup, connect: &str, timeout_ms: u64) -> (KeeperClient, KeeperEvents) {
+    let opts =
+        KeeperClientOptions { session_timeout: Duration::from_millis(timeout_ms), ..Default::default() };
+    KeeperClient::connect(connect, &s.pki.client("app"), opts).await.expect("connect")
+}
+
+fn code(r: Result<impl std::fmt::Debug, KeeperClientError>) -> ErrorCode {
+    match r {
+        Err(KeeperClientError::Keeper(e)) => e.code(),
+        other => panic!("expected a keeper error, got {other:?}"),
+    }
+}
+
+async fn next_event(events: &mut KeeperEvents, within: Duration) -> Option<KeeperEvent> {
+    tokio::time::timeout(within, events.recv()).await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_code_sequential_numbering_and_atomic_multi_over_the_wire() {
+    let s = setup(500);
+    let (c, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    c.create("/a", b"1", P).await.expect("create /a");
+    c.create("/a/b", b"", P).await.expect("create /a/b");
+    c.create("/eph", b"", CreateMode::Ephemeral).await.expect("ephemeral");
+    assert_eq!(code(c.get_data("/nope", false).await), ErrorCode::NoNode);
+    assert_eq!(code(c.create("/a", b"", P).await), ErrorCode::NodeExists);
+    assert_eq!(code(c.delete("/a", -1).await), ErrorCode::NotEmpty);
+    assert_eq!(code(c.set_data("/a", b"x", 7).await), ErrorCode::BadVersion);
+    assert_eq!(code(c.create("/eph/kid", b"", P).await), ErrorCode::NoChildrenForEphemerals);
+    assert_eq!(code(c.create("/bad//path", b"", P).await), ErrorCode::BadArguments);
+    assert_eq!(code(c.create("/big", &vec![0u8; 1024 * 1024 + 1], P).await), ErrorCode::BadArguments);
+
+    // --- sequential names count up with 10 digits
+    c.create("/q", b"", P).await.expect("create /q");
+    for i in 0..3 {
+        let p = c.create("/q/job-", b"", CreateMode::PersistentSequential).await.expect("sequential");
+        assert_eq!(p, format!("/q/job-{i:010}"));
+    }
+
+    // --- multi: all or nothing, and the error says which op failed
+    let err = c
+        .multi(vec![
+            Op::Create { path: "/m1".into(), data: vec![], mode: P },
+            Op::SetData { path: "/a".into(), data: b"2".to_vec(), version: 0 },
+            Op::Delete { path: "/missing".into(), version: -1 },
+        ])
+        .await
+        .expect_err("third op fails");
+    match err {
+        KeeperClientError::Keeper(KeeperError::MultiFailed { index: 2, error }) => {
+            assert_eq!(error.code(), ErrorCode::NoNode)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.exists("/m1", false).await.expect("exists"), None, "the first op was rolled back");
+    assert_eq!(c.get_data("/a", false).await.expect("get").0, b"1", "the second too");
+    let ok = c
+        .multi(vec![
+            Op::Create { path: "/m1".into(), data: vec![], mode: P },
+            Op::Check { path: "/m1".into(), version: 0 },
+        ])
+        .await
+        .expect("multi");
+    assert!(matches!(&ok[0], OpResult::Created { path, .. } if path == "/m1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_fire_once_and_arrive_before_the_read_that_sees_the_change() {
+    let s = setup(500);
+    let (a, mut events) = client(&s, &s.keeper.addr, 5000).await;
+    let (b, _) = client(&s, &s.keeper.addr, 5000).await;
+    let quiet = Duration::from_millis(300);
+
+    // --- data watch: fires on set, once
+    b.create("/w", b"0", P).await.expect("create");
+    a.get_data("/w", true).await.expect("get+watch");
+    b.set_data("/w", b"1", -1).await.expect("set");
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await,
+        Some(KeeperEvent::Watch { event: EventType::NodeDataChanged, path: "/w".into() })
+    );
+    b.set_data("/w", b"2", -1).await.expect("set again");
+    assert_eq!(next_event(&mut events, quiet).await, None, "one-shot: no second event");
+
+    // --- child watch: a child's creation and deletion
+    b.create("/p", b"", P).await.expect("create /p");
+    a.children("/p", true).await.expect("children+watch");
+    b.create("/p/c", b"", P).await.expect("create child");
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await,
+        Some(KeeperEvent::Watch { event: EventType::NodeChildrenChanged, path: "/p".into() })
+    );
+    a.children("/p", true).await.expect("children+watch");
+    b.delete("/p/c", -1).await.expect("delete child");
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await,
+        Some(KeeperEvent::Watch { event: EventType::NodeChildrenChanged, path: "/p".into() })
+    );
+
+    // --- exists watch on a missing node fires on its creation; data watch on deletion
+    assert_eq!(a.exists("/later", true).await.expect("exists+watch"), None);
+    b.create("/later", b"", P).await.expect("create");
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await,
+        Some(KeeperEvent::Watch { event: EventType::NodeCreated, path: "/later".into() })
+    );
+    a.exists("/later", true).await.expect("exists+watch");
+    b.delete("/later", -1).await.expect("delete");
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await,
+        Some(KeeperEvent::Watch { event: EventType::NodeDeleted, path: "/later".into() })
+    );
+
+    // --- the event is there before the read that sees the change (no waiting on events)
+    for round in 0..20u32 {
+        let value = format!("v{round}");
+        a.get_data("/w", true).await.expect("watch");
+        b.set_data("/w", value.as_bytes(), -1).await.expect("set");
+        loop {
+            let (data, _) = a.get_data("/w", false).await.expect("read");
+            if data == value.as_bytes() {
+                assert_eq!(
+                    events.try_recv(),
+                    Some(KeeperEvent::Watch { event: EventType::NodeDataChanged, path: "/w".into() }),
+                    "round {round}: a read saw the change before its watch event arrived"
+                );
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_process_loses_its_ephemerals_after_its_timeout_and_watchers_hear_it() {
+    let s = setup(500);
+    let (observer, mut events) = client(&s, &s.keeper.addr, 5000).await;
+    let files = s.pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
+    let mut shell = Command::new(sluice_bin())
+        .args(["keeper-shell", &s.keeper.addr, "--session-timeout-ms", "2000"])
+        .arg("--tls-ca")
+        .arg(&files.ca)
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start keeper-shell");
+    shell.stdin.as_mut().expect("stdin").write_all(b"create -e /eph held\n").expect("write command");
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            observer.exists("/eph", false).await.ok().flatten().is_some()
+        })
+        .await,
+        "the shell created its ephemeral"
+    );
+    observer.exists("/eph", true).await.expect("watch");
+    let killed = Instant::now();
+    shell.kill().expect("SIGKILL the client");
+    let _ = shell.wait();
+    let ev = next_event(&mut events, Duration::from_secs(15)).await;
+    assert_eq!(ev, Some(KeeperEvent::Watch { event: EventType::NodeDeleted, path: "/eph".into() }));
+    let after = killed.elapsed();
+    assert!(after >= Duration::from_millis(1500), "deleted after {after:?}: too early for a 2 s session");
+    assert_eq!(observer.exists("/eph", false).await.expect("exists"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_within_the_timeout_keeps_the_session_and_its_ephemerals() {
+    let mut s = setup(500);
+    let (c, _ev) = client(&s, &s.keeper.addr, 8000).await;
+    c.create("/mine", b"", CreateMode::Ephemeral).await.expect("ephemeral");
+    let session = c.session_id();
+    s.keeper.kill();
+    s.keeper.restart();
+    // The next request reconnects and resumes the same session.
+    let seen = c.exists("/mine", false).await;
+    let seen = match seen {
+        Ok(v) => v,
+        Err(_) => c.exists("/mine", false).await.expect("second try after reconnect"),
+    };
+    assert!(seen.is_some(), "the ephemeral survived the restart");
+    assert_eq!(c.session_id(), session, "same session");
+    assert_eq!(seen.map(|st| st.ephemeral_owner as u64), Some(session));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_sessions_client_is_told_session_expired() {
+    let s = setup(500);
+    let files = s.pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
+    let mut shell = Command::new(sluice_bin())
+        .args(["keeper-shell", &s.keeper.addr, "--session-timeout-ms", "1000"])
+        .env("RUST_LOG", "sluice_client=debug,sluice_net=debug")
+        .arg("--tls-ca")
+        .arg(&files.ca)
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keeper-shell");
+    let pid = shell.id().to_string();
+    shell.stdin.as_mut().expect("stdin").write_all(b"create -e /short x\n").expect("write");
+    let (observer, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            observer.exists("/short", false).await.ok().flatten().is_some()
+        })
+        .await
+    );
+    // Freeze the client past its timeout: the server expires the session.
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
+    assert!(
+        wait_for(Duration::from_secs(15), || async {
+            observer.exists("/short", false).await.ok().flatten().is_none()
+        })
+        .await,
+        "the frozen client's session expired"
+    );
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
+    let mut stdin = shell.stdin.take().expect("stdin");
+    stdin.write_all(b"get /\n").expect("write");
+    drop(stdin);
+    let out = shell.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("has expired"), "the client was told its session expired:\n{out}\n{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_write_load_loses_no_acknowledged_write_and_half_applies_nothing() {
+    let mut s = setup(500);
+    let (c, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    c.create("/d", b"", P).await.expect("create /d");
+    let writer = c.clone();
+    let load = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..100_000u32 {
+            let ops = vec![
+                Op::Create { path: format!("/d/a{i}"), data: vec![1; 100], mode: P },
+                Op::Create { path: format!("/d/b{i}"), data: vec![2; 100], mode: P },
+            ];
+            match writer.multi(ops).await {
+                Ok(_) => acked.push(i),
+                Err(_) => break,
+            }
+        }
+        acked
+    });
+    // Let a few hundred writes be acknowledged, then SIGKILL the server mid-load.
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            c.exists("/d", false).await.ok().flatten().is_some_and(|st| st.num_children >= 400)
+        })
+        .await
+    );
+    s.keeper.kill();
+    let acked = load.await.expect("load task");
+    assert!(acked.len() >= 200, "{} writes acknowledged before the kill", acked.len());
+    s.keeper.restart();
+    let (check, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    let children = check.children("/d", false).await.expect("children");
+    for i in &acked {
+        assert!(
+            children.contains(&format!("a{i}")) && children.contains(&format!("b{i}")),
+            "acknowledged write {i} lost"
+        );
+    }
+    let last = acked.last().copied().unwrap_or(0);
+    for i in 0..=last + 1 {
+        let (a, b) = (children.contains(&format!("a{i}")), children.contains(&format!("b{i}")));
+        assert_eq!(a, b, "multi {i} half-applied");
+    }
+    assert!(children.len() <= (acked.len() + 1) * 2, "nothing beyond the one in-flight write appeared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroots_see_separate_trees() {
+    let s = setup(500);
+    let (a, _) = client(&s, &format!("{}/cluster-a", s.keeper.addr), 5000).await;
+    let (b, _) = client(&s, &format!("{}/cluster-b", s.keeper.addr), 5000).await;
+    let (root, _) = client(&s, &s.keeper.addr, 5000).await;
+    a.ensure_chroot().await.expect("chroot a");
+    b.ensure_chroot().await.expect("chroot b");
+    assert_eq!(a.create("/brokers", b"A", P).await.expect("create"), "/brokers");
+    b.create("/brokers", b"B", P).await.expect("create in b");
+    assert_eq!(a.get_data("/brokers", false).await.expect("get").0, b"A");
+    assert_eq!(b.get_data("/brokers", false).await.expect("get").0, b"B");
+    assert_eq!(a.children("/", false).await.expect("ls"), vec!["brokers"]);
+    assert_eq!(root.children("/", false).await.expect("ls"), vec!["cluster-a", "cluster-b"]);
+    assert_eq!(root.get_data("/cluster-b/brokers", false).await.expect("get").0, b"B");
+    let _ = &s.dir;
+}
