@@ -131,7 +131,7 @@ fn stop(config_path: &Path) -> Result<()> {
         bail!("keeper pid {pid} is not running (removed the stale {})", pid_file.display());
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while Path::new(&format!("/proc/{pid}")).exists() {
+    while running(pid) {
         if Instant::now() > deadline {
             bail!("keeper pid {pid} did not stop within 30 s");
         }
@@ -139,6 +139,17 @@ fn stop(config_path: &Path) -> Result<()> {
     }
     println!("keeper (pid {pid}) stopped");
     Ok(())
+}
+
+/// Whether `pid` is a live process (an exited child its parent has not reaped yet is a
+/// zombie: gone for our purposes).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(true)
+        }
+        Err(_) => false,
+    }
 }
 
 /// `sluice keeper-shell`.

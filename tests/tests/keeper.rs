@@ -325,3 +325,45 @@ async fn chroots_see_separate_trees() {
     assert_eq!(root.get_data("/cluster-b/brokers", false).await.expect("get").0, b"B");
     let _ = &s.dir;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_and_recursive_watches_keep_firing() {
+    let s = setup(500);
+    let (a, mut events) = client(&s, &s.keeper.addr, 5000).await;
+    let (b, _) = client(&s, &s.keeper.addr, 5000).await;
+    b.create("/cfg", b"0", P).await.expect("create");
+    a.add_watch("/cfg", true).await.expect("recursive watch");
+    for i in 1..=3 {
+        b.set_data("/cfg", format!("{i}").as_bytes(), -1).await.expect("set");
+        assert_eq!(
+            next_event(&mut events, Duration::from_secs(5)).await,
+            Some(KeeperEvent::Watch { event: EventType::NodeDataChanged, path: "/cfg".into() }),
+            "change {i}"
+        );
+    }
+    b.create("/cfg/topic", b"", P).await.expect("create below");
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await,
+        Some(KeeperEvent::Watch { event: EventType::NodeCreated, path: "/cfg/topic".into() }),
+        "recursive watches see descendants (and no NodeChildrenChanged)"
+    );
+}
+
+#[test]
+fn keeper_stop_stops_it_and_a_bad_config_line_is_named() {
+    let pki = TestPki::new("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut keeper = KeeperProcess::start(&pki, dir.path(), 500);
+    let out = Command::new(sluice_bin()).args(["keeper", "stop"]).arg(&keeper.config).output().expect("stop");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped"));
+    assert!(!keeper.data_dir.join("sluice-keeper.pid").exists(), "pid file removed on a clean stop");
+    keeper.kill();
+
+    let bad = dir.path().join("bad.properties");
+    std::fs::write(&bad, "dataDir=/tmp/x\ntickTime=often\n").expect("write");
+    let out = Command::new(sluice_bin()).args(["keeper", "start"]).arg(&bad).output().expect("start");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.properties:2: tickTime=often: must be a whole number"), "{err}");
+}
