@@ -7,6 +7,7 @@
 pub mod certs_cmd;
 pub mod credentials;
 pub mod keeper_cmd;
+pub mod keeper_perf;
 pub mod logging;
 pub mod perf;
 
@@ -39,6 +40,9 @@ pub enum Command {
     Keeper(keeper_cmd::KeeperCommand),
     /// A zkCli-like shell for a keeper: one command from the arguments, else from stdin.
     KeeperShell(keeper_cmd::ShellArgs),
+    /// Measure a keeper: create / set / get operations per second and latency with 1, 8 and
+    /// 64 concurrent sessions (like ZooKeeper's load tools).
+    KeeperPerfTest(keeper_perf::KeeperPerfArgs),
     /// Measure the transport between two processes: bulk MB/s and small RPCs per second.
     ///
     /// Without --connect it makes throwaway certificates, starts `sluice
@@ -59,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Certs(c) => certs_cmd::run(c),
         Command::Keeper(c) => keeper_cmd::run(c),
         Command::KeeperShell(a) => keeper_cmd::shell(a),
+        Command::KeeperPerfTest(a) => keeper_perf::run(a),
         Command::TransportPerfTest(a) => perf::run_test(a),
         Command::TransportPerfServer(a) => perf::run_server(a),
     };
