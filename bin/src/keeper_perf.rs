@@ -55,7 +55,7 @@ pub struct KeeperPerfArgs {
 
 /// Runs the test.
 pub fn run(args: KeeperPerfArgs) -> Result<()> {
-    if args.clients.contains(&0) || !(args.seconds > 0.0) {
+    if args.clients.contains(&0) || !args.seconds.is_finite() || args.seconds <= 0.0 {
         bail!("--clients values must be at least 1 and --seconds above 0");
     }
     for op in &args.ops {
