@@ -367,3 +367,30 @@ fn keeper_stop_stops_it_and_a_bad_config_line_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.properties:2: tickTime=often: must be a whole number"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeper_perf_test_reports_every_run_and_cleans_up_after_itself() {
+    let s = setup(500);
+    let files = s.pki.issue(sluice_certs::CertSpec::new("perf", sluice_certs::Role::Client));
+    let out = Command::new(sluice_bin())
+        .args(["keeper-perf-test", "--connect", &s.keeper.addr, "--clients", "1,3", "--seconds", "0.3"])
+        .arg("--tls-ca")
+        .arg(&files.ca)
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .output()
+        .expect("run keeper-perf-test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for op in ["create", "set", "get"] {
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with(op) && l.contains("ops/s")).count(),
+            2,
+            "{op}: {stdout}"
+        );
+    }
+    let (c, _) = client(&s, &s.keeper.addr, 5000).await;
+    assert_eq!(c.children("/", false).await.expect("ls /"), Vec::<String>::new(), "nothing left behind");
+}
