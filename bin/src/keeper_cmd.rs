@@ -169,18 +169,17 @@ pub fn shell(args: ShellArgs) -> Result<()> {
             print!("{}", result?);
             return Ok(());
         }
-        let stdin = std::io::stdin();
-        let tty = stdin.is_terminal();
+        // Input is read on its own thread: a person thinking must not stop the session's
+        // pings (the runtime keeps running while the thread waits for a line).
+        let tty = std::io::stdin().is_terminal();
+        let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let prompt = format!("[keeper: {}] ", args.connect);
+        std::thread::spawn(move || read_lines(tty, &prompt, tx, done_rx));
         let mut failed = false;
-        loop {
-            if tty {
-                print!("[keeper: {}] ", args.connect);
-                let _ = std::io::stdout().flush();
-            }
-            let mut line = String::new();
-            if stdin.lock().read_line(&mut line)? == 0 {
-                break;
-            }
+        while let Some(line) = lines.recv().await {
+            // The reader shows the next prompt only after this line's output.
+            let _done = Done(&done_tx);
             let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
             match words.first().map(String::as_str) {
                 None => continue,
@@ -201,6 +200,52 @@ pub fn shell(args: ShellArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Tells the line reader, when dropped, that a line's output is complete.
+struct Done<'a>(&'a std::sync::mpsc::Sender<()>);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Feeds stdin lines to the shell: with line editing and a history file
+/// (`~/.sluice_keeper_history`) at a terminal, plain lines otherwise. After each line it waits
+/// until the shell has printed that line's output.
+fn read_lines(
+    tty: bool,
+    prompt: &str,
+    tx: tokio::sync::mpsc::Sender<String>,
+    done: std::sync::mpsc::Receiver<()>,
+) {
+    if tty {
+        if let Ok(mut editor) = rustyline::DefaultEditor::new() {
+            let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".sluice_keeper_history"));
+            if let Some(h) = &history {
+                let _ = editor.load_history(h);
+            }
+            while let Ok(line) = editor.readline(prompt) {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                    if let Some(h) = &history {
+                        let _ = editor.save_history(h);
+                    }
+                }
+                if tx.blocking_send(line).is_err() || done.recv().is_err() {
+                    break;
+                }
+            }
+            return;
+        }
+    }
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if tx.blocking_send(line).is_err() || done.recv().is_err() {
+            break;
+        }
+    }
 }
 
 fn take_flag(words: &mut Vec<String>, flag: &str) -> bool {

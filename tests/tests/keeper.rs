@@ -394,3 +394,39 @@ async fn keeper_perf_test_reports_every_run_and_cleans_up_after_itself() {
     let (c, _) = client(&s, &s.keeper.addr, 5000).await;
     assert_eq!(c.children("/", false).await.expect("ls /"), Vec::<String>::new(), "nothing left behind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_interactive_shell_keeps_its_session_past_the_timeout() {
+    let s = setup(500);
+    let files = s.pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
+    let mut shell = Command::new(sluice_bin())
+        .args(["keeper-shell", &s.keeper.addr, "--session-timeout-ms", "1000"])
+        .arg("--tls-ca")
+        .arg(&files.ca)
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start keeper-shell");
+    shell.stdin.as_mut().expect("stdin").write_all(b"create -e /idle x\n").expect("write");
+    let (observer, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            observer.exists("/idle", false).await.ok().flatten().is_some()
+        })
+        .await
+    );
+    // The shell now waits for input for three session timeouts; its pings must keep the
+    // session (and so the ephemeral) alive all that time.
+    let vanished = wait_for(Duration::from_secs(3), || async {
+        observer.exists("/idle", false).await.ok().flatten().is_none()
+    })
+    .await;
+    assert!(!vanished, "an idle shell lost its session");
+    let _ = shell.kill();
+    let _ = shell.wait();
+}
