@@ -175,6 +175,18 @@ pub fn sluice_bin() -> PathBuf {
     bin
 }
 
+/// The `--tls-ca FILE --tls-cert FILE --tls-key FILE` arguments for `files`.
+pub fn tls_args(files: &TlsFiles) -> Vec<std::ffi::OsString> {
+    vec![
+        "--tls-ca".into(),
+        files.ca.clone().into(),
+        "--tls-cert".into(),
+        files.cert.clone().into(),
+        "--tls-key".into(),
+        files.key.clone().into(),
+    ]
+}
+
 /// A `sluice keeper start` process with its own config and data directory.
 #[derive(Debug)]
 pub struct KeeperProcess {

@@ -10,7 +10,7 @@ use sluice_client::keeper::{
     KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents,
 };
 use sluice_keeper_core::{CreateMode, ErrorCode, EventType, KeeperError, Op, OpResult};
-use sluice_tests::{sluice_bin, wait_for, KeeperProcess, TestPki};
+use sluice_tests::{sluice_bin, tls_args, wait_for, KeeperProcess, TestPki};
 
 const P: CreateMode = CreateMode::Persistent;
 
@@ -38,6 +38,20 @@ fn code(r: Result<impl std::fmt::Debug, KeeperClientError>) -> ErrorCode {
         Err(KeeperClientError::Keeper(e)) => e.code(),
         other => panic!("expected a keeper error, got {other:?}"),
     }
+}
+
+/// An interactive `sluice keeper-shell` process reading commands from a pipe.
+fn shell(s: &Setup, timeout_ms: u32, stdout: Stdio, stderr: Stdio) -> std::process::Child {
+    let files = s.pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
+    Command::new(sluice_bin())
+        .args(["keeper-shell", &s.keeper.addr, "--session-timeout-ms", &timeout_ms.to_string()])
+        .args(tls_args(&files))
+        .env("RUST_LOG", "sluice_client=debug,sluice_net=debug")
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("start keeper-shell")
 }
 
 async fn next_event(events: &mut KeeperEvents, within: Duration) -> Option<KeeperEvent> {
@@ -163,20 +177,7 @@ async fn watches_fire_once_and_arrive_before_the_read_that_sees_the_change() {
 async fn a_killed_client_process_loses_its_ephemerals_after_its_timeout_and_watchers_hear_it() {
     let s = setup(500);
     let (observer, mut events) = client(&s, &s.keeper.addr, 5000).await;
-    let files = s.pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
-    let mut shell = Command::new(sluice_bin())
-        .args(["keeper-shell", &s.keeper.addr, "--session-timeout-ms", "2000"])
-        .arg("--tls-ca")
-        .arg(&files.ca)
-        .arg("--tls-cert")
-        .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&files.key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start keeper-shell");
+    let mut shell = shell(&s, 2000, Stdio::null(), Stdio::null());
     shell.stdin.as_mut().expect("stdin").write_all(b"create -e /eph held\n").expect("write command");
     assert!(
         wait_for(Duration::from_secs(10), || async {
@@ -218,21 +219,7 @@ async fn a_server_restart_within_the_timeout_keeps_the_session_and_its_ephemeral
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_sessions_client_is_told_session_expired() {
     let s = setup(500);
-    let files = s.pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
-    let mut shell = Command::new(sluice_bin())
-        .args(["keeper-shell", &s.keeper.addr, "--session-timeout-ms", "1000"])
-        .env("RUST_LOG", "sluice_client=debug,sluice_net=debug")
-        .arg("--tls-ca")
-        .arg(&files.ca)
-        .arg("--tls-cert")
-        .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&files.key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keeper-shell");
+    let mut shell = shell(&s, 1000, Stdio::piped(), Stdio::piped());
     let pid = shell.id().to_string();
     shell.stdin.as_mut().expect("stdin").write_all(b"create -e /short x\n").expect("write");
     let (observer, _ev) = client(&s, &s.keeper.addr, 5000).await;
@@ -374,12 +361,7 @@ async fn keeper_perf_test_reports_every_run_and_cleans_up_after_itself() {
     let files = s.pki.issue(sluice_certs::CertSpec::new("perf", sluice_certs::Role::Client));
     let out = Command::new(sluice_bin())
         .args(["keeper-perf-test", "--connect", &s.keeper.addr, "--clients", "1,3", "--seconds", "0.3"])
-        .arg("--tls-ca")
-        .arg(&files.ca)
-        .arg("--tls-cert")
-        .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&files.key)
+        .args(tls_args(&files))
         .output()
         .expect("run keeper-perf-test");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -398,20 +380,7 @@ async fn keeper_perf_test_reports_every_run_and_cleans_up_after_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_interactive_shell_keeps_its_session_past_the_timeout() {
     let s = setup(500);
-    let files = s.pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
-    let mut shell = Command::new(sluice_bin())
-        .args(["keeper-shell", &s.keeper.addr, "--session-timeout-ms", "1000"])
-        .arg("--tls-ca")
-        .arg(&files.ca)
-        .arg("--tls-cert")
-        .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&files.key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start keeper-shell");
+    let mut shell = shell(&s, 1000, Stdio::null(), Stdio::null());
     shell.stdin.as_mut().expect("stdin").write_all(b"create -e /idle x\n").expect("write");
     let (observer, _ev) = client(&s, &s.keeper.addr, 5000).await;
     assert!(
