@@ -11,7 +11,13 @@ fn codec(c: &mut Criterion) {
     let cases = [
         (
             "echo-100B",
-            PerfRequest::Echo(EchoRequest { id: 42, payload: vec![7; 100], pushes_before: 0, delay_ms: 0 }),
+            PerfRequest::Echo(EchoRequest {
+                id: 42,
+                payload: vec![7; 100],
+                pushes_before: 0,
+                delay_ms: 0,
+                reply_padding: 0,
+            }),
         ),
         ("sink-1MiB", PerfRequest::Sink(SinkRequest { data: vec![7; 1 << 20].into() })),
     ];

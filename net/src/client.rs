@@ -783,7 +783,20 @@ impl<P: Protocol> OrderedChannel<P> {
                                 let _ = w.send(Ok(r));
                             }
                         }
-                        ServerBody::Error(e) => break format!("server: {e}"),
+                        ServerBody::Error(e) => {
+                            let waiter = reader_shared
+                                .pending
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&env.correlation_id);
+                            match waiter {
+                                // An error for one request fails that request only.
+                                Some(w) if env.correlation_id != 0 => {
+                                    let _ = w.send(Err(RpcError::Remote(e)));
+                                }
+                                _ => break format!("server: {e}"),
+                            }
+                        }
                     },
                     Ok(None) => break "server ended the channel".to_string(),
                     Err(FrameError::Io(e)) => match quic.close_reason() {

@@ -19,6 +19,8 @@ pub struct EchoRequest {
     pub pushes_before: u32,
     /// Milliseconds the server waits before answering (to test concurrency).
     pub delay_ms: u32,
+    /// Extra bytes the server appends to the echoed payload (to test reply limits).
+    pub reply_padding: u32,
 }
 
 /// The echo.
@@ -90,7 +92,9 @@ impl PerfHandler for PerfServer {
         if r.delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(u64::from(r.delay_ms))).await;
         }
-        EchoReply { id: r.id, payload: r.payload, pushes_sent: 0, position: 0 }
+        let mut payload = r.payload;
+        payload.resize(payload.len() + r.reply_padding as usize, 0);
+        EchoReply { id: r.id, payload, pushes_sent: 0, position: 0 }
     }
 
     async fn sink(&self, _peer: &Peer, r: SinkRequest) -> SinkReply {
@@ -117,12 +121,9 @@ impl PerfHandler for PerfServer {
                             return;
                         }
                     }
-                    PerfResponse::Echo(EchoReply {
-                        id: e.id,
-                        payload: e.payload,
-                        pushes_sent: pushes,
-                        position,
-                    })
+                    let mut payload = e.payload;
+                    payload.resize(payload.len() + e.reply_padding as usize, 0);
+                    PerfResponse::Echo(EchoReply { id: e.id, payload, pushes_sent: pushes, position })
                 }
                 PerfRequest::Sink(s) => PerfResponse::Sink(self.sink(channel.peer(), s).await),
                 PerfRequest::WhoAmI(w) => PerfResponse::WhoAmI(self.who_am_i(channel.peer(), w).await),

@@ -9,7 +9,7 @@
 //! ```no_run
 //! use sluice_net::perf::{EchoReply, EchoRequest, Perf};
 //! async fn call(conn: sluice_net::Connection<Perf>) -> Result<(), sluice_net::RpcError> {
-//!     let reply: EchoReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0 }).await?;
+//!     let reply: EchoReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0, reply_padding: 0 }).await?;
 //!     # let _ = reply;
 //!     Ok(())
 //! }
@@ -20,7 +20,7 @@
 //! ```compile_fail,E0308
 //! use sluice_net::perf::{EchoRequest, Perf, SinkReply};
 //! async fn call(conn: sluice_net::Connection<Perf>) -> Result<(), sluice_net::RpcError> {
-//!     let reply: SinkReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0 }).await?;
+//!     let reply: SinkReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0, reply_padding: 0 }).await?;
 //!     # let _ = reply;
 //!     Ok(())
 //! }
@@ -139,6 +139,14 @@ pub enum WireError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The server's reply to this request would exceed the frame limit.
+    #[error("the server's reply of {len} bytes exceeds the frame limit of {max} bytes")]
+    ReplyTooLarge {
+        /// Encoded size of the reply.
+        len: u64,
+        /// The limit.
+        max: u32,
+    },
 }
 
 impl From<&crate::frame::FrameError> for WireError {
@@ -161,7 +169,8 @@ pub enum ServerBody<R, P> {
     Reply(R),
     /// An unsolicited message (ordered channels only).
     Push(P),
-    /// A transport-level error; the stream ends after it.
+    /// A transport-level error. With correlation id 0 it ends the stream; with a request's
+    /// id it fails only that request.
     Error(WireError),
 }
 

@@ -301,8 +301,26 @@ async fn write_and_finish<B: serde::Serialize>(send: &mut quinn::SendStream, env
             let _ = send.finish();
         }
         Err(e) => {
-            warn!(error = %e, "reply could not be encoded");
-            let _ = send.reset(codes::MALFORMED_FRAME);
+            warn!(error = %e, "reply could not be encoded; telling the client");
+            let err = Envelope::new(env.correlation_id, ServerBody::<(), ()>::Error(reply_error(&e)));
+            match frame::encode(&err, max) {
+                Ok(bytes) if send.write_all(&bytes).await.is_ok() => {
+                    let _ = send.finish();
+                }
+                _ => {
+                    let _ = send.reset(codes::MALFORMED_FRAME);
+                }
+            }
+        }
+    }
+}
+
+/// What to tell a client whose reply could not be encoded.
+fn reply_error(e: &FrameError) -> WireError {
+    match e {
+        FrameError::TooLarge { len, max } => WireError::ReplyTooLarge { len: *len, max: *max },
+        other => {
+            WireError::MalformedFrame { reason: format!("the server could not encode its reply: {other}") }
         }
     }
 }
@@ -431,9 +449,15 @@ impl<P: Protocol> ChannelSender<P> {
     ) -> Result<(), ChannelClosed> {
         let bytes = match frame::encode(&Envelope::new(correlation_id, body), self.max_frame) {
             Ok(b) => b,
+            Err(e) if correlation_id != 0 => {
+                // A reply too big to send: the request fails, the channel goes on.
+                warn!(error = %e, "reply could not be encoded; telling the client");
+                let err = Envelope::new(correlation_id, ServerBody::<(), ()>::Error(reply_error(&e)));
+                frame::encode(&err, self.max_frame).map_err(|_| ChannelClosed)?
+            }
             Err(e) => {
-                // Our own message is over the limit: the channel cannot stay consistent.
-                warn!(error = %e, "ordered channel message could not be encoded; closing the channel");
+                // A push that cannot be sent: the channel cannot stay consistent.
+                warn!(error = %e, "ordered channel push could not be encoded; closing the channel");
                 return Err(ChannelClosed);
             }
         };

@@ -23,7 +23,13 @@ async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply(
             start.wait().await; // all 1000 are issued together
             let payload = id.to_le_bytes().repeat((id % 50 + 1) as usize);
             let reply = conn
-                .call(EchoRequest { id, payload: payload.clone(), pushes_before: 0, delay_ms: 0 })
+                .call(EchoRequest {
+                    id,
+                    payload: payload.clone(),
+                    pushes_before: 0,
+                    delay_ms: 0,
+                    reply_padding: 0,
+                })
                 .await
                 .expect("call");
             assert_eq!(reply.id, id, "reply answers its own request");
@@ -55,6 +61,7 @@ async fn ordered_channel_delivers_10000_pipelined_requests_and_interleaved_pushe
             payload: id.to_be_bytes().to_vec(),
             pushes_before: (id % 3) as u32,
             delay_ms: 0,
+            reply_padding: 0,
         };
         pending.push(caller.send(req).await.expect("queue request"));
     }
@@ -157,13 +164,21 @@ async fn a_slow_call_does_not_hold_up_quick_ones_on_the_same_connection() {
     let conn = client.connect(&server.addr_string()).await.expect("connect");
     let slow_conn = conn.clone();
     let slow = tokio::spawn(async move {
-        slow_conn.call(EchoRequest { id: 0, payload: vec![0], pushes_before: 0, delay_ms: 3_000 }).await
+        slow_conn
+            .call(EchoRequest {
+                id: 0,
+                payload: vec![0],
+                pushes_before: 0,
+                delay_ms: 3_000,
+                reply_padding: 0,
+            })
+            .await
     });
     // 50 quick calls on the same connection (and so the same lane) all finish while the
     // slow one is still being served.
     for id in 1..=50u64 {
         let r = conn
-            .call(EchoRequest { id, payload: vec![1], pushes_before: 0, delay_ms: 0 })
+            .call(EchoRequest { id, payload: vec![1], pushes_before: 0, delay_ms: 0, reply_padding: 0 })
             .await
             .expect("quick");
         assert_eq!(r.id, id);
@@ -180,14 +195,27 @@ async fn the_client_adopts_the_servers_smaller_frame_limit_from_the_hello() {
     let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
     let conn = client.connect(&server.addr_string()).await.expect("connect");
     let err = conn
-        .call(EchoRequest { id: 1, payload: vec![0; 300 * 1024], pushes_before: 0, delay_ms: 0 })
+        .call(EchoRequest {
+            id: 1,
+            payload: vec![0; 300 * 1024],
+            pushes_before: 0,
+            delay_ms: 0,
+            reply_padding: 0,
+        })
         .await
         .expect_err("over the server's limit");
     assert!(
         matches!(err, sluice_net::RpcError::Frame(sluice_net::FrameError::TooLarge { max: 262144, .. })),
         "refused locally with the server's limit: {err:?}"
     );
-    let ok =
-        conn.call(EchoRequest { id: 2, payload: vec![0; 200 * 1024], pushes_before: 0, delay_ms: 0 }).await;
+    let ok = conn
+        .call(EchoRequest {
+            id: 2,
+            payload: vec![0; 200 * 1024],
+            pushes_before: 0,
+            delay_ms: 0,
+            reply_padding: 0,
+        })
+        .await;
     assert_eq!(ok.expect("under the limit").id, 2);
 }
