@@ -256,13 +256,13 @@ impl<P: Protocol> std::fmt::Debug for Connection<P> {
 
 impl<P: Protocol> Connection<P> {
     /// Connects once to `addr` (no retries) and says hello. Must run inside a tokio runtime.
-    pub async fn connect(
+    async fn establish(
         endpoint: &quinn::Endpoint,
         config: &quinn::ClientConfig,
         addr: &str,
+        (sock, host): (SocketAddr, String),
         opts: &ClientOptions,
     ) -> Result<Self, ConnectError> {
-        let (sock, host) = resolve(addr).await?;
         let connecting = endpoint
             .connect_with(config.clone(), sock, &host)
             .map_err(|e| ConnectError::Address { addr: addr.into(), reason: e.to_string() })?;
@@ -289,14 +289,14 @@ impl<P: Protocol> Connection<P> {
             conn.close(codes::PROTOCOL_MISMATCH, b"");
             return Err(ConnectError::ProtocolMismatch { addr: addr.into(), ours: P::ALPN, theirs });
         }
-        let shared = Arc::new(ConnShared {
+        let mut shared = ConnShared {
             conn,
             addr: addr.into(),
             server_name: String::new(),
             max_frame: opts.max_frame,
             request_timeout: opts.request_timeout,
             next_id: AtomicU64::new(1),
-        });
+        };
         let hello = Hello { alpn: P::ALPN.into(), software: crate::SOFTWARE.into() };
         let reply = match tokio::time::timeout(
             opts.connect_timeout,
@@ -323,15 +323,9 @@ impl<P: Protocol> Connection<P> {
             }
         };
         debug!(%addr, server = %reply.server, we_are = %reply.you, "connected");
-        let shared = Arc::new(ConnShared {
-            conn: shared.conn.clone(),
-            addr: addr.into(),
-            server_name: reply.server,
-            max_frame: opts.max_frame.min(reply.max_frame),
-            request_timeout: opts.request_timeout,
-            next_id: AtomicU64::new(1),
-        });
-        Ok(Connection { shared, lane: Arc::new(tokio::sync::RwLock::new(None)) })
+        shared.server_name = reply.server;
+        shared.max_frame = opts.max_frame.min(reply.max_frame);
+        Ok(Connection { shared: Arc::new(shared), lane: Arc::new(tokio::sync::RwLock::new(None)) })
     }
 
     /// Sends one request and waits for its reply.
@@ -637,9 +631,13 @@ impl<P: Protocol> Client<P> {
 
     /// Connects once to `addr`, bypassing the cache.
     pub async fn connect(&self, addr: &str) -> Result<Connection<P>, ConnectError> {
-        let (sock, _) = resolve(addr).await?;
-        let ep = self.endpoint(sock.is_ipv6())?;
-        Connection::connect(&ep, &self.config, addr, &self.opts).await
+        self.connect_with(addr, &self.opts).await
+    }
+
+    async fn connect_with(&self, addr: &str, opts: &ClientOptions) -> Result<Connection<P>, ConnectError> {
+        let target = resolve(addr).await?;
+        let ep = self.endpoint(target.0.is_ipv6())?;
+        Connection::establish(&ep, &self.config, addr, target, opts).await
     }
 
     /// The cached connection to `addr`, (re)connecting if there is none or it has closed.
@@ -662,9 +660,7 @@ impl<P: Protocol> Client<P> {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let mut opts = self.opts.clone();
             opts.connect_timeout = remaining.max(Duration::from_millis(1));
-            let (sock, _) = resolve(addr).await?;
-            let ep = self.endpoint(sock.is_ipv6())?;
-            match Connection::connect(&ep, &self.config, addr, &opts).in_current_span().await {
+            match self.connect_with(addr, &opts).in_current_span().await {
                 Ok(c) => {
                     *slot = Some(c.clone());
                     return Ok(c);

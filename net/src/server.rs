@@ -282,10 +282,7 @@ async fn refuse_stream<R: serde::Serialize>(
         return;
     }
     warn!(error = %err, "bad frame; closing the stream");
-    let code = match err {
-        FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
-        _ => codes::MALFORMED_FRAME,
-    };
+    let code = stop_code(err);
     let env = Envelope::new(correlation_id, ServerBody::<R, ()>::Error(WireError::from(err)));
     write_and_finish(send, &env, max_frame).await;
     let _ = recv.stop(code);
@@ -312,6 +309,14 @@ async fn write_and_finish<B: serde::Serialize>(send: &mut quinn::SendStream, env
                 }
             }
         }
+    }
+}
+
+/// The QUIC code for stopping a stream that sent a bad frame.
+fn stop_code(e: &FrameError) -> quinn::VarInt {
+    match e {
+        FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
+        _ => codes::MALFORMED_FRAME,
     }
 }
 
@@ -402,12 +407,7 @@ impl<P: Protocol> ServerChannel<P> {
                 if !matches!(e, FrameError::Io(_)) {
                     warn!(error = %e, "bad frame on ordered channel; closing it");
                     let _ = self.sender.send(0, ServerBody::Error(WireError::from(&e))).await;
-                    let code = if matches!(e, FrameError::TooLarge { .. }) {
-                        codes::FRAME_TOO_LARGE
-                    } else {
-                        codes::MALFORMED_FRAME
-                    };
-                    let _ = self.recv.stop(code);
+                    let _ = self.recv.stop(stop_code(&e));
                 }
                 Err(e)
             }
