@@ -26,8 +26,7 @@ use sluice_client::keeper::proto::{
     ServerStatus,
 };
 use sluice_keeper_core::{
-    Change, KeeperError, KeeperState, Op, OpResult, SessionConfig, SessionTracker, Txn, WatchKind,
-    WatchManager,
+    KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig, Txn, WatchEvent,
 };
 use sluice_net::{ChannelSender, Peer, ServerChannel};
 use tokio::sync::oneshot;
@@ -78,11 +77,9 @@ struct Pending {
     started: Instant,
 }
 
-/// The database actor.
+/// The database actor: the shell around [`ServerCore`] that owns the I/O.
 pub struct Database {
-    state: KeeperState,
-    tracker: SessionTracker,
-    watches: WatchManager<u64>,
+    core: ServerCore,
     senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
     pending: VecDeque<Pending>,
     next_zxid: i64,
@@ -94,7 +91,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("last_zxid", &self.state.tree.last_zxid()).finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("last_zxid", &self.core.state().tree.last_zxid())
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,17 +102,10 @@ impl Database {
     /// its log writer. Must run inside an actix system.
     pub fn start(settings: &KeeperSettings) -> Result<(Addr<Database>, Recovered), StoreError> {
         let (store, recovered) = Store::open(&settings.data_dir, settings.snap_count)?;
-        let mut tracker = SessionTracker::new(settings.sessions, 1);
         let epoch = Instant::now();
-        // Recovered sessions get a full timeout from now to come back, as in ZooKeeper.
-        for (id, s) in &recovered.state.sessions {
-            tracker.restore(0, *id, s.timeout_ms, s.password);
-        }
         let (tx, rx) = std_mpsc::channel();
         let db = Database {
-            state: recovered.state.clone(),
-            tracker,
-            watches: WatchManager::new(),
+            core: ServerCore::recover(recovered.state.clone(), settings.sessions, 1, 0),
             senders: HashMap::new(),
             pending: VecDeque::new(),
             next_zxid: recovered.last_zxid + 1,
@@ -162,12 +154,12 @@ impl Database {
     fn apply_durable(&mut self, upto: i64) {
         while self.pending.front().is_some_and(|p| p.txn.zxid <= upto) {
             let Some(p) = self.pending.pop_front() else { break };
-            let applied = self.state.apply(&p.txn);
-            for change in &applied.changes {
-                self.fire(change, p.txn.zxid);
-            }
-            if matches!(p.txn.op, Op::CloseSession) {
-                self.end_session(p.txn.session);
+            let outcome = self.core.apply(&p.txn);
+            self.deliver(outcome.events, p.txn.zxid);
+            if let Some(session) = outcome.ended {
+                if let Some((_, tx)) = self.senders.remove(&session) {
+                    let _ = tx.try_push(KeeperPush::SessionExpired);
+                }
             }
             let ms = p.started.elapsed().as_secs_f64() * 1000.0;
             let (min, max, n, sum) = &mut self.latency;
@@ -176,14 +168,14 @@ impl Database {
             *n += 1;
             *sum += ms;
             if let Some(r) = p.reply {
-                let _ = r.send(applied.result);
+                let _ = r.send(outcome.result);
             }
         }
     }
 
-    /// Queues the events `change` fires on the watching sessions' channels, now.
-    fn fire(&mut self, change: &Change, zxid: i64) {
-        for (session, ev) in self.watches.trigger(change) {
+    /// Queues watch events on the watching sessions' channels, now (before any later reply).
+    fn deliver(&mut self, events: Vec<(u64, WatchEvent)>, zxid: i64) {
+        for (session, ev) in events {
             if let Some((_, tx)) = self.senders.get(&session) {
                 if tx.try_push(KeeperPush::Watch { event: ev.event, path: ev.path, zxid }).is_err() {
                     warn!(
@@ -196,17 +188,9 @@ impl Database {
         }
     }
 
-    fn end_session(&mut self, session: u64) {
-        self.tracker.close(session);
-        self.watches.remove_watcher(&session);
-        if let Some((_, tx)) = self.senders.remove(&session) {
-            let _ = tx.try_push(KeeperPush::SessionExpired);
-        }
-    }
-
     fn expire_sessions(&mut self, _ctx: &mut Context<Self>) {
         let now = self.now_ms();
-        for session in self.tracker.tick(now) {
+        for session in self.core.expired(now) {
             info!(session = format_args!("0x{session:x}"), "session expired");
             self.submit(session, Op::CloseSession, None);
         }
@@ -242,8 +226,8 @@ impl Handler<WriterFailed> for Database {
 impl Handler<WantSnapshot> for Database {
     type Result = ();
     fn handle(&mut self, _: WantSnapshot, _: &mut Context<Self>) {
-        let zxid = self.state.tree.last_zxid();
-        let _ = self.writer.send(ToWriter::Snapshot(Box::new(self.state.clone()), zxid));
+        let zxid = self.core.state().tree.last_zxid();
+        let _ = self.writer.send(ToWriter::Snapshot(Box::new(self.core.state().clone()), zxid));
     }
 }
 
@@ -301,14 +285,14 @@ impl Handler<OpenSession> for Database {
         let now = self.now_ms();
         match msg.connect.resume {
             Some((id, password)) => {
-                let result = self.tracker.resume(now, id, &password).map(|s| {
+                let result = self.core.resume_session(now, id, &password).map(|s| {
                     self.senders.insert(id, (msg.connection, msg.sender));
                     Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms }
                 });
                 Box::pin(async move { result })
             }
             None => {
-                let s = self.tracker.open(now, msg.connect.timeout_ms, rand::random());
+                let s = self.core.open_session(now, msg.connect.timeout_ms, rand::random());
                 self.senders.insert(s.id, (msg.connection, msg.sender));
                 let (tx, rx) = oneshot::channel();
                 self.submit(
@@ -343,7 +327,7 @@ impl Handler<SessionRequest> for Database {
         use KeeperResponse as A;
         let session = msg.session;
         let now = self.now_ms();
-        if let Err(e) = self.tracker.touch(now, session) {
+        if let Err(e) = self.core.touch(now, session) {
             let expired = |e: KeeperError| -> A {
                 match msg.request {
                     Q::Ping(_) => A::Ping(Err(e)),
@@ -362,42 +346,22 @@ impl Handler<SessionRequest> for Database {
             return Box::pin(async move { reply });
         }
         let answer = |r: A| -> Self::Result { Box::pin(async move { r }) };
-        let tree = &self.state.tree;
+        let core = &mut self.core;
         match msg.request {
             Q::Ping(_) => answer(A::Ping(Ok(()))),
             Q::GetData(r) => {
-                let res = tree.get(&r.path).map(|(data, stat)| NodeData { data: data.to_vec(), stat });
-                if r.watch && res.is_ok() {
-                    self.watches.add(&r.path, WatchKind::Data, session);
-                }
+                let res =
+                    core.get_data(session, &r.path, r.watch).map(|(data, stat)| NodeData { data, stat });
                 answer(A::GetData(res))
             }
-            Q::Exists(r) => {
-                let res = tree.exists(&r.path);
-                if r.watch && res.is_ok() {
-                    self.watches.add(&r.path, WatchKind::Data, session);
-                }
-                answer(A::Exists(res))
-            }
+            Q::Exists(r) => answer(A::Exists(core.exists(session, &r.path, r.watch))),
             Q::GetChildren(r) => {
-                let res = tree.children(&r.path).map(|(children, stat)| Children { children, stat });
-                if r.watch && res.is_ok() {
-                    self.watches.add(&r.path, WatchKind::Child, session);
-                }
+                let res = core
+                    .children(session, &r.path, r.watch)
+                    .map(|(children, stat)| Children { children, stat });
                 answer(A::GetChildren(res))
             }
-            Q::AddWatch(r) => {
-                let res = match r.kind {
-                    WatchKind::Persistent | WatchKind::PersistentRecursive => {
-                        sluice_keeper_core::path::validate(&r.path)
-                            .map(|_| self.watches.add(&r.path, r.kind, session))
-                    }
-                    _ => Err(KeeperError::BadArguments {
-                        what: "addWatch takes Persistent or PersistentRecursive".into(),
-                    }),
-                };
-                answer(A::AddWatch(res))
-            }
+            Q::AddWatch(r) => answer(A::AddWatch(core.add_watch(session, &r.path, r.kind))),
             Q::Sync(_) => {
                 // Every write acknowledged before this request has been applied; a write
                 // still waiting for its fsync is not acknowledged yet, so wait for it too.
@@ -468,10 +432,10 @@ impl Database {
         let (min, max, n, sum) = self.latency;
         ServerStatus {
             mode: "standalone".into(),
-            last_zxid: self.state.tree.last_zxid(),
-            znodes: self.state.tree.node_count(),
-            sessions: self.tracker.len(),
-            watches: self.watches.len(),
+            last_zxid: self.core.state().tree.last_zxid(),
+            znodes: self.core.state().tree.node_count(),
+            sessions: self.core.session_count(),
+            watches: self.core.watch_count(),
             outstanding: self.pending.len(),
             latency_ms: if n == 0 { (0.0, 0.0, 0.0) } else { (min, sum / n as f64, max) },
             version: sluice_net::SOFTWARE.into(),

@@ -14,15 +14,19 @@
 //!   Watches are per server, not replicated, as in ZooKeeper.
 //! - [`session`]: session timeouts, liveness and expiry.
 //! - [`state`]: the replicated state: the tree plus the durable session table.
+//! - [`server`]: one server's state machine: applying transactions fires watches, reads
+//!   leave watches, sessions live and expire.
 
 pub mod error;
 pub mod path;
+pub mod server;
 pub mod session;
 pub mod state;
 pub mod tree;
 pub mod watch;
 
 pub use error::{ErrorCode, KeeperError};
+pub use server::{Outcome, ServerCore};
 pub use session::{SessionConfig, SessionId, SessionTracker};
 pub use state::{DurableSession, KeeperState};
 pub use tree::{Applied, Change, CreateMode, DataTree, Op, OpResult, Stat, Txn};

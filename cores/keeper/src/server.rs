@@ -1,0 +1,222 @@
+//! One keeper server's state machine: the replicated state plus what a server keeps for
+//! itself (session liveness, watches), and the rules that tie them together.
+//!
+//! The actor shell around it (in `sluice-keeper`) owns only I/O: the log writer, the
+//! clients' channels and the clock. Here: applying a durable transaction fires the watches
+//! its changes trigger and, for a closed session, forgets its watches and liveness; reads
+//! leave watches by ZooKeeper's rules (a watch only when the read succeeds, except that
+//! `exists` watches a missing node too).
+
+use crate::error::KeeperError;
+use crate::path;
+use crate::session::{Session, SessionConfig, SessionId, SessionTracker};
+use crate::state::KeeperState;
+use crate::tree::{Op, OpResult, Stat, Txn};
+use crate::watch::{WatchEvent, WatchKind, WatchManager};
+
+/// What applying one transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The operation's result.
+    pub result: Result<OpResult, KeeperError>,
+    /// Watch events to deliver, in order: (session, event).
+    pub events: Vec<(SessionId, WatchEvent)>,
+    /// A session this transaction ended (its channel gets "session expired").
+    pub ended: Option<SessionId>,
+}
+
+/// One server's keeper state.
+#[derive(Debug, Clone)]
+pub struct ServerCore {
+    state: KeeperState,
+    tracker: SessionTracker,
+    watches: WatchManager<SessionId>,
+}
+
+impl ServerCore {
+    /// A server recovered to `state`; every recovered session gets a full timeout from
+    /// `now_ms` to come back, as in ZooKeeper.
+    pub fn recover(state: KeeperState, config: SessionConfig, server_id: u8, now_ms: u64) -> Self {
+        let mut tracker = SessionTracker::new(config, server_id);
+        for (id, s) in &state.sessions {
+            tracker.restore(now_ms, *id, s.timeout_ms, s.password);
+        }
+        ServerCore { state, tracker, watches: WatchManager::new() }
+    }
+
+    /// The replicated state (for snapshots and status).
+    pub fn state(&self) -> &KeeperState {
+        &self.state
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Registered watches.
+    pub fn watch_count(&self) -> usize {
+        self.watches.len()
+    }
+
+    /// Applies a durable transaction.
+    pub fn apply(&mut self, txn: &Txn) -> Outcome {
+        let applied = self.state.apply(txn);
+        // A closing session's own watches go first: it hears nothing of its own ending.
+        let ended = matches!(txn.op, Op::CloseSession).then(|| {
+            self.tracker.close(txn.session);
+            self.watches.remove_watcher(&txn.session);
+            txn.session
+        });
+        let mut events = Vec::new();
+        for change in &applied.changes {
+            events.extend(self.watches.trigger(change));
+        }
+        Outcome { result: applied.result, events, ended }
+    }
+
+    /// Opens a session (its `CreateSession` transaction is the caller's to log).
+    pub fn open_session(&mut self, now_ms: u64, requested_timeout_ms: u32, password: [u8; 16]) -> Session {
+        self.tracker.open(now_ms, requested_timeout_ms, password)
+    }
+
+    /// Resumes a session on reconnection.
+    pub fn resume_session(
+        &mut self,
+        now_ms: u64,
+        id: SessionId,
+        password: &[u8; 16],
+    ) -> Result<Session, KeeperError> {
+        self.tracker.resume(now_ms, id, password)
+    }
+
+    /// Records that a session was heard from; `SessionExpired` if it is not live.
+    pub fn touch(&mut self, now_ms: u64, id: SessionId) -> Result<(), KeeperError> {
+        self.tracker.touch(now_ms, id)
+    }
+
+    /// Sessions whose time is up; the caller logs a `CloseSession` for each.
+    pub fn expired(&mut self, now_ms: u64) -> Vec<SessionId> {
+        self.tracker.tick(now_ms)
+    }
+
+    /// Data and stat of a node; `watch` leaves a one-shot data watch if the node exists.
+    pub fn get_data(
+        &mut self,
+        session: SessionId,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Vec<u8>, Stat), KeeperError> {
+        let (data, stat) = self.state.tree.get(path)?;
+        let found = (data.to_vec(), stat);
+        if watch {
+            self.watches.add(path, WatchKind::Data, session);
+        }
+        Ok(found)
+    }
+
+    /// A node's stat if it exists; `watch` leaves a one-shot data watch either way (a missing
+    /// node's watch fires when it is created).
+    pub fn exists(
+        &mut self,
+        session: SessionId,
+        path: &str,
+        watch: bool,
+    ) -> Result<Option<Stat>, KeeperError> {
+        let stat = self.state.tree.exists(path)?;
+        if watch {
+            self.watches.add(path, WatchKind::Data, session);
+        }
+        Ok(stat)
+    }
+
+    /// A node's children and stat; `watch` leaves a one-shot child watch if the node exists.
+    pub fn children(
+        &mut self,
+        session: SessionId,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Vec<String>, Stat), KeeperError> {
+        let found = self.state.tree.children(path)?;
+        if watch {
+            self.watches.add(path, WatchKind::Child, session);
+        }
+        Ok(found)
+    }
+
+    /// `addWatch`: a persistent or persistent-recursive watch.
+    pub fn add_watch(&mut self, session: SessionId, path: &str, kind: WatchKind) -> Result<(), KeeperError> {
+        match kind {
+            WatchKind::Persistent | WatchKind::PersistentRecursive => {
+                path::validate(path)?;
+                self.watches.add(path, kind, session);
+                Ok(())
+            }
+            _ => Err(KeeperError::BadArguments {
+                what: "addWatch takes Persistent or PersistentRecursive".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::CreateMode;
+    use crate::watch::EventType;
+
+    const A: SessionId = 0xa;
+    const B: SessionId = 0xb;
+
+    fn txn(zxid: i64, session: SessionId, op: Op) -> Txn {
+        Txn { zxid, time_ms: 0, session, op }
+    }
+
+    fn create(path: &str, mode: CreateMode) -> Op {
+        Op::Create { path: path.into(), data: vec![], mode }
+    }
+
+    #[test]
+    fn reads_leave_watches_only_by_zookeepers_rules() {
+        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::default(), 1, 0);
+        assert!(s.get_data(A, "/missing", true).is_err());
+        assert!(s.children(A, "/missing", true).is_err());
+        assert_eq!(s.watch_count(), 0, "failed reads leave no watch");
+        assert_eq!(s.exists(A, "/later", true), Ok(None));
+        assert_eq!(s.watch_count(), 1, "exists watches a missing node");
+        let out = s.apply(&txn(1, B, create("/later", CreateMode::Persistent)));
+        assert_eq!(
+            out.events,
+            vec![(A, WatchEvent { event: EventType::NodeCreated, path: "/later".into() })]
+        );
+        assert!(s.add_watch(A, "/later", WatchKind::Data).is_err(), "addWatch is for persistent kinds");
+    }
+
+    #[test]
+    fn closing_a_session_fires_watchers_of_its_ephemerals_and_forgets_its_own_watches() {
+        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::from_tick(1000), 1, 0);
+        s.apply(&txn(1, A, Op::CreateSession { timeout_ms: 2000, password: [0; 16] }));
+        s.apply(&txn(2, A, create("/eph", CreateMode::Ephemeral)));
+        s.add_watch(A, "/", WatchKind::PersistentRecursive).expect("A watches everything");
+        assert_eq!(s.exists(B, "/eph", true).expect("exists").map(|st| st.ephemeral_owner), Some(A as i64));
+        let out = s.apply(&txn(3, A, Op::CloseSession));
+        assert_eq!(out.ended, Some(A));
+        assert_eq!(
+            out.events,
+            vec![(B, WatchEvent { event: EventType::NodeDeleted, path: "/eph".into() })],
+            "B hears of the deletion; A's own watches went with its session"
+        );
+        assert_eq!(s.watch_count(), 0);
+    }
+
+    #[test]
+    fn recovered_sessions_get_a_full_timeout_from_recovery() {
+        let mut state = KeeperState::new();
+        state.apply(&txn(1, A, Op::CreateSession { timeout_ms: 4000, password: [7; 16] }));
+        let mut s = ServerCore::recover(state, SessionConfig::from_tick(1000), 1, 10_000);
+        assert!(s.expired(13_999).is_empty());
+        assert_eq!(s.resume_session(13_999, A, &[7; 16]).map(|x| x.timeout_ms), Ok(4000));
+        assert!(s.expired(17_998).is_empty(), "the resume restarted the clock");
+        assert_eq!(s.expired(17_999), vec![A]);
+    }
+}
