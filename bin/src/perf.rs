@@ -409,13 +409,7 @@ async fn small_rpcs(conn: &Connection<Perf>, args: &PerfTestArgs, concurrency: u
             while Instant::now() < deadline {
                 id += 1;
                 let t = Instant::now();
-                let req = EchoRequest {
-                    id,
-                    payload: payload.clone(),
-                    pushes_before: 0,
-                    delay_ms: 0,
-                    reply_padding: 0,
-                };
+                let req = EchoRequest::new(id, payload.clone());
                 let reply = match &caller {
                     Some(c) => c.call(req).await?,
                     None => conn.call(req).await?,

@@ -9,16 +9,7 @@ use sluice_net::perf::{EchoRequest, PerfRequest, SinkRequest};
 fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame");
     let cases = [
-        (
-            "echo-100B",
-            PerfRequest::Echo(EchoRequest {
-                id: 42,
-                payload: vec![7; 100],
-                pushes_before: 0,
-                delay_ms: 0,
-                reply_padding: 0,
-            }),
-        ),
+        ("echo-100B", PerfRequest::Echo(EchoRequest::new(42, vec![7; 100]))),
         ("sink-1MiB", PerfRequest::Sink(SinkRequest { data: vec![7; 1 << 20].into() })),
     ];
     for (name, body) in cases {

@@ -23,6 +23,13 @@ pub struct EchoRequest {
     pub reply_padding: u32,
 }
 
+impl EchoRequest {
+    /// Echo `payload` back at once: no pushes, no delay, no padding.
+    pub fn new(id: u64, payload: Vec<u8>) -> Self {
+        EchoRequest { id, payload, pushes_before: 0, delay_ms: 0, reply_padding: 0 }
+    }
+}
+
 /// The echo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EchoReply {

@@ -9,7 +9,7 @@
 //! ```no_run
 //! use sluice_net::perf::{EchoReply, EchoRequest, Perf};
 //! async fn call(conn: sluice_net::Connection<Perf>) -> Result<(), sluice_net::RpcError> {
-//!     let reply: EchoReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0, reply_padding: 0 }).await?;
+//!     let reply: EchoReply = conn.call(EchoRequest::new(1, vec![])).await?;
 //!     # let _ = reply;
 //!     Ok(())
 //! }
@@ -20,7 +20,7 @@
 //! ```compile_fail,E0308
 //! use sluice_net::perf::{EchoRequest, Perf, SinkReply};
 //! async fn call(conn: sluice_net::Connection<Perf>) -> Result<(), sluice_net::RpcError> {
-//!     let reply: SinkReply = conn.call(EchoRequest { id: 1, payload: vec![], pushes_before: 0, delay_ms: 0, reply_padding: 0 }).await?;
+//!     let reply: SinkReply = conn.call(EchoRequest::new(1, vec![])).await?;
 //!     # let _ = reply;
 //!     Ok(())
 //! }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use sluice_certs::{CertAuthority, CertSpec, Role};
 use sluice_net::perf::{Perf, PerfServer};
-use sluice_net::{ClientTls, Server, ServerOptions, TlsFiles, TlsIdentity, Typed};
+use sluice_net::{
+    Client, ClientOptions, ClientTls, Connection, Server, ServerOptions, TlsFiles, TlsIdentity, Typed,
+};
 
 /// A throwaway CA and the certificates it issues, in a temporary directory.
 pub struct TestPki {
@@ -111,6 +113,13 @@ impl PerfServerHandle {
     pub fn start(identity: &TlsIdentity, name: &str) -> Self {
         let opts = ServerOptions { name: name.into(), ..ServerOptions::default() };
         Self::start_on("127.0.0.1:0".parse().expect("addr"), identity, opts)
+    }
+
+    /// A client presenting `tls`, and its first connection to this server.
+    pub async fn connect(&self, tls: &ClientTls, opts: ClientOptions) -> (Client<Perf>, Connection<Perf>) {
+        let client = Client::<Perf>::new(tls, opts).expect("client");
+        let conn = client.connect(&self.addr_string()).await.expect("connect");
+        (client, conn)
     }
 
     /// `host:port` for clients.

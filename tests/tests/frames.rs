@@ -33,8 +33,7 @@ async fn oversize_and_garbage_streams_fail_alone_while_100_other_requests_succee
     let opts = ServerOptions { name: "b1".into(), max_frame: MAX_FRAME, ..ServerOptions::default() };
     let server = PerfServerHandle::start_on("127.0.0.1:0".parse().expect("addr"), &pki.node("b1"), opts);
     let client_opts = ClientOptions { max_frame: MAX_FRAME, ..ClientOptions::default() };
-    let client = Client::<Perf>::new(&pki.client("c"), client_opts.clone()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let (_client, conn) = server.connect(&pki.client("c"), client_opts.clone()).await;
     let other_client = Client::<Perf>::new(&pki.client("d"), client_opts).expect("client");
     let other = other_client.connect(&server.addr_string()).await.expect("connect");
 
@@ -44,15 +43,7 @@ async fn oversize_and_garbage_streams_fail_alone_while_100_other_requests_succee
         let conn = conn.clone();
         inflight.spawn(async move {
             let payload = vec![id as u8; 200 * 1024];
-            let reply = conn
-                .call(EchoRequest {
-                    id,
-                    payload: payload.clone(),
-                    pushes_before: 0,
-                    delay_ms: 0,
-                    reply_padding: 0,
-                })
-                .await?;
+            let reply = conn.call(EchoRequest::new(id, payload.clone())).await?;
             assert_eq!((reply.id, reply.payload), (id, payload));
             Ok::<_, RpcError>(())
         });
@@ -95,21 +86,9 @@ async fn oversize_and_garbage_streams_fail_alone_while_100_other_requests_succee
         r.expect("task").expect("in-flight request succeeds");
     }
     assert!(conn.is_open(), "the connection survives bad streams");
-    let reply = other
-        .call(EchoRequest { id: 7, payload: b"hi".to_vec(), pushes_before: 0, delay_ms: 0, reply_padding: 0 })
-        .await
-        .expect("other conn");
+    let reply = other.call(EchoRequest::new(7, b"hi".to_vec())).await.expect("other conn");
     assert_eq!(reply.payload, b"hi");
-    let reply = conn
-        .call(EchoRequest {
-            id: 8,
-            payload: b"again".to_vec(),
-            pushes_before: 0,
-            delay_ms: 0,
-            reply_padding: 0,
-        })
-        .await
-        .expect("same conn");
+    let reply = conn.call(EchoRequest::new(8, b"again".to_vec())).await.expect("same conn");
     assert_eq!(reply.payload, b"again");
 }
 
@@ -118,23 +97,10 @@ async fn a_request_over_the_limit_is_refused_locally_and_the_connection_is_unhar
     let pki = TestPki::new("cluster");
     let server = PerfServerHandle::start(&pki.node("b1"), "b1");
     let opts = ClientOptions { max_frame: 64 * 1024, ..ClientOptions::default() };
-    let client = Client::<Perf>::new(&pki.client("c"), opts).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
-    let err = conn
-        .call(EchoRequest {
-            id: 1,
-            payload: vec![0; 100 * 1024],
-            pushes_before: 0,
-            delay_ms: 0,
-            reply_padding: 0,
-        })
-        .await
-        .expect_err("too large");
+    let (_client, conn) = server.connect(&pki.client("c"), opts).await;
+    let err = conn.call(EchoRequest::new(1, vec![0; 100 * 1024])).await.expect_err("too large");
     assert!(matches!(err, RpcError::Frame(FrameError::TooLarge { max: 65536, .. })), "{err:?}");
-    let ok = conn
-        .call(EchoRequest { id: 2, payload: vec![1; 1000], pushes_before: 0, delay_ms: 0, reply_padding: 0 })
-        .await
-        .expect("small call");
+    let ok = conn.call(EchoRequest::new(2, vec![1; 1000])).await.expect("small call");
     assert_eq!(ok.id, 2);
 }
 
@@ -142,8 +108,7 @@ async fn a_request_over_the_limit_is_refused_locally_and_the_connection_is_unhar
 async fn garbage_on_an_ordered_channel_closes_that_channel_only() {
     let pki = TestPki::new("cluster");
     let server = PerfServerHandle::start(&pki.node("b1"), "b1");
-    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let (_client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
     let good = conn.open_ordered().await.expect("ordered channel");
 
     let (mut send, mut recv) = conn.quic().open_bi().await.expect("raw");
@@ -171,7 +136,7 @@ async fn garbage_on_an_ordered_channel_closes_that_channel_only() {
     let _ = LENGTH_PREFIX;
 
     let reply = good
-        .call(EchoRequest { id: 3, payload: vec![3], pushes_before: 1, delay_ms: 0, reply_padding: 0 })
+        .call(EchoRequest { pushes_before: 1, ..EchoRequest::new(3, vec![3]) })
         .await
         .expect("good channel still works");
     assert_eq!((reply.id, reply.pushes_sent), (3, 1));
@@ -182,16 +147,10 @@ async fn a_reply_over_the_limit_fails_only_its_own_call_quickly_on_every_path() 
     let pki = TestPki::new("cluster");
     let opts = ServerOptions { max_frame: 256 * 1024, ..ServerOptions::default() };
     let server = PerfServerHandle::start_on("127.0.0.1:0".parse().expect("addr"), &pki.node("b1"), opts);
-    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let (_client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
     let channel = conn.open_ordered().await.expect("ordered channel");
-    let too_big = |payload: usize| EchoRequest {
-        id: 1,
-        payload: vec![1; payload],
-        pushes_before: 0,
-        delay_ms: 0,
-        reply_padding: 300 * 1024,
-    };
+    let too_big =
+        |payload: usize| EchoRequest { reply_padding: 300 * 1024, ..EchoRequest::new(1, vec![1; payload]) };
     let check = |err: RpcError| {
         assert!(matches!(err, RpcError::Remote(WireError::ReplyTooLarge { max: 262144, .. })), "{err:?}");
     };
@@ -201,7 +160,7 @@ async fn a_reply_over_the_limit_fails_only_its_own_call_quickly_on_every_path() 
     check(channel.call(too_big(10)).await.expect_err("ordered channel"));
     assert!(t0.elapsed() < Duration::from_secs(5), "typed errors, not timeouts: {:?}", t0.elapsed());
     // Everything still works.
-    let ok = EchoRequest { id: 2, payload: vec![2; 10], pushes_before: 0, delay_ms: 0, reply_padding: 0 };
+    let ok = EchoRequest::new(2, vec![2; 10]);
     assert_eq!(conn.call(ok.clone()).await.expect("lane still open").id, 2);
     assert_eq!(channel.call(ok).await.expect("channel still open").id, 2);
 }

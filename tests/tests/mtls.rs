@@ -24,8 +24,7 @@ async fn server_still_serves(pki: &TestPki, server: &PerfServerHandle) {
 async fn handshake_succeeds_and_each_side_learns_the_others_name() {
     let pki = TestPki::new("cluster");
     let server = PerfServerHandle::start(&pki.node("broker-1"), "broker-1");
-    let client = Client::<Perf>::new(&pki.client("alice"), opts()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let (_client, conn) = server.connect(&pki.client("alice"), opts()).await;
     assert_eq!(conn.server_name(), "broker-1");
     assert_eq!(conn.call(WhoAmI).await.expect("call"), "alice", "the server sees the client's principal");
 }

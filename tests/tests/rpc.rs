@@ -12,8 +12,7 @@ use sluice_tests::{wait_for, PerfServerHandle, TestPki};
 async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply() {
     let pki = TestPki::new("cluster");
     let server = PerfServerHandle::start(&pki.node("b1"), "b1");
-    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let (_client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
     let start = tokio::sync::Barrier::new(1000);
     let start = std::sync::Arc::new(start);
     let mut tasks = tokio::task::JoinSet::new();
@@ -22,16 +21,7 @@ async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply(
         tasks.spawn(async move {
             start.wait().await; // all 1000 are issued together
             let payload = id.to_le_bytes().repeat((id % 50 + 1) as usize);
-            let reply = conn
-                .call(EchoRequest {
-                    id,
-                    payload: payload.clone(),
-                    pushes_before: 0,
-                    delay_ms: 0,
-                    reply_padding: 0,
-                })
-                .await
-                .expect("call");
+            let reply = conn.call(EchoRequest::new(id, payload.clone())).await.expect("call");
             assert_eq!(reply.id, id, "reply answers its own request");
             assert_eq!(reply.payload, payload, "reply carries its own request's bytes");
             id
@@ -48,21 +38,15 @@ async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply(
 async fn ordered_channel_delivers_10000_pipelined_requests_and_interleaved_pushes_in_order() {
     let pki = TestPki::new("cluster");
     let server = PerfServerHandle::start(&pki.node("b1"), "b1");
-    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let (_client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
     let mut channel = conn.open_ordered().await.expect("ordered channel");
     let caller = channel.caller();
 
     // --- queue all 10,000 without waiting (pipelined), each asking for 0-2 pushes first
     let mut pending = Vec::with_capacity(10_000);
     for id in 0..10_000u64 {
-        let req = EchoRequest {
-            id,
-            payload: id.to_be_bytes().to_vec(),
-            pushes_before: (id % 3) as u32,
-            delay_ms: 0,
-            reply_padding: 0,
-        };
+        let req =
+            EchoRequest { pushes_before: (id % 3) as u32, ..EchoRequest::new(id, id.to_be_bytes().to_vec()) };
         pending.push(caller.send(req).await.expect("queue request"));
     }
 
@@ -160,27 +144,15 @@ async fn nobody_listening_is_a_clear_timeout_within_the_bound() {
 async fn a_slow_call_does_not_hold_up_quick_ones_on_the_same_connection() {
     let pki = TestPki::new("cluster");
     let server = PerfServerHandle::start(&pki.node("b1"), "b1");
-    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
+    let (_client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
     let slow_conn = conn.clone();
     let slow = tokio::spawn(async move {
-        slow_conn
-            .call(EchoRequest {
-                id: 0,
-                payload: vec![0],
-                pushes_before: 0,
-                delay_ms: 3_000,
-                reply_padding: 0,
-            })
-            .await
+        slow_conn.call(EchoRequest { delay_ms: 3_000, ..EchoRequest::new(0, vec![0]) }).await
     });
     // 50 quick calls on the same connection (and so the same lane) all finish while the
     // slow one is still being served.
     for id in 1..=50u64 {
-        let r = conn
-            .call(EchoRequest { id, payload: vec![1], pushes_before: 0, delay_ms: 0, reply_padding: 0 })
-            .await
-            .expect("quick");
+        let r = conn.call(EchoRequest::new(id, vec![1])).await.expect("quick");
         assert_eq!(r.id, id);
     }
     assert!(!slow.is_finished(), "the quick calls were not held behind the slow one");
@@ -192,30 +164,12 @@ async fn the_client_adopts_the_servers_smaller_frame_limit_from_the_hello() {
     let pki = TestPki::new("cluster");
     let opts = ServerOptions { max_frame: 256 * 1024, ..ServerOptions::default() };
     let server = PerfServerHandle::start_on("127.0.0.1:0".parse().expect("addr"), &pki.node("b1"), opts);
-    let client = Client::<Perf>::new(&pki.client("c"), ClientOptions::default()).expect("client");
-    let conn = client.connect(&server.addr_string()).await.expect("connect");
-    let err = conn
-        .call(EchoRequest {
-            id: 1,
-            payload: vec![0; 300 * 1024],
-            pushes_before: 0,
-            delay_ms: 0,
-            reply_padding: 0,
-        })
-        .await
-        .expect_err("over the server's limit");
+    let (_client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
+    let err = conn.call(EchoRequest::new(1, vec![0; 300 * 1024])).await.expect_err("over the server's limit");
     assert!(
         matches!(err, sluice_net::RpcError::Frame(sluice_net::FrameError::TooLarge { max: 262144, .. })),
         "refused locally with the server's limit: {err:?}"
     );
-    let ok = conn
-        .call(EchoRequest {
-            id: 2,
-            payload: vec![0; 200 * 1024],
-            pushes_before: 0,
-            delay_ms: 0,
-            reply_padding: 0,
-        })
-        .await;
+    let ok = conn.call(EchoRequest::new(2, vec![0; 200 * 1024])).await;
     assert_eq!(ok.expect("under the limit").id, 2);
 }
