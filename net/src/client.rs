@@ -345,15 +345,14 @@ impl<P: Protocol> Connection<P> {
         let after = self.shared.request_timeout;
         let timeout = || RpcError::Timeout { rpc: R::NAME, addr: self.shared.addr.clone(), after };
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut buf = vec![stream_kind::RPC];
         let env = Envelope { correlation_id: id, trace, body: request.into_request() };
-        frame::encode_into(&mut buf, &env, self.shared.max_frame)?;
-        if buf.len() - 1 <= LANE_MAX_FRAME {
-            let frame = buf.split_off(1);
+        let frame = frame::encode(&env, self.shared.max_frame)?;
+        if frame.len() <= LANE_MAX_FRAME {
             let lane = self.lane().await?;
             return lane.send_encoded::<R>(id, frame).await?.reply().await;
         }
-        let fut = exchange_encoded::<P::Response, P::Push>(&self.shared, id, buf, R::NAME);
+        let fut =
+            exchange_encoded::<P::Response, P::Push>(&self.shared, stream_kind::RPC, id, frame, R::NAME);
         let response = tokio::time::timeout(after, fut).await.map_err(|_| timeout())??;
         R::from_response(response)
             .map_err(|other| RpcError::UnexpectedReply { rpc: R::NAME, got: short_debug(&other) })
@@ -446,21 +445,22 @@ async fn exchange<Q: serde::Serialize, R: serde::de::DeserializeOwned, Pu: serde
     rpc: &'static str,
 ) -> Result<R, RpcError> {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let mut buf = vec![kind];
-    frame::encode_into(&mut buf, &Envelope { correlation_id: id, trace, body }, shared.max_frame)?;
-    exchange_encoded::<R, Pu>(shared, id, buf, rpc).await
+    let frame = frame::encode(&Envelope { correlation_id: id, trace, body }, shared.max_frame)?;
+    exchange_encoded::<R, Pu>(shared, kind, id, frame, rpc).await
 }
 
-/// Sends `buf` (stream kind byte and one frame) on a fresh stream and reads the reply.
+/// Opens a stream of `kind`, sends one encoded frame on it and reads the reply.
 async fn exchange_encoded<R: serde::de::DeserializeOwned, Pu: serde::de::DeserializeOwned>(
     shared: &ConnShared,
+    kind: u8,
     id: u64,
-    buf: Vec<u8>,
+    frame: Vec<u8>,
     rpc: &'static str,
 ) -> Result<R, RpcError> {
     let (mut send, mut recv) = shared.conn.open_bi().await.map_err(|e| lost(shared, e))?;
-    // Handing quinn the buffer avoids copying it again.
-    send.write_chunk(bytes::Bytes::from(buf)).await.map_err(|e| write_err(shared, e))?;
+    // The frame is handed to quinn as it is, without copying it behind the kind byte.
+    send.write_all(&[kind]).await.map_err(|e| write_err(shared, e))?;
+    send.write_chunk(bytes::Bytes::from(frame)).await.map_err(|e| write_err(shared, e))?;
     let _ = send.finish();
     let reply = frame::read::<ServerBody<R, Pu>, _>(&mut recv, shared.max_frame)
         .await
