@@ -54,6 +54,12 @@ fn shell(s: &Setup, timeout_ms: u32, stdout: Stdio, stderr: Stdio) -> std::proce
         .expect("start keeper-shell")
 }
 
+/// Asserts that the next event, within 5 s, is `event` on `path`.
+async fn expect_event(events: &mut KeeperEvents, event: EventType, path: &str) {
+    let got = next_event(events, Duration::from_secs(5)).await;
+    assert_eq!(got, Some(KeeperEvent::Watch { event, path: path.into() }), "expected {event:?} on {path}");
+}
+
 async fn next_event(events: &mut KeeperEvents, within: Duration) -> Option<KeeperEvent> {
     tokio::time::timeout(within, events.recv()).await.ok().flatten()
 }
@@ -118,10 +124,7 @@ async fn watches_fire_once_and_arrive_before_the_read_that_sees_the_change() {
     b.create("/w", b"0", P).await.expect("create");
     a.get_data("/w", true).await.expect("get+watch");
     b.set_data("/w", b"1", -1).await.expect("set");
-    assert_eq!(
-        next_event(&mut events, Duration::from_secs(5)).await,
-        Some(KeeperEvent::Watch { event: EventType::NodeDataChanged, path: "/w".into() })
-    );
+    expect_event(&mut events, EventType::NodeDataChanged, "/w").await;
     b.set_data("/w", b"2", -1).await.expect("set again");
     assert_eq!(next_event(&mut events, quiet).await, None, "one-shot: no second event");
 
@@ -129,30 +132,18 @@ async fn watches_fire_once_and_arrive_before_the_read_that_sees_the_change() {
     b.create("/p", b"", P).await.expect("create /p");
     a.children("/p", true).await.expect("children+watch");
     b.create("/p/c", b"", P).await.expect("create child");
-    assert_eq!(
-        next_event(&mut events, Duration::from_secs(5)).await,
-        Some(KeeperEvent::Watch { event: EventType::NodeChildrenChanged, path: "/p".into() })
-    );
+    expect_event(&mut events, EventType::NodeChildrenChanged, "/p").await;
     a.children("/p", true).await.expect("children+watch");
     b.delete("/p/c", -1).await.expect("delete child");
-    assert_eq!(
-        next_event(&mut events, Duration::from_secs(5)).await,
-        Some(KeeperEvent::Watch { event: EventType::NodeChildrenChanged, path: "/p".into() })
-    );
+    expect_event(&mut events, EventType::NodeChildrenChanged, "/p").await;
 
     // --- exists watch on a missing node fires on its creation; data watch on deletion
     assert_eq!(a.exists("/later", true).await.expect("exists+watch"), None);
     b.create("/later", b"", P).await.expect("create");
-    assert_eq!(
-        next_event(&mut events, Duration::from_secs(5)).await,
-        Some(KeeperEvent::Watch { event: EventType::NodeCreated, path: "/later".into() })
-    );
+    expect_event(&mut events, EventType::NodeCreated, "/later").await;
     a.exists("/later", true).await.expect("exists+watch");
     b.delete("/later", -1).await.expect("delete");
-    assert_eq!(
-        next_event(&mut events, Duration::from_secs(5)).await,
-        Some(KeeperEvent::Watch { event: EventType::NodeDeleted, path: "/later".into() })
-    );
+    expect_event(&mut events, EventType::NodeDeleted, "/later").await;
 
     // --- the event is there before the read that sees the change (no waiting on events)
     for round in 0..20u32 {
@@ -322,18 +313,12 @@ async fn persistent_and_recursive_watches_keep_firing() {
     a.add_watch("/cfg", true).await.expect("recursive watch");
     for i in 1..=3 {
         b.set_data("/cfg", format!("{i}").as_bytes(), -1).await.expect("set");
-        assert_eq!(
-            next_event(&mut events, Duration::from_secs(5)).await,
-            Some(KeeperEvent::Watch { event: EventType::NodeDataChanged, path: "/cfg".into() }),
-            "change {i}"
-        );
+        // Every change, not just the first: the watch is persistent.
+        expect_event(&mut events, EventType::NodeDataChanged, "/cfg").await;
     }
     b.create("/cfg/topic", b"", P).await.expect("create below");
-    assert_eq!(
-        next_event(&mut events, Duration::from_secs(5)).await,
-        Some(KeeperEvent::Watch { event: EventType::NodeCreated, path: "/cfg/topic".into() }),
-        "recursive watches see descendants (and no NodeChildrenChanged)"
-    );
+    // Recursive watches see descendants (and never NodeChildrenChanged).
+    expect_event(&mut events, EventType::NodeCreated, "/cfg/topic").await;
 }
 
 #[test]
