@@ -90,7 +90,8 @@ impl<P: Protocol> Server<P> {
     /// Binds `addr` (port 0 picks a free port). Must run inside a tokio runtime.
     pub fn bind(addr: SocketAddr, identity: &TlsIdentity, opts: ServerOptions) -> Result<Self, ServerError> {
         let cfg = tls::server_config(identity, P::ALPN, &opts.transport)?;
-        let endpoint = crate::socket::endpoint(addr, Some(cfg), &opts.transport)
+        let reset_keys = tls::reset_keys(identity);
+        let endpoint = crate::socket::endpoint(addr, Some((cfg, reset_keys)), &opts.transport)
             .map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Server { endpoint, opts: Arc::new(opts), _protocol: PhantomData })
     }

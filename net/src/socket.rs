@@ -11,10 +11,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::tls::TransportOptions;
 
-/// Opens a QUIC endpoint on `addr`: a server when `server` is given, else a client.
+/// Opens a QUIC endpoint on `addr`: a server when `server` is given (with the key its
+/// stateless resets are signed with), else a client.
 pub(crate) fn endpoint(
     addr: SocketAddr,
-    server: Option<quinn::ServerConfig>,
+    server: Option<(quinn::ServerConfig, crate::tls::ResetKeys)>,
     opts: &TransportOptions,
 ) -> std::io::Result<quinn::Endpoint> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -28,5 +29,15 @@ pub(crate) fn endpoint(
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket.into(), runtime)
+    let (config, server) = match server {
+        Some((server, keys)) => {
+            let mut config = quinn::EndpointConfig::new(std::sync::Arc::new(keys.token));
+            let cid_key = keys.cid;
+            config
+                .cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+            (config, Some(server))
+        }
+        None => (quinn::EndpointConfig::default(), None),
+    };
+    quinn::Endpoint::new(config, server, socket.into(), runtime)
 }

@@ -204,6 +204,44 @@ fn transport(opts: &TransportOptions) -> Result<Arc<quinn::TransportConfig>, Tls
     Ok(Arc::new(t))
 }
 
+/// What a server needs to send QUIC stateless resets (RFC 9000 §10.3) that survive its
+/// restart: the key its reset tokens are signed with and the key its connection ids are
+/// validated with, both derived from its private key.
+///
+/// A server that restarts on the same address with the same identity derives the same keys,
+/// so it recognises the connection ids of its previous life and tells their clients at once
+/// that those connections are gone — the QUIC counterpart of a TCP reset. With random keys
+/// per process those clients would wait out their idle timeout instead, which for a keeper
+/// session can be most of the session timeout.
+pub(crate) struct ResetKeys {
+    /// Signs stateless reset tokens.
+    pub(crate) token: ring::hmac::Key,
+    /// Keys the hash in each connection id that tells ours from junk.
+    pub(crate) cid: u64,
+}
+
+pub(crate) fn reset_keys(id: &TlsIdentity) -> ResetKeys {
+    use ring::{hkdf, hmac};
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let secret = id.key.secret_der();
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"sluice quic stateless reset v1").extract(secret);
+    // Neither expansion can fail: both outputs are far below HKDF's limit.
+    let token = match prk.expand(&[b"reset token key"], hmac::HMAC_SHA256) {
+        Ok(okm) => hmac::Key::from(okm),
+        Err(_) => hmac::Key::new(hmac::HMAC_SHA256, secret),
+    };
+    let mut cid = [0u8; 8];
+    if let Ok(okm) = prk.expand(&[b"connection id key"], Len(8)) {
+        let _ = okm.fill(&mut cid);
+    }
+    ResetKeys { token, cid: u64::from_le_bytes(cid) }
+}
+
 /// A QUIC server configuration that requires client certificates from the cluster CA and
 /// speaks `alpn` (plus [`NEGOTIATE_ALPN`]).
 pub fn server_config(

@@ -95,6 +95,49 @@ async fn the_cached_connection_is_reused_and_replaced_after_the_server_restarts(
     assert_eq!(now.server_name(), "b1-restarted");
 }
 
+/// A server that crashes (no CONNECTION_CLOSE sent) and comes back on the same address
+/// with the same identity tells its old clients at once, with a QUIC stateless reset, that
+/// their connections are gone: they need not wait out their idle timeout (30 s here).
+#[test]
+fn a_crashed_servers_clients_are_reset_at_once_when_it_restarts() {
+    let pki = TestPki::new("cluster");
+    let identity = pki.node("b1");
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let (server_rt, client_rt) = (runtime("server"), runtime("client"));
+    let server = server_rt.block_on(async { PerfServerHandle::start(&identity, "b1") });
+    let addr = server.addr;
+    let conn = client_rt.block_on(async {
+        let (client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
+        assert_eq!(conn.call(WhoAmI).await.expect("call"), "c");
+        std::mem::forget(client);
+        conn
+    });
+    // The crash: the server's runtime stops dead, without a graceful close (which the handle's
+    // drop would send).
+    std::mem::forget(server);
+    server_rt.shutdown_background();
+    let restarted_rt = runtime("restarted");
+    let _restarted = restarted_rt.block_on(async {
+        let opts = ServerOptions { name: "b1-restarted".into(), ..ServerOptions::default() };
+        PerfServerHandle::start_on(addr, &identity, opts)
+    });
+    client_rt.block_on(async {
+        let started = Instant::now();
+        let failed = conn.call(WhoAmI).await;
+        let took = started.elapsed();
+        assert!(failed.is_err(), "the old connection is gone: {failed:?}");
+        assert!(!conn.is_open());
+        assert!(took < Duration::from_secs(10), "reset after {took:?}: it waited for a timeout instead");
+    });
+}
+
 #[tokio::test]
 async fn connecting_retries_with_backoff_until_the_server_appears() {
     let pki = TestPki::new("cluster");
