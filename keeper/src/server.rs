@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use sluice_client::keeper::proto::{
-    Children, Connect, Connected, KeeperProtocol, KeeperPush, KeeperRequest, KeeperResponse, NodeData,
-    ServerStatus,
+    Children, Connect, Connected, Existence, KeeperProtocol, KeeperPush, KeeperRequest, KeeperResponse,
+    NodeData, ServerStatus,
 };
 use sluice_keeper_core::{
     KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig, Txn, WatchEvent,
@@ -337,6 +337,7 @@ impl Handler<SessionRequest> for Database {
                     Q::GetChildren(_) => A::GetChildren(Err(e)),
                     Q::Sync(_) => A::Sync(Err(e)),
                     Q::AddWatch(_) => A::AddWatch(Err(e)),
+                    Q::SetWatches(_) => A::SetWatches(Err(e)),
                     Q::Close(_) => A::Close(Err(e)),
                     Q::Connect(_) => A::Connect(Err(e)),
                     Q::Status(_) => A::Status(self.status()),
@@ -346,29 +347,52 @@ impl Handler<SessionRequest> for Database {
             return Box::pin(async move { reply });
         }
         let answer = |r: A| -> Self::Result { Box::pin(async move { r }) };
+        // Reads answer from the applied state; they say how far it goes.
+        let zxid = self.core.state().tree.last_zxid();
         let core = &mut self.core;
         match msg.request {
-            Q::Ping(_) => answer(A::Ping(Ok(()))),
+            Q::Ping(_) => answer(A::Ping(Ok(zxid))),
             Q::GetData(r) => {
-                let res =
-                    core.get_data(session, &r.path, r.watch).map(|(data, stat)| NodeData { data, stat });
+                let res = core.get_data(session, &r.path, r.watch).map(|(data, stat)| NodeData {
+                    data,
+                    stat,
+                    zxid,
+                });
                 answer(A::GetData(res))
             }
-            Q::Exists(r) => answer(A::Exists(core.exists(session, &r.path, r.watch))),
+            Q::Exists(r) => {
+                answer(A::Exists(core.exists(session, &r.path, r.watch).map(|stat| Existence { stat, zxid })))
+            }
             Q::GetChildren(r) => {
-                let res = core
-                    .children(session, &r.path, r.watch)
-                    .map(|(children, stat)| Children { children, stat });
+                let res = core.children(session, &r.path, r.watch).map(|(children, stat)| Children {
+                    children,
+                    stat,
+                    zxid,
+                });
                 answer(A::GetChildren(res))
             }
-            Q::AddWatch(r) => answer(A::AddWatch(core.add_watch(session, &r.path, r.kind))),
+            Q::AddWatch(r) => answer(A::AddWatch(core.add_watch(session, &r.path, r.kind).map(|()| zxid))),
+            Q::SetWatches(r) => {
+                // The events it fires are queued before its reply, like any other event.
+                let events = core.set_watches(session, r.seen_zxid, &r.watches);
+                let fired = events.len();
+                self.deliver(events.into_iter().map(|ev| (session, ev)).collect(), zxid);
+                debug!(
+                    session = format_args!("0x{session:x}"),
+                    watches = r.watches.len(),
+                    fired,
+                    "watches re-registered"
+                );
+                answer(A::SetWatches(Ok(zxid)))
+            }
             Q::Sync(_) => {
                 // Every write acknowledged before this request has been applied; a write
                 // still waiting for its fsync is not acknowledged yet, so wait for it too.
                 let (tx, rx) = oneshot::channel();
+                let synced = self.next_zxid;
                 self.submit(session, Op::Check { path: "/".into(), version: -1 }, Some(tx));
                 Box::pin(async move {
-                    A::Sync(rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r.map(|_| 0)))
+                    A::Sync(rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r.map(|_| synced)))
                 })
             }
             Q::Write(w) => {
@@ -493,7 +517,7 @@ impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
     async fn connect(&self, _: &Peer, _: Connect) -> Result<Connected, KeeperError> {
         no_session()
     }
-    async fn ping(&self, _: &Peer, _: sluice_client::keeper::proto::Ping) -> Result<(), KeeperError> {
+    async fn ping(&self, _: &Peer, _: sluice_client::keeper::proto::Ping) -> Result<i64, KeeperError> {
         no_session()
     }
     async fn write(&self, _: &Peer, _: sluice_client::keeper::proto::Write) -> Result<OpResult, KeeperError> {
@@ -510,7 +534,7 @@ impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
         &self,
         _: &Peer,
         _: sluice_client::keeper::proto::Exists,
-    ) -> Result<Option<sluice_keeper_core::Stat>, KeeperError> {
+    ) -> Result<Existence, KeeperError> {
         no_session()
     }
     async fn get_children(
@@ -527,7 +551,14 @@ impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
         &self,
         _: &Peer,
         _: sluice_client::keeper::proto::AddWatch,
-    ) -> Result<(), KeeperError> {
+    ) -> Result<i64, KeeperError> {
+        no_session()
+    }
+    async fn set_watches(
+        &self,
+        _: &Peer,
+        _: sluice_client::keeper::proto::SetWatches,
+    ) -> Result<i64, KeeperError> {
         no_session()
     }
     async fn close(&self, _: &Peer, _: sluice_client::keeper::proto::Close) -> Result<(), KeeperError> {

@@ -378,15 +378,15 @@ impl<P: Protocol> Connection<P> {
         OrderedChannel::open(self, stream_kind::ORDERED, None).await
     }
 
-    /// [`open_ordered`](Self::open_ordered), delivering pushes into `pushes` instead of the
-    /// channel's own queue: a client that reconnects keeps one stream of pushes across its
-    /// channels. As with the channel's queue, a push is in `pushes` before the reply that
-    /// follows it completes.
-    pub async fn open_ordered_into(
+    /// [`open_ordered`](Self::open_ordered), handing each push to `on_push` (on the channel's
+    /// reader, in order) instead of the channel's own queue: a client that reconnects keeps
+    /// one stream of pushes across its channels, and can note what a push means before the
+    /// reply that follows it completes.
+    pub async fn open_ordered_with(
         &self,
-        pushes: mpsc::UnboundedSender<P::Push>,
+        on_push: impl FnMut(P::Push) + Send + 'static,
     ) -> Result<OrderedCaller<P>, RpcError> {
-        Ok(OrderedChannel::open(self, stream_kind::ORDERED, Some(pushes)).await?.caller())
+        Ok(OrderedChannel::open(self, stream_kind::ORDERED, Some(Box::new(on_push))).await?.caller())
     }
 
     /// Sends `total` bytes (repeating `chunk`) on one stream to a server that accepts
@@ -741,7 +741,7 @@ impl<P: Protocol> OrderedChannel<P> {
     async fn open(
         conn: &Connection<P>,
         kind: u8,
-        push_into: Option<mpsc::UnboundedSender<P::Push>>,
+        on_push: Option<Box<dyn FnMut(P::Push) + Send>>,
     ) -> Result<Self, RpcError> {
         let s = &conn.shared;
         let (mut send, mut recv) = s.conn.open_bi().await.map_err(|e| lost(s, e))?;
@@ -753,7 +753,11 @@ impl<P: Protocol> OrderedChannel<P> {
         });
         let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
         let (own_tx, pushes) = mpsc::unbounded_channel();
-        let push_tx = push_into.unwrap_or(own_tx);
+        let mut on_push = on_push.unwrap_or_else(|| {
+            Box::new(move |p| {
+                let _ = own_tx.send(p);
+            })
+        });
         let addr: Arc<str> = s.addr.as_str().into();
         // Writer: frames go out in the order callers queued them.
         tokio::spawn(frame::write_queued(send, rx));
@@ -766,9 +770,7 @@ impl<P: Protocol> OrderedChannel<P> {
             let reason = loop {
                 match frame::read::<ServerBody<P::Response, P::Push>, _>(&mut recv, max_frame).await {
                     Ok(Some(env)) => match env.body {
-                        ServerBody::Push(p) => {
-                            let _ = push_tx.send(p);
-                        }
+                        ServerBody::Push(p) => on_push(p),
                         ServerBody::Reply(r) => {
                             let waiter = reader_shared
                                 .pending

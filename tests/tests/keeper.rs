@@ -321,6 +321,94 @@ async fn persistent_and_recursive_watches_keep_firing() {
     expect_event(&mut events, EventType::NodeCreated, "/cfg/topic").await;
 }
 
+/// The next `n` events, within 10 s, as a set (the order between unrelated nodes is free).
+async fn events_set(events: &mut KeeperEvents, n: usize) -> std::collections::BTreeSet<(String, String)> {
+    let mut got = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match next_event(events, left).await {
+            Some(KeeperEvent::Watch { event, path }) => {
+                got.insert((format!("{event:?}"), path));
+            }
+            other => panic!("after {got:?}: expected more watch events, got {other:?}"),
+        }
+    }
+    got
+}
+
+fn expected(list: &[(EventType, &str)]) -> std::collections::BTreeSet<(String, String)> {
+    list.iter().map(|(e, p)| (format!("{e:?}"), p.to_string())).collect()
+}
+
+/// Retries `op` (a write a restarted server may first answer with ConnectionLoss) until it
+/// gives a keeper answer or 10 s pass.
+async fn settle<T, F, Fut>(mut op: F) -> Result<T, KeeperClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, KeeperClientError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match op().await {
+            Err(KeeperClientError::ConnectionLoss(_)) if Instant::now() < deadline => continue,
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_survive_a_server_restart_and_changes_made_meanwhile_fire() {
+    let mut s = setup(500);
+    let (a, mut events) = client(&s, &s.keeper.addr, 12_000).await;
+    let (b, _) = client(&s, &s.keeper.addr, 12_000).await;
+    for p in ["/data", "/changed", "/gone", "/kids", "/tree"] {
+        b.create(p, b"0", P).await.expect("create");
+    }
+    a.get_data("/data", true).await.expect("data watch");
+    a.get_data("/changed", true).await.expect("data watch");
+    a.exists("/gone", true).await.expect("exists watch on a node");
+    a.children("/kids", true).await.expect("child watch");
+    assert_eq!(a.exists("/later", true).await.expect("exists watch on no node"), None);
+    a.add_watch("/tree", true).await.expect("recursive watch");
+    // The restarted server has none of a's watches: they live in memory, per server.
+    s.keeper.kill();
+    s.keeper.restart();
+    // b gets there first (a pings only every 4 s) and changes two watched nodes.
+    settle(|| b.set_data("/changed", b"1", -1)).await.expect("set after restart");
+    match settle(|| b.delete("/gone", -1)).await {
+        Ok(()) | Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {}
+        Err(e) => panic!("delete after restart: {e}"),
+    }
+    // However a comes back (its ping or this sync), it hears both changes, exactly once.
+    settle(|| a.sync("/")).await.expect("a reconnects");
+    assert_eq!(
+        events_set(&mut events, 2).await,
+        expected(&[(EventType::NodeDataChanged, "/changed"), (EventType::NodeDeleted, "/gone")])
+    );
+    // The others were registered again on the new server process.
+    b.set_data("/data", b"1", -1).await.expect("set");
+    b.create("/kids/k", b"", P).await.expect("create child");
+    b.create("/later", b"", P).await.expect("create");
+    b.create("/tree/t", b"", P).await.expect("create below");
+    assert_eq!(
+        events_set(&mut events, 4).await,
+        expected(&[
+            (EventType::NodeDataChanged, "/data"),
+            (EventType::NodeChildrenChanged, "/kids"),
+            (EventType::NodeCreated, "/later"),
+            (EventType::NodeCreated, "/tree/t"),
+        ])
+    );
+    // One-shot watches that fired are not re-registered by the next reconnect.
+    s.keeper.restart();
+    settle(|| a.sync("/")).await.expect("a reconnects again");
+    settle(|| b.set_data("/data", b"2", -1)).await.expect("set after second restart");
+    b.set_data("/tree", b"2", -1).await.expect("set");
+    assert_eq!(events_set(&mut events, 1).await, expected(&[(EventType::NodeDataChanged, "/tree")]));
+    assert_eq!(next_event(&mut events, Duration::from_millis(500)).await, None, "nothing else fired");
+}
+
 #[test]
 fn keeper_stop_stops_it_and_a_bad_config_line_is_named() {
     let pki = TestPki::new("cluster");

@@ -10,16 +10,21 @@
 //! Paths are the client's: with a chroot every path is prefixed on the way out and stripped
 //! from results and events on the way in. A ping every third of the session timeout keeps
 //! the session alive; when a server goes away the next request (or ping) reconnects to the
-//! next server in the connect string and resumes the session, its ephemerals and watches
-//! intact. If the servers say the session expired, every request from then on fails with
+//! next server in the connect string and resumes the session, its ephemerals intact. The
+//! client remembers the watches it holds and the highest zxid it has heard of, and re-sends
+//! them on every resumed channel (ZooKeeper's `SetWatches`): a restarted or different server
+//! registers them again and fires at once those whose nodes changed while the client was
+//! away. (Persistent watches are registered again; what they would have heard meanwhile is
+//! lost, as in ZooKeeper.) If the servers say the session expired, every request from then on fails with
 //! `SessionExpired` and a [`KeeperEvent::SessionExpired`] is delivered: the client never
 //! silently gets a new session.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind};
+use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind, WatchSet};
 use sluice_net::{Client, ClientOptions, ClientTls, OrderedCaller, Rpc, RpcError};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
@@ -27,7 +32,7 @@ use tracing::{debug, info};
 use super::connect_string::ConnectString;
 use super::proto::{
     AddWatch, Close, Connect, Exists, GetChildren, GetData, KeeperProtocol, KeeperPush, Ping, ServerStatus,
-    Status, SyncRequest, Write,
+    SetWatches, Status, SyncRequest, Write,
 };
 
 /// Why a keeper call failed.
@@ -83,6 +88,74 @@ struct Session {
     timeout: Duration,
 }
 
+/// The watches this client holds (server paths) and the highest zxid it has heard of.
+#[derive(Debug, Default)]
+struct Watches {
+    data: BTreeSet<String>,
+    exist: BTreeSet<String>,
+    child: BTreeSet<String>,
+    persistent: BTreeSet<String>,
+    recursive: BTreeSet<String>,
+    seen_zxid: i64,
+}
+
+/// Paths per `SetWatches` message, so that each stays a small call.
+const SET_WATCHES_CHUNK_BYTES: usize = 32 * 1024;
+
+impl Watches {
+    fn saw(&mut self, zxid: i64) {
+        self.seen_zxid = self.seen_zxid.max(zxid);
+    }
+
+    /// A push arrived: a one-shot watch that fired is gone (the same table as the server's).
+    fn on_push(&mut self, push: &KeeperPush) {
+        let KeeperPush::Watch { event, path, zxid } = push else { return };
+        self.saw(*zxid);
+        match event {
+            EventType::NodeCreated | EventType::NodeDataChanged => {
+                self.data.remove(path);
+                self.exist.remove(path);
+            }
+            EventType::NodeDeleted => {
+                self.data.remove(path);
+                self.exist.remove(path);
+                self.child.remove(path);
+            }
+            EventType::NodeChildrenChanged => {
+                self.child.remove(path);
+            }
+        }
+    }
+
+    /// What to re-send, in messages of bounded size.
+    fn to_resend(&self) -> Vec<WatchSet> {
+        let mut sets = vec![WatchSet::default()];
+        let mut bytes = 0;
+        type Field = fn(&mut WatchSet) -> &mut Vec<String>;
+        let kinds: [(&BTreeSet<String>, Field); 5] = [
+            (&self.data, |w| &mut w.data),
+            (&self.exist, |w| &mut w.exist),
+            (&self.child, |w| &mut w.child),
+            (&self.persistent, |w| &mut w.persistent),
+            (&self.recursive, |w| &mut w.persistent_recursive),
+        ];
+        for (paths, field) in kinds {
+            for path in paths {
+                if bytes + path.len() > SET_WATCHES_CHUNK_BYTES && bytes > 0 {
+                    sets.push(WatchSet::default());
+                    bytes = 0;
+                }
+                bytes += path.len() + 8;
+                if let Some(last) = sets.last_mut() {
+                    field(last).push(path.clone());
+                }
+            }
+        }
+        sets.retain(|w| !w.is_empty());
+        sets
+    }
+}
+
 struct Inner {
     net: Client<KeeperProtocol>,
     connect: ConnectString,
@@ -90,6 +163,7 @@ struct Inner {
     live: tokio::sync::Mutex<Option<OrderedCaller<KeeperProtocol>>>,
     session: Mutex<Option<Session>>,
     pushes: mpsc::UnboundedSender<KeeperPush>,
+    watches: Arc<Mutex<Watches>>,
     next_host: AtomicUsize,
     expired: AtomicBool,
     closed: AtomicBool,
@@ -172,6 +246,7 @@ impl KeeperClient {
             live: tokio::sync::Mutex::new(None),
             session: Mutex::new(None),
             pushes: tx,
+            watches: Arc::default(),
             next_host: AtomicUsize::new(0),
             expired: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -184,12 +259,12 @@ impl KeeperClient {
 
     /// The session id (0 before the first connection).
     pub fn session_id(&self) -> u64 {
-        self.inner.session.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.id).unwrap_or(0)
+        lock(&self.inner.session).as_ref().map(|s| s.id).unwrap_or(0)
     }
 
     /// The negotiated session timeout.
     pub fn session_timeout(&self) -> Duration {
-        let s = self.inner.session.lock().unwrap_or_else(|p| p.into_inner());
+        let s = lock(&self.inner.session);
         s.as_ref().map(|s| s.timeout).unwrap_or(self.inner.opts.session_timeout)
     }
 
@@ -207,8 +282,10 @@ impl KeeperClient {
                 tokio::time::sleep(every).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let client = KeeperClient { inner };
-                if let Err(e) = client.read(Ping).await {
-                    debug!(error = %e, "ping failed");
+                match client.read(Ping).await {
+                    Ok(Ok(zxid)) => lock(&client.inner.watches).saw(zxid),
+                    Ok(Err(e)) => debug!(error = %e, "ping refused"),
+                    Err(e) => debug!(error = %e, "ping failed"),
                 }
             }
         });
@@ -261,15 +338,39 @@ impl KeeperClient {
     async fn open_session(&self, host: &str) -> Result<OrderedCaller<KeeperProtocol>, KeeperClientError> {
         let inner = &self.inner;
         let conn = inner.net.connection(host).await?;
-        let caller = conn.open_ordered_into(inner.pushes.clone()).await.map_err(loss)?;
-        let resume =
-            inner.session.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| (s.id, s.password));
+        // Each push is noted (a one-shot watch that fired is gone) on the channel's reader,
+        // before the reply that follows it completes; then it goes to the application.
+        let (watches, pushes) = (inner.watches.clone(), inner.pushes.clone());
+        let caller = conn
+            .open_ordered_with(move |push| {
+                lock(&watches).on_push(&push);
+                let _ = pushes.send(push);
+            })
+            .await
+            .map_err(loss)?;
+        let resume = lock(&inner.session).as_ref().map(|s| (s.id, s.password));
         let timeout_ms = inner.opts.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32;
         let connected = caller.call(Connect { timeout_ms, resume }).await.map_err(loss)??;
         if resume.is_some() {
-            info!(%host, session = format_args!("0x{:x}", connected.session), "session resumed");
+            // Watches first, before any request of the application: the server may fire some
+            // at once, and they must arrive before replies that reflect their changes.
+            let (seen_zxid, sets) = {
+                let w = lock(&inner.watches);
+                (w.seen_zxid, w.to_resend())
+            };
+            let count: usize = sets.iter().map(WatchSet::len).sum();
+            for watches in sets {
+                let zxid = caller.call(SetWatches { seen_zxid, watches }).await.map_err(loss)??;
+                lock(&inner.watches).saw(zxid);
+            }
+            info!(
+                %host,
+                session = format_args!("0x{:x}", connected.session),
+                watches = count,
+                "session resumed"
+            );
         }
-        *inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(Session {
+        *lock(&inner.session) = Some(Session {
             id: connected.session,
             password: connected.password,
             timeout: Duration::from_millis(u64::from(connected.timeout_ms)),
@@ -388,33 +489,61 @@ impl KeeperClient {
 
     /// A node's data and stat; `watch` leaves a one-shot data watch.
     pub async fn get_data(&self, path: &str, watch: bool) -> Result<(Vec<u8>, Stat), KeeperClientError> {
-        let r = self.read(GetData { path: self.inner.connect.to_server(path), watch }).await?;
-        self.checked(r).await.map(|d| (d.data, d.stat))
+        let path = self.inner.connect.to_server(path);
+        let r = self.read(GetData { path: path.clone(), watch }).await?;
+        let d = self.checked(r).await?;
+        let mut w = lock(&self.inner.watches);
+        w.saw(d.zxid);
+        if watch {
+            w.data.insert(path);
+        }
+        Ok((d.data, d.stat))
     }
 
     /// A node's stat if it exists; `watch` leaves a one-shot watch (fires on creation too).
     pub async fn exists(&self, path: &str, watch: bool) -> Result<Option<Stat>, KeeperClientError> {
-        let r = self.read(Exists { path: self.inner.connect.to_server(path), watch }).await?;
-        self.checked(r).await
+        let path = self.inner.connect.to_server(path);
+        let r = self.read(Exists { path: path.clone(), watch }).await?;
+        let e = self.checked(r).await?;
+        let mut w = lock(&self.inner.watches);
+        w.saw(e.zxid);
+        if watch {
+            if e.stat.is_some() { &mut w.data } else { &mut w.exist }.insert(path);
+        }
+        Ok(e.stat)
     }
 
     /// A node's children, sorted; `watch` leaves a one-shot child watch.
     pub async fn children(&self, path: &str, watch: bool) -> Result<Vec<String>, KeeperClientError> {
-        let r = self.read(GetChildren { path: self.inner.connect.to_server(path), watch }).await?;
-        self.checked(r).await.map(|c| c.children)
+        let path = self.inner.connect.to_server(path);
+        let r = self.read(GetChildren { path: path.clone(), watch }).await?;
+        let c = self.checked(r).await?;
+        let mut w = lock(&self.inner.watches);
+        w.saw(c.zxid);
+        if watch {
+            w.child.insert(path);
+        }
+        Ok(c.children)
     }
 
     /// A persistent (or persistent-recursive) watch on `path`.
     pub async fn add_watch(&self, path: &str, recursive: bool) -> Result<(), KeeperClientError> {
         let kind = if recursive { WatchKind::PersistentRecursive } else { WatchKind::Persistent };
-        let r = self.call(AddWatch { path: self.inner.connect.to_server(path), kind }).await?;
-        self.checked(r).await
+        let path = self.inner.connect.to_server(path);
+        let r = self.call(AddWatch { path: path.clone(), kind }).await?;
+        let zxid = self.checked(r).await?;
+        let mut w = lock(&self.inner.watches);
+        w.saw(zxid);
+        if recursive { &mut w.recursive } else { &mut w.persistent }.insert(path);
+        Ok(())
     }
 
     /// Waits until the server has every write committed before this call.
     pub async fn sync(&self, path: &str) -> Result<(), KeeperClientError> {
         let r = self.read(SyncRequest { path: self.inner.connect.to_server(path) }).await?;
-        self.checked(r).await.map(|_| ())
+        let zxid = self.checked(r).await?;
+        lock(&self.inner.watches).saw(zxid);
+        Ok(())
     }
 
     /// Creates the chroot (and its parents) if it does not exist.
@@ -448,6 +577,10 @@ impl KeeperClient {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn loss(e: RpcError) -> KeeperClientError {
     match e {
         RpcError::Connect(c) => KeeperClientError::Transport(c),
@@ -459,5 +592,35 @@ fn transient(e: &KeeperClientError) -> bool {
     match e {
         KeeperClientError::Transport(c) => c.is_transient(),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fired_one_shot_watches_are_forgotten_and_the_rest_resent_in_bounded_pieces() {
+        let mut w = Watches::default();
+        for i in 0..3000 {
+            w.data.insert(format!("/data/{i:040}"));
+        }
+        w.exist.insert("/later".into());
+        w.child.insert("/kids".into());
+        w.recursive.insert("/tree".into());
+        w.on_push(&KeeperPush::Watch { event: EventType::NodeCreated, path: "/later".into(), zxid: 9 });
+        w.on_push(&KeeperPush::Watch { event: EventType::NodeCreated, path: "/tree/x".into(), zxid: 11 });
+        w.on_push(&KeeperPush::Watch { event: EventType::NodeChildrenChanged, path: "/kids".into(), zxid: 10 });
+        assert_eq!(w.seen_zxid, 11, "the highest zxid heard");
+        let sets = w.to_resend();
+        assert!(sets.len() > 1, "3000 long paths do not fit one message");
+        for set in &sets {
+            let bytes: usize = set.data.iter().map(String::len).sum();
+            assert!(bytes <= SET_WATCHES_CHUNK_BYTES, "a piece of {bytes} bytes");
+        }
+        let resent: Vec<_> = sets.iter().flat_map(|s| s.data.iter()).collect();
+        assert_eq!(resent.len(), 3000, "every data watch, once");
+        assert!(sets.iter().all(|s| s.exist.is_empty() && s.child.is_empty()), "fired one-shots are gone");
+        assert_eq!(sets.iter().map(|s| s.persistent_recursive.len()).sum::<usize>(), 1, "persistent stays");
     }
 }

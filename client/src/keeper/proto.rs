@@ -4,9 +4,14 @@
 //! are answered in order and watch events arrive as pushes, each before any reply that
 //! reflects its change. [`Status`] is a plain call (no session needed), for
 //! `sluice keeper status`.
+//!
+//! Every read reply carries the zxid the server had applied when it answered, and every
+//! watch event the zxid that fired it: the client keeps the highest it has seen and, after
+//! reconnecting, re-sends its watches with it ([`SetWatches`]) so that the server fires what
+//! the client missed and registers the rest.
 
 use serde::{Deserialize, Serialize};
-use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind};
+use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind, WatchSet};
 
 /// Opens or resumes a session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +58,8 @@ pub struct NodeData {
     pub data: Vec<u8>,
     /// The stat.
     pub stat: Stat,
+    /// The zxid the server had applied when it answered.
+    pub zxid: i64,
 }
 
 /// Whether a node exists.
@@ -80,9 +87,31 @@ pub struct Children {
     pub children: Vec<String>,
     /// The node's stat.
     pub stat: Stat,
+    /// The zxid the server had applied when it answered.
+    pub zxid: i64,
 }
 
-/// Waits until the server has applied every write committed before it.
+/// Whether a node exists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Existence {
+    /// Its stat, if it exists.
+    pub stat: Option<Stat>,
+    /// The zxid the server had applied when it answered.
+    pub zxid: i64,
+}
+
+/// Re-registers a reconnected client's watches; sent first on a resumed session's channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetWatches {
+    /// The highest zxid the client has heard of: watches whose nodes changed after it fire
+    /// at once instead of being registered.
+    pub seen_zxid: i64,
+    /// The watches.
+    pub watches: WatchSet,
+}
+
+/// Waits until the server has applied every write committed before it; the reply is the
+/// zxid it has applied.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncRequest {
     /// The path (as ZooKeeper's; it scopes nothing on one server).
@@ -153,13 +182,14 @@ sluice_net::protocol! {
         handler: KeeperHandler,
         rpcs: {
             connect: Connect(Connect) -> Result<Connected, KeeperError>;
-            ping: Ping(Ping) -> Result<(), KeeperError>;
+            ping: Ping(Ping) -> Result<i64, KeeperError>;
             write: Write(Write) -> Result<OpResult, KeeperError>;
             get_data: GetData(GetData) -> Result<NodeData, KeeperError>;
-            exists: Exists(Exists) -> Result<Option<Stat>, KeeperError>;
+            exists: Exists(Exists) -> Result<Existence, KeeperError>;
             get_children: GetChildren(GetChildren) -> Result<Children, KeeperError>;
             sync: Sync(SyncRequest) -> Result<i64, KeeperError>;
-            add_watch: AddWatch(AddWatch) -> Result<(), KeeperError>;
+            add_watch: AddWatch(AddWatch) -> Result<i64, KeeperError>;
+            set_watches: SetWatches(SetWatches) -> Result<i64, KeeperError>;
             close: Close(Close) -> Result<(), KeeperError>;
             status: Status(Status) -> ServerStatus;
         }

@@ -30,4 +30,4 @@ pub use server::{Outcome, ServerCore};
 pub use session::{SessionConfig, SessionId, SessionTracker};
 pub use state::{DurableSession, KeeperState};
 pub use tree::{Applied, Change, CreateMode, DataTree, Op, OpResult, Stat, Txn};
-pub use watch::{EventType, WatchEvent, WatchKind, WatchManager};
+pub use watch::{EventType, WatchEvent, WatchKind, WatchManager, WatchSet};

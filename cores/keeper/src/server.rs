@@ -12,7 +12,7 @@ use crate::path;
 use crate::session::{Session, SessionConfig, SessionId, SessionTracker};
 use crate::state::KeeperState;
 use crate::tree::{Op, OpResult, Stat, Txn};
-use crate::watch::{WatchEvent, WatchKind, WatchManager};
+use crate::watch::{EventType, WatchEvent, WatchKind, WatchManager, WatchSet};
 
 /// What applying one transaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +159,62 @@ impl ServerCore {
     }
 }
 
+impl ServerCore {
+    /// Re-registers the watches a reconnecting client holds (ZooKeeper's `SetWatches`).
+    /// `seen_zxid` is the last transaction the client had heard of: a watch whose node
+    /// changed after it fires now (the event the client missed while it was away) instead of
+    /// being registered, exactly as it would have fired had the client stayed:
+    ///
+    /// - data watch: node gone → NodeDeleted; node changed (mzxid > seen) → NodeDataChanged;
+    /// - exist watch: node now there → NodeCreated;
+    /// - child watch: node gone → NodeDeleted; children changed (pzxid > seen) →
+    ///   NodeChildrenChanged;
+    /// - persistent and persistent-recursive watches are registered again; what they would
+    ///   have heard meanwhile is lost, as in ZooKeeper.
+    ///
+    /// Returns the events to deliver, in the order above. Invalid paths are skipped (a client
+    /// only holds watches on paths it read successfully).
+    pub fn set_watches(&mut self, session: SessionId, seen_zxid: i64, set: &WatchSet) -> Vec<WatchEvent> {
+        let mut events = Vec::new();
+        let mut fire =
+            |event: EventType, path: &str| events.push(WatchEvent { event, path: path.to_string() });
+        for path in &set.data {
+            match self.state.tree.exists(path) {
+                Ok(None) => fire(EventType::NodeDeleted, path),
+                Ok(Some(stat)) if stat.mzxid > seen_zxid => fire(EventType::NodeDataChanged, path),
+                Ok(Some(_)) => self.watches.add(path, WatchKind::Data, session),
+                Err(_) => {}
+            }
+        }
+        for path in &set.exist {
+            match self.state.tree.exists(path) {
+                Ok(Some(_)) => fire(EventType::NodeCreated, path),
+                Ok(None) => self.watches.add(path, WatchKind::Data, session),
+                Err(_) => {}
+            }
+        }
+        for path in &set.child {
+            match self.state.tree.exists(path) {
+                Ok(None) => fire(EventType::NodeDeleted, path),
+                Ok(Some(stat)) if stat.pzxid > seen_zxid => fire(EventType::NodeChildrenChanged, path),
+                Ok(Some(_)) => self.watches.add(path, WatchKind::Child, session),
+                Err(_) => {}
+            }
+        }
+        for (paths, kind) in [
+            (&set.persistent, WatchKind::Persistent),
+            (&set.persistent_recursive, WatchKind::PersistentRecursive),
+        ] {
+            for path in paths {
+                if path::validate(path).is_ok() {
+                    self.watches.add(path, kind, session);
+                }
+            }
+        }
+        events
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +274,52 @@ mod tests {
         assert_eq!(s.resume_session(13_999, A, &[7; 16]).map(|x| x.timeout_ms), Ok(4000));
         assert!(s.expired(17_998).is_empty(), "the resume restarted the clock");
         assert_eq!(s.expired(17_999), vec![A]);
+    }
+
+    #[test]
+    fn set_watches_fires_what_the_client_missed_and_registers_the_rest() {
+        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::default(), 1, 0);
+        for (zxid, path) in [(1, "/same"), (2, "/changed"), (3, "/gone"), (4, "/p"), (5, "/q"), (6, "/born")]
+        {
+            s.apply(&txn(zxid, B, create(path, CreateMode::Persistent)));
+        }
+        s.apply(&txn(7, B, create("/q/kid", CreateMode::Persistent)));
+        // The client last heard of zxid 5; then these happened without it.
+        s.apply(&txn(8, B, Op::SetData { path: "/changed".into(), data: b"x".to_vec(), version: -1 }));
+        s.apply(&txn(9, B, Op::Delete { path: "/gone".into(), version: -1 }));
+        let set = WatchSet {
+            data: vec!["/same".into(), "/changed".into(), "/gone".into()],
+            exist: vec!["/born".into(), "/unborn".into()],
+            child: vec!["/p".into(), "/q".into(), "/gone".into()],
+            persistent: vec!["/same".into()],
+            persistent_recursive: vec!["/".into(), "bad path".into()],
+        };
+        let ev = |event, path: &str| WatchEvent { event, path: path.into() };
+        assert_eq!(
+            s.set_watches(A, 5, &set),
+            vec![
+                ev(EventType::NodeDataChanged, "/changed"),
+                ev(EventType::NodeDeleted, "/gone"),
+                ev(EventType::NodeCreated, "/born"),
+                ev(EventType::NodeChildrenChanged, "/q"),
+                ev(EventType::NodeDeleted, "/gone"),
+            ]
+        );
+        // Registered: data /same, exist /unborn, child /p, persistent /same, recursive /.
+        assert_eq!(s.watch_count(), 5);
+        let out = s.apply(&txn(10, B, create("/unborn", CreateMode::Persistent)));
+        assert_eq!(
+            out.events,
+            vec![(A, ev(EventType::NodeCreated, "/unborn"))],
+            "the exist watch waits for its node; the recursive watch hears it as well, once"
+        );
+        let out = s.apply(&txn(11, B, create("/p/kid", CreateMode::Persistent)));
+        assert_eq!(
+            out.events,
+            vec![(A, ev(EventType::NodeCreated, "/p/kid")), (A, ev(EventType::NodeChildrenChanged, "/p"))],
+            "the recursive watch hears the new node, the child watch its parent's list"
+        );
+        let out = s.apply(&txn(12, B, Op::Delete { path: "/p/kid".into(), version: -1 }));
+        assert_eq!(out.events, vec![(A, ev(EventType::NodeDeleted, "/p/kid"))], "child watch was one-shot");
     }
 }

@@ -55,6 +55,43 @@ pub enum WatchKind {
     PersistentRecursive,
 }
 
+/// The watches a client holds, as it re-sends them after reconnecting (ZooKeeper's
+/// `SetWatches`): a server that restarted, or another server of the ensemble, has none of
+/// them. Paths are server paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchSet {
+    /// One-shot data watches left by `get` (or by `exists` on a node that existed).
+    pub data: Vec<String>,
+    /// One-shot watches left by `exists` on a missing node: they wait for its creation.
+    pub exist: Vec<String>,
+    /// One-shot child watches left by `children`.
+    pub child: Vec<String>,
+    /// `addWatch(PERSISTENT)`.
+    pub persistent: Vec<String>,
+    /// `addWatch(PERSISTENT_RECURSIVE)`.
+    pub persistent_recursive: Vec<String>,
+}
+
+impl WatchSet {
+    /// Whether there is nothing to re-register.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+            && self.exist.is_empty()
+            && self.child.is_empty()
+            && self.persistent.is_empty()
+            && self.persistent_recursive.is_empty()
+    }
+
+    /// Number of watches.
+    pub fn len(&self) -> usize {
+        self.data.len()
+            + self.exist.len()
+            + self.child.len()
+            + self.persistent.len()
+            + self.persistent_recursive.len()
+    }
+}
+
 /// Watches of one server; `W` identifies a watcher (its session).
 #[derive(Debug, Clone)]
 pub struct WatchManager<W: Ord + Clone> {
