@@ -21,10 +21,12 @@ pub const PID_FILE: &str = "sluice-keeper.pid";
 pub enum KeeperCommand {
     /// Run a keeper server in the foreground with a zoo.cfg-style config file.
     ///
-    /// Prints `keeper listening on HOST:PORT` once it serves; stops cleanly on SIGTERM or
-    /// Ctrl-C. Keys: tickTime, dataDir, clientPort, clientPortAddress, minSessionTimeout,
-    /// maxSessionTimeout, snapCount, autopurge.snapRetainCount, autopurge.purgeInterval,
-    /// tls.ca.file, tls.cert.file, tls.key.file.
+    /// Prints `keeper listening on HOST:PORT` once it serves (preceded by `keeper metrics at
+    /// http://HOST:PORT/metrics` when metricsProvider.httpPort is set); stops cleanly on
+    /// SIGTERM or Ctrl-C. Keys: tickTime, dataDir, clientPort, clientPortAddress,
+    /// minSessionTimeout, maxSessionTimeout, snapCount, autopurge.snapRetainCount,
+    /// autopurge.purgeInterval, tls.ca.file, tls.cert.file, tls.key.file,
+    /// metricsProvider.httpPort, metricsProvider.httpHost.
     Start {
         /// The configuration file.
         config: PathBuf,
@@ -94,6 +96,10 @@ fn start(config_path: &Path) -> Result<()> {
     let pid_file = config.settings.data_dir.join(PID_FILE);
     let system = actix::System::new();
     let result = system.block_on(async {
+        if let Some(addr) = config.metrics {
+            let bound = crate::metrics::serve(addr).await?;
+            println!("keeper metrics at http://{bound}/metrics");
+        }
         sluice_keeper::server::run(
             &config,
             &identity,
@@ -106,6 +112,7 @@ fn start(config_path: &Path) -> Result<()> {
             crate::perf::shutdown_signal(),
         )
         .await
+        .map_err(anyhow::Error::from)
     });
     let _ = std::fs::remove_file(&pid_file);
     result.with_context(|| format!("keeper with {} failed", config_path.display()))

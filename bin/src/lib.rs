@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod keeper_cmd;
 pub mod keeper_perf;
 pub mod logging;
+pub mod metrics;
 pub mod perf;
 
 use std::process::ExitCode;

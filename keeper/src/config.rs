@@ -12,6 +12,8 @@
 //! | `autopurge.snapRetainCount` | 3 | snapshots kept (at least 3, as ZooKeeper) |
 //! | `autopurge.purgeInterval` | 0 | accepted for compatibility: the keeper purges after every snapshot |
 //! | `tls.ca.file`, `tls.cert.file`, `tls.key.file` | (required) | the cluster CA, this server's certificate and key |
+//! | `metricsProvider.httpPort` | (none: no endpoint) | TCP port of the Prometheus `/metrics` endpoint; 0 picks a free one |
+//! | `metricsProvider.httpHost` | 0.0.0.0 | address of that endpoint |
 //!
 //! Unknown keys, bad values and missing required keys stop start-up with the file, the line
 //! and the reason. `server.N` lines (ensembles) arrive with the ensemble.
@@ -39,6 +41,8 @@ pub const KEYS: &[&str] = &[
     "tls.ca.file",
     "tls.cert.file",
     "tls.key.file",
+    "metricsProvider.httpPort",
+    "metricsProvider.httpHost",
 ];
 
 /// A keeper's whole configuration.
@@ -50,6 +54,8 @@ pub struct KeeperConfig {
     pub listen: SocketAddr,
     /// TLS files.
     pub tls: TlsFiles,
+    /// Where to serve Prometheus metrics (`metricsProvider.httpPort`, ZooKeeper's key).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What is wrong with a keeper configuration.
@@ -131,13 +137,26 @@ impl KeeperConfig {
                 return Err(invalid(path, e, "minSessionTimeout is above maxSessionTimeout"));
             }
         }
-        let port = num("clientPort", 2181, 0)?;
-        let port = u16::try_from(port).map_err(|_| {
-            invalid(path, get("clientPort").expect("present when too big"), "must be a port number (0-65535)")
-        })?;
-        let ip: IpAddr = match get("clientPortAddress") {
-            None => IpAddr::from([0, 0, 0, 0]),
-            Some(e) => e.value.parse().map_err(|_| invalid(path, e, "must be an IP address"))?,
+        let port_of = |key: &str, default: u16| -> Result<u16, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(e) => e.value.parse().map_err(|_| invalid(path, e, "must be a port number (0-65535)")),
+            }
+        };
+        let ip_of = |key: &str| -> Result<IpAddr, ConfigError> {
+            match get(key) {
+                None => Ok(IpAddr::from([0, 0, 0, 0])),
+                Some(e) => e.value.parse().map_err(|_| invalid(path, e, "must be an IP address")),
+            }
+        };
+        let port = port_of("clientPort", 2181)?;
+        let ip = ip_of("clientPortAddress")?;
+        let metrics = match get("metricsProvider.httpPort") {
+            None => None,
+            Some(_) => Some(SocketAddr::new(
+                ip_of("metricsProvider.httpHost")?,
+                port_of("metricsProvider.httpPort", 0)?,
+            )),
         };
         let required = |key: &'static str, hint: &'static str| -> Result<PathBuf, ConfigError> {
             match get(key) {
@@ -159,6 +178,7 @@ impl KeeperConfig {
             settings: KeeperSettings { data_dir, sessions, snap_count, snap_retain_count },
             listen: SocketAddr::new(ip, port),
             tls,
+            metrics,
         })
     }
 }
@@ -188,6 +208,21 @@ mod tests {
             SessionConfig { tick_ms: 2000, min_timeout_ms: 4000, max_timeout_ms: 40000 }
         );
         assert_eq!((c.settings.snap_count, c.settings.snap_retain_count), (100_000, 3));
+        assert_eq!(c.metrics, None, "no metrics endpoint unless asked for");
+        let c = KeeperConfig::parse(
+            &format!(
+                "dataDir=/d
+metricsProvider.httpPort=7000
+{TLS}"
+            ),
+            Path::new("k"),
+        )
+        .expect("parse");
+        assert_eq!(
+            c.metrics,
+            Some("0.0.0.0:7000".parse().expect("addr")),
+            "ZooKeeper's key and host default"
+        );
     }
 
     #[test]
@@ -200,6 +235,14 @@ mod tests {
             ),
             ("clientPort=70000\n", "k.cfg:1: clientPort=70000: must be a port number"),
             ("clientPortAddress=here\n", "must be an IP address"),
+            (
+                "metricsProvider.httpPort=http\n",
+                "k.cfg:1: metricsProvider.httpPort=http: must be a port number",
+            ),
+            (
+                "metricsProvider.httpPort=1\nmetricsProvider.httpHost=x\n",
+                "k.cfg:2: metricsProvider.httpHost=x",
+            ),
             ("autopurge.snapRetainCount=1\n", "must be at least 3"),
             ("tickTim=2000\n", "k.cfg:1: unknown key \"tickTim\""),
             ("server.1=k1:2888\n", "ensembles"),

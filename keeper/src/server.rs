@@ -71,6 +71,53 @@ struct WriterFailed(String);
 #[rtype(result = "()")]
 struct WantSnapshot;
 
+/// What the keeper exports through the `metrics` facade (scraped at `/metrics` when the
+/// process installs a recorder; no-ops otherwise). Handles are made once: recording is an
+/// atomic add on the request path.
+struct Metrics {
+    reads: metrics::Counter,
+    writes: metrics::Counter,
+    write_latency: metrics::Histogram,
+    sessions: metrics::Gauge,
+    znodes: metrics::Gauge,
+    watches: metrics::Gauge,
+    outstanding: metrics::Gauge,
+    last_zxid: metrics::Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        metrics::describe_counter!("sluice_keeper_requests_total", "Client requests answered, by type.");
+        metrics::describe_histogram!(
+            "sluice_keeper_write_latency_seconds",
+            metrics::Unit::Seconds,
+            "From a write's arrival to its acknowledgement (durable and applied)."
+        );
+        metrics::describe_histogram!(
+            "sluice_keeper_commit_latency_seconds",
+            metrics::Unit::Seconds,
+            "One group commit: writing and fsyncing a batch of transactions."
+        );
+        metrics::describe_gauge!("sluice_keeper_sessions", "Live sessions.");
+        metrics::describe_gauge!("sluice_keeper_znodes", "Znodes in the tree.");
+        metrics::describe_gauge!("sluice_keeper_watches", "Registered watches.");
+        metrics::describe_gauge!("sluice_keeper_outstanding_requests", "Writes waiting for their fsync.");
+        metrics::describe_gauge!("sluice_keeper_last_zxid", "The last transaction applied.");
+        metrics::describe_gauge!("sluice_keeper_server_state", "1 for the state this server is in.");
+        metrics::gauge!("sluice_keeper_server_state", "state" => "standalone").set(1.0);
+        Metrics {
+            reads: metrics::counter!("sluice_keeper_requests_total", "type" => "read"),
+            writes: metrics::counter!("sluice_keeper_requests_total", "type" => "write"),
+            write_latency: metrics::histogram!("sluice_keeper_write_latency_seconds"),
+            sessions: metrics::gauge!("sluice_keeper_sessions"),
+            znodes: metrics::gauge!("sluice_keeper_znodes"),
+            watches: metrics::gauge!("sluice_keeper_watches"),
+            outstanding: metrics::gauge!("sluice_keeper_outstanding_requests"),
+            last_zxid: metrics::gauge!("sluice_keeper_last_zxid"),
+        }
+    }
+}
+
 struct Pending {
     txn: Txn,
     reply: Option<Reply<OpResult>>,
@@ -87,6 +134,7 @@ pub struct Database {
     epoch: Instant,
     latency: (f64, f64, u64, f64),
     failed: Option<String>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Database {
@@ -113,6 +161,7 @@ impl Database {
             epoch,
             latency: (f64::MAX, 0.0, 0, 0.0),
             failed: None,
+            metrics: Metrics::new(),
         };
         let retain = settings.snap_retain_count;
         let tick = Duration::from_millis(u64::from(settings.sessions.tick_ms.max(10)) / 2);
@@ -161,7 +210,12 @@ impl Database {
                     let _ = tx.try_push(KeeperPush::SessionExpired);
                 }
             }
-            let ms = p.started.elapsed().as_secs_f64() * 1000.0;
+            let took = p.started.elapsed().as_secs_f64();
+            if p.reply.is_some() {
+                self.metrics.writes.increment(1);
+                self.metrics.write_latency.record(took);
+            }
+            let ms = took * 1000.0;
             let (min, max, n, sum) = &mut self.latency;
             *min = min.min(ms);
             *max = max.max(ms);
@@ -189,6 +243,12 @@ impl Database {
     }
 
     fn expire_sessions(&mut self, _ctx: &mut Context<Self>) {
+        let m = &self.metrics;
+        m.sessions.set(self.core.session_count() as f64);
+        m.znodes.set(self.core.state().tree.node_count() as f64);
+        m.watches.set(self.core.watch_count() as f64);
+        m.outstanding.set(self.pending.len() as f64);
+        m.last_zxid.set(self.core.state().tree.last_zxid() as f64);
         let now = self.now_ms();
         for session in self.core.expired(now) {
             info!(session = format_args!("0x{session:x}"), "session expired");
@@ -234,6 +294,7 @@ impl Handler<WantSnapshot> for Database {
 /// The log writer thread: group commit, snapshots, purge.
 fn log_writer(mut store: Store, rx: std_mpsc::Receiver<ToWriter>, db: Addr<Database>, retain: usize) {
     let mut asked_for_snapshot = false;
+    let commit_latency = metrics::histogram!("sluice_keeper_commit_latency_seconds");
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::new();
         let mut snapshot = None;
@@ -247,10 +308,12 @@ fn log_writer(mut store: Store, rx: std_mpsc::Receiver<ToWriter>, db: Addr<Datab
         }
         if !batch.is_empty() {
             let upto = batch.last().map(|t| t.zxid).unwrap_or_default();
+            let started = Instant::now();
             if let Err(e) = store.append(&batch) {
                 db.do_send(WriterFailed(e.to_string()));
                 return;
             }
+            commit_latency.record(started.elapsed().as_secs_f64());
             db.do_send(Durable { upto });
         }
         if let Some((state, zxid)) = snapshot {
@@ -347,6 +410,9 @@ impl Handler<SessionRequest> for Database {
             return Box::pin(async move { reply });
         }
         let answer = |r: A| -> Self::Result { Box::pin(async move { r }) };
+        if matches!(msg.request, Q::GetData(_) | Q::Exists(_) | Q::GetChildren(_)) {
+            self.metrics.reads.increment(1);
+        }
         // Reads answer from the applied state; they say how far it goes.
         let zxid = self.core.state().tree.last_zxid();
         let core = &mut self.core;

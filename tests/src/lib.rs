@@ -196,6 +196,21 @@ pub fn tls_args(files: &TlsFiles) -> Vec<std::ffi::OsString> {
     ]
 }
 
+/// `GET` of an `http://host:port/path` URL over a plain TCP connection: (status, body).
+pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("not an http:// URL"))?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
 /// A `sluice keeper start` process with its own config and data directory.
 #[derive(Debug)]
 pub struct KeeperProcess {
@@ -208,25 +223,38 @@ pub struct KeeperProcess {
     child: Option<std::process::Child>,
     /// Everything the process printed on stderr, appended across restarts.
     pub log: PathBuf,
+    /// `http://host:port/metrics`, when the config asks for a metrics endpoint.
+    pub metrics: Option<String>,
 }
 
 impl KeeperProcess {
     /// Starts a keeper with certificates from `pki` (node certificate `keeper-1`), files in
     /// `dir`, `tickTime` as given, on a free port.
     pub fn start(pki: &TestPki, dir: &Path, tick_ms: u32) -> Self {
+        Self::start_with(pki, dir, tick_ms, "")
+    }
+
+    /// [`start`](Self::start) with more config lines (`key=value\n` each).
+    pub fn start_with(pki: &TestPki, dir: &Path, tick_ms: u32, extra: &str) -> Self {
         let files = pki.issue(CertSpec::new("keeper-1", Role::Node));
         let data_dir = dir.join("keeper-data");
         let config = dir.join("keeper.properties");
         let text = format!(
-            "tickTime={tick_ms}\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n",
+            "tickTime={tick_ms}\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
             data_dir.display(),
             files.ca.display(),
             files.cert.display(),
             files.key.display()
         );
         std::fs::write(&config, text).expect("write keeper config");
-        let mut k =
-            KeeperProcess { addr: String::new(), config, data_dir, child: None, log: dir.join("keeper.log") };
+        let mut k = KeeperProcess {
+            addr: String::new(),
+            config,
+            data_dir,
+            child: None,
+            log: dir.join("keeper.log"),
+            metrics: None,
+        };
         k.launch();
         k
     }
@@ -243,8 +271,14 @@ impl KeeperProcess {
             .spawn()
             .expect("start keeper");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("read keeper output");
+        stdout.read_line(&mut line).expect("read keeper output");
+        self.metrics = line.trim().strip_prefix("keeper metrics at ").map(str::to_string);
+        if self.metrics.is_some() {
+            line.clear();
+            stdout.read_line(&mut line).expect("read keeper output");
+        }
         let addr = line.trim().strip_prefix("keeper listening on ").unwrap_or_else(|| {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             panic!("keeper did not start: {line:?}\n{log}")

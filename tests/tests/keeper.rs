@@ -10,7 +10,7 @@ use sluice_client::keeper::{
     KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents,
 };
 use sluice_keeper_core::{CreateMode, ErrorCode, EventType, KeeperError, Op, OpResult};
-use sluice_tests::{sluice_bin, tls_args, wait_for, KeeperProcess, TestPki};
+use sluice_tests::{http_get, sluice_bin, tls_args, wait_for, KeeperProcess, TestPki};
 
 const P: CreateMode = CreateMode::Persistent;
 
@@ -28,9 +28,13 @@ fn setup(tick_ms: u32) -> Setup {
 }
 
 async fn client(s: &Setup, connect: &str, timeout_ms: u64) -> (KeeperClient, KeeperEvents) {
+    client_to(&s.pki, connect, timeout_ms).await
+}
+
+async fn client_to(pki: &TestPki, connect: &str, timeout_ms: u64) -> (KeeperClient, KeeperEvents) {
     let opts =
         KeeperClientOptions { session_timeout: Duration::from_millis(timeout_ms), ..Default::default() };
-    KeeperClient::connect(connect, &s.pki.client("app"), opts).await.expect("connect")
+    KeeperClient::connect(connect, &pki.client("app"), opts).await.expect("connect")
 }
 
 fn code(r: Result<impl std::fmt::Debug, KeeperClientError>) -> ErrorCode {
@@ -407,6 +411,67 @@ async fn watches_survive_a_server_restart_and_changes_made_meanwhile_fire() {
     b.set_data("/tree", b"2", -1).await.expect("set");
     assert_eq!(events_set(&mut events, 1).await, expected(&[(EventType::NodeDataChanged, "/tree")]));
     assert_eq!(next_event(&mut events, Duration::from_millis(500)).await, None, "nothing else fired");
+}
+
+/// The value of an unlabelled (or exactly labelled) series in a Prometheus text exposition.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_reports_sessions_znodes_watches_and_latency() {
+    let pki = TestPki::new("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "metricsProvider.httpPort=0\nmetricsProvider.httpHost=127.0.0.1\n";
+    let keeper = KeeperProcess::start_with(&pki, dir.path(), 100, extra);
+    let url = keeper.metrics.clone().expect("the keeper printed its metrics address");
+    let (status, before) = scrape(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(series(&before, "sluice_keeper_server_state{state=\"standalone\"}"), Some(1.0), "{before}");
+
+    let (a, _ev) = client_to(&pki, &keeper.addr, 5000).await;
+    let (b, _ev2) = client_to(&pki, &keeper.addr, 5000).await;
+    for i in 0..5 {
+        a.create(&format!("/m{i}"), b"", P).await.expect("create");
+    }
+    b.get_data("/m0", true).await.expect("get + watch");
+    b.children("/", true).await.expect("children + watch");
+    // Gauges are sampled on the session tick (50 ms here); wait for the sample that has it all.
+    let text = scrape_until(&url, Duration::from_secs(10), |t| {
+        series(t, "sluice_keeper_sessions") == Some(2.0)
+            && series(t, "sluice_keeper_znodes") == Some(6.0)
+            && series(t, "sluice_keeper_watches") == Some(2.0)
+    })
+    .await;
+    assert!(series(&text, "sluice_keeper_requests_total{type=\"read\"}") >= Some(2.0), "{text}");
+    assert!(series(&text, "sluice_keeper_requests_total{type=\"write\"}") >= Some(5.0), "{text}");
+    assert!(series(&text, "sluice_keeper_last_zxid") >= Some(7.0), "2 sessions + 5 creates: {text}");
+    // Latency histograms: one observation per acknowledged write, one per group commit.
+    scrape_until(&url, Duration::from_secs(15), |t| {
+        series(t, "sluice_keeper_write_latency_seconds_count") >= Some(5.0)
+            && series(t, "sluice_keeper_commit_latency_seconds_count") >= Some(1.0)
+    })
+    .await;
+    let (status, body) = scrape(&url.replace("/metrics", "/nope")).await;
+    assert_eq!((status, body.trim()), (404, "not found: metrics are at /metrics"));
+}
+
+async fn scrape(url: &str) -> (u16, String) {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || http_get(&url)).await.expect("join").expect("GET")
+}
+
+/// Scrapes `url` until `ok` holds of the text (returned), or panics with the last text.
+async fn scrape_until(url: &str, within: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, text) = scrape(url).await;
+        if ok(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the metrics never showed what was expected:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[test]
