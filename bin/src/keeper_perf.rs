@@ -1,5 +1,7 @@
 //! `sluice keeper-perf-test`: create / set / get throughput and latency against a keeper,
-//! with 1, 8 and 64 concurrent sessions (one connection each).
+//! with 1, 8 and 64 concurrent sessions (one connection each), each with `--outstanding`
+//! requests in flight (1: every session waits for each reply before its next request;
+//! more: the session pipelines, as ZooKeeper's asynchronous API and load tools do).
 //!
 //! Every write is acknowledged only once it is durable, so the create and set figures are
 //! durable writes per second. Everything the test creates lives under
@@ -36,6 +38,9 @@ pub struct KeeperPerfArgs {
     /// Concurrent sessions, one run per value (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     pub clients: Vec<usize>,
+    /// Requests in flight per session (pipelined on its connection, answered in order).
+    #[arg(long, default_value_t = 1)]
+    pub outstanding: usize,
     /// Operations to measure, in order (create, set, get).
     #[arg(long, value_delimiter = ',', default_value = "create,set,get")]
     pub ops: Vec<String>,
@@ -55,8 +60,9 @@ pub struct KeeperPerfArgs {
 
 /// Runs the test.
 pub fn run(args: KeeperPerfArgs) -> Result<()> {
-    if args.clients.contains(&0) || !args.seconds.is_finite() || args.seconds <= 0.0 {
-        bail!("--clients values must be at least 1 and --seconds above 0");
+    if args.clients.contains(&0) || !args.seconds.is_finite() || args.seconds <= 0.0 || args.outstanding == 0
+    {
+        bail!("--clients values and --outstanding must be at least 1, and --seconds above 0");
     }
     for op in &args.ops {
         if !["create", "set", "get"].contains(&op.as_str()) {
@@ -179,8 +185,9 @@ async fn run_async(args: KeeperPerfArgs, tls: Option<ClientTls>) -> Result<()> {
         admin.create(&format!("{root}/s{i}"), &data).await?;
     }
     println!(
-        "keeper-perf-test: {target} ({} B data), {:.1} s per run; every write acknowledged after fsync",
-        args.data_bytes, args.seconds
+        "keeper-perf-test: {target} ({} B data), {:.1} s per run, {} in flight per session; \
+         every write acknowledged after fsync",
+        args.data_bytes, args.seconds, args.outstanding
     );
     let mut run = 0u32;
     for op in &args.ops {
@@ -189,8 +196,10 @@ async fn run_async(args: KeeperPerfArgs, tls: Option<ClientTls>) -> Result<()> {
             let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
             let start = Instant::now();
             let mut tasks = tokio::task::JoinSet::new();
-            for (i, c) in sessions.iter().take(n).enumerate() {
-                let (c, op, root, data) = (c.clone(), op.clone(), root.clone(), data.clone());
+            for j in 0..n * args.outstanding {
+                let i = j % n;
+                let c = sessions[i].clone();
+                let (op, root, data) = (op.clone(), root.clone(), data.clone());
                 tasks.spawn(async move {
                     let mut lat = Vec::with_capacity(1 << 14);
                     let mut k = 0u64;
@@ -198,7 +207,7 @@ async fn run_async(args: KeeperPerfArgs, tls: Option<ClientTls>) -> Result<()> {
                         let t = Instant::now();
                         match op.as_str() {
                             "create" => {
-                                c.create(&format!("{root}/c{run}-{i}-{k}"), &data).await?;
+                                c.create(&format!("{root}/c{run}-{j}-{k}"), &data).await?;
                             }
                             "set" => {
                                 c.set(&format!("{root}/s{i}"), &data).await?;
