@@ -610,7 +610,11 @@ mod tests {
         w.recursive.insert("/tree".into());
         w.on_push(&KeeperPush::Watch { event: EventType::NodeCreated, path: "/later".into(), zxid: 9 });
         w.on_push(&KeeperPush::Watch { event: EventType::NodeCreated, path: "/tree/x".into(), zxid: 11 });
-        w.on_push(&KeeperPush::Watch { event: EventType::NodeChildrenChanged, path: "/kids".into(), zxid: 10 });
+        w.on_push(&KeeperPush::Watch {
+            event: EventType::NodeChildrenChanged,
+            path: "/kids".into(),
+            zxid: 10,
+        });
         assert_eq!(w.seen_zxid, 11, "the highest zxid heard");
         let sets = w.to_resend();
         assert!(sets.len() > 1, "3000 long paths do not fit one message");
