@@ -257,8 +257,19 @@ impl Database {
     }
 }
 
+/// Mailboxes that never park a sender. actix's `send` on a mailbox past its capacity holds
+/// the message back until its reply is polled, and a later message from the same session
+/// could then overtake it. Sessions pipeline (up to [`PIPELINE_DEPTH`] requests each), so
+/// order matters more than the mailbox bound: the pipeline depth is the back-pressure.
+/// (Not larger: actix's channel leaves room for senders above the bound, and refuses every
+/// sender when the bound takes all of it.)
+const UNPARKED_MAILBOX: usize = 1 << 40;
+
 impl Actor for Database {
     type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(UNPARKED_MAILBOX);
+    }
 }
 
 impl Handler<Durable> for Database {
@@ -542,6 +553,9 @@ pub struct SessionActor {
 
 impl Actor for SessionActor {
     type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(UNPARKED_MAILBOX);
+    }
 }
 
 /// One request from the client, answered in order.
@@ -671,14 +685,67 @@ impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
         }
         let db = self.db.clone();
         let actor = SessionActor::start_in_arbiter(&self.arbiter, move |_| SessionActor { session, db });
+        // Requests are pipelined: each goes into the actors' mailboxes (which keep their order)
+        // as soon as it arrives, and a replier task answers them in order. The one wait is
+        // ZooKeeper's rule that a session's read sees its own earlier writes: a read (or
+        // ping, watch registration) that follows a write waits until that write's reply.
+        let (inflight_tx, inflight_rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
+        let replier = tokio::spawn(reply_in_order(inflight_rx, tx.clone()));
+        let mut write_in_flight = false;
         while let Ok(Some(req)) = channel.next_request().await {
+            let is_write = matches!(
+                req.request,
+                KeeperRequest::Write(_) | KeeperRequest::Sync(_) | KeeperRequest::Close(_)
+            );
+            if !is_write && write_in_flight {
+                let (done, drained) = oneshot::channel();
+                if inflight_tx.send(InFlight::Barrier(done)).await.is_err() || drained.await.is_err() {
+                    break;
+                }
+            }
+            write_in_flight = is_write;
             let closing = matches!(req.request, KeeperRequest::Close(_));
-            let Ok(response) = actor.send(ClientRequest(req.request)).await else { break };
-            if tx.reply(req.correlation_id, response).await.is_err() || closing {
+            let reply = actor.send(ClientRequest(req.request));
+            if inflight_tx.send(InFlight::Reply(req.correlation_id, reply)).await.is_err() || closing {
                 break;
             }
         }
+        drop(inflight_tx);
+        let _ = replier.await;
         self.db.do_send(Detach { session, connection });
+    }
+}
+
+/// Requests of one session in the pipeline at once (beyond it, the session's reader waits).
+const PIPELINE_DEPTH: usize = 1024;
+
+// Nearly every item is a `Reply`; boxing it would add an allocation per request to spare a
+// rare barrier some bytes.
+#[allow(clippy::large_enum_variant)]
+enum InFlight {
+    /// A request handed to the session actor; its reply comes in order.
+    Reply(u64, actix::dev::Request<SessionActor, ClientRequest>),
+    /// Every request before this one has been answered.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Sends the replies of a session's pipelined requests in the order the requests came.
+async fn reply_in_order(
+    mut inflight: tokio::sync::mpsc::Receiver<InFlight>,
+    tx: ChannelSender<KeeperProtocol>,
+) {
+    while let Some(item) = inflight.recv().await {
+        match item {
+            InFlight::Reply(correlation_id, reply) => {
+                let Ok(response) = reply.await else { return };
+                if tx.reply(correlation_id, response).await.is_err() {
+                    return;
+                }
+            }
+            InFlight::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 

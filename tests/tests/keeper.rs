@@ -474,6 +474,44 @@ async fn scrape_until(url: &str, within: Duration, ok: impl Fn(&str) -> bool) ->
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_session_is_answered_in_order_and_reads_see_its_own_earlier_writes() {
+    use sluice_client::keeper::proto::{Connect, GetData, KeeperProtocol, Write};
+    let s = setup(500);
+    let net =
+        sluice_net::Client::<KeeperProtocol>::new(&s.pki.client("app"), Default::default()).expect("client");
+    let conn = net.connection(&s.keeper.addr).await.expect("connect");
+    let channel = conn.open_ordered().await.expect("ordered channel");
+    let session = channel.caller();
+    session.call(Connect { timeout_ms: 5000, resume: None }).await.expect("call").expect("session");
+    session
+        .call(Write(Op::Create { path: "/x".into(), data: b"-1".to_vec(), mode: P }))
+        .await
+        .expect("call")
+        .expect("create");
+    // 300 rounds of "set /x to i; get /x", all sent before the first reply is read.
+    let mut sets = Vec::new();
+    let mut gets = Vec::new();
+    for i in 0..300 {
+        let set = Op::SetData { path: "/x".into(), data: i.to_string().into_bytes(), version: -1 };
+        sets.push(session.send(Write(set)).await.expect("queue set"));
+        gets.push(session.send(GetData { path: "/x".into(), watch: false }).await.expect("queue get"));
+    }
+    for (i, (set, get)) in sets.into_iter().zip(gets).enumerate() {
+        let version = match set.reply().await.expect("set reply").expect("set") {
+            OpResult::DataSet { stat } => stat.version,
+            other => panic!("set {i}: {other:?}"),
+        };
+        let got = get.reply().await.expect("get reply").expect("get");
+        assert_eq!(
+            got.data,
+            i.to_string().into_bytes(),
+            "round {i}: the read did not see the write before it"
+        );
+        assert_eq!(got.stat.version, version, "round {i}");
+    }
+}
+
 #[test]
 fn keeper_stop_stops_it_and_a_bad_config_line_is_named() {
     let pki = TestPki::new("cluster");
