@@ -3,52 +3,13 @@
 //!
 //! `cargo bench -p sluice-log --bench batch`
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sluice_log::{BatchHeader, BatchView, Compression, Record, RecordBatch, TimestampType};
+use sluice_log::{BatchView, Compression, RecordBatch};
+
+mod common;
 
 fn batch(records: usize, compression: Compression) -> RecordBatch {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let records = (0..records)
-        .map(|i| {
-            let mut v = Vec::with_capacity(1024);
-            for j in 0..1024 {
-                if j < 512 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    v.push(x as u8);
-                } else {
-                    v.push(b"level=info msg=\"request served\" "[j % 32]);
-                }
-            }
-            Record {
-                offset_delta: i as i32,
-                timestamp_delta: i as i64,
-                key: Some(Bytes::from(format!("key-{}", i % 100))),
-                value: Some(Bytes::from(v)),
-                headers: vec![],
-            }
-        })
-        .collect();
-    RecordBatch {
-        header: BatchHeader {
-            base_offset: 0,
-            partition_leader_epoch: 0,
-            compression,
-            timestamp_type: TimestampType::CreateTime,
-            is_transactional: false,
-            is_control: false,
-            last_offset_delta: 0,
-            base_timestamp: 0,
-            max_timestamp: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            records_count: 0,
-        },
-        records,
-    }
+    common::batch(records, compression, 0)
 }
 
 fn codecs(c: &mut Criterion) {

@@ -25,7 +25,7 @@ use crate::varint;
 pub const HEADER_LEN: usize = 61;
 /// Offset of the CRC field; the CRC covers everything from `CRC_START`.
 const CRC_OFFSET: usize = 17;
-const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 /// Bytes of `baseOffset` and `batchLength` (not counted in `batchLength`).
 pub const LOG_OVERHEAD: usize = 12;
 
@@ -218,10 +218,33 @@ fn be_i16(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
 
-impl<'a> BatchView<'a> {
-    /// Parses and CRC-checks the batch at the front of `bytes` (which may hold more after
-    /// it: [`BatchView::len`] says where it ends).
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, BatchError> {
+impl BatchHeader {
+    /// The header of a batch as a producer without idempotence or transactions writes it:
+    /// offsets from 0 (the log assigns them), no leader epoch yet, `CreateTime` timestamps,
+    /// no producer id, epoch or sequence. The record count and last offset delta are taken
+    /// from the records when the batch is encoded.
+    pub fn new(compression: Compression, base_timestamp: i64, max_timestamp: i64) -> Self {
+        BatchHeader {
+            base_offset: 0,
+            partition_leader_epoch: 0,
+            compression,
+            timestamp_type: TimestampType::CreateTime,
+            is_transactional: false,
+            is_control: false,
+            last_offset_delta: 0,
+            base_timestamp,
+            max_timestamp,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records_count: 0,
+        }
+    }
+
+    /// Reads the fixed header at the front of `bytes` without checking the CRC (which needs
+    /// the whole batch) and returns it with the batch's total size in bytes, so a scan can
+    /// step from batch to batch reading only headers. Needs [`HEADER_LEN`] bytes.
+    pub fn parse_prefix(bytes: &[u8]) -> Result<(BatchHeader, usize), BatchError> {
         if bytes.len() < HEADER_LEN {
             return Err(BatchError::Truncated { need: HEADER_LEN, have: bytes.len() });
         }
@@ -234,15 +257,7 @@ impl<'a> BatchView<'a> {
         if magic != 2 {
             return Err(BatchError::BadMagic(magic));
         }
-        if bytes.len() < total {
-            return Err(BatchError::Truncated { need: total, have: bytes.len() });
-        }
-        let b = &bytes[..total];
-        let stored = be_i32(b, CRC_OFFSET) as u32;
-        let computed = crc32c::crc32c(&b[CRC_START..]);
-        if stored != computed {
-            return Err(BatchError::CrcMismatch { stored, computed });
-        }
+        let b = bytes;
         let attributes = be_i16(b, 21);
         let header = BatchHeader {
             base_offset: be_i64(b, 0),
@@ -263,6 +278,74 @@ impl<'a> BatchView<'a> {
             base_sequence: be_i32(b, 53),
             records_count: be_i32(b, 57),
         };
+        Ok((header, total))
+    }
+
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+}
+
+/// The CRC stored in a batch whose header is at the front of `bytes` (at least
+/// [`HEADER_LEN`] bytes); it covers `bytes[CRC_START..]` up to the batch's end.
+pub(crate) fn stored_crc(bytes: &[u8]) -> u32 {
+    be_i32(bytes, CRC_OFFSET) as u32
+}
+
+/// Rewrites the base offset of the batch at the front of `bytes` (at least 8 bytes). The
+/// field lies before the CRC's range, so the batch stays valid: this is how a log assigns
+/// offsets without re-encoding what the producer sent.
+pub fn set_base_offset(bytes: &mut [u8], base_offset: i64) {
+    bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Iterates over the batches packed one after another in `bytes` (a fetch response's
+/// records, a segment's contents), verifying each. Stops after the first error.
+pub fn batches(bytes: &[u8]) -> Batches<'_> {
+    Batches { rest: bytes }
+}
+
+/// The iterator returned by [`batches`].
+#[derive(Debug, Clone)]
+pub struct Batches<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        match BatchView::parse(self.rest) {
+            Ok(view) => {
+                self.rest = &self.rest[view.len()..];
+                Some(Ok(view))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<'a> BatchView<'a> {
+    /// Parses and CRC-checks the batch at the front of `bytes` (which may hold more after
+    /// it: [`BatchView::len`] says where it ends).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, BatchError> {
+        let (header, total) = BatchHeader::parse_prefix(bytes)?;
+        if bytes.len() < total {
+            return Err(BatchError::Truncated { need: total, have: bytes.len() });
+        }
+        let b = &bytes[..total];
+        let stored = stored_crc(b);
+        let computed = crc32c::crc32c(&b[CRC_START..]);
+        if stored != computed {
+            return Err(BatchError::CrcMismatch { stored, computed });
+        }
         Ok(BatchView { header, bytes: b })
     }
 
@@ -278,7 +361,7 @@ impl<'a> BatchView<'a> {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.header.base_offset + i64::from(self.header.last_offset_delta)
+        self.header.last_offset()
     }
 
     /// Decompresses and decodes the records.
@@ -382,17 +465,7 @@ mod tests {
         BatchHeader {
             base_offset: 1000,
             partition_leader_epoch: 7,
-            compression,
-            timestamp_type: TimestampType::CreateTime,
-            is_transactional: false,
-            is_control: false,
-            last_offset_delta: 0,
-            base_timestamp: 1_700_000_000_000,
-            max_timestamp: 1_700_000_000_000,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            records_count: 0,
+            ..BatchHeader::new(compression, 1_700_000_000_000, 1_700_000_000_000)
         }
     }
 

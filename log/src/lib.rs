@@ -5,11 +5,36 @@
 //! - [`compression`]: per-batch codecs — gzip, snappy (xerial framing, as Kafka's Java client),
 //!   lz4 (frame format), zstd — through well-kept crates, with a bound on what a batch may
 //!   decompress to.
+//! - [`Log`] (`log.rs`): one partition's segmented log in `<dir>/<topic>-<partition>/`:
+//!   append (offsets assigned by rewriting the base-offset field, `message.max.bytes`
+//!   enforced), read by offset (whole batches, bounded by `max_bytes`, across segments) and
+//!   by timestamp, roll by size and age, flush (explicit and `log.flush.interval.*`),
+//!   retention by time and size, truncate-to, and recovery on open.
+//! - `segment.rs` / `index.rs`: a segment's `.log`, `.index` and `.timeindex` files, byte
+//!   for byte Kafka's.
+//! - [`recovery`]: what opening a log checks, cuts and rebuilds ([`RecoveryReport`]).
+//! - [`checkpoint`]: Kafka's `recovery-point-offset-checkpoint` /
+//!   `replication-offset-checkpoint` text files, replaced atomically.
+//! - [`LogConfig`]: the settings, under Kafka's names and with Kafka's defaults.
 //!
-//! No actix, no sockets, no clock: callers pass timestamps in.
+//! No actix, no sockets, no clock: callers pass `now_ms` in, and periodic work (flush of
+//! rolled segments, `log.flush.interval.ms`, retention) happens in [`Log::tick`], called by
+//! the owner's timer. The log does use files (std::fs) — that is its job.
 pub mod batch;
+pub mod checkpoint;
 pub mod compression;
+mod config;
+mod error;
+mod index;
+mod log;
+pub mod recovery;
+mod segment;
 mod varint;
 
 pub use batch::{BatchError, BatchHeader, BatchView, Header, Record, RecordBatch, TimestampType};
+pub use checkpoint::TopicPartition;
 pub use compression::Compression;
+pub use config::{ConfigError, LogConfig};
+pub use error::LogError;
+pub use log::{AppendInfo, Log, ReadResult, TickReport};
+pub use recovery::{RecoveryReport, Truncation};

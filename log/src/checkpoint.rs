@@ -1,0 +1,204 @@
+//! Kafka's offset checkpoint files, which live in a log directory next to the partition
+//! directories: `recovery-point-offset-checkpoint` (everything below the offset is on disk,
+//! so recovery scans from there) and `replication-offset-checkpoint` (high watermarks).
+//!
+//! ```text
+//! 0                      version
+//! 2                      number of entries
+//! orders 0 1500          topic partition offset
+//! orders 1 1432
+//! ```
+//!
+//! [`write()`] replaces a file atomically: a temporary file is written and fsynced, renamed
+//! over the old one, and the directory is fsynced, so a crash leaves the old file or the
+//! new one, never a mixture. One file serves every partition in the directory, so writing
+//! it is the job of whoever owns all of them (the broker's log manager), not of one
+//! [`crate::Log`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// File name of the recovery-point checkpoint.
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+/// File name of the high-watermark checkpoint.
+pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+
+const VERSION: &str = "0";
+
+/// A topic and partition: the key of checkpoint entries and, as `<topic>-<partition>`, the
+/// name of a partition's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic and partition.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+
+    /// Parses a partition directory name, `<topic>-<partition>`. Topic names may hold
+    /// dashes, so the partition follows the last one.
+    pub fn from_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        if topic.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(TopicPartition { topic: topic.to_string(), partition: partition.parse().ok()? })
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Why a checkpoint file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file system refused.
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The OS's error.
+        source: io::Error,
+    },
+    /// The file is not in the format above.
+    #[error("checkpoint {path} line {line}: {reason}")]
+    Malformed {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A topic name that the format cannot hold (empty, or with white space).
+    #[error("topic name {0:?} cannot be written to a checkpoint")]
+    BadTopic(String),
+}
+
+/// Reads a checkpoint file; a missing file is an empty one (a new log directory).
+pub fn read(path: &Path) -> Result<BTreeMap<TopicPartition, i64>, CheckpointError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => return Err(CheckpointError::Io { path: path.to_path_buf(), source }),
+    };
+    let bad =
+        |line: usize, reason: String| CheckpointError::Malformed { path: path.to_path_buf(), line, reason };
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(VERSION) => {}
+        Some(other) => return Err(bad(1, format!("version {other:?} is not supported (only 0)"))),
+        None => return Err(bad(1, "the file is empty".into())),
+    }
+    let count: usize = lines
+        .next()
+        .ok_or_else(|| bad(2, "the entry count is missing".into()))?
+        .trim()
+        .parse()
+        .map_err(|e| bad(2, format!("the entry count is not a number: {e}")))?;
+    let mut entries = BTreeMap::new();
+    for i in 0..count {
+        let line_no = i + 3;
+        let line =
+            lines.next().ok_or_else(|| bad(line_no, format!("{count} entries declared, {i} present")))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [topic, partition, offset] = fields[..] else {
+            return Err(bad(line_no, format!("expected \"topic partition offset\", found {line:?}")));
+        };
+        let partition = partition.parse().map_err(|e| bad(line_no, format!("bad partition: {e}")))?;
+        let offset = offset.parse().map_err(|e| bad(line_no, format!("bad offset: {e}")))?;
+        entries.insert(TopicPartition::new(topic, partition), offset);
+    }
+    if let Some((i, extra)) = lines.enumerate().find(|(_, l)| !l.trim().is_empty()) {
+        return Err(bad(count + 3 + i, format!("more lines than the {count} entries declared: {extra:?}")));
+    }
+    Ok(entries)
+}
+
+/// Replaces a checkpoint file atomically (temporary file, fsync, rename, fsync directory).
+pub fn write(path: &Path, entries: &BTreeMap<TopicPartition, i64>) -> Result<(), CheckpointError> {
+    let mut text = format!("{VERSION}\n{}\n", entries.len());
+    for (tp, offset) in entries {
+        if tp.topic.is_empty() || tp.topic.chars().any(char::is_whitespace) {
+            return Err(CheckpointError::BadTopic(tp.topic.clone()));
+        }
+        text.push_str(&format!("{} {} {offset}\n", tp.topic, tp.partition));
+    }
+    let io_err = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = File::create(&tmp).map_err(io_err)?;
+    file.write_all(text.as_bytes()).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_kafkas_text_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(RECOVERY_POINT_CHECKPOINT);
+        assert!(read(&path).expect("missing file").is_empty());
+        let mut entries = BTreeMap::new();
+        entries.insert(TopicPartition::new("orders", 0), 1500);
+        entries.insert(TopicPartition::new("my-topic", 12), 7);
+        write(&path, &entries).expect("write");
+        let text = fs::read_to_string(&path).expect("read text");
+        assert_eq!(text, "0\n2\nmy-topic 12 7\norders 0 1500\n");
+        assert_eq!(read(&path).expect("read"), entries);
+        assert!(!dir.path().join(format!("{RECOVERY_POINT_CHECKPOINT}.tmp")).exists());
+    }
+
+    #[test]
+    fn damage_names_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(REPLICATION_OFFSET_CHECKPOINT);
+        for (text, line) in [
+            ("1\n0\n", 1),
+            ("0\nx\n", 2),
+            ("0\n2\na 0 1\n", 4),
+            ("0\n1\na 0\n", 3),
+            ("0\n1\na zero 1\n", 3),
+            ("0\n1\na 0 1\nb 0 2\n", 4),
+        ] {
+            fs::write(&path, text).expect("write");
+            match read(&path) {
+                Err(CheckpointError::Malformed { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: expected Malformed, got {other:?}"),
+            }
+        }
+        let mut bad = BTreeMap::new();
+        bad.insert(TopicPartition::new("a b", 0), 1);
+        assert!(matches!(write(&path, &bad), Err(CheckpointError::BadTopic(_))));
+    }
+
+    #[test]
+    fn partition_directory_names_parse_at_the_last_dash() {
+        assert_eq!(TopicPartition::from_dir_name("my-topic-3"), Some(TopicPartition::new("my-topic", 3)));
+        assert_eq!(TopicPartition::new("t", 0).to_string(), "t-0");
+        for bad in ["topic", "-3", "topic-", "topic-x", "topic-+1", "topic-99999999999"] {
+            assert_eq!(TopicPartition::from_dir_name(bad), None, "{bad}");
+        }
+    }
+}

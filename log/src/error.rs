@@ -1,0 +1,94 @@
+//! [`LogError`]: everything an operation on a [`crate::Log`] can fail with.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::batch::BatchError;
+use crate::checkpoint::CheckpointError;
+use crate::config::ConfigError;
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The file system refused.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS's error.
+        source: io::Error,
+    },
+    /// The partition directory is not named `<topic>-<partition>`.
+    #[error("{0} is not a partition directory (expected <topic>-<partition>)")]
+    BadDirName(PathBuf),
+    /// An appended batch does not parse or fails its CRC.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// An appended batch parses but its header contradicts itself.
+    #[error("invalid batch: {0}")]
+    InconsistentBatch(&'static str),
+    /// An appended batch is larger than `message.max.bytes`.
+    #[error("batch of {size} bytes exceeds message.max.bytes = {max}")]
+    RecordTooLarge {
+        /// The batch's size.
+        size: u64,
+        /// `message.max.bytes`.
+        max: u64,
+    },
+    /// An appended batch could not fit in any segment.
+    #[error("batch of {size} bytes exceeds log.segment.bytes = {segment_bytes}")]
+    LargerThanSegment {
+        /// The batch's size.
+        size: u64,
+        /// `log.segment.bytes`.
+        segment_bytes: u64,
+    },
+    /// A replicated batch does not continue the log (its first offset is below the end).
+    #[error("replicated batch starts at offset {first_offset}, below the log end offset {log_end_offset}")]
+    UnexpectedAppendOffset {
+        /// The batch's first offset.
+        first_offset: i64,
+        /// The log's end offset.
+        log_end_offset: i64,
+    },
+    /// The offset is not in `[log_start_offset, log_end_offset]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// The first offset the log holds.
+        log_start_offset: i64,
+        /// The offset the next append gets.
+        log_end_offset: i64,
+    },
+    /// A segment's bytes changed under the log since it was opened (recovery had accepted
+    /// them), so a read cannot continue.
+    #[error("{path} is damaged at position {position}: {reason}")]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position in the file.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint file could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Adds the action and path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, action: &'static str, path: &std::path::Path) -> Result<T, LogError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, action: &'static str, path: &std::path::Path) -> Result<T, LogError> {
+        self.map_err(|source| LogError::Io { action, path: path.to_path_buf(), source })
+    }
+}

@@ -1,0 +1,558 @@
+//! [`Log`]: one partition's log, a directory of segments. It assigns offsets, rolls,
+//! reads by offset and timestamp, flushes, applies retention, truncates, and recovers on
+//! open (see [`crate::recovery`]).
+//!
+//! Time comes in as `now_ms` arguments; the log reads no clock and starts no thread.
+//! Periodic work — flushing segments that were rolled, `log.flush.interval.ms`, retention —
+//! happens in [`Log::tick`], which the owner calls from its timer
+//! (`log.retention.check.interval.ms`). Reads take `&self` and everything that deletes or
+//! cuts takes `&mut self`, so a read can never see a segment disappear half-way: a read
+//! after retention moved the log start is an [`LogError::OffsetOutOfRange`] that names the
+//! new start.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::batch::{set_base_offset, BatchError, BatchHeader, BatchView, TimestampType};
+use crate::checkpoint::{self, TopicPartition, RECOVERY_POINT_CHECKPOINT};
+use crate::compression::CompressionError;
+use crate::config::LogConfig;
+use crate::error::{IoContext, LogError};
+use crate::recovery::{open_segments, RecoveryReport};
+use crate::segment::{Scanned, Segment, NO_TIMESTAMP};
+
+/// Largest decompressed batch [`Log::offset_for_timestamp`] decodes to find the exact
+/// record; past it, the batch's first offset is the answer.
+const TIMESTAMP_LOOKUP_LIMIT: usize = 64 << 20;
+
+/// What an append wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// Largest timestamp among the batches (`-1` if none carried one).
+    pub max_timestamp: i64,
+    /// Last offset of the batch holding `max_timestamp`.
+    pub offset_of_max_timestamp: i64,
+    /// Records appended (the batches' `recordsCount`).
+    pub records: u64,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// Whether a new segment was rolled for it.
+    pub rolled: bool,
+    /// Whether the append ended in an fsync (`log.flush.interval.*`).
+    pub flushed: bool,
+}
+
+/// Whole batches read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Batches, back to back, exactly as stored. The first holds the requested offset (or
+    /// is the first one after it); the first may start before it.
+    pub records: Bytes,
+    /// The offset after the last batch returned: where the next sequential read starts.
+    pub next_offset: i64,
+    /// The log's start offset at the time of the read.
+    pub log_start_offset: i64,
+    /// The log's end offset at the time of the read.
+    pub log_end_offset: i64,
+}
+
+/// What [`Log::tick`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Whether anything was fsynced.
+    pub flushed: bool,
+    /// Base offsets of the segments deleted by retention, oldest first.
+    pub deleted_segments: Vec<i64>,
+    /// Bytes those segments held.
+    pub deleted_bytes: u64,
+}
+
+/// One batch of an append, checked and with its final base offset.
+struct Planned {
+    start: usize,
+    len: usize,
+    header: BatchHeader,
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    topic_partition: TopicPartition,
+    config: LogConfig,
+    /// Never empty; the last one is the active segment.
+    segments: VecDeque<Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    /// When the oldest unflushed append happened.
+    unflushed_since_ms: Option<i64>,
+    /// Segment files created or deleted since the directory was last fsynced.
+    dir_dirty: bool,
+    recovery: RecoveryReport,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, which must be named `<topic>-<partition>`,
+    /// recovering from the recovery point recorded for it in the parent directory's
+    /// `recovery-point-offset-checkpoint` (from the start if there is none).
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+        let dir = dir.as_ref();
+        let tp = topic_partition(dir)?;
+        let (recovery_point, checkpoint_error) = match dir.parent() {
+            Some(parent) => match checkpoint::read(&parent.join(RECOVERY_POINT_CHECKPOINT)) {
+                Ok(points) => (points.get(&tp).copied().unwrap_or(0), None),
+                Err(e) => (0, Some(e.to_string())),
+            },
+            None => (0, None),
+        };
+        let mut log = Log::open_with_recovery_point(dir, config, recovery_point, now_ms)?;
+        log.recovery.checkpoint_error = checkpoint_error;
+        Ok(log)
+    }
+
+    /// Opens (or creates) the log in `dir`, taking data below `recovery_point` as durable
+    /// (0: check everything).
+    pub fn open_with_recovery_point(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        recovery_point: i64,
+        now_ms: i64,
+    ) -> Result<Log, LogError> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let topic_partition = topic_partition(&dir)?;
+        let (segments, mut recovery) = open_segments(&dir, &config, recovery_point, now_ms)?;
+        let log_start_offset = segments.front().map_or(0, Segment::base_offset);
+        let log_end_offset = segments.back().map_or(0, Segment::next_offset);
+        let recovery_point = recovery_point.clamp(log_start_offset, log_end_offset.max(log_start_offset));
+        recovery.recovery_point = recovery_point;
+        Ok(Log {
+            dir,
+            topic_partition,
+            config,
+            segments,
+            log_start_offset,
+            recovery_point,
+            unflushed_since_ms: None,
+            dir_dirty: true,
+            recovery,
+        })
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The topic and partition, from the directory's name.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.topic_partition
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// What opening the log found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The first offset the log holds.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next append gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Everything below this offset has been fsynced (what the owner writes to
+    /// `recovery-point-offset-checkpoint`).
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    /// Base offsets of the segments, oldest first (the last one is active).
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(Segment::base_offset).collect()
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.back() {
+            Some(s) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.back_mut() {
+            Some(s) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    /// Appends one or more batches (back to back) as the leader: checks each (CRC, size
+    /// against `message.max.bytes`, header consistency), gives them the next offsets by
+    /// rewriting their base-offset field in `batches` (outside the CRC's range, so the
+    /// producer's bytes stay valid), and writes them, rolling first when the active
+    /// segment is full or old. Nothing is written unless every batch passes.
+    pub fn append(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let plan = self.plan(batches, true)?;
+        for p in &plan {
+            set_base_offset(&mut batches[p.start..], p.header.base_offset);
+        }
+        self.write(batches, &plan, now_ms)
+    }
+
+    /// Appends batches that already carry their offsets (a follower copying its leader):
+    /// the same checks as [`Log::append`], and the offsets must continue the log.
+    pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let plan = self.plan(batches, false)?;
+        self.write(batches, &plan, now_ms)
+    }
+
+    fn plan(&self, bytes: &[u8], assign: bool) -> Result<Vec<Planned>, LogError> {
+        if bytes.is_empty() {
+            return Err(LogError::InconsistentBatch("no batches to append"));
+        }
+        let mut plan = Vec::new();
+        let (mut at, mut next) = (0, self.log_end_offset());
+        while at < bytes.len() {
+            let view = BatchView::parse(&bytes[at..])?;
+            let len = view.len();
+            let size = len as u64;
+            if size > self.config.max_message_bytes {
+                return Err(LogError::RecordTooLarge { size, max: self.config.max_message_bytes });
+            }
+            if size > self.config.segment_bytes {
+                return Err(LogError::LargerThanSegment { size, segment_bytes: self.config.segment_bytes });
+            }
+            let mut header = view.header;
+            if header.last_offset_delta < 0
+                || header.records_count < 0
+                || i64::from(header.records_count) > i64::from(header.last_offset_delta) + 1
+            {
+                return Err(LogError::InconsistentBatch("records count and last offset delta disagree"));
+            }
+            if assign {
+                if header.records_count == 0 {
+                    return Err(LogError::InconsistentBatch("a batch without records"));
+                }
+                header.base_offset = next;
+            } else if header.base_offset < next {
+                return Err(LogError::UnexpectedAppendOffset {
+                    first_offset: header.base_offset,
+                    log_end_offset: next,
+                });
+            }
+            next = header
+                .base_offset
+                .checked_add(i64::from(header.last_offset_delta) + 1)
+                .ok_or(LogError::InconsistentBatch("offsets overflow"))?;
+            plan.push(Planned { start: at, len, header });
+            at += len;
+        }
+        Ok(plan)
+    }
+
+    fn write(&mut self, bytes: &[u8], plan: &[Planned], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let mut info = AppendInfo {
+            base_offset: plan.first().map_or(0, |p| p.header.base_offset),
+            last_offset: plan.last().map_or(0, |p| p.header.last_offset()),
+            max_timestamp: NO_TIMESTAMP,
+            offset_of_max_timestamp: NO_TIMESTAMP,
+            records: 0,
+            bytes: 0,
+            rolled: false,
+            flushed: false,
+        };
+        for p in plan {
+            let h = &p.header;
+            if self.should_roll(p.len as u64, h, now_ms) {
+                self.roll(h.base_offset, now_ms)?;
+                info.rolled = true;
+            }
+            let interval = self.config.index_interval_bytes;
+            self.active_mut().append(&bytes[p.start..p.start + p.len], h, interval)?;
+            self.unflushed_since_ms.get_or_insert(now_ms);
+            if h.max_timestamp > info.max_timestamp {
+                info.max_timestamp = h.max_timestamp;
+                info.offset_of_max_timestamp = h.last_offset();
+            }
+            info.records += h.records_count as u64;
+            info.bytes += p.len as u64;
+        }
+        info.flushed = self.flush_if_due(now_ms, true)?;
+        Ok(info)
+    }
+
+    /// Kafka's `shouldRoll`: the batch would take the segment past `log.segment.bytes`, the
+    /// segment spans `log.roll.ms`, or the batch's offsets do not fit the segment's 32-bit
+    /// relative offsets.
+    fn should_roll(&self, len: u64, h: &BatchHeader, now_ms: i64) -> bool {
+        let seg = self.active();
+        let offsets_overflow = h.last_offset() - seg.base_offset() > i64::from(i32::MAX);
+        offsets_overflow
+            || seg.size() > 0
+                && (seg.size() + len > self.config.segment_bytes
+                    || seg.time_waited_for_roll(now_ms, h.max_timestamp) > self.config.roll_ms)
+    }
+
+    fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), LogError> {
+        if self.active().size() == 0 {
+            // Only a follower's jump in offsets rolls an empty segment: replace it.
+            if let Some(empty) = self.segments.pop_back() {
+                empty.delete()?;
+            }
+        } else {
+            self.active_mut().seal()?;
+        }
+        self.segments.push_back(Segment::create(&self.dir, base_offset, now_ms)?);
+        self.dir_dirty = true;
+        if self.segments.len() == 1 {
+            self.log_start_offset = base_offset;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from the one holding `offset` on, across segments, stopping
+    /// before `max_bytes` would be exceeded — but always returning at least one batch when
+    /// there is one, even a larger one. Reading at the log end gives no batches.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let mut out = Vec::new();
+        let mut next_offset = offset;
+        let first = self.segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1);
+        for seg in self.segments.iter().skip(first) {
+            let Some(found) = seg.find(offset)? else { continue };
+            let budget = max_bytes.saturating_sub(out.len());
+            let part = seg.read_into(found.pos, budget, out.is_empty(), &mut out)?;
+            if let Some(last) = part.last_offset {
+                next_offset = last + 1;
+            }
+            if !part.reached_end {
+                break;
+            }
+        }
+        Ok(ReadResult {
+            records: Bytes::from(out),
+            next_offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    /// Kafka's offset-for-timestamp: the first record, in offset order, whose timestamp is
+    /// at least `timestamp`, as `(offset, its timestamp)`; `None` if there is none. Found
+    /// through the time index to the first batch whose max timestamp reaches `timestamp`,
+    /// then to the record inside it (a `LogAppendTime` batch answers with its first offset).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for seg in &self.segments {
+            if seg.size() == 0 || seg.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some(found) = seg.find_timestamp(timestamp)? {
+                return Ok(Some(record_at_timestamp(seg, &found, timestamp)?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// fsyncs everything written so far (segments, indexes, the directory); afterwards
+    /// [`Log::recovery_point`] is the log end offset.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        for seg in self.segments.iter_mut() {
+            seg.flush()?;
+        }
+        self.sync_dir()?;
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_since_ms = None;
+        Ok(())
+    }
+
+    fn sync_dir(&mut self) -> Result<(), LogError> {
+        if self.dir_dirty {
+            File::open(&self.dir).and_then(|d| d.sync_all()).ctx("fsync partition directory", &self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// `log.flush.interval.messages` (on append) and `log.flush.interval.ms`.
+    fn flush_if_due(&mut self, now_ms: i64, count_messages: bool) -> Result<bool, LogError> {
+        let unflushed = self.log_end_offset() - self.recovery_point;
+        let by_count = count_messages
+            && self
+                .config
+                .flush_interval_messages
+                .is_some_and(|n| unflushed >= n.min(i64::MAX as u64) as i64);
+        let by_time = self
+            .config
+            .flush_interval_ms
+            .zip(self.unflushed_since_ms)
+            .is_some_and(|(interval, since)| now_ms.saturating_sub(since) >= interval);
+        if unflushed > 0 && (by_count || by_time) {
+            self.flush()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Periodic work, called from the owner's timer: fsync segments rolled since the last
+    /// tick (Kafka flushes a segment once it is rolled), fsync once unflushed data is
+    /// `log.flush.interval.ms` old, and delete segments by retention. Retention deletes
+    /// whole segments, oldest first, never the active one: while the oldest segment's
+    /// newest timestamp (its file's modification time if no record had one) is more than
+    /// `log.retention.ms` before `now_ms`, and while the log exceeds `log.retention.bytes`
+    /// by at least the oldest segment's size.
+    pub fn tick(&mut self, now_ms: i64) -> Result<TickReport, LogError> {
+        let mut report = TickReport::default();
+        let active_base = self.active().base_offset();
+        if self.recovery_point < active_base {
+            let last = self.segments.len() - 1;
+            for seg in self.segments.iter_mut().take(last) {
+                seg.flush()?;
+            }
+            self.sync_dir()?;
+            self.recovery_point = active_base;
+            report.flushed = true;
+        }
+        report.flushed |= self.flush_if_due(now_ms, false)?;
+        if let Some(retention_ms) = self.config.retention_ms {
+            while self.segments.len() > 1 {
+                let Some(oldest) = self.segments.front() else { break };
+                if now_ms.saturating_sub(oldest.retention_timestamp()?) <= retention_ms {
+                    break;
+                }
+                self.delete_oldest(&mut report)?;
+            }
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            let mut excess = i128::from(self.size_bytes()) - i128::from(retention_bytes);
+            while self.segments.len() > 1
+                && self.segments.front().is_some_and(|s| excess - i128::from(s.size()) >= 0)
+            {
+                excess -= i128::from(self.segments.front().map_or(0, Segment::size));
+                self.delete_oldest(&mut report)?;
+            }
+        }
+        Ok(report)
+    }
+
+    fn delete_oldest(&mut self, report: &mut TickReport) -> Result<(), LogError> {
+        let Some(seg) = self.segments.pop_front() else { return Ok(()) };
+        report.deleted_segments.push(seg.base_offset());
+        report.deleted_bytes += seg.size();
+        let next_base = self.segments.front().map_or(seg.next_offset(), Segment::base_offset);
+        self.log_start_offset = self.log_start_offset.max(next_base);
+        self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        self.dir_dirty = true;
+        seg.delete()
+    }
+
+    /// Removes everything at and after `offset` (a follower whose log diverged from its
+    /// new leader's): later segments are deleted and the segment holding `offset` is cut
+    /// at the start of the batch holding it, as Kafka does — so when `offset` falls inside
+    /// a batch, the log ends before it, at that batch's base offset. Truncating below the
+    /// first segment empties the log and restarts it at `offset`. Nothing happens when
+    /// `offset` is at or past the end.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if self.segments.front().is_some_and(|s| s.base_offset() > offset) || offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset, now_ms);
+        }
+        while self.segments.len() > 1 && self.segments.back().is_some_and(|s| s.base_offset() > offset) {
+            if let Some(seg) = self.segments.pop_back() {
+                seg.delete()?;
+                self.dir_dirty = true;
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().truncate_to(offset, interval)?;
+        let end = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(end);
+        if self.recovery_point == end {
+            self.unflushed_since_ms = None;
+        }
+        Ok(())
+    }
+
+    /// Deletes every segment and starts the log again, empty, at `offset` (a follower
+    /// whose leader no longer holds what it has).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        while let Some(seg) = self.segments.pop_back() {
+            seg.delete()?;
+        }
+        self.segments.push_back(Segment::create(&self.dir, offset, now_ms)?);
+        self.dir_dirty = true;
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.unflushed_since_ms = None;
+        Ok(())
+    }
+
+    /// Flushes everything and closes the log.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.flush()
+    }
+}
+
+/// The topic and partition a directory's name says.
+fn topic_partition(dir: &Path) -> Result<TopicPartition, LogError> {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(TopicPartition::from_dir_name)
+        .ok_or_else(|| LogError::BadDirName(dir.to_path_buf()))
+}
+
+/// The first record of the batch `found` with a timestamp of at least `timestamp`.
+fn record_at_timestamp(seg: &Segment, found: &Scanned, timestamp: i64) -> Result<(i64, i64), LogError> {
+    let h = &found.header;
+    let batch_level = (h.base_offset, h.max_timestamp);
+    if h.timestamp_type == TimestampType::LogAppendTime {
+        return Ok(batch_level);
+    }
+    let bytes = seg.batch_bytes(found)?;
+    let corrupt = |e: BatchError| LogError::Corrupt {
+        path: seg.log_path().to_path_buf(),
+        position: found.pos,
+        reason: e.to_string(),
+    };
+    let view = BatchView::parse(&bytes).map_err(corrupt)?;
+    let records = match view.records(TIMESTAMP_LOOKUP_LIMIT) {
+        Ok(records) => records,
+        Err(BatchError::Compression(CompressionError::TooLarge { .. })) => return Ok(batch_level),
+        Err(e) => return Err(corrupt(e)),
+    };
+    Ok(records
+        .iter()
+        .map(|r| {
+            (h.base_offset + i64::from(r.offset_delta), h.base_timestamp.saturating_add(r.timestamp_delta))
+        })
+        .find(|(_, t)| *t >= timestamp)
+        .unwrap_or(batch_level))
+}
