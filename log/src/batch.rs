@@ -197,6 +197,42 @@ impl RecordBatch {
     }
 }
 
+/// Most bytes a batch may decompress to when it is recompressed for `compression.type`.
+pub const MAX_RECOMPRESS_BYTES: usize = 64 << 20;
+
+/// Re-encodes, with `target`, every batch in `bytes` (back to back) that is in another codec,
+/// keeping every header field and record; control batches stay as they are (Kafka never
+/// compresses them). `None` when every batch is already in `target`: nothing to rewrite.
+/// Each batch is CRC-checked first; decompression is bounded by [`MAX_RECOMPRESS_BYTES`].
+pub fn recompress(bytes: &[u8], target: Compression) -> Result<Option<Vec<u8>>, BatchError> {
+    let mut at = 0;
+    let mut out: Option<Vec<u8>> = None;
+    while at < bytes.len() {
+        let view = BatchView::parse(&bytes[at..])?;
+        let len = view.len();
+        let keep = view.header.compression == target || view.header.is_control;
+        match (&mut out, keep) {
+            (None, true) => {}
+            (None, false) => {
+                let mut o = Vec::with_capacity(bytes.len());
+                o.extend_from_slice(&bytes[..at]);
+                out = Some(o);
+            }
+            (Some(o), true) => o.extend_from_slice(view.bytes),
+            (Some(_), false) => {}
+        }
+        if !keep {
+            let records = view.records(MAX_RECOMPRESS_BYTES)?;
+            let header = BatchHeader { compression: target, ..view.header };
+            if let Some(o) = &mut out {
+                o.extend_from_slice(&RecordBatch { header, records }.encode());
+            }
+        }
+        at += len;
+    }
+    Ok(out)
+}
+
 /// A verified batch whose records have not been decoded (cheap: no decompression).
 #[derive(Debug, Clone)]
 pub struct BatchView<'a> {

@@ -13,6 +13,50 @@ pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// `log.index.interval.bytes`.
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
 
+/// `compression.type`: what the broker stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompressionType {
+    /// `producer`: each batch as the producer compressed it (Kafka's default).
+    #[default]
+    Producer,
+    /// `uncompressed`, `gzip`, `snappy`, `lz4`, `zstd`: batches in any other codec are
+    /// decompressed and compressed again with this one before they are stored.
+    Codec(crate::Compression),
+}
+
+impl CompressionType {
+    /// The codec every batch is stored in, if one is imposed.
+    pub fn codec(self) -> Option<crate::Compression> {
+        match self {
+            CompressionType::Producer => None,
+            CompressionType::Codec(c) => Some(c),
+        }
+    }
+}
+
+impl std::str::FromStr for CompressionType {
+    type Err = ConfigError;
+    /// Kafka's values: `producer`, `uncompressed`, `gzip`, `snappy`, `lz4`, `zstd`.
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        use crate::Compression as C;
+        Ok(match s {
+            "producer" => CompressionType::Producer,
+            "uncompressed" => CompressionType::Codec(C::None),
+            "gzip" => CompressionType::Codec(C::Gzip),
+            "snappy" => CompressionType::Codec(C::Snappy),
+            "lz4" => CompressionType::Codec(C::Lz4),
+            "zstd" => CompressionType::Codec(C::Zstd),
+            other => {
+                return Err(ConfigError {
+                    key: "compression.type",
+                    value: other.to_string(),
+                    reason: "must be one of producer, uncompressed, gzip, snappy, lz4, zstd",
+                })
+            }
+        })
+    }
+}
+
 /// The settings of one partition's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -38,6 +82,8 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// `log.index.interval.bytes`: bytes of batches between two offset-index entries.
     pub index_interval_bytes: u64,
+    /// `compression.type`: keep the producer's codec, or store every batch in one codec.
+    pub compression_type: CompressionType,
 }
 
 impl Default for LogConfig {
@@ -51,6 +97,7 @@ impl Default for LogConfig {
             retention_ms: Some(DEFAULT_RETENTION_MS),
             retention_bytes: None,
             index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+            compression_type: CompressionType::Producer,
         }
     }
 }
@@ -113,6 +160,22 @@ mod tests {
         assert_eq!((c.flush_interval_messages, c.flush_interval_ms, c.retention_bytes), (None, None, None));
         assert_eq!(c.retention_ms, Some(604_800_000));
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn compression_type_takes_kafkas_values() {
+        use crate::Compression;
+        assert_eq!("producer".parse(), Ok(CompressionType::Producer));
+        assert_eq!("uncompressed".parse(), Ok(CompressionType::Codec(Compression::None)));
+        assert_eq!(
+            "zstd".parse::<CompressionType>().map(CompressionType::codec),
+            Ok(Some(Compression::Zstd))
+        );
+        let e = "brotli".parse::<CompressionType>().expect_err("not a codec");
+        assert_eq!(
+            e.to_string(),
+            "compression.type = brotli is invalid: must be one of producer, uncompressed, gzip, snappy, lz4, zstd"
+        );
     }
 
     #[test]

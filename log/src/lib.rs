@@ -34,7 +34,7 @@ mod varint;
 pub use batch::{BatchError, BatchHeader, BatchView, Header, Record, RecordBatch, TimestampType};
 pub use checkpoint::TopicPartition;
 pub use compression::Compression;
-pub use config::{ConfigError, LogConfig};
+pub use config::{CompressionType, ConfigError, LogConfig};
 pub use error::LogError;
 pub use log::{AppendInfo, Log, ReadResult, TickReport};
 pub use recovery::{RecoveryReport, Truncation};

@@ -211,7 +211,20 @@ impl Log {
     /// rewriting their base-offset field in `batches` (outside the CRC's range, so the
     /// producer's bytes stay valid), and writes them, rolling first when the active
     /// segment is full or old. Nothing is written unless every batch passes.
+    ///
+    /// With a `compression.type` other than `producer`, batches in another codec are first
+    /// recompressed (see [`crate::batch::recompress`]) and the stored bytes are those; size
+    /// limits apply to what is stored.
     pub fn append(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if let Some(target) = self.config.compression_type.codec() {
+            if let Some(mut converted) = crate::batch::recompress(batches, target)? {
+                return self.append_as_is(&mut converted, now_ms);
+            }
+        }
+        self.append_as_is(batches, now_ms)
+    }
+
+    fn append_as_is(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let plan = self.plan(batches, true)?;
         for p in &plan {
             set_base_offset(&mut batches[p.start..], p.header.base_offset);

@@ -784,3 +784,43 @@ fn bad_directory_names_and_settings_are_typed_errors() {
     }
     assert!(!Path::new(&tmp.path().join("t-0")).exists(), "nothing is created for a bad config");
 }
+
+#[test]
+fn compression_type_recompresses_other_codecs_and_producer_keeps_them() {
+    let values = |bytes: &[u8]| -> Vec<(i64, Compression, Vec<Option<Bytes>>)> {
+        batches(bytes)
+            .map(|b| {
+                let b = b.expect("batch");
+                let values = b.records(1 << 20).expect("decode").into_iter().map(|r| r.value).collect();
+                (b.header.base_offset, b.header.compression, values)
+            })
+            .collect()
+    };
+    let sent = [
+        batch_at(&[T0, T0 + 1], 50, Compression::Gzip),
+        batch_at(&[T0 + 2], 50, Compression::None),
+        batch_at(&[T0 + 3, T0 + 4, T0 + 5], 50, Compression::Zstd),
+    ];
+    for (compression_type, stored_as) in [
+        ("zstd", [Compression::Zstd; 3]),
+        ("uncompressed", [Compression::None; 3]),
+        ("producer", [Compression::Gzip, Compression::None, Compression::Zstd]),
+    ] {
+        let f = Fixture::new();
+        let config = LogConfig { compression_type: compression_type.parse().expect("type"), ..small() };
+        let mut log = f.open(&config, T0);
+        for b in &sent {
+            append(&mut log, b.clone(), T0);
+        }
+        let stored = log.read(0, 1 << 20).expect("read").records;
+        let got = values(&stored);
+        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), stored_as, "{compression_type}");
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 2, 3], "offsets as without it");
+        let originals: Vec<_> = sent.iter().flat_map(|b| values(b)).map(|(_, _, v)| v).collect();
+        assert_eq!(
+            got.into_iter().map(|g| g.2).collect::<Vec<_>>(),
+            originals,
+            "{compression_type}: same records"
+        );
+    }
+}
