@@ -4,6 +4,9 @@
 //! Throughput is counted in record bytes (1 KiB per record), so codecs compare on what the
 //! producer wrote. Files go under cargo's target/tmp, on the same disk as the build.
 //!
+//! Also in the same run: the `dd` ceiling (plain writes of the same bytes to the same disk)
+//! and the time to recover a 1 GiB log from scratch.
+//!
 //! `cargo bench -p sluice-log --bench append`
 
 use std::time::Duration;
@@ -101,5 +104,72 @@ fn sequential_read(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, appends, sequential_read);
+/// The ceiling the append figures are judged against: what `dd` does — `write(2)` of the
+/// same batch bytes, in the same sizes, to a file on the same disk, no fsync — rotating
+/// files at the bench log's segment size and keeping two, as its retention does.
+fn write_ceiling(c: &mut Criterion) {
+    use std::io::Write;
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let mut g = c.benchmark_group("dd-ceiling");
+    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    for (label, n) in [("16KiB", 16), ("1MiB", 1024)] {
+        g.throughput(Throughput::Bytes((n * 1024) as u64));
+        let batch = encoded_batch(n, Compression::None);
+        let segment = config().segment_bytes;
+        let (mut file_no, mut written) = (0u64, 0u64);
+        let path = |no: u64| tmp.path().join(format!("dd-{label}-{no}"));
+        let mut file = std::fs::File::create(path(0)).expect("create");
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                if written + batch.len() as u64 > segment {
+                    file_no += 1;
+                    file = std::fs::File::create(path(file_no)).expect("create");
+                    written = 0;
+                    if file_no >= 2 {
+                        let _ = std::fs::remove_file(path(file_no - 2));
+                    }
+                }
+                file.write_all(&batch).expect("write");
+                written += batch.len() as u64;
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Opening a 1 GiB log (1 MiB batches) with nothing known durable: every batch's CRC is
+/// checked and every index rebuilt — the worst case after a crash. The files are in the page
+/// cache after the first open, so this is the CPU cost of recovery, not the disk's.
+fn recovery(c: &mut Criterion) {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let config = LogConfig { segment_bytes: 256 << 20, retention_bytes: None, ..config() };
+    let dir = tmp.path().join("recovery-0");
+    {
+        let mut log = Log::open(&dir, config.clone(), 0).expect("open");
+        let mut batch = encoded_batch(1024, Compression::None);
+        while log.size_bytes() < 1 << 30 {
+            log.append(&mut batch, 0).expect("append");
+        }
+        log.close().expect("close");
+    }
+    let mut g = c.benchmark_group("recovery");
+    g.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Bytes(1 << 30));
+    g.bench_function("1GiB-full-scan", |b| {
+        b.iter(|| {
+            // Each open rebuilds the indexes; remove them so every run does the same work.
+            for e in std::fs::read_dir(&dir).expect("list").flatten() {
+                if e.path().extension().is_some_and(|x| x == "index" || x == "timeindex") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            let log = Log::open_with_recovery_point(&dir, config.clone(), 0, 0).expect("recover");
+            assert!(log.size_bytes() >= 1 << 30);
+            log.close().expect("close");
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, appends, write_ceiling, sequential_read, recovery);
 criterion_main!(benches);
