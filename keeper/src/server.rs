@@ -242,13 +242,19 @@ impl Database {
         }
     }
 
-    fn expire_sessions(&mut self, _ctx: &mut Context<Self>) {
+    /// Samples the gauges: at start, after every batch of applied writes and on every tick
+    /// (watches change with reads too).
+    fn sample_gauges(&self) {
         let m = &self.metrics;
         m.sessions.set(self.core.session_count() as f64);
         m.znodes.set(self.core.state().tree.node_count() as f64);
         m.watches.set(self.core.watch_count() as f64);
         m.outstanding.set(self.pending.len() as f64);
         m.last_zxid.set(self.core.state().tree.last_zxid() as f64);
+    }
+
+    fn expire_sessions(&mut self, _ctx: &mut Context<Self>) {
+        self.sample_gauges();
         let now = self.now_ms();
         for session in self.core.expired(now) {
             info!(session = format_args!("0x{session:x}"), "session expired");
@@ -269,6 +275,7 @@ impl Actor for Database {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(UNPARKED_MAILBOX);
+        self.sample_gauges();
     }
 }
 
@@ -276,6 +283,7 @@ impl Handler<Durable> for Database {
     type Result = ();
     fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
         self.apply_durable(msg.upto);
+        self.sample_gauges();
     }
 }
 

@@ -436,7 +436,7 @@ async fn the_metrics_endpoint_reports_sessions_znodes_watches_and_latency() {
     }
     b.get_data("/m0", true).await.expect("get + watch");
     b.children("/", true).await.expect("children + watch");
-    // Gauges are sampled on the session tick (50 ms here); wait for the sample that has it all.
+    // Gauges are sampled after applied writes and on the session tick (watches change with reads).
     let text = scrape_until(&url, Duration::from_secs(10), |t| {
         series(t, "sluice_keeper_sessions") == Some(2.0)
             && series(t, "sluice_keeper_znodes") == Some(6.0)
