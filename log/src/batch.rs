@@ -197,6 +197,19 @@ impl RecordBatch {
     }
 }
 
+/// A batch without records that still covers `header`'s offsets (`base_offset` to
+/// `base_offset + last_offset_delta`), uncompressed, as Kafka's cleaner writes it when it
+/// removes every record of a batch whose offsets must stay accounted for.
+pub(crate) fn encode_empty(header: &BatchHeader) -> Vec<u8> {
+    let last_offset_delta = header.last_offset_delta;
+    let header = BatchHeader { compression: Compression::None, ..header.clone() };
+    let mut out = RecordBatch { header, records: vec![] }.encode();
+    out[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Most bytes a batch may decompress to when it is recompressed for `compression.type`.
 pub const MAX_RECOMPRESS_BYTES: usize = 64 << 20;
 

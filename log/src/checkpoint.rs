@@ -1,6 +1,7 @@
 //! Kafka's offset checkpoint files, which live in a log directory next to the partition
 //! directories: `recovery-point-offset-checkpoint` (everything below the offset is on disk,
-//! so recovery scans from there) and `replication-offset-checkpoint` (high watermarks).
+//! so recovery scans from there), `replication-offset-checkpoint` (high watermarks) and
+//! `cleaner-offset-checkpoint` (how far each compacted log is cleaned).
 //!
 //! ```text
 //! 0                      version
@@ -25,6 +26,9 @@ use std::path::{Path, PathBuf};
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 /// File name of the high-watermark checkpoint.
 pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// File name of the cleaner's checkpoint: per compacted partition, the first offset not yet
+/// cleaned (written by [`crate::LogCleaner`]).
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
 const VERSION: &str = "0";
 

@@ -12,6 +12,57 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// `log.index.interval.bytes`.
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
+/// 1 day: `delete.retention.ms` (Kafka's `log.cleaner.delete.retention.ms`).
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// `min.cleanable.dirty.ratio` (Kafka's `log.cleaner.min.cleanable.ratio`).
+pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+
+/// `cleanup.policy`: what happens to old segments. Kafka's value is a list of `delete` and
+/// `compact`; both may be set (`compact,delete`: compacted, and old segments still go by
+/// retention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// `delete`: `log.retention.ms` / `log.retention.bytes` delete whole old segments.
+    pub delete: bool,
+    /// `compact`: the cleaner keeps the latest record of every key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    /// `delete` (Kafka's default).
+    pub const DELETE: CleanupPolicy = CleanupPolicy { delete: true, compact: false };
+    /// `compact`.
+    pub const COMPACT: CleanupPolicy = CleanupPolicy { delete: false, compact: true };
+    /// `compact,delete`.
+    pub const COMPACT_DELETE: CleanupPolicy = CleanupPolicy { delete: true, compact: true };
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy::DELETE
+    }
+}
+
+impl std::str::FromStr for CleanupPolicy {
+    type Err = ConfigError;
+    /// Kafka's values: a comma-separated list of `delete` and `compact` (`compact,delete`,
+    /// `delete, compact`, ...); an empty list, an unknown word or a repeated one is refused.
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        let bad = |reason| ConfigError { key: "cleanup.policy", value: s.to_string(), reason };
+        let mut policy = CleanupPolicy { delete: false, compact: false };
+        for word in s.split(',').map(str::trim) {
+            let flag = match word {
+                "delete" => &mut policy.delete,
+                "compact" => &mut policy.compact,
+                _ => return Err(bad("must be delete, compact or compact,delete")),
+            };
+            if std::mem::replace(flag, true) {
+                return Err(bad("names the same policy twice"));
+            }
+        }
+        Ok(policy)
+    }
+}
 
 /// `compression.type`: what the broker stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,7 +109,8 @@ impl std::str::FromStr for CompressionType {
 }
 
 /// The settings of one partition's log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Not `Eq`: `min.cleanable.dirty.ratio` is a float.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `log.segment.bytes`: a segment is rolled before an append would take it past this.
     pub segment_bytes: u64,
@@ -84,6 +136,19 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// `compression.type`: keep the producer's codec, or store every batch in one codec.
     pub compression_type: CompressionType,
+    /// `cleanup.policy`: retention deletes old segments only with `delete`; the cleaner
+    /// compacts only logs with `compact`, and `append` then refuses records without a key.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone (a record whose value is null) outlives
+    /// the cleaning pass that first found it in the clean part of the log (see
+    /// [`crate::cleaner`]).
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the cleaner takes a log once its dirty bytes are at
+    /// least this share of its cleanable bytes.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a segment whose newest record is younger than this stays
+    /// uncompacted (as does everything after it).
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -98,6 +163,10 @@ impl Default for LogConfig {
             retention_bytes: None,
             index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
             compression_type: CompressionType::Producer,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
+            min_cleanable_dirty_ratio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -142,6 +211,16 @@ impl LogConfig {
         if self.index_interval_bytes > i32::MAX as u64 {
             return bad("log.index.interval.bytes", &self.index_interval_bytes, "must be at most 2147483647");
         }
+        if self.delete_retention_ms < 0 {
+            return bad("delete.retention.ms", &self.delete_retention_ms, "must not be negative");
+        }
+        let ratio = self.min_cleanable_dirty_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return bad("min.cleanable.dirty.ratio", &ratio, "must be between 0 and 1");
+        }
+        if self.min_compaction_lag_ms < 0 {
+            return bad("min.compaction.lag.ms", &self.min_compaction_lag_ms, "must not be negative");
+        }
         Ok(())
     }
 }
@@ -159,6 +238,11 @@ mod tests {
         );
         assert_eq!((c.flush_interval_messages, c.flush_interval_ms, c.retention_bytes), (None, None, None));
         assert_eq!(c.retention_ms, Some(604_800_000));
+        assert_eq!(c.cleanup_policy, CleanupPolicy::DELETE);
+        assert_eq!(
+            (c.delete_retention_ms, c.min_cleanable_dirty_ratio, c.min_compaction_lag_ms),
+            (86_400_000, 0.5, 0)
+        );
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -179,6 +263,22 @@ mod tests {
     }
 
     #[test]
+    fn cleanup_policy_takes_kafkas_lists() {
+        assert_eq!("delete".parse(), Ok(CleanupPolicy::DELETE));
+        assert_eq!("compact".parse(), Ok(CleanupPolicy::COMPACT));
+        assert_eq!("compact,delete".parse(), Ok(CleanupPolicy::COMPACT_DELETE));
+        assert_eq!("delete, compact".parse(), Ok(CleanupPolicy::COMPACT_DELETE));
+        for bad in ["", "remove", "compact,", "delete,delete"] {
+            let e = bad.parse::<CleanupPolicy>().expect_err(bad);
+            assert_eq!(e.key, "cleanup.policy", "{bad:?}");
+        }
+        assert_eq!(
+            "purge".parse::<CleanupPolicy>().map_err(|e| e.to_string()),
+            Err("cleanup.policy = purge is invalid: must be delete, compact or compact,delete".into())
+        );
+    }
+
+    #[test]
     fn a_bad_value_names_its_key() {
         let c = LogConfig { segment_bytes: 10, ..LogConfig::default() };
         assert_eq!(c.validate().map_err(|e| e.key), Err("log.segment.bytes"));
@@ -190,5 +290,13 @@ mod tests {
             e.to_string(),
             "log.retention.ms = -5 is invalid: must not be negative (unset keeps data forever)"
         );
+        let c = LogConfig { min_cleanable_dirty_ratio: 1.5, ..LogConfig::default() };
+        assert_eq!(c.validate().map_err(|e| e.key), Err("min.cleanable.dirty.ratio"));
+        let c = LogConfig { min_cleanable_dirty_ratio: f64::NAN, ..LogConfig::default() };
+        assert_eq!(c.validate().map_err(|e| e.key), Err("min.cleanable.dirty.ratio"));
+        let c = LogConfig { delete_retention_ms: -1, ..LogConfig::default() };
+        assert_eq!(c.validate().map_err(|e| e.key), Err("delete.retention.ms"));
+        let c = LogConfig { min_compaction_lag_ms: -1, ..LogConfig::default() };
+        assert_eq!(c.validate().map_err(|e| e.key), Err("min.compaction.lag.ms"));
     }
 }

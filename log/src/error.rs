@@ -32,6 +32,15 @@ pub enum LogError {
     /// An appended batch parses but its header contradicts itself.
     #[error("invalid batch: {0}")]
     InconsistentBatch(&'static str),
+    /// A record without a key was appended to a log whose `cleanup.policy` includes
+    /// `compact` (Kafka refuses these: compaction keeps records by key).
+    #[error(
+        "a compacted log takes only records with keys; the record at offset delta {offset_delta} has none"
+    )]
+    KeyRequired {
+        /// The record's offset delta in its batch.
+        offset_delta: i32,
+    },
     /// An appended batch is larger than `message.max.bytes`.
     #[error("batch of {size} bytes exceeds message.max.bytes = {max}")]
     RecordTooLarge {

@@ -14,27 +14,36 @@
 //!   for byte Kafka's.
 //! - [`recovery`]: what opening a log checks, cuts and rebuilds ([`RecoveryReport`]).
 //! - [`checkpoint`]: Kafka's `recovery-point-offset-checkpoint` /
-//!   `replication-offset-checkpoint` text files, replaced atomically.
+//!   `replication-offset-checkpoint` / `cleaner-offset-checkpoint` text files, replaced
+//!   atomically.
+//! - [`cleaner`]: compaction (`cleanup.policy=compact`) of one log, crash-safe swap of the
+//!   cleaned segments; [`LogCleaner`] (`log_cleaner.rs`): the pool of `log.cleaner.threads`
+//!   worker threads that picks the dirtiest log (the only threads in the crate).
 //! - [`LogConfig`]: the settings, under Kafka's names and with Kafka's defaults.
 //!
-//! No actix, no sockets, no clock: callers pass `now_ms` in, and periodic work (flush of
-//! rolled segments, `log.flush.interval.ms`, retention) happens in [`Log::tick`], called by
-//! the owner's timer. The log does use files (std::fs) — that is its job.
+//! No actix, no sockets, no clock: callers pass `now_ms` in (the cleaner pool a clock
+//! closure), and periodic work (flush of rolled segments, `log.flush.interval.ms`,
+//! retention) happens in [`Log::tick`], called by the owner's timer. The log does use files
+//! (std::fs) — that is its job.
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod compression;
 mod config;
 mod error;
 mod index;
 mod log;
+mod log_cleaner;
 pub mod recovery;
 mod segment;
 mod varint;
 
 pub use batch::{BatchError, BatchHeader, BatchView, Header, Record, RecordBatch, TimestampType};
 pub use checkpoint::TopicPartition;
+pub use cleaner::{CleanPlan, CleanReport, DirtyStats, PreparedClean};
 pub use compression::Compression;
-pub use config::{CompressionType, ConfigError, LogConfig};
+pub use config::{CleanupPolicy, CompressionType, ConfigError, LogConfig};
 pub use error::LogError;
 pub use log::{AppendInfo, Log, ReadResult, TickReport};
+pub use log_cleaner::{CleanerConfig, CleanerEvent, LogCleaner, WorkerPanicked};
 pub use recovery::{RecoveryReport, Truncation};

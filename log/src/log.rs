@@ -11,7 +11,6 @@
 //! new start.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use crate::batch::{set_base_offset, BatchError, BatchHeader, BatchView, Timestam
 use crate::checkpoint::{self, TopicPartition, RECOVERY_POINT_CHECKPOINT};
 use crate::compression::CompressionError;
 use crate::config::LogConfig;
-use crate::error::{IoContext, LogError};
+use crate::error::LogError;
 use crate::recovery::{open_segments, RecoveryReport};
 use crate::segment::{Scanned, Segment, NO_TIMESTAMP};
 
@@ -84,17 +83,21 @@ struct Planned {
 /// One partition's log.
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     topic_partition: TopicPartition,
-    config: LogConfig,
+    pub(crate) config: LogConfig,
     /// Never empty; the last one is the active segment.
-    segments: VecDeque<Segment>,
+    pub(crate) segments: VecDeque<Segment>,
     log_start_offset: i64,
     recovery_point: i64,
+    /// Bumped whenever a segment other than the active one is removed, cut or replaced
+    /// (retention, truncation, a cleaner swap): the cleaner, which reads segments without
+    /// holding the log, swaps its output in only if this did not change meanwhile.
+    pub(crate) generation: u64,
     /// When the oldest unflushed append happened.
     unflushed_since_ms: Option<i64>,
     /// Segment files created or deleted since the directory was last fsynced.
-    dir_dirty: bool,
+    pub(crate) dir_dirty: bool,
     recovery: RecoveryReport,
 }
 
@@ -140,6 +143,7 @@ impl Log {
             segments,
             log_start_offset,
             recovery_point,
+            generation: 0,
             unflushed_since_ms: None,
             dir_dirty: true,
             recovery,
@@ -192,7 +196,7 @@ impl Log {
         self.segments.iter().map(Segment::base_offset).collect()
     }
 
-    fn active(&self) -> &Segment {
+    pub(crate) fn active(&self) -> &Segment {
         match self.segments.back() {
             Some(s) => s,
             None => unreachable!("a log always has an active segment"),
@@ -255,7 +259,7 @@ impl Log {
             if size > self.config.segment_bytes {
                 return Err(LogError::LargerThanSegment { size, segment_bytes: self.config.segment_bytes });
             }
-            let mut header = view.header;
+            let mut header = view.header.clone();
             if header.last_offset_delta < 0
                 || header.records_count < 0
                 || i64::from(header.records_count) > i64::from(header.last_offset_delta) + 1
@@ -265,6 +269,9 @@ impl Log {
             if assign {
                 if header.records_count == 0 {
                     return Err(LogError::InconsistentBatch("a batch without records"));
+                }
+                if self.config.cleanup_policy.compact && !header.is_control {
+                    require_keys(&view)?;
                 }
                 header.base_offset = next;
             } else if header.base_offset < next {
@@ -407,7 +414,7 @@ impl Log {
 
     fn sync_dir(&mut self) -> Result<(), LogError> {
         if self.dir_dirty {
-            File::open(&self.dir).and_then(|d| d.sync_all()).ctx("fsync partition directory", &self.dir)?;
+            crate::recovery::sync_dir(&self.dir)?;
             self.dir_dirty = false;
         }
         Ok(())
@@ -439,7 +446,8 @@ impl Log {
     /// whole segments, oldest first, never the active one: while the oldest segment's
     /// newest timestamp (its file's modification time if no record had one) is more than
     /// `log.retention.ms` before `now_ms`, and while the log exceeds `log.retention.bytes`
-    /// by at least the oldest segment's size.
+    /// by at least the oldest segment's size. Retention applies only when `cleanup.policy`
+    /// includes `delete`.
     pub fn tick(&mut self, now_ms: i64) -> Result<TickReport, LogError> {
         let mut report = TickReport::default();
         let active_base = self.active().base_offset();
@@ -453,6 +461,11 @@ impl Log {
             report.flushed = true;
         }
         report.flushed |= self.flush_if_due(now_ms, false)?;
+        if !self.config.cleanup_policy.delete {
+            // Kafka: retention by time and size applies only to `cleanup.policy` with
+            // `delete`; a compact-only log keeps every segment and is shrunk by the cleaner.
+            return Ok(report);
+        }
         if let Some(retention_ms) = self.config.retention_ms {
             while self.segments.len() > 1 {
                 let Some(oldest) = self.segments.front() else { break };
@@ -482,6 +495,7 @@ impl Log {
         self.log_start_offset = self.log_start_offset.max(next_base);
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
         self.dir_dirty = true;
+        self.generation += 1;
         seg.delete()
     }
 
@@ -495,6 +509,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.generation += 1;
         if self.segments.front().is_some_and(|s| s.base_offset() > offset) || offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset, now_ms);
         }
@@ -517,6 +532,7 @@ impl Log {
     /// Deletes every segment and starts the log again, empty, at `offset` (a follower
     /// whose leader no longer holds what it has).
     pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        self.generation += 1;
         while let Some(seg) = self.segments.pop_back() {
             seg.delete()?;
         }
@@ -540,6 +556,16 @@ fn topic_partition(dir: &Path) -> Result<TopicPartition, LogError> {
         .and_then(|n| n.to_str())
         .and_then(TopicPartition::from_dir_name)
         .ok_or_else(|| LogError::BadDirName(dir.to_path_buf()))
+}
+
+/// Kafka's rule for compacted topics: every record of an appended (non-control) batch has
+/// a key, since the cleaner keeps records by key.
+fn require_keys(view: &BatchView<'_>) -> Result<(), LogError> {
+    let records = view.records(crate::batch::MAX_RECOMPRESS_BYTES)?;
+    match records.iter().find(|r| r.key.is_none()) {
+        Some(r) => Err(LogError::KeyRequired { offset_delta: r.offset_delta }),
+        None => Ok(()),
+    }
 }
 
 /// The first record of the batch `found` with a timestamp of at least `timestamp`.

@@ -9,8 +9,11 @@
 //! in order), cut at the first bad batch, indexes rebuilt. Once a segment had to be cut,
 //! every later segment is deleted: what follows a hole cannot be trusted to continue it.
 //!
-//! Leftovers of interrupted operations (`*.deleted`, `*.cleaned`, `*.swap`, `*.tmp`) and
-//! index files without a `.log` are removed. Unknown files are left alone.
+//! A cleaner swap that a crash interrupted after its commit point (a `<base>.log.swap`
+//! file exists) is finished first: see [`finish_swaps`]. Then leftovers of interrupted
+//! operations (`*.deleted`, `*.cleaned`, `*.swap`, `*.tmp`) and index files without a
+//! `.log` are removed — an uncommitted cleaning is rolled back by removing its output. Unknown
+//! files are left alone.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs;
@@ -19,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
-use crate::segment::{file_name, Loaded, Segment};
+use crate::segment::{file_name, Loaded, Segment, SEGMENT_EXTS, SWAP_SUFFIX};
 
 /// What opening a log found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +42,9 @@ pub struct RecoveryReport {
     pub deleted_segments: Vec<i64>,
     /// Leftover files removed.
     pub removed_files: Vec<PathBuf>,
+    /// Base offsets of cleaned segments whose interrupted swap was finished (the segments
+    /// they replace were deleted, their indexes rebuilt).
+    pub finished_swaps: Vec<i64>,
     /// Why the recovery-point checkpoint could not be read (recovery then scanned every
     /// segment, which is always safe).
     pub checkpoint_error: Option<String>,
@@ -68,11 +74,70 @@ fn parse_segment_file(name: &str) -> Option<(i64, &str)> {
     Some((stem.parse().ok()?, ext))
 }
 
-fn remove_if_present(path: &Path) -> Result<(), LogError> {
+pub(crate) fn remove_if_present(path: &Path) -> Result<(), LogError> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx("remove", path),
         _ => Ok(()),
     }
+}
+
+/// Finishes the cleaner swaps that were committed but not completed (see
+/// [`crate::cleaner`] for the order of its renames). The cleaner renames `<base>.log.cleaned`
+/// to `<base>.log.swap` only once the cleaned segment is fsynced: from then on the swap is
+/// committed. A cleaned segment always ends with the last offset of the segments it
+/// replaces (the cleaner keeps an empty batch there if it removed every record), so those
+/// are exactly the live segments whose base offset lies in `[base, end of the .swap)`.
+/// Each `.log.swap` is renamed over `<base>.log`, those segments are deleted, and the
+/// swapped segment's indexes are rebuilt from its batches (its `.index.swap` /
+/// `.timeindex.swap`, if still there, are removed with the other leftovers).
+fn finish_swaps(
+    dir: &Path,
+    config: &LogConfig,
+    now_ms: i64,
+    report: &mut RecoveryReport,
+) -> Result<(), LogError> {
+    let suffix = format!(".log{SWAP_SUFFIX}");
+    let mut swaps = Vec::new();
+    let mut live = Vec::new();
+    for entry in fs::read_dir(dir).ctx("list partition directory", dir)? {
+        let entry = entry.ctx("list partition directory", dir)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let swapped = name.strip_suffix(&suffix).map(|stem| format!("{stem}.log"));
+        if let Some((base, "log")) = swapped.as_deref().and_then(parse_segment_file) {
+            swaps.push(base);
+        } else if let Some((base, ext)) = parse_segment_file(&name) {
+            if SEGMENT_EXTS.contains(&ext) {
+                live.push((base, entry.path()));
+            }
+        }
+    }
+    if swaps.is_empty() {
+        return Ok(());
+    }
+    swaps.sort_unstable();
+    for base in swaps {
+        let log = dir.join(file_name(base, "log"));
+        let swap = dir.join(file_name(base, "log") + SWAP_SUFFIX);
+        fs::rename(&swap, &log).ctx("rename swap file", &swap)?;
+        for ext in ["index", "timeindex"] {
+            remove_if_present(&dir.join(file_name(base, ext)))?;
+        }
+        let (seg, _) = Segment::recover(dir, base, None, now_ms, config.index_interval_bytes)?;
+        let end = seg.next_offset();
+        drop(seg);
+        for (_, path) in live.iter().filter(|(b, _)| *b > base && *b < end) {
+            remove_if_present(path)?;
+            report.removed_files.push(path.clone());
+        }
+        tracing::warn!(dir = %dir.display(), base, end, "finished a cleaner swap interrupted by a crash");
+        report.finished_swaps.push(base);
+    }
+    sync_dir(dir)
+}
+
+/// fsyncs a partition directory, so that files created, renamed or removed in it stay so.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).ctx("fsync partition directory", dir)
 }
 
 /// Opens the segments of `dir` (creating it, and a first segment, if needed).
@@ -90,6 +155,7 @@ pub(crate) fn open_segments(
         }
     }
     let mut report = RecoveryReport::default();
+    finish_swaps(dir, config, now_ms, &mut report)?;
     let mut logs = BTreeSet::new();
     let mut indexes = Vec::new();
     for entry in fs::read_dir(dir).ctx("list partition directory", dir)? {

@@ -26,6 +26,15 @@ const VERIFY_CHUNK: usize = 1024 * 1024;
 /// `i32::MAX`.
 const MAX_POSITION: u64 = i32::MAX as u64;
 
+/// Suffix of the files the cleaner writes before swapping them in.
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of cleaned files that are committed to replace their segments.
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
+/// Suffix of replaced files that are about to be removed.
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
+/// The extensions of a segment's three files.
+pub(crate) const SEGMENT_EXTS: [&str; 3] = ["log", "index", "timeindex"];
+
 /// `<base offset, 20 digits>.<ext>`.
 pub(crate) fn file_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
@@ -143,6 +152,38 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// A segment as it was when the cleaner planned a pass: read through its own file handle,
+/// up to the size it had then.
+#[derive(Debug)]
+pub(crate) struct SegmentSnapshot {
+    pub base_offset: i64,
+    pub size: u64,
+    pub next_offset: i64,
+    /// [`Segment::retention_timestamp`]: the newest record's timestamp, or the file's
+    /// modification time if no record has one.
+    pub last_modified_ms: i64,
+    pub log_path: PathBuf,
+    file: File,
+}
+
+impl SegmentSnapshot {
+    /// Calls `f` with every batch (position, length and header known; bytes read and the
+    /// CRC left to the caller's parse), in order.
+    pub fn for_each_batch(
+        &self,
+        mut f: impl FnMut(&Scanned, &[u8]) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let mut scan = Scanner::new(&self.file, &self.log_path, self.size, 0, HEADER_SCAN_CHUNK, false);
+        let mut buf = Vec::new();
+        while let Some(s) = scan.next_batch().map_err(|e| e.into_log_error(&self.log_path))? {
+            buf.resize(s.len as usize, 0);
+            self.file.read_exact_at(&mut buf, s.pos).ctx("read segment", &self.log_path)?;
+            f(&s, &buf)?;
+        }
+        Ok(())
+    }
+}
+
 /// Outcome of [`Segment::load`].
 #[derive(Debug)]
 pub(crate) enum Loaded {
@@ -195,13 +236,26 @@ fn open_log(path: &Path, create: bool) -> Result<File, LogError> {
 
 impl Segment {
     fn with_files(dir: &Path, base_offset: i64, log: File, size: u64, now_ms: i64) -> Self {
+        Segment::with_named_files(dir, base_offset, "", log, size, now_ms)
+    }
+
+    /// A segment whose three file names end in `suffix` after the usual extension.
+    fn with_named_files(
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+        log: File,
+        size: u64,
+        now_ms: i64,
+    ) -> Self {
+        let path = |ext: &str| dir.join(file_name(base_offset, ext) + suffix);
         Segment {
             base_offset,
-            log_path: dir.join(file_name(base_offset, "log")),
+            log_path: path("log"),
             log,
             size,
-            offsets: IndexFile::loaded(dir.join(file_name(base_offset, "index")), vec![]),
-            times: IndexFile::loaded(dir.join(file_name(base_offset, "timeindex")), vec![]),
+            offsets: IndexFile::loaded(path("index"), vec![]),
+            times: IndexFile::loaded(path("timeindex"), vec![]),
             next_offset: base_offset,
             max_timestamp: NO_TIMESTAMP,
             offset_of_max_timestamp: NO_TIMESTAMP,
@@ -214,8 +268,19 @@ impl Segment {
 
     /// A new, empty segment (replacing any files of that name).
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
-        let log = open_log(&dir.join(file_name(base_offset, "log")), true)?;
-        let mut seg = Segment::with_files(dir, base_offset, log, 0, now_ms);
+        Segment::create_named(dir, base_offset, "", now_ms)
+    }
+
+    /// A new, empty segment whose files are named `<base>.log.cleaned`, `.index.cleaned`,
+    /// `.timeindex.cleaned`: the cleaner's output before it is swapped in. Appends build
+    /// its indexes exactly as they build a live segment's.
+    pub fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
+        Segment::create_named(dir, base_offset, CLEANED_SUFFIX, now_ms)
+    }
+
+    fn create_named(dir: &Path, base_offset: i64, suffix: &str, now_ms: i64) -> Result<Self, LogError> {
+        let log = open_log(&dir.join(file_name(base_offset, "log") + suffix), true)?;
+        let mut seg = Segment::with_named_files(dir, base_offset, suffix, log, 0, now_ms);
         seg.offsets = IndexFile::create(seg.offsets.path().to_path_buf(), vec![])?;
         seg.times = IndexFile::create(seg.times.path().to_path_buf(), vec![])?;
         seg.dirty = true;
@@ -342,6 +407,20 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// What the cleaner needs to read the segment without holding the log: its identity
+    /// and a second handle on its file (which stays readable even if the segment is
+    /// deleted meanwhile).
+    pub fn snapshot(&self) -> Result<SegmentSnapshot, LogError> {
+        Ok(SegmentSnapshot {
+            base_offset: self.base_offset,
+            size: self.size,
+            next_offset: self.next_offset,
+            last_modified_ms: self.retention_timestamp()?,
+            log_path: self.log_path.clone(),
+            file: self.log.try_clone().ctx("open segment", &self.log_path)?,
+        })
     }
 
     fn scanner(&self, pos: u64, chunk: usize, verify: bool) -> Scanner<'_> {

@@ -2,54 +2,19 @@
 //! a broker relies on, driven with a fake clock (plain `now_ms` values) in self-deleting
 //! temporary directories. References are to Kafka's behaviour, which the log copies.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
+use common::{all_batches, append, Fixture, T0};
 use sluice_log::batch::batches;
-use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
+use sluice_log::checkpoint::RECOVERY_POINT_CHECKPOINT;
 use sluice_log::{
     BatchError, BatchHeader, BatchView, Compression, Log, LogConfig, LogError, Record, RecordBatch,
-    TopicPartition,
 };
-
-const T0: i64 = 1_700_000_000_000;
-
-/// A temporary log directory holding one partition directory, `orders-3`.
-struct Fixture {
-    tmp: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        Fixture { tmp: tempfile::tempdir().expect("tempdir") }
-    }
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("orders-3")
-    }
-    fn open(&self, config: &LogConfig, now_ms: i64) -> Log {
-        Log::open(self.dir(), config.clone(), now_ms).expect("open log")
-    }
-    fn file(&self, base: i64, ext: &str) -> PathBuf {
-        self.dir().join(format!("{base:020}.{ext}"))
-    }
-    /// Writes the recovery-point checkpoint as a log manager would.
-    fn checkpoint(&self, log: &Log) {
-        let mut points = BTreeMap::new();
-        points.insert(TopicPartition::new("orders", 3), log.recovery_point());
-        checkpoint::write(&self.tmp.path().join(RECOVERY_POINT_CHECKPOINT), &points).expect("checkpoint");
-    }
-    fn files(&self, ext: &str) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.dir())
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(&format!(".{ext}")))
-            .collect();
-        names.sort();
-        names
-    }
-}
 
 /// Small segments and a small index interval, so a few batches exercise rolls and indexes.
 fn small() -> LogConfig {
@@ -79,22 +44,6 @@ fn batch_at(timestamps: &[i64], value_len: usize, codec: Compression) -> Vec<u8>
 /// `n` records with timestamps `ts, ts+1, ...`, about `n * (value_len + 20)` bytes.
 fn batch(n: usize, ts: i64) -> Vec<u8> {
     batch_at(&(0..n as i64).map(|i| ts + i).collect::<Vec<_>>(), 100, Compression::None)
-}
-
-fn append(log: &mut Log, mut bytes: Vec<u8>, now_ms: i64) -> (i64, i64, Vec<u8>) {
-    let info = log.append(&mut bytes, now_ms).expect("append");
-    (info.base_offset, info.last_offset, bytes)
-}
-
-/// Every batch from the start, checked: (base offset, last offset, max timestamp).
-fn all_batches(log: &Log) -> Vec<(i64, i64, i64)> {
-    let r = log.read(log.log_start_offset(), usize::MAX).expect("read all");
-    batches(&r.records)
-        .map(|b| {
-            let b = b.expect("every stored batch passes its CRC");
-            (b.header.base_offset, b.last_offset(), b.header.max_timestamp)
-        })
-        .collect()
 }
 
 fn bases(bytes: &[u8]) -> Vec<i64> {
@@ -736,7 +685,7 @@ fn open_takes_the_recovery_point_from_the_checkpoint_in_the_parent_directory() {
     let (rolled_up_to, segments) = (log.recovery_point(), log.segment_base_offsets());
     f.checkpoint(&log);
     drop(log); // no close: the active segment is not known to be on disk
-    let text = fs::read_to_string(f.tmp.path().join(RECOVERY_POINT_CHECKPOINT)).expect("checkpoint");
+    let text = fs::read_to_string(f.log_dir().join(RECOVERY_POINT_CHECKPOINT)).expect("checkpoint");
     assert_eq!(text, format!("0\n1\norders 3 {rolled_up_to}\n"));
     let log = f.open(&small(), T0);
     let report = log.recovery_report();
@@ -746,7 +695,7 @@ fn open_takes_the_recovery_point_from_the_checkpoint_in_the_parent_directory() {
 
     // --- a damaged checkpoint is reported and everything is scanned (always safe)
     drop(log);
-    fs::write(f.tmp.path().join(RECOVERY_POINT_CHECKPOINT), "garbage").expect("write");
+    fs::write(f.log_dir().join(RECOVERY_POINT_CHECKPOINT), "garbage").expect("write");
     let log = f.open(&small(), T0);
     assert!(log.recovery_report().checkpoint_error.is_some());
     assert_eq!(log.recovery_report().recovered_segments, segments);
