@@ -131,6 +131,15 @@ pub enum BatchError {
     /// Compression failed.
     #[error(transparent)]
     Compression(#[from] CompressionError),
+    /// The offsets the header claims are impossible: a negative last offset delta, or a
+    /// last offset past the largest offset there can be.
+    #[error("batch offsets are invalid: base offset {base_offset}, last offset delta {last_offset_delta}")]
+    BadOffsets {
+        /// `baseOffset`.
+        base_offset: i64,
+        /// `lastOffsetDelta`.
+        last_offset_delta: i32,
+    },
     /// A record is malformed.
     #[error("record {index} is malformed: {reason}")]
     BadRecord {
@@ -327,12 +336,17 @@ impl BatchHeader {
             base_sequence: be_i32(b, 53),
             records_count: be_i32(b, 57),
         };
+        let (base_offset, last_offset_delta) = (header.base_offset, header.last_offset_delta);
+        if last_offset_delta < 0 || base_offset.checked_add(i64::from(last_offset_delta)).is_none() {
+            return Err(BatchError::BadOffsets { base_offset, last_offset_delta });
+        }
         Ok((header, total))
     }
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Parsing refuses headers where this overflows; saturate for hand-built ones.
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 }
 
@@ -528,6 +542,27 @@ mod tests {
                 .map(|h| Header { key: format!("h{h}"), value: (h == 0).then(|| Bytes::from("v")) })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_last_offset_past_i64_max_is_a_typed_error_not_an_overflow() {
+        // Found by the batch_decode fuzz target: the base offset is outside the CRC, so a
+        // valid batch can claim offsets that overflow.
+        let mut bytes =
+            RecordBatch { header: header(Compression::None), records: (0..6).map(record).collect() }.encode();
+        set_base_offset(&mut bytes, i64::MAX - 2);
+        match BatchView::parse(&bytes) {
+            Err(BatchError::BadOffsets { base_offset, last_offset_delta }) => {
+                assert_eq!((base_offset, last_offset_delta), (i64::MAX - 2, 5))
+            }
+            other => panic!("expected BadOffsets, got {other:?}"),
+        }
+        set_base_offset(&mut bytes, i64::MAX - 5);
+        assert_eq!(
+            BatchView::parse(&bytes).map(|v| v.last_offset()).ok(),
+            Some(i64::MAX),
+            "the edge is fine"
+        );
     }
 
     #[test]
