@@ -100,13 +100,23 @@ pub struct PerfServerHandle {
 impl PerfServerHandle {
     /// Starts a server with `identity` on `addr` (use port 0 for a free port).
     pub fn start_on(addr: SocketAddr, identity: &TlsIdentity, opts: ServerOptions) -> Self {
-        let server = Server::<Perf>::bind(addr, identity, opts).expect("bind perf server");
+        Self::try_start_on(addr, identity, opts).expect("bind perf server")
+    }
+
+    /// [`start_on`](Self::start_on), returning a bind failure (the port still held by a
+    /// server that is going away) instead of panicking.
+    pub fn try_start_on(
+        addr: SocketAddr,
+        identity: &TlsIdentity,
+        opts: ServerOptions,
+    ) -> Result<Self, sluice_net::ServerError> {
+        let server = Server::<Perf>::bind(addr, identity, opts)?;
         let addr = server.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(Arc::new(Typed(PerfServer::default())), async move {
             let _ = stopped.await;
         }));
-        PerfServerHandle { addr, stop: Some(stop), task: Some(task) }
+        Ok(PerfServerHandle { addr, stop: Some(stop), task: Some(task) })
     }
 
     /// Starts a server named `name` with default options on a free loopback port.

@@ -124,9 +124,18 @@ fn a_crashed_servers_clients_are_reset_at_once_when_it_restarts() {
     std::mem::forget(server);
     server_rt.shutdown_background();
     let restarted_rt = runtime("restarted");
+    // The dead runtime lets go of its socket in the background: bind again until the port is
+    // free (a condition with a deadline, not a fixed wait).
+    let deadline = Instant::now() + Duration::from_secs(10);
     let _restarted = restarted_rt.block_on(async {
-        let opts = ServerOptions { name: "b1-restarted".into(), ..ServerOptions::default() };
-        PerfServerHandle::start_on(addr, &identity, opts)
+        loop {
+            let opts = ServerOptions { name: "b1-restarted".into(), ..ServerOptions::default() };
+            match PerfServerHandle::try_start_on(addr, &identity, opts) {
+                Ok(server) => break server,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => panic!("the crashed server's port never came free: {e}"),
+            }
+        }
     });
     client_rt.block_on(async {
         let started = Instant::now();
