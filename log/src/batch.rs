@@ -438,8 +438,21 @@ impl<'a> BatchView<'a> {
         // Each record takes at least 7 bytes: a bound before trusting the count.
         let mut records = Vec::with_capacity((declared as usize).min(body.len() / 7 + 1));
         let mut input = &body[..];
+        let mut previous = -1;
         for index in 0..declared as usize {
-            records.push(decode_record(&mut input, index)?);
+            let record = decode_record(&mut input, index)?;
+            // Offsets grow within a batch (with gaps after compaction) and end at the last
+            // offset the header claims; anything else would make the offsets of the batch
+            // mean nothing (found by the batch_decode fuzz target: such a batch re-encoded
+            // to one that does not parse).
+            if record.offset_delta <= previous || record.offset_delta > self.header.last_offset_delta {
+                return Err(BatchError::BadRecord {
+                    index,
+                    reason: "offset delta not increasing or past the batch's last offset delta",
+                });
+            }
+            previous = record.offset_delta;
+            records.push(record);
         }
         if !input.is_empty() {
             return Err(BatchError::CountMismatch { declared, found: records.len() + 1 });
@@ -541,6 +554,27 @@ mod tests {
             headers: (0..(i % 3))
                 .map(|h| Header { key: format!("h{h}"), value: (h == 0).then(|| Bytes::from("v")) })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn record_offsets_must_grow_and_end_at_the_last_offset_delta() {
+        let with_deltas = |deltas: &[i32]| {
+            let records = deltas.iter().map(|&d| Record { offset_delta: d, ..record(1) }).collect();
+            RecordBatch { header: header(Compression::None), records }.encode()
+        };
+        let gaps = with_deltas(&[0, 2, 5]);
+        assert_eq!(
+            RecordBatch::decode(&gaps, 1 << 20).map(|b| b.records.len()).ok(),
+            Some(3),
+            "gaps are fine"
+        );
+        for bad in [&[3, 1][..], &[0, 0], &[-2, 0]] {
+            let bytes = with_deltas(bad);
+            assert!(
+                matches!(RecordBatch::decode(&bytes, 1 << 20), Err(BatchError::BadRecord { .. })),
+                "{bad:?} accepted"
+            );
         }
     }
 
