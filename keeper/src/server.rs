@@ -51,7 +51,6 @@ type Reply<T> = oneshot::Sender<Result<T, KeeperError>>;
 
 enum ToWriter {
     Append(Vec<Txn>),
-    Snapshot(Box<KeeperState>, i64),
 }
 
 /// The log writer said: the log is durable up to this zxid.
@@ -65,11 +64,6 @@ struct Durable {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct WriterFailed(String);
-
-/// The log writer asks for a snapshot.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct WantSnapshot;
 
 /// What the keeper exports through the `metrics` facade (scraped at `/metrics` when the
 /// process installs a recorder; no-ops otherwise). Handles are made once: recording is an
@@ -150,6 +144,7 @@ impl Database {
     /// its log writer. Must run inside an actix system.
     pub fn start(settings: &KeeperSettings) -> Result<(Addr<Database>, Recovered), StoreError> {
         let (store, recovered) = Store::open(&settings.data_dir, settings.snap_count)?;
+        let shadow = recovered.state.clone();
         let epoch = Instant::now();
         let (tx, rx) = std_mpsc::channel();
         let db = Database {
@@ -172,7 +167,7 @@ impl Database {
         let writer_addr = addr.clone();
         std::thread::Builder::new()
             .name("keeper-log-writer".into())
-            .spawn(move || log_writer(store, rx, writer_addr, retain))
+            .spawn(move || log_writer(store, rx, writer_addr, retain, shadow))
             .map_err(|source| StoreError::Io {
                 action: "cannot start the log writer for",
                 path: settings.data_dir.clone(),
@@ -302,49 +297,55 @@ impl Handler<WriterFailed> for Database {
     }
 }
 
-impl Handler<WantSnapshot> for Database {
-    type Result = ();
-    fn handle(&mut self, _: WantSnapshot, _: &mut Context<Self>) {
-        let zxid = self.core.state().tree.last_zxid();
-        let _ = self.writer.send(ToWriter::Snapshot(Box::new(self.core.state().clone()), zxid));
-    }
-}
-
 /// The log writer thread: group commit, snapshots, purge.
-fn log_writer(mut store: Store, rx: std_mpsc::Receiver<ToWriter>, db: Addr<Database>, retain: usize) {
-    let mut asked_for_snapshot = false;
+///
+/// It keeps its own copy of the replicated state (`shadow`), applying every transaction once
+/// it is durable, and writes snapshots from that copy. Snapshots therefore never stop the
+/// database actor: reads and watches go on while one is written (copying a large tree on the
+/// actor's thread stalled every session for hundreds of ms). Writes wait for the snapshot,
+/// as they wait for any fsync. The copy costs a second apply per transaction and the
+/// tree's memory twice; ZooKeeper's "fuzzy" snapshot avoids the second copy by serialising
+/// the live tree while it changes, which a state that must stay consistent cannot.
+fn log_writer(
+    mut store: Store,
+    rx: std_mpsc::Receiver<ToWriter>,
+    db: Addr<Database>,
+    retain: usize,
+    mut shadow: KeeperState,
+) {
     let commit_latency = metrics::histogram!("sluice_keeper_commit_latency_seconds");
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::new();
-        let mut snapshot = None;
         let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                ToWriter::Append(txns) => batch.extend(txns),
-                ToWriter::Snapshot(state, zxid) => snapshot = Some((state, zxid)),
-            }
+        while let Some(ToWriter::Append(txns)) = next {
+            batch.extend(txns);
             next = rx.try_recv().ok();
         }
-        if !batch.is_empty() {
-            let upto = batch.last().map(|t| t.zxid).unwrap_or_default();
-            let started = Instant::now();
-            if let Err(e) = store.append(&batch) {
-                db.do_send(WriterFailed(e.to_string()));
-                return;
-            }
-            commit_latency.record(started.elapsed().as_secs_f64());
-            db.do_send(Durable { upto });
+        if batch.is_empty() {
+            continue;
         }
-        if let Some((state, zxid)) = snapshot {
-            match store.snapshot(&state, zxid).and_then(|p| store.purge(retain).map(|n| (p, n))) {
-                Ok((path, purged)) => info!(snapshot = %path.display(), purged, "snapshot written"),
+        let upto = batch.last().map(|t| t.zxid).unwrap_or_default();
+        let started = Instant::now();
+        if let Err(e) = store.append(&batch) {
+            db.do_send(WriterFailed(e.to_string()));
+            return;
+        }
+        commit_latency.record(started.elapsed().as_secs_f64());
+        db.do_send(Durable { upto });
+        for txn in &batch {
+            shadow.apply(txn);
+        }
+        if store.wants_snapshot() {
+            let started = Instant::now();
+            match store.snapshot(&shadow, upto).and_then(|p| store.purge(retain).map(|n| (p, n))) {
+                Ok((path, purged)) => info!(
+                    snapshot = %path.display(),
+                    purged,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "snapshot written"
+                ),
                 Err(e) => warn!(error = %e, "snapshot failed; will try again"),
             }
-            asked_for_snapshot = false;
-        }
-        if store.wants_snapshot() && !asked_for_snapshot {
-            asked_for_snapshot = true;
-            db.do_send(WantSnapshot);
         }
     }
 }

@@ -291,6 +291,42 @@ async fn sigkill_during_a_write_load_loses_no_acknowledged_write_and_half_applie
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_written_while_serving_and_a_restart_recovers_from_them() {
+    let mut s = setup(500);
+    let config = std::fs::read_to_string(&s.keeper.config).expect("config");
+    std::fs::write(&s.keeper.config, config.replace("snapCount=1000", "snapCount=50")).expect("config");
+    s.keeper.restart();
+    let (c, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    for i in 0..300 {
+        c.create(&format!("/n{i}"), format!("{i}").as_bytes(), P).await.expect("create");
+    }
+    let snapshots = || {
+        std::fs::read_dir(&s.keeper.data_dir)
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("snapshot.")).count())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || async { snapshots() >= 3 }).await,
+        "snapshots every 50 transactions: {} after 300 creates",
+        snapshots()
+    );
+    // Reads went on meanwhile; the server restarts from its newest snapshot plus the log.
+    s.keeper.kill();
+    s.keeper.restart();
+    let (check, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    assert_eq!(check.children("/", false).await.expect("ls").len(), 300);
+    assert_eq!(check.get_data("/n299", false).await.expect("get").0, b"299");
+    let log = std::fs::read_to_string(&s.keeper.log).expect("keeper log");
+    let replayed: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("recovered"))
+        .filter_map(|l| l.split("replayed=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    let last = replayed.last().copied().unwrap_or(u64::MAX);
+    assert!(last < 100, "recovery replayed {last} transactions: it did not start from a snapshot\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chroots_see_separate_trees() {
     let s = setup(500);
     let (a, _) = client(&s, &format!("{}/cluster-a", s.keeper.addr), 5000).await;
