@@ -52,15 +52,24 @@ fn append_one(log: &mut Log, batch: &mut [u8], fsync: bool) {
     }
 }
 
+/// Writes back every dirty page, so each measurement starts from the same page-cache state
+/// (otherwise a bench pays for the writeback of the one before it).
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn appends(c: &mut Criterion) {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     for (label, n) in [("16KiB", 16), ("1MiB", 1024)] {
         let mut g = c.benchmark_group(format!("append-{label}"));
         g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
         g.throughput(Throughput::Bytes((n * 1024) as u64));
+        settle();
+        dd_ceiling(&mut g, &tmp, label, n);
         for codec in CODECS {
             let mut batch = encoded_batch(n, codec);
             let mut log = open(&tmp, &format!("append-{label}-{codec:?}").to_lowercase());
+            settle();
             g.bench_function(format!("{codec:?}").to_lowercase(), |b| {
                 b.iter(|| append_one(&mut log, &mut batch, false))
             });
@@ -104,37 +113,36 @@ fn sequential_read(c: &mut Criterion) {
     g.finish();
 }
 
-/// The ceiling the append figures are judged against: what `dd` does — `write(2)` of the
-/// same batch bytes, in the same sizes, to a file on the same disk, no fsync — rotating
-/// files at the bench log's segment size and keeping two, as its retention does.
-fn write_ceiling(c: &mut Criterion) {
+/// The ceiling the append figures are judged against, measured in the same group right
+/// before them: what `dd` does — `write(2)` of the same batch bytes, in the same sizes, to a
+/// file on the same disk, no fsync — rotating files at the bench log's segment size and
+/// keeping two, as its retention does.
+fn dd_ceiling(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    tmp: &tempfile::TempDir,
+    label: &str,
+    n: usize,
+) {
     use std::io::Write;
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let mut g = c.benchmark_group("dd-ceiling");
-    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    for (label, n) in [("16KiB", 16), ("1MiB", 1024)] {
-        g.throughput(Throughput::Bytes((n * 1024) as u64));
-        let batch = encoded_batch(n, Compression::None);
-        let segment = config().segment_bytes;
-        let (mut file_no, mut written) = (0u64, 0u64);
-        let path = |no: u64| tmp.path().join(format!("dd-{label}-{no}"));
-        let mut file = std::fs::File::create(path(0)).expect("create");
-        g.bench_function(label, |b| {
-            b.iter(|| {
-                if written + batch.len() as u64 > segment {
-                    file_no += 1;
-                    file = std::fs::File::create(path(file_no)).expect("create");
-                    written = 0;
-                    if file_no >= 2 {
-                        let _ = std::fs::remove_file(path(file_no - 2));
-                    }
+    let batch = encoded_batch(n, Compression::None);
+    let segment = config().segment_bytes;
+    let (mut file_no, mut written) = (0u64, 0u64);
+    let path = |no: u64| tmp.path().join(format!("dd-{label}-{no}"));
+    let mut file = std::fs::File::create(path(0)).expect("create");
+    g.bench_function("dd-ceiling", |b| {
+        b.iter(|| {
+            if written + batch.len() as u64 > segment {
+                file_no += 1;
+                file = std::fs::File::create(path(file_no)).expect("create");
+                written = 0;
+                if file_no >= 2 {
+                    let _ = std::fs::remove_file(path(file_no - 2));
                 }
-                file.write_all(&batch).expect("write");
-                written += batch.len() as u64;
-            })
-        });
-    }
-    g.finish();
+            }
+            file.write_all(&batch).expect("write");
+            written += batch.len() as u64;
+        })
+    });
 }
 
 /// Opening a 1 GiB log (1 MiB batches) with nothing known durable: every batch's CRC is
@@ -171,5 +179,71 @@ fn recovery(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, appends, write_ceiling, sequential_read, recovery);
+/// Sustained writes that reach the disk: 1 GiB in 1 MiB batches, then one fsync, timed
+/// together — the log (appends, rolling at 128 MiB, then `flush`) against `dd`'s way (plain
+/// writes of the same bytes to 128 MiB files, then `fdatasync` of each), same disk, same
+/// run, each from a clean page cache. This is the comparison the 80% target is about:
+/// the groups above measure writes into the page cache, which retention deletes before they
+/// are written back.
+fn sustained(c: &mut Criterion) {
+    use std::io::Write;
+    const VOLUME: u64 = 1 << 30;
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let batch = encoded_batch(1024, Compression::None);
+    let mut g = c.benchmark_group("sustained-1GiB-fsynced");
+    g.sample_size(10).warm_up_time(Duration::from_millis(1)).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Bytes(VOLUME));
+    g.bench_function("dd-ceiling", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for round in 0..iters {
+                settle();
+                let started = std::time::Instant::now();
+                let mut files = Vec::new();
+                let mut written = 0u64;
+                while written < VOLUME {
+                    if written % (128 << 20) < batch.len() as u64 {
+                        let name = tmp.path().join(format!("dd-{round}-{}", files.len()));
+                        files.push(std::fs::File::create(name).expect("create"));
+                    }
+                    files.last_mut().expect("a file").write_all(&batch).expect("write");
+                    written += batch.len() as u64;
+                }
+                for f in &files {
+                    f.sync_data().expect("fdatasync");
+                }
+                total += started.elapsed();
+                drop(files);
+                for e in std::fs::read_dir(tmp.path()).expect("list").flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            total
+        })
+    });
+    g.bench_function("log-append", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for round in 0..iters {
+                let dir = tmp.path().join(format!("sustained-{round}"));
+                let config = LogConfig { retention_bytes: None, ..config() };
+                let mut log = Log::open(&dir, config, 0).expect("open");
+                let mut batch = batch.clone();
+                settle();
+                let started = std::time::Instant::now();
+                while log.size_bytes() < VOLUME {
+                    log.append(&mut batch, 0).expect("append");
+                }
+                log.flush().expect("flush");
+                total += started.elapsed();
+                log.close().expect("close");
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, appends, sustained, sequential_read, recovery);
 criterion_main!(benches);
