@@ -210,26 +210,22 @@ impl Store {
     }
 
     /// Writes a snapshot of `state` as of `last_zxid` (atomically: temp file, sync, rename)
-    /// and starts a new log segment. The state may lag the log (transactions written but not
-    /// yet applied): the new segment starts after the last transaction *written*, so no
-    /// segment is ever mistaken for older than a snapshot while it holds newer transactions.
+    /// and starts a new log segment: [`Store::begin_snapshot`] then [`SnapshotFile::write`].
     pub fn snapshot(&mut self, state: &KeeperState, last_zxid: i64) -> Result<PathBuf, StoreError> {
-        let path = self.dir.join(format!("snapshot.{:016x}", last_zxid as u64));
-        let tmp = self.dir.join(format!(".snapshot.{:016x}.tmp", last_zxid as u64));
-        let body = bincode::serde::encode_to_vec(state, config())
-            .map_err(|e| StoreError::Encode { zxid: last_zxid, reason: e.to_string() })?;
-        let mut f = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-        f.write_all(SNAPSHOT_MAGIC).map_err(io_err("cannot write", &tmp))?;
-        f.write_all(&crc32c::crc32c(&body).to_be_bytes()).map_err(io_err("cannot write", &tmp))?;
-        f.write_all(&body).map_err(io_err("cannot write", &tmp))?;
-        f.sync_all().map_err(io_err("cannot sync", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err("cannot rename", &tmp))?;
-        sync_dir(&self.dir)?;
+        self.begin_snapshot(last_zxid)?.write(state)
+    }
+
+    /// Starts a snapshot as of `last_zxid`: a new log segment begins now, after the last
+    /// transaction *written* (the state may lag the log, so no segment is ever mistaken for
+    /// older than a snapshot while it holds newer transactions). The file itself may then be
+    /// written later, on another thread, while appends go on; until it is, recovery uses the
+    /// previous snapshot and the segments after it, all still there (purge runs after).
+    pub fn begin_snapshot(&mut self, last_zxid: i64) -> Result<SnapshotFile, StoreError> {
         let (log, log_path) = Self::new_segment(&self.dir, self.last_appended.max(last_zxid) + 1)?;
         self.log = log;
         self.log_path = log_path;
         self.since_snapshot = 0;
-        Ok(path)
+        Ok(SnapshotFile { dir: self.dir.clone(), zxid: last_zxid })
     }
 
     /// Deletes all but the newest `retain` snapshots (at least 1) and the log segments that
@@ -254,6 +250,33 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+}
+
+/// A snapshot begun by [`Store::begin_snapshot`], to be written.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    dir: PathBuf,
+    zxid: i64,
+}
+
+impl SnapshotFile {
+    /// Writes `state` (which must be the state as of the snapshot's zxid) atomically: temp
+    /// file, sync, rename, sync the directory.
+    pub fn write(&self, state: &KeeperState) -> Result<PathBuf, StoreError> {
+        let zxid = self.zxid;
+        let path = self.dir.join(format!("snapshot.{:016x}", zxid as u64));
+        let tmp = self.dir.join(format!(".snapshot.{:016x}.tmp", zxid as u64));
+        let body = bincode::serde::encode_to_vec(state, config())
+            .map_err(|e| StoreError::Encode { zxid, reason: e.to_string() })?;
+        let mut f = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        f.write_all(SNAPSHOT_MAGIC).map_err(io_err("cannot write", &tmp))?;
+        f.write_all(&crc32c::crc32c(&body).to_be_bytes()).map_err(io_err("cannot write", &tmp))?;
+        f.write_all(&body).map_err(io_err("cannot write", &tmp))?;
+        f.sync_all().map_err(io_err("cannot sync", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("cannot rename", &tmp))?;
+        sync_dir(&self.dir)?;
+        Ok(path)
     }
 }
 
