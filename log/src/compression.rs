@@ -114,7 +114,12 @@ impl Compression {
                 out
             }
             Compression::Lz4 => {
-                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                // 64 KiB independent blocks, as Kafka's KafkaLZ4BlockOutputStream writes them
+                // (lz4_flex's `Auto` picked 4 MiB blocks for a 1 MiB batch: 4x slower).
+                let info = lz4_flex::frame::FrameInfo::new()
+                    .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                    .block_mode(lz4_flex::frame::BlockMode::Independent);
+                let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
                 let _ = e.write_all(data);
                 e.finish().unwrap_or_default()
             }
