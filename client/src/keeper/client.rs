@@ -88,14 +88,51 @@ struct Session {
     timeout: Duration,
 }
 
-/// The watches this client holds (server paths) and the highest zxid it has heard of.
+/// A kind of watch the client holds; each goes back to the server in its own `SetWatches`
+/// list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Left by `get` (or by `exists` on a node that existed).
+    Data,
+    /// Left by `exists` on a missing node.
+    Exist,
+    /// Left by `children`.
+    Child,
+    /// `addWatch(PERSISTENT)`.
+    Persistent,
+    /// `addWatch(PERSISTENT_RECURSIVE)`.
+    Recursive,
+}
+
+impl Held {
+    const ALL: [Held; 5] = [Held::Data, Held::Exist, Held::Child, Held::Persistent, Held::Recursive];
+
+    /// Its list in a `SetWatches`.
+    fn list(self, w: &mut WatchSet) -> &mut Vec<String> {
+        match self {
+            Held::Data => &mut w.data,
+            Held::Exist => &mut w.exist,
+            Held::Child => &mut w.child,
+            Held::Persistent => &mut w.persistent,
+            Held::Recursive => &mut w.persistent_recursive,
+        }
+    }
+
+    /// The one-shot kinds an event fires (and so removes), by the server's table.
+    fn fired_by(event: EventType) -> &'static [Held] {
+        match event {
+            EventType::NodeCreated | EventType::NodeDataChanged => &[Held::Data, Held::Exist],
+            EventType::NodeDeleted => &[Held::Data, Held::Exist, Held::Child],
+            EventType::NodeChildrenChanged => &[Held::Child],
+        }
+    }
+}
+
+/// The watches this client holds (server paths, by [`Held`] kind) and the highest zxid it
+/// has heard of.
 #[derive(Debug, Default)]
 struct Watches {
-    data: BTreeSet<String>,
-    exist: BTreeSet<String>,
-    child: BTreeSet<String>,
-    persistent: BTreeSet<String>,
-    recursive: BTreeSet<String>,
+    held: [BTreeSet<String>; 5],
     seen_zxid: i64,
 }
 
@@ -103,27 +140,28 @@ struct Watches {
 const SET_WATCHES_CHUNK_BYTES: usize = 32 * 1024;
 
 impl Watches {
+    fn of(&mut self, kind: Held) -> &mut BTreeSet<String> {
+        &mut self.held[kind as usize]
+    }
+
     fn saw(&mut self, zxid: i64) {
         self.seen_zxid = self.seen_zxid.max(zxid);
     }
 
-    /// A push arrived: a one-shot watch that fired is gone (the same table as the server's).
+    /// A reply served at `zxid` came back, having left the watch `left` (if any).
+    fn answered(&mut self, zxid: i64, left: Option<(Held, String)>) {
+        self.saw(zxid);
+        if let Some((kind, path)) = left {
+            self.of(kind).insert(path);
+        }
+    }
+
+    /// A push arrived: a one-shot watch that fired is gone.
     fn on_push(&mut self, push: &KeeperPush) {
         let KeeperPush::Watch { event, path, zxid } = push else { return };
         self.saw(*zxid);
-        match event {
-            EventType::NodeCreated | EventType::NodeDataChanged => {
-                self.data.remove(path);
-                self.exist.remove(path);
-            }
-            EventType::NodeDeleted => {
-                self.data.remove(path);
-                self.exist.remove(path);
-                self.child.remove(path);
-            }
-            EventType::NodeChildrenChanged => {
-                self.child.remove(path);
-            }
+        for kind in Held::fired_by(*event) {
+            self.of(*kind).remove(path);
         }
     }
 
@@ -131,23 +169,15 @@ impl Watches {
     fn to_resend(&self) -> Vec<WatchSet> {
         let mut sets = vec![WatchSet::default()];
         let mut bytes = 0;
-        type Field = fn(&mut WatchSet) -> &mut Vec<String>;
-        let kinds: [(&BTreeSet<String>, Field); 5] = [
-            (&self.data, |w| &mut w.data),
-            (&self.exist, |w| &mut w.exist),
-            (&self.child, |w| &mut w.child),
-            (&self.persistent, |w| &mut w.persistent),
-            (&self.recursive, |w| &mut w.persistent_recursive),
-        ];
-        for (paths, field) in kinds {
-            for path in paths {
+        for kind in Held::ALL {
+            for path in &self.held[kind as usize] {
                 if bytes + path.len() > SET_WATCHES_CHUNK_BYTES && bytes > 0 {
                     sets.push(WatchSet::default());
                     bytes = 0;
                 }
                 bytes += path.len() + 8;
                 if let Some(last) = sets.last_mut() {
-                    field(last).push(path.clone());
+                    kind.list(last).push(path.clone());
                 }
             }
         }
@@ -492,11 +522,7 @@ impl KeeperClient {
         let path = self.inner.connect.to_server(path);
         let r = self.read(GetData { path: path.clone(), watch }).await?;
         let d = self.checked(r).await?;
-        let mut w = lock(&self.inner.watches);
-        w.saw(d.zxid);
-        if watch {
-            w.data.insert(path);
-        }
+        lock(&self.inner.watches).answered(d.zxid, watch.then_some((Held::Data, path)));
         Ok((d.data, d.stat))
     }
 
@@ -505,11 +531,8 @@ impl KeeperClient {
         let path = self.inner.connect.to_server(path);
         let r = self.read(Exists { path: path.clone(), watch }).await?;
         let e = self.checked(r).await?;
-        let mut w = lock(&self.inner.watches);
-        w.saw(e.zxid);
-        if watch {
-            if e.stat.is_some() { &mut w.data } else { &mut w.exist }.insert(path);
-        }
+        let kind = if e.stat.is_some() { Held::Data } else { Held::Exist };
+        lock(&self.inner.watches).answered(e.zxid, watch.then_some((kind, path)));
         Ok(e.stat)
     }
 
@@ -518,11 +541,7 @@ impl KeeperClient {
         let path = self.inner.connect.to_server(path);
         let r = self.read(GetChildren { path: path.clone(), watch }).await?;
         let c = self.checked(r).await?;
-        let mut w = lock(&self.inner.watches);
-        w.saw(c.zxid);
-        if watch {
-            w.child.insert(path);
-        }
+        lock(&self.inner.watches).answered(c.zxid, watch.then_some((Held::Child, path)));
         Ok(c.children)
     }
 
@@ -532,9 +551,8 @@ impl KeeperClient {
         let path = self.inner.connect.to_server(path);
         let r = self.call(AddWatch { path: path.clone(), kind }).await?;
         let zxid = self.checked(r).await?;
-        let mut w = lock(&self.inner.watches);
-        w.saw(zxid);
-        if recursive { &mut w.recursive } else { &mut w.persistent }.insert(path);
+        let kind = if recursive { Held::Recursive } else { Held::Persistent };
+        lock(&self.inner.watches).answered(zxid, Some((kind, path)));
         Ok(())
     }
 
@@ -603,11 +621,11 @@ mod tests {
     fn fired_one_shot_watches_are_forgotten_and_the_rest_resent_in_bounded_pieces() {
         let mut w = Watches::default();
         for i in 0..3000 {
-            w.data.insert(format!("/data/{i:040}"));
+            w.of(Held::Data).insert(format!("/data/{i:040}"));
         }
-        w.exist.insert("/later".into());
-        w.child.insert("/kids".into());
-        w.recursive.insert("/tree".into());
+        w.of(Held::Exist).insert("/later".into());
+        w.of(Held::Child).insert("/kids".into());
+        w.of(Held::Recursive).insert("/tree".into());
         w.on_push(&KeeperPush::Watch { event: EventType::NodeCreated, path: "/later".into(), zxid: 9 });
         w.on_push(&KeeperPush::Watch { event: EventType::NodeCreated, path: "/tree/x".into(), zxid: 11 });
         w.on_push(&KeeperPush::Watch {
