@@ -49,10 +49,6 @@ pub struct KeeperSettings {
 
 type Reply<T> = oneshot::Sender<Result<T, KeeperError>>;
 
-enum ToWriter {
-    Append(Vec<Txn>),
-}
-
 /// The log writer said: the log is durable up to this zxid.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -124,7 +120,7 @@ pub struct Database {
     senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
     pending: VecDeque<Pending>,
     next_zxid: i64,
-    writer: std_mpsc::Sender<ToWriter>,
+    writer: std_mpsc::Sender<Txn>,
     epoch: Instant,
     latency: (f64, f64, u64, f64),
     failed: Option<String>,
@@ -191,7 +187,7 @@ impl Database {
         let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         let txn = Txn { zxid: self.next_zxid, time_ms, session, op };
         self.next_zxid += 1;
-        let _ = self.writer.send(ToWriter::Append(vec![txn.clone()]));
+        let _ = self.writer.send(txn.clone());
         self.pending.push_back(Pending { txn, reply, started: Instant::now() });
     }
 
@@ -308,7 +304,7 @@ impl Handler<WriterFailed> for Database {
 /// (ZooKeeper's "fuzzy" snapshot serialises the live tree while it changes instead.)
 fn log_writer(
     mut store: Store,
-    rx: std_mpsc::Receiver<ToWriter>,
+    rx: std_mpsc::Receiver<Txn>,
     db: Addr<Database>,
     retain: usize,
     shadow: KeeperState,
@@ -332,15 +328,9 @@ fn log_writer(
     let mut shadow = Some(shadow);
     let mut backlog: Vec<Txn> = Vec::new();
     while let Ok(first) = rx.recv() {
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        while let Some(ToWriter::Append(txns)) = next {
-            batch.extend(txns);
-            next = rx.try_recv().ok();
-        }
-        if batch.is_empty() {
-            continue;
-        }
+        // Group commit: everything queued since the last write goes in one fsync.
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
         let upto = batch.last().map(|t| t.zxid).unwrap_or_default();
         let started = Instant::now();
         if let Err(e) = store.append(&batch) {
