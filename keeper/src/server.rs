@@ -740,10 +740,7 @@ impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
         let replier = tokio::spawn(reply_in_order(inflight_rx, tx.clone()));
         let mut write_in_flight = false;
         while let Ok(Some(req)) = channel.next_request().await {
-            let is_write = matches!(
-                req.request,
-                KeeperRequest::Write(_) | KeeperRequest::Sync(_) | KeeperRequest::Close(_)
-            );
+            let is_write = req.request.is_write();
             if !is_write && write_in_flight {
                 let (done, drained) = oneshot::channel();
                 if inflight_tx.send(InFlight::Barrier(done)).await.is_err() || drained.await.is_err() {

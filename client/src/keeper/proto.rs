@@ -196,6 +196,15 @@ sluice_net::protocol! {
     }
 }
 
+impl KeeperRequest {
+    /// Whether the request goes through the transaction log (a write, `sync`, `close`)
+    /// rather than being answered from the server's applied state. A session's later reads
+    /// wait for its writes; in an ensemble, these are what a follower forwards.
+    pub fn is_write(&self) -> bool {
+        matches!(self, KeeperRequest::Write(_) | KeeperRequest::Sync(_) | KeeperRequest::Close(_))
+    }
+}
+
 /// Shorthand for a create op.
 pub fn create(path: impl Into<String>, data: impl Into<Vec<u8>>, mode: CreateMode) -> Op {
     Op::Create { path: path.into(), data: data.into(), mode }
