@@ -32,6 +32,9 @@ pub enum ErrorCode {
     NotEmpty = -111,
     /// The session has expired.
     SessionExpired = -112,
+    /// A write reached a server that cannot commit it: in ZooKeeper, a read-only server; here,
+    /// an ensemble member without a quorum.
+    NotReadOnly = -119,
 }
 
 impl ErrorCode {
@@ -130,6 +133,27 @@ pub enum KeeperError {
         /// What failed.
         what: String,
     },
+    /// The ensemble has no quorum (no leader, or the leader cannot reach a majority): the
+    /// write was not committed within the bound. It was either never proposed, or it is in
+    /// the log of a leader that lost its majority and commits only if that leader gets it
+    /// back. Retry once a majority of servers is up.
+    #[error("no quorum: {what}")]
+    NoQuorum {
+        /// What the server saw.
+        what: String,
+    },
+    /// The client has seen a newer state than this server has (it talked to a server further
+    /// ahead); it must try another server, or this one later, so it never goes back in time.
+    #[error(
+        "this server is behind the client (client has seen zxid 0x{client_zxid:x}, server is at \
+         0x{server_zxid:x}); try another server"
+    )]
+    Behind {
+        /// The newest zxid the client has seen.
+        client_zxid: i64,
+        /// The server's last applied zxid.
+        server_zxid: i64,
+    },
     /// The session id was never issued.
     #[error("unknown session 0x{session:x}")]
     UnknownSession {
@@ -157,6 +181,8 @@ impl KeeperError {
             KeeperError::UnknownSession { .. } => ErrorCode::UnknownSession,
             KeeperError::ConnectionLoss => ErrorCode::ConnectionLoss,
             KeeperError::SystemError { .. } => ErrorCode::SystemError,
+            KeeperError::NoQuorum { .. } => ErrorCode::NotReadOnly,
+            KeeperError::Behind { .. } => ErrorCode::ConnectionLoss,
         }
     }
 }

@@ -90,6 +90,50 @@ impl ServerCore {
         self.tracker.resume(now_ms, id, password)
     }
 
+    /// Starts tracking a session that a committed `CreateSession` made on another server of
+    /// the ensemble (it gets a full timeout from `now_ms`). No-op if already tracked.
+    pub fn track(&mut self, now_ms: u64, id: SessionId) {
+        if !self.tracker.contains(id) {
+            if let Some(s) = self.state.sessions.get(&id) {
+                self.tracker.restore(now_ms, id, s.timeout_ms, s.password);
+            }
+        }
+    }
+
+    /// Stops tracking a session whose `CreateSession` never committed.
+    pub fn forget(&mut self, id: SessionId) {
+        if !self.state.sessions.contains_key(&id) {
+            self.tracker.close(id);
+        }
+    }
+
+    /// A new leader takes over session expiry: every session in the replicated state gets a
+    /// full timeout from `now_ms` (as ZooKeeper's new leader does), including any this server
+    /// had dropped from its tracker while it was not deciding expiry.
+    pub fn renew_all(&mut self, now_ms: u64) {
+        for (id, s) in &self.state.sessions {
+            self.tracker.restore(now_ms, *id, s.timeout_ms, s.password);
+        }
+    }
+
+    /// Seeds session ids (see [`SessionTracker::start_ids_after`]).
+    pub fn start_ids_after(&mut self, counter: u64) {
+        self.tracker.start_ids_after(counter);
+    }
+
+    /// Replaces the replicated state wholesale (a follower installing the leader's snapshot).
+    /// Registered watches stay; sessions are tracked as the new state says.
+    pub fn install(&mut self, state: KeeperState, now_ms: u64) {
+        let gone: Vec<SessionId> =
+            self.state.sessions.keys().filter(|id| !state.sessions.contains_key(id)).copied().collect();
+        self.state = state;
+        for id in gone {
+            self.tracker.close(id);
+            self.watches.remove_watcher(&id);
+        }
+        self.renew_all(now_ms);
+    }
+
     /// Records that a session was heard from; `SessionExpired` if it is not live.
     pub fn touch(&mut self, now_ms: u64, id: SessionId) -> Result<(), KeeperError> {
         self.tracker.touch(now_ms, id)

@@ -110,6 +110,18 @@ impl SessionTracker {
             .insert(id, Session { id, timeout_ms, password, expires_at_ms: now_ms + u64::from(timeout_ms) });
     }
 
+    /// Makes new ids count on from `counter` at least (so a restarted server does not hand
+    /// out the ids of sessions it made before; the shell seeds it from the wall clock, as
+    /// ZooKeeper does).
+    pub fn start_ids_after(&mut self, counter: u64) {
+        self.next = self.next.max(counter & 0x00ff_ffff_ffff_ffff);
+    }
+
+    /// Whether a session is live here.
+    pub fn contains(&self, id: SessionId) -> bool {
+        self.sessions.contains_key(&id)
+    }
+
     /// Resumes a session on reconnection: the password must match and the session must be
     /// live. A resumed session is touched.
     pub fn resume(
