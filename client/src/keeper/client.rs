@@ -380,7 +380,8 @@ impl KeeperClient {
             .map_err(loss)?;
         let resume = lock(&inner.session).as_ref().map(|s| (s.id, s.password));
         let timeout_ms = inner.opts.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32;
-        let connected = caller.call(Connect { timeout_ms, resume }).await.map_err(loss)??;
+        let seen_zxid = lock(&inner.watches).seen_zxid;
+        let connected = caller.call(Connect { timeout_ms, resume, seen_zxid }).await.map_err(loss)??;
         if resume.is_some() {
             // Watches first, before any request of the application: the server may fire some
             // at once, and they must arrive before replies that reflect their changes.

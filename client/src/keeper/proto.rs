@@ -20,6 +20,9 @@ pub struct Connect {
     pub timeout_ms: u32,
     /// A session to resume: id and password.
     pub resume: Option<(u64, [u8; 16])>,
+    /// The newest zxid the client has seen; a server that has not applied it yet refuses
+    /// the connection ([`KeeperError::Behind`]) so the client never goes back in time.
+    pub seen_zxid: i64,
 }
 
 /// The session the server gave.
@@ -138,7 +141,7 @@ pub struct Status;
 /// What `Status` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerStatus {
-    /// `standalone` (later: `leader` / `follower`).
+    /// `standalone`, `leader`, `follower` or `candidate`.
     pub mode: String,
     /// zxid of the last transaction applied.
     pub last_zxid: i64,
@@ -154,6 +157,23 @@ pub struct ServerStatus {
     pub latency_ms: (f64, f64, f64),
     /// Software version.
     pub version: String,
+    /// The ensemble as this server sees it (`None` for a standalone server).
+    pub ensemble: Option<EnsembleStatus>,
+}
+
+/// One ensemble member's view of the ensemble.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnsembleStatus {
+    /// This server's id (`myid`).
+    pub my_id: u64,
+    /// The Raft term (ZooKeeper's epoch).
+    pub term: u64,
+    /// The leader this server follows (or is), if any.
+    pub leader: Option<u64>,
+    /// The last log index known committed (zxids are log indexes).
+    pub last_committed: i64,
+    /// The members: id and peer address.
+    pub members: Vec<(u64, String)>,
 }
 
 /// Pushed to a session.
