@@ -36,10 +36,11 @@ pub enum KeeperCommand {
         /// The configuration file it was started with.
         config: PathBuf,
     },
-    /// Show a server's mode, znode and session counts, outstanding requests and latency
-    /// (ZooKeeper's ruok / stat / mntr).
+    /// Show each server's mode (standalone / leader / follower), and in an ensemble its id,
+    /// term, leader, last committed zxid and the members; znode and session counts,
+    /// outstanding requests and latency (ZooKeeper's ruok / stat / mntr).
     Status {
-        /// The server, HOST:PORT.
+        /// The server, HOST:PORT, or several: HOST:PORT,HOST:PORT,...
         server: String,
         /// Client credentials.
         #[command(flatten)]
@@ -73,21 +74,52 @@ pub fn run(cmd: KeeperCommand) -> Result<()> {
         KeeperCommand::Status { server, tls } => {
             let tls = ClientTls::new(tls.load()?);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let s = rt.block_on(KeeperClient::status(&server, &tls))?;
-            println!("Mode: {}", s.mode);
-            println!("Zxid: 0x{:x}", s.last_zxid);
-            println!("Node count: {}", s.znodes);
-            println!("Sessions: {}", s.sessions);
-            println!("Watches: {}", s.watches);
-            println!("Outstanding: {}", s.outstanding);
-            println!(
-                "Latency min/avg/max: {:.3}/{:.3}/{:.3} ms",
-                s.latency_ms.0, s.latency_ms.1, s.latency_ms.2
-            );
-            println!("Version: {}", s.version);
+            let hosts: Vec<&str> = server.split(',').map(str::trim).filter(|h| !h.is_empty()).collect();
+            let mut failed = 0;
+            for (i, host) in hosts.iter().enumerate() {
+                if hosts.len() > 1 {
+                    if i > 0 {
+                        println!();
+                    }
+                    println!("Server: {host}");
+                }
+                match rt.block_on(KeeperClient::status(host, &tls)) {
+                    Ok(s) => print_status(&s),
+                    Err(e) if hosts.len() > 1 => {
+                        failed += 1;
+                        println!("Mode: unreachable ({e})");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if failed == hosts.len() {
+                return Err(anyhow!("no server of {server} answered"));
+            }
             Ok(())
         }
     }
+}
+
+fn print_status(s: &sluice_client::keeper::proto::ServerStatus) {
+    println!("Mode: {}", s.mode);
+    if let Some(e) = &s.ensemble {
+        println!("Server id: {}", e.my_id);
+        println!("Term: {}", e.term);
+        match e.leader {
+            Some(l) => println!("Leader: {l}"),
+            None => println!("Leader: none (no quorum: writes fail, reads may be stale)"),
+        }
+        println!("Last committed zxid: 0x{:x}", e.last_committed);
+        let members: Vec<String> = e.members.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
+        println!("Members: {}", members.join(", "));
+    }
+    println!("Zxid: 0x{:x}", s.last_zxid);
+    println!("Node count: {}", s.znodes);
+    println!("Sessions: {}", s.sessions);
+    println!("Watches: {}", s.watches);
+    println!("Outstanding: {}", s.outstanding);
+    println!("Latency min/avg/max: {:.3}/{:.3}/{:.3} ms", s.latency_ms.0, s.latency_ms.1, s.latency_ms.2);
+    println!("Version: {}", s.version);
 }
 
 fn start(config_path: &Path) -> Result<()> {

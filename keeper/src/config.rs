@@ -14,17 +14,31 @@
 //! | `tls.ca.file`, `tls.cert.file`, `tls.key.file` | (required) | the cluster CA, this server's certificate and key |
 //! | `metricsProvider.httpPort` | (none: no endpoint) | TCP port of the Prometheus `/metrics` endpoint; 0 picks a free one |
 //! | `metricsProvider.httpHost` | 0.0.0.0 | address of that endpoint |
+//! | `server.N` | (none: standalone) | `host:peerPort` of ensemble member N (1-255); `dataDir/myid` holds this server's N |
+//! | `initLimit` | 10 | ticks a member may take to install a snapshot from the leader |
+//! | `syncLimit` | 5 | ticks a write waits for a quorum before failing with "no quorum" (never more than the session timeout) |
+//! | `raft.heartbeatMs` | 100 | ms between the leader's heartbeats |
+//! | `raft.electionTimeoutMs` | 600 | ms without a leader before a follower stands (randomised in [t, 2t)) |
+//! | `ensemble.allowTwoServers` | false | allow a 2-server ensemble (it survives no failure) |
+//!
+//! ZooKeeper's `initLimit` / `syncLimit` bound how long a follower may take to sync and how
+//! far it may lag; with Raft the leader's heartbeats and the election timeout decide
+//! liveness, so the two keys keep their "ticks" unit for what remains: snapshot transfer and
+//! the bound on a write without a quorum.
 //!
 //! Unknown keys, bad values and missing required keys stop start-up with the file, the line
-//! and the reason. `server.N` lines (ensembles) arrive with the ensemble.
+//! and the reason.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sluice_config::properties::{self, Entry, PropertiesError};
 use sluice_keeper_core::SessionConfig;
 use sluice_net::TlsFiles;
 
+use crate::ensemble::EnsembleSettings;
 use crate::server::KeeperSettings;
 
 /// Keys this file may hold.
@@ -43,6 +57,11 @@ pub const KEYS: &[&str] = &[
     "tls.key.file",
     "metricsProvider.httpPort",
     "metricsProvider.httpHost",
+    "initLimit",
+    "syncLimit",
+    "raft.heartbeatMs",
+    "raft.electionTimeoutMs",
+    "ensemble.allowTwoServers",
 ];
 
 /// A keeper's whole configuration.
@@ -56,6 +75,8 @@ pub struct KeeperConfig {
     pub tls: TlsFiles,
     /// Where to serve Prometheus metrics (`metricsProvider.httpPort`, ZooKeeper's key).
     pub metrics: Option<SocketAddr>,
+    /// The ensemble (`server.N` lines), or `None` for a standalone server.
+    pub ensemble: Option<EnsembleSettings>,
 }
 
 /// What is wrong with a keeper configuration.
@@ -88,6 +109,14 @@ pub enum ConfigError {
         /// What to put there.
         hint: &'static str,
     },
+    /// The ensemble is not one this server can join.
+    #[error("{path}: {reason}")]
+    Ensemble {
+        /// The file (configuration or `myid`).
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
 }
 
 impl KeeperConfig {
@@ -102,10 +131,9 @@ impl KeeperConfig {
     /// (which are taken from the current directory, as ZooKeeper does).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let entries = properties::parse(text, path)?;
-        if let Some(e) = entries.iter().find(|e| e.key.starts_with("server.")) {
-            return Err(invalid(path, e, "ensembles (server.N lines) are not supported by this build yet; remove the line to run standalone"));
-        }
-        if let Some(e) = entries.iter().find(|e| !KEYS.contains(&e.key.as_str())) {
+        if let Some(e) =
+            entries.iter().find(|e| !KEYS.contains(&e.key.as_str()) && !e.key.starts_with("server."))
+        {
             return Err(PropertiesError::UnknownKey {
                 path: path.into(),
                 line: e.line,
@@ -174,13 +202,113 @@ impl KeeperConfig {
         let snap_count = num("snapCount", 100_000, 2)? as usize;
         let snap_retain_count = num("autopurge.snapRetainCount", 3, 3)? as usize;
         num("autopurge.purgeInterval", 0, 0)?;
+        let mut servers = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.key.starts_with("server.")) {
+            let n = e.key["server.".len()..]
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=255).contains(n))
+                .ok_or_else(|| invalid(path, e, "the N of server.N must be a number from 1 to 255"))?;
+            split_host_port(&e.value).map_err(|why| invalid(path, e, &why))?;
+            if servers.insert(n, e.value.clone()).is_some() {
+                return Err(invalid(path, e, "a second line for the same server"));
+            }
+        }
+        let ensemble = if servers.is_empty() {
+            None
+        } else {
+            let myid_path = data_dir.join("myid");
+            let text = std::fs::read_to_string(&myid_path).map_err(|e| ConfigError::Ensemble {
+                path: myid_path.clone(),
+                reason: format!(
+                    "cannot read it ({e}): an ensemble member keeps its id there; write this server's N \
+                     (of its server.N line) into it"
+                ),
+            })?;
+            let my_id = text.trim().parse::<u64>().map_err(|_| ConfigError::Ensemble {
+                path: myid_path.clone(),
+                reason: format!(
+                    "holds {:?}; it must hold this server's id, a number from 1 to 255",
+                    text.trim()
+                ),
+            })?;
+            let ids = servers.keys().map(u64::to_string).collect::<Vec<_>>().join(", ");
+            if !servers.contains_key(&my_id) {
+                return Err(ConfigError::Ensemble {
+                    path: path.into(),
+                    reason: format!(
+                        "{} says this is server {my_id}, but there is no server.{my_id} line (servers: {ids})",
+                        myid_path.display()
+                    ),
+                });
+            }
+            let allow_two = match get("ensemble.allowTwoServers") {
+                None => false,
+                Some(e) => match e.value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid(path, e, "must be true or false")),
+                },
+            };
+            if servers.len() == 2 && !allow_two {
+                return Err(ConfigError::Ensemble {
+                    path: path.into(),
+                    reason: format!(
+                        "an ensemble of 2 servers ({ids}) needs both up to write and so survives no failure; \
+                         list 3 servers (or 5), or set ensemble.allowTwoServers=true if you mean it"
+                    ),
+                });
+            }
+            let heartbeat_ms = num("raft.heartbeatMs", 100, 10)?;
+            let election_timeout_ms = num("raft.electionTimeoutMs", 600, 1)?;
+            if election_timeout_ms < heartbeat_ms * 3 {
+                let e = get("raft.electionTimeoutMs").or_else(|| get("raft.heartbeatMs"));
+                if let Some(e) = e {
+                    return Err(invalid(
+                        path,
+                        e,
+                        "raft.electionTimeoutMs must be at least 3 × raft.heartbeatMs",
+                    ));
+                }
+            }
+            let init_limit = num("initLimit", 10, 1)?;
+            let sync_limit = num("syncLimit", 5, 1)?;
+            Some(EnsembleSettings {
+                my_id,
+                members: servers,
+                heartbeat_ms,
+                election_timeout_ms,
+                write_timeout: Duration::from_millis(sync_limit * tick),
+                install_timeout: Duration::from_millis(init_limit * tick),
+            })
+        };
         Ok(KeeperConfig {
             settings: KeeperSettings { data_dir, sessions, snap_count, snap_retain_count },
             listen: SocketAddr::new(ip, port),
             tls,
             metrics,
+            ensemble,
         })
     }
+}
+
+/// Splits `host:port` (port 1-65535).
+fn split_host_port(value: &str) -> Result<(&str, u16), String> {
+    let bad = || format!("must be host:peerPort, e.g. k1:2888 (got {value:?})");
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+        return Err(bad());
+    }
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+/// Where a member listens for its peers: the IP of its `server.N` line, or every address
+/// when the line names a host.
+pub fn listen_addr(peer: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(peer)?;
+    let ip = host.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    Ok(SocketAddr::new(ip, port))
 }
 
 fn invalid(path: &Path, e: &Entry, reason: &str) -> ConfigError {
@@ -245,7 +373,12 @@ metricsProvider.httpPort=7000
             ),
             ("autopurge.snapRetainCount=1\n", "must be at least 3"),
             ("tickTim=2000\n", "k.cfg:1: unknown key \"tickTim\""),
-            ("server.1=k1:2888\n", "ensembles"),
+            ("server.1=k1\n", "k.cfg:1: server.1=k1: must be host:peerPort"),
+            (
+                "server.0=k1:2888\n",
+                "k.cfg:1: server.0=k1:2888: the N of server.N must be a number from 1 to 255",
+            ),
+            ("server.1=k1:2888\n", "/d/myid: cannot read it"),
         ];
         for (text, want) in cases {
             let err =

@@ -4,5 +4,6 @@
 //! - [`config`]: the configuration file (zoo.cfg's keys).
 //! - [`server`]: the database and session actors and the `sluice-keeper/1` service.
 pub mod config;
+pub mod ensemble;
 pub mod server;
 pub mod store;

@@ -15,15 +15,15 @@
 //! that reflects the change" hold. (Per-path watcher actors would put a mailbox hop between
 //! the change and the event, and nothing would order that hop against read replies.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use sluice_client::keeper::proto::{
-    Children, Connect, Connected, Existence, KeeperProtocol, KeeperPush, KeeperRequest, KeeperResponse,
-    NodeData, ServerStatus,
+    Children, Connect, Connected, EnsembleStatus, Existence, KeeperProtocol, KeeperPush, KeeperRequest,
+    KeeperResponse, NodeData, ServerStatus,
 };
 use sluice_keeper_core::{
     KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig, Txn, WatchEvent,
@@ -32,6 +32,8 @@ use sluice_net::{ChannelSender, Peer, ServerChannel};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use crate::ensemble::state_machine::SmEvent;
+use crate::ensemble::{Ensemble, Proposal};
 use crate::store::{Recovered, SnapshotFile, Store, StoreError};
 
 /// Settings of one keeper server (the zoo.cfg keys).
@@ -114,9 +116,24 @@ struct Pending {
     started: Instant,
 }
 
+/// Something to do once this server has applied the log up to an index.
+type AfterApply = Box<dyn FnOnce(&mut Database)>;
+
 /// The database actor: the shell around [`ServerCore`] that owns the I/O.
 pub struct Database {
     core: ServerCore,
+    /// In an ensemble: the Raft side. `None`: standalone, with its own log writer.
+    ensemble: Option<Ensemble>,
+    /// In an ensemble: the last log index applied here (every read is served at it).
+    applied_index: u64,
+    /// In an ensemble: replies waiting for this server to apply their write.
+    waiters: BTreeMap<u64, Vec<AfterApply>>,
+    /// In an ensemble: sessions heard from since the leader was last told.
+    touched: HashSet<u64>,
+    /// In an ensemble: whether this server leads (and so decides session expiry).
+    leading: bool,
+    /// In an ensemble: how long a write waits for a quorum.
+    write_timeout: Duration,
     senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
     pending: VecDeque<Pending>,
     next_zxid: i64,
@@ -145,6 +162,12 @@ impl Database {
         let (tx, rx) = std_mpsc::channel();
         let db = Database {
             core: ServerCore::recover(recovered.state.clone(), settings.sessions, 1, 0),
+            ensemble: None,
+            applied_index: 0,
+            waiters: BTreeMap::new(),
+            touched: HashSet::new(),
+            leading: false,
+            write_timeout: Duration::ZERO,
             senders: HashMap::new(),
             pending: VecDeque::new(),
             next_zxid: recovered.last_zxid + 1,
@@ -172,11 +195,179 @@ impl Database {
         Ok((addr, recovered))
     }
 
+    /// Starts the database actor of an ensemble member from `state` (the state machine's
+    /// snapshot, at log index `index`). Committed entries arrive through `events`; the
+    /// [`Ensemble`] handle is attached once the Raft node runs. Must run inside an actix
+    /// system.
+    pub fn start_member(
+        settings: &KeeperSettings,
+        my_id: u64,
+        state: KeeperState,
+        index: u64,
+        write_timeout: Duration,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<SmEvent>,
+    ) -> Addr<Database> {
+        let epoch = Instant::now();
+        let (tx, _) = std_mpsc::channel();
+        let mut core = ServerCore::recover(state, settings.sessions, my_id as u8, 0);
+        // As ZooKeeper: ids count on from the clock, so a restarted member never reissues one.
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        core.start_ids_after(wall << 8);
+        let db = Database {
+            core,
+            ensemble: None,
+            applied_index: index,
+            waiters: BTreeMap::new(),
+            touched: HashSet::new(),
+            leading: false,
+            write_timeout,
+            senders: HashMap::new(),
+            pending: VecDeque::new(),
+            next_zxid: 0,
+            writer: tx,
+            epoch,
+            latency: (f64::MAX, 0.0, 0, 0.0),
+            failed: None,
+            metrics: Metrics::new(),
+        };
+        let tick = Duration::from_millis(u64::from(settings.sessions.tick_ms.max(10)) / 2);
+        let addr = Database::create(move |ctx| {
+            ctx.run_interval(tick, |db, ctx| db.expire_sessions(ctx));
+            db
+        });
+        let to = addr.clone();
+        actix::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if to.send(Apply(ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn submit(&mut self, session: u64, op: Op, reply: Option<Reply<OpResult>>) {
+    /// The zxid reads are served at.
+    fn served_zxid(&self) -> i64 {
+        match self.ensemble {
+            Some(_) => self.applied_index as i64,
+            None => self.core.state().tree.last_zxid(),
+        }
+    }
+
+    /// Runs `f` once the log is applied here up to `index` (now, if it already is).
+    fn when_applied(&mut self, index: u64, f: AfterApply) {
+        if self.applied_index >= index {
+            f(self);
+        } else {
+            self.waiters.entry(index).or_default().push(f);
+        }
+    }
+
+    fn release_waiters(&mut self) {
+        let later = self.waiters.split_off(&(self.applied_index + 1));
+        let ready = std::mem::replace(&mut self.waiters, later);
+        for f in ready.into_values().flatten() {
+            f(self);
+        }
+    }
+
+    /// How long a session's write may wait for a quorum: the write timeout, and never more
+    /// than the session's own timeout.
+    fn deadline_for(&self, session: u64) -> tokio::time::Instant {
+        let own = self
+            .core
+            .state()
+            .sessions
+            .get(&session)
+            .map(|s| Duration::from_millis(u64::from(s.timeout_ms)))
+            .unwrap_or(self.write_timeout);
+        tokio::time::Instant::now() + self.write_timeout.min(own)
+    }
+
+    /// Commits a write through the ensemble; the reply goes once this server has applied it.
+    fn propose(
+        &mut self,
+        ctx: &mut Context<Self>,
+        ensemble: Ensemble,
+        session: u64,
+        op: Op,
+        reply: Option<Reply<OpResult>>,
+    ) {
+        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let deadline = self.deadline_for(session);
+        let started = Instant::now();
+        let p = Proposal { session, time_ms, op };
+        let fut = actix::fut::wrap_future::<_, Self>(async move { ensemble.propose(p, deadline).await });
+        ctx.spawn(fut.map(move |res, db, _| match res {
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+            }
+            Ok((index, result)) => db.when_applied(
+                index,
+                Box::new(move |db: &mut Database| {
+                    db.record_latency(started, reply.is_some());
+                    if let Some(r) = reply {
+                        let _ = r.send(result);
+                    }
+                }),
+            ),
+        }));
+    }
+
+    fn record_latency(&mut self, started: Instant, client_write: bool) {
+        let took = started.elapsed().as_secs_f64();
+        if client_write {
+            self.metrics.writes.increment(1);
+            self.metrics.write_latency.record(took);
+        }
+        let ms = took * 1000.0;
+        let (min, max, n, sum) = &mut self.latency;
+        *min = min.min(ms);
+        *max = max.max(ms);
+        *n += 1;
+        *sum += ms;
+    }
+
+    /// Applies what the ensemble committed, in log order.
+    fn apply_committed(&mut self, event: SmEvent) {
+        let now = self.now_ms();
+        match event {
+            SmEvent::Committed(batch) => {
+                for (index, txn) in batch {
+                    self.applied_index = index;
+                    let Some(txn) = txn else { continue };
+                    let created = matches!(txn.op, Op::CreateSession { .. }).then_some(txn.session);
+                    let outcome = self.core.apply(&txn);
+                    if let Some(id) = created {
+                        self.core.track(now, id);
+                    }
+                    self.deliver(outcome.events, txn.zxid);
+                    if let Some(session) = outcome.ended {
+                        if let Some((_, tx)) = self.senders.remove(&session) {
+                            let _ = tx.try_push(KeeperPush::SessionExpired);
+                        }
+                    }
+                }
+            }
+            SmEvent::Installed { state, index } => {
+                self.core.install(*state, now);
+                self.applied_index = index;
+            }
+        }
+        self.release_waiters();
+        self.sample_gauges();
+    }
+
+    fn submit(&mut self, ctx: &mut Context<Self>, session: u64, op: Op, reply: Option<Reply<OpResult>>) {
+        if let Some(ensemble) = self.ensemble.clone() {
+            return self.propose(ctx, ensemble, session, op, reply);
+        }
         if let Some(why) = &self.failed {
             if let Some(r) = reply {
                 let _ =
@@ -201,17 +392,7 @@ impl Database {
                     let _ = tx.try_push(KeeperPush::SessionExpired);
                 }
             }
-            let took = p.started.elapsed().as_secs_f64();
-            if p.reply.is_some() {
-                self.metrics.writes.increment(1);
-                self.metrics.write_latency.record(took);
-            }
-            let ms = took * 1000.0;
-            let (min, max, n, sum) = &mut self.latency;
-            *min = min.min(ms);
-            *max = max.max(ms);
-            *n += 1;
-            *sum += ms;
+            self.record_latency(p.started, p.reply.is_some());
             if let Some(r) = p.reply {
                 let _ = r.send(outcome.result);
             }
@@ -244,12 +425,23 @@ impl Database {
         m.last_zxid.set(self.core.state().tree.last_zxid() as f64);
     }
 
-    fn expire_sessions(&mut self, _ctx: &mut Context<Self>) {
+    fn expire_sessions(&mut self, ctx: &mut Context<Self>) {
         self.sample_gauges();
         let now = self.now_ms();
+        if let Some(ensemble) = &self.ensemble {
+            // Only the leader decides expiry; the others tell it whom they heard from.
+            if !self.leading {
+                if !self.touched.is_empty() {
+                    let sessions: Vec<u64> = self.touched.drain().collect();
+                    let ensemble = ensemble.clone();
+                    actix::spawn(async move { ensemble.touch(sessions).await });
+                }
+                return;
+            }
+        }
         for session in self.core.expired(now) {
             info!(session = format_args!("0x{session:x}"), "session expired");
-            self.submit(session, Op::CloseSession, None);
+            self.submit(ctx, session, Op::CloseSession, None);
         }
     }
 }
@@ -275,6 +467,84 @@ impl Handler<Durable> for Database {
     fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
         self.apply_durable(msg.upto);
         self.sample_gauges();
+    }
+}
+
+/// Entries the ensemble committed (or a snapshot it installed), in log order.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Apply(SmEvent);
+
+impl Handler<Apply> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Apply, _: &mut Context<Self>) {
+        self.apply_committed(msg.0);
+    }
+}
+
+/// The Raft node runs: writes go through it from now on.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub Ensemble);
+
+impl Handler<Attach> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        self.ensemble = Some(msg.0);
+    }
+}
+
+/// This member started or stopped leading.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Leading(pub bool);
+
+impl Handler<Leading> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Leading, _: &mut Context<Self>) {
+        if msg.0 && !self.leading {
+            // A new leader gives every session a full timeout before it expires any.
+            let now = self.now_ms();
+            self.core.renew_all(now);
+            info!(sessions = self.core.session_count(), "leading: deciding session expiry from now on");
+        }
+        self.leading = msg.0;
+        let state = if msg.0 { "leader" } else { "follower" };
+        metrics::gauge!("sluice_keeper_server_state", "state" => "leader").set(if msg.0 { 1.0 } else { 0.0 });
+        metrics::gauge!("sluice_keeper_server_state", "state" => "follower").set(if msg.0 {
+            0.0
+        } else {
+            1.0
+        });
+        debug!(state, "role changed");
+    }
+}
+
+/// Another member heard from these sessions (this member leads).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Touched(pub Vec<u64>);
+
+impl Handler<Touched> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Touched, _: &mut Context<Self>) {
+        let now = self.now_ms();
+        for id in msg.0 {
+            let _ = self.core.touch(now, id);
+        }
+    }
+}
+
+/// A session whose `CreateSession` did not commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Forget(u64);
+
+impl Handler<Forget> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        self.core.forget(msg.0);
+        self.senders.remove(&msg.0);
     }
 }
 
@@ -402,10 +672,18 @@ pub struct OpenSession {
 
 impl Handler<OpenSession> for Database {
     type Result = ResponseFuture<Result<Connected, KeeperError>>;
-    fn handle(&mut self, msg: OpenSession, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: OpenSession, ctx: &mut Context<Self>) -> Self::Result {
         let now = self.now_ms();
+        let served = self.served_zxid();
+        if msg.connect.seen_zxid > served {
+            let behind = KeeperError::Behind { client_zxid: msg.connect.seen_zxid, server_zxid: served };
+            return Box::pin(async move { Err(behind) });
+        }
         match msg.connect.resume {
             Some((id, password)) => {
+                if self.ensemble.is_some() {
+                    self.touched.insert(id);
+                }
                 let result = self.core.resume_session(now, id, &password).map(|s| {
                     self.senders.insert(id, (msg.connection, msg.sender));
                     Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms }
@@ -417,14 +695,21 @@ impl Handler<OpenSession> for Database {
                 self.senders.insert(s.id, (msg.connection, msg.sender));
                 let (tx, rx) = oneshot::channel();
                 self.submit(
+                    ctx,
                     s.id,
                     Op::CreateSession { timeout_ms: s.timeout_ms, password: s.password },
                     Some(tx),
                 );
                 let connected = Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms };
+                let me = ctx.address();
                 Box::pin(async move {
-                    rx.await.map_err(|_| KeeperError::ConnectionLoss)??;
-                    Ok(connected)
+                    match rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r) {
+                        Ok(_) => Ok(connected),
+                        Err(e) => {
+                            me.do_send(Forget(connected.session));
+                            Err(e)
+                        }
+                    }
                 })
             }
         }
@@ -443,7 +728,7 @@ pub struct SessionRequest {
 
 impl Handler<SessionRequest> for Database {
     type Result = ResponseFuture<KeeperResponse>;
-    fn handle(&mut self, msg: SessionRequest, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: SessionRequest, ctx: &mut Context<Self>) -> Self::Result {
         use KeeperRequest as Q;
         use KeeperResponse as A;
         let session = msg.session;
@@ -471,8 +756,11 @@ impl Handler<SessionRequest> for Database {
         if matches!(msg.request, Q::GetData(_) | Q::Exists(_) | Q::GetChildren(_)) {
             self.metrics.reads.increment(1);
         }
+        if self.ensemble.is_some() {
+            self.touched.insert(session);
+        }
         // Reads answer from the applied state; they say how far it goes.
-        let zxid = self.core.state().tree.last_zxid();
+        let zxid = self.served_zxid();
         let core = &mut self.core;
         match msg.request {
             Q::Ping(_) => answer(A::Ping(Ok(zxid))),
@@ -509,12 +797,36 @@ impl Handler<SessionRequest> for Database {
                 );
                 answer(A::SetWatches(Ok(zxid)))
             }
+            Q::Sync(_) if self.ensemble.is_some() => {
+                // The leader's read index covers every write committed before this request;
+                // once this server has applied it, the session's next read sees them all.
+                let (tx, rx) = oneshot::channel();
+                let deadline = self.deadline_for(session);
+                if let Some(ensemble) = self.ensemble.clone() {
+                    let fut =
+                        actix::fut::wrap_future::<_, Self>(
+                            async move { ensemble.read_index(deadline).await },
+                        );
+                    ctx.spawn(fut.map(move |res, db, _| match res {
+                        Ok(index) => db.when_applied(
+                            index,
+                            Box::new(move |_: &mut Database| {
+                                let _ = tx.send(Ok(index as i64));
+                            }),
+                        ),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }));
+                }
+                Box::pin(async move { A::Sync(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss))) })
+            }
             Q::Sync(_) => {
                 // Every write acknowledged before this request has been applied; a write
                 // still waiting for its fsync is not acknowledged yet, so wait for it too.
                 let (tx, rx) = oneshot::channel();
                 let synced = self.next_zxid;
-                self.submit(session, Op::Check { path: "/".into(), version: -1 }, Some(tx));
+                self.submit(ctx, session, Op::Check { path: "/".into(), version: -1 }, Some(tx));
                 Box::pin(async move {
                     A::Sync(rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r.map(|_| synced)))
                 })
@@ -526,12 +838,12 @@ impl Handler<SessionRequest> for Database {
                     })));
                 }
                 let (tx, rx) = oneshot::channel();
-                self.submit(session, w.0, Some(tx));
+                self.submit(ctx, session, w.0, Some(tx));
                 Box::pin(async move { A::Write(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss))) })
             }
             Q::Close(_) => {
                 let (tx, rx) = oneshot::channel();
-                self.submit(session, Op::CloseSession, Some(tx));
+                self.submit(ctx, session, Op::CloseSession, Some(tx));
                 Box::pin(
                     async move { A::Close(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss)).map(|_| ())) },
                 )
@@ -578,9 +890,27 @@ impl Handler<GetStatus> for Database {
 impl Database {
     fn status(&self) -> ServerStatus {
         let (min, max, n, sum) = self.latency;
+        let (mode, ensemble) = match &self.ensemble {
+            None => ("standalone".to_string(), None),
+            Some(e) => {
+                let (role, term, leader, committed) = e.view();
+                let members = e.members().iter().map(|(id, addr)| (*id, addr.clone())).collect();
+                (
+                    role,
+                    Some(EnsembleStatus {
+                        my_id: e.my_id,
+                        term,
+                        leader,
+                        last_committed: committed as i64,
+                        members,
+                    }),
+                )
+            }
+        };
         ServerStatus {
-            mode: "standalone".into(),
-            last_zxid: self.core.state().tree.last_zxid(),
+            mode,
+            ensemble,
+            last_zxid: self.served_zxid(),
             znodes: self.core.state().tree.node_count(),
             sessions: self.core.session_count(),
             watches: self.core.watch_count(),
@@ -696,6 +1026,7 @@ impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
             Ok(s) => s,
             Err(_) => ServerStatus {
                 mode: "stopping".into(),
+                ensemble: None,
                 last_zxid: 0,
                 znodes: 0,
                 sessions: 0,
@@ -801,6 +1132,9 @@ pub async fn run(
     on_listening: impl FnOnce(std::net::SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    if let Some(ensemble) = &config.ensemble {
+        return run_member(config, ensemble, identity, on_listening, shutdown).await;
+    }
     let (db, recovered) = Database::start(&config.settings)?;
     info!(
         last_zxid = recovered.last_zxid,
@@ -818,6 +1152,109 @@ pub async fn run(
     Ok(())
 }
 
+/// Runs one ensemble member until `shutdown` completes: opens the Raft log and state
+/// machine in `dataDir/raft`, starts the Raft node, its peer port and the client port.
+async fn run_member(
+    config: &crate::config::KeeperConfig,
+    ens: &crate::ensemble::EnsembleSettings,
+    identity: &sluice_net::TlsIdentity,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    use crate::ensemble::log_store::LogStore;
+    use crate::ensemble::peer::{PeerNetwork, PeerProtocol, PeerService};
+    use crate::ensemble::state_machine::StateMachine;
+    use std::sync::Arc;
+
+    let dir = config.settings.data_dir.join("raft");
+    let log = LogStore::open(&dir).map_err(|e| RunError::Ensemble(e.to_string()))?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink: crate::ensemble::state_machine::Sink = Arc::new(move |ev| {
+        let _ = events_tx.send(ev);
+    });
+    let (sm, state, index) =
+        StateMachine::open(&dir, sink, config.settings.snap_retain_count).map_err(RunError::Ensemble)?;
+    info!(
+        my_id = ens.my_id,
+        snapshot_index = index,
+        znodes = state.tree.node_count(),
+        sessions = state.sessions.len(),
+        "ensemble member recovering"
+    );
+    let db = Database::start_member(&config.settings, ens.my_id, state, index, ens.write_timeout, events_rx);
+    let raft_config = ens.raft_config(config.settings.snap_count as u64).map_err(RunError::Ensemble)?;
+    let peer_opts = sluice_net::ClientOptions {
+        connect_timeout: Duration::from_millis(ens.heartbeat_ms.max(200)),
+        request_timeout: ens.install_timeout.max(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let peers = Arc::new(sluice_net::Client::<PeerProtocol>::new(
+        &sluice_net::ClientTls::new(identity.clone()),
+        peer_opts,
+    )?);
+    let raft =
+        openraft::Raft::new(ens.my_id, Arc::new(raft_config), PeerNetwork::new(peers.clone()), log, sm)
+            .await
+            .map_err(|e| RunError::Ensemble(format!("cannot start the raft node: {e}")))?;
+    let ensemble = Ensemble::new(ens.my_id, raft.clone(), peers, ens.members.clone());
+    // Every member bootstraps with the same membership; openraft makes that safe, and a
+    // member that already has a log ignores it.
+    if !raft.is_initialized().await.unwrap_or(true) {
+        if let Err(e) = raft.initialize(ensemble.initial_members()).await {
+            debug!(error = %e, "initialize: already formed");
+        }
+    }
+    let touch_db = db.clone();
+    let service = PeerService::new(
+        raft.clone(),
+        Arc::new(move |sessions| touch_db.do_send(Touched(sessions))),
+        ens.write_timeout,
+    );
+    let my_peer = ens.members.get(&ens.my_id).cloned().unwrap_or_default();
+    let peer_listen = crate::config::listen_addr(&my_peer).map_err(RunError::Ensemble)?;
+    let opts = sluice_net::ServerOptions { name: "keeper-peer".into(), ..Default::default() };
+    let peer_server = sluice_net::Server::<PeerProtocol>::bind(peer_listen, identity, opts)?;
+    db.do_send(Attach(ensemble.clone()));
+    // Role changes reach the database (it decides expiry while it leads).
+    let (role_db, mut metrics) = (db.clone(), raft.metrics());
+    let my_id = ens.my_id;
+    actix::spawn(async move {
+        let mut was = None;
+        loop {
+            let leading = {
+                let m = metrics.borrow_and_update();
+                m.state == openraft::ServerState::Leader && m.current_leader == Some(my_id)
+            };
+            if was != Some(leading) {
+                was = Some(leading);
+                role_db.do_send(Leading(leading));
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let opts = sluice_net::ServerOptions { name: "keeper".into(), ..Default::default() };
+    let server = sluice_net::Server::<KeeperProtocol>::bind(config.listen, identity, opts)?;
+    let addr = server.local_addr().map_err(|source| RunError::Listen(source.to_string()))?;
+    info!(%addr, peer = %peer_listen, members = ens.members.len(), "ensemble member listening");
+    on_listening(addr);
+    let (stop_peers, peers_stopped) = oneshot::channel::<()>();
+    let peer_task = tokio::spawn(async move {
+        peer_server
+            .serve(std::sync::Arc::new(sluice_net::Typed(service)), async move {
+                let _ = peers_stopped.await;
+            })
+            .await
+    });
+    server.serve(std::sync::Arc::new(sluice_net::Typed(KeeperService::new(db))), shutdown).await;
+    let _ = raft.shutdown().await;
+    let _ = stop_peers.send(());
+    let _ = peer_task.await;
+    Ok(())
+}
+
 /// Why the keeper could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -830,4 +1267,10 @@ pub enum RunError {
     /// The listener's address could not be read.
     #[error("listener: {0}")]
     Listen(String),
+    /// The ensemble side could not start.
+    #[error("ensemble: {0}")]
+    Ensemble(String),
+    /// The peer client could not be made.
+    #[error(transparent)]
+    Connect(#[from] sluice_net::ConnectError),
 }

@@ -1,0 +1,341 @@
+//! The keeper ensemble: the keeper's transactions replicated by Raft (openraft) over
+//! `sluice-peer/1` links.
+//!
+//! - The log ([`log_store`]) and snapshots ([`state_machine`]) live in `dataDir/raft`.
+//! - The state machine is the standalone keeper's [`sluice_keeper_core::KeeperState`]; a
+//!   transaction's zxid is its Raft log index, so zxids only grow, across leaders too.
+//! - Any member takes clients. Writes (and `sync`) go to the leader ([`Ensemble::propose`],
+//!   [`Ensemble::read_index`]): the leader proposes them itself, any other member forwards
+//!   them. The reply waits until the *connected* member has applied the write, so the
+//!   client's next read there sees it. Reads are answered by the connected member.
+//! - Sessions: the member a client is connected to records that it heard from it and tells
+//!   the leader every half tick ([`Ensemble::touch`]); the leader decides expiry and commits
+//!   it as a `CloseSession` transaction.
+//! - Without a quorum, a write fails within `syncLimit × tickTime` (and never later than the
+//!   session timeout) with [`KeeperError::NoQuorum`].
+
+pub mod log_store;
+pub mod peer;
+pub mod state_machine;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, ServerState};
+use serde::{Deserialize, Serialize};
+use sluice_keeper_core::{KeeperError, Op, OpResult};
+use sluice_net::{Client, RpcError};
+use tokio::time::Instant;
+
+use peer::{PeerProtocol, Propose, ReadIndex, Refusal, Touch};
+
+/// A write as the log carries it; the zxid is the entry's index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The session it belongs to.
+    pub session: u64,
+    /// Wall-clock time at the proposing member, ms (ctime / mtime).
+    pub time_ms: i64,
+    /// The change.
+    pub op: Op,
+}
+
+/// What applying an entry gave: the result of a transaction, nothing for Raft's own entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied(pub Option<Result<OpResult, KeeperError>>);
+
+openraft::declare_raft_types!(
+    /// The keeper's Raft types.
+    pub KeeperRaft:
+        D = Proposal,
+        R = Applied,
+);
+
+/// Ensemble settings (from `server.N`, `myid` and the timing keys).
+#[derive(Debug, Clone)]
+pub struct EnsembleSettings {
+    /// This member's id.
+    pub my_id: u64,
+    /// Every member: id → peer address (`host:port`).
+    pub members: BTreeMap<u64, String>,
+    /// Raft heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// Election timeout, ms: a follower that hears no leader for a random time in
+    /// [t, 2t) stands for election.
+    pub election_timeout_ms: u64,
+    /// How long a write waits for a quorum (`syncLimit × tickTime`).
+    pub write_timeout: Duration,
+    /// How long installing a snapshot on a member may take (`initLimit × tickTime`).
+    pub install_timeout: Duration,
+}
+
+impl EnsembleSettings {
+    /// The openraft configuration these settings mean.
+    pub fn raft_config(&self, snap_count: u64) -> Result<openraft::Config, String> {
+        let config = openraft::Config {
+            cluster_name: "sluice-keeper".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_ms,
+            election_timeout_max: self.election_timeout_ms * 2,
+            install_snapshot_timeout: self.install_timeout.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snap_count.max(1)),
+            // Entries kept behind a snapshot, so a member a little behind catches up by log.
+            max_in_snapshot_log_to_keep: (snap_count / 10).clamp(100, 10_000),
+            // Well under the peer link's 16 MiB frame.
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// A member's handle on the ensemble (cheap to clone).
+#[derive(Clone)]
+pub struct Ensemble {
+    /// This member's id.
+    pub my_id: u64,
+    /// The Raft node.
+    pub raft: Raft<KeeperRaft>,
+    peers: Arc<Client<PeerProtocol>>,
+    members: Arc<BTreeMap<u64, String>>,
+}
+
+impl std::fmt::Debug for Ensemble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ensemble").field("my_id", &self.my_id).finish_non_exhaustive()
+    }
+}
+
+/// Proposes on the leader itself; waits for the commit until `deadline`.
+pub(crate) async fn write_as_leader(
+    raft: &Raft<KeeperRaft>,
+    p: Proposal,
+    deadline: Instant,
+) -> Result<(u64, Applied), Refusal> {
+    match tokio::time::timeout_at(deadline, raft.client_write(p)).await {
+        Ok(Ok(r)) => Ok((r.log_id.index, r.data)),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Err(Refusal::NotLeader { leader: f.leader_id })
+        }
+        Ok(Err(e)) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
+        Err(_) => Err(Refusal::Failed(KeeperError::NoQuorum {
+            what: "the leader could not reach a majority of the ensemble in time".into(),
+        })),
+    }
+}
+
+/// A linearizable read index from the leader (leadership confirmed by a quorum).
+pub(crate) async fn read_index_as_leader(raft: &Raft<KeeperRaft>, deadline: Instant) -> Result<u64, Refusal> {
+    match tokio::time::timeout_at(deadline, raft.ensure_linearizable()).await {
+        Ok(Ok(id)) => Ok(id.map(|l| l.index).unwrap_or(0)),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Err(Refusal::NotLeader { leader: f.leader_id })
+        }
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+            Err(Refusal::Failed(KeeperError::NoQuorum { what: q.to_string() }))
+        }
+        Ok(Err(e)) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
+        Err(_) => Err(Refusal::Failed(KeeperError::NoQuorum {
+            what: "the leader could not confirm its leadership with a majority in time".into(),
+        })),
+    }
+}
+
+fn no_quorum(what: impl Into<String>) -> KeeperError {
+    KeeperError::NoQuorum { what: what.into() }
+}
+
+impl Ensemble {
+    /// A handle on `raft`, reaching the other members through `peers`.
+    pub fn new(
+        my_id: u64,
+        raft: Raft<KeeperRaft>,
+        peers: Arc<Client<PeerProtocol>>,
+        members: BTreeMap<u64, String>,
+    ) -> Self {
+        Ensemble { my_id, raft, peers, members: Arc::new(members) }
+    }
+
+    /// The members: id → peer address.
+    pub fn members(&self) -> &BTreeMap<u64, String> {
+        &self.members
+    }
+
+    /// The leader as this member knows it.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this member leads.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.my_id)
+    }
+
+    /// Waits (until `deadline`) for a leader other than `not`, the member that just refused:
+    /// after 50 ms it may be named again (this member's knowledge may have been stale).
+    async fn next_leader(&self, not: Option<u64>, deadline: Instant) -> Option<u64> {
+        let mut rx = self.raft.metrics();
+        let same_again = Instant::now() + Duration::from_millis(50);
+        loop {
+            let leader = rx.borrow_and_update().current_leader;
+            if let Some(l) = leader {
+                if Some(l) != not || Instant::now() >= same_again {
+                    return Some(l);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            let wake = if leader.is_some() { same_again.min(deadline) } else { deadline };
+            let _ = tokio::time::timeout_at(wake, rx.changed()).await;
+        }
+    }
+
+    /// Completes once this member no longer takes `leader` for the leader (it died, or
+    /// another won an election): a call to it that has not been answered by then may never be.
+    async fn deposed(&self, leader: u64) {
+        let mut rx = self.raft.metrics();
+        loop {
+            if rx.borrow_and_update().current_leader != Some(leader) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Commits `p` through the leader. Returns its log index (= zxid) and result. Fails with
+    /// [`KeeperError::NoQuorum`] when no leader commits it by `deadline`, and with
+    /// [`KeeperError::ConnectionLoss`] when the leader was deposed or went away while it had
+    /// the write (it may have committed: the client decides whether to retry, as after any
+    /// ZooKeeper connection loss).
+    pub async fn propose(
+        &self,
+        p: Proposal,
+        deadline: Instant,
+    ) -> Result<(u64, Result<OpResult, KeeperError>), KeeperError> {
+        let mut refused_by = None;
+        loop {
+            let Some(leader) = self.next_leader(refused_by, deadline).await else {
+                return Err(no_quorum(format!(
+                    "no leader within the write timeout (members: {})",
+                    self.members.keys().map(u64::to_string).collect::<Vec<_>>().join(",")
+                )));
+            };
+            let answer = if leader == self.my_id {
+                write_as_leader(&self.raft, p.clone(), deadline).await
+            } else {
+                let Some(addr) = self.members.get(&leader) else {
+                    return Err(KeeperError::SystemError {
+                        what: format!("leader {leader} is not a member"),
+                    });
+                };
+                let call = tokio::time::timeout_at(deadline, self.peers.call(addr, Propose(p.clone())));
+                let answered = tokio::select! {
+                    answered = call => answered,
+                    () = self.deposed(leader) => return Err(KeeperError::ConnectionLoss),
+                };
+                match answered {
+                    Ok(Ok(answer)) => answer,
+                    // Never reached the leader: safe to try again.
+                    Ok(Err(RpcError::Connect(_))) => Err(Refusal::NotLeader { leader: None }),
+                    Ok(Err(e)) => {
+                        tracing::debug!(leader, error = %e, "lost the leader while it had a write");
+                        return Err(KeeperError::ConnectionLoss);
+                    }
+                    Err(_) => {
+                        return Err(no_quorum("the leader did not commit the write within the write timeout"))
+                    }
+                }
+            };
+            match answer {
+                Ok((index, Applied(Some(result)))) => return Ok((index, result)),
+                Ok((index, Applied(None))) => {
+                    return Err(KeeperError::SystemError {
+                        what: format!("entry {index} carried no transaction"),
+                    })
+                }
+                Err(Refusal::NotLeader { .. }) => refused_by = Some(leader),
+                Err(Refusal::Failed(e)) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(no_quorum("the leader changed and no new one took the write in time"));
+            }
+        }
+    }
+
+    /// A read index from the leader: every write committed before this call is at or below
+    /// it. Errors as [`propose`](Self::propose).
+    pub async fn read_index(&self, deadline: Instant) -> Result<u64, KeeperError> {
+        let mut refused_by = None;
+        loop {
+            let Some(leader) = self.next_leader(refused_by, deadline).await else {
+                return Err(no_quorum("no leader within the write timeout"));
+            };
+            let answer = if leader == self.my_id {
+                read_index_as_leader(&self.raft, deadline).await
+            } else {
+                let Some(addr) = self.members.get(&leader) else {
+                    return Err(KeeperError::SystemError {
+                        what: format!("leader {leader} is not a member"),
+                    });
+                };
+                let call = tokio::time::timeout_at(deadline, self.peers.call(addr, ReadIndex));
+                let answered = tokio::select! {
+                    answered = call => answered,
+                    // A read index asks for nothing to change: ask the new leader.
+                    () = self.deposed(leader) => Ok(Ok(Err(Refusal::NotLeader { leader: None }))),
+                };
+                match answered {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => Err(Refusal::NotLeader { leader: None }),
+                    Err(_) => {
+                        return Err(no_quorum("the leader gave no read index within the write timeout"))
+                    }
+                }
+            };
+            match answer {
+                Ok(index) => return Ok(index),
+                Err(Refusal::NotLeader { .. }) => refused_by = Some(leader),
+                Err(Refusal::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Tells the leader these sessions were heard from (best effort: the next round repeats).
+    pub async fn touch(&self, sessions: Vec<u64>) {
+        let Some(leader) = self.leader() else { return };
+        if leader == self.my_id {
+            return;
+        }
+        if let Some(addr) = self.members.get(&leader) {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.peers.call(addr, Touch(sessions))).await;
+        }
+    }
+
+    /// Role, term, leader and last applied index, for status.
+    pub fn view(&self) -> (String, u64, Option<u64>, u64) {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "stopping",
+        };
+        (role.into(), m.current_term, m.current_leader, m.last_applied.map(|l| l.index).unwrap_or(0))
+    }
+
+    /// The initial membership.
+    pub fn initial_members(&self) -> BTreeMap<u64, BasicNode> {
+        self.members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect()
+    }
+}
