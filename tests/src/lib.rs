@@ -7,6 +7,10 @@
 //! - [`sluice_bin`]: the `sluice` executable built alongside the tests.
 //! - [`KeeperProcess`]: a real `sluice keeper start` process on a free port, killable with
 //!   SIGKILL and restartable on the same port and data directory.
+//! - [`KeeperEnsemble`]: N such processes forming an ensemble on loopback.
+//! - [`linearizability`]: a Wing–Gong / Lowe linearizability checker for keeper histories.
+
+pub mod linearizability;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -246,11 +250,25 @@ impl KeeperProcess {
 
     /// [`start`](Self::start) with more config lines (`key=value\n` each).
     pub fn start_with(pki: &TestPki, dir: &Path, tick_ms: u32, extra: &str) -> Self {
-        let files = pki.issue(CertSpec::new("keeper-1", Role::Node));
-        let data_dir = dir.join("keeper-data");
-        let config = dir.join("keeper.properties");
+        Self::launch_named(pki, dir, "keeper", 1, 0, tick_ms, extra)
+    }
+
+    /// Writes `<name>.properties` (data in `<name>-data`, log in `<name>.log`) for server
+    /// certificate `keeper-<id>` and starts it.
+    fn launch_named(
+        pki: &TestPki,
+        dir: &Path,
+        name: &str,
+        id: u64,
+        client_port: u16,
+        tick_ms: u32,
+        extra: &str,
+    ) -> Self {
+        let files = pki.issue(CertSpec::new(format!("keeper-{id}"), Role::Node));
+        let data_dir = dir.join(format!("{name}-data"));
+        let config = dir.join(format!("{name}.properties"));
         let text = format!(
-            "tickTime={tick_ms}\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
+            "tickTime={tick_ms}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
             data_dir.display(),
             files.ca.display(),
             files.cert.display(),
@@ -262,7 +280,7 @@ impl KeeperProcess {
             config,
             data_dir,
             child: None,
-            log: dir.join("keeper.log"),
+            log: dir.join(format!("{name}.log")),
             metrics: None,
         };
         k.launch();
@@ -319,6 +337,89 @@ impl KeeperProcess {
     /// The process id (to send signals).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+}
+
+/// `n` distinct free UDP ports on 127.0.0.1 (held together while chosen, then released).
+pub fn free_udp_ports(n: usize) -> Vec<u16> {
+    let sockets: Vec<std::net::UdpSocket> =
+        (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    sockets.iter().map(|s| s.local_addr().expect("local addr").port()).collect()
+}
+
+/// An ensemble of `sluice keeper start` processes on loopback: members 1..=N, each with
+/// its own data directory (with `myid`), client port and peer port, all picked free.
+#[derive(Debug)]
+pub struct KeeperEnsemble {
+    /// Member `i + 1` is `members[i]`.
+    pub members: Vec<KeeperProcess>,
+}
+
+impl KeeperEnsemble {
+    /// Starts `n` members in `dir` with `tickTime` and extra config lines.
+    pub fn start(pki: &TestPki, dir: &Path, n: usize, tick_ms: u32, extra: &str) -> Self {
+        let ports = free_udp_ports(2 * n);
+        let servers: String =
+            (0..n).map(|i| format!("server.{}=127.0.0.1:{}\n", i + 1, ports[n + i])).collect();
+        let members = (0..n)
+            .map(|i| {
+                let id = i as u64 + 1;
+                let data = dir.join(format!("keeper-{id}-data"));
+                std::fs::create_dir_all(&data).expect("data dir");
+                std::fs::write(data.join("myid"), format!("{id}\n")).expect("myid");
+                let name = format!("keeper-{id}");
+                KeeperProcess::launch_named(
+                    pki,
+                    dir,
+                    &name,
+                    id,
+                    ports[i],
+                    tick_ms,
+                    &format!("{servers}{extra}"),
+                )
+            })
+            .collect();
+        KeeperEnsemble { members }
+    }
+
+    /// Every member's client address, as a connect string.
+    pub fn connect_string(&self) -> String {
+        self.members.iter().map(|m| m.addr.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The member (index) that says it leads and that every other live member follows,
+    /// waiting up to `timeout`.
+    pub async fn leader(&self, tls: &ClientTls, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut leaders = Vec::new();
+            let mut followed = Vec::new();
+            for (i, m) in self.members.iter().enumerate() {
+                if m.pid().is_none() {
+                    continue;
+                }
+                let status = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    sluice_client::keeper::KeeperClient::status(&m.addr, tls),
+                )
+                .await;
+                if let Ok(Ok(s)) = status {
+                    if s.mode == "leader" {
+                        leaders.push(i);
+                    }
+                    followed.push(s.ensemble.and_then(|e| e.leader));
+                }
+            }
+            if let [l] = leaders[..] {
+                if followed.iter().all(|f| *f == Some(l as u64 + 1)) {
+                    return Some(l);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

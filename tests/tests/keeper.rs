@@ -519,7 +519,11 @@ async fn a_pipelined_session_is_answered_in_order_and_reads_see_its_own_earlier_
     let conn = net.connection(&s.keeper.addr).await.expect("connect");
     let channel = conn.open_ordered().await.expect("ordered channel");
     let session = channel.caller();
-    session.call(Connect { timeout_ms: 5000, resume: None }).await.expect("call").expect("session");
+    session
+        .call(Connect { timeout_ms: 5000, resume: None, seen_zxid: 0 })
+        .await
+        .expect("call")
+        .expect("session");
     session
         .call(Write(Op::Create { path: "/x".into(), data: b"-1".to_vec(), mode: P }))
         .await

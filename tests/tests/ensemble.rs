@@ -1,0 +1,420 @@
+//! The keeper ensemble as a user runs it: 3 or 5 real `sluice keeper start` processes on
+//! loopback, peer links over mTLS QUIC, SIGKILL for faults. Reference: ZooKeeper
+//! Administrator's Guide (ensembles, majority quorum) and Programmer's Guide (consistency
+//! guarantees, sessions across servers).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_client::keeper::{KeeperClient, KeeperClientError, KeeperClientOptions};
+use sluice_keeper_core::{CreateMode, ErrorCode, KeeperError};
+use sluice_tests::linearizability::{self, History, Op, Outcome, Output};
+use sluice_tests::{wait_for, KeeperEnsemble, TestPki};
+
+const P: CreateMode = CreateMode::Persistent;
+/// tickTime of every test ensemble: sessions may last 400 ms to 4 s; a write waits at most
+/// syncLimit (5) ticks = 1 s for a quorum.
+const TICK_MS: u32 = 200;
+const SESSION_MS: u64 = 4000;
+
+async fn client(pki: &TestPki, connect: &str) -> KeeperClient {
+    let opts =
+        KeeperClientOptions { session_timeout: Duration::from_millis(SESSION_MS), ..Default::default() };
+    KeeperClient::connect(connect, &pki.client("app"), opts).await.expect("connect").0
+}
+
+fn hosts(ens: &KeeperEnsemble, order: &[usize]) -> String {
+    order.iter().map(|i| ens.members[*i].addr.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn others(n: usize, but: usize) -> Vec<usize> {
+    (0..n).filter(|i| *i != but).collect()
+}
+
+/// Writes `/load` as fast as acknowledgements come, recording when each was acknowledged.
+struct Writer {
+    acked: Arc<Mutex<Vec<(Instant, u64)>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(c: KeeperClient) -> Self {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (acked.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut i = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                i += 1;
+                if c.set_data("/load", i.to_string().as_bytes(), -1).await.is_ok() {
+                    a.lock().expect("lock").push((Instant::now(), i));
+                }
+            }
+        });
+        Writer { acked, stop, task }
+    }
+
+    fn acked_after(&self, t: Instant) -> Option<Instant> {
+        self.acked.lock().expect("lock").iter().find(|(at, _)| *at > t).map(|(at, _)| *at)
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().expect("lock").len()
+    }
+
+    async fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let last = self.acked.lock().expect("lock").last().map(|(_, i)| *i);
+        last.expect("some writes were acknowledged")
+    }
+}
+
+/// Waits until member `i`, read alone, has `/load` = `value`.
+async fn caught_up(pki: &TestPki, ens: &KeeperEnsemble, i: usize, value: u64) -> bool {
+    let c = client(pki, &ens.members[i].addr).await;
+    let want = value.to_string().into_bytes();
+    wait_for(Duration::from_secs(30), || {
+        let c = &c;
+        let want = &want;
+        async move { c.get_data("/load", false).await.map(|(d, _)| d == *want).unwrap_or(false) }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_the_leader_under_write_load_writes_resume_on_the_survivors_and_it_catches_up() {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
+    let tls = pki.client("status");
+    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("the ensemble elects a leader");
+    // The writer talks to the followers, so the kill takes its leader, not its connection.
+    let c = client(&pki, &hosts(&ens, &others(3, leader))).await;
+    c.create("/load", b"0", P).await.expect("create /load");
+    let writer = Writer::start(c);
+    assert!(wait_for(Duration::from_secs(20), || async { writer.count() >= 100 }).await, "writes flow");
+
+    let killed_at = Instant::now();
+    ens.members[leader].kill();
+    assert!(
+        wait_for(Duration::from_secs(20), || async { writer.acked_after(killed_at).is_some() }).await,
+        "writes resumed on the survivors"
+    );
+    let resumed = writer.acked_after(killed_at).expect("a write after the kill") - killed_at;
+    eprintln!("leader SIGKILL -> first acknowledged write: {} ms", resumed.as_millis());
+    assert!(resumed < Duration::from_secs(10), "failover took {resumed:?}");
+    let new_leader = ens.leader(&tls, Duration::from_secs(10)).await.expect("a new leader");
+    assert_ne!(new_leader, leader);
+    // Some more writes under the new leader, then the killed member comes back and catches up.
+    let before = writer.count();
+    assert!(wait_for(Duration::from_secs(20), || async { writer.count() >= before + 100 }).await);
+    let last = writer.finish().await;
+    ens.members[leader].restart();
+    assert!(caught_up(&pki, &ens, leader, last).await, "the restarted member catches up to /load={last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_down_across_snapshots_catches_up_from_the_leaders_snapshot() {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
+    let tls = pki.client("status");
+    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let down = others(3, leader)[0];
+    let c = client(&pki, &hosts(&ens, &[leader])).await;
+    c.create("/load", b"0", P).await.expect("create /load");
+    ens.members[down].kill();
+    // snapCount is 1000 and the leader keeps 100 entries behind a snapshot: 1,500 writes
+    // leave the member behind the purged log, so only a snapshot can bring it back.
+    let c = Arc::new(c);
+    let next = Arc::new(AtomicUsize::new(1));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (c, next) = (c.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i > 1500 {
+                        return;
+                    }
+                    c.create(&format!("/n{i}"), b"x", P).await.expect("create with a quorum of 2");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("writer");
+    }
+    c.set_data("/load", b"1500", -1).await.expect("last write");
+    ens.members[down].restart();
+    assert!(caught_up(&pki, &ens, down, 1500).await, "the restarted member catches up");
+    let log = std::fs::read_to_string(&ens.members[down].log).expect("log");
+    assert!(log.contains("installed the leader's snapshot"), "it caught up by snapshot:\n{log}");
+    let back = client(&pki, &ens.members[down].addr).await;
+    assert_eq!(back.children("/", false).await.expect("ls /").len(), 1500 + 1, "/n1../n1500 and /load");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_server_dies_keeps_its_session_and_ephemeral_on_another() {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
+    let tls = pki.client("status");
+    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    // The client lands on the leader (first in its list): the hardest case, since the
+    // server it is connected to is also the one deciding expiry.
+    let mut order = vec![leader];
+    order.extend(others(3, leader));
+    let c = client(&pki, &hosts(&ens, &order)).await;
+    let session = c.session_id();
+    c.create("/eph", b"mine", CreateMode::Ephemeral).await.expect("ephemeral");
+    ens.members[leader].kill();
+    // Its next call moves it to another member, within its timeout, same session.
+    let stat = c.exists("/eph", false).await.expect("exists after failover");
+    assert_eq!(stat.map(|s| s.ephemeral_owner as u64), Some(session), "the ephemeral is still its own");
+    assert_eq!(c.session_id(), session);
+    // And it stays alive: watched from another client for two session timeouts (the new
+    // leader gives it a full timeout, the client's pings reach it through its member).
+    let watcher = client(&pki, &hosts(&ens, &others(3, leader))).await;
+    let until = Instant::now() + Duration::from_millis(2 * SESSION_MS);
+    while Instant::now() < until {
+        let seen = watcher.exists("/eph", false).await.expect("exists");
+        assert!(seen.is_some(), "the ephemeral vanished: the session expired although its client lives");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.set_data("/eph", b"still", -1).await.expect("the session still writes");
+    // Closing it deletes the ephemeral everywhere.
+    c.close().await.expect("close");
+    assert!(
+        wait_for(Duration::from_secs(5), || async {
+            matches!(watcher.exists("/eph", false).await, Ok(None))
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_one_returns() {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
+    let tls = pki.client("status");
+    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let survivor = others(3, leader)[0];
+    let c = client(&pki, &hosts(&ens, &[survivor])).await;
+    c.create("/a", b"before", P).await.expect("write with a quorum");
+    for i in others(3, survivor) {
+        ens.members[i].kill();
+    }
+    let started = Instant::now();
+    let err = c.set_data("/a", b"lost", -1).await;
+    let took = started.elapsed();
+    match err {
+        Err(KeeperClientError::Keeper(e @ KeeperError::NoQuorum { .. })) => {
+            assert_eq!(e.code(), ErrorCode::NotReadOnly);
+            eprintln!("write without a quorum failed in {} ms: {e}", took.as_millis());
+        }
+        other => panic!("expected NoQuorum, got {other:?}"),
+    }
+    assert!(took <= Duration::from_millis(SESSION_MS), "failed within the session timeout: {took:?}");
+    // Reads still answer, from the member's own (possibly stale) state.
+    assert_eq!(c.get_data("/a", false).await.expect("read").0, b"before");
+    let status =
+        sluice_client::keeper::KeeperClient::status(&ens.members[survivor].addr, &tls).await.expect("status");
+    assert_ne!(status.mode, "leader", "a lone member does not lead");
+    // One member back: a majority again, writes work.
+    ens.members[leader].restart();
+    assert!(
+        wait_for(Duration::from_secs(30), || async { c.set_data("/a", b"after", -1).await.is_ok() }).await,
+        "writes work once a majority is back"
+    );
+    assert_eq!(c.get_data("/a", false).await.expect("read").0, b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_survive_two_sigkills() {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 5, TICK_MS, "");
+    let tls = pki.client("status");
+    let leader = ens.leader(&tls, Duration::from_secs(30)).await.expect("a leader");
+    let c = client(&pki, &ens.connect_string()).await;
+    c.create("/five", b"0", P).await.expect("write with 5");
+    let follower = others(5, leader)[0];
+    ens.members[leader].kill();
+    ens.members[follower].kill();
+    let survivors: Vec<usize> = (0..5).filter(|i| *i != leader && *i != follower).collect();
+    let w = client(&pki, &hosts(&ens, &survivors)).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async { w.set_data("/five", b"3", -1).await.is_ok() }).await,
+        "3 of 5 still commit"
+    );
+    for i in survivors {
+        let r = client(&pki, &ens.members[i].addr).await;
+        r.sync("/five").await.expect("sync");
+        assert_eq!(r.get_data("/five", false).await.expect("read").0, b"3", "member {}", i + 1);
+    }
+}
+
+/// xorshift64*: the workload's choices, reproducible from the seed printed on failure.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() {
+    const KEYS: [&str; 3] = ["/k0", "/k1", "/k2"];
+    const CLIENTS: usize = 5;
+    let seed = std::env::var("LIN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1
+    });
+    eprintln!("linearizability workload seed {seed} (rerun with LIN_SEED={seed})");
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
+    let tls = pki.client("status");
+    ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let setup = client(&pki, &ens.connect_string()).await;
+    for k in KEYS {
+        setup.create(k, b"0", P).await.expect("create key");
+    }
+    let epoch = Instant::now();
+    let ns = move || epoch.elapsed().as_nanos() as u64;
+    let history = Arc::new(Mutex::new(History::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for client_no in 0..CLIENTS {
+        // Each client starts on a different member.
+        let order: Vec<usize> = (0..3).map(|i| (i + client_no) % 3).collect();
+        let c = client(&pki, &hosts(&ens, &order)).await;
+        let (history, stop, done) = (history.clone(), stop.clone(), done.clone());
+        let mut rng = Rng(seed ^ (client_no as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        workers.push(tokio::spawn(async move {
+            let mut versions: HashMap<&str, i32> = HashMap::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = KEYS[(rng.next() % 3) as usize];
+                n += 1;
+                let value = format!("{client_no}-{n}").into_bytes();
+                match rng.next() % 3 {
+                    0 => {
+                        // A linearizable read: sync, then read at the member.
+                        let id = history.lock().expect("lock").invoke(
+                            client_no,
+                            Op::Read { key: key.into() },
+                            ns(),
+                        );
+                        let read = match c.sync(key).await {
+                            Ok(()) => c.get_data(key, false).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let outcome = match read {
+                            Ok((data, stat)) => {
+                                versions.insert(key, stat.version);
+                                Outcome::Ok(Output::ReadOk(Some((data, stat.version))))
+                            }
+                            Err(_) => Outcome::Unknown,
+                        };
+                        history.lock().expect("lock").complete(id, ns(), outcome);
+                    }
+                    op => {
+                        let expected = if op == 1 {
+                            -1
+                        } else {
+                            versions.get(key).copied().unwrap_or(0) + (rng.next() % 2) as i32
+                        };
+                        let record = if expected == -1 {
+                            Op::Write { key: key.into(), value: value.clone() }
+                        } else {
+                            Op::Cas { key: key.into(), expected_version: expected, value: value.clone() }
+                        };
+                        let id = history.lock().expect("lock").invoke(client_no, record, ns());
+                        let outcome = match c.set_data(key, &value, expected).await {
+                            Ok(stat) => {
+                                versions.insert(key, stat.version);
+                                Outcome::Ok(Output::WriteOk { version: stat.version })
+                            }
+                            Err(KeeperClientError::Keeper(KeeperError::BadVersion { .. })) => {
+                                Outcome::Ok(Output::BadVersion)
+                            }
+                            // Connection loss, no quorum: it may or may not have happened.
+                            Err(_) => Outcome::Unknown,
+                        };
+                        history.lock().expect("lock").complete(id, ns(), outcome);
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Kill the leader three times, each time letting the workload run on without it and
+    // then with it back.
+    for round in 0..3 {
+        let before = done.load(Ordering::Relaxed);
+        assert!(
+            wait_for(Duration::from_secs(30), || async { done.load(Ordering::Relaxed) >= before + 150 })
+                .await
+        );
+        let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+        eprintln!("round {round}: SIGKILL leader {}", leader + 1);
+        ens.members[leader].kill();
+        let before = done.load(Ordering::Relaxed);
+        assert!(
+            wait_for(Duration::from_secs(30), || async { done.load(Ordering::Relaxed) >= before + 150 })
+                .await,
+            "the workload goes on without the leader"
+        );
+        ens.members[leader].restart();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let events = history.lock().expect("lock").events().to_vec();
+    let initial: HashMap<String, linearizability::NodeState> =
+        KEYS.iter().map(|k| (k.to_string(), Some((b"0".to_vec(), 0)))).collect();
+    let unknown = events.iter().filter(|e| matches!(e.outcome, Outcome::Unknown)).count();
+    eprintln!("history: {} operations ({unknown} with unknown outcome)", events.len());
+    let checked = Instant::now();
+    if let Err(e) = linearizability::check(&events, &initial) {
+        panic!("seed {seed}: not linearizable: {e}");
+    }
+    eprintln!("checked in {} ms", checked.elapsed().as_millis());
+    // The checker is not blind: a read after everything, seeing a key's first value, is caught.
+    let mut planted = History::new();
+    for e in &events {
+        let id = planted.invoke(e.client, e.op.clone(), e.invoked_ns);
+        if let Some(t) = e.completed_ns {
+            planted.complete(id, t, e.outcome.clone());
+        }
+    }
+    let written = KEYS
+        .iter()
+        .find(|k| {
+            events
+                .iter()
+                .any(|e| e.op.key() == **k && matches!(e.outcome, Outcome::Ok(Output::WriteOk { .. })))
+        })
+        .expect("some key was written");
+    let end = ns();
+    let stale = planted.invoke(99, Op::Read { key: written.to_string() }, end + 1);
+    planted.complete(stale, end + 2, Outcome::Ok(Output::ReadOk(Some((b"0".to_vec(), 0)))));
+    let caught =
+        linearizability::check(planted.events(), &initial).expect_err("a planted stale read is caught");
+    assert_eq!(caught.key(), Some(*written));
+}
