@@ -18,7 +18,7 @@
 //! | `initLimit` | 10 | ticks a member may take to install a snapshot from the leader |
 //! | `syncLimit` | 5 | ticks a write waits for a quorum before failing with "no quorum" (never more than the session timeout) |
 //! | `raft.heartbeatMs` | 100 | ms between the leader's heartbeats |
-//! | `raft.electionTimeoutMs` | 600 | ms without a leader before a follower stands (randomised in [t, 2t)) |
+//! | `raft.electionTimeoutMs` | 500 | ms t: a follower that hears no leader for its lease (1.5 t) and then a random [t, 1.5 t) stands for election; a dead leader is replaced in 2.5-3 t |
 //! | `ensemble.allowTwoServers` | false | allow a 2-server ensemble (it survives no failure) |
 //!
 //! ZooKeeper's `initLimit` / `syncLimit` bound how long a follower may take to sync and how
@@ -210,9 +210,8 @@ impl KeeperConfig {
                 .filter(|n| (1..=255).contains(n))
                 .ok_or_else(|| invalid(path, e, "the N of server.N must be a number from 1 to 255"))?;
             split_host_port(&e.value).map_err(|why| invalid(path, e, &why))?;
-            if servers.insert(n, e.value.clone()).is_some() {
-                return Err(invalid(path, e, "a second line for the same server"));
-            }
+            // (A repeated key is refused by the properties parser.)
+            servers.insert(n, e.value.clone());
         }
         let ensemble = if servers.is_empty() {
             None
@@ -260,7 +259,7 @@ impl KeeperConfig {
                 });
             }
             let heartbeat_ms = num("raft.heartbeatMs", 100, 10)?;
-            let election_timeout_ms = num("raft.electionTimeoutMs", 600, 1)?;
+            let election_timeout_ms = num("raft.electionTimeoutMs", 500, 1)?;
             if election_timeout_ms < heartbeat_ms * 3 {
                 let e = get("raft.electionTimeoutMs").or_else(|| get("raft.heartbeatMs"));
                 if let Some(e) = e {
@@ -390,5 +389,41 @@ metricsProvider.httpPort=7000
             err.to_string(),
             "k.cfg: dataDir is required (a directory for the transaction log and snapshots)"
         );
+    }
+    #[test]
+    fn an_ensemble_member_needs_its_myid_in_the_server_list_and_an_odd_or_explicit_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().display().to_string();
+        let three = "server.1=127.0.0.1:2888\nserver.2=k2:2888\nserver.3=k3:2888\n";
+        let parse =
+            |extra: &str| KeeperConfig::parse(&format!("dataDir={data}\n{TLS}{extra}"), Path::new("k.cfg"));
+        let err = parse(three).expect_err("no myid");
+        assert!(err.to_string().contains("myid: cannot read it"), "{err}");
+        std::fs::write(dir.path().join("myid"), "one\n").expect("myid");
+        assert!(parse(three).expect_err("bad myid").to_string().contains("must hold this server's id"));
+        std::fs::write(dir.path().join("myid"), "4\n").expect("myid");
+        let err = parse(three).expect_err("not listed").to_string();
+        assert!(err.contains("this is server 4, but there is no server.4 line (servers: 1, 2, 3)"), "{err}");
+        std::fs::write(dir.path().join("myid"), "1\n").expect("myid");
+        let two = "server.1=127.0.0.1:2888\nserver.2=k2:2888\n";
+        let err = parse(two).expect_err("two servers").to_string();
+        assert!(err.contains("ensemble.allowTwoServers=true"), "{err}");
+        assert!(parse(&format!("{two}ensemble.allowTwoServers=true\n")).is_ok());
+        let e = parse(three).expect("three").ensemble.expect("an ensemble");
+        assert_eq!((e.my_id, e.members.len()), (1, 3));
+        assert_eq!((e.heartbeat_ms, e.election_timeout_ms), (100, 500));
+        assert_eq!(e.write_timeout, Duration::from_millis(5 * 2000), "syncLimit ticks");
+        assert_eq!(e.install_timeout, Duration::from_millis(10 * 2000), "initLimit ticks");
+        assert_eq!(listen_addr(&e.members[&1]), Ok("127.0.0.1:2888".parse().expect("addr")));
+        assert_eq!(
+            listen_addr("k2:2888"),
+            Ok("0.0.0.0:2888".parse().expect("addr")),
+            "a host name: all addresses"
+        );
+        let err =
+            parse(&format!("{three}raft.heartbeatMs=500\n")).expect_err("election too short").to_string();
+        assert!(err.contains("at least 3 × raft.heartbeatMs"), "{err}");
+        let err = parse(&format!("{three}server.2=k9:2888\n")).expect_err("dup").to_string();
+        assert!(err.contains("server.2 is already set on line"), "{err}");
     }
 }

@@ -132,6 +132,8 @@ pub struct Database {
     touched: HashSet<u64>,
     /// In an ensemble: whether this server leads (and so decides session expiry).
     leading: bool,
+    /// In an ensemble: whether this server is in touch with a quorum.
+    quorum: bool,
     /// In an ensemble: how long a write waits for a quorum.
     write_timeout: Duration,
     senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
@@ -167,6 +169,7 @@ impl Database {
             waiters: BTreeMap::new(),
             touched: HashSet::new(),
             leading: false,
+            quorum: true,
             write_timeout: Duration::ZERO,
             senders: HashMap::new(),
             pending: VecDeque::new(),
@@ -220,6 +223,7 @@ impl Database {
             waiters: BTreeMap::new(),
             touched: HashSet::new(),
             leading: false,
+            quorum: true,
             write_timeout,
             senders: HashMap::new(),
             pending: VecDeque::new(),
@@ -494,28 +498,43 @@ impl Handler<Attach> for Database {
     }
 }
 
-/// This member started or stopped leading.
+/// This member's role changed: whether it leads, and whether it is in touch with a quorum
+/// (a leader acknowledged by a majority lately; a follower with a leader).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Leading(pub bool);
+pub struct Role {
+    /// It leads.
+    pub leading: bool,
+    /// It can commit writes.
+    pub quorum: bool,
+}
 
-impl Handler<Leading> for Database {
+impl Handler<Role> for Database {
     type Result = ();
-    fn handle(&mut self, msg: Leading, _: &mut Context<Self>) {
-        if msg.0 && !self.leading {
+    fn handle(&mut self, msg: Role, _: &mut Context<Self>) {
+        if msg.quorum != self.quorum {
+            self.quorum = msg.quorum;
+            if msg.quorum {
+                info!("in touch with a quorum again: writes commit");
+            } else {
+                warn!("no quorum: writes fail, reads may be stale");
+            }
+            for (_, tx) in self.senders.values() {
+                let _ = tx.try_push(KeeperPush::ReadOnly(!msg.quorum));
+            }
+        }
+        let leading = msg.leading;
+        if leading && !self.leading {
             // A new leader gives every session a full timeout before it expires any.
             let now = self.now_ms();
             self.core.renew_all(now);
             info!(sessions = self.core.session_count(), "leading: deciding session expiry from now on");
         }
-        self.leading = msg.0;
-        let state = if msg.0 { "leader" } else { "follower" };
-        metrics::gauge!("sluice_keeper_server_state", "state" => "leader").set(if msg.0 { 1.0 } else { 0.0 });
-        metrics::gauge!("sluice_keeper_server_state", "state" => "follower").set(if msg.0 {
-            0.0
-        } else {
-            1.0
-        });
+        self.leading = leading;
+        let state = if leading { "leader" } else { "follower" };
+        let (l, f) = if leading { (1.0, 0.0) } else { (0.0, 1.0) };
+        metrics::gauge!("sluice_keeper_server_state", "state" => "leader").set(l);
+        metrics::gauge!("sluice_keeper_server_state", "state" => "follower").set(f);
         debug!(state, "role changed");
     }
 }
@@ -685,6 +704,9 @@ impl Handler<OpenSession> for Database {
                     self.touched.insert(id);
                 }
                 let result = self.core.resume_session(now, id, &password).map(|s| {
+                    if !self.quorum {
+                        let _ = msg.sender.try_push(KeeperPush::ReadOnly(true));
+                    }
                     self.senders.insert(id, (msg.connection, msg.sender));
                     Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms }
                 });
@@ -1215,22 +1237,35 @@ async fn run_member(
     let opts = sluice_net::ServerOptions { name: "keeper-peer".into(), ..Default::default() };
     let peer_server = sluice_net::Server::<PeerProtocol>::bind(peer_listen, identity, opts)?;
     db.do_send(Attach(ensemble.clone()));
-    // Role changes reach the database (it decides expiry while it leads).
+    // Role changes reach the database (it decides expiry while it leads, and tells its
+    // clients when it has no quorum). Checked on every change and every heartbeat: a leader
+    // cut off from its majority learns it only from time passing without acknowledgements.
     let (role_db, mut metrics) = (db.clone(), raft.metrics());
-    let my_id = ens.my_id;
+    let (my_id, heartbeat) = (ens.my_id, Duration::from_millis(ens.heartbeat_ms));
+    let lost_after = ens.election_timeout_ms * 2;
     actix::spawn(async move {
         let mut was = None;
         loop {
-            let leading = {
+            let role = {
                 let m = metrics.borrow_and_update();
-                m.state == openraft::ServerState::Leader && m.current_leader == Some(my_id)
+                let leading = m.state == openraft::ServerState::Leader && m.current_leader == Some(my_id);
+                let alone = m.membership_config.voter_ids().count() == 1;
+                let quorum = match m.state {
+                    openraft::ServerState::Leader => {
+                        alone || m.millis_since_quorum_ack.is_some_and(|ms| ms <= lost_after)
+                    }
+                    openraft::ServerState::Follower => m.current_leader.is_some(),
+                    _ => false,
+                };
+                (leading, quorum)
             };
-            if was != Some(leading) {
-                was = Some(leading);
-                role_db.do_send(Leading(leading));
+            if was != Some(role) {
+                was = Some(role);
+                role_db.do_send(Role { leading: role.0, quorum: role.1 });
             }
-            if metrics.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(heartbeat) => {}
             }
         }
     });

@@ -207,9 +207,15 @@ async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_on
     let survivor = others(3, leader)[0];
     let c = client(&pki, &hosts(&ens, &[survivor])).await;
     c.create("/a", b"before", P).await.expect("write with a quorum");
+    assert!(!c.may_be_stale());
     for i in others(3, survivor) {
         ens.members[i].kill();
     }
+    // The member tells its clients once it has no leader: reads may be stale from then on.
+    assert!(
+        wait_for(Duration::from_secs(10), || async { c.may_be_stale() }).await,
+        "told of the lost quorum"
+    );
     let started = Instant::now();
     let err = c.set_data("/a", b"lost", -1).await;
     let took = started.elapsed();
@@ -233,6 +239,7 @@ async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_on
         "writes work once a majority is back"
     );
     assert_eq!(c.get_data("/a", false).await.expect("read").0, b"after");
+    assert!(wait_for(Duration::from_secs(10), || async { !c.may_be_stale() }).await, "told of the quorum");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

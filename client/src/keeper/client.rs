@@ -62,6 +62,9 @@ pub enum KeeperEvent {
     },
     /// The session expired: its ephemerals are gone; make a new client.
     SessionExpired,
+    /// The connected server lost (`true`) or regained (`false`) its ensemble's quorum:
+    /// meanwhile reads may be stale and writes fail (ZooKeeper's ConnectedReadOnly).
+    ReadOnly(bool),
 }
 
 /// Keeper client settings.
@@ -197,6 +200,7 @@ struct Inner {
     next_host: AtomicUsize,
     expired: AtomicBool,
     closed: AtomicBool,
+    read_only: Arc<AtomicBool>,
 }
 
 /// A keeper session. Cheap to clone.
@@ -245,6 +249,7 @@ impl KeeperEvents {
                 self.connect.to_client(&path).map(|path| KeeperEvent::Watch { event, path })
             }
             KeeperPush::SessionExpired => Some(KeeperEvent::SessionExpired),
+            KeeperPush::ReadOnly(b) => Some(KeeperEvent::ReadOnly(b)),
         }
     }
 }
@@ -280,6 +285,7 @@ impl KeeperClient {
             next_host: AtomicUsize::new(0),
             expired: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            read_only: Arc::default(),
         });
         let client = KeeperClient { inner };
         client.caller().await?;
@@ -290,6 +296,12 @@ impl KeeperClient {
     /// The session id (0 before the first connection).
     pub fn session_id(&self) -> u64 {
         lock(&self.inner.session).as_ref().map(|s| s.id).unwrap_or(0)
+    }
+
+    /// Whether the connected server has said it has no quorum: reads may be stale and
+    /// writes fail until it has one again (or the client moves to a server that does).
+    pub fn may_be_stale(&self) -> bool {
+        self.inner.read_only.load(Ordering::Relaxed)
     }
 
     /// The negotiated session timeout.
@@ -371,8 +383,14 @@ impl KeeperClient {
         // Each push is noted (a one-shot watch that fired is gone) on the channel's reader,
         // before the reply that follows it completes; then it goes to the application.
         let (watches, pushes) = (inner.watches.clone(), inner.pushes.clone());
+        // A new server says at once if it has no quorum; until then, assume it has.
+        inner.read_only.store(false, Ordering::Relaxed);
+        let read_only = inner.read_only.clone();
         let caller = conn
             .open_ordered_with(move |push| {
+                if let KeeperPush::ReadOnly(b) = push {
+                    read_only.store(b, Ordering::Relaxed);
+                }
                 lock(&watches).on_push(&push);
                 let _ = pushes.send(push);
             })

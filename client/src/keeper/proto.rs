@@ -190,6 +190,10 @@ pub enum KeeperPush {
     },
     /// The session expired; the channel ends after this.
     SessionExpired,
+    /// The server lost (`true`) or regained (`false`) its ensemble's quorum. Without one,
+    /// reads answer from what the server has (they may be stale) and writes fail with "no
+    /// quorum" (ZooKeeper's read-only mode).
+    ReadOnly(bool),
 }
 
 sluice_net::protocol! {

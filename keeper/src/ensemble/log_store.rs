@@ -91,6 +91,7 @@ impl Mem {
 pub struct LogStore {
     mem: Arc<Mutex<Mem>>,
     writer: std_mpsc::Sender<(Record, Done)>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Debug for LogStore {
@@ -265,10 +266,20 @@ impl LogStore {
             source,
         })?;
         let (tx, rx) = std_mpsc::channel();
-        std::thread::Builder::new().name("keeper-raft-log".into()).spawn(move || writer.run(rx)).map_err(
-            |source| LogStoreError::Io { action: "start the writer for", path: dir.into(), source },
-        )?;
-        Ok(LogStore { mem: Arc::new(Mutex::new(mem)), writer: tx })
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stopped.clone();
+        std::thread::Builder::new()
+            .name("keeper-raft-log".into())
+            .spawn(move || {
+                writer.run(rx);
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            })
+            .map_err(|source| LogStoreError::Io {
+                action: "start the writer for",
+                path: dir.into(),
+                source,
+            })?;
+        Ok(LogStore { mem: Arc::new(Mutex::new(mem)), writer: tx, stopped })
     }
 
     // openraft's trait methods return its StorageError; this helper returns what they do.
@@ -277,6 +288,12 @@ impl LogStore {
         self.writer.send((record, done)).map_err(|_| {
             StorageIOError::write_logs(&io::Error::other("the raft log writer has stopped")).into()
         })
+    }
+
+    /// Set once the writer thread has written everything queued and stopped, which it does
+    /// when the last handle on the log is dropped (so the directory may be opened again).
+    pub fn stopped_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.stopped.clone()
     }
 
     /// The last index in the log (for status).

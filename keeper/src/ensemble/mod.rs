@@ -63,8 +63,9 @@ pub struct EnsembleSettings {
     pub members: BTreeMap<u64, String>,
     /// Raft heartbeat interval, ms.
     pub heartbeat_ms: u64,
-    /// Election timeout, ms: a follower that hears no leader for a random time in
-    /// [t, 2t) stands for election.
+    /// Election timeout t, ms. A follower that hears no leader waits out the leader's lease
+    /// (openraft: the maximum election timeout, 1.5 t) and then a random time in [t, 1.5 t)
+    /// before it stands: a dead leader is replaced 2.5 to 3 t after its last heartbeat.
     pub election_timeout_ms: u64,
     /// How long a write waits for a quorum (`syncLimit × tickTime`).
     pub write_timeout: Duration,
@@ -79,7 +80,7 @@ impl EnsembleSettings {
             cluster_name: "sluice-keeper".into(),
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_ms,
-            election_timeout_max: self.election_timeout_ms * 2,
+            election_timeout_max: self.election_timeout_ms * 3 / 2,
             install_snapshot_timeout: self.install_timeout.as_millis() as u64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snap_count.max(1)),
             // Entries kept behind a snapshot, so a member a little behind catches up by log.
