@@ -24,7 +24,8 @@ use crate::credentials::TlsArgs;
 /// Arguments of `sluice keeper-perf-test`.
 #[derive(Debug, clap::Args)]
 pub struct KeeperPerfArgs {
-    /// The keeper, host:port.
+    /// The keeper: host:port, or an ensemble host:port,host:port,... (session i starts on
+    /// the i-th server, so sessions spread over the ensemble).
     #[arg(
         long,
         value_name = "HOST:PORT",
@@ -32,7 +33,7 @@ pub struct KeeperPerfArgs {
         conflicts_with = "zookeeper"
     )]
     pub connect: Option<String>,
-    /// Measure an Apache ZooKeeper server at HOST:PORT instead (plain TCP, no TLS).
+    /// Measure Apache ZooKeeper at HOST:PORT[,HOST:PORT...] instead (plain TCP, no TLS).
     #[arg(long, value_name = "HOST:PORT")]
     pub zookeeper: Option<String>,
     /// Concurrent sessions, one run per value (comma-separated).
@@ -50,6 +51,11 @@ pub struct KeeperPerfArgs {
     /// Bytes of data per create / set.
     #[arg(long, default_value_t = 100)]
     pub data_bytes: usize,
+    /// Keep going through errors (a server killed during the run): count them, and report
+    /// the longest time without any acknowledgement (the failover time, when one server of
+    /// an ensemble is killed mid-run).
+    #[arg(long)]
+    pub keep_going: bool,
     /// Worker threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -80,6 +86,18 @@ pub fn run(args: KeeperPerfArgs) -> Result<()> {
     b.enable_all().build()?.block_on(run_async(args, tls))
 }
 
+/// `a,b,c[/chroot]` started at its `i`-th host: `b,c,a[/chroot]` for i = 1.
+fn rotated(connect: &str, i: usize) -> String {
+    let (hosts, chroot) = match connect.find('/') {
+        Some(at) => connect.split_at(at),
+        None => (connect, ""),
+    };
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    let k = i % hosts.len();
+    let order: Vec<&str> = hosts[k..].iter().chain(&hosts[..k]).copied().collect();
+    format!("{}{chroot}", order.join(","))
+}
+
 /// One session of either server.
 #[derive(Clone)]
 enum Session {
@@ -88,8 +106,12 @@ enum Session {
 }
 
 impl Session {
-    async fn open(args: &KeeperPerfArgs, tls: Option<&ClientTls>) -> Result<Self> {
-        match (&args.connect, &args.zookeeper, tls) {
+    async fn open(args: &KeeperPerfArgs, tls: Option<&ClientTls>, i: usize) -> Result<Self> {
+        match (
+            &args.connect.as_deref().map(|a| rotated(a, i)),
+            &args.zookeeper.as_deref().map(|a| rotated(a, i)),
+            tls,
+        ) {
             (Some(addr), _, Some(tls)) => {
                 let (c, _events) = KeeperClient::connect(addr, tls, KeeperClientOptions::default())
                     .await
@@ -175,8 +197,8 @@ async fn run_async(args: KeeperPerfArgs, tls: Option<ClientTls>) -> Result<()> {
     let max_clients = args.clients.iter().copied().max().unwrap_or(1);
     eprintln!("opening {max_clients} sessions to {target} ...");
     let mut sessions = Vec::with_capacity(max_clients);
-    for _ in 0..max_clients {
-        sessions.push(Session::open(&args, tls.as_ref()).await?);
+    for i in 0..max_clients {
+        sessions.push(Session::open(&args, tls.as_ref(), i).await?);
     }
     let admin = sessions[0].clone();
     admin.create(&root, b"").await?;
@@ -196,35 +218,49 @@ async fn run_async(args: KeeperPerfArgs, tls: Option<ClientTls>) -> Result<()> {
             let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
             let start = Instant::now();
             let mut tasks = tokio::task::JoinSet::new();
+            let keep_going = args.keep_going;
             for j in 0..n * args.outstanding {
                 let i = j % n;
                 let c = sessions[i].clone();
                 let (op, root, data) = (op.clone(), root.clone(), data.clone());
                 tasks.spawn(async move {
                     let mut lat = Vec::with_capacity(1 << 14);
+                    let mut acked = Vec::new();
+                    let mut errors = 0u64;
                     let mut k = 0u64;
                     while Instant::now() < deadline {
                         let t = Instant::now();
-                        match op.as_str() {
-                            "create" => {
-                                c.create(&format!("{root}/c{run}-{j}-{k}"), &data).await?;
-                            }
-                            "set" => {
-                                c.set(&format!("{root}/s{i}"), &data).await?;
-                            }
-                            _ => {
-                                c.get(&format!("{root}/s{i}")).await?;
-                            }
-                        }
-                        lat.push(t.elapsed().as_micros() as u64);
+                        let done = match op.as_str() {
+                            "create" => c.create(&format!("{root}/c{run}-{j}-{k}"), &data).await,
+                            "set" => c.set(&format!("{root}/s{i}"), &data).await,
+                            _ => c.get(&format!("{root}/s{i}")).await,
+                        };
                         k += 1;
+                        match done {
+                            Ok(()) => {
+                                lat.push(t.elapsed().as_micros() as u64);
+                                if keep_going {
+                                    acked.push(start.elapsed().as_micros() as u64);
+                                }
+                            }
+                            Err(_) if keep_going => {
+                                errors += 1;
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Ok::<_, anyhow::Error>(lat)
+                    Ok::<_, anyhow::Error>((lat, acked, errors))
                 });
             }
             let mut all = Vec::new();
+            let mut acked = Vec::new();
+            let mut errors = 0;
             while let Some(r) = tasks.join_next().await {
-                all.extend(r.context("client task panicked")??);
+                let (lat, at, errs) = r.context("client task panicked")??;
+                all.extend(lat);
+                acked.extend(at);
+                errors += errs;
             }
             let secs = start.elapsed().as_secs_f64();
             all.sort_unstable();
@@ -241,6 +277,20 @@ async fn run_async(args: KeeperPerfArgs, tls: Option<ClientTls>) -> Result<()> {
                 pct(0.50),
                 pct(0.99)
             );
+            if keep_going {
+                acked.sort_unstable();
+                let (gap, at) = acked
+                    .windows(2)
+                    .map(|w| (w[1] - w[0], w[0]))
+                    .max()
+                    .unwrap_or((secs as u64 * 1_000_000, 0));
+                println!(
+                    "{:<6} {errors} errors; longest time without an acknowledgement: {:.0} ms (from {:.2} s)",
+                    "",
+                    gap as f64 / 1000.0,
+                    at as f64 / 1e6
+                );
+            }
         }
     }
     let children = admin.children(&root).await?;

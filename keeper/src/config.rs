@@ -18,7 +18,7 @@
 //! | `initLimit` | 10 | ticks a member may take to install a snapshot from the leader |
 //! | `syncLimit` | 5 | ticks a write waits for a quorum before failing with "no quorum" (never more than the session timeout) |
 //! | `raft.heartbeatMs` | 100 | ms between the leader's heartbeats |
-//! | `raft.electionTimeoutMs` | 500 | ms t: a follower that hears no leader for its lease (1.5 t) and then a random [t, 1.5 t) stands for election; a dead leader is replaced in 2.5-3 t |
+//! | `raft.electionTimeoutMs` | 300 | ms t: a follower that hears no leader for its lease (1.5 t) and then a random [t, 1.5 t) stands for election; a dead leader is replaced in 2.5-3 t |
 //! | `ensemble.allowTwoServers` | false | allow a 2-server ensemble (it survives no failure) |
 //!
 //! ZooKeeper's `initLimit` / `syncLimit` bound how long a follower may take to sync and how
@@ -259,7 +259,7 @@ impl KeeperConfig {
                 });
             }
             let heartbeat_ms = num("raft.heartbeatMs", 100, 10)?;
-            let election_timeout_ms = num("raft.electionTimeoutMs", 500, 1)?;
+            let election_timeout_ms = num("raft.electionTimeoutMs", 300, 1)?;
             if election_timeout_ms < heartbeat_ms * 3 {
                 let e = get("raft.electionTimeoutMs").or_else(|| get("raft.heartbeatMs"));
                 if let Some(e) = e {
@@ -411,7 +411,7 @@ metricsProvider.httpPort=7000
         assert!(parse(&format!("{two}ensemble.allowTwoServers=true\n")).is_ok());
         let e = parse(three).expect("three").ensemble.expect("an ensemble");
         assert_eq!((e.my_id, e.members.len()), (1, 3));
-        assert_eq!((e.heartbeat_ms, e.election_timeout_ms), (100, 500));
+        assert_eq!((e.heartbeat_ms, e.election_timeout_ms), (100, 300));
         assert_eq!(e.write_timeout, Duration::from_millis(5 * 2000), "syncLimit ticks");
         assert_eq!(e.install_timeout, Duration::from_millis(10 * 2000), "initLimit ticks");
         assert_eq!(listen_addr(&e.members[&1]), Ok("127.0.0.1:2888".parse().expect("addr")));

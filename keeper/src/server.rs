@@ -136,6 +136,8 @@ pub struct Database {
     quorum: bool,
     /// In an ensemble: how long a write waits for a quorum.
     write_timeout: Duration,
+    /// In an ensemble: transactions applied since the last snapshot, and `snapCount`.
+    since_snapshot: (usize, usize),
     senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
     pending: VecDeque<Pending>,
     next_zxid: i64,
@@ -171,6 +173,7 @@ impl Database {
             leading: false,
             quorum: true,
             write_timeout: Duration::ZERO,
+            since_snapshot: (0, settings.snap_count),
             senders: HashMap::new(),
             pending: VecDeque::new(),
             next_zxid: recovered.last_zxid + 1,
@@ -225,6 +228,7 @@ impl Database {
             leading: false,
             quorum: true,
             write_timeout,
+            since_snapshot: (0, settings.snap_count),
             senders: HashMap::new(),
             pending: VecDeque::new(),
             next_zxid: 0,
@@ -257,7 +261,7 @@ impl Database {
     /// The zxid reads are served at.
     fn served_zxid(&self) -> i64 {
         match self.ensemble {
-            Some(_) => self.applied_index as i64,
+            Some(_) => crate::ensemble::zxid_through(self.applied_index),
             None => self.core.state().tree.last_zxid(),
         }
     }
@@ -343,19 +347,11 @@ impl Database {
         let now = self.now_ms();
         match event {
             SmEvent::Committed(batch) => {
-                for (index, txn) in batch {
+                for (index, txns) in batch {
                     self.applied_index = index;
-                    let Some(txn) = txn else { continue };
-                    let created = matches!(txn.op, Op::CreateSession { .. }).then_some(txn.session);
-                    let outcome = self.core.apply(&txn);
-                    if let Some(id) = created {
-                        self.core.track(now, id);
-                    }
-                    self.deliver(outcome.events, txn.zxid);
-                    if let Some(session) = outcome.ended {
-                        if let Some((_, tx)) = self.senders.remove(&session) {
-                            let _ = tx.try_push(KeeperPush::SessionExpired);
-                        }
+                    self.since_snapshot.0 += txns.len();
+                    for txn in txns {
+                        self.apply_txn(now, txn);
                     }
                 }
             }
@@ -366,6 +362,32 @@ impl Database {
         }
         self.release_waiters();
         self.sample_gauges();
+        let (since, every) = self.since_snapshot;
+        if since >= every {
+            if let Some(ensemble) = &self.ensemble {
+                self.since_snapshot.0 = 0;
+                let raft = ensemble.raft.clone();
+                actix::spawn(async move {
+                    if let Err(e) = raft.trigger().snapshot().await {
+                        warn!(error = %e, "cannot start a snapshot");
+                    }
+                });
+            }
+        }
+    }
+
+    fn apply_txn(&mut self, now: u64, txn: Txn) {
+        let created = matches!(txn.op, Op::CreateSession { .. }).then_some(txn.session);
+        let outcome = self.core.apply(&txn);
+        if let Some(id) = created {
+            self.core.track(now, id);
+        }
+        self.deliver(outcome.events, txn.zxid);
+        if let Some(session) = outcome.ended {
+            if let Some((_, tx)) = self.senders.remove(&session) {
+                let _ = tx.try_push(KeeperPush::SessionExpired);
+            }
+        }
     }
 
     fn submit(&mut self, ctx: &mut Context<Self>, session: u64, op: Op, reply: Option<Reply<OpResult>>) {
@@ -833,7 +855,7 @@ impl Handler<SessionRequest> for Database {
                         Ok(index) => db.when_applied(
                             index,
                             Box::new(move |_: &mut Database| {
-                                let _ = tx.send(Ok(index as i64));
+                                let _ = tx.send(Ok(crate::ensemble::zxid_through(index)));
                             }),
                         ),
                         Err(e) => {
@@ -1228,7 +1250,7 @@ async fn run_member(
     }
     let touch_db = db.clone();
     let service = PeerService::new(
-        raft.clone(),
+        ensemble.clone(),
         Arc::new(move |sessions| touch_db.do_send(Touched(sessions))),
         ens.write_timeout,
     );

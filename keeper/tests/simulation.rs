@@ -32,8 +32,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sluice_keeper::ensemble::log_store::LogStore;
 use sluice_keeper::ensemble::state_machine::{Sink, SmEvent, StateMachine};
-use sluice_keeper::ensemble::{Applied, KeeperRaft, Proposal};
-use sluice_keeper_core::{CreateMode, KeeperState, Op};
+use sluice_keeper::ensemble::{Batch, KeeperRaft, Proposal};
+use sluice_keeper_core::{CreateMode, KeeperError, KeeperState, Op, OpResult};
 
 type Id = u64;
 
@@ -138,22 +138,32 @@ impl RaftNetwork<KeeperRaft> for Link {
     }
 }
 
-/// What each member's state machine handed its server: the copy a server reads from.
+/// What each member's state machine handed its server: the copy a server reads from, with
+/// the incarnation of the member it belongs to (a crashed incarnation's late events are
+/// ignored, as a dead process's would be).
 #[derive(Default)]
-struct Replicas(Mutex<HashMap<Id, KeeperState>>);
+struct Replicas(Mutex<HashMap<Id, (u64, KeeperState)>>);
 
 impl Replicas {
+    /// A sink for incarnation `incarnation` of member `id`, starting from `state`.
     fn sink(self: &Arc<Self>, id: Id) -> Sink {
         let me = self.clone();
+        let incarnation = {
+            let mut all = me.0.lock().expect("lock");
+            let slot = all.entry(id).or_default();
+            slot.0 += 1;
+            slot.0
+        };
         Arc::new(move |ev| {
             let mut all = me.0.lock().expect("lock");
-            let state = all.entry(id).or_default();
+            let Some((current, state)) = all.get_mut(&id) else { return };
+            if *current != incarnation {
+                return;
+            }
             match ev {
                 SmEvent::Committed(batch) => {
-                    for (_, txn) in batch {
-                        if let Some(txn) = txn {
-                            state.apply(&txn);
-                        }
+                    for txn in batch.into_iter().flat_map(|(_, txns)| txns) {
+                        state.apply(&txn);
                     }
                 }
                 SmEvent::Installed { state: s, .. } => *state = *s,
@@ -193,7 +203,9 @@ impl Sim {
         self.log_stopped.insert(id, log.stopped_flag());
         let (sm, state, _) = StateMachine::open(dir, self.replicas.sink(id), 2)
             .unwrap_or_else(|e| panic!("seed {}: state machine {id}: {e}", self.seed));
-        self.replicas.0.lock().expect("lock").insert(id, state);
+        if let Some(slot) = self.replicas.0.lock().expect("lock").get_mut(&id) {
+            slot.1 = state;
+        }
         let factory = Factory { me: id, net: self.net.clone() };
         let raft = Raft::new(id, self.config.clone(), factory, log, sm).await.expect("raft");
         if !raft.is_initialized().await.unwrap_or(true) {
@@ -224,16 +236,26 @@ impl Sim {
     }
 
     fn leader(&self) -> Option<Raft<KeeperRaft>> {
+        // The newest term's: a member cut off while it led says it leads until it hears more.
         let nodes = self.net.nodes.lock().expect("lock");
-        nodes.values().find(|r| r.metrics().borrow().state == ServerState::Leader).cloned()
+        nodes
+            .values()
+            .filter(|r| r.metrics().borrow().state == ServerState::Leader)
+            .max_by_key(|r| r.metrics().borrow().current_term)
+            .cloned()
     }
 
     /// Proposes through whoever leads now; `Some(result)` if the write was acknowledged.
-    async fn write(&self, session: u64, op: Op) -> Option<Applied> {
+    async fn write(&self, session: u64, op: Op) -> Option<Result<OpResult, KeeperError>> {
+        self.write_at(session, op).await.map(|(_, r)| r)
+    }
+
+    /// [`write`](Self::write), with the log index it committed at.
+    async fn write_at(&self, session: u64, op: Op) -> Option<(u64, Result<OpResult, KeeperError>)> {
         let leader = self.leader()?;
-        let p = Proposal { session, time_ms: 0, op };
+        let p = Batch(vec![Proposal { session, time_ms: 0, op }]);
         match tokio::time::timeout(Duration::from_millis(800), leader.client_write(p)).await {
-            Ok(Ok(r)) => Some(r.data),
+            Ok(Ok(r)) => r.data.0.into_iter().next().map(|res| (r.log_id.index, res)),
             _ => None,
         }
     }
@@ -278,7 +300,14 @@ async fn simulate(seed: u64) {
     let mut closed_sessions = BTreeSet::new();
     let mut down: BTreeMap<Id, u32> = BTreeMap::new();
     let mut next = 1u64;
+    // The schedule is 60 steps; a run that spends long without a leader stops early (each
+    // write may wait 800 ms for a commit) so that the test stays bounded.
+    let budget = Instant::now() + Duration::from_secs(12);
     for step in 0..60u32 {
+        if Instant::now() > budget {
+            eprintln!("seed {seed}: time budget reached at step {step}");
+            break;
+        }
         match rng.gen_range(0..100) {
             0..=44 => {
                 // A few writes: a plain create, or a session's life.
@@ -288,7 +317,7 @@ async fn simulate(seed: u64) {
                         0 => {
                             let session = next;
                             let op = Op::CreateSession { timeout_ms: 10_000, password: [1; 16] };
-                            if let Some(Applied(Some(Ok(_)))) = sim.write(session, op).await {
+                            if let Some(Ok(_)) = sim.write(session, op).await {
                                 open_sessions.push(session);
                                 let path = format!("/e{session}");
                                 let op = Op::Create { path, data: vec![], mode: CreateMode::Ephemeral };
@@ -297,7 +326,7 @@ async fn simulate(seed: u64) {
                         }
                         1 if !open_sessions.is_empty() => {
                             let session = open_sessions.swap_remove(rng.gen_range(0..open_sessions.len()));
-                            if let Some(Applied(Some(Ok(_)))) = sim.write(session, Op::CloseSession).await {
+                            if let Some(Ok(_)) = sim.write(session, Op::CloseSession).await {
                                 closed_sessions.insert(session);
                             }
                         }
@@ -305,7 +334,7 @@ async fn simulate(seed: u64) {
                             let path = format!("/w{next}");
                             let op =
                                 Op::Create { path: path.clone(), data: vec![], mode: CreateMode::Persistent };
-                            if let Some(Applied(Some(Ok(_)))) = sim.write(0, op).await {
+                            if let Some(Ok(_)) = sim.write(0, op).await {
                                 acked_creates.insert(path);
                             }
                         }
@@ -354,17 +383,16 @@ async fn simulate(seed: u64) {
     }
     // A last write through a leader: once every member has applied it, all are level.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let marker = loop {
-        if let Some(Applied(Some(Ok(_)))) =
-            sim.write(0, Op::Create { path: "/end".into(), data: vec![], mode: CreateMode::Persistent }).await
-        {
-            break "/end";
+    // (A member cut off while it led may still say it leads until it hears the new term:
+    // the committed index of this write, not any "leader's" applied index, is the target.)
+    let (marker, target) = loop {
+        let end = Op::Create { path: "/end".into(), data: vec![], mode: CreateMode::Persistent };
+        if let Some((index, Ok(_))) = sim.write_at(0, end).await {
+            break ("/end", index);
         }
         assert!(Instant::now() < deadline, "seed {seed}: no leader took a write after healing");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let leader = sim.leader().unwrap_or_else(|| panic!("seed {seed}: no leader after healing"));
-    let target = leader.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
     for id in 1..=n {
         let node = sim.net.node(id).expect("up");
         let caught_up =
@@ -397,12 +425,21 @@ fn check_replicas(
 ) {
     let seed = sim.seed;
     let replicas = sim.replicas.0.lock().expect("lock");
-    let first = replicas.get(&1).expect("member 1").clone();
+    let first = replicas.get(&1).expect("member 1").1.clone();
     for id in 1..=n {
-        let state = replicas.get(&id).unwrap_or_else(|| panic!("seed {seed}: no state for {id}"));
+        let state = &replicas.get(&id).unwrap_or_else(|| panic!("seed {seed}: no state for {id}")).1;
+        let metrics = sim.net.node(id).map(|r| {
+            let m = r.metrics().borrow().clone();
+            format!(
+                "applied {:?} snapshot {:?} purged {:?} state {:?}",
+                m.last_applied, m.snapshot, m.purged, m.state
+            )
+        });
         assert!(
             state.tree.exists(marker).ok().flatten().is_some(),
-            "seed {seed}: member {id} lacks {marker}"
+            "seed {seed}: member {id} lacks {marker}: its copy is at zxid {:x} with {} nodes; raft: {metrics:?}",
+            state.tree.last_zxid(),
+            state.tree.node_count()
         );
         // No acknowledged write lost.
         for path in acked_creates {

@@ -128,8 +128,9 @@ async fn a_member_down_across_snapshots_catches_up_from_the_leaders_snapshot() {
     let c = client(&pki, &hosts(&ens, &[leader])).await;
     c.create("/load", b"0", P).await.expect("create /load");
     ens.members[down].kill();
-    // snapCount is 1000 and the leader keeps 100 entries behind a snapshot: 1,500 writes
-    // leave the member behind the purged log, so only a snapshot can bring it back.
+    // snapCount is 1000 transactions and the leader keeps 100 log entries behind a snapshot
+    // (an entry holds a batch of writes): 3,000 writes leave the member behind the purged
+    // log, so only a snapshot can bring it back.
     let c = Arc::new(c);
     let next = Arc::new(AtomicUsize::new(1));
     let workers: Vec<_> = (0..16)
@@ -138,7 +139,7 @@ async fn a_member_down_across_snapshots_catches_up_from_the_leaders_snapshot() {
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i > 1500 {
+                    if i > 3000 {
                         return;
                     }
                     c.create(&format!("/n{i}"), b"x", P).await.expect("create with a quorum of 2");
@@ -149,13 +150,13 @@ async fn a_member_down_across_snapshots_catches_up_from_the_leaders_snapshot() {
     for w in workers {
         w.await.expect("writer");
     }
-    c.set_data("/load", b"1500", -1).await.expect("last write");
+    c.set_data("/load", b"3000", -1).await.expect("last write");
     ens.members[down].restart();
-    assert!(caught_up(&pki, &ens, down, 1500).await, "the restarted member catches up");
+    assert!(caught_up(&pki, &ens, down, 3000).await, "the restarted member catches up");
     let log = std::fs::read_to_string(&ens.members[down].log).expect("log");
     assert!(log.contains("installed the leader's snapshot"), "it caught up by snapshot:\n{log}");
     let back = client(&pki, &ens.members[down].addr).await;
-    assert_eq!(back.children("/", false).await.expect("ls /").len(), 1500 + 1, "/n1../n1500 and /load");
+    assert_eq!(back.children("/", false).await.expect("ls /").len(), 3000 + 1, "/n1../n3000 and /load");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

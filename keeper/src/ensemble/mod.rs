@@ -43,16 +43,80 @@ pub struct Proposal {
     pub op: Op,
 }
 
-/// What applying an entry gave: the result of a transaction, nothing for Raft's own entries.
+/// What applying one proposal gave (`None`: the entry carried no such proposal).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Applied(pub Option<Result<OpResult, KeeperError>>);
+
+/// The proposals of one log entry. openraft 0.9 waits for the fsync of each `client_write`
+/// before it takes the next, so the leader batches what arrives meanwhile into one entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Proposal>);
+
+/// The results of one entry's proposals, in order (empty for Raft's own entries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchApplied(pub Vec<Result<OpResult, KeeperError>>);
 
 openraft::declare_raft_types!(
     /// The keeper's Raft types.
     pub KeeperRaft:
-        D = Proposal,
-        R = Applied,
+        D = Batch,
+        R = BatchApplied,
 );
+
+/// Proposals in one entry, at most.
+pub const MAX_BATCH: usize = 1024;
+/// zxid = log index << ZXID_BATCH_BITS | position in the entry's batch.
+pub const ZXID_BATCH_BITS: u32 = 16;
+
+/// The zxid of the `i`-th proposal of entry `index`.
+pub fn zxid(index: u64, i: usize) -> i64 {
+    ((index << ZXID_BATCH_BITS) | i as u64) as i64
+}
+
+/// The largest zxid entry `index` can hold: a server that has applied `index` has seen
+/// every zxid up to it.
+pub fn zxid_through(index: u64) -> i64 {
+    (((index + 1) << ZXID_BATCH_BITS) - 1) as i64
+}
+
+/// Proposals waiting for the leader's batcher, each with where its answer goes.
+type Waiting = (Proposal, tokio::sync::oneshot::Sender<Result<(u64, Applied), Refusal>>);
+
+/// The leader's batcher: takes proposals as they come and hands them to Raft in batches,
+/// at most [`IN_FLIGHT`] entries at a time; whatever arrives while those are committing
+/// goes into the next entry.
+async fn batcher(raft: Raft<KeeperRaft>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Waiting>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (proposals, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let outcome = raft.client_write(Batch(proposals)).await;
+            for (i, reply) in replies.into_iter().enumerate() {
+                let answer = match &outcome {
+                    Ok(r) => Ok((r.log_id.index, Applied(r.data.0.get(i).cloned()))),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Err(Refusal::NotLeader { leader: f.leader_id })
+                    }
+                    Err(e) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
+                };
+                let _ = reply.send(answer);
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Entries the batcher has in Raft at once.
+const IN_FLIGHT: usize = 2;
 
 /// Ensemble settings (from `server.N`, `myid` and the timing keys).
 #[derive(Debug, Clone)]
@@ -82,7 +146,9 @@ impl EnsembleSettings {
             election_timeout_min: self.election_timeout_ms,
             election_timeout_max: self.election_timeout_ms * 3 / 2,
             install_snapshot_timeout: self.install_timeout.as_millis() as u64,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snap_count.max(1)),
+            // snapCount counts transactions, as ZooKeeper's: the database actor triggers the
+            // snapshots (an entry holds a batch of up to MAX_BATCH of them).
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             // Entries kept behind a snapshot, so a member a little behind catches up by log.
             max_in_snapshot_log_to_keep: (snap_count / 10).clamp(100, 10_000),
             // Well under the peer link's 16 MiB frame.
@@ -102,6 +168,7 @@ pub struct Ensemble {
     pub raft: Raft<KeeperRaft>,
     peers: Arc<Client<PeerProtocol>>,
     members: Arc<BTreeMap<u64, String>>,
+    batcher: tokio::sync::mpsc::UnboundedSender<Waiting>,
 }
 
 impl std::fmt::Debug for Ensemble {
@@ -110,18 +177,22 @@ impl std::fmt::Debug for Ensemble {
     }
 }
 
-/// Proposes on the leader itself; waits for the commit until `deadline`.
+/// Proposes on this member as the leader (through its batcher); waits for the commit
+/// until `deadline`.
 pub(crate) async fn write_as_leader(
-    raft: &Raft<KeeperRaft>,
+    batcher: &tokio::sync::mpsc::UnboundedSender<Waiting>,
     p: Proposal,
     deadline: Instant,
 ) -> Result<(u64, Applied), Refusal> {
-    match tokio::time::timeout_at(deadline, raft.client_write(p)).await {
-        Ok(Ok(r)) => Ok((r.log_id.index, r.data)),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            Err(Refusal::NotLeader { leader: f.leader_id })
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if batcher.send((p, tx)).is_err() {
+        return Err(Refusal::Failed(KeeperError::SystemError { what: "the member is stopping".into() }));
+    }
+    match tokio::time::timeout_at(deadline, rx).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => {
+            Err(Refusal::Failed(KeeperError::SystemError { what: "the member is stopping".into() }))
         }
-        Ok(Err(e)) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
         Err(_) => Err(Refusal::Failed(KeeperError::NoQuorum {
             what: "the leader could not reach a majority of the ensemble in time".into(),
         })),
@@ -150,14 +221,22 @@ fn no_quorum(what: impl Into<String>) -> KeeperError {
 }
 
 impl Ensemble {
-    /// A handle on `raft`, reaching the other members through `peers`.
+    /// A handle on `raft`, reaching the other members through `peers`. Starts the
+    /// leader-side batcher on the current runtime.
     pub fn new(
         my_id: u64,
         raft: Raft<KeeperRaft>,
         peers: Arc<Client<PeerProtocol>>,
         members: BTreeMap<u64, String>,
     ) -> Self {
-        Ensemble { my_id, raft, peers, members: Arc::new(members) }
+        let (batcher_tx, batcher_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(batcher(raft.clone(), batcher_rx));
+        Ensemble { my_id, raft, peers, members: Arc::new(members), batcher: batcher_tx }
+    }
+
+    /// Proposes `p` as the leader (the peer service's side of a forwarded write).
+    pub(crate) async fn write_here(&self, p: Proposal, deadline: Instant) -> Result<(u64, Applied), Refusal> {
+        write_as_leader(&self.batcher, p, deadline).await
     }
 
     /// The members: id → peer address.
@@ -230,7 +309,7 @@ impl Ensemble {
                 )));
             };
             let answer = if leader == self.my_id {
-                write_as_leader(&self.raft, p.clone(), deadline).await
+                write_as_leader(&self.batcher, p.clone(), deadline).await
             } else {
                 let Some(addr) = self.members.get(&leader) else {
                     return Err(KeeperError::SystemError {

@@ -18,7 +18,7 @@ use sluice_keeper_core::KeeperError;
 use sluice_net::{Client, Peer, Rpc, RpcError};
 use tracing::debug;
 
-use super::{Applied, KeeperRaft, Proposal};
+use super::{Applied, Ensemble, KeeperRaft, Proposal};
 
 /// Raft's AppendEntries (also the heartbeat).
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,6 +74,7 @@ sluice_net::protocol! {
 /// Serves a member's peer port.
 pub struct PeerService {
     raft: Raft<KeeperRaft>,
+    ensemble: Ensemble,
     on_touch: Arc<dyn Fn(Vec<u64>) + Send + Sync>,
     write_timeout: Duration,
 }
@@ -85,13 +86,13 @@ impl std::fmt::Debug for PeerService {
 }
 
 impl PeerService {
-    /// A service feeding `raft`; touches go to `on_touch`.
+    /// A service feeding `ensemble`'s Raft node; touches go to `on_touch`.
     pub fn new(
-        raft: Raft<KeeperRaft>,
+        ensemble: Ensemble,
         on_touch: Arc<dyn Fn(Vec<u64>) + Send + Sync>,
         write_timeout: Duration,
     ) -> Self {
-        PeerService { raft, on_touch, write_timeout }
+        PeerService { raft: ensemble.raft.clone(), ensemble, on_touch, write_timeout }
     }
 }
 
@@ -117,7 +118,7 @@ impl PeerHandler for PeerService {
     }
 
     async fn propose(&self, _: &Peer, r: Propose) -> Result<(u64, Applied), Refusal> {
-        super::write_as_leader(&self.raft, r.0, tokio::time::Instant::now() + self.write_timeout).await
+        self.ensemble.write_here(r.0, tokio::time::Instant::now() + self.write_timeout).await
     }
 
     async fn read_index(&self, _: &Peer, _: ReadIndex) -> Result<u64, Refusal> {

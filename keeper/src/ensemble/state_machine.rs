@@ -24,14 +24,14 @@ use serde::{Deserialize, Serialize};
 use sluice_keeper_core::{KeeperState, Txn};
 use tracing::{info, warn};
 
-use super::{Applied, KeeperRaft};
+use super::{zxid, BatchApplied, KeeperRaft};
 
 /// What the state machine tells the server, in log order.
 #[derive(Debug)]
 pub enum SmEvent {
-    /// Entries were applied: each index with its transaction (`None` for Raft's own entries:
-    /// a new leader's blank entry, a membership change).
-    Committed(Vec<(u64, Option<Txn>)>),
+    /// Entries were applied: each index with its transactions (none for Raft's own
+    /// entries: a new leader's blank entry, a membership change).
+    Committed(Vec<(u64, Vec<Txn>)>),
     /// A snapshot replaced the state; it is at `index`.
     Installed {
         /// The new state.
@@ -230,7 +230,7 @@ impl RaftStateMachine<KeeperRaft> for StateMachine {
         Ok((self.last_applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchApplied>, StorageError<u64>>
     where
         I: IntoIterator<Item = openraft::Entry<KeeperRaft>> + Send,
         I::IntoIter: Send,
@@ -242,19 +242,25 @@ impl RaftStateMachine<KeeperRaft> for StateMachine {
             self.last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => {
-                    replies.push(Applied(None));
-                    applied.push((index, None));
+                    replies.push(BatchApplied(Vec::new()));
+                    applied.push((index, Vec::new()));
                 }
-                EntryPayload::Normal(p) => {
-                    let txn = Txn { zxid: index as i64, time_ms: p.time_ms, session: p.session, op: p.op };
-                    let result = self.state.apply(&txn).result;
-                    replies.push(Applied(Some(result)));
-                    applied.push((index, Some(txn)));
+                EntryPayload::Normal(batch) => {
+                    let mut results = Vec::with_capacity(batch.0.len());
+                    let mut txns = Vec::with_capacity(batch.0.len());
+                    for (i, p) in batch.0.into_iter().enumerate() {
+                        let txn =
+                            Txn { zxid: zxid(index, i), time_ms: p.time_ms, session: p.session, op: p.op };
+                        results.push(self.state.apply(&txn).result);
+                        txns.push(txn);
+                    }
+                    replies.push(BatchApplied(results));
+                    applied.push((index, txns));
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    replies.push(Applied(None));
-                    applied.push((index, None));
+                    replies.push(BatchApplied(Vec::new()));
+                    applied.push((index, Vec::new()));
                 }
             }
         }
