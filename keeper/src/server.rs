@@ -1256,7 +1256,8 @@ async fn run_member(
     );
     let my_peer = ens.members.get(&ens.my_id).cloned().unwrap_or_default();
     let peer_listen = crate::config::listen_addr(&my_peer).map_err(RunError::Ensemble)?;
-    let opts = sluice_net::ServerOptions { name: "keeper-peer".into(), ..Default::default() };
+    let opts =
+        sluice_net::ServerOptions { name: "keeper-peer".into(), nodes_only: true, ..Default::default() };
     let peer_server = sluice_net::Server::<PeerProtocol>::bind(peer_listen, identity, opts)?;
     db.do_send(Attach(ensemble.clone()));
     // Role changes reach the database (it decides expiry while it leads, and tells its

@@ -226,6 +226,8 @@ pub mod codes {
     pub const NO_PRINCIPAL: VarInt = VarInt::from_u32(0x11);
     /// The server is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(0x12);
+    /// The port takes cluster nodes only and the peer's certificate is a client's.
+    pub const NOT_A_NODE: VarInt = VarInt::from_u32(0x13);
 }
 
 /// Declares a protocol: its ALPN, request / response / push enums, the pairing of each

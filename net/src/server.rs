@@ -37,6 +37,9 @@ pub struct ServerOptions {
     pub channel_queue: usize,
     /// Accept `DISCARD` streams (raw transport measurements). Off except in the perf server.
     pub discard: bool,
+    /// Take only cluster nodes: a peer whose certificate is not a node's (no serverAuth
+    /// usage: a client's) is refused. For ports between servers (the keeper's peer port).
+    pub nodes_only: bool,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +50,7 @@ impl Default for ServerOptions {
             transport: TransportOptions::default(),
             channel_queue: 4096,
             discard: false,
+            nodes_only: false,
         }
     }
 }
@@ -155,6 +159,15 @@ async fn handle_connection<P: Protocol, S: Service<P>>(
         conn.close(codes::NO_PRINCIPAL, b"client certificate has no DNS name or common name");
         return;
     };
+    if opts.nodes_only && !principal.server_auth {
+        warn!(%remote, peer = %principal, "a client certificate on a port for cluster nodes; refused");
+        conn.close(
+            codes::NOT_A_NODE,
+            b"this port is for cluster nodes only; the certificate is a client's (no serverAuth usage): \
+              connect to the client port, or use a node certificate",
+        );
+        return;
+    }
     let peer = Peer { principal, remote, connection_id: conn.stable_id() };
     let span = tracing::info_span!("conn", peer = %peer.principal, %remote, id = peer.connection_id);
     async move {

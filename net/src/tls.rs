@@ -296,6 +296,9 @@ pub struct Principal {
     pub name: String,
     /// Every DNS subject alternative name.
     pub dns_names: Vec<String>,
+    /// The certificate may act as a server (extended key usage serverAuth, or no extended
+    /// key usage at all): a cluster node's certificate, not a client's.
+    pub server_auth: bool,
 }
 
 impl fmt::Display for Principal {
@@ -324,7 +327,12 @@ pub fn principal_of(leaf: &[u8]) -> Option<Principal> {
         .unwrap_or_default();
     let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
     let name = dns_names.first().cloned().or(cn)?;
-    Some(Principal { name, dns_names })
+    let server_auth = match cert.extended_key_usage() {
+        Ok(Some(eku)) => eku.value.server_auth || eku.value.any,
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    Some(Principal { name, dns_names, server_auth })
 }
 
 /// The principal of the peer at the other end of `conn`.

@@ -426,3 +426,36 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
         linearizability::check(planted.events(), &initial).expect_err("a planted stale read is caught");
     assert_eq!(caught.key(), Some(*written));
 }
+
+#[test]
+fn a_member_whose_myid_is_not_listed_or_a_two_server_ensemble_refuses_to_start_saying_why() {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = pki.issue(sluice_certs::CertSpec::new("keeper-4", sluice_certs::Role::Node));
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("myid"), "4\n").expect("myid");
+    let start = |servers: &str| {
+        let config = dir.path().join("k.properties");
+        let text = format!(
+            "dataDir={}\nclientPort=0\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{servers}",
+            data.display(),
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display()
+        );
+        std::fs::write(&config, text).expect("config");
+        let out = std::process::Command::new(sluice_tests::sluice_bin())
+            .args(["keeper", "start"])
+            .arg(&config)
+            .output()
+            .expect("run keeper start");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = start("server.1=127.0.0.1:1\nserver.2=127.0.0.1:2\nserver.3=127.0.0.1:3\n");
+    assert!(!ok);
+    assert!(err.contains("says this is server 4, but there is no server.4 line (servers: 1, 2, 3)"), "{err}");
+    let (ok, err) = start("server.4=127.0.0.1:4\nserver.5=127.0.0.1:5\n");
+    assert!(!ok);
+    assert!(err.contains("ensemble.allowTwoServers=true"), "{err}");
+}

@@ -175,3 +175,19 @@ async fn wrong_protocol_version_is_refused_naming_both_sides() {
     assert!(err.to_string().contains("we speak sluice-keeper/1, the server speaks sluice-perf/1"), "{err}");
     server_still_serves(&pki, &server).await;
 }
+
+#[tokio::test]
+async fn a_port_for_cluster_nodes_refuses_client_certificates_and_takes_node_ones() {
+    let pki = TestPki::new("cluster");
+    let opts_nodes =
+        sluice_net::ServerOptions { name: "keeper-peer".into(), nodes_only: true, ..Default::default() };
+    let addr = "127.0.0.1:0".parse().expect("addr");
+    let server = PerfServerHandle::start_on(addr, &pki.node("keeper-1"), opts_nodes);
+    let client = Client::<Perf>::new(&pki.client("app"), opts()).expect("client");
+    let err = client.connect(&server.addr_string()).await.expect_err("a client certificate is refused");
+    assert!(err.to_string().contains("this port is for cluster nodes only"), "{err}");
+    // Another member (a node certificate, which also carries clientAuth) gets in.
+    let node = Client::<Perf>::new(&ClientTls::new(pki.node("keeper-2")), opts()).expect("client");
+    let conn = node.connect(&server.addr_string()).await.expect("a node connects");
+    assert_eq!(conn.call(WhoAmI).await.expect("who am i"), "keeper-2");
+}
