@@ -109,7 +109,7 @@ fn print_status(s: &sluice_client::keeper::proto::ServerStatus) {
             Some(l) => println!("Leader: {l}"),
             None => println!("Leader: none (no quorum: writes fail, reads may be stale)"),
         }
-        println!("Last committed zxid: 0x{:x}", e.last_committed);
+        println!("Last committed zxid: 0x{:x} (log index {})", e.last_committed, e.log_index);
         let members: Vec<String> = e.members.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
         println!("Members: {}", members.join(", "));
     }

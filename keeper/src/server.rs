@@ -937,7 +937,7 @@ impl Database {
         let (mode, ensemble) = match &self.ensemble {
             None => ("standalone".to_string(), None),
             Some(e) => {
-                let (role, term, leader, committed) = e.view();
+                let (role, term, leader) = e.view();
                 let members = e.members().iter().map(|(id, addr)| (*id, addr.clone())).collect();
                 (
                     role,
@@ -945,7 +945,8 @@ impl Database {
                         my_id: e.my_id,
                         term,
                         leader,
-                        last_committed: committed as i64,
+                        last_committed: self.core.state().tree.last_zxid(),
+                        log_index: self.applied_index,
                         members,
                     }),
                 )
@@ -1179,6 +1180,15 @@ pub async fn run(
     if let Some(ensemble) = &config.ensemble {
         return run_member(config, ensemble, identity, on_listening, shutdown).await;
     }
+    let raft_dir = config.settings.data_dir.join("raft");
+    if raft_dir.is_dir() {
+        return Err(RunError::Ensemble(format!(
+            "{} holds an ensemble member's data (raft/), but this configuration has no server.N lines: \
+             put them back, or move {} away to start a new standalone keeper",
+            config.settings.data_dir.display(),
+            raft_dir.display()
+        )));
+    }
     let (db, recovered) = Database::start(&config.settings)?;
     info!(
         last_zxid = recovered.last_zxid,
@@ -1210,7 +1220,21 @@ async fn run_member(
     use crate::ensemble::state_machine::StateMachine;
     use std::sync::Arc;
 
-    let dir = config.settings.data_dir.join("raft");
+    let data_dir = &config.settings.data_dir;
+    let standalone = std::fs::read_dir(data_dir).into_iter().flatten().flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("log.") || name.starts_with("snapshot.")
+    });
+    if standalone {
+        return Err(RunError::Ensemble(format!(
+            "{} holds a standalone keeper's transaction log (log.*, snapshot.*); an ensemble member keeps \
+             its data in raft/ and would start empty: move those files away (their data does not move into \
+             the ensemble), or remove the server.N lines to run standalone",
+            data_dir.display()
+        )));
+    }
+    let dir = data_dir.join("raft");
     let log = LogStore::open(&dir).map_err(|e| RunError::Ensemble(e.to_string()))?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let sink: crate::ensemble::state_machine::Sink = Arc::new(move |ev| {

@@ -458,4 +458,14 @@ fn a_member_whose_myid_is_not_listed_or_a_two_server_ensemble_refuses_to_start_s
     let (ok, err) = start("server.4=127.0.0.1:4\nserver.5=127.0.0.1:5\n");
     assert!(!ok);
     assert!(err.contains("ensemble.allowTwoServers=true"), "{err}");
+    // A standalone keeper's data is not silently left behind by a member, nor the reverse.
+    std::fs::write(data.join("log.0000000000000001"), b"").expect("a standalone log");
+    let (ok, err) = start("server.4=127.0.0.1:4\n");
+    assert!(!ok);
+    assert!(err.contains("holds a standalone keeper's transaction log"), "{err}");
+    std::fs::remove_file(data.join("log.0000000000000001")).expect("rm");
+    std::fs::create_dir_all(data.join("raft")).expect("raft dir");
+    let (ok, err) = start("");
+    assert!(!ok);
+    assert!(err.contains("holds an ensemble member's data (raft/)"), "{err}");
 }

@@ -170,8 +170,11 @@ pub struct EnsembleStatus {
     pub term: u64,
     /// The leader this server follows (or is), if any.
     pub leader: Option<u64>,
-    /// The last log index known committed (zxids are log indexes).
+    /// The zxid of the last committed transaction this server has applied.
     pub last_committed: i64,
+    /// The Raft log index this server has applied up to (a zxid is `index << 16 | position`:
+    /// one log entry carries a batch of transactions).
+    pub log_index: u64,
     /// The members: id and peer address.
     pub members: Vec<(u64, String)>,
 }

@@ -400,8 +400,8 @@ impl Ensemble {
         }
     }
 
-    /// Role, term, leader and last applied index, for status.
-    pub fn view(&self) -> (String, u64, Option<u64>, u64) {
+    /// Role, term and leader, for status.
+    pub fn view(&self) -> (String, u64, Option<u64>) {
         let m = self.raft.metrics();
         let m = m.borrow();
         let role = match m.state {
@@ -411,7 +411,7 @@ impl Ensemble {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "stopping",
         };
-        (role.into(), m.current_term, m.current_leader, m.last_applied.map(|l| l.index).unwrap_or(0))
+        (role.into(), m.current_term, m.current_leader)
     }
 
     /// The initial membership.
