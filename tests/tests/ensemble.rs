@@ -469,3 +469,38 @@ fn a_member_whose_myid_is_not_listed_or_a_two_server_ensemble_refuses_to_start_s
     assert!(!ok);
     assert!(err.contains("holds an ensemble member's data (raft/)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_expires_a_silent_session_held_on_a_follower_and_its_ephemeral_goes_everywhere() {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
+    let tls = pki.client("status");
+    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let (f, g) = (others(3, leader)[0], others(3, leader)[1]);
+    let short = KeeperClientOptions { session_timeout: Duration::from_millis(1000), ..Default::default() };
+    let (dying, _) =
+        KeeperClient::connect(&ens.members[f].addr, &pki.client("app"), short).await.expect("connect");
+    dying.create("/gone", b"", CreateMode::Ephemeral).await.expect("ephemeral");
+    let opts =
+        KeeperClientOptions { session_timeout: Duration::from_millis(SESSION_MS), ..Default::default() };
+    let (watcher, mut events) =
+        KeeperClient::connect(&ens.members[g].addr, &pki.client("app"), opts).await.expect("connect");
+    assert!(watcher.exists("/gone", true).await.expect("exists").is_some());
+    // The client dies without closing: no more pings reach its follower, so no more
+    // touches reach the leader, which expires the session and deletes its ephemeral.
+    let silent_from = Instant::now();
+    drop(dying);
+    let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("an event in time");
+    let took = silent_from.elapsed();
+    assert_eq!(
+        event,
+        Some(sluice_client::keeper::KeeperEvent::Watch {
+            event: sluice_keeper_core::EventType::NodeDeleted,
+            path: "/gone".into()
+        })
+    );
+    eprintln!("silent session expired and its ephemeral deleted after {} ms", took.as_millis());
+    assert!(took >= Duration::from_millis(800), "expired before its 1 s timeout: {took:?}");
+    assert_eq!(watcher.exists("/gone", false).await.expect("exists"), None);
+}
