@@ -25,6 +25,17 @@ async fn client(pki: &TestPki, connect: &str) -> KeeperClient {
     KeeperClient::connect(connect, &pki.client("app"), opts).await.expect("connect").0
 }
 
+/// Starts an ensemble of `n` members and waits for its leader. Bind every part: the
+/// ensemble's processes stop before its directory goes.
+async fn up(n: usize) -> (TestPki, tempfile::TempDir, KeeperEnsemble, sluice_net::ClientTls, usize) {
+    let pki = TestPki::new("ensemble");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ens = KeeperEnsemble::start(&pki, dir.path(), n, TICK_MS, "");
+    let tls = pki.client("status");
+    let leader = ens.leader(&tls, Duration::from_secs(30)).await.expect("the ensemble elects a leader");
+    (pki, dir, ens, tls, leader)
+}
+
 fn hosts(ens: &KeeperEnsemble, order: &[usize]) -> String {
     order.iter().map(|i| ens.members[*i].addr.as_str()).collect::<Vec<_>>().join(",")
 }
@@ -87,11 +98,7 @@ async fn caught_up(pki: &TestPki, ens: &KeeperEnsemble, i: usize, value: u64) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_the_leader_under_write_load_writes_resume_on_the_survivors_and_it_catches_up() {
-    let pki = TestPki::new("ensemble");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
-    let tls = pki.client("status");
-    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("the ensemble elects a leader");
+    let (pki, _dir, mut ens, tls, leader) = up(3).await;
     // The writer talks to the followers, so the kill takes its leader, not its connection.
     let c = client(&pki, &hosts(&ens, &others(3, leader))).await;
     c.create("/load", b"0", P).await.expect("create /load");
@@ -119,11 +126,7 @@ async fn sigkill_the_leader_under_write_load_writes_resume_on_the_survivors_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_down_across_snapshots_catches_up_from_the_leaders_snapshot() {
-    let pki = TestPki::new("ensemble");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
-    let tls = pki.client("status");
-    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let (pki, _dir, mut ens, _, leader) = up(3).await;
     let down = others(3, leader)[0];
     let c = client(&pki, &hosts(&ens, &[leader])).await;
     c.create("/load", b"0", P).await.expect("create /load");
@@ -161,11 +164,7 @@ async fn a_member_down_across_snapshots_catches_up_from_the_leaders_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_server_dies_keeps_its_session_and_ephemeral_on_another() {
-    let pki = TestPki::new("ensemble");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
-    let tls = pki.client("status");
-    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let (pki, _dir, mut ens, _, leader) = up(3).await;
     // The client lands on the leader (first in its list): the hardest case, since the
     // server it is connected to is also the one deciding expiry.
     let mut order = vec![leader];
@@ -200,11 +199,7 @@ async fn a_client_whose_server_dies_keeps_its_session_and_ephemeral_on_another()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_one_returns() {
-    let pki = TestPki::new("ensemble");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
-    let tls = pki.client("status");
-    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let (pki, _dir, mut ens, tls, leader) = up(3).await;
     let survivor = others(3, leader)[0];
     let c = client(&pki, &hosts(&ens, &[survivor])).await;
     c.create("/a", b"before", P).await.expect("write with a quorum");
@@ -245,11 +240,7 @@ async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_members_survive_two_sigkills() {
-    let pki = TestPki::new("ensemble");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 5, TICK_MS, "");
-    let tls = pki.client("status");
-    let leader = ens.leader(&tls, Duration::from_secs(30)).await.expect("a leader");
+    let (pki, _dir, mut ens, _, leader) = up(5).await;
     let c = client(&pki, &ens.connect_string()).await;
     c.create("/five", b"0", P).await.expect("write with 5");
     let follower = others(5, leader)[0];
@@ -291,11 +282,7 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
             | 1
     });
     eprintln!("linearizability workload seed {seed} (rerun with LIN_SEED={seed})");
-    let pki = TestPki::new("ensemble");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
-    let tls = pki.client("status");
-    ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let (pki, _dir, mut ens, tls, _) = up(3).await;
     let setup = client(&pki, &ens.connect_string()).await;
     for k in KEYS {
         setup.create(k, b"0", P).await.expect("create key");
@@ -472,11 +459,7 @@ fn a_member_whose_myid_is_not_listed_or_a_two_server_ensemble_refuses_to_start_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_expires_a_silent_session_held_on_a_follower_and_its_ephemeral_goes_everywhere() {
-    let pki = TestPki::new("ensemble");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ens = KeeperEnsemble::start(&pki, dir.path(), 3, TICK_MS, "");
-    let tls = pki.client("status");
-    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    let (pki, _dir, ens, _, leader) = up(3).await;
     let (f, g) = (others(3, leader)[0], others(3, leader)[1]);
     let short = KeeperClientOptions { session_timeout: Duration::from_millis(1000), ..Default::default() };
     let (dying, _) =
