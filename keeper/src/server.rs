@@ -78,7 +78,7 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Self {
+    fn new(state: &'static str) -> Self {
         metrics::describe_counter!("sluice_keeper_requests_total", "Client requests answered, by type.");
         metrics::describe_histogram!(
             "sluice_keeper_write_latency_seconds",
@@ -96,7 +96,7 @@ impl Metrics {
         metrics::describe_gauge!("sluice_keeper_outstanding_requests", "Writes waiting for their fsync.");
         metrics::describe_gauge!("sluice_keeper_last_zxid", "The last transaction applied.");
         metrics::describe_gauge!("sluice_keeper_server_state", "1 for the state this server is in.");
-        metrics::gauge!("sluice_keeper_server_state", "state" => "standalone").set(1.0);
+        metrics::gauge!("sluice_keeper_server_state", "state" => state).set(1.0);
         Metrics {
             reads: metrics::counter!("sluice_keeper_requests_total", "type" => "read"),
             writes: metrics::counter!("sluice_keeper_requests_total", "type" => "write"),
@@ -181,7 +181,7 @@ impl Database {
             epoch,
             latency: (f64::MAX, 0.0, 0, 0.0),
             failed: None,
-            metrics: Metrics::new(),
+            metrics: Metrics::new("standalone"),
         };
         let retain = settings.snap_retain_count;
         let tick = Duration::from_millis(u64::from(settings.sessions.tick_ms.max(10)) / 2);
@@ -236,7 +236,7 @@ impl Database {
             epoch,
             latency: (f64::MAX, 0.0, 0, 0.0),
             failed: None,
-            metrics: Metrics::new(),
+            metrics: Metrics::new("follower"),
         };
         let tick = Duration::from_millis(u64::from(settings.sessions.tick_ms.max(10)) / 2);
         let addr = Database::create(move |ctx| {
@@ -1290,11 +1290,27 @@ async fn run_member(
     let (role_db, mut metrics) = (db.clone(), raft.metrics());
     let (my_id, heartbeat) = (ens.my_id, Duration::from_millis(ens.heartbeat_ms));
     let lost_after = ens.election_timeout_ms * 2;
+    metrics::describe_gauge!(
+        "sluice_keeper_raft_term",
+        "The Raft term (ZooKeeper's epoch) this member is in."
+    );
+    metrics::describe_gauge!("sluice_keeper_raft_leader", "The member this one follows (or is), 0 for none.");
+    metrics::describe_gauge!(
+        "sluice_keeper_quorum",
+        "1 while this member can commit writes, 0 without a quorum."
+    );
+    let (term_gauge, leader_gauge, quorum_gauge) = (
+        metrics::gauge!("sluice_keeper_raft_term"),
+        metrics::gauge!("sluice_keeper_raft_leader"),
+        metrics::gauge!("sluice_keeper_quorum"),
+    );
     actix::spawn(async move {
         let mut was = None;
         loop {
             let role = {
                 let m = metrics.borrow_and_update();
+                term_gauge.set(m.current_term as f64);
+                leader_gauge.set(m.current_leader.unwrap_or(0) as f64);
                 let leading = m.state == openraft::ServerState::Leader && m.current_leader == Some(my_id);
                 let alone = m.membership_config.voter_ids().count() == 1;
                 let quorum = match m.state {
@@ -1306,6 +1322,7 @@ async fn run_member(
                 };
                 (leading, quorum)
             };
+            quorum_gauge.set(if role.1 { 1.0 } else { 0.0 });
             if was != Some(role) {
                 was = Some(role);
                 role_db.do_send(Role { leading: role.0, quorum: role.1 });

@@ -28,9 +28,17 @@ async fn client(pki: &TestPki, connect: &str) -> KeeperClient {
 /// Starts an ensemble of `n` members and waits for its leader. Bind every part: the
 /// ensemble's processes stop before its directory goes.
 async fn up(n: usize) -> (TestPki, tempfile::TempDir, KeeperEnsemble, sluice_net::ClientTls, usize) {
+    up_with(n, "").await
+}
+
+/// [`up`] with more config lines for every member.
+async fn up_with(
+    n: usize,
+    extra: &str,
+) -> (TestPki, tempfile::TempDir, KeeperEnsemble, sluice_net::ClientTls, usize) {
     let pki = TestPki::new("ensemble");
     let dir = tempfile::tempdir().expect("tempdir");
-    let ens = KeeperEnsemble::start(&pki, dir.path(), n, TICK_MS, "");
+    let ens = KeeperEnsemble::start(&pki, dir.path(), n, TICK_MS, extra);
     let tls = pki.client("status");
     let leader = ens.leader(&tls, Duration::from_secs(30)).await.expect("the ensemble elects a leader");
     (pki, dir, ens, tls, leader)
@@ -199,8 +207,21 @@ async fn a_client_whose_server_dies_keeps_its_session_and_ephemeral_on_another()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_one_returns() {
-    let (pki, _dir, mut ens, tls, leader) = up(3).await;
+    let metrics_on = "metricsProvider.httpPort=0\nmetricsProvider.httpHost=127.0.0.1\n";
+    let (pki, _dir, mut ens, tls, leader) = up_with(3, metrics_on).await;
     let survivor = others(3, leader)[0];
+    let metrics = ens.members[survivor].metrics.clone().expect("a metrics endpoint");
+    let quorum_is = |v: &'static str| {
+        let url = metrics.clone();
+        move || {
+            let url = url.clone();
+            async move {
+                let body = sluice_tests::http_get(&url).map(|(_, b)| b).unwrap_or_default();
+                body.lines().any(|l| l == format!("sluice_keeper_quorum {v}"))
+            }
+        }
+    };
+    assert!(wait_for(Duration::from_secs(10), quorum_is("1")).await, "the gauge says it has a quorum");
     let c = client(&pki, &hosts(&ens, &[survivor])).await;
     c.create("/a", b"before", P).await.expect("write with a quorum");
     assert!(!c.may_be_stale());
@@ -212,6 +233,7 @@ async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_on
         wait_for(Duration::from_secs(10), || async { c.may_be_stale() }).await,
         "told of the lost quorum"
     );
+    assert!(wait_for(Duration::from_secs(10), quorum_is("0")).await, "the gauge says so too");
     let started = Instant::now();
     let err = c.set_data("/a", b"lost", -1).await;
     let took = started.elapsed();
@@ -236,6 +258,7 @@ async fn with_two_of_three_down_writes_fail_fast_with_no_quorum_and_work_once_on
     );
     assert_eq!(c.get_data("/a", false).await.expect("read").0, b"after");
     assert!(wait_for(Duration::from_secs(10), || async { !c.may_be_stale() }).await, "told of the quorum");
+    assert!(wait_for(Duration::from_secs(10), quorum_is("1")).await, "the gauge says so too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
