@@ -510,3 +510,37 @@ async fn the_leader_expires_a_silent_session_held_on_a_follower_and_its_ephemera
     assert!(took >= Duration::from_millis(800), "expired before its 1 s timeout: {took:?}");
     assert_eq!(watcher.exists("/gone", false).await.expect("exists"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_what_the_client_has_seen_refuses_it_so_the_client_never_goes_back_in_time() {
+    let (pki, _dir, mut ens, _, leader) = up(3).await;
+    let (b, stale) = (others(3, leader)[0], others(3, leader)[1]);
+    let c = client(&pki, &ens.connect_string()).await;
+    c.create("/x", b"0", P).await.expect("create");
+    // One member misses the next writes; the client sees them.
+    ens.members[stale].kill();
+    for i in 1..=20 {
+        c.set_data("/x", i.to_string().as_bytes(), -1).await.expect("write with 2 of 3");
+    }
+    assert_eq!(c.get_data("/x", false).await.expect("read").0, b"20");
+    // Only the stale member is up now: it has not applied what the client has seen, so it
+    // refuses the client rather than answer from the past.
+    ens.members[leader].kill();
+    ens.members[b].kill();
+    ens.members[stale].restart();
+    match c.get_data("/x", false).await {
+        Err(KeeperClientError::ConnectionLoss(why)) => {
+            assert!(why.contains("this server is behind the client"), "{why}")
+        }
+        other => panic!("a stale member answered a client that has seen newer: {other:?}"),
+    }
+    // With a member that has the writes back, the stale one catches up and both serve.
+    ens.members[b].restart();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            matches!(c.get_data("/x", false).await, Ok((d, _)) if d == b"20")
+        })
+        .await,
+        "the client reads its last write again"
+    );
+}

@@ -347,6 +347,8 @@ impl KeeperClient {
         // Try every server in turn until the session's time is up.
         let deadline = Instant::now() + self.session_timeout();
         let mut last_error = String::from("no server tried");
+        // A server that answered and refused says more than one that did not answer.
+        let mut refused: Option<String> = None;
         loop {
             for _ in 0..inner.connect.hosts.len() {
                 let i = inner.next_host.fetch_add(1, Ordering::Relaxed) % inner.connect.hosts.len();
@@ -363,14 +365,18 @@ impl KeeperClient {
                     Err(e @ KeeperClientError::Transport(_)) if !transient(&e) => return Err(e),
                     Err(e) => {
                         debug!(%host, error = %e, "server unavailable; trying the next");
+                        if matches!(e, KeeperClientError::Keeper(_)) {
+                            refused = Some(format!("{host}: {e}"));
+                        }
                         last_error = format!("{host}: {e}");
                     }
                 }
             }
             if Instant::now() >= deadline {
                 return Err(KeeperClientError::ConnectionLoss(format!(
-                    "no keeper server of {} answered within the session timeout (last: {last_error})",
-                    inner.connect.hosts.join(",")
+                    "no keeper server of {} answered within the session timeout (last: {})",
+                    inner.connect.hosts.join(","),
+                    refused.unwrap_or(last_error)
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
