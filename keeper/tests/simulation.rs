@@ -17,7 +17,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -181,26 +180,19 @@ struct Sim {
     members: BTreeMap<Id, BasicNode>,
     /// term → the members that said they led it.
     leaders: Arc<Mutex<BTreeMap<u64, BTreeSet<Id>>>>,
-    log_stopped: HashMap<Id, Arc<AtomicBool>>,
+    log_stopped: HashMap<Id, tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Sim {
     async fn start_member(&mut self, id: Id) {
         let dir = &self.dirs[&id];
         // A crashed member's log writer finishes what was queued before the files are reopened.
-        if let Some(flag) = self.log_stopped.get(&id) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !flag.load(Ordering::Acquire) {
-                assert!(
-                    Instant::now() < deadline,
-                    "seed {}: member {id}'s log writer did not stop",
-                    self.seed
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        if let Some(stopped) = self.log_stopped.get_mut(&id) {
+            let done = tokio::time::timeout(Duration::from_secs(10), stopped.wait_for(|s| *s)).await;
+            assert!(matches!(done, Ok(Ok(_))), "seed {}: member {id}'s log writer did not stop", self.seed);
         }
         let log = LogStore::open(dir).unwrap_or_else(|e| panic!("seed {}: reopen {id}: {e}", self.seed));
-        self.log_stopped.insert(id, log.stopped_flag());
+        self.log_stopped.insert(id, log.stopped());
         let (sm, state, _) = StateMachine::open(dir, self.replicas.sink(id), 2)
             .unwrap_or_else(|e| panic!("seed {}: state machine {id}: {e}", self.seed));
         if let Some(slot) = self.replicas.0.lock().expect("lock").get_mut(&id) {

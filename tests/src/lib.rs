@@ -264,17 +264,7 @@ impl KeeperProcess {
         tick_ms: u32,
         extra: &str,
     ) -> Self {
-        let files = pki.issue(CertSpec::new(format!("keeper-{id}"), Role::Node));
-        let data_dir = dir.join(format!("{name}-data"));
-        let config = dir.join(format!("{name}.properties"));
-        let text = format!(
-            "tickTime={tick_ms}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
-            data_dir.display(),
-            files.ca.display(),
-            files.cert.display(),
-            files.key.display()
-        );
-        std::fs::write(&config, text).expect("write keeper config");
+        let (config, data_dir) = keeper_config(pki, dir, name, id, client_port, tick_ms, extra);
         let mut k = KeeperProcess {
             addr: String::new(),
             config,
@@ -340,6 +330,32 @@ impl KeeperProcess {
     }
 }
 
+/// Writes `<dir>/<name>.properties` for a keeper with certificate `keeper-<id>`, data in
+/// `<dir>/<name>-data`, the given client port and `tickTime`, and `extra` lines; returns the
+/// config file and the data directory (not created).
+pub fn keeper_config(
+    pki: &TestPki,
+    dir: &Path,
+    name: &str,
+    id: u64,
+    client_port: u16,
+    tick_ms: u32,
+    extra: &str,
+) -> (PathBuf, PathBuf) {
+    let files = pki.issue(CertSpec::new(format!("keeper-{id}"), Role::Node));
+    let data_dir = dir.join(format!("{name}-data"));
+    let config = dir.join(format!("{name}.properties"));
+    let text = format!(
+        "tickTime={tick_ms}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
+        data_dir.display(),
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display()
+    );
+    std::fs::write(&config, text).expect("write keeper config");
+    (config, data_dir)
+}
+
 /// `n` distinct free UDP ports on 127.0.0.1 (held together while chosen, then released).
 pub fn free_udp_ports(n: usize) -> Vec<u16> {
     let sockets: Vec<std::net::UdpSocket> =
@@ -390,8 +406,21 @@ impl KeeperEnsemble {
     /// The member (index) that says it leads and that every other live member follows,
     /// waiting up to `timeout`.
     pub async fn leader(&self, tls: &ClientTls, timeout: Duration) -> Option<usize> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let found = std::sync::Mutex::new(None);
+        let agreed = wait_for(timeout, || async {
+            let leader = self.agreed_leader(tls).await;
+            *found.lock().unwrap_or_else(|p| p.into_inner()) = leader;
+            leader.is_some()
+        })
+        .await;
+        let leader = *found.lock().unwrap_or_else(|p| p.into_inner());
+        leader.filter(|_| agreed)
+    }
+
+    /// The member that says it leads, if it is the only one and every other live member
+    /// follows it.
+    async fn agreed_leader(&self, tls: &ClientTls) -> Option<usize> {
+        {
             let mut leaders = Vec::new();
             let mut followed = Vec::new();
             for (i, m) in self.members.iter().enumerate() {
@@ -410,15 +439,10 @@ impl KeeperEnsemble {
                     followed.push(s.ensemble.and_then(|e| e.leader));
                 }
             }
-            if let [l] = leaders[..] {
-                if followed.iter().all(|f| *f == Some(l as u64 + 1)) {
-                    return Some(l);
-                }
+            match leaders[..] {
+                [l] if followed.iter().all(|f| *f == Some(l as u64 + 1)) => Some(l),
+                _ => None,
             }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -187,13 +187,16 @@ async fn a_client_whose_server_dies_keeps_its_session_and_ephemeral_on_another()
     assert_eq!(c.session_id(), session);
     // And it stays alive: watched from another client for two session timeouts (the new
     // leader gives it a full timeout, the client's pings reach it through its member).
-    let watcher = client(&pki, &hosts(&ens, &others(3, leader))).await;
-    let until = Instant::now() + Duration::from_millis(2 * SESSION_MS);
-    while Instant::now() < until {
-        let seen = watcher.exists("/eph", false).await.expect("exists");
-        assert!(seen.is_some(), "the ephemeral vanished: the session expired although its client lives");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // A data watch hears any deletion (or change) of the node; none may come.
+    let opts =
+        KeeperClientOptions { session_timeout: Duration::from_millis(SESSION_MS), ..Default::default() };
+    let (watcher, mut events) =
+        KeeperClient::connect(&hosts(&ens, &others(3, leader)), &pki.client("app"), opts)
+            .await
+            .expect("connect");
+    assert!(watcher.exists("/eph", true).await.expect("exists").is_some());
+    let heard = tokio::time::timeout(Duration::from_millis(2 * SESSION_MS), events.recv()).await;
+    assert!(heard.is_err(), "the ephemeral changed or vanished although its client lives: {heard:?}");
     c.set_data("/eph", b"still", -1).await.expect("the session still writes");
     // Closing it deletes the ephemeral everywhere.
     c.close().await.expect("close");
@@ -441,20 +444,11 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
 fn a_member_whose_myid_is_not_listed_or_a_two_server_ensemble_refuses_to_start_saying_why() {
     let pki = TestPki::new("ensemble");
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = pki.issue(sluice_certs::CertSpec::new("keeper-4", sluice_certs::Role::Node));
-    let data = dir.path().join("data");
+    let (_, data) = sluice_tests::keeper_config(&pki, dir.path(), "k", 4, 0, TICK_MS, "");
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(data.join("myid"), "4\n").expect("myid");
     let start = |servers: &str| {
-        let config = dir.path().join("k.properties");
-        let text = format!(
-            "dataDir={}\nclientPort=0\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{servers}",
-            data.display(),
-            files.ca.display(),
-            files.cert.display(),
-            files.key.display()
-        );
-        std::fs::write(&config, text).expect("config");
+        let (config, _) = sluice_tests::keeper_config(&pki, dir.path(), "k", 4, 0, TICK_MS, servers);
         let out = std::process::Command::new(sluice_tests::sluice_bin())
             .args(["keeper", "start"])
             .arg(&config)

@@ -91,7 +91,7 @@ impl Mem {
 pub struct LogStore {
     mem: Arc<Mutex<Mem>>,
     writer: std_mpsc::Sender<(Record, Done)>,
-    stopped: Arc<std::sync::atomic::AtomicBool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Debug for LogStore {
@@ -266,13 +266,12 @@ impl LogStore {
             source,
         })?;
         let (tx, rx) = std_mpsc::channel();
-        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stopped.clone();
+        let (flag, stopped) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()
             .name("keeper-raft-log".into())
             .spawn(move || {
                 writer.run(rx);
-                flag.store(true, std::sync::atomic::Ordering::Release);
+                let _ = flag.send(true);
             })
             .map_err(|source| LogStoreError::Io {
                 action: "start the writer for",
@@ -290,9 +289,10 @@ impl LogStore {
         })
     }
 
-    /// Set once the writer thread has written everything queued and stopped, which it does
-    /// when the last handle on the log is dropped (so the directory may be opened again).
-    pub fn stopped_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+    /// Turns true once the writer thread has written everything queued and stopped, which
+    /// it does when the last handle on the log is dropped (so the directory may be opened
+    /// again).
+    pub fn stopped(&self) -> tokio::sync::watch::Receiver<bool> {
         self.stopped.clone()
     }
 
