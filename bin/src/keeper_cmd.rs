@@ -164,19 +164,24 @@ fn stop(config_path: &Path) -> Result<()> {
         .trim()
         .parse()
         .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    stop_pid("keeper", pid, &pid_file)
+}
+
+/// Sends SIGTERM to `pid` (named by `pid_file`) and waits up to 30 s for it to exit.
+pub(crate) fn stop_pid(what: &str, pid: u32, pid_file: &Path) -> Result<()> {
     let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
     if !status.success() {
-        let _ = std::fs::remove_file(&pid_file);
-        bail!("keeper pid {pid} is not running (removed the stale {})", pid_file.display());
+        let _ = std::fs::remove_file(pid_file);
+        bail!("{what} pid {pid} is not running (removed the stale {})", pid_file.display());
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while running(pid) {
         if Instant::now() > deadline {
-            bail!("keeper pid {pid} did not stop within 30 s");
+            bail!("{what} pid {pid} did not stop within 30 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("keeper (pid {pid}) stopped");
+    println!("{what} (pid {pid}) stopped");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! This crate parses arguments, sets up logging and calls into the library crates; it holds
 //! no service logic of its own.
 
+pub mod broker_cmd;
 pub mod certs_cmd;
 pub mod credentials;
 pub mod keeper_cmd;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Run, stop or query a keeper server (the coordination service).
     #[command(subcommand)]
     Keeper(keeper_cmd::KeeperCommand),
+    /// Run or stop a broker (the commit log): kafka-server-start.sh / kafka-server-stop.sh.
+    #[command(subcommand)]
+    Broker(broker_cmd::BrokerCommand),
     /// A zkCli-like shell for a keeper: one command from the arguments, else from stdin.
     KeeperShell(keeper_cmd::ShellArgs),
     /// Measure a keeper: create / set / get operations per second and latency with 1, 8 and
@@ -63,6 +67,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Certs(c) => certs_cmd::run(c),
         Command::Keeper(c) => keeper_cmd::run(c),
+        Command::Broker(c) => broker_cmd::run(c),
         Command::KeeperShell(a) => keeper_cmd::shell(a),
         Command::KeeperPerfTest(a) => keeper_perf::run(a),
         Command::TransportPerfTest(a) => perf::run_test(a),

@@ -452,3 +452,195 @@ impl Drop for KeeperProcess {
         self.kill();
     }
 }
+
+/// A `sluice broker start` process with its own `server.properties` and log directory.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    /// `broker.id`.
+    pub id: i32,
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// The config file.
+    pub config: PathBuf,
+    /// Its log directory.
+    pub log_dir: PathBuf,
+    /// Everything the process printed on stderr, appended across restarts.
+    pub log: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+/// Writes `<dir>/broker-<id>.properties` for a broker with node certificate `broker-<id>`
+/// (issued by `pki` if missing), a free port, log directory `<dir>/broker-<id>-logs`,
+/// `zookeeper.connect` as given, a 6 s keeper session, and `extra` lines.
+pub fn broker_config(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str, extra: &str) -> PathBuf {
+    let name = format!("broker-{id}");
+    let tls = pki.files(&name);
+    let log_dir = dir.join(format!("{name}-logs"));
+    let text = format!(
+        "broker.id={id}\nlisteners=quic://127.0.0.1:0\nlog.dirs={}\nzookeeper.connect={zookeeper_connect}\n\
+         zookeeper.session.timeout.ms=6000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
+        log_dir.display(),
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display(),
+    );
+    let config = dir.join(format!("{name}.properties"));
+    std::fs::write(&config, text).expect("write broker config");
+    config
+}
+
+impl BrokerProcess {
+    /// Writes a config with [`broker_config`] and starts the broker; panics with its log if
+    /// it does not come up.
+    pub fn start(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str, extra: &str) -> Self {
+        let config = broker_config(pki, dir, id, zookeeper_connect, extra);
+        let mut b = BrokerProcess {
+            id,
+            addr: String::new(),
+            log_dir: dir.join(format!("broker-{id}-logs")),
+            log: dir.join(format!("broker-{id}.log")),
+            config,
+            child: None,
+        };
+        if let Err(out) = b.launch() {
+            let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+            panic!("broker {id} did not start: {out:?}\n{log}");
+        }
+        b
+    }
+
+    /// Starts the process; on failure returns what it printed (and the process has exited).
+    pub fn launch(&mut self) -> Result<(), String> {
+        use std::io::BufRead;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let mut child = std::process::Command::new(sluice_bin())
+            .args(["broker", "start"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read broker output");
+        if let Some(m) = line.trim().strip_prefix("broker metrics at ") {
+            let _ = m;
+            line.clear();
+            stdout.read_line(&mut line).expect("read broker output");
+        }
+        match line.trim().strip_prefix("broker listening on ") {
+            Some(addr) => {
+                self.addr = addr.to_string();
+                self.child = Some(child);
+                Ok(())
+            }
+            None => {
+                let _ = child.wait();
+                Err(line)
+            }
+        }
+    }
+
+    /// SIGKILLs the process and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited
+    /// successfully.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Starts it again with the same config, on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.addr.rsplit_once(':').map(|(_, p)| p.to_string()).expect("port");
+        let text = std::fs::read_to_string(&self.config)
+            .expect("config")
+            .replace("listeners=quic://127.0.0.1:0", &format!("listeners=quic://127.0.0.1:{port}"));
+        std::fs::write(&self.config, text).expect("rewrite config");
+        if let Err(out) = self.launch() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("broker {} did not restart: {out:?}\n{log}", self.id);
+        }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One keeper and `n` brokers (ids 1..=n) in a temporary directory, brokers under the chroot
+/// `/sluice`.
+#[derive(Debug)]
+pub struct BrokerCluster {
+    /// Certificates (node certificates `keeper-1`, `broker-N`; client `admin`).
+    pub pki: TestPki,
+    /// The keeper.
+    pub keeper: KeeperProcess,
+    /// The brokers, in id order.
+    pub brokers: Vec<BrokerProcess>,
+    /// The temporary directory holding everything.
+    pub dir: tempfile::TempDir,
+}
+
+impl BrokerCluster {
+    /// Starts the keeper and `n` brokers, each with `extra` config lines.
+    pub fn start(n: usize, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = TestPki::new("cluster");
+        let keeper = KeeperProcess::start(&pki, dir.path(), 500);
+        let connect = format!("{}/sluice", keeper.addr);
+        let brokers =
+            (1..=n as i32).map(|id| BrokerProcess::start(&pki, dir.path(), id, &connect, extra)).collect();
+        BrokerCluster { pki, keeper, brokers, dir }
+    }
+
+    /// `zookeeper.connect` of the brokers.
+    pub fn zookeeper_connect(&self) -> String {
+        format!("{}/sluice", self.keeper.addr)
+    }
+
+    /// Every live broker's address, comma-separated (`--bootstrap-server`).
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .filter(|b| b.pid().is_some())
+            .map(|b| b.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The admin client's TLS files.
+    pub fn client_files(&self) -> TlsFiles {
+        self.pki.files("admin")
+    }
+}

@@ -1,0 +1,462 @@
+//! `Controller`: the actor a broker runs while it holds `/controller`. A shell around
+//! [`ControllerCore`]: it reads the cluster from the keeper, asks the core what to change,
+//! writes partition states, and sends the resulting [`ClusterUpdate`] to every live broker.
+//!
+//! **Level-triggered.** Every watch event (`/brokers/ids`, `/brokers/topics`,
+//! `/admin/delete_topics`) just asks for a [`Reconcile`]: re-read what may have changed,
+//! decide, write, publish. Events that arrive during a pass are folded into one more pass,
+//! so a burst of broker deaths costs two passes, not one per event, and no event can be
+//! lost between a read and the watch it re-arms.
+//!
+//! **Fencing.** Every state write is a multi whose first op checks `/controller_epoch` at
+//! the version this controller wrote it with. A controller that has been replaced (its
+//! session expired and another broker won) fails that check and stops; it can never
+//! overwrite its successor's decisions. Brokers also refuse updates from an older epoch.
+//!
+//! **Sending updates.** One task per live broker holds the newest update (a `watch`
+//! channel: a slow broker skips stale pictures instead of queueing them) and retries until
+//! that broker acknowledges it or leaves the cluster.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sluice_broker_core::controller::{ControllerCore, Effect};
+use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate, PartitionState};
+use sluice_broker_core::znodes::{self, ZnodeError};
+use sluice_client::broker::proto::{BrokerProtocol, UpdateCluster};
+use sluice_client::keeper::{KeeperClient, KeeperClientError};
+use sluice_keeper_core::{CreateMode, KeeperError, Op, OpResult};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Why a reconcile pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The keeper refused or could not be reached.
+    #[error("keeper: {0}")]
+    Keeper(#[from] KeeperClientError),
+    /// A znode holds something unreadable.
+    #[error(transparent)]
+    Znode(#[from] ZnodeError),
+    /// Another controller has taken over (`/controller_epoch` moved on).
+    #[error("controller epoch {0} has been superseded; resigning")]
+    Fenced(i32),
+}
+
+/// How long the controller waits for live brokers to acknowledge a topic deletion before
+/// removing its znodes anyway (a broker that misses it deletes the data when it next
+/// hears of the deletion, or never sees the topic again).
+const DELETE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A sender of updates to one broker.
+#[derive(Debug)]
+struct Outbox {
+    addr: String,
+    newest: watch::Sender<Option<Arc<ClusterUpdate>>>,
+    acked: watch::Receiver<u64>,
+}
+
+/// The controller actor.
+pub struct Controller {
+    keeper: KeeperClient,
+    net: Arc<sluice_net::Client<BrokerProtocol>>,
+    core: Option<ControllerCore>,
+    epoch_version: i32,
+    dirty: bool,
+    outboxes: HashMap<i32, Outbox>,
+    on_fenced: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("epoch_version", &self.epoch_version).finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller at `core.epoch()`, whose `/controller_epoch` znode is at
+    /// `epoch_version`. `on_fenced` fires if it finds itself replaced.
+    pub fn new(
+        keeper: KeeperClient,
+        net: Arc<sluice_net::Client<BrokerProtocol>>,
+        core: ControllerCore,
+        epoch_version: i32,
+        on_fenced: tokio::sync::oneshot::Sender<()>,
+    ) -> Self {
+        Controller {
+            keeper,
+            net,
+            core: Some(core),
+            epoch_version,
+            dirty: true,
+            outboxes: HashMap::new(),
+            on_fenced: Some(on_fenced),
+        }
+    }
+
+    fn run_pass(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut core) = self.core.take() else {
+            // A pass is running; it will run again when it ends.
+            self.dirty = true;
+            return;
+        };
+        self.dirty = false;
+        let keeper = self.keeper.clone();
+        let epoch_version = self.epoch_version;
+        let pass = async move {
+            let result = reconcile(&keeper, &mut core, epoch_version).await;
+            (core, result)
+        };
+        ctx.spawn(pass.into_actor(self).map(|(core, result), this, ctx| {
+            this.core = Some(core);
+            match result {
+                Ok(deleted) => {
+                    this.broadcast();
+                    if !deleted.is_empty() {
+                        this.finish_deletions(deleted, ctx);
+                    }
+                }
+                Err(ControllerError::Fenced(epoch)) => {
+                    warn!(epoch, "another controller has taken over; resigning");
+                    if let Some(tx) = this.on_fenced.take() {
+                        let _ = tx.send(());
+                    }
+                    ctx.stop();
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "controller pass failed; retrying");
+                    ctx.run_later(Duration::from_millis(200), |this, _| this.dirty = true);
+                }
+            }
+            if this.dirty {
+                this.run_pass(ctx);
+            }
+        }));
+    }
+
+    /// Sends the core's newest picture to every live broker.
+    fn broadcast(&mut self) {
+        let Some(core) = self.core.as_mut() else { return };
+        let update = Arc::new(core.publish());
+        let live: BTreeMap<i32, BrokerEndpoint> = update.brokers.iter().map(|b| (b.id, b.clone())).collect();
+        self.outboxes.retain(|id, o| live.get(id).is_some_and(|b| b.addr() == o.addr));
+        for (id, broker) in live {
+            let outbox =
+                self.outboxes.entry(id).or_insert_with(|| spawn_outbox(self.net.clone(), broker.addr()));
+            outbox.newest.send_replace(Some(update.clone()));
+        }
+        debug!(
+            sequence = update.sequence,
+            brokers = update.brokers.len(),
+            topics = update.topics.len(),
+            "published"
+        );
+    }
+
+    /// After the brokers have heard that `topics` are being deleted, removes their znodes.
+    fn finish_deletions(&mut self, topics: Vec<String>, ctx: &mut Context<Self>) {
+        let sequence = core_sequence(&self.outboxes);
+        let acks: Vec<watch::Receiver<u64>> = self.outboxes.values().map(|o| o.acked.clone()).collect();
+        let keeper = self.keeper.clone();
+        let epoch_version = self.epoch_version;
+        let work = async move {
+            let waits = acks.into_iter().map(|mut rx| async move {
+                let _ = rx.wait_for(|acked| *acked >= sequence).await;
+            });
+            let _ = tokio::time::timeout(DELETE_ACK_TIMEOUT, join_all(waits)).await;
+            let mut done = Vec::new();
+            for topic in topics {
+                match delete_topic_znodes(&keeper, &topic, epoch_version).await {
+                    Ok(()) => done.push(topic),
+                    Err(e) => {
+                        warn!(topic, error = %e, "could not remove a deleted topic's znodes; will retry")
+                    }
+                }
+            }
+            done
+        };
+        ctx.spawn(work.into_actor(self).map(|done, this, ctx| {
+            if let Some(core) = this.core.as_mut() {
+                for topic in &done {
+                    info!(topic, "topic deleted");
+                    core.remove_topic(topic);
+                }
+            }
+            this.run_pass(ctx);
+        }));
+    }
+}
+
+fn core_sequence(outboxes: &HashMap<i32, Outbox>) -> u64 {
+    outboxes.values().filter_map(|o| o.newest.borrow().as_ref().map(|u| u.sequence)).max().unwrap_or(0)
+}
+
+async fn join_all<F: std::future::Future<Output = ()>>(futures: impl IntoIterator<Item = F>) {
+    for f in futures {
+        f.await;
+    }
+}
+
+fn spawn_outbox(net: Arc<sluice_net::Client<BrokerProtocol>>, addr: String) -> Outbox {
+    let (newest, mut rx) = watch::channel::<Option<Arc<ClusterUpdate>>>(None);
+    let (acked_tx, acked) = watch::channel(0u64);
+    let target = addr.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let Some(update) = rx.borrow_and_update().clone() else {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            match net.call(&target, UpdateCluster((*update).clone())).await {
+                Ok(Ok(())) => {
+                    backoff = Duration::from_millis(50);
+                    acked_tx.send_replace(update.sequence);
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => {
+                    warn!(broker = %target, error = %e, "broker refused the cluster update");
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    debug!(broker = %target, error = %e, "cluster update not delivered; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        changed = rx.changed() => if changed.is_err() { return },
+                    }
+                    // The newest update is taken again at the top of the loop.
+                    rx.mark_changed();
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    });
+    Outbox { addr, newest, acked }
+}
+
+impl Actor for Controller {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(core) = &self.core {
+            info!(epoch = core.epoch(), "became the controller");
+        }
+        self.run_pass(ctx);
+    }
+}
+
+/// Something the controller watches changed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reconcile;
+
+impl Handler<Reconcile> for Controller {
+    type Result = ();
+
+    fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) {
+        self.run_pass(ctx);
+    }
+}
+
+/// Stop being the controller (the broker is shutting down or lost its session).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Resign;
+
+impl Handler<Resign> for Controller {
+    type Result = ();
+
+    fn handle(&mut self, _: Resign, ctx: &mut Context<Self>) {
+        self.outboxes.clear();
+        ctx.stop();
+    }
+}
+
+fn is_no_node(e: &KeeperClientError) -> bool {
+    matches!(e, KeeperClientError::Keeper(KeeperError::NoNode { .. }))
+}
+
+async fn get_optional(
+    keeper: &KeeperClient,
+    path: &str,
+) -> Result<Option<(Vec<u8>, i32)>, KeeperClientError> {
+    match keeper.get_data(path, false).await {
+        Ok((data, stat)) => Ok(Some((data, stat.version))),
+        Err(e) if is_no_node(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn read_state(
+    keeper: &KeeperClient,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<PartitionState>, ControllerError> {
+    match get_optional(keeper, &znodes::state_path(topic, partition)).await? {
+        Some((data, version)) => Ok(Some(znodes::decode_state(topic, partition, &data, version)?)),
+        None => Ok(None),
+    }
+}
+
+/// One pass: read, decide, write. Returns the topics whose deletion brokers have now been
+/// told of (their znodes go once the brokers acknowledge).
+async fn reconcile(
+    keeper: &KeeperClient,
+    core: &mut ControllerCore,
+    epoch_version: i32,
+) -> Result<Vec<String>, ControllerError> {
+    // Brokers.
+    let mut brokers = Vec::new();
+    for id in keeper.children(znodes::BROKER_IDS, true).await? {
+        let Ok(id) = id.parse::<i32>() else { continue };
+        if let Some((data, _)) = get_optional(keeper, &znodes::broker_path(id)).await? {
+            match znodes::decode_broker(id, &data) {
+                Ok(b) => brokers.push(b),
+                Err(e) => warn!(error = %e, "ignoring an unreadable broker registration"),
+            }
+        }
+    }
+    core.set_brokers(brokers);
+    // Topics.
+    let names: BTreeSet<String> = keeper.children(znodes::BROKER_TOPICS, true).await?.into_iter().collect();
+    let known: BTreeSet<String> = core.topics().keys().cloned().collect();
+    for gone in known.difference(&names) {
+        core.remove_topic(gone);
+    }
+    for name in names.difference(&known) {
+        let Some((data, _)) = get_optional(keeper, &znodes::topic_path(name)).await? else { continue };
+        let assignment = match znodes::decode_assignment(name, &data) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "ignoring a topic with an unreadable assignment");
+                continue;
+            }
+        };
+        let configs = match get_optional(keeper, &znodes::config_path(name)).await? {
+            Some((data, _)) => znodes::decode_topic_config(name, &data).unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        let mut states = BTreeMap::new();
+        for p in assignment.keys() {
+            if let Some(s) = read_state(keeper, name, *p).await? {
+                states.insert(*p, s);
+            }
+        }
+        core.set_topic(name, assignment, configs, states);
+    }
+    // Deletions.
+    let marked: BTreeSet<String> = keeper.children(znodes::DELETE_TOPICS, true).await?.into_iter().collect();
+    for stray in marked.difference(&names) {
+        let _ = keeper.delete(&znodes::delete_path(stray), -1).await;
+    }
+    let deleting: BTreeSet<String> = marked.intersection(&names).cloned().collect();
+    let newly_deleting: Vec<String> = deleting.difference(core.deleting()).cloned().collect();
+    core.set_deleting(deleting.clone());
+    // Elections, until the core is satisfied (a conflict re-reads and decides again).
+    for _ in 0..5 {
+        let effects = core.elect();
+        if effects.is_empty() {
+            break;
+        }
+        for Effect::WriteState { topic, partition, state, expected_version } in effects {
+            write_state(keeper, core, &topic, partition, state, expected_version, epoch_version).await?;
+        }
+    }
+    // Topics marked earlier whose znodes are still there are retried too.
+    let _ = newly_deleting;
+    Ok(deleting.into_iter().collect())
+}
+
+async fn write_state(
+    keeper: &KeeperClient,
+    core: &mut ControllerCore,
+    topic: &str,
+    partition: i32,
+    state: PartitionState,
+    expected_version: Option<i32>,
+    epoch_version: i32,
+) -> Result<(), ControllerError> {
+    let path = znodes::state_path(topic, partition);
+    let data = znodes::encode_state(&state);
+    if expected_version.is_none() {
+        for parent in [znodes::partitions_path(topic), znodes::partition_path(topic, partition)] {
+            match keeper.create(&parent, &[], CreateMode::Persistent).await {
+                Ok(_) => {}
+                Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let write = match expected_version {
+        None => Op::Create { path: path.clone(), data, mode: CreateMode::Persistent },
+        Some(version) => Op::SetData { path: path.clone(), data, version },
+    };
+    let fence = Op::Check { path: znodes::CONTROLLER_EPOCH.into(), version: epoch_version };
+    match keeper.multi(vec![fence, write]).await {
+        Ok(results) => {
+            let version = match results.get(1) {
+                Some(OpResult::DataSet { stat }) | Some(OpResult::Created { stat, .. }) => stat.version,
+                _ => expected_version.map_or(0, |v| v + 1),
+            };
+            info!(topic, partition, leader = state.leader, epoch = state.leader_epoch, isr = ?state.isr, "partition state");
+            core.state_written(topic, partition, state, version);
+            Ok(())
+        }
+        Err(KeeperClientError::Keeper(KeeperError::MultiFailed { index: 0, .. })) => {
+            Err(ControllerError::Fenced(core.epoch()))
+        }
+        Err(KeeperClientError::Keeper(KeeperError::MultiFailed { .. })) => {
+            let current = read_state(keeper, topic, partition).await?;
+            core.state_conflict(topic, partition, current);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes a deleted topic's znodes (fenced by the controller epoch at the end).
+async fn delete_topic_znodes(
+    keeper: &KeeperClient,
+    topic: &str,
+    epoch_version: i32,
+) -> Result<(), ControllerError> {
+    let ignore_missing = |r: Result<(), KeeperClientError>| match r {
+        Ok(()) => Ok(()),
+        Err(e) if is_no_node(&e) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let partitions = match keeper.children(&znodes::partitions_path(topic), false).await {
+        Ok(p) => p,
+        Err(e) if is_no_node(&e) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for p in partitions {
+        let Ok(p) = p.parse::<i32>() else { continue };
+        ignore_missing(keeper.delete(&znodes::state_path(topic, p), -1).await)?;
+        ignore_missing(keeper.delete(&znodes::partition_path(topic, p), -1).await)?;
+    }
+    ignore_missing(keeper.delete(&znodes::partitions_path(topic), -1).await)?;
+    let fence = Op::Check { path: znodes::CONTROLLER_EPOCH.into(), version: epoch_version };
+    let ops = vec![fence, Op::Delete { path: znodes::topic_path(topic), version: -1 }];
+    match keeper.multi(ops).await {
+        Ok(_) => {}
+        Err(KeeperClientError::Keeper(KeeperError::MultiFailed { index: 0, .. })) => {
+            return Err(ControllerError::Fenced(-1));
+        }
+        Err(KeeperClientError::Keeper(KeeperError::MultiFailed { index: 1, error }))
+            if matches!(*error, KeeperError::NoNode { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    ignore_missing(keeper.delete(&znodes::config_path(topic), -1).await)?;
+    ignore_missing(keeper.delete(&znodes::delete_path(topic), -1).await)?;
+    Ok(())
+}

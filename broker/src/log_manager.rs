@@ -1,0 +1,152 @@
+//! `LogManager`: the actor that runs the periodic work of every local log — flush
+//! (`log.flush.interval.*`, and segments once rolled), retention (`log.retention.*`) — and
+//! keeps each log directory's `recovery-point-offset-checkpoint` current, so that a restart
+//! after a crash re-checks only what was not yet flushed.
+//!
+//! It owns no log: each log belongs to its partition's actor. The manager's timer sends each
+//! one a [`Tick`]; the actor runs [`sluice_log::Log::tick`] and answers with its recovery
+//! point.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
+use sluice_log::TopicPartition;
+use tracing::warn;
+
+use crate::partition::{PartitionLeader, Tick};
+
+/// The log manager.
+#[derive(Debug)]
+pub struct LogManager {
+    interval: Duration,
+    /// Running partitions: their actor and their log directory's parent (the `log.dirs`
+    /// entry they live in).
+    partitions: HashMap<TopicPartition, (Addr<PartitionLeader>, PathBuf)>,
+    /// Last known recovery point of every partition, by log directory.
+    recovery_points: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
+    ticking: bool,
+}
+
+impl LogManager {
+    /// A manager ticking every `interval`; `log_dirs` start from their checkpoint files.
+    pub fn new(interval: Duration, log_dirs: &[PathBuf]) -> Self {
+        let mut recovery_points = BTreeMap::new();
+        for dir in log_dirs {
+            let points = checkpoint::read(&dir.join(RECOVERY_POINT_CHECKPOINT)).unwrap_or_else(|e| {
+                warn!(dir = %dir.display(), error = %e, "unreadable recovery point checkpoint; logs will be fully checked");
+                BTreeMap::new()
+            });
+            recovery_points.insert(dir.clone(), points);
+        }
+        LogManager { interval, partitions: HashMap::new(), recovery_points, ticking: false }
+    }
+
+    fn write_checkpoints(&self) {
+        for (dir, points) in &self.recovery_points {
+            if let Err(e) = checkpoint::write(&dir.join(RECOVERY_POINT_CHECKPOINT), points) {
+                warn!(dir = %dir.display(), error = %e, "could not write the recovery point checkpoint");
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.ticking {
+            return;
+        }
+        self.ticking = true;
+        let targets: Vec<_> =
+            self.partitions.iter().map(|(tp, (addr, dir))| (tp.clone(), addr.clone(), dir.clone())).collect();
+        let work = async move {
+            let mut points = Vec::new();
+            for (tp, addr, dir) in targets {
+                if let Ok(Some((_, recovery_point))) = addr.send(Tick).await {
+                    points.push((dir, tp, recovery_point));
+                }
+            }
+            points
+        };
+        ctx.spawn(work.into_actor(self).map(|points, this, _| {
+            for (dir, tp, point) in points {
+                this.recovery_points.entry(dir).or_default().insert(tp, point);
+            }
+            this.write_checkpoints();
+            this.ticking = false;
+        }));
+    }
+}
+
+impl Actor for LogManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.interval, |this, ctx| this.tick(ctx));
+    }
+}
+
+/// A partition's actor started (its log lives under `log_dir`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Register {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Its actor.
+    pub addr: Addr<PartitionLeader>,
+    /// The `log.dirs` entry holding it.
+    pub log_dir: PathBuf,
+}
+
+impl Handler<Register> for LogManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        self.partitions.insert(msg.tp, (msg.addr, msg.log_dir));
+    }
+}
+
+/// A partition's actor stopped; `recovery_point` is where its closed log stands (`None`:
+/// the partition was deleted).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Unregister {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Its final recovery point.
+    pub recovery_point: Option<i64>,
+}
+
+impl Handler<Unregister> for LogManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        let Some((_, dir)) = self.partitions.remove(&msg.tp) else { return };
+        let points = self.recovery_points.entry(dir).or_default();
+        match msg.recovery_point {
+            Some(p) => {
+                points.insert(msg.tp, p);
+            }
+            None => {
+                points.remove(&msg.tp);
+            }
+        }
+        self.write_checkpoints();
+    }
+}
+
+/// Forget a deleted partition that had no running actor.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub TopicPartition);
+
+impl Handler<Forget> for LogManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        for points in self.recovery_points.values_mut() {
+            points.remove(&msg.0);
+        }
+        self.write_checkpoints();
+    }
+}

@@ -1,0 +1,276 @@
+//! `PartitionLeader`: the actor that owns one partition's log while this broker leads it.
+//!
+//! Every produce to the partition is a message to this actor, so appends are applied in
+//! mailbox order — the order the service handed them over, which is the order a producer
+//! sent them on its ordered channel. Reads, offset lookups and the log manager's ticks go
+//! through the same mailbox, so nobody else ever touches the log.
+//!
+//! The high watermark is published on a `watch` channel: fetches waiting for data (long
+//! polls) wait on it without going through the mailbox. Until followers replicate, the ISR
+//! is the leader alone and the high watermark is the log end offset
+//! ([`sluice_broker_core::partition::high_watermark`] with no followers).
+
+use actix::prelude::*;
+use bytes::Bytes;
+use sluice_broker_core::partition::high_watermark;
+use sluice_broker_core::BrokerError;
+use sluice_client::broker::proto::ProduceResponse;
+use sluice_log::{Log, LogError, TickReport, TopicPartition};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::clock::now_ms;
+
+/// Where a partition's offsets stand; published after every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offsets {
+    /// Consumers read below it.
+    pub high_watermark: i64,
+    /// First offset held.
+    pub log_start_offset: i64,
+    /// Next offset to be written.
+    pub log_end_offset: i64,
+}
+
+/// One partition's log, as its leader.
+#[derive(Debug)]
+pub struct PartitionLeader {
+    tp: TopicPartition,
+    broker_id: i32,
+    leader_epoch: i32,
+    log: Option<Log>,
+    offsets: watch::Sender<Offsets>,
+}
+
+/// Mailbox capacity: producers are bounded by their own in-flight limits, so the mailbox
+/// itself must never refuse (actix's default of 16 would make `send` wait, which would
+/// break the ordering of a producer's pipelined requests).
+pub const MAILBOX: usize = 1 << 40;
+
+impl PartitionLeader {
+    /// A leader for `log` at `leader_epoch`; the receiver follows its offsets.
+    pub fn new(log: Log, broker_id: i32, leader_epoch: i32) -> (Self, watch::Receiver<Offsets>) {
+        let tp = log.topic_partition().clone();
+        let (tx, rx) = watch::channel(offsets_of(&log));
+        (PartitionLeader { tp, broker_id, leader_epoch, log: Some(log), offsets: tx }, rx)
+    }
+
+    fn publish(&self) {
+        if let Some(log) = &self.log {
+            self.offsets.send_replace(offsets_of(log));
+        }
+    }
+
+    fn storage_error(&self, e: &LogError) -> BrokerError {
+        BrokerError::StorageError {
+            topic: self.tp.topic.clone(),
+            partition: self.tp.partition,
+            reason: e.to_string(),
+        }
+    }
+
+    fn log_mut(&mut self) -> Result<&mut Log, BrokerError> {
+        let broker = self.broker_id;
+        let (topic, partition) = (self.tp.topic.clone(), self.tp.partition);
+        self.log.as_mut().ok_or(BrokerError::NotLeaderForPartition { topic, partition, broker, leader: None })
+    }
+
+    /// Maps a log error on append to what the producer is told.
+    fn append_error(&self, e: LogError) -> BrokerError {
+        match e {
+            LogError::RecordTooLarge { size, max } => BrokerError::MessageTooLarge { size, max },
+            LogError::LargerThanSegment { size, segment_bytes } => {
+                BrokerError::MessageTooLarge { size, max: segment_bytes }
+            }
+            LogError::InvalidBatch(_) | LogError::InconsistentBatch(_) | LogError::KeyRequired { .. } => {
+                BrokerError::CorruptMessage { reason: e.to_string() }
+            }
+            other => {
+                warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %other, "append failed");
+                self.storage_error(&other)
+            }
+        }
+    }
+}
+
+fn offsets_of(log: &Log) -> Offsets {
+    let leo = log.log_end_offset();
+    Offsets {
+        high_watermark: high_watermark(leo, std::iter::empty()),
+        log_start_offset: log.log_start_offset(),
+        log_end_offset: leo,
+    }
+}
+
+impl Actor for PartitionLeader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        info!(topic = %self.tp.topic, partition = self.tp.partition, epoch = self.leader_epoch, "leading");
+    }
+}
+
+/// Append a producer's batches.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ProduceResponse, BrokerError>")]
+pub struct Append {
+    /// The batches, back to back (their base offsets are rewritten in place).
+    pub records: Vec<u8>,
+}
+
+impl Handler<Append> for PartitionLeader {
+    type Result = Result<ProduceResponse, BrokerError>;
+
+    fn handle(&mut self, mut msg: Append, _: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        let result = self.log_mut()?.append(&mut msg.records, now);
+        let info = result.map_err(|e| self.append_error(e))?;
+        self.publish();
+        metrics::counter!("sluice_broker_messages_in_total", "topic" => self.tp.topic.clone())
+            .increment(info.records);
+        metrics::counter!("sluice_broker_bytes_in_total", "topic" => self.tp.topic.clone())
+            .increment(info.bytes);
+        let log_start_offset = self.log.as_ref().map_or(0, Log::log_start_offset);
+        Ok(ProduceResponse { base_offset: info.base_offset, log_append_time: -1, log_start_offset })
+    }
+}
+
+/// Read whole batches from `offset`, below the high watermark.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(Bytes, Offsets), BrokerError>")]
+pub struct Read {
+    /// The first offset wanted.
+    pub offset: i64,
+    /// Most bytes (at least one batch is returned even if larger).
+    pub max_bytes: usize,
+}
+
+impl Handler<Read> for PartitionLeader {
+    type Result = Result<(Bytes, Offsets), BrokerError>;
+
+    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
+        let log = self.log_mut()?;
+        let offsets = offsets_of(log);
+        if msg.offset == offsets.high_watermark && msg.offset >= offsets.log_start_offset {
+            return Ok((Bytes::new(), offsets));
+        }
+        match log.read(msg.offset, msg.max_bytes) {
+            Ok(r) => {
+                metrics::counter!("sluice_broker_bytes_out_total", "topic" => self.tp.topic.clone())
+                    .increment(r.records.len() as u64);
+                Ok((r.records, offsets))
+            }
+            Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset }) => {
+                Err(BrokerError::OffsetOutOfRange {
+                    topic: self.tp.topic.clone(),
+                    partition: self.tp.partition,
+                    offset,
+                    log_start_offset,
+                    log_end_offset,
+                })
+            }
+            Err(e) => Err(self.storage_error(&e)),
+        }
+    }
+}
+
+/// Kafka's ListOffsets for one partition: `-1` latest, `-2` earliest, else by timestamp.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(i64, i64), BrokerError>")]
+pub struct ListOffset {
+    /// The timestamp (or -1 / -2).
+    pub timestamp: i64,
+}
+
+impl Handler<ListOffset> for PartitionLeader {
+    type Result = Result<(i64, i64), BrokerError>;
+
+    fn handle(&mut self, msg: ListOffset, _: &mut Context<Self>) -> Self::Result {
+        let log = self.log_mut()?;
+        let offsets = offsets_of(log);
+        match msg.timestamp {
+            -1 => Ok((offsets.high_watermark, -1)),
+            -2 => Ok((offsets.log_start_offset, -1)),
+            t => match log.offset_for_timestamp(t) {
+                Ok(Some((offset, ts))) if offset < offsets.high_watermark => Ok((offset, ts)),
+                Ok(_) => Ok((offsets.high_watermark, -1)),
+                Err(e) => Err(self.storage_error(&e)),
+            },
+        }
+    }
+}
+
+/// The log manager's periodic work: flush and retention ([`Log::tick`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<(TickReport, i64)>")]
+pub struct Tick;
+
+impl Handler<Tick> for PartitionLeader {
+    type Result = Option<(TickReport, i64)>;
+
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        let log = self.log.as_mut()?;
+        let report = match log.tick(now) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e, "log tick failed");
+                return None;
+            }
+        };
+        let recovery_point = log.recovery_point();
+        if !report.deleted_segments.is_empty() {
+            info!(
+                topic = %self.tp.topic, partition = self.tp.partition,
+                segments = report.deleted_segments.len(), bytes = report.deleted_bytes, "retention deleted segments"
+            );
+            self.publish();
+        }
+        Some((report, recovery_point))
+    }
+}
+
+/// A new leader epoch for the same leader.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetEpoch(pub i32);
+
+impl Handler<SetEpoch> for PartitionLeader {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetEpoch, _: &mut Context<Self>) {
+        self.leader_epoch = msg.0;
+    }
+}
+
+/// Stop leading: flush and close the log (and delete it when the topic is deleted). The
+/// reply is the recovery point reached (for the checkpoint file), or `None` if deleted.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<i64>")]
+pub struct Stop {
+    /// Delete the partition's directory.
+    pub delete: bool,
+}
+
+impl Handler<Stop> for PartitionLeader {
+    type Result = Option<i64>;
+
+    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Option<i64> {
+        ctx.stop();
+        let log = self.log.take()?;
+        let dir = log.dir().to_path_buf();
+        let end = log.log_end_offset();
+        if let Err(e) = log.close() {
+            warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e, "closing the log failed");
+        }
+        info!(topic = %self.tp.topic, partition = self.tp.partition, delete = msg.delete, "stopped leading");
+        if msg.delete {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), error = %e, "could not delete a deleted topic's partition");
+            }
+            return None;
+        }
+        Some(end)
+    }
+}

@@ -1,0 +1,156 @@
+//! Running a broker: bind the listener, start the actors, join the cluster, serve until
+//! shut down, then leave cleanly (close the keeper session so the controller reacts at
+//! once, flush and close every log, write the checkpoints).
+//!
+//! | actor / task | thread | owns |
+//! |---|---|---|
+//! | `PartitionLeader` (one per led partition) | log thread | the partition's log |
+//! | `ReplicaManager` | log thread | which partitions this broker leads; the routing table |
+//! | `LogManager` | main | flush / retention timer, recovery-point checkpoints |
+//! | `Controller` (while elected) | main | the controller core; update senders |
+//! | membership task | main | the keeper session, registration, `/controller` election |
+//! | QUIC connections | main | requests → actor messages |
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sluice_broker_core::metadata::BrokerEndpoint;
+use sluice_client::broker::proto::BrokerProtocol;
+use sluice_net::{ClientOptions, ClientTls, ServerOptions, TlsIdentity, Typed};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::BrokerConfig;
+use crate::log_manager::LogManager;
+use crate::membership::{self, MembershipContext};
+use crate::replica_manager::{ReplicaManager, SharedRouting, StopAll};
+use crate::service::BrokerService;
+
+/// Why a broker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The listener could not be opened.
+    #[error(transparent)]
+    Listen(#[from] sluice_net::ServerError),
+    /// A log directory is unusable.
+    #[error("log directory {dir}: {reason}")]
+    LogDir {
+        /// The directory.
+        dir: String,
+        /// Why.
+        reason: String,
+    },
+    /// The broker could not join the cluster.
+    #[error(transparent)]
+    Join(#[from] membership::JoinError),
+    /// The transport client could not be built.
+    #[error(transparent)]
+    Client(#[from] sluice_net::ConnectError),
+}
+
+/// Kafka's `meta.properties` in each log directory: which broker the data belongs to.
+const META_FILE: &str = "meta.properties";
+
+fn prepare_log_dir(dir: &Path, broker_id: i32) -> Result<(), RunError> {
+    let err = |reason: String| RunError::LogDir { dir: dir.display().to_string(), reason };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
+    let meta = dir.join(META_FILE);
+    match std::fs::read_to_string(&meta) {
+        Ok(text) => {
+            let stored = text
+                .lines()
+                .find_map(|l| l.strip_prefix("broker.id="))
+                .and_then(|v| v.trim().parse::<i32>().ok());
+            match stored {
+                Some(id) if id == broker_id => Ok(()),
+                Some(id) => Err(err(format!(
+                    "holds data of broker {id} ({}), but this is broker {broker_id}; point log.dirs elsewhere or fix broker.id",
+                    meta.display()
+                ))),
+                None => Err(err(format!("{} has no valid broker.id line", meta.display()))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&meta, format!("version=0\nbroker.id={broker_id}\n"))
+                .map_err(|e| err(format!("cannot write {}: {e}", meta.display())))
+        }
+        Err(e) => Err(err(format!("cannot read {}: {e}", meta.display()))),
+    }
+}
+
+/// Runs a broker until `shutdown` completes. `on_listening` gets the bound address.
+/// Must run inside an actix `System`.
+pub async fn run(
+    config: BrokerConfig,
+    identity: TlsIdentity,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    for dir in &config.log_dirs {
+        prepare_log_dir(dir, config.broker_id)?;
+    }
+    let max_frame =
+        (config.log.max_message_bytes as u32).saturating_add(64 << 10).max(sluice_net::DEFAULT_MAX_FRAME);
+    let opts =
+        ServerOptions { name: format!("broker-{}", config.broker_id), max_frame, ..Default::default() };
+    let server = sluice_net::Server::<BrokerProtocol>::bind(config.listener, &identity, opts)?;
+    let local =
+        server.local_addr().map_err(|e| RunError::LogDir { dir: "-".into(), reason: e.to_string() })?;
+    let port = if config.advertised_port == 0 { local.port() } else { config.advertised_port };
+    let endpoint = BrokerEndpoint {
+        id: config.broker_id,
+        host: config.advertised_host.clone(),
+        port,
+        rack: config.rack.clone(),
+    };
+    let config = Arc::new(config);
+    let tls = ClientTls::new(identity.clone());
+    let net = Arc::new(sluice_net::Client::<BrokerProtocol>::new(
+        &tls,
+        ClientOptions { max_frame, request_timeout: Duration::from_secs(10), ..Default::default() },
+    )?);
+    let tick = config
+        .log_retention_check_interval
+        .min(config.log.flush_interval_ms.map_or(Duration::MAX, |ms| Duration::from_millis(ms.max(1) as u64)))
+        .min(Duration::from_secs(60));
+    let log_manager = LogManager::new(tick, &config.log_dirs).start();
+    let log_thread = Arbiter::new();
+    let routing: SharedRouting = SharedRouting::default();
+    let replicas = {
+        let (config, routing, log_manager) = (config.clone(), routing.clone(), log_manager.clone());
+        ReplicaManager::start_in_arbiter(&log_thread.handle(), move |_| {
+            ReplicaManager::new(config, routing, log_manager)
+        })
+    };
+    let first = membership::join(&config, &endpoint, &tls).await?;
+    let keeper = membership::SharedKeeper::default();
+    let service = BrokerService::new(config.clone(), routing, keeper.clone(), replicas.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = MembershipContext {
+        config: config.clone(),
+        endpoint: endpoint.clone(),
+        tls,
+        net,
+        keeper,
+        is_controller: Arc::default(),
+    };
+    let membership = actix::spawn(membership::run(ctx, first, stop_rx));
+    on_listening(local);
+    info!(broker = endpoint.id, addr = %local, advertised = %endpoint.addr(), "broker serving");
+    server
+        .serve(Arc::new(Typed(service)), async move {
+            shutdown.await;
+            info!("shutting down");
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = membership.await;
+    let _ = replicas.send(StopAll).await;
+    log_thread.stop();
+    info!(broker = endpoint.id, "broker stopped");
+    Ok(())
+}

@@ -1,0 +1,531 @@
+//! The `sluice-broker/1` service: turns requests into messages to the partition actors and
+//! keeper writes, and answers.
+//!
+//! Routing goes through the [`Routing`] table the replica manager publishes: a request for
+//! a partition this broker leads goes to its actor; one for a partition led elsewhere gets
+//! `NotLeaderForPartition` naming the leader, so the client refreshes its metadata.
+//!
+//! Produce requests arrive on producers' ordered channels and are handed to the partition
+//! actors in arrival order before any reply is awaited (a mailbox send enqueues at once), so
+//! a producer's pipelined requests to one partition are appended in the order it sent them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use actix::Addr;
+use bytes::Bytes;
+use sluice_broker_core::metadata::ClusterUpdate;
+use sluice_broker_core::{assignment, topic, znodes, BrokerError};
+use sluice_client::broker::proto::*;
+use sluice_client::keeper::{KeeperClient, KeeperClientError};
+use sluice_keeper_core::{CreateMode, KeeperError};
+use sluice_log::TopicPartition;
+use sluice_net::{Peer, ServerChannel, Service, Typed};
+use tracing::{debug, info};
+
+use crate::config::BrokerConfig;
+use crate::membership::{keeper_of, SharedKeeper};
+use crate::partition::{Append, ListOffset, Read};
+use crate::replica_manager::{current, Apply, Leader, ReplicaManager, Routing, SharedRouting};
+
+/// The broker's service; cheap to clone.
+#[derive(Clone)]
+pub struct BrokerService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<BrokerConfig>,
+    routing: SharedRouting,
+    keeper: SharedKeeper,
+    replicas: Addr<ReplicaManager>,
+}
+
+impl std::fmt::Debug for BrokerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerService").field("broker", &self.inner.config.broker_id).finish_non_exhaustive()
+    }
+}
+
+fn keeper_error(e: KeeperClientError) -> BrokerError {
+    BrokerError::KeeperUnavailable { reason: e.to_string() }
+}
+
+impl BrokerService {
+    /// A service routing by `routing`, writing to the keeper through `keeper`.
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        routing: SharedRouting,
+        keeper: SharedKeeper,
+        replicas: Addr<ReplicaManager>,
+    ) -> Self {
+        BrokerService { inner: Arc::new(Inner { config, routing, keeper, replicas }) }
+    }
+
+    fn id(&self) -> i32 {
+        self.inner.config.broker_id
+    }
+
+    fn keeper(&self) -> Result<KeeperClient, BrokerError> {
+        keeper_of(&self.inner.keeper)
+            .ok_or_else(|| BrokerError::KeeperUnavailable { reason: "no keeper session yet".into() })
+    }
+
+    /// The actor leading `topic`-`partition` here, or why there is none.
+    fn route(&self, routing: &Routing, topic: &str, partition: i32) -> Result<Leader, BrokerError> {
+        let tp = TopicPartition::new(topic, partition);
+        if let Some(leader) = routing.leaders.get(&tp) {
+            return Ok(leader.clone());
+        }
+        let unknown = || BrokerError::UnknownTopicOrPartition { topic: topic.to_string(), partition };
+        let Some(update) = &routing.update else {
+            return Err(BrokerError::LeaderNotAvailable { topic: topic.to_string(), partition });
+        };
+        let info = update.topics.get(topic).and_then(|t| t.partitions.get(&partition)).ok_or_else(unknown)?;
+        match info.state.as_ref().and_then(|s| s.leader()) {
+            Some(leader) if leader == self.id() => Err(BrokerError::StorageError {
+                topic: topic.to_string(),
+                partition,
+                reason: "this broker leads the partition but could not open its log (see the broker's log)"
+                    .into(),
+            }),
+            Some(leader) => Err(BrokerError::NotLeaderForPartition {
+                topic: topic.to_string(),
+                partition,
+                broker: self.id(),
+                leader: Some(leader),
+            }),
+            None => Err(BrokerError::LeaderNotAvailable { topic: topic.to_string(), partition }),
+        }
+    }
+
+    fn min_insync(&self, update: Option<&ClusterUpdate>, topic: &str) -> i32 {
+        let overrides =
+            update.and_then(|u| u.topics.get(topic)).map(|t| t.configs.clone()).unwrap_or_default();
+        self.inner.config.topic_min_insync_replicas(&overrides)
+    }
+
+    /// Checks a produce and hands it to the partition's actor; the returned future waits for
+    /// the append. Everything up to the hand-over happens before this returns, which is what
+    /// keeps a channel's produces in order.
+    fn start_produce(
+        &self,
+        req: Produce,
+    ) -> impl Future<Output = Result<ProduceResponse, BrokerError>> + Send {
+        let ready = (|| {
+            if !matches!(req.acks, -1..=1) {
+                return Err(BrokerError::InvalidRequiredAcks { acks: req.acks });
+            }
+            let routing = current(&self.inner.routing);
+            let leader = self.route(&routing, &req.topic, req.partition)?;
+            if req.acks == -1 {
+                // The ISR is the leader alone until followers replicate.
+                let min = self.min_insync(routing.update.as_deref(), &req.topic);
+                if min > 1 {
+                    return Err(BrokerError::NotEnoughReplicas {
+                        topic: req.topic.clone(),
+                        partition: req.partition,
+                        isr: 1,
+                        min: min as usize,
+                    });
+                }
+            }
+            Ok(leader.addr.send(Append { records: req.records.to_vec() }))
+        })();
+        let (topic, partition, broker) = (req.topic.clone(), req.partition, self.id());
+        async move {
+            match ready?.await {
+                Ok(r) => r,
+                Err(_) => Err(BrokerError::NotLeaderForPartition { topic, partition, broker, leader: None }),
+            }
+        }
+    }
+
+    async fn create_topic(
+        &self,
+        keeper: &KeeperClient,
+        update: Option<&ClusterUpdate>,
+        t: &NewTopic,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        topic::validate_name(&t.name)?;
+        if topic::is_internal(&t.name) {
+            return Err(BrokerError::InvalidRequest {
+                reason: format!("{} is an internal topic; the cluster creates it itself", t.name),
+            });
+        }
+        topic::validate_config_keys(&t.configs)?;
+        self.inner.config.topic_log_config(&t.configs)?;
+        let Some(update) = update else {
+            return Err(BrokerError::LeaderNotAvailable { topic: t.name.clone(), partition: -1 });
+        };
+        let assignment = match &t.assignment {
+            Some(a) => {
+                if t.partitions.is_some() || t.replication_factor.is_some() {
+                    return Err(BrokerError::InvalidRequest {
+                        reason: "give either a replica assignment or partitions and replication factor"
+                            .into(),
+                    });
+                }
+                check_assignment(a, update)?;
+                a.clone()
+            }
+            None => {
+                let partitions = t.partitions.unwrap_or(self.inner.config.num_partitions);
+                let rf = t.replication_factor.unwrap_or(self.inner.config.default_replication_factor);
+                assignment::assign(&update.brokers, partitions, rf, rand::random::<u16>() as usize)?
+            }
+        };
+        if validate_only {
+            return Ok(());
+        }
+        if update.topics.contains_key(&t.name) {
+            return Err(BrokerError::TopicAlreadyExists { topic: t.name.clone() });
+        }
+        let config_data = znodes::encode_topic_config(&t.configs);
+        match keeper.create(&znodes::config_path(&t.name), &config_data, CreateMode::Persistent).await {
+            Ok(_) => {}
+            Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
+                keeper
+                    .set_data(&znodes::config_path(&t.name), &config_data, -1)
+                    .await
+                    .map_err(keeper_error)?;
+            }
+            Err(e) => return Err(keeper_error(e)),
+        }
+        let data = znodes::encode_assignment(&assignment);
+        match keeper.create(&znodes::topic_path(&t.name), &data, CreateMode::Persistent).await {
+            Ok(_) => {
+                info!(topic = %t.name, partitions = assignment.len(), "topic created");
+                Ok(())
+            }
+            Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
+                Err(BrokerError::TopicAlreadyExists { topic: t.name.clone() })
+            }
+            Err(e) => Err(keeper_error(e)),
+        }
+    }
+
+    fn partition_metadata(update: &ClusterUpdate, t: &sluice_broker_core::TopicState) -> TopicMetadata {
+        let live: BTreeSet<i32> = update.brokers.iter().map(|b| b.id).collect();
+        TopicMetadata {
+            name: t.name.clone(),
+            error: None,
+            internal: topic::is_internal(&t.name),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|(p, info)| PartitionMetadata {
+                    partition: *p,
+                    leader: info.state.as_ref().and_then(|s| s.leader()),
+                    leader_epoch: info.state.as_ref().map_or(-1, |s| s.leader_epoch),
+                    replicas: info.replicas.clone(),
+                    isr: info.state.as_ref().map_or_else(Vec::new, |s| s.isr.clone()),
+                    offline_replicas: info.replicas.iter().copied().filter(|r| !live.contains(r)).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, update: &ClusterUpdate) -> Result<(), BrokerError> {
+    let invalid = |reason: String| Err(BrokerError::InvalidRequest { reason });
+    if a.is_empty() {
+        return invalid("the replica assignment is empty".into());
+    }
+    let rf = a.values().next().map_or(0, Vec::len);
+    for (i, (p, replicas)) in a.iter().enumerate() {
+        if *p != i as i32 {
+            return invalid(format!("partitions must be numbered 0..{} without gaps", a.len()));
+        }
+        if replicas.len() != rf || replicas.is_empty() {
+            return invalid("every partition needs the same number (at least 1) of replicas".into());
+        }
+        let distinct: BTreeSet<_> = replicas.iter().collect();
+        if distinct.len() != replicas.len() {
+            return invalid(format!("partition {p} lists a broker twice"));
+        }
+        if let Some(r) = replicas.iter().find(|r| update.broker(**r).is_none()) {
+            return invalid(format!("partition {p}: broker {r} is not a live broker"));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves when any of its futures does.
+struct AnyOf(Vec<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Future for AnyOf {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        for f in self.0.iter_mut() {
+            if f.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl BrokerHandler for BrokerService {
+    async fn metadata(&self, _: &Peer, req: MetadataRequest) -> Result<Metadata, BrokerError> {
+        let routing = current(&self.inner.routing);
+        let Some(update) = routing.update.clone() else {
+            return Ok(Metadata {
+                cluster_id: String::new(),
+                controller_id: None,
+                brokers: vec![],
+                topics: vec![],
+            });
+        };
+        let names: Vec<String> = match &req.topics {
+            Some(names) => names.clone(),
+            None => update.topics.keys().cloned().collect(),
+        };
+        let mut topics = Vec::new();
+        for name in names {
+            if let Some(t) = update.topics.get(&name) {
+                topics.push(Self::partition_metadata(&update, t));
+                continue;
+            }
+            let unknown = BrokerError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 };
+            let error = if update.deleting.contains(&name) {
+                unknown
+            } else if req.allow_auto_create && self.inner.config.auto_create_topics_enable {
+                let new = NewTopic {
+                    name: name.clone(),
+                    partitions: None,
+                    replication_factor: None,
+                    assignment: None,
+                    configs: BTreeMap::new(),
+                };
+                let keeper = self.keeper()?;
+                match self.create_topic(&keeper, Some(&update), &new, false).await {
+                    Ok(()) | Err(BrokerError::TopicAlreadyExists { .. }) => {
+                        BrokerError::LeaderNotAvailable { topic: name.clone(), partition: -1 }
+                    }
+                    Err(e) => e,
+                }
+            } else {
+                unknown
+            };
+            topics.push(TopicMetadata { name, error: Some(error), internal: false, partitions: vec![] });
+        }
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Metadata {
+            cluster_id: update.cluster_id.clone(),
+            controller_id: Some(update.controller_id),
+            brokers: update.brokers.clone(),
+            topics,
+        })
+    }
+
+    async fn produce(&self, _: &Peer, req: Produce) -> Result<ProduceResponse, BrokerError> {
+        self.start_produce(req).await
+    }
+
+    async fn fetch(&self, _: &Peer, req: Fetch) -> Result<FetchResponse, BrokerError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms));
+        loop {
+            let routing = current(&self.inner.routing);
+            let mut out = Vec::with_capacity(req.partitions.len());
+            let mut total = 0usize;
+            let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+            let mut failed = false;
+            for p in &req.partitions {
+                let mut fetched = FetchedPartition {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    error: None,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: Bytes::new(),
+                };
+                match self.route(&routing, &p.topic, p.partition) {
+                    Err(e) => {
+                        fetched.error = Some(e);
+                        failed = true;
+                    }
+                    Ok(leader) => {
+                        let mut rx = leader.offsets.clone();
+                        rx.borrow_and_update();
+                        let budget = (req.max_bytes as usize).saturating_sub(total).min(p.max_bytes as usize);
+                        let read = Read {
+                            offset: p.offset,
+                            max_bytes: if out.is_empty() { budget.max(1) } else { budget },
+                        };
+                        match leader.addr.send(read).await {
+                            Ok(Ok((records, offsets))) => {
+                                fetched.high_watermark = offsets.high_watermark;
+                                fetched.log_start_offset = offsets.log_start_offset;
+                                total += records.len();
+                                fetched.records = records;
+                            }
+                            Ok(Err(e)) => {
+                                fetched.error = Some(e);
+                                failed = true;
+                            }
+                            Err(_) => {
+                                fetched.error = Some(BrokerError::NotLeaderForPartition {
+                                    topic: p.topic.clone(),
+                                    partition: p.partition,
+                                    broker: self.id(),
+                                    leader: None,
+                                });
+                                failed = true;
+                            }
+                        }
+                        waits.push(Box::pin(async move {
+                            let _ = rx.changed().await;
+                        }));
+                    }
+                }
+                out.push(fetched);
+            }
+            let enough = total >= (req.min_bytes as usize).max(1) || failed;
+            if enough || tokio::time::Instant::now() >= deadline || waits.is_empty() {
+                return Ok(FetchResponse { partitions: out });
+            }
+            tokio::select! {
+                _ = AnyOf(waits) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    async fn list_offsets(&self, _: &Peer, req: ListOffsets) -> Result<Vec<ListedOffset>, BrokerError> {
+        let routing = current(&self.inner.routing);
+        let mut out = Vec::new();
+        for p in req.partitions {
+            let result = match self.route(&routing, &p.topic, p.partition) {
+                Err(e) => Err(e),
+                Ok(leader) => match leader.addr.send(ListOffset { timestamp: p.timestamp }).await {
+                    Ok(r) => r,
+                    Err(_) => Err(BrokerError::NotLeaderForPartition {
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                        broker: self.id(),
+                        leader: None,
+                    }),
+                },
+            };
+            out.push(ListedOffset { topic: p.topic, partition: p.partition, result });
+        }
+        Ok(out)
+    }
+
+    async fn create_topics(&self, _: &Peer, req: CreateTopics) -> Result<TopicResults, BrokerError> {
+        let keeper = self.keeper()?;
+        let routing = current(&self.inner.routing);
+        let mut out = Vec::new();
+        for t in &req.topics {
+            let r = self.create_topic(&keeper, routing.update.as_deref(), t, req.validate_only).await;
+            out.push((t.name.clone(), r));
+        }
+        Ok(out)
+    }
+
+    async fn delete_topics(&self, _: &Peer, req: DeleteTopics) -> Result<TopicResults, BrokerError> {
+        if !self.inner.config.delete_topic_enable {
+            return Err(BrokerError::TopicDeletionDisabled { broker: self.id() });
+        }
+        let keeper = self.keeper()?;
+        let mut out = Vec::new();
+        for name in req.topics {
+            let r = async {
+                topic::validate_name(&name)?;
+                if topic::is_internal(&name) {
+                    return Err(BrokerError::InvalidRequest {
+                        reason: format!("{name} is an internal topic"),
+                    });
+                }
+                if keeper.exists(&znodes::topic_path(&name), false).await.map_err(keeper_error)?.is_none() {
+                    return Err(BrokerError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 });
+                }
+                match keeper.create(&znodes::delete_path(&name), &[], CreateMode::Persistent).await {
+                    Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
+                        info!(topic = %name, "topic marked for deletion");
+                        Ok(())
+                    }
+                    Err(e) => Err(keeper_error(e)),
+                }
+            }
+            .await;
+            out.push((name, r));
+        }
+        Ok(out)
+    }
+
+    async fn describe_configs(&self, _: &Peer, req: DescribeConfigs) -> Result<TopicConfigs, BrokerError> {
+        let keeper = self.keeper()?;
+        let mut out = Vec::new();
+        for name in req.topics {
+            let r = match keeper.get_data(&znodes::config_path(&name), false).await {
+                Ok((data, _)) => znodes::decode_topic_config(&name, &data)
+                    .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() }),
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {
+                    match keeper.exists(&znodes::topic_path(&name), false).await {
+                        Ok(Some(_)) => Ok(BTreeMap::new()),
+                        Ok(None) => {
+                            Err(BrokerError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 })
+                        }
+                        Err(e) => Err(keeper_error(e)),
+                    }
+                }
+                Err(e) => Err(keeper_error(e)),
+            };
+            out.push((name, r));
+        }
+        Ok(out)
+    }
+
+    async fn update_cluster(&self, peer: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
+        if !peer.principal.server_auth {
+            return Err(BrokerError::ClusterAuthorizationFailed {
+                principal: peer.principal.name.clone(),
+                action: "send cluster updates".into(),
+            });
+        }
+        debug!(epoch = req.0.controller_epoch, sequence = req.0.sequence, "cluster update");
+        self.inner
+            .replicas
+            .send(Apply(req.0))
+            .await
+            .map_err(|_| BrokerError::BrokerShuttingDown { broker: self.id() })?
+    }
+
+    fn ordered(
+        &self,
+        peer: Peer,
+        mut channel: ServerChannel<BrokerProtocol>,
+    ) -> impl Future<Output = ()> + Send {
+        let this = self.clone();
+        async move {
+            let sender = channel.sender();
+            while let Ok(Some(req)) = channel.next_request().await {
+                let sender = sender.clone();
+                let id = req.correlation_id;
+                match req.request {
+                    BrokerRequest::Produce(p) => {
+                        let pending = this.start_produce(p);
+                        tokio::spawn(async move {
+                            let _ = sender.reply(id, BrokerResponse::Produce(pending.await)).await;
+                        });
+                    }
+                    other => {
+                        let typed = Typed(this.clone());
+                        let peer = peer.clone();
+                        tokio::spawn(async move {
+                            let response = Service::call(&typed, &peer, other).await;
+                            let _ = sender.reply(id, response).await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

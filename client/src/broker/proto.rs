@@ -1,0 +1,257 @@
+//! `sluice-broker/1`: what clients, brokers and the controller say to a broker.
+//!
+//! Record batches travel as opaque bytes in Kafka's RecordBatch v2 format: the producer
+//! encodes them, the leader checks and stores them as they are (rewriting only the base
+//! offset), and a fetch returns the stored bytes.
+//!
+//! Ordering: a producer sends its [`Produce`] requests for one broker on one ordered
+//! channel, and the broker hands them to its partition leaders in arrival order, so a
+//! producer's requests to one partition are applied in the order it sent them. Every other
+//! request is a plain call.
+//!
+//! Errors are [`BrokerError`]s with Kafka's codes. Per-partition results carry their own
+//! error so one bad partition does not fail a whole fetch.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+pub use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate, PartitionState};
+pub use sluice_broker_core::BrokerError;
+
+/// `ListOffsets` timestamp meaning "the log end offset" (Kafka's -1).
+pub const LATEST_TIMESTAMP: i64 = -1;
+/// `ListOffsets` timestamp meaning "the log start offset" (Kafka's -2).
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+
+/// Asks for brokers, the controller and topics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetadataRequest {
+    /// Topics to describe; `None` for all.
+    pub topics: Option<Vec<String>>,
+    /// Create named topics that do not exist, when the broker's
+    /// `auto.create.topics.enable` allows it.
+    pub allow_auto_create: bool,
+}
+
+/// The cluster as the answering broker knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// `/cluster/id`.
+    pub cluster_id: String,
+    /// The controller's broker id, if known.
+    pub controller_id: Option<i32>,
+    /// Live brokers.
+    pub brokers: Vec<BrokerEndpoint>,
+    /// The topics asked for (all when none were named), sorted by name.
+    pub topics: Vec<TopicMetadata>,
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    /// The name.
+    pub name: String,
+    /// Why the topic cannot be described (unknown, being created, invalid name).
+    pub error: Option<BrokerError>,
+    /// One of the cluster's own topics.
+    pub internal: bool,
+    /// Partitions, by number.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+/// One partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMetadata {
+    /// Its number.
+    pub partition: i32,
+    /// The leader, or `None` when offline or not yet elected.
+    pub leader: Option<i32>,
+    /// The leader epoch.
+    pub leader_epoch: i32,
+    /// Assigned replicas (the first is preferred).
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+    /// Assigned replicas on brokers that are not live.
+    pub offline_replicas: Vec<i32>,
+}
+
+/// Appends record batches to one partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Produce {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// 0: no acknowledgement wanted; 1: the leader has it; -1 (`all`): every in-sync replica
+    /// has it.
+    pub acks: i16,
+    /// How long the leader may wait for the in-sync replicas (`acks=all`).
+    pub timeout_ms: u32,
+    /// One or more RecordBatch v2 batches, back to back.
+    pub records: Bytes,
+}
+
+/// Where a produce landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// The broker's append time when the topic uses `LogAppendTime`, else -1.
+    pub log_append_time: i64,
+    /// The partition's log start offset.
+    pub log_start_offset: i64,
+}
+
+/// Reads records from partitions (a long poll).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fetch {
+    /// The broker waits up to this long for `min_bytes` to be available.
+    pub max_wait_ms: u32,
+    /// Answer as soon as this many bytes are available.
+    pub min_bytes: u32,
+    /// Most bytes in the whole answer (at least one batch is returned even if larger).
+    pub max_bytes: u32,
+    /// What to read.
+    pub partitions: Vec<FetchPartition>,
+}
+
+/// One partition to fetch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The first offset wanted.
+    pub offset: i64,
+    /// Most bytes for this partition.
+    pub max_bytes: u32,
+}
+
+/// What a fetch returned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchResponse {
+    /// One entry per partition asked for, in the same order.
+    pub partitions: Vec<FetchedPartition>,
+}
+
+/// One partition's records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchedPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Why nothing was read, if so.
+    pub error: Option<BrokerError>,
+    /// The high watermark: consumers read below it.
+    pub high_watermark: i64,
+    /// The log start offset.
+    pub log_start_offset: i64,
+    /// Whole batches (the first may start before the offset asked for: skip its earlier
+    /// records).
+    pub records: Bytes,
+}
+
+/// Looks up offsets by time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListOffsets {
+    /// What to look up.
+    pub partitions: Vec<ListOffsetsPartition>,
+}
+
+/// One lookup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListOffsetsPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// [`LATEST_TIMESTAMP`], [`EARLIEST_TIMESTAMP`], or a time in ms: the first offset
+    /// whose record timestamp is at least it.
+    pub timestamp: i64,
+}
+
+/// One lookup's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListedOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// `(offset, timestamp)`; for a time with no later record, the log end offset and -1.
+    pub result: Result<(i64, i64), BrokerError>,
+}
+
+/// Creates topics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateTopics {
+    /// The topics.
+    pub topics: Vec<NewTopic>,
+    /// Check only; create nothing.
+    pub validate_only: bool,
+}
+
+/// One topic to create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewTopic {
+    /// The name.
+    pub name: String,
+    /// Partitions; `None` for the broker's `num.partitions`.
+    pub partitions: Option<i32>,
+    /// Replication factor; `None` for the broker's `default.replication.factor`.
+    pub replication_factor: Option<i16>,
+    /// Explicit replicas per partition (then `partitions` and `replication_factor` must be
+    /// `None`).
+    pub assignment: Option<BTreeMap<i32, Vec<i32>>>,
+    /// Per-topic config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Deletes topics (when the cluster's `delete.topic.enable` allows it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteTopics {
+    /// The topics.
+    pub topics: Vec<String>,
+}
+
+/// Per-topic outcomes of a create or delete, in request order.
+pub type TopicResults = Vec<(String, Result<(), BrokerError>)>;
+
+/// Reads topics' config overrides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DescribeConfigs {
+    /// The topics.
+    pub topics: Vec<String>,
+}
+
+/// A topic's overrides (keys not listed take the broker's defaults).
+pub type TopicConfigs = Vec<(String, Result<BTreeMap<String, String>, BrokerError>)>;
+
+/// Controller → broker: the whole cluster picture (brokers only accept it from cluster
+/// nodes, and only when it is newer than what they have).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateCluster(pub ClusterUpdate);
+
+sluice_net::protocol! {
+    /// The broker protocol.
+    pub protocol BrokerProtocol {
+        alpn: "sluice-broker/1",
+        request: BrokerRequest,
+        response: BrokerResponse,
+        push: (),
+        handler: BrokerHandler,
+        rpcs: {
+            metadata: Metadata(MetadataRequest) -> Result<Metadata, BrokerError>;
+            produce: Produce(Produce) -> Result<ProduceResponse, BrokerError>;
+            fetch: Fetch(Fetch) -> Result<FetchResponse, BrokerError>;
+            list_offsets: ListOffsets(ListOffsets) -> Result<Vec<ListedOffset>, BrokerError>;
+            create_topics: CreateTopics(CreateTopics) -> Result<TopicResults, BrokerError>;
+            delete_topics: DeleteTopics(DeleteTopics) -> Result<TopicResults, BrokerError>;
+            describe_configs: DescribeConfigs(DescribeConfigs) -> Result<TopicConfigs, BrokerError>;
+            update_cluster: UpdateCluster(UpdateCluster) -> Result<(), BrokerError>;
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Broker errors, each with Kafka's error code.
+//!
+//! Stable on the wire: bincode encodes the variant index, so variants are only ever
+//! appended, never reordered or removed (a retired variant stays, documented as retired).
+//! [`BrokerError::code`] gives Kafka's number, so people who know Kafka's codes recognise
+//! them, and a Kafka-protocol front door could answer with them.
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong with a broker request: what, where, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum BrokerError {
+    /// The topic or partition does not exist (Kafka 3).
+    #[error("unknown topic or partition {topic}-{partition}")]
+    UnknownTopicOrPartition {
+        /// The topic.
+        topic: String,
+        /// The partition (-1 when the whole topic is unknown).
+        partition: i32,
+    },
+    /// This broker does not lead the partition; refresh metadata and go to the leader
+    /// (Kafka 6).
+    #[error("broker {broker} is not the leader of {topic}-{partition} (leader: {})", fmt_leader(*.leader))]
+    NotLeaderForPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The broker that answered.
+        broker: i32,
+        /// The leader this broker knows of, if any.
+        leader: Option<i32>,
+    },
+    /// The partition has no leader right now (election in progress, or a new topic);
+    /// retry after refreshing metadata (Kafka 5).
+    #[error("{topic}-{partition} has no leader at the moment")]
+    LeaderNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// A batch is larger than `message.max.bytes` (Kafka 10).
+    #[error(
+        "a batch of {size} bytes exceeds the limit of {max} bytes (message.max.bytes, or the topic's \
+         max.message.bytes); send smaller batches (batch.size) or raise the limit"
+    )]
+    MessageTooLarge {
+        /// The batch's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The records do not parse or fail their CRC (Kafka 2).
+    #[error("corrupt record batch: {reason}")]
+    CorruptMessage {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The offset is outside the log (Kafka 1).
+    #[error("offset {offset} of {topic}-{partition} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset asked for.
+        offset: i64,
+        /// The first offset held.
+        log_start_offset: i64,
+        /// The next offset to be written.
+        log_end_offset: i64,
+    },
+    /// The request did not finish in time (Kafka 7).
+    #[error("request timed out after {timeout_ms} ms: {what}")]
+    RequestTimedOut {
+        /// What was waited for.
+        what: String,
+        /// The timeout.
+        timeout_ms: u64,
+    },
+    /// The topic name is invalid (Kafka 17).
+    #[error("invalid topic name {topic:?}: {reason}")]
+    InvalidTopic {
+        /// The name given.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// Fewer in-sync replicas than `min.insync.replicas` for `acks=all` (Kafka 19).
+    #[error("{topic}-{partition} has {isr} in-sync replicas; acks=all needs min.insync.replicas = {min}")]
+    NotEnoughReplicas {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// In-sync replicas now.
+        isr: usize,
+        /// `min.insync.replicas`.
+        min: usize,
+    },
+    /// `acks` is not -1, 0 or 1 (Kafka 21).
+    #[error("acks = {acks} is invalid: use 0, 1 or all (-1)")]
+    InvalidRequiredAcks {
+        /// The value given.
+        acks: i16,
+    },
+    /// The topic exists already (Kafka 36).
+    #[error("topic {topic} already exists")]
+    TopicAlreadyExists {
+        /// The topic.
+        topic: String,
+    },
+    /// The partition count is invalid (Kafka 37).
+    #[error("invalid number of partitions: {reason}")]
+    InvalidPartitions {
+        /// Why.
+        reason: String,
+    },
+    /// The replication factor is invalid (Kafka 38).
+    #[error("invalid replication factor: {reason}")]
+    InvalidReplicationFactor {
+        /// Why.
+        reason: String,
+    },
+    /// A topic config is invalid (Kafka 40).
+    #[error("invalid config {key}={value}: {reason}")]
+    InvalidConfig {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Topic deletion is disabled on this cluster (Kafka 73).
+    #[error(
+        "topic deletion is disabled (delete.topic.enable=false on broker {broker}); set delete.topic.enable=true \
+         in server.properties to allow it"
+    )]
+    TopicDeletionDisabled {
+        /// The broker that refused.
+        broker: i32,
+    },
+    /// A controller request from a controller that has been replaced (Kafka 11).
+    #[error("controller epoch {got} is older than the current {current}")]
+    StaleControllerEpoch {
+        /// The epoch in the request.
+        got: i32,
+        /// The newest this broker has seen.
+        current: i32,
+    },
+    /// The caller may not do this (Kafka 31).
+    #[error("{principal} may not {action}: only cluster nodes (certificates with serverAuth) may")]
+    ClusterAuthorizationFailed {
+        /// Who asked.
+        principal: String,
+        /// What.
+        action: String,
+    },
+    /// The broker's disk failed for this partition (Kafka 56).
+    #[error("storage error on {topic}-{partition}: {reason}")]
+    StorageError {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The failure.
+        reason: String,
+    },
+    /// The broker cannot reach the keeper for this request (Kafka's unknown server error, -1).
+    #[error("the broker could not reach the keeper: {reason}")]
+    KeeperUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The request is malformed (Kafka 42).
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// Why.
+        reason: String,
+    },
+    /// The broker is shutting down.
+    #[error("broker {broker} is shutting down")]
+    BrokerShuttingDown {
+        /// The broker.
+        broker: i32,
+    },
+}
+
+fn fmt_leader(leader: Option<i32>) -> String {
+    leader.map_or_else(|| "none".to_string(), |l| l.to_string())
+}
+
+impl BrokerError {
+    /// Kafka's error code.
+    pub fn code(&self) -> i16 {
+        use BrokerError::*;
+        match self {
+            UnknownTopicOrPartition { .. } => 3,
+            NotLeaderForPartition { .. } => 6,
+            LeaderNotAvailable { .. } => 5,
+            MessageTooLarge { .. } => 10,
+            CorruptMessage { .. } => 2,
+            OffsetOutOfRange { .. } => 1,
+            RequestTimedOut { .. } => 7,
+            InvalidTopic { .. } => 17,
+            NotEnoughReplicas { .. } => 19,
+            InvalidRequiredAcks { .. } => 21,
+            TopicAlreadyExists { .. } => 36,
+            InvalidPartitions { .. } => 37,
+            InvalidReplicationFactor { .. } => 38,
+            InvalidConfig { .. } => 40,
+            TopicDeletionDisabled { .. } => 73,
+            StaleControllerEpoch { .. } => 11,
+            ClusterAuthorizationFailed { .. } => 31,
+            StorageError { .. } => 56,
+            KeeperUnavailable { .. } => -1,
+            InvalidRequest { .. } => 42,
+            BrokerShuttingDown { .. } => 6,
+        }
+    }
+
+    /// Whether a client should refresh metadata and try again (Kafka's
+    /// `RetriableException`s).
+    pub fn is_retriable(&self) -> bool {
+        use BrokerError::*;
+        matches!(
+            self,
+            UnknownTopicOrPartition { .. }
+                | NotLeaderForPartition { .. }
+                | LeaderNotAvailable { .. }
+                | RequestTimedOut { .. }
+                | NotEnoughReplicas { .. }
+                | KeeperUnavailable { .. }
+                | BrokerShuttingDown { .. }
+                | StorageError { .. }
+        )
+    }
+
+    /// Whether the client's view of who leads what is out of date.
+    pub fn needs_metadata_refresh(&self) -> bool {
+        use BrokerError::*;
+        matches!(
+            self,
+            UnknownTopicOrPartition { .. }
+                | NotLeaderForPartition { .. }
+                | LeaderNotAvailable { .. }
+                | BrokerShuttingDown { .. }
+                | StorageError { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_kafkas() {
+        let e = BrokerError::NotLeaderForPartition {
+            topic: "t".into(),
+            partition: 0,
+            broker: 1,
+            leader: Some(2),
+        };
+        assert_eq!(e.code(), 6);
+        assert!(e.is_retriable());
+        assert_eq!(e.to_string(), "broker 1 is not the leader of t-0 (leader: 2)");
+        let e = BrokerError::MessageTooLarge { size: 10, max: 5 };
+        assert_eq!(e.code(), 10);
+        assert!(!e.is_retriable());
+    }
+}

@@ -1,0 +1,27 @@
+//! `sluice-broker-core`: the broker's rules, with Kafka's semantics.
+//!
+//! **No sockets, no clock, no actix, no files.** Inputs are method calls, outputs are
+//! returned values (effects for the shell to carry out), so every rule is testable in
+//! microseconds.
+//!
+//! - [`error`]: broker error codes with Kafka's numbers, stable on the wire.
+//! - [`metadata`]: what the controller tells brokers and brokers tell clients: brokers,
+//!   topics, partition states.
+//! - [`znodes`]: Kafka's znode layout and JSON formats (`/brokers/ids/<id>`,
+//!   `/brokers/topics/<t>`, `.../partitions/<p>/state`, `/controller`, ...).
+//! - [`assignment`]: replica assignment, round-robin and rack-aware (Kafka's algorithm).
+//! - [`controller`]: the controller's decisions: which partitions need a leader, whom to
+//!   elect, which partition states to write (with the versions that fence a stale
+//!   controller).
+//! - [`topic`]: topic names and per-topic configuration keys.
+
+pub mod assignment;
+pub mod controller;
+pub mod error;
+pub mod metadata;
+pub mod partition;
+pub mod topic;
+pub mod znodes;
+
+pub use error::BrokerError;
+pub use metadata::{BrokerEndpoint, ClusterUpdate, PartitionState, TopicState};

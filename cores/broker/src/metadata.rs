@@ -1,0 +1,163 @@
+//! Cluster metadata: what the controller tells every broker ([`ClusterUpdate`]) and what a
+//! broker tells clients (the same brokers, topics and partition states).
+//!
+//! The controller sends the whole picture each time it changes; a broker keeps the newest by
+//! controller epoch and derives its own roles from it (the partitions it leads). One message
+//! instead of Kafka's LeaderAndIsr + UpdateMetadata + StopReplica trio: with a full picture a
+//! lost or reordered update cannot leave a broker with a half-applied view.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A live broker and where clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    /// `broker.id`.
+    pub id: i32,
+    /// Host clients connect to.
+    pub host: String,
+    /// UDP port of its QUIC listener.
+    pub port: u16,
+    /// `broker.rack`, if set.
+    pub rack: Option<String>,
+}
+
+impl BrokerEndpoint {
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Who leads a partition and who is in sync: the content of
+/// `/brokers/topics/<t>/partitions/<p>/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The leader's broker id, or -1 when the partition is offline.
+    pub leader: i32,
+    /// Bumped on every leader change; fences requests meant for an older leader.
+    pub leader_epoch: i32,
+    /// In-sync replicas (the leader first).
+    pub isr: Vec<i32>,
+    /// The epoch of the controller that wrote it.
+    pub controller_epoch: i32,
+    /// The state znode's version (for conditional writes).
+    pub zk_version: i32,
+}
+
+impl PartitionState {
+    /// The leader, unless the partition is offline.
+    pub fn leader(&self) -> Option<i32> {
+        (self.leader >= 0).then_some(self.leader)
+    }
+}
+
+/// One partition: its assigned replicas and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    /// Assigned replicas; the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    /// Leader and ISR, once the controller has written them.
+    pub state: Option<PartitionState>,
+}
+
+/// One topic as the controller knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    /// The name.
+    pub name: String,
+    /// Partitions by number.
+    pub partitions: BTreeMap<i32, PartitionInfo>,
+    /// Per-topic config overrides (`/config/topics/<t>`).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The controller's picture of the cluster, sent to every live broker whenever it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterUpdate {
+    /// The controller's broker id.
+    pub controller_id: i32,
+    /// Its epoch (`/controller_epoch`): a broker ignores updates from older epochs.
+    pub controller_epoch: i32,
+    /// Bumped by the controller for every update it sends within its epoch, so a broker
+    /// can drop an update that arrives after a newer one.
+    pub sequence: u64,
+    /// `/cluster/id`.
+    pub cluster_id: String,
+    /// Live brokers.
+    pub brokers: Vec<BrokerEndpoint>,
+    /// Every topic, by name.
+    pub topics: BTreeMap<String, TopicState>,
+    /// Topics being deleted: brokers stop serving them and delete their data.
+    pub deleting: Vec<String>,
+}
+
+impl ClusterUpdate {
+    /// Whether `self` is newer than `other` (epoch first, then sequence).
+    pub fn supersedes(&self, other: &ClusterUpdate) -> bool {
+        (self.controller_epoch, self.sequence) > (other.controller_epoch, other.sequence)
+    }
+
+    /// The partitions `broker` leads, with their states.
+    pub fn led_by(&self, broker: i32) -> impl Iterator<Item = (&TopicState, i32, &PartitionState)> + '_ {
+        self.topics.values().flat_map(move |t| {
+            t.partitions.iter().filter_map(move |(p, info)| {
+                info.state.as_ref().filter(|s| s.leader == broker).map(|s| (t, *p, s))
+            })
+        })
+    }
+
+    /// The broker with `id`, if live.
+    pub fn broker(&self, id: i32) -> Option<&BrokerEndpoint> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(epoch: i32, seq: u64) -> ClusterUpdate {
+        ClusterUpdate {
+            controller_id: 1,
+            controller_epoch: epoch,
+            sequence: seq,
+            cluster_id: "c".into(),
+            brokers: vec![],
+            topics: BTreeMap::new(),
+            deleting: vec![],
+        }
+    }
+
+    #[test]
+    fn a_newer_epoch_supersedes_any_sequence_of_an_older_one() {
+        assert!(update(2, 0).supersedes(&update(1, 99)));
+        assert!(update(1, 5).supersedes(&update(1, 4)));
+        assert!(!update(1, 4).supersedes(&update(1, 4)));
+        assert!(!update(1, 100).supersedes(&update(2, 0)));
+    }
+
+    #[test]
+    fn led_by_lists_only_the_brokers_partitions() {
+        let mut u = update(1, 1);
+        let state = |leader| PartitionState {
+            leader,
+            leader_epoch: 0,
+            isr: vec![leader],
+            controller_epoch: 1,
+            zk_version: 0,
+        };
+        let mut partitions = BTreeMap::new();
+        partitions.insert(0, PartitionInfo { replicas: vec![1], state: Some(state(1)) });
+        partitions.insert(1, PartitionInfo { replicas: vec![2], state: Some(state(2)) });
+        partitions.insert(2, PartitionInfo { replicas: vec![1], state: None });
+        u.topics.insert("t".into(), TopicState { name: "t".into(), partitions, configs: BTreeMap::new() });
+        let led: Vec<i32> = u.led_by(1).map(|(_, p, _)| p).collect();
+        assert_eq!(led, vec![0]);
+    }
+}

@@ -1,0 +1,315 @@
+//! Kafka's znode layout (ZooKeeper mode) and the JSON each node holds, byte-compatible in
+//! shape with what Kafka writes, so people who know Kafka find their way with
+//! `sluice keeper-shell`.
+//!
+//! | path | holds |
+//! |---|---|
+//! | `/brokers/ids/<id>` (ephemeral) | `{"version":5,"host":..,"port":..,"endpoints":["quic://h:p"],"rack":..,"timestamp":".."}` |
+//! | `/brokers/topics/<t>` | `{"version":2,"partitions":{"0":[1,2]},"adding_replicas":{},"removing_replicas":{}}` |
+//! | `/brokers/topics/<t>/partitions/<p>/state` | `{"controller_epoch":1,"leader":1,"version":1,"leader_epoch":0,"isr":[1,2]}` |
+//! | `/controller` (ephemeral) | `{"version":1,"brokerid":1,"timestamp":".."}` |
+//! | `/controller_epoch` | the epoch as decimal text |
+//! | `/config/topics/<t>` | `{"version":1,"config":{"retention.ms":"1000"}}` |
+//! | `/admin/delete_topics/<t>` | empty: the topic is to be deleted |
+//! | `/cluster/id` | `{"version":"1","id":".."}` |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::{BrokerEndpoint, PartitionState};
+
+/// Live brokers' registrations.
+pub const BROKER_IDS: &str = "/brokers/ids";
+/// Topics' replica assignments.
+pub const BROKER_TOPICS: &str = "/brokers/topics";
+/// The active controller (ephemeral).
+pub const CONTROLLER: &str = "/controller";
+/// The controller epoch.
+pub const CONTROLLER_EPOCH: &str = "/controller_epoch";
+/// Topics marked for deletion.
+pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+/// Per-topic config overrides.
+pub const CONFIG_TOPICS: &str = "/config/topics";
+/// The cluster id.
+pub const CLUSTER_ID: &str = "/cluster/id";
+
+/// Persistent nodes every cluster has; created (if missing) by each broker at start.
+pub const PERSISTENT_PATHS: &[&str] =
+    &["/brokers", BROKER_IDS, BROKER_TOPICS, "/admin", DELETE_TOPICS, "/config", CONFIG_TOPICS, "/cluster"];
+
+/// `/brokers/ids/<id>`.
+pub fn broker_path(id: i32) -> String {
+    format!("{BROKER_IDS}/{id}")
+}
+
+/// `/brokers/topics/<t>`.
+pub fn topic_path(topic: &str) -> String {
+    format!("{BROKER_TOPICS}/{topic}")
+}
+
+/// `/brokers/topics/<t>/partitions`.
+pub fn partitions_path(topic: &str) -> String {
+    format!("{BROKER_TOPICS}/{topic}/partitions")
+}
+
+/// `/brokers/topics/<t>/partitions/<p>`.
+pub fn partition_path(topic: &str, partition: i32) -> String {
+    format!("{BROKER_TOPICS}/{topic}/partitions/{partition}")
+}
+
+/// `/brokers/topics/<t>/partitions/<p>/state`.
+pub fn state_path(topic: &str, partition: i32) -> String {
+    format!("{BROKER_TOPICS}/{topic}/partitions/{partition}/state")
+}
+
+/// `/config/topics/<t>`.
+pub fn config_path(topic: &str) -> String {
+    format!("{CONFIG_TOPICS}/{topic}")
+}
+
+/// `/admin/delete_topics/<t>`.
+pub fn delete_path(topic: &str) -> String {
+    format!("{DELETE_TOPICS}/{topic}")
+}
+
+/// A znode whose content is not what Kafka's layout says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path} does not hold a valid {what}: {reason}")]
+pub struct ZnodeError {
+    /// The node.
+    pub path: String,
+    /// What it should hold.
+    pub what: &'static str,
+    /// The parser's reason.
+    pub reason: String,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(path: &str, what: &'static str, data: &[u8]) -> Result<T, ZnodeError> {
+    serde_json::from_slice(data).map_err(|e| ZnodeError {
+        path: path.to_string(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain structs and maps with string keys cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[derive(Serialize, Deserialize)]
+struct BrokerJson {
+    version: u32,
+    host: String,
+    port: u16,
+    endpoints: Vec<String>,
+    rack: Option<String>,
+    timestamp: String,
+}
+
+/// The registration a broker writes at `/brokers/ids/<id>`.
+pub fn encode_broker(broker: &BrokerEndpoint, now_ms: i64) -> Vec<u8> {
+    json(&BrokerJson {
+        version: 5,
+        host: broker.host.clone(),
+        port: broker.port,
+        endpoints: vec![format!("quic://{}", broker.addr())],
+        rack: broker.rack.clone(),
+        timestamp: now_ms.to_string(),
+    })
+}
+
+/// Reads a broker registration.
+pub fn decode_broker(id: i32, data: &[u8]) -> Result<BrokerEndpoint, ZnodeError> {
+    let j: BrokerJson = parse(&broker_path(id), "broker registration", data)?;
+    Ok(BrokerEndpoint { id, host: j.host, port: j.port, rack: j.rack })
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopicJson {
+    version: u32,
+    partitions: BTreeMap<String, Vec<i32>>,
+    #[serde(default)]
+    adding_replicas: BTreeMap<String, Vec<i32>>,
+    #[serde(default)]
+    removing_replicas: BTreeMap<String, Vec<i32>>,
+}
+
+/// A topic's replica assignment, as `/brokers/topics/<t>` holds it.
+pub fn encode_assignment(assignment: &BTreeMap<i32, Vec<i32>>) -> Vec<u8> {
+    json(&TopicJson {
+        version: 2,
+        partitions: assignment.iter().map(|(p, r)| (p.to_string(), r.clone())).collect(),
+        adding_replicas: BTreeMap::new(),
+        removing_replicas: BTreeMap::new(),
+    })
+}
+
+/// Reads a topic's replica assignment.
+pub fn decode_assignment(topic: &str, data: &[u8]) -> Result<BTreeMap<i32, Vec<i32>>, ZnodeError> {
+    let path = topic_path(topic);
+    let j: TopicJson = parse(&path, "replica assignment", data)?;
+    let mut out = BTreeMap::new();
+    for (p, replicas) in j.partitions {
+        let n = p.parse::<i32>().ok().filter(|n| *n >= 0).ok_or_else(|| ZnodeError {
+            path: path.clone(),
+            what: "replica assignment",
+            reason: format!("partition {p:?} is not a number"),
+        })?;
+        if replicas.is_empty() {
+            return Err(ZnodeError {
+                path: path.clone(),
+                what: "replica assignment",
+                reason: format!("partition {n} has no replicas"),
+            });
+        }
+        out.insert(n, replicas);
+    }
+    Ok(out)
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateJson {
+    controller_epoch: i32,
+    leader: i32,
+    version: u32,
+    leader_epoch: i32,
+    isr: Vec<i32>,
+}
+
+/// A partition state as its znode holds it (`zk_version` is the znode's, not stored).
+pub fn encode_state(state: &PartitionState) -> Vec<u8> {
+    json(&StateJson {
+        controller_epoch: state.controller_epoch,
+        leader: state.leader,
+        version: 1,
+        leader_epoch: state.leader_epoch,
+        isr: state.isr.clone(),
+    })
+}
+
+/// Reads a partition state; `zk_version` is the znode's version.
+pub fn decode_state(
+    topic: &str,
+    partition: i32,
+    data: &[u8],
+    zk_version: i32,
+) -> Result<PartitionState, ZnodeError> {
+    let j: StateJson = parse(&state_path(topic, partition), "partition state", data)?;
+    Ok(PartitionState {
+        leader: j.leader,
+        leader_epoch: j.leader_epoch,
+        isr: j.isr,
+        controller_epoch: j.controller_epoch,
+        zk_version,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct ControllerJson {
+    version: u32,
+    brokerid: i32,
+    timestamp: String,
+}
+
+/// What the controller writes at `/controller`.
+pub fn encode_controller(broker: i32, now_ms: i64) -> Vec<u8> {
+    json(&ControllerJson { version: 1, brokerid: broker, timestamp: now_ms.to_string() })
+}
+
+/// The controller's broker id.
+pub fn decode_controller(data: &[u8]) -> Result<i32, ZnodeError> {
+    parse::<ControllerJson>(CONTROLLER, "controller registration", data).map(|j| j.brokerid)
+}
+
+/// Reads `/controller_epoch`.
+pub fn decode_epoch(data: &[u8]) -> Result<i32, ZnodeError> {
+    std::str::from_utf8(data).ok().and_then(|s| s.trim().parse::<i32>().ok()).ok_or_else(|| ZnodeError {
+        path: CONTROLLER_EPOCH.into(),
+        what: "controller epoch",
+        reason: format!("{:?} is not a number", String::from_utf8_lossy(data)),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigJson {
+    version: u32,
+    config: BTreeMap<String, String>,
+}
+
+/// A topic's config overrides, as `/config/topics/<t>` holds them.
+pub fn encode_topic_config(configs: &BTreeMap<String, String>) -> Vec<u8> {
+    json(&ConfigJson { version: 1, config: configs.clone() })
+}
+
+/// Reads a topic's config overrides.
+pub fn decode_topic_config(topic: &str, data: &[u8]) -> Result<BTreeMap<String, String>, ZnodeError> {
+    parse::<ConfigJson>(&config_path(topic), "topic config", data).map(|j| j.config)
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClusterIdJson {
+    version: String,
+    id: String,
+}
+
+/// `/cluster/id`'s content.
+pub fn encode_cluster_id(id: &str) -> Vec<u8> {
+    json(&ClusterIdJson { version: "1".into(), id: id.into() })
+}
+
+/// Reads `/cluster/id`.
+pub fn decode_cluster_id(data: &[u8]) -> Result<String, ZnodeError> {
+    parse::<ClusterIdJson>(CLUSTER_ID, "cluster id", data).map(|j| j.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_state_reads_kafkas_json() {
+        let kafka = br#"{"controller_epoch":3,"leader":2,"version":1,"leader_epoch":7,"isr":[2,1]}"#;
+        let s = decode_state("t", 0, kafka, 4).expect("valid");
+        assert_eq!(
+            s,
+            PartitionState {
+                leader: 2,
+                leader_epoch: 7,
+                isr: vec![2, 1],
+                controller_epoch: 3,
+                zk_version: 4
+            }
+        );
+        assert_eq!(decode_state("t", 0, &encode_state(&s), 4).expect("round trip"), s);
+    }
+
+    #[test]
+    fn assignment_round_trips_and_reads_kafkas_json() {
+        let kafka = br#"{"version":2,"partitions":{"1":[2,3],"0":[1,2]},"adding_replicas":{},"removing_replicas":{}}"#;
+        let a = decode_assignment("t", kafka).expect("valid");
+        assert_eq!(a.get(&0), Some(&vec![1, 2]));
+        assert_eq!(decode_assignment("t", &encode_assignment(&a)).expect("round trip"), a);
+    }
+
+    #[test]
+    fn bad_json_names_the_node() {
+        let e = decode_assignment("orders", b"{").expect_err("invalid");
+        assert_eq!(e.path, "/brokers/topics/orders");
+        let e = decode_assignment("orders", br#"{"version":2,"partitions":{"x":[1]}}"#)
+            .expect_err("bad partition");
+        assert!(e.reason.contains("\"x\""), "{e}");
+        assert!(decode_epoch(b"seven").is_err());
+        assert_eq!(decode_epoch(b"7"), Ok(7));
+    }
+
+    #[test]
+    fn broker_registration_round_trips() {
+        let b = BrokerEndpoint { id: 3, host: "127.0.0.1".into(), port: 9092, rack: Some("r1".into()) };
+        let bytes = encode_broker(&b, 5);
+        let text = String::from_utf8(bytes.clone()).expect("utf8");
+        assert!(text.contains(r#""endpoints":["quic://127.0.0.1:9092"]"#), "{text}");
+        assert_eq!(decode_broker(3, &bytes), Ok(b));
+    }
+}
