@@ -474,7 +474,11 @@ pub struct BrokerProcess {
 /// `zookeeper.connect` as given, a 6 s keeper session, and `extra` lines.
 pub fn broker_config(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str, extra: &str) -> PathBuf {
     let name = format!("broker-{id}");
-    let tls = pki.files(&name);
+    let tls = if pki.files(&name).cert.exists() {
+        pki.files(&name)
+    } else {
+        pki.issue(CertSpec::new(name.clone(), Role::Node))
+    };
     let log_dir = dir.join(format!("{name}-logs"));
     let text = format!(
         "broker.id={id}\nlisteners=quic://127.0.0.1:0\nlog.dirs={}\nzookeeper.connect={zookeeper_connect}\n\
@@ -490,6 +494,19 @@ pub fn broker_config(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str
 }
 
 impl BrokerProcess {
+    /// A process that has not been started (fill in `config` and paths, then
+    /// [`launch`](Self::launch)).
+    pub fn placeholder() -> Self {
+        BrokerProcess {
+            id: 0,
+            addr: String::new(),
+            config: PathBuf::new(),
+            log_dir: PathBuf::new(),
+            log: PathBuf::new(),
+            child: None,
+        }
+    }
+
     /// Writes a config with [`broker_config`] and starts the broker; panics with its log if
     /// it does not come up.
     pub fn start(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str, extra: &str) -> Self {
@@ -639,8 +656,11 @@ impl BrokerCluster {
             .join(",")
     }
 
-    /// The admin client's TLS files.
+    /// The TLS files of a client certificate `admin` (issued on first use).
     pub fn client_files(&self) -> TlsFiles {
-        self.pki.files("admin")
+        if self.pki.files("admin").cert.exists() {
+            return self.pki.files("admin");
+        }
+        self.pki.issue(CertSpec::new("admin", Role::Client))
     }
 }

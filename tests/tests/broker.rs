@@ -1,0 +1,303 @@
+//! The broker as a user runs it: real `sluice keeper start` and `sluice broker start`
+//! processes from properties files, real QUIC + mTLS, real log files, SIGKILL for faults.
+//! Reference: Kafka's ZooKeeper-mode design (broker registration, controller election,
+//! znode layout) and its produce / fetch semantics.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_broker_core::znodes;
+use sluice_client::broker::proto::*;
+use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
+use sluice_net::{Client, ClientOptions};
+use sluice_tests::{sluice_bin, tls_args, wait_for, BrokerCluster, BrokerProcess};
+
+async fn keeper(cluster: &BrokerCluster) -> KeeperClient {
+    let opts = KeeperClientOptions { session_timeout: Duration::from_secs(10), ..Default::default() };
+    let tls = cluster.pki.client("observer");
+    KeeperClient::connect(&cluster.zookeeper_connect(), &tls, opts).await.expect("keeper").0
+}
+
+fn raw_client(cluster: &BrokerCluster) -> Client<BrokerProtocol> {
+    Client::new(&cluster.pki.client("raw"), ClientOptions::default()).expect("client")
+}
+
+async fn controller_id(k: &KeeperClient) -> Option<i32> {
+    let (data, _) = k.get_data(znodes::CONTROLLER, false).await.ok()?;
+    znodes::decode_controller(&data).ok()
+}
+
+fn new_topic(name: &str, partitions: i32, rf: i16) -> NewTopic {
+    NewTopic {
+        name: name.into(),
+        partitions: Some(partitions),
+        replication_factor: Some(rf),
+        assignment: None,
+        configs: BTreeMap::new(),
+    }
+}
+
+/// Whether every partition of `topic` has a leader in `addr`'s metadata.
+async fn all_led(net: &Client<BrokerProtocol>, addr: &str, topic: &str) -> bool {
+    let req = MetadataRequest { topics: Some(vec![topic.into()]), allow_auto_create: false };
+    match net.call(addr, req).await {
+        Ok(Ok(m)) => m.topics.iter().any(|t| {
+            t.name == topic
+                && t.error.is_none()
+                && !t.partitions.is_empty()
+                && t.partitions.iter().all(|p| p.leader.is_some())
+        }),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_register_under_the_chroot_and_a_duplicate_id_is_refused() {
+    let mut cluster = BrokerCluster::start(3, "");
+    // --- the seed's check: keeper-shell under the chroot lists the three ids
+    let out = Command::new(sluice_bin())
+        .args(["keeper-shell", &cluster.zookeeper_connect()])
+        .args(tls_args(&cluster.client_files()))
+        .args(["ls", "/brokers/ids"])
+        .output()
+        .expect("keeper-shell");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "[1, 2, 3]");
+    // --- each registration holds Kafka's JSON with the broker's real endpoint
+    let k = keeper(&cluster).await;
+    let (data, stat) = k.get_data("/brokers/ids/2", false).await.expect("registration");
+    let b = znodes::decode_broker(2, &data).expect("Kafka's JSON");
+    assert_eq!(b.addr(), cluster.brokers[1].addr);
+    assert_ne!(stat.ephemeral_owner, 0, "the registration is ephemeral");
+    // --- a second broker with a live id is refused, naming the id and the fix
+    let connect = cluster.zookeeper_connect();
+    let dup_dir = cluster.dir.path().join("dup");
+    std::fs::create_dir_all(&dup_dir).expect("dir");
+    let config = sluice_tests::broker_config(&cluster.pki, &dup_dir, 2, &connect, "");
+    let mut dup = BrokerProcess::placeholder();
+    dup.id = 2;
+    dup.config = config;
+    dup.log_dir = dup_dir.join("broker-2-logs");
+    dup.log = dup_dir.join("broker-2.log");
+    assert!(dup.launch().is_err(), "a duplicate broker.id must not start");
+    let log = std::fs::read_to_string(&dup.log).expect("log");
+    assert!(log.contains("broker.id 2 is already registered"), "{log}");
+    assert!(log.contains("give each broker its own broker.id"), "{log}");
+    // The original broker 2 is untouched.
+    let (_, stat2) = k.get_data("/brokers/ids/2", false).await.expect("still registered");
+    assert_eq!(stat2.ephemeral_owner, stat.ephemeral_owner);
+    cluster.brokers.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_properties_line_stops_start_up_naming_the_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = sluice_tests::TestPki::new("bad");
+    let config = sluice_tests::broker_config(&pki, dir.path(), 1, "127.0.0.1:1/x", "num.partitions=lots\n");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let line = text.lines().position(|l| l.starts_with("num.partitions")).expect("line") + 1;
+    let out = Command::new(sluice_bin()).args(["broker", "start"]).arg(&config).output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!(":{line}: num.partitions=lots")), "{stderr}");
+    // An unknown key is named with its line too.
+    std::fs::write(&config, format!("{text}log.retention.dayz=3\n")).expect("rewrite");
+    let out = Command::new(sluice_bin()).args(["broker", "start"]).arg(&config).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown key \"log.retention.dayz\""), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_controllers_broker_dies_another_takes_over_and_topics_can_be_created() {
+    let mut cluster = BrokerCluster::start(3, "");
+    let k = keeper(&cluster).await;
+    let net = raw_client(&cluster);
+    assert!(wait_for(Duration::from_secs(10), || async { controller_id(&k).await.is_some() }).await);
+    let first = controller_id(&k).await.expect("controller");
+    let (epoch1, _) = k.get_data(znodes::CONTROLLER_EPOCH, false).await.expect("epoch");
+    let epoch1 = znodes::decode_epoch(&epoch1).expect("number");
+    // --- SIGKILL the controller's broker
+    let started = std::time::Instant::now();
+    cluster.brokers[(first - 1) as usize].kill();
+    let moved = wait_for(Duration::from_secs(15), || async {
+        matches!(controller_id(&k).await, Some(c) if c != first)
+    })
+    .await;
+    assert!(moved, "no new controller within the session timeout (6 s) + 9 s");
+    let took = started.elapsed();
+    println!("controller moved from broker {first} in {took:?}");
+    let (epoch2, _) = k.get_data(znodes::CONTROLLER_EPOCH, false).await.expect("epoch");
+    assert_eq!(
+        znodes::decode_epoch(&epoch2).expect("number"),
+        epoch1 + 1,
+        "the new controller bumped the epoch"
+    );
+    // --- topic creation works again, through a surviving broker
+    let survivor = cluster.brokers.iter().find(|b| b.pid().is_some()).expect("survivor").addr.clone();
+    let created = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![new_topic("after-failover", 4, 1)], validate_only: false };
+        matches!(net.call(&survivor, req).await, Ok(Ok(r)) if r.iter().all(|(_, r)| r.is_ok() || matches!(r, Err(BrokerError::TopicAlreadyExists { .. }))))
+    })
+    .await;
+    assert!(created, "topic creation failed after failover");
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &survivor, "after-failover")).await);
+    // Leaders are only live brokers.
+    let m = net
+        .call(&survivor, MetadataRequest { topics: None, allow_auto_create: false })
+        .await
+        .expect("call")
+        .expect("metadata");
+    assert_eq!(m.brokers.len(), 2);
+    assert!(m.topics[0].partitions.iter().all(|p| p.leader != Some(first)));
+}
+
+/// One uncompressed batch of `values`, as a producer encodes it.
+fn batch(values: &[&str]) -> bytes::Bytes {
+    use sluice_log::{BatchHeader, Compression, Record, RecordBatch};
+    let records = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            offset_delta: i as i32,
+            timestamp_delta: 0,
+            key: None,
+            value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
+            headers: vec![],
+        })
+        .collect();
+    let header = BatchHeader::new(Compression::None, 1_000, 1_000);
+    bytes::Bytes::from(RecordBatch { header, records }.encode())
+}
+
+fn values_of(records: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let b = sluice_log::RecordBatch::decode(&records[at..], 1 << 20).expect("valid batch");
+        let view = sluice_log::BatchView::parse(&records[at..]).expect("view");
+        at += view.len();
+        out.extend(
+            b.records
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_appends_in_order_serves_long_polls_and_names_errors() {
+    let cluster = BrokerCluster::start(2, "message.max.bytes=2000\nauto.create.topics.enable=false\n");
+    let net = raw_client(&cluster);
+    let any = cluster.brokers[0].addr.clone();
+    let created = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![new_topic("t", 2, 1)], validate_only: false };
+        matches!(net.call(&any, req).await, Ok(Ok(r)) if r[0].1.is_ok())
+    })
+    .await;
+    assert!(created);
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &any, "t")).await);
+    let m = net
+        .call(&any, MetadataRequest { topics: Some(vec!["t".into()]), allow_auto_create: false })
+        .await
+        .expect("call")
+        .expect("metadata");
+    let leader_of = |p: i32| {
+        m.topics[0].partitions.iter().find(|x| x.partition == p).and_then(|x| x.leader).expect("leader")
+    };
+    let addr_of = |id: i32| m.brokers.iter().find(|b| b.id == id).expect("broker").addr();
+    let (leader, other) =
+        (addr_of(leader_of(0)), m.brokers.iter().find(|b| b.id != leader_of(0)).expect("other").addr());
+    // --- appends get consecutive offsets
+    let produce = |records| Produce { topic: "t".into(), partition: 0, acks: 1, timeout_ms: 1000, records };
+    let r1 = net.call(&leader, produce(batch(&["a", "b"]))).await.expect("call").expect("produce");
+    let r2 = net.call(&leader, produce(batch(&["c"]))).await.expect("call").expect("produce");
+    assert_eq!((r1.base_offset, r2.base_offset), (0, 2));
+    // --- a fetch returns them in order
+    let fetch = |offset, wait| Fetch {
+        max_wait_ms: wait,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        partitions: vec![FetchPartition { topic: "t".into(), partition: 0, offset, max_bytes: 1 << 20 }],
+    };
+    let f = net.call(&leader, fetch(0, 0)).await.expect("call").expect("fetch");
+    assert_eq!(f.partitions[0].high_watermark, 3);
+    assert_eq!(values_of(&f.partitions[0].records), vec!["a", "b", "c"]);
+    // --- a long poll at the end waits until a produce arrives, then answers at once
+    let poll = {
+        let leader = leader.clone();
+        let net2 = raw_client(&cluster);
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let f = net2.call(&leader, fetch(3, 20_000)).await.expect("call").expect("fetch");
+            (started.elapsed(), values_of(&f.partitions[0].records))
+        })
+    };
+    // The poll is parked: it has not answered after the produce-free moment below.
+    assert!(
+        !wait_for(Duration::from_millis(300), || async { poll.is_finished() }).await,
+        "the long poll answered without data"
+    );
+    net.call(&leader, produce(batch(&["d"]))).await.expect("call").expect("produce");
+    let (took, values) = poll.await.expect("poll task");
+    assert_eq!(values, vec!["d"]);
+    assert!(took < Duration::from_secs(10), "the long poll waited {took:?} after data arrived");
+    // --- ListOffsets: earliest, latest, by time
+    let list = ListOffsets {
+        partitions: [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, 1_000, 9_999]
+            .iter()
+            .map(|t| ListOffsetsPartition { topic: "t".into(), partition: 0, timestamp: *t })
+            .collect(),
+    };
+    let l = net.call(&leader, list).await.expect("call").expect("list");
+    let offsets: Vec<i64> = l.iter().map(|x| x.result.as_ref().expect("offset").0).collect();
+    assert_eq!(offsets, vec![0, 4, 0, 4]);
+    // --- errors: not the leader (naming it), too large, unknown topic, bad acks, out of range
+    match net.call(&other, produce(batch(&["x"]))).await.expect("call") {
+        Err(BrokerError::NotLeaderForPartition { leader: Some(l), .. }) => assert_eq!(l, leader_of(0)),
+        other => panic!("expected NotLeaderForPartition, got {other:?}"),
+    }
+    let big = "x".repeat(3000);
+    match net.call(&leader, produce(batch(&[&big]))).await.expect("call") {
+        Err(BrokerError::MessageTooLarge { max, .. }) => assert_eq!(max, 2000),
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    let mut unknown = produce(batch(&["x"]));
+    unknown.topic = "nope".into();
+    assert!(matches!(
+        net.call(&leader, unknown).await.expect("call"),
+        Err(BrokerError::UnknownTopicOrPartition { .. })
+    ));
+    let mut bad_acks = produce(batch(&["x"]));
+    bad_acks.acks = 2;
+    assert!(matches!(
+        net.call(&leader, bad_acks).await.expect("call"),
+        Err(BrokerError::InvalidRequiredAcks { acks: 2 })
+    ));
+    let f = net.call(&leader, fetch(99, 0)).await.expect("call").expect("fetch");
+    assert!(
+        matches!(f.partitions[0].error, Some(BrokerError::OffsetOutOfRange { log_end_offset: 4, .. })),
+        "{:?}",
+        f.partitions[0].error
+    );
+    // Corrupt bytes are refused and nothing is appended.
+    let mut corrupt = batch(&["y"]).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert!(matches!(
+        net.call(&leader, produce(corrupt.into())).await.expect("call"),
+        Err(BrokerError::CorruptMessage { .. })
+    ));
+    let f = net.call(&leader, fetch(0, 0)).await.expect("call").expect("fetch");
+    assert_eq!(values_of(&f.partitions[0].records), vec!["a", "b", "c", "d"], "nothing lost, nothing added");
+    // --- auto-create is off: metadata for an unknown topic says so and creates nothing
+    let m = net
+        .call(&any, MetadataRequest { topics: Some(vec!["auto".into()]), allow_auto_create: true })
+        .await
+        .expect("call")
+        .expect("metadata");
+    assert!(matches!(m.topics[0].error, Some(BrokerError::UnknownTopicOrPartition { .. })));
+}
