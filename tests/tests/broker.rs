@@ -301,3 +301,66 @@ async fn the_leader_appends_in_order_serves_long_polls_and_names_errors() {
         .expect("metadata");
     assert!(matches!(m.topics[0].error, Some(BrokerError::UnknownTopicOrPartition { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topics_are_auto_created_when_allowed_and_deleted_only_when_enabled() {
+    let cluster = BrokerCluster::start(2, "num.partitions=3\n");
+    let net = raw_client(&cluster);
+    let any = cluster.brokers[0].addr.clone();
+    let k = keeper(&cluster).await;
+    assert!(wait_for(Duration::from_secs(10), || async { controller_id(&k).await.is_some() }).await);
+    // --- auto-create: the first metadata request says "no leader yet", then it has num.partitions
+    let ask = |auto| MetadataRequest { topics: Some(vec!["auto-1".into()]), allow_auto_create: auto };
+    let first = wait_for(Duration::from_secs(10), || async {
+        matches!(net.call(&any, ask(true)).await, Ok(Ok(m)) if m.topics[0].error.is_some() || m.topics[0].partitions.len() == 3)
+    })
+    .await;
+    assert!(first);
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &any, "auto-1")).await);
+    let m = net.call(&any, ask(false)).await.expect("call").expect("metadata");
+    assert_eq!(m.topics[0].partitions.len(), 3, "num.partitions");
+    let leader = m.topics[0].partitions[0].leader.expect("leader");
+    let addr = m.brokers.iter().find(|b| b.id == leader).expect("broker").addr();
+    let produce =
+        Produce { topic: "auto-1".into(), partition: 0, acks: -1, timeout_ms: 1000, records: batch(&["v"]) };
+    net.call(&addr, produce).await.expect("call").expect("acks=all with the leader as the whole ISR");
+    let dir = cluster.brokers[(leader - 1) as usize].log_dir.join("auto-1-0");
+    assert!(dir.is_dir(), "{} holds the partition", dir.display());
+    // --- delete: gone from metadata, from the keeper and from disk
+    let r = net
+        .call(&any, DeleteTopics { topics: vec!["auto-1".into(), "never-was".into()] })
+        .await
+        .expect("call")
+        .expect("delete");
+    assert!(r[0].1.is_ok(), "{r:?}");
+    assert!(matches!(r[1].1, Err(BrokerError::UnknownTopicOrPartition { .. })), "{r:?}");
+    let gone = wait_for(Duration::from_secs(15), || async {
+        let m = net.call(&any, ask(false)).await;
+        let unlisted = matches!(m, Ok(Ok(m)) if m.topics[0].error.is_some());
+        let znode = k.exists(&znodes::topic_path("auto-1"), false).await.ok().flatten().is_none();
+        let marker = k.exists(&znodes::delete_path("auto-1"), false).await.ok().flatten().is_none();
+        unlisted && znode && marker && !dir.exists()
+    })
+    .await;
+    assert!(gone, "the topic was not fully deleted (dir exists: {})", dir.exists());
+    // --- with delete.topic.enable=false the request is refused with the fix named
+    let strict = BrokerCluster::start(1, "delete.topic.enable=false\n");
+    let strict_net = raw_client(&strict);
+    let addr = strict.brokers[0].addr.clone();
+    let ok = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![new_topic("keep", 1, 1)], validate_only: false };
+        matches!(strict_net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
+    })
+    .await;
+    assert!(ok);
+    match strict_net.call(&addr, DeleteTopics { topics: vec!["keep".into()] }).await.expect("call") {
+        Err(e @ BrokerError::TopicDeletionDisabled { .. }) => {
+            assert!(e.to_string().contains("delete.topic.enable=true"))
+        }
+        other => panic!("expected TopicDeletionDisabled, got {other:?}"),
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || all_led(&strict_net, &addr, "keep")).await,
+        "the topic is still there"
+    );
+}
