@@ -1,3 +1,112 @@
 //! The broker SDK: the `sluice-broker/1` protocol and async admin, producer and consumer
 //! clients over mutually authenticated QUIC.
+//!
+//! - [`config`]: [`ClientConfig`], [`ProducerConfig`], [`ConsumerConfig`] under Kafka's key
+//!   names and defaults, from builders or properties files.
+//! - [`cluster`]: the shared metadata cache and transport ([`Cluster`]).
+//! - [`admin`]: [`Admin`]: create, delete, list and describe topics; describe the cluster.
+//! - [`producer`]: [`Producer`]: batching per partition, linger, compression, retries that
+//!   keep a partition's order, `acks`, bounded buffer memory.
+//! - [`consumer`]: [`Consumer`]: assigned partitions, seeks, `poll` with one fetch per leader.
+//! - [`partitioner`]: Kafka's default partitioner (murmur2 for keys, sticky without).
+//! - [`proto`]: the wire messages.
+//!
+//! ```text
+//! let client = ClientConfig::new(["broker1:9092"]).tls_files(files);
+//! let producer = Producer::new(ProducerConfig::new(client.clone()))?;
+//! let delivered = producer.send(ProducerRecord::new("events", "hello")).await?.await?;
+//! let mut consumer = Consumer::new(ConsumerConfig::new(client))?;
+//! consumer.assign([("events", delivered.partition)]);
+//! consumer.seek("events", delivered.partition, delivered.offset)?;
+//! let records = consumer.poll(Duration::from_secs(1)).await?;
+//! ```
+mod accumulator;
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod consumer;
+mod fetch;
+pub mod partitioner;
+pub mod producer;
 pub mod proto;
+
+pub use admin::{Admin, AdminError, ClusterDescription};
+pub use cluster::{Cluster, ClusterError, ClusterView, TopicView};
+pub use config::{Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfig, ProducerConfig};
+pub use consumer::{Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp};
+pub use producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord, RecordMetadata};
+pub use proto::{NewTopic, TopicMetadata, TopicResults};
+
+use std::fmt;
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition number.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`-`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    /// Kafka's `topic-partition`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+impl From<(String, i32)> for TopicPartition {
+    fn from((topic, partition): (String, i32)) -> Self {
+        TopicPartition { topic, partition }
+    }
+}
+
+impl From<(&str, i32)> for TopicPartition {
+    fn from((topic, partition): (&str, i32)) -> Self {
+        TopicPartition { topic: topic.to_string(), partition }
+    }
+}
+
+impl From<&TopicPartition> for TopicPartition {
+    fn from(tp: &TopicPartition) -> Self {
+        tp.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Compiles only if the clients and their futures can move between threads (so they
+    /// work with `tokio::spawn`).
+    #[allow(dead_code)]
+    fn clients_and_their_futures_are_send(p: Producer, mut c: Consumer, a: Admin) {
+        fn send<T: Send>(_: T) {}
+        fn sync<T: Send + Sync>(_: &T) {}
+        sync(&p);
+        sync(&a);
+        send(p.send(ProducerRecord::new("t", "v")));
+        send(p.flush());
+        send(p.close());
+        send(a.create_topics(vec![], false));
+        send(a.list_topics(false));
+        send(c.poll(Duration::ZERO));
+        send(c.position("t", 0));
+        send(c);
+    }
+
+    #[test]
+    fn topic_partitions_print_as_kafka_names_them() {
+        assert_eq!(TopicPartition::new("orders", 3).to_string(), "orders-3");
+        assert_eq!(TopicPartition::from(("a", 1)), TopicPartition { topic: "a".into(), partition: 1 });
+    }
+}

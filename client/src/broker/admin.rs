@@ -1,0 +1,266 @@
+//! Topic and cluster administration: create, delete, list and describe topics, describe
+//! the cluster and topic configs.
+//!
+//! Creates and deletes go to the controller (any broker if it is unknown or unreachable);
+//! everything else to any broker. A create is not sent again after a failure mid-call (it
+//! may have taken effect). After a successful create, [`Admin::create_topics`] waits,
+//! within `request.timeout.ms`, until metadata shows every partition of the new topics
+//! with a live leader, as Kafka's tools effectively do, so that a produce right after it
+//! finds its leader; a topic that does not get there in time is reported as
+//! `RequestTimedOut` (it was created, but is not usable yet).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::cluster::{Cluster, ClusterError};
+use super::config::{ClientConfig, ConfigError};
+use super::proto::{
+    BrokerEndpoint, BrokerError, CreateTopics, DeleteTopics, DescribeConfigs, Metadata, MetadataRequest,
+    NewTopic, TopicConfigs, TopicMetadata, TopicResults,
+};
+
+/// Why an admin request failed as a whole (per-topic failures are in the results).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The configuration is incomplete or its TLS files unusable.
+    #[error(transparent)]
+    Config(ConfigError),
+    /// No broker answered, the request was refused, or the call failed.
+    #[error(transparent)]
+    Cluster(ClusterError),
+}
+
+impl From<ClusterError> for AdminError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Config(c) => AdminError::Config(c),
+            other => AdminError::Cluster(other),
+        }
+    }
+}
+
+impl From<ConfigError> for AdminError {
+    fn from(e: ConfigError) -> Self {
+        AdminError::Config(e)
+    }
+}
+
+/// The cluster as a broker describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The cluster id.
+    pub cluster_id: String,
+    /// The controller, if there is one.
+    pub controller: Option<BrokerEndpoint>,
+    /// Live brokers, by id.
+    pub brokers: Vec<BrokerEndpoint>,
+}
+
+/// An admin client.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Cluster,
+}
+
+/// Why a created topic is not usable yet, or `None` when every partition has a live leader
+/// (and, when the count was asked for, there are that many).
+fn not_ready(md: &Metadata, name: &str, expected_partitions: Option<usize>) -> Option<String> {
+    let Some(t) = md.topics.iter().find(|t| t.name == name) else {
+        return Some(format!("topic {name} is not in the metadata yet"));
+    };
+    if let Some(e) = &t.error {
+        return Some(e.to_string());
+    }
+    if t.partitions.is_empty() {
+        return Some(format!("topic {name} has no partitions yet"));
+    }
+    if let Some(n) = expected_partitions.filter(|&n| n != t.partitions.len()) {
+        return Some(format!("topic {name} shows {} of {n} partitions", t.partitions.len()));
+    }
+    let live = |id: i32| md.brokers.iter().any(|b| b.id == id);
+    let leaderless: Vec<String> = t
+        .partitions
+        .iter()
+        .filter(|p| !p.leader.is_some_and(live))
+        .map(|p| p.partition.to_string())
+        .collect();
+    (!leaderless.is_empty())
+        .then(|| format!("partitions {} of {name} have no leader yet", leaderless.join(", ")))
+}
+
+impl Admin {
+    /// An admin client for `config`'s cluster (reads the TLS files now, connects on first
+    /// use).
+    pub fn new(config: ClientConfig) -> Result<Admin, AdminError> {
+        Ok(Admin { cluster: Cluster::new(&config, false)? })
+    }
+
+    /// The shared cluster handle.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Creates topics (or, with `validate_only`, checks that they could be). Returns each
+    /// topic's outcome in request order; see the module docs for the wait after a create.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Result<TopicResults, AdminError> {
+        let expected: HashMap<String, Option<usize>> = topics
+            .iter()
+            .map(|t| {
+                let n = t.partitions.map(|p| p.max(0) as usize).or(t.assignment.as_ref().map(|a| a.len()));
+                (t.name.clone(), n)
+            })
+            .collect();
+        let mut results = self.cluster.call_controller(CreateTopics { topics, validate_only }).await?;
+        if validate_only {
+            return Ok(results);
+        }
+        let created: Vec<String> =
+            results.iter().filter(|(_, r)| r.is_ok()).map(|(n, _)| n.clone()).collect();
+        if created.is_empty() {
+            return Ok(results);
+        }
+        let timeout = self.cluster.config().request_timeout;
+        let unready = self.wait_for_leaders(&created, &expected, timeout).await;
+        for (name, result) in &mut results {
+            if let Some(reason) = unready.get(name) {
+                *result = Err(BrokerError::RequestTimedOut {
+                    what: format!("topic {name} was created, but {reason}"),
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+        }
+        Ok(results)
+    }
+
+    /// Polls metadata until every topic in `names` has all its partitions led, or `timeout`
+    /// passes; returns the topics that did not get there, with why.
+    async fn wait_for_leaders(
+        &self,
+        names: &[String],
+        expected: &HashMap<String, Option<usize>>,
+        timeout: Duration,
+    ) -> HashMap<String, String> {
+        let deadline = Instant::now() + timeout;
+        let backoff = self.cluster.config().retry_backoff.max(Duration::from_millis(10));
+        loop {
+            let request = MetadataRequest { topics: Some(names.to_vec()), allow_auto_create: false };
+            let unready: HashMap<String, String> = match self.cluster.fetch_metadata(request).await {
+                Ok(md) => names
+                    .iter()
+                    .filter_map(|n| {
+                        not_ready(&md, n, expected.get(n).copied().flatten()).map(|r| (n.clone(), r))
+                    })
+                    .collect(),
+                Err(e) => {
+                    let reason = format!("its metadata could not be read: {e}");
+                    let unready = names.iter().map(|n| (n.clone(), reason.clone())).collect();
+                    if !e.is_retriable() {
+                        return unready;
+                    }
+                    unready
+                }
+            };
+            let now = Instant::now();
+            if unready.is_empty() || now >= deadline {
+                return unready;
+            }
+            tokio::time::sleep(backoff.min(deadline - now)).await;
+        }
+    }
+
+    /// Deletes topics (the cluster must allow it: `delete.topic.enable`).
+    pub async fn delete_topics(&self, topics: Vec<String>) -> Result<TopicResults, AdminError> {
+        Ok(self.cluster.call_controller(DeleteTopics { topics }).await?)
+    }
+
+    /// Topic names, sorted; the cluster's internal topics only if `include_internal`.
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<String>, AdminError> {
+        let md =
+            self.cluster.fetch_metadata(MetadataRequest { topics: None, allow_auto_create: false }).await?;
+        let mut names: Vec<String> =
+            md.topics.into_iter().filter(|t| include_internal || !t.internal).map(|t| t.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Describes topics. A topic that cannot be described (unknown, say) comes back with its
+    /// `error` set rather than failing the whole call.
+    pub async fn describe_topics(&self, topics: Vec<String>) -> Result<Vec<TopicMetadata>, AdminError> {
+        let request = MetadataRequest { topics: Some(topics), allow_auto_create: false };
+        Ok(self.cluster.fetch_metadata(request).await?.topics)
+    }
+
+    /// The cluster id, the controller and the live brokers.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, AdminError> {
+        let request = MetadataRequest { topics: Some(Vec::new()), allow_auto_create: false };
+        let md = self.cluster.fetch_metadata(request).await?;
+        let controller = md.controller_id.and_then(|id| md.brokers.iter().find(|b| b.id == id).cloned());
+        let mut brokers = md.brokers;
+        brokers.sort_by_key(|b| b.id);
+        Ok(ClusterDescription { cluster_id: md.cluster_id, controller, brokers })
+    }
+
+    /// Topics' config overrides (keys not listed take the brokers' defaults).
+    pub async fn describe_configs(&self, topics: Vec<String>) -> Result<TopicConfigs, AdminError> {
+        Ok(self.cluster.call_any(DescribeConfigs { topics }, true).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::PartitionMetadata;
+    use super::*;
+
+    fn md(partitions: Vec<Option<i32>>, brokers: &[i32], error: Option<BrokerError>) -> Metadata {
+        Metadata {
+            cluster_id: "c".into(),
+            controller_id: Some(1),
+            brokers: brokers
+                .iter()
+                .map(|&id| BrokerEndpoint { id, host: "h".into(), port: 1, rack: None })
+                .collect(),
+            topics: vec![TopicMetadata {
+                name: "t".into(),
+                error,
+                internal: false,
+                partitions: partitions
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, leader)| PartitionMetadata {
+                        partition: i as i32,
+                        leader,
+                        leader_epoch: 0,
+                        replicas: vec![],
+                        isr: vec![],
+                        offline_replicas: vec![],
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_created_topic_is_ready_once_every_partition_has_a_live_leader() {
+        assert_eq!(not_ready(&md(vec![Some(1), Some(2)], &[1, 2], None), "t", Some(2)), None);
+        assert_eq!(not_ready(&md(vec![Some(1), Some(2)], &[1, 2], None), "t", None), None);
+        assert_eq!(
+            not_ready(&md(vec![Some(1), None, Some(3)], &[1, 2], None), "t", Some(3)).as_deref(),
+            Some("partitions 1, 2 of t have no leader yet"),
+            "no leader, or a leader that is not live"
+        );
+        assert_eq!(
+            not_ready(&md(vec![Some(1)], &[1], None), "t", Some(3)).as_deref(),
+            Some("topic t shows 1 of 3 partitions")
+        );
+        let err = BrokerError::LeaderNotAvailable { topic: "t".into(), partition: -1 };
+        assert!(not_ready(&md(vec![], &[1], Some(err)), "t", None).is_some_and(|r| r.contains("no leader")));
+        assert_eq!(
+            not_ready(&md(vec![], &[1], None), "u", None).as_deref(),
+            Some("topic u is not in the metadata yet")
+        );
+    }
+}

@@ -1,0 +1,968 @@
+//! The producer: records in, acknowledged offsets out.
+//!
+//! ```text
+//! send ──> partitioner ──> accumulator (per-partition batches, linger, buffer.memory)
+//!                               │  sender task: drains ready batches per leader
+//!                               v
+//!          broker task per leader: one ordered channel, Produce requests pipelined
+//!                               │  replies (in order) back to the sender task
+//!                               v
+//!          futures completed: offset = base_offset + index in batch
+//! ```
+//!
+//! [`Producer::send`] waits for the topic's metadata (creating the topic if the brokers
+//! allow it) and for buffer space, both within `max.block.ms`, picks the partition (Kafka's
+//! default partitioner, see [`super::partitioner`]), appends the record to the partition's
+//! open batch and returns a [`DeliveryFuture`] at once. One *sender task* (on the runtime
+//! `Producer::new` ran in) takes ready batches from the accumulator (full, lingered
+//! `linger.ms`, or asked for by `flush`/`close`/a full buffer) and hands each to the task of
+//! its partition's leader, which sends it as a `Produce` on that broker's ordered channel,
+//! pipelining requests, so a partition's requests are applied in the order sent.
+//!
+//! Failures: a retriable error (the broker's `is_retriable`, a lost connection, a timeout)
+//! refreshes metadata if it says the leader moved, and the batch is sent again to the
+//! (new) leader after `retry.backoff.ms`, keeping the partition's order (see
+//! [`super::accumulator`]), until `retries` or `delivery.timeout.ms` run out. Other errors
+//! fail the batch's futures with the broker's error. With `acks=0` futures complete with
+//! offset -1 once the request is written (the broker's answer is not awaited).
+//!
+//! Dropping every handle without [`Producer::close`] lets the sender task finish what is
+//! buffered (within the delivery timeout) and stop, as long as the runtime runs.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use sluice_log::{Compression, Header};
+use sluice_net::{OrderedCaller, PendingReply, RpcError};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, warn};
+
+use super::accumulator::{self, Accumulator, Batch, Limits, NewRecord, Retry};
+use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
+use super::config::{ConfigError, ProducerConfig};
+use super::partitioner::{partition_for_key, StickyPartitioner};
+use super::proto::{BrokerError, BrokerProtocol, PartitionMetadata, Produce, ProduceResponse};
+
+/// A record to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition; `None` lets the partitioner choose (by key, or sticky without one).
+    pub partition: Option<i32>,
+    /// The key (hashed to choose the partition).
+    pub key: Option<Bytes>,
+    /// The value; `None` is a tombstone on compacted topics.
+    pub value: Option<Bytes>,
+    /// Headers: UTF-8 keys, optional values.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Milliseconds since the epoch; `None` for the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value and nothing else.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// With a key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// To this partition.
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// With one more header.
+    pub fn with_header(mut self, key: impl Into<String>, value: Option<Bytes>) -> Self {
+        self.headers.push((key.into(), value));
+        self
+    }
+
+    /// With this timestamp (ms since the epoch).
+    pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Its offset (-1 with `acks=0`).
+    pub offset: i64,
+    /// Its timestamp: the broker's append time if the topic uses `LogAppendTime`, else the
+    /// record's.
+    pub timestamp: i64,
+}
+
+/// Why a send failed. Clonable: one batch's failure fails each of its records' futures.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProducerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(Arc<ConfigError>),
+    /// Metadata could not be had (no broker answered, the topic did not appear in time, ...).
+    #[error(transparent)]
+    Cluster(Arc<ClusterError>),
+    /// `Producer::new` was called outside a tokio runtime.
+    #[error("Producer::new must run inside a tokio runtime: its sender runs as tasks on it")]
+    NoRuntime,
+    /// The record alone is larger than a limit.
+    #[error("the record is {size} bytes when encoded, more than {key} = {max}")]
+    RecordTooLarge {
+        /// Its size as a batch of one (header included).
+        size: usize,
+        /// The limit.
+        max: u64,
+        /// The setting that sets it (`max.request.size` or `buffer.memory`).
+        key: &'static str,
+    },
+    /// The record names a partition the topic does not have.
+    #[error("topic {topic} has no partition {partition}: it has {partitions}")]
+    InvalidPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many it has.
+        partitions: usize,
+    },
+    /// The record's timestamp is negative.
+    #[error("invalid timestamp {timestamp}: record timestamps are milliseconds since the epoch, 0 or more")]
+    InvalidTimestamp {
+        /// The timestamp given.
+        timestamp: i64,
+    },
+    /// No buffer space freed up within `max.block.ms`.
+    #[error(
+        "no buffer space for a record of {size} bytes within max.block.ms ({waited:?}): all of \
+         buffer.memory = {buffer_memory} bytes holds records not yet acknowledged; the brokers are not \
+         keeping up (or raise buffer.memory)"
+    )]
+    BufferExhausted {
+        /// The record's size.
+        size: usize,
+        /// `buffer.memory`.
+        buffer_memory: u64,
+        /// How long `send` waited.
+        waited: Duration,
+    },
+    /// The broker refused the batch with an error retrying cannot fix, or kept refusing it
+    /// until `retries` ran out.
+    #[error("{topic}-{partition}: {error}")]
+    Broker {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The broker's error.
+        error: BrokerError,
+    },
+    /// Sending failed in the transport (a refused certificate, a frame the broker refused,
+    /// or a lost connection when `retries` ran out).
+    #[error("{topic}-{partition}: sending to {broker} failed: {reason}")]
+    Transport {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The leader's address.
+        broker: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The batch was not acknowledged within `delivery.timeout.ms`.
+    #[error(
+        "{topic}-{partition}: {records} record(s) expired: not acknowledged within delivery.timeout.ms \
+         ({timeout:?}){}", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+    )]
+    DeliveryTimeout {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Records in the batch.
+        records: usize,
+        /// `delivery.timeout.ms`.
+        timeout: Duration,
+        /// Why the last attempt failed, if one was made.
+        last_error: Option<String>,
+    },
+    /// The producer is closed (or closing).
+    #[error("the producer is closed")]
+    Closed,
+    /// The producer's tasks stopped (the runtime shut down) before the record was acknowledged.
+    #[error("the producer stopped before the record was acknowledged")]
+    Aborted,
+}
+
+impl From<ConfigError> for ProducerError {
+    fn from(e: ConfigError) -> Self {
+        ProducerError::Config(Arc::new(e))
+    }
+}
+
+impl From<ClusterError> for ProducerError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Config(c) => c.into(),
+            other => ProducerError::Cluster(Arc::new(other)),
+        }
+    }
+}
+
+/// Resolves when the record is acknowledged (or has failed for good).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata, ProducerError>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata, ProducerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(result)) => Poll::Ready(result),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(ProducerError::Aborted)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// One record's completion and its share of `buffer.memory`.
+#[derive(Debug)]
+struct Pending {
+    tx: oneshot::Sender<Result<RecordMetadata, ProducerError>>,
+    _memory: OwnedSemaphorePermit,
+}
+
+#[derive(Debug)]
+struct State {
+    acc: Accumulator<Pending>,
+    sticky: StickyPartitioner,
+    rng: StdRng,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ProducerConfig,
+    cluster: Cluster,
+    delivery_timeout: Duration,
+    state: Mutex<State>,
+    /// Something for the sender task: a new or full batch, a flush, a close, a blocked send.
+    wake: Notify,
+    /// Batches finished: for `flush` and `close`.
+    done: Notify,
+    memory: Arc<Semaphore>,
+    /// `send`s waiting for buffer memory.
+    blocked: AtomicUsize,
+    closed: AtomicBool,
+    /// The sender task has ended.
+    stopped: AtomicBool,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin_close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.state().acc.close();
+        self.memory.close();
+        self.wake.notify_one();
+    }
+
+    /// Waits until `finished` holds (checked after every completion) or the sender stopped.
+    async fn wait_until(&self, finished: impl Fn(&Accumulator<Pending>) -> bool) {
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if finished(&self.state().acc) || self.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Ends the producer when the last user handle goes.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.begin_close();
+    }
+}
+
+/// A producer. Cheap to clone; clones share batches, connections and buffer memory.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Producer {
+    /// A producer; its sender task runs on the current tokio runtime. Reads the TLS files
+    /// now; connects on the first send.
+    pub fn new(config: ProducerConfig) -> Result<Producer, ProducerError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ProducerError::NoRuntime)?;
+        let cluster = Cluster::new(&config.client, true)?;
+        let delivery_timeout = config.effective_delivery_timeout();
+        if delivery_timeout > config.delivery_timeout {
+            warn!(
+                configured = ?config.delivery_timeout,
+                used = ?delivery_timeout,
+                "delivery.timeout.ms is shorter than linger.ms + request.timeout.ms; using their sum"
+            );
+        }
+        let limits = Limits {
+            batch_size: config.batch_size,
+            max_request_size: config.max_request_size,
+            linger: config.linger,
+            max_in_flight: config.max_in_flight,
+            retry_backoff: config.client.retry_backoff,
+            delivery_timeout,
+            retries: config.retries,
+        };
+        let permits = usize::try_from(config.buffer_memory).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            cluster,
+            delivery_timeout,
+            state: Mutex::new(State {
+                acc: Accumulator::new(limits),
+                sticky: StickyPartitioner::new(config.batch_size),
+                rng: StdRng::from_entropy(),
+            }),
+            wake: Notify::new(),
+            done: Notify::new(),
+            memory: Arc::new(Semaphore::new(permits)),
+            blocked: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            config,
+        });
+        runtime.spawn(run(shared.clone()));
+        Ok(Producer { handle: Arc::new(Handle { shared }) })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared().config
+    }
+
+    /// The partitions of `topic` (creating it if the brokers allow it), waiting up to
+    /// `max.block.ms` for it to appear.
+    pub async fn partitions_for(&self, topic: &str) -> Result<Vec<PartitionMetadata>, ProducerError> {
+        let s = self.shared();
+        Ok(s.cluster.topic(topic, s.config.max_block).await?.metadata.partitions.clone())
+    }
+
+    /// Queues a record for sending. Waits (up to `max.block.ms` in all) for the topic's
+    /// metadata and for buffer space; returns a future of the record's offset. Fails at once
+    /// for a record too large for `max.request.size` or `buffer.memory`, a partition the
+    /// topic does not have, a negative timestamp, or a closed producer.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProducerError> {
+        let s = self.shared();
+        if s.closed.load(Ordering::SeqCst) {
+            return Err(ProducerError::Closed);
+        }
+        let start = Instant::now();
+        let ProducerRecord { topic, partition, key, value, headers, timestamp } = record;
+        let headers: Vec<Header> = headers.into_iter().map(|(key, value)| Header { key, value }).collect();
+        let size = accumulator::single_record_batch_size(key.as_deref(), value.as_deref(), &headers);
+        let config = &s.config;
+        if size > config.max_request_size {
+            let max = config.max_request_size as u64;
+            return Err(ProducerError::RecordTooLarge { size, max, key: "max.request.size" });
+        }
+        if size as u64 > config.buffer_memory {
+            return Err(ProducerError::RecordTooLarge {
+                size,
+                max: config.buffer_memory,
+                key: "buffer.memory",
+            });
+        }
+        if let Some(ts) = timestamp.filter(|&ts| ts < 0) {
+            return Err(ProducerError::InvalidTimestamp { timestamp: ts });
+        }
+        let mut meta = match s.cluster.cached_topic(&topic).filter(|t| t.is_usable()) {
+            Some(t) => t,
+            None => s.cluster.topic(&topic, config.max_block).await?,
+        };
+        if partition.and_then(|p| usize::try_from(p).ok()).is_some_and(|p| p >= meta.num_partitions()) {
+            // Partitions may have been added since the metadata was fetched: look once more.
+            let remaining = config.max_block.saturating_sub(start.elapsed());
+            if let Ok(Ok(view)) =
+                tokio::time::timeout(remaining, s.cluster.refresh(std::slice::from_ref(&topic))).await
+            {
+                if let Some(t) = view.topic(&topic).filter(|t| t.is_usable()) {
+                    meta = t.clone();
+                }
+            }
+        }
+        let partitions = meta.num_partitions();
+        let chosen = match (partition, key.as_deref()) {
+            (Some(p), _) if usize::try_from(p).map_or(true, |p| p >= partitions) => {
+                return Err(ProducerError::InvalidPartition { topic, partition: p, partitions });
+            }
+            (Some(p), _) => Some(p),
+            (None, Some(k)) => Some(partition_for_key(k, partitions)),
+            (None, None) => None,
+        };
+        let memory = self.reserve(size, config.max_block.saturating_sub(start.elapsed())).await?;
+        let (tx, rx) = oneshot::channel();
+        let record = NewRecord { key, value, headers, timestamp: timestamp.unwrap_or_else(now_ms) };
+        let wake = {
+            let mut guard = s.state();
+            let st = &mut *guard;
+            let p = chosen
+                .unwrap_or_else(|| st.sticky.partition(&topic, partitions, &meta.available, &mut st.rng));
+            let appended = st.acc.append(&topic, p, record, Pending { tx, _memory: memory }, Instant::now());
+            if chosen.is_none() {
+                let switch = st.acc.all_batches_full(&topic, p);
+                st.sticky.on_append(
+                    &topic,
+                    p,
+                    appended.bytes,
+                    switch,
+                    partitions,
+                    &meta.available,
+                    &mut st.rng,
+                );
+            }
+            appended.new_batch || appended.batch_full
+        };
+        if wake {
+            s.wake.notify_one();
+        }
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Takes `size` bytes of buffer memory, waiting up to `timeout`; while it waits, the
+    /// sender sends every batch at once (lingering would only prolong the wait).
+    async fn reserve(&self, size: usize, timeout: Duration) -> Result<OwnedSemaphorePermit, ProducerError> {
+        let s = self.shared();
+        let n = u32::try_from(size).map_err(|_| ProducerError::RecordTooLarge {
+            size,
+            max: u64::from(u32::MAX),
+            key: "max.request.size",
+        })?;
+        match s.memory.clone().try_acquire_many_owned(n) {
+            Ok(p) => return Ok(p),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(ProducerError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        }
+        struct Blocked<'a>(&'a AtomicUsize);
+        impl Drop for Blocked<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        s.blocked.fetch_add(1, Ordering::SeqCst);
+        let _blocked = Blocked(&s.blocked);
+        s.wake.notify_one();
+        match tokio::time::timeout(timeout, s.memory.clone().acquire_many_owned(n)).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(ProducerError::Closed),
+            Err(_) => Err(ProducerError::BufferExhausted {
+                size,
+                buffer_memory: s.config.buffer_memory,
+                waited: timeout,
+            }),
+        }
+    }
+
+    /// Sends everything buffered now (ignoring `linger.ms`) and waits until every record
+    /// sent before this call has succeeded or failed.
+    pub async fn flush(&self) {
+        let s = self.shared();
+        let mark = s.state().acc.begin_flush();
+        s.wake.notify_one();
+        s.wait_until(|acc| acc.flushed(mark)).await;
+    }
+
+    /// Stops taking records, sends everything buffered and waits until it has succeeded or
+    /// failed (each within the delivery timeout). Later sends fail with `Closed`.
+    pub async fn close(&self) {
+        let s = self.shared();
+        s.begin_close();
+        s.wait_until(Accumulator::is_empty).await;
+    }
+}
+
+/// How a sent batch failed.
+#[derive(Debug, Clone)]
+enum Failure {
+    Broker(BrokerError),
+    Transport { reason: String, retriable: bool },
+}
+
+impl Failure {
+    fn from_rpc(e: &RpcError) -> Self {
+        Failure::Transport { reason: e.to_string(), retriable: rpc_is_retriable(e) }
+    }
+
+    fn is_retriable(&self) -> bool {
+        match self {
+            Failure::Broker(e) => e.is_retriable(),
+            Failure::Transport { retriable, .. } => *retriable,
+        }
+    }
+
+    /// Whether the leader may have moved (lost connections count: the broker may be gone).
+    fn needs_metadata_refresh(&self) -> bool {
+        match self {
+            Failure::Broker(e) => e.needs_metadata_refresh(),
+            Failure::Transport { .. } => true,
+        }
+    }
+
+    fn to_error(&self, topic: &str, partition: i32, broker: &str) -> ProducerError {
+        match self {
+            Failure::Broker(error) => {
+                ProducerError::Broker { topic: topic.to_string(), partition, error: error.clone() }
+            }
+            Failure::Transport { reason, .. } => ProducerError::Transport {
+                topic: topic.to_string(),
+                partition,
+                broker: broker.to_string(),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// A batch back from a broker task.
+#[derive(Debug)]
+struct Outcome {
+    batch: Batch<Pending>,
+    broker: String,
+    /// The broker's answer; `None` with `acks=0`.
+    result: Result<Option<ProduceResponse>, Failure>,
+}
+
+/// What every broker task sends with.
+#[derive(Debug)]
+struct SendSettings {
+    acks: i16,
+    timeout_ms: u32,
+    compression: Compression,
+}
+
+fn succeed(batch: Batch<Pending>, response: Option<ProduceResponse>) {
+    let topic = batch.topic.to_string();
+    let (base, append_time) = response.map_or((-1, -1), |r| (r.base_offset, r.log_append_time));
+    for (i, (pending, timestamp)) in batch.thunks.into_iter().zip(batch.timestamps).enumerate() {
+        let offset = if base < 0 { -1 } else { base + i as i64 };
+        let timestamp = if append_time >= 0 { append_time } else { timestamp };
+        let metadata = RecordMetadata { topic: topic.clone(), partition: batch.partition, offset, timestamp };
+        let _ = pending.tx.send(Ok(metadata));
+    }
+}
+
+fn fail(batch: Batch<Pending>, error: &ProducerError) {
+    debug!(topic = %batch.topic, partition = batch.partition, records = batch.len(), %error, "batch failed");
+    for pending in batch.thunks {
+        let _ = pending.tx.send(Err(error.clone()));
+    }
+}
+
+fn expired_error(batch: &Batch<Pending>, timeout: Duration) -> ProducerError {
+    ProducerError::DeliveryTimeout {
+        topic: batch.topic.to_string(),
+        partition: batch.partition,
+        records: batch.len(),
+        timeout,
+        last_error: batch.last_error.clone(),
+    }
+}
+
+/// Applies a broker task's outcome to the accumulator and completes futures.
+fn handle(shared: &Shared, outcome: Outcome) {
+    let Outcome { batch, broker, result } = outcome;
+    match result {
+        Ok(response) => {
+            shared.state().acc.complete(&batch);
+            succeed(batch, response);
+        }
+        Err(failure) => {
+            let error = failure.to_error(&batch.topic, batch.partition, &broker);
+            if !failure.is_retriable() {
+                shared.state().acc.complete(&batch);
+                fail(batch, &error);
+                return;
+            }
+            if failure.needs_metadata_refresh() {
+                shared.cluster.refresh_in_background();
+            }
+            let (topic, partition, attempts) = (batch.topic.clone(), batch.partition, batch.attempts());
+            let retry = shared.state().acc.retry(batch, error.to_string(), Instant::now());
+            match retry {
+                Retry::Queued => debug!(%topic, partition, attempts, %error, "retrying batch"),
+                Retry::Expired(b) => {
+                    let e = expired_error(&b, shared.delivery_timeout);
+                    fail(b, &e);
+                }
+                Retry::OutOfRetries(b) => fail(b, &error),
+            }
+        }
+    }
+}
+
+/// Marks the sender stopped (however it ends) and wakes `flush`/`close`.
+struct Stopped(Arc<Shared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.done.notify_waiters();
+    }
+}
+
+/// The sender task.
+async fn run(shared: Arc<Shared>) {
+    let _stopped = Stopped(shared.clone());
+    let (results_tx, mut results) = mpsc::unbounded_channel::<Outcome>();
+    let mut brokers: HashMap<String, mpsc::UnboundedSender<Batch<Pending>>> = HashMap::new();
+    let mut updates = shared.cluster.updates();
+    let config = &shared.config;
+    let settings = Arc::new(SendSettings {
+        acks: config.acks.as_i16(),
+        timeout_ms: u32::try_from(config.client.request_timeout.as_millis()).unwrap_or(u32::MAX),
+        compression: config.compression,
+    });
+    let (retry_backoff, max_age) = (config.client.retry_backoff, config.client.metadata_max_age);
+    loop {
+        let now = Instant::now();
+        shared.cluster.refresh_if_stale();
+        let view = shared.cluster.view();
+        let urgent = shared.blocked.load(Ordering::SeqCst) > 0;
+        let (expired, drained, empty) = {
+            let mut st = shared.state();
+            let expired = st.acc.expire(now);
+            let drained = st.acc.drain(now, urgent, |t, p| view.leader_addr(t, p).map(str::to_string));
+            let empty = st.acc.is_empty();
+            (expired, drained, empty)
+        };
+        let finished = !expired.is_empty();
+        for b in expired {
+            let e = expired_error(&b, shared.delivery_timeout);
+            fail(b, &e);
+        }
+        if finished {
+            shared.done.notify_waiters();
+        }
+        if drained.leaderless {
+            shared.cluster.refresh_in_background();
+        }
+        for (addr, batch) in drained.sends {
+            let tx = brokers.entry(addr.clone()).or_insert_with(|| {
+                spawn_broker(addr.clone(), shared.cluster.clone(), settings.clone(), results_tx.clone())
+            });
+            if let Err(mpsc::error::SendError(batch)) = tx.send(batch) {
+                // The task is gone (it cannot end while we hold its sender, but be safe).
+                brokers.remove(&addr);
+                let failure = Failure::Transport { reason: "broker task stopped".into(), retriable: true };
+                let _ = results_tx.send(Outcome { batch, broker: addr, result: Err(failure) });
+            }
+        }
+        if empty && shared.closed.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut wake_at = drained.next_wakeup;
+        let mut wake_by = |at: Instant| wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+        if drained.leaderless {
+            wake_by(now + retry_backoff);
+        }
+        // Metadata is refreshed once it is metadata.max.age.ms old, even when idle (a
+        // refresh already running wakes the loop through `updates`).
+        if let Some(stale_at) = view.fetched_at.map(|at| at + max_age).filter(|&at| at > now) {
+            wake_by(stale_at);
+        }
+        let sleep = async move {
+            match wake_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            Some(outcome) = results.recv() => {
+                handle(&shared, outcome);
+                while let Ok(outcome) = results.try_recv() {
+                    handle(&shared, outcome);
+                }
+                shared.done.notify_waiters();
+            }
+            Ok(()) = updates.changed() => {}
+            () = sleep => {}
+        }
+    }
+    debug!(client_id = %shared.config.client.client_id, "producer sender stopped");
+}
+
+fn spawn_broker(
+    addr: String,
+    cluster: Cluster,
+    settings: Arc<SendSettings>,
+    results: mpsc::UnboundedSender<Outcome>,
+) -> mpsc::UnboundedSender<Batch<Pending>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(broker_task(addr, cluster, settings, rx, results));
+    tx
+}
+
+async fn open_channel(cluster: &Cluster, addr: &str) -> Result<OrderedCaller<BrokerProtocol>, RpcError> {
+    let conn = cluster.net().connection(addr).await?;
+    Ok(conn.open_ordered().await?.caller())
+}
+
+type InFlight = (Batch<Pending>, PendingReply<BrokerProtocol, Produce>);
+
+/// Sends one broker's batches on one ordered channel, in the order they come; a second task
+/// waits for the replies (which come in the same order) and reports them.
+async fn broker_task(
+    addr: String,
+    cluster: Cluster,
+    settings: Arc<SendSettings>,
+    mut jobs: mpsc::UnboundedReceiver<Batch<Pending>>,
+    results: mpsc::UnboundedSender<Outcome>,
+) {
+    let (replies_tx, mut replies) = mpsc::unbounded_channel::<InFlight>();
+    let reader_results = results.clone();
+    let reader_addr = addr.clone();
+    tokio::spawn(async move {
+        while let Some((batch, pending)) = replies.recv().await {
+            let result = match pending.reply().await {
+                Ok(Ok(response)) => Ok(Some(response)),
+                Ok(Err(e)) => Err(Failure::Broker(e)),
+                Err(e) => Err(Failure::from_rpc(&e)),
+            };
+            let _ = reader_results.send(Outcome { batch, broker: reader_addr.clone(), result });
+        }
+    });
+    let mut channel: Option<OrderedCaller<BrokerProtocol>> = None;
+    let report = |batch, result| {
+        let _ = results.send(Outcome { batch, broker: addr.clone(), result });
+    };
+    while let Some(mut batch) = jobs.recv().await {
+        let caller = match channel.as_ref().filter(|c| !c.is_closed()) {
+            Some(c) => c.clone(),
+            None => match open_channel(&cluster, &addr).await {
+                Ok(c) => {
+                    channel = Some(c.clone());
+                    c
+                }
+                Err(e) => {
+                    // Everything queued behind it would wait for the same connection: fail
+                    // them all now and let the sender retry after its backoff.
+                    warn!(%addr, error = %e, "cannot reach the partition leader; will retry its batches");
+                    let failure = Failure::from_rpc(&e);
+                    report(batch, Err(failure.clone()));
+                    while let Ok(b) = jobs.try_recv() {
+                        report(b, Err(failure.clone()));
+                    }
+                    continue;
+                }
+            },
+        };
+        let request = Produce {
+            topic: batch.topic.to_string(),
+            partition: batch.partition,
+            acks: settings.acks,
+            timeout_ms: settings.timeout_ms,
+            records: batch.encoded(settings.compression),
+        };
+        match caller.send(request).await {
+            // acks=0: written is done. (The net layer still takes the broker's answer, if
+            // one comes, off the channel.)
+            Ok(pending) if settings.acks == 0 => {
+                drop(pending);
+                report(batch, Ok(None));
+            }
+            Ok(pending) => {
+                if let Err(mpsc::error::SendError((batch, _))) = replies_tx.send((batch, pending)) {
+                    report(
+                        batch,
+                        Err(Failure::Transport { reason: "reply reader stopped".into(), retriable: true }),
+                    );
+                }
+            }
+            Err(e) => {
+                channel = None;
+                report(batch, Err(Failure::from_rpc(&e)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(n: usize) -> (Batch<Pending>, Vec<oneshot::Receiver<Result<RecordMetadata, ProducerError>>>) {
+        let limits = Limits {
+            batch_size: 1 << 20,
+            max_request_size: 1 << 20,
+            linger: Duration::ZERO,
+            max_in_flight: 1,
+            retry_backoff: Duration::ZERO,
+            delivery_timeout: Duration::from_secs(1),
+            retries: 0,
+        };
+        let memory = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(limits);
+        let mut rxs = Vec::new();
+        let t0 = Instant::now();
+        for i in 0..n {
+            let (tx, rx) = oneshot::channel();
+            let permit = memory.clone().try_acquire_many_owned(10).expect("memory");
+            let r = NewRecord { key: None, value: None, headers: vec![], timestamp: 100 + i as i64 };
+            acc.append("t", 3, r, Pending { tx, _memory: permit }, t0);
+            rxs.push(rx);
+        }
+        let mut d = acc.drain(t0, false, |_, _| Some(()));
+        let (_, b) = d.sends.pop().expect("one batch");
+        (b, rxs)
+    }
+
+    #[test]
+    fn record_i_of_a_batch_gets_base_offset_plus_i() {
+        let (b, rxs) = batch_of(3);
+        succeed(b, Some(ProduceResponse { base_offset: 40, log_append_time: -1, log_start_offset: 0 }));
+        let got: Vec<_> = rxs.into_iter().map(|mut rx| rx.try_recv().expect("done").expect("ok")).collect();
+        assert_eq!(got.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![40, 41, 42]);
+        assert_eq!(got.iter().map(|m| m.timestamp).collect::<Vec<_>>(), vec![100, 101, 102]);
+        assert_eq!((got[0].topic.as_str(), got[0].partition), ("t", 3));
+    }
+
+    #[test]
+    fn acks_zero_gives_offset_minus_one_and_log_append_time_replaces_timestamps() {
+        let (b, rxs) = batch_of(2);
+        succeed(b, None);
+        for mut rx in rxs {
+            assert_eq!(rx.try_recv().expect("done").expect("ok").offset, -1);
+        }
+        let (b, rxs) = batch_of(2);
+        succeed(b, Some(ProduceResponse { base_offset: 0, log_append_time: 777, log_start_offset: 0 }));
+        for mut rx in rxs {
+            assert_eq!(rx.try_recv().expect("done").expect("ok").timestamp, 777);
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_fails_every_record_with_the_brokers_error() {
+        let (b, rxs) = batch_of(2);
+        let failure = Failure::Broker(BrokerError::MessageTooLarge { size: 10, max: 5 });
+        assert!(!failure.is_retriable());
+        let error = failure.to_error("t", 3, "b1:9092");
+        fail(b, &error);
+        for mut rx in rxs {
+            let e = rx.try_recv().expect("done").expect_err("failed");
+            assert!(
+                matches!(e, ProducerError::Broker { error: BrokerError::MessageTooLarge { .. }, .. }),
+                "{e}"
+            );
+            assert!(e.to_string().starts_with("t-3: a batch of 10 bytes exceeds"), "{e}");
+        }
+    }
+
+    #[test]
+    fn lost_connections_and_leader_changes_are_retried_with_a_metadata_refresh() {
+        let lost = Failure::from_rpc(&RpcError::ChannelClosed { addr: "b".into(), reason: "gone".into() });
+        assert!(lost.is_retriable() && lost.needs_metadata_refresh());
+        let moved = Failure::Broker(BrokerError::NotLeaderForPartition {
+            topic: "t".into(),
+            partition: 0,
+            broker: 1,
+            leader: Some(2),
+        });
+        assert!(moved.is_retriable() && moved.needs_metadata_refresh());
+        let slow = Failure::Broker(BrokerError::NotEnoughReplicas {
+            topic: "t".into(),
+            partition: 0,
+            isr: 1,
+            min: 2,
+        });
+        assert!(slow.is_retriable() && !slow.needs_metadata_refresh());
+        let refused = Failure::from_rpc(&RpcError::UnexpectedReply { rpc: "Produce", got: "x".into() });
+        assert!(!refused.is_retriable());
+    }
+
+    #[test]
+    fn errors_say_what_and_which_limit() {
+        let e = ProducerError::RecordTooLarge { size: 2_000_000, max: 1_048_576, key: "max.request.size" };
+        assert_eq!(
+            e.to_string(),
+            "the record is 2000000 bytes when encoded, more than max.request.size = 1048576"
+        );
+        let e = ProducerError::DeliveryTimeout {
+            topic: "t".into(),
+            partition: 1,
+            records: 4,
+            timeout: Duration::from_secs(120),
+            last_error: Some("t-1: no leader".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "t-1: 4 record(s) expired: not acknowledged within delivery.timeout.ms (120s); last error: \
+             t-1: no leader"
+        );
+    }
+
+    #[test]
+    fn a_producer_needs_a_runtime_and_a_complete_configuration() {
+        let err = Producer::new(ProducerConfig::default()).expect_err("no servers");
+        assert!(matches!(err, ProducerError::Config(_)), "{err}");
+        let config = ProducerConfig::new(super::super::config::ClientConfig::new(["b:9092"]).tls_files(
+            sluice_net::TlsFiles {
+                ca: "/nonexistent/ca.pem".into(),
+                cert: "/nonexistent/c.pem".into(),
+                key: "/nonexistent/c.key".into(),
+            },
+        ));
+        let err = Producer::new(config.clone()).expect_err("no runtime");
+        assert!(matches!(err, ProducerError::NoRuntime), "{err}");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let err = rt.block_on(async { Producer::new(config) }).expect_err("unreadable TLS files");
+        assert!(err.to_string().contains("tls.ca.file"), "{err}");
+    }
+}
