@@ -390,11 +390,27 @@ impl Cluster {
     /// One uncached metadata request to any broker. An answer without brokers comes from a
     /// broker that has not heard from the controller yet (just started): the next broker is
     /// asked instead, as Kafka's clients ignore empty metadata.
+    ///
+    /// While no broker can answer (all unreachable, or none has heard from the controller
+    /// yet: a cluster that is still starting) it asks again every `retry.backoff.ms` until
+    /// `request.timeout.ms` has passed.
     pub async fn fetch_metadata(&self, request: MetadataRequest) -> Result<Metadata, ClusterError> {
-        self.call_any_accepting(request, true, |md: &Metadata| {
-            md.brokers.is_empty().then_some("it does not know the cluster yet (no brokers in its metadata)")
-        })
-        .await
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            let result = self
+                .call_any_accepting(request.clone(), true, |md: &Metadata| {
+                    md.brokers
+                        .is_empty()
+                        .then_some("it does not know the cluster yet (no brokers in its metadata)")
+                })
+                .await;
+            match result {
+                Err(ClusterError::NoBrokerAvailable { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(self.inner.config.retry_backoff.max(Duration::from_millis(10))).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Refreshes the view for `topics` and every topic asked about before. Joins a refresh

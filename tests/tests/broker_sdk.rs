@@ -1,0 +1,217 @@
+//! The broker through the SDK, as an application uses it: `Admin`, `Producer` and `Consumer`
+//! against real `sluice broker` processes over QUIC + mTLS.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_client::broker::partitioner::partition_for_key;
+use sluice_client::broker::proto::{BrokerError, NewTopic, Produce};
+use sluice_client::broker::{
+    Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Producer,
+    ProducerConfig, ProducerRecord,
+};
+use sluice_log::Compression;
+use sluice_tests::{wait_for, BrokerCluster};
+
+fn client(cluster: &BrokerCluster) -> ClientConfig {
+    ClientConfig::new(cluster.bootstrap().split(',').map(str::to_string))
+        .tls_files(cluster.client_files())
+        .request_timeout(Duration::from_secs(20))
+}
+
+fn topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> NewTopic {
+    NewTopic {
+        name: name.into(),
+        partitions: Some(partitions),
+        replication_factor: Some(1),
+        assignment: None,
+        configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+async fn create(admin: &Admin, t: NewTopic) {
+    let name = t.name.clone();
+    let r = admin.create_topics(vec![t], false).await.expect("create");
+    assert!(r.iter().all(|(_, r)| r.is_ok()), "creating {name}: {r:?}");
+}
+
+/// Polls until `n` records arrived (or 60 s passed).
+async fn consume(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
+    let mut out = Vec::with_capacity(n);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while out.len() < n && std::time::Instant::now() < deadline {
+        out.extend(consumer.poll(Duration::from_millis(500)).await.expect("poll"));
+    }
+    out
+}
+
+fn text(b: &Option<Bytes>) -> String {
+    String::from_utf8_lossy(b.as_deref().unwrap_or_default()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_records_come_back_in_order_and_each_key_stays_in_its_partition() {
+    let cluster = BrokerCluster::start(3, "");
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    create(&admin, topic("orders", 6, &[])).await;
+    // --- produce 100,000 keyed records (1,000 keys); value = the record's sequence number
+    const N: usize = 100_000;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::Leader)).expect("producer");
+    let mut deliveries = Vec::with_capacity(N);
+    for i in 0..N {
+        let record = ProducerRecord::new("orders", i.to_string()).with_key(format!("key-{}", i % 1000));
+        deliveries.push(producer.send(record).await.expect("send"));
+    }
+    let mut acked = Vec::with_capacity(N);
+    for d in deliveries {
+        acked.push(d.await.expect("delivered"));
+    }
+    producer.close().await;
+    // Each key went where Kafka's partitioner sends it.
+    for (i, m) in acked.iter().enumerate().take(1000) {
+        assert_eq!(m.partition, partition_for_key(format!("key-{}", i % 1000).as_bytes(), 6));
+    }
+    // --- consume everything back from the beginning
+    let mut consumer =
+        Consumer::new(ConsumerConfig::new(client(&cluster)).auto_offset_reset(AutoOffsetReset::Earliest))
+            .expect("consumer");
+    consumer.assign((0..6).map(|p| ("orders", p)));
+    let records = consume(&mut consumer, N).await;
+    assert_eq!(records.len(), N, "every record comes back");
+    let mut next_offset: HashMap<i32, i64> = HashMap::new();
+    let mut last_seq: HashMap<String, i64> = HashMap::new();
+    let mut key_partition: HashMap<String, i32> = HashMap::new();
+    for r in &records {
+        // Offsets of a partition are consecutive from 0: in order, none missing, none twice.
+        let expected = next_offset.entry(r.partition).or_insert(0);
+        assert_eq!(r.offset, *expected, "partition {}", r.partition);
+        *expected += 1;
+        let key = text(&r.key);
+        let seq: i64 = text(&r.value).parse().expect("a number");
+        // A key's records come back in the order they were sent...
+        if let Some(prev) = last_seq.insert(key.clone(), seq) {
+            assert!(seq > prev, "{key}: {seq} after {prev}");
+        }
+        // ...and all from one partition.
+        assert_eq!(*key_partition.entry(key).or_insert(r.partition), r.partition);
+    }
+    assert_eq!(next_offset.values().sum::<i64>(), N as i64);
+    assert_eq!(next_offset.len(), 6, "1,000 keys spread over all 6 partitions");
+    // The delivery reports name the offsets the consumer saw.
+    let by_seq: HashMap<i64, (i32, i64)> =
+        records.iter().map(|r| (text(&r.value).parse().expect("n"), (r.partition, r.offset))).collect();
+    for (i, m) in acked.iter().enumerate().step_by(997) {
+        assert_eq!(by_seq[&(i as i64)], (m.partition, m.offset));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_codec_round_trips_from_producer_through_the_broker_to_the_consumer() {
+    let cluster = BrokerCluster::start(1, "");
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    for codec in
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
+    {
+        let name = format!("codec-{codec:?}").to_lowercase();
+        create(&admin, topic(&name, 1, &[])).await;
+        let producer =
+            Producer::new(ProducerConfig::new(client(&cluster)).compression(codec)).expect("producer");
+        let mut sent = Vec::new();
+        for i in 0..300 {
+            // Repetitive values compress; the header and the key survive as they are.
+            let record = ProducerRecord::new(name.clone(), format!("value {i} {}", "abc".repeat(i % 40)))
+                .with_key(format!("k{i}"))
+                .with_header("h", Some(Bytes::from(format!("{i}"))))
+                .with_timestamp(1_700_000_000_000 + i as i64);
+            sent.push(producer.send(record).await.expect("send"));
+        }
+        for d in sent {
+            d.await.expect("delivered");
+        }
+        producer.close().await;
+        // The stored batches carry the codec: the broker kept the producer's bytes.
+        let dir = cluster.brokers[0].log_dir.join(format!("{name}-0"));
+        let seg = std::fs::read(dir.join(format!("{:020}.log", 0))).expect("segment");
+        let header = sluice_log::BatchView::parse(&seg).expect("a batch").header;
+        assert_eq!(header.compression, codec, "{name}");
+        let mut consumer =
+            Consumer::new(ConsumerConfig::new(client(&cluster)).auto_offset_reset(AutoOffsetReset::Earliest))
+                .expect("consumer");
+        consumer.assign([(name.as_str(), 0)]);
+        let got = consume(&mut consumer, 300).await;
+        assert_eq!(got.len(), 300, "{name}");
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.offset, i as i64);
+            assert_eq!(text(&r.key), format!("k{i}"));
+            assert_eq!(text(&r.value), format!("value {i} {}", "abc".repeat(i % 40)));
+            assert_eq!(r.timestamp, 1_700_000_000_000 + i as i64);
+            assert_eq!(r.headers, vec![("h".to_string(), Some(Bytes::from(format!("{i}"))))]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_rides_through_a_leader_change_and_the_old_leader_answers_not_leader() {
+    let mut cluster = BrokerCluster::start(2, "");
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    // Two replicas; unclean election lets the follower lead once the leader dies (followers
+    // do not replicate yet, so the ISR is the leader alone).
+    let t = NewTopic {
+        name: "moving".into(),
+        partitions: None,
+        replication_factor: None,
+        assignment: Some(BTreeMap::from([(0, vec![1, 2])])),
+        configs: BTreeMap::from([("unclean.leader.election.enable".to_string(), "true".to_string())]),
+    };
+    create(&admin, t).await;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::All)).expect("producer");
+    let send_all = |from: usize, to: usize| {
+        let producer = producer.clone();
+        async move {
+            let mut ds = Vec::new();
+            for i in from..to {
+                ds.push(producer.send(ProducerRecord::new("moving", i.to_string())).await.expect("send"));
+            }
+            let mut metas = Vec::new();
+            for d in ds {
+                metas.push(d.await.expect("delivered despite the leader change"));
+            }
+            metas
+        }
+    };
+    let before = send_all(0, 200).await;
+    assert!(before.iter().all(|m| m.partition == 0));
+    // --- SIGKILL the leader (broker 1); the controller moves leadership to broker 2
+    cluster.brokers[0].kill();
+    let after = send_all(200, 400).await;
+    assert_eq!(after.first().map(|m| m.offset), Some(0), "broker 2 starts the partition afresh");
+    // --- the old leader comes back as a non-leader and says who leads now
+    cluster.brokers[0].restart();
+    let old = cluster.brokers[0].addr.clone();
+    let net = sluice_net::Client::<sluice_client::broker::proto::BrokerProtocol>::new(
+        &cluster.pki.client("raw"),
+        Default::default(),
+    )
+    .expect("client");
+    let produce =
+        || Produce { topic: "moving".into(), partition: 0, acks: 1, timeout_ms: 1000, records: Bytes::new() };
+    let told = wait_for(Duration::from_secs(15), || async {
+        matches!(
+            net.call(&old, produce()).await,
+            Ok(Err(BrokerError::NotLeaderForPartition { leader: Some(2), .. }))
+        )
+    })
+    .await;
+    assert!(told, "the restarted old leader must answer NotLeaderForPartition naming broker 2");
+    // The producer keeps going, against broker 2.
+    let more = send_all(400, 450).await;
+    assert_eq!(more.first().map(|m| m.offset), Some(200));
+    let mut consumer =
+        Consumer::new(ConsumerConfig::new(client(&cluster)).auto_offset_reset(AutoOffsetReset::Earliest))
+            .expect("consumer");
+    consumer.assign([("moving", 0)]);
+    let got: Vec<String> = consume(&mut consumer, 250).await.iter().map(|r| text(&r.value)).collect();
+    let expected: Vec<String> = (200..450).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected, "everything acknowledged by the new leader, in order");
+}
