@@ -364,3 +364,70 @@ async fn unknown_topics_are_auto_created_when_allowed_and_deleted_only_when_enab
         "the topic is still there"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_stop_leaves_the_cluster_at_once_and_a_restart_keeps_the_data() {
+    let mut cluster = BrokerCluster::start(1, "");
+    let net = raw_client(&cluster);
+    let k = keeper(&cluster).await;
+    let addr = cluster.brokers[0].addr.clone();
+    let created = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![new_topic("kept", 1, 1)], validate_only: false };
+        matches!(net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
+    })
+    .await;
+    assert!(created);
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &addr, "kept")).await);
+    for i in 0..10 {
+        let p = Produce {
+            topic: "kept".into(),
+            partition: 0,
+            acks: 1,
+            timeout_ms: 1000,
+            records: batch(&[&format!("r{i}")]),
+        };
+        net.call(&addr, p).await.expect("call").expect("produce");
+    }
+    // --- `sluice broker stop CONFIG` signals the process through its pid file and waits
+    let out = Command::new(sluice_bin())
+        .args(["broker", "stop"])
+        .arg(&cluster.brokers[0].config)
+        .output()
+        .expect("stop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("broker (pid") && stdout.contains("stopped"), "{stdout}");
+    // The registration is gone at once (the session was closed), not after the 6 s timeout.
+    assert!(k.exists("/brokers/ids/1", false).await.expect("exists").is_none());
+    // The clean stop flushed the log and recorded how far in the checkpoint.
+    let checkpoint =
+        std::fs::read_to_string(cluster.brokers[0].log_dir.join("recovery-point-offset-checkpoint"))
+            .expect("checkpoint");
+    assert!(checkpoint.lines().any(|l| l == "kept 0 10"), "{checkpoint}");
+    // --- a second stop explains there is nothing to stop
+    let out = Command::new(sluice_bin())
+        .args(["broker", "stop"])
+        .arg(&cluster.brokers[0].config)
+        .output()
+        .expect("stop");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no broker is running"));
+    // --- restarted, it serves what it had
+    cluster.brokers[0].restart();
+    let addr = cluster.brokers[0].addr.clone();
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &addr, "kept")).await);
+    let fetch = Fetch {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        partitions: vec![FetchPartition {
+            topic: "kept".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+        }],
+    };
+    let f = net.call(&addr, fetch).await.expect("call").expect("fetch");
+    let expected: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    assert_eq!(values_of(&f.partitions[0].records), expected);
+}
