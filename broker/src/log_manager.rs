@@ -9,11 +9,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
-use sluice_log::TopicPartition;
+use sluice_log::{LogCleaner, TopicPartition};
 use tracing::warn;
 
 use crate::partition::{PartitionLeader, Tick};
@@ -28,11 +29,13 @@ pub struct LogManager {
     /// Last known recovery point of every partition, by log directory.
     recovery_points: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
     ticking: bool,
+    cleaner: Arc<LogCleaner>,
 }
 
 impl LogManager {
     /// A manager ticking every `interval`; `log_dirs` start from their checkpoint files.
-    pub fn new(interval: Duration, log_dirs: &[PathBuf]) -> Self {
+    /// The cleaner is woken on every tick, so logs made dirtier by appends are looked at.
+    pub fn new(interval: Duration, log_dirs: &[PathBuf], cleaner: Arc<LogCleaner>) -> Self {
         let mut recovery_points = BTreeMap::new();
         for dir in log_dirs {
             let points = checkpoint::read(&dir.join(RECOVERY_POINT_CHECKPOINT)).unwrap_or_else(|e| {
@@ -41,7 +44,7 @@ impl LogManager {
             });
             recovery_points.insert(dir.clone(), points);
         }
-        LogManager { interval, partitions: HashMap::new(), recovery_points, ticking: false }
+        LogManager { interval, partitions: HashMap::new(), recovery_points, ticking: false, cleaner }
     }
 
     fn write_checkpoints(&self) {
@@ -74,6 +77,7 @@ impl LogManager {
             }
             this.write_checkpoints();
             this.ticking = false;
+            this.cleaner.wake();
         }));
     }
 }

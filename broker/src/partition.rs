@@ -10,6 +10,8 @@
 //! is the leader alone and the high watermark is the log end offset
 //! ([`sluice_broker_core::partition::high_watermark`] with no followers).
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use actix::prelude::*;
 use bytes::Bytes;
 use sluice_broker_core::partition::high_watermark;
@@ -38,8 +40,14 @@ pub struct PartitionLeader {
     tp: TopicPartition,
     broker_id: i32,
     leader_epoch: i32,
-    log: Option<Log>,
+    /// Shared only with the log cleaner (compacted topics), which locks it to plan a pass
+    /// and to swap the cleaned segments in; everyone else goes through this actor.
+    log: Option<Arc<Mutex<Log>>>,
     offsets: watch::Sender<Offsets>,
+}
+
+fn lock(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Mailbox capacity: producers are bounded by their own in-flight limits, so the mailbox
@@ -49,15 +57,18 @@ pub const MAILBOX: usize = 1 << 40;
 
 impl PartitionLeader {
     /// A leader for `log` at `leader_epoch`; the receiver follows its offsets.
-    pub fn new(log: Log, broker_id: i32, leader_epoch: i32) -> (Self, watch::Receiver<Offsets>) {
-        let tp = log.topic_partition().clone();
-        let (tx, rx) = watch::channel(offsets_of(&log));
+    pub fn new(log: Arc<Mutex<Log>>, broker_id: i32, leader_epoch: i32) -> (Self, watch::Receiver<Offsets>) {
+        let (tp, offsets) = {
+            let l = lock(&log);
+            (l.topic_partition().clone(), offsets_of(&l))
+        };
+        let (tx, rx) = watch::channel(offsets);
         (PartitionLeader { tp, broker_id, leader_epoch, log: Some(log), offsets: tx }, rx)
     }
 
     fn publish(&self) {
         if let Some(log) = &self.log {
-            self.offsets.send_replace(offsets_of(log));
+            self.offsets.send_replace(offsets_of(&lock(log)));
         }
     }
 
@@ -69,10 +80,15 @@ impl PartitionLeader {
         }
     }
 
-    fn log_mut(&mut self) -> Result<&mut Log, BrokerError> {
+    fn log(&self) -> Result<MutexGuard<'_, Log>, BrokerError> {
         let broker = self.broker_id;
         let (topic, partition) = (self.tp.topic.clone(), self.tp.partition);
-        self.log.as_mut().ok_or(BrokerError::NotLeaderForPartition { topic, partition, broker, leader: None })
+        self.log.as_deref().map(lock).ok_or(BrokerError::NotLeaderForPartition {
+            topic,
+            partition,
+            broker,
+            leader: None,
+        })
     }
 
     /// Maps a log error on append to what the producer is told.
@@ -124,15 +140,22 @@ impl Handler<Append> for PartitionLeader {
 
     fn handle(&mut self, mut msg: Append, _: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
-        let result = self.log_mut()?.append(&mut msg.records, now);
+        let (result, offsets) = {
+            let mut log = self.log()?;
+            let result = log.append(&mut msg.records, now);
+            (result, offsets_of(&log))
+        };
         let info = result.map_err(|e| self.append_error(e))?;
-        self.publish();
+        self.offsets.send_replace(offsets);
         metrics::counter!("sluice_broker_messages_in_total", "topic" => self.tp.topic.clone())
             .increment(info.records);
         metrics::counter!("sluice_broker_bytes_in_total", "topic" => self.tp.topic.clone())
             .increment(info.bytes);
-        let log_start_offset = self.log.as_ref().map_or(0, Log::log_start_offset);
-        Ok(ProduceResponse { base_offset: info.base_offset, log_append_time: -1, log_start_offset })
+        Ok(ProduceResponse {
+            base_offset: info.base_offset,
+            log_append_time: -1,
+            log_start_offset: offsets.log_start_offset,
+        })
     }
 }
 
@@ -150,12 +173,14 @@ impl Handler<Read> for PartitionLeader {
     type Result = Result<(Bytes, Offsets), BrokerError>;
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        let log = self.log_mut()?;
-        let offsets = offsets_of(log);
+        let log = self.log()?;
+        let offsets = offsets_of(&log);
         if msg.offset == offsets.high_watermark && msg.offset >= offsets.log_start_offset {
             return Ok((Bytes::new(), offsets));
         }
-        match log.read(msg.offset, msg.max_bytes) {
+        let read = log.read(msg.offset, msg.max_bytes);
+        drop(log);
+        match read {
             Ok(r) => {
                 metrics::counter!("sluice_broker_bytes_out_total", "topic" => self.tp.topic.clone())
                     .increment(r.records.len() as u64);
@@ -187,16 +212,20 @@ impl Handler<ListOffset> for PartitionLeader {
     type Result = Result<(i64, i64), BrokerError>;
 
     fn handle(&mut self, msg: ListOffset, _: &mut Context<Self>) -> Self::Result {
-        let log = self.log_mut()?;
-        let offsets = offsets_of(log);
+        let log = self.log()?;
+        let offsets = offsets_of(&log);
         match msg.timestamp {
             -1 => Ok((offsets.high_watermark, -1)),
             -2 => Ok((offsets.log_start_offset, -1)),
-            t => match log.offset_for_timestamp(t) {
-                Ok(Some((offset, ts))) if offset < offsets.high_watermark => Ok((offset, ts)),
-                Ok(_) => Ok((offsets.high_watermark, -1)),
-                Err(e) => Err(self.storage_error(&e)),
-            },
+            t => {
+                let found = log.offset_for_timestamp(t);
+                drop(log);
+                match found {
+                    Ok(Some((offset, ts))) if offset < offsets.high_watermark => Ok((offset, ts)),
+                    Ok(_) => Ok((offsets.high_watermark, -1)),
+                    Err(e) => Err(self.storage_error(&e)),
+                }
+            }
         }
     }
 }
@@ -211,7 +240,7 @@ impl Handler<Tick> for PartitionLeader {
 
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
-        let log = self.log.as_mut()?;
+        let mut log = lock(self.log.as_deref()?);
         let report = match log.tick(now) {
             Ok(r) => r,
             Err(e) => {
@@ -220,6 +249,7 @@ impl Handler<Tick> for PartitionLeader {
             }
         };
         let recovery_point = log.recovery_point();
+        drop(log);
         if !report.deleted_segments.is_empty() {
             info!(
                 topic = %self.tp.topic, partition = self.tp.partition,
@@ -258,10 +288,13 @@ impl Handler<Stop> for PartitionLeader {
 
     fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Option<i64> {
         ctx.stop();
-        let log = self.log.take()?;
+        let shared = self.log.take()?;
+        let mut log = lock(&shared);
         let dir = log.dir().to_path_buf();
         let end = log.log_end_offset();
-        if let Err(e) = log.close() {
+        let closed = log.flush();
+        drop(log);
+        if let Err(e) = closed {
             warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e, "closing the log failed");
         }
         info!(topic = %self.tp.topic, partition = self.tp.partition, delete = msg.delete, "stopped leading");

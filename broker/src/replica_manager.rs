@@ -13,12 +13,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use sluice_broker_core::metadata::ClusterUpdate;
 use sluice_broker_core::BrokerError;
-use sluice_log::{Log, TopicPartition};
+use sluice_log::{Log, LogCleaner, TopicPartition};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -62,20 +62,31 @@ pub struct ReplicaManager {
     config: Arc<BrokerConfig>,
     routing: SharedRouting,
     log_manager: Addr<LogManager>,
+    cleaner: Arc<LogCleaner>,
     current: Option<Arc<ClusterUpdate>>,
     leaders: HashMap<TopicPartition, Leader>,
+    /// Directories of the led logs registered with the cleaner (compacted topics).
+    cleaned: HashMap<TopicPartition, PathBuf>,
 }
 
 impl ReplicaManager {
-    /// A replica manager publishing into `routing`.
-    pub fn new(config: Arc<BrokerConfig>, routing: SharedRouting, log_manager: Addr<LogManager>) -> Self {
+    /// A replica manager publishing into `routing`; logs of compacted topics are handed to
+    /// `cleaner` while led here.
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        routing: SharedRouting,
+        log_manager: Addr<LogManager>,
+        cleaner: Arc<LogCleaner>,
+    ) -> Self {
         ReplicaManager {
             broker_id: config.broker_id,
             config,
             routing,
             log_manager,
+            cleaner,
             current: None,
             leaders: HashMap::new(),
+            cleaned: HashMap::new(),
         }
     }
 
@@ -124,6 +135,12 @@ impl ReplicaManager {
             warn!(topic = %tp.topic, partition = tp.partition, segment = cut.segment, bytes = cut.bytes,
                 reason = %cut.reason, "cut the log's unfinished tail");
         }
+        let compact = log.config().cleanup_policy.compact;
+        let log = Arc::new(Mutex::new(log));
+        if compact {
+            self.cleaner.register(log.clone());
+            self.cleaned.insert(tp.clone(), dir.clone());
+        }
         let (actor, offsets) = PartitionLeader::new(log, self.broker_id, epoch);
         let addr = actor.start();
         self.log_manager.do_send(Register { tp: tp.clone(), addr: addr.clone(), log_dir: root });
@@ -132,6 +149,9 @@ impl ReplicaManager {
 
     fn stop_leader(&mut self, tp: &TopicPartition, delete: bool) {
         let Some(leader) = self.leaders.remove(tp) else { return };
+        if let Some(dir) = self.cleaned.remove(tp) {
+            self.cleaner.unregister(&dir);
+        }
         let log_manager = self.log_manager.clone();
         let tp = tp.clone();
         actix::spawn(async move {
@@ -237,6 +257,9 @@ impl Handler<StopAll> for ReplicaManager {
 
     fn handle(&mut self, _: StopAll, _: &mut Context<Self>) -> Self::Result {
         let leaders: Vec<_> = self.leaders.drain().collect();
+        for (_, dir) in self.cleaned.drain() {
+            self.cleaner.unregister(&dir);
+        }
         self.current = None;
         self.publish();
         let log_manager = self.log_manager.clone();

@@ -117,13 +117,19 @@ pub async fn run(
         .log_retention_check_interval
         .min(config.log.flush_interval_ms.map_or(Duration::MAX, |ms| Duration::from_millis(ms.max(1) as u64)))
         .min(Duration::from_secs(60));
-    let log_manager = LogManager::new(tick, &config.log_dirs).start();
+    let cleaner = Arc::new(sluice_log::LogCleaner::start(
+        sluice_log::CleanerConfig { threads: config.log_cleaner_threads as usize, ..Default::default() },
+        crate::clock::now_ms,
+        |event| tracing::debug!(?event, "log cleaner"),
+    ));
+    let log_manager = LogManager::new(tick, &config.log_dirs, cleaner.clone()).start();
     let log_thread = Arbiter::new();
     let routing: SharedRouting = SharedRouting::default();
     let replicas = {
-        let (config, routing, log_manager) = (config.clone(), routing.clone(), log_manager.clone());
+        let (config, routing, log_manager, cleaner) =
+            (config.clone(), routing.clone(), log_manager.clone(), cleaner.clone());
         ReplicaManager::start_in_arbiter(&log_thread.handle(), move |_| {
-            ReplicaManager::new(config, routing, log_manager)
+            ReplicaManager::new(config, routing, log_manager, cleaner)
         })
     };
     let first = membership::join(&config, &endpoint, &tls).await?;

@@ -215,3 +215,57 @@ async fn a_producer_rides_through_a_leader_change_and_the_old_leader_answers_not
     let expected: Vec<String> = (200..450).map(|i| i.to_string()).collect();
     assert_eq!(got, expected, "everything acknowledged by the new leader, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_keeps_the_last_value_of_every_key() {
+    // Tick (and wake the cleaner) every 200 ms, with one cleaner thread.
+    let cluster = BrokerCluster::start(1, "log.retention.check.interval.ms=200\nlog.cleaner.threads=1\n");
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let configs =
+        [("cleanup.policy", "compact"), ("segment.bytes", "4096"), ("min.cleanable.dirty.ratio", "0.01")];
+    create(&admin, topic("latest", 1, &configs)).await;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).batch_size(512)).expect("producer");
+    const N: usize = 3000;
+    let mut ds = Vec::new();
+    for i in 0..N {
+        ds.push(
+            producer
+                .send(ProducerRecord::new("latest", i.to_string()).with_key(format!("k{}", i % 10)))
+                .await
+                .expect("send"),
+        );
+    }
+    for d in ds {
+        d.await.expect("delivered");
+    }
+    producer.close().await;
+    let read_all = || async {
+        let mut consumer =
+            Consumer::new(ConsumerConfig::new(client(&cluster)).auto_offset_reset(AutoOffsetReset::Earliest))
+                .expect("consumer");
+        consumer.assign([("latest", 0)]);
+        let mut last: BTreeMap<String, i64> = BTreeMap::new();
+        let mut count = 0;
+        loop {
+            let got = consumer.poll(Duration::from_millis(300)).await.expect("poll");
+            if got.is_empty() {
+                break;
+            }
+            count += got.len();
+            for r in got {
+                last.insert(text(&r.key), text(&r.value).parse().expect("n"));
+            }
+        }
+        (count, last)
+    };
+    // --- the cleaner removes superseded values; the newest of each key stays
+    let expected: BTreeMap<String, i64> = (N - 10..N).map(|i| (format!("k{}", i % 10), i as i64)).collect();
+    let cleaned = wait_for(Duration::from_secs(30), || async {
+        let (count, last) = read_all().await;
+        count < N / 2 && last == expected
+    })
+    .await;
+    let (count, last) = read_all().await;
+    assert!(cleaned, "after compaction {count} of {N} records remain; last values {last:?}");
+    assert_eq!(last, expected);
+}
