@@ -128,7 +128,7 @@ impl Controller {
                 }
                 Err(e) => {
                     warn!(error = %e, "controller pass failed; retrying");
-                    ctx.run_later(Duration::from_millis(200), |this, _| this.dirty = true);
+                    ctx.run_later(Duration::from_millis(200), |this, ctx| this.run_pass(ctx));
                 }
             }
             if this.dirty {

@@ -354,29 +354,34 @@ impl BrokerHandler for BrokerService {
                         let mut rx = leader.offsets.clone();
                         rx.borrow_and_update();
                         let budget = (req.max_bytes as usize).saturating_sub(total).min(p.max_bytes as usize);
-                        let read = Read {
-                            offset: p.offset,
-                            max_bytes: if out.is_empty() { budget.max(1) } else { budget },
-                        };
-                        match leader.addr.send(read).await {
-                            Ok(Ok((records, offsets))) => {
-                                fetched.high_watermark = offsets.high_watermark;
-                                fetched.log_start_offset = offsets.log_start_offset;
-                                total += records.len();
-                                fetched.records = records;
-                            }
-                            Ok(Err(e)) => {
-                                fetched.error = Some(e);
-                                failed = true;
-                            }
-                            Err(_) => {
-                                fetched.error = Some(BrokerError::NotLeaderForPartition {
-                                    topic: p.topic.clone(),
-                                    partition: p.partition,
-                                    broker: self.id(),
-                                    leader: None,
-                                });
-                                failed = true;
+                        if budget == 0 && total > 0 {
+                            // The answer is full: report where the partition stands, read nothing
+                            // (a read always returns at least one batch).
+                            let o = *rx.borrow();
+                            fetched.high_watermark = o.high_watermark;
+                            fetched.log_start_offset = o.log_start_offset;
+                        } else {
+                            let read = Read { offset: p.offset, max_bytes: budget.max(1) };
+                            match leader.addr.send(read).await {
+                                Ok(Ok((records, offsets))) => {
+                                    fetched.high_watermark = offsets.high_watermark;
+                                    fetched.log_start_offset = offsets.log_start_offset;
+                                    total += records.len();
+                                    fetched.records = records;
+                                }
+                                Ok(Err(e)) => {
+                                    fetched.error = Some(e);
+                                    failed = true;
+                                }
+                                Err(_) => {
+                                    fetched.error = Some(BrokerError::NotLeaderForPartition {
+                                        topic: p.topic.clone(),
+                                        partition: p.partition,
+                                        broker: self.id(),
+                                        leader: None,
+                                    });
+                                    failed = true;
+                                }
                             }
                         }
                         waits.push(Box::pin(async move {
