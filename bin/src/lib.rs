@@ -6,12 +6,17 @@
 
 pub mod broker_cmd;
 pub mod certs_cmd;
+pub mod client_args;
+pub mod console;
+pub mod consumer_perf;
 pub mod credentials;
 pub mod keeper_cmd;
 pub mod keeper_perf;
 pub mod logging;
 pub mod metrics;
 pub mod perf;
+pub mod producer_perf;
+pub mod topics_cmd;
 
 use std::process::ExitCode;
 
@@ -43,6 +48,49 @@ pub enum Command {
     /// Run or stop a broker (the commit log): kafka-server-start.sh / kafka-server-stop.sh.
     #[command(subcommand)]
     Broker(broker_cmd::BrokerCommand),
+    /// Create, delete, list and describe topics: kafka-topics.sh.
+    ///
+    /// Exactly one of --create, --delete, --describe, --list. Prints `Created topic T.`,
+    /// `Topic T is marked for deletion.`, one name per line, or per topic
+    /// `Topic: T<TAB>PartitionCount: N<TAB>ReplicationFactor: N<TAB>Configs: k=v,...` and a
+    /// line per partition `<TAB>Topic: T<TAB>Partition: P<TAB>Leader: L<TAB>Replicas: 1,2<TAB>Isr: 1,2`
+    /// (`Leader: none` without a leader; `<TAB>Offline: 3` appended when replicas are
+    /// offline). --topic is an exact name (not a regular expression as in Kafka). A broker's
+    /// refusal is printed with the topic and the exit status is non-zero.
+    Topics(topics_cmd::TopicsArgs),
+    /// Send each line of stdin as a record: kafka-console-producer.sh.
+    ///
+    /// With --property parse.key=true a line is KEY<key.separator>VALUE (a tab by default).
+    /// At end of input it flushes and waits for every record; each record that failed is
+    /// reported on stderr with its number (= its line) and the broker's error, and then the
+    /// exit status is non-zero. Ctrl-C stops reading and still waits for what was sent (a
+    /// second Ctrl-C stops waiting).
+    ConsoleProducer(console::ConsoleProducerArgs),
+    /// Print a topic's records on stdout: kafka-console-consumer.sh.
+    ///
+    /// Reads every partition of the topic (or --partition), from the end unless
+    /// --from-beginning or --offset. Prints the value of each record; --property print.*
+    /// adds fields in Kafka's order and format:
+    /// `CreateTime:1700000000000<TAB>Partition:0<TAB>Offset:5<TAB>key<TAB>value`. Keys and
+    /// values are printed as UTF-8 (invalid bytes replaced), `null` when absent. Stops at
+    /// --max-messages, after --timeout-ms without a record, on Ctrl-C, or when stdout is
+    /// closed, then prints `Processed a total of N messages` on stderr. Consumer groups
+    /// (--group) are not supported yet.
+    ConsoleConsumer(console::ConsoleConsumerArgs),
+    /// Measure producing: kafka-producer-perf-test.sh (Kafka's output lines).
+    ///
+    /// Sends --num-records values of --record-size random uppercase letters (no key), paced
+    /// to --throughput records/s. A record's latency runs from `send` to its
+    /// acknowledgement, measured in microseconds; every latency is kept up to 4 million
+    /// records (16 MB), beyond that every k-th, as Kafka samples, for the percentiles.
+    ProducerPerfTest(producer_perf::ProducerPerfArgs),
+    /// Measure consuming: kafka-consumer-perf-test.sh (Kafka's header and values line).
+    ///
+    /// Reads every partition of the topic, from the beginning unless --from-latest, until
+    /// --messages records were read or none arrived for --timeout ms. Times are printed in
+    /// UTC as yyyy-MM-dd HH:mm:ss:SSS; rebalance.time.ms is 0 (no consumer groups yet). On a
+    /// terminal, stderr shows the progress, refreshed in place.
+    ConsumerPerfTest(consumer_perf::ConsumerPerfArgs),
     /// A zkCli-like shell for a keeper: one command from the arguments, else from stdin.
     KeeperShell(keeper_cmd::ShellArgs),
     /// Measure a keeper: create / set / get operations per second and latency with 1, 8 and
@@ -68,6 +116,11 @@ pub fn main() -> ExitCode {
         Command::Certs(c) => certs_cmd::run(c),
         Command::Keeper(c) => keeper_cmd::run(c),
         Command::Broker(c) => broker_cmd::run(c),
+        Command::Topics(a) => topics_cmd::run(a),
+        Command::ConsoleProducer(a) => console::run_producer(a),
+        Command::ConsoleConsumer(a) => console::run_consumer(a),
+        Command::ProducerPerfTest(a) => producer_perf::run(a),
+        Command::ConsumerPerfTest(a) => consumer_perf::run(a),
         Command::KeeperShell(a) => keeper_cmd::shell(a),
         Command::KeeperPerfTest(a) => keeper_perf::run(a),
         Command::TransportPerfTest(a) => perf::run_test(a),

@@ -233,6 +233,15 @@ fn unknown(key: &str, lists: &[&[&str]]) -> ConfigError {
     ConfigError::UnknownKey { key: key.to_string(), known: known.join(", ") }
 }
 
+/// Reads a properties file and applies every entry with `set` (a config's `set`, or a
+/// tool's own keys first), naming the file and line of the first bad one.
+pub fn apply_file(
+    path: &Path,
+    set: impl FnMut(&str, &str) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    apply(&read_file(path)?, path, set)
+}
+
 /// Applies every entry with `set`, naming the file and line of the first bad one.
 fn apply(
     entries: &[Entry],

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_log::BatchError;
+use sluice_log::{BatchError, TimestampType};
 use sluice_net::RpcError;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
@@ -32,7 +32,7 @@ use super::config::{AutoOffsetReset, ConfigError, ConsumerConfig};
 use super::fetch::extract;
 use super::proto::{
     BrokerError, Fetch, FetchPartition, FetchResponse, ListOffsets, ListOffsetsPartition, ListedOffset,
-    EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    PartitionMetadata, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 use super::TopicPartition;
 
@@ -48,6 +48,8 @@ pub struct ConsumerRecord {
     /// Its timestamp (ms since the epoch): the producer's, or the broker's append time for
     /// topics with `LogAppendTime`.
     pub timestamp: i64,
+    /// Which of the two `timestamp` is (Kafka's `timestampType`).
+    pub timestamp_type: TimestampType,
     /// The key.
     pub key: Option<Bytes>,
     /// The value (`None`: a tombstone).
@@ -498,6 +500,16 @@ impl Consumer {
             self.cluster.want(&topics);
             self.cluster.refresh_in_background();
         }
+    }
+
+    /// The partitions of `topic` (Kafka's `partitionsFor`), waiting up to `timeout` while it
+    /// is unknown or has no partitions yet. Does not create the topic.
+    pub async fn partitions_for(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Vec<PartitionMetadata>, ConsumerError> {
+        Ok(self.cluster.topic(topic, timeout).await?.metadata.partitions.clone())
     }
 
     /// The assigned partitions, in the order given.

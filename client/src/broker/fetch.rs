@@ -98,6 +98,7 @@ pub(crate) fn extract(
                     partition,
                     offset,
                     timestamp,
+                    timestamp_type: header.timestamp_type,
                     key: r.key,
                     value: r.value,
                     headers: r
@@ -160,6 +161,7 @@ mod tests {
             assert!(e.error.is_none());
             let r = &e.records[0];
             assert_eq!((r.topic.as_str(), r.partition, r.timestamp), ("t", 0, 1_013));
+            assert_eq!(r.timestamp_type, TimestampType::CreateTime);
             assert_eq!(r.value.as_deref(), Some(&b"13"[..]));
             assert_eq!(r.key, None, "offset delta 3 has no key");
             assert_eq!(e.records[1].key.as_deref(), Some(&b"k4"[..]));
@@ -252,5 +254,6 @@ mod tests {
         let bytes = RecordBatch { header, records }.encode();
         let e = extract("t", 0, &bytes, 0, 100, true);
         assert_eq!(e.records.iter().map(|r| r.timestamp).collect::<Vec<_>>(), vec![99, 99]);
+        assert!(e.records.iter().all(|r| r.timestamp_type == TimestampType::LogAppendTime));
     }
 }

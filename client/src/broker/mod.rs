@@ -36,6 +36,7 @@ pub use config::{Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfi
 pub use consumer::{Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp};
 pub use producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord, RecordMetadata};
 pub use proto::{NewTopic, TopicMetadata, TopicResults};
+pub use sluice_log::TimestampType;
 
 use std::fmt;
 
