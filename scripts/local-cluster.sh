@@ -19,51 +19,10 @@ S=$PWD/target/release/sluice
 DIR=${SLUICE_DIR:-$(mktemp -d -t sluice-local.XXXXXX)}
 mkdir -p "$DIR"
 echo "files in $DIR"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
+source scripts/cluster-lib.sh
 
-# Starts "$@" in the background, logging to $DIR/$name.log, and waits (up to 30 s) for the
-# line "$what listening on HOST:PORT"; prints HOST:PORT.
-start() {
-  local name=$1 what=$2; shift 2
-  "$@" >"$DIR/$name.out" 2>"$DIR/$name.log" &
-  PIDS+=($!)
-  for _ in $(seq 300); do
-    if addr=$(grep -m1 -oP "^$what listening on \K.*" "$DIR/$name.out" 2>/dev/null); then
-      echo "$addr"; return 0
-    fi
-    if ! kill -0 "${PIDS[-1]}" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  echo "$name did not start; its log ($DIR/$name.log):" >&2
-  tail -20 "$DIR/$name.log" >&2
-  return 1
-}
-
-step "certificates (a CA, keeper-1, broker-1..3, client cli)"
-"$S" certs init --dir "$DIR/certs" --node keeper-1 --node broker-1 --node broker-2 --node broker-3 --client cli --force >/dev/null
-tls() { printf 'tls.ca.file=%s\ntls.cert.file=%s\ntls.key.file=%s\n' "$DIR/certs/ca.pem" "$DIR/certs/$1.pem" "$DIR/certs/$1.key"; }
-
-step "keeper"
-{ printf 'tickTime=500\ndataDir=%s\nclientPort=0\nclientPortAddress=127.0.0.1\n' "$DIR/keeper-data"; tls keeper-1; } >"$DIR/keeper.properties"
-KEEPER=$(start keeper keeper "$S" keeper start "$DIR/keeper.properties")
-echo "keeper at $KEEPER"
-
-step "three brokers"
-BOOTSTRAP=""
-for id in 1 2 3; do
-  { printf 'broker.id=%s\nlisteners=quic://127.0.0.1:0\nlog.dirs=%s\nzookeeper.connect=%s/sluice\n' \
-      "$id" "$DIR/broker-$id-logs" "$KEEPER"; tls "broker-$id"; } >"$DIR/broker-$id.properties"
-  addr=$(start "broker-$id" broker "$S" broker start "$DIR/broker-$id.properties")
-  echo "broker $id at $addr"
-  BOOTSTRAP=${BOOTSTRAP:+$BOOTSTRAP,}$addr
-done
-tls cli >"$DIR/client.properties"
-C=(--bootstrap-server "$BOOTSTRAP" --command-config "$DIR/client.properties")
+step "certificates, one keeper, three brokers"
+cluster 3
 "$S" keeper-shell "$KEEPER/sluice" --command-config "$DIR/client.properties" ls /brokers/ids
 
 step "topic demo: 6 partitions"

@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sluice_broker_core::partition::high_watermark;
 use sluice_broker_core::BrokerError;
 use sluice_client::broker::proto::ProduceResponse;
@@ -132,7 +132,7 @@ impl Actor for PartitionLeader {
 #[rtype(result = "Result<ProduceResponse, BrokerError>")]
 pub struct Append {
     /// The batches, back to back (their base offsets are rewritten in place).
-    pub records: Vec<u8>,
+    pub records: BytesMut,
 }
 
 impl Handler<Append> for PartitionLeader {

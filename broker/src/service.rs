@@ -134,7 +134,10 @@ impl BrokerService {
                     });
                 }
             }
-            Ok(leader.addr.send(Append { records: req.records.to_vec() }))
+            // The decoded request owns its bytes: taking them as mutable copies nothing.
+            let records =
+                req.records.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
+            Ok(leader.addr.send(Append { records }))
         })();
         let (topic, partition, broker) = (req.topic.clone(), req.partition, self.id());
         async move {

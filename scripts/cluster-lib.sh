@@ -1,0 +1,57 @@
+# Shared by scripts/local-cluster.sh and bench/*.sh: start a keeper and brokers as local
+# processes under $DIR, on free ports, and stop them on exit. Source it after setting
+# S (the sluice binary) and DIR (a directory for files and logs).
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+# start NAME WHAT CMD...: runs CMD in the background (stdout $DIR/NAME.out, stderr
+# $DIR/NAME.log) and waits up to 30 s for its line "WHAT listening on HOST:PORT"; prints
+# HOST:PORT.
+start() {
+  local name=$1 what=$2; shift 2
+  "$@" >"$DIR/$name.out" 2>"$DIR/$name.log" &
+  PIDS+=($!)
+  local addr
+  for _ in $(seq 300); do
+    if addr=$(grep -m1 -oP "^$what listening on \K.*" "$DIR/$name.out" 2>/dev/null); then
+      echo "$addr"; return 0
+    fi
+    if ! kill -0 "${PIDS[-1]}" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "$name did not start; its log ($DIR/$name.log):" >&2
+  tail -20 "$DIR/$name.log" >&2
+  return 1
+}
+
+# tls NAME: the three tls.* lines for certificate NAME.
+tls() { printf 'tls.ca.file=%s\ntls.cert.file=%s\ntls.key.file=%s\n' "$DIR/certs/ca.pem" "$DIR/certs/$1.pem" "$DIR/certs/$1.key"; }
+
+# cluster N [EXTRA]: certificates, one keeper and N brokers (EXTRA: more server.properties
+# lines). Sets KEEPER (host:port), BOOTSTRAP (host:port,...) and C (the client flags).
+cluster() {
+  local n=$1 extra=${2:-}
+  local nodes=(--node keeper-1)
+  for id in $(seq "$n"); do nodes+=(--node "broker-$id"); done
+  "$S" certs init --dir "$DIR/certs" "${nodes[@]}" --client cli --force >/dev/null
+  { printf 'tickTime=500\ndataDir=%s\nclientPort=0\nclientPortAddress=127.0.0.1\n' "$DIR/keeper-data"; tls keeper-1; } \
+    >"$DIR/keeper.properties"
+  KEEPER=$(start keeper keeper "$S" keeper start "$DIR/keeper.properties")
+  echo "keeper at $KEEPER"
+  BOOTSTRAP=""
+  for id in $(seq "$n"); do
+    { printf 'broker.id=%s\nlisteners=quic://127.0.0.1:0\nlog.dirs=%s\nzookeeper.connect=%s/sluice\n%b' \
+        "$id" "$DIR/broker-$id-logs" "$KEEPER" "$extra"; tls "broker-$id"; } >"$DIR/broker-$id.properties"
+    local addr
+    addr=$(start "broker-$id" broker "$S" broker start "$DIR/broker-$id.properties")
+    echo "broker $id at $addr"
+    BOOTSTRAP=${BOOTSTRAP:+$BOOTSTRAP,}$addr
+  done
+  tls cli >"$DIR/client.properties"
+  C=(--bootstrap-server "$BOOTSTRAP" --command-config "$DIR/client.properties")
+}
