@@ -38,12 +38,12 @@ use crate::controller::{Controller, Reconcile, Resign};
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     /// The keeper could not be reached or refused.
-    #[error("cannot use the keeper at {connect}: {source}")]
+    #[error("cannot use the keeper at {connect} (zookeeper.connect): {error}")]
     Keeper {
         /// `zookeeper.connect`.
         connect: String,
         /// Why.
-        source: KeeperClientError,
+        error: KeeperClientError,
     },
     /// Another live broker holds this id.
     #[error(
@@ -78,7 +78,7 @@ pub async fn join(
     endpoint: &BrokerEndpoint,
     tls: &ClientTls,
 ) -> Result<(KeeperClient, KeeperEvents, String), JoinError> {
-    let keeper_err = |source| JoinError::Keeper { connect: config.zookeeper_connect.clone(), source };
+    let keeper_err = |error| JoinError::Keeper { connect: config.zookeeper_connect.clone(), error };
     let opts =
         KeeperClientOptions { session_timeout: config.zookeeper_session_timeout, ..Default::default() };
     let (keeper, events) =
@@ -118,7 +118,7 @@ async fn register(
     endpoint: &BrokerEndpoint,
 ) -> Result<(), JoinError> {
     let path = znodes::broker_path(endpoint.id);
-    let keeper_err = |source| JoinError::Keeper { connect: config.zookeeper_connect.clone(), source };
+    let keeper_err = |error| JoinError::Keeper { connect: config.zookeeper_connect.clone(), error };
     let deadline = tokio::time::Instant::now() + config.zookeeper_session_timeout + Duration::from_secs(2);
     let mut warned = false;
     loop {
