@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use bytes::Bytes;
-use sluice_broker_core::metadata::ClusterUpdate;
+use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate};
 use sluice_broker_core::{assignment, topic, znodes, BrokerError};
 use sluice_client::broker::proto::*;
 use sluice_client::keeper::{KeeperClient, KeeperClientError};
@@ -163,9 +163,10 @@ impl BrokerService {
         }
         topic::validate_config_keys(&t.configs)?;
         self.inner.config.topic_log_config(&t.configs)?;
-        let Some(update) = update else {
-            return Err(BrokerError::LeaderNotAvailable { topic: t.name.clone(), partition: -1 });
-        };
+        // Live brokers as the keeper has them now (Kafka's AdminZkClient reads them from
+        // ZooKeeper too): right after a broker died, this broker's cached picture may still
+        // list it, and a partition assigned to it would have no leader.
+        let brokers = live_brokers(keeper).await?;
         let assignment = match &t.assignment {
             Some(a) => {
                 if t.partitions.is_some() || t.replication_factor.is_some() {
@@ -174,19 +175,19 @@ impl BrokerService {
                             .into(),
                     });
                 }
-                check_assignment(a, update)?;
+                check_assignment(a, &brokers)?;
                 a.clone()
             }
             None => {
                 let partitions = t.partitions.unwrap_or(self.inner.config.num_partitions);
                 let rf = t.replication_factor.unwrap_or(self.inner.config.default_replication_factor);
-                assignment::assign(&update.brokers, partitions, rf, rand::random::<u16>() as usize)?
+                assignment::assign(&brokers, partitions, rf, rand::random::<u16>() as usize)?
             }
         };
         if validate_only {
             return Ok(());
         }
-        if update.topics.contains_key(&t.name) {
+        if update.is_some_and(|u| u.topics.contains_key(&t.name)) {
             return Err(BrokerError::TopicAlreadyExists { topic: t.name.clone() });
         }
         let config_data = znodes::encode_topic_config(&t.configs);
@@ -235,7 +236,24 @@ impl BrokerService {
     }
 }
 
-fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, update: &ClusterUpdate) -> Result<(), BrokerError> {
+/// The brokers registered in the keeper now.
+async fn live_brokers(keeper: &KeeperClient) -> Result<Vec<BrokerEndpoint>, BrokerError> {
+    let mut out = Vec::new();
+    for id in keeper.children(znodes::BROKER_IDS, false).await.map_err(keeper_error)? {
+        let Ok(id) = id.parse::<i32>() else { continue };
+        match keeper.get_data(&znodes::broker_path(id), false).await {
+            Ok((data, _)) => out.push(
+                znodes::decode_broker(id, &data)
+                    .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
+            ),
+            Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {}
+            Err(e) => return Err(keeper_error(e)),
+        }
+    }
+    Ok(out)
+}
+
+fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, brokers: &[BrokerEndpoint]) -> Result<(), BrokerError> {
     let invalid = |reason: String| Err(BrokerError::InvalidRequest { reason });
     if a.is_empty() {
         return invalid("the replica assignment is empty".into());
@@ -252,7 +270,7 @@ fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, update: &ClusterUpdate) -> Resu
         if distinct.len() != replicas.len() {
             return invalid(format!("partition {p} lists a broker twice"));
         }
-        if let Some(r) = replicas.iter().find(|r| update.broker(**r).is_none()) {
+        if let Some(r) = replicas.iter().find(|r| !brokers.iter().any(|b| b.id == **r)) {
             return invalid(format!("partition {p}: broker {r} is not a live broker"));
         }
     }
