@@ -185,7 +185,12 @@ impl Controller {
                     core.remove_topic(topic);
                 }
             }
-            this.run_pass(ctx);
+            if done.is_empty() {
+                // Nothing could be removed (keeper trouble): try again shortly, not at once.
+                ctx.run_later(Duration::from_millis(500), |this, ctx| this.run_pass(ctx));
+            } else {
+                this.run_pass(ctx);
+            }
         }));
     }
 }

@@ -289,13 +289,22 @@ async fn run_session(
                     ctx.is_controller.store(true, std::sync::atomic::Ordering::Relaxed);
                     // Watch our own /controller: it goes if our session does.
                     let _ = keeper.exists(znodes::CONTROLLER, true).await;
-                    let end = tokio::select! {
-                        _ = fenced_rx => None,
-                        _ = controller_changed.notified() => None,
-                        _ = expired.changed() => Some(SessionEnd::Expired),
-                        _ = shutdown.changed() => Some(SessionEnd::Shutdown),
+                    let (end, fenced) = tokio::select! {
+                        _ = fenced_rx => (None, true),
+                        _ = controller_changed.notified() => (None, false),
+                        _ = expired.changed() => (Some(SessionEnd::Expired), false),
+                        _ = shutdown.changed() => (Some(SessionEnd::Shutdown), false),
                     };
                     addr.do_send(Resign);
+                    if fenced {
+                        // Another controller moved the epoch on while /controller may still be
+                        // ours (someone bumped it by hand): give it up, or nobody could win.
+                        if let Ok(Some(stat)) = keeper.exists(znodes::CONTROLLER, false).await {
+                            if stat.ephemeral_owner as u64 == keeper.session_id() {
+                                let _ = keeper.delete(znodes::CONTROLLER, stat.version).await;
+                            }
+                        }
+                    }
                     if let Ok(mut c) = controller.lock() {
                         *c = None;
                     }

@@ -122,19 +122,18 @@ async fn when_the_controllers_broker_dies_another_takes_over_and_topics_can_be_c
     // --- SIGKILL the controller's broker
     let started = std::time::Instant::now();
     cluster.brokers[(first - 1) as usize].kill();
+    // The new controller creates /controller, then bumps the epoch: wait for both.
+    let epoch_of = || async {
+        let (d, _) = k.get_data(znodes::CONTROLLER_EPOCH, false).await.ok()?;
+        znodes::decode_epoch(&d).ok()
+    };
     let moved = wait_for(Duration::from_secs(15), || async {
-        matches!(controller_id(&k).await, Some(c) if c != first)
+        matches!(controller_id(&k).await, Some(c) if c != first) && epoch_of().await == Some(epoch1 + 1)
     })
     .await;
-    assert!(moved, "no new controller within the session timeout (6 s) + 9 s");
+    assert!(moved, "no new controller with a bumped epoch within the session timeout (6 s) + 9 s");
     let took = started.elapsed();
     println!("controller moved from broker {first} in {took:?}");
-    let (epoch2, _) = k.get_data(znodes::CONTROLLER_EPOCH, false).await.expect("epoch");
-    assert_eq!(
-        znodes::decode_epoch(&epoch2).expect("number"),
-        epoch1 + 1,
-        "the new controller bumped the epoch"
-    );
     // --- topic creation works again, through a surviving broker
     let survivor = cluster.brokers.iter().find(|b| b.pid().is_some()).expect("survivor").addr.clone();
     let created = wait_for(Duration::from_secs(10), || async {
@@ -430,4 +429,39 @@ async fn broker_stop_leaves_the_cluster_at_once_and_a_restart_keeps_the_data() {
     let f = net.call(&addr, fetch).await.expect("call").expect("fetch");
     let expected: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
     assert_eq!(values_of(&f.partitions[0].records), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_epoch_moved_on_is_fenced_and_a_new_election_follows() {
+    let cluster = BrokerCluster::start(2, "");
+    let k = keeper(&cluster).await;
+    let net = raw_client(&cluster);
+    assert!(wait_for(Duration::from_secs(10), || async { controller_id(&k).await.is_some() }).await);
+    let (data, stat) = k.get_data(znodes::CONTROLLER_EPOCH, false).await.expect("epoch");
+    let epoch = znodes::decode_epoch(&data).expect("number");
+    // --- someone else moves the epoch on (as a newer controller would)
+    k.set_data(znodes::CONTROLLER_EPOCH, (epoch + 10).to_string().as_bytes(), stat.version)
+        .await
+        .expect("bump");
+    // --- the controller's next write (a new topic's partition states) fails the epoch check;
+    //     it resigns, a new election bumps the epoch past ours, and the topic gets its leaders
+    let addr = cluster.brokers[0].addr.clone();
+    let req = CreateTopics { topics: vec![new_topic("fenced", 2, 1)], validate_only: false };
+    let r = net.call(&addr, req).await.expect("call").expect("create");
+    assert!(r[0].1.is_ok(), "{r:?}");
+    let reelected = wait_for(Duration::from_secs(15), || async {
+        match k.get_data(znodes::CONTROLLER_EPOCH, false).await {
+            Ok((d, _)) => znodes::decode_epoch(&d).is_ok_and(|e| e == epoch + 11),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(reelected, "no controller took over after the epoch moved on");
+    assert!(wait_for(Duration::from_secs(15), || all_led(&net, &addr, "fenced")).await);
+    // Every state was written by the new epoch's controller.
+    for p in 0..2 {
+        let (d, v) = k.get_data(&znodes::state_path("fenced", p), false).await.expect("state");
+        let s = znodes::decode_state("fenced", p, &d, v.version).expect("state json");
+        assert_eq!(s.controller_epoch, epoch + 11);
+    }
 }
