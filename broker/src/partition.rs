@@ -109,6 +109,19 @@ impl PartitionLeader {
     }
 }
 
+/// The longest prefix of `records` (whole batches, back to back) of at most `max_bytes`.
+fn whole_batches_within(records: Bytes, max_bytes: usize) -> Bytes {
+    let mut end = 0;
+    while end < records.len() {
+        let Ok(view) = sluice_log::BatchView::parse(&records[end..]) else { break };
+        if end + view.len() > max_bytes {
+            break;
+        }
+        end += view.len();
+    }
+    records.slice(..end)
+}
+
 fn offsets_of(log: &Log) -> Offsets {
     let leo = log.log_end_offset();
     Offsets {
@@ -165,8 +178,12 @@ impl Handler<Append> for PartitionLeader {
 pub struct Read {
     /// The first offset wanted.
     pub offset: i64,
-    /// Most bytes (at least one batch is returned even if larger).
+    /// Most bytes. Unless `strict`, at least one batch is returned even if larger (so a
+    /// consumer always makes progress); with `strict`, only whole batches that fit.
     pub max_bytes: usize,
+    /// Return only whole batches within `max_bytes` (a later partition of a fetch whose
+    /// answer already holds data: the reply must stay under its limit).
+    pub strict: bool,
 }
 
 impl Handler<Read> for PartitionLeader {
@@ -182,9 +199,11 @@ impl Handler<Read> for PartitionLeader {
         drop(log);
         match read {
             Ok(r) => {
+                let records =
+                    if msg.strict { whole_batches_within(r.records, msg.max_bytes) } else { r.records };
                 metrics::counter!("sluice_broker_bytes_out_total", "topic" => self.tp.topic.clone())
-                    .increment(r.records.len() as u64);
-                Ok((r.records, offsets))
+                    .increment(records.len() as u64);
+                Ok((records, offsets))
             }
             Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset }) => {
                 Err(BrokerError::OffsetOutOfRange {
@@ -305,5 +324,31 @@ impl Handler<Stop> for PartitionLeader {
             return None;
         }
         Some(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: usize) -> Vec<u8> {
+        use sluice_log::{BatchHeader, Compression, Record, RecordBatch};
+        let record = Record {
+            offset_delta: 0,
+            timestamp_delta: 0,
+            key: None,
+            value: Some(vec![b'x'; n].into()),
+            headers: vec![],
+        };
+        RecordBatch { header: BatchHeader::new(Compression::None, 0, 0), records: vec![record] }.encode()
+    }
+
+    #[test]
+    fn a_strict_read_keeps_only_whole_batches_that_fit() {
+        let (a, b) = (batch(100), batch(300));
+        let both = Bytes::from([a.clone(), b.clone()].concat());
+        assert_eq!(whole_batches_within(both.clone(), a.len() + b.len()).len(), a.len() + b.len());
+        assert_eq!(whole_batches_within(both.clone(), a.len() + b.len() - 1), Bytes::from(a.clone()));
+        assert!(whole_batches_within(both, a.len() - 1).is_empty());
     }
 }

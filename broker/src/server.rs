@@ -134,7 +134,7 @@ pub async fn run(
     };
     let first = membership::join(&config, &endpoint, &tls).await?;
     let keeper = membership::SharedKeeper::default();
-    let service = BrokerService::new(config.clone(), routing, keeper.clone(), replicas.clone());
+    let service = BrokerService::new(config.clone(), routing, keeper.clone(), replicas.clone(), max_frame);
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = MembershipContext {
         config: config.clone(),

@@ -43,6 +43,10 @@ struct Inner {
     routing: SharedRouting,
     keeper: SharedKeeper,
     replicas: Addr<ReplicaManager>,
+    /// The most record bytes one fetch reply may carry: the frame limit less room for the
+    /// envelope, so a fetch asking for more (Kafka's default `fetch.max.bytes` is 50 MiB) is
+    /// answered with less instead of failing as too large to send.
+    fetch_reply_limit: usize,
 }
 
 impl std::fmt::Debug for BrokerService {
@@ -57,13 +61,16 @@ fn keeper_error(e: KeeperClientError) -> BrokerError {
 
 impl BrokerService {
     /// A service routing by `routing`, writing to the keeper through `keeper`.
+    /// `max_frame` is the listener's frame limit.
     pub fn new(
         config: Arc<BrokerConfig>,
         routing: SharedRouting,
         keeper: SharedKeeper,
         replicas: Addr<ReplicaManager>,
+        max_frame: u32,
     ) -> Self {
-        BrokerService { inner: Arc::new(Inner { config, routing, keeper, replicas }) }
+        let fetch_reply_limit = (max_frame as usize).saturating_sub(FETCH_REPLY_OVERHEAD).max(1);
+        BrokerService { inner: Arc::new(Inner { config, routing, keeper, replicas, fetch_reply_limit }) }
     }
 
     fn id(&self) -> i32 {
@@ -277,6 +284,10 @@ fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, brokers: &[BrokerEndpoint]) -> 
     Ok(())
 }
 
+/// Room left in a fetch reply's frame for everything but record bytes (envelope, topic
+/// names, offsets, errors).
+const FETCH_REPLY_OVERHEAD: usize = 64 << 10;
+
 /// Resolves when any of its futures does.
 struct AnyOf(Vec<Pin<Box<dyn Future<Output = ()> + Send>>>);
 
@@ -374,7 +385,8 @@ impl BrokerHandler for BrokerService {
                     Ok(leader) => {
                         let mut rx = leader.offsets.clone();
                         rx.borrow_and_update();
-                        let budget = (req.max_bytes as usize).saturating_sub(total).min(p.max_bytes as usize);
+                        let limit = (req.max_bytes as usize).min(self.inner.fetch_reply_limit);
+                        let budget = limit.saturating_sub(total).min(p.max_bytes as usize);
                         if budget == 0 && total > 0 {
                             // The answer is full: report where the partition stands, read nothing
                             // (a read always returns at least one batch).
@@ -382,7 +394,7 @@ impl BrokerHandler for BrokerService {
                             fetched.high_watermark = o.high_watermark;
                             fetched.log_start_offset = o.log_start_offset;
                         } else {
-                            let read = Read { offset: p.offset, max_bytes: budget.max(1) };
+                            let read = Read { offset: p.offset, max_bytes: budget.max(1), strict: total > 0 };
                             match leader.addr.send(read).await {
                                 Ok(Ok((records, offsets))) => {
                                     fetched.high_watermark = offsets.high_watermark;

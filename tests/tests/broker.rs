@@ -465,3 +465,53 @@ async fn a_controller_whose_epoch_moved_on_is_fenced_and_a_new_election_follows(
         assert_eq!(s.controller_epoch, epoch + 11);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_asking_for_more_than_a_frame_holds_gets_whole_batches_under_the_limit() {
+    let cluster = BrokerCluster::start(1, "");
+    let net = raw_client(&cluster);
+    let addr = cluster.brokers[0].addr.clone();
+    let created = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![new_topic("big", 3, 1)], validate_only: false };
+        matches!(net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
+    })
+    .await;
+    assert!(created);
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &addr, "big")).await);
+    // 3 partitions x 7 batches of ~1 MB: 21 MB, more than one 16 MiB frame.
+    let value = "x".repeat(1_000_000);
+    for p in 0..3 {
+        for _ in 0..7 {
+            let req = Produce {
+                topic: "big".into(),
+                partition: p,
+                acks: 1,
+                timeout_ms: 5000,
+                records: batch(&[&value]),
+            };
+            net.call(&addr, req).await.expect("call").expect("produce");
+        }
+    }
+    // --- Kafka's consumer asks for up to 50 MiB; the broker answers with what fits
+    let fetch = Fetch {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 50 << 20,
+        partitions: (0..3)
+            .map(|p| FetchPartition { topic: "big".into(), partition: p, offset: 0, max_bytes: 16 << 20 })
+            .collect(),
+    };
+    let f = net.call(&addr, fetch).await.expect("a reply, not ReplyTooLarge").expect("fetch");
+    let sizes: Vec<usize> = f.partitions.iter().map(|p| p.records.len()).collect();
+    let total: usize = sizes.iter().sum();
+    assert!(total <= 16 << 20, "{sizes:?}");
+    assert!(total > 8 << 20, "the reply is filled, not starved: {sizes:?}");
+    for p in &f.partitions {
+        assert!(p.error.is_none(), "{:?}", p.error);
+        // Whole batches only: every one decodes.
+        assert_eq!(
+            values_of(&p.records).len() * 1_000_000,
+            values_of(&p.records).iter().map(String::len).sum::<usize>()
+        );
+    }
+}
