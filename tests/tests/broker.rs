@@ -515,3 +515,68 @@ async fn a_fetch_asking_for_more_than_a_frame_holds_gets_whole_batches_under_the
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_manager_applies_retention_on_its_timer() {
+    // Tick every 200 ms; the topic keeps about 4 KiB in 1 KiB segments.
+    let cluster = BrokerCluster::start(1, "log.retention.check.interval.ms=200\n");
+    let net = raw_client(&cluster);
+    let addr = cluster.brokers[0].addr.clone();
+    let mut t = new_topic("short", 1, 1);
+    t.configs =
+        BTreeMap::from([("segment.bytes".into(), "1024".into()), ("retention.bytes".into(), "4096".into())]);
+    let created = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![t.clone()], validate_only: false };
+        matches!(net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
+    })
+    .await;
+    assert!(created);
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &addr, "short")).await);
+    let value = "v".repeat(600);
+    for _ in 0..30 {
+        let req = Produce {
+            topic: "short".into(),
+            partition: 0,
+            acks: 1,
+            timeout_ms: 1000,
+            records: batch(&[&value]),
+        };
+        net.call(&addr, req).await.expect("call").expect("produce");
+    }
+    let earliest = || async {
+        let req = ListOffsets {
+            partitions: vec![ListOffsetsPartition {
+                topic: "short".into(),
+                partition: 0,
+                timestamp: EARLIEST_TIMESTAMP,
+            }],
+        };
+        net.call(&addr, req).await.ok()?.ok()?.first()?.result.as_ref().ok().map(|(o, _)| *o)
+    };
+    // --- old segments go; the log start moves up; the newest records stay
+    let trimmed =
+        wait_for(Duration::from_secs(10), || async { earliest().await.is_some_and(|o| o >= 20) }).await;
+    assert!(trimmed, "retention did not run: log start is {:?}", earliest().await);
+    let segments = std::fs::read_dir(cluster.brokers[0].log_dir.join("short-0"))
+        .expect("dir")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".log")))
+        .count();
+    assert!(segments <= 8, "{segments} segments remain");
+    let fetch = Fetch {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        partitions: vec![FetchPartition {
+            topic: "short".into(),
+            partition: 0,
+            offset: 29,
+            max_bytes: 1 << 20,
+        }],
+    };
+    let f = net.call(&addr, fetch).await.expect("call").expect("fetch");
+    assert_eq!(
+        values_of(&f.partitions[0].records).last().map(String::len),
+        Some(600),
+        "the newest record stays"
+    );
+}

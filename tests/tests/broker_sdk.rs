@@ -269,3 +269,57 @@ async fn a_compacted_topic_keeps_the_last_value_of_every_key() {
     assert!(cleaned, "after compaction {count} of {N} records remain; last values {last:?}");
     assert_eq!(last, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_and_every_auto_offset_reset_behave_as_kafkas_and_admin_describes_the_cluster() {
+    let cluster = BrokerCluster::start(2, "");
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let described = admin.describe_cluster().await.expect("describe cluster");
+    let mut ids: Vec<i32> = described.brokers.iter().map(|b| b.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2]);
+    assert!(described.controller.is_some_and(|c| ids.contains(&c.id)));
+    assert_eq!(described.cluster_id.len(), 32, "the id made once in /cluster/id");
+    create(&admin, topic("seekable", 1, &[])).await;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster))).expect("producer");
+    let mut ds = Vec::new();
+    for i in 0..100 {
+        ds.push(producer.send(ProducerRecord::new("seekable", i.to_string())).await.expect("send"));
+    }
+    for d in ds {
+        d.await.expect("delivered");
+    }
+    let consumer_with = |reset| {
+        let mut c =
+            Consumer::new(ConsumerConfig::new(client(&cluster)).auto_offset_reset(reset)).expect("consumer");
+        c.assign([("seekable", 0)]);
+        c
+    };
+    // --- seek: reading starts exactly there
+    let mut c = consumer_with(AutoOffsetReset::Earliest);
+    c.seek("seekable", 0, 42).expect("seek");
+    let got = consume(&mut c, 58).await;
+    assert_eq!(got.first().map(|r| (r.offset, text(&r.value))), Some((42, "42".to_string())));
+    assert_eq!(got.len(), 58);
+    // --- latest: only what is produced from now on
+    let mut c = consumer_with(AutoOffsetReset::Latest);
+    assert_eq!(c.position("seekable", 0).await.expect("position"), 100);
+    producer.send(ProducerRecord::new("seekable", "new")).await.expect("send").await.expect("delivered");
+    let got = consume(&mut c, 1).await;
+    assert_eq!(
+        got.iter().map(|r| (r.offset, text(&r.value))).collect::<Vec<_>>(),
+        vec![(100, "new".to_string())]
+    );
+    // --- none: no position is an error that says so; so is a seek past the end
+    let mut c = consumer_with(AutoOffsetReset::None);
+    assert!(matches!(
+        c.poll(Duration::from_millis(500)).await,
+        Err(sluice_client::broker::ConsumerError::NoOffsetForPartition { .. })
+    ));
+    c.seek("seekable", 0, 5_000).expect("seek");
+    assert!(matches!(
+        c.poll(Duration::from_secs(2)).await,
+        Err(sluice_client::broker::ConsumerError::OffsetOutOfRange { .. })
+    ));
+    producer.close().await;
+}
