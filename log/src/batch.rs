@@ -161,15 +161,24 @@ pub enum BatchError {
 impl RecordBatch {
     /// Encodes the batch; `records_count` and `last_offset_delta` come from the records.
     pub fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::new();
-        for r in &self.records {
-            encode_record(&mut body, r);
-        }
-        let records = self.header.compression.compress(&body);
+        // Uncompressed records are encoded straight after the header (no intermediate
+        // buffer: on a producer's hot path each copy of the payload counts).
+        let compressed = match self.header.compression {
+            Compression::None => None,
+            codec => {
+                let mut body = Vec::new();
+                for r in &self.records {
+                    encode_record(&mut body, r);
+                }
+                Some(codec.compress(&body))
+            }
+        };
         let h = &self.header;
-        let mut out = Vec::with_capacity(HEADER_LEN + records.len());
+        let capacity =
+            compressed.as_ref().map_or_else(|| self.records.iter().map(encoded_len).sum(), Vec::len);
+        let mut out = Vec::with_capacity(HEADER_LEN + capacity);
         out.extend_from_slice(&h.base_offset.to_be_bytes());
-        out.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+        out.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + capacity) as i32).to_be_bytes());
         out.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
         out.push(2);
         out.extend_from_slice(&[0; 4]); // CRC, filled below
@@ -192,7 +201,14 @@ impl RecordBatch {
         out.extend_from_slice(&h.producer_epoch.to_be_bytes());
         out.extend_from_slice(&h.base_sequence.to_be_bytes());
         out.extend_from_slice(&(self.records.len() as i32).to_be_bytes());
-        out.extend_from_slice(&records);
+        match &compressed {
+            Some(records) => out.extend_from_slice(records),
+            None => {
+                for r in &self.records {
+                    encode_record(&mut out, r);
+                }
+            }
+        }
         let crc = crc32c::crc32c(&out[CRC_START..]);
         out[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
         out
@@ -471,20 +487,75 @@ fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
-fn encode_record(out: &mut Vec<u8>, r: &Record) {
-    let mut body = Vec::with_capacity(32 + r.value.as_ref().map_or(0, |v| v.len()));
-    body.push(0); // attributes (unused)
-    varint::put_i64(&mut body, r.timestamp_delta);
-    varint::put_i32(&mut body, r.offset_delta);
-    put_bytes(&mut body, r.key.as_deref());
-    put_bytes(&mut body, r.value.as_deref());
-    varint::put_i32(&mut body, r.headers.len() as i32);
-    for h in &r.headers {
-        put_bytes(&mut body, Some(h.key.as_bytes()));
-        put_bytes(&mut body, h.value.as_deref());
+/// Bytes of a zigzag varint.
+fn varint_len(v: i64) -> usize {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let mut n = 1;
+    while z >= 0x80 {
+        z >>= 7;
+        n += 1;
     }
-    varint::put_i32(out, body.len() as i32);
-    out.extend_from_slice(&body);
+    n
+}
+
+/// Bytes of a length-prefixed (or null) byte string.
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    match b {
+        None => varint_len(-1),
+        Some(b) => varint_len(b.len() as i64) + b.len(),
+    }
+}
+
+fn record_body_len(
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header],
+) -> usize {
+    let mut body = 1 + varint_len(timestamp_delta) + varint_len(i64::from(offset_delta));
+    body += bytes_len(key) + bytes_len(value) + varint_len(headers.len() as i64);
+    for h in headers {
+        body += bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref());
+    }
+    body
+}
+
+/// The encoded size of one record in a batch (uncompressed), its length prefix included:
+/// what a producer adds to a batch's size for it.
+pub fn record_size(
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header],
+) -> usize {
+    let body = record_body_len(offset_delta, timestamp_delta, key, value, headers);
+    varint_len(body as i64) + body
+}
+
+fn encoded_len(r: &Record) -> usize {
+    record_size(r.offset_delta, r.timestamp_delta, r.key.as_deref(), r.value.as_deref(), &r.headers)
+}
+
+/// Appends one record: its length (computed first, so the record is written in place
+/// with no intermediate buffer), then its fields.
+fn encode_record(out: &mut Vec<u8>, r: &Record) {
+    let body =
+        record_body_len(r.offset_delta, r.timestamp_delta, r.key.as_deref(), r.value.as_deref(), &r.headers);
+    varint::put_i32(out, body as i32);
+    let start = out.len();
+    out.push(0); // attributes (unused)
+    varint::put_i64(out, r.timestamp_delta);
+    varint::put_i32(out, r.offset_delta);
+    put_bytes(out, r.key.as_deref());
+    put_bytes(out, r.value.as_deref());
+    varint::put_i32(out, r.headers.len() as i32);
+    for h in &r.headers {
+        put_bytes(out, Some(h.key.as_bytes()));
+        put_bytes(out, h.value.as_deref());
+    }
+    debug_assert_eq!(out.len() - start, body, "record length computed as written");
 }
 
 fn decode_record(input: &mut &[u8], index: usize) -> Result<Record, BatchError> {

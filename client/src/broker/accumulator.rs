@@ -57,39 +57,7 @@ impl Limits {
     }
 }
 
-/// Bytes of a zig-zag varint.
-fn varint_len(v: i64) -> usize {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    let mut n = 1;
-    while z >= 0x80 {
-        z >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn bytes_len(b: Option<&[u8]>) -> usize {
-    match b {
-        None => varint_len(-1),
-        Some(b) => varint_len(b.len() as i64) + b.len(),
-    }
-}
-
-/// The encoded size of one record in a RecordBatch v2 (uncompressed), length prefix included.
-pub(crate) fn record_size(
-    offset_delta: i32,
-    timestamp_delta: i64,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    headers: &[Header],
-) -> usize {
-    let mut body = 1 + varint_len(timestamp_delta) + varint_len(i64::from(offset_delta));
-    body += bytes_len(key) + bytes_len(value) + varint_len(headers.len() as i64);
-    for h in headers {
-        body += bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref());
-    }
-    varint_len(body as i64) + body
-}
+pub(crate) use sluice_log::batch::record_size;
 
 /// The size of a batch holding only this record: what `max.request.size` is checked against.
 pub(crate) fn single_record_batch_size(
