@@ -580,3 +580,64 @@ async fn the_log_manager_applies_retention_on_its_timer() {
         "the newest record stays"
     );
 }
+
+/// Sends `signal` (e.g. "STOP", "CONT") to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_whose_session_expired_registers_again_and_leads_partitions() {
+    let mut cluster = BrokerCluster::start(2, "");
+    let k = keeper(&cluster).await;
+    let net = raw_client(&cluster);
+    assert!(wait_for(Duration::from_secs(10), || async { controller_id(&k).await.is_some() }).await);
+    let first = controller_id(&k).await.expect("controller");
+    let stopped = &cluster.brokers[(first - 1) as usize];
+    let pid = stopped.pid().expect("running");
+    let (_, before) = k.get_data(&znodes::broker_path(first), false).await.expect("registered");
+    // --- freeze the controller's broker past its 6 s session: the keeper expires it
+    signal(pid, "STOP");
+    let expired = wait_for(Duration::from_secs(20), || async {
+        k.exists(&znodes::broker_path(first), false).await.ok().flatten().is_none()
+            && matches!(controller_id(&k).await, Some(c) if c != first)
+    })
+    .await;
+    signal(pid, "CONT");
+    assert!(expired, "the frozen broker's registration and control should have moved on");
+    // --- thawed, it learns its session expired and registers again with a new session
+    let back = wait_for(Duration::from_secs(20), || async {
+        matches!(k.exists(&znodes::broker_path(first), false).await, Ok(Some(s)) if s.ephemeral_owner != before.ephemeral_owner)
+    })
+    .await;
+    assert!(back, "broker {first} did not register again after its session expired");
+    // The other broker stays controller (the thawed one's writes would fail the epoch check).
+    assert_ne!(controller_id(&k).await, Some(first));
+    // --- and the cluster works with both: a topic over two brokers gets its leaders
+    let other = cluster.brokers.iter().find(|b| b.id != first).expect("other").addr.clone();
+    let created = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![new_topic("after-expiry", 4, 1)], validate_only: false };
+        matches!(net.call(&other, req).await, Ok(Ok(r)) if r[0].1.is_ok())
+    })
+    .await;
+    assert!(created);
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &other, "after-expiry")).await);
+    let req = MetadataRequest { topics: Some(vec!["after-expiry".into()]), allow_auto_create: false };
+    let m = net.call(&other, req).await.expect("call").expect("metadata");
+    let leaders: std::collections::BTreeSet<i32> =
+        m.topics[0].partitions.iter().filter_map(|p| p.leader).collect();
+    assert_eq!(leaders.len(), 2, "both brokers lead partitions: {m:?}");
+    // Produce through the re-registered broker's partitions works.
+    let p = m.topics[0].partitions.iter().find(|p| p.leader == Some(first)).expect("one led by it");
+    let addr = m.brokers.iter().find(|b| b.id == first).expect("listed").addr();
+    let req = Produce {
+        topic: "after-expiry".into(),
+        partition: p.partition,
+        acks: 1,
+        timeout_ms: 1000,
+        records: batch(&["x"]),
+    };
+    net.call(&addr, req).await.expect("call").expect("produce to the re-registered broker");
+    cluster.brokers.iter_mut().for_each(|b| b.kill());
+}
