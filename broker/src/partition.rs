@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+use sluice_broker_core::order::OrderGuard;
 use sluice_broker_core::partition::high_watermark;
 use sluice_broker_core::BrokerError;
 use sluice_client::broker::proto::ProduceResponse;
@@ -44,6 +45,8 @@ pub struct PartitionLeader {
     /// and to swap the cleaned segments in; everyone else goes through this actor.
     log: Option<Arc<Mutex<Log>>>,
     offsets: watch::Sender<Offsets>,
+    /// Channels whose produce here failed retriably and was not resent yet.
+    held: OrderGuard<u64>,
 }
 
 fn lock(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
@@ -63,7 +66,17 @@ impl PartitionLeader {
             (l.topic_partition().clone(), offsets_of(&l))
         };
         let (tx, rx) = watch::channel(offsets);
-        (PartitionLeader { tp, broker_id, leader_epoch, log: Some(log), offsets: tx }, rx)
+        (
+            PartitionLeader {
+                tp,
+                broker_id,
+                leader_epoch,
+                log: Some(log),
+                offsets: tx,
+                held: OrderGuard::default(),
+            },
+            rx,
+        )
     }
 
     fn publish(&self) {
@@ -146,19 +159,39 @@ impl Actor for PartitionLeader {
 pub struct Append {
     /// The batches, back to back (their base offsets are rewritten in place).
     pub records: BytesMut,
+    /// The ordered channel it came on and whether it is a resend (see
+    /// `sluice_broker_core::order`); `None` outside a channel and for `acks=0`.
+    pub order: Option<(u64, bool)>,
 }
 
 impl Handler<Append> for PartitionLeader {
     type Result = Result<ProduceResponse, BrokerError>;
 
     fn handle(&mut self, mut msg: Append, _: &mut Context<Self>) -> Self::Result {
+        if let Some((channel, retry)) = msg.order {
+            if !self.held.admit(channel, retry) {
+                return Err(BrokerError::OutOfOrderSequence {
+                    topic: self.tp.topic.clone(),
+                    partition: self.tp.partition,
+                });
+            }
+        }
         let now = now_ms();
         let (result, offsets) = {
             let mut log = self.log()?;
             let result = log.append(&mut msg.records, now);
             (result, offsets_of(&log))
         };
-        let info = result.map_err(|e| self.append_error(e))?;
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                let e = self.append_error(e);
+                if let (Some((channel, _)), true) = (msg.order, e.is_retriable()) {
+                    self.held.failed(channel);
+                }
+                return Err(e);
+            }
+        };
         self.offsets.send_replace(offsets);
         metrics::counter!("sluice_broker_messages_in_total", "topic" => self.tp.topic.clone())
             .increment(info.records);

@@ -19,6 +19,7 @@ use std::time::Duration;
 use actix::Addr;
 use bytes::Bytes;
 use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate};
+use sluice_broker_core::order::OrderGuard;
 use sluice_broker_core::{assignment, topic, znodes, BrokerError};
 use sluice_client::broker::proto::*;
 use sluice_client::keeper::{KeeperClient, KeeperClientError};
@@ -119,11 +120,20 @@ impl BrokerService {
     /// Checks a produce and hands it to the partition's actor; the returned future waits for
     /// the append. Everything up to the hand-over happens before this returns, which is what
     /// keeps a channel's produces in order.
+    ///
+    /// `order` is the ordered channel's id and its guard (`None` for a plain call): a
+    /// produce held back by an earlier failure on the channel is refused here, and a
+    /// retriable refusal here holds the partition's later produces (`acks=0` ones are never
+    /// held, nor hold anything: their producer hears of no failure).
     fn start_produce(
         &self,
         req: Produce,
+        order: Option<(u64, &mut OrderGuard<(String, i32)>)>,
     ) -> impl Future<Output = Result<ProduceResponse, BrokerError>> + Send {
-        let ready = (|| {
+        let order = order.filter(|_| req.acks != 0);
+        let (topic, partition, broker, retry) = (req.topic.clone(), req.partition, self.id(), req.retry);
+        let channel = order.as_ref().map(|(id, _)| *id);
+        let attempt = || {
             if !matches!(req.acks, -1..=1) {
                 return Err(BrokerError::InvalidRequiredAcks { acks: req.acks });
             }
@@ -144,9 +154,23 @@ impl BrokerService {
             // The decoded request owns its bytes: taking them as mutable copies nothing.
             let records =
                 req.records.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
-            Ok(leader.addr.send(Append { records }))
-        })();
-        let (topic, partition, broker) = (req.topic.clone(), req.partition, self.id());
+            Ok(leader.addr.send(Append { records, order: channel.map(|id| (id, retry)) }))
+        };
+        let ready = match order {
+            None => attempt(),
+            Some((_, guard)) => {
+                let key = (topic.clone(), partition);
+                if !guard.admit(key.clone(), retry) {
+                    Err(BrokerError::OutOfOrderSequence { topic: topic.clone(), partition })
+                } else {
+                    let r = attempt();
+                    if r.as_ref().is_err_and(BrokerError::is_retriable) {
+                        guard.failed(key);
+                    }
+                    r
+                }
+            }
+        };
         async move {
             match ready?.await {
                 Ok(r) => r,
@@ -284,6 +308,9 @@ fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, brokers: &[BrokerEndpoint]) -> 
     Ok(())
 }
 
+/// Ids of ordered channels, for the partitions' order guards.
+static NEXT_CHANNEL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Room left in a fetch reply's frame for everything but record bytes (envelope, topic
 /// names, offsets, errors).
 const FETCH_REPLY_OVERHEAD: usize = 64 << 10;
@@ -357,7 +384,7 @@ impl BrokerHandler for BrokerService {
     }
 
     async fn produce(&self, _: &Peer, req: Produce) -> Result<ProduceResponse, BrokerError> {
-        self.start_produce(req).await
+        self.start_produce(req, None).await
     }
 
     async fn fetch(&self, _: &Peer, req: Fetch) -> Result<FetchResponse, BrokerError> {
@@ -544,12 +571,14 @@ impl BrokerHandler for BrokerService {
         let this = self.clone();
         async move {
             let sender = channel.sender();
+            let channel_id = NEXT_CHANNEL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut guard = OrderGuard::default();
             while let Ok(Some(req)) = channel.next_request().await {
                 let sender = sender.clone();
                 let id = req.correlation_id;
                 match req.request {
                     BrokerRequest::Produce(p) => {
-                        let pending = this.start_produce(p);
+                        let pending = this.start_produce(p, Some((channel_id, &mut guard)));
                         tokio::spawn(async move {
                             let _ = sender.reply(id, BrokerResponse::Produce(pending.await)).await;
                         });

@@ -211,7 +211,14 @@ async fn the_leader_appends_in_order_serves_long_polls_and_names_errors() {
     let (leader, other) =
         (addr_of(leader_of(0)), m.brokers.iter().find(|b| b.id != leader_of(0)).expect("other").addr());
     // --- appends get consecutive offsets
-    let produce = |records| Produce { topic: "t".into(), partition: 0, acks: 1, timeout_ms: 1000, records };
+    let produce = |records| Produce {
+        topic: "t".into(),
+        partition: 0,
+        acks: 1,
+        timeout_ms: 1000,
+        records,
+        retry: false,
+    };
     let r1 = net.call(&leader, produce(batch(&["a", "b"]))).await.expect("call").expect("produce");
     let r2 = net.call(&leader, produce(batch(&["c"]))).await.expect("call").expect("produce");
     assert_eq!((r1.base_offset, r2.base_offset), (0, 2));
@@ -320,8 +327,14 @@ async fn unknown_topics_are_auto_created_when_allowed_and_deleted_only_when_enab
     assert_eq!(m.topics[0].partitions.len(), 3, "num.partitions");
     let leader = m.topics[0].partitions[0].leader.expect("leader");
     let addr = m.brokers.iter().find(|b| b.id == leader).expect("broker").addr();
-    let produce =
-        Produce { topic: "auto-1".into(), partition: 0, acks: -1, timeout_ms: 1000, records: batch(&["v"]) };
+    let produce = Produce {
+        topic: "auto-1".into(),
+        partition: 0,
+        acks: -1,
+        timeout_ms: 1000,
+        records: batch(&["v"]),
+        retry: false,
+    };
     net.call(&addr, produce).await.expect("call").expect("acks=all with the leader as the whole ISR");
     let dir = cluster.brokers[(leader - 1) as usize].log_dir.join("auto-1-0");
     assert!(dir.is_dir(), "{} holds the partition", dir.display());
@@ -384,6 +397,7 @@ async fn broker_stop_leaves_the_cluster_at_once_and_a_restart_keeps_the_data() {
             acks: 1,
             timeout_ms: 1000,
             records: batch(&[&format!("r{i}")]),
+            retry: false,
         };
         net.call(&addr, p).await.expect("call").expect("produce");
     }
@@ -488,6 +502,7 @@ async fn a_fetch_asking_for_more_than_a_frame_holds_gets_whole_batches_under_the
                 acks: 1,
                 timeout_ms: 5000,
                 records: batch(&[&value]),
+                retry: false,
             };
             net.call(&addr, req).await.expect("call").expect("produce");
         }
@@ -540,6 +555,7 @@ async fn the_log_manager_applies_retention_on_its_timer() {
             acks: 1,
             timeout_ms: 1000,
             records: batch(&[&value]),
+            retry: false,
         };
         net.call(&addr, req).await.expect("call").expect("produce");
     }
@@ -637,7 +653,60 @@ async fn a_frozen_broker_whose_session_expired_registers_again_and_leads_partiti
         acks: 1,
         timeout_ms: 1000,
         records: batch(&["x"]),
+        retry: false,
     };
     net.call(&addr, req).await.expect("call").expect("produce to the re-registered broker");
     cluster.brokers.iter_mut().for_each(|b| b.kill());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_retriable_failure_a_channels_later_produces_wait_for_the_resend() {
+    let cluster = BrokerCluster::start(1, "");
+    let net = raw_client(&cluster);
+    let addr = cluster.brokers[0].addr.clone();
+    // acks=all needs 2 in-sync replicas here: with the leader alone it fails, retriably.
+    let mut t = new_topic("ordered", 1, 1);
+    t.configs = BTreeMap::from([("min.insync.replicas".into(), "2".into())]);
+    let created = wait_for(Duration::from_secs(10), || async {
+        let req = CreateTopics { topics: vec![t.clone()], validate_only: false };
+        matches!(net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
+    })
+    .await;
+    assert!(created);
+    assert!(wait_for(Duration::from_secs(10), || all_led(&net, &addr, "ordered")).await);
+    let channel = net.connection(&addr).await.expect("connect").open_ordered().await.expect("channel");
+    let produce = |value: &str, acks: i16, retry: bool| Produce {
+        topic: "ordered".into(),
+        partition: 0,
+        acks,
+        timeout_ms: 1000,
+        records: batch(&[value]),
+        retry,
+    };
+    // --- batch "a" fails retriably; "b", sent right behind it, must not overtake it
+    let a = channel.call(produce("a", -1, false)).await.expect("call");
+    assert!(matches!(a, Err(BrokerError::NotEnoughReplicas { .. })), "{a:?}");
+    let b = channel.call(produce("b", 1, false)).await.expect("call");
+    assert!(matches!(b, Err(BrokerError::OutOfOrderSequence { .. })), "{b:?}");
+    // --- the producer resends in order, marked as retries (here "a" with acks=1)
+    channel.call(produce("a", 1, true)).await.expect("call").expect("the resend of a");
+    channel.call(produce("b", 1, true)).await.expect("call").expect("then b");
+    channel.call(produce("c", 1, false)).await.expect("call").expect("and on as usual");
+    // acks=0 produces are never held (their producer hears of no failure).
+    let d = channel.call(produce("d", -1, false)).await.expect("call");
+    assert!(matches!(d, Err(BrokerError::NotEnoughReplicas { .. })), "{d:?}");
+    channel.call(produce("e", 0, false)).await.expect("call").expect("acks=0 goes through");
+    let f = Fetch {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        partitions: vec![FetchPartition {
+            topic: "ordered".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+        }],
+    };
+    let got = net.call(&addr, f).await.expect("call").expect("fetch");
+    assert_eq!(values_of(&got.partitions[0].records), vec!["a", "b", "c", "e"]);
 }

@@ -194,8 +194,14 @@ async fn a_producer_rides_through_a_leader_change_and_the_old_leader_answers_not
         Default::default(),
     )
     .expect("client");
-    let produce =
-        || Produce { topic: "moving".into(), partition: 0, acks: 1, timeout_ms: 1000, records: Bytes::new() };
+    let produce = || Produce {
+        topic: "moving".into(),
+        partition: 0,
+        acks: 1,
+        timeout_ms: 1000,
+        records: Bytes::new(),
+        retry: false,
+    };
     let told = wait_for(Duration::from_secs(15), || async {
         matches!(
             net.call(&old, produce()).await,

@@ -15,9 +15,11 @@
 //! nothing more of it is sent until every request in flight has come back, then the failed
 //! batches are sent again one at a time, each after `retry.backoff.ms` and only once the one
 //! before has succeeded; normal pipelining resumes after the last of them. So a partition's
-//! batches reach the log in order, except that a batch already in flight when an earlier one
-//! failed may land before that one's retry, as in Kafka without idempotence
-//! (`max.in.flight = 1` rules that out).
+//! batches reach the log in order. A batch already in flight when an earlier one failed cannot
+//! overtake that one's retry: the broker holds a channel's later produces to a partition after
+//! a retriable failure until a produce marked as a resend arrives (every send after the first
+//! is one: `attempts > 1`; see `sluice_broker_core::order`). What a lost connection leaves
+//! unknown may be written twice, never out of order.
 //!
 //! **Deadlines.** A batch fails once `delivery.timeout.ms` has passed since it was opened
 //! (queued batches are expired by [`Accumulator::expire`], failed ones on their failure), or

@@ -16,7 +16,8 @@
 //! - `enable.idempotence` is accepted only as `false` (the default here; Kafka 3 defaults to
 //!   `true`): the broker keeps no producer state yet, so `true` is refused rather than
 //!   silently giving weaker guarantees. Without idempotence a retried batch may be written
-//!   twice, as with Kafka's non-idempotent producer.
+//!   twice, as with Kafka's non-idempotent producer; its order is kept all the same (the
+//!   broker holds later batches after a failure until the resend).
 //! - `group.id` is accepted and kept, but consumer groups do not exist yet: a consumer reads
 //!   the partitions it is [assigned](super::consumer::Consumer::assign), commits nothing,
 //!   and starts from `auto.offset.reset` or a seek.

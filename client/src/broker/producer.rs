@@ -810,6 +810,7 @@ async fn broker_task(
             acks: settings.acks,
             timeout_ms: settings.timeout_ms,
             records: batch.encoded(settings.compression),
+            retry: batch.attempts() > 1,
         };
         match caller.send(request).await {
             // acks=0: written is done. (The net layer still takes the broker's answer, if

@@ -91,6 +91,10 @@ pub struct Produce {
     pub timeout_ms: u32,
     /// One or more RecordBatch v2 batches, back to back.
     pub records: Bytes,
+    /// A resend of a batch that failed. On an ordered channel a retriable failure holds the
+    /// partition's later produces (`OutOfOrderSequence`) until its resend arrives, so the
+    /// order sent is the order appended (see `sluice_broker_core::order`).
+    pub retry: bool,
 }
 
 /// Where a produce landed.

@@ -186,6 +186,16 @@ pub enum BrokerError {
         /// The broker.
         broker: i32,
     },
+    /// An earlier produce of this channel to the partition failed and has not been resent
+    /// yet; this one is held back so the partition's order stays the order sent (Kafka 45,
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`). Resend the failed batch first, then this one.
+    #[error("{topic}-{partition}: an earlier batch of this producer failed and was not resent yet; resend in order")]
+    OutOfOrderSequence {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -218,6 +228,7 @@ impl BrokerError {
             KeeperUnavailable { .. } => -1,
             InvalidRequest { .. } => 42,
             BrokerShuttingDown { .. } => 6,
+            OutOfOrderSequence { .. } => 45,
         }
     }
 
@@ -235,6 +246,7 @@ impl BrokerError {
                 | KeeperUnavailable { .. }
                 | BrokerShuttingDown { .. }
                 | StorageError { .. }
+                | OutOfOrderSequence { .. }
         )
     }
 

@@ -14,11 +14,14 @@
 //!   elect, which partition states to write (with the versions that fence a stale
 //!   controller).
 //! - [`topic`]: topic names and per-topic configuration keys.
+//! - [`order`]: holding a partition's later produces after a failure until the resend,
+//!   so a producer's order survives retries.
 
 pub mod assignment;
 pub mod controller;
 pub mod error;
 pub mod metadata;
+pub mod order;
 pub mod partition;
 pub mod topic;
 pub mod znodes;
