@@ -65,6 +65,24 @@ impl fmt::Display for TopicPartition {
     }
 }
 
+impl From<(String, i32)> for TopicPartition {
+    fn from((topic, partition): (String, i32)) -> Self {
+        TopicPartition { topic, partition }
+    }
+}
+
+impl From<(&str, i32)> for TopicPartition {
+    fn from((topic, partition): (&str, i32)) -> Self {
+        TopicPartition { topic: topic.to_string(), partition }
+    }
+}
+
+impl From<&TopicPartition> for TopicPartition {
+    fn from(tp: &TopicPartition) -> Self {
+        tp.clone()
+    }
+}
+
 /// Why a checkpoint file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -38,48 +38,8 @@ pub use producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord, Reco
 pub use proto::{NewTopic, TopicMetadata, TopicResults};
 pub use sluice_log::TimestampType;
 
-use std::fmt;
-
-/// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition number.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    /// Kafka's `topic-partition`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-impl From<(String, i32)> for TopicPartition {
-    fn from((topic, partition): (String, i32)) -> Self {
-        TopicPartition { topic, partition }
-    }
-}
-
-impl From<(&str, i32)> for TopicPartition {
-    fn from((topic, partition): (&str, i32)) -> Self {
-        TopicPartition { topic: topic.to_string(), partition }
-    }
-}
-
-impl From<&TopicPartition> for TopicPartition {
-    fn from(tp: &TopicPartition) -> Self {
-        tp.clone()
-    }
-}
+/// A partition of a topic: the log engine's type (its `Display` is Kafka's `topic-partition`).
+pub use sluice_log::TopicPartition;
 
 #[cfg(test)]
 mod tests {
