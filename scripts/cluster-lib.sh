@@ -2,10 +2,17 @@
 # processes under $DIR, on free ports, and stop them on exit. Source it after setting
 # S (the sluice binary) and DIR (a directory for files and logs).
 
-PIDS=()
+# Process ids go to a file: `start` runs inside $(...), a subshell, so a shell array set
+# there would never reach `cleanup`.
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ -f "$DIR/pids" ] || return 0
+  local pids
+  pids=$(cat "$DIR/pids")
+  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $pids; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  rm -f "$DIR/pids"
 }
 trap cleanup EXIT INT TERM
 
@@ -15,13 +22,13 @@ trap cleanup EXIT INT TERM
 start() {
   local name=$1 what=$2; shift 2
   "$@" >"$DIR/$name.out" 2>"$DIR/$name.log" &
-  PIDS+=($!)
-  local addr
+  local pid=$! addr
+  echo "$pid" >>"$DIR/pids"
   for _ in $(seq 300); do
     if addr=$(grep -m1 -oP "^$what listening on \K.*" "$DIR/$name.out" 2>/dev/null); then
       echo "$addr"; return 0
     fi
-    if ! kill -0 "${PIDS[-1]}" 2>/dev/null; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
     sleep 0.1
   done
   echo "$name did not start; its log ($DIR/$name.log):" >&2

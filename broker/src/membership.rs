@@ -63,6 +63,9 @@ pub enum JoinError {
     Znode(#[from] znodes::ZnodeError),
 }
 
+/// How long a stopping broker waits for the keeper to close its session.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The keeper session in use, shared with the service (replaced after a session loss).
 pub type SharedKeeper = Arc<Mutex<Option<KeeperClient>>>;
 
@@ -185,13 +188,21 @@ pub async fn run(
         if let Ok(mut slot) = ctx.keeper.lock() {
             *slot = Some(keeper.clone());
         }
-        let ended = run_session(&ctx, keeper.clone(), events, cluster_id, &mut shutdown).await;
+        // A keeper call can wait out its timeout when the keeper is unreachable; shutdown
+        // must not wait for it.
+        let mut stop = shutdown.clone();
+        let ended = tokio::select! {
+            end = run_session(&ctx, keeper.clone(), events, cluster_id, &mut shutdown) => end,
+            _ = stop.wait_for(|s| *s) => SessionEnd::Shutdown,
+        };
         ctx.is_controller.store(false, std::sync::atomic::Ordering::Relaxed);
         match ended {
             SessionEnd::Shutdown => {
                 // Closing the session deletes our registration (and /controller) at once,
-                // so the cluster reacts now rather than after the session timeout.
-                let _ = keeper.close().await;
+                // so the cluster reacts now rather than after the session timeout. An
+                // unreachable keeper gets a moment, not the session timeout: it will expire
+                // the session by itself.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, keeper.close()).await;
                 return;
             }
             SessionEnd::Expired => {
@@ -210,7 +221,12 @@ async fn rejoin(
         if *shutdown.borrow() {
             return None;
         }
-        match join(&ctx.config, &ctx.endpoint, &ctx.tls).await {
+        let mut stop = shutdown.clone();
+        let joined = tokio::select! {
+            r = join(&ctx.config, &ctx.endpoint, &ctx.tls) => r,
+            _ = stop.wait_for(|s| *s) => return None,
+        };
+        match joined {
             Ok(s) => return Some(s),
             Err(e) => warn!(error = %e, "could not register again; retrying"),
         }

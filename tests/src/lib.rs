@@ -471,7 +471,8 @@ pub struct BrokerProcess {
 
 /// Writes `<dir>/broker-<id>.properties` for a broker with node certificate `broker-<id>`
 /// (issued by `pki` if missing), a free port, log directory `<dir>/broker-<id>-logs`,
-/// `zookeeper.connect` as given, a 6 s keeper session, and `extra` lines.
+/// `zookeeper.connect` as given, a 6 s keeper session (unless `extra` sets one), and `extra`
+/// lines.
 pub fn broker_config(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str, extra: &str) -> PathBuf {
     let name = format!("broker-{id}");
     let tls = if pki.files(&name).cert.exists() {
@@ -480,9 +481,14 @@ pub fn broker_config(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str
         pki.issue(CertSpec::new(name.clone(), Role::Node))
     };
     let log_dir = dir.join(format!("{name}-logs"));
+    let session = if extra.contains("zookeeper.session.timeout.ms") {
+        ""
+    } else {
+        "zookeeper.session.timeout.ms=6000\n"
+    };
     let text = format!(
         "broker.id={id}\nlisteners=quic://127.0.0.1:0\nlog.dirs={}\nzookeeper.connect={zookeeper_connect}\n\
-         zookeeper.session.timeout.ms=6000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
+         {session}tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
         log_dir.display(),
         tls.ca.display(),
         tls.cert.display(),
@@ -632,9 +638,15 @@ pub struct BrokerCluster {
 impl BrokerCluster {
     /// Starts the keeper and `n` brokers, each with `extra` config lines.
     pub fn start(n: usize, extra: &str) -> Self {
+        Self::start_with_keeper(n, extra, "")
+    }
+
+    /// [`start`](Self::start) with more keeper config lines (e.g. a longer
+    /// `maxSessionTimeout`).
+    pub fn start_with_keeper(n: usize, extra: &str, keeper_extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = TestPki::new("cluster");
-        let keeper = KeeperProcess::start(&pki, dir.path(), 500);
+        let keeper = KeeperProcess::start_with(&pki, dir.path(), 500, keeper_extra);
         let connect = format!("{}/sluice", keeper.addr);
         let brokers =
             (1..=n as i32).map(|id| BrokerProcess::start(&pki, dir.path(), id, &connect, extra)).collect();

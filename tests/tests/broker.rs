@@ -710,3 +710,23 @@ async fn after_a_retriable_failure_a_channels_later_produces_wait_for_the_resend
     let got = net.call(&addr, f).await.expect("call").expect("fetch");
     assert_eq!(values_of(&got.partitions[0].records), vec!["a", "b", "c", "e"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_whose_keeper_is_gone_still_stops_promptly_on_sigterm() {
+    let mut cluster = BrokerCluster::start_with_keeper(
+        1,
+        "zookeeper.session.timeout.ms=30000\n",
+        "maxSessionTimeout=30000\n",
+    );
+    let k = keeper(&cluster).await;
+    assert!(wait_for(Duration::from_secs(10), || async { controller_id(&k).await.is_some() }).await);
+    // --- the keeper dies; the broker's session calls now wait out their timeouts
+    cluster.keeper.kill();
+    let started = std::time::Instant::now();
+    // --- SIGTERM: the broker gives the unreachable keeper a moment, not its 20 s session
+    assert!(
+        cluster.brokers[0].terminate(Duration::from_secs(8)),
+        "the broker did not exit cleanly within 8 s"
+    );
+    println!("stopped in {:?}", started.elapsed());
+}
