@@ -5,7 +5,8 @@
 # keeper and three brokers on free ports under a temporary directory, creates a topic,
 # produces and consumes through it (console tools and the perf tests), shows the topic, and
 # stops everything (also on Ctrl-C or an error). Set SLUICE_DIR to keep the files somewhere,
-# RECORDS to change how many records the perf tests move (default 1,000,000).
+# RECORDS to change how many records the perf tests move (default 1,000,000). Without
+# SLUICE_DIR the temporary directory is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,10 @@ DIR=${SLUICE_DIR:-$(mktemp -d -t sluice-local.XXXXXX)}
 mkdir -p "$DIR"
 echo "files in $DIR"
 source scripts/cluster-lib.sh
+if [ -z "${SLUICE_DIR:-}" ]; then
+  # A throwaway directory goes with the cluster (set SLUICE_DIR to keep the files).
+  trap 'cleanup; rm -rf "$DIR"' EXIT INT TERM
+fi
 
 step "certificates, one keeper, three brokers"
 cluster 3
@@ -42,4 +47,4 @@ step "producer-perf-test: $RECORDS records of 100 bytes, acks=1"
 step "consumer-perf-test: the same records back"
 "$S" consumer-perf-test "${C[@]}" --topic demo --messages "$RECORDS"
 
-step "done: stopping the cluster (files stay in $DIR)"
+step "done: stopping the cluster${SLUICE_DIR:+ (files stay in $DIR)}"
