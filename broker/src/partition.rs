@@ -169,7 +169,7 @@ impl Handler<Append> for PartitionLeader {
 
     fn handle(&mut self, mut msg: Append, _: &mut Context<Self>) -> Self::Result {
         if let Some((channel, retry)) = msg.order {
-            if !self.held.admit(channel, retry) {
+            if !self.held.admit(&channel, retry) {
                 return Err(BrokerError::OutOfOrderSequence {
                     topic: self.tp.topic.clone(),
                     partition: self.tp.partition,

@@ -4,19 +4,19 @@
 //! actor (deleting the data when the topic is being deleted). It then publishes the new
 //! [`Routing`] that the service reads to send each request to its partition's actor.
 //!
-//! Updates are applied in (controller epoch, sequence) order; an older one is refused
-//! (`StaleControllerEpoch`) or, within the epoch, ignored — so a controller that has been
-//! replaced cannot undo its successor's decisions on this broker.
+//! Which updates to take and what each asks (start, re-epoch, stop) is decided by
+//! `sluice_broker_core::roles`; this actor carries the plan out.
 //!
 //! Runs on the log thread (its own arbiter), with the partition actors it starts, so that
 //! appends and reads never compete with the network for a thread.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use sluice_broker_core::metadata::ClusterUpdate;
+use sluice_broker_core::roles;
 use sluice_broker_core::BrokerError;
 use sluice_log::{Log, LogCleaner, TopicPartition};
 use tokio::sync::watch;
@@ -201,43 +201,28 @@ impl Handler<Apply> for ReplicaManager {
 
     fn handle(&mut self, msg: Apply, _: &mut Context<Self>) -> Self::Result {
         let update = msg.0;
-        if let Some(current) = &self.current {
-            if update.controller_epoch < current.controller_epoch {
-                return Err(BrokerError::StaleControllerEpoch {
-                    got: update.controller_epoch,
-                    current: current.controller_epoch,
-                });
+        if !roles::accept(self.current.as_deref(), &update)? {
+            return Ok(());
+        }
+        let running: BTreeMap<roles::Partition, i32> =
+            self.leaders.iter().map(|(tp, l)| ((tp.topic.clone(), tp.partition), l.epoch)).collect();
+        let plan = roles::plan(&update, self.broker_id, &running);
+        for ((topic, partition), delete) in plan.stop {
+            self.stop_leader(&TopicPartition::new(topic, partition), delete);
+        }
+        if !plan.deleting.is_empty() {
+            self.delete_stray(&plan.deleting);
+        }
+        for ((topic, partition), epoch) in plan.new_epoch {
+            if let Some(l) = self.leaders.get_mut(&TopicPartition::new(topic, partition)) {
+                l.epoch = epoch;
+                l.addr.do_send(SetEpoch(epoch));
             }
-            if !update.supersedes(current) {
-                return Ok(());
-            }
         }
-        let wanted: HashMap<TopicPartition, i32> = update
-            .led_by(self.broker_id)
-            .map(|(t, p, s)| (TopicPartition::new(t.name.clone(), p), s.leader_epoch))
-            .collect();
-        let deleting: BTreeSet<String> = update.deleting.iter().cloned().collect();
-        let gone: Vec<TopicPartition> =
-            self.leaders.keys().filter(|tp| !wanted.contains_key(*tp)).cloned().collect();
-        for tp in gone {
-            let delete = deleting.contains(&tp.topic);
-            self.stop_leader(&tp, delete);
-        }
-        if !deleting.is_empty() {
-            self.delete_stray(&deleting);
-        }
-        for (tp, epoch) in wanted {
-            match self.leaders.get_mut(&tp) {
-                Some(l) if l.epoch == epoch => {}
-                Some(l) => {
-                    l.epoch = epoch;
-                    l.addr.do_send(SetEpoch(epoch));
-                }
-                None => {
-                    if let Some(leader) = self.start_leader(&tp, epoch, &update) {
-                        self.leaders.insert(tp, leader);
-                    }
-                }
+        for ((topic, partition), epoch) in plan.start {
+            let tp = TopicPartition::new(topic, partition);
+            if let Some(leader) = self.start_leader(&tp, epoch, &update) {
+                self.leaders.insert(tp, leader);
             }
         }
         self.current = Some(Arc::new(update));

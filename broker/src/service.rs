@@ -112,9 +112,10 @@ impl BrokerService {
     }
 
     fn min_insync(&self, update: Option<&ClusterUpdate>, topic: &str) -> i32 {
-        let overrides =
-            update.and_then(|u| u.topics.get(topic)).map(|t| t.configs.clone()).unwrap_or_default();
-        self.inner.config.topic_min_insync_replicas(&overrides)
+        match update.and_then(|u| u.topics.get(topic)) {
+            Some(t) => self.inner.config.topic_min_insync_replicas(&t.configs),
+            None => self.inner.config.min_insync_replicas,
+        }
     }
 
     /// Checks a produce and hands it to the partition's actor; the returned future waits for
@@ -131,7 +132,7 @@ impl BrokerService {
         order: Option<(u64, &mut OrderGuard<(String, i32)>)>,
     ) -> impl Future<Output = Result<ProduceResponse, BrokerError>> + Send {
         let order = order.filter(|_| req.acks != 0);
-        let (topic, partition, broker, retry) = (req.topic.clone(), req.partition, self.id(), req.retry);
+        let (topic, partition, broker, retry) = (&req.topic, req.partition, self.id(), req.retry);
         let channel = order.as_ref().map(|(id, _)| *id);
         let attempt = || {
             if !matches!(req.acks, -1..=1) {
@@ -159,18 +160,19 @@ impl BrokerService {
         let ready = match order {
             None => attempt(),
             Some((_, guard)) => {
-                let key = (topic.clone(), partition);
-                if !guard.admit(key.clone(), retry) {
+                // Nothing held (the usual case): no key to build.
+                if !guard.is_clear() && !guard.admit(&(topic.clone(), partition), retry) {
                     Err(BrokerError::OutOfOrderSequence { topic: topic.clone(), partition })
                 } else {
                     let r = attempt();
                     if r.as_ref().is_err_and(BrokerError::is_retriable) {
-                        guard.failed(key);
+                        guard.failed((topic.clone(), partition));
                     }
                     r
                 }
             }
         };
+        let topic = topic.clone();
         async move {
             match ready?.await {
                 Ok(r) => r,

@@ -14,6 +14,8 @@
 //!   elect, which partition states to write (with the versions that fence a stale
 //!   controller).
 //! - [`topic`]: topic names and per-topic configuration keys.
+//! - [`roles`]: which updates a broker takes and what each asks of it (partitions to start,
+//!   re-epoch or stop leading).
 //! - [`order`]: holding a partition's later produces after a failure until the resend,
 //!   so a producer's order survives retries.
 
@@ -23,6 +25,7 @@ pub mod error;
 pub mod metadata;
 pub mod order;
 pub mod partition;
+pub mod roles;
 pub mod topic;
 pub mod znodes;
 

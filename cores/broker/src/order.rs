@@ -32,18 +32,23 @@ impl<K> Default for OrderGuard<K> {
 impl<K: Hash + Eq> OrderGuard<K> {
     /// Whether a produce for `key` may go ahead: a retry always may (and lifts the hold),
     /// anything else only while `key` is not held.
-    pub fn admit(&mut self, key: K, retry: bool) -> bool {
+    pub fn admit(&mut self, key: &K, retry: bool) -> bool {
         if retry {
-            self.held.remove(&key);
+            self.held.remove(key);
             true
         } else {
-            !self.held.contains(&key)
+            !self.held.contains(key)
         }
     }
 
     /// A produce for `key` failed with a retriable error: hold what follows it.
     pub fn failed(&mut self, key: K) {
         self.held.insert(key);
+    }
+
+    /// Whether nothing is held (then every produce may go ahead).
+    pub fn is_clear(&self) -> bool {
+        self.held.is_empty()
     }
 
     /// Whether `key` is held.
@@ -60,17 +65,18 @@ mod tests {
     fn a_failure_holds_what_follows_until_the_resend() {
         let mut g = OrderGuard::default();
         // N and N+1 in flight; N fails.
-        assert!(g.admit("p0", false));
-        assert!(g.admit("p0", false));
+        assert!(g.admit(&"p0", false));
+        assert!(g.admit(&"p0", false));
         g.failed("p0");
         // N+1 arrives after N's failure: held back.
-        assert!(!g.admit("p0", false));
+        assert!(!g.admit(&"p0", false));
         // Another partition is not affected.
-        assert!(g.admit("p1", false));
+        assert!(g.admit(&"p1", false));
         // The resend of N lifts the hold; N+1's resend follows.
-        assert!(g.admit("p0", true));
-        assert!(g.admit("p0", true));
-        assert!(g.admit("p0", false));
+        assert!(g.admit(&"p0", true));
+        assert!(g.admit(&"p0", true));
+        assert!(g.admit(&"p0", false));
         assert!(!g.is_held(&"p0"));
+        assert!(g.is_clear());
     }
 }
