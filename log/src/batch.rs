@@ -23,6 +23,8 @@ use crate::varint;
 
 /// Bytes before the records.
 pub const HEADER_LEN: usize = 61;
+/// Offset of the `partitionLeaderEpoch` field (before the CRC's range).
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
 /// Offset of the CRC field; the CRC covers everything from `CRC_START`.
 const CRC_OFFSET: usize = 17;
 pub(crate) const CRC_START: usize = 21;
@@ -335,7 +337,7 @@ impl BatchHeader {
         let attributes = be_i16(b, 21);
         let header = BatchHeader {
             base_offset: be_i64(b, 0),
-            partition_leader_epoch: be_i32(b, 12),
+            partition_leader_epoch: be_i32(b, PARTITION_LEADER_EPOCH_OFFSET),
             compression: Compression::from_id((attributes & 0x07) as u8)?,
             timestamp_type: if attributes & (1 << 3) != 0 {
                 TimestampType::LogAppendTime
@@ -377,6 +379,15 @@ pub(crate) fn stored_crc(bytes: &[u8]) -> u32 {
 /// offsets without re-encoding what the producer sent.
 pub fn set_base_offset(bytes: &mut [u8], base_offset: i64) {
     bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Rewrites the partition leader epoch of the batch at the front of `bytes` (at least 16
+/// bytes). Like the base offset, the field lies before the CRC's range (which starts at the
+/// attributes), so the batch stays valid: this is how a leader stamps its epoch into what
+/// a producer sent.
+pub fn set_partition_leader_epoch(bytes: &mut [u8], epoch: i32) {
+    bytes[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+        .copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Iterates over the batches packed one after another in `bytes` (a fetch response's
@@ -668,6 +679,24 @@ mod tests {
             Some(i64::MAX),
             "the edge is fine"
         );
+    }
+
+    #[test]
+    fn the_leader_epoch_is_rewritten_in_place_and_the_crc_still_holds() {
+        let mut bytes =
+            RecordBatch { header: header(Compression::Zstd), records: (0..4).map(record).collect() }.encode();
+        let original = bytes.clone();
+        set_partition_leader_epoch(&mut bytes, 42);
+        let view = BatchView::parse(&bytes).expect("still valid");
+        assert_eq!(view.header.partition_leader_epoch, 42);
+        assert_eq!(BatchHeader { partition_leader_epoch: 7, ..view.header }, header_of(&original));
+        assert_eq!(bytes[CRC_START..], original[CRC_START..], "nothing under the CRC changed");
+        set_partition_leader_epoch(&mut bytes, -1);
+        assert_eq!(BatchView::parse(&bytes).expect("valid").header.partition_leader_epoch, -1);
+    }
+
+    fn header_of(bytes: &[u8]) -> BatchHeader {
+        BatchView::parse(bytes).expect("valid").header
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! orders 1 1432
 //! ```
 //!
+//! The partition directory's `leader-epoch-checkpoint` ([`crate::epoch`]) has the same
+//! layout (version, count, entries) and is read and written by the same code.
+//!
 //! [`write()`] replaces a file atomically: a temporary file is written and fsynced, renamed
 //! over the old one, and the directory is fsynced, so a crash leaves the old file or the
 //! new one, never a mixture. One file serves every partition in the directory, so writing
@@ -111,9 +114,42 @@ pub enum CheckpointError {
 
 /// Reads a checkpoint file; a missing file is an empty one (a new log directory).
 pub fn read(path: &Path) -> Result<BTreeMap<TopicPartition, i64>, CheckpointError> {
+    let entries = read_entries(path, |line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [topic, partition, offset] = fields[..] else {
+            return Err(format!("expected \"topic partition offset\", found {line:?}"));
+        };
+        let partition = partition.parse().map_err(|e| format!("bad partition: {e}"))?;
+        let offset = offset.parse().map_err(|e| format!("bad offset: {e}"))?;
+        Ok((TopicPartition::new(topic, partition), offset))
+    })?;
+    Ok(entries.unwrap_or_default().into_iter().collect())
+}
+
+/// Replaces a checkpoint file atomically (temporary file, fsync, rename, fsync directory).
+pub fn write(path: &Path, entries: &BTreeMap<TopicPartition, i64>) -> Result<(), CheckpointError> {
+    let mut lines = Vec::with_capacity(entries.len());
+    for (tp, offset) in entries {
+        if tp.topic.is_empty() || tp.topic.chars().any(char::is_whitespace) {
+            return Err(CheckpointError::BadTopic(tp.topic.clone()));
+        }
+        lines.push(format!("{} {} {offset}", tp.topic, tp.partition));
+    }
+    write_entries(path, &lines)
+}
+
+/// Reads a file in Kafka's checkpoint layout — the version line (`0`), the entry count,
+/// then that many entry lines, nothing after them but blank lines — handing each entry
+/// line to `parse`, which says why a line is wrong. `None` when the file does not exist.
+/// Shared by the offset checkpoints here and `leader-epoch-checkpoint`
+/// ([`crate::epoch`]).
+pub(crate) fn read_entries<T>(
+    path: &Path,
+    mut parse: impl FnMut(&str) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, CheckpointError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(CheckpointError::Io { path: path.to_path_buf(), source }),
     };
     let bad =
@@ -130,33 +166,28 @@ pub fn read(path: &Path) -> Result<BTreeMap<TopicPartition, i64>, CheckpointErro
         .trim()
         .parse()
         .map_err(|e| bad(2, format!("the entry count is not a number: {e}")))?;
-    let mut entries = BTreeMap::new();
+    // The count is not trusted for the allocation: the lines present bound it.
+    let mut entries = Vec::with_capacity(count.min(text.len() / 2));
     for i in 0..count {
         let line_no = i + 3;
         let line =
             lines.next().ok_or_else(|| bad(line_no, format!("{count} entries declared, {i} present")))?;
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [topic, partition, offset] = fields[..] else {
-            return Err(bad(line_no, format!("expected \"topic partition offset\", found {line:?}")));
-        };
-        let partition = partition.parse().map_err(|e| bad(line_no, format!("bad partition: {e}")))?;
-        let offset = offset.parse().map_err(|e| bad(line_no, format!("bad offset: {e}")))?;
-        entries.insert(TopicPartition::new(topic, partition), offset);
+        entries.push(parse(line).map_err(|reason| bad(line_no, reason))?);
     }
     if let Some((i, extra)) = lines.enumerate().find(|(_, l)| !l.trim().is_empty()) {
         return Err(bad(count + 3 + i, format!("more lines than the {count} entries declared: {extra:?}")));
     }
-    Ok(entries)
+    Ok(Some(entries))
 }
 
-/// Replaces a checkpoint file atomically (temporary file, fsync, rename, fsync directory).
-pub fn write(path: &Path, entries: &BTreeMap<TopicPartition, i64>) -> Result<(), CheckpointError> {
-    let mut text = format!("{VERSION}\n{}\n", entries.len());
-    for (tp, offset) in entries {
-        if tp.topic.is_empty() || tp.topic.chars().any(char::is_whitespace) {
-            return Err(CheckpointError::BadTopic(tp.topic.clone()));
-        }
-        text.push_str(&format!("{} {} {offset}\n", tp.topic, tp.partition));
+/// Replaces `path` atomically with a file in Kafka's checkpoint layout holding `lines` as
+/// its entries: a temporary file (`<path>.tmp`) is written and fsynced, renamed over
+/// `path`, and the directory is fsynced.
+pub(crate) fn write_entries(path: &Path, lines: &[String]) -> Result<(), CheckpointError> {
+    let mut text = format!("{VERSION}\n{}\n", lines.len());
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
     }
     let io_err = |source| CheckpointError::Io { path: path.to_path_buf(), source };
     let mut tmp = path.as_os_str().to_owned();

@@ -86,6 +86,9 @@ pub enum LogError {
         /// What is wrong.
         reason: String,
     },
+    /// A leader epoch below 0 was assigned (Kafka's epochs start at 0; -1 means none).
+    #[error("leader epoch {0} is invalid (epochs start at 0)")]
+    InvalidLeaderEpoch(i32),
     /// A checkpoint file could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

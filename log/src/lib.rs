@@ -9,13 +9,18 @@
 //!   append (offsets assigned by rewriting the base-offset field, `message.max.bytes`
 //!   enforced), read by offset (whole batches, bounded by `max_bytes`, across segments) and
 //!   by timestamp, roll by size and age, flush (explicit and `log.flush.interval.*`),
-//!   retention by time and size, truncate-to, and recovery on open.
+//!   retention by time and size, truncate-to, leader epochs, and recovery on open.
 //! - `segment.rs` / `index.rs`: a segment's `.log`, `.index` and `.timeindex` files, byte
 //!   for byte Kafka's.
 //! - [`recovery`]: what opening a log checks, cuts and rebuilds ([`RecoveryReport`]).
 //! - [`checkpoint`]: Kafka's `recovery-point-offset-checkpoint` /
 //!   `replication-offset-checkpoint` / `cleaner-offset-checkpoint` text files, replaced
 //!   atomically.
+//! - [`epoch`]: the leader-epoch cache ([`LeaderEpochCache`]), Kafka's
+//!   `leader-epoch-checkpoint` in the partition directory: at which offset each leader
+//!   epoch started, for a follower to find where its log diverges from its new leader's
+//!   (OffsetsForLeaderEpoch). [`Log`] stamps the latest epoch into appended batches and
+//!   keeps the cache in step with replication, truncation, retention and recovery.
 //! - [`cleaner`]: compaction (`cleanup.policy=compact`) of one log, crash-safe swap of the
 //!   cleaned segments; [`LogCleaner`] (`log_cleaner.rs`): the pool of `log.cleaner.threads`
 //!   worker threads that picks the dirtiest log (the only threads in the crate).
@@ -30,6 +35,7 @@ pub mod checkpoint;
 pub mod cleaner;
 pub mod compression;
 mod config;
+pub mod epoch;
 mod error;
 mod index;
 mod log;
@@ -43,6 +49,7 @@ pub use checkpoint::TopicPartition;
 pub use cleaner::{CleanPlan, CleanReport, DirtyStats, PreparedClean};
 pub use compression::Compression;
 pub use config::{CleanupPolicy, CompressionType, ConfigError, LogConfig};
+pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use log::{AppendInfo, Log, ReadResult, TickReport};
 pub use log_cleaner::{CleanerConfig, CleanerEvent, LogCleaner, WorkerPanicked};

@@ -2,6 +2,10 @@
 //! reads by offset and timestamp, flushes, applies retention, truncates, and recovers on
 //! open (see [`crate::recovery`]).
 //!
+//! The log also keeps its leader-epoch cache ([`crate::epoch`]): which leader epoch
+//! started at which offset, stamped into appended batches once an epoch is assigned and
+//! kept in step with truncation, retention and recovery; see "Leader epochs" on [`Log`].
+//!
 //! Time comes in as `now_ms` arguments; the log reads no clock and starts no thread.
 //! Periodic work — flushing segments that were rolled, `log.flush.interval.ms`, retention —
 //! happens in [`Log::tick`], which the owner calls from its timer
@@ -15,10 +19,13 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::batch::{set_base_offset, BatchError, BatchHeader, BatchView, TimestampType};
-use crate::checkpoint::{self, TopicPartition, RECOVERY_POINT_CHECKPOINT};
+use crate::batch::{
+    set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader, BatchView, TimestampType,
+};
+use crate::checkpoint::{self, CheckpointError, TopicPartition, RECOVERY_POINT_CHECKPOINT};
 use crate::compression::CompressionError;
 use crate::config::LogConfig;
+use crate::epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
 use crate::error::LogError;
 use crate::recovery::{open_segments, RecoveryReport};
 use crate::segment::{Scanned, Segment, NO_TIMESTAMP};
@@ -81,6 +88,25 @@ struct Planned {
 }
 
 /// One partition's log.
+///
+/// **Leader epochs.** The log keeps a [`LeaderEpochCache`] in its directory's
+/// `leader-epoch-checkpoint`, Kafka's, for replication (OffsetsForLeaderEpoch, KIP-101 /
+/// KIP-279):
+/// - [`Log::assign_leader_epoch`] (becoming leader) records the epoch at the log end; from
+///   then on [`Log::append`] stamps the latest epoch into every batch. Until an epoch is
+///   assigned the cache stays empty and appends keep the producer's field.
+/// - [`Log::append_replicated`] (a follower) records each batch epoch newer than the latest
+///   one at the batch's base offset, writing the file before the batches.
+/// - [`Log::truncate_to`] drops the epochs starting at or past the new log end,
+///   [`Log::truncate_fully_and_start_at`] all of them, and retention moves the first one up
+///   to the new log start (Kafka's `truncateFromEnd` / `truncateFromStart`).
+/// - Opening reads the file, or — missing or malformed — rebuilds it from the batch headers
+///   (where the epoch grows; a negative epoch is Kafka's "none" and is skipped, 0 is a real
+///   epoch), then applies Kafka's load rules: epochs starting at or past the recovered log
+///   end are dropped (Kafka's `truncateFromEnd(logEndOffset)`: data past a cut is gone, and
+///   an epoch assigned at the end with nothing written under it is forgotten — a leader
+///   assigns its epoch again when it takes the partition back), and the first one is moved
+///   up to the log start.
 #[derive(Debug)]
 pub struct Log {
     pub(crate) dir: PathBuf,
@@ -99,6 +125,8 @@ pub struct Log {
     /// Segment files created or deleted since the directory was last fsynced.
     pub(crate) dir_dirty: bool,
     recovery: RecoveryReport,
+    /// Which leader epoch started at which offset.
+    epochs: LeaderEpochCache,
 }
 
 impl Log {
@@ -136,6 +164,10 @@ impl Log {
         let log_end_offset = segments.back().map_or(0, Segment::next_offset);
         let recovery_point = recovery_point.clamp(log_start_offset, log_end_offset.max(log_start_offset));
         recovery.recovery_point = recovery_point;
+        let (mut epochs, rebuilt) = load_epochs(&dir, &segments)?;
+        recovery.epoch_cache_rebuilt = rebuilt;
+        epochs.truncate_from_end(log_end_offset)?;
+        epochs.truncate_from_start(log_start_offset)?;
         Ok(Log {
             dir,
             topic_partition,
@@ -147,6 +179,7 @@ impl Log {
             unflushed_since_ms: None,
             dir_dirty: true,
             recovery,
+            epochs,
         })
     }
 
@@ -196,6 +229,51 @@ impl Log {
         self.segments.iter().map(Segment::base_offset).collect()
     }
 
+    /// The latest leader epoch in the cache: the one [`Log::append`] stamps into batches.
+    /// `None` until an epoch is assigned or replicated.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The leader-epoch cache's entries, oldest epoch first.
+    pub fn epoch_entries(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// Called when this broker becomes the partition's leader at `epoch`: if `epoch` is
+    /// newer than the latest cached epoch (or none is cached), records that it starts at the
+    /// log end offset and writes `leader-epoch-checkpoint`; from then on [`Log::append`]
+    /// stamps it into every batch. An epoch that is not newer changes nothing (the same
+    /// leadership announced again; an older one is logged and ignored). A negative epoch
+    /// is [`LogError::InvalidLeaderEpoch`].
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<(), LogError> {
+        if epoch < 0 {
+            return Err(LogError::InvalidLeaderEpoch(epoch));
+        }
+        if let Some(latest) = self.epochs.latest_epoch().filter(|&latest| latest >= epoch) {
+            if latest > epoch {
+                tracing::warn!(
+                    dir = %self.dir.display(), epoch, latest,
+                    "a leader epoch older than the latest one was assigned; ignored"
+                );
+            }
+            return Ok(());
+        }
+        let end = self.log_end_offset();
+        self.epochs.assign(epoch, end)?;
+        Ok(())
+    }
+
+    /// Kafka's OffsetsForLeaderEpoch answer, `(epoch, end offset)`, as a leader gives it to
+    /// a follower that last wrote under `epoch`: for the latest cached epoch, it and the log
+    /// end offset; for an older one, the largest cached epoch at or below it and the start
+    /// offset of the first cached epoch above it (where the follower must truncate). `None`
+    /// when the cache is empty or `epoch` is newer than the latest or older than the first
+    /// cached epoch (see [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
     pub(crate) fn active(&self) -> &Segment {
         match self.segments.back() {
             Some(s) => s,
@@ -219,6 +297,10 @@ impl Log {
     /// With a `compression.type` other than `producer`, batches in another codec are first
     /// recompressed (see [`crate::batch::recompress`]) and the stored bytes are those; size
     /// limits apply to what is stored.
+    ///
+    /// Once a leader epoch was assigned ([`Log::assign_leader_epoch`]), the latest one is
+    /// stamped into every batch's `partitionLeaderEpoch` the same way (the field is outside
+    /// the CRC's range too); before that, the producer's value is kept.
     pub fn append(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         if let Some(target) = self.config.compression_type.codec() {
             if let Some(mut converted) = crate::batch::recompress(batches, target)? {
@@ -229,17 +311,33 @@ impl Log {
     }
 
     fn append_as_is(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        let plan = self.plan(batches, true)?;
-        for p in &plan {
+        let mut plan = self.plan(batches, true)?;
+        let epoch = self.epochs.latest_epoch();
+        for p in &mut plan {
             set_base_offset(&mut batches[p.start..], p.header.base_offset);
+            if let Some(epoch) = epoch {
+                set_partition_leader_epoch(&mut batches[p.start..], epoch);
+                p.header.partition_leader_epoch = epoch;
+            }
         }
         self.write(batches, &plan, now_ms)
     }
 
     /// Appends batches that already carry their offsets (a follower copying its leader):
     /// the same checks as [`Log::append`], and the offsets must continue the log.
+    ///
+    /// Each batch whose `partitionLeaderEpoch` is newer than the latest cached epoch
+    /// starts that epoch at its base offset; cached epochs starting at or past the log end
+    /// hold no record and give way to the batches' (see
+    /// [`LeaderEpochCache::assign_appended`]). `leader-epoch-checkpoint` is written before
+    /// the batches, so a crash never leaves records under an epoch the file lacks.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let plan = self.plan(batches, false)?;
+        let starts = plan.iter().map(|p| EpochEntry {
+            epoch: p.header.partition_leader_epoch,
+            start_offset: p.header.base_offset,
+        });
+        self.epochs.assign_appended(self.log_end_offset(), starts)?;
         self.write(batches, &plan, now_ms)
     }
 
@@ -346,6 +444,7 @@ impl Log {
         self.dir_dirty = true;
         if self.segments.len() == 1 {
             self.log_start_offset = base_offset;
+            self.epochs.truncate_from_start(base_offset)?;
         }
         Ok(())
     }
@@ -447,7 +546,9 @@ impl Log {
     /// newest timestamp (its file's modification time if no record had one) is more than
     /// `log.retention.ms` before `now_ms`, and while the log exceeds `log.retention.bytes`
     /// by at least the oldest segment's size. Retention applies only when `cleanup.policy`
-    /// includes `delete`.
+    /// includes `delete`. When it moved the log start, the leader-epoch cache follows
+    /// (Kafka's `truncateFromStart`: the epoch holding the new first offset now starts
+    /// there, older ones are dropped).
     pub fn tick(&mut self, now_ms: i64) -> Result<TickReport, LogError> {
         let mut report = TickReport::default();
         let active_base = self.active().base_offset();
@@ -484,6 +585,11 @@ impl Log {
                 self.delete_oldest(&mut report)?;
             }
         }
+        if !report.deleted_segments.is_empty() {
+            // After the segments: a crash in between leaves epochs below the log start,
+            // which opening drops again.
+            self.epochs.truncate_from_start(self.log_start_offset)?;
+        }
         Ok(report)
     }
 
@@ -505,6 +611,10 @@ impl Log {
     /// a batch, the log ends before it, at that batch's base offset. Truncating below the
     /// first segment empties the log and restarts it at `offset`. Nothing happens when
     /// `offset` is at or past the end.
+    ///
+    /// The leader-epoch cache loses the epochs starting at or past the new log end (Kafka's
+    /// `truncateFromEnd`), and its file is rewritten if that changed it — after the data is
+    /// cut, so a crash in between leaves only epochs past the end, which opening drops.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
         if offset >= self.log_end_offset() {
             return Ok(());
@@ -526,11 +636,13 @@ impl Log {
         if self.recovery_point == end {
             self.unflushed_since_ms = None;
         }
+        self.epochs.truncate_from_end(end)?;
         Ok(())
     }
 
     /// Deletes every segment and starts the log again, empty, at `offset` (a follower
-    /// whose leader no longer holds what it has).
+    /// whose leader no longer holds what it has). The leader-epoch cache is emptied and its
+    /// file rewritten.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
         self.generation += 1;
         while let Some(seg) = self.segments.pop_back() {
@@ -541,6 +653,7 @@ impl Log {
         self.log_start_offset = offset;
         self.recovery_point = offset;
         self.unflushed_since_ms = None;
+        self.epochs.clear()?;
         Ok(())
     }
 
@@ -556,6 +669,41 @@ fn topic_partition(dir: &Path) -> Result<TopicPartition, LogError> {
         .and_then(|n| n.to_str())
         .and_then(TopicPartition::from_dir_name)
         .ok_or_else(|| LogError::BadDirName(dir.to_path_buf()))
+}
+
+/// The leader-epoch cache of a log being opened: its `leader-epoch-checkpoint`, or, if the
+/// file is missing or malformed, the epochs the batches carry (read from the headers only,
+/// oldest first, an entry wherever the epoch grows; a negative epoch — Kafka's
+/// `NO_PARTITION_LEADER_EPOCH` — counts as none), written to a new file. Returns the
+/// reason for a rebuild, for the [`RecoveryReport`]; a missing file in a log without
+/// batches (a new one) is no reason. A file that cannot be read at all is an error.
+fn load_epochs(
+    dir: &Path,
+    segments: &VecDeque<Segment>,
+) -> Result<(LeaderEpochCache, Option<String>), LogError> {
+    let reason = match LeaderEpochCache::read(dir) {
+        Ok(Some(cache)) => return Ok((cache, None)),
+        Ok(None) if segments.iter().all(|s| s.size() == 0) => None,
+        Ok(None) => Some(format!("{} is missing", dir.join(LEADER_EPOCH_CHECKPOINT).display())),
+        Err(e @ CheckpointError::Malformed { .. }) => Some(e.to_string()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut starts: Vec<EpochEntry> = Vec::new();
+    for seg in segments {
+        seg.for_each_header(|h| {
+            let epoch = h.partition_leader_epoch;
+            if epoch >= 0 && starts.last().is_none_or(|latest| epoch > latest.epoch) {
+                starts.push(EpochEntry { epoch, start_offset: h.base_offset });
+            }
+        })?;
+    }
+    if let Some(reason) = &reason {
+        tracing::warn!(
+            dir = %dir.display(), %reason, epochs = starts.len(),
+            "rebuilt the leader-epoch cache from the batch headers"
+        );
+    }
+    Ok((LeaderEpochCache::rebuilt(dir, starts)?, reason))
 }
 
 /// Kafka's rule for compacted topics: every record of an appended (non-control) batch has

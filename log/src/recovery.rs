@@ -48,6 +48,11 @@ pub struct RecoveryReport {
     /// Why the recovery-point checkpoint could not be read (recovery then scanned every
     /// segment, which is always safe).
     pub checkpoint_error: Option<String>,
+    /// Why the leader-epoch cache (`leader-epoch-checkpoint`, [`crate::epoch`]) was rebuilt
+    /// from the segments' batch headers: the file was malformed (the error, naming the
+    /// line), or missing from a log that holds batches. `None` when the file was read (or
+    /// the log is new and empty).
+    pub epoch_cache_rebuilt: Option<String>,
 }
 
 /// A segment cut at its first invalid batch.

@@ -462,6 +462,16 @@ impl Segment {
         Ok(None)
     }
 
+    /// Calls `f` with the header of every batch, oldest first, reading headers only (no
+    /// CRC: the segment was checked when the log was opened).
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+        let mut scan = self.scanner(0, HEADER_SCAN_CHUNK, false);
+        while let Some(s) = scan.next_batch().map_err(|e| e.into_log_error(&self.log_path))? {
+            f(&s.header);
+        }
+        Ok(())
+    }
+
     /// The bytes of one batch found by a scan.
     pub fn batch_bytes(&self, s: &Scanned) -> Result<Vec<u8>, LogError> {
         let mut buf = vec![0; s.len as usize];
