@@ -28,7 +28,15 @@
 //! | `replica.lag.time.max.ms` | 30000 | a follower that has not caught up for this long leaves the ISR |
 //! | `unclean.leader.election.enable` | false | allow an out-of-sync replica to become leader (data loss) |
 //! | `group.initial.rebalance.delay.ms` | 3000 | how long a new group waits for more members before its first rebalance |
-//! | `num.replica.fetchers` | 1 | fetcher threads per source broker |
+//! | `num.replica.fetchers` | 1 | follower fetchers (actors) per source broker; a partition's fetcher is picked by hashing it |
+//! | `replica.fetch.wait.max.ms` | 500 | how long a follower's fetch waits at the leader for data (below `replica.lag.time.max.ms`) |
+//! | `replica.fetch.min.bytes` | 1 | bytes a follower's fetch waits for |
+//! | `replica.fetch.max.bytes` | 1048576 | bytes per partition a follower fetches at once (at least one batch) |
+//! | `replica.fetch.response.max.bytes` | 10485760 | bytes in one follower fetch answer |
+//! | `replica.fetch.backoff.ms` | 1000 | how long a follower waits after a failed fetch |
+//! | `controlled.shutdown.enable` | true | on SIGTERM, ask the controller to move leadership away first |
+//! | `controlled.shutdown.max.retries` | 3 | attempts at that before shutting down anyway |
+//! | `controlled.shutdown.retry.backoff.ms` | 5000 | wait between attempts |
 //! | `log.segment.bytes` | 1073741824 | a segment is rolled before it grows past this (61 to 2147483647) |
 //! | `log.roll.hours` | 168 | a segment is rolled once its records span this long |
 //! | `log.roll.ms` | (none) | the same in ms; wins over `log.roll.hours` |
@@ -101,6 +109,14 @@ pub const KEYS: &[&str] = &[
     "unclean.leader.election.enable",
     "group.initial.rebalance.delay.ms",
     "num.replica.fetchers",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.min.bytes",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "replica.fetch.backoff.ms",
+    "controlled.shutdown.enable",
+    "controlled.shutdown.max.retries",
+    "controlled.shutdown.retry.backoff.ms",
     "log.segment.bytes",
     "log.roll.hours",
     "log.roll.ms",
@@ -198,6 +214,22 @@ pub struct BrokerConfig {
     pub log_cleaner_threads: u32,
     /// `num.replica.fetchers`.
     pub num_replica_fetchers: u32,
+    /// `replica.fetch.wait.max.ms`.
+    pub replica_fetch_wait_max: Duration,
+    /// `replica.fetch.min.bytes`.
+    pub replica_fetch_min_bytes: u32,
+    /// `replica.fetch.max.bytes`.
+    pub replica_fetch_max_bytes: u32,
+    /// `replica.fetch.response.max.bytes`.
+    pub replica_fetch_response_max_bytes: u32,
+    /// `replica.fetch.backoff.ms`.
+    pub replica_fetch_backoff: Duration,
+    /// `controlled.shutdown.enable`.
+    pub controlled_shutdown_enable: bool,
+    /// `controlled.shutdown.max.retries`.
+    pub controlled_shutdown_max_retries: u32,
+    /// `controlled.shutdown.retry.backoff.ms`.
+    pub controlled_shutdown_retry_backoff: Duration,
     /// The broker-wide log defaults, which topic configs override: segment bytes, roll,
     /// retention, flush, `message.max.bytes`, `compression.type`, index interval, cleanup
     /// policy and cleaner settings.
@@ -396,6 +428,18 @@ impl BrokerConfig {
         let group_initial_rebalance_delay =
             ms(p.int("group.initial.rebalance.delay.ms", 3000, 0, i32::MAX, MS)?);
         let num_replica_fetchers = p.int("num.replica.fetchers", 1, 1, i32::MAX, "")? as u32;
+        let replica_fetch_wait_max = ms(p.int("replica.fetch.wait.max.ms", 500, 0, i32::MAX, MS)?);
+        let replica_fetch_min_bytes = p.int("replica.fetch.min.bytes", 1, 1, i32::MAX, " of bytes")? as u32;
+        let replica_fetch_max_bytes =
+            p.int("replica.fetch.max.bytes", 1_048_576, 1, i32::MAX, " of bytes")? as u32;
+        let replica_fetch_response_max_bytes =
+            p.int("replica.fetch.response.max.bytes", 10_485_760, 1, i32::MAX, " of bytes")? as u32;
+        let replica_fetch_backoff = ms(p.int("replica.fetch.backoff.ms", 1000, 0, i32::MAX, MS)?);
+        let controlled_shutdown_enable = p.boolean("controlled.shutdown.enable", true)?;
+        let controlled_shutdown_max_retries =
+            p.int("controlled.shutdown.max.retries", 3, 0, i32::MAX, "")? as u32;
+        let controlled_shutdown_retry_backoff =
+            ms(p.int("controlled.shutdown.retry.backoff.ms", 5000, 0, i32::MAX, MS)?);
         let log_retention_check_interval =
             ms(p.int("log.retention.check.interval.ms", 300_000, 1, i64::MAX, MS)?);
         let log_cleaner_threads = p.int("log.cleaner.threads", 1, 0, i32::MAX, "")? as u32;
@@ -430,6 +474,14 @@ impl BrokerConfig {
             group_initial_rebalance_delay,
             log_cleaner_threads,
             num_replica_fetchers,
+            replica_fetch_wait_max,
+            replica_fetch_min_bytes,
+            replica_fetch_max_bytes,
+            replica_fetch_response_max_bytes,
+            replica_fetch_backoff,
+            controlled_shutdown_enable,
+            controlled_shutdown_max_retries,
+            controlled_shutdown_retry_backoff,
             log,
         })
     }

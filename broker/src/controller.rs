@@ -3,7 +3,9 @@
 //! writes partition states, and sends the resulting [`ClusterUpdate`] to every live broker.
 //!
 //! **Level-triggered.** Every watch event (`/brokers/ids`, `/brokers/topics`,
-//! `/admin/delete_topics`) just asks for a [`Reconcile`]: re-read what may have changed,
+//! `/admin/delete_topics`, `/isr_change_notification`) just asks for a [`Reconcile`]:
+//! re-read what may have changed (the states named by leaders' ISR change notifications
+//! are re-read and the notifications removed),
 //! decide, write, publish. Events that arrive during a pass are folded into one more pass,
 //! so a burst of broker deaths costs two passes, not one per event, and no event can be
 //! lost between a read and the watch it re-arms.
@@ -12,6 +14,14 @@
 //! the version this controller wrote it with. A controller that has been replaced (its
 //! session expired and another broker won) fails that check and stops; it can never
 //! overwrite its successor's decisions. Brokers also refuse updates from an older epoch.
+//!
+//! **Controlled shutdown.** A broker shutting down asks for [`BeginShutdown`]; the next
+//! pass moves its leaderships to other in-sync replicas and takes it out of ISRs, and the
+//! answer is how many partitions it still leads.
+//!
+//! **Preferred leaders.** With `auto.leader.rebalance.enable`, every
+//! `leader.imbalance.check.interval.seconds` a pass also runs the core's preferred-leader
+//! elections.
 //!
 //! **Sending updates.** One task per live broker holds the newest update (a `watch`
 //! channel: a slow broker skips stale pictures instead of queueing them) and retries until
@@ -25,6 +35,7 @@ use actix::prelude::*;
 use sluice_broker_core::controller::{ControllerCore, Effect};
 use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate, PartitionState};
 use sluice_broker_core::znodes::{self, ZnodeError};
+use sluice_broker_core::BrokerError;
 use sluice_client::broker::proto::{BrokerProtocol, UpdateCluster};
 use sluice_client::keeper::{KeeperClient, KeeperClientError};
 use sluice_keeper_core::{CreateMode, KeeperError, Op, OpResult};
@@ -58,6 +69,18 @@ struct Outbox {
     acked: watch::Receiver<u64>,
 }
 
+/// The controller's settings (from `server.properties`).
+#[derive(Debug, Clone, Copy)]
+pub struct ControllerSettings {
+    /// `auto.leader.rebalance.enable`: how often to check
+    /// (`leader.imbalance.check.interval.seconds`) and the threshold
+    /// (`leader.imbalance.per.broker.percentage`).
+    pub rebalance: Option<(Duration, u32)>,
+}
+
+/// A broker waiting for its controlled shutdown's pass.
+type ShutdownWaiter = (i32, tokio::sync::oneshot::Sender<u32>);
+
 /// The controller actor.
 pub struct Controller {
     keeper: KeeperClient,
@@ -67,6 +90,11 @@ pub struct Controller {
     dirty: bool,
     outboxes: HashMap<i32, Outbox>,
     on_fenced: Option<tokio::sync::oneshot::Sender<()>>,
+    settings: ControllerSettings,
+    /// Preferred-leader elections are due in the next pass.
+    rebalance_due: bool,
+    /// Shutdown requests not yet taken into a pass.
+    shutdowns: Vec<ShutdownWaiter>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -84,6 +112,7 @@ impl Controller {
         core: ControllerCore,
         epoch_version: i32,
         on_fenced: tokio::sync::oneshot::Sender<()>,
+        settings: ControllerSettings,
     ) -> Self {
         Controller {
             keeper,
@@ -93,6 +122,9 @@ impl Controller {
             dirty: true,
             outboxes: HashMap::new(),
             on_fenced: Some(on_fenced),
+            settings,
+            rebalance_due: false,
+            shutdowns: Vec::new(),
         }
     }
 
@@ -105,11 +137,20 @@ impl Controller {
         self.dirty = false;
         let keeper = self.keeper.clone();
         let epoch_version = self.epoch_version;
+        let waiting = std::mem::take(&mut self.shutdowns);
+        for (broker, _) in &waiting {
+            core.begin_shutdown(*broker);
+        }
+        let rebalance =
+            self.settings.rebalance.filter(|_| std::mem::take(&mut self.rebalance_due)).map(|(_, pct)| pct);
         let pass = async move {
-            let result = reconcile(&keeper, &mut core, epoch_version).await;
+            let result = reconcile(&keeper, &mut core, epoch_version, rebalance).await;
             (core, result)
         };
         ctx.spawn(pass.into_actor(self).map(|(core, result), this, ctx| {
+            for (broker, reply) in waiting {
+                let _ = reply.send(core.led_by(broker) as u32);
+            }
             this.core = Some(core);
             match result {
                 Ok(deleted) => {
@@ -255,6 +296,12 @@ impl Actor for Controller {
         if let Some(core) = &self.core {
             info!(epoch = core.epoch(), "became the controller");
         }
+        if let Some((every, _)) = self.settings.rebalance {
+            ctx.run_interval(every, |this, ctx| {
+                this.rebalance_due = true;
+                this.run_pass(ctx);
+            });
+        }
         self.run_pass(ctx);
     }
 }
@@ -269,6 +316,23 @@ impl Handler<Reconcile> for Controller {
 
     fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) {
         self.run_pass(ctx);
+    }
+}
+
+/// A broker asks for a controlled shutdown; the answer (after the next pass) is how many
+/// partitions it still leads.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u32, BrokerError>")]
+pub struct BeginShutdown(pub i32);
+
+impl Handler<BeginShutdown> for Controller {
+    type Result = ResponseFuture<Result<u32, BrokerError>>;
+
+    fn handle(&mut self, msg: BeginShutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shutdowns.push((msg.0, tx));
+        self.run_pass(ctx);
+        Box::pin(async move { rx.await.map_err(|_| BrokerError::BrokerShuttingDown { broker: msg.0 }) })
     }
 }
 
@@ -318,6 +382,7 @@ async fn reconcile(
     keeper: &KeeperClient,
     core: &mut ControllerCore,
     epoch_version: i32,
+    rebalance: Option<u32>,
 ) -> Result<Vec<String>, ControllerError> {
     // Brokers.
     let mut brokers = Vec::new();
@@ -358,6 +423,29 @@ async fn reconcile(
         }
         core.set_topic(name, assignment, configs, states);
     }
+    // Leaders' ISR changes: re-read the states they name, then drop the notifications.
+    let mut notes = keeper.children(znodes::ISR_CHANGE_NOTIFICATION, true).await?;
+    notes.sort();
+    for note in notes {
+        let path = format!("{}/{note}", znodes::ISR_CHANGE_NOTIFICATION);
+        let Some((data, _)) = get_optional(keeper, &path).await? else { continue };
+        match znodes::decode_isr_change(&path, &data) {
+            Ok(partitions) => {
+                for (topic, partition) in partitions {
+                    if core.topics().get(&topic).is_some_and(|t| t.partitions.contains_key(&partition)) {
+                        let state = read_state(keeper, &topic, partition).await?;
+                        core.set_state(&topic, partition, state);
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "ignoring an unreadable ISR change notification"),
+        }
+        match keeper.delete(&path, -1).await {
+            Ok(()) => {}
+            Err(e) if is_no_node(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     // Deletions.
     let marked: BTreeSet<String> = keeper.children(znodes::DELETE_TOPICS, true).await?.into_iter().collect();
     for stray in marked.difference(&names) {
@@ -367,12 +455,27 @@ async fn reconcile(
     let newly_deleting: Vec<String> = deleting.difference(core.deleting()).cloned().collect();
     core.set_deleting(deleting.clone());
     // Elections, until the core is satisfied (a conflict re-reads and decides again).
-    for _ in 0..5 {
-        let effects = core.elect();
+    for round in 0..5 {
+        let mut effects = core.elect();
+        if round == 0 {
+            if let Some(pct) = rebalance {
+                effects.extend(core.preferred_elections(pct));
+            }
+        }
         if effects.is_empty() {
             break;
         }
         for Effect::WriteState { topic, partition, state, expected_version } in effects {
+            let old = core
+                .topics()
+                .get(&topic)
+                .and_then(|t| t.partitions.get(&partition))
+                .and_then(|i| i.state.clone());
+            if let Some(old) = old.filter(|o| state.leader >= 0 && !o.isr.contains(&state.leader)) {
+                warn!(topic, partition, leader = state.leader, isr = ?old.isr,
+                    "unclean leader election: the new leader was not in sync; records it lacks are lost");
+                metrics::counter!("sluice_controller_unclean_leader_elections_total").increment(1);
+            }
             write_state(keeper, core, &topic, partition, state, expected_version, epoch_version).await?;
         }
     }

@@ -4,13 +4,19 @@
 //! - [`server`]: running a broker (listener, actors, cluster membership, shutdown).
 //! - [`membership`]: keeper session, `/brokers/ids/<id>`, the `/controller` election.
 //! - [`controller`]: the controller actor (a shell around `ControllerCore`).
-//! - [`replica_manager`]: turns cluster updates into partition leaders; the routing table.
-//! - [`partition`]: the `PartitionLeader` actor that owns one partition's log.
+//! - [`replica_manager`]: turns cluster updates into partition roles (leader / follower);
+//!   the routing table.
+//! - [`partition`]: the `Partition` actor that owns one partition's log, as leader (ISR,
+//!   high watermark, lag eviction) or follower.
+//! - [`fetcher`]: the `FollowerFetcher` actors that replicate from leaders.
+//! - [`isr`]: a leader's conditional ISR writes to the keeper.
 //! - [`log_manager`]: flush / retention timers and recovery-point checkpoints.
 //! - [`service`]: the `sluice-broker/1` request handlers.
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod fetcher;
+pub mod isr;
 pub mod log_manager;
 pub mod membership;
 pub mod partition;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
+use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT};
 use sluice_log::{LogCleaner, TopicPartition};
 use tracing::warn;
 
-use crate::partition::{PartitionLeader, Tick};
+use crate::partition::{Partition, Tick};
 
 /// The log manager.
 #[derive(Debug)]
@@ -25,9 +25,11 @@ pub struct LogManager {
     interval: Duration,
     /// Running partitions: their actor and their log directory's parent (the `log.dirs`
     /// entry they live in).
-    partitions: HashMap<TopicPartition, (Addr<PartitionLeader>, PathBuf)>,
+    partitions: HashMap<TopicPartition, (Addr<Partition>, PathBuf)>,
     /// Last known recovery point of every partition, by log directory.
     recovery_points: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
+    /// Each partition's high watermark, per log dir (`replication-offset-checkpoint`).
+    high_watermarks: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
     ticking: bool,
     cleaner: Arc<LogCleaner>,
 }
@@ -44,13 +46,42 @@ impl LogManager {
             });
             recovery_points.insert(dir.clone(), points);
         }
-        LogManager { interval, partitions: HashMap::new(), recovery_points, ticking: false, cleaner }
+        let high_watermarks = log_dirs.iter().map(|d| (d.clone(), read_high_watermarks(d))).collect();
+        LogManager {
+            interval,
+            partitions: HashMap::new(),
+            recovery_points,
+            high_watermarks,
+            ticking: false,
+            cleaner,
+        }
     }
 
     fn write_checkpoints(&self) {
+        for (dir, hws) in &self.high_watermarks {
+            if let Err(e) = checkpoint::write(&dir.join(REPLICATION_OFFSET_CHECKPOINT), hws) {
+                warn!(dir = %dir.display(), error = %e, "could not write the high watermark checkpoint");
+            }
+        }
         for (dir, points) in &self.recovery_points {
             if let Err(e) = checkpoint::write(&dir.join(RECOVERY_POINT_CHECKPOINT), points) {
                 warn!(dir = %dir.display(), error = %e, "could not write the recovery point checkpoint");
+            }
+        }
+    }
+
+    /// Records (or with `None` forgets) a partition's marks.
+    fn record(&mut self, dir: PathBuf, tp: TopicPartition, marks: Option<Marks>) {
+        let points = self.recovery_points.entry(dir.clone()).or_default();
+        let hws = self.high_watermarks.entry(dir).or_default();
+        match marks {
+            Some(m) => {
+                points.insert(tp.clone(), m.recovery_point);
+                hws.insert(tp, m.high_watermark);
+            }
+            None => {
+                points.remove(&tp);
+                hws.remove(&tp);
             }
         }
     }
@@ -65,15 +96,15 @@ impl LogManager {
         let work = async move {
             let mut points = Vec::new();
             for (tp, addr, dir) in targets {
-                if let Ok(Some((_, recovery_point))) = addr.send(Tick).await {
-                    points.push((dir, tp, recovery_point));
+                if let Ok(Some((_, marks))) = addr.send(Tick).await {
+                    points.push((dir, tp, marks));
                 }
             }
             points
         };
         ctx.spawn(work.into_actor(self).map(|points, this, _| {
-            for (dir, tp, point) in points {
-                this.recovery_points.entry(dir).or_default().insert(tp, point);
+            for (dir, tp, marks) in points {
+                this.record(dir, tp, Some(marks));
             }
             this.write_checkpoints();
             this.ticking = false;
@@ -97,7 +128,7 @@ pub struct Register {
     /// The partition.
     pub tp: TopicPartition,
     /// Its actor.
-    pub addr: Addr<PartitionLeader>,
+    pub addr: Addr<Partition>,
     /// The `log.dirs` entry holding it.
     pub log_dir: PathBuf,
 }
@@ -110,15 +141,15 @@ impl Handler<Register> for LogManager {
     }
 }
 
-/// A partition's actor stopped; `recovery_point` is where its closed log stands (`None`:
-/// the partition was deleted).
+/// A partition's actor stopped; `marks` are where its closed log stands (`None`: the
+/// partition was deleted).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Unregister {
     /// The partition.
     pub tp: TopicPartition,
-    /// Its final recovery point.
-    pub recovery_point: Option<i64>,
+    /// Its final recovery point and high watermark.
+    pub marks: Option<Marks>,
 }
 
 impl Handler<Unregister> for LogManager {
@@ -126,15 +157,7 @@ impl Handler<Unregister> for LogManager {
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
         let Some((_, dir)) = self.partitions.remove(&msg.tp) else { return };
-        let points = self.recovery_points.entry(dir).or_default();
-        match msg.recovery_point {
-            Some(p) => {
-                points.insert(msg.tp, p);
-            }
-            None => {
-                points.remove(&msg.tp);
-            }
-        }
+        self.record(dir, msg.tp, msg.marks);
         self.write_checkpoints();
     }
 }
@@ -148,9 +171,29 @@ impl Handler<Forget> for LogManager {
     type Result = ();
 
     fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
-        for points in self.recovery_points.values_mut() {
+        for points in self.recovery_points.values_mut().chain(self.high_watermarks.values_mut()) {
             points.remove(&msg.0);
         }
         self.write_checkpoints();
     }
+}
+
+/// Where a partition's log stands, for the checkpoint files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    /// Everything below it is flushed (`recovery-point-offset-checkpoint`).
+    pub recovery_point: i64,
+    /// Its high watermark (`replication-offset-checkpoint`), so a restarted broker does not
+    /// start from 0 — which would hide committed records from consumers until the
+    /// followers had fetched again.
+    pub high_watermark: i64,
+}
+
+/// The high watermarks checkpointed in `dir` (empty if none or unreadable: a high watermark
+/// only ever starts lower, which is safe).
+pub fn read_high_watermarks(dir: &std::path::Path) -> BTreeMap<TopicPartition, i64> {
+    checkpoint::read(&dir.join(REPLICATION_OFFSET_CHECKPOINT)).unwrap_or_else(|e| {
+        warn!(dir = %dir.display(), error = %e, "unreadable high watermark checkpoint; high watermarks start at 0");
+        BTreeMap::new()
+    })
 }

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::controller::{Controller, Reconcile, Resign};
+use crate::controller::{Controller, ControllerSettings, Reconcile, Resign};
 
 /// Why the broker could not join the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +167,13 @@ pub struct MembershipContext {
     pub keeper: SharedKeeper,
     /// The controller this broker runs, if any (for metrics and status).
     pub is_controller: Arc<std::sync::atomic::AtomicBool>,
+    /// The controller actor while this broker is the controller (for controlled shutdown
+    /// requests).
+    pub controller: SharedController,
 }
+
+/// The controller actor this broker runs, if it is the controller.
+pub type SharedController = Arc<Mutex<Option<Addr<Controller>>>>;
 
 /// Runs membership until `shutdown` turns true: competes for `/controller`, routes watch
 /// events, re-registers after a session loss. Starts from a session that [`join`] opened.
@@ -251,7 +257,7 @@ async fn run_session(
     shutdown: &mut watch::Receiver<bool>,
 ) -> SessionEnd {
     let controller_changed = Arc::new(Notify::new());
-    let controller: Arc<Mutex<Option<Addr<Controller>>>> = Arc::default();
+    let controller = ctx.controller.clone();
     let (expired_tx, mut expired) = watch::channel(false);
     // Route the session's events.
     let router = {
@@ -297,7 +303,14 @@ async fn run_session(
                         cluster_id.clone(),
                         ctx.config.unclean_leader_election_enable,
                     );
-                    let actor = Controller::new(keeper.clone(), ctx.net.clone(), core, version, fenced_tx);
+                    let settings = ControllerSettings {
+                        rebalance: ctx.config.auto_leader_rebalance_enable.then_some((
+                            ctx.config.leader_imbalance_check_interval,
+                            ctx.config.leader_imbalance_per_broker_percentage,
+                        )),
+                    };
+                    let actor =
+                        Controller::new(keeper.clone(), ctx.net.clone(), core, version, fenced_tx, settings);
                     let addr = actor.start();
                     if let Ok(mut c) = controller.lock() {
                         *c = Some(addr.clone());

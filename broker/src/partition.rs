@@ -1,21 +1,33 @@
-//! `PartitionLeader`: the actor that owns one partition's log while this broker leads it.
+//! `Partition`: the actor that owns one partition's log on this broker, as its leader or as
+//! a follower.
 //!
-//! Every produce to the partition is a message to this actor, so appends are applied in
-//! mailbox order — the order the service handed them over, which is the order a producer
-//! sent them on its ordered channel. Reads, offset lookups and the log manager's ticks go
-//! through the same mailbox, so nobody else ever touches the log.
+//! **As leader** it takes producers' appends (in mailbox order — the order the service
+//! handed them over, which is the order a producer sent them on its ordered channel),
+//! consumers' reads (only below the high watermark) and followers' fetches. Each follower
+//! fetch reports how far that follower has got; the rules in
+//! [`sluice_broker_core::replica::ReplicaSet`] turn those reports into the high watermark
+//! and into ISR changes, which this actor writes to the keeper itself
+//! ([`crate::isr::write_isr`], conditional on the state's version). A timer every half
+//! `replica.lag.time.max.ms` evicts followers that have not caught up for that long.
 //!
-//! The high watermark is published on a `watch` channel: fetches waiting for data (long
-//! polls) wait on it without going through the mailbox. Until followers replicate, the ISR
-//! is the leader alone and the high watermark is the log end offset
-//! ([`sluice_broker_core::partition::high_watermark`] with no followers).
+//! **As follower** it takes what its [`crate::fetcher::FollowerFetcher`] copies from the
+//! leader (offsets as the leader gave them), keeps the high watermark the leader reports,
+//! and cuts a divergent tail on a leader change ([`TruncateForLeader`], by leader epoch).
+//! It serves no clients.
+//!
+//! The offsets (and whether it leads, and the ISR's size) are published on a `watch`
+//! channel: long-poll fetches and `acks=all` produces wait on it without going through the
+//! mailbox.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+use sluice_broker_core::metadata::PartitionState;
 use sluice_broker_core::order::OrderGuard;
-use sluice_broker_core::partition::high_watermark;
+use sluice_broker_core::replica::{self, IsrChange, ReplicaSet};
+use sluice_broker_core::roles::Role;
 use sluice_broker_core::BrokerError;
 use sluice_client::broker::proto::ProduceResponse;
 use sluice_log::{Log, LogError, TickReport, TopicPartition};
@@ -23,6 +35,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::clock::now_ms;
+use crate::isr::{write_isr, IsrWriteError};
+use crate::log_manager::Marks;
+use crate::membership::SharedKeeper;
 
 /// Where a partition's offsets stand; published after every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,20 +48,43 @@ pub struct Offsets {
     pub log_start_offset: i64,
     /// Next offset to be written.
     pub log_end_offset: i64,
+    /// The leader epoch this broker leads at, or `None` while following (or stopped).
+    pub leading: Option<i32>,
+    /// The size of the committed ISR (while leading).
+    pub isr: usize,
 }
 
-/// One partition's log, as its leader.
+/// The role-specific state.
 #[derive(Debug)]
-pub struct PartitionLeader {
+enum State {
+    Leader {
+        set: ReplicaSet,
+        /// The state as last written (by the controller or by this leader).
+        written: PartitionState,
+        /// Whether an ISR write is in flight.
+        writing: bool,
+    },
+    Follower {
+        leader: Option<i32>,
+        epoch: i32,
+        high_watermark: i64,
+    },
+}
+
+/// One partition's log on this broker.
+#[derive(Debug)]
+pub struct Partition {
     tp: TopicPartition,
     broker_id: i32,
-    leader_epoch: i32,
     /// Shared only with the log cleaner (compacted topics), which locks it to plan a pass
     /// and to swap the cleaned segments in; everyone else goes through this actor.
     log: Option<Arc<Mutex<Log>>>,
     offsets: watch::Sender<Offsets>,
     /// Channels whose produce here failed retriably and was not resent yet.
     held: OrderGuard<u64>,
+    state: State,
+    lag_max_ms: i64,
+    keeper: SharedKeeper,
 }
 
 fn lock(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
@@ -58,31 +96,77 @@ fn lock(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
 /// break the ordering of a producer's pipelined requests).
 pub const MAILBOX: usize = 1 << 40;
 
-impl PartitionLeader {
-    /// A leader for `log` at `leader_epoch`; the receiver follows its offsets.
-    pub fn new(log: Arc<Mutex<Log>>, broker_id: i32, leader_epoch: i32) -> (Self, watch::Receiver<Offsets>) {
-        let (tp, offsets) = {
+/// What a partition needs besides its log and role.
+#[derive(Debug, Clone)]
+pub struct PartitionContext {
+    /// This broker.
+    pub broker_id: i32,
+    /// `replica.lag.time.max.ms`.
+    pub lag_max: Duration,
+    /// For ISR writes.
+    pub keeper: SharedKeeper,
+}
+
+impl Partition {
+    /// A partition for `log`, starting as a follower that knows no leader (the replica
+    /// manager assigns its role next) with the high watermark last checkpointed; the
+    /// receiver follows its offsets.
+    pub fn new(
+        log: Arc<Mutex<Log>>,
+        ctx: &PartitionContext,
+        high_watermark: i64,
+    ) -> (Self, watch::Receiver<Offsets>) {
+        let (tp, leo) = {
             let l = lock(&log);
-            (l.topic_partition().clone(), offsets_of(&l))
+            (l.topic_partition().clone(), l.log_end_offset())
         };
-        let (tx, rx) = watch::channel(offsets);
-        (
-            PartitionLeader {
-                tp,
-                broker_id,
-                leader_epoch,
-                log: Some(log),
-                offsets: tx,
-                held: OrderGuard::default(),
+        let mut p = Partition {
+            tp,
+            broker_id: ctx.broker_id,
+            log: Some(log),
+            offsets: watch::channel(Offsets::default()).0,
+            held: OrderGuard::default(),
+            // Never above its own log end (a checkpoint can be ahead of a log whose unflushed
+            // tail was cut on recovery); the leader's fetch answers raise it.
+            state: State::Follower {
+                leader: None,
+                epoch: -1,
+                high_watermark: high_watermark.clamp(0, leo.max(0)),
             },
-            rx,
-        )
+            lag_max_ms: ctx.lag_max.as_millis() as i64,
+            keeper: ctx.keeper.clone(),
+        };
+        let offsets = p.current_offsets();
+        let rx;
+        (p.offsets, rx) = watch::channel(offsets);
+        (p, rx)
+    }
+
+    fn high_watermark(&self) -> i64 {
+        match &self.state {
+            State::Leader { set, .. } => set.high_watermark(),
+            State::Follower { high_watermark, .. } => *high_watermark,
+        }
+    }
+
+    fn current_offsets(&self) -> Offsets {
+        let Some(log) = &self.log else { return Offsets::default() };
+        let log = lock(log);
+        let (leading, isr) = match &self.state {
+            State::Leader { set, .. } => (Some(set.leader_epoch()), set.isr().len()),
+            State::Follower { .. } => (None, 0),
+        };
+        Offsets {
+            high_watermark: self.high_watermark().min(log.log_end_offset()),
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            leading,
+            isr,
+        }
     }
 
     fn publish(&self) {
-        if let Some(log) = &self.log {
-            self.offsets.send_replace(offsets_of(&lock(log)));
-        }
+        self.offsets.send_replace(self.current_offsets());
     }
 
     fn storage_error(&self, e: &LogError) -> BrokerError {
@@ -93,15 +177,43 @@ impl PartitionLeader {
         }
     }
 
+    fn not_leader(&self) -> BrokerError {
+        let leader = match &self.state {
+            State::Follower { leader, .. } => *leader,
+            State::Leader { .. } => None,
+        };
+        BrokerError::NotLeaderForPartition {
+            topic: self.tp.topic.clone(),
+            partition: self.tp.partition,
+            broker: self.broker_id,
+            leader,
+        }
+    }
+
     fn log(&self) -> Result<MutexGuard<'_, Log>, BrokerError> {
-        let broker = self.broker_id;
+        self.log.as_deref().map(lock).ok_or_else(|| self.not_leader())
+    }
+
+    /// Fails unless this broker leads the partition (and holds its log).
+    fn check_leading(&self) -> Result<(), BrokerError> {
+        match (&self.state, &self.log) {
+            (State::Leader { .. }, Some(_)) => Ok(()),
+            _ => Err(self.not_leader()),
+        }
+    }
+
+    /// Checks a replica request's leader epoch against the current one.
+    fn check_epoch(&self, got: i32, current: i32) -> Result<(), BrokerError> {
         let (topic, partition) = (self.tp.topic.clone(), self.tp.partition);
-        self.log.as_deref().map(lock).ok_or(BrokerError::NotLeaderForPartition {
-            topic,
-            partition,
-            broker,
-            leader: None,
-        })
+        match got.cmp(&current) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => {
+                Err(BrokerError::FencedLeaderEpoch { topic, partition, got, current })
+            }
+            std::cmp::Ordering::Greater => {
+                Err(BrokerError::UnknownLeaderEpoch { topic, partition, got, current })
+            }
+        }
     }
 
     /// Maps a log error on append to what the producer is told.
@@ -120,14 +232,149 @@ impl PartitionLeader {
             }
         }
     }
+
+    /// Takes a role from the controller's update.
+    fn assign(&mut self, role: Role) {
+        let now = now_ms();
+        match role {
+            Role::Leader { replicas, state } => {
+                if let State::Leader { set, written, writing } = &mut self.state {
+                    if set.leader_epoch() == state.leader_epoch {
+                        // Same epoch: the controller's picture of the ISR — only if it is newer
+                        // than what this leader knows (its own writes included); an older one
+                        // arriving late must not undo a change the keeper has committed.
+                        if state.zk_version > written.zk_version {
+                            set.set_isr(state.isr.clone());
+                            *writing = false;
+                            *written = state;
+                        }
+                        self.publish();
+                        return;
+                    }
+                }
+                let hw = self.high_watermark();
+                let leo = {
+                    let Ok(mut log) = self.log() else { return };
+                    if let Err(e) = log.assign_leader_epoch(state.leader_epoch) {
+                        warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e,
+                            "could not record the new leader epoch");
+                    }
+                    log.log_end_offset()
+                };
+                let set = ReplicaSet::new(
+                    self.broker_id,
+                    state.leader_epoch,
+                    &replicas,
+                    &state.isr,
+                    leo,
+                    hw.min(leo),
+                    now,
+                );
+                info!(topic = %self.tp.topic, partition = self.tp.partition, epoch = state.leader_epoch,
+                    isr = ?state.isr, log_end_offset = leo, high_watermark = set.high_watermark(), "leading");
+                self.state = State::Leader { set, written: state, writing: false };
+            }
+            Role::Follower { leader, leader_epoch } => {
+                let hw = self.high_watermark();
+                if !matches!(self.state, State::Follower { .. }) {
+                    info!(topic = %self.tp.topic, partition = self.tp.partition, epoch = leader_epoch,
+                        leader = ?leader, "following");
+                }
+                self.state = State::Follower { leader, epoch: leader_epoch, high_watermark: hw };
+            }
+        }
+        self.publish();
+    }
+
+    /// Proposes and writes an ISR change if the rules ask for one and none is in flight.
+    fn maybe_change_isr(&mut self, ctx: &mut Context<Self>) {
+        let State::Leader { set, written, writing } = &mut self.state else { return };
+        if *writing {
+            return;
+        }
+        let Some(change) = set.isr_change(now_ms(), self.lag_max_ms) else { return };
+        let (isr, what) = match change {
+            IsrChange::Shrink(isr) => (isr, "shrinking"),
+            IsrChange::Expand(isr) => (isr, "expanding"),
+        };
+        info!(topic = %self.tp.topic, partition = self.tp.partition, from = ?set.isr(), to = ?isr, "{what} the ISR");
+        set.propose(isr.clone());
+        *writing = true;
+        let state = PartitionState { isr, ..written.clone() };
+        let expected = written.zk_version;
+        self.write_isr(ctx, state, expected);
+        self.publish();
+    }
+
+    /// Writes a proposed ISR (conditional on `expected`) and applies the outcome. A conflict
+    /// is a definite "no" — unless the keeper already holds exactly the proposal (an earlier
+    /// attempt whose answer was lost committed it). A keeper failure leaves the outcome
+    /// unknown: the same write is retried, keeping the proposal (and so the maximal ISR)
+    /// until it is settled.
+    fn write_isr(&mut self, ctx: &mut Context<Self>, state: PartitionState, expected: i32) {
+        let (keeper, tp) = (self.keeper.clone(), self.tp.clone());
+        let epoch = state.leader_epoch;
+        let write = async move {
+            let r = write_isr(&keeper, &tp.topic, tp.partition, &state, expected).await;
+            (state, r)
+        };
+        ctx.spawn(write.into_actor(self).map(move |(state, result), this, ctx| {
+            let tp = this.tp.clone();
+            let me = this.broker_id;
+            let State::Leader { set, written, writing } = &mut this.state else { return };
+            if set.leader_epoch() != epoch || !*writing {
+                return; // re-assigned meanwhile; the controller's state rules
+            }
+            match result {
+                Ok(version) => {
+                    *writing = false;
+                    set.committed(state.isr.clone());
+                    *written = PartitionState { zk_version: version, ..state };
+                    metrics::counter!("sluice_broker_isr_changes_total").increment(1);
+                }
+                Err(IsrWriteError::Conflict(Some(current)))
+                    if current.leader == me && current.leader_epoch == epoch && current.isr == state.isr =>
+                {
+                    *writing = false;
+                    set.committed(current.isr.clone());
+                    *written = current;
+                }
+                Err(IsrWriteError::Conflict(Some(current))) if current.leader == me && current.leader_epoch == epoch => {
+                    *writing = false;
+                    set.rejected();
+                    set.set_isr(current.isr.clone());
+                    *written = current;
+                }
+                Err(IsrWriteError::Conflict(other)) => {
+                    // Another leader epoch: this broker's role is about to change.
+                    warn!(topic = %tp.topic, partition = tp.partition, state = ?other, "ISR change refused: the partition state moved on");
+                    *writing = false;
+                    set.rejected();
+                }
+                Err(e @ IsrWriteError::Keeper(_)) => {
+                    warn!(topic = %tp.topic, partition = tp.partition, error = %e, "ISR change not settled; retrying");
+                    ctx.run_later(Duration::from_millis(500), move |this, ctx| {
+                        if matches!(&this.state, State::Leader { set, writing: true, .. } if set.leader_epoch() == epoch) {
+                            this.write_isr(ctx, state, expected);
+                        }
+                    });
+                    return;
+                }
+            }
+            this.publish();
+            // A change that became due meanwhile is proposed at once.
+            this.maybe_change_isr(ctx);
+        }));
+    }
 }
 
-/// The longest prefix of `records` (whole batches, back to back) of at most `max_bytes`.
-fn whole_batches_within(records: Bytes, max_bytes: usize) -> Bytes {
+/// Keeps the batches (whole, back to back) that fit within `max_bytes` (when `strict`) and
+/// end below `below` (the high watermark, for consumers).
+fn whole_batches(records: Bytes, max_bytes: usize, strict: bool, below: i64) -> Bytes {
     let mut end = 0;
     while end < records.len() {
         let Ok(view) = sluice_log::BatchView::parse(&records[end..]) else { break };
-        if end + view.len() > max_bytes {
+        if (strict && end + view.len() > max_bytes) || view.last_offset() >= below {
             break;
         }
         end += view.len();
@@ -135,37 +382,56 @@ fn whole_batches_within(records: Bytes, max_bytes: usize) -> Bytes {
     records.slice(..end)
 }
 
-fn offsets_of(log: &Log) -> Offsets {
-    let leo = log.log_end_offset();
-    Offsets {
-        high_watermark: high_watermark(leo, std::iter::empty()),
-        log_start_offset: log.log_start_offset(),
-        log_end_offset: leo,
-    }
-}
-
-impl Actor for PartitionLeader {
+impl Actor for Partition {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        info!(topic = %self.tp.topic, partition = self.tp.partition, epoch = self.leader_epoch, "leading");
+        // Kafka checks for laggards every half lag window.
+        let every = Duration::from_millis((self.lag_max_ms / 2).max(10) as u64);
+        ctx.run_interval(every, |this, ctx| this.maybe_change_isr(ctx));
     }
+}
+
+/// Take the role the controller's update gives this broker.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Assign(pub Role);
+
+impl Handler<Assign> for Partition {
+    type Result = ();
+
+    fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
+        self.assign(msg.0);
+        self.maybe_change_isr(ctx);
+    }
+}
+
+/// What an append did: the producer's answer and the offset after the last record (which an
+/// `acks=all` produce waits for the high watermark to reach).
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The producer's answer.
+    pub response: ProduceResponse,
+    /// The last offset appended, plus one.
+    pub end_offset: i64,
 }
 
 /// Append a producer's batches.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<ProduceResponse, BrokerError>")]
+#[rtype(result = "Result<Appended, BrokerError>")]
 pub struct Append {
     /// The batches, back to back (their base offsets are rewritten in place).
     pub records: BytesMut,
     /// The ordered channel it came on and whether it is a resend (see
     /// `sluice_broker_core::order`); `None` outside a channel and for `acks=0`.
     pub order: Option<(u64, bool)>,
+    /// For `acks=all`: refuse (append nothing) when the ISR is smaller than this.
+    pub min_insync: Option<usize>,
 }
 
-impl Handler<Append> for PartitionLeader {
-    type Result = Result<ProduceResponse, BrokerError>;
+impl Handler<Append> for Partition {
+    type Result = Result<Appended, BrokerError>;
 
     fn handle(&mut self, mut msg: Append, _: &mut Context<Self>) -> Self::Result {
         if let Some((channel, retry)) = msg.order {
@@ -176,36 +442,58 @@ impl Handler<Append> for PartitionLeader {
                 });
             }
         }
+        let refuse = |this: &mut Self, e: BrokerError| {
+            if let (Some((channel, _)), true) = (msg.order, e.is_retriable()) {
+                this.held.failed(channel);
+            }
+            Err(e)
+        };
+        let isr = match &self.state {
+            State::Leader { set, .. } => set.isr().len(),
+            State::Follower { .. } => return refuse(self, self.not_leader()),
+        };
+        if let Some(min) = msg.min_insync.filter(|min| isr < *min) {
+            let e = BrokerError::NotEnoughReplicas {
+                topic: self.tp.topic.clone(),
+                partition: self.tp.partition,
+                isr,
+                min,
+            };
+            return refuse(self, e);
+        }
         let now = now_ms();
-        let (result, offsets) = {
+        let (result, leo, log_start) = {
             let mut log = self.log()?;
             let result = log.append(&mut msg.records, now);
-            (result, offsets_of(&log))
+            (result, log.log_end_offset(), log.log_start_offset())
         };
         let info = match result {
             Ok(info) => info,
             Err(e) => {
                 let e = self.append_error(e);
-                if let (Some((channel, _)), true) = (msg.order, e.is_retriable()) {
-                    self.held.failed(channel);
-                }
-                return Err(e);
+                return refuse(self, e);
             }
         };
-        self.offsets.send_replace(offsets);
+        if let State::Leader { set, .. } = &mut self.state {
+            set.on_append(leo);
+        }
+        self.publish();
         metrics::counter!("sluice_broker_messages_in_total", "topic" => self.tp.topic.clone())
             .increment(info.records);
         metrics::counter!("sluice_broker_bytes_in_total", "topic" => self.tp.topic.clone())
             .increment(info.bytes);
-        Ok(ProduceResponse {
-            base_offset: info.base_offset,
-            log_append_time: -1,
-            log_start_offset: offsets.log_start_offset,
+        Ok(Appended {
+            response: ProduceResponse {
+                base_offset: info.base_offset,
+                log_append_time: -1,
+                log_start_offset: log_start,
+            },
+            end_offset: info.last_offset + 1,
         })
     }
 }
 
-/// Read whole batches from `offset`, below the high watermark.
+/// A consumer's read: whole batches from `offset`, below the high watermark.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(Bytes, Offsets), BrokerError>")]
 pub struct Read {
@@ -219,36 +507,265 @@ pub struct Read {
     pub strict: bool,
 }
 
-impl Handler<Read> for PartitionLeader {
+fn read_error(
+    tp: &TopicPartition,
+    e: LogError,
+    storage: impl FnOnce(&LogError) -> BrokerError,
+) -> BrokerError {
+    match e {
+        LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => {
+            BrokerError::OffsetOutOfRange {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset,
+                log_start_offset,
+                log_end_offset,
+            }
+        }
+        e => storage(&e),
+    }
+}
+
+impl Handler<Read> for Partition {
     type Result = Result<(Bytes, Offsets), BrokerError>;
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        let log = self.log()?;
-        let offsets = offsets_of(&log);
+        self.check_leading()?;
+        let offsets = self.current_offsets();
         if msg.offset == offsets.high_watermark && msg.offset >= offsets.log_start_offset {
             return Ok((Bytes::new(), offsets));
         }
-        let read = log.read(msg.offset, msg.max_bytes);
-        drop(log);
+        if msg.offset > offsets.high_watermark && msg.offset <= offsets.log_end_offset {
+            // Written but not committed yet: nothing to read, not an error.
+            return Ok((Bytes::new(), offsets));
+        }
+        let read = self.log()?.read(msg.offset, msg.max_bytes);
         match read {
             Ok(r) => {
-                let records =
-                    if msg.strict { whole_batches_within(r.records, msg.max_bytes) } else { r.records };
+                let records = whole_batches(r.records, msg.max_bytes, msg.strict, offsets.high_watermark);
                 metrics::counter!("sluice_broker_bytes_out_total", "topic" => self.tp.topic.clone())
                     .increment(records.len() as u64);
                 Ok((records, offsets))
             }
-            Err(LogError::OffsetOutOfRange { offset, log_start_offset, log_end_offset }) => {
-                Err(BrokerError::OffsetOutOfRange {
-                    topic: self.tp.topic.clone(),
-                    partition: self.tp.partition,
-                    offset,
-                    log_start_offset,
-                    log_end_offset,
-                })
-            }
-            Err(e) => Err(self.storage_error(&e)),
+            Err(e) => Err(read_error(&self.tp, e, |e| self.storage_error(e))),
         }
+    }
+}
+
+/// A follower's fetch (leader side): `offset` is the follower's log end offset.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(Bytes, Offsets), BrokerError>")]
+pub struct FollowerFetch {
+    /// The follower.
+    pub replica: i32,
+    /// Its log end offset.
+    pub offset: i64,
+    /// The leader epoch it fetches at.
+    pub leader_epoch: i32,
+    /// Most bytes (whole batches; at least one unless `strict`).
+    pub max_bytes: usize,
+    /// Only whole batches within `max_bytes`.
+    pub strict: bool,
+}
+
+impl Handler<FollowerFetch> for Partition {
+    type Result = Result<(Bytes, Offsets), BrokerError>;
+
+    fn handle(&mut self, msg: FollowerFetch, ctx: &mut Context<Self>) -> Self::Result {
+        let State::Leader { set, .. } = &self.state else { return Err(self.not_leader()) };
+        self.check_epoch(msg.leader_epoch, set.leader_epoch())?;
+        let (leo, log_start) = {
+            let log = self.log()?;
+            (log.log_end_offset(), log.log_start_offset())
+        };
+        if msg.offset > leo || msg.offset < log_start {
+            return Err(BrokerError::OffsetOutOfRange {
+                topic: self.tp.topic.clone(),
+                partition: self.tp.partition,
+                offset: msg.offset,
+                log_start_offset: log_start,
+                log_end_offset: leo,
+            });
+        }
+        let now = now_ms();
+        if let State::Leader { set, .. } = &mut self.state {
+            set.on_follower_fetch(msg.replica, msg.offset, leo, now).map_err(|e| {
+                BrokerError::InvalidRequest {
+                    reason: format!("{}-{}: {e}", self.tp.topic, self.tp.partition),
+                }
+            })?;
+        }
+        self.maybe_change_isr(ctx);
+        self.publish();
+        let offsets = self.current_offsets();
+        if msg.offset == leo {
+            return Ok((Bytes::new(), offsets));
+        }
+        let read = self.log()?.read(msg.offset, msg.max_bytes);
+        match read {
+            Ok(r) => Ok((whole_batches(r.records, msg.max_bytes, msg.strict, i64::MAX), offsets)),
+            Err(e) => Err(read_error(&self.tp, e, |e| self.storage_error(e))),
+        }
+    }
+}
+
+/// Kafka's OffsetsForLeaderEpoch (leader side): where `epoch` ends in this log.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<(i32, i64)>, BrokerError>")]
+pub struct EpochEndOffset {
+    /// The epoch the asker believes current.
+    pub current_leader_epoch: i32,
+    /// The epoch asked about.
+    pub epoch: i32,
+}
+
+impl Handler<EpochEndOffset> for Partition {
+    type Result = Result<Option<(i32, i64)>, BrokerError>;
+
+    fn handle(&mut self, msg: EpochEndOffset, _: &mut Context<Self>) -> Self::Result {
+        let State::Leader { set, .. } = &self.state else { return Err(self.not_leader()) };
+        self.check_epoch(msg.current_leader_epoch, set.leader_epoch())?;
+        Ok(self.log()?.end_offset_for_epoch(msg.epoch))
+    }
+}
+
+/// Where a follower stands: its latest leader epoch and log end offset.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(Option<i32>, i64), BrokerError>")]
+pub struct FollowerPosition {
+    /// The leader epoch the fetcher follows at.
+    pub leader_epoch: i32,
+}
+
+impl Handler<FollowerPosition> for Partition {
+    type Result = Result<(Option<i32>, i64), BrokerError>;
+
+    fn handle(&mut self, msg: FollowerPosition, _: &mut Context<Self>) -> Self::Result {
+        self.follower_epoch(msg.leader_epoch)?;
+        let log = self.log()?;
+        Ok((log.leader_epoch(), log.log_end_offset()))
+    }
+}
+
+impl Partition {
+    /// Checks that this broker follows at `epoch`.
+    fn follower_epoch(&self, epoch: i32) -> Result<(), BrokerError> {
+        match &self.state {
+            State::Follower { epoch: current, .. } => self.check_epoch(epoch, *current),
+            State::Leader { set, .. } => Err(BrokerError::FencedLeaderEpoch {
+                topic: self.tp.topic.clone(),
+                partition: self.tp.partition,
+                got: epoch,
+                current: set.leader_epoch(),
+            }),
+        }
+    }
+}
+
+/// Cut a follower's divergent tail before fetching from a new leader, given the leader's
+/// answer for the follower's latest epoch. Answers the new log end offset, and whether the
+/// truncation is complete (else ask the leader again about the new latest epoch: KIP-279).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(i64, bool), BrokerError>")]
+pub struct TruncateForLeader {
+    /// The leader epoch the fetcher follows at.
+    pub leader_epoch: i32,
+    /// The leader's OffsetsForLeaderEpoch answer.
+    pub answer: Option<(i32, i64)>,
+}
+
+impl Handler<TruncateForLeader> for Partition {
+    type Result = Result<(i64, bool), BrokerError>;
+
+    fn handle(&mut self, msg: TruncateForLeader, _: &mut Context<Self>) -> Self::Result {
+        self.follower_epoch(msg.leader_epoch)?;
+        let hw = self.high_watermark();
+        let mut log = self.log()?;
+        let leo = log.log_end_offset();
+        let cut =
+            replica::truncation(leo, hw, log.leader_epoch(), msg.answer, |e| log.end_offset_for_epoch(e));
+        let target = cut.offset;
+        if target < leo {
+            warn!(topic = %self.tp.topic, partition = self.tp.partition, from = leo, to = target,
+                "truncating a divergent tail before following the new leader");
+            if let Err(e) = log.truncate_to(target, now_ms()) {
+                return Err(self.storage_error(&e));
+            }
+        }
+        let leo = log.log_end_offset();
+        drop(log);
+        if let State::Follower { high_watermark, .. } = &mut self.state {
+            *high_watermark = (*high_watermark).min(leo);
+        }
+        self.publish();
+        Ok((leo, cut.complete))
+    }
+}
+
+/// Restart a follower's log at the leader's log start (it fell below what the leader keeps).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<i64, BrokerError>")]
+pub struct RestartAt {
+    /// The leader epoch the fetcher follows at.
+    pub leader_epoch: i32,
+    /// The leader's log start offset.
+    pub offset: i64,
+}
+
+impl Handler<RestartAt> for Partition {
+    type Result = Result<i64, BrokerError>;
+
+    fn handle(&mut self, msg: RestartAt, _: &mut Context<Self>) -> Self::Result {
+        self.follower_epoch(msg.leader_epoch)?;
+        let mut log = self.log()?;
+        warn!(topic = %self.tp.topic, partition = self.tp.partition, offset = msg.offset,
+            "the leader no longer holds this follower's offsets; restarting the log at its log start");
+        if let Err(e) = log.truncate_fully_and_start_at(msg.offset, now_ms()) {
+            return Err(self.storage_error(&e));
+        }
+        let leo = log.log_end_offset();
+        drop(log);
+        if let State::Follower { high_watermark, .. } = &mut self.state {
+            *high_watermark = leo;
+        }
+        self.publish();
+        Ok(leo)
+    }
+}
+
+/// What a follower's fetcher copied from the leader.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<i64, BrokerError>")]
+pub struct ReplicaAppend {
+    /// The leader epoch it was fetched at.
+    pub leader_epoch: i32,
+    /// The leader's batches (offsets set), possibly empty.
+    pub records: Bytes,
+    /// The leader's high watermark at the fetch.
+    pub leader_high_watermark: i64,
+}
+
+impl Handler<ReplicaAppend> for Partition {
+    type Result = Result<i64, BrokerError>;
+
+    fn handle(&mut self, msg: ReplicaAppend, _: &mut Context<Self>) -> Self::Result {
+        self.follower_epoch(msg.leader_epoch)?;
+        let leo = {
+            let mut log = self.log()?;
+            if !msg.records.is_empty() {
+                if let Err(e) = log.append_replicated(&msg.records, now_ms()) {
+                    warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e,
+                        "could not append what the leader sent");
+                    return Err(self.storage_error(&e));
+                }
+            }
+            log.log_end_offset()
+        };
+        if let State::Follower { high_watermark, .. } = &mut self.state {
+            *high_watermark = (*high_watermark).max(msg.leader_high_watermark.min(leo));
+        }
+        self.publish();
+        Ok(leo)
     }
 }
 
@@ -260,18 +777,17 @@ pub struct ListOffset {
     pub timestamp: i64,
 }
 
-impl Handler<ListOffset> for PartitionLeader {
+impl Handler<ListOffset> for Partition {
     type Result = Result<(i64, i64), BrokerError>;
 
     fn handle(&mut self, msg: ListOffset, _: &mut Context<Self>) -> Self::Result {
-        let log = self.log()?;
-        let offsets = offsets_of(&log);
+        self.check_leading()?;
+        let offsets = self.current_offsets();
         match msg.timestamp {
             -1 => Ok((offsets.high_watermark, -1)),
             -2 => Ok((offsets.log_start_offset, -1)),
             t => {
-                let found = log.offset_for_timestamp(t);
-                drop(log);
+                let found = self.log()?.offset_for_timestamp(t);
                 match found {
                     Ok(Some((offset, ts))) if offset < offsets.high_watermark => Ok((offset, ts)),
                     Ok(_) => Ok((offsets.high_watermark, -1)),
@@ -284,11 +800,11 @@ impl Handler<ListOffset> for PartitionLeader {
 
 /// The log manager's periodic work: flush and retention ([`Log::tick`]).
 #[derive(Debug, Message)]
-#[rtype(result = "Option<(TickReport, i64)>")]
+#[rtype(result = "Option<(TickReport, Marks)>")]
 pub struct Tick;
 
-impl Handler<Tick> for PartitionLeader {
-    type Result = Option<(TickReport, i64)>;
+impl Handler<Tick> for Partition {
+    type Result = Option<(TickReport, Marks)>;
 
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
@@ -302,6 +818,7 @@ impl Handler<Tick> for PartitionLeader {
         };
         let recovery_point = log.recovery_point();
         drop(log);
+        let marks = Marks { recovery_point, high_watermark: self.high_watermark() };
         if !report.deleted_segments.is_empty() {
             info!(
                 topic = %self.tp.topic, partition = self.tp.partition,
@@ -309,38 +826,28 @@ impl Handler<Tick> for PartitionLeader {
             );
             self.publish();
         }
-        Some((report, recovery_point))
+        Some((report, marks))
     }
 }
 
-/// A new leader epoch for the same leader.
+/// Stop holding the partition: flush and close the log (and delete it when the topic is
+/// deleted). The reply is where the log stands (for the checkpoint files), or `None` if
+/// deleted.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SetEpoch(pub i32);
-
-impl Handler<SetEpoch> for PartitionLeader {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetEpoch, _: &mut Context<Self>) {
-        self.leader_epoch = msg.0;
-    }
-}
-
-/// Stop leading: flush and close the log (and delete it when the topic is deleted). The
-/// reply is the recovery point reached (for the checkpoint file), or `None` if deleted.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<i64>")]
+#[rtype(result = "Option<Marks>")]
 pub struct Stop {
     /// Delete the partition's directory.
     pub delete: bool,
 }
 
-impl Handler<Stop> for PartitionLeader {
-    type Result = Option<i64>;
+impl Handler<Stop> for Partition {
+    type Result = Option<Marks>;
 
-    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Option<i64> {
+    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Option<Marks> {
         ctx.stop();
+        let high_watermark = self.high_watermark();
         let shared = self.log.take()?;
+        self.offsets.send_replace(Offsets::default());
         let mut log = lock(&shared);
         let dir = log.dir().to_path_buf();
         let end = log.log_end_offset();
@@ -349,14 +856,14 @@ impl Handler<Stop> for PartitionLeader {
         if let Err(e) = closed {
             warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e, "closing the log failed");
         }
-        info!(topic = %self.tp.topic, partition = self.tp.partition, delete = msg.delete, "stopped leading");
+        info!(topic = %self.tp.topic, partition = self.tp.partition, delete = msg.delete, "closed the partition");
         if msg.delete {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 warn!(dir = %dir.display(), error = %e, "could not delete a deleted topic's partition");
             }
             return None;
         }
-        Some(end)
+        Some(Marks { recovery_point: end, high_watermark })
     }
 }
 
@@ -364,7 +871,7 @@ impl Handler<Stop> for PartitionLeader {
 mod tests {
     use super::*;
 
-    fn batch(n: usize) -> Vec<u8> {
+    fn batch(n: usize, base_offset: i64) -> Vec<u8> {
         use sluice_log::{BatchHeader, Compression, Record, RecordBatch};
         let record = Record {
             offset_delta: 0,
@@ -373,15 +880,28 @@ mod tests {
             value: Some(vec![b'x'; n].into()),
             headers: vec![],
         };
-        RecordBatch { header: BatchHeader::new(Compression::None, 0, 0), records: vec![record] }.encode()
+        let mut header = BatchHeader::new(Compression::None, 0, 0);
+        header.base_offset = base_offset;
+        RecordBatch { header, records: vec![record] }.encode()
     }
 
     #[test]
     fn a_strict_read_keeps_only_whole_batches_that_fit() {
-        let (a, b) = (batch(100), batch(300));
+        let (a, b) = (batch(100, 0), batch(300, 1));
         let both = Bytes::from([a.clone(), b.clone()].concat());
-        assert_eq!(whole_batches_within(both.clone(), a.len() + b.len()).len(), a.len() + b.len());
-        assert_eq!(whole_batches_within(both.clone(), a.len() + b.len() - 1), Bytes::from(a.clone()));
-        assert!(whole_batches_within(both, a.len() - 1).is_empty());
+        let all = a.len() + b.len();
+        assert_eq!(whole_batches(both.clone(), all, true, i64::MAX).len(), all);
+        assert_eq!(whole_batches(both.clone(), all - 1, true, i64::MAX), Bytes::from(a.clone()));
+        assert!(whole_batches(both.clone(), a.len() - 1, true, i64::MAX).is_empty());
+        assert_eq!(whole_batches(both, 1, false, i64::MAX).len(), all, "not strict: the size is not a bound");
+    }
+
+    #[test]
+    fn consumers_get_only_batches_below_the_high_watermark() {
+        let (a, b) = (batch(10, 0), batch(10, 1));
+        let both = Bytes::from([a.clone(), b.clone()].concat());
+        assert_eq!(whole_batches(both.clone(), usize::MAX, false, 2).len(), a.len() + b.len());
+        assert_eq!(whole_batches(both.clone(), usize::MAX, false, 1), Bytes::from(a));
+        assert!(whole_batches(both, usize::MAX, false, 0).is_empty());
     }
 }

@@ -1,10 +1,13 @@
 //! `ReplicaManager`: the actor that turns the controller's [`ClusterUpdate`]s into this
-//! broker's roles. For every partition the update says this broker leads, it opens the log
-//! and starts a [`PartitionLeader`]; for every partition it no longer leads, it stops the
-//! actor (deleting the data when the topic is being deleted). It then publishes the new
-//! [`Routing`] that the service reads to send each request to its partition's actor.
+//! broker's roles. For every partition the update gives this broker a replica of, it opens
+//! the log and starts a [`Partition`] actor, then tells it its role (leader, or follower of
+//! a given leader at a given epoch); a follower is handed to the
+//! [`FollowerFetcher`] for its leader (`num.replica.fetchers` per leader, picked by
+//! hashing the partition). Partitions no longer replicated here are stopped (their data
+//! deleted when the topic is being deleted). It then publishes the new [`Routing`] that
+//! the service reads to send each request to its partition's actor.
 //!
-//! Which updates to take and what each asks (start, re-epoch, stop) is decided by
+//! Which updates to take and what role each gives is decided by
 //! `sluice_broker_core::roles`; this actor carries the plan out.
 //!
 //! Runs on the log thread (its own arbiter), with the partition actors it starts, so that
@@ -16,35 +19,35 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use sluice_broker_core::metadata::ClusterUpdate;
-use sluice_broker_core::roles;
+use sluice_broker_core::roles::{self, Role};
 use sluice_broker_core::BrokerError;
+use sluice_client::broker::proto::BrokerProtocol;
 use sluice_log::{Log, LogCleaner, TopicPartition};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::log_manager::{Forget, LogManager, Register, Unregister};
-use crate::partition::{Offsets, PartitionLeader, SetEpoch, Stop};
+use crate::fetcher::{FetcherConfig, Follow, FollowerFetcher, Unfollow};
+use crate::log_manager::{read_high_watermarks, Forget, LogManager, Register, Unregister};
+use crate::partition::{Assign, Offsets, Partition, PartitionContext, Stop};
 
-/// A partition this broker leads.
+/// A partition replicated on this broker.
 #[derive(Debug, Clone)]
-pub struct Leader {
+pub struct Hosted {
     /// Its actor.
-    pub addr: Addr<PartitionLeader>,
-    /// Its offsets, updated after every append.
+    pub addr: Addr<Partition>,
+    /// Its offsets (and whether it leads), updated after every change.
     pub offsets: watch::Receiver<Offsets>,
-    /// The leader epoch it leads at.
-    pub epoch: i32,
 }
 
-/// What the service routes by: the newest cluster picture and the partitions led here.
+/// What the service routes by: the newest cluster picture and the partitions held here.
 #[derive(Debug, Default)]
 pub struct Routing {
     /// The newest update from the controller (`None` before the first).
     pub update: Option<Arc<ClusterUpdate>>,
-    /// Partitions led by this broker.
-    pub leaders: HashMap<TopicPartition, Leader>,
+    /// Partitions replicated on this broker, led or followed.
+    pub partitions: HashMap<TopicPartition, Hosted>,
 }
 
 /// The routing table, replaced as a whole on every update.
@@ -55,6 +58,26 @@ pub fn current(routing: &SharedRouting) -> Arc<Routing> {
     routing.read().map_or_else(|p| p.into_inner().clone(), |r| r.clone())
 }
 
+/// A fetcher: the leader it fetches from and its index among that leader's fetchers.
+type FetcherKey = (i32, u32);
+
+/// What the replica manager needs to start fetchers and partitions.
+#[derive(Clone)]
+pub struct ReplicationContext {
+    /// Where fetchers run (the network thread).
+    pub net_arbiter: ArbiterHandle,
+    /// The broker-to-broker client.
+    pub net: Arc<sluice_net::Client<BrokerProtocol>>,
+    /// Every partition actor's settings.
+    pub partition: PartitionContext,
+}
+
+impl std::fmt::Debug for ReplicationContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationContext").finish_non_exhaustive()
+    }
+}
+
 /// The replica manager.
 #[derive(Debug)]
 pub struct ReplicaManager {
@@ -63,30 +86,53 @@ pub struct ReplicaManager {
     routing: SharedRouting,
     log_manager: Addr<LogManager>,
     cleaner: Arc<LogCleaner>,
+    replication: ReplicationContext,
+    fetcher_config: Arc<FetcherConfig>,
     current: Option<Arc<ClusterUpdate>>,
-    leaders: HashMap<TopicPartition, Leader>,
-    /// Directories of the led logs registered with the cleaner (compacted topics).
+    hosted: HashMap<TopicPartition, Hosted>,
+    roles: BTreeMap<roles::Partition, Role>,
+    fetchers: HashMap<FetcherKey, Addr<FollowerFetcher>>,
+    following: HashMap<TopicPartition, FetcherKey>,
+    /// Directories of the logs registered with the cleaner (compacted topics).
     cleaned: HashMap<TopicPartition, PathBuf>,
+    /// High watermarks checkpointed before this start (where a partition opens from).
+    high_watermarks: BTreeMap<TopicPartition, i64>,
 }
 
 impl ReplicaManager {
     /// A replica manager publishing into `routing`; logs of compacted topics are handed to
-    /// `cleaner` while led here.
+    /// `cleaner` while held here.
     pub fn new(
         config: Arc<BrokerConfig>,
         routing: SharedRouting,
         log_manager: Addr<LogManager>,
         cleaner: Arc<LogCleaner>,
+        replication: ReplicationContext,
     ) -> Self {
+        let fetcher_config = Arc::new(FetcherConfig {
+            broker_id: config.broker_id,
+            max_wait: config.replica_fetch_wait_max,
+            min_bytes: config.replica_fetch_min_bytes,
+            partition_max_bytes: config.replica_fetch_max_bytes,
+            max_bytes: config.replica_fetch_response_max_bytes,
+            backoff: config.replica_fetch_backoff,
+        });
+        let high_watermarks = config.log_dirs.iter().flat_map(|d| read_high_watermarks(d)).collect();
         ReplicaManager {
             broker_id: config.broker_id,
             config,
             routing,
             log_manager,
             cleaner,
+            replication,
+            fetcher_config,
             current: None,
-            leaders: HashMap::new(),
+            hosted: HashMap::new(),
+            roles: BTreeMap::new(),
+            fetchers: HashMap::new(),
+            following: HashMap::new(),
             cleaned: HashMap::new(),
+            high_watermarks,
         }
     }
 
@@ -112,7 +158,7 @@ impl ReplicaManager {
         (root, dir)
     }
 
-    fn start_leader(&mut self, tp: &TopicPartition, epoch: i32, update: &ClusterUpdate) -> Option<Leader> {
+    fn open(&mut self, tp: &TopicPartition, update: &ClusterUpdate) -> Option<Hosted> {
         let overrides = update.topics.get(&tp.topic).map(|t| t.configs.clone()).unwrap_or_default();
         let config = match self.config.topic_log_config(&overrides) {
             Ok(c) => c,
@@ -141,22 +187,68 @@ impl ReplicaManager {
             self.cleaner.register(log.clone());
             self.cleaned.insert(tp.clone(), dir.clone());
         }
-        let (actor, offsets) = PartitionLeader::new(log, self.broker_id, epoch);
+        let hw = self.high_watermarks.get(tp).copied().unwrap_or(0);
+        let (actor, offsets) = Partition::new(log, &self.replication.partition, hw);
         let addr = actor.start();
         self.log_manager.do_send(Register { tp: tp.clone(), addr: addr.clone(), log_dir: root });
-        Some(Leader { addr, offsets, epoch })
+        Some(Hosted { addr, offsets })
     }
 
-    fn stop_leader(&mut self, tp: &TopicPartition, delete: bool) {
-        let Some(leader) = self.leaders.remove(tp) else { return };
+    /// Hands `tp` to the fetcher for `leader` (stopping any other fetcher's copy).
+    fn follow(
+        &mut self,
+        tp: &TopicPartition,
+        addr: Addr<Partition>,
+        leader: i32,
+        epoch: i32,
+        update: &ClusterUpdate,
+    ) {
+        let Some(endpoint) = update.broker(leader) else {
+            warn!(topic = %tp.topic, partition = tp.partition, leader, "the leader is not among the live brokers");
+            self.unfollow(tp);
+            return;
+        };
+        let index = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            tp.hash(&mut h);
+            (h.finish() % u64::from(self.config.num_replica_fetchers.max(1))) as u32
+        };
+        let key = (leader, index);
+        if self.following.get(tp).is_some_and(|k| *k != key) {
+            self.unfollow(tp);
+        }
+        let fetcher = self.fetchers.entry(key).or_insert_with(|| {
+            let (config, net, addr) =
+                (self.fetcher_config.clone(), self.replication.net.clone(), endpoint.addr());
+            FollowerFetcher::start_in_arbiter(&self.replication.net_arbiter, move |_| {
+                FollowerFetcher::new(config, leader, addr, net)
+            })
+        });
+        fetcher.do_send(Follow { tp: tp.clone(), addr, leader_epoch: epoch, leader_addr: endpoint.addr() });
+        self.following.insert(tp.clone(), key);
+    }
+
+    fn unfollow(&mut self, tp: &TopicPartition) {
+        if let Some(key) = self.following.remove(tp) {
+            if let Some(fetcher) = self.fetchers.get(&key) {
+                fetcher.do_send(Unfollow(tp.clone()));
+            }
+        }
+    }
+
+    fn stop_partition(&mut self, tp: &TopicPartition, delete: bool) {
+        self.unfollow(tp);
+        self.roles.remove(&(tp.topic.clone(), tp.partition));
+        let Some(leader) = self.hosted.remove(tp) else { return };
         if let Some(dir) = self.cleaned.remove(tp) {
             self.cleaner.unregister(&dir);
         }
         let log_manager = self.log_manager.clone();
         let tp = tp.clone();
         actix::spawn(async move {
-            let point = leader.addr.send(Stop { delete }).await.ok().flatten();
-            log_manager.do_send(Unregister { tp, recovery_point: point });
+            let marks = leader.addr.send(Stop { delete }).await.ok().flatten();
+            log_manager.do_send(Unregister { tp, marks });
         });
     }
 
@@ -167,7 +259,7 @@ impl ReplicaManager {
             for entry in entries.filter_map(Result::ok) {
                 let name = entry.file_name();
                 let Some(tp) = name.to_str().and_then(TopicPartition::from_dir_name) else { continue };
-                if topics.contains(&tp.topic) && !self.leaders.contains_key(&tp) {
+                if topics.contains(&tp.topic) && !self.hosted.contains_key(&tp) {
                     info!(dir = %entry.path().display(), "deleting a deleted topic's partition");
                     if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                         warn!(dir = %entry.path().display(), error = %e, "could not delete");
@@ -179,7 +271,7 @@ impl ReplicaManager {
     }
 
     fn publish(&self) {
-        let routing = Arc::new(Routing { update: self.current.clone(), leaders: self.leaders.clone() });
+        let routing = Arc::new(Routing { update: self.current.clone(), partitions: self.hosted.clone() });
         match self.routing.write() {
             Ok(mut r) => *r = routing,
             Err(p) => *p.into_inner() = routing,
@@ -204,26 +296,35 @@ impl Handler<Apply> for ReplicaManager {
         if !roles::accept(self.current.as_deref(), &update)? {
             return Ok(());
         }
-        let running: BTreeMap<roles::Partition, i32> =
-            self.leaders.iter().map(|(tp, l)| ((tp.topic.clone(), tp.partition), l.epoch)).collect();
-        let plan = roles::plan(&update, self.broker_id, &running);
+        let plan = roles::plan(&update, self.broker_id, &self.roles);
         for ((topic, partition), delete) in plan.stop {
-            self.stop_leader(&TopicPartition::new(topic, partition), delete);
+            self.stop_partition(&TopicPartition::new(topic, partition), delete);
         }
         if !plan.deleting.is_empty() {
             self.delete_stray(&plan.deleting);
         }
-        for ((topic, partition), epoch) in plan.new_epoch {
-            if let Some(l) = self.leaders.get_mut(&TopicPartition::new(topic, partition)) {
-                l.epoch = epoch;
-                l.addr.do_send(SetEpoch(epoch));
+        for ((topic, partition), role) in plan.assign {
+            let tp = TopicPartition::new(topic.clone(), partition);
+            let addr = match self.hosted.get(&tp) {
+                Some(h) => h.addr.clone(),
+                None => match self.open(&tp, &update) {
+                    Some(h) => {
+                        let addr = h.addr.clone();
+                        self.hosted.insert(tp.clone(), h);
+                        addr
+                    }
+                    None => continue,
+                },
+            };
+            // The role first: the fetcher's first question to the partition must find it.
+            addr.do_send(Assign(role.clone()));
+            match &role {
+                Role::Follower { leader: Some(leader), leader_epoch } => {
+                    self.follow(&tp, addr, *leader, *leader_epoch, &update);
+                }
+                Role::Follower { leader: None, .. } | Role::Leader { .. } => self.unfollow(&tp),
             }
-        }
-        for ((topic, partition), epoch) in plan.start {
-            let tp = TopicPartition::new(topic, partition);
-            if let Some(leader) = self.start_leader(&tp, epoch, &update) {
-                self.leaders.insert(tp, leader);
-            }
+            self.roles.insert((topic, partition), role);
         }
         self.current = Some(Arc::new(update));
         self.publish();
@@ -241,7 +342,11 @@ impl Handler<StopAll> for ReplicaManager {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: StopAll, _: &mut Context<Self>) -> Self::Result {
-        let leaders: Vec<_> = self.leaders.drain().collect();
+        let leaders: Vec<_> = self.hosted.drain().collect();
+        self.roles.clear();
+        for tp in self.following.keys().cloned().collect::<Vec<_>>() {
+            self.unfollow(&tp);
+        }
         for (_, dir) in self.cleaned.drain() {
             self.cleaner.unregister(&dir);
         }
@@ -251,8 +356,8 @@ impl Handler<StopAll> for ReplicaManager {
         Box::pin(
             async move {
                 for (tp, leader) in leaders {
-                    let point = leader.addr.send(Stop { delete: false }).await.ok().flatten();
-                    let _ = log_manager.send(Unregister { tp, recovery_point: point }).await;
+                    let marks = leader.addr.send(Stop { delete: false }).await.ok().flatten();
+                    let _ = log_manager.send(Unregister { tp, marks }).await;
                 }
             }
             .into_actor(self),

@@ -4,8 +4,9 @@
 //!
 //! | actor / task | thread | owns |
 //! |---|---|---|
-//! | `PartitionLeader` (one per led partition) | log thread | the partition's log |
-//! | `ReplicaManager` | log thread | which partitions this broker leads; the routing table |
+//! | `Partition` (one per replica held here) | log thread | the partition's log; as leader its ISR and high watermark |
+//! | `ReplicaManager` | log thread | each partition's role; the routing table |
+//! | `FollowerFetcher` (`num.replica.fetchers` per leader broker) | main | replicating from that leader |
 //! | `LogManager` | main | flush / retention timer, recovery-point checkpoints |
 //! | `Controller` (while elected) | main | the controller core; update senders |
 //! | membership task | main | the keeper session, registration, `/controller` election |
@@ -22,12 +23,14 @@ use sluice_broker_core::metadata::BrokerEndpoint;
 use sluice_client::broker::proto::BrokerProtocol;
 use sluice_net::{ClientOptions, ClientTls, ServerOptions, TlsIdentity, Typed};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
 use crate::log_manager::LogManager;
 use crate::membership::{self, MembershipContext};
-use crate::replica_manager::{ReplicaManager, SharedRouting, StopAll};
+use crate::membership::{keeper_of, SharedController, SharedKeeper};
+use crate::partition::PartitionContext;
+use crate::replica_manager::{current, ReplicaManager, ReplicationContext, SharedRouting, StopAll};
 use crate::service::BrokerService;
 
 /// Why a broker could not run.
@@ -125,32 +128,57 @@ pub async fn run(
     let log_manager = LogManager::new(tick, &config.log_dirs, cleaner.clone()).start();
     let log_thread = Arbiter::new();
     let routing: SharedRouting = SharedRouting::default();
+    let keeper = membership::SharedKeeper::default();
+    let controller = membership::SharedController::default();
+    let replication = ReplicationContext {
+        net_arbiter: Arbiter::current(),
+        net: net.clone(),
+        partition: PartitionContext {
+            broker_id: config.broker_id,
+            lag_max: config.replica_lag_time_max,
+            keeper: keeper.clone(),
+        },
+    };
     let replicas = {
         let (config, routing, log_manager, cleaner) =
             (config.clone(), routing.clone(), log_manager.clone(), cleaner.clone());
         ReplicaManager::start_in_arbiter(&log_thread.handle(), move |_| {
-            ReplicaManager::new(config, routing, log_manager, cleaner)
+            ReplicaManager::new(config, routing, log_manager, cleaner, replication)
         })
     };
     let first = membership::join(&config, &endpoint, &tls).await?;
-    let keeper = membership::SharedKeeper::default();
-    let service = BrokerService::new(config.clone(), routing, keeper.clone(), replicas.clone(), max_frame);
+    let service = BrokerService::new(
+        config.clone(),
+        routing.clone(),
+        keeper.clone(),
+        replicas.clone(),
+        controller.clone(),
+        max_frame,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = MembershipContext {
         config: config.clone(),
         endpoint: endpoint.clone(),
         tls,
         net,
-        keeper,
+        keeper: keeper.clone(),
         is_controller: Arc::default(),
+        controller: controller.clone(),
     };
+    let net_for_shutdown = ctx.net.clone();
     let membership = actix::spawn(membership::run(ctx, first, stop_rx));
     on_listening(local);
     info!(broker = endpoint.id, addr = %local, advertised = %endpoint.addr(), "broker serving");
+    let shutdown_config = config.clone();
     server
         .serve(Arc::new(Typed(service)), async move {
             shutdown.await;
             info!("shutting down");
+            if shutdown_config.controlled_shutdown_enable {
+                // Still serving: producers keep being answered while leadership moves.
+                controlled_shutdown(&shutdown_config, &keeper, &controller, &routing, &net_for_shutdown)
+                    .await;
+            }
         })
         .await;
     let _ = stop_tx.send(true);
@@ -159,4 +187,78 @@ pub async fn run(
     log_thread.stop();
     info!(broker = endpoint.id, "broker stopped");
     Ok(())
+}
+
+/// Kafka's controlled shutdown: asks the controller (itself, if this broker is the
+/// controller) to move this broker's leaderships away, until it leads nothing or
+/// `controlled.shutdown.max.retries` attempts have failed.
+async fn controlled_shutdown(
+    config: &BrokerConfig,
+    keeper: &SharedKeeper,
+    controller: &SharedController,
+    routing: &SharedRouting,
+    net: &sluice_net::Client<BrokerProtocol>,
+) {
+    use sluice_broker_core::znodes;
+    use sluice_client::broker::proto::ControlledShutdown;
+    let me = config.broker_id;
+    let started = std::time::Instant::now();
+    // Nothing to hand over (no partition led here has another live replica): no need to
+    // ask — which also keeps a broker whose keeper is gone from waiting on it.
+    let routing_now = current(routing);
+    let handover = routing_now.update.as_ref().is_some_and(|u| {
+        routing_now.partitions.iter().any(|(tp, h)| {
+            h.offsets.borrow().leading.is_some()
+                && u.topics
+                    .get(&tp.topic)
+                    .and_then(|t| t.partitions.get(&tp.partition))
+                    .is_some_and(|i| i.replicas.iter().any(|r| *r != me && u.broker(*r).is_some()))
+        })
+    });
+    if !handover {
+        info!("controlled shutdown: nothing led here has another live replica");
+        return;
+    }
+    // Each attempt is bounded: a keeper or controller that does not answer must not hold
+    // the shutdown for long.
+    const ATTEMPT: Duration = Duration::from_secs(5);
+    for attempt in 0..=config.controlled_shutdown_max_retries {
+        if attempt > 0 {
+            tokio::time::sleep(config.controlled_shutdown_retry_backoff).await;
+        }
+        let own = controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
+        let ask = async {
+            if let Some(own) = own {
+                return own.send(crate::controller::BeginShutdown(me)).await.ok().and_then(Result::ok);
+            }
+            let k = keeper_of(keeper)?;
+            let (data, _) = k.get_data(znodes::CONTROLLER, false).await.ok()?;
+            let id = znodes::decode_controller(&data).ok()?;
+            let addr = current(routing).update.as_ref().and_then(|u| u.broker(id)).map(|b| b.addr())?;
+            match net.call(&addr, ControlledShutdown { broker_id: me }).await {
+                Ok(Ok(n)) => Some(n),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "the controller refused the controlled shutdown");
+                    None
+                }
+                Err(_) => None,
+            }
+        };
+        let remaining = tokio::time::timeout(ATTEMPT, ask).await.ok().flatten();
+        match remaining {
+            Some(0) => {
+                info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "controlled shutdown done: this broker leads nothing"
+                );
+                return;
+            }
+            Some(n) => info!(
+                partitions = n,
+                "controlled shutdown: partitions still led here (no other in-sync replica)"
+            ),
+            None => warn!(attempt, "controlled shutdown attempt failed"),
+        }
+    }
+    warn!("controlled shutdown did not finish; shutting down anyway");
 }

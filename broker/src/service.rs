@@ -29,9 +29,9 @@ use sluice_net::{Peer, ServerChannel, Service, Typed};
 use tracing::{debug, info};
 
 use crate::config::BrokerConfig;
-use crate::membership::{keeper_of, SharedKeeper};
-use crate::partition::{Append, ListOffset, Read};
-use crate::replica_manager::{current, Apply, Leader, ReplicaManager, Routing, SharedRouting};
+use crate::membership::{keeper_of, SharedController, SharedKeeper};
+use crate::partition::{Append, EpochEndOffset, FollowerFetch, ListOffset, Offsets, Read};
+use crate::replica_manager::{current, Apply, Hosted, ReplicaManager, Routing, SharedRouting};
 
 /// The broker's service; cheap to clone.
 #[derive(Clone)]
@@ -44,6 +44,7 @@ struct Inner {
     routing: SharedRouting,
     keeper: SharedKeeper,
     replicas: Addr<ReplicaManager>,
+    controller: SharedController,
     /// The most record bytes one fetch reply may carry: the frame limit less room for the
     /// envelope, so a fetch asking for more (Kafka's default `fetch.max.bytes` is 50 MiB) is
     /// answered with less instead of failing as too large to send.
@@ -68,10 +69,13 @@ impl BrokerService {
         routing: SharedRouting,
         keeper: SharedKeeper,
         replicas: Addr<ReplicaManager>,
+        controller: SharedController,
         max_frame: u32,
     ) -> Self {
         let fetch_reply_limit = (max_frame as usize).saturating_sub(FETCH_REPLY_OVERHEAD).max(1);
-        BrokerService { inner: Arc::new(Inner { config, routing, keeper, replicas, fetch_reply_limit }) }
+        BrokerService {
+            inner: Arc::new(Inner { config, routing, keeper, replicas, controller, fetch_reply_limit }),
+        }
     }
 
     fn id(&self) -> i32 {
@@ -84,10 +88,10 @@ impl BrokerService {
     }
 
     /// The actor leading `topic`-`partition` here, or why there is none.
-    fn route(&self, routing: &Routing, topic: &str, partition: i32) -> Result<Leader, BrokerError> {
+    fn route(&self, routing: &Routing, topic: &str, partition: i32) -> Result<Hosted, BrokerError> {
         let tp = TopicPartition::new(topic, partition);
-        if let Some(leader) = routing.leaders.get(&tp) {
-            return Ok(leader.clone());
+        if let Some(hosted) = routing.partitions.get(&tp).filter(|h| h.offsets.borrow().leading.is_some()) {
+            return Ok(hosted.clone());
         }
         let unknown = || BrokerError::UnknownTopicOrPartition { topic: topic.to_string(), partition };
         let Some(update) = &routing.update else {
@@ -95,12 +99,19 @@ impl BrokerService {
         };
         let info = update.topics.get(topic).and_then(|t| t.partitions.get(&partition)).ok_or_else(unknown)?;
         match info.state.as_ref().and_then(|s| s.leader()) {
-            Some(leader) if leader == self.id() => Err(BrokerError::StorageError {
-                topic: topic.to_string(),
-                partition,
-                reason: "this broker leads the partition but could not open its log (see the broker's log)"
-                    .into(),
-            }),
+            Some(leader) if leader == self.id() && !routing.partitions.contains_key(&tp) => {
+                Err(BrokerError::StorageError {
+                    topic: topic.to_string(),
+                    partition,
+                    reason:
+                        "this broker leads the partition but could not open its log (see the broker's log)"
+                            .into(),
+                })
+            }
+            Some(leader) if leader == self.id() => {
+                // Just elected; the partition takes its role in a moment.
+                Err(BrokerError::LeaderNotAvailable { topic: topic.to_string(), partition })
+            }
             Some(leader) => Err(BrokerError::NotLeaderForPartition {
                 topic: topic.to_string(),
                 partition,
@@ -140,22 +151,13 @@ impl BrokerService {
             }
             let routing = current(&self.inner.routing);
             let leader = self.route(&routing, &req.topic, req.partition)?;
-            if req.acks == -1 {
-                // The ISR is the leader alone until followers replicate.
-                let min = self.min_insync(routing.update.as_deref(), &req.topic);
-                if min > 1 {
-                    return Err(BrokerError::NotEnoughReplicas {
-                        topic: req.topic.clone(),
-                        partition: req.partition,
-                        isr: 1,
-                        min: min as usize,
-                    });
-                }
-            }
+            let min_insync = (req.acks == -1)
+                .then(|| self.min_insync(routing.update.as_deref(), &req.topic).max(1) as usize);
             // The decoded request owns its bytes: taking them as mutable copies nothing.
             let records =
                 req.records.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
-            Ok(leader.addr.send(Append { records, order: channel.map(|id| (id, retry)) }))
+            let append = Append { records, order: channel.map(|id| (id, retry)), min_insync };
+            Ok((leader.addr.send(append), leader.offsets, min_insync))
         };
         let ready = match order {
             None => attempt(),
@@ -173,10 +175,135 @@ impl BrokerService {
             }
         };
         let topic = topic.clone();
+        let timeout = Duration::from_millis(u64::from(req.timeout_ms));
         async move {
-            match ready?.await {
-                Ok(r) => r,
-                Err(_) => Err(BrokerError::NotLeaderForPartition { topic, partition, broker, leader: None }),
+            let (append, offsets, min_insync) = ready?;
+            let not_leader = || BrokerError::NotLeaderForPartition {
+                topic: topic.clone(),
+                partition,
+                broker,
+                leader: None,
+            };
+            let appended = append.await.map_err(|_| not_leader())??;
+            match min_insync {
+                None => Ok(appended.response),
+                Some(min) => {
+                    wait_replicated(offsets, appended.end_offset, min, timeout, &topic, partition, broker)
+                        .await?;
+                    Ok(appended.response)
+                }
+            }
+        }
+    }
+
+    /// Refuses callers without a cluster node's certificate.
+    fn cluster_only(&self, peer: &Peer, action: &str) -> Result<(), BrokerError> {
+        if peer.principal.server_auth {
+            return Ok(());
+        }
+        Err(BrokerError::ClusterAuthorizationFailed {
+            principal: peer.principal.name.clone(),
+            action: action.into(),
+        })
+    }
+
+    /// The answer when a partition's actor stopped under a request.
+    fn gone(&self, topic: &str, partition: i32) -> BrokerError {
+        BrokerError::NotLeaderForPartition {
+            topic: topic.to_string(),
+            partition,
+            broker: self.id(),
+            leader: None,
+        }
+    }
+
+    /// A consumer's (`replica` `None`) or a follower's fetch: a long poll over the
+    /// partitions asked for, answered once `min_bytes` are there, one partition fails, or
+    /// `max_wait_ms` passes. A follower's read is not bounded by the high watermark, and
+    /// reports its position to the leader (which is how the high watermark moves).
+    async fn fetch_loop(
+        &self,
+        wanted: Vec<Wanted>,
+        max_wait_ms: u32,
+        min_bytes: u32,
+        max_bytes: u32,
+        replica: Option<i32>,
+    ) -> Result<FetchResponse, BrokerError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
+        loop {
+            let routing = current(&self.inner.routing);
+            let mut out = Vec::with_capacity(wanted.len());
+            let mut total = 0usize;
+            let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+            let mut failed = false;
+            for p in &wanted {
+                let mut fetched = FetchedPartition {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    error: None,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: Bytes::new(),
+                };
+                let leader = match self.route(&routing, &p.topic, p.partition) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        fetched.error = Some(e);
+                        failed = true;
+                        out.push(fetched);
+                        continue;
+                    }
+                };
+                let mut rx = leader.offsets.clone();
+                rx.borrow_and_update();
+                let limit = (max_bytes as usize).min(self.inner.fetch_reply_limit);
+                let budget = limit.saturating_sub(total).min(p.max_bytes as usize);
+                let strict = total > 0;
+                let read = if budget == 0 && strict && replica.is_none() {
+                    // The answer is full: report where the partition stands, read nothing
+                    // (a read always returns at least one batch).
+                    let o = *rx.borrow();
+                    Ok(Ok((Bytes::new(), o)))
+                } else if let (Some(replica), Some(leader_epoch)) = (replica, p.leader_epoch) {
+                    let ask = FollowerFetch {
+                        replica,
+                        offset: p.offset,
+                        leader_epoch,
+                        max_bytes: budget.max(1),
+                        strict,
+                    };
+                    leader.addr.send(ask).await
+                } else {
+                    leader.addr.send(Read { offset: p.offset, max_bytes: budget.max(1), strict }).await
+                };
+                match read {
+                    Ok(Ok((records, offsets))) => {
+                        fetched.high_watermark = offsets.high_watermark;
+                        fetched.log_start_offset = offsets.log_start_offset;
+                        total += records.len();
+                        fetched.records = records;
+                    }
+                    Ok(Err(e)) => {
+                        fetched.error = Some(e);
+                        failed = true;
+                    }
+                    Err(_) => {
+                        fetched.error = Some(self.gone(&p.topic, p.partition));
+                        failed = true;
+                    }
+                }
+                waits.push(Box::pin(async move {
+                    let _ = rx.changed().await;
+                }));
+                out.push(fetched);
+            }
+            let enough = total >= (min_bytes as usize).max(1) || failed;
+            if enough || tokio::time::Instant::now() >= deadline || waits.is_empty() {
+                return Ok(FetchResponse { partitions: out });
+            }
+            tokio::select! {
+                _ = AnyOf(waits) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
             }
         }
     }
@@ -317,6 +444,65 @@ static NEXT_CHANNEL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// names, offsets, errors).
 const FETCH_REPLY_OVERHEAD: usize = 64 << 10;
 
+/// One partition of a fetch: the consumer's or the follower's request, alike.
+struct Wanted {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+    /// A follower's leader epoch (`None` for a consumer).
+    leader_epoch: Option<i32>,
+}
+
+/// Waits until the in-sync replicas have everything below `end_offset` (`acks=all`): the
+/// high watermark reaches it. Fails if this broker stops leading, if `timeout` passes, or
+/// if by then the ISR has shrunk below `min_insync`.
+async fn wait_replicated(
+    mut offsets: tokio::sync::watch::Receiver<Offsets>,
+    end_offset: i64,
+    min_insync: usize,
+    timeout: Duration,
+    topic: &str,
+    partition: i32,
+    broker: i32,
+) -> Result<(), BrokerError> {
+    let epoch = offsets.borrow().leading;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let o = *offsets.borrow_and_update();
+        if o.leading.is_none() || o.leading != epoch {
+            return Err(BrokerError::NotLeaderForPartition {
+                topic: topic.into(),
+                partition,
+                broker,
+                leader: None,
+            });
+        }
+        if o.high_watermark >= end_offset {
+            if o.isr < min_insync {
+                return Err(BrokerError::NotEnoughReplicasAfterAppend {
+                    topic: topic.into(),
+                    partition,
+                    isr: o.isr,
+                    min: min_insync,
+                });
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            changed = offsets.changed() => if changed.is_err() {
+                return Err(BrokerError::NotLeaderForPartition { topic: topic.into(), partition, broker, leader: None });
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(BrokerError::RequestTimedOut {
+                    what: format!("{topic}-{partition}: the in-sync replicas to have offset {}", end_offset - 1),
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+        }
+    }
+}
+
 /// Resolves when any of its futures does.
 struct AnyOf(Vec<Pin<Box<dyn Future<Output = ()> + Send>>>);
 
@@ -390,78 +576,71 @@ impl BrokerHandler for BrokerService {
     }
 
     async fn fetch(&self, _: &Peer, req: Fetch) -> Result<FetchResponse, BrokerError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms));
-        loop {
-            let routing = current(&self.inner.routing);
-            let mut out = Vec::with_capacity(req.partitions.len());
-            let mut total = 0usize;
-            let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
-            let mut failed = false;
-            for p in &req.partitions {
-                let mut fetched = FetchedPartition {
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    error: None,
-                    high_watermark: -1,
-                    log_start_offset: -1,
-                    records: Bytes::new(),
-                };
-                match self.route(&routing, &p.topic, p.partition) {
-                    Err(e) => {
-                        fetched.error = Some(e);
-                        failed = true;
-                    }
-                    Ok(leader) => {
-                        let mut rx = leader.offsets.clone();
-                        rx.borrow_and_update();
-                        let limit = (req.max_bytes as usize).min(self.inner.fetch_reply_limit);
-                        let budget = limit.saturating_sub(total).min(p.max_bytes as usize);
-                        if budget == 0 && total > 0 {
-                            // The answer is full: report where the partition stands, read nothing
-                            // (a read always returns at least one batch).
-                            let o = *rx.borrow();
-                            fetched.high_watermark = o.high_watermark;
-                            fetched.log_start_offset = o.log_start_offset;
-                        } else {
-                            let read = Read { offset: p.offset, max_bytes: budget.max(1), strict: total > 0 };
-                            match leader.addr.send(read).await {
-                                Ok(Ok((records, offsets))) => {
-                                    fetched.high_watermark = offsets.high_watermark;
-                                    fetched.log_start_offset = offsets.log_start_offset;
-                                    total += records.len();
-                                    fetched.records = records;
-                                }
-                                Ok(Err(e)) => {
-                                    fetched.error = Some(e);
-                                    failed = true;
-                                }
-                                Err(_) => {
-                                    fetched.error = Some(BrokerError::NotLeaderForPartition {
-                                        topic: p.topic.clone(),
-                                        partition: p.partition,
-                                        broker: self.id(),
-                                        leader: None,
-                                    });
-                                    failed = true;
-                                }
-                            }
-                        }
-                        waits.push(Box::pin(async move {
-                            let _ = rx.changed().await;
-                        }));
-                    }
+        let wanted = req
+            .partitions
+            .into_iter()
+            .map(|p| Wanted {
+                topic: p.topic,
+                partition: p.partition,
+                offset: p.offset,
+                max_bytes: p.max_bytes,
+                leader_epoch: None,
+            })
+            .collect();
+        self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, None).await
+    }
+
+    async fn replica_fetch(&self, peer: &Peer, req: ReplicaFetch) -> Result<FetchResponse, BrokerError> {
+        self.cluster_only(peer, "replicate partitions")?;
+        let wanted = req
+            .partitions
+            .into_iter()
+            .map(|p| Wanted {
+                topic: p.topic,
+                partition: p.partition,
+                offset: p.offset,
+                max_bytes: p.max_bytes,
+                leader_epoch: Some(p.leader_epoch),
+            })
+            .collect();
+        self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, Some(req.replica_id)).await
+    }
+
+    async fn offsets_for_leader_epoch(
+        &self,
+        peer: &Peer,
+        req: OffsetsForLeaderEpoch,
+    ) -> Result<Vec<EpochEnd>, BrokerError> {
+        self.cluster_only(peer, "ask for leader epochs")?;
+        let routing = current(&self.inner.routing);
+        let mut out = Vec::with_capacity(req.partitions.len());
+        for q in req.partitions {
+            let result = match self.route(&routing, &q.topic, q.partition) {
+                Err(e) => Err(e),
+                Ok(leader) => {
+                    let ask = EpochEndOffset {
+                        current_leader_epoch: q.current_leader_epoch,
+                        epoch: q.leader_epoch,
+                    };
+                    leader.addr.send(ask).await.unwrap_or_else(|_| Err(self.gone(&q.topic, q.partition)))
                 }
-                out.push(fetched);
-            }
-            let enough = total >= (req.min_bytes as usize).max(1) || failed;
-            if enough || tokio::time::Instant::now() >= deadline || waits.is_empty() {
-                return Ok(FetchResponse { partitions: out });
-            }
-            tokio::select! {
-                _ = AnyOf(waits) => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
+            };
+            out.push(EpochEnd { topic: q.topic, partition: q.partition, result });
         }
+        Ok(out)
+    }
+
+    async fn controlled_shutdown(&self, peer: &Peer, req: ControlledShutdown) -> Result<u32, BrokerError> {
+        self.cluster_only(peer, "shut brokers down")?;
+        let controller = self.inner.controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
+        let Some(controller) = controller else {
+            return Err(BrokerError::NotController { broker: self.id() });
+        };
+        info!(broker = req.broker_id, "controlled shutdown asked for");
+        controller
+            .send(crate::controller::BeginShutdown(req.broker_id))
+            .await
+            .map_err(|_| BrokerError::NotController { broker: self.id() })?
     }
 
     async fn list_offsets(&self, _: &Peer, req: ListOffsets) -> Result<Vec<ListedOffset>, BrokerError> {
@@ -551,12 +730,7 @@ impl BrokerHandler for BrokerService {
     }
 
     async fn update_cluster(&self, peer: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
-        if !peer.principal.server_auth {
-            return Err(BrokerError::ClusterAuthorizationFailed {
-                principal: peer.principal.name.clone(),
-                action: "send cluster updates".into(),
-            });
-        }
+        self.cluster_only(peer, "send cluster updates")?;
         debug!(epoch = req.0.controller_epoch, sequence = req.0.sequence, "cluster update");
         self.inner
             .replicas

@@ -678,6 +678,20 @@ impl<P: Protocol> Client<P> {
         }
     }
 
+    /// Closes and forgets the cached connection to `addr`, if any: calls waiting on it fail
+    /// at once (the caller knows the peer is gone, e.g. its registration vanished). The next
+    /// call connects afresh.
+    pub fn forget(&self, addr: &str) {
+        let slot = self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+        if let Some(slot) = slot {
+            if let Ok(conn) = slot.try_lock() {
+                if let Some(c) = conn.as_ref() {
+                    c.close();
+                }
+            }
+        }
+    }
+
     /// Calls `addr` on the cached connection (connecting first if needed). The call itself is
     /// not retried: whether a request that died with its connection took effect is for the
     /// caller to decide.

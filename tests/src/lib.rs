@@ -622,7 +622,8 @@ impl Drop for BrokerProcess {
 }
 
 /// One keeper and `n` brokers (ids 1..=n) in a temporary directory, brokers under the chroot
-/// `/sluice`.
+/// `/sluice`. A test that panics while holding one gets the tail of every broker's log on
+/// stderr; with `SLUICE_KEEP_TEST_DIR` set the directory is kept (and named on stderr).
 #[derive(Debug)]
 pub struct BrokerCluster {
     /// Certificates (node certificates `keeper-1`, `broker-N`; client `admin`).
@@ -644,7 +645,12 @@ impl BrokerCluster {
     /// [`start`](Self::start) with more keeper config lines (e.g. a longer
     /// `maxSessionTimeout`).
     pub fn start_with_keeper(n: usize, extra: &str, keeper_extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        if std::env::var_os("SLUICE_KEEP_TEST_DIR").is_some() {
+            // For investigating a failure: the logs and data stay.
+            dir.disable_cleanup(true);
+            eprintln!("cluster directory (kept): {}", dir.path().display());
+        }
         let pki = TestPki::new("cluster");
         let keeper = KeeperProcess::start_with(&pki, dir.path(), 500, keeper_extra);
         let connect = format!("{}/sluice", keeper.addr);
@@ -668,11 +674,34 @@ impl BrokerCluster {
             .join(",")
     }
 
+    /// The last `lines` lines of every broker's log (for a failing test's report).
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for b in &self.brokers {
+            let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+            let all: Vec<&str> = log.lines().collect();
+            out.push_str(&format!("--- broker {} ({}) ---\n", b.id, b.log.display()));
+            for l in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// The TLS files of a client certificate `admin` (issued on first use).
     pub fn client_files(&self) -> TlsFiles {
         if self.pki.files("admin").cert.exists() {
             return self.pki.files("admin");
         }
         self.pki.issue(CertSpec::new("admin", Role::Client))
+    }
+}
+
+impl Drop for BrokerCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(60));
+        }
     }
 }

@@ -336,8 +336,25 @@ impl Cluster {
     {
         let nodes = self.nodes();
         let mut last_error = String::from("no broker to ask");
+        // A request that may be asked again is not left waiting on one broker for the whole
+        // request timeout: a killed broker answers nothing (QUIC has no reset from a dead
+        // process), and another broker can answer the same question.
+        let attempt = (self.inner.config.request_timeout / 4).max(Duration::from_secs(1));
         for addr in &nodes {
-            match self.call(addr, request.clone()).await {
+            let call = self.call(addr, request.clone());
+            let answer = if idempotent && nodes.len() > 1 {
+                match tokio::time::timeout(attempt, call).await {
+                    Ok(a) => a,
+                    Err(_) => {
+                        debug!(%addr, ?attempt, "no answer in time; trying the next broker");
+                        last_error = format!("{addr}: no answer within {attempt:?}");
+                        continue;
+                    }
+                }
+            } else {
+                call.await
+            };
+            match answer {
                 Ok(Ok(reply)) => match unusable(&reply) {
                     None => return Ok(reply),
                     Some(why) => {
@@ -439,11 +456,26 @@ impl Cluster {
         let request =
             MetadataRequest { topics: Some(wanted.clone()), allow_auto_create: self.inner.allow_auto_create };
         let md = self.fetch_metadata(request).await?;
-        let view = {
+        let (view, gone) = {
             let mut st = self.state();
-            st.view = Arc::new(st.view.merged(md, &wanted, Instant::now()));
-            st.view.clone()
+            let new = Arc::new(st.view.merged(md, &wanted, Instant::now()));
+            // Brokers the cluster no longer lists (dead or stopped): requests waiting on
+            // their connections fail now and are retried elsewhere, instead of waiting out
+            // the request timeout on a process that will never answer.
+            let gone: Vec<String> = st
+                .view
+                .brokers
+                .values()
+                .filter(|b| new.cluster_id == st.view.cluster_id && !new.brokers.contains_key(&b.id))
+                .map(BrokerEndpoint::addr)
+                .collect();
+            st.view = new;
+            (st.view.clone(), gone)
         };
+        for addr in gone {
+            debug!(%addr, "broker left the cluster; closing its connection");
+            self.inner.net.forget(&addr);
+        }
         self.inner.updates.send_replace(view.generation);
         Ok(view)
     }

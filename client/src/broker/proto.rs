@@ -234,6 +234,81 @@ pub struct DescribeConfigs {
 /// A topic's overrides (keys not listed take the broker's defaults).
 pub type TopicConfigs = Vec<(String, Result<BTreeMap<String, String>, BrokerError>)>;
 
+/// Follower → leader: replicate partitions from `offset` (each the follower's log end
+/// offset, which tells the leader how far the follower has got). Only cluster nodes may ask.
+/// The answer is not bounded by the high watermark.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaFetch {
+    /// The follower's broker id.
+    pub replica_id: i32,
+    /// The leader waits up to this long for `min_bytes` (`replica.fetch.wait.max.ms`).
+    pub max_wait_ms: u32,
+    /// Answer as soon as this many bytes are available (`replica.fetch.min.bytes`).
+    pub min_bytes: u32,
+    /// Most bytes in the whole answer (`replica.fetch.response.max.bytes`).
+    pub max_bytes: u32,
+    /// What to replicate.
+    pub partitions: Vec<ReplicaFetchPartition>,
+}
+
+/// One partition a follower replicates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaFetchPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The follower's log end offset: where to read from.
+    pub offset: i64,
+    /// The leader epoch the follower believes current (a mismatch is refused with
+    /// `FencedLeaderEpoch` / `UnknownLeaderEpoch`).
+    pub leader_epoch: i32,
+    /// Most bytes for this partition (`replica.fetch.max.bytes`).
+    pub max_bytes: u32,
+}
+
+/// Follower → leader (Kafka's OffsetsForLeaderEpoch): where each epoch the follower has
+/// ends in the leader's log, so the follower can cut a divergent tail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OffsetsForLeaderEpoch {
+    /// The partitions asked about.
+    pub partitions: Vec<EpochQuery>,
+}
+
+/// One partition's question.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochQuery {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The leader epoch the follower believes current (fences a stale leader).
+    pub current_leader_epoch: i32,
+    /// The epoch whose end is asked for (the follower's latest).
+    pub leader_epoch: i32,
+}
+
+/// One partition's answer: `Some((epoch, end_offset))` — the largest epoch the leader has
+/// that is at most the one asked for, and the offset where it ends — or `None` when the
+/// leader's log has no such epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochEnd {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The answer.
+    pub result: Result<Option<(i32, i64)>, BrokerError>,
+}
+
+/// Broker → controller: `broker_id` is shutting down; move its leaderships away. The answer
+/// is how many partitions it still leads (0: it may go).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlledShutdown {
+    /// The broker shutting down.
+    pub broker_id: i32,
+}
+
 /// Controller → broker: the whole cluster picture (brokers only accept it from cluster
 /// nodes, and only when it is newer than what they have).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,6 +331,9 @@ sluice_net::protocol! {
             delete_topics: DeleteTopics(DeleteTopics) -> Result<TopicResults, BrokerError>;
             describe_configs: DescribeConfigs(DescribeConfigs) -> Result<TopicConfigs, BrokerError>;
             update_cluster: UpdateCluster(UpdateCluster) -> Result<(), BrokerError>;
+            replica_fetch: ReplicaFetch(ReplicaFetch) -> Result<FetchResponse, BrokerError>;
+            offsets_for_leader_epoch: OffsetsForLeaderEpoch(OffsetsForLeaderEpoch) -> Result<Vec<EpochEnd>, BrokerError>;
+            controlled_shutdown: ControlledShutdown(ControlledShutdown) -> Result<u32, BrokerError>;
         }
     }
 }

@@ -7,19 +7,28 @@
 //!
 //! Rules (Kafka's, ZooKeeper mode):
 //! - A partition without a state gets one once a replica is live: the first live replica in
-//!   assignment order leads, at leader epoch 0.
+//!   assignment order leads, at leader epoch 0, with every live replica in the ISR (they all
+//!   start empty, so all are in sync).
 //! - A partition whose leader is dead (or that has none) gets a new leader: the first
 //!   replica in assignment order that is live *and* in the ISR. The ISR keeps only live
 //!   members. With no live ISR member the partition goes offline (leader -1) and keeps its
 //!   last ISR, so that a returning ISR member can lead again without losing data — unless
 //!   `unclean.leader.election.enable`, when any live replica may lead.
 //! - A live leader whose ISR holds dead followers loses them from the ISR.
+//! - **Controlled shutdown**: a broker that asks to shut down is treated as dead for
+//!   leadership — each partition it leads moves to another live ISR member (if there is
+//!   one) — and leaves the ISRs it follows in, before it exits, so producers only see a
+//!   leader change.
+//! - **Preferred leaders**: [`ControllerCore::preferred_elections`] moves leadership back to
+//!   each partition's first assigned replica when a broker leads too few of the partitions
+//!   it is preferred for (`leader.imbalance.per.broker.percentage`).
+//! - ISR changes made by leaders (lag eviction, catching up) are written by the leaders
+//!   themselves; the controller re-reads those states ([`ControllerCore::set_state`]) when
+//!   notified and publishes them.
 //! - Every change bumps the leader epoch and is written with the version the controller
 //!   last read: a controller that has been replaced (its write fails on the version) cannot
 //!   overwrite its successor's decisions.
 //!
-//! Until followers replicate, a new partition's ISR is its leader alone, so that `acks=all`
-//! means what it says (see `docs/architecture.md`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +63,7 @@ pub struct ControllerCore {
     brokers: BTreeMap<i32, BrokerEndpoint>,
     topics: BTreeMap<String, TopicState>,
     deleting: BTreeSet<String>,
+    shutting_down: BTreeSet<i32>,
 }
 
 impl ControllerCore {
@@ -69,6 +79,7 @@ impl ControllerCore {
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             deleting: BTreeSet::new(),
+            shutting_down: BTreeSet::new(),
         }
     }
 
@@ -92,9 +103,40 @@ impl ControllerCore {
         &self.deleting
     }
 
-    /// Replaces the set of live brokers.
+    /// Replaces the set of live brokers. A broker that has left is no longer shutting down.
     pub fn set_brokers(&mut self, brokers: Vec<BrokerEndpoint>) {
         self.brokers = brokers.into_iter().map(|b| (b.id, b)).collect();
+        let brokers = &self.brokers;
+        self.shutting_down.retain(|id| brokers.contains_key(id));
+    }
+
+    /// `broker` asked for a controlled shutdown: the next [`ControllerCore::elect`] moves
+    /// its leaderships away and takes it out of ISRs. Ignored for a broker that is not live.
+    pub fn begin_shutdown(&mut self, broker: i32) {
+        if self.brokers.contains_key(&broker) {
+            self.shutting_down.insert(broker);
+        }
+    }
+
+    /// How many partitions `broker` still leads that another live replica could take
+    /// (what a controlled shutdown waits for; a partition with no other live replica cannot
+    /// be handed over, so waiting for it would only delay the shutdown — Kafka likewise
+    /// counts only replicated partitions).
+    pub fn led_by(&self, broker: i32) -> usize {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|i| i.state.as_ref().is_some_and(|s| s.leader == broker))
+            .filter(|i| i.replicas.iter().any(|r| *r != broker && self.live(*r)))
+            .count()
+    }
+
+    /// Replaces one partition's state with what the keeper holds now (a leader changed
+    /// its ISR). Unknown partitions are ignored.
+    pub fn set_state(&mut self, topic: &str, partition: i32, state: Option<PartitionState>) {
+        if let Some(info) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(&partition)) {
+            info.state = state;
+        }
     }
 
     /// Adds or replaces a topic as read from the keeper: its assignment, configs and the
@@ -164,20 +206,29 @@ impl ControllerCore {
         self.brokers.contains_key(&id)
     }
 
+    /// Live and not shutting down: may lead and stay in ISRs.
+    fn serving(&self, id: i32) -> bool {
+        self.live(id) && !self.shutting_down.contains(&id)
+    }
+
     fn decide(&self, info: &PartitionInfo, unclean: bool) -> Option<(PartitionState, Option<i32>)> {
         let Some(old) = &info.state else {
             let leader = *info.replicas.iter().find(|r| self.live(**r))?;
-            let state = PartitionState {
-                leader,
-                leader_epoch: 0,
-                isr: vec![leader],
-                controller_epoch: self.epoch,
-                zk_version: 0,
-            };
+            let mut isr = vec![leader];
+            isr.extend(info.replicas.iter().copied().filter(|r| *r != leader && self.live(*r)));
+            let state =
+                PartitionState { leader, leader_epoch: 0, isr, controller_epoch: self.epoch, zk_version: 0 };
             return Some((state, None));
         };
-        let live_isr: Vec<i32> = old.isr.iter().copied().filter(|r| self.live(*r)).collect();
-        if old.leader >= 0 && self.live(old.leader) {
+        let mut live_isr: Vec<i32> = old.isr.iter().copied().filter(|r| self.live(*r)).collect();
+        let leader_leaving = self.shutting_down.contains(&old.leader);
+        if leader_leaving && !live_isr.iter().any(|r| self.serving(*r)) {
+            // Nobody in sync to hand over to: it keeps leading until it exits (Kafka's rule).
+            return None;
+        }
+        // A broker shutting down leaves the ISRs it follows in.
+        live_isr.retain(|r| *r == old.leader || self.serving(*r));
+        if old.leader >= 0 && self.live(old.leader) && !leader_leaving {
             if live_isr.len() == old.isr.len() {
                 return None;
             }
@@ -190,6 +241,7 @@ impl ControllerCore {
             };
             return Some((state, Some(old.zk_version)));
         }
+        let live_isr: Vec<i32> = live_isr.into_iter().filter(|r| self.serving(*r)).collect();
         let clean = info.replicas.iter().copied().find(|r| live_isr.contains(r));
         let (leader, isr) = match clean {
             Some(l) => {
@@ -197,7 +249,7 @@ impl ControllerCore {
                 isr.extend(live_isr.iter().copied().filter(|r| *r != l));
                 (l, isr)
             }
-            None => match info.replicas.iter().copied().find(|r| unclean && self.live(*r)) {
+            None => match info.replicas.iter().copied().find(|r| unclean && self.serving(*r)) {
                 Some(l) => (l, vec![l]),
                 None if old.leader == -1 => return None,
                 // Offline: keep the last ISR so a returning member can lead without loss.
@@ -212,6 +264,55 @@ impl ControllerCore {
             zk_version: old.zk_version,
         };
         Some((state, Some(old.zk_version)))
+    }
+
+    /// Preferred-leader elections (`auto.leader.rebalance.enable`): for every broker whose
+    /// share of not-led preferred partitions exceeds `imbalance_percent`, the partitions it
+    /// is preferred for and could lead (live, in the ISR, not shutting down) move back to it
+    /// at the next leader epoch.
+    pub fn preferred_elections(&self, imbalance_percent: u32) -> Vec<Effect> {
+        // Per preferred broker: how many partitions prefer it, and those it does not lead.
+        type Misplaced<'a> = Vec<(&'a str, i32, &'a PartitionState)>;
+        let mut preferred: BTreeMap<i32, (usize, Misplaced<'_>)> = BTreeMap::new();
+        for topic in self.topics.values().filter(|t| !self.deleting.contains(&t.name)) {
+            for (p, info) in &topic.partitions {
+                let (Some(first), Some(state)) = (info.replicas.first(), info.state.as_ref()) else {
+                    continue;
+                };
+                let entry = preferred.entry(*first).or_default();
+                entry.0 += 1;
+                if state.leader != *first {
+                    entry.1.push((&topic.name, *p, state));
+                }
+            }
+        }
+        let mut effects = Vec::new();
+        for (broker, (total, misplaced)) in preferred {
+            let ratio = misplaced.len() * 100 / total.max(1);
+            if misplaced.is_empty() || ratio <= imbalance_percent as usize || !self.serving(broker) {
+                continue;
+            }
+            for (topic, partition, old) in misplaced {
+                if !old.isr.contains(&broker) {
+                    continue;
+                }
+                let mut isr = vec![broker];
+                isr.extend(old.isr.iter().copied().filter(|r| *r != broker));
+                effects.push(Effect::WriteState {
+                    topic: topic.to_string(),
+                    partition,
+                    state: PartitionState {
+                        leader: broker,
+                        leader_epoch: old.leader_epoch + 1,
+                        isr,
+                        controller_epoch: self.epoch,
+                        zk_version: old.zk_version,
+                    },
+                    expected_version: Some(old.zk_version),
+                });
+            }
+        }
+        effects
     }
 
     /// A state write succeeded; the znode is now at `version`.
@@ -281,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_partition_is_led_by_its_first_live_replica() {
+    fn a_new_partition_is_led_by_its_first_live_replica_with_every_live_replica_in_sync() {
         let mut c = controller(&[2, 3]);
         c.set_topic("t", [(0, vec![1, 2, 3])].into(), BTreeMap::new(), BTreeMap::new());
         let writes = c.elect();
@@ -290,7 +391,7 @@ mod tests {
             vec![Effect::WriteState {
                 topic: "t".into(),
                 partition: 0,
-                state: state(2, 0, &[2]),
+                state: state(2, 0, &[2, 3]),
                 expected_version: None
             }]
         );
@@ -370,5 +471,77 @@ mod tests {
         assert!(u.topics.is_empty());
         assert_eq!(u.deleting, vec!["gone".to_string()]);
         assert_eq!(c.publish().sequence, u.sequence + 1);
+    }
+
+    #[test]
+    fn a_controlled_shutdown_moves_leadership_to_an_in_sync_replica_and_leaves_the_isrs() {
+        // Step 1: broker 1 leads t-0 (ISR [1, 2, 3]) and follows in t-1 (led by 2).
+        let mut c = controller(&[1, 2, 3]);
+        let states = [(0, state(1, 4, &[1, 2, 3])), (1, state(2, 0, &[2, 1, 3]))].into();
+        c.set_topic("t", [(0, vec![1, 2, 3]), (1, vec![2, 1, 3])].into(), BTreeMap::new(), states);
+        assert_eq!(c.led_by(1), 1);
+        // Step 2: broker 1 asks to shut down: t-0 moves to 2; 1 leaves t-1's ISR.
+        c.begin_shutdown(1);
+        let writes = apply(&mut c);
+        assert_eq!(
+            writes,
+            vec![("t".into(), 0, state(2, 5, &[2, 3])), ("t".into(), 1, state(2, 1, &[2, 3]))]
+        );
+        assert_eq!(c.led_by(1), 0);
+        // Step 3: its registration goes; when it returns it is an ordinary broker again.
+        c.set_brokers(vec![broker(2), broker(3)]);
+        c.set_brokers(vec![broker(1), broker(2), broker(3)]);
+        assert!(
+            c.elect().is_empty(),
+            "a returning broker rejoins ISRs through its leaders, not the controller"
+        );
+    }
+
+    #[test]
+    fn a_broker_shutting_down_keeps_a_partition_nobody_else_has_in_sync() {
+        let mut c = controller(&[1, 2]);
+        let states = [(0, state(1, 0, &[1])), (1, state(1, 0, &[1]))].into();
+        c.set_topic("t", [(0, vec![1, 2]), (1, vec![1])].into(), BTreeMap::new(), states);
+        c.begin_shutdown(1);
+        assert!(c.elect().is_empty());
+        // t-0 could move once 2 catches up; t-1 has no other replica and does not count.
+        assert_eq!(c.led_by(1), 1);
+    }
+
+    #[test]
+    fn preferred_leaders_get_their_partitions_back_past_the_imbalance_threshold() {
+        // Step 1: broker 1 is preferred for t-0 and t-1 but leads neither (it was away).
+        let mut c = controller(&[1, 2]);
+        let states = [(0, state(2, 3, &[2, 1])), (1, state(2, 1, &[2])), (2, state(2, 0, &[2, 1]))].into();
+        c.set_topic("t", [(0, vec![1, 2]), (1, vec![1, 2]), (2, vec![2, 1])].into(), BTreeMap::new(), states);
+        // Step 2: 100% of broker 1's preferred partitions are elsewhere: t-0 moves back; t-1
+        // cannot (1 is not in its ISR yet); t-2 is already on its preferred leader.
+        let writes = c.preferred_elections(10);
+        assert_eq!(
+            writes,
+            vec![Effect::WriteState {
+                topic: "t".into(),
+                partition: 0,
+                state: state(1, 4, &[1, 2]),
+                expected_version: Some(0)
+            }]
+        );
+        // Step 3: with a threshold above the imbalance (50% once t-0 is back) nothing moves.
+        for Effect::WriteState { topic, partition, state, .. } in writes {
+            c.state_written(&topic, partition, state, 1);
+        }
+        assert!(c.preferred_elections(50).is_empty());
+        assert_eq!(c.preferred_elections(10).len(), 0, "t-1's preferred replica is still out of sync");
+    }
+
+    #[test]
+    fn a_leaders_isr_change_is_adopted_as_read() {
+        let mut c = controller(&[1, 2, 3]);
+        c.set_topic("t", [(0, vec![1, 2, 3])].into(), BTreeMap::new(), [(0, state(1, 0, &[1, 2, 3]))].into());
+        let mut shrunk = state(1, 0, &[1, 2]);
+        shrunk.zk_version = 1;
+        c.set_state("t", 0, Some(shrunk.clone()));
+        assert!(c.elect().is_empty(), "a live follower out of the ISR is the leader's business");
+        assert_eq!(c.publish().topics["t"].partitions[&0].state, Some(shrunk));
     }
 }

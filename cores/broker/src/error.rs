@@ -196,6 +196,54 @@ pub enum BrokerError {
         /// The partition.
         partition: i32,
     },
+    /// The batch was appended on the leader, but the ISR shrank below
+    /// `min.insync.replicas` before every in-sync replica had it (Kafka 20). It may or may
+    /// not survive a leader change; a resend may duplicate it.
+    #[error(
+        "{topic}-{partition}: appended on the leader, but the ISR shrank to {isr} (below min.insync.replicas = {min}) before it was replicated"
+    )]
+    NotEnoughReplicasAfterAppend {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// In-sync replicas now.
+        isr: usize,
+        /// `min.insync.replicas`.
+        min: usize,
+    },
+    /// A replica request carried an older leader epoch than the leader's (Kafka 74): the
+    /// asker missed a leader change and must refresh.
+    #[error("{topic}-{partition}: leader epoch {got} is older than the current {current}")]
+    FencedLeaderEpoch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The epoch in the request.
+        got: i32,
+        /// The leader's epoch.
+        current: i32,
+    },
+    /// The broker asked is not the controller (Kafka 41): look up `/controller` again.
+    #[error("broker {broker} is not the controller")]
+    NotController {
+        /// The broker asked.
+        broker: i32,
+    },
+    /// A replica request carried a newer leader epoch than this broker knows (Kafka 75):
+    /// this broker has not heard of the change yet; retry shortly.
+    #[error("{topic}-{partition}: leader epoch {got} is newer than this broker's {current}")]
+    UnknownLeaderEpoch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The epoch in the request.
+        got: i32,
+        /// This broker's epoch.
+        current: i32,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -229,6 +277,10 @@ impl BrokerError {
             InvalidRequest { .. } => 42,
             BrokerShuttingDown { .. } => 6,
             OutOfOrderSequence { .. } => 45,
+            NotEnoughReplicasAfterAppend { .. } => 20,
+            FencedLeaderEpoch { .. } => 74,
+            UnknownLeaderEpoch { .. } => 75,
+            NotController { .. } => 41,
         }
     }
 
@@ -247,6 +299,10 @@ impl BrokerError {
                 | BrokerShuttingDown { .. }
                 | StorageError { .. }
                 | OutOfOrderSequence { .. }
+                | NotEnoughReplicasAfterAppend { .. }
+                | FencedLeaderEpoch { .. }
+                | UnknownLeaderEpoch { .. }
+                | NotController { .. }
         )
     }
 
@@ -260,6 +316,7 @@ impl BrokerError {
                 | LeaderNotAvailable { .. }
                 | BrokerShuttingDown { .. }
                 | StorageError { .. }
+                | FencedLeaderEpoch { .. }
         )
     }
 }

@@ -14,8 +14,11 @@
 //!   elect, which partition states to write (with the versions that fence a stale
 //!   controller).
 //! - [`topic`]: topic names and per-topic configuration keys.
-//! - [`roles`]: which updates a broker takes and what each asks of it (partitions to start,
-//!   re-epoch or stop leading).
+//! - [`roles`]: which updates a broker takes and the role each gives it per partition
+//!   (leader with its ISR, or follower of a leader at an epoch).
+//! - [`partition`]: the high watermark rule.
+//! - [`replica`]: follower replication's rules: the leader's view of its replicas (high
+//!   watermark, ISR shrink and expansion) and where a follower truncates on a leader change.
 //! - [`order`]: holding a partition's later produces after a failure until the resend,
 //!   so a producer's order survives retries.
 
@@ -25,6 +28,7 @@ pub mod error;
 pub mod metadata;
 pub mod order;
 pub mod partition;
+pub mod replica;
 pub mod roles;
 pub mod topic;
 pub mod znodes;

@@ -1,5 +1,7 @@
-//! What a broker does with a [`ClusterUpdate`]: whether to take it, and which partitions to
-//! start leading, re-epoch or stop. The replica manager (an actor) carries the plan out.
+//! What a broker does with a [`ClusterUpdate`]: whether to take it, and which role it now
+//! holds for each partition it has a replica of — leader (with the ISR and the state's
+//! version, which fences its own ISR writes) or follower of a given leader at a given epoch.
+//! The replica manager (an actor) carries the plan out.
 //!
 //! Updates are taken in (controller epoch, sequence) order: one from an older epoch is
 //! refused (`StaleControllerEpoch`: a replaced controller), one not newer within the epoch
@@ -8,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::BrokerError;
-use crate::metadata::ClusterUpdate;
+use crate::metadata::{ClusterUpdate, PartitionState};
 
 /// A partition: topic and number.
 pub type Partition = (String, i32);
@@ -26,34 +28,81 @@ pub fn accept(current: Option<&ClusterUpdate>, update: &ClusterUpdate) -> Result
     Ok(update.supersedes(current))
 }
 
+/// The role a broker holds for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// It leads, at `state.leader_epoch`, with `state.isr` in sync; `state.zk_version` is
+    /// the version its ISR writes are conditional on.
+    Leader {
+        /// The assigned replicas (the first is preferred).
+        replicas: Vec<i32>,
+        /// The partition's state as the controller published it.
+        state: PartitionState,
+    },
+    /// It follows `leader` (`None`: the partition is offline) at `leader_epoch`.
+    Follower {
+        /// Whom to fetch from.
+        leader: Option<i32>,
+        /// The epoch the leader leads at (fetches carry it; a mismatch is refused).
+        leader_epoch: i32,
+    },
+}
+
+impl Role {
+    /// The leader epoch of the role.
+    pub fn leader_epoch(&self) -> i32 {
+        match self {
+            Role::Leader { state, .. } => state.leader_epoch,
+            Role::Follower { leader_epoch, .. } => *leader_epoch,
+        }
+    }
+}
+
+/// The roles `broker` holds according to `update`: one per partition that has a state and
+/// lists `broker` among its replicas (topics being deleted have none).
+pub fn roles_of(update: &ClusterUpdate, broker: i32) -> BTreeMap<Partition, Role> {
+    let mut out = BTreeMap::new();
+    for topic in update.topics.values().filter(|t| !update.deleting.contains(&t.name)) {
+        for (p, info) in &topic.partitions {
+            let Some(state) = &info.state else { continue };
+            if !info.replicas.contains(&broker) && state.leader != broker {
+                continue;
+            }
+            let role = if state.leader == broker {
+                Role::Leader { replicas: info.replicas.clone(), state: state.clone() }
+            } else {
+                Role::Follower { leader: state.leader(), leader_epoch: state.leader_epoch }
+            };
+            out.insert((topic.name.clone(), *p), role);
+        }
+    }
+    out
+}
+
 /// The changes one update asks of a broker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RolePlan {
-    /// Partitions to stop leading, and whether to delete their data (topic being deleted).
+    /// Partitions this broker no longer has a replica of, and whether to delete their data
+    /// (topic being deleted).
     pub stop: Vec<(Partition, bool)>,
-    /// Partitions led now at a new leader epoch.
-    pub new_epoch: Vec<(Partition, i32)>,
-    /// Partitions to start leading, at their leader epoch.
-    pub start: Vec<(Partition, i32)>,
-    /// Topics being deleted (their data goes, led here or not).
+    /// Partitions whose role is new (not running here yet) or changed: become leader,
+    /// follow another leader, take a new epoch or ISR.
+    pub assign: Vec<(Partition, Role)>,
+    /// Topics being deleted (their data goes, replicated here or not).
     pub deleting: BTreeSet<String>,
 }
 
-/// What `broker`, leading `running` (partition → leader epoch), must change to match
-/// `update`.
-pub fn plan(update: &ClusterUpdate, broker: i32, running: &BTreeMap<Partition, i32>) -> RolePlan {
-    let wanted: BTreeMap<Partition, i32> =
-        update.led_by(broker).map(|(t, p, s)| ((t.name.clone(), p), s.leader_epoch)).collect();
+/// What `broker`, holding `running` roles, must change to match `update`.
+pub fn plan(update: &ClusterUpdate, broker: i32, running: &BTreeMap<Partition, Role>) -> RolePlan {
+    let wanted = roles_of(update, broker);
     let deleting: BTreeSet<String> = update.deleting.iter().cloned().collect();
     let mut out = RolePlan::default();
     for tp in running.keys().filter(|tp| !wanted.contains_key(*tp)) {
         out.stop.push((tp.clone(), deleting.contains(&tp.0)));
     }
-    for (tp, epoch) in wanted {
-        match running.get(&tp) {
-            Some(e) if *e == epoch => {}
-            Some(_) => out.new_epoch.push((tp, epoch)),
-            None => out.start.push((tp, epoch)),
+    for (tp, role) in wanted {
+        if running.get(&tp) != Some(&role) {
+            out.assign.push((tp, role));
         }
     }
     out.deleting = deleting;
@@ -63,15 +112,18 @@ pub fn plan(update: &ClusterUpdate, broker: i32, running: &BTreeMap<Partition, i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{PartitionInfo, PartitionState, TopicState};
+    use crate::metadata::{PartitionInfo, TopicState};
 
-    fn update(epoch: i32, seq: u64, leaders: &[(&str, i32, i32, i32)], deleting: &[&str]) -> ClusterUpdate {
+    /// (topic, partition, replicas, leader, leader epoch, isr)
+    type Spec<'a> = (&'a str, i32, &'a [i32], i32, i32, &'a [i32]);
+
+    fn update(epoch: i32, seq: u64, parts: &[Spec<'_>], deleting: &[&str]) -> ClusterUpdate {
         let mut topics: BTreeMap<String, TopicState> = BTreeMap::new();
-        for (t, p, leader, leader_epoch) in leaders {
+        for (t, p, replicas, leader, leader_epoch, isr) in parts {
             let state = PartitionState {
                 leader: *leader,
                 leader_epoch: *leader_epoch,
-                isr: vec![*leader],
+                isr: isr.to_vec(),
                 controller_epoch: epoch,
                 zk_version: 0,
             };
@@ -83,7 +135,7 @@ mod tests {
                     configs: BTreeMap::new(),
                 })
                 .partitions
-                .insert(*p, PartitionInfo { replicas: vec![*leader], state: Some(state) });
+                .insert(*p, PartitionInfo { replicas: replicas.to_vec(), state: Some(state) });
         }
         ClusterUpdate {
             controller_id: 1,
@@ -94,6 +146,10 @@ mod tests {
             topics,
             deleting: deleting.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    fn tp(t: &str, p: i32) -> Partition {
+        (t.to_string(), p)
     }
 
     #[test]
@@ -114,24 +170,69 @@ mod tests {
     }
 
     #[test]
-    fn the_plan_starts_re_epochs_and_stops_what_the_update_says() {
-        // Step 1: broker 1 leads a-0 (epoch 0) and a-1 (epoch 0), and b-0.
-        let running: BTreeMap<Partition, i32> =
-            [(("a".into(), 0), 0), (("a".into(), 1), 0), (("b".into(), 0), 3)].into();
-        // Step 2: a-0 stays, a-1 gets a new epoch, a-2 is new, b-0 moved to broker 2, c is
-        // being deleted (so b-0's data stays: b is not being deleted).
-        let u = update(1, 1, &[("a", 0, 1, 0), ("a", 1, 1, 1), ("a", 2, 1, 0), ("b", 0, 2, 4)], &["c"]);
-        let p = plan(&u, 1, &running);
-        assert_eq!(p.stop, vec![(("b".into(), 0), false)]);
-        assert_eq!(p.new_epoch, vec![(("a".into(), 1), 1)]);
-        assert_eq!(p.start, vec![(("a".into(), 2), 0)]);
+    fn a_broker_leads_what_it_leads_and_follows_the_rest_of_its_replicas() {
+        let u = update(
+            1,
+            1,
+            &[("a", 0, &[1, 2], 1, 0, &[1, 2]), ("a", 1, &[2, 1], 2, 3, &[2]), ("a", 2, &[2, 3], 2, 0, &[2])],
+            &[],
+        );
+        let roles = roles_of(&u, 1);
+        assert_eq!(roles.len(), 2, "a-2 has no replica on broker 1");
+        assert!(matches!(&roles[&tp("a", 0)], Role::Leader { state, .. } if state.isr == vec![1, 2]));
+        assert_eq!(roles[&tp("a", 1)], Role::Follower { leader: Some(2), leader_epoch: 3 });
+        let offline = update(1, 2, &[("a", 1, &[2, 1], -1, 4, &[2])], &[]);
+        assert_eq!(roles_of(&offline, 1)[&tp("a", 1)], Role::Follower { leader: None, leader_epoch: 4 });
+    }
+
+    #[test]
+    fn the_plan_assigns_new_and_changed_roles_and_stops_the_rest() {
+        // Step 1: broker 1 leads a-0 and follows a-1 (leader 2) and b-0.
+        let first = update(
+            1,
+            1,
+            &[
+                ("a", 0, &[1, 2], 1, 0, &[1, 2]),
+                ("a", 1, &[2, 1], 2, 0, &[2, 1]),
+                ("b", 0, &[2, 1], 2, 0, &[2, 1]),
+            ],
+            &[],
+        );
+        let p = plan(&first, 1, &BTreeMap::new());
+        assert_eq!(p.assign.len(), 3, "everything is new");
+        let running = roles_of(&first, 1);
+        // Step 2: a-0 unchanged; a-1's leader died and broker 1 now leads it (epoch 1); b-0
+        // was reassigned away from broker 1; c is being deleted.
+        let second = update(
+            1,
+            2,
+            &[
+                ("a", 0, &[1, 2], 1, 0, &[1, 2]),
+                ("a", 1, &[2, 1], 1, 1, &[1]),
+                ("b", 0, &[2, 3], 2, 1, &[2, 3]),
+            ],
+            &["c"],
+        );
+        let p = plan(&second, 1, &running);
+        assert_eq!(p.stop, vec![(tp("b", 0), false)]);
+        assert_eq!(p.assign.len(), 1);
+        assert!(
+            matches!(&p.assign[0], (t, Role::Leader { state, .. }) if *t == tp("a", 1) && state.leader_epoch == 1)
+        );
         assert_eq!(p.deleting, ["c".to_string()].into());
+        // Step 3: the same update again changes nothing.
+        assert_eq!(
+            plan(&second, 1, &roles_of(&second, 1)),
+            RolePlan { deleting: ["c".to_string()].into(), ..Default::default() }
+        );
     }
 
     #[test]
     fn a_deleted_topics_partitions_stop_and_lose_their_data() {
-        let running: BTreeMap<Partition, i32> = [(("gone".into(), 0), 0)].into();
-        let p = plan(&update(1, 2, &[], &["gone"]), 1, &running);
-        assert_eq!(p.stop, vec![(("gone".into(), 0), true)]);
+        let running: BTreeMap<Partition, Role> =
+            [(tp("gone", 0), Role::Follower { leader: Some(2), leader_epoch: 0 })].into();
+        let p = plan(&update(1, 2, &[("gone", 0, &[2, 1], 2, 0, &[2, 1])], &["gone"]), 1, &running);
+        assert_eq!(p.stop, vec![(tp("gone", 0), true)]);
+        assert!(p.assign.is_empty());
     }
 }

@@ -12,6 +12,7 @@
 //! | `/config/topics/<t>` | `{"version":1,"config":{"retention.ms":"1000"}}` |
 //! | `/admin/delete_topics/<t>` | empty: the topic is to be deleted |
 //! | `/cluster/id` | `{"version":"1","id":".."}` |
+//! | `/isr_change_notification/isr_change_<seq>` | `{"version":1,"partitions":[{"topic":"t","partition":0}]}`: a leader changed these ISRs |
 
 use std::collections::BTreeMap;
 
@@ -33,10 +34,23 @@ pub const DELETE_TOPICS: &str = "/admin/delete_topics";
 pub const CONFIG_TOPICS: &str = "/config/topics";
 /// The cluster id.
 pub const CLUSTER_ID: &str = "/cluster/id";
+/// Leaders' ISR changes, for the controller to re-read (sequential children).
+pub const ISR_CHANGE_NOTIFICATION: &str = "/isr_change_notification";
+/// The prefix of an ISR change notification (the keeper appends the sequence number).
+pub const ISR_CHANGE_PREFIX: &str = "/isr_change_notification/isr_change_";
 
 /// Persistent nodes every cluster has; created (if missing) by each broker at start.
-pub const PERSISTENT_PATHS: &[&str] =
-    &["/brokers", BROKER_IDS, BROKER_TOPICS, "/admin", DELETE_TOPICS, "/config", CONFIG_TOPICS, "/cluster"];
+pub const PERSISTENT_PATHS: &[&str] = &[
+    "/brokers",
+    BROKER_IDS,
+    BROKER_TOPICS,
+    "/admin",
+    DELETE_TOPICS,
+    "/config",
+    CONFIG_TOPICS,
+    "/cluster",
+    ISR_CHANGE_NOTIFICATION,
+];
 
 /// `/brokers/ids/<id>`.
 pub fn broker_path(id: i32) -> String {
@@ -207,6 +221,35 @@ pub fn decode_state(
 }
 
 #[derive(Serialize, Deserialize)]
+struct IsrChangeJson {
+    version: u32,
+    partitions: Vec<IsrChangePartition>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IsrChangePartition {
+    topic: String,
+    partition: i32,
+}
+
+/// An ISR change notification naming `partitions` (topic, partition).
+pub fn encode_isr_change(partitions: &[(String, i32)]) -> Vec<u8> {
+    json(&IsrChangeJson {
+        version: 1,
+        partitions: partitions
+            .iter()
+            .map(|(topic, partition)| IsrChangePartition { topic: topic.clone(), partition: *partition })
+            .collect(),
+    })
+}
+
+/// The partitions an ISR change notification at `path` names.
+pub fn decode_isr_change(path: &str, data: &[u8]) -> Result<Vec<(String, i32)>, ZnodeError> {
+    let j: IsrChangeJson = parse(path, "ISR change notification", data)?;
+    Ok(j.partitions.into_iter().map(|p| (p.topic, p.partition)).collect())
+}
+
+#[derive(Serialize, Deserialize)]
 struct ControllerJson {
     version: u32,
     brokerid: i32,
@@ -267,6 +310,18 @@ pub fn decode_cluster_id(data: &[u8]) -> Result<String, ZnodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isr_change_notifications_read_kafkas_json() {
+        let kafka =
+            br#"{"version":1,"partitions":[{"topic":"t","partition":0},{"topic":"u","partition":3}]}"#;
+        let parts =
+            decode_isr_change("/isr_change_notification/isr_change_0000000001", kafka).expect("valid");
+        assert_eq!(parts, vec![("t".to_string(), 0), ("u".to_string(), 3)]);
+        assert_eq!(decode_isr_change("x", &encode_isr_change(&parts)).expect("round trip"), parts);
+        let bad = decode_isr_change("/isr_change_notification/isr_change_7", b"{").expect_err("truncated");
+        assert!(bad.to_string().contains("isr_change_7"), "{bad}");
+    }
 
     #[test]
     fn partition_state_reads_kafkas_json() {

@@ -1,0 +1,452 @@
+//! Replication as a user meets it: real `sluice broker` processes (3 per cluster), real
+//! QUIC with mTLS, real logs, SIGKILL / SIGSTOP / SIGTERM for faults. Reference: Kafka's
+//! replication design (leader epochs, ISR, high watermark, `acks=all`, controlled shutdown,
+//! preferred leaders).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_broker_core::metadata::PartitionState;
+use sluice_broker_core::znodes;
+use sluice_client::broker::proto::*;
+use sluice_client::broker::{
+    Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Producer,
+    ProducerConfig, ProducerRecord,
+};
+use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
+use sluice_net::{Client, ClientOptions};
+use sluice_tests::{wait_for, BrokerCluster};
+
+/// Fast failure detection for tests: a 4 s keeper session, followers evicted after 2 s.
+const FAST: &str =
+    "zookeeper.session.timeout.ms=4000\nreplica.lag.time.max.ms=2000\nreplica.fetch.backoff.ms=100\n\
+                    controlled.shutdown.retry.backoff.ms=200\n";
+
+async fn keeper(cluster: &BrokerCluster) -> KeeperClient {
+    let opts = KeeperClientOptions { session_timeout: Duration::from_secs(10), ..Default::default() };
+    let tls = cluster.pki.client("observer");
+    KeeperClient::connect(&cluster.zookeeper_connect(), &tls, opts).await.expect("keeper").0
+}
+
+async fn state(k: &KeeperClient, topic: &str, partition: i32) -> Option<PartitionState> {
+    let (data, stat) = k.get_data(&znodes::state_path(topic, partition), false).await.ok()?;
+    znodes::decode_state(topic, partition, &data, stat.version).ok()
+}
+
+fn client(cluster: &BrokerCluster) -> ClientConfig {
+    ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone()))
+        .tls_files(cluster.client_files())
+        .request_timeout(Duration::from_secs(20))
+        .retry_backoff(Duration::from_millis(50))
+}
+
+fn raw_client(cluster: &BrokerCluster) -> Client<BrokerProtocol> {
+    Client::new(&cluster.pki.client("raw"), ClientOptions::default()).expect("client")
+}
+
+async fn create(cluster: &BrokerCluster, name: &str, assignment: &[&[i32]], configs: &[(&str, &str)]) {
+    let admin = Admin::new(client(cluster)).expect("admin");
+    let t = NewTopic {
+        name: name.into(),
+        partitions: None,
+        replication_factor: None,
+        assignment: Some(assignment.iter().enumerate().map(|(p, r)| (p as i32, r.to_vec())).collect()),
+        configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let r = admin.create_topics(vec![t], false).await.expect("create");
+    assert!(r.iter().all(|(_, r)| r.is_ok()), "creating {name}: {r:?}");
+}
+
+/// Waits until `topic`-`partition`'s state satisfies `cond`; returns it.
+async fn wait_state(
+    k: &KeeperClient,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+    what: &str,
+    cond: impl Fn(&PartitionState) -> bool,
+) -> PartitionState {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = state(k, topic, partition).await;
+        if let Some(s) = s.as_ref().filter(|s| cond(s)) {
+            return s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}-{partition}: waited {timeout:?} for {what}; state: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+    assert!(ok.success());
+}
+
+fn text(b: &Option<Bytes>) -> String {
+    String::from_utf8_lossy(b.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// Reads `topic`'s partitions from the beginning until `n` records or 60 s.
+async fn consume_all(cluster: &BrokerCluster, topic: &str, partitions: i32, n: usize) -> Vec<ConsumerRecord> {
+    let config = ConsumerConfig::new(client(cluster)).auto_offset_reset(AutoOffsetReset::Earliest);
+    let mut consumer = Consumer::new(config).expect("consumer");
+    consumer.assign((0..partitions).map(|p| (topic, p)));
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < n && Instant::now() < deadline {
+        out.extend(consumer.poll(Duration::from_millis(300)).await.expect("poll"));
+    }
+    out
+}
+
+/// Checks a partition's records against what the producer was told: every acknowledged
+/// value is there, the values' first appearances keep the order they were sent in, and
+/// offsets are consecutive. Returns how many records are duplicates.
+fn check_partition(records: &[&ConsumerRecord], acked: &[u64]) -> usize {
+    let mut seen: HashMap<u64, i64> = HashMap::new();
+    let mut last_first = None;
+    let mut duplicates = 0;
+    let first = records.first().map_or(0, |r| r.offset);
+    for (expected_offset, r) in (first..).zip(records) {
+        assert_eq!(r.offset, expected_offset, "offsets are consecutive");
+        // Other records (written with acks=1 by the test itself) only take their offset.
+        let Ok(v) = text(&r.value).parse::<u64>() else { continue };
+        if seen.insert(v, r.offset).is_some() {
+            duplicates += 1;
+            continue;
+        }
+        if let Some(prev) = last_first {
+            assert!(v > prev, "value {v} first appears after {prev}: out of order");
+        }
+        last_first = Some(v);
+    }
+    for v in acked {
+        assert!(seen.contains_key(v), "acknowledged value {v} is missing");
+    }
+    duplicates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_survives_ten_leader_kills_without_losing_an_acknowledged_record() {
+    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let k = keeper(&cluster).await;
+    create(&cluster, "ledger", &[&[1, 2, 3]], &[]).await;
+    wait_state(&k, "ledger", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    // A killed broker answers nothing (no reset over QUIC from a dead process): requests in
+    // flight to it fail after request.timeout.ms, here 5 s, and are retried on the new leader.
+    let producer = Producer::new(
+        ProducerConfig::new(client(&cluster).request_timeout(Duration::from_secs(5)))
+            .acks(Acks::All)
+            .linger(Duration::from_millis(1))
+            .delivery_timeout(Duration::from_secs(60)),
+    )
+    .expect("producer");
+    let mut acked = Vec::new();
+    let mut next = 0u64;
+    for kill in 0..10 {
+        let s = wait_state(&k, "ledger", 0, Duration::from_secs(30), "a leader and an ISR of 2+", |s| {
+            s.leader > 0 && s.isr.len() >= 2
+        })
+        .await;
+        // Produce while the leader is killed part-way.
+        let mut pending = Vec::new();
+        for i in 0..400 {
+            if i == 200 {
+                cluster.brokers[(s.leader - 1) as usize].kill();
+            }
+            let d = producer.send(ProducerRecord::new("ledger", next.to_string())).await.expect("send");
+            pending.push((next, d));
+            next += 1;
+        }
+        let started = Instant::now();
+        for (v, d) in pending {
+            match d.await {
+                Ok(_) => acked.push(v),
+                Err(e) => panic!("kill {kill}: value {v} failed: {e}"),
+            }
+        }
+        eprintln!("kill {kill}: leader {} killed; 400 sends settled {:?} after", s.leader, started.elapsed());
+        // The killed broker comes back and catches up before the next round.
+        cluster.brokers[(s.leader - 1) as usize].restart();
+        wait_state(&k, "ledger", 0, Duration::from_secs(30), "the restarted broker back in the ISR", |st| {
+            st.isr.contains(&s.leader)
+        })
+        .await;
+    }
+    producer.close().await;
+    let records = consume_all(&cluster, "ledger", 1, acked.len()).await;
+    let refs: Vec<&ConsumerRecord> = records.iter().collect();
+    let duplicates = check_partition(&refs, &acked);
+    eprintln!("{} acknowledged, {} read back, {duplicates} duplicates (resends)", acked.len(), records.len());
+    assert_eq!(acked.len(), 4000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_follower_leaves_the_isr_and_rejoins_after_sigcont() {
+    // A long session, so the follower's eviction is the leader's lag timer, not an expiry.
+    let mut cluster = BrokerCluster::start_with_keeper(
+        3,
+        "zookeeper.session.timeout.ms=30000\nreplica.lag.time.max.ms=2000\n",
+        "maxSessionTimeout=60000\n",
+    );
+    let k = keeper(&cluster).await;
+    create(&cluster, "lag", &[&[1, 2, 3]], &[]).await;
+    let s = wait_state(&k, "lag", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    let follower = *s.isr.iter().find(|r| **r != s.leader).expect("a follower");
+    let pid = cluster.brokers[(follower - 1) as usize].pid().expect("running");
+    // --- SIGSTOP: the follower stops fetching; the leader evicts it after the lag window
+    signal(pid, "-STOP");
+    let frozen = Instant::now();
+    let shrunk =
+        wait_state(&k, "lag", 0, Duration::from_secs(15), "the frozen follower out of the ISR", |st| {
+            !st.isr.contains(&follower)
+        })
+        .await;
+    let took = frozen.elapsed();
+    eprintln!("evicted after {took:?}: {shrunk:?}");
+    assert!(took >= Duration::from_millis(1500), "evicted before the lag window: {took:?}");
+    assert_eq!(shrunk.leader, s.leader, "the leader wrote the change; no election");
+    assert_eq!(shrunk.leader_epoch, s.leader_epoch, "an ISR change is not a new epoch");
+    let (_, stat) = k.get_data(&znodes::broker_path(follower), false).await.expect("still registered");
+    assert_ne!(stat.ephemeral_owner, 0, "the frozen broker's session is alive: this was the lag timer");
+    // Records produced meanwhile are committed without it.
+    let net = raw_client(&cluster);
+    let leader_addr = cluster.brokers[(s.leader - 1) as usize].addr.clone();
+    let produce = Produce {
+        topic: "lag".into(),
+        partition: 0,
+        acks: -1,
+        timeout_ms: 5000,
+        records: Bytes::from(
+            sluice_log::RecordBatch {
+                header: sluice_log::BatchHeader::new(sluice_log::Compression::None, 0, 0),
+                records: vec![sluice_log::Record {
+                    offset_delta: 0,
+                    timestamp_delta: 0,
+                    key: None,
+                    value: Some(Bytes::from_static(b"while frozen")),
+                    headers: vec![],
+                }],
+            }
+            .encode(),
+        ),
+        retry: false,
+    };
+    net.call(&leader_addr, produce).await.expect("call").expect("acks=all with 2 in sync");
+    // --- SIGCONT: it fetches, catches up and is taken back
+    signal(pid, "-CONT");
+    let back = wait_state(&k, "lag", 0, Duration::from_secs(15), "the follower back in the ISR", |st| {
+        st.isr.contains(&follower)
+    })
+    .await;
+    assert_eq!(back.leader, s.leader);
+    cluster.brokers[(follower - 1) as usize].kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_acknowledged_is_lost() {
+    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let k = keeper(&cluster).await;
+    create(&cluster, "quorum", &[&[1, 2, 3]], &[]).await;
+    wait_state(&k, "quorum", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3 && s.leader == 1)
+        .await;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::All)).expect("producer");
+    let mut acked = Vec::new();
+    for v in 0..100u64 {
+        producer
+            .send(ProducerRecord::new("quorum", v.to_string()))
+            .await
+            .expect("send")
+            .await
+            .expect("delivered");
+        acked.push(v);
+    }
+    // --- the two followers die: the ISR shrinks to the leader alone
+    cluster.brokers[1].kill();
+    cluster.brokers[2].kill();
+    wait_state(&k, "quorum", 0, Duration::from_secs(20), "ISR of the leader alone", |s| s.isr == vec![1])
+        .await;
+    let net = raw_client(&cluster);
+    let one = Produce {
+        topic: "quorum".into(),
+        partition: 0,
+        acks: -1,
+        timeout_ms: 2000,
+        records: Bytes::from(
+            sluice_log::RecordBatch {
+                header: sluice_log::BatchHeader::new(sluice_log::Compression::None, 0, 0),
+                records: vec![sluice_log::Record {
+                    offset_delta: 0,
+                    timestamp_delta: 0,
+                    key: None,
+                    value: Some(Bytes::from_static(b"refused")),
+                    headers: vec![],
+                }],
+            }
+            .encode(),
+        ),
+        retry: false,
+    };
+    let refused = net.call(&cluster.brokers[0].addr, one.clone()).await.expect("call");
+    match refused {
+        Err(BrokerError::NotEnoughReplicas { isr: 1, min: 2, .. }) => {}
+        other => panic!("expected NotEnoughReplicas, got {other:?}"),
+    }
+    // acks=1 still works (and is not counted as acknowledged by acks=all).
+    let leader_only = Produce { acks: 1, ..one.clone() };
+    let landed = net.call(&cluster.brokers[0].addr, leader_only).await.expect("call").expect("acks=1");
+    assert_eq!(landed.base_offset, 100, "the refused acks=all batch was not appended");
+    // --- they return and catch up; acks=all works again and nothing acknowledged is lost
+    cluster.brokers[1].restart();
+    cluster.brokers[2].restart();
+    wait_state(&k, "quorum", 0, Duration::from_secs(30), "ISR of 3 again", |s| s.isr.len() == 3).await;
+    for v in 100..150u64 {
+        producer
+            .send(ProducerRecord::new("quorum", v.to_string()))
+            .await
+            .expect("send")
+            .await
+            .expect("delivered");
+        acked.push(v);
+    }
+    producer.close().await;
+    // Every replica holds the same records: read from each one after making it leader is
+    // beyond this test; the consumer reads the leader, which holds all of them.
+    let records = consume_all(&cluster, "quorum", 1, 151).await;
+    let all: Vec<&ConsumerRecord> = records.iter().collect();
+    assert_eq!(check_partition(&all, &acked), 0);
+    assert!(records.iter().any(|r| text(&r.value) == "refused"), "the acks=1 copy is there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclean_election_off_keeps_the_partition_offline_and_on_elects_the_stale_replica() {
+    let mut cluster = BrokerCluster::start(3, FAST);
+    let k = keeper(&cluster).await;
+    create(&cluster, "careful", &[&[1, 2]], &[]).await;
+    create(&cluster, "reckless", &[&[1, 2]], &[("unclean.leader.election.enable", "true")]).await;
+    for t in ["careful", "reckless"] {
+        wait_state(&k, t, 0, Duration::from_secs(20), "ISR [1, 2]", |s| s.isr.len() == 2 && s.leader == 1)
+            .await;
+    }
+    // --- broker 2 dies: it leaves the ISRs; broker 1 takes more records alone
+    cluster.brokers[1].kill();
+    for t in ["careful", "reckless"] {
+        wait_state(&k, t, 0, Duration::from_secs(20), "ISR [1]", |s| s.isr == vec![1]).await;
+    }
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::Leader)).expect("producer");
+    for t in ["careful", "reckless"] {
+        producer.send(ProducerRecord::new(t, "only on 1")).await.expect("send").await.expect("delivered");
+    }
+    producer.close().await;
+    // --- broker 1 dies, broker 2 returns: only a stale replica lives
+    cluster.brokers[0].kill();
+    cluster.brokers[1].restart();
+    let reckless =
+        wait_state(&k, "reckless", 0, Duration::from_secs(20), "broker 2 elected", |s| s.leader == 2).await;
+    assert_eq!(reckless.isr, vec![2]);
+    let careful = state(&k, "careful", 0).await.expect("state");
+    assert_eq!(careful.leader, -1, "unclean election is off: the partition stays offline: {careful:?}");
+    assert_eq!(careful.isr, vec![1], "it keeps its last ISR so broker 1 can lead it again");
+    // --- broker 1 returns: it leads "careful" again, with the record only it had
+    cluster.brokers[0].restart();
+    wait_state(&k, "careful", 0, Duration::from_secs(20), "broker 1 leading again", |s| s.leader == 1).await;
+    let records = consume_all(&cluster, "careful", 1, 1).await;
+    assert_eq!(records.iter().map(|r| text(&r.value)).collect::<Vec<_>>(), vec!["only on 1".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_a_leader_moves_its_leaderships_first_and_no_delivery_fails() {
+    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let k = keeper(&cluster).await;
+    let assignment: Vec<&[i32]> =
+        vec![&[1, 2, 3], &[1, 3, 2], &[2, 1, 3], &[1, 2, 3], &[3, 1, 2], &[1, 3, 2]];
+    create(&cluster, "moving", &assignment, &[]).await;
+    for p in 0..6 {
+        wait_state(&k, "moving", p, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    }
+    let led_by_1: Vec<i32> = {
+        let mut v = Vec::new();
+        for p in 0..6 {
+            if state(&k, "moving", p).await.is_some_and(|s| s.leader == 1) {
+                v.push(p);
+            }
+        }
+        v
+    };
+    assert_eq!(led_by_1.len(), 4, "broker 1 leads the partitions it is preferred for");
+    let producer =
+        Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::All).linger(Duration::from_millis(1)))
+            .expect("producer");
+    let mut pending = Vec::new();
+    let mut terminated = None;
+    for i in 0..3000u64 {
+        if i == 1000 {
+            let broker = &mut cluster.brokers[0];
+            let pid = broker.pid().expect("running");
+            signal(pid, "-TERM");
+            terminated = Some(Instant::now());
+        }
+        let r = ProducerRecord::new("moving", i.to_string()).with_partition((i % 6) as i32);
+        pending.push(producer.send(r).await.expect("send"));
+        if i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for (i, d) in pending.into_iter().enumerate() {
+        if let Err(e) = d.await {
+            panic!("record {i} failed across the controlled shutdown: {e}");
+        }
+    }
+    producer.close().await;
+    assert!(terminated.is_some());
+    // The broker left after handing over: its log says so and every partition it led has
+    // a new leader among the others.
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            std::fs::read_to_string(&cluster.brokers[0].log).is_ok_and(|l| l.contains("broker stopped"))
+        })
+        .await
+    );
+    let log = std::fs::read_to_string(&cluster.brokers[0].log).expect("log");
+    assert!(log.contains("controlled shutdown done"), "{log}");
+    for p in led_by_1 {
+        let s = state(&k, "moving", p).await.expect("state");
+        assert!(s.leader == 2 || s.leader == 3, "partition {p}: {s:?}");
+        assert!(!s.isr.contains(&1), "partition {p}: the stopped broker left the ISR: {s:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_broker_gets_its_preferred_leaderships_back() {
+    let mut cluster = BrokerCluster::start(
+        3,
+        &format!(
+            "{FAST}leader.imbalance.check.interval.seconds=1\nleader.imbalance.per.broker.percentage=10\n"
+        ),
+    );
+    let k = keeper(&cluster).await;
+    create(&cluster, "home", &[&[2, 1, 3], &[2, 3, 1], &[1, 2, 3]], &[]).await;
+    for p in 0..3 {
+        wait_state(&k, "home", p, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    }
+    // --- broker 2 dies: its partitions move away
+    cluster.brokers[1].kill();
+    for p in 0..2 {
+        wait_state(&k, "home", p, Duration::from_secs(20), "a new leader", |s| s.leader > 0 && s.leader != 2)
+            .await;
+    }
+    // --- it returns, catches up, and the controller's imbalance check moves them back
+    cluster.brokers[1].restart();
+    for p in 0..2 {
+        let s =
+            wait_state(&k, "home", p, Duration::from_secs(30), "broker 2 leading again", |s| s.leader == 2)
+                .await;
+        assert!(s.isr.len() == 3, "{s:?}");
+    }
+    let other = state(&k, "home", 2).await.expect("state");
+    assert_eq!(other.leader, 1, "a partition on its preferred leader does not move");
+}
