@@ -28,6 +28,8 @@ const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
 /// Offset of the CRC field; the CRC covers everything from `CRC_START`.
 const CRC_OFFSET: usize = 17;
 pub(crate) const CRC_START: usize = 21;
+/// Offset of the `lastOffsetDelta` field (under the CRC).
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
 /// Bytes of `baseOffset` and `batchLength` (not counted in `batchLength`).
 pub const LOG_OVERHEAD: usize = 12;
 
@@ -231,10 +233,24 @@ pub(crate) fn encode_empty(header: &BatchHeader) -> Vec<u8> {
     let last_offset_delta = header.last_offset_delta;
     let header = BatchHeader { compression: Compression::None, ..header.clone() };
     let mut out = RecordBatch { header, records: vec![] }.encode();
-    out[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
+    set_last_offset_delta(&mut out, last_offset_delta);
     out
+}
+
+/// Sets the `lastOffsetDelta` of the encoded batch at the front of `bytes` and recomputes
+/// its CRC (the field is under it). The cleaner keeps a batch's original last offset delta
+/// when it removes the batch's last records, as Kafka's does (`overrideLastOffset`): the
+/// batch still covers its offsets, and its last producer sequence
+/// (`baseSequence + lastOffsetDelta`) stays what the producer sent, so that the producer
+/// state rebuilt from the headers is right. `bytes` shorter than a header are left alone.
+pub(crate) fn set_last_offset_delta(bytes: &mut [u8], last_offset_delta: i32) {
+    if bytes.len() < HEADER_LEN {
+        return;
+    }
+    bytes[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+        .copy_from_slice(&last_offset_delta.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_START..]);
+    bytes[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Most bytes a batch may decompress to when it is recompressed for `compression.type`.

@@ -15,15 +15,22 @@
 //! 3. swaps each group's cleaned segment in for the old ones, crash-safely.
 //!
 //! **What a cleaned batch looks like.** Offsets never change: a batch keeps its base offset
-//! and every kept record its offset delta. A batch whose records are all kept is copied byte
-//! for byte; one that lost some is re-encoded with the same header fields (codec, producer
-//! id / epoch / base sequence, leader epoch, timestamp type, base timestamp, so every record
-//! keeps its timestamp) and its max timestamp recomputed from the kept records (a
+//! and last offset delta, and every kept record its offset delta. A batch whose records are
+//! all kept is copied byte for byte; one that lost some is re-encoded with the same header
+//! fields (codec, producer id / epoch / base sequence, leader epoch, timestamp type, base
+//! timestamp, so every record keeps its timestamp; and its last offset delta even when its
+//! last records went, as Kafka's `overrideLastOffset`: the batch still covers its offsets
+//! and its producer sequences stay `baseSequence..=baseSequence + lastOffsetDelta`) and its
+//! max timestamp recomputed from the kept records (a
 //! `LogAppendTime` batch keeps its own); one that lost all disappears — except the last batch
 //! of a group, which stays as an empty batch covering its offsets, as Kafka keeps an empty
 //! batch, so that a cleaned segment always ends where the segments it replaces ended (crash
-//! recovery relies on it, see below). A read of a removed offset therefore returns the
-//! next batch, as in Kafka.
+//! recovery relies on it, see below), and the latest batch of an idempotent producer (as
+//! the log's producer state knew it when the pass was planned), which stays as an empty
+//! batch with its producer id, epoch and sequences, as Kafka's cleaner keeps it
+//! (`BatchRetention.RETAIN_EMPTY`): the producer state is rebuilt from the batch headers
+//! when the log is opened, and must find the producer's last sequence there. A read of a
+//! removed offset therefore returns the next batch, as in Kafka.
 //!
 //! **Simplifications of Kafka's cleaner** (each deliberate):
 //! - *Records without a key* cannot be appended to a log whose policy includes `compact`
@@ -40,7 +47,8 @@
 //!   cleaning runs far behind the writes, never sooner than `delete.retention.ms` after its
 //!   segment's newest record.
 //! - *Control batches* (transaction markers) are kept as they are, and transactional data is
-//!   compacted like any other: the log has no producer or transaction state yet.
+//!   compacted like any other: the log has no transaction state (only the idempotent
+//!   producers' sequences, see above).
 //! - The *offset map* holds every key of the dirty section (Kafka bounds it by
 //!   `log.cleaner.dedupe.buffer.size` and cleans less per pass); memory is proportional to
 //!   the distinct keys of the dirty section.
@@ -82,7 +90,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use crate::batch::{
-    encode_empty, BatchHeader, BatchView, Record, RecordBatch, TimestampType, MAX_RECOMPRESS_BYTES,
+    encode_empty, set_last_offset_delta, BatchHeader, BatchView, Record, RecordBatch, TimestampType,
+    MAX_RECOMPRESS_BYTES,
 };
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
@@ -158,6 +167,8 @@ pub struct CleanPlan {
     first_dirty: i64,
     end_offset: i64,
     groups: Vec<Vec<SegmentSnapshot>>,
+    /// Producer id → last offset of its latest batch: the batches kept even when empty.
+    producer_last_offsets: HashMap<i64, i64>,
 }
 
 /// A pass whose cleaned segments are written, waiting for [`Log::install_clean`]. Dropping
@@ -252,6 +263,7 @@ impl Log {
             first_dirty: stats.first_dirty_offset,
             end_offset: stats.first_dirty_offset.max(limit),
             groups,
+            producer_last_offsets: self.producers.last_offsets(),
         }))
     }
 
@@ -437,12 +449,20 @@ impl CleanPlan {
                     return out.append(bytes, h, interval);
                 }
                 if kept.is_empty() {
+                    if h.producer_id >= 0
+                        && self.producer_last_offsets.get(&h.producer_id) == Some(&h.last_offset())
+                    {
+                        // A producer's latest batch: kept, empty (see the module docs).
+                        last_dropped = None;
+                        return append_encoded(&mut out, &encode_empty(h), interval);
+                    }
                     last_dropped = Some(h.clone());
                     return Ok(());
                 }
                 last_dropped = None;
                 let header = BatchHeader { max_timestamp: max_timestamp(h, &kept), ..h.clone() };
-                let encoded = RecordBatch { header, records: kept }.encode();
+                let mut encoded = RecordBatch { header, records: kept }.encode();
+                set_last_offset_delta(&mut encoded, h.last_offset_delta);
                 append_encoded(&mut out, &encoded, interval)
             })?;
         }

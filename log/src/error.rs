@@ -89,6 +89,44 @@ pub enum LogError {
     /// A leader epoch below 0 was assigned (Kafka's epochs start at 0; -1 means none).
     #[error("leader epoch {0} is invalid (epochs start at 0)")]
     InvalidLeaderEpoch(i32),
+    /// An idempotent producer's batch carries an epoch older than the one the log knows
+    /// for its producer id: the producer was fenced by a newer instance (Kafka's
+    /// `INVALID_PRODUCER_EPOCH`). Nothing was written.
+    #[error("producer {producer_id} sent epoch {epoch}, older than its current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The batch's `producerId`.
+        producer_id: i64,
+        /// The batch's `producerEpoch`.
+        epoch: i16,
+        /// The producer's latest epoch in the log.
+        current: i16,
+    },
+    /// An idempotent producer's batch does not continue its sequence: a gap, an overlap, a
+    /// new epoch not starting at 0, or a resend of a batch too old to be retained (Kafka's
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`). Nothing was written.
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        /// The batch's `producerId`.
+        producer_id: i64,
+        /// The first sequence the batch should have had.
+        expected: i32,
+        /// Its `baseSequence`.
+        got: i32,
+    },
+    /// One append held both a batch that was written before (a producer's resend) and
+    /// batches to write; a resend must come alone to be answered as a duplicate. Nothing
+    /// was written.
+    #[error(
+        "the append mixes new batches with a resent one (producer {producer_id}, sequences {first_seq}..={last_seq})"
+    )]
+    DuplicateInMixedAppend {
+        /// The resent batch's `producerId`.
+        producer_id: i64,
+        /// Its first sequence.
+        first_seq: i32,
+        /// Its last sequence.
+        last_seq: i32,
+    },
     /// A checkpoint file could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

@@ -9,7 +9,8 @@
 //!   append (offsets assigned by rewriting the base-offset field, `message.max.bytes`
 //!   enforced), read by offset (whole batches, bounded by `max_bytes`, across segments) and
 //!   by timestamp, roll by size and age, flush (explicit and `log.flush.interval.*`),
-//!   retention by time and size, truncate-to, leader epochs, and recovery on open.
+//!   retention by time and size, truncate-to, leader epochs, idempotent producers' resends
+//!   recognised (not written twice), and recovery on open.
 //! - `segment.rs` / `index.rs`: a segment's `.log`, `.index` and `.timeindex` files, byte
 //!   for byte Kafka's.
 //! - [`recovery`]: what opening a log checks, cuts and rebuilds ([`RecoveryReport`]).
@@ -21,6 +22,12 @@
 //!   epoch started, for a follower to find where its log diverges from its new leader's
 //!   (OffsetsForLeaderEpoch). [`Log`] stamps the latest epoch into appended batches and
 //!   keeps the cache in step with replication, truncation, retention and recovery.
+//! - [`producer_state`]: the idempotent producers' state ([`ProducerStateManager`]):
+//!   per producer id, its epoch and its last 5 batches' sequences and offsets
+//!   ([`ProducerEntry`], [`BatchMetadata`]), with Kafka's rules for a leader's append —
+//!   a resend is a duplicate answered with the original offsets, an older epoch is fenced,
+//!   a sequence must follow the last one. In memory only: [`Log`] rebuilds it from the
+//!   batch headers on open and keeps it in step with appends, replication and truncation.
 //! - [`cleaner`]: compaction (`cleanup.policy=compact`) of one log, crash-safe swap of the
 //!   cleaned segments; [`LogCleaner`] (`log_cleaner.rs`): the pool of `log.cleaner.threads`
 //!   worker threads that picks the dirtiest log (the only threads in the crate).
@@ -40,6 +47,7 @@ mod error;
 mod index;
 mod log;
 mod log_cleaner;
+pub mod producer_state;
 pub mod recovery;
 mod segment;
 mod varint;
@@ -53,4 +61,5 @@ pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use log::{AppendInfo, Log, ReadResult, TickReport};
 pub use log_cleaner::{CleanerConfig, CleanerEvent, LogCleaner, WorkerPanicked};
+pub use producer_state::{AppendCheck, BatchMetadata, ProducerEntry, ProducerStateManager};
 pub use recovery::{RecoveryReport, Truncation};

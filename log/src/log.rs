@@ -6,6 +6,10 @@
 //! started at which offset, stamped into appended batches once an epoch is assigned and
 //! kept in step with truncation, retention and recovery; see "Leader epochs" on [`Log`].
 //!
+//! And it keeps the state of its idempotent producers ([`crate::producer_state`]), with
+//! which [`Log::append`] answers a producer's resent batch with the offsets of the first
+//! copy instead of writing it twice; see "Idempotent producers" on [`Log`].
+//!
 //! Time comes in as `now_ms` arguments; the log reads no clock and starts no thread.
 //! Periodic work — flushing segments that were rolled, `log.flush.interval.ms`, retention —
 //! happens in [`Log::tick`], which the owner calls from its timer
@@ -27,6 +31,7 @@ use crate::compression::CompressionError;
 use crate::config::LogConfig;
 use crate::epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
 use crate::error::LogError;
+use crate::producer_state::{AppendCheck, ProducerEntry, ProducerStateManager};
 use crate::recovery::{open_segments, RecoveryReport};
 use crate::segment::{Scanned, Segment, NO_TIMESTAMP};
 
@@ -53,6 +58,10 @@ pub struct AppendInfo {
     pub rolled: bool,
     /// Whether the append ended in an fsync (`log.flush.interval.*`).
     pub flushed: bool,
+    /// Whether the batches were a producer's resend of batches already in the log: nothing
+    /// was written, `base_offset` / `last_offset` are the offsets the originals got, and
+    /// `records` and `bytes` are 0 (see "Idempotent producers" on [`Log`]).
+    pub duplicate: bool,
 }
 
 /// Whole batches read from the log.
@@ -107,6 +116,41 @@ struct Planned {
 ///   an epoch assigned at the end with nothing written under it is forgotten — a leader
 ///   assigns its epoch again when it takes the partition back), and the first one is moved
 ///   up to the log start.
+///
+/// **Idempotent producers.** The log keeps, per producer id, the producer's epoch and its
+/// last 5 batches' sequences and offsets ([`ProducerStateManager`], Kafka's
+/// `ProducerStateManager` without transactions), so that a producer's resend is not written
+/// twice — even by a new leader, which learned the sequences from the batches it
+/// replicated:
+/// - [`Log::append`] (the leader) checks every batch with a producer id against the state
+///   before anything is written (Kafka's rules: see [`crate::producer_state`]). A resend of
+///   one of the retained batches (same epoch, same first and last sequence) writes nothing
+///   and answers with the original offsets ([`AppendInfo::duplicate`]); an older epoch is
+///   [`LogError::InvalidProducerEpoch`], a sequence that does not follow
+///   [`LogError::OutOfOrderSequence`], and an append mixing a resend with new batches
+///   [`LogError::DuplicateInMixedAppend`]. In every error case nothing is written.
+/// - [`Log::append_replicated`] (a follower) records its batches without checks: the
+///   leader checked them. A batch of a new producer epoch drops the retained batches of
+///   the old one.
+/// - Opening rebuilds the state by reading every batch header of every segment, oldest
+///   first, in the same scan that rebuilds the leader-epoch cache when its file is missing
+///   — one header read per batch (the scan reads 16 KiB at a time, so small batches share
+///   a read). Kafka instead writes `<offset>.snapshot` files of the state at each roll and
+///   reads only the batches after the latest one; this log keeps no such file, so opening
+///   costs a header scan of the whole log.
+/// - [`Log::truncate_to`] forgets the retained batches it cuts; if a producer is left with
+///   none, the state is rebuilt from the remaining log (its older batches, possibly of an
+///   older epoch, are its latest again). [`Log::truncate_fully_and_start_at`] forgets every
+///   producer.
+/// - Retention leaves the state as it is: a producer whose batches were all deleted is still
+///   known until the log is reopened, which rebuilds from what remains (then it is unknown,
+///   and its next sequence is accepted whatever it is). Kafka keeps producers across
+///   retention in its snapshots and expires them by time (`producer.id.expiration.ms`);
+///   this log has no expiry — a producer's entry is small (at most 5 batches).
+/// - Compaction keeps the producer fields and the last offset delta — so the sequence
+///   range — of the batches it rewrites, and keeps each producer's latest batch (empty if
+///   all its records went), as Kafka's cleaner does, so that reopening finds the
+///   producer's last sequence (see [`crate::cleaner`]).
 #[derive(Debug)]
 pub struct Log {
     pub(crate) dir: PathBuf,
@@ -127,6 +171,8 @@ pub struct Log {
     recovery: RecoveryReport,
     /// Which leader epoch started at which offset.
     epochs: LeaderEpochCache,
+    /// The idempotent producers' epochs and last batches.
+    pub(crate) producers: ProducerStateManager,
 }
 
 impl Log {
@@ -164,7 +210,18 @@ impl Log {
         let log_end_offset = segments.back().map_or(0, Segment::next_offset);
         let recovery_point = recovery_point.clamp(log_start_offset, log_end_offset.max(log_start_offset));
         recovery.recovery_point = recovery_point;
-        let (mut epochs, rebuilt) = load_epochs(&dir, &segments)?;
+        // One scan of the batch headers: the producer state always needs it, the
+        // leader-epoch cache only without a usable file.
+        let mut producers = ProducerStateManager::new();
+        let mut epoch_starts: Vec<EpochEntry> = Vec::new();
+        for_each_header(&segments, |h| {
+            producers.record(h);
+            let epoch = h.partition_leader_epoch;
+            if epoch >= 0 && epoch_starts.last().is_none_or(|latest| epoch > latest.epoch) {
+                epoch_starts.push(EpochEntry { epoch, start_offset: h.base_offset });
+            }
+        })?;
+        let (mut epochs, rebuilt) = load_epochs(&dir, &segments, epoch_starts)?;
         recovery.epoch_cache_rebuilt = rebuilt;
         epochs.truncate_from_end(log_end_offset)?;
         epochs.truncate_from_start(log_start_offset)?;
@@ -180,6 +237,7 @@ impl Log {
             dir_dirty: true,
             recovery,
             epochs,
+            producers,
         })
     }
 
@@ -233,6 +291,12 @@ impl Log {
     /// `None` until an epoch is assigned or replicated.
     pub fn leader_epoch(&self) -> Option<i32> {
         self.epochs.latest_epoch()
+    }
+
+    /// What the log knows of the idempotent producer `producer_id`: its epoch and its last
+    /// batches (at most 5), `None` if it is unknown (see "Idempotent producers" on [`Log`]).
+    pub fn producer_entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.entry(producer_id)
     }
 
     /// The leader-epoch cache's entries, oldest epoch first.
@@ -301,6 +365,12 @@ impl Log {
     /// Once a leader epoch was assigned ([`Log::assign_leader_epoch`]), the latest one is
     /// stamped into every batch's `partitionLeaderEpoch` the same way (the field is outside
     /// the CRC's range too); before that, the producer's value is kept.
+    ///
+    /// Batches from idempotent producers are checked against what the log knows of their
+    /// producers first (see "Idempotent producers" on [`Log`]): an append of resent batches
+    /// only writes nothing and answers with the originals' offsets and
+    /// [`AppendInfo::duplicate`] set; an append that breaks a producer's epoch or sequence
+    /// fails and writes nothing.
     pub fn append(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         if let Some(target) = self.config.compression_type.codec() {
             if let Some(mut converted) = crate::batch::recompress(batches, target)? {
@@ -312,6 +382,21 @@ impl Log {
 
     fn append_as_is(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let mut plan = self.plan(batches, true)?;
+        if let AppendCheck::Duplicate { first_offset, last_offset } =
+            self.producers.check_append(plan.iter().map(|p| &p.header))?
+        {
+            return Ok(AppendInfo {
+                base_offset: first_offset,
+                last_offset,
+                max_timestamp: NO_TIMESTAMP,
+                offset_of_max_timestamp: NO_TIMESTAMP,
+                records: 0,
+                bytes: 0,
+                rolled: false,
+                flushed: false,
+                duplicate: true,
+            });
+        }
         let epoch = self.epochs.latest_epoch();
         for p in &mut plan {
             set_base_offset(&mut batches[p.start..], p.header.base_offset);
@@ -331,6 +416,9 @@ impl Log {
     /// hold no record and give way to the batches' (see
     /// [`LeaderEpochCache::assign_appended`]). `leader-epoch-checkpoint` is written before
     /// the batches, so a crash never leaves records under an epoch the file lacks.
+    ///
+    /// The batches of idempotent producers are recorded in the producer state unchecked
+    /// (the leader checked them), so that this log, once leader, recognises a resend.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let plan = self.plan(batches, false)?;
         let starts = plan.iter().map(|p| EpochEntry {
@@ -398,6 +486,7 @@ impl Log {
             bytes: 0,
             rolled: false,
             flushed: false,
+            duplicate: false,
         };
         for p in plan {
             let h = &p.header;
@@ -407,6 +496,9 @@ impl Log {
             }
             let interval = self.config.index_interval_bytes;
             self.active_mut().append(&bytes[p.start..p.start + p.len], h, interval)?;
+            // Batch by batch, so that after a failed write the state holds exactly what was
+            // written.
+            self.producers.record(h);
             self.unflushed_since_ms.get_or_insert(now_ms);
             if h.max_timestamp > info.max_timestamp {
                 info.max_timestamp = h.max_timestamp;
@@ -615,6 +707,10 @@ impl Log {
     /// The leader-epoch cache loses the epochs starting at or past the new log end (Kafka's
     /// `truncateFromEnd`), and its file is rewritten if that changed it — after the data is
     /// cut, so a crash in between leaves only epochs past the end, which opening drops.
+    ///
+    /// The producer state forgets the batches cut; if a producer is left with none, the
+    /// state is rebuilt from the remaining log's batch headers (see "Idempotent producers"
+    /// on [`Log`]).
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
         if offset >= self.log_end_offset() {
             return Ok(());
@@ -636,13 +732,18 @@ impl Log {
         if self.recovery_point == end {
             self.unflushed_since_ms = None;
         }
+        if self.producers.truncate_from_end(end) {
+            let mut producers = ProducerStateManager::new();
+            for_each_header(&self.segments, |h| producers.record(h))?;
+            self.producers = producers;
+        }
         self.epochs.truncate_from_end(end)?;
         Ok(())
     }
 
     /// Deletes every segment and starts the log again, empty, at `offset` (a follower
     /// whose leader no longer holds what it has). The leader-epoch cache is emptied and its
-    /// file rewritten.
+    /// file rewritten, and every idempotent producer is forgotten.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
         self.generation += 1;
         while let Some(seg) = self.segments.pop_back() {
@@ -653,6 +754,7 @@ impl Log {
         self.log_start_offset = offset;
         self.recovery_point = offset;
         self.unflushed_since_ms = None;
+        self.producers.clear();
         self.epochs.clear()?;
         Ok(())
     }
@@ -671,15 +773,25 @@ fn topic_partition(dir: &Path) -> Result<TopicPartition, LogError> {
         .ok_or_else(|| LogError::BadDirName(dir.to_path_buf()))
 }
 
+/// Calls `f` with the header of every batch of `segments`, oldest first, reading headers
+/// only (see [`Segment::for_each_header`]).
+fn for_each_header(segments: &VecDeque<Segment>, mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+    for seg in segments {
+        seg.for_each_header(&mut f)?;
+    }
+    Ok(())
+}
+
 /// The leader-epoch cache of a log being opened: its `leader-epoch-checkpoint`, or, if the
-/// file is missing or malformed, the epochs the batches carry (read from the headers only,
-/// oldest first, an entry wherever the epoch grows; a negative epoch — Kafka's
-/// `NO_PARTITION_LEADER_EPOCH` — counts as none), written to a new file. Returns the
-/// reason for a rebuild, for the [`RecoveryReport`]; a missing file in a log without
-/// batches (a new one) is no reason. A file that cannot be read at all is an error.
+/// file is missing or malformed, `starts`, the epochs the batches carry (read from the
+/// headers by the caller, oldest first, an entry wherever the epoch grows; a negative
+/// epoch — Kafka's `NO_PARTITION_LEADER_EPOCH` — counts as none), written to a new file.
+/// Returns the reason for a rebuild, for the [`RecoveryReport`]; a missing file in a log
+/// without batches (a new one) is no reason. A file that cannot be read at all is an error.
 fn load_epochs(
     dir: &Path,
     segments: &VecDeque<Segment>,
+    starts: Vec<EpochEntry>,
 ) -> Result<(LeaderEpochCache, Option<String>), LogError> {
     let reason = match LeaderEpochCache::read(dir) {
         Ok(Some(cache)) => return Ok((cache, None)),
@@ -688,15 +800,6 @@ fn load_epochs(
         Err(e @ CheckpointError::Malformed { .. }) => Some(e.to_string()),
         Err(e) => return Err(e.into()),
     };
-    let mut starts: Vec<EpochEntry> = Vec::new();
-    for seg in segments {
-        seg.for_each_header(|h| {
-            let epoch = h.partition_leader_epoch;
-            if epoch >= 0 && starts.last().is_none_or(|latest| epoch > latest.epoch) {
-                starts.push(EpochEntry { epoch, start_offset: h.base_offset });
-            }
-        })?;
-    }
     if let Some(reason) = &reason {
         tracing::warn!(
             dir = %dir.display(), %reason, epochs = starts.len(),
