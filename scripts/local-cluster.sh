@@ -30,8 +30,8 @@ step "certificates, one keeper, three brokers"
 cluster 3
 "$S" keeper-shell "$KEEPER/sluice" --command-config "$DIR/client.properties" ls /brokers/ids
 
-step "topic demo: 6 partitions"
-"$S" topics "${C[@]}" --create --topic demo --partitions 6 --replication-factor 1
+step "topic demo: 6 partitions, each replicated on all three brokers (acks=all needs 2 in sync)"
+"$S" topics "${C[@]}" --create --topic demo --partitions 6 --replication-factor 3 --config min.insync.replicas=2
 "$S" topics "${C[@]}" --describe --topic demo
 
 step "console producer and consumer"
@@ -40,9 +40,9 @@ printf 'user-1:signed up\nuser-2:signed up\nuser-1:paid\n' |
 "$S" console-consumer "${C[@]}" --topic demo --from-beginning --max-messages 3 \
   --property print.key=true --property print.partition=true --property print.offset=true
 
-step "producer-perf-test: $RECORDS records of 100 bytes, acks=1"
+step "producer-perf-test: $RECORDS records of 100 bytes, acks=all (idempotent)"
 "$S" producer-perf-test "${C[@]}" --topic demo --num-records "$RECORDS" --record-size 100 --throughput -1 \
-  --producer-props acks=1
+  --producer-props acks=all
 
 step "consumer-perf-test: the same records back"
 "$S" consumer-perf-test "${C[@]}" --topic demo --messages "$RECORDS"

@@ -108,13 +108,14 @@ pub struct PartitionContext {
 }
 
 impl Partition {
-    /// A partition for `log`, starting as a follower that knows no leader (the replica
-    /// manager assigns its role next) with the high watermark last checkpointed; the
+    /// A partition for `log` in `role` (taken before the actor starts, so the routing table
+    /// published with it is true at once), from the high watermark last checkpointed; the
     /// receiver follows its offsets.
     pub fn new(
         log: Arc<Mutex<Log>>,
         ctx: &PartitionContext,
         high_watermark: i64,
+        role: Role,
     ) -> (Self, watch::Receiver<Offsets>) {
         let (tp, leo) = {
             let l = lock(&log);
@@ -136,6 +137,7 @@ impl Partition {
             lag_max_ms: ctx.lag_max.as_millis() as i64,
             keeper: ctx.keeper.clone(),
         };
+        p.assign(role);
         let offsets = p.current_offsets();
         let rx;
         (p.offsets, rx) = watch::channel(offsets);
@@ -223,8 +225,23 @@ impl Partition {
             LogError::LargerThanSegment { size, segment_bytes } => {
                 BrokerError::MessageTooLarge { size, max: segment_bytes }
             }
-            LogError::InvalidBatch(_) | LogError::InconsistentBatch(_) | LogError::KeyRequired { .. } => {
+            LogError::InvalidBatch(_)
+            | LogError::InconsistentBatch(_)
+            | LogError::KeyRequired { .. }
+            | LogError::DuplicateInMixedAppend { .. } => {
                 BrokerError::CorruptMessage { reason: e.to_string() }
+            }
+            LogError::OutOfOrderSequence { .. } => {
+                BrokerError::OutOfOrderSequence { topic: self.tp.topic.clone(), partition: self.tp.partition }
+            }
+            LogError::InvalidProducerEpoch { producer_id, epoch, current } => {
+                BrokerError::InvalidProducerEpoch {
+                    topic: self.tp.topic.clone(),
+                    partition: self.tp.partition,
+                    producer_id,
+                    epoch,
+                    current,
+                }
             }
             other => {
                 warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %other, "append failed");
@@ -390,6 +407,7 @@ impl Actor for Partition {
         // Kafka checks for laggards every half lag window.
         let every = Duration::from_millis((self.lag_max_ms / 2).max(10) as u64);
         ctx.run_interval(every, |this, ctx| this.maybe_change_isr(ctx));
+        self.maybe_change_isr(ctx);
     }
 }
 
@@ -474,6 +492,20 @@ impl Handler<Append> for Partition {
                 return refuse(self, e);
             }
         };
+        if info.duplicate {
+            // A resend of a batch already written (an idempotent producer whose answer was
+            // lost): the original's offsets; `acks=all` still waits for them to commit.
+            metrics::counter!("sluice_broker_duplicate_batches_total", "topic" => self.tp.topic.clone())
+                .increment(1);
+            return Ok(Appended {
+                response: ProduceResponse {
+                    base_offset: info.base_offset,
+                    log_append_time: -1,
+                    log_start_offset: log_start,
+                },
+                end_offset: info.last_offset + 1,
+            });
+        }
         if let State::Leader { set, .. } = &mut self.state {
             set.on_append(leo);
         }

@@ -158,7 +158,7 @@ impl ReplicaManager {
         (root, dir)
     }
 
-    fn open(&mut self, tp: &TopicPartition, update: &ClusterUpdate) -> Option<Hosted> {
+    fn open(&mut self, tp: &TopicPartition, update: &ClusterUpdate, role: Role) -> Option<Hosted> {
         let overrides = update.topics.get(&tp.topic).map(|t| t.configs.clone()).unwrap_or_default();
         let config = match self.config.topic_log_config(&overrides) {
             Ok(c) => c,
@@ -188,7 +188,7 @@ impl ReplicaManager {
             self.cleaned.insert(tp.clone(), dir.clone());
         }
         let hw = self.high_watermarks.get(tp).copied().unwrap_or(0);
-        let (actor, offsets) = Partition::new(log, &self.replication.partition, hw);
+        let (actor, offsets) = Partition::new(log, &self.replication.partition, hw, role);
         let addr = actor.start();
         self.log_manager.do_send(Register { tp: tp.clone(), addr: addr.clone(), log_dir: root });
         Some(Hosted { addr, offsets })
@@ -306,8 +306,13 @@ impl Handler<Apply> for ReplicaManager {
         for ((topic, partition), role) in plan.assign {
             let tp = TopicPartition::new(topic.clone(), partition);
             let addr = match self.hosted.get(&tp) {
-                Some(h) => h.addr.clone(),
-                None => match self.open(&tp, &update) {
+                Some(h) => {
+                    // The role first: the fetcher's first question to the partition must
+                    // find it.
+                    h.addr.do_send(Assign(role.clone()));
+                    h.addr.clone()
+                }
+                None => match self.open(&tp, &update, role.clone()) {
                     Some(h) => {
                         let addr = h.addr.clone();
                         self.hosted.insert(tp.clone(), h);
@@ -316,8 +321,6 @@ impl Handler<Apply> for ReplicaManager {
                     None => continue,
                 },
             };
-            // The role first: the fetcher's first question to the partition must find it.
-            addr.do_send(Assign(role.clone()));
             match &role {
                 Role::Follower { leader: Some(leader), leader_epoch } => {
                     self.follow(&tp, addr, *leader, *leader_epoch, &update);

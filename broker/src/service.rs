@@ -45,6 +45,9 @@ struct Inner {
     keeper: SharedKeeper,
     replicas: Addr<ReplicaManager>,
     controller: SharedController,
+    /// The rest of this broker's claimed block of producer ids: `(next, end)`, empty when
+    /// `next > end`.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The most record bytes one fetch reply may carry: the frame limit less room for the
     /// envelope, so a fetch asking for more (Kafka's default `fetch.max.bytes` is 50 MiB) is
     /// answered with less instead of failing as too large to send.
@@ -74,7 +77,15 @@ impl BrokerService {
     ) -> Self {
         let fetch_reply_limit = (max_frame as usize).saturating_sub(FETCH_REPLY_OVERHEAD).max(1);
         BrokerService {
-            inner: Arc::new(Inner { config, routing, keeper, replicas, controller, fetch_reply_limit }),
+            inner: Arc::new(Inner {
+                config,
+                routing,
+                keeper,
+                replicas,
+                controller,
+                producer_ids: tokio::sync::Mutex::new((0, -1)),
+                fetch_reply_limit,
+            }),
         }
     }
 
@@ -194,6 +205,38 @@ impl BrokerService {
                 }
             }
         }
+    }
+
+    /// Claims the next block of producer ids in the keeper (a conditional write on
+    /// `/latest_producer_id_block`, so two brokers never get the same block).
+    async fn claim_producer_ids(&self) -> Result<(i64, i64), BrokerError> {
+        let keeper = self.keeper()?;
+        let size = znodes::PRODUCER_ID_BLOCK_SIZE;
+        for _ in 0..100 {
+            match keeper.get_data(znodes::PRODUCER_ID_BLOCK, false).await {
+                Ok((data, stat)) => {
+                    let (_, end) = znodes::decode_producer_id_block(&data)
+                        .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?;
+                    let (start, end) = (end + 1, end + size);
+                    let block = znodes::encode_producer_id_block(self.id(), start, end);
+                    match keeper.set_data(znodes::PRODUCER_ID_BLOCK, &block, stat.version).await {
+                        Ok(_) => return Ok((start, end)),
+                        Err(KeeperClientError::Keeper(KeeperError::BadVersion { .. })) => continue,
+                        Err(e) => return Err(keeper_error(e)),
+                    }
+                }
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {
+                    let block = znodes::encode_producer_id_block(self.id(), 0, size - 1);
+                    match keeper.create(znodes::PRODUCER_ID_BLOCK, &block, CreateMode::Persistent).await {
+                        Ok(_) => return Ok((0, size - 1)),
+                        Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => continue,
+                        Err(e) => return Err(keeper_error(e)),
+                    }
+                }
+                Err(e) => return Err(keeper_error(e)),
+            }
+        }
+        Err(BrokerError::KeeperUnavailable { reason: "too much contention for producer id blocks".into() })
     }
 
     /// Refuses callers without a cluster node's certificate.
@@ -628,6 +671,17 @@ impl BrokerHandler for BrokerService {
             out.push(EpochEnd { topic: q.topic, partition: q.partition, result });
         }
         Ok(out)
+    }
+
+    async fn init_producer_id(&self, _: &Peer, _: InitProducerId) -> Result<ProducerIdAndEpoch, BrokerError> {
+        let mut ids = self.inner.producer_ids.lock().await;
+        if ids.0 > ids.1 {
+            *ids = self.claim_producer_ids().await?;
+            info!(start = ids.0, end = ids.1, "claimed a block of producer ids");
+        }
+        let producer_id = ids.0;
+        ids.0 += 1;
+        Ok(ProducerIdAndEpoch { producer_id, producer_epoch: 0 })
     }
 
     async fn controlled_shutdown(&self, peer: &Peer, req: ControlledShutdown) -> Result<u32, BrokerError> {

@@ -131,7 +131,7 @@ fn check_partition(records: &[&ConsumerRecord], acked: &[u64]) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_all_survives_ten_leader_kills_without_losing_an_acknowledged_record() {
+async fn acks_all_survives_ten_leader_kills_with_every_acknowledged_record_exactly_once() {
     let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
     let k = keeper(&cluster).await;
     create(&cluster, "ledger", &[&[1, 2, 3]], &[]).await;
@@ -181,8 +181,12 @@ async fn acks_all_survives_ten_leader_kills_without_losing_an_acknowledged_recor
     let records = consume_all(&cluster, "ledger", 1, acked.len()).await;
     let refs: Vec<&ConsumerRecord> = records.iter().collect();
     let duplicates = check_partition(&refs, &acked);
-    eprintln!("{} acknowledged, {} read back, {duplicates} duplicates (resends)", acked.len(), records.len());
+    eprintln!("{} acknowledged, {} read back, {duplicates} duplicates", acked.len(), records.len());
     assert_eq!(acked.len(), 4000);
+    // The producer is idempotent (acks=all): a batch resent after its answer was lost with
+    // the leader is recognised by the new leader, which replicated the producer's sequences.
+    assert_eq!(duplicates, 0, "every acknowledged record exactly once");
+    assert_eq!(records.len(), 4000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,4 +453,75 @@ async fn a_returning_broker_gets_its_preferred_leaderships_back() {
     }
     let other = state(&k, "home", 2).await.expect("state");
     assert_eq!(other.leader, 1, "a partition on its preferred leader does not move");
+}
+
+/// One record stamped for an idempotent producer.
+fn stamped(value: &str, producer_id: i64, sequence: i32) -> Bytes {
+    let mut header = sluice_log::BatchHeader::new(sluice_log::Compression::None, 0, 0);
+    header.producer_id = producer_id;
+    header.producer_epoch = 0;
+    header.base_sequence = sequence;
+    let record = sluice_log::Record {
+        offset_delta: 0,
+        timestamp_delta: 0,
+        key: None,
+        value: Some(Bytes::from(value.to_string())),
+        headers: vec![],
+    };
+    Bytes::from(sluice_log::RecordBatch { header, records: vec![record] }.encode())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_idempotent_batch_is_written_once_even_by_a_new_leader() {
+    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let k = keeper(&cluster).await;
+    create(&cluster, "once", &[&[1, 2, 3]], &[]).await;
+    wait_state(&k, "once", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    let net = raw_client(&cluster);
+    // --- a producer id from any broker; ids are unique across brokers (blocks in the keeper)
+    let id = net.call(&cluster.brokers[1].addr, InitProducerId {}).await.expect("call").expect("an id");
+    let other = net.call(&cluster.brokers[2].addr, InitProducerId {}).await.expect("call").expect("an id");
+    assert_ne!(id.producer_id, other.producer_id);
+    let produce = |records: Bytes| Produce {
+        topic: "once".into(),
+        partition: 0,
+        acks: -1,
+        timeout_ms: 5000,
+        records,
+        retry: false,
+    };
+    let addrs: Vec<String> = cluster.brokers.iter().map(|b| b.addr.clone()).collect();
+    let leader = |n: i32| addrs[(n - 1) as usize].clone();
+    // --- sequence 0, then the same batch again (its answer "lost"): one copy, same offset
+    let first =
+        net.call(&leader(1), produce(stamped("a", id.producer_id, 0))).await.expect("call").expect("ok");
+    let again =
+        net.call(&leader(1), produce(stamped("a", id.producer_id, 0))).await.expect("call").expect("ok");
+    assert_eq!((first.base_offset, again.base_offset), (0, 0), "a duplicate gets the original offset");
+    let next =
+        net.call(&leader(1), produce(stamped("b", id.producer_id, 1))).await.expect("call").expect("ok");
+    assert_eq!(next.base_offset, 1, "the duplicate took no offset");
+    // --- a gap in the sequence is refused (retriable: the missing batch may be on its way)
+    let gap = net.call(&leader(1), produce(stamped("z", id.producer_id, 5))).await.expect("call");
+    assert!(matches!(gap, Err(BrokerError::OutOfOrderSequence { .. })), "{gap:?}");
+    // --- the leader dies; its successor learned the producer's sequences by replicating
+    cluster.brokers[0].kill();
+    let s = wait_state(&k, "once", 0, Duration::from_secs(20), "a new leader", |s| s.leader > 1).await;
+    let resent = wait_for(Duration::from_secs(20), || async {
+        matches!(
+            net.call(&leader(s.leader), produce(stamped("b", id.producer_id, 1))).await,
+            Ok(Ok(ProduceResponse { base_offset: 1, .. }))
+        )
+    })
+    .await;
+    assert!(resent, "the new leader recognises the resend of sequence 1 as already written at offset 1");
+    let c = net
+        .call(&leader(s.leader), produce(stamped("c", id.producer_id, 2)))
+        .await
+        .expect("call")
+        .expect("ok");
+    assert_eq!(c.base_offset, 2);
+    let records = consume_all(&cluster, "once", 1, 3).await;
+    let values: Vec<String> = records.iter().map(|r| text(&r.value)).collect();
+    assert_eq!(values, vec!["a", "b", "c"], "every batch exactly once");
 }

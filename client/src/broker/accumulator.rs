@@ -102,6 +102,8 @@ pub(crate) struct Batch<T> {
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     encoded: Option<Bytes>,
+    /// An idempotent producer's id, epoch and this batch's first sequence number.
+    producer: Option<(i64, i16, i32)>,
 }
 
 impl<T> Batch<T> {
@@ -125,15 +127,31 @@ impl<T> Batch<T> {
         self.closed || self.size >= limit
     }
 
+    /// The idempotent producer's stamp, if set: `(producer id, epoch, first sequence)`.
+    pub fn producer(&self) -> Option<(i64, i16, i32)> {
+        self.producer
+    }
+
+    /// Stamps the batch for an idempotent producer (before it is first encoded; a batch
+    /// keeps its stamp, and so its sequence, through every resend).
+    pub fn stamp(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
+        if self.encoded.is_none() {
+            self.producer = Some((producer_id, epoch, base_sequence));
+        }
+    }
+
     /// The RecordBatch v2 bytes, encoded (and compressed) on first use and kept for retries.
     pub fn encoded(&mut self, compression: Compression) -> Bytes {
         if let Some(b) = &self.encoded {
             return b.clone();
         }
-        let batch = RecordBatch {
-            header: BatchHeader::new(compression, self.base_timestamp, self.max_timestamp),
-            records: std::mem::take(&mut self.records),
-        };
+        let mut header = BatchHeader::new(compression, self.base_timestamp, self.max_timestamp);
+        if let Some((id, epoch, sequence)) = self.producer {
+            header.producer_id = id;
+            header.producer_epoch = epoch;
+            header.base_sequence = sequence;
+        }
+        let batch = RecordBatch { header, records: std::mem::take(&mut self.records) };
         let bytes = Bytes::from(batch.encode());
         self.encoded = Some(bytes.clone());
         bytes
@@ -279,6 +297,7 @@ impl<T> Accumulator<T> {
             retry_at: None,
             last_error: None,
             encoded: None,
+            producer: None,
         };
         b.push(0, record, thunk, size);
         let batch_full = b.is_full(limit);

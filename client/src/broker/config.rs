@@ -13,11 +13,14 @@
 //! ([`ClientConfig::tls`]).
 //!
 //! Where Sluice differs from Kafka:
-//! - `enable.idempotence` is accepted only as `false` (the default here; Kafka 3 defaults to
-//!   `true`): the broker keeps no producer state yet, so `true` is refused rather than
-//!   silently giving weaker guarantees. Without idempotence a retried batch may be written
-//!   twice, as with Kafka's non-idempotent producer; its order is kept all the same (the
-//!   broker holds later batches after a failure until the resend).
+//! - `enable.idempotence` as in Kafka 3.2+: unset, it is on when `acks=all`, `retries` > 0
+//!   and `max.in.flight.requests.per.connection` ≤ 5 (the defaults), else quietly off;
+//!   `true` with a conflicting setting is refused naming it. An idempotent producer gets a
+//!   producer id and numbers its batches per partition, so a resend after a lost answer is
+//!   written once (the partition leaders, and the followers that replicate them, keep each
+//!   producer's last five batches). Without idempotence a retried batch may be written twice;
+//!   its order is kept all the same (the broker holds later batches after a failure until
+//!   the resend). No transactions.
 //! - `group.id` is accepted and kept, but consumer groups do not exist yet: a consumer reads
 //!   the partitions it is [assigned](super::consumer::Consumer::assign), commits nothing,
 //!   and starts from `auto.offset.reset` or a seek.
@@ -611,7 +614,13 @@ pub struct ProducerConfig {
     pub buffer_memory: u64,
     /// `max.block.ms`: how long `send` may wait for metadata and buffer space.
     pub max_block: Duration,
+    /// `enable.idempotence` as set (`None`: unset, see [`ProducerConfig::idempotent`]).
+    pub enable_idempotence: Option<bool>,
 }
+
+/// Kafka's limit on requests in flight per partition for an idempotent producer (the
+/// brokers keep this many batches per producer).
+pub const MAX_IN_FLIGHT_FOR_IDEMPOTENCE: usize = 5;
 
 impl ProducerConfig {
     /// The producer keys (besides [`ClientConfig::KEYS`]).
@@ -643,7 +652,22 @@ impl ProducerConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             buffer_memory: DEFAULT_BUFFER_MEMORY,
             max_block: DEFAULT_MAX_BLOCK,
+            enable_idempotence: None,
         }
+    }
+
+    /// Whether the producer is idempotent: as set, or (unset) when the other settings allow
+    /// it (`acks=all`, `retries` > 0, at most 5 requests in flight), as Kafka 3.2+ decides.
+    pub fn idempotent(&self) -> bool {
+        let compatible =
+            self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= MAX_IN_FLIGHT_FOR_IDEMPOTENCE;
+        self.enable_idempotence.unwrap_or(compatible)
+    }
+
+    /// `enable.idempotence`.
+    pub fn idempotence(mut self, enable: bool) -> Self {
+        self.enable_idempotence = Some(enable);
+        self
     }
 
     /// Reads a `producer.properties` file (client and producer keys).
@@ -673,16 +697,7 @@ impl ProducerConfig {
             keys::MAX_IN_FLIGHT => self.max_in_flight = int(key, v, 1, i64::from(i32::MAX))? as usize,
             keys::BUFFER_MEMORY => self.buffer_memory = int(key, v, 1, 1 << 50)? as u64,
             keys::MAX_BLOCK_MS => self.max_block = any_millis(key, v)?,
-            keys::ENABLE_IDEMPOTENCE => {
-                if boolean(key, v)? {
-                    return Err(invalid(
-                        key,
-                        v,
-                        "idempotence is not supported yet (brokers keep no producer state); set \
-                         enable.idempotence=false (then a retried batch may be written twice)",
-                    ));
-                }
-            }
+            keys::ENABLE_IDEMPOTENCE => self.enable_idempotence = Some(boolean(key, v)?),
             _ => {
                 return self
                     .client
@@ -771,12 +786,38 @@ impl ProducerConfig {
         )?;
         check(self.max_request_size >= 1, keys::MAX_REQUEST_SIZE, "0".into(), "must be at least 1")?;
         check(self.buffer_memory >= 1, keys::BUFFER_MEMORY, "0".into(), "must be at least 1")?;
+        self.check_idempotence()?;
         check(
             self.delivery_timeout > Duration::ZERO,
             keys::DELIVERY_TIMEOUT_MS,
             "0".into(),
             "must be at least 1",
         )
+    }
+
+    /// `enable.idempotence=true` with settings it cannot work with is refused, naming them.
+    fn check_idempotence(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, key: &str, value: String, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(invalid(key, &value, reason))
+            }
+        };
+        if self.enable_idempotence == Some(true) {
+            let why = "enable.idempotence=true needs acks=all (or set enable.idempotence=false)";
+            check(self.acks == Acks::All, keys::ACKS, self.acks.as_i16().to_string(), why)?;
+            let why = "enable.idempotence=true needs retries > 0 (or set enable.idempotence=false)";
+            check(self.retries > 0, keys::RETRIES, "0".into(), why)?;
+            let why = "enable.idempotence=true needs at most 5 requests in flight (or set enable.idempotence=false)";
+            check(
+                self.max_in_flight <= MAX_IN_FLIGHT_FOR_IDEMPOTENCE,
+                keys::MAX_IN_FLIGHT,
+                self.max_in_flight.to_string(),
+                why,
+            )?;
+        }
+        Ok(())
     }
 
     /// `delivery.timeout.ms`, raised to `linger.ms + request.timeout.ms` if below it.
@@ -1080,11 +1121,24 @@ mod tests {
     }
 
     #[test]
-    fn idempotence_is_refused_until_brokers_support_it() {
+    fn idempotence_follows_kafka_3_2_defaults_and_refuses_conflicts() {
+        // Unset: on with the defaults (acks=all, retries, 5 in flight), off with acks=1.
         let mut p = ProducerConfig::default();
-        p.set("enable.idempotence", "false").expect("false is fine");
-        let err = p.set("enable.idempotence", "true").expect_err("true");
-        assert!(err.to_string().contains("not supported yet"), "{err}");
+        assert!(p.idempotent());
+        p.set("acks", "1").expect("acks");
+        assert!(!p.idempotent(), "unset and acks=1: quietly off");
+        p.check_idempotence().expect("no conflict when unset");
+        // Explicitly true with acks=1: refused, naming the conflict and the fix.
+        p.set("enable.idempotence", "true").expect("a boolean");
+        let err = p.check_idempotence().expect_err("conflict");
+        assert!(err.to_string().contains("needs acks=all"), "{err}");
+        p.set("acks", "all").expect("acks");
+        p.check_idempotence().expect("consistent");
+        p.set("max.in.flight.requests.per.connection", "6").expect("in flight");
+        assert!(p.check_idempotence().expect_err("too many in flight").to_string().contains("at most 5"));
+        // Explicitly false: off whatever else.
+        p.set("enable.idempotence", "false").expect("false");
+        assert!(!p.idempotent());
         assert!(p.set("enable.idempotence", "maybe").is_err());
     }
 

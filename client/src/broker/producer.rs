@@ -43,13 +43,16 @@ use rand::SeedableRng;
 use sluice_log::{Compression, Header};
 use sluice_net::{OrderedCaller, PendingReply, RpcError};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::accumulator::{self, Accumulator, Batch, Limits, NewRecord, Retry};
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ConfigError, ProducerConfig};
 use super::partitioner::{partition_for_key, StickyPartitioner};
-use super::proto::{BrokerError, BrokerProtocol, PartitionMetadata, Produce, ProduceResponse};
+use super::proto::{
+    BrokerError, BrokerProtocol, InitProducerId, PartitionMetadata, Produce, ProduceResponse,
+    ProducerIdAndEpoch,
+};
 
 /// A record to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +287,9 @@ struct Shared {
     closed: AtomicBool,
     /// The sender task has ended.
     stopped: AtomicBool,
+    /// An idempotent producer's batch failed for good: its partition's sequence numbers have
+    /// a gap the broker would refuse forever, so the sender takes a new producer id.
+    new_producer_id: AtomicBool,
 }
 
 impl Shared {
@@ -368,6 +374,7 @@ impl Producer {
                 rng: StdRng::from_entropy(),
             }),
             wake: Notify::new(),
+            new_producer_id: AtomicBool::new(false),
             done: Notify::new(),
             memory: Arc::new(Semaphore::new(permits)),
             blocked: AtomicUsize::new(0),
@@ -627,6 +634,7 @@ fn handle(shared: &Shared, outcome: Outcome) {
             let error = failure.to_error(&batch.topic, batch.partition, &broker);
             if !failure.is_retriable() {
                 shared.state().acc.complete(&batch);
+                lost_sequence(shared, &batch);
                 fail(batch, &error);
                 return;
             }
@@ -639,11 +647,32 @@ fn handle(shared: &Shared, outcome: Outcome) {
                 Retry::Queued => debug!(%topic, partition, attempts, %error, "retrying batch"),
                 Retry::Expired(b) => {
                     let e = expired_error(&b, shared.delivery_timeout);
+                    lost_sequence(shared, &b);
                     fail(b, &e);
                 }
-                Retry::OutOfRetries(b) => fail(b, &error),
+                Retry::OutOfRetries(b) => {
+                    lost_sequence(shared, &b);
+                    fail(b, &error);
+                }
             }
         }
+    }
+}
+
+/// A stamped batch will never be written: its sequence numbers leave a gap.
+fn lost_sequence(shared: &Shared, batch: &Batch<Pending>) {
+    if batch.producer().is_some() {
+        shared.new_producer_id.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Kafka's sequence increment: past `i32::MAX` sequences wrap to 0.
+fn next_sequence(sequence: i32, records: usize) -> i32 {
+    let records = i32::try_from(records).unwrap_or(i32::MAX);
+    if sequence > i32::MAX - records {
+        records - (i32::MAX - sequence) - 1
+    } else {
+        sequence + records
     }
 }
 
@@ -670,21 +699,69 @@ async fn run(shared: Arc<Shared>) {
         compression: config.compression,
     });
     let (retry_backoff, max_age) = (config.client.retry_backoff, config.client.metadata_max_age);
+    // Idempotence: the producer id, and each partition's next sequence number.
+    let idempotent = config.idempotent();
+    let mut identity: Option<ProducerIdAndEpoch> = None;
+    let mut sequences: HashMap<(Arc<str>, i32), i32> = HashMap::new();
+    let mut identity_retry_at = Instant::now();
     loop {
         let now = Instant::now();
         shared.cluster.refresh_if_stale();
+        if shared.new_producer_id.swap(false, Ordering::SeqCst) && identity.is_some() {
+            warn!("a batch was lost for good; taking a new producer id so later batches are accepted");
+            identity = None;
+        }
+        if idempotent && identity.is_none() && now >= identity_retry_at {
+            let ask = shared.cluster.call_any(InitProducerId {}, true);
+            match tokio::time::timeout(config.client.request_timeout, ask).await {
+                Ok(Ok(id)) => {
+                    info!(producer_id = id.producer_id, epoch = id.producer_epoch, "idempotent producer id");
+                    identity = Some(id);
+                    sequences.clear();
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "could not get a producer id; retrying");
+                    identity_retry_at = now + retry_backoff;
+                }
+                Err(_) => {
+                    warn!("no broker answered for a producer id; retrying");
+                    identity_retry_at = now + retry_backoff;
+                }
+            }
+        }
+        // An idempotent producer sends nothing until it has its id.
+        let may_send = !idempotent || identity.is_some();
+        let now = Instant::now();
         let view = shared.cluster.view();
         let urgent = shared.blocked.load(Ordering::SeqCst) > 0;
-        let (expired, drained, empty) = {
+        let (expired, mut drained, empty) = {
             let mut st = shared.state();
             let expired = st.acc.expire(now);
-            let drained = st.acc.drain(now, urgent, |t, p| view.leader_addr(t, p).map(str::to_string));
+            let drained = if may_send {
+                st.acc.drain(now, urgent, |t, p| view.leader_addr(t, p).map(str::to_string))
+            } else {
+                accumulator::Drained {
+                    sends: Vec::new(),
+                    leaderless: false,
+                    next_wakeup: Some(identity_retry_at),
+                }
+            };
             let empty = st.acc.is_empty();
             (expired, drained, empty)
         };
+        if let Some(id) = identity {
+            // Sequence numbers are given in the order batches are first drained, which is
+            // the order of their partition's queue.
+            for (_, batch) in drained.sends.iter_mut().filter(|(_, b)| b.producer().is_none()) {
+                let next = sequences.entry((batch.topic.clone(), batch.partition)).or_insert(0);
+                batch.stamp(id.producer_id, id.producer_epoch, *next);
+                *next = next_sequence(*next, batch.len());
+            }
+        }
         let finished = !expired.is_empty();
         for b in expired {
             let e = expired_error(&b, shared.delivery_timeout);
+            lost_sequence(&shared, &b);
             fail(b, &e);
         }
         if finished {

@@ -309,6 +309,21 @@ pub struct ControlledShutdown {
     pub broker_id: i32,
 }
 
+/// Asks for a producer id (Kafka's InitProducerId, without transactions): an idempotent
+/// producer stamps its batches with it, a per-partition sequence and epoch 0, and the
+/// partition leaders drop a batch sent twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitProducerId {}
+
+/// A producer id and its epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdAndEpoch {
+    /// Unique in the cluster (allocated in blocks through the keeper).
+    pub producer_id: i64,
+    /// The epoch (0 for a new id).
+    pub producer_epoch: i16,
+}
+
 /// Controller → broker: the whole cluster picture (brokers only accept it from cluster
 /// nodes, and only when it is newer than what they have).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,6 +349,7 @@ sluice_net::protocol! {
             replica_fetch: ReplicaFetch(ReplicaFetch) -> Result<FetchResponse, BrokerError>;
             offsets_for_leader_epoch: OffsetsForLeaderEpoch(OffsetsForLeaderEpoch) -> Result<Vec<EpochEnd>, BrokerError>;
             controlled_shutdown: ControlledShutdown(ControlledShutdown) -> Result<u32, BrokerError>;
+            init_producer_id: InitProducerId(InitProducerId) -> Result<ProducerIdAndEpoch, BrokerError>;
         }
     }
 }

@@ -225,6 +225,21 @@ pub enum BrokerError {
         /// The leader's epoch.
         current: i32,
     },
+    /// A batch from a producer epoch older than the partition has seen (Kafka 47): a
+    /// producer that was replaced; it must not write.
+    #[error("{topic}-{partition}: producer {producer_id} epoch {epoch} is older than the current {current}")]
+    InvalidProducerEpoch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The producer.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The newest epoch seen.
+        current: i16,
+    },
     /// The broker asked is not the controller (Kafka 41): look up `/controller` again.
     #[error("broker {broker} is not the controller")]
     NotController {
@@ -281,6 +296,7 @@ impl BrokerError {
             FencedLeaderEpoch { .. } => 74,
             UnknownLeaderEpoch { .. } => 75,
             NotController { .. } => 41,
+            InvalidProducerEpoch { .. } => 47,
         }
     }
 

@@ -12,6 +12,7 @@
 //! | `/config/topics/<t>` | `{"version":1,"config":{"retention.ms":"1000"}}` |
 //! | `/admin/delete_topics/<t>` | empty: the topic is to be deleted |
 //! | `/cluster/id` | `{"version":"1","id":".."}` |
+//! | `/latest_producer_id_block` | `{"version":1,"broker":1,"block_start":"0","block_end":"999"}`: the last block of producer ids claimed |
 //! | `/isr_change_notification/isr_change_<seq>` | `{"version":1,"partitions":[{"topic":"t","partition":0}]}`: a leader changed these ISRs |
 
 use std::collections::BTreeMap;
@@ -34,6 +35,10 @@ pub const DELETE_TOPICS: &str = "/admin/delete_topics";
 pub const CONFIG_TOPICS: &str = "/config/topics";
 /// The cluster id.
 pub const CLUSTER_ID: &str = "/cluster/id";
+/// The last block of producer ids handed to a broker.
+pub const PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
+/// Producer ids a broker claims at once (Kafka's block size).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 /// Leaders' ISR changes, for the controller to re-read (sequential children).
 pub const ISR_CHANGE_NOTIFICATION: &str = "/isr_change_notification";
 /// The prefix of an ISR change notification (the keeper appends the sequence number).
@@ -221,6 +226,37 @@ pub fn decode_state(
 }
 
 #[derive(Serialize, Deserialize)]
+struct ProducerIdBlockJson {
+    version: u32,
+    broker: i32,
+    block_start: String,
+    block_end: String,
+}
+
+/// A claimed block of producer ids, `start..=end`, as Kafka writes it.
+pub fn encode_producer_id_block(broker: i32, start: i64, end: i64) -> Vec<u8> {
+    json(&ProducerIdBlockJson {
+        version: 1,
+        broker,
+        block_start: start.to_string(),
+        block_end: end.to_string(),
+    })
+}
+
+/// The last claimed block's `(start, end)`.
+pub fn decode_producer_id_block(data: &[u8]) -> Result<(i64, i64), ZnodeError> {
+    let j: ProducerIdBlockJson = parse(PRODUCER_ID_BLOCK, "producer id block", data)?;
+    let num = |v: &str| {
+        v.parse::<i64>().map_err(|e| ZnodeError {
+            path: PRODUCER_ID_BLOCK.into(),
+            what: "producer id block",
+            reason: format!("{v:?}: {e}"),
+        })
+    };
+    Ok((num(&j.block_start)?, num(&j.block_end)?))
+}
+
+#[derive(Serialize, Deserialize)]
 struct IsrChangeJson {
     version: u32,
     partitions: Vec<IsrChangePartition>,
@@ -310,6 +346,18 @@ pub fn decode_cluster_id(data: &[u8]) -> Result<String, ZnodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn producer_id_blocks_read_kafkas_json() {
+        let kafka = br#"{"version":1,"broker":2,"block_start":"1000","block_end":"1999"}"#;
+        assert_eq!(decode_producer_id_block(kafka).expect("valid"), (1000, 1999));
+        assert_eq!(
+            decode_producer_id_block(&encode_producer_id_block(1, 0, 999)).expect("round trip"),
+            (0, 999)
+        );
+        let bad = br#"{"version":1,"broker":2,"block_start":"x","block_end":"1"}"#;
+        assert!(decode_producer_id_block(bad).expect_err("not a number").to_string().contains("\"x\""));
+    }
 
     #[test]
     fn isr_change_notifications_read_kafkas_json() {

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Issue 7's replication benchmark: one keeper and three brokers (release build, local
+# processes, zookeeper.session.timeout.ms=6000), then Kafka's perf tool in one run:
+#   1. latency at 10,000 records/s (100 B, linger.ms=0): RF=1 acks=1, then RF=3 acks=all
+#      (min.insync.replicas=2). The latency is producer-perf-test's, send → acknowledgement;
+#      with acks=all a record is acknowledged once every in-sync replica has it, i.e. once a
+#      consumer can read it (consumers read below the high watermark).
+#   2. throughput: RECORDS x 100 B and RECORDS x 1 KiB, RF=1 acks=1 vs RF=3 acks=all
+#   3. failover: a paced acks=all producer (1,000 records/s, 20 s) on a one-partition RF=3
+#      topic while its leader is SIGKILLed; the longest send → acknowledgement latency is the
+#      time from the kill to the first successful produce after it.
+# Prints every tool's output; docs/benchmarks.md records a run. RECORDS overrides 1,000,000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORDS=${RECORDS:-1000000}
+step() { printf '\n=== %s\n' "$*"; }
+
+cargo build --release --locked -p sluice-bin 2>&1 | tail -1
+S=$PWD/target/release/sluice
+DIR=$(mktemp -d -t sluice-bench.XXXXXX)
+source scripts/cluster-lib.sh
+trap 'cleanup; rm -rf "$DIR"' EXIT INT TERM
+
+step "one keeper, three brokers ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+cluster 3 'zookeeper.session.timeout.ms=6000\n'
+for t in paced1 small1 large1; do
+  "$S" topics "${C[@]}" --create --topic "$t" --partitions 6 --replication-factor 1 >/dev/null
+done
+for t in paced3 small3 large3; do
+  "$S" topics "${C[@]}" --create --topic "$t" --partitions 6 --replication-factor 3 \
+    --config min.insync.replicas=2 >/dev/null
+done
+"$S" topics "${C[@]}" --create --topic failover --partitions 1 --replication-factor 3 \
+  --config min.insync.replicas=2 >/dev/null
+
+sync
+step "latency: 100,000 x 100 B at 10,000 records/s, RF=1, acks=1, linger.ms=0"
+"$S" producer-perf-test "${C[@]}" --topic paced1 --num-records 100000 --record-size 100 --throughput 10000 \
+  --producer-props acks=1 linger.ms=0
+step "latency: 100,000 x 100 B at 10,000 records/s, RF=3, acks=all, linger.ms=0"
+"$S" producer-perf-test "${C[@]}" --topic paced3 --num-records 100000 --record-size 100 --throughput 10000 \
+  --producer-props acks=all linger.ms=0
+
+for size in 100 1024; do
+  t1=small1 t3=small3
+  if [ "$size" = 1024 ]; then t1=large1 t3=large3; fi
+  step "throughput: $RECORDS x $size B, RF=1, acks=1"
+  "$S" producer-perf-test "${C[@]}" --topic "$t1" --num-records "$RECORDS" --record-size "$size" \
+    --throughput -1 --producer-props acks=1
+  step "throughput: $RECORDS x $size B, RF=3, acks=all"
+  "$S" producer-perf-test "${C[@]}" --topic "$t3" --num-records "$RECORDS" --record-size "$size" \
+    --throughput -1 --producer-props acks=all
+done
+
+step "failover: 20,000 x 100 B at 1,000 records/s, RF=3, acks=all; the leader is SIGKILLed after 5 s"
+leader=$("$S" topics "${C[@]}" --describe --topic failover | grep -oP 'Leader: \K[0-9]+')
+"$S" producer-perf-test "${C[@]}" --topic failover --num-records 20000 --record-size 100 --throughput 1000 \
+  --producer-props acks=all linger.ms=0 &
+perf=$!
+sleep 5
+pid=$(sed -n "$((leader + 1))p" "$DIR/pids")
+echo "SIGKILL broker $leader (pid $pid)"
+kill -KILL "$pid"
+wait "$perf"
+"$S" topics "${C[@]}" --describe --topic failover
