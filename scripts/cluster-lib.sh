@@ -4,13 +4,17 @@
 
 # Process ids go to a file: `start` runs inside $(...), a subshell, so a shell array set
 # there would never reach `cleanup`.
+# Brokers stop first (newest first), while the keeper still runs: a broker's SIGTERM asks
+# the controller to move its leaderships away, which needs the keeper. Whatever has not
+# exited 30 s after its SIGTERM is killed.
 cleanup() {
   [ -f "$DIR/pids" ] || return 0
-  local pids
-  pids=$(cat "$DIR/pids")
-  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+  local pids pid
+  pids=$(tac "$DIR/pids")
   for pid in $pids; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$pid" 2>/dev/null || continue
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
   done
   rm -f "$DIR/pids"
 }

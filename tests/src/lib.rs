@@ -466,6 +466,8 @@ pub struct BrokerProcess {
     pub log_dir: PathBuf,
     /// Everything the process printed on stderr, appended across restarts.
     pub log: PathBuf,
+    /// `host:port` of its Prometheus endpoint, when `metrics.port` is set.
+    pub metrics: Option<String>,
     child: Option<std::process::Child>,
 }
 
@@ -509,6 +511,7 @@ impl BrokerProcess {
             config: PathBuf::new(),
             log_dir: PathBuf::new(),
             log: PathBuf::new(),
+            metrics: None,
             child: None,
         }
     }
@@ -523,6 +526,7 @@ impl BrokerProcess {
             log_dir: dir.join(format!("broker-{id}-logs")),
             log: dir.join(format!("broker-{id}.log")),
             config,
+            metrics: None,
             child: None,
         };
         if let Err(out) = b.launch() {
@@ -549,7 +553,7 @@ impl BrokerProcess {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read broker output");
         if let Some(m) = line.trim().strip_prefix("broker metrics at ") {
-            let _ = m;
+            self.metrics = Some(m.trim_start_matches("http://").trim_end_matches("/metrics").to_string());
             line.clear();
             stdout.read_line(&mut line).expect("read broker output");
         }
@@ -626,10 +630,10 @@ impl Drop for BrokerProcess {
 /// stderr; with `SLUICE_KEEP_TEST_DIR` set the directory is kept (and named on stderr).
 #[derive(Debug)]
 pub struct BrokerCluster {
-    /// Certificates (node certificates `keeper-1`, `broker-N`; client `admin`).
+    /// Certificates (node certificates `keeper-N`, `broker-N`; client `admin`).
     pub pki: TestPki,
-    /// The keeper.
-    pub keeper: KeeperProcess,
+    /// The keeper: one server, or the members of an ensemble.
+    pub keepers: Vec<KeeperProcess>,
     /// The brokers, in id order.
     pub brokers: Vec<BrokerProcess>,
     /// The temporary directory holding everything.
@@ -645,6 +649,12 @@ impl BrokerCluster {
     /// [`start`](Self::start) with more keeper config lines (e.g. a longer
     /// `maxSessionTimeout`).
     pub fn start_with_keeper(n: usize, extra: &str, keeper_extra: &str) -> Self {
+        Self::start_on(1, n, extra, keeper_extra)
+    }
+
+    /// `n` brokers on a keeper ensemble of `keepers` members (1: a single server), with
+    /// `extra` broker and `keeper_extra` keeper config lines.
+    pub fn start_on(keepers: usize, n: usize, extra: &str, keeper_extra: &str) -> Self {
         let mut dir = tempfile::tempdir().expect("tempdir");
         if std::env::var_os("SLUICE_KEEP_TEST_DIR").is_some() {
             // For investigating a failure: the logs and data stay.
@@ -652,16 +662,22 @@ impl BrokerCluster {
             eprintln!("cluster directory (kept): {}", dir.path().display());
         }
         let pki = TestPki::new("cluster");
-        let keeper = KeeperProcess::start_with(&pki, dir.path(), 500, keeper_extra);
-        let connect = format!("{}/sluice", keeper.addr);
+        let keepers = if keepers <= 1 {
+            vec![KeeperProcess::start_with(&pki, dir.path(), 500, keeper_extra)]
+        } else {
+            KeeperEnsemble::start(&pki, dir.path(), keepers, 500, keeper_extra).members
+        };
+        let addrs: Vec<&str> = keepers.iter().map(|k| k.addr.as_str()).collect();
+        let connect = format!("{}/sluice", addrs.join(","));
         let brokers =
             (1..=n as i32).map(|id| BrokerProcess::start(&pki, dir.path(), id, &connect, extra)).collect();
-        BrokerCluster { pki, keeper, brokers, dir }
+        BrokerCluster { pki, keepers, brokers, dir }
     }
 
     /// `zookeeper.connect` of the brokers.
     pub fn zookeeper_connect(&self) -> String {
-        format!("{}/sluice", self.keeper.addr)
+        let addrs: Vec<&str> = self.keepers.iter().map(|k| k.addr.as_str()).collect();
+        format!("{}/sluice", addrs.join(","))
     }
 
     /// Every live broker's address, comma-separated (`--bootstrap-server`).

@@ -721,7 +721,9 @@ async fn a_broker_whose_keeper_is_gone_still_stops_promptly_on_sigterm() {
     let k = keeper(&cluster).await;
     assert!(wait_for(Duration::from_secs(10), || async { controller_id(&k).await.is_some() }).await);
     // --- the keeper dies; the broker's session calls now wait out their timeouts
-    cluster.keeper.kill();
+    for k in &mut cluster.keepers {
+        k.kill();
+    }
     let started = std::time::Instant::now();
     // --- SIGTERM: the broker gives the unreachable keeper a moment, not its 20 s session
     assert!(

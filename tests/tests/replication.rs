@@ -1,5 +1,6 @@
-//! Replication as a user meets it: real `sluice broker` processes (3 per cluster), real
-//! QUIC with mTLS, real logs, SIGKILL / SIGSTOP / SIGTERM for faults. Reference: Kafka's
+//! Replication as a user meets it: real `sluice broker` processes (3 per cluster) on a
+//! 3-server keeper ensemble, real QUIC with mTLS, real logs, SIGKILL / SIGSTOP / SIGTERM for
+//! faults. Reference: Kafka's
 //! replication design (leader epochs, ISR, high watermark, `acks=all`, controlled shutdown,
 //! preferred leaders).
 
@@ -22,6 +23,11 @@ use sluice_tests::{wait_for, BrokerCluster};
 const FAST: &str =
     "zookeeper.session.timeout.ms=4000\nreplica.lag.time.max.ms=2000\nreplica.fetch.backoff.ms=100\n\
                     controlled.shutdown.retry.backoff.ms=200\n";
+
+/// Three brokers with `extra` config lines on a 3-server keeper ensemble.
+fn start(extra: &str) -> BrokerCluster {
+    BrokerCluster::start_on(3, 3, extra, "")
+}
 
 async fn keeper(cluster: &BrokerCluster) -> KeeperClient {
     let opts = KeeperClientOptions { session_timeout: Duration::from_secs(10), ..Default::default() };
@@ -81,6 +87,20 @@ async fn wait_state(
     }
 }
 
+/// The value of counter `name` on a Prometheus endpoint (0 if absent).
+async fn scrape(addr: &str, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint");
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.expect("response");
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn signal(pid: u32, signal: &str) {
     let ok = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
     assert!(ok.success());
@@ -132,7 +152,7 @@ fn check_partition(records: &[&ConsumerRecord], acked: &[u64]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_survives_ten_leader_kills_with_every_acknowledged_record_exactly_once() {
-    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let mut cluster = start(&format!("{FAST}min.insync.replicas=2\n"));
     let k = keeper(&cluster).await;
     create(&cluster, "ledger", &[&[1, 2, 3]], &[]).await;
     wait_state(&k, "ledger", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
@@ -192,7 +212,8 @@ async fn acks_all_survives_ten_leader_kills_with_every_acknowledged_record_exact
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_follower_leaves_the_isr_and_rejoins_after_sigcont() {
     // A long session, so the follower's eviction is the leader's lag timer, not an expiry.
-    let mut cluster = BrokerCluster::start_with_keeper(
+    let mut cluster = BrokerCluster::start_on(
+        3,
         3,
         "zookeeper.session.timeout.ms=30000\nreplica.lag.time.max.ms=2000\n",
         "maxSessionTimeout=60000\n",
@@ -253,7 +274,7 @@ async fn a_frozen_follower_leaves_the_isr_and_rejoins_after_sigcont() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_acknowledged_is_lost() {
-    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let mut cluster = start(&format!("{FAST}min.insync.replicas=2\n"));
     let k = keeper(&cluster).await;
     create(&cluster, "quorum", &[&[1, 2, 3]], &[]).await;
     wait_state(&k, "quorum", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3 && s.leader == 1)
@@ -328,7 +349,7 @@ async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_acknowle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unclean_election_off_keeps_the_partition_offline_and_on_elects_the_stale_replica() {
-    let mut cluster = BrokerCluster::start(3, FAST);
+    let mut cluster = start(&format!("{FAST}metrics.port=0\nmetrics.host=127.0.0.1\n"));
     let k = keeper(&cluster).await;
     create(&cluster, "careful", &[&[1, 2]], &[]).await;
     create(&cluster, "reckless", &[&[1, 2]], &[("unclean.leader.election.enable", "true")]).await;
@@ -352,6 +373,13 @@ async fn unclean_election_off_keeps_the_partition_offline_and_on_elects_the_stal
     let reckless =
         wait_state(&k, "reckless", 0, Duration::from_secs(20), "broker 2 elected", |s| s.leader == 2).await;
     assert_eq!(reckless.isr, vec![2]);
+    // The election that may lose records is counted (on the controller that made it).
+    let mut unclean = 0.0;
+    for b in cluster.brokers.iter().filter(|b| b.pid().is_some()) {
+        let addr = b.metrics.clone().expect("metrics endpoint");
+        unclean += scrape(&addr, "sluice_controller_unclean_leader_elections_total").await;
+    }
+    assert_eq!(unclean, 1.0, "one unclean election counted");
     let careful = state(&k, "careful", 0).await.expect("state");
     assert_eq!(careful.leader, -1, "unclean election is off: the partition stays offline: {careful:?}");
     assert_eq!(careful.isr, vec![1], "it keeps its last ISR so broker 1 can lead it again");
@@ -364,7 +392,7 @@ async fn unclean_election_off_keeps_the_partition_offline_and_on_elects_the_stal
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_a_leader_moves_its_leaderships_first_and_no_delivery_fails() {
-    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let mut cluster = start(&format!("{FAST}min.insync.replicas=2\n"));
     let k = keeper(&cluster).await;
     let assignment: Vec<&[i32]> =
         vec![&[1, 2, 3], &[1, 3, 2], &[2, 1, 3], &[1, 2, 3], &[3, 1, 2], &[1, 3, 2]];
@@ -426,12 +454,9 @@ async fn sigterm_on_a_leader_moves_its_leaderships_first_and_no_delivery_fails()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_broker_gets_its_preferred_leaderships_back() {
-    let mut cluster = BrokerCluster::start(
-        3,
-        &format!(
-            "{FAST}leader.imbalance.check.interval.seconds=1\nleader.imbalance.per.broker.percentage=10\n"
-        ),
-    );
+    let mut cluster = start(&format!(
+        "{FAST}leader.imbalance.check.interval.seconds=1\nleader.imbalance.per.broker.percentage=10\n"
+    ));
     let k = keeper(&cluster).await;
     create(&cluster, "home", &[&[2, 1, 3], &[2, 3, 1], &[1, 2, 3]], &[]).await;
     for p in 0..3 {
@@ -473,7 +498,7 @@ fn stamped(value: &str, producer_id: i64, sequence: i32) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_idempotent_batch_is_written_once_even_by_a_new_leader() {
-    let mut cluster = BrokerCluster::start(3, &format!("{FAST}min.insync.replicas=2\n"));
+    let mut cluster = start(&format!("{FAST}min.insync.replicas=2\n"));
     let k = keeper(&cluster).await;
     create(&cluster, "once", &[&[1, 2, 3]], &[]).await;
     wait_state(&k, "once", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;

@@ -463,6 +463,11 @@ impl<T> Accumulator<T> {
     pub fn is_empty(&self) -> bool {
         self.incomplete.is_empty()
     }
+
+    /// Batches sent and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.topics.values().flat_map(|t| t.values()).map(|q| q.in_flight).sum()
+    }
 }
 
 impl<T> Batch<T> {

@@ -508,6 +508,14 @@ impl Cluster {
         }
     }
 
+    /// Refreshes in the background if the view is older than `age` (or there is none).
+    pub fn refresh_if_older(&self, age: Duration) {
+        let old = self.state().view.fetched_at.is_none_or(|at| at.elapsed() >= age);
+        if old {
+            self.refresh_in_background();
+        }
+    }
+
     /// Refreshes in the background if the view is stale.
     pub fn refresh_if_stale(&self) {
         if self.is_stale(Instant::now()) {

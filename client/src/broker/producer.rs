@@ -659,6 +659,9 @@ fn handle(shared: &Shared, outcome: Outcome) {
     }
 }
 
+/// How old metadata may get while produce requests are waiting for answers.
+const IN_FLIGHT_METADATA_AGE: Duration = Duration::from_secs(1);
+
 /// A stamped batch will never be written: its sequence numbers leave a gap.
 fn lost_sequence(shared: &Shared, batch: &Batch<Pending>) {
     if batch.producer().is_some() {
@@ -734,7 +737,7 @@ async fn run(shared: Arc<Shared>) {
         let now = Instant::now();
         let view = shared.cluster.view();
         let urgent = shared.blocked.load(Ordering::SeqCst) > 0;
-        let (expired, mut drained, empty) = {
+        let (expired, mut drained, empty, in_flight) = {
             let mut st = shared.state();
             let expired = st.acc.expire(now);
             let drained = if may_send {
@@ -747,8 +750,15 @@ async fn run(shared: Arc<Shared>) {
                 }
             };
             let empty = st.acc.is_empty();
-            (expired, drained, empty)
+            (expired, drained, empty, st.acc.in_flight() > 0)
         };
+        if in_flight {
+            // A killed broker answers nothing (no reset comes over UDP from a dead process);
+            // the cluster's broker list is how a producer learns it is gone — its
+            // connections are then closed and the requests retried on the new leader — so
+            // while requests wait, metadata is re-read every second.
+            shared.cluster.refresh_if_older(IN_FLIGHT_METADATA_AGE);
+        }
         if let Some(id) = identity {
             // Sequence numbers are given in the order batches are first drained, which is
             // the order of their partition's queue.
@@ -788,6 +798,9 @@ async fn run(shared: Arc<Shared>) {
         let mut wake_by = |at: Instant| wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         if drained.leaderless {
             wake_by(now + retry_backoff);
+        }
+        if in_flight {
+            wake_by(now + IN_FLIGHT_METADATA_AGE);
         }
         // Metadata is refreshed once it is metadata.max.age.ms old, even when idle (a
         // refresh already running wakes the loop through `updates`).
