@@ -246,19 +246,7 @@ async fn a_frozen_follower_leaves_the_isr_and_rejoins_after_sigcont() {
         partition: 0,
         acks: -1,
         timeout_ms: 5000,
-        records: Bytes::from(
-            sluice_log::RecordBatch {
-                header: sluice_log::BatchHeader::new(sluice_log::Compression::None, 0, 0),
-                records: vec![sluice_log::Record {
-                    offset_delta: 0,
-                    timestamp_delta: 0,
-                    key: None,
-                    value: Some(Bytes::from_static(b"while frozen")),
-                    headers: vec![],
-                }],
-            }
-            .encode(),
-        ),
+        records: one_record("while frozen", None),
         retry: false,
     };
     net.call(&leader_addr, produce).await.expect("call").expect("acks=all with 2 in sync");
@@ -301,19 +289,7 @@ async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_acknowle
         partition: 0,
         acks: -1,
         timeout_ms: 2000,
-        records: Bytes::from(
-            sluice_log::RecordBatch {
-                header: sluice_log::BatchHeader::new(sluice_log::Compression::None, 0, 0),
-                records: vec![sluice_log::Record {
-                    offset_delta: 0,
-                    timestamp_delta: 0,
-                    key: None,
-                    value: Some(Bytes::from_static(b"refused")),
-                    headers: vec![],
-                }],
-            }
-            .encode(),
-        ),
+        records: one_record("refused", None),
         retry: false,
     };
     let refused = net.call(&cluster.brokers[0].addr, one.clone()).await.expect("call");
@@ -480,12 +456,14 @@ async fn a_returning_broker_gets_its_preferred_leaderships_back() {
     assert_eq!(other.leader, 1, "a partition on its preferred leader does not move");
 }
 
-/// One record stamped for an idempotent producer.
-fn stamped(value: &str, producer_id: i64, sequence: i32) -> Bytes {
+/// One record in a batch, stamped for an idempotent producer `(id, sequence)` if given.
+fn one_record(value: &str, producer: Option<(i64, i32)>) -> Bytes {
     let mut header = sluice_log::BatchHeader::new(sluice_log::Compression::None, 0, 0);
-    header.producer_id = producer_id;
-    header.producer_epoch = 0;
-    header.base_sequence = sequence;
+    if let Some((id, sequence)) = producer {
+        header.producer_id = id;
+        header.producer_epoch = 0;
+        header.base_sequence = sequence;
+    }
     let record = sluice_log::Record {
         offset_delta: 0,
         timestamp_delta: 0,
@@ -494,6 +472,11 @@ fn stamped(value: &str, producer_id: i64, sequence: i32) -> Bytes {
         headers: vec![],
     };
     Bytes::from(sluice_log::RecordBatch { header, records: vec![record] }.encode())
+}
+
+/// One record stamped for an idempotent producer.
+fn stamped(value: &str, producer_id: i64, sequence: i32) -> Bytes {
+    one_record(value, Some((producer_id, sequence)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
