@@ -59,6 +59,8 @@ struct Followed {
     truncate: bool,
     /// Refused by the leader at this epoch: wait for a new assignment.
     parked: bool,
+    /// The leader's high watermark last handed to the partition.
+    leader_hw: i64,
 }
 
 /// Replicates partitions from one leader.
@@ -93,6 +95,9 @@ enum Outcome {
     Retruncate,
     /// The leader refused this epoch; wait for a new assignment.
     Park,
+    /// The partition took what the leader sent: fetch from `offset` next; it knows the
+    /// leader's high watermark `hw`.
+    Replicated { offset: i64, hw: i64 },
     /// Nothing changed (not fetched this round, or a local error).
     Same,
 }
@@ -149,6 +154,10 @@ impl FollowerFetcher {
                         f.truncate = false;
                     }
                     Outcome::Retruncate => f.truncate = true,
+                    Outcome::Replicated { offset, hw } => {
+                        f.offset = offset;
+                        f.leader_hw = hw;
+                    }
                     Outcome::Park => f.parked = true,
                     Outcome::Same => {}
                 }
@@ -328,13 +337,20 @@ async fn run_round(
             out.push((tp.clone(), f.leader_epoch, refused(tp, &e)));
             continue;
         }
-        let append = ReplicaAppend {
-            leader_epoch: f.leader_epoch,
-            records: fetched.records,
-            leader_high_watermark: fetched.high_watermark,
-        };
+        if fetched.records.is_empty() && fetched.high_watermark == f.leader_hw {
+            // Nothing new: no need to bother the partition.
+            out.push((tp.clone(), f.leader_epoch, Outcome::Same));
+            continue;
+        }
+        let hw = fetched.high_watermark;
+        let append =
+            ReplicaAppend { leader_epoch: f.leader_epoch, records: fetched.records, leader_high_watermark: hw };
         let r = f.addr.send(append).await;
-        out.push((tp.clone(), f.leader_epoch, applied(tp, r)));
+        let outcome = match applied(tp, r) {
+            Outcome::At(offset) => Outcome::Replicated { offset, hw },
+            other => other,
+        };
+        out.push((tp.clone(), f.leader_epoch, outcome));
     }
     // Every partition refused: the leader answered at once, so back off rather than spin.
     (out, failed || errors == asked)
@@ -371,6 +387,7 @@ impl Handler<Follow> for FollowerFetcher {
             addr: msg.addr,
             leader_epoch: msg.leader_epoch,
             offset: 0,
+            leader_hw: -1,
             truncate: true,
             parked: false,
         };

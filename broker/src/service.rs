@@ -273,13 +273,17 @@ impl BrokerService {
         replica: Option<i32>,
     ) -> Result<FetchResponse, BrokerError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
+        // Each partition's last answer with nothing to read, and where it stood then: while
+        // it has not moved, a later pass of the long poll answers the same without asking
+        // its actor again (a wake-up for one partition does not cost a read of every other).
+        let mut idle: Vec<Option<(Offsets, FetchedPartition)>> = vec![None; wanted.len()];
         loop {
             let routing = current(&self.inner.routing);
             let mut out = Vec::with_capacity(wanted.len());
             let mut total = 0usize;
             let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
             let mut failed = false;
-            for p in &wanted {
+            for (i, p) in wanted.iter().enumerate() {
                 let mut fetched = FetchedPartition {
                     topic: p.topic.clone(),
                     partition: p.partition,
@@ -298,7 +302,14 @@ impl BrokerService {
                     }
                 };
                 let mut rx = leader.offsets.clone();
-                rx.borrow_and_update();
+                let now = *rx.borrow_and_update();
+                if let Some((_, same)) = idle[i].as_ref().filter(|(o, _)| *o == now) {
+                    out.push(same.clone());
+                    waits.push(Box::pin(async move {
+                        let _ = rx.changed().await;
+                    }));
+                    continue;
+                }
                 let limit = (max_bytes as usize).min(self.inner.fetch_reply_limit);
                 let budget = limit.saturating_sub(total).min(p.max_bytes as usize);
                 let strict = total > 0;
@@ -325,6 +336,7 @@ impl BrokerService {
                         fetched.log_start_offset = offsets.log_start_offset;
                         total += records.len();
                         fetched.records = records;
+                        idle[i] = fetched.records.is_empty().then(|| (offsets, fetched.clone()));
                     }
                     Ok(Err(e)) => {
                         fetched.error = Some(e);
