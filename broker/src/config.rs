@@ -236,36 +236,14 @@ pub struct BrokerConfig {
     pub log: LogConfig,
 }
 
-/// What is wrong with a broker configuration.
+/// What is wrong with a broker configuration: the file cannot be read, a line is malformed,
+/// a key is unknown, a value invalid or a required key missing (each naming the file and
+/// line).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read, a line is malformed or a key is unknown.
+    /// See [`PropertiesError`].
     #[error(transparent)]
     Properties(#[from] PropertiesError),
-    /// A value is invalid.
-    #[error("{path}:{line}: {key}={value}: {reason}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Line number.
-        line: usize,
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-        /// Why, and what to write instead.
-        reason: String,
-    },
-    /// A required key is missing.
-    #[error("{path}: {key} is required ({hint})")]
-    Missing {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: &'static str,
-        /// What to put there.
-        hint: &'static str,
-    },
 }
 
 impl BrokerConfig {
@@ -621,28 +599,23 @@ impl Props<'_> {
     }
 
     fn invalid(&self, e: &Entry, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.into(),
-            line: e.line,
-            key: e.key.clone(),
-            value: e.value.clone(),
-            reason: reason.into(),
-        }
+        PropertiesError::invalid(self.path, e, reason).into()
     }
 
     /// A setting whose key is not in the file (`line` 0).
     fn invalid_default(&self, key: &str, reason: String) -> ConfigError {
-        ConfigError::Invalid {
+        PropertiesError::Invalid {
             path: self.path.into(),
             line: 0,
             key: key.into(),
             value: String::new(),
             reason,
         }
+        .into()
     }
 
     fn missing(&self, key: &'static str, hint: &'static str) -> ConfigError {
-        ConfigError::Missing { path: self.path.into(), key, hint }
+        PropertiesError::missing(self.path, key, hint).into()
     }
 
     fn required_path(&self, key: &'static str, hint: &'static str) -> Result<PathBuf, ConfigError> {

@@ -343,8 +343,11 @@ async fn run_round(
             continue;
         }
         let hw = fetched.high_watermark;
-        let append =
-            ReplicaAppend { leader_epoch: f.leader_epoch, records: fetched.records, leader_high_watermark: hw };
+        let append = ReplicaAppend {
+            leader_epoch: f.leader_epoch,
+            records: fetched.records,
+            leader_high_watermark: hw,
+        };
         let r = f.addr.send(append).await;
         let outcome = match applied(tp, r) {
             Outcome::At(offset) => Outcome::Replicated { offset, hw },

@@ -61,6 +61,49 @@ pub enum PropertiesError {
         /// The keys allowed here, comma-separated.
         known: String,
     },
+    /// A value is invalid.
+    #[error("{path}:{line}: {key}={value}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number (0: the key is not in the file; its default is invalid with
+        /// the rest).
+        line: usize,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why, and what to write instead.
+        reason: String,
+    },
+    /// A required key is missing.
+    #[error("{path}: {key} is required ({hint})")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// What to put there.
+        hint: &'static str,
+    },
+}
+
+impl PropertiesError {
+    /// `entry` of the file at `path` holds an invalid value.
+    pub fn invalid(path: &Path, entry: &Entry, reason: impl Into<String>) -> Self {
+        PropertiesError::Invalid {
+            path: path.into(),
+            line: entry.line,
+            key: entry.key.clone(),
+            value: entry.value.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The file at `path` lacks the required `key`.
+    pub fn missing(path: &Path, key: &'static str, hint: &'static str) -> Self {
+        PropertiesError::Missing { path: path.into(), key, hint }
+    }
 }
 
 /// Parses properties text; `path` is only used in errors.

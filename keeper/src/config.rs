@@ -82,33 +82,10 @@ pub struct KeeperConfig {
 /// What is wrong with a keeper configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read or a line is malformed.
+    /// The file cannot be read, a line is malformed, a value invalid or a required key
+    /// missing.
     #[error(transparent)]
     Properties(#[from] PropertiesError),
-    /// A value is invalid.
-    #[error("{path}:{line}: {key}={value}: {reason}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Line number.
-        line: usize,
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-        /// Why.
-        reason: String,
-    },
-    /// A required key is missing.
-    #[error("{path}: {key} is required ({hint})")]
-    Missing {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: &'static str,
-        /// What to put there.
-        hint: &'static str,
-    },
     /// The ensemble is not one this server can join.
     #[error("{path}: {reason}")]
     Ensemble {
@@ -190,7 +167,7 @@ impl KeeperConfig {
             match get(key) {
                 Some(e) if !e.value.is_empty() => Ok(PathBuf::from(&e.value)),
                 Some(e) => Err(invalid(path, e, "must not be empty")),
-                None => Err(ConfigError::Missing { path: path.into(), key, hint }),
+                None => Err(PropertiesError::missing(path, key, hint).into()),
             }
         };
         let data_dir = required("dataDir", "a directory for the transaction log and snapshots")?;
@@ -311,13 +288,7 @@ pub fn listen_addr(peer: &str) -> Result<SocketAddr, String> {
 }
 
 fn invalid(path: &Path, e: &Entry, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.into(),
-        line: e.line,
-        key: e.key.clone(),
-        value: e.value.clone(),
-        reason: reason.into(),
-    }
+    PropertiesError::invalid(path, e, reason).into()
 }
 
 #[cfg(test)]
