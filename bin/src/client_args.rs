@@ -21,21 +21,17 @@ pub use sluice_client::broker::config::apply_file;
 use sluice_client::broker::config::{keys, parse_bootstrap_servers};
 use sluice_client::broker::{ClientConfig, ConfigError};
 
+use crate::credentials::TlsFlags;
+
 /// Where the cluster is and who this client is; flattened into every broker client tool.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClientArgs {
     /// The brokers to start from, HOST:PORT[,HOST:PORT...] [else $SLUICE_BOOTSTRAP_SERVER, else bootstrap.servers in a config file]
     #[arg(long, value_name = "HOST:PORT", env = "SLUICE_BOOTSTRAP_SERVER", hide_env = true)]
     pub bootstrap_server: Option<String>,
-    /// The cluster CA certificate (PEM) [else $SLUICE_TLS_CA, else tls.ca.file in a config file]
-    #[arg(long, value_name = "FILE", env = "SLUICE_TLS_CA", hide_env = true)]
-    pub tls_ca: Option<PathBuf>,
-    /// This client's certificate (PEM) [else $SLUICE_TLS_CERT, else tls.cert.file]
-    #[arg(long, value_name = "FILE", env = "SLUICE_TLS_CERT", hide_env = true)]
-    pub tls_cert: Option<PathBuf>,
-    /// This client's private key (PEM) [else $SLUICE_TLS_KEY, else tls.key.file]
-    #[arg(long, value_name = "FILE", env = "SLUICE_TLS_KEY", hide_env = true)]
-    pub tls_key: Option<PathBuf>,
+    /// The credentials (the same flags as every other subcommand's).
+    #[command(flatten)]
+    pub tls: TlsFlags,
     /// A client properties file (Kafka's --command-config): bootstrap.servers, tls.ca.file,
     /// tls.cert.file, tls.key.file, client.id, request.timeout.ms and the other client keys
     #[arg(long, value_name = "FILE")]
@@ -78,9 +74,9 @@ impl ClientArgs {
                 *slot = Some(path.clone());
             }
         };
-        set(&mut config.tls_ca_file, &self.tls_ca);
-        set(&mut config.tls_cert_file, &self.tls_cert);
-        set(&mut config.tls_key_file, &self.tls_key);
+        set(&mut config.tls_ca_file, &self.tls.tls_ca);
+        set(&mut config.tls_cert_file, &self.tls.tls_cert);
+        set(&mut config.tls_key_file, &self.tls.tls_key);
         check_complete(config)?;
         Ok(())
     }
@@ -190,9 +186,8 @@ mod tests {
         .expect("write");
         let a = ClientArgs {
             bootstrap_server: Some("flag1:1,flag2:2".into()),
-            tls_cert: Some("/flag/c.pem".into()),
+            tls: TlsFlags { tls_cert: Some("/flag/c.pem".into()), ..TlsFlags::default() },
             command_config: Some(cfg),
-            ..args()
         };
         let c = a.client_config().expect("complete");
         assert_eq!(c.bootstrap_servers, vec!["flag1:1", "flag2:2"]);
@@ -210,7 +205,11 @@ mod tests {
             "no bootstrap.servers given: pass --bootstrap-server HOST:PORT, set SLUICE_BOOTSTRAP_SERVER, \
              or put bootstrap.servers=HOST:PORT in a --command-config file"
         );
-        let a = ClientArgs { bootstrap_server: Some("b:1".into()), tls_ca: Some("ca".into()), ..args() };
+        let a = ClientArgs {
+            bootstrap_server: Some("b:1".into()),
+            tls: TlsFlags { tls_ca: Some("ca".into()), ..TlsFlags::default() },
+            ..args()
+        };
         let err = a.client_config().expect_err("no cert");
         assert_eq!(
             err.to_string(),

@@ -16,9 +16,10 @@ use sluice_config::properties::{self, PropertiesError};
 /// Keys a `--command-config` file may hold.
 pub const COMMAND_CONFIG_KEYS: &[&str] = &[keys::CA, keys::CERT, keys::KEY];
 
-/// TLS credential arguments, shared by every subcommand that connects or listens.
+/// The three credential flags, the same in every subcommand (flattened into [`TlsArgs`] and
+/// into the broker tools' `ClientArgs`).
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct TlsArgs {
+pub struct TlsFlags {
     /// The cluster CA certificate (PEM) [else $SLUICE_TLS_CA, else tls.ca.file in --command-config]
     #[arg(long, value_name = "FILE", env = "SLUICE_TLS_CA", hide_env = true)]
     pub tls_ca: Option<PathBuf>,
@@ -28,6 +29,14 @@ pub struct TlsArgs {
     /// This process's private key (PEM) [else $SLUICE_TLS_KEY, else tls.key.file]
     #[arg(long, value_name = "FILE", env = "SLUICE_TLS_KEY", hide_env = true)]
     pub tls_key: Option<PathBuf>,
+}
+
+/// TLS credential arguments, shared by every subcommand that connects or listens.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// The three files.
+    #[command(flatten)]
+    pub flags: TlsFlags,
     /// A properties file with tls.ca.file, tls.cert.file and tls.key.file (as Kafka's --command-config)
     #[arg(long, value_name = "FILE")]
     pub command_config: Option<PathBuf>,
@@ -58,9 +67,11 @@ impl TlsArgs {
     /// Credentials made from three paths (for spawning child processes and tests).
     pub fn from_files(files: &TlsFiles) -> Self {
         TlsArgs {
-            tls_ca: Some(files.ca.clone()),
-            tls_cert: Some(files.cert.clone()),
-            tls_key: Some(files.key.clone()),
+            flags: TlsFlags {
+                tls_ca: Some(files.ca.clone()),
+                tls_cert: Some(files.cert.clone()),
+                tls_key: Some(files.key.clone()),
+            },
             command_config: None,
         }
     }
@@ -76,9 +87,9 @@ impl TlsArgs {
             given.clone().or_else(|| from_config(key)).ok_or(CredentialsError::Missing { key, flag, env })
         };
         Ok(TlsFiles {
-            ca: pick(&self.tls_ca, keys::CA, "--tls-ca", "SLUICE_TLS_CA")?,
-            cert: pick(&self.tls_cert, keys::CERT, "--tls-cert", "SLUICE_TLS_CERT")?,
-            key: pick(&self.tls_key, keys::KEY, "--tls-key", "SLUICE_TLS_KEY")?,
+            ca: pick(&self.flags.tls_ca, keys::CA, "--tls-ca", "SLUICE_TLS_CA")?,
+            cert: pick(&self.flags.tls_cert, keys::CERT, "--tls-cert", "SLUICE_TLS_CERT")?,
+            key: pick(&self.flags.tls_key, keys::KEY, "--tls-key", "SLUICE_TLS_KEY")?,
         })
     }
 
@@ -107,9 +118,11 @@ mod tests {
         let cfg = dir.path().join("client.properties");
         std::fs::write(&cfg, "tls.ca.file=/cfg/ca.pem\ntls.cert.file=/cfg/c.pem\n").expect("write");
         let args = TlsArgs {
-            tls_ca: Some("/flag/ca.pem".into()),
-            tls_cert: None,
-            tls_key: Some("/flag/c.key".into()),
+            flags: TlsFlags {
+                tls_ca: Some("/flag/ca.pem".into()),
+                tls_cert: None,
+                tls_key: Some("/flag/c.key".into()),
+            },
             command_config: Some(cfg.clone()),
         };
         let files = args.resolve().expect("resolve");
@@ -117,7 +130,7 @@ mod tests {
         assert_eq!(files.cert, PathBuf::from("/cfg/c.pem"));
         assert_eq!(files.key, PathBuf::from("/flag/c.key"));
 
-        let args = TlsArgs { tls_key: None, ..args };
+        let args = TlsArgs { flags: TlsFlags { tls_key: None, ..args.flags.clone() }, ..args };
         let msg = args.resolve().expect_err("no key").to_string();
         assert_eq!(msg, "no tls.key.file given: pass --tls-key FILE, set SLUICE_TLS_KEY, or put tls.key.file=FILE in a --command-config file");
     }
