@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 pub use sluice_client::broker::config::apply_file;
 use sluice_client::broker::config::{keys, parse_bootstrap_servers};
-use sluice_client::broker::{ClientConfig, ConfigError};
+use sluice_client::broker::{ClientConfig, ConfigError, FromProperties};
 
 use crate::credentials::TlsFlags;
 

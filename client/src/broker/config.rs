@@ -262,6 +262,45 @@ fn apply(
     Ok(())
 }
 
+/// A configuration read from a properties file: the defaults, then each entry's key set in
+/// turn (`ClientConfig`: client keys, as an admin tool's `--command-config`;
+/// `ProducerConfig` / `ConsumerConfig`: client keys and their own, as Kafka's
+/// `producer.properties` / `consumer.properties`).
+pub trait FromProperties: Default {
+    /// Sets one key from its text value.
+    fn set_property(&mut self, key: &str, value: &str) -> Result<(), ConfigError>;
+
+    /// Reads a properties file (errors name the file and line).
+    fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_properties(&read_file(path)?, path)
+    }
+
+    /// Applies parsed properties (`path` names the file in errors) over the defaults.
+    fn from_properties(entries: &[Entry], path: &Path) -> Result<Self, ConfigError> {
+        let mut c = Self::default();
+        apply(entries, path, |k, v| c.set_property(k, v))?;
+        Ok(c)
+    }
+}
+
+impl FromProperties for ClientConfig {
+    fn set_property(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        self.set(key, value)
+    }
+}
+
+impl FromProperties for ProducerConfig {
+    fn set_property(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        self.set(key, value)
+    }
+}
+
+impl FromProperties for ConsumerConfig {
+    fn set_property(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        self.set(key, value)
+    }
+}
+
 fn read_file(path: &Path) -> Result<Vec<Entry>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| PropertiesError::Read { path: path.to_path_buf(), source })?;
@@ -370,18 +409,6 @@ impl ClientConfig {
             bootstrap_servers: bootstrap_servers.into_iter().map(Into::into).collect(),
             ..ClientConfig::default()
         }
-    }
-
-    /// Reads a properties file of client keys only (an admin tool's `--command-config`).
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_properties(&read_file(path)?, path)
-    }
-
-    /// Applies parsed properties (`path` names the file in errors) over the defaults.
-    pub fn from_properties(entries: &[Entry], path: &Path) -> Result<Self, ConfigError> {
-        let mut c = ClientConfig::default();
-        apply(entries, path, |k, v| c.set(k, v))?;
-        Ok(c)
     }
 
     /// Sets one key from its text value.
@@ -670,19 +697,6 @@ impl ProducerConfig {
         self
     }
 
-    /// Reads a `producer.properties` file (client and producer keys).
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_properties(&read_file(path)?, path)
-    }
-
-    /// Applies parsed properties (client and producer keys; `path` names the file in errors)
-    /// over the defaults.
-    pub fn from_properties(entries: &[Entry], path: &Path) -> Result<Self, ConfigError> {
-        let mut c = ProducerConfig::default();
-        apply(entries, path, |k, v| c.set(k, v))?;
-        Ok(c)
-    }
-
     /// Sets one key (client or producer) from its text value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let v = value;
@@ -906,19 +920,6 @@ impl ConsumerConfig {
             max_poll_records: DEFAULT_MAX_POLL_RECORDS,
             check_crcs: DEFAULT_CHECK_CRCS,
         }
-    }
-
-    /// Reads a `consumer.properties` file (client and consumer keys).
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_properties(&read_file(path)?, path)
-    }
-
-    /// Applies parsed properties (client and consumer keys; `path` names the file in errors)
-    /// over the defaults.
-    pub fn from_properties(entries: &[Entry], path: &Path) -> Result<Self, ConfigError> {
-        let mut c = ConsumerConfig::default();
-        apply(entries, path, |k, v| c.set(k, v))?;
-        Ok(c)
     }
 
     /// Sets one key (client or consumer) from its text value.

@@ -32,7 +32,9 @@ pub mod proto;
 
 pub use admin::{Admin, AdminError, ClusterDescription};
 pub use cluster::{Cluster, ClusterError, ClusterView, TopicView};
-pub use config::{Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfig, ProducerConfig};
+pub use config::{
+    Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfig, FromProperties, ProducerConfig,
+};
 pub use consumer::{Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp};
 pub use producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord, RecordMetadata};
 pub use proto::{NewTopic, TopicMetadata, TopicResults};
