@@ -301,6 +301,15 @@ impl FromProperties for ConsumerConfig {
     }
 }
 
+/// `Ok` if `ok`, else `key`=`value` is invalid for `reason`.
+fn require(ok: bool, key: &str, value: String, reason: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, &value, reason))
+    }
+}
+
 fn read_file(path: &Path) -> Result<Vec<Entry>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| PropertiesError::Read { path: path.to_path_buf(), source })?;
@@ -785,23 +794,16 @@ impl ProducerConfig {
     /// Checks the client part and the ranges the builder does not check.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.client.validate()?;
-        let check = |ok: bool, key: &str, value: String, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(invalid(key, &value, reason))
-            }
-        };
-        check(
+        require(
             self.max_in_flight >= 1,
             keys::MAX_IN_FLIGHT,
             self.max_in_flight.to_string(),
             "must be at least 1",
         )?;
-        check(self.max_request_size >= 1, keys::MAX_REQUEST_SIZE, "0".into(), "must be at least 1")?;
-        check(self.buffer_memory >= 1, keys::BUFFER_MEMORY, "0".into(), "must be at least 1")?;
+        require(self.max_request_size >= 1, keys::MAX_REQUEST_SIZE, "0".into(), "must be at least 1")?;
+        require(self.buffer_memory >= 1, keys::BUFFER_MEMORY, "0".into(), "must be at least 1")?;
         self.check_idempotence()?;
-        check(
+        require(
             self.delivery_timeout > Duration::ZERO,
             keys::DELIVERY_TIMEOUT_MS,
             "0".into(),
@@ -811,20 +813,13 @@ impl ProducerConfig {
 
     /// `enable.idempotence=true` with settings it cannot work with is refused, naming them.
     fn check_idempotence(&self) -> Result<(), ConfigError> {
-        let check = |ok: bool, key: &str, value: String, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(invalid(key, &value, reason))
-            }
-        };
         if self.enable_idempotence == Some(true) {
             let why = "enable.idempotence=true needs acks=all (or set enable.idempotence=false)";
-            check(self.acks == Acks::All, keys::ACKS, self.acks.as_i16().to_string(), why)?;
+            require(self.acks == Acks::All, keys::ACKS, self.acks.as_i16().to_string(), why)?;
             let why = "enable.idempotence=true needs retries > 0 (or set enable.idempotence=false)";
-            check(self.retries > 0, keys::RETRIES, "0".into(), why)?;
+            require(self.retries > 0, keys::RETRIES, "0".into(), why)?;
             let why = "enable.idempotence=true needs at most 5 requests in flight (or set enable.idempotence=false)";
-            check(
+            require(
                 self.max_in_flight <= MAX_IN_FLIGHT_FOR_IDEMPOTENCE,
                 keys::MAX_IN_FLIGHT,
                 self.max_in_flight.to_string(),
