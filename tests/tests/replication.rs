@@ -533,3 +533,85 @@ async fn a_resent_idempotent_batch_is_written_once_even_by_a_new_leader() {
     let values: Vec<String> = records.iter().map(|r| text(&r.value)).collect();
     assert_eq!(values, vec!["a", "b", "c"], "every batch exactly once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_see_only_what_every_in_sync_replica_has() {
+    // A long session, so only the lag timer takes the frozen follower out of the ISR.
+    let cluster = BrokerCluster::start_on(
+        3,
+        3,
+        "zookeeper.session.timeout.ms=30000\nreplica.lag.time.max.ms=3000\n",
+        "maxSessionTimeout=60000\n",
+    );
+    let k = keeper(&cluster).await;
+    create(&cluster, "visible", &[&[1, 2, 3]], &[]).await;
+    wait_state(&k, "visible", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3 && s.leader == 1)
+        .await;
+    let net = raw_client(&cluster);
+    let leader = cluster.brokers[0].addr.clone();
+    let produce = |value: &str| Produce {
+        topic: "visible".into(),
+        partition: 0,
+        acks: 1,
+        timeout_ms: 5000,
+        records: one_record(value, None),
+        retry: false,
+    };
+    let fetch = || Fetch {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        partitions: vec![FetchPartition {
+            topic: "visible".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+        }],
+    };
+    // --- replicated everywhere: visible
+    net.call(&leader, produce("first")).await.expect("call").expect("acks=1");
+    let committed = wait_for(Duration::from_secs(10), || async {
+        matches!(net.call(&leader, fetch()).await, Ok(Ok(f)) if f.partitions[0].high_watermark == 1)
+    })
+    .await;
+    assert!(committed, "the first record reaches every replica");
+    // --- follower 3 frozen: a new record is on the leader (acks=1) but not committed
+    let pid = cluster.brokers[2].pid().expect("running");
+    signal(pid, "-STOP");
+    let landed = net.call(&leader, produce("second")).await.expect("call").expect("acks=1");
+    assert_eq!(landed.base_offset, 1);
+    let f = net.call(&leader, fetch()).await.expect("call").expect("fetch");
+    assert_eq!(f.partitions[0].high_watermark, 1, "the high watermark waits for the frozen ISR member");
+    let seen: Vec<Option<Bytes>> = sluice_log::batch::batches(&f.partitions[0].records)
+        .flat_map(|b| b.expect("batch").records(1 << 20).expect("records"))
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(
+        seen,
+        vec![Some(Bytes::from_static(b"first"))],
+        "a consumer reads only below the high watermark"
+    );
+    let latest = ListOffsets {
+        partitions: vec![ListOffsetsPartition {
+            topic: "visible".into(),
+            partition: 0,
+            timestamp: LATEST_TIMESTAMP,
+        }],
+    };
+    let listed = net.call(&leader, latest.clone()).await.expect("call").expect("list");
+    assert_eq!(listed[0].result, Ok((1, -1)), "latest is the high watermark, not the log end");
+    // --- the lag timer takes it out of the ISR; then the record is committed and visible
+    wait_state(&k, "visible", 0, Duration::from_secs(15), "the frozen follower out of the ISR", |s| {
+        !s.isr.contains(&3)
+    })
+    .await;
+    let visible = wait_for(Duration::from_secs(10), || async {
+        matches!(net.call(&leader, fetch()).await, Ok(Ok(f)) if f.partitions[0].high_watermark == 2)
+    })
+    .await;
+    assert!(
+        visible,
+        "with the ISR shrunk, the leader and follower 2 have everything: the high watermark moves"
+    );
+    signal(pid, "-CONT");
+}
