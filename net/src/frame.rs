@@ -170,6 +170,13 @@ pub enum FrameError {
 /// first frame into one write.
 pub fn encode_into<B: Serialize>(buf: &mut Vec<u8>, env: &Envelope<B>, max: u32) -> Result<(), FrameError> {
     let start = buf.len();
+    // Size first (a pass that copies nothing: byte strings only add their length), so a
+    // large frame — a fetch answer of a megabyte — is written into one allocation instead
+    // of being copied again at every doubling of the buffer.
+    let mut size = Counter(0);
+    if bincode::serde::encode_into_std_write(env, &mut size, config()).is_ok() {
+        buf.reserve(LENGTH_PREFIX + 1 + size.0);
+    }
     buf.extend_from_slice(&[0, 0, 0, 0, ENVELOPE_VERSION]);
     if let Err(e) = bincode::serde::encode_into_std_write(env, buf, config()) {
         buf.truncate(start);
@@ -183,6 +190,20 @@ pub fn encode_into<B: Serialize>(buf: &mut Vec<u8>, env: &Envelope<B>, max: u32)
     // `len <= max <= u32::MAX` was checked just above.
     buf[start..start + LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())
+}
+
+/// Counts what would be written.
+struct Counter(usize);
+
+impl io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One frame holding `env`.

@@ -338,8 +338,12 @@ impl Cluster {
         let mut last_error = String::from("no broker to ask");
         // A request that may be asked again is not left waiting on one broker for the whole
         // request timeout: a killed broker answers nothing (QUIC has no reset from a dead
-        // process), and another broker can answer the same question.
-        let attempt = (self.inner.config.request_timeout / 4).max(Duration::from_secs(1));
+        // process), and another broker can answer the same question. (Only metadata and
+        // producer-id requests are asked this way.)
+        // A broker answers these from memory in milliseconds; 2 s of silence means it is
+        // gone or stuck.
+        let attempt =
+            (self.inner.config.request_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(2));
         for addr in &nodes {
             let call = self.call(addr, request.clone());
             let answer = if idempotent && nodes.len() > 1 {
