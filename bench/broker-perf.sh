@@ -11,16 +11,7 @@
 #   4. the latency run of 0 again, while the gigabytes above are written back
 #   5. dd's rate of writing 1 GiB of new file data: the machine's ceiling
 # Prints every tool's output; docs/benchmarks.md records a run. RECORDS overrides 1,000,000.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-RECORDS=${RECORDS:-1000000}
-step() { printf '\n=== %s\n' "$*"; }
-
-cargo build --release --locked -p sluice-bin 2>&1 | tail -1
-S=$PWD/target/release/sluice
-DIR=$(mktemp -d -t sluice-bench.XXXXXX)
-source scripts/cluster-lib.sh
-trap 'cleanup; rm -rf "$DIR"' EXIT INT TERM
+source "$(dirname "$0")/setup.sh"
 
 step "one keeper, one broker ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 cluster 1

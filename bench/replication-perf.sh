@@ -10,16 +10,7 @@
 #      topic while its leader is SIGKILLed; the longest send → acknowledgement latency is the
 #      time from the kill to the first successful produce after it.
 # Prints every tool's output; docs/benchmarks.md records a run. RECORDS overrides 1,000,000.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-RECORDS=${RECORDS:-1000000}
-step() { printf '\n=== %s\n' "$*"; }
-
-cargo build --release --locked -p sluice-bin 2>&1 | tail -1
-S=$PWD/target/release/sluice
-DIR=$(mktemp -d -t sluice-bench.XXXXXX)
-source scripts/cluster-lib.sh
-trap 'cleanup; rm -rf "$DIR"' EXIT INT TERM
+source "$(dirname "$0")/setup.sh"
 
 step "one keeper, three brokers ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 cluster 3 'zookeeper.session.timeout.ms=6000\n'

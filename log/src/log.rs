@@ -64,6 +64,24 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
+impl AppendInfo {
+    /// Offsets `base_offset..=last_offset`, nothing counted yet (no records, bytes or
+    /// timestamps); `duplicate` when they were written before.
+    fn covering(base_offset: i64, last_offset: i64, duplicate: bool) -> Self {
+        AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp: NO_TIMESTAMP,
+            offset_of_max_timestamp: NO_TIMESTAMP,
+            records: 0,
+            bytes: 0,
+            rolled: false,
+            flushed: false,
+            duplicate,
+        }
+    }
+}
+
 /// Whole batches read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadResult {
@@ -385,17 +403,7 @@ impl Log {
         if let AppendCheck::Duplicate { first_offset, last_offset } =
             self.producers.check_append(plan.iter().map(|p| &p.header))?
         {
-            return Ok(AppendInfo {
-                base_offset: first_offset,
-                last_offset,
-                max_timestamp: NO_TIMESTAMP,
-                offset_of_max_timestamp: NO_TIMESTAMP,
-                records: 0,
-                bytes: 0,
-                rolled: false,
-                flushed: false,
-                duplicate: true,
-            });
+            return Ok(AppendInfo::covering(first_offset, last_offset, true));
         }
         let epoch = self.epochs.latest_epoch();
         for p in &mut plan {
@@ -477,17 +485,11 @@ impl Log {
     }
 
     fn write(&mut self, bytes: &[u8], plan: &[Planned], now_ms: i64) -> Result<AppendInfo, LogError> {
-        let mut info = AppendInfo {
-            base_offset: plan.first().map_or(0, |p| p.header.base_offset),
-            last_offset: plan.last().map_or(0, |p| p.header.last_offset()),
-            max_timestamp: NO_TIMESTAMP,
-            offset_of_max_timestamp: NO_TIMESTAMP,
-            records: 0,
-            bytes: 0,
-            rolled: false,
-            flushed: false,
-            duplicate: false,
-        };
+        let mut info = AppendInfo::covering(
+            plan.first().map_or(0, |p| p.header.base_offset),
+            plan.last().map_or(0, |p| p.header.last_offset()),
+            false,
+        );
         for p in plan {
             let h = &p.header;
             if self.should_roll(p.len as u64, h, now_ms) {
