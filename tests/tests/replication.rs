@@ -101,6 +101,20 @@ async fn scrape(addr: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Sends the numbers `values` to `topic` one at a time, each acknowledged before the next,
+/// and records them in `acked`.
+async fn send_each(producer: &Producer, topic: &str, values: std::ops::Range<u64>, acked: &mut Vec<u64>) {
+    for v in values {
+        producer
+            .send(ProducerRecord::new(topic, v.to_string()))
+            .await
+            .expect("send")
+            .await
+            .expect("delivered");
+        acked.push(v);
+    }
+}
+
 fn signal(pid: u32, signal: &str) {
     let ok = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
     assert!(ok.success());
@@ -269,15 +283,7 @@ async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_acknowle
         .await;
     let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::All)).expect("producer");
     let mut acked = Vec::new();
-    for v in 0..100u64 {
-        producer
-            .send(ProducerRecord::new("quorum", v.to_string()))
-            .await
-            .expect("send")
-            .await
-            .expect("delivered");
-        acked.push(v);
-    }
+    send_each(&producer, "quorum", 0..100, &mut acked).await;
     // --- the two followers die: the ISR shrinks to the leader alone
     cluster.brokers[1].kill();
     cluster.brokers[2].kill();
@@ -305,15 +311,7 @@ async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_acknowle
     cluster.brokers[1].restart();
     cluster.brokers[2].restart();
     wait_state(&k, "quorum", 0, Duration::from_secs(30), "ISR of 3 again", |s| s.isr.len() == 3).await;
-    for v in 100..150u64 {
-        producer
-            .send(ProducerRecord::new("quorum", v.to_string()))
-            .await
-            .expect("send")
-            .await
-            .expect("delivered");
-        acked.push(v);
-    }
+    send_each(&producer, "quorum", 100..150, &mut acked).await;
     producer.close().await;
     // Every replica holds the same records: read from each one after making it leader is
     // beyond this test; the consumer reads the leader, which holds all of them.
