@@ -24,7 +24,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use sluice_broker_core::BrokerError;
 use sluice_client::broker::proto::{
-    BrokerProtocol, EpochQuery, FetchResponse, OffsetsForLeaderEpoch, ReplicaFetch, ReplicaFetchPartition,
+    BrokerProtocol, EpochQuery, FetchPartition, FetchResponse, OffsetsForLeaderEpoch, ReplicaFetch,
+    ReplicaFetchPartition,
 };
 use sluice_log::TopicPartition;
 use tracing::{debug, info, warn};
@@ -300,11 +301,13 @@ async fn run_round(
         partitions: fetching
             .iter()
             .map(|(tp, f)| ReplicaFetchPartition {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: f.offset,
+                fetch: FetchPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: f.offset,
+                    max_bytes: config.partition_max_bytes,
+                },
                 leader_epoch: f.leader_epoch,
-                max_bytes: config.partition_max_bytes,
             })
             .collect(),
     };

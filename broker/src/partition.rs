@@ -26,7 +26,7 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use sluice_broker_core::metadata::PartitionState;
 use sluice_broker_core::order::OrderGuard;
-use sluice_broker_core::replica::{self, IsrChange, ReplicaSet};
+use sluice_broker_core::replica::{self, IsrChange, IsrConflict, ReplicaSet};
 use sluice_broker_core::roles::Role;
 use sluice_broker_core::BrokerError;
 use sluice_client::broker::proto::ProduceResponse;
@@ -59,10 +59,9 @@ pub struct Offsets {
 enum State {
     Leader {
         set: ReplicaSet,
-        /// The state as last written (by the controller or by this leader).
+        /// The state as last written (by the controller or by this leader). An ISR write is
+        /// in flight while `set` has a proposal.
         written: PartitionState,
-        /// Whether an ISR write is in flight.
-        writing: bool,
     },
     Follower {
         leader: Option<i32>,
@@ -255,14 +254,13 @@ impl Partition {
         let now = now_ms();
         match role {
             Role::Leader { replicas, state } => {
-                if let State::Leader { set, written, writing } = &mut self.state {
+                if let State::Leader { set, written } = &mut self.state {
                     if set.leader_epoch() == state.leader_epoch {
                         // Same epoch: the controller's picture of the ISR — only if it is newer
                         // than what this leader knows (its own writes included); an older one
                         // arriving late must not undo a change the keeper has committed.
                         if state.zk_version > written.zk_version {
                             set.set_isr(state.isr.clone());
-                            *writing = false;
                             *written = state;
                         }
                         self.publish();
@@ -289,7 +287,7 @@ impl Partition {
                 );
                 info!(topic = %self.tp.topic, partition = self.tp.partition, epoch = state.leader_epoch,
                     isr = ?state.isr, log_end_offset = leo, high_watermark = set.high_watermark(), "leading");
-                self.state = State::Leader { set, written: state, writing: false };
+                self.state = State::Leader { set, written: state };
             }
             Role::Follower { leader, leader_epoch } => {
                 let hw = self.high_watermark();
@@ -305,10 +303,8 @@ impl Partition {
 
     /// Proposes and writes an ISR change if the rules ask for one and none is in flight.
     fn maybe_change_isr(&mut self, ctx: &mut Context<Self>) {
-        let State::Leader { set, written, writing } = &mut self.state else { return };
-        if *writing {
-            return;
-        }
+        let State::Leader { set, written } = &mut self.state else { return };
+        // No proposal while one is in flight (the rules say so).
         let Some(change) = set.isr_change(now_ms(), self.lag_max_ms) else { return };
         let (isr, what) = match change {
             IsrChange::Shrink(isr) => (isr, "shrinking"),
@@ -316,7 +312,6 @@ impl Partition {
         };
         info!(topic = %self.tp.topic, partition = self.tp.partition, from = ?set.isr(), to = ?isr, "{what} the ISR");
         set.propose(isr.clone());
-        *writing = true;
         let state = PartitionState { isr, ..written.clone() };
         let expected = written.zk_version;
         self.write_isr(ctx, state, expected);
@@ -338,40 +333,41 @@ impl Partition {
         ctx.spawn(write.into_actor(self).map(move |(state, result), this, ctx| {
             let tp = this.tp.clone();
             let me = this.broker_id;
-            let State::Leader { set, written, writing } = &mut this.state else { return };
-            if set.leader_epoch() != epoch || !*writing {
-                return; // re-assigned meanwhile; the controller's state rules
+            let State::Leader { set, written } = &mut this.state else { return };
+            if set.leader_epoch() != epoch || set.pending() != Some(state.isr.as_slice()) {
+                return; // re-assigned or overruled meanwhile; the controller's state rules
             }
             match result {
                 Ok(version) => {
-                    *writing = false;
                     set.committed(state.isr.clone());
                     *written = PartitionState { zk_version: version, ..state };
                     metrics::counter!("sluice_broker_isr_changes_total").increment(1);
                 }
-                Err(IsrWriteError::Conflict(Some(current)))
-                    if current.leader == me && current.leader_epoch == epoch && current.isr == state.isr =>
-                {
-                    *writing = false;
-                    set.committed(current.isr.clone());
-                    *written = current;
-                }
-                Err(IsrWriteError::Conflict(Some(current))) if current.leader == me && current.leader_epoch == epoch => {
-                    *writing = false;
-                    set.rejected();
-                    set.set_isr(current.isr.clone());
-                    *written = current;
-                }
-                Err(IsrWriteError::Conflict(other)) => {
-                    // Another leader epoch: this broker's role is about to change.
-                    warn!(topic = %tp.topic, partition = tp.partition, state = ?other, "ISR change refused: the partition state moved on");
-                    *writing = false;
-                    set.rejected();
+                Err(IsrWriteError::Conflict(current)) => {
+                    let found = current.as_ref().map(|c| (c.leader, c.leader_epoch, c.isr.as_slice()));
+                    match (replica::isr_conflict(me, epoch, &state.isr, found), current) {
+                        (IsrConflict::AlreadyWritten, Some(current)) => {
+                            set.committed(current.isr.clone());
+                            *written = current;
+                        }
+                        (IsrConflict::Adopt, Some(current)) => {
+                            set.rejected();
+                            set.set_isr(current.isr.clone());
+                            *written = current;
+                        }
+                        (_, other) => {
+                            warn!(topic = %tp.topic, partition = tp.partition, state = ?other,
+                                "ISR change refused: the partition state moved on");
+                            set.rejected();
+                        }
+                    }
                 }
                 Err(e @ IsrWriteError::Keeper(_)) => {
                     warn!(topic = %tp.topic, partition = tp.partition, error = %e, "ISR change not settled; retrying");
                     ctx.run_later(Duration::from_millis(500), move |this, ctx| {
-                        if matches!(&this.state, State::Leader { set, writing: true, .. } if set.leader_epoch() == epoch) {
+                        let still = matches!(&this.state, State::Leader { set, .. }
+                            if set.leader_epoch() == epoch && set.pending() == Some(state.isr.as_slice()));
+                        if still {
                             this.write_isr(ctx, state, expected);
                         }
                     });

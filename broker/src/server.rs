@@ -205,17 +205,7 @@ async fn controlled_shutdown(
     let started = std::time::Instant::now();
     // Nothing to hand over (no partition led here has another live replica): no need to
     // ask — which also keeps a broker whose keeper is gone from waiting on it.
-    let routing_now = current(routing);
-    let handover = routing_now.update.as_ref().is_some_and(|u| {
-        routing_now.partitions.iter().any(|(tp, h)| {
-            h.offsets.borrow().leading.is_some()
-                && u.topics
-                    .get(&tp.topic)
-                    .and_then(|t| t.partitions.get(&tp.partition))
-                    .is_some_and(|i| i.replicas.iter().any(|r| *r != me && u.broker(*r).is_some()))
-        })
-    });
-    if !handover {
+    if current(routing).update.as_ref().is_none_or(|u| u.handovers(me) == 0) {
         info!("controlled shutdown: nothing led here has another live replica");
         return;
     }

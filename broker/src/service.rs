@@ -263,10 +263,11 @@ impl BrokerService {
     /// A consumer's (`replica` `None`) or a follower's fetch: a long poll over the
     /// partitions asked for, answered once `min_bytes` are there, one partition fails, or
     /// `max_wait_ms` passes. A follower's read is not bounded by the high watermark, and
-    /// reports its position to the leader (which is how the high watermark moves).
+    /// reports its position to the leader (which is how the high watermark moves). Each
+    /// partition comes with the follower's leader epoch (`None` for a consumer).
     async fn fetch_loop(
         &self,
-        wanted: Vec<Wanted>,
+        wanted: Vec<(FetchPartition, Option<i32>)>,
         max_wait_ms: u32,
         min_bytes: u32,
         max_bytes: u32,
@@ -283,7 +284,7 @@ impl BrokerService {
             let mut total = 0usize;
             let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
             let mut failed = false;
-            for (i, p) in wanted.iter().enumerate() {
+            for (i, (p, leader_epoch)) in wanted.iter().enumerate() {
                 let mut fetched = FetchedPartition {
                     topic: p.topic.clone(),
                     partition: p.partition,
@@ -318,7 +319,7 @@ impl BrokerService {
                     // (a read always returns at least one batch).
                     let o = *rx.borrow();
                     Ok(Ok((Bytes::new(), o)))
-                } else if let (Some(replica), Some(leader_epoch)) = (replica, p.leader_epoch) {
+                } else if let (Some(replica), Some(leader_epoch)) = (replica, *leader_epoch) {
                     let ask = FollowerFetch {
                         replica,
                         offset: p.offset,
@@ -499,16 +500,6 @@ static NEXT_CHANNEL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// names, offsets, errors).
 const FETCH_REPLY_OVERHEAD: usize = 64 << 10;
 
-/// One partition of a fetch: the consumer's or the follower's request, alike.
-struct Wanted {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    max_bytes: u32,
-    /// A follower's leader epoch (`None` for a consumer).
-    leader_epoch: Option<i32>,
-}
-
 /// Waits until the in-sync replicas have everything below `end_offset` (`acks=all`): the
 /// high watermark reaches it. Fails if this broker stops leading, if `timeout` passes, or
 /// if by then the ISR has shrunk below `min_insync`.
@@ -631,33 +622,13 @@ impl BrokerHandler for BrokerService {
     }
 
     async fn fetch(&self, _: &Peer, req: Fetch) -> Result<FetchResponse, BrokerError> {
-        let wanted = req
-            .partitions
-            .into_iter()
-            .map(|p| Wanted {
-                topic: p.topic,
-                partition: p.partition,
-                offset: p.offset,
-                max_bytes: p.max_bytes,
-                leader_epoch: None,
-            })
-            .collect();
+        let wanted = req.partitions.into_iter().map(|p| (p, None)).collect();
         self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, None).await
     }
 
     async fn replica_fetch(&self, peer: &Peer, req: ReplicaFetch) -> Result<FetchResponse, BrokerError> {
         self.cluster_only(peer, "replicate partitions")?;
-        let wanted = req
-            .partitions
-            .into_iter()
-            .map(|p| Wanted {
-                topic: p.topic,
-                partition: p.partition,
-                offset: p.offset,
-                max_bytes: p.max_bytes,
-                leader_epoch: Some(p.leader_epoch),
-            })
-            .collect();
+        let wanted = req.partitions.into_iter().map(|p| (p.fetch, Some(p.leader_epoch))).collect();
         self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, Some(req.replica_id)).await
     }
 

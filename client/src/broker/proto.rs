@@ -251,20 +251,16 @@ pub struct ReplicaFetch {
     pub partitions: Vec<ReplicaFetchPartition>,
 }
 
-/// One partition a follower replicates.
+/// One partition a follower replicates: what a consumer would ask (the offset is the
+/// follower's log end offset; `max_bytes` is `replica.fetch.max.bytes`), with the leader
+/// epoch the follower believes current (a mismatch is refused with `FencedLeaderEpoch` /
+/// `UnknownLeaderEpoch`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplicaFetchPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-    /// The follower's log end offset: where to read from.
-    pub offset: i64,
-    /// The leader epoch the follower believes current (a mismatch is refused with
-    /// `FencedLeaderEpoch` / `UnknownLeaderEpoch`).
+    /// Topic, partition, offset and size.
+    pub fetch: FetchPartition,
+    /// The follower's leader epoch.
     pub leader_epoch: i32,
-    /// Most bytes for this partition (`replica.fetch.max.bytes`).
-    pub max_bytes: u32,
 }
 
 /// Follower → leader (Kafka's OffsetsForLeaderEpoch): where each epoch the follower has

@@ -119,16 +119,9 @@ impl ControllerCore {
     }
 
     /// How many partitions `broker` still leads that another live replica could take
-    /// (what a controlled shutdown waits for; a partition with no other live replica cannot
-    /// be handed over, so waiting for it would only delay the shutdown — Kafka likewise
-    /// counts only replicated partitions).
+    /// ([`crate::metadata::handovers`]: what a controlled shutdown waits for).
     pub fn led_by(&self, broker: i32) -> usize {
-        self.topics
-            .values()
-            .flat_map(|t| t.partitions.values())
-            .filter(|i| i.state.as_ref().is_some_and(|s| s.leader == broker))
-            .filter(|i| i.replicas.iter().any(|r| *r != broker && self.live(*r)))
-            .count()
+        crate::metadata::handovers(self.topics.values(), broker, |id| self.live(id))
     }
 
     /// Replaces one partition's state with what the keeper holds now (a leader changed

@@ -97,19 +97,31 @@ pub struct ClusterUpdate {
     pub deleting: Vec<String>,
 }
 
+/// How many partitions of `topics` `broker` leads that another live replica could take
+/// over — what a controlled shutdown waits for (a partition with no other live replica
+/// cannot be handed over; Kafka likewise counts only replicated partitions).
+pub fn handovers<'a>(
+    topics: impl IntoIterator<Item = &'a TopicState>,
+    broker: i32,
+    live: impl Fn(i32) -> bool,
+) -> usize {
+    topics
+        .into_iter()
+        .flat_map(|t| t.partitions.values())
+        .filter(|i| i.state.as_ref().is_some_and(|s| s.leader == broker))
+        .filter(|i| i.replicas.iter().any(|r| *r != broker && live(*r)))
+        .count()
+}
+
 impl ClusterUpdate {
+    /// [`handovers`] of `broker` in this picture.
+    pub fn handovers(&self, broker: i32) -> usize {
+        handovers(self.topics.values(), broker, |id| self.broker(id).is_some())
+    }
+
     /// Whether `self` is newer than `other` (epoch first, then sequence).
     pub fn supersedes(&self, other: &ClusterUpdate) -> bool {
         (self.controller_epoch, self.sequence) > (other.controller_epoch, other.sequence)
-    }
-
-    /// The partitions `broker` leads, with their states.
-    pub fn led_by(&self, broker: i32) -> impl Iterator<Item = (&TopicState, i32, &PartitionState)> + '_ {
-        self.topics.values().flat_map(move |t| {
-            t.partitions.iter().filter_map(move |(p, info)| {
-                info.state.as_ref().filter(|s| s.leader == broker).map(|s| (t, *p, s))
-            })
-        })
     }
 
     /// The broker with `id`, if live.
@@ -143,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn led_by_lists_only_the_brokers_partitions() {
+    fn handovers_count_led_partitions_another_live_replica_could_take() {
         let mut u = update(1, 1);
         let state = |leader| PartitionState {
             leader,
@@ -153,11 +165,14 @@ mod tests {
             zk_version: 0,
         };
         let mut partitions = BTreeMap::new();
+        // 0: led by 1 alone; 1: led by 2; 2: no state; 3: led by 1 with 2 as a replica.
         partitions.insert(0, PartitionInfo { replicas: vec![1], state: Some(state(1)) });
         partitions.insert(1, PartitionInfo { replicas: vec![2], state: Some(state(2)) });
         partitions.insert(2, PartitionInfo { replicas: vec![1], state: None });
+        partitions.insert(3, PartitionInfo { replicas: vec![1, 2], state: Some(state(1)) });
         u.topics.insert("t".into(), TopicState { name: "t".into(), partitions, configs: BTreeMap::new() });
-        let led: Vec<i32> = u.led_by(1).map(|(_, p, _)| p).collect();
-        assert_eq!(led, vec![0]);
+        assert_eq!(u.handovers(1), 0, "broker 2 is not live: nobody to hand over to");
+        u.brokers.push(BrokerEndpoint { id: 2, host: "h".into(), port: 1, rack: None });
+        assert_eq!(u.handovers(1), 1, "only partition 3 has another live replica");
     }
 }

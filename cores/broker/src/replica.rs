@@ -346,6 +346,42 @@ impl ReplicaSet {
     }
 }
 
+/// What a leader makes of the partition state it finds after its conditional ISR write
+/// failed on the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrConflict {
+    /// The keeper holds exactly the proposal at this leader's epoch: an earlier attempt, whose
+    /// answer was lost, committed it ([`ReplicaSet::committed`]).
+    AlreadyWritten,
+    /// Someone (the controller) changed the ISR at this leader's epoch: drop the proposal
+    /// and adopt theirs ([`ReplicaSet::rejected`], then [`ReplicaSet::set_isr`]).
+    Adopt,
+    /// Another leader or epoch (or no state): this leader is being replaced; drop the
+    /// proposal and wait for the controller's update.
+    Superseded,
+}
+
+/// Classifies the state found after a failed ISR write by `broker` leading at
+/// `leader_epoch`, which proposed `proposed`. `current` is `(leader, leader epoch, ISR)` as
+/// the keeper holds it, if the state exists.
+pub fn isr_conflict(
+    broker: i32,
+    leader_epoch: i32,
+    proposed: &[i32],
+    current: Option<(i32, i32, &[i32])>,
+) -> IsrConflict {
+    match current {
+        Some((leader, epoch, isr)) if leader == broker && epoch == leader_epoch => {
+            if isr == proposed {
+                IsrConflict::AlreadyWritten
+            } else {
+                IsrConflict::Adopt
+            }
+        }
+        _ => IsrConflict::Superseded,
+    }
+}
+
 /// One round of a follower's truncation decision: where to truncate, and whether that is
 /// final or the follower must ask the leader again (with its latest epoch after truncating).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -689,6 +725,20 @@ mod tests {
     }
 
     /// A follower's epoch cache: (epoch, start offset), ascending, with its log end offset.
+    #[test]
+    fn a_failed_isr_write_is_read_as_committed_overruled_or_superseded() {
+        // Step 1: broker 1 leads at epoch 4 and proposed [1, 2].
+        let proposed = [1, 2];
+        // Step 2: the keeper holds exactly that: an earlier attempt's answer was lost.
+        assert_eq!(isr_conflict(1, 4, &proposed, Some((1, 4, &[1, 2]))), IsrConflict::AlreadyWritten);
+        // Step 3: the controller changed the ISR at the same epoch: adopt it.
+        assert_eq!(isr_conflict(1, 4, &proposed, Some((1, 4, &[1]))), IsrConflict::Adopt);
+        // Step 4: a new epoch or leader, or no state at all: this leader is on its way out.
+        assert_eq!(isr_conflict(1, 4, &proposed, Some((1, 5, &[1, 2]))), IsrConflict::Superseded);
+        assert_eq!(isr_conflict(1, 4, &proposed, Some((2, 5, &[2]))), IsrConflict::Superseded);
+        assert_eq!(isr_conflict(1, 4, &proposed, None), IsrConflict::Superseded);
+    }
+
     fn end_for(cache: &[(i32, i64)], leo: i64) -> impl Fn(i32) -> Option<(i32, i64)> + '_ {
         move |epoch| {
             let i = cache.iter().rposition(|(e, _)| *e <= epoch)?;
