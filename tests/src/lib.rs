@@ -671,7 +671,60 @@ impl BrokerCluster {
         let connect = format!("{}/sluice", addrs.join(","));
         let brokers =
             (1..=n as i32).map(|id| BrokerProcess::start(&pki, dir.path(), id, &connect, extra)).collect();
-        BrokerCluster { pki, keepers, brokers, dir }
+        let cluster = BrokerCluster { pki, keepers, brokers, dir };
+        cluster.wait_until_every_broker_sees_all(Duration::from_secs(20));
+        cluster
+    }
+
+    /// Waits until every running broker's metadata lists every running broker: the
+    /// controller has seen each registration and told everyone. A broker serves as soon as
+    /// it has registered, so without this a test's first request could see a cluster of
+    /// fewer brokers (or a topic with fewer live replicas) than it started. Panics with the
+    /// brokers' logs after `within`.
+    pub fn wait_until_every_broker_sees_all(&self, within: Duration) {
+        let running: Vec<(i32, String)> =
+            self.brokers.iter().filter(|b| b.pid().is_some()).map(|b| (b.id, b.addr.clone())).collect();
+        let mut want: Vec<i32> = running.iter().map(|(id, _)| *id).collect();
+        want.sort_unstable();
+        let tls = self.pki.client("fixture");
+        // The fixture is called from inside tests' runtimes too: a thread of its own.
+        let seen = std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    let net: Client<sluice_client::broker::proto::BrokerProtocol> =
+                        Client::new(&tls, ClientOptions::default()).expect("client");
+                    let deadline = Instant::now() + within;
+                    'poll: loop {
+                        for (id, addr) in &running {
+                            let request = sluice_client::broker::proto::MetadataRequest {
+                                topics: Some(Vec::new()),
+                                allow_auto_create: false,
+                            };
+                            let mut ids: Vec<i32> = match net.call(addr, request).await {
+                                Ok(Ok(m)) => m.brokers.iter().map(|b| b.id).collect(),
+                                _ => Vec::new(),
+                            };
+                            ids.sort_unstable();
+                            if ids != want {
+                                if Instant::now() >= deadline {
+                                    break 'poll (false, Some((*id, ids)));
+                                }
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                continue 'poll;
+                            }
+                        }
+                        break (true, None);
+                    }
+                })
+            })
+            .join()
+            .expect("fixture thread")
+        });
+        if !seen.0 {
+            // (The cluster's drop prints the brokers' logs.)
+            panic!("within {within:?} not every broker saw brokers {want:?} (broker, saw): {:?}", seen.1);
+        }
     }
 
     /// `zookeeper.connect` of the brokers.
