@@ -333,6 +333,12 @@ impl<P: Protocol> Connection<P> {
         self.call_traced(request, None).await
     }
 
+    /// [`call`](Self::call) waiting up to `after` instead of the request timeout, for a
+    /// request the server may rightly hold longer (a group join waits for the rebalance).
+    pub async fn call_within<R: Rpc<P>>(&self, request: R, after: Duration) -> Result<R::Reply, RpcError> {
+        self.call_inner(request, None, after).await
+    }
+
     /// [`call`](Self::call) with a W3C trace context in the envelope.
     ///
     /// Small requests travel on the connection's lane (one long-lived stream multiplexing
@@ -342,14 +348,22 @@ impl<P: Protocol> Connection<P> {
         request: R,
         trace: Option<TraceContext>,
     ) -> Result<R::Reply, RpcError> {
-        let after = self.shared.request_timeout;
+        self.call_inner(request, trace, self.shared.request_timeout).await
+    }
+
+    async fn call_inner<R: Rpc<P>>(
+        &self,
+        request: R,
+        trace: Option<TraceContext>,
+        after: Duration,
+    ) -> Result<R::Reply, RpcError> {
         let timeout = || RpcError::Timeout { rpc: R::NAME, addr: self.shared.addr.clone(), after };
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let env = Envelope { correlation_id: id, trace, body: request.into_request() };
         let frame = frame::encode(&env, self.shared.max_frame)?;
         if frame.len() <= LANE_MAX_FRAME {
             let lane = self.lane().await?;
-            return lane.send_encoded::<R>(id, frame).await?.reply().await;
+            return lane.send_encoded::<R>(id, frame).await?.reply_within(after).await;
         }
         let fut =
             exchange_encoded::<P::Response, P::Push>(&self.shared, stream_kind::RPC, id, frame, R::NAME);
@@ -699,6 +713,13 @@ impl<P: Protocol> Client<P> {
         let conn = self.connection(addr).await?;
         conn.call(request).await
     }
+
+    /// [`call`](Self::call) waiting up to `after` for the reply instead of the request
+    /// timeout.
+    pub async fn call_within<R: Rpc<P>>(&self, addr: &str, request: R, after: Duration) -> Result<R::Reply, RpcError> {
+        let conn = self.connection(addr).await?;
+        conn.call_within(request, after).await
+    }
 }
 
 struct ChannelShared<R> {
@@ -942,6 +963,11 @@ impl<P: Protocol, R: Rpc<P>> PendingReply<P, R> {
     /// Waits for the reply (at most the request timeout).
     pub async fn reply(self) -> Result<R::Reply, RpcError> {
         let after = self.caller.request_timeout;
+        self.reply_within(after).await
+    }
+
+    /// Waits for the reply, at most `after`.
+    pub async fn reply_within(self, after: Duration) -> Result<R::Reply, RpcError> {
         let addr = self.caller.addr.to_string();
         let response = match tokio::time::timeout(after, self.rx).await {
             Err(_) => {

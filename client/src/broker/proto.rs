@@ -320,6 +320,125 @@ pub struct ProducerIdAndEpoch {
     pub producer_epoch: i16,
 }
 
+/// The name of the internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Asks any broker which broker coordinates a group (Kafka's FindCoordinator). The first
+/// ask creates `__consumer_offsets` if it does not exist (and answers
+/// `CoordinatorNotAvailable` until its partitions have leaders).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindCoordinator {
+    /// The group id.
+    pub group_id: String,
+}
+
+/// Joins a group, or rejoins it for a rebalance (Kafka's JoinGroup). The answer waits until
+/// the rebalance's join phase completes: every known member has rejoined, the rebalance
+/// timeout has passed, or (for an empty group) `group.initial.rebalance.delay.ms` has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinGroup {
+    /// The group id.
+    pub group_id: String,
+    /// The member id from an earlier join; empty for a new member (the coordinator makes
+    /// one).
+    pub member_id: String,
+    /// `client.id`, shown by `consumer-groups --describe`.
+    pub client_id: String,
+    /// A member that sends no heartbeat for this long is removed (`session.timeout.ms`).
+    pub session_timeout_ms: i32,
+    /// How long the coordinator waits for members to rejoin in a rebalance
+    /// (`max.poll.interval.ms`).
+    pub rebalance_timeout_ms: i32,
+    /// "consumer" for consumers.
+    pub protocol_type: String,
+    /// The assignors this member supports, preferred first, each with its subscription.
+    pub protocols: Vec<(String, Vec<u8>)>,
+}
+
+/// Sends the leader's assignment (from the leader) or asks for one's own (Kafka's
+/// SyncGroup). The answer waits for the leader's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncGroup {
+    /// The group id.
+    pub group_id: String,
+    /// The generation joined.
+    pub generation_id: i32,
+    /// The member.
+    pub member_id: String,
+    /// From the leader: every member's assignment. Empty from the others.
+    pub assignments: Vec<(String, Vec<u8>)>,
+}
+
+/// Keeps a member alive; the error `RebalanceInProgress` tells it to rejoin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The group id.
+    pub group_id: String,
+    /// The member's generation.
+    pub generation_id: i32,
+    /// The member.
+    pub member_id: String,
+}
+
+/// Leaves a group at once (a clean close), so its partitions move without waiting for the
+/// session timeout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaveGroup {
+    /// The group id.
+    pub group_id: String,
+    /// The members leaving.
+    pub member_ids: Vec<String>,
+}
+
+/// Commits offsets for a group (Kafka's OffsetCommit). A member of a group commits with its
+/// generation; a consumer that assigns its partitions itself commits with generation -1 and
+/// an empty member id, which the coordinator accepts only while the group has no members.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OffsetCommit {
+    /// The group id.
+    pub group_id: String,
+    /// The member's generation, or -1.
+    pub generation_id: i32,
+    /// The member, or empty.
+    pub member_id: String,
+    /// What to commit.
+    pub offsets: Vec<CommitOffset>,
+}
+
+pub use sluice_broker_core::group::{
+    CommitOffset, CommittedOffset, GroupDescription, GroupOverview, JoinResult, MemberDescription,
+};
+
+/// Reads a group's committed offsets (Kafka's OffsetFetch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OffsetFetch {
+    /// The group id.
+    pub group_id: String,
+    /// The partitions; `None` for every partition the group has an offset for.
+    pub partitions: Option<Vec<(String, i32)>>,
+}
+
+/// Lists the groups this broker coordinates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListGroups {}
+
+/// Describes groups this broker coordinates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DescribeGroups {
+    /// The group ids.
+    pub groups: Vec<String>,
+}
+
+/// Deletes empty groups and their offsets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteGroups {
+    /// The group ids.
+    pub groups: Vec<String>,
+}
+
+/// Per-group outcomes, in request order.
+pub type GroupResults = Vec<(String, Result<(), BrokerError>)>;
+
 /// Controller → broker: the whole cluster picture (brokers only accept it from cluster
 /// nodes, and only when it is newer than what they have).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,6 +465,16 @@ sluice_net::protocol! {
             offsets_for_leader_epoch: OffsetsForLeaderEpoch(OffsetsForLeaderEpoch) -> Result<Vec<EpochEnd>, BrokerError>;
             controlled_shutdown: ControlledShutdown(ControlledShutdown) -> Result<u32, BrokerError>;
             init_producer_id: InitProducerId(InitProducerId) -> Result<ProducerIdAndEpoch, BrokerError>;
+            find_coordinator: FindCoordinator(FindCoordinator) -> Result<BrokerEndpoint, BrokerError>;
+            join_group: JoinGroup(JoinGroup) -> Result<JoinResult, BrokerError>;
+            sync_group: SyncGroup(SyncGroup) -> Result<Vec<u8>, BrokerError>;
+            heartbeat: Heartbeat(Heartbeat) -> Result<(), BrokerError>;
+            leave_group: LeaveGroup(LeaveGroup) -> Result<(), BrokerError>;
+            offset_commit: OffsetCommit(OffsetCommit) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError>;
+            offset_fetch: OffsetFetch(OffsetFetch) -> Result<Vec<CommittedOffset>, BrokerError>;
+            list_groups: ListGroups(ListGroups) -> Result<Vec<GroupOverview>, BrokerError>;
+            describe_groups: DescribeGroups(DescribeGroups) -> Result<Vec<Result<GroupDescription, BrokerError>>, BrokerError>;
+            delete_groups: DeleteGroups(DeleteGroups) -> Result<GroupResults, BrokerError>;
         }
     }
 }

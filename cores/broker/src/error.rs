@@ -259,6 +259,103 @@ pub enum BrokerError {
         /// This broker's epoch.
         current: i32,
     },
+    /// No coordinator for the group yet (Kafka 15): `__consumer_offsets` is being created or
+    /// its partition has no leader. Retry shortly.
+    #[error("no coordinator is available for group {group} yet: {why}")]
+    CoordinatorNotAvailable {
+        /// The group.
+        group: String,
+        /// Why not.
+        why: String,
+    },
+    /// This broker is not the group's coordinator (Kafka 16): find the coordinator again.
+    #[error("broker {broker} is not the coordinator of group {group}")]
+    NotCoordinator {
+        /// The group.
+        group: String,
+        /// The broker asked.
+        broker: i32,
+    },
+    /// The coordinator is still reading the group from `__consumer_offsets` (Kafka 14).
+    #[error("group {group}'s coordinator is still loading it from __consumer_offsets")]
+    CoordinatorLoadInProgress {
+        /// The group.
+        group: String,
+    },
+    /// The member's generation is not the group's (Kafka 22): it missed a rebalance and
+    /// must join again.
+    #[error("group {group}: generation {got} is not the current {current}; join the group again")]
+    IllegalGeneration {
+        /// The group.
+        group: String,
+        /// The generation asked with.
+        got: i32,
+        /// The group's generation.
+        current: i32,
+    },
+    /// The member's protocols share none with the group's (Kafka 23).
+    #[error("group {group}: {why}")]
+    InconsistentGroupProtocol {
+        /// The group.
+        group: String,
+        /// What does not match.
+        why: String,
+    },
+    /// The group id is empty or otherwise unusable (Kafka 24).
+    #[error("invalid group id {group:?}: {why}")]
+    InvalidGroupId {
+        /// The group.
+        group: String,
+        /// Why.
+        why: String,
+    },
+    /// The member is not in the group (Kafka 25): it was removed (session timeout, leave,
+    /// coordinator change); join again with no member id.
+    #[error("group {group}: unknown member {member}; join the group again")]
+    UnknownMemberId {
+        /// The group.
+        group: String,
+        /// The member id asked with.
+        member: String,
+    },
+    /// The session timeout is outside the broker's allowed range (Kafka 26).
+    #[error("session timeout {ms} ms is outside the broker's range [{min}, {max}] ms (group.min/max.session.timeout.ms)")]
+    InvalidSessionTimeout {
+        /// The timeout asked for.
+        ms: i32,
+        /// `group.min.session.timeout.ms`.
+        min: i32,
+        /// `group.max.session.timeout.ms`.
+        max: i32,
+    },
+    /// The group is rebalancing (Kafka 27): join again.
+    #[error("group {group} is rebalancing; join again")]
+    RebalanceInProgress {
+        /// The group.
+        group: String,
+    },
+    /// The group still has members (Kafka 68): it cannot be deleted or reset.
+    #[error("group {group} is not empty ({members} members): stop its consumers first")]
+    NonEmptyGroup {
+        /// The group.
+        group: String,
+        /// Members now.
+        members: usize,
+    },
+    /// No such group (Kafka 69).
+    #[error("group {group} does not exist")]
+    GroupIdNotFound {
+        /// The group.
+        group: String,
+    },
+    /// Offset metadata longer than `offset.metadata.max.bytes` (Kafka 12).
+    #[error("offset metadata of {len} bytes is longer than offset.metadata.max.bytes = {max}")]
+    OffsetMetadataTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -297,6 +394,18 @@ impl BrokerError {
             UnknownLeaderEpoch { .. } => 75,
             NotController { .. } => 41,
             InvalidProducerEpoch { .. } => 47,
+            CoordinatorNotAvailable { .. } => 15,
+            NotCoordinator { .. } => 16,
+            CoordinatorLoadInProgress { .. } => 14,
+            IllegalGeneration { .. } => 22,
+            InconsistentGroupProtocol { .. } => 23,
+            InvalidGroupId { .. } => 24,
+            UnknownMemberId { .. } => 25,
+            InvalidSessionTimeout { .. } => 26,
+            RebalanceInProgress { .. } => 27,
+            NonEmptyGroup { .. } => 68,
+            GroupIdNotFound { .. } => 69,
+            OffsetMetadataTooLarge { .. } => 12,
         }
     }
 
@@ -319,7 +428,17 @@ impl BrokerError {
                 | FencedLeaderEpoch { .. }
                 | UnknownLeaderEpoch { .. }
                 | NotController { .. }
+                | CoordinatorNotAvailable { .. }
+                | NotCoordinator { .. }
+                | CoordinatorLoadInProgress { .. }
         )
+    }
+
+    /// Whether a group client should look its coordinator up again (Kafka's
+    /// `markCoordinatorUnknown` cases).
+    pub fn needs_coordinator_lookup(&self) -> bool {
+        use BrokerError::*;
+        matches!(self, CoordinatorNotAvailable { .. } | NotCoordinator { .. } | RequestTimedOut { .. })
     }
 
     /// Whether the client's view of who leads what is out of date.
