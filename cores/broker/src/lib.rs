@@ -19,12 +19,15 @@
 //! - [`partition`]: the high watermark rule.
 //! - [`replica`]: follower replication's rules: the leader's view of its replicas (high
 //!   watermark, ISR shrink and expansion) and where a follower truncates on a leader change.
+//! - [`group`]: a consumer group's membership, generations, initial rebalance delay,
+//!   sessions and committed offsets (Kafka's group coordinator rules).
 //! - [`order`]: holding a partition's later produces after a failure until the resend,
 //!   so a producer's order survives retries.
 
 pub mod assignment;
 pub mod controller;
 pub mod error;
+pub mod group;
 pub mod metadata;
 pub mod order;
 pub mod partition;
