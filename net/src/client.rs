@@ -716,7 +716,12 @@ impl<P: Protocol> Client<P> {
 
     /// [`call`](Self::call) waiting up to `after` for the reply instead of the request
     /// timeout.
-    pub async fn call_within<R: Rpc<P>>(&self, addr: &str, request: R, after: Duration) -> Result<R::Reply, RpcError> {
+    pub async fn call_within<R: Rpc<P>>(
+        &self,
+        addr: &str,
+        request: R,
+        after: Duration,
+    ) -> Result<R::Reply, RpcError> {
         let conn = self.connection(addr).await?;
         conn.call_within(request, after).await
     }

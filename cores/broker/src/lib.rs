@@ -21,6 +21,8 @@
 //!   watermark, ISR shrink and expansion) and where a follower truncates on a leader change.
 //! - [`group`]: a consumer group's membership, generations, initial rebalance delay,
 //!   sessions and committed offsets (Kafka's group coordinator rules).
+//! - [`group_log`]: `__consumer_offsets` in Kafka's formats: a group's partition, offset and
+//!   group-metadata records, and folding them back into groups.
 //! - [`order`]: holding a partition's later produces after a failure until the resend,
 //!   so a producer's order survives retries.
 
@@ -28,6 +30,7 @@ pub mod assignment;
 pub mod controller;
 pub mod error;
 pub mod group;
+pub mod group_log;
 pub mod metadata;
 pub mod order;
 pub mod partition;
