@@ -1197,7 +1197,7 @@ mod tests {
         };
         g.commit(t, vec![o]);
         assert!(g.expire_offsets(t + 1_000_000).is_empty(), "a live group's offsets never expire");
-        g.leave(t + 100, &["a".into(), "b".into()]);
+        assert_eq!(g.leave(t + 100, &["a".into(), "b".into()]).0, Ok(()));
         assert_eq!(g.state(), GroupState::Empty);
         assert!(g.expire_offsets(t + 100 + 59_999).is_empty());
         let out = g.expire_offsets(t + 100 + 60_000);
