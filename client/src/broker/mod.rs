@@ -9,6 +9,8 @@
 //!   keep a partition's order, `acks`, bounded buffer memory.
 //! - [`consumer`]: [`Consumer`]: assigned partitions, seeks, `poll` with one fetch per leader.
 //! - [`partitioner`]: Kafka's default partitioner (murmur2 for keys, sticky without).
+//! - [`assignor`]: the consumer protocol's subscription and assignment bytes and Kafka's
+//!   range, round-robin and sticky partition assignors.
 //! - [`proto`]: the wire messages.
 //!
 //! ```text
@@ -22,6 +24,7 @@
 //! ```
 mod accumulator;
 pub mod admin;
+pub mod assignor;
 pub mod cluster;
 pub mod config;
 pub mod consumer;
