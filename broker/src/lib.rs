@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod fetcher;
+pub mod group;
 pub mod isr;
 pub mod log_manager;
 pub mod membership;

@@ -147,12 +147,14 @@ pub async fn run(
         })
     };
     let first = membership::join(&config, &endpoint, &tls).await?;
+    let groups = crate::group::GroupManager::new(config.clone(), routing.clone()).start();
     let service = BrokerService::new(
         config.clone(),
         routing.clone(),
         keeper.clone(),
         replicas.clone(),
         controller.clone(),
+        groups,
         max_frame,
     );
     let (stop_tx, stop_rx) = watch::channel(false);

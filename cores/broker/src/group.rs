@@ -1140,9 +1140,12 @@ mod tests {
         let mut g = stable_pair();
         let t = 2 * DELAY;
         g.join(t, 5, join("a", "")); // a rejoins (leader: starts a rebalance); b never does,
-        // though it keeps heartbeating (a consumer stuck between polls)
+                                     // though it keeps heartbeating (a consumer stuck between polls)
         for s in 1..6 {
-            assert!(matches!(g.heartbeat(t + s * 5_000, "b", 1), Err(BrokerError::RebalanceInProgress { .. })));
+            assert!(matches!(
+                g.heartbeat(t + s * 5_000, "b", 1),
+                Err(BrokerError::RebalanceInProgress { .. })
+            ));
             assert!(joins(&g.tick(t + s * 5_000)).is_empty());
         }
         assert!(joins(&g.tick(t + 29_999)).is_empty());
