@@ -89,8 +89,20 @@ pub mod keys {
     /// Only `false` for now.
     pub const ENABLE_IDEMPOTENCE: &str = "enable.idempotence";
 
-    /// Accepted and kept; groups are not implemented yet.
+    /// The consumer group to join (with `subscribe`) and commit offsets for.
     pub const GROUP_ID: &str = "group.id";
+    /// A member silent for this long is removed from its group.
+    pub const SESSION_TIMEOUT_MS: &str = "session.timeout.ms";
+    /// How often a member heartbeats.
+    pub const HEARTBEAT_INTERVAL_MS: &str = "heartbeat.interval.ms";
+    /// How long a rebalance waits for members to rejoin (the rebalance timeout).
+    pub const MAX_POLL_INTERVAL_MS: &str = "max.poll.interval.ms";
+    /// Commit positions in the background.
+    pub const ENABLE_AUTO_COMMIT: &str = "enable.auto.commit";
+    /// ... this often.
+    pub const AUTO_COMMIT_INTERVAL_MS: &str = "auto.commit.interval.ms";
+    /// Assignors, preferred first (`range`, `roundrobin`, `sticky` or Kafka's class names).
+    pub const PARTITION_ASSIGNMENT_STRATEGY: &str = "partition.assignment.strategy";
     /// `earliest`, `latest` or `none`.
     pub const AUTO_OFFSET_RESET: &str = "auto.offset.reset";
     /// A fetch waits for this many bytes.
@@ -157,6 +169,19 @@ pub const DEFAULT_MAX_PARTITION_FETCH_BYTES: u32 = 1_048_576;
 pub const DEFAULT_MAX_POLL_RECORDS: usize = 500;
 /// `check.crcs`.
 pub const DEFAULT_CHECK_CRCS: bool = true;
+/// `session.timeout.ms` (Kafka 3's default).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
+/// `heartbeat.interval.ms`.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(3_000);
+/// `max.poll.interval.ms`.
+pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_millis(300_000);
+/// `enable.auto.commit`.
+pub const DEFAULT_ENABLE_AUTO_COMMIT: bool = true;
+/// `auto.commit.interval.ms`.
+pub const DEFAULT_AUTO_COMMIT_INTERVAL: Duration = Duration::from_millis(5_000);
+/// `partition.assignment.strategy` (Kafka's default minus the cooperative assignor this
+/// client does not have).
+pub const DEFAULT_ASSIGNMENT_STRATEGY: &[&str] = &["range"];
 
 /// What is wrong with a setting.
 #[derive(Debug, thiserror::Error)]
@@ -870,9 +895,22 @@ impl FromStr for AutoOffsetReset {
 pub struct ConsumerConfig {
     /// Servers, credentials, timeouts.
     pub client: ClientConfig,
-    /// `group.id`: kept, but consumer groups are not implemented yet (no subscription,
-    /// rebalancing or committed offsets; use [`assign`](super::consumer::Consumer::assign)).
+    /// `group.id`: the group [`subscribe`](super::consumer::Consumer::subscribe) joins and
+    /// offsets are committed for.
     pub group_id: Option<String>,
+    /// `session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms`: the rebalance timeout.
+    pub max_poll_interval: Duration,
+    /// `enable.auto.commit`: commit positions every `auto.commit.interval.ms` (from `poll`),
+    /// before a rebalance and on `close`.
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms`.
+    pub auto_commit_interval: Duration,
+    /// `partition.assignment.strategy`: assignor names, preferred first.
+    pub assignment_strategy: Vec<String>,
     /// `auto.offset.reset`.
     pub auto_offset_reset: AutoOffsetReset,
     /// `fetch.min.bytes`: a fetch is answered once this many bytes are available...
@@ -893,6 +931,12 @@ impl ConsumerConfig {
     /// The consumer keys (besides [`ClientConfig::KEYS`]).
     pub const KEYS: &'static [&'static str] = &[
         keys::GROUP_ID,
+        keys::SESSION_TIMEOUT_MS,
+        keys::HEARTBEAT_INTERVAL_MS,
+        keys::MAX_POLL_INTERVAL_MS,
+        keys::ENABLE_AUTO_COMMIT,
+        keys::AUTO_COMMIT_INTERVAL_MS,
+        keys::PARTITION_ASSIGNMENT_STRATEGY,
         keys::AUTO_OFFSET_RESET,
         keys::FETCH_MIN_BYTES,
         keys::FETCH_MAX_WAIT_MS,
@@ -907,6 +951,12 @@ impl ConsumerConfig {
         ConsumerConfig {
             client,
             group_id: None,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            max_poll_interval: DEFAULT_MAX_POLL_INTERVAL,
+            enable_auto_commit: DEFAULT_ENABLE_AUTO_COMMIT,
+            auto_commit_interval: DEFAULT_AUTO_COMMIT_INTERVAL,
+            assignment_strategy: DEFAULT_ASSIGNMENT_STRATEGY.iter().map(|s| s.to_string()).collect(),
             auto_offset_reset: DEFAULT_AUTO_OFFSET_RESET,
             fetch_min_bytes: DEFAULT_FETCH_MIN_BYTES,
             fetch_max_wait: DEFAULT_FETCH_MAX_WAIT,
@@ -926,6 +976,22 @@ impl ConsumerConfig {
                 let id = v.trim();
                 self.group_id = (!id.is_empty()).then(|| id.to_string());
             }
+            keys::SESSION_TIMEOUT_MS => self.session_timeout = millis(key, v, 1, i64::from(i32::MAX))?,
+            keys::HEARTBEAT_INTERVAL_MS => self.heartbeat_interval = millis(key, v, 1, i64::from(i32::MAX))?,
+            keys::MAX_POLL_INTERVAL_MS => self.max_poll_interval = millis(key, v, 1, i64::from(i32::MAX))?,
+            keys::ENABLE_AUTO_COMMIT => self.enable_auto_commit = boolean(key, v)?,
+            keys::AUTO_COMMIT_INTERVAL_MS => self.auto_commit_interval = millis(key, v, 0, i64::from(i32::MAX))?,
+            keys::PARTITION_ASSIGNMENT_STRATEGY => {
+                let names: Vec<String> =
+                    v.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
+                if names.is_empty() {
+                    return Err(invalid(key, v, "name at least one assignor: range, roundrobin or sticky"));
+                }
+                if let Some(bad) = names.iter().find(|n| super::assignor::assignor(n).is_none()) {
+                    return Err(invalid(key, v, &format!("unknown assignor {bad}: use range, roundrobin or sticky")));
+                }
+                self.assignment_strategy = names;
+            }
             keys::AUTO_OFFSET_RESET => self.auto_offset_reset = v.parse()?,
             keys::FETCH_MIN_BYTES => self.fetch_min_bytes = bytes(0)?,
             keys::FETCH_MAX_WAIT_MS => self.fetch_max_wait = millis(key, v, 0, i64::from(i32::MAX))?,
@@ -943,9 +1009,45 @@ impl ConsumerConfig {
         Ok(())
     }
 
-    /// `group.id` (kept; groups are not implemented yet).
+    /// `group.id`.
     pub fn group_id(mut self, id: impl Into<String>) -> Self {
         self.group_id = Some(id.into());
+        self
+    }
+
+    /// `session.timeout.ms`.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// `heartbeat.interval.ms`.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// `max.poll.interval.ms`.
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+
+    /// `enable.auto.commit`.
+    pub fn enable_auto_commit(mut self, enable: bool) -> Self {
+        self.enable_auto_commit = enable;
+        self
+    }
+
+    /// `auto.commit.interval.ms`.
+    pub fn auto_commit_interval(mut self, interval: Duration) -> Self {
+        self.auto_commit_interval = interval;
+        self
+    }
+
+    /// `partition.assignment.strategy`.
+    pub fn assignment_strategy<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.assignment_strategy = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -996,6 +1098,17 @@ impl ConsumerConfig {
         self.client.validate()?;
         if self.max_poll_records == 0 {
             return Err(invalid(keys::MAX_POLL_RECORDS, "0", "must be at least 1"));
+        }
+        if self.heartbeat_interval >= self.session_timeout {
+            let ms = self.heartbeat_interval.as_millis().to_string();
+            return Err(invalid(keys::HEARTBEAT_INTERVAL_MS, &ms, "must be lower than session.timeout.ms"));
+        }
+        if let Some(bad) = self.assignment_strategy.iter().find(|n| super::assignor::assignor(n).is_none()) {
+            let why = format!("unknown assignor {bad}: use range, roundrobin or sticky");
+            return Err(invalid(keys::PARTITION_ASSIGNMENT_STRATEGY, bad, &why));
+        }
+        if self.assignment_strategy.is_empty() {
+            return Err(invalid(keys::PARTITION_ASSIGNMENT_STRATEGY, "", "name at least one assignor"));
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod config;
 pub mod consumer;
 mod fetch;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 pub mod proto;
