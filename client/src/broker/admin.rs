@@ -1,5 +1,6 @@
-//! Topic and cluster administration: create, delete, list and describe topics, describe
-//! the cluster and topic configs.
+//! Topic, group and cluster administration: create, delete, list and describe topics;
+//! list, describe and delete consumer groups, read and reset their offsets; describe the
+//! cluster and topic configs.
 //!
 //! Creates and deletes go to the controller (any broker if it is unknown or unreachable);
 //! everything else to any broker. A create is not sent again after a failure mid-call (it
@@ -15,8 +16,9 @@ use std::time::{Duration, Instant};
 use super::cluster::{Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
-    BrokerEndpoint, BrokerError, CreateTopics, DeleteTopics, DescribeConfigs, Metadata, MetadataRequest,
-    NewTopic, TopicConfigs, TopicMetadata, TopicResults,
+    BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, CreateTopics, DeleteGroups, DeleteTopics,
+    DescribeConfigs, DescribeGroups, GroupDescription, GroupOverview, GroupResults, ListGroups, Metadata,
+    MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, TopicConfigs, TopicMetadata, TopicResults,
 };
 
 /// Why an admin request failed as a whole (per-topic failures are in the results).
@@ -202,6 +204,99 @@ impl Admin {
         let mut brokers = md.brokers;
         brokers.sort_by_key(|b| b.id);
         Ok(ClusterDescription { cluster_id: md.cluster_id, controller, brokers })
+    }
+
+    /// Every consumer group, from every live broker (each lists the groups it coordinates).
+    pub async fn list_groups(&self) -> Result<Vec<GroupOverview>, AdminError> {
+        let md = self
+            .cluster
+            .fetch_metadata(MetadataRequest { topics: Some(Vec::new()), allow_auto_create: false })
+            .await?;
+        let mut out = Vec::new();
+        for b in &md.brokers {
+            match self.cluster.call(&b.addr(), ListGroups {}).await {
+                Ok(Ok(groups)) => out.extend(groups),
+                Ok(Err(e)) => return Err(ClusterError::Broker(e).into()),
+                Err(e) => return Err(ClusterError::Rpc(e).into()),
+            }
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(out)
+    }
+
+    /// The coordinator of `group`'s address.
+    async fn coordinator(&self, group: &str) -> Result<String, AdminError> {
+        let deadline = tokio::time::Instant::now() + self.cluster.config().request_timeout;
+        super::group::find_coordinator(&self.cluster, group, deadline).await.map_err(|e| {
+            AdminError::Cluster(ClusterError::Timeout {
+                what: format!("the coordinator of group {group}"),
+                after: self.cluster.config().request_timeout,
+                last_error: Some(e.to_string()),
+            })
+        })
+    }
+
+    /// Calls `group`'s coordinator, looking it up again while it moves or loads.
+    async fn call_coordinator<R, T>(&self, group: &str, request: R) -> Result<T, AdminError>
+    where
+        R: sluice_net::Rpc<super::proto::BrokerProtocol, Reply = Result<T, BrokerError>> + Clone,
+    {
+        let deadline = Instant::now() + self.cluster.config().request_timeout;
+        loop {
+            let addr = self.coordinator(group).await?;
+            let e = match self.cluster.call(&addr, request.clone()).await {
+                Ok(Ok(t)) => return Ok(t),
+                Ok(Err(e)) if e.is_retriable() => ClusterError::Broker(e),
+                Ok(Err(e)) => return Err(ClusterError::Broker(e).into()),
+                Err(e) => ClusterError::Rpc(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(e.into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Describes groups (state, assignor, members and their assignments). A group nobody
+    /// has used is described as `Dead` with no members, as Kafka does.
+    pub async fn describe_groups(
+        &self,
+        groups: Vec<String>,
+    ) -> Result<Vec<Result<GroupDescription, BrokerError>>, AdminError> {
+        let mut out = Vec::new();
+        for g in groups {
+            let mut d = self.call_coordinator(&g, DescribeGroups { groups: vec![g.clone()] }).await?;
+            out.push(d.pop().unwrap_or(Err(BrokerError::GroupIdNotFound { group: g })));
+        }
+        Ok(out)
+    }
+
+    /// A group's committed offsets (every partition it has one for).
+    pub async fn list_group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>, AdminError> {
+        self.call_coordinator(group, OffsetFetch { group_id: group.into(), partitions: None }).await
+    }
+
+    /// Sets a group's committed offsets (Kafka's `--reset-offsets --execute`): only while
+    /// the group has no members (`RebalanceInProgress`/`UnknownMemberId` otherwise).
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<CommitOffset>,
+    ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, AdminError> {
+        let request =
+            OffsetCommit { group_id: group.into(), generation_id: -1, member_id: String::new(), offsets };
+        self.call_coordinator(group, request).await
+    }
+
+    /// Deletes empty groups and their offsets.
+    pub async fn delete_groups(&self, groups: Vec<String>) -> Result<GroupResults, AdminError> {
+        let mut out = Vec::new();
+        for g in groups {
+            let mut r = self.call_coordinator(&g, DeleteGroups { groups: vec![g.clone()] }).await?;
+            out.push(r.pop().unwrap_or((g.clone(), Err(BrokerError::GroupIdNotFound { group: g }))));
+        }
+        Ok(out)
     }
 
     /// Topics' config overrides (keys not listed take the brokers' defaults).

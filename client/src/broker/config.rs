@@ -980,7 +980,9 @@ impl ConsumerConfig {
             keys::HEARTBEAT_INTERVAL_MS => self.heartbeat_interval = millis(key, v, 1, i64::from(i32::MAX))?,
             keys::MAX_POLL_INTERVAL_MS => self.max_poll_interval = millis(key, v, 1, i64::from(i32::MAX))?,
             keys::ENABLE_AUTO_COMMIT => self.enable_auto_commit = boolean(key, v)?,
-            keys::AUTO_COMMIT_INTERVAL_MS => self.auto_commit_interval = millis(key, v, 0, i64::from(i32::MAX))?,
+            keys::AUTO_COMMIT_INTERVAL_MS => {
+                self.auto_commit_interval = millis(key, v, 0, i64::from(i32::MAX))?
+            }
             keys::PARTITION_ASSIGNMENT_STRATEGY => {
                 let names: Vec<String> =
                     v.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
@@ -988,7 +990,11 @@ impl ConsumerConfig {
                     return Err(invalid(key, v, "name at least one assignor: range, roundrobin or sticky"));
                 }
                 if let Some(bad) = names.iter().find(|n| super::assignor::assignor(n).is_none()) {
-                    return Err(invalid(key, v, &format!("unknown assignor {bad}: use range, roundrobin or sticky")));
+                    return Err(invalid(
+                        key,
+                        v,
+                        format!("unknown assignor {bad}: use range, roundrobin or sticky"),
+                    ));
                 }
                 self.assignment_strategy = names;
             }
@@ -1105,7 +1111,7 @@ impl ConsumerConfig {
         }
         if let Some(bad) = self.assignment_strategy.iter().find(|n| super::assignor::assignor(n).is_none()) {
             let why = format!("unknown assignor {bad}: use range, roundrobin or sticky");
-            return Err(invalid(keys::PARTITION_ASSIGNMENT_STRATEGY, bad, &why));
+            return Err(invalid(keys::PARTITION_ASSIGNMENT_STRATEGY, bad, why));
         }
         if self.assignment_strategy.is_empty() {
             return Err(invalid(keys::PARTITION_ASSIGNMENT_STRATEGY, "", "name at least one assignor"));

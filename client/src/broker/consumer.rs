@@ -1,7 +1,11 @@
 //! The consumer: reads assigned partitions from their leaders.
 //!
-//! Partitions are [assigned](Consumer::assign) by the application (consumer groups do not
-//! exist yet; `group.id` is kept but unused). Each assigned partition has a *position*: the
+//! Partitions are [assigned](Consumer::assign) by the application, or by the consumer's
+//! group after [`subscribe`](Consumer::subscribe) (`group.id`): `poll` joins and rejoins the
+//! group as it rebalances (see [`group`](super::group)), positions newly assigned partitions
+//! at the group's committed offsets, and with `enable.auto.commit` commits positions every
+//! `auto.commit.interval.ms`, before each rebalance and on [`close`](Consumer::close).
+//! Each assigned partition has a *position*: the
 //! offset of the next record `poll` will return. A partition without one (newly assigned,
 //! or after `seek_to_beginning` / `seek_to_end`, or an out-of-range fetch) gets one from the
 //! leader with `ListOffsets` — the log start for `earliest`, the log end for `latest` — per
@@ -25,11 +29,12 @@ use bytes::Bytes;
 use sluice_log::{BatchError, TimestampType};
 use sluice_net::RpcError;
 use tokio::task::JoinSet;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError, ClusterView};
 use super::config::{AutoOffsetReset, ConfigError, ConsumerConfig};
 use super::fetch::extract;
+use super::group::{GroupError, Link, Membership};
 use super::proto::{
     BrokerError, Fetch, FetchPartition, FetchResponse, ListOffsets, ListOffsetsPartition, ListedOffset,
     PartitionMetadata, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
@@ -76,9 +81,18 @@ pub enum ConsumerError {
     /// Metadata could not be had, or a request failed for a reason retrying cannot fix.
     #[error(transparent)]
     Cluster(ClusterError),
-    /// `poll` with nothing assigned.
-    #[error("no partitions are assigned: call assign first (consumer groups are not supported yet)")]
+    /// `poll` with nothing assigned or subscribed.
+    #[error("no partitions are assigned: call assign, or subscribe with a group.id")]
     NoAssignment,
+    /// A group operation without `group.id`.
+    #[error("{what} needs a group.id: set group.id in the consumer's settings")]
+    NoGroupId {
+        /// What was asked.
+        what: &'static str,
+    },
+    /// The group refused, or could not be reached.
+    #[error(transparent)]
+    Group(#[from] GroupError),
     /// A partition that is not assigned.
     #[error("{topic}-{partition} is not assigned to this consumer")]
     NotAssigned {
@@ -471,20 +485,195 @@ pub struct Consumer {
     cluster: Cluster,
     config: ConsumerConfig,
     positions: Positions,
+    /// With `group.id`: the membership (used for commits even without `subscribe`).
+    group: Option<Membership>,
+    /// The topics subscribed to (`None`: partitions are assigned by hand).
+    subscription: Option<Vec<String>>,
+    listener: Option<Box<dyn RebalanceListener>>,
+    next_auto_commit: Instant,
+}
+
+/// Told when a group rebalance takes partitions away and gives new ones (Kafka's
+/// `ConsumerRebalanceListener`). With `enable.auto.commit` the consumer has committed the
+/// revoked partitions' positions before `on_partitions_revoked`.
+pub trait RebalanceListener: Send + Sync + std::fmt::Debug {
+    /// These partitions are no longer this consumer's (every partition, before a rejoin).
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]);
+    /// These partitions are now this consumer's, positioned at the group's committed offsets
+    /// (or per `auto.offset.reset`).
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]);
 }
 
 impl Consumer {
     /// A consumer for `config`'s cluster (reads the TLS files now, connects on first use).
     pub fn new(config: ConsumerConfig) -> Result<Consumer, ConsumerError> {
         config.validate()?;
-        if let Some(group) = &config.group_id {
-            info!(group, "group.id is kept but consumer groups are not implemented yet: assign partitions");
-        }
+        let cluster = Cluster::new(&config.client, false)?;
+        let group = config.group_id.clone().map(|g| Membership::new(g, cluster.clone(), config.clone()));
         Ok(Consumer {
-            cluster: Cluster::new(&config.client, false)?,
+            cluster,
+            next_auto_commit: Instant::now() + config.auto_commit_interval,
             config,
             positions: Positions::default(),
+            group,
+            subscription: None,
+            listener: None,
         })
+    }
+
+    /// Joins `group.id`'s group reading `topics`: the group's members share the topics'
+    /// partitions, rebalancing as members come and go. The first `poll` joins.
+    pub fn subscribe<S: Into<String>>(
+        &mut self,
+        topics: impl IntoIterator<Item = S>,
+    ) -> Result<(), ConsumerError> {
+        let group = self.group.as_ref().ok_or(ConsumerError::NoGroupId { what: "subscribe" })?;
+        let mut topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        topics.sort();
+        topics.dedup();
+        self.cluster.want(&topics);
+        self.subscription = Some(topics);
+        group.request_rejoin();
+        Ok(())
+    }
+
+    /// [`subscribe`](Self::subscribe), telling `listener` of every revocation and
+    /// assignment.
+    pub fn subscribe_with<S: Into<String>>(
+        &mut self,
+        topics: impl IntoIterator<Item = S>,
+        listener: impl RebalanceListener + 'static,
+    ) -> Result<(), ConsumerError> {
+        self.subscribe(topics)?;
+        self.listener = Some(Box::new(listener));
+        Ok(())
+    }
+
+    /// The group generation this consumer is in (-1 before it joins), and its member id.
+    pub fn group_generation(&self) -> Option<(i32, String)> {
+        self.group.as_ref().map(|g| (g.generation(), g.member_id().to_string()))
+    }
+
+    /// The positions of the assigned partitions that have one: what a commit writes.
+    fn consumed(&self) -> BTreeMap<TopicPartition, i64> {
+        self.positions
+            .order
+            .iter()
+            .filter_map(|tp| self.positions.states.get(tp).and_then(|s| s.position).map(|p| (tp.clone(), p)))
+            .collect()
+    }
+
+    /// Commits the positions of every assigned partition (the next offsets `poll` returns)
+    /// and waits for the coordinator to have them replicated.
+    pub async fn commit_sync(&mut self) -> Result<(), ConsumerError> {
+        let offsets = self.consumed();
+        self.commit_offsets_sync(offsets).await
+    }
+
+    /// Commits these offsets (each the next offset to read) and waits.
+    pub async fn commit_offsets_sync(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), ConsumerError> {
+        let group = self.group.as_ref().ok_or(ConsumerError::NoGroupId { what: "commit" })?;
+        group.commit(&offsets).await?;
+        self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+        Ok(())
+    }
+
+    /// Commits the current positions in the background; the returned handle tells how it
+    /// went (dropping it does not cancel the commit).
+    pub fn commit_async(
+        &mut self,
+    ) -> Result<tokio::task::JoinHandle<Result<(), ConsumerError>>, ConsumerError> {
+        let group = self.group.as_ref().ok_or(ConsumerError::NoGroupId { what: "commit" })?;
+        let (link, generation, member): (Link, i32, String) = group.committer();
+        let offsets = self.consumed();
+        self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+        Ok(tokio::spawn(async move { Ok(link.commit(generation, &member, &offsets).await?) }))
+    }
+
+    /// The group's committed offsets for `partitions` (`None`: nothing committed).
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<i64>>, ConsumerError> {
+        let group = self.group.as_ref().ok_or(ConsumerError::NoGroupId { what: "committed" })?;
+        Ok(group.committed(partitions).await?)
+    }
+
+    /// Commits (with `enable.auto.commit`) and leaves the group, so its partitions move to
+    /// the other members at once rather than after `session.timeout.ms`.
+    pub async fn close(mut self) -> Result<(), ConsumerError> {
+        let mut result = Ok(());
+        if self.config.enable_auto_commit && self.subscription.is_some() {
+            if let Err(e) = self.commit_sync().await {
+                result = Err(e);
+            }
+        }
+        if let Some(g) = self.group.as_mut() {
+            g.leave().await;
+        }
+        result
+    }
+
+    /// Commits the positions when auto-commit is on and the interval has passed.
+    async fn maybe_auto_commit(&mut self) {
+        if !self.config.enable_auto_commit || Instant::now() < self.next_auto_commit {
+            return;
+        }
+        if let Err(e) = self.commit_sync().await {
+            warn!(error = %e, "auto-commit failed");
+            self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+        }
+    }
+
+    /// Rejoins the group if it asks: commits and revokes what this consumer has, joins, and
+    /// positions the new partitions at the group's committed offsets.
+    async fn ensure_group(&mut self) -> Result<(), ConsumerError> {
+        let (Some(topics), Some(group)) = (self.subscription.clone(), self.group.as_ref()) else {
+            return Ok(());
+        };
+        if !group.needs_rejoin() {
+            return Ok(());
+        }
+        let owned = self.positions.order.clone();
+        if !owned.is_empty() {
+            if self.config.enable_auto_commit && group.generation() >= 0 {
+                if let Err(e) = self.commit_sync().await {
+                    debug!(error = %e, "commit before the rebalance failed");
+                }
+            }
+            if let Some(l) = self.listener.as_mut() {
+                l.on_partitions_revoked(&owned);
+            }
+        }
+        let Some(group) = self.group.as_mut() else { return Ok(()) };
+        let assigned = group.join(&topics, &owned).await?;
+        let topics = self.positions.assign(assigned.clone());
+        if !topics.is_empty() {
+            self.cluster.want(&topics);
+        }
+        // Partitions this consumer had before keep their positions; new ones start at the
+        // group's committed offsets.
+        let fresh: Vec<TopicPartition> = assigned
+            .iter()
+            .filter(|tp| self.positions.states.get(*tp).is_some_and(|s| s.position.is_none()))
+            .cloned()
+            .collect();
+        if !fresh.is_empty() {
+            let committed = group.committed(&fresh).await?;
+            for (tp, offset) in committed {
+                if let Some(offset) = offset {
+                    self.positions.seek(&tp, offset)?;
+                }
+            }
+        }
+        self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+        if let Some(l) = self.listener.as_mut() {
+            l.on_partitions_assigned(&assigned);
+        }
+        Ok(())
     }
 
     /// The settings.
@@ -768,11 +957,30 @@ impl Consumer {
     /// Records from the assigned partitions: buffered ones at once, else what arrives within
     /// `timeout` (an empty list if nothing does). At most `max.poll.records`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
-        if self.positions.order.is_empty() {
+        let deadline = Instant::now() + timeout;
+        if self.subscription.is_some() {
+            self.ensure_group().await?;
+            self.maybe_auto_commit().await;
+            if self.positions.order.is_empty() {
+                // A member with no partitions (more members than partitions): wait for a
+                // rebalance that may give it some.
+                while Instant::now() < deadline && !self.group.as_ref().is_some_and(Membership::needs_rejoin)
+                {
+                    tokio::time::sleep(
+                        Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
+                }
+                return Ok(Vec::new());
+            }
+        } else if self.positions.order.is_empty() {
             return Err(ConsumerError::NoAssignment);
         }
-        let deadline = Instant::now() + timeout;
         loop {
+            if self.group.as_ref().is_some_and(|g| self.subscription.is_some() && g.needs_rejoin()) {
+                // Rebalancing: hand back what is buffered; the next poll rejoins.
+                return Ok(self.positions.drain(self.config.max_poll_records));
+            }
             let records = self.positions.drain(self.config.max_poll_records);
             if !records.is_empty() {
                 return Ok(records);

@@ -121,7 +121,10 @@ impl Link {
             let addr = self.coordinator(deadline).await?;
             match self.cluster.net().call_within(&addr, request.clone(), wait).await {
                 Ok(Ok(t)) => return Ok(t),
-                Ok(Err(e)) if e.needs_coordinator_lookup() || matches!(e, BrokerError::CoordinatorLoadInProgress { .. }) => {
+                Ok(Err(e))
+                    if e.needs_coordinator_lookup()
+                        || matches!(e, BrokerError::CoordinatorLoadInProgress { .. }) =>
+                {
                     debug!(group = %self.group, error = %e, "coordinator not ready; looking again");
                     last_error = e.to_string();
                     self.forget_coordinator();
@@ -194,7 +197,6 @@ impl Link {
         }
         Ok(())
     }
-
 }
 
 /// This consumer's membership of its group.
@@ -231,11 +233,6 @@ impl Membership {
         (self.link.clone(), self.generation, self.member_id.clone())
     }
 
-    /// The group id.
-    pub(crate) fn group(&self) -> &str {
-        &self.link.group
-    }
-
     /// The generation joined (-1 before the first join).
     pub(crate) fn generation(&self) -> i32 {
         self.generation
@@ -267,7 +264,8 @@ impl Membership {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
-        let deadline = Instant::now() + self.link.config.max_poll_interval + self.link.config.client.request_timeout;
+        let deadline =
+            Instant::now() + self.link.config.max_poll_interval + self.link.config.client.request_timeout;
         let subscription = Subscription {
             topics: topics.to_vec(),
             user_data: None,
@@ -302,11 +300,8 @@ impl Membership {
             };
             self.member_id = joined.member_id.clone();
             self.generation = joined.generation_id;
-            let assignments = if joined.leader == joined.member_id {
-                self.assign(&joined).await?
-            } else {
-                Vec::new()
-            };
+            let assignments =
+                if joined.leader == joined.member_id { self.assign(&joined).await? } else { Vec::new() };
             let sync = SyncGroup {
                 group_id: self.link.group.clone(),
                 generation_id: joined.generation_id,
@@ -351,12 +346,14 @@ impl Membership {
     /// As the leader: runs the agreed assignor over every member's subscription.
     async fn assign(&self, joined: &JoinResult) -> Result<Vec<(String, Vec<u8>)>, GroupError> {
         let protocol_error = |what: String| GroupError::Protocol { group: self.link.group.clone(), what };
-        let assignor = assignor(&joined.protocol)
-            .ok_or_else(|| protocol_error(format!("the group chose assignor {}, which this client lacks", joined.protocol)))?;
+        let assignor = assignor(&joined.protocol).ok_or_else(|| {
+            protocol_error(format!("the group chose assignor {}, which this client lacks", joined.protocol))
+        })?;
         let mut subscriptions = BTreeMap::new();
         for (member, metadata) in &joined.members {
-            let s = Subscription::decode(metadata)
-                .map_err(|e| protocol_error(format!("member {member}'s subscription does not decode: {e}")))?;
+            let s = Subscription::decode(metadata).map_err(|e| {
+                protocol_error(format!("member {member}'s subscription does not decode: {e}"))
+            })?;
             subscriptions.insert(member.clone(), s);
         }
         let mut topics: Vec<String> = subscriptions.values().flat_map(|s| s.topics.iter().cloned()).collect();
@@ -385,9 +382,13 @@ impl Membership {
     /// Heartbeats every `heartbeat.interval.ms` until aborted; raises the signals when the
     /// coordinator says to rejoin or has moved.
     fn start_heartbeat(&mut self) {
-        let (cluster, signals, coordinator) = (self.link.cluster.clone(), self.link.signals.clone(), self.link.coordinator.clone());
-        let request =
-            Heartbeat { group_id: self.link.group.clone(), generation_id: self.generation, member_id: self.member_id.clone() };
+        let (cluster, signals, coordinator) =
+            (self.link.cluster.clone(), self.link.signals.clone(), self.link.coordinator.clone());
+        let request = Heartbeat {
+            group_id: self.link.group.clone(),
+            generation_id: self.generation,
+            member_id: self.member_id.clone(),
+        };
         let interval = self.link.config.heartbeat_interval;
         let timeout = self.link.config.session_timeout;
         self.heartbeat = Some(tokio::spawn(async move {
@@ -396,18 +397,24 @@ impl Membership {
                 let addr = coordinator.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let addr = match addr {
                     Some(a) => a,
-                    None => match find_coordinator(&cluster, &request.group_id, Instant::now() + timeout).await {
-                        Ok(a) => {
-                            *coordinator.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.clone());
-                            a
+                    None => {
+                        match find_coordinator(&cluster, &request.group_id, Instant::now() + timeout).await {
+                            Ok(a) => {
+                                *coordinator.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.clone());
+                                a
+                            }
+                            Err(e) => {
+                                debug!(error = %e, "heartbeat: no coordinator");
+                                continue;
+                            }
                         }
-                        Err(e) => {
-                            debug!(error = %e, "heartbeat: no coordinator");
-                            continue;
-                        }
-                    },
+                    }
                 };
-                match cluster.net().call_within(&addr, request.clone(), interval.max(Duration::from_secs(1))).await {
+                match cluster
+                    .net()
+                    .call_within(&addr, request.clone(), interval.max(Duration::from_secs(1)))
+                    .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(BrokerError::RebalanceInProgress { .. })) => {
                         signals.rejoin.store(true, Ordering::SeqCst);
@@ -461,11 +468,14 @@ impl Membership {
         if self.member_id.is_empty() {
             return;
         }
-        let request = LeaveGroup { group_id: self.link.group.clone(), member_ids: vec![self.member_id.clone()] };
+        let request =
+            LeaveGroup { group_id: self.link.group.clone(), member_ids: vec![self.member_id.clone()] };
         let deadline = Instant::now() + self.link.config.client.request_timeout;
         match self.link.call(request, deadline, self.link.config.client.request_timeout).await {
             Ok(()) => info!(group = %self.link.group, member = %self.member_id, "left the group"),
-            Err(e) => warn!(group = %self.link.group, error = %e, "could not leave the group; the coordinator will remove this member after session.timeout.ms"),
+            Err(e) => {
+                warn!(group = %self.link.group, error = %e, "could not leave the group; the coordinator will remove this member after session.timeout.ms")
+            }
         }
         self.member_id.clear();
         self.generation = -1;
@@ -474,7 +484,11 @@ impl Membership {
 
 /// Looks up `group`'s coordinator (retrying while `__consumer_offsets` is created or its
 /// partition has no leader) until `deadline`.
-pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str, deadline: Instant) -> Result<String, GroupError> {
+pub(crate) async fn find_coordinator(
+    cluster: &Cluster,
+    group: &str,
+    deadline: Instant,
+) -> Result<String, GroupError> {
     let mut last_error;
     loop {
         match cluster.call_any(FindCoordinator { group_id: group.to_string() }, true).await {

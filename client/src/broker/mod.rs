@@ -7,7 +7,10 @@
 //! - [`admin`]: [`Admin`]: create, delete, list and describe topics; describe the cluster.
 //! - [`producer`]: [`Producer`]: batching per partition, linger, compression, retries that
 //!   keep a partition's order, `acks`, bounded buffer memory.
-//! - [`consumer`]: [`Consumer`]: assigned partitions, seeks, `poll` with one fetch per leader.
+//! - [`consumer`]: [`Consumer`]: assigned or subscribed partitions, seeks, `poll` with one
+//!   fetch per leader, group commits.
+//! - [`group`]: the consumer's side of the group protocol: coordinator lookup, join / sync
+//!   with the leader running the assignor, heartbeats, commits, leave.
 //! - [`partitioner`]: Kafka's default partitioner (murmur2 for keys, sticky without).
 //! - [`assignor`]: the consumer protocol's subscription and assignment bytes and Kafka's
 //!   range, round-robin and sticky partition assignors.
@@ -39,7 +42,8 @@ pub use cluster::{Cluster, ClusterError, ClusterView, TopicView};
 pub use config::{
     Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfig, FromProperties, ProducerConfig,
 };
-pub use consumer::{Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp};
+pub use consumer::{Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp, RebalanceListener};
+pub use group::GroupError;
 pub use producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord, RecordMetadata};
 pub use proto::{NewTopic, TopicMetadata, TopicResults};
 pub use sluice_log::TimestampType;

@@ -1,0 +1,220 @@
+//! Consumer groups as a user meets them: real `sluice broker` processes, real QUIC with
+//! mTLS, consumers of the SDK subscribing with a `group.id`, SIGKILL for faults. Reference:
+//! Kafka's group coordinator (join / sync / heartbeat / leave, the initial rebalance delay,
+//! offsets in `__consumer_offsets`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use sluice_client::broker::proto::*;
+use sluice_client::broker::{
+    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig,
+    ProducerRecord,
+};
+use sluice_log::TopicPartition;
+use sluice_tests::BrokerCluster;
+
+/// A single-server offsets topic that is quick to create, and a 1 s initial delay.
+const GROUPS: &str = "offsets.topic.replication.factor=1\noffsets.topic.num.partitions=4\n\
+                      group.initial.rebalance.delay.ms=1000\n";
+
+fn client(cluster: &BrokerCluster) -> ClientConfig {
+    ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone()))
+        .tls_files(cluster.client_files())
+        .request_timeout(Duration::from_secs(20))
+        .retry_backoff(Duration::from_millis(50))
+}
+
+async fn create(cluster: &BrokerCluster, name: &str, partitions: i32, rf: i16) {
+    let admin = Admin::new(client(cluster)).expect("admin");
+    let t = NewTopic {
+        name: name.into(),
+        partitions: Some(partitions),
+        replication_factor: Some(rf),
+        assignment: None,
+        configs: Default::default(),
+    };
+    let r = admin.create_topics(vec![t], false).await.expect("create");
+    assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:?}");
+}
+
+/// A consumer of `group` with a 6 s session (the broker's minimum) and 1 s heartbeats.
+fn member(cluster: &BrokerCluster, group: &str) -> ConsumerConfig {
+    ConsumerConfig::new(client(cluster).client_id(format!("{group}-member")))
+        .group_id(group)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .session_timeout(Duration::from_secs(6))
+        .heartbeat_interval(Duration::from_millis(500))
+        .max_poll_interval(Duration::from_secs(20))
+}
+
+async fn produce(cluster: &BrokerCluster, topic: &str, n: usize) {
+    let producer = Producer::new(ProducerConfig::new(client(cluster))).expect("producer");
+    let mut ds = Vec::new();
+    for i in 0..n {
+        ds.push(
+            producer
+                .send(ProducerRecord::new(topic, i.to_string()).with_key(i.to_string()))
+                .await
+                .expect("send"),
+        );
+    }
+    for d in ds {
+        d.await.expect("delivered");
+    }
+    producer.close().await;
+}
+
+fn partitions(c: &Consumer) -> BTreeSet<(String, i32)> {
+    c.assignment().into_iter().map(|tp| (tp.topic, tp.partition)).collect()
+}
+
+/// Polls until the consumer has partitions (or `within` passes).
+async fn until_assigned(c: &mut Consumer, within: Duration) -> Vec<ConsumerRecord> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        got.extend(c.poll(Duration::from_millis(200)).await.expect("poll"));
+        if !c.assignment().is_empty() {
+            break;
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_consumers_started_together_rebalance_once_and_share_six_partitions() {
+    let cluster = BrokerCluster::start(1, GROUPS);
+    create(&cluster, "shared", 6, 1).await;
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let mut c = Consumer::new(member(&cluster, "trio")).expect("consumer");
+        c.subscribe(["shared"]).expect("subscribe");
+        tasks.push(tokio::spawn(async move {
+            until_assigned(&mut c, Duration::from_secs(30)).await;
+            c
+        }));
+    }
+    let mut consumers = Vec::new();
+    for t in tasks {
+        consumers.push(t.await.expect("task"));
+    }
+    let mut all = BTreeSet::new();
+    for c in &consumers {
+        let (generation, member) = c.group_generation().expect("in a group");
+        assert_eq!(generation, 1, "member {member}: one rebalance for three consumers started together");
+        let mine = partitions(c);
+        assert_eq!(mine.len(), 2, "member {member} got {mine:?}");
+        all.extend(mine);
+    }
+    assert_eq!(all.len(), 6, "every partition assigned once: {all:?}");
+    // The group as an admin sees it.
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let described = admin.describe_groups(vec!["trio".into()]).await.expect("describe");
+    let d = described[0].as_ref().expect("described");
+    assert_eq!(d.state, "Stable");
+    assert_eq!(d.generation_id, 1);
+    assert_eq!(d.members.len(), 3);
+    assert_eq!(d.protocol, "range");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_members_partitions_move_after_its_session_and_a_closed_ones_at_once() {
+    let cluster = BrokerCluster::start(1, GROUPS);
+    create(&cluster, "moving", 4, 1).await;
+    let mut a = Consumer::new(member(&cluster, "movers")).expect("a");
+    let mut b = Consumer::new(member(&cluster, "movers")).expect("b");
+    a.subscribe(["moving"]).expect("subscribe");
+    b.subscribe(["moving"]).expect("subscribe");
+    let (ra, rb) = tokio::join!(
+        until_assigned(&mut a, Duration::from_secs(30)),
+        until_assigned(&mut b, Duration::from_secs(30))
+    );
+    drop((ra, rb));
+    assert_eq!(partitions(&a).len() + partitions(&b).len(), 4);
+    // --- b vanishes without a word (as a SIGKILLed process would: no leave, no heartbeats)
+    let vanished = Instant::now();
+    drop(b);
+    let moved = async {
+        while partitions(&a).len() < 4 {
+            a.poll(Duration::from_millis(200)).await.expect("poll");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), moved).await.expect("a takes over all four partitions");
+    let took = vanished.elapsed();
+    assert!(took >= Duration::from_secs(5), "moved after {took:?}: before the 6 s session timeout ran out?");
+    // --- a third member joins, then leaves cleanly: its partitions come back at once
+    // (Each consumer polls on its own task, as separate applications would: a join waits
+    // for the other members to rejoin from their own polls.)
+    let mut c = Consumer::new(member(&cluster, "movers")).expect("c");
+    c.subscribe(["moving"]).expect("subscribe");
+    let c_task = tokio::spawn(async move {
+        while partitions(&c).len() != 2 {
+            c.poll(Duration::from_millis(100)).await.expect("poll");
+        }
+        c
+    });
+    let joined = async {
+        while !(c_task.is_finished() && partitions(&a).len() == 2) {
+            a.poll(Duration::from_millis(100)).await.expect("poll");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), joined).await.expect("c joins and gets two");
+    let c = c_task.await.expect("c");
+    let closed = Instant::now();
+    c.close().await.expect("close");
+    let back = async {
+        while partitions(&a).len() < 4 {
+            a.poll(Duration::from_millis(100)).await.expect("poll");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), back).await.expect("a gets them back at once after a leave");
+    assert!(
+        closed.elapsed() < Duration::from_secs(5),
+        "a leave moves partitions without the session timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_offsets_are_where_a_new_member_starts() {
+    let cluster = BrokerCluster::start(1, GROUPS);
+    create(&cluster, "ledger", 2, 1).await;
+    produce(&cluster, "ledger", 100).await;
+    let mut a = Consumer::new(member(&cluster, "bookkeepers").enable_auto_commit(false)).expect("a");
+    a.subscribe(["ledger"]).expect("subscribe");
+    let mut seen = until_assigned(&mut a, Duration::from_secs(30)).await;
+    while seen.len() < 60 {
+        seen.extend(a.poll(Duration::from_millis(200)).await.expect("poll"));
+    }
+    // Commit exactly what was processed: for each partition, one past the last record seen.
+    let mut upto: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for r in &seen {
+        let e = upto.entry(TopicPartition::new(r.topic.clone(), r.partition)).or_insert(0);
+        *e = (*e).max(r.offset + 1);
+    }
+    a.commit_offsets_sync(upto.clone()).await.expect("commit");
+    let keys: Vec<TopicPartition> = upto.keys().cloned().collect();
+    let committed = a.committed(&keys).await.expect("committed");
+    assert_eq!(committed, upto.iter().map(|(tp, o)| (tp.clone(), Some(*o))).collect());
+    a.close().await.expect("close");
+    // A new member of the group starts at the commits: it sees exactly the rest.
+    let mut b = Consumer::new(member(&cluster, "bookkeepers")).expect("b");
+    b.subscribe(["ledger"]).expect("subscribe");
+    let mut rest = until_assigned(&mut b, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rest.len() < 100 - upto.values().sum::<i64>() as usize && Instant::now() < deadline {
+        rest.extend(b.poll(Duration::from_millis(200)).await.expect("poll"));
+    }
+    for r in &rest {
+        let from = upto.get(&TopicPartition::new(r.topic.clone(), r.partition)).copied().unwrap_or(0);
+        assert!(
+            r.offset >= from,
+            "{}-{} offset {} was committed already (from {from})",
+            r.topic,
+            r.partition,
+            r.offset
+        );
+    }
+    assert_eq!(upto.values().sum::<i64>(), seen.len() as i64, "each partition was read from 0 without gaps");
+    assert_eq!(rest.len(), 100 - seen.len(), "the new member read exactly what was not committed");
+}
