@@ -6,9 +6,12 @@
 //! 2024-05-01 10:00:00:000, 2024-05-01 10:00:02:500, 95.3674, 38.1470, 1000000, 400000.0000, 0, 2500, 38.1470, 400000.0000
 //! ```
 //!
-//! Data is the records' key and value bytes; MB is 1024 * 1024 bytes. There are no consumer
-//! groups yet (issue 8), so every partition is assigned and `rebalance.time.ms` is always 0
-//! (fetch figures equal the overall ones). With `--show-detailed-stats` one line per
+//! Data is the records' key and value bytes; MB is 1024 * 1024 bytes. Without `--group`
+//! every partition is assigned and `rebalance.time.ms` is 0 (fetch figures equal the overall
+//! ones). With `--group G` the consumers subscribe as members of group G (`--threads N`
+//! members in this process, as Kafka's old `--threads`): `rebalance.time.ms` is the time
+//! until every member has its first assignment, and the fetch figures cover the rest of the
+//! run. With `--show-detailed-stats` one line per
 //! `--reporting-interval` (`time, threadId, data.consumed.in.MB, MB.sec,
 //! data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec,
 //! fetch.nMsg.sec`, rates over the interval) replaces the final line, as in Kafka.
@@ -58,6 +61,13 @@ pub struct ConsumerPerfArgs {
     /// Leave out the header line.
     #[arg(long)]
     pub hide_header: bool,
+    /// Read as members of this consumer group (subscribing) instead of assigning every
+    /// partition; the group starts at its committed offsets, else per --from-latest.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// With --group: how many members of the group to run in this process.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "group")]
+    pub threads: u32,
     /// A consumer properties file (consumer and client keys).
     #[arg(long = "consumer.config", value_name = "FILE")]
     pub consumer_config: Option<PathBuf>,
@@ -71,6 +81,9 @@ pub fn run(args: ConsumerPerfArgs) -> Result<()> {
     if args.reporting_interval == 0 || args.timeout == 0 {
         bail!("--reporting-interval and --timeout must be at least 1 ms");
     }
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
     let mut config = ConsumerConfig::new(args.client.file_config()?).check_crcs(false);
     if let Some(path) = &args.consumer_config {
         apply_file(path, |k, v| config.set(k, v))?;
@@ -80,8 +93,129 @@ pub fn run(args: ConsumerPerfArgs) -> Result<()> {
         if args.from_latest { AutoOffsetReset::Latest } else { AutoOffsetReset::Earliest };
     args.client.finish(&mut config.client)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(consume(args, config))
+    match args.group.clone() {
+        Some(group) => rt.block_on(consume_group(args, config.group_id(group))),
+        None => rt.block_on(consume(args, config)),
+    }
 }
+
+/// What the members of a group run share.
+#[derive(Debug, Default)]
+struct Shared {
+    messages: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+    /// Partitions in the members' first assignments, summed.
+    assigned: std::sync::atomic::AtomicU32,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn totals(&self) -> Totals {
+        use std::sync::atomic::Ordering::Relaxed;
+        Totals { messages: self.messages.load(Relaxed), bytes: self.bytes.load(Relaxed) }
+    }
+}
+
+/// `--group`: `--threads` members of the group read until `--messages` between them.
+async fn consume_group(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result<()> {
+    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+    if !args.hide_header {
+        println!("{}", header(args.show_detailed_stats));
+    }
+    let start_wall = epoch_ms(SystemTime::now());
+    let start = Instant::now();
+    let shared = std::sync::Arc::new(Shared::default());
+    // The rebalance is over when the members' first assignments cover every partition (a
+    // member beyond the partition count gets none).
+    let partitions = Consumer::new(config.clone())?
+        .partitions_for(&args.topic, config.client.request_timeout)
+        .await?
+        .len() as u32;
+    let mut members = tokio::task::JoinSet::new();
+    for _ in 0..args.threads {
+        let mut consumer = Consumer::new(config.clone())?;
+        consumer.subscribe([args.topic.clone()])?;
+        let (shared, wanted) = (shared.clone(), args.messages);
+        members.spawn(async move {
+            let mut counted_assignment = false;
+            while !shared.stop.load(SeqCst) && shared.messages.load(Relaxed) < wanted {
+                let records = consumer.poll(Duration::from_millis(100)).await?;
+                if !counted_assignment && !consumer.assignment().is_empty() {
+                    counted_assignment = true;
+                    shared.assigned.fetch_add(consumer.assignment().len() as u32, SeqCst);
+                }
+                let bytes: u64 = records
+                    .iter()
+                    .map(|r| (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64)
+                    .sum();
+                shared.messages.fetch_add(records.len() as u64, Relaxed);
+                shared.bytes.fetch_add(bytes, Relaxed);
+            }
+            consumer.close().await?;
+            anyhow::Ok(())
+        });
+    }
+    let timeout = Duration::from_millis(args.timeout);
+    let interval = Duration::from_millis(args.reporting_interval);
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let (mut last_report, mut reported) = (start, Totals::default());
+    let (mut last_consumed, mut seen) = (Instant::now(), 0u64);
+    let mut rebalance: Option<Duration> = None;
+    let mut timed_out = false;
+    let stop = crate::perf::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let totals = shared.totals();
+        let now = Instant::now();
+        if rebalance.is_none() && shared.assigned.load(SeqCst) >= partitions {
+            rebalance = Some(now - start);
+        }
+        if totals.messages != seen {
+            (seen, last_consumed) = (totals.messages, now);
+        }
+        if totals.messages >= args.messages || members.is_empty() {
+            break;
+        }
+        if now - last_consumed >= timeout {
+            timed_out = true;
+            break;
+        }
+        if args.show_detailed_stats && now.saturating_duration_since(last_report) >= interval {
+            progress.clear();
+            let at = start_wall + (now - start).as_millis() as i64;
+            println!("{}", detail_line(at, totals, reported, now - last_report));
+            (last_report, reported) = (now, totals);
+        }
+        progress.show(totals);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            Some(done) = members.join_next() => done??,
+            () = &mut stop => break,
+        }
+    }
+    let end = if timed_out { last_consumed } else { Instant::now() };
+    shared.stop.store(true, SeqCst);
+    while let Some(done) = members.join_next().await {
+        done??;
+    }
+    progress.clear();
+    if timed_out {
+        eprintln!(
+            "WARNING: Exiting before consuming the expected number of messages: timeout ({} ms) exceeded. You \
+             can use the --timeout option to increase the timeout.",
+            args.timeout
+        );
+    }
+    if !args.show_detailed_stats {
+        let elapsed = end.saturating_duration_since(start);
+        let end_wall = start_wall + elapsed.as_millis() as i64;
+        let totals = shared.totals();
+        let totals = Totals { messages: totals.messages.min(args.messages), ..totals };
+        println!("{}", summary_line(start_wall, end_wall, elapsed, rebalance.unwrap_or(elapsed), totals));
+    }
+    Ok(())
+}
+
 
 /// Records and bytes read so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,7 +287,7 @@ async fn consume(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result<()> {
     if !args.show_detailed_stats {
         let elapsed = end.saturating_duration_since(start);
         let end_wall = start_wall + elapsed.as_millis() as i64;
-        println!("{}", summary_line(start_wall, end_wall, elapsed, totals));
+        println!("{}", summary_line(start_wall, end_wall, elapsed, Duration::ZERO, totals));
     }
     Ok(())
 }
@@ -200,17 +334,20 @@ fn per_sec(amount: f64, elapsed: Duration) -> f64 {
     }
 }
 
-/// Kafka's values line. Without consumer groups there is no rebalance, so the fetch time is
-/// the whole time.
-fn summary_line(start_ms: i64, end_ms: i64, elapsed: Duration, t: Totals) -> String {
+/// Kafka's values line: overall rates, the rebalance time, and the rates over the fetch
+/// time (the run less the rebalance).
+fn summary_line(start_ms: i64, end_ms: i64, elapsed: Duration, rebalance: Duration, t: Totals) -> String {
     let mb = t.bytes as f64 / MB;
     let (mb_sec, msg_sec) = (per_sec(mb, elapsed), per_sec(t.messages as f64, elapsed));
+    let fetch = elapsed.saturating_sub(rebalance);
+    let (fetch_mb_sec, fetch_msg_sec) = (per_sec(mb, fetch), per_sec(t.messages as f64, fetch));
     format!(
-        "{}, {}, {mb:.4}, {mb_sec:.4}, {}, {msg_sec:.4}, 0, {}, {mb_sec:.4}, {msg_sec:.4}",
+        "{}, {}, {mb:.4}, {mb_sec:.4}, {}, {msg_sec:.4}, {}, {}, {fetch_mb_sec:.4}, {fetch_msg_sec:.4}",
         format_time(start_ms),
         format_time(end_ms),
         t.messages,
-        elapsed.as_millis(),
+        rebalance.as_millis(),
+        fetch.as_millis(),
     )
 }
 
@@ -288,17 +425,25 @@ mod tests {
     #[test]
     fn the_summary_has_kafkas_fields_and_precision() {
         let t = Totals { messages: 1_000_000, bytes: 100_000_000 };
-        let line = summary_line(1_700_000_000_000, 1_700_000_002_500, Duration::from_millis(2_500), t);
+        let line =
+            summary_line(1_700_000_000_000, 1_700_000_002_500, Duration::from_millis(2_500), Duration::ZERO, t);
         assert_eq!(
             line,
             "2023-11-14 22:13:20:000, 2023-11-14 22:13:22:500, 95.3674, 38.1470, 1000000, 400000.0000, 0, 2500, \
              38.1470, 400000.0000"
         );
-        let none = summary_line(0, 0, Duration::ZERO, Totals::default());
+        let none = summary_line(0, 0, Duration::ZERO, Duration::ZERO, Totals::default());
         assert_eq!(
             none,
             "1970-01-01 00:00:00:000, 1970-01-01 00:00:00:000, 0.0000, 0.0000, 0, 0.0000, 0, 0, 0.0000, 0.0000"
         );
+    }
+
+    #[test]
+    fn a_group_runs_fetch_figures_leave_out_the_rebalance() {
+        let t = Totals { messages: 1_000_000, bytes: 100_000_000 };
+        let line = summary_line(0, 2_500, Duration::from_millis(2_500), Duration::from_millis(500), t);
+        assert!(line.ends_with("400000.0000, 500, 2000, 47.6837, 500000.0000"), "{line}");
     }
 
     #[test]
