@@ -146,7 +146,10 @@ async fn consume_group(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result
                 }
                 let bytes: u64 = records
                     .iter()
-                    .map(|r| (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64)
+                    .map(|r| {
+                        (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()))
+                            as u64
+                    })
                     .sum();
                 shared.messages.fetch_add(records.len() as u64, Relaxed);
                 shared.bytes.fetch_add(bytes, Relaxed);
@@ -215,7 +218,6 @@ async fn consume_group(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result
     }
     Ok(())
 }
-
 
 /// Records and bytes read so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -425,8 +427,13 @@ mod tests {
     #[test]
     fn the_summary_has_kafkas_fields_and_precision() {
         let t = Totals { messages: 1_000_000, bytes: 100_000_000 };
-        let line =
-            summary_line(1_700_000_000_000, 1_700_000_002_500, Duration::from_millis(2_500), Duration::ZERO, t);
+        let line = summary_line(
+            1_700_000_000_000,
+            1_700_000_002_500,
+            Duration::from_millis(2_500),
+            Duration::ZERO,
+            t,
+        );
         assert_eq!(
             line,
             "2023-11-14 22:13:20:000, 2023-11-14 22:13:22:500, 95.3674, 38.1470, 1000000, 400000.0000, 0, 2500, \

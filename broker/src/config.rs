@@ -28,6 +28,8 @@
 //! | `replica.lag.time.max.ms` | 30000 | a follower that has not caught up for this long leaves the ISR |
 //! | `unclean.leader.election.enable` | false | allow an out-of-sync replica to become leader (data loss) |
 //! | `group.initial.rebalance.delay.ms` | 3000 | how long a new group waits for more members before its first rebalance |
+//! | `group.min.session.timeout.ms` | 6000 | the shortest `session.timeout.ms` a consumer may ask for |
+//! | `group.max.session.timeout.ms` | 1800000 | the longest `session.timeout.ms` a consumer may ask for |
 //! | `num.replica.fetchers` | 1 | follower fetchers (actors) per source broker; a partition's fetcher is picked by hashing it |
 //! | `replica.fetch.wait.max.ms` | 500 | how long a follower's fetch waits at the leader for data (below `replica.lag.time.max.ms`) |
 //! | `replica.fetch.min.bytes` | 1 | bytes a follower's fetch waits for |
@@ -108,6 +110,8 @@ pub const KEYS: &[&str] = &[
     "replica.lag.time.max.ms",
     "unclean.leader.election.enable",
     "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
     "num.replica.fetchers",
     "replica.fetch.wait.max.ms",
     "replica.fetch.min.bytes",
@@ -210,6 +214,10 @@ pub struct BrokerConfig {
     pub log_retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay: Duration,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout: Duration,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout: Duration,
     /// `log.cleaner.threads` (0: no compaction threads).
     pub log_cleaner_threads: u32,
     /// `num.replica.fetchers`.
@@ -405,6 +413,19 @@ impl BrokerConfig {
         let unclean_leader_election_enable = p.boolean("unclean.leader.election.enable", false)?;
         let group_initial_rebalance_delay =
             ms(p.int("group.initial.rebalance.delay.ms", 3000, 0, i32::MAX, MS)?);
+        let group_min_session_timeout = ms(p.int("group.min.session.timeout.ms", 6000, 1, i32::MAX, MS)?);
+        let group_max_session_timeout =
+            ms(p.int("group.max.session.timeout.ms", 1_800_000, 1, i32::MAX, MS)?);
+        if group_max_session_timeout < group_min_session_timeout {
+            let reason = format!(
+                "must be at least group.min.session.timeout.ms ({} ms)",
+                group_min_session_timeout.as_millis()
+            );
+            return Err(match p.get("group.max.session.timeout.ms") {
+                Some(e) => p.invalid(e, reason),
+                None => p.invalid_default("group.max.session.timeout.ms", reason),
+            });
+        }
         let num_replica_fetchers = p.int("num.replica.fetchers", 1, 1, i32::MAX, "")? as u32;
         let replica_fetch_wait_max = ms(p.int("replica.fetch.wait.max.ms", 500, 0, i32::MAX, MS)?);
         let replica_fetch_min_bytes = p.int("replica.fetch.min.bytes", 1, 1, i32::MAX, " of bytes")? as u32;
@@ -450,6 +471,8 @@ impl BrokerConfig {
             unclean_leader_election_enable,
             log_retention_check_interval,
             group_initial_rebalance_delay,
+            group_min_session_timeout,
+            group_max_session_timeout,
             log_cleaner_threads,
             num_replica_fetchers,
             replica_fetch_wait_max,
@@ -1017,6 +1040,10 @@ mod tests {
         assert_eq!(c.replica_lag_time_max, Duration::from_millis(30_000));
         assert_eq!(c.log_retention_check_interval, Duration::from_millis(300_000));
         assert_eq!(c.group_initial_rebalance_delay, Duration::from_millis(3000));
+        assert_eq!(
+            (c.group_min_session_timeout, c.group_max_session_timeout),
+            (Duration::from_millis(6000), Duration::from_millis(1_800_000))
+        );
         assert_eq!((c.log_cleaner_threads, c.num_replica_fetchers), (1, 1));
         assert_eq!(c.log, LogConfig::default(), "sluice_log's defaults are Kafka's");
         assert_eq!(c.log.retention_ms, Some(168 * 3_600_000));
@@ -1037,7 +1064,8 @@ mod tests {
              leader.imbalance.check.interval.seconds=60\nleader.imbalance.per.broker.percentage=0\n\
              background.threads=2\noffsets.topic.num.partitions=5\noffsets.topic.replication.factor=1\n\
              offsets.retention.minutes=2\nreplica.lag.time.max.ms=500\nunclean.leader.election.enable=true\n\
-             group.initial.rebalance.delay.ms=0\nnum.replica.fetchers=4\nlog.segment.bytes=1000\n\
+             group.initial.rebalance.delay.ms=0\ngroup.min.session.timeout.ms=1000\n\
+             group.max.session.timeout.ms=2000\nnum.replica.fetchers=4\nlog.segment.bytes=1000\n\
              log.roll.hours=2\nlog.retention.bytes=5000\nlog.retention.check.interval.ms=100\n\
              log.flush.interval.messages=10\nlog.flush.interval.ms=20\nlog.index.interval.bytes=0\n\
              message.max.bytes=999\ncompression.type=zstd\nlog.cleanup.policy=compact,delete\n\
@@ -1060,6 +1088,10 @@ mod tests {
         assert_eq!(c.offsets_retention, Duration::from_secs(120));
         assert_eq!(c.replica_lag_time_max, Duration::from_millis(500));
         assert_eq!(c.group_initial_rebalance_delay, Duration::ZERO);
+        assert_eq!(
+            (c.group_min_session_timeout, c.group_max_session_timeout),
+            (Duration::from_secs(1), Duration::from_secs(2))
+        );
         assert_eq!((c.log_cleaner_threads, c.num_replica_fetchers), (0, 4));
         assert_eq!(c.log_retention_check_interval, Duration::from_millis(100));
         let want = LogConfig {
@@ -1085,6 +1117,19 @@ mod tests {
         let e = err("\n# a comment\nlog.retention.hour=5\n");
         assert!(e.starts_with("s.properties:8: unknown key \"log.retention.hour\""), "{e}");
         assert!(e.contains("log.retention.hours"), "lists the known keys: {e}");
+    }
+
+    #[test]
+    fn a_session_range_upside_down_is_refused_naming_both_keys() {
+        let e = err("group.max.session.timeout.ms=5000\n");
+        assert!(
+            e.contains(
+                "group.max.session.timeout.ms=5000: must be at least group.min.session.timeout.ms (6000 ms)"
+            ),
+            "{e}"
+        );
+        let e = err("group.min.session.timeout.ms=2000000\n");
+        assert!(e.contains("group.max.session.timeout.ms") && e.contains("2000000 ms"), "{e}");
     }
 
     #[test]

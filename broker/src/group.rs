@@ -435,6 +435,10 @@ impl GroupManager {
         let rules = GroupRules {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay.as_millis() as u64,
             offsets_retention_ms: config.offsets_retention.as_millis() as u64,
+            min_session_timeout_ms: i32::try_from(config.group_min_session_timeout.as_millis())
+                .unwrap_or(i32::MAX),
+            max_session_timeout_ms: i32::try_from(config.group_max_session_timeout.as_millis())
+                .unwrap_or(i32::MAX),
             ..GroupRules::default()
         };
         GroupManager { config, routing, rules, slots: HashMap::new() }

@@ -78,7 +78,8 @@ fn summary(name: &str, mut times: Vec<Duration>) {
 async fn main() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let cluster = BrokerCluster::start(1, "offsets.topic.replication.factor=1\n");
-    let client = ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone())).tls_files(cluster.client_files());
+    let client =
+        ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone())).tls_files(cluster.client_files());
     let admin = Admin::new(client.clone()).expect("admin");
     let topic = NewTopic {
         name: "bench".into(),
@@ -110,7 +111,10 @@ async fn main() {
         generation = settled(&board, 10, generation).await;
         leaves.push(t.elapsed());
         let _ = last.done.await;
-        println!("round {round}: join {:?}, leave {:?} (generation {generation})", joins[round], leaves[round]);
+        println!(
+            "round {round}: join {:?}, leave {:?} (generation {generation})",
+            joins[round], leaves[round]
+        );
     }
     summary("join of an 11th member", joins);
     summary("leave of a member (close)", leaves);

@@ -14,9 +14,10 @@ use sluice_client::broker::{
 use sluice_log::TopicPartition;
 use sluice_tests::BrokerCluster;
 
-/// A single-server offsets topic that is quick to create, and a 1 s initial delay.
+/// A single-server offsets topic that is quick to create, a 1 s initial delay, and sessions
+/// down to 1 s.
 const GROUPS: &str = "offsets.topic.replication.factor=1\noffsets.topic.num.partitions=4\n\
-                      group.initial.rebalance.delay.ms=1000\n";
+                      group.initial.rebalance.delay.ms=1000\ngroup.min.session.timeout.ms=1000\n";
 
 fn client(cluster: &BrokerCluster) -> ClientConfig {
     ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone()))
@@ -38,12 +39,12 @@ async fn create(cluster: &BrokerCluster, name: &str, partitions: i32, rf: i16) {
     assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:?}");
 }
 
-/// A consumer of `group` with a 6 s session (the broker's minimum) and 1 s heartbeats.
+/// A consumer of `group` with a 3 s session and heartbeats every 500 ms.
 fn member(cluster: &BrokerCluster, group: &str) -> ConsumerConfig {
     ConsumerConfig::new(client(cluster).client_id(format!("{group}-member")))
         .group_id(group)
         .auto_offset_reset(AutoOffsetReset::Earliest)
-        .session_timeout(Duration::from_secs(6))
+        .session_timeout(Duration::from_secs(3))
         .heartbeat_interval(Duration::from_millis(500))
         .max_poll_interval(Duration::from_secs(20))
 }
@@ -142,7 +143,10 @@ async fn a_killed_members_partitions_move_after_its_session_and_a_closed_ones_at
     };
     tokio::time::timeout(Duration::from_secs(20), moved).await.expect("a takes over all four partitions");
     let took = vanished.elapsed();
-    assert!(took >= Duration::from_secs(5), "moved after {took:?}: before the 6 s session timeout ran out?");
+    assert!(
+        took >= Duration::from_millis(2500),
+        "moved after {took:?}: before the 3 s session timeout ran out?"
+    );
     // --- a third member joins, then leaves cleanly: its partitions come back at once
     // (Each consumer polls on its own task, as separate applications would: a join waits
     // for the other members to rejoin from their own polls.)
@@ -236,7 +240,7 @@ async fn committed_offsets_survive_the_coordinators_death_and_only_uncommitted_r
     const N: usize = 600;
     let extra = "offsets.topic.replication.factor=3\noffsets.topic.num.partitions=3\n\
                  group.initial.rebalance.delay.ms=500\nzookeeper.session.timeout.ms=4000\n\
-                 replica.lag.time.max.ms=2000\nmin.insync.replicas=2\n";
+                 replica.lag.time.max.ms=2000\nmin.insync.replicas=2\ngroup.min.session.timeout.ms=1000\n";
     let mut cluster = BrokerCluster::start_on(3, 3, extra, "");
     create(&cluster, "work", 3, 3).await;
     produce(&cluster, "work", N).await;
