@@ -330,18 +330,24 @@ async fn committed_offsets_survive_the_coordinators_death_and_only_uncommitted_r
     for m in members {
         let _ = tokio::time::timeout(Duration::from_secs(30), m).await;
     }
-    let l = ledger.lock().expect("ledger");
-    assert!(all.is_ok(), "only {} of {N} records processed within 90 s of the kill", distinct(&l));
-    let duplicates = l.processed.len() - distinct(&l);
-    println!(
-        "processed {} deliveries of {N} records: {duplicates} duplicates, {} failed commits",
-        l.processed.len(),
-        l.commit_failures
-    );
-    assert!(l.violations.is_empty(), "records delivered again below a confirmed commit: {:?}", l.violations);
-    // Duplicates are bounded by what can be uncommitted at a failure: per member one poll
-    // (10 records) per failed commit or rebalance.
-    assert!(duplicates <= 10 * 2 * (l.commit_failures + 4), "{duplicates} duplicates");
+    {
+        let l = ledger.lock().expect("ledger");
+        assert!(all.is_ok(), "only {} of {N} records processed within 90 s of the kill", distinct(&l));
+        let duplicates = l.processed.len() - distinct(&l);
+        println!(
+            "processed {} deliveries of {N} records: {duplicates} duplicates, {} failed commits",
+            l.processed.len(),
+            l.commit_failures
+        );
+        assert!(
+            l.violations.is_empty(),
+            "records delivered again below a confirmed commit: {:?}",
+            l.violations
+        );
+        // Duplicates are bounded by what can be uncommitted at a failure: per member one poll
+        // (10 records) per failed commit or rebalance.
+        assert!(duplicates <= 10 * 2 * (l.commit_failures + 4), "{duplicates} duplicates");
+    }
     // The commits themselves survived: the new coordinator serves them.
     let admin = Admin::new(client(&cluster)).expect("admin");
     let committed = admin.list_group_offsets("workers").await.expect("offsets");
