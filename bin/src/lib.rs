@@ -10,6 +10,7 @@ pub mod client_args;
 pub mod console;
 pub mod consumer_perf;
 pub mod credentials;
+pub mod groups_cmd;
 pub mod keeper_cmd;
 pub mod keeper_perf;
 pub mod logging;
@@ -58,6 +59,19 @@ pub enum Command {
     /// offline). --topic is an exact name (not a regular expression as in Kafka). A broker's
     /// refusal is printed with the topic and the exit status is non-zero.
     Topics(topics_cmd::TopicsArgs),
+    /// List, describe and delete consumer groups, and reset their offsets:
+    /// kafka-consumer-groups.sh.
+    ///
+    /// Exactly one of --list, --describe, --delete, --reset-offsets. --describe prints, per
+    /// group, Kafka's padded table `GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG
+    /// CONSUMER-ID HOST CLIENT-ID`, one row per partition the group has a committed offset for
+    /// or a member is assigned (`-` for what is unknown or absent); --members and --state
+    /// print the members and the group's state instead. `Consumer group 'G' has no active
+    /// members.` goes to stderr, as Kafka's does. --reset-offsets only prints the new offsets
+    /// (`GROUP TOPIC PARTITION NEW-OFFSET`) unless --execute, and refuses groups with active
+    /// members, as Kafka does. An unknown group, a refused reset or a failed deletion is
+    /// reported on stderr and the exit status is non-zero.
+    ConsumerGroups(groups_cmd::GroupsArgs),
     /// Send each line of stdin as a record: kafka-console-producer.sh.
     ///
     /// With --property parse.key=true a line is KEY<key.separator>VALUE (a tab by default).
@@ -117,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Keeper(c) => keeper_cmd::run(c),
         Command::Broker(c) => broker_cmd::run(c),
         Command::Topics(a) => topics_cmd::run(a),
+        Command::ConsumerGroups(a) => groups_cmd::run(a),
         Command::ConsoleProducer(a) => console::run_producer(a),
         Command::ConsoleConsumer(a) => console::run_consumer(a),
         Command::ProducerPerfTest(a) => producer_perf::run(a),
