@@ -6,14 +6,21 @@
 //! reports each failed record on stderr with its number (its line) and the broker's error,
 //! and exits non-zero if any failed.
 //!
-//! The consumer reads assigned partitions (every partition of the topic, or `--partition`)
-//! and prints each record with Kafka's `DefaultMessageFormatter` fields, in its order:
-//! `CreateTime:TS`, `Partition:P`, `Offset:O`, headers, key, value, separated by
-//! `key.separator` and ended by `line.separator`. On exit (end of `--max-messages`,
-//! `--timeout-ms` without a record, Ctrl-C, or a closed stdout) it prints `Processed a total
-//! of N messages` on stderr. Consumer groups do not exist yet (issue 8), so `--group` is
-//! refused.
+//! The consumer reads assigned partitions (every partition of the topic, or `--partition`),
+//! or with `--group G` (or `group.id` in its properties) subscribes to the topic as a member
+//! of that consumer group, which shares the topic's partitions among its members and starts
+//! each at the group's committed offset. It prints each record with Kafka's
+//! `DefaultMessageFormatter` fields, in its order: `CreateTime:TS`, `Partition:P`,
+//! `Offset:O`, headers, key, value, separated by `key.separator` and ended by
+//! `line.separator`. On exit (end of `--max-messages`, `--timeout-ms` without a record,
+//! SIGINT/SIGTERM, or a closed stdout) a group member commits the offsets after the last
+//! record it printed (with `enable.auto.commit`, the default; records fetched but not
+//! printed are left for the next consumer) and leaves the group, so its partitions move at
+//! once; then `Processed a total of N messages` is printed on stderr. In a group,
+//! `--from-beginning` means `auto.offset.reset=earliest`: it applies only to partitions the
+//! group has no committed offset for, as in Kafka.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -22,8 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use sluice_client::broker::{
-    ConsumerConfig, ConsumerRecord, DeliveryFuture, Producer, ProducerConfig, ProducerError, ProducerRecord,
-    TimestampType, TopicPartition,
+    AutoOffsetReset, ConsumerConfig, ConsumerRecord, DeliveryFuture, Producer, ProducerConfig, ProducerError,
+    ProducerRecord, TimestampType, TopicPartition,
 };
 use tokio::sync::mpsc;
 
@@ -74,7 +81,8 @@ pub struct ConsoleConsumerArgs {
     /// latest].
     #[arg(long, value_name = "OFFSET", requires = "partition", conflicts_with = "from_beginning")]
     pub offset: Option<StartOffset>,
-    /// Start at the earliest record instead of the end.
+    /// Start at the earliest record instead of the end (in a group: where the group has no
+    /// committed offset, as auto.offset.reset=earliest).
     #[arg(long)]
     pub from_beginning: bool,
     /// Exit after this many records.
@@ -97,8 +105,11 @@ pub struct ConsoleConsumerArgs {
     /// A consumer properties file (consumer and client keys).
     #[arg(long = "consumer.config", value_name = "FILE")]
     pub consumer_config: Option<PathBuf>,
-    /// Not supported yet: consumer groups arrive with issue 8.
-    #[arg(long, value_name = "GROUP")]
+    /// Read as a member of this consumer group (Kafka's group.id): the group's members share
+    /// the topic's partitions, each starting at the group's committed offset; offsets are
+    /// committed as records are printed (enable.auto.commit) and on exit. Wins over group.id
+    /// in --consumer-property / --consumer.config (they must agree). Not with --partition.
+    #[arg(long, value_name = "GROUP", conflicts_with = "partition")]
     pub group: Option<String>,
     /// Where the cluster is and this client's credentials.
     #[command(flatten)]
@@ -491,39 +502,78 @@ impl MessageFormat {
     }
 }
 
-fn group_refused() -> anyhow::Error {
-    anyhow!(
-        "--group: consumer groups are not supported yet (they arrive with issue 8); meanwhile read \
-         partitions directly: --partition P [--offset earliest|latest|N], or leave out --partition to \
-         read every partition"
-    )
+/// The group to read in: `--group`, else `group.id` from the properties; Kafka refuses the
+/// two when they differ.
+fn choose_group(flag: Option<&str>, configured: Option<&str>) -> Result<Option<String>> {
+    match (flag.map(str::trim), configured) {
+        (Some(""), _) => bail!("--group needs a group id"),
+        (Some(g), Some(c)) if g != c => bail!(
+            "The group ids provided in different places (directly using '--group', via \
+             '--consumer-property', or via '--consumer.config') do not match: {g} and {c}; give one"
+        ),
+        (Some(g), _) => Ok(Some(g.to_string())),
+        (None, c) => Ok(c.map(str::to_string)),
+    }
+}
+
+/// `auto.offset.reset` of a group member: earliest with `--from-beginning` (which Kafka
+/// refuses alongside another explicit setting), else as set, else latest.
+fn group_offset_reset(from_beginning: bool, explicit: Option<&str>) -> Result<AutoOffsetReset> {
+    match (from_beginning, explicit) {
+        (true, Some(v)) if !v.trim().eq_ignore_ascii_case("earliest") => bail!(
+            "Can't simultaneously specify --from-beginning and 'auto.offset.reset={v}': leave out one of them"
+        ),
+        (true, _) => Ok(AutoOffsetReset::Earliest),
+        (false, Some(v)) => Ok(v.parse()?),
+        (false, None) => Ok(AutoOffsetReset::Latest),
+    }
 }
 
 /// `sluice console-consumer`.
 pub fn run_consumer(args: ConsoleConsumerArgs) -> Result<()> {
-    if args.group.is_some() {
-        return Err(group_refused());
-    }
     let format = MessageFormat::from_properties(&args.properties)?;
     let mut config = ConsumerConfig::new(args.client.file_config()?);
+    // What auto.offset.reset was set to by hand, if it was (the file first, then the flags).
+    let mut explicit_reset: Option<String> = None;
+    let mut set = |config: &mut ConsumerConfig, k: &str, v: &str| {
+        if k == "auto.offset.reset" {
+            explicit_reset = Some(v.to_string());
+        }
+        config.set(k, v)
+    };
     if let Some(path) = &args.consumer_config {
-        apply_file(path, |k, v| config.set(k, v))?;
+        apply_file(path, |k, v| set(&mut config, k, v))?;
     }
-    apply_key_values(&args.consumer_properties, "--consumer-property", |k, v| config.set(k, v))?;
+    apply_key_values(&args.consumer_properties, "--consumer-property", |k, v| set(&mut config, k, v))?;
     args.client.finish(&mut config.client)?;
+    let group = choose_group(args.group.as_deref(), config.group_id.as_deref())?;
+    if group.is_some() && args.partition.is_some() {
+        bail!(
+            "--partition cannot be used with a group (group.id is set in the consumer properties): a group's \
+             members share the topic's partitions; leave out --partition, or group.id to read one partition"
+        );
+    }
     let start = match (args.offset, args.from_beginning) {
         (Some(o), _) => o,
         (None, true) => StartOffset::Earliest,
         (None, false) => StartOffset::Latest,
     };
-    if args.from_beginning {
+    if group.is_some() {
+        config.auto_offset_reset = group_offset_reset(args.from_beginning, explicit_reset.as_deref())?;
+        if config.client.client_id.is_empty() {
+            // Kafka's console consumer names itself so in a group's description.
+            config.client.client_id = "console-consumer".into();
+        }
+    } else if args.from_beginning {
         // Kafka's console consumer: an offset found out of range goes back to the start too.
-        config.auto_offset_reset = sluice_client::broker::AutoOffsetReset::Earliest;
+        config.auto_offset_reset = AutoOffsetReset::Earliest;
     }
+    config.group_id.clone_from(&group);
     let run = ConsumeRun {
         topic: args.topic,
         partition: args.partition,
         start,
+        group: group.is_some(),
         max_messages: args.max_messages,
         idle_timeout: args.timeout_ms.map(Duration::from_millis),
         format,
@@ -535,6 +585,8 @@ struct ConsumeRun {
     topic: String,
     partition: Option<i32>,
     start: StartOffset,
+    /// Subscribe with the config's group.id rather than assign.
+    group: bool,
     max_messages: Option<u64>,
     idle_timeout: Option<Duration>,
     format: MessageFormat,
@@ -576,19 +628,75 @@ pub(crate) async fn assign_topic(
     Ok(chosen)
 }
 
+/// Subscribes to `topic` with the consumer's group (checking first that the topic exists,
+/// for a clear error rather than a member that waits for ever).
+async fn subscribe_topic(consumer: &mut sluice_client::broker::Consumer, topic: &str) -> Result<()> {
+    let timeout = consumer.config().client.request_timeout;
+    consumer.partitions_for(topic, timeout).await.with_context(|| {
+        format!(
+            "cannot find the partitions of topic {topic} (if it does not exist, create it: sluice topics \
+             --create --topic {topic})"
+        )
+    })?;
+    consumer.subscribe([topic])?;
+    Ok(())
+}
+
 async fn consume(run: ConsumeRun, config: ConsumerConfig) -> Result<()> {
     let mut consumer = sluice_client::broker::Consumer::new(config)?;
-    assign_topic(&mut consumer, &run.topic, run.partition, run.start).await?;
+    if run.group {
+        subscribe_topic(&mut consumer, &run.topic).await?;
+    } else {
+        assign_topic(&mut consumer, &run.topic, run.partition, run.start).await?;
+    }
     let mut count = 0u64;
-    let result = print_records(&mut consumer, &run, &mut count).await;
+    let mut unprinted = BTreeMap::new();
+    let mut result = print_records(&mut consumer, &run, &mut count, &mut unprinted).await;
+    if run.group {
+        // Records handed out but not printed go back, so the commit on close covers exactly
+        // what was printed and the next member starts at the first of them.
+        for (tp, offset) in unprinted {
+            let _ = consumer.seek(&tp.topic, tp.partition, offset);
+        }
+        // Commit and leave; a second Ctrl-C stops waiting.
+        let closed = tokio::select! {
+            r = consumer.close() => Some(r),
+            () = crate::perf::shutdown_signal() => None,
+        };
+        let problem = match closed {
+            Some(Ok(())) => None,
+            Some(Err(e)) => Some(anyhow!("could not commit the group's offsets and leave the group: {e}")),
+            None => Some(anyhow!(
+                "interrupted while committing and leaving the group: the group may not have the offsets of \
+                 the last records printed, and it waits for this member's session to time out"
+            )),
+        };
+        if let Some(p) = problem {
+            result = match result {
+                Ok(()) => Err(p),
+                Err(e) => Err(e.context(p.to_string())),
+            };
+        }
+    }
     eprintln!("Processed a total of {count} messages");
     result
+}
+
+/// Of records handed out by a poll, the first offset not printed in each partition
+/// (`printed` of them were, in order).
+fn first_unprinted(records: &[ConsumerRecord], printed: usize) -> BTreeMap<TopicPartition, i64> {
+    let mut out = BTreeMap::new();
+    for r in records.iter().skip(printed) {
+        out.entry(TopicPartition::new(r.topic.clone(), r.partition)).or_insert(r.offset);
+    }
+    out
 }
 
 async fn print_records(
     consumer: &mut sluice_client::broker::Consumer,
     run: &ConsumeRun,
     count: &mut u64,
+    unprinted: &mut BTreeMap<TopicPartition, i64>,
 ) -> Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -616,13 +724,16 @@ async fn print_records(
         }
         last_record = Instant::now();
         text.clear();
+        let mut printed = 0;
         for r in &records {
             if run.max_messages.is_some_and(|m| *count >= m) {
                 break;
             }
             run.format.write(r, &mut text);
             *count += 1;
+            printed += 1;
         }
+        *unprinted = first_unprinted(&records, printed);
         match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
             Ok(()) => {}
             // A reader that went away (`| head`): stop, as Kafka's does.
@@ -833,8 +944,44 @@ mod tests {
     }
 
     #[test]
-    fn the_group_flag_points_to_partitions_meanwhile() {
-        let msg = group_refused().to_string();
-        assert!(msg.contains("issue 8") && msg.contains("--partition P"), "{msg}");
+    fn a_group_comes_from_the_flag_or_the_properties_and_they_must_agree() {
+        assert_eq!(choose_group(Some("g"), None).expect("flag"), Some("g".to_string()));
+        assert_eq!(choose_group(None, Some("p")).expect("property"), Some("p".to_string()));
+        assert_eq!(choose_group(Some("g"), Some("g")).expect("the same"), Some("g".to_string()));
+        assert_eq!(choose_group(None, None).expect("none"), None);
+        let err = choose_group(Some("g"), Some("p")).expect_err("differ").to_string();
+        assert!(err.starts_with("The group ids provided in different places"), "{err}");
+        assert!(choose_group(Some(" "), None).is_err());
+        assert!(parse(&["console-consumer", "--topic", "t", "--group", "g", "--partition", "0"]).is_err());
+        let Ok(crate::Command::ConsoleConsumer(a)) =
+            parse(&["console-consumer", "--topic", "t", "--group", "g", "--from-beginning"])
+        else {
+            panic!("console-consumer arguments refused")
+        };
+        assert_eq!((a.group.as_deref(), a.from_beginning), (Some("g"), true));
+    }
+
+    #[test]
+    fn from_beginning_is_earliest_for_a_group_and_clashes_with_another_reset() {
+        assert_eq!(group_offset_reset(true, None).expect("earliest"), AutoOffsetReset::Earliest);
+        assert_eq!(group_offset_reset(true, Some("EARLIEST")).expect("agrees"), AutoOffsetReset::Earliest);
+        assert_eq!(group_offset_reset(false, None).expect("default"), AutoOffsetReset::Latest);
+        assert_eq!(group_offset_reset(false, Some("none")).expect("as set"), AutoOffsetReset::None);
+        let err = group_offset_reset(true, Some("latest")).expect_err("clash").to_string();
+        assert!(
+            err.starts_with("Can't simultaneously specify --from-beginning and 'auto.offset.reset=latest'")
+        );
+    }
+
+    #[test]
+    fn records_handed_out_but_not_printed_are_rewound_per_partition() {
+        let r = |partition, offset| ConsumerRecord { partition, offset, ..record() };
+        let batch = [r(0, 10), r(1, 3), r(0, 11), r(1, 4), r(0, 12)];
+        assert_eq!(
+            first_unprinted(&batch, 2),
+            BTreeMap::from([(TopicPartition::new("t", 0), 11), (TopicPartition::new("t", 1), 4)])
+        );
+        assert_eq!(first_unprinted(&batch, 4), BTreeMap::from([(TopicPartition::new("t", 0), 12)]));
+        assert!(first_unprinted(&batch, 5).is_empty(), "everything printed");
     }
 }

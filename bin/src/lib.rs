@@ -83,13 +83,14 @@ pub enum Command {
     /// Print a topic's records on stdout: kafka-console-consumer.sh.
     ///
     /// Reads every partition of the topic (or --partition), from the end unless
-    /// --from-beginning or --offset. Prints the value of each record; --property print.*
-    /// adds fields in Kafka's order and format:
+    /// --from-beginning or --offset; with --group G, as a member of consumer group G, the
+    /// partitions the group gives it, from the group's committed offsets. Prints the value of
+    /// each record; --property print.* adds fields in Kafka's order and format:
     /// `CreateTime:1700000000000<TAB>Partition:0<TAB>Offset:5<TAB>key<TAB>value`. Keys and
     /// values are printed as UTF-8 (invalid bytes replaced), `null` when absent. Stops at
-    /// --max-messages, after --timeout-ms without a record, on Ctrl-C, or when stdout is
-    /// closed, then prints `Processed a total of N messages` on stderr. Consumer groups
-    /// (--group) are not supported yet.
+    /// --max-messages, after --timeout-ms without a record, on Ctrl-C / SIGTERM, or when
+    /// stdout is closed (a group member then commits what it printed and leaves the group),
+    /// then prints `Processed a total of N messages` on stderr.
     ConsoleConsumer(console::ConsoleConsumerArgs),
     /// Measure producing: kafka-producer-perf-test.sh (Kafka's output lines).
     ///
