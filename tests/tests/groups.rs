@@ -119,30 +119,60 @@ async fn three_consumers_started_together_rebalance_once_and_share_six_partition
     assert_eq!(d.protocol, "range");
 }
 
+/// A child process, SIGKILLed and reaped on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_members_partitions_move_after_its_session_and_a_closed_ones_at_once() {
     let cluster = BrokerCluster::start(1, GROUPS);
     create(&cluster, "moving", 4, 1).await;
     let mut a = Consumer::new(member(&cluster, "movers")).expect("a");
-    let mut b = Consumer::new(member(&cluster, "movers")).expect("b");
     a.subscribe(["moving"]).expect("subscribe");
-    b.subscribe(["moving"]).expect("subscribe");
-    let (ra, rb) = tokio::join!(
-        until_assigned(&mut a, Duration::from_secs(30)),
-        until_assigned(&mut b, Duration::from_secs(30))
+    until_assigned(&mut a, Duration::from_secs(30)).await;
+    assert_eq!(partitions(&a).len(), 4);
+    // --- b: a console consumer process in the same group; it takes half
+    let log = std::fs::File::create(cluster.dir.path().join("member-b.log")).expect("log");
+    let mut b = Child(
+        std::process::Command::new(sluice_tests::sluice_bin())
+            .args(["console-consumer", "--bootstrap-server", &cluster.bootstrap()])
+            .args(sluice_tests::tls_args(&cluster.client_files()))
+            .args(["--topic", "moving", "--group", "movers"])
+            .args([
+                "--consumer-property",
+                "session.timeout.ms=3000",
+                "--consumer-property",
+                "heartbeat.interval.ms=500",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("console-consumer"),
     );
-    drop((ra, rb));
-    assert_eq!(partitions(&a).len() + partitions(&b).len(), 4);
-    // --- b vanishes without a word (as a SIGKILLed process would: no leave, no heartbeats)
-    let vanished = Instant::now();
-    drop(b);
+    let shared = async {
+        while partitions(&a).len() != 2 {
+            a.poll(Duration::from_millis(100)).await.expect("poll");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), shared).await.expect("b joins and a keeps two");
+    // --- SIGKILL b: no leave, no more heartbeats; its partitions come back after its session
+    let killed = Instant::now();
+    b.0.kill().expect("SIGKILL");
+    let _ = b.0.wait();
     let moved = async {
         while partitions(&a).len() < 4 {
-            a.poll(Duration::from_millis(200)).await.expect("poll");
+            a.poll(Duration::from_millis(100)).await.expect("poll");
         }
     };
     tokio::time::timeout(Duration::from_secs(20), moved).await.expect("a takes over all four partitions");
-    let took = vanished.elapsed();
+    let took = killed.elapsed();
+    println!("b's partitions moved {took:?} after its SIGKILL");
     assert!(
         took >= Duration::from_millis(2500),
         "moved after {took:?}: before the 3 s session timeout ran out?"
