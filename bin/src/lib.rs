@@ -101,10 +101,12 @@ pub enum Command {
     ProducerPerfTest(producer_perf::ProducerPerfArgs),
     /// Measure consuming: kafka-consumer-perf-test.sh (Kafka's header and values line).
     ///
-    /// Reads every partition of the topic, from the beginning unless --from-latest, until
-    /// --messages records were read or none arrived for --timeout ms. Times are printed in
-    /// UTC as yyyy-MM-dd HH:mm:ss:SSS; rebalance.time.ms is 0 (no consumer groups yet). On a
-    /// terminal, stderr shows the progress, refreshed in place.
+    /// Reads every partition of the topic (or, with --group, subscribes as --threads members
+    /// of that group), from the beginning unless --from-latest, until --messages records
+    /// were read or none arrived for --timeout ms. Times are printed in UTC as yyyy-MM-dd
+    /// HH:mm:ss:SSS; rebalance.time.ms is the time until the group's members had their
+    /// first assignments (0 without --group). On a terminal, stderr shows the progress,
+    /// refreshed in place.
     ConsumerPerfTest(consumer_perf::ConsumerPerfArgs),
     /// A zkCli-like shell for a keeper: one command from the arguments, else from stdin.
     KeeperShell(keeper_cmd::ShellArgs),
