@@ -6,7 +6,8 @@
 #      beginning; the group runs report rebalance.time.ms, which includes
 #      group.initial.rebalance.delay.ms = 3000, and fetch rates without it)
 #   3. the rebalance timing of a group of 10 consumers (tests/examples/rebalance_time.rs):
-#      an 11th member joining, a member leaving, ROUNDS (default 5) times each
+#      an 11th member joining, a member leaving, ROUNDS (default 5) times each, with Kafka's
+#      default heartbeat.interval.ms (3 s) and with 500 ms
 # Prints every tool's output; docs/benchmarks.md records a run. RECORDS overrides 1,000,000.
 source "$(dirname "$0")/setup.sh"
 
@@ -28,3 +29,5 @@ step "consumer-perf-test: a group of three members"
 step "rebalance time of a group of 10 consumers (own broker)"
 cargo build --release --locked -p sluice-tests --example rebalance_time 2>&1 | tail -1
 target/release/examples/rebalance_time
+step "the same with heartbeat.interval.ms=500"
+HEARTBEAT_MS=500 target/release/examples/rebalance_time

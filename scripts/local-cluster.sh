@@ -3,7 +3,7 @@
 #
 # Builds `sluice` (release), makes a cluster CA with node and client certificates, starts one
 # keeper and three brokers on free ports under a temporary directory, creates a topic,
-# produces and consumes through it (console tools and the perf tests), shows the topic, and
+# produces and consumes through it (console tools, a consumer group and the perf tests), and
 # stops everything (also on Ctrl-C or an error). Set SLUICE_DIR to keep the files somewhere,
 # RECORDS to change how many records the perf tests move (default 1,000,000). Without
 # SLUICE_DIR the temporary directory is removed at the end.
@@ -39,6 +39,11 @@ printf 'user-1:signed up\nuser-2:signed up\nuser-1:paid\n' |
   "$S" console-producer "${C[@]}" --topic demo --property parse.key=true --property key.separator=:
 "$S" console-consumer "${C[@]}" --topic demo --from-beginning --max-messages 3 \
   --property print.key=true --property print.partition=true --property print.offset=true
+
+step "a consumer group: a console consumer in group demo-readers reads 2 records, commits, leaves"
+"$S" console-consumer "${C[@]}" --topic demo --group demo-readers --from-beginning --max-messages 2 \
+  --property print.key=true
+"$S" consumer-groups "${C[@]}" --describe --group demo-readers
 
 step "producer-perf-test: $RECORDS records of 100 bytes, acks=all (idempotent)"
 "$S" producer-perf-test "${C[@]}" --topic demo --num-records "$RECORDS" --record-size 100 --throughput -1 \

@@ -6,7 +6,8 @@
 //! Members run Kafka's consumer defaults (`heartbeat.interval.ms` 3 s, `session.timeout.ms`
 //! 45 s), each polling on its own task every 100 ms. A join is timed from the new member's
 //! `subscribe` until every member is in the new generation with its assignment; a leave from
-//! the member's `close` until the rest are. `ROUNDS` (default 5) joins and leaves.
+//! the member's `close` until the rest are. `ROUNDS` (default 5) joins and leaves;
+//! `HEARTBEAT_MS` sets `heartbeat.interval.ms` (members hear of a rebalance on a heartbeat).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -89,7 +90,11 @@ async fn main() {
         configs: Default::default(),
     };
     admin.create_topics(vec![topic], false).await.expect("create");
-    let config = ConsumerConfig::new(client).group_id("rebalance-bench");
+    let mut config = ConsumerConfig::new(client).group_id("rebalance-bench");
+    if let Some(ms) = std::env::var("HEARTBEAT_MS").ok().and_then(|v| v.parse().ok()) {
+        config = config.heartbeat_interval(Duration::from_millis(ms));
+    }
+    println!("heartbeat.interval.ms = {}", config.heartbeat_interval.as_millis());
     let board: Board = Arc::default();
     let started = Instant::now();
     let mut members: Vec<Member> = (0..10).map(|n| start_member(config.clone(), n, board.clone())).collect();
