@@ -384,3 +384,65 @@ async fn committed_offsets_survive_the_coordinators_death_and_only_uncommitted_r
     let total: i64 = committed.iter().map(|c| c.offset).sum();
     assert_eq!(total, N as i64, "the committed offsets cover every record: {committed:?}");
 }
+
+/// Records what a rebalance listener is told.
+#[derive(Debug, Clone, Default)]
+struct Heard(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl sluice_client::broker::RebalanceListener for Heard {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        let mut ps: Vec<i32> = partitions.iter().map(|tp| tp.partition).collect();
+        ps.sort_unstable();
+        self.0.lock().expect("heard").push(format!("revoked {ps:?}"));
+    }
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        let mut ps: Vec<i32> = partitions.iter().map(|tp| tp.partition).collect();
+        ps.sort_unstable();
+        self.0.lock().expect("heard").push(format!("assigned {ps:?}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_listener_hears_each_revocation_and_assignment_and_async_commits_land() {
+    let cluster = BrokerCluster::start(1, GROUPS);
+    create(&cluster, "heard", 4, 1).await;
+    produce(&cluster, "heard", 40).await;
+    let heard = Heard::default();
+    let mut a = Consumer::new(member(&cluster, "listeners").enable_auto_commit(false)).expect("a");
+    a.subscribe_with(["heard"], heard.clone()).expect("subscribe");
+    let mut got = until_assigned(&mut a, Duration::from_secs(30)).await;
+    assert_eq!(heard.0.lock().expect("heard").clone(), vec!["assigned [0, 1, 2, 3]"]);
+    while got.len() < 40 {
+        got.extend(a.poll(Duration::from_millis(200)).await.expect("poll"));
+    }
+    // An asynchronous commit of every position; its handle says when it landed.
+    a.commit_async().expect("commit_async").await.expect("task").expect("committed");
+    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("heard", p)).collect();
+    let committed = a.committed(&all).await.expect("committed");
+    assert_eq!(committed.values().map(|o| o.unwrap_or(0)).sum::<i64>(), 40, "{committed:?}");
+    // A second member: a hears the revocation of all four (eager protocol), then gets two.
+    let b_task = tokio::spawn({
+        let config = member(&cluster, "listeners").enable_auto_commit(false);
+        async move {
+            let mut b = Consumer::new(config).expect("b");
+            b.subscribe(["heard"]).expect("subscribe");
+            until_assigned(&mut b, Duration::from_secs(30)).await;
+            b
+        }
+    });
+    let rebalanced = async {
+        while partitions(&a).len() != 2 {
+            a.poll(Duration::from_millis(100)).await.expect("poll");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), rebalanced).await.expect("a keeps two");
+    let b = b_task.await.expect("b");
+    let told = heard.0.lock().expect("heard").clone();
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert_eq!(told[1], "revoked [0, 1, 2, 3]");
+    let mut mine: Vec<i32> = partitions(&a).into_iter().map(|(_, p)| p).collect();
+    mine.sort_unstable();
+    assert_eq!(told[2], format!("assigned {mine:?}"), "{told:?}");
+    assert!(mine == [0, 1] || mine == [2, 3], "range gives each member a contiguous half: {mine:?}");
+    assert_eq!(partitions(&b).len(), 2);
+}
