@@ -10,6 +10,7 @@ pub mod client_args;
 pub mod console;
 pub mod consumer_perf;
 pub mod credentials;
+pub mod dev_cmd;
 pub mod groups_cmd;
 pub mod keeper_cmd;
 pub mod keeper_perf;
@@ -40,6 +41,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// A local cluster in one command: `dev up` makes certificates and configs, starts
+    /// keepers and brokers on free ports and prints how to connect; `dev down` stops them;
+    /// `dev status` shows them.
+    #[command(subcommand)]
+    Dev(dev_cmd::DevCommand),
     /// Make the cluster CA and node / client certificates (like a small `openssl ca`).
     #[command(subcommand)]
     Certs(certs_cmd::CertsCommand),
@@ -130,6 +136,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.command {
+        Command::Dev(c) => dev_cmd::run(c),
         Command::Certs(c) => certs_cmd::run(c),
         Command::Keeper(c) => keeper_cmd::run(c),
         Command::Broker(c) => broker_cmd::run(c),
