@@ -147,6 +147,11 @@ impl Actor for GroupCoordinator {
             act.ticks += 1;
             if act.ticks % 10 == 0 {
                 effects.extend(act.group.expire_offsets(now));
+                let group = act.group.id().to_string();
+                metrics::gauge!("sluice_group_members", "group" => group.clone())
+                    .set(act.group.member_ids().len() as f64);
+                metrics::gauge!("sluice_group_generation", "group" => group)
+                    .set(f64::from(act.group.generation()));
             }
             act.carry_out(effects, ctx);
         });
@@ -342,6 +347,9 @@ impl Handler<CommitMsg> for GroupCoordinator {
             .into_actor(self)
             .map(move |written, act, _| match written {
                 Ok(()) => {
+                    for o in &accepted {
+                        committed_gauge(act.group.id(), &o.topic, o.partition, o.offset);
+                    }
                     act.group.commit(u64::try_from(now).unwrap_or(0), accepted);
                     Ok(results)
                 }
@@ -349,6 +357,14 @@ impl Handler<CommitMsg> for GroupCoordinator {
             }),
         )
     }
+}
+
+/// `sluice_group_committed_offset{group, topic, partition}`: with the partition leader's
+/// `sluice_broker_high_watermark` it gives the group's lag.
+fn committed_gauge(group: &str, topic: &str, partition: i32, offset: i64) {
+    let labels =
+        [("group", group.to_string()), ("topic", topic.to_string()), ("partition", partition.to_string())];
+    metrics::gauge!("sluice_group_committed_offset", &labels).set(offset as f64);
 }
 
 /// Committed offsets.
@@ -457,6 +473,15 @@ impl GroupManager {
 
     /// Starts loading newly led partitions; unloads those no longer led.
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let groups: usize = self
+            .slots
+            .values()
+            .map(|s| match s {
+                Slot::Ready { groups, .. } => groups.len(),
+                Slot::Loading { .. } => 0,
+            })
+            .sum();
+        metrics::gauge!("sluice_group_count").set(groups as f64);
         let led = self.led();
         let lost: Vec<i32> = self
             .slots
@@ -601,6 +626,9 @@ impl Handler<Loaded> for GroupManager {
                 let groups = loaded
                     .into_iter()
                     .map(|(id, l)| {
+                        for ((topic, partition), o) in &l.offsets {
+                            committed_gauge(&id, topic, *partition, o.offset);
+                        }
                         let group = Group::restore(id.clone(), self.rules, now, l.group, l.offsets);
                         (id, self.start_group(group, msg.partition, ctx.address()))
                     })

@@ -12,6 +12,8 @@
 //! - [`isr`]: a leader's conditional ISR writes to the keeper.
 //! - [`log_manager`]: flush / retention timers and recovery-point checkpoints.
 //! - [`service`]: the `sluice-broker/1` request handlers.
+//! - [`group`]: consumer groups: the `GroupManager` and a `GroupCoordinator` actor per group.
+//! - [`stats`]: the broker's state as Prometheus gauges.
 pub mod clock;
 pub mod config;
 pub mod controller;
@@ -24,3 +26,4 @@ pub mod partition;
 pub mod replica_manager;
 pub mod server;
 pub mod service;
+pub mod stats;

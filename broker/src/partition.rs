@@ -52,6 +52,8 @@ pub struct Offsets {
     pub leading: Option<i32>,
     /// The size of the committed ISR (while leading).
     pub isr: usize,
+    /// Bytes in the log's segments.
+    pub size_bytes: u64,
 }
 
 /// The role-specific state.
@@ -163,6 +165,7 @@ impl Partition {
             log_end_offset: log.log_end_offset(),
             leading,
             isr,
+            size_bytes: log.size_bytes(),
         }
     }
 
@@ -340,8 +343,10 @@ impl Partition {
             match result {
                 Ok(version) => {
                     set.committed(state.isr.clone());
+                    // Kafka's IsrExpandsPerSec / IsrShrinksPerSec.
+                    let change = if state.isr.len() > written.isr.len() { "expand" } else { "shrink" };
                     *written = PartitionState { zk_version: version, ..state };
-                    metrics::counter!("sluice_broker_isr_changes_total").increment(1);
+                    metrics::counter!("sluice_broker_isr_changes_total", "change" => change).increment(1);
                 }
                 Err(IsrWriteError::Conflict(current)) => {
                     let found = current.as_ref().map(|c| (c.leader, c.leader_epoch, c.isr.as_slice()));

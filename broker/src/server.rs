@@ -158,13 +158,15 @@ pub async fn run(
         max_frame,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let is_controller = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::stats::spawn(config.clone(), routing.clone(), is_controller.clone());
     let ctx = MembershipContext {
         config: config.clone(),
         endpoint: endpoint.clone(),
         tls,
         net,
         keeper: keeper.clone(),
-        is_controller: Arc::default(),
+        is_controller: is_controller.clone(),
         controller: controller.clone(),
     };
     let net_for_shutdown = ctx.net.clone();

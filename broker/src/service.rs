@@ -1032,9 +1032,16 @@ impl BrokerHandler for BrokerService {
                 let id = req.correlation_id;
                 match req.request {
                     BrokerRequest::Produce(p) => {
+                        let started = std::time::Instant::now();
                         let pending = this.start_produce(p, Some((channel_id, &mut guard)));
                         tokio::spawn(async move {
-                            let _ = sender.reply(id, BrokerResponse::Produce(pending.await)).await;
+                            let response = pending.await;
+                            sluice_net::protocol::served(
+                                <BrokerProtocol as sluice_net::Protocol>::ALPN,
+                                "Produce",
+                                started,
+                            );
+                            let _ = sender.reply(id, BrokerResponse::Produce(response)).await;
                         });
                     }
                     other => {

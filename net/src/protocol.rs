@@ -230,6 +230,17 @@ pub mod codes {
     pub const NOT_A_NODE: VarInt = VarInt::from_u32(0x13);
 }
 
+/// Counts a request served and records how long it took, by protocol and request name:
+/// `sluice_rpc_requests_total` and `sluice_rpc_request_duration_seconds` (a histogram), with
+/// labels `protocol` (the ALPN) and `rpc`. Called for every plain call; a service that
+/// answers requests on its own ordered channels calls it for those.
+pub fn served(protocol: &'static str, rpc: &'static str, started: std::time::Instant) {
+    let labels = [("protocol", protocol), ("rpc", rpc)];
+    metrics::counter!("sluice_rpc_requests_total", &labels).increment(1);
+    metrics::histogram!("sluice_rpc_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+}
+
 /// Declares a protocol: its ALPN, request / response / push enums, the pairing of each
 /// request with its reply, and a typed handler trait for servers.
 ///
@@ -319,9 +330,12 @@ macro_rules! protocol {
 
         impl<H: $handler> $crate::Service<$name> for $crate::Typed<H> {
             async fn call(&self, peer: &$crate::Peer, request: $req_enum) -> $resp_enum {
-                match request {
-                    $( $req_enum::$variant(r) => $resp_enum::$variant(self.0.$method(peer, r).await), )*
-                }
+                let started = ::std::time::Instant::now();
+                let (rpc, response) = match request {
+                    $( $req_enum::$variant(r) => (stringify!($variant), $resp_enum::$variant(self.0.$method(peer, r).await)), )*
+                };
+                $crate::protocol::served(<$name as $crate::Protocol>::ALPN, rpc, started);
+                response
             }
             fn ordered(&self, peer: $crate::Peer, channel: $crate::ServerChannel<$name>)
                 -> impl ::std::future::Future<Output = ()> + ::std::marker::Send

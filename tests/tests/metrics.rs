@@ -1,0 +1,135 @@
+//! Every broker's Prometheus endpoint as an operator scrapes it: real processes, real
+//! traffic, a SIGKILLed broker. The series the dashboards and alerts rely on exist and move.
+
+use std::time::Duration;
+
+use sluice_client::broker::proto::NewTopic;
+use sluice_client::broker::{
+    Admin, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
+};
+use sluice_tests::{http_get, BrokerCluster};
+
+const EXTRA: &str = "metrics.port=0\nmetrics.host=127.0.0.1\nzookeeper.session.timeout.ms=4000\n\
+                     replica.lag.time.max.ms=2000\noffsets.topic.replication.factor=3\n\
+                     offsets.topic.num.partitions=2\ngroup.initial.rebalance.delay.ms=0\n";
+
+/// `(name, labels, value)` of every sample on `http://addr/metrics`.
+fn scrape(addr: &str) -> Vec<(String, String, f64)> {
+    let (status, body) = http_get(&format!("http://{addr}/metrics")).expect("scrape");
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            Some((name.to_string(), labels.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of `name`'s samples whose labels contain every one of `with` (`key="value"`).
+fn sum(samples: &[(String, String, f64)], name: &str, with: &[&str]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| n == name && with.iter().all(|w| l.contains(w)))
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// `name` summed over every live broker.
+fn cluster_sum(cluster: &BrokerCluster, name: &str, with: &[&str]) -> f64 {
+    cluster
+        .brokers
+        .iter()
+        .filter(|b| b.pid().is_some())
+        .map(|b| sum(&scrape(b.metrics.as_deref().expect("metrics endpoint")), name, with))
+        .sum()
+}
+
+fn eventually(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_series_exist_and_move_with_traffic_failures_and_groups() {
+    let mut cluster = BrokerCluster::start(3, EXTRA);
+    let client = ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone()))
+        .tls_files(cluster.client_files())
+        .request_timeout(Duration::from_secs(20));
+    let admin = Admin::new(client.clone()).expect("admin");
+    let topic = NewTopic {
+        name: "watched".into(),
+        partitions: Some(3),
+        replication_factor: Some(3),
+        assignment: None,
+        configs: Default::default(),
+    };
+    admin.create_topics(vec![topic], false).await.expect("create");
+    // --- exactly one active controller; 3 partitions led, 9 replicas hosted
+    eventually(Duration::from_secs(10), "one controller, 3 leaders, 9 replicas", || {
+        cluster_sum(&cluster, "sluice_controller_active", &[]) == 1.0
+            && cluster_sum(&cluster, "sluice_broker_leader_partitions", &[]) == 3.0
+            && cluster_sum(&cluster, "sluice_broker_partitions", &[]) == 9.0
+    });
+    let before = cluster_sum(&cluster, "sluice_broker_bytes_in_total", &["topic=\"watched\""]);
+    // --- produce: bytes and messages in grow, Produce requests are counted with latencies
+    let producer = Producer::new(ProducerConfig::new(client.clone())).expect("producer");
+    for i in 0..100 {
+        producer
+            .send(ProducerRecord::new("watched", format!("value-{i}")))
+            .await
+            .expect("send")
+            .await
+            .expect("ack");
+    }
+    producer.close().await;
+    eventually(Duration::from_secs(5), "the high watermarks reach 100 in all", || {
+        cluster_sum(&cluster, "sluice_broker_high_watermark", &["topic=\"watched\""]) == 100.0
+    });
+    let after = cluster_sum(&cluster, "sluice_broker_bytes_in_total", &["topic=\"watched\""]);
+    assert!(after > before + 600.0, "bytes in grew from {before} to {after}");
+    assert_eq!(cluster_sum(&cluster, "sluice_broker_messages_in_total", &["topic=\"watched\""]), 100.0);
+    assert!(cluster_sum(&cluster, "sluice_rpc_requests_total", &["rpc=\"Produce\""]) >= 1.0);
+    assert!(cluster_sum(&cluster, "sluice_rpc_request_duration_seconds_count", &["rpc=\"Metadata\""]) >= 1.0);
+    assert!(cluster_sum(&cluster, "sluice_broker_log_size_bytes", &["topic=\"watched\""]) > 3.0 * 600.0);
+    assert_eq!(cluster_sum(&cluster, "sluice_broker_under_replicated_partitions", &[]), 0.0);
+    // --- a group commits: its offsets and member count show on its coordinator
+    let mut consumer = Consumer::new(
+        ConsumerConfig::new(client.clone())
+            .group_id("watchers")
+            .auto_offset_reset(sluice_client::broker::AutoOffsetReset::Earliest),
+    )
+    .expect("consumer");
+    consumer.subscribe(["watched"]).expect("subscribe");
+    let mut read = 0;
+    while read < 100 {
+        read += consumer.poll(Duration::from_millis(500)).await.expect("poll").len();
+    }
+    consumer.commit_sync().await.expect("commit");
+    eventually(Duration::from_secs(5), "the group's committed offsets add up to 100", || {
+        cluster_sum(&cluster, "sluice_group_committed_offset", &["group=\"watchers\""]) == 100.0
+            && cluster_sum(&cluster, "sluice_group_count", &[]) >= 1.0
+            && cluster_sum(&cluster, "sluice_group_members", &["group=\"watchers\""]) == 1.0
+    });
+    consumer.close().await.expect("close");
+    // --- SIGKILL a broker: the survivors report under-replicated partitions; after its
+    // restart, none
+    cluster.brokers[2].kill();
+    eventually(Duration::from_secs(20), "under-replicated partitions after a SIGKILL", || {
+        cluster_sum(&cluster, "sluice_broker_under_replicated_partitions", &[]) > 0.0
+    });
+    assert!(cluster_sum(&cluster, "sluice_broker_isr_changes_total", &["change=\"shrink\""]) >= 1.0);
+    cluster.brokers[2].restart();
+    eventually(Duration::from_secs(30), "no under-replicated partition after the restart", || {
+        cluster_sum(&cluster, "sluice_broker_under_replicated_partitions", &[]) == 0.0
+            && cluster_sum(&cluster, "sluice_broker_partitions", &[]) >= 9.0
+    });
+    assert!(cluster_sum(&cluster, "sluice_broker_isr_changes_total", &["change=\"expand\""]) >= 1.0);
+}
