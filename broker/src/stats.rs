@@ -29,6 +29,11 @@ use crate::replica_manager::{current, SharedRouting};
 
 /// Refreshes the gauges every second until the runtime stops.
 pub fn spawn(config: Arc<BrokerConfig>, routing: SharedRouting, is_controller: Arc<AtomicBool>) {
+    // Rare events' counters exist from the start, at 0.
+    metrics::counter!("sluice_controller_unclean_leader_elections_total").increment(0);
+    for change in ["shrink", "expand"] {
+        metrics::counter!("sluice_broker_isr_changes_total", "change" => change).increment(0);
+    }
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
         let (mut hosted, mut led) = (HashSet::new(), HashSet::new());
@@ -55,6 +60,17 @@ fn refresh(
         metrics::gauge!("sluice_broker_log_size_bytes", &labels).set(o.size_bytes as f64);
         if o.leading.is_some() {
             leaders += 1;
+            // The topic's counters exist from its first led partition on (at 0), so a rate
+            // or a dashboard finds them before the first byte.
+            let topic = [("topic", tp.topic.clone())];
+            for name in [
+                "sluice_broker_bytes_in_total",
+                "sluice_broker_bytes_out_total",
+                "sluice_broker_messages_in_total",
+                "sluice_broker_duplicate_batches_total",
+            ] {
+                metrics::counter!(name, &topic).increment(0);
+            }
             let topic = routing.update.as_ref().and_then(|u| u.topics.get(&tp.topic));
             let replicas =
                 topic.and_then(|t| t.partitions.get(&tp.partition)).map_or(0, |p| p.replicas.len());

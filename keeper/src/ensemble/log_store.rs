@@ -358,6 +358,8 @@ impl Writer {
     }
 
     fn run(mut self, rx: std_mpsc::Receiver<(Record, Done)>) {
+        // The ensemble's group commit: the same series a standalone server's writer records.
+        let commit_latency = metrics::histogram!("sluice_keeper_commit_latency_seconds");
         let mut buf = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
@@ -381,10 +383,14 @@ impl Writer {
             // may be lost in a crash without harm: a truncation is always followed by entries
             // whose flush covers it; a lost purge or committed id is only a step back.
             let wanted = batch.iter().any(|(_, done)| !matches!(done, Done::None));
+            let started = std::time::Instant::now();
             let result = match self.file.as_mut() {
                 Some(f) => f.write_all(&buf).and_then(|()| if wanted { f.sync_data() } else { Ok(()) }),
                 None => Err(io::Error::other("no open segment")),
             };
+            if wanted {
+                commit_latency.record(started.elapsed().as_secs_f64());
+            }
             self.written += buf.len() as u64;
             let failed = result.as_ref().err().map(|e| e.to_string());
             for (_, done) in batch {
