@@ -9,8 +9,11 @@
 //!   SIGKILL and restartable on the same port and data directory.
 //! - [`KeeperEnsemble`]: N such processes forming an ensemble on loopback.
 //! - [`linearizability`]: a Wing–Gong / Lowe linearizability checker for keeper histories.
+//! - [`yaml`]: a reader for the part of YAML the deployment files (docker-compose.yml,
+//!   deploy/) use, refusing the rest.
 
 pub mod linearizability;
+pub mod yaml;
 
 use std::future::Future;
 use std::net::SocketAddr;
