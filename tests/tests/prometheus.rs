@@ -68,7 +68,7 @@ fn a_real_prometheus_scrapes_every_keeper_and_broker_of_a_dev_cluster() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
     for kind in ["keeper", "broker"] {
-        config.push_str(&format!("  - job_name: sluice-{kind}\n    static_configs:\n      - targets: ["));
+        config.push_str(&format!("  - job_name: {kind}\n    static_configs:\n      - targets: ["));
         let list: Vec<String> =
             targets.iter().filter(|(n, _)| n.starts_with(kind)).map(|(_, a)| format!("'{a}'")).collect();
         config.push_str(&list.join(", "));
