@@ -3,9 +3,8 @@
 #   docker build -t sluice:local .         (docker-compose.yml builds it the same way)
 #   docker run --rm sluice:local --help
 #
-# RUST_VERSION: the toolchain the project is built and tested with. Cargo.toml's
-# rust-version (1.85) is below what Cargo.lock needs (uuid 1.29 wants 1.89, rcgen 0.14 and
-# actix-rt 2.15 want 1.88), and `--locked` refuses to build on an older toolchain.
+# RUST_VERSION: the toolchain the project is built and tested with, Cargo.toml's
+# rust-version (Cargo.lock's crates need at least 1.89; 1.95 is what CI runs).
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build

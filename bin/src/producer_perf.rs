@@ -218,7 +218,7 @@ impl Stats {
 
     /// Counts an acknowledged record; returns the window line when the window is over.
     pub fn record(&mut self, latency_us: u32, now: Instant) -> Option<String> {
-        if self.count % self.sampling == 0 && (self.samples.len() as u64) <= MAX_SAMPLES {
+        if self.count.is_multiple_of(self.sampling) && (self.samples.len() as u64) <= MAX_SAMPLES {
             self.samples.push(latency_us);
         }
         self.count += 1;
