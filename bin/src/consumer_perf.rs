@@ -202,6 +202,22 @@ async fn consume_group(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result
         done??;
     }
     progress.clear();
+    let totals = shared.totals();
+    let totals = Totals { messages: totals.messages.min(args.messages), ..totals };
+    let elapsed = end.saturating_duration_since(start);
+    report_end(&args, timed_out, start_wall, elapsed, rebalance.unwrap_or(elapsed), totals);
+    Ok(())
+}
+
+/// The timeout warning (on stderr) and, without `--show-detailed-stats`, the summary line.
+fn report_end(
+    args: &ConsumerPerfArgs,
+    timed_out: bool,
+    start_wall: i64,
+    elapsed: Duration,
+    rebalance: Duration,
+    totals: Totals,
+) {
     if timed_out {
         eprintln!(
             "WARNING: Exiting before consuming the expected number of messages: timeout ({} ms) exceeded. You \
@@ -210,13 +226,9 @@ async fn consume_group(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result
         );
     }
     if !args.show_detailed_stats {
-        let elapsed = end.saturating_duration_since(start);
         let end_wall = start_wall + elapsed.as_millis() as i64;
-        let totals = shared.totals();
-        let totals = Totals { messages: totals.messages.min(args.messages), ..totals };
-        println!("{}", summary_line(start_wall, end_wall, elapsed, rebalance.unwrap_or(elapsed), totals));
+        println!("{}", summary_line(start_wall, end_wall, elapsed, rebalance, totals));
     }
-    Ok(())
 }
 
 /// Records and bytes read so far.
@@ -279,18 +291,7 @@ async fn consume(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result<()> {
     }
     progress.clear();
     let end = if timed_out { last_consumed } else { Instant::now() };
-    if timed_out {
-        eprintln!(
-            "WARNING: Exiting before consuming the expected number of messages: timeout ({} ms) exceeded. You \
-             can use the --timeout option to increase the timeout.",
-            args.timeout
-        );
-    }
-    if !args.show_detailed_stats {
-        let elapsed = end.saturating_duration_since(start);
-        let end_wall = start_wall + elapsed.as_millis() as i64;
-        println!("{}", summary_line(start_wall, end_wall, elapsed, Duration::ZERO, totals));
-    }
+    report_end(&args, timed_out, start_wall, end.saturating_duration_since(start), Duration::ZERO, totals);
     Ok(())
 }
 

@@ -1034,13 +1034,7 @@ async fn reset(ctx: &Ctx, groups: &[String], scope: &Scope, to: ResetTo, execute
         if execute {
             let commits = offsets
                 .iter()
-                .map(|(tp, &offset)| CommitOffset {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset,
-                    leader_epoch: -1,
-                    metadata: String::new(),
-                })
+                .map(|(tp, &offset)| CommitOffset::new(tp.topic.clone(), tp.partition, offset))
                 .collect();
             let results = ctx.admin.alter_group_offsets(group, commits).await.with_context(|| {
                 format!("cannot reset the offsets of group '{group}' (is it still inactive?)")

@@ -164,13 +164,7 @@ impl Link {
             member_id: member_id.to_string(),
             offsets: offsets
                 .iter()
-                .map(|(tp, &offset)| CommitOffset {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset,
-                    leader_epoch: -1,
-                    metadata: String::new(),
-                })
+                .map(|(tp, &offset)| CommitOffset::new(tp.topic.clone(), tp.partition, offset))
                 .collect(),
         };
         let deadline = Instant::now() + self.config.client.request_timeout;

@@ -48,6 +48,13 @@ pub struct CommitOffset {
     pub metadata: String,
 }
 
+impl CommitOffset {
+    /// `offset` for `topic`-`partition`, with no leader epoch (-1) and no metadata.
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        CommitOffset { topic: topic.into(), partition, offset, leader_epoch: -1, metadata: String::new() }
+    }
+}
+
 /// A committed offset, as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedOffset {
