@@ -29,8 +29,20 @@ use sluice_net::{ClientTls, TlsFiles, TlsIdentity};
 #[derive(Debug, clap::Subcommand)]
 pub enum DevCommand {
     /// Start a local cluster: certificates, configs, keepers and brokers on free ports.
+    ///
+    /// Writes into --dir: certs/ (a CA, keeper-N, broker-N and the client `cli`),
+    /// keeper-N.properties and broker-N.properties (127.0.0.1, free ports, metrics
+    /// endpoints), data and logs under keeper-N/ and broker-N/, the processes' output in
+    /// NAME.log, client.properties (the client's tls.* keys), env.sh (`source` it: the
+    /// SLUICE_* variables every tool reads) and dev.pids. Waits until the keepers serve and
+    /// every broker has registered, then prints the bootstrap servers, the keeper connect
+    /// string and the metrics endpoints. On a directory whose cluster was stopped it starts
+    /// the same cluster again; on one whose cluster runs it refuses.
     Up(UpArgs),
     /// Stop the local cluster in --dir (brokers first, then keepers).
+    ///
+    /// SIGTERM to each broker (it hands its leaderships over first), then each keeper;
+    /// SIGKILL for one still running after --timeout. The files stay unless --purge.
     Down(DownArgs),
     /// Show which processes of the local cluster in --dir run, and where.
     Status(DirArg),
