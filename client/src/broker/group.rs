@@ -168,8 +168,38 @@ impl Link {
                 .collect(),
         };
         let deadline = Instant::now() + self.config.client.request_timeout;
-        let results = match self.call(request, deadline, self.config.client.request_timeout).await {
-            Ok(r) => r,
+        loop {
+            let results = self.commit_once(&request, deadline).await?;
+            let moved = results
+                .iter()
+                .find_map(|(_, _, r)| r.as_ref().err().filter(|e| e.needs_coordinator_lookup()));
+            match moved {
+                // The coordinator lost its partition or could not write it: find it again
+                // and commit again (the same offsets, so a repeat is harmless).
+                Some(e) if Instant::now() < deadline => {
+                    debug!(group = %self.group, error = %e, "commit not written; retrying");
+                    self.forget_coordinator();
+                    tokio::time::sleep(self.config.client.retry_backoff).await;
+                }
+                _ => {
+                    for (_, _, r) in results {
+                        r.map_err(|e| self.err(e))?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// One commit call (through coordinator moves), with the member's errors turned into
+    /// `CommitFailed`.
+    async fn commit_once(
+        &self,
+        request: &OffsetCommit,
+        deadline: Instant,
+    ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, GroupError> {
+        match self.call(request.clone(), deadline, self.config.client.request_timeout).await {
+            Ok(r) => Ok(r),
             Err(GroupError::Broker { error, .. })
                 if matches!(
                     error,
@@ -182,14 +212,10 @@ impl Link {
                     self.signals.reset_member.store(true, Ordering::SeqCst);
                 }
                 self.signals.rejoin.store(true, Ordering::SeqCst);
-                return Err(GroupError::CommitFailed { group: self.group.clone(), error });
+                Err(GroupError::CommitFailed { group: self.group.clone(), error })
             }
-            Err(e) => return Err(e),
-        };
-        for (_, _, r) in results {
-            r.map_err(|e| self.err(e))?;
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 }
 
