@@ -428,6 +428,20 @@ impl Handler<DeleteMsg> for GroupCoordinator {
     }
 }
 
+/// Topics were deleted: their offsets go.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct DropTopics(Arc<Vec<String>>);
+
+impl Handler<DropTopics> for GroupCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: DropTopics, ctx: &mut Context<Self>) {
+        let effects = self.group.drop_topics(now(), &msg.0);
+        self.carry_out(effects, ctx);
+    }
+}
+
 /// This broker no longer coordinates the group.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -463,6 +477,8 @@ pub struct GroupManager {
     routing: SharedRouting,
     rules: GroupRules,
     slots: HashMap<i32, Slot>,
+    /// The topics of the last cluster update seen (`None` before the first).
+    topics: Option<std::collections::BTreeSet<String>>,
 }
 
 impl GroupManager {
@@ -477,7 +493,7 @@ impl GroupManager {
                 .unwrap_or(i32::MAX),
             ..GroupRules::default()
         };
-        GroupManager { config, routing, rules, slots: HashMap::new() }
+        GroupManager { config, routing, rules, slots: HashMap::new(), topics: None }
     }
 
     /// The partitions of `__consumer_offsets` led here now, with their leader epochs.
@@ -502,6 +518,7 @@ impl GroupManager {
             })
             .sum();
         metrics::gauge!("sluice_group_count").set(groups as f64);
+        self.drop_deleted_topics();
         let led = self.led();
         let lost: Vec<i32> = self
             .slots
@@ -537,6 +554,30 @@ impl GroupManager {
                 let loaded = load(hosted, p).await;
                 me.do_send(Loaded { partition: p, epoch, loaded, took: started.elapsed() });
             });
+        }
+    }
+
+    /// Tells every group of topics that left the cluster picture since the last look.
+    fn drop_deleted_topics(&mut self) {
+        let routing = current(&self.routing);
+        let Some(update) = &routing.update else { return };
+        let now: std::collections::BTreeSet<String> = update.topics.keys().cloned().collect();
+        let deleted: Vec<String> = match &self.topics {
+            Some(before) => before.difference(&now).cloned().collect(),
+            None => Vec::new(),
+        };
+        self.topics = Some(now);
+        if deleted.is_empty() {
+            return;
+        }
+        info!(topics = ?deleted, "dropping the deleted topics' committed offsets");
+        let deleted = Arc::new(deleted);
+        for slot in self.slots.values() {
+            if let Slot::Ready { groups, .. } = slot {
+                for g in groups.values() {
+                    g.do_send(DropTopics(deleted.clone()));
+                }
+            }
         }
     }
 
@@ -642,6 +683,7 @@ impl Handler<Loaded> for GroupManager {
         match msg.loaded {
             Ok(loaded) => {
                 let now = now();
+                let known = current(&self.routing).update.as_ref().map(|u| u.topics.clone());
                 let n = loaded.len();
                 let groups = loaded
                     .into_iter()
@@ -649,8 +691,22 @@ impl Handler<Loaded> for GroupManager {
                         for ((topic, partition), o) in &l.offsets {
                             committed_gauge(&id, topic, *partition, o.offset);
                         }
+                        // Offsets of topics deleted before this load go too.
+                        let deleted: Vec<String> = match &known {
+                            Some(known) => l
+                                .offsets
+                                .keys()
+                                .map(|(t, _)| t.clone())
+                                .filter(|t| !known.contains_key(t))
+                                .collect(),
+                            None => Vec::new(),
+                        };
                         let group = Group::restore(id.clone(), self.rules, now, l.group, l.offsets);
-                        (id, self.start_group(group, msg.partition, ctx.address()))
+                        let addr = self.start_group(group, msg.partition, ctx.address());
+                        if !deleted.is_empty() {
+                            addr.do_send(DropTopics(Arc::new(deleted)));
+                        }
+                        (id, addr)
                     })
                     .collect();
                 info!(partition = msg.partition, groups = n, took = ?msg.took, "coordinating the groups of __consumer_offsets-{}", msg.partition);

@@ -446,3 +446,34 @@ async fn the_listener_hears_each_revocation_and_assignment_and_async_commits_lan
     assert!(mine == [0, 1] || mine == [2, 3], "range gives each member a contiguous half: {mine:?}");
     assert_eq!(partitions(&b).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_drops_the_groups_offsets_for_it() {
+    let cluster = BrokerCluster::start(1, GROUPS);
+    create(&cluster, "doomed", 2, 1).await;
+    create(&cluster, "kept", 1, 1).await;
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let offsets = vec![
+        CommitOffset::new("doomed", 0, 5),
+        CommitOffset::new("doomed", 1, 7),
+        CommitOffset::new("kept", 0, 3),
+    ];
+    let r = admin.alter_group_offsets("keepers", offsets).await.expect("commit");
+    assert!(r.iter().all(|(_, _, r)| r.is_ok()), "{r:?}");
+    assert_eq!(admin.list_group_offsets("keepers").await.expect("offsets").len(), 3);
+    let deleted = admin.delete_topics(vec!["doomed".into()]).await.expect("delete");
+    assert!(deleted.iter().all(|(_, r)| r.is_ok()), "{deleted:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let left = loop {
+        let left = admin.list_group_offsets("keepers").await.expect("offsets");
+        if left.len() == 1 || Instant::now() >= deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        left.iter().map(|c| (c.topic.as_str(), c.partition, c.offset)).collect::<Vec<_>>(),
+        vec![("kept", 0, 3)],
+        "only the surviving topic's offset remains"
+    );
+}

@@ -919,6 +919,25 @@ impl Group {
         out
     }
 
+    /// Forgets the offsets of deleted topics (Kafka's `handleDeletedPartitions`); an empty
+    /// group left with nothing is gone.
+    pub fn drop_topics(&mut self, now: u64, deleted: &[String]) -> Vec<Effect> {
+        let gone: Vec<(String, i32)> =
+            self.offsets.keys().filter(|(t, _)| deleted.contains(t)).cloned().collect();
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        for tp in &gone {
+            self.offsets.remove(tp);
+        }
+        let mut out = vec![Effect::DeleteOffsets(gone)];
+        if self.state == GroupState::Empty && self.is_vacant() {
+            self.set_state(GroupState::Dead, now);
+            out.push(Effect::Gone);
+        }
+        out
+    }
+
     /// Deletes an empty group and its offsets.
     pub fn delete(&mut self, now: u64) -> Result<Vec<Effect>, BrokerError> {
         if !self.members.is_empty() {
@@ -1212,6 +1231,20 @@ mod tests {
         assert!(g.expire_offsets(t + 100 + 59_999).is_empty());
         let out = g.expire_offsets(t + 100 + 60_000);
         assert_eq!(out, vec![Effect::DeleteOffsets(vec![("t".into(), 0)]), Effect::Gone]);
+        assert_eq!(g.state(), GroupState::Dead);
+    }
+
+    #[test]
+    fn a_deleted_topics_offsets_go_and_an_empty_group_left_with_none_is_gone() {
+        let mut g = stable_pair();
+        let t = 2 * DELAY;
+        g.commit(t, vec![CommitOffset::new("a", 0, 1), CommitOffset::new("b", 0, 2)]);
+        assert!(g.drop_topics(t, &["zz".to_string()]).is_empty());
+        assert_eq!(g.drop_topics(t, &["a".to_string()]), vec![Effect::DeleteOffsets(vec![("a".into(), 0)])]);
+        assert_eq!(g.fetch_offsets(None).len(), 1);
+        assert_eq!(g.leave(t, &["a".into(), "b".into()]).0, Ok(()));
+        let out = g.drop_topics(t, &["b".to_string()]);
+        assert_eq!(out, vec![Effect::DeleteOffsets(vec![("b".into(), 0)]), Effect::Gone]);
         assert_eq!(g.state(), GroupState::Dead);
     }
 
