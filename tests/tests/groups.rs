@@ -477,3 +477,45 @@ async fn deleting_a_topic_drops_the_groups_offsets_for_it() {
         "only the surviving topic's offset remains"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cooperative_sticky_moves_only_what_must_move_and_never_revokes_everything() {
+    let cluster = BrokerCluster::start(1, GROUPS);
+    create(&cluster, "shared-coop", 4, 1).await;
+    let coop = |c: ConsumerConfig| c.assignment_strategy(["cooperative-sticky"]).enable_auto_commit(false);
+    let heard = Heard::default();
+    let mut a = Consumer::new(coop(member(&cluster, "cooperators"))).expect("a");
+    a.subscribe_with(["shared-coop"], heard.clone()).expect("subscribe");
+    until_assigned(&mut a, Duration::from_secs(30)).await;
+    let before = partitions(&a);
+    assert_eq!(before.len(), 4);
+    let b_task = tokio::spawn({
+        let config = coop(member(&cluster, "cooperators"));
+        async move {
+            let mut b = Consumer::new(config).expect("b");
+            b.subscribe(["shared-coop"]).expect("subscribe");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while partitions(&b).len() != 2 && Instant::now() < deadline {
+                b.poll(Duration::from_millis(100)).await.expect("poll");
+            }
+            b
+        }
+    });
+    let settled = async {
+        while !(b_task.is_finished() && partitions(&a).len() == 2) {
+            a.poll(Duration::from_millis(100)).await.expect("poll");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), settled).await.expect("two each");
+    let b = b_task.await.expect("b");
+    let (kept, given) = (partitions(&a), partitions(&b));
+    assert_eq!(given.len(), 2);
+    assert!(kept.is_subset(&before) && kept.is_disjoint(&given), "a kept {kept:?}, b got {given:?}");
+    let told = heard.0.lock().expect("heard").clone();
+    let revokes: Vec<&String> = told.iter().filter(|e| e.starts_with("revoked")).collect();
+    assert_eq!(revokes.len(), 1, "one revocation, of what moved: {told:?}");
+    let moved: Vec<i32> = given.iter().map(|(_, p)| *p).collect();
+    assert_eq!(revokes[0], &format!("revoked {moved:?}"), "{told:?}");
+    let generation = a.group_generation().expect("a").0;
+    assert!(generation >= 3, "two rounds after the first: generation {generation}");
+}

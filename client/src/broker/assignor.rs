@@ -278,7 +278,49 @@ pub fn assignor(name: &str) -> Option<Box<dyn Assignor>> {
             Some(Box::new(RoundRobinAssignor))
         }
         "sticky" | "org.apache.kafka.clients.consumer.StickyAssignor" => Some(Box::new(StickyAssignor)),
+        "cooperative-sticky" | "org.apache.kafka.clients.consumer.CooperativeStickyAssignor" => {
+            Some(Box::new(CooperativeStickyAssignor))
+        }
         _ => None,
+    }
+}
+
+/// Whether the assignor with this name rebalances incrementally (Kafka's COOPERATIVE
+/// protocol): members keep the partitions that stay theirs through a rebalance and give up
+/// only those that move.
+pub fn is_cooperative(name: &str) -> bool {
+    matches!(name, "cooperative-sticky" | "org.apache.kafka.clients.consumer.CooperativeStickyAssignor")
+}
+
+/// Kafka's `CooperativeStickyAssignor`: the sticky assignment, except that a partition
+/// moving from one member to another is assigned to nobody this round. Its owner revokes it
+/// (and only it), rejoins at once, and the next round gives it to its new member — so no
+/// partition is ever consumed by two members, and the others never stop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CooperativeStickyAssignor;
+
+impl Assignor for CooperativeStickyAssignor {
+    fn name(&self) -> &'static str {
+        "cooperative-sticky"
+    }
+
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        subscriptions: &BTreeMap<String, Subscription>,
+    ) -> BTreeMap<String, Vec<(String, i32)>> {
+        let mut assigned = StickyAssignor.assign(partitions_per_topic, subscriptions);
+        // Who owns what now (the first claimant by member id, as the sticky assignor counts).
+        let mut owner: BTreeMap<(&str, i32), &str> = BTreeMap::new();
+        for (member, s) in subscriptions {
+            for (topic, partition) in &s.owned_partitions {
+                owner.entry((topic.as_str(), *partition)).or_insert(member.as_str());
+            }
+        }
+        for (member, partitions) in assigned.iter_mut() {
+            partitions.retain(|(t, p)| owner.get(&(t.as_str(), *p)).is_none_or(|o| *o == member.as_str()));
+        }
+        assigned
     }
 }
 
@@ -589,6 +631,32 @@ mod tests {
     // ---- protocol ----
 
     #[test]
+    fn cooperative_sticky_holds_back_a_moving_partition_for_one_round() {
+        let topics: BTreeMap<String, i32> = [("t".to_string(), 4)].into_iter().collect();
+        let sub = |owned: &[i32]| Subscription {
+            topics: vec!["t".into()],
+            user_data: None,
+            owned_partitions: owned.iter().map(|p| ("t".to_string(), *p)).collect(),
+        };
+        // a owns all four; b joins: the two that move to b go to nobody this round.
+        let round1: BTreeMap<String, Subscription> =
+            [("a".to_string(), sub(&[0, 1, 2, 3])), ("b".to_string(), sub(&[]))].into_iter().collect();
+        let out = CooperativeStickyAssignor.assign(&topics, &round1);
+        assert_eq!(out["a"].len(), 2, "a keeps its share: {out:?}");
+        assert!(out["b"].is_empty(), "b gets nothing until a has revoked: {out:?}");
+        // a revoked the other two and rejoins: round 2 gives them to b.
+        let kept: Vec<i32> = out["a"].iter().map(|(_, p)| *p).collect();
+        let round2: BTreeMap<String, Subscription> =
+            [("a".to_string(), sub(&kept)), ("b".to_string(), sub(&[]))].into_iter().collect();
+        let out2 = CooperativeStickyAssignor.assign(&topics, &round2);
+        assert_eq!(out2["a"], out["a"], "a keeps what it kept");
+        assert_eq!(out2["b"].len(), 2);
+        assert!(out2["b"].iter().all(|tp| !out2["a"].contains(tp)));
+        assert!(is_cooperative("cooperative-sticky") && !is_cooperative("sticky"));
+        assert_eq!(assignor("cooperative-sticky").map(|a| a.name()), Some("cooperative-sticky"));
+    }
+
+    #[test]
     fn subscriptions_round_trip() {
         let cases = [
             Subscription::default(),
@@ -885,10 +953,12 @@ mod tests {
             ("org.apache.kafka.clients.consumer.RoundRobinAssignor", "roundrobin"),
             ("sticky", "sticky"),
             ("org.apache.kafka.clients.consumer.StickyAssignor", "sticky"),
+            ("cooperative-sticky", "cooperative-sticky"),
+            ("org.apache.kafka.clients.consumer.CooperativeStickyAssignor", "cooperative-sticky"),
         ] {
             assert_eq!(assignor(name).map(|a| a.name()), Some(expected), "{name}");
         }
-        assert!(assignor("cooperative-sticky").is_none());
+        assert!(assignor("cooperative").is_none());
         assert!(assignor("Range").is_none());
     }
 

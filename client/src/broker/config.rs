@@ -101,7 +101,8 @@ pub mod keys {
     pub const ENABLE_AUTO_COMMIT: &str = "enable.auto.commit";
     /// ... this often.
     pub const AUTO_COMMIT_INTERVAL_MS: &str = "auto.commit.interval.ms";
-    /// Assignors, preferred first (`range`, `roundrobin`, `sticky` or Kafka's class names).
+    /// Assignors, preferred first (`range`, `roundrobin`, `sticky`, `cooperative-sticky` or
+    /// Kafka's class names); with only cooperative ones the consumer rebalances incrementally.
     pub const PARTITION_ASSIGNMENT_STRATEGY: &str = "partition.assignment.strategy";
     /// `earliest`, `latest` or `none`.
     pub const AUTO_OFFSET_RESET: &str = "auto.offset.reset";
@@ -179,8 +180,8 @@ pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_millis(300_000);
 pub const DEFAULT_ENABLE_AUTO_COMMIT: bool = true;
 /// `auto.commit.interval.ms`.
 pub const DEFAULT_AUTO_COMMIT_INTERVAL: Duration = Duration::from_millis(5_000);
-/// `partition.assignment.strategy` (Kafka's default minus the cooperative assignor this
-/// client does not have).
+/// `partition.assignment.strategy` (Kafka 3 lists `cooperative-sticky` after `range`; a
+/// consumer is cooperative only when every assignor it lists is, so the default is eager).
 pub const DEFAULT_ASSIGNMENT_STRATEGY: &[&str] = &["range"];
 
 /// What is wrong with a setting.
@@ -987,13 +988,19 @@ impl ConsumerConfig {
                 let names: Vec<String> =
                     v.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
                 if names.is_empty() {
-                    return Err(invalid(key, v, "name at least one assignor: range, roundrobin or sticky"));
+                    return Err(invalid(
+                        key,
+                        v,
+                        "name at least one assignor: range, roundrobin, sticky or cooperative-sticky",
+                    ));
                 }
                 if let Some(bad) = names.iter().find(|n| super::assignor::assignor(n).is_none()) {
                     return Err(invalid(
                         key,
                         v,
-                        format!("unknown assignor {bad}: use range, roundrobin or sticky"),
+                        format!(
+                            "unknown assignor {bad}: use range, roundrobin, sticky or cooperative-sticky"
+                        ),
                     ));
                 }
                 self.assignment_strategy = names;
@@ -1110,7 +1117,7 @@ impl ConsumerConfig {
             return Err(invalid(keys::HEARTBEAT_INTERVAL_MS, &ms, "must be lower than session.timeout.ms"));
         }
         if let Some(bad) = self.assignment_strategy.iter().find(|n| super::assignor::assignor(n).is_none()) {
-            let why = format!("unknown assignor {bad}: use range, roundrobin or sticky");
+            let why = format!("unknown assignor {bad}: use range, roundrobin, sticky or cooperative-sticky");
             return Err(invalid(keys::PARTITION_ASSIGNMENT_STRATEGY, bad, why));
         }
         if self.assignment_strategy.is_empty() {

@@ -638,7 +638,9 @@ impl Consumer {
             return Ok(());
         }
         let owned = self.positions.order.clone();
-        if !owned.is_empty() {
+        // Kafka's rule: incremental (cooperative) only when every configured assignor is.
+        let cooperative = self.config.assignment_strategy.iter().all(|n| super::assignor::is_cooperative(n));
+        if !owned.is_empty() && !cooperative {
             if self.config.enable_auto_commit && group.generation() >= 0 {
                 if let Err(e) = self.commit_sync().await {
                     debug!(error = %e, "commit before the rebalance failed");
@@ -648,8 +650,30 @@ impl Consumer {
                 l.on_partitions_revoked(&owned);
             }
         }
+        let consumed = self.consumed();
         let Some(group) = self.group.as_mut() else { return Ok(()) };
         let assigned = group.join(&topics, &owned).await?;
+        let mut added = assigned.clone();
+        if cooperative {
+            // Give up only what moves; keep consuming the rest. A member that gave something
+            // up rejoins at once, so the next round hands it to its new owner.
+            let revoked: Vec<TopicPartition> =
+                owned.iter().filter(|tp| !assigned.contains(tp)).cloned().collect();
+            added.retain(|tp| !owned.contains(tp));
+            if !revoked.is_empty() {
+                if self.config.enable_auto_commit {
+                    let offsets: BTreeMap<TopicPartition, i64> =
+                        consumed.into_iter().filter(|(tp, _)| revoked.contains(tp)).collect();
+                    if let Err(e) = group.commit(&offsets).await {
+                        debug!(error = %e, "commit of the revoked partitions failed");
+                    }
+                }
+                if let Some(l) = self.listener.as_mut() {
+                    l.on_partitions_revoked(&revoked);
+                }
+                group.request_rejoin();
+            }
+        }
         let topics = self.positions.assign(assigned.clone());
         if !topics.is_empty() {
             self.cluster.want(&topics);
@@ -671,7 +695,8 @@ impl Consumer {
         }
         self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
         if let Some(l) = self.listener.as_mut() {
-            l.on_partitions_assigned(&assigned);
+            // Eager: everything assigned (all was revoked); cooperative: what was added.
+            l.on_partitions_assigned(&added);
         }
         Ok(())
     }
