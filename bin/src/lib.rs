@@ -28,7 +28,11 @@ use clap::{Parser, Subcommand};
 /// authenticated QUIC.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, propagate_version = true)]
-#[command(after_help = "Logging: RUST_LOG sets the filter (default: info), e.g. RUST_LOG=sluice_net=debug.")]
+#[command(
+    after_help = "Logging: RUST_LOG sets the filter (default: info), e.g. RUST_LOG=sluice_net=debug.\n\
+Traces: OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) exports spans over OTLP/HTTP; \
+OTEL_SERVICE_NAME names the service (default: sluice-<command>)."
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Pretty, env = "SLUICE_LOG_FORMAT")]
@@ -133,8 +137,14 @@ pub enum Command {
 
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logging::init(cli.log_format);
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // The subcommand names the service in traces: sluice-broker, sluice-console-producer.
+    let telemetry = logging::init(cli.log_format, matches.subcommand_name().unwrap_or("cli"));
     let result = match cli.command {
         Command::Dev(c) => dev_cmd::run(c),
         Command::Certs(c) => certs_cmd::run(c),
@@ -151,6 +161,8 @@ pub fn main() -> ExitCode {
         Command::TransportPerfTest(a) => perf::run_test(a),
         Command::TransportPerfServer(a) => perf::run_server(a),
     };
+    // Spans still buffered go out before the process ends.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

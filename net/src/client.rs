@@ -359,6 +359,7 @@ impl<P: Protocol> Connection<P> {
     ) -> Result<R::Reply, RpcError> {
         let timeout = || RpcError::Timeout { rpc: R::NAME, addr: self.shared.addr.clone(), after };
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let trace = trace.or_else(crate::trace::current);
         let env = Envelope { correlation_id: id, trace, body: request.into_request() };
         let frame = frame::encode(&env, self.shared.max_frame)?;
         if frame.len() <= LANE_MAX_FRAME {
@@ -916,6 +917,7 @@ impl<P: Protocol> OrderedCaller<P> {
         trace: Option<TraceContext>,
     ) -> Result<PendingReply<P, R>, RpcError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let trace = trace.or_else(crate::trace::current);
         let bytes = frame::encode(
             &Envelope { correlation_id: id, trace, body: request.into_request() },
             self.max_frame,

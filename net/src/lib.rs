@@ -3,8 +3,9 @@
 //! What lives here: TLS 1.3 configuration with required client certificates ([`tls`]),
 //! length-prefixed bincode frames in a versioned envelope ([`frame`]), protocols whose
 //! requests are tied to their replies at compile time ([`protocol`], [`protocol!`]), the
-//! server ([`server`]) and the client with its connection cache ([`client`]), plus the
-//! transport's own benchmark protocol ([`perf`]).
+//! server ([`server`]) and the client with its connection cache ([`client`]), the hooks that
+//! carry trace context through envelopes ([`trace`]), plus the transport's own benchmark
+//! protocol ([`perf`]).
 //!
 //! What may not live here: znodes, partitions, sessions or any other meaning of the messages.
 //! Services define their protocols with [`protocol!`] in their own crates; this crate moves
@@ -24,6 +25,7 @@ pub mod protocol;
 pub mod server;
 mod socket;
 pub mod tls;
+pub mod trace;
 
 pub use client::{
     Client, ClientOptions, ConnectError, Connection, OrderedCaller, OrderedChannel, PendingReply, RpcError,

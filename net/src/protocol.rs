@@ -65,6 +65,12 @@ pub trait Protocol: Send + Sync + 'static {
     type Response: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
     /// What a server may push unasked on an ordered channel (watch events, ...).
     type Push: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+
+    /// The name of a request's kind (`Produce`), for traces.
+    fn request_name(request: &Self::Request) -> &'static str {
+        let _ = request;
+        "request"
+    }
 }
 
 /// A request type of protocol `P`, tied to its reply type.
@@ -298,6 +304,9 @@ macro_rules! protocol {
             type Request = $req_enum;
             type Response = $resp_enum;
             type Push = $push;
+            fn request_name(request: &$req_enum) -> &'static str {
+                match request { $( $req_enum::$variant(_) => stringify!($variant), )* }
+            }
         }
 
         $(

@@ -231,12 +231,14 @@ async fn handle_stream<P: Protocol, S: Service<P>>(
             // ready at once (most answer from memory) is not worth a task of its own.
             while let Ok(Some(req)) = lane.next_request().await {
                 let (service, tx, peer) = (service.clone(), tx.clone(), peer.clone());
+                let span = crate::trace::request_span::<P>(&peer, &req.request, req.trace.as_ref());
+                let span = if span.is_none() { tracing::Span::current() } else { span };
                 let mut job = Box::pin(
                     async move {
                         let response = service.call(&peer, req.request).await;
                         let _ = tx.reply(req.correlation_id, response).await;
                     }
-                    .in_current_span(),
+                    .instrument(span),
                 );
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 if job.as_mut().poll(&mut cx).is_pending() {
@@ -278,7 +280,8 @@ async fn serve_rpc<P: Protocol, S: Service<P>>(
         Ok(None) => return,
         Err(e) => return refuse_stream::<P::Response>(&mut send, &mut recv, 0, &e, opts.max_frame).await,
     };
-    let response = service.call(peer, req.body).await;
+    let span = crate::trace::request_span::<P>(peer, &req.body, req.trace.as_ref());
+    let response = service.call(peer, req.body).instrument(span).await;
     let env = Envelope::new(req.correlation_id, ServerBody::<P::Response, P::Push>::Reply(response));
     write_and_finish(&mut send, &env, opts.max_frame).await;
 }
