@@ -104,6 +104,7 @@ impl Admin {
 
     /// Creates topics (or, with `validate_only`, checks that they could be). Returns each
     /// topic's outcome in request order; see the module docs for the wait after a create.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "CreateTopics", otel.kind = "client"))]
     pub async fn create_topics(
         &self,
         topics: Vec<NewTopic>,
@@ -175,11 +176,13 @@ impl Admin {
     }
 
     /// Deletes topics (the cluster must allow it: `delete.topic.enable`).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DeleteTopics", otel.kind = "client"))]
     pub async fn delete_topics(&self, topics: Vec<String>) -> Result<TopicResults, AdminError> {
         Ok(self.cluster.call_controller(DeleteTopics { topics }).await?)
     }
 
     /// Topic names, sorted; the cluster's internal topics only if `include_internal`.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "ListTopics", otel.kind = "client"))]
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<String>, AdminError> {
         let md =
             self.cluster.fetch_metadata(MetadataRequest { topics: None, allow_auto_create: false }).await?;
@@ -191,12 +194,14 @@ impl Admin {
 
     /// Describes topics. A topic that cannot be described (unknown, say) comes back with its
     /// `error` set rather than failing the whole call.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeTopics", otel.kind = "client"))]
     pub async fn describe_topics(&self, topics: Vec<String>) -> Result<Vec<TopicMetadata>, AdminError> {
         let request = MetadataRequest { topics: Some(topics), allow_auto_create: false };
         Ok(self.cluster.fetch_metadata(request).await?.topics)
     }
 
     /// The cluster id, the controller and the live brokers.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeCluster", otel.kind = "client"))]
     pub async fn describe_cluster(&self) -> Result<ClusterDescription, AdminError> {
         let request = MetadataRequest { topics: Some(Vec::new()), allow_auto_create: false };
         let md = self.cluster.fetch_metadata(request).await?;
@@ -207,6 +212,7 @@ impl Admin {
     }
 
     /// Every consumer group, from every live broker (each lists the groups it coordinates).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "ListGroups", otel.kind = "client"))]
     pub async fn list_groups(&self) -> Result<Vec<GroupOverview>, AdminError> {
         let md = self
             .cluster
@@ -260,6 +266,7 @@ impl Admin {
 
     /// Describes groups (state, assignor, members and their assignments). A group nobody
     /// has used is described as `Dead` with no members, as Kafka does.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeGroups", otel.kind = "client"))]
     pub async fn describe_groups(
         &self,
         groups: Vec<String>,
@@ -273,12 +280,14 @@ impl Admin {
     }
 
     /// A group's committed offsets (every partition it has one for).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "ListGroupOffsets", otel.kind = "client"))]
     pub async fn list_group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>, AdminError> {
         self.call_coordinator(group, OffsetFetch { group_id: group.into(), partitions: None }).await
     }
 
     /// Sets a group's committed offsets (Kafka's `--reset-offsets --execute`): only while
     /// the group has no members (`RebalanceInProgress`/`UnknownMemberId` otherwise).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "AlterGroupOffsets", otel.kind = "client"))]
     pub async fn alter_group_offsets(
         &self,
         group: &str,
@@ -290,6 +299,7 @@ impl Admin {
     }
 
     /// Deletes empty groups and their offsets.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DeleteGroups", otel.kind = "client"))]
     pub async fn delete_groups(&self, groups: Vec<String>) -> Result<GroupResults, AdminError> {
         let mut out = Vec::new();
         for g in groups {
@@ -300,6 +310,7 @@ impl Admin {
     }
 
     /// Topics' config overrides (keys not listed take the brokers' defaults).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeConfigs", otel.kind = "client"))]
     pub async fn describe_configs(&self, topics: Vec<String>) -> Result<TopicConfigs, AdminError> {
         Ok(self.cluster.call_any(DescribeConfigs { topics }, true).await?)
     }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use sluice_log::{BatchError, TimestampType};
 use sluice_net::RpcError;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError, ClusterView};
 use super::config::{AutoOffsetReset, ConfigError, ConsumerConfig};
@@ -1051,15 +1051,20 @@ impl Consumer {
                 partitions,
             };
             let cluster = self.cluster.clone();
-            calls.spawn(async move {
-                let asked: Vec<(TopicPartition, i64)> = request
-                    .partitions
-                    .iter()
-                    .map(|p| (TopicPartition::new(p.topic.clone(), p.partition), p.offset))
-                    .collect();
-                let r = cluster.call(&addr, request).await;
-                (addr, asked, r)
-            });
+            let topic = request.partitions.first().map(|p| p.topic.clone()).unwrap_or_default();
+            let span = super::client_span("fetch", &topic);
+            calls.spawn(
+                async move {
+                    let asked: Vec<(TopicPartition, i64)> = request
+                        .partitions
+                        .iter()
+                        .map(|p| (TopicPartition::new(p.topic.clone(), p.partition), p.offset))
+                        .collect();
+                    let r = cluster.call(&addr, request).await;
+                    (addr, asked, r)
+                }
+                .instrument(span),
+            );
         }
         let mut failed = false;
         while let Some(joined) = calls.join_next().await {

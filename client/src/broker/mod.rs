@@ -37,6 +37,24 @@ pub mod partitioner;
 pub mod producer;
 pub mod proto;
 
+/// A client span (`otel.kind = client`) named `op` (`send`, `fetch`, `CreateTopics`) when
+/// traces are exported, [`tracing::Span::none`] otherwise (a record's send makes no span
+/// nobody reads). Requests made inside it carry its trace context.
+pub(crate) fn client_span(op: &'static str, topic: &str) -> tracing::Span {
+    if !sluice_net::trace::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "client",
+        otel.name = op,
+        otel.kind = "client",
+        topic,
+        trace_id = tracing::field::Empty,
+    );
+    sluice_net::trace::record_trace_id(&span);
+    span
+}
+
 pub use admin::{Admin, AdminError, ClusterDescription};
 pub use cluster::{Cluster, ClusterError, ClusterView, TopicView};
 pub use config::{

@@ -43,7 +43,7 @@ use rand::SeedableRng;
 use sluice_log::{Compression, Header};
 use sluice_net::{OrderedCaller, PendingReply, RpcError};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::accumulator::{self, Accumulator, Batch, Limits, NewRecord, Retry};
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
@@ -262,6 +262,9 @@ impl Future for DeliveryFuture {
 struct Pending {
     tx: oneshot::Sender<Result<RecordMetadata, ProducerError>>,
     _memory: OwnedSemaphorePermit,
+    /// The record's `send` span (until it is delivered or fails), when traces are exported:
+    /// its batch's produce request is traced under the first record's.
+    span: tracing::Span,
 }
 
 #[derive(Debug)]
@@ -413,6 +416,7 @@ impl Producer {
         }
         let start = Instant::now();
         let ProducerRecord { topic, partition, key, value, headers, timestamp } = record;
+        let span = super::client_span("send", &topic);
         let headers: Vec<Header> = headers.into_iter().map(|(key, value)| Header { key, value }).collect();
         let size = accumulator::single_record_batch_size(key.as_deref(), value.as_deref(), &headers);
         let config = &s.config;
@@ -462,7 +466,8 @@ impl Producer {
             let st = &mut *guard;
             let p = chosen
                 .unwrap_or_else(|| st.sticky.partition(&topic, partitions, &meta.available, &mut st.rng));
-            let appended = st.acc.append(&topic, p, record, Pending { tx, _memory: memory }, Instant::now());
+            let appended =
+                st.acc.append(&topic, p, record, Pending { tx, _memory: memory, span }, Instant::now());
             if chosen.is_none() {
                 let switch = st.acc.all_batches_full(&topic, p);
                 st.sticky.on_append(
@@ -845,7 +850,7 @@ async fn open_channel(cluster: &Cluster, addr: &str) -> Result<OrderedCaller<Bro
     Ok(conn.open_ordered().await?.caller())
 }
 
-type InFlight = (Batch<Pending>, PendingReply<BrokerProtocol, Produce>);
+type InFlight = (Batch<Pending>, PendingReply<BrokerProtocol, Produce>, tracing::Span);
 
 /// Sends one broker's batches on one ordered channel, in the order they come; a second task
 /// waits for the replies (which come in the same order) and reports them.
@@ -860,8 +865,8 @@ async fn broker_task(
     let reader_results = results.clone();
     let reader_addr = addr.clone();
     tokio::spawn(async move {
-        while let Some((batch, pending)) = replies.recv().await {
-            let result = match pending.reply().await {
+        while let Some((batch, pending, span)) = replies.recv().await {
+            let result = match pending.reply().instrument(span).await {
                 Ok(Ok(response)) => Ok(Some(response)),
                 Ok(Err(e)) => Err(Failure::Broker(e)),
                 Err(e) => Err(Failure::from_rpc(&e)),
@@ -902,7 +907,21 @@ async fn broker_task(
             records: batch.encoded(settings.compression),
             retry: batch.attempts() > 1,
         };
-        match caller.send(request).await {
+        // The request's span: a child of the first record's `send` span (none when traces
+        // are off); its context travels in the envelope.
+        let span = match batch.thunks.first() {
+            Some(p) if !p.span.is_none() => tracing::info_span!(
+                parent: &p.span,
+                "produce",
+                otel.kind = "client",
+                topic = %batch.topic,
+                partition = batch.partition,
+                records = batch.len(),
+            ),
+            _ => tracing::Span::none(),
+        };
+        let trace = sluice_net::trace::context_of(&span);
+        match caller.send_traced(request, trace).await {
             // acks=0: written is done. (The net layer still takes the broker's answer, if
             // one comes, off the channel.)
             Ok(pending) if settings.acks == 0 => {
@@ -910,7 +929,7 @@ async fn broker_task(
                 report(batch, Ok(None));
             }
             Ok(pending) => {
-                if let Err(mpsc::error::SendError((batch, _))) = replies_tx.send((batch, pending)) {
+                if let Err(mpsc::error::SendError((batch, _, _))) = replies_tx.send((batch, pending, span)) {
                     report(
                         batch,
                         Err(Failure::Transport { reason: "reply reader stopped".into(), retriable: true }),
@@ -947,7 +966,7 @@ mod tests {
             let (tx, rx) = oneshot::channel();
             let permit = memory.clone().try_acquire_many_owned(10).expect("memory");
             let r = NewRecord { key: None, value: None, headers: vec![], timestamp: 100 + i as i64 };
-            acc.append("t", 3, r, Pending { tx, _memory: permit }, t0);
+            acc.append("t", 3, r, Pending { tx, _memory: permit, span: tracing::Span::none() }, t0);
             rxs.push(rx);
         }
         let mut d = acc.drain(t0, false, |_, _| Some(()));
