@@ -99,6 +99,7 @@ impl OffsetsWriter {
                 records: BytesMut::from(&batch.encode()[..]),
                 order: None,
                 min_insync: Some(min_insync),
+                span: tracing::Span::current(),
             };
             let appended = addr.send(append).await.map_err(|_| not_leader())??;
             crate::service::wait_replicated(

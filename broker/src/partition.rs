@@ -447,12 +447,25 @@ pub struct Append {
     pub order: Option<(u64, bool)>,
     /// For `acks=all`: refuse (append nothing) when the ISR is smaller than this.
     pub min_insync: Option<usize>,
+    /// The request's span (`Span::none()` when traces are off): the append's is its child.
+    pub span: tracing::Span,
 }
 
 impl Handler<Append> for Partition {
     type Result = Result<Appended, BrokerError>;
 
-    fn handle(&mut self, mut msg: Append, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
+        let span = if msg.span.is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(parent: &msg.span, "append", topic = %self.tp.topic, partition = self.tp.partition)
+        };
+        span.in_scope(|| self.append(msg))
+    }
+}
+
+impl Partition {
+    fn append(&mut self, mut msg: Append) -> Result<Appended, BrokerError> {
         if let Some((channel, retry)) = msg.order {
             if !self.held.admit(&channel, retry) {
                 return Err(BrokerError::OutOfOrderSequence {

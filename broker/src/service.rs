@@ -26,7 +26,7 @@ use sluice_client::keeper::{KeeperClient, KeeperClientError};
 use sluice_keeper_core::{CreateMode, KeeperError};
 use sluice_log::TopicPartition;
 use sluice_net::{Peer, ServerChannel, Service, Typed};
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument};
 
 use crate::config::BrokerConfig;
 use crate::group::{
@@ -174,7 +174,9 @@ impl BrokerService {
             // The decoded request owns its bytes: taking them as mutable copies nothing.
             let records =
                 req.records.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
-            let append = Append { records, order: channel.map(|id| (id, retry)), min_insync };
+            // Actors run outside the caller's span: the append's span is made under this one.
+            let span = tracing::Span::current();
+            let append = Append { records, order: channel.map(|id| (id, retry)), min_insync, span };
             Ok((leader.addr.send(append), leader.offsets, min_insync))
         };
         let ready = match order {
@@ -206,7 +208,13 @@ impl BrokerService {
             match min_insync {
                 None => Ok(appended.response),
                 Some(min) => {
+                    let span = if tracing::Span::current().is_none() {
+                        tracing::Span::none()
+                    } else {
+                        tracing::info_span!("wait_replicated", %topic, partition, end_offset = appended.end_offset)
+                    };
                     wait_replicated(offsets, appended.end_offset, min, timeout, &topic, partition, broker)
+                        .instrument(span)
                         .await?;
                     Ok(appended.response)
                 }
@@ -1030,27 +1038,40 @@ impl BrokerHandler for BrokerService {
             while let Ok(Some(req)) = channel.next_request().await {
                 let sender = sender.clone();
                 let id = req.correlation_id;
+                // The request's span (none unless traces are exported), under the caller's
+                // trace context from the envelope.
+                let span = sluice_net::trace::request_span::<BrokerProtocol>(
+                    &peer,
+                    &req.request,
+                    req.trace.as_ref(),
+                );
                 match req.request {
                     BrokerRequest::Produce(p) => {
                         let started = std::time::Instant::now();
-                        let pending = this.start_produce(p, Some((channel_id, &mut guard)));
-                        tokio::spawn(async move {
-                            let response = pending.await;
-                            sluice_net::protocol::served(
-                                <BrokerProtocol as sluice_net::Protocol>::ALPN,
-                                "Produce",
-                                started,
-                            );
-                            let _ = sender.reply(id, BrokerResponse::Produce(response)).await;
-                        });
+                        let pending = span.in_scope(|| this.start_produce(p, Some((channel_id, &mut guard))));
+                        tokio::spawn(
+                            async move {
+                                let response = pending.await;
+                                sluice_net::protocol::served(
+                                    <BrokerProtocol as sluice_net::Protocol>::ALPN,
+                                    "Produce",
+                                    started,
+                                );
+                                let _ = sender.reply(id, BrokerResponse::Produce(response)).await;
+                            }
+                            .instrument(span),
+                        );
                     }
                     other => {
                         let typed = Typed(this.clone());
                         let peer = peer.clone();
-                        tokio::spawn(async move {
-                            let response = Service::call(&typed, &peer, other).await;
-                            let _ = sender.reply(id, response).await;
-                        });
+                        tokio::spawn(
+                            async move {
+                                let response = Service::call(&typed, &peer, other).await;
+                                let _ = sender.reply(id, response).await;
+                            }
+                            .instrument(span),
+                        );
                     }
                 }
             }
