@@ -471,6 +471,9 @@ pub struct BrokerProcess {
     pub log: PathBuf,
     /// `host:port` of its Prometheus endpoint, when `metrics.port` is set.
     pub metrics: Option<String>,
+    /// Environment variables the process gets on top of the test's (e.g.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub env: Vec<(String, String)>,
     child: Option<std::process::Child>,
 }
 
@@ -515,6 +518,7 @@ impl BrokerProcess {
             log_dir: PathBuf::new(),
             log: PathBuf::new(),
             metrics: None,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -522,6 +526,18 @@ impl BrokerProcess {
     /// Writes a config with [`broker_config`] and starts the broker; panics with its log if
     /// it does not come up.
     pub fn start(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str, extra: &str) -> Self {
+        Self::start_with_env(pki, dir, id, zookeeper_connect, extra, &[])
+    }
+
+    /// [`start`](Self::start) with environment variables `env` for the process.
+    pub fn start_with_env(
+        pki: &TestPki,
+        dir: &Path,
+        id: i32,
+        zookeeper_connect: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let config = broker_config(pki, dir, id, zookeeper_connect, extra);
         let mut b = BrokerProcess {
             id,
@@ -530,6 +546,7 @@ impl BrokerProcess {
             log: dir.join(format!("broker-{id}.log")),
             config,
             metrics: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
         };
         if let Err(out) = b.launch() {
@@ -547,6 +564,7 @@ impl BrokerProcess {
             .args(["broker", "start"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::piped())
             .stderr(log)
             .spawn()
@@ -658,6 +676,17 @@ impl BrokerCluster {
     /// `n` brokers on a keeper ensemble of `keepers` members (1: a single server), with
     /// `extra` broker and `keeper_extra` keeper config lines.
     pub fn start_on(keepers: usize, n: usize, extra: &str, keeper_extra: &str) -> Self {
+        Self::start_on_with_env(keepers, n, extra, keeper_extra, &[])
+    }
+
+    /// [`start_on`](Self::start_on), the brokers with environment variables `env`.
+    pub fn start_on_with_env(
+        keepers: usize,
+        n: usize,
+        extra: &str,
+        keeper_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut dir = tempfile::tempdir().expect("tempdir");
         if std::env::var_os("SLUICE_KEEP_TEST_DIR").is_some() {
             // For investigating a failure: the logs and data stay.
@@ -672,8 +701,9 @@ impl BrokerCluster {
         };
         let addrs: Vec<&str> = keepers.iter().map(|k| k.addr.as_str()).collect();
         let connect = format!("{}/sluice", addrs.join(","));
-        let brokers =
-            (1..=n as i32).map(|id| BrokerProcess::start(&pki, dir.path(), id, &connect, extra)).collect();
+        let brokers = (1..=n as i32)
+            .map(|id| BrokerProcess::start_with_env(&pki, dir.path(), id, &connect, extra, env))
+            .collect();
         let cluster = BrokerCluster { pki, keepers, brokers, dir };
         cluster.wait_until_every_broker_sees_all(Duration::from_secs(20));
         cluster

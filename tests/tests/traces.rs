@@ -1,0 +1,190 @@
+//! Distributed traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, one produce is one trace from
+//! the producer process through the broker. A small OTLP/HTTP receiver in this process
+//! (protobuf `ExportTraceServiceRequest`s on `/v1/traces`) collects what the processes export.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use prost::Message;
+use sluice_tests::{sluice_bin, tls_args, BrokerCluster};
+
+/// One received span.
+#[derive(Debug, Clone)]
+struct Got {
+    service: String,
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+}
+
+type Spans = Arc<Mutex<Vec<Got>>>;
+
+fn record(spans: &Spans, req: ExportTraceServiceRequest) {
+    let mut out = spans.lock().unwrap_or_else(|p| p.into_inner());
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| r.attributes.iter())
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+            .map(|v| match v {
+                Value::StringValue(s) => s.clone(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default();
+        for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+            out.push(Got {
+                service: service.clone(),
+                name: span.name,
+                trace_id: span.trace_id,
+                span_id: span.span_id,
+                parent: span.parent_span_id,
+            });
+        }
+    }
+}
+
+/// Serves OTLP/HTTP (protobuf) on `listener` until the runtime stops.
+async fn receiver(listener: tokio::net::TcpListener, spans: Spans) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let spans = spans.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let spans = spans.clone();
+                async move {
+                    let path = req.uri().path().to_string();
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let status = match ExportTraceServiceRequest::decode(body) {
+                        Ok(r) if path == "/v1/traces" => {
+                            record(&spans, r);
+                            200
+                        }
+                        Ok(_) => 404,
+                        Err(_) => 400,
+                    };
+                    let response = hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/x-protobuf")
+                        .body(Full::new(Bytes::new()))
+                        .expect("response");
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+        });
+    }
+}
+
+/// Kills the child process on every path out of the test.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to `within` for the child to exit; its output (stdout, stderr).
+fn finish(mut child: Killed, within: Duration) -> (bool, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        match child.0.try_wait() {
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.0.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return (status.success(), err);
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => return (false, format!("still running after {within:?}; killed")),
+        }
+    }
+}
+
+#[test]
+fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind receiver");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let spans: Spans = Arc::default();
+    rt.spawn(receiver(listener, spans.clone()));
+    // Export every 200 ms instead of every 5 s.
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    let cluster = BrokerCluster::start_on_with_env(1, 2, "", "", &env);
+    let tool = |args: &[&str]| {
+        let mut c = Command::new(sluice_bin());
+        c.arg(args[0])
+            .args(["--bootstrap-server", &cluster.bootstrap()])
+            .args(tls_args(&cluster.client_files()))
+            .args(&args[1..]);
+        c
+    };
+    let created =
+        tool(&["topics", "--create", "--topic", "traced", "--partitions", "1", "--replication-factor", "2"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("topics");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    let mut producer = tool(&["console-producer", "--topic", "traced", "--producer-property", "acks=all"]);
+    producer.envs(env).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut producer = Killed(producer.spawn().expect("console-producer"));
+    {
+        let mut stdin = producer.0.stdin.take().expect("stdin");
+        stdin.write_all(b"traced record\n").expect("write stdin");
+    }
+    let (ok, stderr) = finish(producer, Duration::from_secs(30));
+    assert!(ok, "console-producer failed: {stderr}");
+
+    // The producer flushed its spans on exit; the brokers send theirs every 200 ms.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (client, rpc, append, replicated) = loop {
+        let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let found = got
+            .iter()
+            .find(|s| s.service == "sluice-console-producer" && s.name == "produce")
+            .and_then(|client| {
+                let same = |s: &&Got| s.trace_id == client.trace_id && s.service == "sluice-broker";
+                let rpc = got.iter().filter(same).find(|s| s.name.ends_with(" Produce"))?;
+                let append = got.iter().filter(same).find(|s| s.name == "append")?;
+                let replicated = got.iter().filter(same).find(|s| s.name == "wait_replicated")?;
+                Some((client.clone(), rpc.clone(), append.clone(), replicated.clone()))
+            });
+        if let Some(f) = found {
+            break f;
+        }
+        if Instant::now() >= deadline {
+            let names: Vec<(String, String)> =
+                got.iter().map(|s| (s.service.clone(), s.name.clone())).collect();
+            panic!("no produce trace through the broker within 20 s; spans received: {names:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    // client span → server request span → append (and the wait for the replicas).
+    assert_eq!(rpc.parent, client.span_id, "the broker's request span is the producer's request's child");
+    assert_eq!(append.parent, rpc.span_id, "the append is the request span's child");
+    assert_eq!(replicated.parent, rpc.span_id, "the wait for the replicas is the request span's child");
+    // The producer's request hangs under the record's `send` span, the trace's root.
+    let send = got
+        .iter()
+        .find(|s| s.service == "sluice-console-producer" && s.span_id == client.parent)
+        .expect("the record's send span");
+    assert_eq!(send.name, "send");
+    assert_eq!(send.trace_id, client.trace_id);
+    assert!(send.parent.is_empty(), "the send span is the root: {send:?}");
+    drop(cluster);
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
