@@ -528,6 +528,7 @@ impl Partition {
             .increment(info.records);
         metrics::counter!("sluice_broker_bytes_in_total", "topic" => self.tp.topic.clone())
             .increment(info.bytes);
+        tracing::debug!(base_offset = info.base_offset, records = info.records, "appended");
         Ok(Appended {
             response: ProduceResponse {
                 base_offset: info.base_offset,

@@ -55,14 +55,18 @@ pub fn context_of(span: &Span) -> Option<TraceContext> {
 }
 
 /// The server's span for one request of protocol `P`: `rpc`, with the request's name, the
-/// protocol and the peer, child of the caller's trace context when the envelope carried one.
+/// protocol and the peer, child of the caller's trace context when the envelope carried one
+/// (else a new trace).
 /// [`Span::none`] when tracing is off.
 pub fn request_span<P: Protocol>(peer: &Peer, request: &P::Request, parent: Option<&TraceContext>) -> Span {
     let Some(hooks) = HOOKS.get() else {
         return Span::none();
     };
     let rpc = P::request_name(request);
+    // A root unless the envelope names a parent: not a child of the connection's span, or a
+    // long-lived connection's untraced requests would all be one endless trace.
     let span = tracing::info_span!(
+        parent: None,
         "rpc",
         otel.name = %format_args!("{} {rpc}", P::ALPN),
         otel.kind = "server",

@@ -122,7 +122,10 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
     rt.spawn(receiver(listener, spans.clone()));
     // Export every 200 ms instead of every 5 s.
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
-    let cluster = BrokerCluster::start_on_with_env(1, 2, "", "", &env);
+    // The brokers log JSON, with the append's debug line.
+    let broker_env =
+        [env[0], env[1], ("SLUICE_LOG_FORMAT", "json"), ("RUST_LOG", "info,sluice_broker::partition=debug")];
+    let cluster = BrokerCluster::start_on_with_env(1, 2, "", "", &broker_env);
     let tool = |args: &[&str]| {
         let mut c = Command::new(sluice_bin());
         c.arg(args[0])
@@ -185,6 +188,13 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
     assert_eq!(send.name, "send");
     assert_eq!(send.trace_id, client.trace_id);
     assert!(send.parent.is_empty(), "the send span is the root: {send:?}");
+    // JSON log lines inside a traced request carry its trace id (the request span's field).
+    let hex: String = client.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+    let logs: String =
+        cluster.brokers.iter().map(|b| std::fs::read_to_string(&b.log).unwrap_or_default()).collect();
+    let line =
+        logs.lines().find(|l| l.contains("\"appended\"") && l.contains(&format!("\"trace_id\":\"{hex}\"")));
+    assert!(line.is_some(), "no JSON log line of the append with trace id {hex}:\n{}", cluster.log_tails(20));
     drop(cluster);
     rt.shutdown_timeout(Duration::from_secs(1));
 }

@@ -287,15 +287,16 @@ impl Admin {
 
     /// Sets a group's committed offsets (Kafka's `--reset-offsets --execute`): only while
     /// the group has no members (`RebalanceInProgress`/`UnknownMemberId` otherwise).
-    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "AlterGroupOffsets", otel.kind = "client"))]
     pub async fn alter_group_offsets(
         &self,
         group: &str,
         offsets: Vec<CommitOffset>,
     ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, AdminError> {
+        use tracing::Instrument as _;
         let request =
             OffsetCommit { group_id: group.into(), generation_id: -1, member_id: String::new(), offsets };
-        self.call_coordinator(group, request).await
+        let span = tracing::info_span!("admin", otel.name = "AlterGroupOffsets", otel.kind = "client");
+        self.call_coordinator(group, request).instrument(span).await
     }
 
     /// Deletes empty groups and their offsets.
