@@ -19,6 +19,7 @@
 //! channel: long-poll fetches and `acks=all` produces wait on it without going through the
 //! mailbox.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use sluice_broker_core::roles::Role;
 use sluice_broker_core::BrokerError;
 use sluice_client::broker::proto::ProduceResponse;
 use sluice_log::{Log, LogError, TickReport, TopicPartition};
+use sluice_net::TraceContext;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -86,7 +88,14 @@ pub struct Partition {
     state: State,
     lag_max_ms: i64,
     keeper: SharedKeeper,
+    /// Traced appends not yet on every in-sync replica (base offset, end offset, the append
+    /// span's context): the follower fetches that carry them are traced under them. Empty
+    /// unless traces are exported.
+    traced: VecDeque<(i64, i64, TraceContext)>,
 }
+
+/// Most traced appends remembered for their follower fetches.
+const TRACED_MAX: usize = 1024;
 
 fn lock(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
     log.lock().unwrap_or_else(|p| p.into_inner())
@@ -128,6 +137,7 @@ impl Partition {
             log: Some(log),
             offsets: watch::channel(Offsets::default()).0,
             held: OrderGuard::default(),
+            traced: VecDeque::new(),
             // Never above its own log end (a checkpoint can be ahead of a log whose unflushed
             // tail was cut on recovery); the leader's fetch answers raise it.
             state: State::Follower {
@@ -529,6 +539,12 @@ impl Partition {
         metrics::counter!("sluice_broker_bytes_in_total", "topic" => self.tp.topic.clone())
             .increment(info.bytes);
         tracing::debug!(base_offset = info.base_offset, records = info.records, "appended");
+        if let Some(ctx) = sluice_net::trace::current() {
+            if self.traced.len() >= TRACED_MAX {
+                self.traced.pop_front();
+            }
+            self.traced.push_back((info.base_offset, info.last_offset + 1, ctx));
+        }
         Ok(Appended {
             response: ProduceResponse {
                 base_offset: info.base_offset,
@@ -650,8 +666,45 @@ impl Handler<FollowerFetch> for Partition {
         }
         let read = self.log()?.read(msg.offset, msg.max_bytes);
         match read {
-            Ok(r) => Ok((whole_batches(r.records, msg.max_bytes, msg.strict, i64::MAX), offsets)),
+            Ok(r) => {
+                let records = whole_batches(r.records, msg.max_bytes, msg.strict, i64::MAX);
+                self.trace_follower_fetch(&msg, &records, offsets.high_watermark);
+                Ok((records, offsets))
+            }
             Err(e) => Err(read_error(&self.tp, e, |e| self.storage_error(e))),
+        }
+    }
+}
+
+impl Partition {
+    /// Puts a follower's fetch into the trace of each traced append it carries (a
+    /// `follower_fetch` span under the append's), and forgets the appends every in-sync
+    /// replica has (below the high watermark).
+    fn trace_follower_fetch(&mut self, msg: &FollowerFetch, records: &Bytes, high_watermark: i64) {
+        self.traced.retain(|(_, end, _)| *end > high_watermark);
+        if self.traced.is_empty() {
+            return;
+        }
+        let mut carried_to = msg.offset;
+        let mut at = 0;
+        while at < records.len() {
+            let Ok(view) = sluice_log::BatchView::parse(&records[at..]) else { break };
+            carried_to = view.last_offset() + 1;
+            at += view.len();
+        }
+        for (base, _, ctx) in
+            self.traced.iter().filter(|(base, _, _)| (msg.offset..carried_to).contains(base))
+        {
+            let span = tracing::info_span!(
+                parent: None,
+                "follower_fetch",
+                topic = %self.tp.topic,
+                partition = self.tp.partition,
+                follower = msg.replica,
+                fetch_offset = msg.offset,
+                base_offset = *base,
+            );
+            sluice_net::trace::set_parent(&span, ctx);
         }
     }
 }

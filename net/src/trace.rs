@@ -54,6 +54,14 @@ pub fn context_of(span: &Span) -> Option<TraceContext> {
     span.in_scope(current)
 }
 
+/// Makes `parent` (a context from elsewhere: an envelope, a remembered request) the parent
+/// of `span`, which must not have been entered yet. Does nothing when tracing is off.
+pub fn set_parent(span: &Span, parent: &TraceContext) {
+    if let Some(hooks) = HOOKS.get() {
+        (hooks.set_parent)(span, parent);
+    }
+}
+
 /// The server's span for one request of protocol `P`: `rpc`, with the request's name, the
 /// protocol and the peer, child of the caller's trace context when the envelope carried one
 /// (else a new trace).

@@ -153,7 +153,7 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
 
     // The producer flushed its spans on exit; the brokers send theirs every 200 ms.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let (client, rpc, append, replicated) = loop {
+    let (client, rpc, append, replicated, carried) = loop {
         let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let found = got
             .iter()
@@ -163,7 +163,8 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
                 let rpc = got.iter().filter(same).find(|s| s.name.ends_with(" Produce"))?;
                 let append = got.iter().filter(same).find(|s| s.name == "append")?;
                 let replicated = got.iter().filter(same).find(|s| s.name == "wait_replicated")?;
-                Some((client.clone(), rpc.clone(), append.clone(), replicated.clone()))
+                let carried = got.iter().filter(same).find(|s| s.name == "follower_fetch")?;
+                Some((client.clone(), rpc.clone(), append.clone(), replicated.clone(), carried.clone()))
             });
         if let Some(f) = found {
             break f;
@@ -180,6 +181,10 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
     assert_eq!(rpc.parent, client.span_id, "the broker's request span is the producer's request's child");
     assert_eq!(append.parent, rpc.span_id, "the append is the request span's child");
     assert_eq!(replicated.parent, rpc.span_id, "the wait for the replicas is the request span's child");
+    assert_eq!(
+        carried.parent, append.span_id,
+        "the follower fetch that carried the record is the append's child"
+    );
     // The producer's request hangs under the record's `send` span, the trace's root.
     let send = got
         .iter()
