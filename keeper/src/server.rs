@@ -30,7 +30,7 @@ use sluice_keeper_core::{
 };
 use sluice_net::{ChannelSender, Peer, ServerChannel};
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::ensemble::state_machine::SmEvent;
 use crate::ensemble::{Ensemble, Proposal};
@@ -309,7 +309,16 @@ impl Database {
         let deadline = self.deadline_for(session);
         let started = Instant::now();
         let p = Proposal { session, time_ms, op };
-        let fut = actix::fut::wrap_future::<_, Self>(async move { ensemble.propose(p, deadline).await });
+        // Under the request's span when it is traced: a write forwarded to the leader carries
+        // the trace there.
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!("propose", session = format_args!("0x{session:x}"))
+        };
+        let fut = actix::fut::wrap_future::<_, Self>(
+            async move { ensemble.propose(p, deadline).await }.instrument(span),
+        );
         ctx.spawn(fut.map(move |res, db, _| match res {
             Err(e) => {
                 if let Some(r) = reply {
@@ -768,6 +777,9 @@ pub struct SessionRequest {
     pub session: u64,
     /// The request.
     pub request: KeeperRequest,
+    /// The request's span (`Span::none()` unless traces are exported): a write's proposal
+    /// is traced under it.
+    pub span: tracing::Span,
 }
 
 impl Handler<SessionRequest> for Database {
@@ -776,6 +788,8 @@ impl Handler<SessionRequest> for Database {
         use KeeperRequest as Q;
         use KeeperResponse as A;
         let session = msg.session;
+        let span = msg.span.clone();
+        let _in_request = span.enter();
         let now = self.now_ms();
         if let Err(e) = self.core.touch(now, session) {
             let expired = |e: KeeperError| -> A {
@@ -983,12 +997,12 @@ impl Actor for SessionActor {
 /// One request from the client, answered in order.
 #[derive(Debug, Message)]
 #[rtype(result = "KeeperResponse")]
-pub struct ClientRequest(pub KeeperRequest);
+pub struct ClientRequest(pub KeeperRequest, pub tracing::Span);
 
 impl Handler<ClientRequest> for SessionActor {
     type Result = ResponseFuture<KeeperResponse>;
     fn handle(&mut self, msg: ClientRequest, _: &mut Context<Self>) -> Self::Result {
-        let req = self.db.send(SessionRequest { session: self.session, request: msg.0 });
+        let req = self.db.send(SessionRequest { session: self.session, request: msg.0, span: msg.1 });
         Box::pin(async move { req.await.unwrap_or(KeeperResponse::Ping(Err(KeeperError::ConnectionLoss))) })
     }
 }
@@ -1125,8 +1139,10 @@ impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
             }
             write_in_flight = is_write;
             let closing = matches!(req.request, KeeperRequest::Close(_));
-            let reply = actor.send(ClientRequest(req.request));
-            if inflight_tx.send(InFlight::Reply(req.correlation_id, reply)).await.is_err() || closing {
+            let span =
+                sluice_net::trace::request_span::<KeeperProtocol>(&peer, &req.request, req.trace.as_ref());
+            let reply = actor.send(ClientRequest(req.request, span.clone()));
+            if inflight_tx.send(InFlight::Reply(req.correlation_id, reply, span)).await.is_err() || closing {
                 break;
             }
         }
@@ -1143,8 +1159,8 @@ const PIPELINE_DEPTH: usize = 1024;
 // rare barrier some bytes.
 #[allow(clippy::large_enum_variant)]
 enum InFlight {
-    /// A request handed to the session actor; its reply comes in order.
-    Reply(u64, actix::dev::Request<SessionActor, ClientRequest>),
+    /// A request handed to the session actor (and its span); its reply comes in order.
+    Reply(u64, actix::dev::Request<SessionActor, ClientRequest>, tracing::Span),
     /// Every request before this one has been answered.
     Barrier(oneshot::Sender<()>),
 }
@@ -1156,8 +1172,8 @@ async fn reply_in_order(
 ) {
     while let Some(item) = inflight.recv().await {
         match item {
-            InFlight::Reply(correlation_id, reply) => {
-                let Ok(response) = reply.await else { return };
+            InFlight::Reply(correlation_id, reply, span) => {
+                let Ok(response) = reply.instrument(span).await else { return };
                 if tx.reply(correlation_id, response).await.is_err() {
                     return;
                 }

@@ -242,6 +242,8 @@ pub struct KeeperProcess {
     pub log: PathBuf,
     /// `http://host:port/metrics`, when the config asks for a metrics endpoint.
     pub metrics: Option<String>,
+    /// Environment variables the process gets on top of the test's.
+    pub env: Vec<(String, String)>,
 }
 
 impl KeeperProcess {
@@ -253,11 +255,12 @@ impl KeeperProcess {
 
     /// [`start`](Self::start) with more config lines (`key=value\n` each).
     pub fn start_with(pki: &TestPki, dir: &Path, tick_ms: u32, extra: &str) -> Self {
-        Self::launch_named(pki, dir, "keeper", 1, 0, tick_ms, extra)
+        Self::launch_named(pki, dir, "keeper", 1, 0, tick_ms, extra, &[])
     }
 
     /// Writes `<name>.properties` (data in `<name>-data`, log in `<name>.log`) for server
     /// certificate `keeper-<id>` and starts it.
+    #[allow(clippy::too_many_arguments)]
     fn launch_named(
         pki: &TestPki,
         dir: &Path,
@@ -266,6 +269,7 @@ impl KeeperProcess {
         client_port: u16,
         tick_ms: u32,
         extra: &str,
+        env: &[(&str, &str)],
     ) -> Self {
         let (config, data_dir) = keeper_config(pki, dir, name, id, client_port, tick_ms, extra);
         let mut k = KeeperProcess {
@@ -275,6 +279,7 @@ impl KeeperProcess {
             child: None,
             log: dir.join(format!("{name}.log")),
             metrics: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         k.launch();
         k
@@ -287,6 +292,7 @@ impl KeeperProcess {
             .args(["keeper", "start"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::piped())
             .stderr(log)
             .spawn()
@@ -377,6 +383,18 @@ pub struct KeeperEnsemble {
 impl KeeperEnsemble {
     /// Starts `n` members in `dir` with `tickTime` and extra config lines.
     pub fn start(pki: &TestPki, dir: &Path, n: usize, tick_ms: u32, extra: &str) -> Self {
+        Self::start_with_env(pki, dir, n, tick_ms, extra, &[])
+    }
+
+    /// [`start`](Self::start) with environment variables `env` for every member.
+    pub fn start_with_env(
+        pki: &TestPki,
+        dir: &Path,
+        n: usize,
+        tick_ms: u32,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let ports = free_udp_ports(2 * n);
         let servers: String =
             (0..n).map(|i| format!("server.{}=127.0.0.1:{}\n", i + 1, ports[n + i])).collect();
@@ -395,6 +413,7 @@ impl KeeperEnsemble {
                     ports[i],
                     tick_ms,
                     &format!("{servers}{extra}"),
+                    env,
                 )
             })
             .collect();

@@ -1,6 +1,7 @@
 //! Distributed traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, one produce is one trace from
 //! the producer process through the broker. A small OTLP/HTTP receiver in this process
 //! (protobuf `ExportTraceServiceRequest`s on `/v1/traces`) collects what the processes export.
+//! A keeper write sent to a follower is one trace across it and the leader.
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -13,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
-use sluice_tests::{sluice_bin, tls_args, BrokerCluster};
+use sluice_tests::{sluice_bin, tls_args, BrokerCluster, KeeperEnsemble, TestPki};
 
 /// One received span.
 #[derive(Debug, Clone)]
@@ -201,5 +202,61 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
         logs.lines().find(|l| l.contains("\"appended\"") && l.contains(&format!("\"trace_id\":\"{hex}\"")));
     assert!(line.is_some(), "no JSON log line of the append with trace id {hex}:\n{}", cluster.log_tails(20));
     drop(cluster);
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn a_keeper_write_at_a_follower_is_one_trace_across_it_and_the_leader() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind receiver");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let spans: Spans = Arc::default();
+    rt.spawn(receiver(listener, spans.clone()));
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("traces");
+    let ensemble = KeeperEnsemble::start_with_env(&pki, dir.path(), 3, 200, "", &env);
+    let tls = pki.client("fixture");
+    let leader = rt.block_on(ensemble.leader(&tls, Duration::from_secs(20))).expect("a leader");
+    let follower = (leader + 1) % 3;
+    let files = pki.issue(sluice_certs::CertSpec::new("shell", sluice_certs::Role::Client));
+    let mut shell = Command::new(sluice_bin());
+    shell
+        .args(["keeper-shell", &ensemble.members[follower].addr])
+        .args(tls_args(&files))
+        .args(["create", "/traced", "data"])
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let (ok, stderr) = finish(Killed(shell.spawn().expect("keeper-shell")), Duration::from_secs(30));
+    assert!(ok, "keeper-shell failed: {stderr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let found = got
+            .iter()
+            .find(|s| s.service == "sluice-keeper-shell" && s.name == "keeper_write")
+            .and_then(|w| {
+                let same = |s: &&Got| s.trace_id == w.trace_id && s.service == "sluice-keeper";
+                // The follower's request span (child of the shell's write), its proposal, and
+                // the leader's span for the forwarded proposal (child of that).
+                let request =
+                    got.iter().filter(same).find(|s| s.parent == w.span_id && s.name.ends_with(" Write"))?;
+                let propose =
+                    got.iter().filter(same).find(|s| s.parent == request.span_id && s.name == "propose")?;
+                got.iter().filter(same).find(|s| s.name.ends_with(" Propose") && s.parent == propose.span_id)
+            });
+        if found.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let names: Vec<(String, String)> =
+                got.iter().map(|s| (s.service.clone(), s.name.clone())).collect();
+            panic!("no keeper write trace across two servers within 20 s; spans received: {names:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(ensemble);
     rt.shutdown_timeout(Duration::from_secs(1));
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind, WatchSet};
 use sluice_net::{Client, ClientOptions, ClientTls, OrderedCaller, Rpc, RpcError};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument};
 
 use super::connect_string::ConnectString;
 use super::proto::{
@@ -538,7 +538,14 @@ impl KeeperClient {
     }
 
     async fn write(&self, op: Op) -> Result<OpResult, KeeperClientError> {
-        let r = self.call(Write(op)).await?;
+        // Traced (when traces are exported): the keeper servers' spans join this one's trace.
+        let span = if sluice_net::trace::enabled() {
+            tracing::info_span!("keeper_write", otel.kind = "client", trace_id = tracing::field::Empty)
+        } else {
+            tracing::Span::none()
+        };
+        sluice_net::trace::record_trace_id(&span);
+        let r = self.call(Write(op)).instrument(span).await?;
         self.checked(r).await
     }
 
