@@ -339,7 +339,9 @@ impl<P: Protocol> Connection<P> {
         self.call_inner(request, None, after).await
     }
 
-    /// [`call`](Self::call) with a W3C trace context in the envelope.
+    /// [`call`](Self::call) with a W3C trace context in the envelope. Every call without
+    /// one (`None`, or [`call`](Self::call)) carries the current span's, if the binary
+    /// installed [`crate::trace`] hooks.
     ///
     /// Small requests travel on the connection's lane (one long-lived stream multiplexing
     /// many calls); a request whose frame exceeds [`LANE_MAX_FRAME`] gets its own stream.
