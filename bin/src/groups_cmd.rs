@@ -873,15 +873,9 @@ async fn describe(ctx: &Ctx, groups: &[String], view: View, verbose: bool) -> Re
             View::Members => members_table(&d, verbose),
             View::State => state_table(&d, &ctx.coordinator(group).await?),
         };
-        if !table.rows.is_empty() {
-            print!("\n{}", table.render());
-        }
+        print_table(&table);
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(anyhow!("{}", failed.join("\n")))
-    }
+    all_or_failures(failed)
 }
 
 async fn delete(ctx: &Ctx, groups: Vec<String>) -> Result<()> {
@@ -1047,10 +1041,19 @@ async fn reset(ctx: &Ctx, groups: &[String], scope: &Scope, to: ResetTo, execute
         }
         plans.push((group.clone(), offsets));
     }
-    let table = reset_table(&plans);
+    print_table(&reset_table(&plans));
+    all_or_failures(failed)
+}
+
+/// Prints a table after a blank line, as Kafka's tool does; nothing for an empty one.
+fn print_table(table: &Table) {
     if !table.rows.is_empty() {
         print!("\n{}", table.render());
     }
+}
+
+/// Success, or every group's failure, one per line.
+fn all_or_failures(failed: Vec<String>) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
