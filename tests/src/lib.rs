@@ -3,7 +3,8 @@
 //! - [`TestPki`]: a throwaway CA in a temporary directory that issues node and client
 //!   certificates (and expired ones), deleted on drop.
 //! - [`PerfServerHandle`]: a `sluice-perf/1` server on `127.0.0.1:0`, stopped on drop.
-//! - [`wait_for`]: poll a condition until a deadline instead of sleeping.
+//! - [`wait_for`] (async) and [`poll_until`] (blocking): poll a condition until a deadline
+//!   instead of sleeping.
 //! - [`sluice_bin`]: the `sluice` executable built alongside the tests.
 //! - [`KeeperProcess`]: a real `sluice keeper start` process on a free port, killable with
 //!   SIGKILL and restartable on the same port and data directory.
@@ -159,6 +160,20 @@ impl Drop for PerfServerHandle {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
+        }
+    }
+}
+
+/// The blocking twin of [`wait_for`], for tests without a runtime and conditions that say
+/// why they are not met yet: polls `cond` every 50 ms until it returns `Ok` or `within`
+/// passes, then gives the last `Err`.
+pub fn poll_until<T>(within: Duration, mut cond: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        match cond() {
+            Ok(t) => return Ok(t),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }

@@ -26,7 +26,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sluice_tests::yaml::Yaml;
-use sluice_tests::{free_udp_ports, http_get, sluice_bin};
+use sluice_tests::{free_udp_ports, http_get, poll_until, sluice_bin};
 
 /// The image every sluice service runs.
 const SLUICE_IMAGE: &str = "sluice:local";
@@ -531,14 +531,7 @@ fn run(mut cmd: Command, stdin: Option<&str>, within: Duration) -> Ran {
     };
     let out = collect(Box::new(child.0.stdout.take().expect("stdout")));
     let err = collect(Box::new(child.0.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + within;
-    let status = loop {
-        match child.0.try_wait().expect("wait") {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => break None,
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let status = poll_until(within, || child.0.try_wait().expect("wait").ok_or_else(String::new)).ok();
     // A command still running is killed here, so its output pipes close.
     drop(child);
     let (stdout, mut stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
@@ -551,17 +544,21 @@ fn run(mut cmd: Command, stdin: Option<&str>, within: Duration) -> Ran {
 /// Runs `make()`'s command until it succeeds; panics with the last outcome after `within`.
 fn until_ok(what: &str, within: Duration, mut make: impl FnMut() -> Command) -> Ran {
     let deadline = Instant::now() + within;
-    loop {
+    let mut last = None;
+    let ok = poll_until(within, || {
         let left = deadline.saturating_duration_since(Instant::now());
         let ran = run(make(), None, left.clamp(Duration::from_secs(1), Duration::from_secs(10)));
         if ran.ok {
-            return ran;
+            Ok(ran)
+        } else {
+            last = Some(ran);
+            Err(String::new())
         }
-        if Instant::now() >= deadline {
-            panic!("{what}: still failing after {within:?}\nstdout: {}\nstderr: {}", ran.stdout, ran.stderr);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
+    ok.unwrap_or_else(|_| {
+        let ran = last.unwrap_or(Ran { ok: false, stdout: String::new(), stderr: String::new() });
+        panic!("{what}: still failing after {within:?}\nstdout: {}\nstderr: {}", ran.stdout, ran.stderr)
+    })
 }
 
 /// A keeper or broker started from its service's command line; SIGKILLed (with its process
@@ -719,8 +716,7 @@ fn the_compose_topology_runs_from_its_own_command_lines_and_configs() {
             prop(&properties(&read(&b.config_source("broker"))), "broker.id").expect("broker.id").to_string()
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    let registered = poll_until(Duration::from_secs(40), || {
         let ran = run(tool(&["keeper-shell", connect, "ls", "/brokers/ids"]), None, Duration::from_secs(10));
         let ids: BTreeSet<String> = ran
             .stdout
@@ -732,10 +728,13 @@ fn the_compose_topology_runs_from_its_own_command_lines_and_configs() {
             .map(str::to_string)
             .collect();
         if ran.ok && ids == want {
-            break;
+            Ok(())
+        } else {
+            Err(format!("brokers registered: {ids:?}, want {want:?}\n{}", ran.stderr))
         }
-        assert!(Instant::now() < deadline, "brokers registered: {ids:?}, want {want:?}\n{}", ran.stderr);
-        std::thread::sleep(Duration::from_millis(200));
+    });
+    if let Err(last) = registered {
+        panic!("{last}");
     }
 
     // A topic on all three brokers (retried while the controller is still learning of
@@ -753,21 +752,18 @@ fn the_compose_topology_runs_from_its_own_command_lines_and_configs() {
             "3",
         ])
     });
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    let in_sync = poll_until(Duration::from_secs(40), || {
         let ran = run(tool(&["topics", "--describe", "--topic", "compose"]), None, Duration::from_secs(10));
         let partitions: Vec<&str> = ran.stdout.lines().filter(|l| l.contains("\tPartition: ")).collect();
         let full = |l: &&str| l.split("\tIsr: ").nth(1).is_some_and(|isr| isr.trim().split(',').count() == 3);
         if ran.ok && partitions.len() == 3 && partitions.iter().all(full) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", ran.stdout, ran.stderr))
         }
-        assert!(
-            Instant::now() < deadline,
-            "every partition with 3 in-sync replicas:\n{}\n{}",
-            ran.stdout,
-            ran.stderr
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    });
+    if let Err(last) = in_sync {
+        panic!("every partition with 3 in-sync replicas:\n{last}");
     }
     let records = "k1:one\nk2:two\nk3:three\nk4:four\nk5:five\n";
     let produced = run(

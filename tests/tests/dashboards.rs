@@ -10,7 +10,7 @@ use sluice_client::broker::proto::NewTopic;
 use sluice_client::broker::{
     Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
 };
-use sluice_tests::{http_get, BrokerCluster};
+use sluice_tests::{http_get, poll_until, BrokerCluster};
 
 /// Metric names in a scrape (histogram series under their base name too).
 fn exported(url: &str) -> BTreeSet<String> {
@@ -140,19 +140,21 @@ async fn every_series_a_dashboard_queries_is_exported() {
     let broker_url =
         format!("http://{}/metrics", cluster.brokers[0].metrics.clone().expect("broker metrics"));
     // Gauges refresh every second: wait until the group's series are there, then compare.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let missing = loop {
+    let found = poll_until(Duration::from_secs(15), || {
         let mut have = exported(&broker_url);
         for url in &keeper_urls {
             have.extend(exported(url));
         }
         let missing: Vec<&(String, String)> = wanted.iter().filter(|(n, _)| !have.contains(n)).collect();
-        if missing.is_empty() || std::time::Instant::now() >= deadline {
-            break missing.into_iter().cloned().collect::<Vec<_>>();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{missing:#?}"))
         }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     consumer.close().await.expect("close");
-    assert!(missing.is_empty(), "dashboards query series no process exports: {missing:#?}");
+    if let Err(missing) = found {
+        panic!("dashboards query series no process exports: {missing}");
+    }
     assert!(wanted.len() >= 20, "the dashboards cover the cluster: only {} series", wanted.len());
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use sluice_tests::sluice_bin;
+use sluice_tests::{poll_until, sluice_bin};
 
 fn sluice(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
     Command::new(sluice_bin())
@@ -126,11 +126,11 @@ fn dev_up_then_the_readme_tools_produce_and_consume_then_dev_down_stops_everythi
     let down = sluice(work.path(), &["dev", "down", "--dir", dir_s, "--timeout", "20"], &[]);
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(String::from_utf8_lossy(&down.stdout).matches(") stopped").count(), 6, "{}", text(&down));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while started.iter().any(|&p| alive(p)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(started.iter().all(|&p| !alive(p)), "every process is gone");
+    let gone = poll_until(Duration::from_secs(5), || match started.iter().find(|&&p| alive(p)) {
+        Some(p) => Err(format!("pid {p} still runs")),
+        None => Ok(()),
+    });
+    assert_eq!(gone, Ok(()), "every process is gone");
     let status = sluice(work.path(), &["dev", "status", "--dir", dir_s], &[]);
     assert_eq!(String::from_utf8_lossy(&status.stdout).matches(" stopped ").count(), 6, "{}", text(&status));
 }

@@ -12,7 +12,7 @@ use sluice_client::broker::{
     ProducerRecord,
 };
 use sluice_log::TopicPartition;
-use sluice_tests::BrokerCluster;
+use sluice_tests::{wait_for, BrokerCluster};
 
 /// A single-server offsets topic that is quick to create, a 1 s initial delay, and sessions
 /// down to 1 s.
@@ -328,13 +328,10 @@ async fn committed_offsets_survive_the_coordinators_death_and_only_uncommitted_r
     }
     let distinct = |l: &Ledger| l.processed.iter().collect::<BTreeSet<_>>().len();
     // --- a third of the way through, SIGKILL the group coordinator's broker
-    let third = tokio::time::timeout(Duration::from_secs(60), async {
-        while distinct(&ledger.lock().expect("ledger")) < N / 3 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(third.is_ok(), "the group did not get a third through in 60 s");
+    let third =
+        wait_for(Duration::from_secs(60), || async { distinct(&ledger.lock().expect("ledger")) >= N / 3 })
+            .await;
+    assert!(third, "the group did not get a third through in 60 s");
     let net: sluice_net::Client<BrokerProtocol> =
         sluice_net::Client::new(&cluster.pki.client("raw"), sluice_net::ClientOptions::default())
             .expect("client");
@@ -350,19 +347,15 @@ async fn committed_offsets_survive_the_coordinators_death_and_only_uncommitted_r
     );
     cluster.brokers[(coordinator.id - 1) as usize].kill();
     // --- every record is processed, by the survivors' group on the new coordinator
-    let all = tokio::time::timeout(Duration::from_secs(90), async {
-        while distinct(&ledger.lock().expect("ledger")) < N {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let all =
+        wait_for(Duration::from_secs(90), || async { distinct(&ledger.lock().expect("ledger")) >= N }).await;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     for m in members {
         let _ = tokio::time::timeout(Duration::from_secs(30), m).await;
     }
     {
         let l = ledger.lock().expect("ledger");
-        assert!(all.is_ok(), "only {} of {N} records processed within 90 s of the kill", distinct(&l));
+        assert!(all, "only {} of {N} records processed within 90 s of the kill", distinct(&l));
         let duplicates = l.processed.len() - distinct(&l);
         println!(
             "processed {} deliveries of {N} records: {duplicates} duplicates, {} failed commits",
@@ -463,14 +456,11 @@ async fn deleting_a_topic_drops_the_groups_offsets_for_it() {
     assert_eq!(admin.list_group_offsets("keepers").await.expect("offsets").len(), 3);
     let deleted = admin.delete_topics(vec!["doomed".into()]).await.expect("delete");
     assert!(deleted.iter().all(|(_, r)| r.is_ok()), "{deleted:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let left = loop {
-        let left = admin.list_group_offsets("keepers").await.expect("offsets");
-        if left.len() == 1 || Instant::now() >= deadline {
-            break left;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    wait_for(Duration::from_secs(20), || async {
+        admin.list_group_offsets("keepers").await.is_ok_and(|left| left.len() == 1)
+    })
+    .await;
+    let left = admin.list_group_offsets("keepers").await.expect("offsets");
     assert_eq!(
         left.iter().map(|c| (c.topic.as_str(), c.partition, c.offset)).collect::<Vec<_>>(),
         vec![("kept", 0, 3)],

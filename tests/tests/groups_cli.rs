@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_client::broker::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
-use sluice_tests::{sluice_bin, tls_args, BrokerCluster};
+use sluice_tests::{poll_until, sluice_bin, tls_args, BrokerCluster};
 
 /// A single-server offsets topic that is quick to create, and a short initial rebalance
 /// delay.
@@ -79,14 +79,13 @@ impl Proc {
 
     /// Waits for the process to exit; kills it and panics after `within`.
     fn wait(&mut self, within: Duration) -> Ran {
-        let deadline = Instant::now() + within;
         let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
+        match poll_until(within, || child.try_wait().expect("try_wait").ok_or_else(String::new)) {
+            Ok(status) => {
                 self.child = None;
-                return Ran { status, stdout: self.stdout(), stderr: self.stderr() };
+                Ran { status, stdout: self.stdout(), stderr: self.stderr() }
             }
-            if Instant::now() >= deadline {
+            Err(_) => {
                 self.kill();
                 panic!(
                     "`sluice {}` still running after {within:?}:\n{}\n{}",
@@ -95,7 +94,6 @@ impl Proc {
                     self.stderr()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -125,16 +123,9 @@ fn tool(cluster: &BrokerCluster, args: &[&str]) -> Ran {
     Proc::spawn(cluster, args).wait(STEP)
 }
 
-/// Polls `cond` every 100 ms until it gives `Some` or `within` passes.
-fn eventually<T>(within: Duration, what: &str, mut cond: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match cond() {
-            Ok(t) => return t,
-            Err(last) if Instant::now() >= deadline => panic!("not within {within:?}: {what}; last:\n{last}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+/// [`poll_until`], panicking with `what` and the last failure after `within`.
+fn eventually<T>(within: Duration, what: &str, cond: impl FnMut() -> Result<T, String>) -> T {
+    poll_until(within, cond).unwrap_or_else(|last| panic!("not within {within:?}: {what}; last:\n{last}"))
 }
 
 fn create_topic(cluster: &BrokerCluster, topic: &str, partitions: u32) {

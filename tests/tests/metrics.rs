@@ -7,7 +7,7 @@ use sluice_client::broker::proto::NewTopic;
 use sluice_client::broker::{
     Admin, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
 };
-use sluice_tests::{http_get, BrokerCluster};
+use sluice_tests::{http_get, poll_until, BrokerCluster};
 
 const EXTRA: &str = "metrics.port=0\nmetrics.host=127.0.0.1\nzookeeper.session.timeout.ms=4000\n\
                      replica.lag.time.max.ms=2000\noffsets.topic.replication.factor=3\n\
@@ -50,11 +50,8 @@ fn cluster_sum(cluster: &BrokerCluster, name: &str, with: &[&str]) -> f64 {
 }
 
 fn eventually(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + within;
-    while !ok() {
-        assert!(std::time::Instant::now() < deadline, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let met = poll_until(within, || if ok() { Ok(()) } else { Err(what.to_string()) });
+    assert!(met.is_ok(), "not within {within:?}: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

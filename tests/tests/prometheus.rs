@@ -5,9 +5,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice_tests::{http_get, sluice_bin};
+use sluice_tests::{http_get, poll_until, sluice_bin};
 
 struct Kill(Child);
 
@@ -90,30 +90,29 @@ fn a_real_prometheus_scrapes_every_keeper_and_broker_of_a_dev_cluster() {
     let api = |path: &str| {
         http_get(&format!("http://127.0.0.1:{port}{path}")).map(|(_, body)| body).unwrap_or_default()
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let up = poll_until(Duration::from_secs(60), || {
         let body = api("/api/v1/targets?state=active");
-        let up = body.matches("\"health\":\"up\"").count();
-        if up == 6 {
-            break;
+        match body.matches("\"health\":\"up\"").count() {
+            6 => Ok(()),
+            up => Err(format!("{up} of 6 up:\n{body}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "not every target up within 60 s ({up} of 6):\n{body}\n{}",
-            std::fs::read_to_string(work.path().join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(250));
+    });
+    if let Err(last) = up {
+        let log = std::fs::read_to_string(work.path().join("prometheus.log")).unwrap_or_default();
+        panic!("not every target up within 60 s: {last}\n{log}");
     }
     // The series are in Prometheus: three brokers report their partitions, the keepers their
     // quorum.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let answered = poll_until(Duration::from_secs(20), || {
         let brokers = api("/api/v1/query?query=count(sluice_broker_partitions)");
         let keepers = api("/api/v1/query?query=sum(sluice_keeper_quorum)");
         if brokers.contains("\"3\"]") && keepers.contains("\"3\"]") {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{brokers}\n{keepers}"))
         }
-        assert!(Instant::now() < deadline, "queries did not answer 3 in time:\n{brokers}\n{keepers}");
-        std::thread::sleep(Duration::from_millis(250));
+    });
+    if let Err(last) = answered {
+        panic!("queries did not answer 3 in time:\n{last}");
     }
 }

@@ -7,14 +7,14 @@ use std::convert::Infallible;
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
-use sluice_tests::{sluice_bin, tls_args, BrokerCluster, KeeperEnsemble, TestPki};
+use sluice_tests::{poll_until, sluice_bin, tls_args, BrokerCluster, KeeperEnsemble, TestPki};
 
 /// One received span.
 #[derive(Debug, Clone)]
@@ -98,29 +98,32 @@ impl Drop for Killed {
 
 /// Waits up to `within` for the child to exit; its output (stdout, stderr).
 fn finish(mut child: Killed, within: Duration) -> (bool, String) {
-    let deadline = Instant::now() + within;
-    loop {
-        match child.0.try_wait() {
-            Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.0.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                return (status.success(), err);
+    match poll_until(within, || child.0.try_wait().ok().flatten().ok_or_else(String::new)) {
+        Ok(status) => {
+            let mut err = String::new();
+            if let Some(mut e) = child.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => return (false, format!("still running after {within:?}; killed")),
+            (status.success(), err)
         }
+        Err(_) => (false, format!("still running after {within:?}; killed")),
     }
 }
 
-#[test]
-fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
+/// A runtime serving the OTLP receiver on a free port: (the runtime, its endpoint, the spans
+/// received so far).
+fn start_receiver() -> (tokio::runtime::Runtime, String, Spans) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind receiver");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let spans: Spans = Arc::default();
     rt.spawn(receiver(listener, spans.clone()));
+    (rt, endpoint, spans)
+}
+
+#[test]
+fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
+    let (rt, endpoint, spans) = start_receiver();
     // Export every 200 ms instead of every 5 s.
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
     // The brokers log JSON, with the append's debug line.
@@ -153,11 +156,9 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
     assert!(ok, "console-producer failed: {stderr}");
 
     // The producer flushed its spans on exit; the brokers send theirs every 200 ms.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (client, rpc, append, replicated, carried) = loop {
+    let found = poll_until(Duration::from_secs(20), || {
         let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let found = got
-            .iter()
+        got.iter()
             .find(|s| s.service == "sluice-console-producer" && s.name == "produce")
             .and_then(|client| {
                 let same = |s: &&Got| s.trace_id == client.trace_id && s.service == "sluice-broker";
@@ -166,17 +167,12 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
                 let replicated = got.iter().filter(same).find(|s| s.name == "wait_replicated")?;
                 let carried = got.iter().filter(same).find(|s| s.name == "follower_fetch")?;
                 Some((client.clone(), rpc.clone(), append.clone(), replicated.clone(), carried.clone()))
-            });
-        if let Some(f) = found {
-            break f;
-        }
-        if Instant::now() >= deadline {
-            let names: Vec<(String, String)> =
-                got.iter().map(|s| (s.service.clone(), s.name.clone())).collect();
-            panic!("no produce trace through the broker within 20 s; spans received: {names:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+            })
+            .ok_or_else(|| format!("{:?}", got.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()))
+    });
+    let (client, rpc, append, replicated, carried) = found.unwrap_or_else(|names| {
+        panic!("no produce trace through the broker within 20 s; spans received: {names}")
+    });
     let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // client span → server request span → append (and the wait for the replicas).
     assert_eq!(rpc.parent, client.span_id, "the broker's request span is the producer's request's child");
@@ -207,11 +203,7 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
 
 #[test]
 fn a_keeper_write_at_a_follower_is_one_trace_across_it_and_the_leader() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind receiver");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    let spans: Spans = Arc::default();
-    rt.spawn(receiver(listener, spans.clone()));
+    let (rt, endpoint, spans) = start_receiver();
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new("traces");
@@ -231,11 +223,9 @@ fn a_keeper_write_at_a_follower_is_one_trace_across_it_and_the_leader() {
         .stderr(Stdio::piped());
     let (ok, stderr) = finish(Killed(shell.spawn().expect("keeper-shell")), Duration::from_secs(30));
     assert!(ok, "keeper-shell failed: {stderr}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let found = poll_until(Duration::from_secs(20), || {
         let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let found = got
-            .iter()
+        got.iter()
             .find(|s| s.service == "sluice-keeper-shell" && s.name == "keeper_write")
             .and_then(|w| {
                 let same = |s: &&Got| s.trace_id == w.trace_id && s.service == "sluice-keeper";
@@ -246,16 +236,12 @@ fn a_keeper_write_at_a_follower_is_one_trace_across_it_and_the_leader() {
                 let propose =
                     got.iter().filter(same).find(|s| s.parent == request.span_id && s.name == "propose")?;
                 got.iter().filter(same).find(|s| s.name.ends_with(" Propose") && s.parent == propose.span_id)
-            });
-        if found.is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let names: Vec<(String, String)> =
-                got.iter().map(|s| (s.service.clone(), s.name.clone())).collect();
-            panic!("no keeper write trace across two servers within 20 s; spans received: {names:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+            })
+            .map(|_| ())
+            .ok_or_else(|| format!("{:?}", got.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()))
+    });
+    if let Err(names) = found {
+        panic!("no keeper write trace across two servers within 20 s; spans received: {names}");
     }
     drop(ensemble);
     rt.shutdown_timeout(Duration::from_secs(1));
