@@ -355,24 +355,7 @@ impl Handler<CommitMsg> for GroupCoordinator {
                     Ok(results)
                 }
                 Err(e) => {
-                    // As Kafka's coordinator answers a failed offsets write: the partition moved
-                    // (find the coordinator again) or is short of replicas (retry later).
-                    let group = act.group.id().to_string();
-                    let e = match e {
-                        BrokerError::NotLeaderForPartition { .. }
-                        | BrokerError::LeaderNotAvailable { .. }
-                        | BrokerError::StorageError { .. } => {
-                            BrokerError::NotCoordinator { group, broker: act.broker }
-                        }
-                        BrokerError::NotEnoughReplicas { .. }
-                        | BrokerError::NotEnoughReplicasAfterAppend { .. }
-                        | BrokerError::UnknownTopicOrPartition { .. }
-                        | BrokerError::RequestTimedOut { .. } => BrokerError::CoordinatorNotAvailable {
-                            group,
-                            why: format!("the offsets could not be written: {e}"),
-                        },
-                        other => other,
-                    };
+                    let e = sluice_broker_core::group::commit_write_error(act.group.id(), act.broker, e);
                     Ok(results.into_iter().map(|(t, p, r)| (t, p, r.and(Err(e.clone())))).collect())
                 }
             }),

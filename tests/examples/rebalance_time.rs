@@ -50,7 +50,12 @@ fn start_member(config: ConsumerConfig, n: usize, board: Board) -> Member {
 /// Waits until `members` members are all in one generation above `after` and hold all 12
 /// partitions between them; returns that generation.
 async fn settled(board: &Board, members: usize, after: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        assert!(
+            Instant::now() < deadline,
+            "{members} members did not settle past generation {after} in 120 s"
+        );
         {
             let b = board.lock().expect("board");
             let gens: Vec<i32> = b.values().map(|(g, _)| *g).collect();

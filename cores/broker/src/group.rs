@@ -131,6 +131,25 @@ pub struct MemberDescription {
     pub assignment: Vec<u8>,
 }
 
+/// What a commit answers when its offsets could not be written, as Kafka's coordinator
+/// does: the offsets partition moved (`NotCoordinator`: find the coordinator again) or is
+/// short of replicas or slow (`CoordinatorNotAvailable`: retry later); anything else as is.
+pub fn commit_write_error(group: &str, broker: i32, e: BrokerError) -> BrokerError {
+    match e {
+        BrokerError::NotLeaderForPartition { .. }
+        | BrokerError::LeaderNotAvailable { .. }
+        | BrokerError::StorageError { .. } => BrokerError::NotCoordinator { group: group.into(), broker },
+        BrokerError::NotEnoughReplicas { .. }
+        | BrokerError::NotEnoughReplicasAfterAppend { .. }
+        | BrokerError::UnknownTopicOrPartition { .. }
+        | BrokerError::RequestTimedOut { .. } => BrokerError::CoordinatorNotAvailable {
+            group: group.into(),
+            why: format!("the offsets could not be written: {e}"),
+        },
+        other => other,
+    }
+}
+
 /// The shell's id for a request the rules hold (a join or a sync).
 pub type Waiter = u64;
 
@@ -1246,6 +1265,21 @@ mod tests {
         let out = g.drop_topics(t, &["b".to_string()]);
         assert_eq!(out, vec![Effect::DeleteOffsets(vec![("b".into(), 0)]), Effect::Gone]);
         assert_eq!(g.state(), GroupState::Dead);
+    }
+
+    #[test]
+    fn a_failed_offsets_write_tells_the_client_where_to_go() {
+        let moved =
+            BrokerError::NotLeaderForPartition { topic: "t".into(), partition: 0, broker: 1, leader: None };
+        assert!(matches!(commit_write_error("g", 1, moved), BrokerError::NotCoordinator { broker: 1, .. }));
+        let slow = BrokerError::RequestTimedOut { what: "w".into(), timeout_ms: 5 };
+        let e = commit_write_error("g", 1, slow);
+        assert!(
+            matches!(e, BrokerError::CoordinatorNotAvailable { .. }) && e.needs_coordinator_lookup(),
+            "{e}"
+        );
+        let other = BrokerError::MessageTooLarge { size: 2, max: 1 };
+        assert_eq!(commit_write_error("g", 1, other.clone()), other);
     }
 
     #[test]
