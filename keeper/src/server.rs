@@ -308,7 +308,7 @@ impl Database {
         let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         let deadline = self.deadline_for(session);
         let started = Instant::now();
-        let p = Proposal { session, time_ms, op };
+        let p = Proposal { session, time_ms, op, trace: None };
         // Under the request's span when it is traced: a write forwarded to the leader carries
         // the trace there.
         let span = if tracing::Span::current().is_none() {
@@ -1256,8 +1256,8 @@ async fn run_member(
     let sink: crate::ensemble::state_machine::Sink = Arc::new(move |ev| {
         let _ = events_tx.send(ev);
     });
-    let (sm, state, index) =
-        StateMachine::open(&dir, sink, config.settings.snap_retain_count).map_err(RunError::Ensemble)?;
+    let (sm, state, index) = StateMachine::open(&dir, ens.my_id, sink, config.settings.snap_retain_count)
+        .map_err(RunError::Ensemble)?;
     info!(
         my_id = ens.my_id,
         snapshot_index = index,

@@ -193,7 +193,7 @@ impl Sim {
         }
         let log = LogStore::open(dir).unwrap_or_else(|e| panic!("seed {}: reopen {id}: {e}", self.seed));
         self.log_stopped.insert(id, log.stopped());
-        let (sm, state, _) = StateMachine::open(dir, self.replicas.sink(id), 2)
+        let (sm, state, _) = StateMachine::open(dir, id, self.replicas.sink(id), 2)
             .unwrap_or_else(|e| panic!("seed {}: state machine {id}: {e}", self.seed));
         if let Some(slot) = self.replicas.0.lock().expect("lock").get_mut(&id) {
             slot.1 = state;
@@ -245,7 +245,7 @@ impl Sim {
     /// [`write`](Self::write), with the log index it committed at.
     async fn write_at(&self, session: u64, op: Op) -> Option<(u64, Result<OpResult, KeeperError>)> {
         let leader = self.leader()?;
-        let p = Batch(vec![Proposal { session, time_ms: 0, op }]);
+        let p = Batch(vec![Proposal { session, time_ms: 0, op, trace: None }]);
         match tokio::time::timeout(Duration::from_millis(800), leader.client_write(p)).await {
             Ok(Ok(r)) => r.data.0.into_iter().next().map(|res| (r.log_id.index, res)),
             _ => None,

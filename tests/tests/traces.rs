@@ -1,7 +1,8 @@
 //! Distributed traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, one produce is one trace from
 //! the producer process through the broker. A small OTLP/HTTP receiver in this process
 //! (protobuf `ExportTraceServiceRequest`s on `/v1/traces`) collects what the processes export.
-//! A keeper write sent to a follower is one trace across it and the leader.
+//! A keeper write sent to a follower is one trace across it, the leader, and every member's
+//! replication and apply of it.
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -24,6 +25,22 @@ struct Got {
     trace_id: Vec<u8>,
     span_id: Vec<u8>,
     parent: Vec<u8>,
+    /// The span's attributes (its fields), as text.
+    attributes: Vec<(String, String)>,
+}
+
+impl Got {
+    fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::StringValue(s) => s.clone(),
+        Value::IntValue(i) => i.to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 type Spans = Arc<Mutex<Vec<Got>>>;
@@ -37,10 +54,7 @@ fn record(spans: &Spans, req: ExportTraceServiceRequest) {
             .flat_map(|r| r.attributes.iter())
             .find(|kv| kv.key == "service.name")
             .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-            .map(|v| match v {
-                Value::StringValue(s) => s.clone(),
-                other => format!("{other:?}"),
-            })
+            .map(text)
             .unwrap_or_default();
         for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
             out.push(Got {
@@ -49,6 +63,11 @@ fn record(spans: &Spans, req: ExportTraceServiceRequest) {
                 trace_id: span.trace_id,
                 span_id: span.span_id,
                 parent: span.parent_span_id,
+                attributes: span
+                    .attributes
+                    .into_iter()
+                    .filter_map(|kv| Some((kv.key, text(kv.value?.value.as_ref()?))))
+                    .collect(),
             });
         }
     }
@@ -202,7 +221,7 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
 }
 
 #[test]
-fn a_keeper_write_at_a_follower_is_one_trace_across_it_and_the_leader() {
+fn a_keeper_write_at_a_follower_is_one_trace_across_every_member() {
     let (rt, endpoint, spans) = start_receiver();
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
     let dir = tempfile::tempdir().expect("tempdir");
@@ -235,13 +254,43 @@ fn a_keeper_write_at_a_follower_is_one_trace_across_it_and_the_leader() {
                     got.iter().filter(same).find(|s| s.parent == w.span_id && s.name.ends_with(" Write"))?;
                 let propose =
                     got.iter().filter(same).find(|s| s.parent == request.span_id && s.name == "propose")?;
-                got.iter().filter(same).find(|s| s.name.ends_with(" Propose") && s.parent == propose.span_id)
+                let at_leader = got
+                    .iter()
+                    .filter(same)
+                    .find(|s| s.name.ends_with(" Propose") && s.parent == propose.span_id)?;
+                // Under the leader's span: every member's apply of the write, and each
+                // follower's replication of it.
+                let members = |name: &str| {
+                    let mut ids: Vec<String> = got
+                        .iter()
+                        .filter(same)
+                        .filter(|s| s.name == name && s.parent == at_leader.span_id)
+                        .filter_map(|s| s.attribute("member").map(str::to_string))
+                        .collect();
+                    ids.sort();
+                    ids
+                };
+                let leader_id = (leader + 1).to_string();
+                let followers: Vec<String> =
+                    (1..=3).map(|i: usize| i.to_string()).filter(|i| *i != leader_id).collect();
+                (members("apply") == ["1", "2", "3"] && members("replicate") == followers).then_some(())
             })
-            .map(|_| ())
-            .ok_or_else(|| format!("{:?}", got.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()))
+            .ok_or_else(|| {
+                // The write's trace, if the shell's span arrived.
+                let write = got.iter().find(|s| s.name == "keeper_write").map(|w| w.trace_id.clone());
+                let traced: Vec<_> = got
+                    .iter()
+                    .filter(|s| write.as_ref().is_none_or(|t| *t == s.trace_id))
+                    .map(|s| (&s.service, &s.name, s.attribute("member")))
+                    .collect();
+                format!("{traced:?}")
+            })
     });
     if let Err(names) = found {
-        panic!("no keeper write trace across two servers within 20 s; spans received: {names}");
+        panic!(
+            "no keeper write trace across the follower it was sent to, the leader, and every member's \
+             replication and apply within 20 s; spans received: {names}"
+        );
     }
     drop(ensemble);
     rt.shutdown_timeout(Duration::from_secs(1));

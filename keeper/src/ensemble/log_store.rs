@@ -46,7 +46,13 @@ enum Record {
     Purge(Id),
     Vote(Vote<u64>),
     Committed(Option<Id>),
+    /// First in every segment: the format of what follows ([`FORMAT`]).
+    Format(u32),
 }
+
+/// The log's format, written first in every segment. 1: a proposal carries its trace
+/// context. (Segments written before this record existed have no such first record.)
+pub const FORMAT: u32 = 1;
 
 enum Done {
     None,
@@ -82,6 +88,7 @@ impl Mem {
             }
             Record::Vote(v) => self.vote = Some(v),
             Record::Committed(c) => self.committed = c,
+            Record::Format(_) => {}
         }
     }
 }
@@ -126,6 +133,20 @@ pub enum LogStoreError {
         offset: u64,
         /// What is wrong.
         why: String,
+    },
+    /// A segment was written in another format than this build's.
+    #[error(
+        "raft log: {} was written in log format {} and this sluice reads format {FORMAT} only; \
+         run the sluice that wrote it, or move the data directory aside and let this member \
+         catch up from the others",
+        path.display(),
+        found.map_or_else(|| "0 (before formats were recorded)".to_string(), |f| f.to_string())
+    )]
+    Format {
+        /// The segment.
+        path: PathBuf,
+        /// The format it records (`None`: no format record, i.e. format 0).
+        found: Option<u32>,
     },
 }
 
@@ -197,7 +218,14 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64, Option<String>), LogSt
         }
         let config = bincode::config::standard().with_limit::<{ MAX_RECORD as usize }>();
         match bincode::serde::decode_from_slice::<Record, _>(body, config) {
+            // Nothing past the first record is read in a format this build does not know.
+            Ok((Record::Format(FORMAT), _)) if at == 0 => {}
+            Ok((Record::Format(f), _)) if at == 0 => {
+                return Err(LogStoreError::Format { path: path.to_path_buf(), found: Some(f) })
+            }
+            Ok(_) if at == 0 => return Err(LogStoreError::Format { path: path.to_path_buf(), found: None }),
             Ok((r, _)) => records.push(r),
+            Err(_) if at == 0 => return Err(LogStoreError::Format { path: path.to_path_buf(), found: None }),
             Err(e) => break Some(format!("undecodable record: {e}")),
         }
         at += 8 + len as usize;
@@ -321,6 +349,7 @@ impl Writer {
         let path = self.dir.join(segment_name(seq));
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
         let mut buf = Vec::new();
+        encode(&Record::Format(FORMAT), &mut buf);
         if let Some(v) = self.vote {
             encode(&Record::Vote(v), &mut buf);
         }
@@ -375,7 +404,7 @@ impl Writer {
                     Record::Vote(v) => self.vote = Some(*v),
                     Record::Purge(p) => self.purged = Some(*p),
                     Record::Committed(c) => self.committed = *c,
-                    Record::Truncate(_) => {}
+                    Record::Truncate(_) | Record::Format(_) => {}
                 }
                 encode(record, &mut buf);
             }
@@ -559,6 +588,29 @@ mod tests {
         match LogStore::open(dir.path()) {
             Err(LogStoreError::Corrupt { path, .. }) => assert_eq!(path, first),
             other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_segment_of_another_format_is_refused_naming_both_formats() {
+        for (first, found) in
+            [(Record::Format(FORMAT + 1), Some(FORMAT + 1)), (Record::Vote(Vote::new(1, 1)), None)]
+        {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut buf = Vec::new();
+            encode(&first, &mut buf);
+            encode(&Record::Committed(None), &mut buf);
+            let path = dir.path().join(segment_name(1));
+            std::fs::write(&path, buf).expect("write");
+            match LogStore::open(dir.path()) {
+                Err(e @ LogStoreError::Format { .. }) => {
+                    let LogStoreError::Format { path: p, found: f } = &e else { unreachable!() };
+                    assert_eq!((p, *f), (&path, found));
+                    let text = e.to_string();
+                    assert!(text.contains(&format!("reads format {FORMAT} only")), "{text}");
+                }
+                other => panic!("expected Format, got {:?}", other.map(|_| ())),
+            }
         }
     }
 }

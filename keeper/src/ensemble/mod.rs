@@ -1,5 +1,5 @@
 //! The keeper ensemble: the keeper's transactions replicated by Raft (openraft) over
-//! `sluice-peer/1` links.
+//! `sluice-peer/2` links.
 //!
 //! - The log ([`log_store`]) and snapshots ([`state_machine`]) live in `dataDir/raft`.
 //! - The state machine is the standalone keeper's [`sluice_keeper_core::KeeperState`]; a
@@ -27,7 +27,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, ServerState};
 use serde::{Deserialize, Serialize};
 use sluice_keeper_core::{KeeperError, Op, OpResult};
-use sluice_net::{Client, RpcError};
+use sluice_net::{Client, RpcError, TraceContext};
 use tokio::time::Instant;
 
 use peer::{PeerProtocol, Propose, ReadIndex, Refusal, Touch};
@@ -41,6 +41,9 @@ pub struct Proposal {
     pub time_ms: i64,
     /// The change.
     pub op: Op,
+    /// The trace context of the leader's span that proposed it, when the write is traced:
+    /// every member's replication and apply of it join that trace.
+    pub trace: Option<TraceContext>,
 }
 
 /// What applying one proposal gave (`None`: the entry carried no such proposal).
@@ -181,9 +184,14 @@ impl std::fmt::Debug for Ensemble {
 /// until `deadline`.
 pub(crate) async fn write_as_leader(
     batcher: &tokio::sync::mpsc::UnboundedSender<Waiting>,
-    p: Proposal,
+    mut p: Proposal,
     deadline: Instant,
 ) -> Result<(u64, Applied), Refusal> {
+    // The leader's own span (its `propose`, or its `rpc` span for a forwarded proposal) is
+    // what the members' replication and apply of the entry hang under.
+    if let Some(here) = sluice_net::trace::current() {
+        p.trace = Some(here);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     if batcher.send((p, tx)).is_err() {
         return Err(Refusal::Failed(KeeperError::SystemError { what: "the member is stopping".into() }));

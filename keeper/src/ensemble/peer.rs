@@ -1,4 +1,4 @@
-//! `sluice-peer/1`: what ensemble members say to each other over mutually authenticated
+//! `sluice-peer/2`: what ensemble members say to each other over mutually authenticated
 //! QUIC. Raft's own RPCs (append entries, vote, install snapshot) plus what a member that is
 //! not the leader asks of the leader: commit this proposal, give me a read index (for
 //! `sync`), these sessions were heard from.
@@ -54,7 +54,8 @@ pub enum Refusal {
 sluice_net::protocol! {
     /// The ensemble's peer protocol.
     pub protocol PeerProtocol {
-        alpn: "sluice-peer/1",
+        // 2: a proposal carries its trace context.
+        alpn: "sluice-peer/2",
         request: PeerRequest,
         response: PeerResponse,
         push: (),
@@ -102,6 +103,9 @@ impl PeerHandler for PeerService {
         _: &Peer,
         r: AppendEntries,
     ) -> Result<AppendEntriesResponse<u64>, RaftError<u64>> {
+        // One `replicate` span per traced proposal the request carries, open until this
+        // member has taken the entries: the write's trace shows every member's share.
+        let _spans = replicate_spans(self.ensemble.my_id, &r.0);
         self.raft.append_entries(r.0).await
     }
 
@@ -128,6 +132,32 @@ impl PeerHandler for PeerService {
     async fn touch(&self, _: &Peer, r: Touch) {
         (self.on_touch)(r.0);
     }
+}
+
+/// A `replicate` span, child of the proposal's trace, for each traced proposal in `request`
+/// (none when tracing is off or nothing in it is traced).
+fn replicate_spans(member: u64, request: &AppendEntriesRequest<KeeperRaft>) -> Vec<tracing::Span> {
+    if !sluice_net::trace::enabled() {
+        return Vec::new();
+    }
+    let mut spans = Vec::new();
+    for entry in &request.entries {
+        if let openraft::EntryPayload::Normal(batch) = &entry.payload {
+            for (i, p) in batch.0.iter().enumerate() {
+                if let Some(parent) = &p.trace {
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "replicate",
+                        member,
+                        zxid = format_args!("0x{:x}", super::zxid(entry.log_id.index, i)),
+                    );
+                    sluice_net::trace::set_parent(&span, parent);
+                    spans.push(span);
+                }
+            }
+        }
+    }
+    spans
 }
 
 /// Opens links to the other members.

@@ -60,8 +60,19 @@ pub struct StateMachine {
     state: KeeperState,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, openraft::BasicNode>,
+    /// This member's id (for its spans).
+    member: u64,
     sink: Sink,
     retain: usize,
+}
+
+impl StateMachine {
+    /// The `apply` span of a traced proposal on this member, entered until dropped.
+    fn apply_span(&self, parent: &sluice_net::TraceContext, zxid: i64) -> tracing::span::EnteredSpan {
+        let span = tracing::info_span!(parent: None, "apply", member = self.member, zxid = format_args!("0x{zxid:x}"));
+        sluice_net::trace::set_parent(&span, parent);
+        span.entered()
+    }
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -138,7 +149,12 @@ fn write_snapshot_file(dir: &Path, body: &SnapshotFileBody, retain: usize) -> st
 impl StateMachine {
     /// Loads the newest snapshot in `dir` (or starts empty). Returns the machine and the
     /// state it starts from, with its last log index, for the server's own copy.
-    pub fn open(dir: &Path, sink: Sink, retain: usize) -> Result<(StateMachine, KeeperState, u64), String> {
+    pub fn open(
+        dir: &Path,
+        member: u64,
+        sink: Sink,
+        retain: usize,
+    ) -> Result<(StateMachine, KeeperState, u64), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let files = snapshot_files(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         let mut sm = StateMachine {
@@ -146,6 +162,7 @@ impl StateMachine {
             state: KeeperState::new(),
             last_applied: None,
             membership: StoredMembership::default(),
+            member,
             sink,
             retain,
         };
@@ -251,6 +268,7 @@ impl RaftStateMachine<KeeperRaft> for StateMachine {
                     for (i, p) in batch.0.into_iter().enumerate() {
                         let txn =
                             Txn { zxid: zxid(index, i), time_ms: p.time_ms, session: p.session, op: p.op };
+                        let _span = p.trace.map(|parent| self.apply_span(&parent, txn.zxid));
                         results.push(self.state.apply(&txn).result);
                         txns.push(txn);
                     }
