@@ -29,7 +29,7 @@ use sluice_broker_core::group::{
 };
 use sluice_broker_core::group_log::{self, Loader};
 use sluice_broker_core::BrokerError;
-use sluice_client::broker::proto::OFFSETS_TOPIC;
+use sluice_client::broker::proto::{BrokerProtocol, OFFSETS_TOPIC};
 use sluice_log::{BatchHeader, Compression, Record, RecordBatch, TopicPartition};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -363,8 +363,8 @@ impl Handler<CommitMsg> for GroupCoordinator {
     }
 }
 
-/// `sluice_group_committed_offset{group, topic, partition}`: with the partition leader's
-/// `sluice_broker_high_watermark` it gives the group's lag.
+/// `sluice_group_committed_offset{group, topic, partition}` (the lag itself is
+/// `sluice_group_lag`, [`crate::lag`]).
 fn committed_gauge(group: &str, topic: &str, partition: i32, offset: i64) {
     let labels =
         [("group", group.to_string()), ("topic", topic.to_string()), ("partition", partition.to_string())];
@@ -459,6 +459,12 @@ enum Slot {
 pub struct GroupManager {
     config: Arc<BrokerConfig>,
     routing: SharedRouting,
+    /// For asking partition leaders their high watermarks (the lag).
+    net: Arc<sluice_net::Client<BrokerProtocol>>,
+    /// The lag series set so far ([`crate::lag`]).
+    lag_series: std::collections::BTreeSet<crate::lag::LagKey>,
+    /// A lag measurement is running.
+    measuring: bool,
     rules: GroupRules,
     slots: HashMap<i32, Slot>,
     /// The topics of the last cluster update seen (`None` before the first).
@@ -467,7 +473,11 @@ pub struct GroupManager {
 
 impl GroupManager {
     /// A manager following the leaderships in `routing`.
-    pub fn new(config: Arc<BrokerConfig>, routing: SharedRouting) -> Self {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        routing: SharedRouting,
+        net: Arc<sluice_net::Client<BrokerProtocol>>,
+    ) -> Self {
         let rules = GroupRules {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay.as_millis() as u64,
             offsets_retention_ms: config.offsets_retention.as_millis() as u64,
@@ -477,7 +487,16 @@ impl GroupManager {
                 .unwrap_or(i32::MAX),
             ..GroupRules::default()
         };
-        GroupManager { config, routing, rules, slots: HashMap::new(), topics: None }
+        GroupManager {
+            config,
+            routing,
+            net,
+            lag_series: Default::default(),
+            measuring: false,
+            rules,
+            slots: HashMap::new(),
+            topics: None,
+        }
     }
 
     /// The partitions of `__consumer_offsets` led here now, with their leader epochs.
@@ -565,6 +584,27 @@ impl GroupManager {
         }
     }
 
+    /// Starts measuring the lag of the groups coordinated here, unless a measurement runs.
+    fn measure_lag(&mut self, ctx: &mut Context<Self>) {
+        if self.measuring {
+            return;
+        }
+        self.measuring = true;
+        let groups: Vec<(String, Addr<GroupCoordinator>)> = self
+            .slots
+            .values()
+            .flat_map(|s| match s {
+                Slot::Ready { groups, .. } => groups.iter().map(|(g, a)| (g.clone(), a.clone())).collect(),
+                Slot::Loading { .. } => Vec::new(),
+            })
+            .collect();
+        let measured = crate::lag::measure(groups, current(&self.routing), self.net.clone());
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(measured).map(|lags, act, _| {
+            act.measuring = false;
+            act.lag_series = crate::lag::publish(&act.lag_series, &lags);
+        }));
+    }
+
     fn start_group(&self, group: Group, partition: i32, me: Addr<GroupManager>) -> Addr<GroupCoordinator> {
         let writer = OffsetsWriter { routing: self.routing.clone(), config: self.config.clone(), partition };
         GroupCoordinator {
@@ -593,6 +633,7 @@ impl Actor for GroupManager {
         // Leadership changes reach the routing table; follow it closely (a new coordinator
         // is what a group waits for after a broker dies).
         ctx.run_interval(Duration::from_millis(200), |act, ctx| act.reconcile(ctx));
+        ctx.run_interval(crate::lag::REFRESH, |act, ctx| act.measure_lag(ctx));
     }
 }
 

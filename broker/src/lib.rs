@@ -20,6 +20,7 @@ pub mod controller;
 pub mod fetcher;
 pub mod group;
 pub mod isr;
+pub mod lag;
 pub mod log_manager;
 pub mod membership;
 pub mod partition;

@@ -147,7 +147,7 @@ pub async fn run(
         })
     };
     let first = membership::join(&config, &endpoint, &tls).await?;
-    let groups = crate::group::GroupManager::new(config.clone(), routing.clone()).start();
+    let groups = crate::group::GroupManager::new(config.clone(), routing.clone(), net.clone()).start();
     let service = BrokerService::new(
         config.clone(),
         routing.clone(),

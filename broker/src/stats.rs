@@ -11,7 +11,7 @@
 //! | `sluice_controller_offline_partitions` | | on the controller: partitions without a leader |
 //! | `sluice_broker_log_size_bytes` | topic, partition | bytes in the segments of each replica here |
 //! | `sluice_broker_log_end_offset` | topic, partition | each led partition's log end offset |
-//! | `sluice_broker_high_watermark` | topic, partition | each led partition's high watermark (lag = this − a group's committed offset) |
+//! | `sluice_broker_high_watermark` | topic, partition | each led partition's high watermark |
 //! | `sluice_broker_log_start_offset` | topic, partition | each led partition's first offset |
 //!
 //! A partition that leaves this broker keeps its last per-partition values (the metrics

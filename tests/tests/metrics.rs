@@ -49,6 +49,18 @@ fn cluster_sum(cluster: &BrokerCluster, name: &str, with: &[&str]) -> f64 {
         .sum()
 }
 
+/// How many samples of `name` with every label of `with` the live brokers export, -1s
+/// (series no longer meant) left out.
+fn series_count(cluster: &BrokerCluster, name: &str, with: &[&str]) -> usize {
+    cluster
+        .brokers
+        .iter()
+        .filter(|b| b.pid().is_some())
+        .flat_map(|b| scrape(b.metrics.as_deref().expect("metrics endpoint")))
+        .filter(|(n, l, v)| n == name && *v >= 0.0 && with.iter().all(|w| l.contains(w)))
+        .count()
+}
+
 fn eventually(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let met = poll_until(within, || if ok() { Ok(()) } else { Err(what.to_string()) });
     assert!(met.is_ok(), "not within {within:?}: {what}");
@@ -116,6 +128,25 @@ async fn broker_series_exist_and_move_with_traffic_failures_and_groups() {
             && cluster_sum(&cluster, "sluice_group_members", &["group=\"watchers\""]) == 1.0
     });
     consumer.close().await.expect("close");
+    // --- the group's lag, measured by its coordinator: 0 on each partition, then what was
+    // produced since the commit
+    eventually(Duration::from_secs(15), "a lag of 0 on each of the 3 partitions", || {
+        series_count(&cluster, "sluice_group_lag", &["group=\"watchers\""]) == 3
+            && cluster_sum(&cluster, "sluice_group_lag", &["group=\"watchers\""]) == 0.0
+    });
+    let producer = Producer::new(ProducerConfig::new(client.clone())).expect("producer");
+    for i in 0..30 {
+        producer
+            .send(ProducerRecord::new("watched", format!("late-{i}")))
+            .await
+            .expect("send")
+            .await
+            .expect("ack");
+    }
+    producer.close().await;
+    eventually(Duration::from_secs(15), "a lag of the 30 records produced after the commit", || {
+        cluster_sum(&cluster, "sluice_group_lag", &["group=\"watchers\""]) == 30.0
+    });
     // --- SIGKILL a broker: the survivors report under-replicated partitions; after its
     // restart, none
     cluster.brokers[2].kill();
