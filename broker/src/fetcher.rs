@@ -351,6 +351,24 @@ async fn run_round(
             records: fetched.records,
             leader_high_watermark: hw,
         };
+        // Open while the partition appends: one per traced produce the records carry, in
+        // that produce's trace (under the leader's `follower_fetch`).
+        let _spans: Vec<tracing::Span> = fetched
+            .traces
+            .iter()
+            .map(|parent| {
+                let span = tracing::info_span!(
+                    parent: None,
+                    "follower_append",
+                    topic = %tp.topic,
+                    partition = tp.partition,
+                    follower = config.broker_id,
+                    leader = %leader,
+                );
+                sluice_net::trace::set_parent(&span, parent);
+                span
+            })
+            .collect();
         let r = f.addr.send(append).await;
         let outcome = match applied(tp, r) {
             Outcome::At(offset) => Outcome::Replicated { offset, hw },

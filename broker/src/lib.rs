@@ -11,7 +11,7 @@
 //! - [`fetcher`]: the `FollowerFetcher` actors that replicate from leaders.
 //! - [`isr`]: a leader's conditional ISR writes to the keeper.
 //! - [`log_manager`]: flush / retention timers and recovery-point checkpoints.
-//! - [`service`]: the `sluice-broker/1` request handlers.
+//! - [`service`]: the `sluice-broker/2` request handlers.
 //! - [`group`]: consumer groups: the `GroupManager` and a `GroupCoordinator` actor per group.
 //! - [`stats`]: the broker's state as Prometheus gauges.
 pub mod clock;

@@ -615,9 +615,11 @@ impl Handler<Read> for Partition {
     }
 }
 
-/// A follower's fetch (leader side): `offset` is the follower's log end offset.
+/// A follower's fetch (leader side): `offset` is the follower's log end offset. Answers the
+/// records, the offsets, and the `follower_fetch` span contexts of the traced appends the
+/// records carry.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(Bytes, Offsets), BrokerError>")]
+#[rtype(result = "Result<(Bytes, Offsets, Vec<TraceContext>), BrokerError>")]
 pub struct FollowerFetch {
     /// The follower.
     pub replica: i32,
@@ -632,7 +634,7 @@ pub struct FollowerFetch {
 }
 
 impl Handler<FollowerFetch> for Partition {
-    type Result = Result<(Bytes, Offsets), BrokerError>;
+    type Result = Result<(Bytes, Offsets, Vec<TraceContext>), BrokerError>;
 
     fn handle(&mut self, msg: FollowerFetch, ctx: &mut Context<Self>) -> Self::Result {
         let State::Leader { set, .. } = &self.state else { return Err(self.not_leader()) };
@@ -662,14 +664,14 @@ impl Handler<FollowerFetch> for Partition {
         self.publish();
         let offsets = self.current_offsets();
         if msg.offset == leo {
-            return Ok((Bytes::new(), offsets));
+            return Ok((Bytes::new(), offsets, Vec::new()));
         }
         let read = self.log()?.read(msg.offset, msg.max_bytes);
         match read {
             Ok(r) => {
                 let records = whole_batches(r.records, msg.max_bytes, msg.strict, i64::MAX);
-                self.trace_follower_fetch(&msg, &records, offsets.high_watermark);
-                Ok((records, offsets))
+                let traces = self.trace_follower_fetch(&msg, &records, offsets.high_watermark);
+                Ok((records, offsets, traces))
             }
             Err(e) => Err(read_error(&self.tp, e, |e| self.storage_error(e))),
         }
@@ -679,11 +681,17 @@ impl Handler<FollowerFetch> for Partition {
 impl Partition {
     /// Puts a follower's fetch into the trace of each traced append it carries (a
     /// `follower_fetch` span under the append's), and forgets the appends every in-sync
-    /// replica has (below the high watermark).
-    fn trace_follower_fetch(&mut self, msg: &FollowerFetch, records: &Bytes, high_watermark: i64) {
+    /// replica has (below the high watermark). Returns those spans' contexts, for the
+    /// follower's own append.
+    fn trace_follower_fetch(
+        &mut self,
+        msg: &FollowerFetch,
+        records: &Bytes,
+        high_watermark: i64,
+    ) -> Vec<TraceContext> {
         self.traced.retain(|(_, end, _)| *end > high_watermark);
         if self.traced.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut carried_to = msg.offset;
         let mut at = 0;
@@ -692,6 +700,7 @@ impl Partition {
             carried_to = view.last_offset() + 1;
             at += view.len();
         }
+        let mut carried = Vec::new();
         for (base, _, ctx) in
             self.traced.iter().filter(|(base, _, _)| (msg.offset..carried_to).contains(base))
         {
@@ -705,7 +714,9 @@ impl Partition {
                 base_offset = *base,
             );
             sluice_net::trace::set_parent(&span, ctx);
+            carried.extend(sluice_net::trace::context_of(&span));
         }
+        carried
     }
 }
 

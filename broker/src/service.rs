@@ -1,4 +1,4 @@
-//! The `sluice-broker/1` service: turns requests into messages to the partition actors and
+//! The `sluice-broker/2` service: turns requests into messages to the partition actors and
 //! keeper writes, and answers.
 //!
 //! Routing goes through the [`Routing`] table the replica manager publishes: a request for
@@ -351,6 +351,7 @@ impl BrokerService {
                     high_watermark: -1,
                     log_start_offset: -1,
                     records: Bytes::new(),
+                    traces: Vec::new(),
                 };
                 let leader = match self.route(&routing, &p.topic, p.partition) {
                     Ok(l) => l,
@@ -377,7 +378,7 @@ impl BrokerService {
                     // The answer is full: report where the partition stands, read nothing
                     // (a read always returns at least one batch).
                     let o = *rx.borrow();
-                    Ok(Ok((Bytes::new(), o)))
+                    Ok(Ok((Bytes::new(), o, Vec::new())))
                 } else if let (Some(replica), Some(leader_epoch)) = (replica, *leader_epoch) {
                     let ask = FollowerFetch {
                         replica,
@@ -388,14 +389,17 @@ impl BrokerService {
                     };
                     leader.addr.send(ask).await
                 } else {
-                    leader.addr.send(Read { offset: p.offset, max_bytes: budget.max(1), strict }).await
+                    let read =
+                        leader.addr.send(Read { offset: p.offset, max_bytes: budget.max(1), strict }).await;
+                    read.map(|r| r.map(|(records, offsets)| (records, offsets, Vec::new())))
                 };
                 match read {
-                    Ok(Ok((records, offsets))) => {
+                    Ok(Ok((records, offsets, traces))) => {
                         fetched.high_watermark = offsets.high_watermark;
                         fetched.log_start_offset = offsets.log_start_offset;
                         total += records.len();
                         fetched.records = records;
+                        fetched.traces = traces;
                         idle[i] = fetched.records.is_empty().then(|| (offsets, fetched.clone()));
                     }
                     Ok(Err(e)) => {

@@ -185,6 +185,13 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
                 let append = got.iter().filter(same).find(|s| s.name == "append")?;
                 let replicated = got.iter().filter(same).find(|s| s.name == "wait_replicated")?;
                 let carried = got.iter().filter(same).find(|s| s.name == "follower_fetch")?;
+                // The follower's own append of what that fetch carried, in the follower.
+                got.iter().filter(same).find(|s| {
+                    s.name == "follower_append"
+                        && s.parent == carried.span_id
+                        && s.attribute("follower").is_some()
+                        && s.attribute("follower") == carried.attribute("follower")
+                })?;
                 Some((client.clone(), rpc.clone(), append.clone(), replicated.clone(), carried.clone()))
             })
             .ok_or_else(|| format!("{:?}", got.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()))
@@ -216,6 +223,35 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
     let line =
         logs.lines().find(|l| l.contains("\"appended\"") && l.contains(&format!("\"trace_id\":\"{hex}\"")));
     assert!(line.is_some(), "no JSON log line of the append with trace id {hex}:\n{}", cluster.log_tails(20));
+
+    // A consumer's poll that returns the record is one trace: `poll` → its `fetch` → the
+    // broker's Fetch.
+    let mut consumer =
+        tool(&["console-consumer", "--topic", "traced", "--from-beginning", "--max-messages", "1"]);
+    consumer.envs(env).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let (ok, stderr) = finish(Killed(consumer.spawn().expect("console-consumer")), Duration::from_secs(30));
+    assert!(ok, "console-consumer failed: {stderr}");
+    let polled = poll_until(Duration::from_secs(20), || {
+        let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        got.iter()
+            .filter(|s| s.service == "sluice-console-consumer" && s.name == "poll")
+            .filter(|s| s.attribute("records") == Some("1"))
+            .find_map(|poll| {
+                let fetch = got.iter().find(|s| s.parent == poll.span_id && s.name == "fetch")?;
+                got.iter().find(|s| {
+                    s.service == "sluice-broker" && s.parent == fetch.span_id && s.name.ends_with(" Fetch")
+                })
+            })
+            .map(|_| ())
+            .ok_or_else(|| {
+                let names: Vec<_> =
+                    got.iter().filter(|s| s.service != "sluice-broker").map(|s| &s.name).collect();
+                format!("{names:?}")
+            })
+    });
+    if let Err(names) = polled {
+        panic!("no poll → fetch → broker Fetch trace within 20 s; client spans received: {names}");
+    }
     drop(cluster);
     rt.shutdown_timeout(Duration::from_secs(1));
 }

@@ -981,7 +981,28 @@ impl Consumer {
 
     /// Records from the assigned partitions: buffered ones at once, else what arrives within
     /// `timeout` (an empty list if nothing does). At most `max.poll.records`.
+    ///
+    /// When traces are exported, each call is a `poll` span (group, records returned) and the
+    /// group calls and fetches it makes are its children.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        if !sluice_net::trace::enabled() {
+            return self.poll_inner(timeout).await;
+        }
+        let span = tracing::info_span!(
+            "poll",
+            group = self.config.group_id.as_deref().unwrap_or(""),
+            records = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        sluice_net::trace::record_trace_id(&span);
+        let polled = self.poll_inner(timeout).instrument(span.clone()).await;
+        if let Ok(records) = &polled {
+            span.record("records", records.len());
+        }
+        polled
+    }
+
+    async fn poll_inner(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
         let deadline = Instant::now() + timeout;
         if self.subscription.is_some() {
             self.ensure_group().await?;
@@ -1139,6 +1160,7 @@ mod tests {
             high_watermark,
             log_start_offset: 0,
             records,
+            traces: Vec::new(),
         }
     }
 

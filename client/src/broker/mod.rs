@@ -1,4 +1,4 @@
-//! The broker SDK: the `sluice-broker/1` protocol and async admin, producer and consumer
+//! The broker SDK: the `sluice-broker/2` protocol and async admin, producer and consumer
 //! clients over mutually authenticated QUIC.
 //!
 //! - [`config`]: [`ClientConfig`], [`ProducerConfig`], [`ConsumerConfig`] under Kafka's key

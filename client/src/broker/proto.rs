@@ -1,4 +1,4 @@
-//! `sluice-broker/1`: what clients, brokers and the controller say to a broker.
+//! `sluice-broker/2`: what clients, brokers and the controller say to a broker.
 //!
 //! Record batches travel as opaque bytes in Kafka's RecordBatch v2 format: the producer
 //! encodes them, the leader checks and stores them as they are (rewriting only the base
@@ -157,6 +157,10 @@ pub struct FetchedPartition {
     /// Whole batches (the first may start before the offset asked for: skip its earlier
     /// records).
     pub records: Bytes,
+    /// For a replica fetch while traces are exported: the context of the leader's
+    /// `follower_fetch` span for each traced append these records carry, so the follower's
+    /// own append joins each produce's trace. Empty otherwise.
+    pub traces: Vec<sluice_net::TraceContext>,
 }
 
 /// Looks up offsets by time.
@@ -447,7 +451,8 @@ pub struct UpdateCluster(pub ClusterUpdate);
 sluice_net::protocol! {
     /// The broker protocol.
     pub protocol BrokerProtocol {
-        alpn: "sluice-broker/1",
+        // 2: a replica fetch's partitions carry the trace contexts of their traced appends.
+        alpn: "sluice-broker/2",
         request: BrokerRequest,
         response: BrokerResponse,
         push: (),
