@@ -9,3 +9,31 @@
 //! sessions and znode watchers with the keeper, partition leaders, follower fetchers and
 //! group coordinators with the broker. The transport they run on (`sluice-net`) is already
 //! built and tested.
+
+#[doc(hidden)]
+pub use tracing;
+
+/// Enters the span of one actor handler, `handle` at debug level, named `"<Actor> <Message>"`
+/// (its `otel.name`) with `actor` and `message` fields; returns the guard, to hold for the
+/// handler's body:
+///
+/// ```
+/// let _span = sluice_actors::handling!("Partition", "Append");
+/// ```
+///
+/// At the default `info` level the span is not even made (a cached callsite check); with
+/// `RUST_LOG=debug` (or a directive for the actor's module) every handler shows in the logs'
+/// span lists and, when traces are exported, as a span of its own. Handlers that serve a
+/// traced request open that request's span inside this one.
+#[macro_export]
+macro_rules! handling {
+    ($actor:literal, $message:literal) => {
+        $crate::tracing::debug_span!(
+            "handle",
+            otel.name = concat!($actor, " ", $message),
+            actor = $actor,
+            message = $message
+        )
+        .entered()
+    };
+}

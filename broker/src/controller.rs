@@ -315,6 +315,7 @@ impl Handler<Reconcile> for Controller {
     type Result = ();
 
     fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Controller", "Reconcile");
         self.run_pass(ctx);
     }
 }
@@ -329,6 +330,7 @@ impl Handler<BeginShutdown> for Controller {
     type Result = ResponseFuture<Result<u32, BrokerError>>;
 
     fn handle(&mut self, msg: BeginShutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Controller", "BeginShutdown");
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shutdowns.push((msg.0, tx));
         self.run_pass(ctx);
@@ -345,6 +347,7 @@ impl Handler<Resign> for Controller {
     type Result = ();
 
     fn handle(&mut self, _: Resign, ctx: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Controller", "Resign");
         self.outboxes.clear();
         ctx.stop();
     }

@@ -406,6 +406,7 @@ impl Handler<Follow> for FollowerFetcher {
     type Result = ();
 
     fn handle(&mut self, msg: Follow, ctx: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("FollowerFetcher", "Follow");
         self.leader_addr = msg.leader_addr;
         let followed = Followed {
             addr: msg.addr,
@@ -429,6 +430,7 @@ impl Handler<Unfollow> for FollowerFetcher {
     type Result = usize;
 
     fn handle(&mut self, msg: Unfollow, _: &mut Context<Self>) -> usize {
+        let _span = sluice_actors::handling!("FollowerFetcher", "Unfollow");
         if self.partitions.remove(&msg.0).is_none() {
             warn!(topic = %msg.0.topic, partition = msg.0.partition, "unfollowing a partition this fetcher did not follow");
         }

@@ -230,6 +230,7 @@ impl Handler<JoinMsg> for GroupCoordinator {
     type Result = MessageResult<JoinMsg>;
 
     fn handle(&mut self, msg: JoinMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "JoinMsg");
         let (tx, rx) = oneshot::channel();
         let w = self.waiter(Reply::Join(tx));
         let effects = self.group.join(now(), w, msg.0);
@@ -254,6 +255,7 @@ impl Handler<SyncMsg> for GroupCoordinator {
     type Result = MessageResult<SyncMsg>;
 
     fn handle(&mut self, msg: SyncMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "SyncMsg");
         let (tx, rx) = oneshot::channel();
         let w = self.waiter(Reply::Sync(tx));
         let effects = self.group.sync(now(), w, &msg.member, msg.generation, msg.assignments);
@@ -276,6 +278,7 @@ impl Handler<HeartbeatMsg> for GroupCoordinator {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, msg: HeartbeatMsg, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "HeartbeatMsg");
         self.group.heartbeat(now(), &msg.member, msg.generation)
     }
 }
@@ -289,6 +292,7 @@ impl Handler<LeaveMsg> for GroupCoordinator {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, msg: LeaveMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "LeaveMsg");
         let (result, effects) = self.group.leave(now(), &msg.0);
         self.carry_out(effects, ctx);
         result
@@ -311,6 +315,7 @@ impl Handler<CommitMsg> for GroupCoordinator {
     type Result = ResponseActFuture<Self, Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError>>;
 
     fn handle(&mut self, msg: CommitMsg, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "CommitMsg");
         let checked = match self.group.check_commit(now(), &msg.member, msg.generation, &msg.offsets) {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(e))),
@@ -380,6 +385,7 @@ impl Handler<FetchOffsetsMsg> for GroupCoordinator {
     type Result = MessageResult<FetchOffsetsMsg>;
 
     fn handle(&mut self, msg: FetchOffsetsMsg, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "FetchOffsetsMsg");
         MessageResult(self.group.fetch_offsets(msg.0.as_deref()))
     }
 }
@@ -393,6 +399,7 @@ impl Handler<DescribeMsg> for GroupCoordinator {
     type Result = MessageResult<DescribeMsg>;
 
     fn handle(&mut self, _: DescribeMsg, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "DescribeMsg");
         MessageResult((self.group.overview(), self.group.describe()))
     }
 }
@@ -406,6 +413,7 @@ impl Handler<DeleteMsg> for GroupCoordinator {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, _: DeleteMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupCoordinator", "DeleteMsg");
         let effects = self.group.delete(now())?;
         self.carry_out(effects, ctx);
         Ok(())
@@ -421,6 +429,7 @@ impl Handler<DropTopics> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: DropTopics, ctx: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("GroupCoordinator", "DropTopics");
         let effects = self.group.drop_topics(now(), &msg.0);
         self.carry_out(effects, ctx);
     }
@@ -435,6 +444,7 @@ impl Handler<Unload> for GroupCoordinator {
     type Result = ();
 
     fn handle(&mut self, _: Unload, ctx: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("GroupCoordinator", "Unload");
         let effects = self.group.unload(now(), self.broker);
         // Only replies: nothing is written by a coordinator that lost its partition.
         for e in effects {
@@ -702,6 +712,7 @@ impl Handler<Loaded> for GroupManager {
     type Result = ();
 
     fn handle(&mut self, msg: Loaded, ctx: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("GroupManager", "Loaded");
         if !matches!(self.slots.get(&msg.partition), Some(Slot::Loading { epoch }) if *epoch == msg.epoch) {
             return;
         }
@@ -755,6 +766,7 @@ impl Handler<Stopped> for GroupManager {
     type Result = ();
 
     fn handle(&mut self, msg: Stopped, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("GroupManager", "Stopped");
         let p = group_log::partition_for(&msg.group, self.config.offsets_topic_num_partitions);
         if let Some(Slot::Ready { groups, .. }) = self.slots.get_mut(&p) {
             groups.remove(&msg.group);
@@ -778,6 +790,7 @@ impl Handler<Route> for GroupManager {
     type Result = Result<Option<Addr<GroupCoordinator>>, BrokerError>;
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupManager", "Route");
         if msg.group.is_empty() {
             return Err(BrokerError::InvalidGroupId {
                 group: msg.group,
@@ -820,6 +833,7 @@ impl Handler<AllGroups> for GroupManager {
     type Result = MessageResult<AllGroups>;
 
     fn handle(&mut self, _: AllGroups, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("GroupManager", "AllGroups");
         MessageResult(
             self.slots
                 .values()

@@ -137,6 +137,7 @@ impl Handler<Register> for LogManager {
     type Result = ();
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("LogManager", "Register");
         self.partitions.insert(msg.tp, (msg.addr, msg.log_dir));
     }
 }
@@ -156,6 +157,7 @@ impl Handler<Unregister> for LogManager {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("LogManager", "Unregister");
         let Some((_, dir)) = self.partitions.remove(&msg.tp) else { return };
         self.record(dir, msg.tp, msg.marks);
         self.write_checkpoints();
@@ -171,6 +173,7 @@ impl Handler<Forget> for LogManager {
     type Result = ();
 
     fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("LogManager", "Forget");
         for points in self.recovery_points.values_mut().chain(self.high_watermarks.values_mut()) {
             points.remove(&msg.0);
         }

@@ -431,6 +431,7 @@ impl Handler<Assign> for Partition {
     type Result = ();
 
     fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Partition", "Assign");
         self.assign(msg.0);
         self.maybe_change_isr(ctx);
     }
@@ -465,6 +466,7 @@ impl Handler<Append> for Partition {
     type Result = Result<Appended, BrokerError>;
 
     fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "Append");
         let span = if msg.span.is_none() {
             tracing::Span::none()
         } else {
@@ -593,6 +595,7 @@ impl Handler<Read> for Partition {
     type Result = Result<(Bytes, Offsets), BrokerError>;
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "Read");
         self.check_leading()?;
         let offsets = self.current_offsets();
         if msg.offset == offsets.high_watermark && msg.offset >= offsets.log_start_offset {
@@ -637,6 +640,7 @@ impl Handler<FollowerFetch> for Partition {
     type Result = Result<(Bytes, Offsets, Vec<TraceContext>), BrokerError>;
 
     fn handle(&mut self, msg: FollowerFetch, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "FollowerFetch");
         let State::Leader { set, .. } = &self.state else { return Err(self.not_leader()) };
         self.check_epoch(msg.leader_epoch, set.leader_epoch())?;
         let (leo, log_start) = {
@@ -734,6 +738,7 @@ impl Handler<EpochEndOffset> for Partition {
     type Result = Result<Option<(i32, i64)>, BrokerError>;
 
     fn handle(&mut self, msg: EpochEndOffset, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "EpochEndOffset");
         let State::Leader { set, .. } = &self.state else { return Err(self.not_leader()) };
         self.check_epoch(msg.current_leader_epoch, set.leader_epoch())?;
         Ok(self.log()?.end_offset_for_epoch(msg.epoch))
@@ -752,6 +757,7 @@ impl Handler<FollowerPosition> for Partition {
     type Result = Result<(Option<i32>, i64), BrokerError>;
 
     fn handle(&mut self, msg: FollowerPosition, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "FollowerPosition");
         self.follower_epoch(msg.leader_epoch)?;
         let log = self.log()?;
         Ok((log.leader_epoch(), log.log_end_offset()))
@@ -789,6 +795,7 @@ impl Handler<TruncateForLeader> for Partition {
     type Result = Result<(i64, bool), BrokerError>;
 
     fn handle(&mut self, msg: TruncateForLeader, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "TruncateForLeader");
         self.follower_epoch(msg.leader_epoch)?;
         let hw = self.high_watermark();
         let mut log = self.log()?;
@@ -827,6 +834,7 @@ impl Handler<RestartAt> for Partition {
     type Result = Result<i64, BrokerError>;
 
     fn handle(&mut self, msg: RestartAt, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "RestartAt");
         self.follower_epoch(msg.leader_epoch)?;
         let mut log = self.log()?;
         warn!(topic = %self.tp.topic, partition = self.tp.partition, offset = msg.offset,
@@ -860,6 +868,7 @@ impl Handler<ReplicaAppend> for Partition {
     type Result = Result<i64, BrokerError>;
 
     fn handle(&mut self, msg: ReplicaAppend, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "ReplicaAppend");
         self.follower_epoch(msg.leader_epoch)?;
         let leo = {
             let mut log = self.log()?;
@@ -892,6 +901,7 @@ impl Handler<ListOffset> for Partition {
     type Result = Result<(i64, i64), BrokerError>;
 
     fn handle(&mut self, msg: ListOffset, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "ListOffset");
         self.check_leading()?;
         let offsets = self.current_offsets();
         match msg.timestamp {
@@ -918,6 +928,7 @@ impl Handler<Tick> for Partition {
     type Result = Option<(TickReport, Marks)>;
 
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Partition", "Tick");
         let now = now_ms();
         let mut log = lock(self.log.as_deref()?);
         let report = match log.tick(now) {
@@ -955,6 +966,7 @@ impl Handler<Stop> for Partition {
     type Result = Option<Marks>;
 
     fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Option<Marks> {
+        let _span = sluice_actors::handling!("Partition", "Stop");
         ctx.stop();
         let high_watermark = self.high_watermark();
         let shared = self.log.take()?;

@@ -292,6 +292,7 @@ impl Handler<Apply> for ReplicaManager {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, msg: Apply, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("ReplicaManager", "Apply");
         let update = msg.0;
         if !roles::accept(self.current.as_deref(), &update)? {
             return Ok(());
@@ -345,6 +346,7 @@ impl Handler<StopAll> for ReplicaManager {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: StopAll, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("ReplicaManager", "StopAll");
         let leaders: Vec<_> = self.hosted.drain().collect();
         self.roles.clear();
         for tp in self.following.keys().cloned().collect::<Vec<_>>() {

@@ -500,6 +500,7 @@ impl Actor for Database {
 impl Handler<Durable> for Database {
     type Result = ();
     fn handle(&mut self, msg: Durable, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "Durable");
         self.apply_durable(msg.upto);
         self.sample_gauges();
     }
@@ -513,6 +514,7 @@ struct Apply(SmEvent);
 impl Handler<Apply> for Database {
     type Result = ();
     fn handle(&mut self, msg: Apply, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "Apply");
         self.apply_committed(msg.0);
     }
 }
@@ -525,6 +527,7 @@ pub struct Attach(pub Ensemble);
 impl Handler<Attach> for Database {
     type Result = ();
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "Attach");
         self.ensemble = Some(msg.0);
     }
 }
@@ -543,6 +546,7 @@ pub struct Role {
 impl Handler<Role> for Database {
     type Result = ();
     fn handle(&mut self, msg: Role, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "Role");
         if msg.quorum != self.quorum {
             self.quorum = msg.quorum;
             if msg.quorum {
@@ -578,6 +582,7 @@ pub struct Touched(pub Vec<u64>);
 impl Handler<Touched> for Database {
     type Result = ();
     fn handle(&mut self, msg: Touched, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "Touched");
         let now = self.now_ms();
         for id in msg.0 {
             let _ = self.core.touch(now, id);
@@ -593,6 +598,7 @@ struct Forget(u64);
 impl Handler<Forget> for Database {
     type Result = ();
     fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "Forget");
         self.core.forget(msg.0);
         self.senders.remove(&msg.0);
     }
@@ -601,6 +607,7 @@ impl Handler<Forget> for Database {
 impl Handler<WriterFailed> for Database {
     type Result = ();
     fn handle(&mut self, msg: WriterFailed, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "WriterFailed");
         warn!(error = %msg.0, "the transaction log failed; refusing writes from now on");
         for p in self.pending.drain(..) {
             if let Some(r) = p.reply {
@@ -723,6 +730,7 @@ pub struct OpenSession {
 impl Handler<OpenSession> for Database {
     type Result = ResponseFuture<Result<Connected, KeeperError>>;
     fn handle(&mut self, msg: OpenSession, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Database", "OpenSession");
         let now = self.now_ms();
         let served = self.served_zxid();
         if msg.connect.seen_zxid > served {
@@ -785,6 +793,7 @@ pub struct SessionRequest {
 impl Handler<SessionRequest> for Database {
     type Result = ResponseFuture<KeeperResponse>;
     fn handle(&mut self, msg: SessionRequest, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Database", "SessionRequest");
         use KeeperRequest as Q;
         use KeeperResponse as A;
         let session = msg.session;
@@ -927,6 +936,7 @@ pub struct Detach {
 impl Handler<Detach> for Database {
     type Result = ();
     fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        let _span = sluice_actors::handling!("Database", "Detach");
         if self.senders.get(&msg.session).is_some_and(|(c, _)| *c == msg.connection) {
             self.senders.remove(&msg.session);
         }
@@ -941,6 +951,7 @@ pub struct GetStatus;
 impl Handler<GetStatus> for Database {
     type Result = MessageResult<GetStatus>;
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("Database", "GetStatus");
         MessageResult(self.status())
     }
 }
@@ -1002,6 +1013,7 @@ pub struct ClientRequest(pub KeeperRequest, pub tracing::Span);
 impl Handler<ClientRequest> for SessionActor {
     type Result = ResponseFuture<KeeperResponse>;
     fn handle(&mut self, msg: ClientRequest, _: &mut Context<Self>) -> Self::Result {
+        let _span = sluice_actors::handling!("SessionActor", "ClientRequest");
         let req = self.db.send(SessionRequest { session: self.session, request: msg.0, span: msg.1 });
         Box::pin(async move { req.await.unwrap_or(KeeperResponse::Ping(Err(KeeperError::ConnectionLoss))) })
     }

@@ -208,6 +208,13 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
         carried.parent, append.span_id,
         "the follower fetch that carried the record is the append's child"
     );
+    // With debug on for the partition module, its actor handlers are spans of their own.
+    assert!(
+        got.iter().any(|s| s.service == "sluice-broker"
+            && s.name == "Partition Append"
+            && s.attribute("actor") == Some("Partition")),
+        "no span of the Partition actor's Append handler"
+    );
     // The producer's request hangs under the record's `send` span, the trace's root.
     let send = got
         .iter()
