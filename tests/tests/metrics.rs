@@ -61,6 +61,20 @@ fn series_count(cluster: &BrokerCluster, name: &str, with: &[&str]) -> usize {
         .count()
 }
 
+/// Produces `n` records `{prefix}-{i}` to `topic`, each acknowledged before the next.
+async fn produce(client: &ClientConfig, topic: &str, prefix: &str, n: usize) {
+    let producer = Producer::new(ProducerConfig::new(client.clone())).expect("producer");
+    for i in 0..n {
+        producer
+            .send(ProducerRecord::new(topic.to_string(), format!("{prefix}-{i}")))
+            .await
+            .expect("send")
+            .await
+            .expect("ack");
+    }
+    producer.close().await;
+}
+
 fn eventually(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let met = poll_until(within, || if ok() { Ok(()) } else { Err(what.to_string()) });
     assert!(met.is_ok(), "not within {within:?}: {what}");
@@ -89,16 +103,7 @@ async fn broker_series_exist_and_move_with_traffic_failures_and_groups() {
     });
     let before = cluster_sum(&cluster, "sluice_broker_bytes_in_total", &["topic=\"watched\""]);
     // --- produce: bytes and messages in grow, Produce requests are counted with latencies
-    let producer = Producer::new(ProducerConfig::new(client.clone())).expect("producer");
-    for i in 0..100 {
-        producer
-            .send(ProducerRecord::new("watched", format!("value-{i}")))
-            .await
-            .expect("send")
-            .await
-            .expect("ack");
-    }
-    producer.close().await;
+    produce(&client, "watched", "value", 100).await;
     eventually(Duration::from_secs(5), "the high watermarks reach 100 in all", || {
         cluster_sum(&cluster, "sluice_broker_high_watermark", &["topic=\"watched\""]) == 100.0
     });
@@ -134,16 +139,7 @@ async fn broker_series_exist_and_move_with_traffic_failures_and_groups() {
         series_count(&cluster, "sluice_group_lag", &["group=\"watchers\""]) == 3
             && cluster_sum(&cluster, "sluice_group_lag", &["group=\"watchers\""]) == 0.0
     });
-    let producer = Producer::new(ProducerConfig::new(client.clone())).expect("producer");
-    for i in 0..30 {
-        producer
-            .send(ProducerRecord::new("watched", format!("late-{i}")))
-            .await
-            .expect("send")
-            .await
-            .expect("ack");
-    }
-    producer.close().await;
+    produce(&client, "watched", "late", 30).await;
     eventually(Duration::from_secs(15), "a lag of the 30 records produced after the commit", || {
         cluster_sum(&cluster, "sluice_group_lag", &["group=\"watchers\""]) == 30.0
     });
