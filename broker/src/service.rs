@@ -556,6 +556,19 @@ fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, brokers: &[BrokerEndpoint]) -> 
     Ok(())
 }
 
+/// The answers of produces already handed to their partitions, in order. (Awaiting them
+/// one by one costs nothing: the appends run in the partition actors meanwhile.)
+async fn answers<F>(started: Vec<F>) -> Vec<Result<ProduceResponse, BrokerError>>
+where
+    F: Future<Output = Result<ProduceResponse, BrokerError>>,
+{
+    let mut out = Vec::with_capacity(started.len());
+    for f in started {
+        out.push(f.await);
+    }
+    out
+}
+
 /// Ids of ordered channels, for the partitions' order guards.
 static NEXT_CHANNEL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -682,6 +695,15 @@ impl BrokerHandler for BrokerService {
 
     async fn produce(&self, _: &Peer, req: Produce) -> Result<ProduceResponse, BrokerError> {
         self.start_produce(req, None).await
+    }
+
+    async fn produce_many(
+        &self,
+        _: &Peer,
+        req: ProduceMany,
+    ) -> Result<Vec<Result<ProduceResponse, BrokerError>>, BrokerError> {
+        let started: Vec<_> = req.split().map(|p| self.start_produce(p, None)).collect();
+        Ok(answers(started).await)
     }
 
     async fn fetch(&self, _: &Peer, req: Fetch) -> Result<FetchResponse, BrokerError> {
@@ -1062,6 +1084,28 @@ impl BrokerHandler for BrokerService {
                                     started,
                                 );
                                 let _ = sender.reply(id, BrokerResponse::Produce(response)).await;
+                            }
+                            .instrument(span),
+                        );
+                    }
+                    BrokerRequest::ProduceMany(many) => {
+                        let started = std::time::Instant::now();
+                        // Handed to the partitions in list order, through the channel's
+                        // order guard, before any answer is awaited.
+                        let pending: Vec<_> = span.in_scope(|| {
+                            many.split()
+                                .map(|p| this.start_produce(p, Some((channel_id, &mut guard))))
+                                .collect()
+                        });
+                        tokio::spawn(
+                            async move {
+                                let response = Ok(answers(pending).await);
+                                sluice_net::protocol::served(
+                                    <BrokerProtocol as sluice_net::Protocol>::ALPN,
+                                    "ProduceMany",
+                                    started,
+                                );
+                                let _ = sender.reply(id, BrokerResponse::ProduceMany(response)).await;
                             }
                             .instrument(span),
                         );

@@ -299,6 +299,31 @@ async fn the_leader_appends_in_order_serves_long_polls_and_names_errors() {
     ));
     let f = net.call(&leader, fetch(0, 0)).await.expect("call").expect("fetch");
     assert_eq!(values_of(&f.partitions[0].records), vec!["a", "b", "c", "d"], "nothing lost, nothing added");
+    // --- several partitions' batches in one request (Kafka's produce shape): each is applied in
+    // list order and answered on its own
+    let one = |topic: &str, partition, value: &str| ProduceBatch {
+        topic: topic.into(),
+        partition,
+        records: batch(&[value]),
+        retry: false,
+    };
+    let many = ProduceMany {
+        acks: 1,
+        timeout_ms: 1000,
+        batches: vec![one("t", 0, "e"), one("nope", 0, "x"), one("t", 1, "p1"), one("t", 0, "f")],
+    };
+    let answers = net.call(&leader, many).await.expect("call").expect("produce many");
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert_eq!(answers[0].as_ref().map(|r| r.base_offset), Ok(4));
+    assert!(matches!(answers[1], Err(BrokerError::UnknownTopicOrPartition { .. })), "{:?}", answers[1]);
+    if leader_of(1) == leader_of(0) {
+        assert_eq!(answers[2].as_ref().map(|r| r.base_offset), Ok(0));
+    } else {
+        assert!(matches!(answers[2], Err(BrokerError::NotLeaderForPartition { .. })), "{:?}", answers[2]);
+    }
+    assert_eq!(answers[3].as_ref().map(|r| r.base_offset), Ok(5));
+    let f = net.call(&leader, fetch(0, 0)).await.expect("call").expect("fetch");
+    assert_eq!(values_of(&f.partitions[0].records), vec!["a", "b", "c", "d", "e", "f"]);
     // --- auto-create is off: metadata for an unknown topic says so and creates nothing
     let m = net
         .call(&any, MetadataRequest { topics: Some(vec!["auto".into()]), allow_auto_create: true })

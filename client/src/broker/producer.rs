@@ -50,8 +50,8 @@ use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ConfigError, ProducerConfig};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use super::proto::{
-    BrokerError, BrokerProtocol, InitProducerId, PartitionMetadata, Produce, ProduceResponse,
-    ProducerIdAndEpoch,
+    BrokerError, BrokerProtocol, InitProducerId, PartitionMetadata, Produce, ProduceBatch, ProduceMany,
+    ProduceResponse, ProducerIdAndEpoch,
 };
 
 /// A record to send.
@@ -597,6 +597,8 @@ struct SendSettings {
     acks: i16,
     timeout_ms: u32,
     compression: Compression,
+    /// `max.request.size`: the most batch bytes one request carries.
+    max_request_size: usize,
 }
 
 fn succeed(batch: Batch<Pending>, response: Option<ProduceResponse>) {
@@ -705,6 +707,7 @@ async fn run(shared: Arc<Shared>) {
         acks: config.acks.as_i16(),
         timeout_ms: u32::try_from(config.client.request_timeout.as_millis()).unwrap_or(u32::MAX),
         compression: config.compression,
+        max_request_size: config.max_request_size,
     });
     let (retry_backoff, max_age) = (config.client.retry_backoff, config.client.metadata_max_age);
     // Idempotence: the producer id, and each partition's next sequence number.
@@ -850,10 +853,98 @@ async fn open_channel(cluster: &Cluster, addr: &str) -> Result<OrderedCaller<Bro
     Ok(conn.open_ordered().await?.caller())
 }
 
-type InFlight = (Batch<Pending>, PendingReply<BrokerProtocol, Produce>, tracing::Span);
+/// A request waiting for its answer: one batch's [`Produce`], or several batches'
+/// [`ProduceMany`].
+enum Sent {
+    One(Batch<Pending>, PendingReply<BrokerProtocol, Produce>),
+    Many(Vec<Batch<Pending>>, PendingReply<BrokerProtocol, ProduceMany>),
+}
 
-/// Sends one broker's batches on one ordered channel, in the order they come; a second task
-/// waits for the replies (which come in the same order) and reports them.
+type InFlight = (Sent, tracing::Span);
+
+/// Waits for one request's answer and reports every batch in it.
+async fn settle(sent: Sent, span: tracing::Span, broker: &str, results: &mpsc::UnboundedSender<Outcome>) {
+    let report = |batch, result| {
+        let _ = results.send(Outcome { batch, broker: broker.to_string(), result });
+    };
+    match sent {
+        Sent::One(batch, pending) => {
+            let result = match pending.reply().instrument(span).await {
+                Ok(Ok(response)) => Ok(Some(response)),
+                Ok(Err(e)) => Err(Failure::Broker(e)),
+                Err(e) => Err(Failure::from_rpc(&e)),
+            };
+            report(batch, result);
+        }
+        Sent::Many(batches, pending) => match pending.reply().instrument(span).await {
+            Ok(Ok(answers)) if answers.len() == batches.len() => {
+                for (batch, answer) in batches.into_iter().zip(answers) {
+                    report(batch, answer.map(Some).map_err(Failure::Broker));
+                }
+            }
+            Ok(Ok(answers)) => {
+                let reason = format!("the broker answered {} of {} batches", answers.len(), batches.len());
+                for batch in batches {
+                    report(batch, Err(Failure::Transport { reason: reason.clone(), retriable: true }));
+                }
+            }
+            Ok(Err(e)) => {
+                for batch in batches {
+                    report(batch, Err(Failure::Broker(e.clone())));
+                }
+            }
+            Err(e) => {
+                let failure = Failure::from_rpc(&e);
+                for batch in batches {
+                    report(batch, Err(failure.clone()));
+                }
+            }
+        },
+    }
+}
+
+/// Puts the batches queued for one broker into requests, as Kafka's sender drains a node:
+/// a request holds at most one batch of each partition (the first request each partition's
+/// first batch, the next its second, …, so a partition's batches stay in order across the
+/// requests of the channel) and at most `max.request.size` bytes (a batch alone may be
+/// larger: the accumulator kept it within the limit when it could).
+fn into_requests(
+    batches: Vec<Batch<Pending>>,
+    settings: &SendSettings,
+) -> std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>> {
+    // Each partition's batches, partitions in order of first appearance.
+    let mut queues: Vec<((Arc<str>, i32), std::collections::VecDeque<Batch<Pending>>)> = Vec::new();
+    for b in batches {
+        let key = (b.topic.clone(), b.partition);
+        match queues.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, q)) => q.push_back(b),
+            None => queues.push((key, std::collections::VecDeque::from([b]))),
+        }
+    }
+    let mut requests = std::collections::VecDeque::new();
+    loop {
+        let mut request: Vec<(Batch<Pending>, Bytes)> = Vec::new();
+        let mut size = 0;
+        for (_, q) in queues.iter_mut() {
+            let Some(mut b) = q.pop_front() else { continue };
+            let bytes = b.encoded(settings.compression);
+            if !request.is_empty() && size + bytes.len() > settings.max_request_size {
+                requests.push_back(std::mem::take(&mut request));
+                size = 0;
+            }
+            size += bytes.len();
+            request.push((b, bytes));
+        }
+        if request.is_empty() {
+            return requests;
+        }
+        requests.push_back(request);
+    }
+}
+
+/// Sends one broker's batches on one ordered channel, in the order they come (the batches
+/// waiting together go as one request); a second task waits for the replies (which come in
+/// the same order) and reports them.
 async fn broker_task(
     addr: String,
     cluster: Cluster,
@@ -865,20 +956,24 @@ async fn broker_task(
     let reader_results = results.clone();
     let reader_addr = addr.clone();
     tokio::spawn(async move {
-        while let Some((batch, pending, span)) = replies.recv().await {
-            let result = match pending.reply().instrument(span).await {
-                Ok(Ok(response)) => Ok(Some(response)),
-                Ok(Err(e)) => Err(Failure::Broker(e)),
-                Err(e) => Err(Failure::from_rpc(&e)),
-            };
-            let _ = reader_results.send(Outcome { batch, broker: reader_addr.clone(), result });
+        while let Some((sent, span)) = replies.recv().await {
+            settle(sent, span, &reader_addr, &reader_results).await;
         }
     });
     let mut channel: Option<OrderedCaller<BrokerProtocol>> = None;
     let report = |batch, result| {
         let _ = results.send(Outcome { batch, broker: addr.clone(), result });
     };
-    while let Some(mut batch) = jobs.recv().await {
+    let mut ready: std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>> = Default::default();
+    loop {
+        if ready.is_empty() {
+            let Some(first) = jobs.recv().await else { break };
+            let mut batches = vec![first];
+            while let Ok(b) = jobs.try_recv() {
+                batches.push(b);
+            }
+            ready = into_requests(batches, &settings);
+        }
         let caller = match channel.as_ref().filter(|c| !c.is_closed()) {
             Some(c) => c.clone(),
             None => match open_channel(&cluster, &addr).await {
@@ -891,7 +986,9 @@ async fn broker_task(
                     // them all now and let the sender retry after its backoff.
                     warn!(%addr, error = %e, "cannot reach the partition leader; will retry its batches");
                     let failure = Failure::from_rpc(&e);
-                    report(batch, Err(failure.clone()));
+                    for (b, _) in ready.drain(..).flatten() {
+                        report(b, Err(failure.clone()));
+                    }
                     while let Ok(b) = jobs.try_recv() {
                         report(b, Err(failure.clone()));
                     }
@@ -899,46 +996,89 @@ async fn broker_task(
                 }
             },
         };
-        let request = Produce {
-            topic: batch.topic.to_string(),
-            partition: batch.partition,
-            acks: settings.acks,
-            timeout_ms: settings.timeout_ms,
-            records: batch.encoded(settings.compression),
-            retry: batch.attempts() > 1,
-        };
-        // The request's span: a child of the first record's `send` span (none when traces
+        let Some(mut taken) = ready.pop_front() else { continue };
+        // The request's span: a child of its first record's `send` span (none when traces
         // are off); its context travels in the envelope.
-        let span = match batch.thunks.first() {
-            Some(p) if !p.span.is_none() => tracing::info_span!(
-                parent: &p.span,
-                "produce",
-                otel.kind = "client",
-                topic = %batch.topic,
-                partition = batch.partition,
-                records = batch.len(),
-            ),
+        let span = match taken.first().and_then(|(b, _)| b.thunks.first()) {
+            Some(p) if !p.span.is_none() => {
+                let (b, _) = &taken[0];
+                tracing::info_span!(
+                    parent: &p.span,
+                    "produce",
+                    otel.kind = "client",
+                    topic = %b.topic,
+                    partition = b.partition,
+                    records = b.len(),
+                    batches = taken.len(),
+                )
+            }
             _ => tracing::Span::none(),
         };
         let trace = sluice_net::trace::context_of(&span);
-        match caller.send_traced(request, trace).await {
+        let sent = if taken.len() == 1 {
+            let Some((batch, records)) = taken.pop() else { continue };
+            let request = Produce {
+                topic: batch.topic.to_string(),
+                partition: batch.partition,
+                acks: settings.acks,
+                timeout_ms: settings.timeout_ms,
+                records,
+                retry: batch.attempts() > 1,
+            };
+            match caller.send_traced(request, trace).await {
+                Ok(p) => Ok(Sent::One(batch, p)),
+                Err(e) => Err((vec![batch], e)),
+            }
+        } else {
+            let mut batches = Vec::with_capacity(taken.len());
+            let mut request =
+                ProduceMany { acks: settings.acks, timeout_ms: settings.timeout_ms, batches: Vec::new() };
+            for (batch, records) in taken {
+                request.batches.push(ProduceBatch {
+                    topic: batch.topic.to_string(),
+                    partition: batch.partition,
+                    records,
+                    retry: batch.attempts() > 1,
+                });
+                batches.push(batch);
+            }
+            match caller.send_traced(request, trace).await {
+                Ok(p) => Ok(Sent::Many(batches, p)),
+                Err(e) => Err((batches, e)),
+            }
+        };
+        match sent {
             // acks=0: written is done. (The net layer still takes the broker's answer, if
             // one comes, off the channel.)
-            Ok(pending) if settings.acks == 0 => {
-                drop(pending);
-                report(batch, Ok(None));
-            }
-            Ok(pending) => {
-                if let Err(mpsc::error::SendError((batch, _, _))) = replies_tx.send((batch, pending, span)) {
-                    report(
-                        batch,
-                        Err(Failure::Transport { reason: "reply reader stopped".into(), retriable: true }),
-                    );
+            Ok(sent) if settings.acks == 0 => match sent {
+                Sent::One(batch, _) => report(batch, Ok(None)),
+                Sent::Many(batches, _) => batches.into_iter().for_each(|b| report(b, Ok(None))),
+            },
+            Ok(sent) => {
+                if let Err(mpsc::error::SendError((sent, _))) = replies_tx.send((sent, span)) {
+                    let batches = match sent {
+                        Sent::One(b, _) => vec![b],
+                        Sent::Many(bs, _) => bs,
+                    };
+                    for b in batches {
+                        report(
+                            b,
+                            Err(Failure::Transport {
+                                reason: "reply reader stopped".into(),
+                                retriable: true,
+                            }),
+                        );
+                    }
                 }
             }
-            Err(e) => {
+            Err((batches, e)) => {
+                // The channel broke: what was to follow it on this channel is retried too,
+                // in its partitions' order, by the sender.
                 channel = None;
-                report(batch, Err(Failure::from_rpc(&e)));
+                let failure = Failure::from_rpc(&e);
+                for b in batches.into_iter().chain(ready.drain(..).flatten().map(|(b, _)| b)) {
+                    report(b, Err(failure.clone()));
+                }
             }
         }
     }
@@ -949,6 +1089,13 @@ mod tests {
     use super::*;
 
     fn batch_of(n: usize) -> (Batch<Pending>, Vec<oneshot::Receiver<Result<RecordMetadata, ProducerError>>>) {
+        batch_in(3, n)
+    }
+
+    fn batch_in(
+        partition: i32,
+        n: usize,
+    ) -> (Batch<Pending>, Vec<oneshot::Receiver<Result<RecordMetadata, ProducerError>>>) {
         let limits = Limits {
             batch_size: 1 << 20,
             max_request_size: 1 << 20,
@@ -966,12 +1113,42 @@ mod tests {
             let (tx, rx) = oneshot::channel();
             let permit = memory.clone().try_acquire_many_owned(10).expect("memory");
             let r = NewRecord { key: None, value: None, headers: vec![], timestamp: 100 + i as i64 };
-            acc.append("t", 3, r, Pending { tx, _memory: permit, span: tracing::Span::none() }, t0);
+            acc.append("t", partition, r, Pending { tx, _memory: permit, span: tracing::Span::none() }, t0);
             rxs.push(rx);
         }
         let mut d = acc.drain(t0, false, |_, _| Some(()));
         let (_, b) = d.sends.pop().expect("one batch");
         (b, rxs)
+    }
+
+    /// (partition, records) of each batch of each request.
+    fn shape(requests: &std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>>) -> Vec<Vec<(i32, usize)>> {
+        requests.iter().map(|r| r.iter().map(|(b, _)| (b.partition, b.len())).collect()).collect()
+    }
+
+    #[test]
+    fn queued_batches_go_one_per_partition_per_request_in_each_partitions_order() {
+        // Partition 0's batches hold 1, 2, 3 records, partition 1's 4, 5, partition 2's 6, queued
+        // as the accumulator drains them (a partition's batches together).
+        let queued = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 6)];
+        let batches = || queued.iter().map(|&(p, n)| batch_in(p, n).0).collect::<Vec<_>>();
+        let settings = |max_request_size| SendSettings {
+            acks: 1,
+            timeout_ms: 1000,
+            compression: Compression::None,
+            max_request_size,
+        };
+        let requests = into_requests(batches(), &settings(1 << 20));
+        assert_eq!(shape(&requests), vec![vec![(0, 1), (1, 4), (2, 6)], vec![(0, 2), (1, 5)], vec![(0, 3)]]);
+        // The encoded bytes travel with their batch.
+        for (_, bytes) in requests.iter().flatten() {
+            assert_eq!(sluice_log::BatchView::parse(bytes).expect("a batch").len(), bytes.len());
+        }
+        // max.request.size bounds a request; a batch alone may pass it.
+        let requests = into_requests(batches(), &settings(1));
+        let one_each: Vec<Vec<(i32, usize)>> =
+            [(0, 1), (1, 4), (2, 6), (0, 2), (1, 5), (0, 3)].iter().map(|&b| vec![b]).collect();
+        assert_eq!(shape(&requests), one_each);
     }
 
     #[test]

@@ -97,6 +97,48 @@ pub struct Produce {
     pub retry: bool,
 }
 
+/// Appends record batches to several partitions in one request: Kafka's produce request
+/// shape. A producer sends its batches for one broker that are ready together this way;
+/// each is applied as its own [`Produce`] would be, in list order (so on an ordered channel
+/// the order guard sees them in the order sent), and each gets its own answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProduceMany {
+    /// As [`Produce::acks`], for every batch.
+    pub acks: i16,
+    /// As [`Produce::timeout_ms`].
+    pub timeout_ms: u32,
+    /// The batches, in the order sent.
+    pub batches: Vec<ProduceBatch>,
+}
+
+/// One partition's batches in a [`ProduceMany`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProduceBatch {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// One or more RecordBatch v2 batches, back to back.
+    pub records: Bytes,
+    /// A resend of a batch that failed ([`Produce::retry`]).
+    pub retry: bool,
+}
+
+impl ProduceMany {
+    /// The batches as the single-partition produces they stand for, in order.
+    pub fn split(self) -> impl Iterator<Item = Produce> {
+        let (acks, timeout_ms) = (self.acks, self.timeout_ms);
+        self.batches.into_iter().map(move |b| Produce {
+            topic: b.topic,
+            partition: b.partition,
+            acks,
+            timeout_ms,
+            records: b.records,
+            retry: b.retry,
+        })
+    }
+}
+
 /// Where a produce landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProduceResponse {
@@ -451,7 +493,8 @@ pub struct UpdateCluster(pub ClusterUpdate);
 sluice_net::protocol! {
     /// The broker protocol.
     pub protocol BrokerProtocol {
-        // 2: a replica fetch's partitions carry the trace contexts of their traced appends.
+        // 2: a replica fetch's partitions carry the trace contexts of their traced appends;
+        // ProduceMany.
         alpn: "sluice-broker/2",
         request: BrokerRequest,
         response: BrokerResponse,
@@ -460,6 +503,7 @@ sluice_net::protocol! {
         rpcs: {
             metadata: Metadata(MetadataRequest) -> Result<Metadata, BrokerError>;
             produce: Produce(Produce) -> Result<ProduceResponse, BrokerError>;
+            produce_many: ProduceMany(ProduceMany) -> Result<Vec<Result<ProduceResponse, BrokerError>>, BrokerError>;
             fetch: Fetch(Fetch) -> Result<FetchResponse, BrokerError>;
             list_offsets: ListOffsets(ListOffsets) -> Result<Vec<ListedOffset>, BrokerError>;
             create_topics: CreateTopics(CreateTopics) -> Result<TopicResults, BrokerError>;
