@@ -856,7 +856,7 @@ async fn open_channel(cluster: &Cluster, addr: &str) -> Result<OrderedCaller<Bro
 /// A request waiting for its answer: one batch's [`Produce`], or several batches'
 /// [`ProduceMany`].
 enum Sent {
-    One(Batch<Pending>, PendingReply<BrokerProtocol, Produce>),
+    One(Box<Batch<Pending>>, PendingReply<BrokerProtocol, Produce>),
     Many(Vec<Batch<Pending>>, PendingReply<BrokerProtocol, ProduceMany>),
 }
 
@@ -874,7 +874,7 @@ async fn settle(sent: Sent, span: tracing::Span, broker: &str, results: &mpsc::U
                 Ok(Err(e)) => Err(Failure::Broker(e)),
                 Err(e) => Err(Failure::from_rpc(&e)),
             };
-            report(batch, result);
+            report(*batch, result);
         }
         Sent::Many(batches, pending) => match pending.reply().instrument(span).await {
             Ok(Ok(answers)) if answers.len() == batches.len() => {
@@ -903,6 +903,9 @@ async fn settle(sent: Sent, span: tracing::Span, broker: &str, results: &mpsc::U
     }
 }
 
+/// One partition's batches waiting for requests.
+type PartitionQueue = ((Arc<str>, i32), std::collections::VecDeque<Batch<Pending>>);
+
 /// Puts the batches queued for one broker into requests, as Kafka's sender drains a node:
 /// a request holds at most one batch of each partition (the first request each partition's
 /// first batch, the next its second, …, so a partition's batches stay in order across the
@@ -913,7 +916,7 @@ fn into_requests(
     settings: &SendSettings,
 ) -> std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>> {
     // Each partition's batches, partitions in order of first appearance.
-    let mut queues: Vec<((Arc<str>, i32), std::collections::VecDeque<Batch<Pending>>)> = Vec::new();
+    let mut queues: Vec<PartitionQueue> = Vec::new();
     for b in batches {
         let key = (b.topic.clone(), b.partition);
         match queues.iter_mut().find(|(k, _)| *k == key) {
@@ -1026,7 +1029,7 @@ async fn broker_task(
                 retry: batch.attempts() > 1,
             };
             match caller.send_traced(request, trace).await {
-                Ok(p) => Ok(Sent::One(batch, p)),
+                Ok(p) => Ok(Sent::One(Box::new(batch), p)),
                 Err(e) => Err((vec![batch], e)),
             }
         } else {
@@ -1051,13 +1054,13 @@ async fn broker_task(
             // acks=0: written is done. (The net layer still takes the broker's answer, if
             // one comes, off the channel.)
             Ok(sent) if settings.acks == 0 => match sent {
-                Sent::One(batch, _) => report(batch, Ok(None)),
+                Sent::One(batch, _) => report(*batch, Ok(None)),
                 Sent::Many(batches, _) => batches.into_iter().for_each(|b| report(b, Ok(None))),
             },
             Ok(sent) => {
                 if let Err(mpsc::error::SendError((sent, _))) = replies_tx.send((sent, span)) {
                     let batches = match sent {
-                        Sent::One(b, _) => vec![b],
+                        Sent::One(b, _) => vec![*b],
                         Sent::Many(bs, _) => bs,
                     };
                     for b in batches {
