@@ -10,6 +10,8 @@
 #   3. consumer-perf-test reading back each topic of 1 and 2
 #   4. the latency run of 0 again, while the gigabytes above are written back
 #   5. dd's rate of writing 1 GiB of new file data: the machine's ceiling
+# Every producer run starts after `sync`: without it the third 1 KiB run writes behind 2 GiB of
+# dirty pages and measures the virtual disk's writeback pace instead of the broker.
 # Prints every tool's output; docs/benchmarks.md records a run. RECORDS overrides 1,000,000.
 source "$(dirname "$0")/setup.sh"
 
@@ -22,18 +24,22 @@ step "producer-perf-test: 100,000 x 100 B at 10,000 records/s, acks=1, linger.ms
 "$S" producer-perf-test "${C[@]}" --topic paced --num-records 100000 --record-size 100 --throughput 10000 \
   --producer-props acks=1 linger.ms=0
 
+sync  # each throughput run starts from a quiet page cache (see the latency run)
 step "producer-perf-test: $RECORDS x 100 B, acks=1"
 "$S" producer-perf-test "${C[@]}" --topic small --num-records "$RECORDS" --record-size 100 --throughput -1 \
   --producer-props acks=1
 
+sync  # each throughput run starts from a quiet page cache (see the latency run)
 step "producer-perf-test: $RECORDS x 1 KiB, acks=1"
 "$S" producer-perf-test "${C[@]}" --topic large --num-records "$RECORDS" --record-size 1024 --throughput -1 \
   --producer-props acks=1
 
+sync  # each throughput run starts from a quiet page cache (see the latency run)
 step "producer-perf-test: $RECORDS x 1 KiB, acks=1, batch.size=65536"
 "$S" producer-perf-test "${C[@]}" --topic large64 --num-records "$RECORDS" --record-size 1024 --throughput -1 \
   --producer-props acks=1 batch.size=65536
 
+sync  # each throughput run starts from a quiet page cache (see the latency run)
 step "producer-perf-test: $RECORDS x 1 KiB, acks=1, batch.size=524288"
 "$S" producer-perf-test "${C[@]}" --topic large512 --num-records "$RECORDS" --record-size 1024 --throughput -1 \
   --producer-props acks=1 batch.size=524288
