@@ -281,14 +281,21 @@ pub(crate) async fn write_queued(
     mut queue: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     while let Some(first) = queue.recv().await {
-        let mut batch = first;
-        while batch.len() < 256 * 1024 {
+        // Whole frames handed over as they are (a `Vec` becomes `Bytes` without a copy, and
+        // quinn keeps chunks instead of copying a slice): the frames waiting now go in one
+        // write.
+        let mut size = first.len();
+        let mut chunks = vec![bytes::Bytes::from(first)];
+        while size < 256 * 1024 {
             match queue.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
+                Ok(more) => {
+                    size += more.len();
+                    chunks.push(bytes::Bytes::from(more));
+                }
                 Err(_) => break,
             }
         }
-        if let Err(e) = send.write_all(&batch).await {
+        if let Err(e) = send.write_all_chunks(&mut chunks).await {
             tracing::debug!(error = %e, "stream write failed; dropping the queue");
             return;
         }

@@ -308,7 +308,8 @@ async fn refuse_stream<R: serde::Serialize>(
 async fn write_and_finish<B: serde::Serialize>(send: &mut quinn::SendStream, env: &Envelope<B>, max: u32) {
     match frame::encode(env, max) {
         Ok(bytes) => {
-            if let Err(e) = send.write_all(&bytes).await {
+            // Handed to quinn as it is (no copy of a large reply into its buffer).
+            if let Err(e) = send.write_chunk(bytes::Bytes::from(bytes)).await {
                 debug!(error = %e, "reply not delivered");
                 return;
             }
