@@ -157,3 +157,42 @@ async fn broker_series_exist_and_move_with_traffic_failures_and_groups() {
     });
     assert!(cluster_sum(&cluster, "sluice_broker_isr_changes_total", &["change=\"expand\""]) >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_ready_together_for_one_broker_go_in_one_produce_request() {
+    let cluster = BrokerCluster::start(1, "metrics.port=0\nmetrics.host=127.0.0.1\n");
+    let client = ClientConfig::new([cluster.brokers[0].addr.clone()]).tls_files(cluster.client_files());
+    let admin = Admin::new(client.clone()).expect("admin");
+    let topic = NewTopic {
+        name: "together".into(),
+        partitions: Some(3),
+        replication_factor: Some(1),
+        assignment: None,
+        configs: Default::default(),
+    };
+    admin.create_topics(vec![topic], false).await.expect("create");
+    // Nothing goes before the flush (a long linger); the flush makes the three partitions'
+    // batches ready in the same moment.
+    let producer =
+        Producer::new(ProducerConfig::new(client.clone()).linger(Duration::from_secs(60))).expect("producer");
+    let mut deliveries = Vec::new();
+    for i in 0..30 {
+        let record = ProducerRecord::new("together", format!("v{i}")).with_partition(i % 3);
+        deliveries.push(producer.send(record).await.expect("send"));
+    }
+    producer.flush().await;
+    let mut offsets = Vec::new();
+    for d in deliveries {
+        let m = d.await.expect("delivered");
+        offsets.push((m.partition, m.offset));
+    }
+    producer.close().await;
+    // Every partition got its 10 records at offsets 0..10, in the order sent.
+    for p in 0..3 {
+        let got: Vec<i64> = offsets.iter().filter(|(q, _)| *q == p).map(|(_, o)| *o).collect();
+        assert_eq!(got, (0..10).collect::<Vec<i64>>(), "partition {p}");
+    }
+    let addr = cluster.brokers[0].metrics.clone().expect("metrics endpoint");
+    let many = sum(&scrape(&addr), "sluice_rpc_requests_total", &["rpc=\"ProduceMany\""]);
+    assert!(many >= 1.0, "no ProduceMany request was served: {many}");
+}

@@ -700,7 +700,7 @@ impl Drop for Stopped {
 async fn run(shared: Arc<Shared>) {
     let _stopped = Stopped(shared.clone());
     let (results_tx, mut results) = mpsc::unbounded_channel::<Outcome>();
-    let mut brokers: HashMap<String, mpsc::UnboundedSender<Batch<Pending>>> = HashMap::new();
+    let mut brokers: HashMap<String, mpsc::UnboundedSender<Vec<Batch<Pending>>>> = HashMap::new();
     let mut updates = shared.cluster.updates();
     let config = &shared.config;
     let settings = Arc::new(SendSettings {
@@ -788,15 +788,30 @@ async fn run(shared: Arc<Shared>) {
         if drained.leaderless {
             shared.cluster.refresh_in_background();
         }
+        // Each broker's task gets this round's batches for it at once, in drain order, so
+        // the batches ready together can go in one request.
+        let mut per_broker: Vec<(String, Vec<Batch<Pending>>)> = Vec::new();
         for (addr, batch) in drained.sends {
+            match per_broker.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, batches)) => batches.push(batch),
+                None => per_broker.push((addr, vec![batch])),
+            }
+        }
+        for (addr, batches) in per_broker {
             let tx = brokers.entry(addr.clone()).or_insert_with(|| {
                 spawn_broker(addr.clone(), shared.cluster.clone(), settings.clone(), results_tx.clone())
             });
-            if let Err(mpsc::error::SendError(batch)) = tx.send(batch) {
+            if let Err(mpsc::error::SendError(batches)) = tx.send(batches) {
                 // The task is gone (it cannot end while we hold its sender, but be safe).
                 brokers.remove(&addr);
                 let failure = Failure::Transport { reason: "broker task stopped".into(), retriable: true };
-                let _ = results_tx.send(Outcome { batch, broker: addr, result: Err(failure) });
+                for batch in batches {
+                    let _ = results_tx.send(Outcome {
+                        batch,
+                        broker: addr.clone(),
+                        result: Err(failure.clone()),
+                    });
+                }
             }
         }
         if empty && shared.closed.load(Ordering::SeqCst) {
@@ -842,7 +857,7 @@ fn spawn_broker(
     cluster: Cluster,
     settings: Arc<SendSettings>,
     results: mpsc::UnboundedSender<Outcome>,
-) -> mpsc::UnboundedSender<Batch<Pending>> {
+) -> mpsc::UnboundedSender<Vec<Batch<Pending>>> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(broker_task(addr, cluster, settings, rx, results));
     tx
@@ -952,7 +967,7 @@ async fn broker_task(
     addr: String,
     cluster: Cluster,
     settings: Arc<SendSettings>,
-    mut jobs: mpsc::UnboundedReceiver<Batch<Pending>>,
+    mut jobs: mpsc::UnboundedReceiver<Vec<Batch<Pending>>>,
     results: mpsc::UnboundedSender<Outcome>,
 ) {
     let (replies_tx, mut replies) = mpsc::unbounded_channel::<InFlight>();
@@ -970,10 +985,9 @@ async fn broker_task(
     let mut ready: std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>> = Default::default();
     loop {
         if ready.is_empty() {
-            let Some(first) = jobs.recv().await else { break };
-            let mut batches = vec![first];
-            while let Ok(b) = jobs.try_recv() {
-                batches.push(b);
+            let Some(mut batches) = jobs.recv().await else { break };
+            while let Ok(more) = jobs.try_recv() {
+                batches.extend(more);
             }
             ready = into_requests(batches, &settings);
         }
@@ -992,8 +1006,10 @@ async fn broker_task(
                     for (b, _) in ready.drain(..).flatten() {
                         report(b, Err(failure.clone()));
                     }
-                    while let Ok(b) = jobs.try_recv() {
-                        report(b, Err(failure.clone()));
+                    while let Ok(more) = jobs.try_recv() {
+                        for b in more {
+                            report(b, Err(failure.clone()));
+                        }
                     }
                     continue;
                 }
