@@ -556,17 +556,33 @@ fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, brokers: &[BrokerEndpoint]) -> 
     Ok(())
 }
 
-/// The answers of produces already handed to their partitions, in order. (Awaiting them
-/// one by one costs nothing: the appends run in the partition actors meanwhile.)
+/// The answers of produces already handed to their partitions, in order. They are polled
+/// together, so each one's wait for its replicas (`acks=all`) runs from the start and a slow
+/// partition does not push the others' timeouts back.
 async fn answers<F>(started: Vec<F>) -> Vec<Result<ProduceResponse, BrokerError>>
 where
     F: Future<Output = Result<ProduceResponse, BrokerError>>,
 {
-    let mut out = Vec::with_capacity(started.len());
-    for f in started {
-        out.push(f.await);
-    }
-    out
+    let mut futures: Vec<Pin<Box<F>>> = started.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<Result<ProduceResponse, BrokerError>>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (f, slot) in futures.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(r) => *slot = Some(r),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 /// Ids of ordered channels, for the partitions' order guards.
@@ -1124,5 +1140,41 @@ impl BrokerHandler for BrokerService {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base_offset: i64) -> Result<ProduceResponse, BrokerError> {
+        Ok(ProduceResponse { base_offset, log_append_time: -1, log_start_offset: 0 })
+    }
+
+    #[tokio::test]
+    async fn a_requests_produces_are_awaited_together_and_answered_in_order() {
+        // The first answer comes only once the second has been polled: awaited one after
+        // the other, they would never finish.
+        let second_polled = Arc::new(tokio::sync::Notify::new());
+        let first: Pin<Box<dyn Future<Output = _> + Send>> = {
+            let n = second_polled.clone();
+            Box::pin(async move {
+                n.notified().await;
+                at(10)
+            })
+        };
+        let second: Pin<Box<dyn Future<Output = _> + Send>> = {
+            let n = second_polled.clone();
+            Box::pin(async move {
+                n.notify_one();
+                Err(BrokerError::UnknownTopicOrPartition { topic: "t".into(), partition: 1 })
+            })
+        };
+        let got = tokio::time::timeout(Duration::from_secs(10), answers(vec![first, second]))
+            .await
+            .expect("answered together, not one after the other");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().map(|r| r.base_offset), Ok(10));
+        assert!(matches!(got[1], Err(BrokerError::UnknownTopicOrPartition { partition: 1, .. })));
     }
 }
