@@ -4,10 +4,10 @@
 //! encodes them, the leader checks and stores them as they are (rewriting only the base
 //! offset), and a fetch returns the stored bytes.
 //!
-//! Ordering: a producer sends its [`Produce`] requests for one broker on one ordered
-//! channel, and the broker hands them to its partition leaders in arrival order, so a
-//! producer's requests to one partition are applied in the order it sent them. Every other
-//! request is a plain call.
+//! Ordering: a producer sends its [`Produce`] and [`ProduceMany`] requests for one broker on
+//! one ordered channel, and the broker hands them (a `ProduceMany`'s batches in list order)
+//! to its partition leaders in arrival order, so a producer's batches for one partition are
+//! applied in the order it sent them. Every other request is a plain call.
 //!
 //! Errors are [`BrokerError`]s with Kafka's codes. Per-partition results carry their own
 //! error so one bad partition does not fail a whole fetch.
