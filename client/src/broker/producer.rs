@@ -875,12 +875,26 @@ enum Sent {
     Many(Vec<Batch<Pending>>, PendingReply<BrokerProtocol, ProduceMany>),
 }
 
+impl Sent {
+    fn into_batches(self) -> Vec<Batch<Pending>> {
+        match self {
+            Sent::One(b, _) => vec![*b],
+            Sent::Many(bs, _) => bs,
+        }
+    }
+}
+
 type InFlight = (Sent, tracing::Span);
 
 /// Waits for one request's answer and reports every batch in it.
 async fn settle(sent: Sent, span: tracing::Span, broker: &str, results: &mpsc::UnboundedSender<Outcome>) {
     let report = |batch, result| {
         let _ = results.send(Outcome { batch, broker: broker.to_string(), result });
+    };
+    let fail_all = |batches: Vec<Batch<Pending>>, failure: Failure| {
+        for batch in batches {
+            report(batch, Err(failure.clone()));
+        }
     };
     match sent {
         Sent::One(batch, pending) => {
@@ -899,21 +913,10 @@ async fn settle(sent: Sent, span: tracing::Span, broker: &str, results: &mpsc::U
             }
             Ok(Ok(answers)) => {
                 let reason = format!("the broker answered {} of {} batches", answers.len(), batches.len());
-                for batch in batches {
-                    report(batch, Err(Failure::Transport { reason: reason.clone(), retriable: true }));
-                }
+                fail_all(batches, Failure::Transport { reason, retriable: true });
             }
-            Ok(Err(e)) => {
-                for batch in batches {
-                    report(batch, Err(Failure::Broker(e.clone())));
-                }
-            }
-            Err(e) => {
-                let failure = Failure::from_rpc(&e);
-                for batch in batches {
-                    report(batch, Err(failure.clone()));
-                }
-            }
+            Ok(Err(e)) => fail_all(batches, Failure::Broker(e)),
+            Err(e) => fail_all(batches, Failure::from_rpc(&e)),
         },
     }
 }
@@ -982,6 +985,11 @@ async fn broker_task(
     let report = |batch, result| {
         let _ = results.send(Outcome { batch, broker: addr.clone(), result });
     };
+    let fail_all = |batches: &mut dyn Iterator<Item = Batch<Pending>>, failure: Failure| {
+        for batch in batches {
+            report(batch, Err(failure.clone()));
+        }
+    };
     let mut ready: std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>> = Default::default();
     loop {
         if ready.is_empty() {
@@ -1003,13 +1011,9 @@ async fn broker_task(
                     // them all now and let the sender retry after its backoff.
                     warn!(%addr, error = %e, "cannot reach the partition leader; will retry its batches");
                     let failure = Failure::from_rpc(&e);
-                    for (b, _) in ready.drain(..).flatten() {
-                        report(b, Err(failure.clone()));
-                    }
+                    fail_all(&mut ready.drain(..).flatten().map(|(b, _)| b), failure.clone());
                     while let Ok(more) = jobs.try_recv() {
-                        for b in more {
-                            report(b, Err(failure.clone()));
-                        }
+                        fail_all(&mut more.into_iter(), failure.clone());
                     }
                     continue;
                 }
@@ -1069,35 +1073,22 @@ async fn broker_task(
         match sent {
             // acks=0: written is done. (The net layer still takes the broker's answer, if
             // one comes, off the channel.)
-            Ok(sent) if settings.acks == 0 => match sent {
-                Sent::One(batch, _) => report(*batch, Ok(None)),
-                Sent::Many(batches, _) => batches.into_iter().for_each(|b| report(b, Ok(None))),
-            },
+            Ok(sent) if settings.acks == 0 => {
+                sent.into_batches().into_iter().for_each(|b| report(b, Ok(None)))
+            }
             Ok(sent) => {
                 if let Err(mpsc::error::SendError((sent, _))) = replies_tx.send((sent, span)) {
-                    let batches = match sent {
-                        Sent::One(b, _) => vec![*b],
-                        Sent::Many(bs, _) => bs,
-                    };
-                    for b in batches {
-                        report(
-                            b,
-                            Err(Failure::Transport {
-                                reason: "reply reader stopped".into(),
-                                retriable: true,
-                            }),
-                        );
-                    }
+                    let failure =
+                        Failure::Transport { reason: "reply reader stopped".into(), retriable: true };
+                    fail_all(&mut sent.into_batches().into_iter(), failure);
                 }
             }
             Err((batches, e)) => {
                 // The channel broke: what was to follow it on this channel is retried too,
                 // in its partitions' order, by the sender.
                 channel = None;
-                let failure = Failure::from_rpc(&e);
-                for b in batches.into_iter().chain(ready.drain(..).flatten().map(|(b, _)| b)) {
-                    report(b, Err(failure.clone()));
-                }
+                let rest = ready.drain(..).flatten().map(|(b, _)| b);
+                fail_all(&mut batches.into_iter().chain(rest), Failure::from_rpc(&e));
             }
         }
     }
