@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use sluice_broker_core::group::lag;
 use sluice_client::broker::proto::{BrokerProtocol, ListOffsets, ListOffsetsPartition, LATEST_TIMESTAMP};
 use sluice_log::TopicPartition;
 use tracing::debug;
@@ -30,12 +31,6 @@ const ASK_WITHIN: Duration = Duration::from_secs(4);
 
 /// One series: group, topic, partition.
 pub type LagKey = (String, String, i32);
-
-/// A group's lag on a partition: records at or above `committed` and below the high
-/// watermark (0 when the commit is at or past it, as after a truncation).
-pub fn lag(high_watermark: i64, committed: i64) -> i64 {
-    (high_watermark - committed).max(0)
-}
 
 /// Measures the lag of `groups` (name, coordinator) against the leaders in `routing`:
 /// every committed partition, with `None` where its high watermark could not be learned.
@@ -126,17 +121,4 @@ pub fn publish(before: &BTreeSet<LagKey>, now: &BTreeMap<LagKey, Option<i64>>) -
         set(gone, -1.0);
     }
     now.keys().cloned().collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lag_counts_what_is_below_the_high_watermark_and_is_never_negative() {
-        assert_eq!(lag(100, 40), 60);
-        assert_eq!(lag(100, 100), 0);
-        // A commit past the high watermark (the log was truncated under it) is no lag.
-        assert_eq!(lag(100, 130), 0);
-    }
 }

@@ -131,6 +131,12 @@ pub struct MemberDescription {
     pub assignment: Vec<u8>,
 }
 
+/// A group's lag on a partition: the records at or above its committed offset and below the
+/// partition's high watermark (0 when the commit is at or past it, as after a truncation).
+pub fn lag(high_watermark: i64, committed: i64) -> i64 {
+    (high_watermark - committed).max(0)
+}
+
 /// What a commit answers when its offsets could not be written, as Kafka's coordinator
 /// does: the offsets partition moved (`NotCoordinator`: find the coordinator again) or is
 /// short of replicas or slow (`CoordinatorNotAvailable`: retry later); anything else as is.
@@ -1040,6 +1046,14 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_counts_what_is_below_the_high_watermark_and_is_never_negative() {
+        assert_eq!(lag(100, 40), 60);
+        assert_eq!(lag(100, 100), 0);
+        // A commit past the high watermark (the log was truncated under it) is no lag.
+        assert_eq!(lag(100, 130), 0);
+    }
 
     const DELAY: u64 = 3_000;
 
