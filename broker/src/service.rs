@@ -556,6 +556,25 @@ fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, brokers: &[BrokerEndpoint]) -> 
     Ok(())
 }
 
+/// Sends `answer` on the ordered channel once it is ready (on its own task, under the
+/// request's span), counting the request as served (`rpc`, since `started`).
+fn reply_when_done(
+    sender: sluice_net::ChannelSender<BrokerProtocol>,
+    id: u64,
+    span: tracing::Span,
+    (rpc, started): (&'static str, std::time::Instant),
+    answer: impl Future<Output = BrokerResponse> + Send + 'static,
+) {
+    tokio::spawn(
+        async move {
+            let response = answer.await;
+            sluice_net::protocol::served(<BrokerProtocol as sluice_net::Protocol>::ALPN, rpc, started);
+            let _ = sender.reply(id, response).await;
+        }
+        .instrument(span),
+    );
+}
+
 /// The answers of produces already handed to their partitions, in order. They are polled
 /// together, so each one's wait for its replicas (`acks=all`) runs from the start and a slow
 /// partition does not push the others' timeouts back.
@@ -1091,18 +1110,8 @@ impl BrokerHandler for BrokerService {
                     BrokerRequest::Produce(p) => {
                         let started = std::time::Instant::now();
                         let pending = span.in_scope(|| this.start_produce(p, Some((channel_id, &mut guard))));
-                        tokio::spawn(
-                            async move {
-                                let response = pending.await;
-                                sluice_net::protocol::served(
-                                    <BrokerProtocol as sluice_net::Protocol>::ALPN,
-                                    "Produce",
-                                    started,
-                                );
-                                let _ = sender.reply(id, BrokerResponse::Produce(response)).await;
-                            }
-                            .instrument(span),
-                        );
+                        let answer = async move { BrokerResponse::Produce(pending.await) };
+                        reply_when_done(sender, id, span, ("Produce", started), answer);
                     }
                     BrokerRequest::ProduceMany(many) => {
                         let started = std::time::Instant::now();
@@ -1113,18 +1122,8 @@ impl BrokerHandler for BrokerService {
                                 .map(|p| this.start_produce(p, Some((channel_id, &mut guard))))
                                 .collect()
                         });
-                        tokio::spawn(
-                            async move {
-                                let response = Ok(answers(pending).await);
-                                sluice_net::protocol::served(
-                                    <BrokerProtocol as sluice_net::Protocol>::ALPN,
-                                    "ProduceMany",
-                                    started,
-                                );
-                                let _ = sender.reply(id, BrokerResponse::ProduceMany(response)).await;
-                            }
-                            .instrument(span),
-                        );
+                        let answer = async move { BrokerResponse::ProduceMany(Ok(answers(pending).await)) };
+                        reply_when_done(sender, id, span, ("ProduceMany", started), answer);
                     }
                     other => {
                         let typed = Typed(this.clone());

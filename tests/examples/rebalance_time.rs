@@ -87,13 +87,7 @@ async fn main() {
     let client =
         ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone())).tls_files(cluster.client_files());
     let admin = Admin::new(client.clone()).expect("admin");
-    let topic = NewTopic {
-        name: "bench".into(),
-        partitions: Some(12),
-        replication_factor: Some(1),
-        assignment: None,
-        configs: Default::default(),
-    };
+    let topic = NewTopic::new("bench", 12, 1);
     admin.create_topics(vec![topic], false).await.expect("create");
     let mut config = ConsumerConfig::new(client).group_id("rebalance-bench");
     if let Some(ms) = std::env::var("HEARTBEAT_MS").ok().and_then(|v| v.parse().ok()) {

@@ -28,16 +28,6 @@ async fn controller_id(k: &KeeperClient) -> Option<i32> {
     znodes::decode_controller(&data).ok()
 }
 
-fn new_topic(name: &str, partitions: i32, rf: i16) -> NewTopic {
-    NewTopic {
-        name: name.into(),
-        partitions: Some(partitions),
-        replication_factor: Some(rf),
-        assignment: None,
-        configs: BTreeMap::new(),
-    }
-}
-
 /// Whether every partition of `topic` has a leader in `addr`'s metadata.
 async fn all_led(net: &Client<BrokerProtocol>, addr: &str, topic: &str) -> bool {
     let req = MetadataRequest { topics: Some(vec![topic.into()]), allow_auto_create: false };
@@ -137,7 +127,7 @@ async fn when_the_controllers_broker_dies_another_takes_over_and_topics_can_be_c
     // --- topic creation works again, through a surviving broker
     let survivor = cluster.brokers.iter().find(|b| b.pid().is_some()).expect("survivor").addr.clone();
     let created = wait_for(Duration::from_secs(10), || async {
-        let req = CreateTopics { topics: vec![new_topic("after-failover", 4, 1)], validate_only: false };
+        let req = CreateTopics { topics: vec![NewTopic::new("after-failover", 4, 1)], validate_only: false };
         matches!(net.call(&survivor, req).await, Ok(Ok(r)) if r.iter().all(|(_, r)| r.is_ok() || matches!(r, Err(BrokerError::TopicAlreadyExists { .. }))))
     })
     .await;
@@ -193,7 +183,7 @@ async fn the_leader_appends_in_order_serves_long_polls_and_names_errors() {
     let net = raw_client(&cluster);
     let any = cluster.brokers[0].addr.clone();
     let created = wait_for(Duration::from_secs(10), || async {
-        let req = CreateTopics { topics: vec![new_topic("t", 2, 1)], validate_only: false };
+        let req = CreateTopics { topics: vec![NewTopic::new("t", 2, 1)], validate_only: false };
         matches!(net.call(&any, req).await, Ok(Ok(r)) if r[0].1.is_ok())
     })
     .await;
@@ -385,7 +375,7 @@ async fn unknown_topics_are_auto_created_when_allowed_and_deleted_only_when_enab
     let strict_net = raw_client(&strict);
     let addr = strict.brokers[0].addr.clone();
     let ok = wait_for(Duration::from_secs(10), || async {
-        let req = CreateTopics { topics: vec![new_topic("keep", 1, 1)], validate_only: false };
+        let req = CreateTopics { topics: vec![NewTopic::new("keep", 1, 1)], validate_only: false };
         matches!(strict_net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
     })
     .await;
@@ -409,7 +399,7 @@ async fn broker_stop_leaves_the_cluster_at_once_and_a_restart_keeps_the_data() {
     let k = keeper(&cluster).await;
     let addr = cluster.brokers[0].addr.clone();
     let created = wait_for(Duration::from_secs(10), || async {
-        let req = CreateTopics { topics: vec![new_topic("kept", 1, 1)], validate_only: false };
+        let req = CreateTopics { topics: vec![NewTopic::new("kept", 1, 1)], validate_only: false };
         matches!(net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
     })
     .await;
@@ -485,7 +475,7 @@ async fn a_controller_whose_epoch_moved_on_is_fenced_and_a_new_election_follows(
     // --- the controller's next write (a new topic's partition states) fails the epoch check;
     //     it resigns, a new election bumps the epoch past ours, and the topic gets its leaders
     let addr = cluster.brokers[0].addr.clone();
-    let req = CreateTopics { topics: vec![new_topic("fenced", 2, 1)], validate_only: false };
+    let req = CreateTopics { topics: vec![NewTopic::new("fenced", 2, 1)], validate_only: false };
     let r = net.call(&addr, req).await.expect("call").expect("create");
     assert!(r[0].1.is_ok(), "{r:?}");
     let reelected = wait_for(Duration::from_secs(15), || async {
@@ -511,7 +501,7 @@ async fn a_fetch_asking_for_more_than_a_frame_holds_gets_whole_batches_under_the
     let net = raw_client(&cluster);
     let addr = cluster.brokers[0].addr.clone();
     let created = wait_for(Duration::from_secs(10), || async {
-        let req = CreateTopics { topics: vec![new_topic("big", 3, 1)], validate_only: false };
+        let req = CreateTopics { topics: vec![NewTopic::new("big", 3, 1)], validate_only: false };
         matches!(net.call(&addr, req).await, Ok(Ok(r)) if r[0].1.is_ok())
     })
     .await;
@@ -562,7 +552,7 @@ async fn the_log_manager_applies_retention_on_its_timer() {
     let cluster = BrokerCluster::start(1, "log.retention.check.interval.ms=200\n");
     let net = raw_client(&cluster);
     let addr = cluster.brokers[0].addr.clone();
-    let mut t = new_topic("short", 1, 1);
+    let mut t = NewTopic::new("short", 1, 1);
     t.configs =
         BTreeMap::from([("segment.bytes".into(), "1024".into()), ("retention.bytes".into(), "4096".into())]);
     let created = wait_for(Duration::from_secs(10), || async {
@@ -663,7 +653,7 @@ async fn a_frozen_broker_whose_session_expired_registers_again_and_leads_partiti
     // --- and the cluster works with both: a topic over two brokers gets its leaders
     let other = cluster.brokers.iter().find(|b| b.id != first).expect("other").addr.clone();
     let created = wait_for(Duration::from_secs(10), || async {
-        let req = CreateTopics { topics: vec![new_topic("after-expiry", 4, 1)], validate_only: false };
+        let req = CreateTopics { topics: vec![NewTopic::new("after-expiry", 4, 1)], validate_only: false };
         matches!(net.call(&other, req).await, Ok(Ok(r)) if r[0].1.is_ok())
     })
     .await;
@@ -695,7 +685,7 @@ async fn after_a_retriable_failure_a_channels_later_produces_wait_for_the_resend
     let net = raw_client(&cluster);
     let addr = cluster.brokers[0].addr.clone();
     // acks=all needs 2 in-sync replicas here: with the leader alone it fails, retriably.
-    let mut t = new_topic("ordered", 1, 1);
+    let mut t = NewTopic::new("ordered", 1, 1);
     t.configs = BTreeMap::from([("min.insync.replicas".into(), "2".into())]);
     let created = wait_for(Duration::from_secs(10), || async {
         let req = CreateTopics { topics: vec![t.clone()], validate_only: false };

@@ -21,13 +21,7 @@ fn client(cluster: &BrokerCluster) -> ClientConfig {
 }
 
 fn topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> NewTopic {
-    NewTopic {
-        name: name.into(),
-        partitions: Some(partitions),
-        replication_factor: Some(1),
-        assignment: None,
-        configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    }
+    configs.iter().fold(NewTopic::new(name, partitions, 1), |t, (k, v)| t.with_config(*k, *v))
 }
 
 async fn create(admin: &Admin, t: NewTopic) {

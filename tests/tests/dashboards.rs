@@ -117,13 +117,7 @@ async fn every_series_a_dashboard_queries_is_exported() {
     );
     let client = ClientConfig::new([cluster.brokers[0].addr.clone()]).tls_files(cluster.client_files());
     let admin = Admin::new(client.clone()).expect("admin");
-    let topic = NewTopic {
-        name: "shown".into(),
-        partitions: Some(1),
-        replication_factor: Some(1),
-        assignment: None,
-        configs: Default::default(),
-    };
+    let topic = NewTopic::new("shown", 1, 1);
     admin.create_topics(vec![topic], false).await.expect("create");
     let producer = Producer::new(ProducerConfig::new(client.clone())).expect("producer");
     producer.send(ProducerRecord::new("shown", "v")).await.expect("send").await.expect("ack");

@@ -28,13 +28,7 @@ fn client(cluster: &BrokerCluster) -> ClientConfig {
 
 async fn create(cluster: &BrokerCluster, name: &str, partitions: i32, rf: i16) {
     let admin = Admin::new(client(cluster)).expect("admin");
-    let t = NewTopic {
-        name: name.into(),
-        partitions: Some(partitions),
-        replication_factor: Some(rf),
-        assignment: None,
-        configs: Default::default(),
-    };
+    let t = NewTopic::new(name, partitions, rf);
     let r = admin.create_topics(vec![t], false).await.expect("create");
     assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:?}");
 }

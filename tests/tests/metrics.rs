@@ -39,24 +39,26 @@ fn sum(samples: &[(String, String, f64)], name: &str, with: &[&str]) -> f64 {
         .sum()
 }
 
-/// `name` summed over every live broker.
-fn cluster_sum(cluster: &BrokerCluster, name: &str, with: &[&str]) -> f64 {
-    cluster
-        .brokers
-        .iter()
-        .filter(|b| b.pid().is_some())
-        .map(|b| sum(&scrape(b.metrics.as_deref().expect("metrics endpoint")), name, with))
-        .sum()
-}
-
-/// How many samples of `name` with every label of `with` the live brokers export, -1s
-/// (series no longer meant) left out.
-fn series_count(cluster: &BrokerCluster, name: &str, with: &[&str]) -> usize {
+/// Every live broker's samples, scraped now.
+fn cluster_samples(cluster: &BrokerCluster) -> Vec<(String, String, f64)> {
     cluster
         .brokers
         .iter()
         .filter(|b| b.pid().is_some())
         .flat_map(|b| scrape(b.metrics.as_deref().expect("metrics endpoint")))
+        .collect()
+}
+
+/// `name` summed over every live broker.
+fn cluster_sum(cluster: &BrokerCluster, name: &str, with: &[&str]) -> f64 {
+    sum(&cluster_samples(cluster), name, with)
+}
+
+/// How many samples of `name` with every label of `with` the live brokers export, -1s
+/// (series no longer meant) left out.
+fn series_count(cluster: &BrokerCluster, name: &str, with: &[&str]) -> usize {
+    cluster_samples(cluster)
+        .iter()
         .filter(|(n, l, v)| n == name && *v >= 0.0 && with.iter().all(|w| l.contains(w)))
         .count()
 }
@@ -87,13 +89,7 @@ async fn broker_series_exist_and_move_with_traffic_failures_and_groups() {
         .tls_files(cluster.client_files())
         .request_timeout(Duration::from_secs(20));
     let admin = Admin::new(client.clone()).expect("admin");
-    let topic = NewTopic {
-        name: "watched".into(),
-        partitions: Some(3),
-        replication_factor: Some(3),
-        assignment: None,
-        configs: Default::default(),
-    };
+    let topic = NewTopic::new("watched", 3, 3);
     admin.create_topics(vec![topic], false).await.expect("create");
     // --- exactly one active controller; 3 partitions led, 9 replicas hosted
     eventually(Duration::from_secs(10), "one controller, 3 leaders, 9 replicas", || {
@@ -163,13 +159,7 @@ async fn batches_ready_together_for_one_broker_go_in_one_produce_request() {
     let cluster = BrokerCluster::start(1, "metrics.port=0\nmetrics.host=127.0.0.1\n");
     let client = ClientConfig::new([cluster.brokers[0].addr.clone()]).tls_files(cluster.client_files());
     let admin = Admin::new(client.clone()).expect("admin");
-    let topic = NewTopic {
-        name: "together".into(),
-        partitions: Some(3),
-        replication_factor: Some(1),
-        assignment: None,
-        configs: Default::default(),
-    };
+    let topic = NewTopic::new("together", 3, 1);
     admin.create_topics(vec![topic], false).await.expect("create");
     // Nothing goes before the flush (a long linger); the flush makes the three partitions'
     // batches ready in the same moment.

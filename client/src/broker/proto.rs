@@ -260,6 +260,26 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+impl NewTopic {
+    /// A topic of `partitions` partitions with `replication_factor` replicas each (Kafka's
+    /// `new NewTopic(name, numPartitions, replicationFactor)`), no config overrides.
+    pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i16) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions: Some(partitions),
+            replication_factor: Some(replication_factor),
+            assignment: None,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    /// Adds the per-topic config override `key=value`.
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// Deletes topics (when the cluster's `delete.topic.enable` allows it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteTopics {
