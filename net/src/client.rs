@@ -471,13 +471,13 @@ async fn exchange_encoded<R: serde::de::DeserializeOwned, Pu: serde::de::Deseria
     shared: &ConnShared,
     kind: u8,
     id: u64,
-    frame: Vec<u8>,
+    frame: frame::Frame,
     rpc: &'static str,
 ) -> Result<R, RpcError> {
     let (mut send, mut recv) = shared.conn.open_bi().await.map_err(|e| lost(shared, e))?;
     // The frame is handed to quinn as it is, without copying it behind the kind byte.
     send.write_all(&[kind]).await.map_err(|e| write_err(shared, e))?;
-    send.write_chunk(bytes::Bytes::from(frame)).await.map_err(|e| write_err(shared, e))?;
+    send.write_all_chunks(&mut frame.into_chunks()).await.map_err(|e| write_err(shared, e))?;
     let _ = send.finish();
     let reply = frame::read::<ServerBody<R, Pu>, _>(&mut recv, shared.max_frame)
         .await
@@ -750,7 +750,7 @@ pub struct OrderedChannel<P: Protocol> {
 /// A clonable handle for making calls on an ordered channel from several tasks.
 pub struct OrderedCaller<P: Protocol> {
     shared: Arc<ChannelShared<P::Response>>,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<frame::Frame>,
     addr: Arc<str>,
     max_frame: u32,
     request_timeout: Duration,
@@ -794,7 +794,7 @@ impl<P: Protocol> OrderedChannel<P> {
             closed: Mutex::new(None),
             next_id: AtomicU64::new(1),
         });
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
+        let (tx, rx) = mpsc::channel::<frame::Frame>(4096);
         let (own_tx, pushes) = mpsc::unbounded_channel();
         let mut on_push = on_push.unwrap_or_else(|| {
             Box::new(move |p| {
@@ -928,7 +928,11 @@ impl<P: Protocol> OrderedCaller<P> {
     }
 
     /// Queues an already encoded frame whose correlation id is `id`.
-    async fn send_encoded<R: Rpc<P>>(&self, id: u64, frame: Vec<u8>) -> Result<PendingReply<P, R>, RpcError> {
+    async fn send_encoded<R: Rpc<P>>(
+        &self,
+        id: u64,
+        frame: frame::Frame,
+    ) -> Result<PendingReply<P, R>, RpcError> {
         let (tx, rx) = oneshot::channel();
         {
             // Checked under the pending lock, so a closing reader cannot miss this waiter.

@@ -16,10 +16,12 @@
 
 use std::io;
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::shared_bytes;
 
 /// Version of the envelope layout. Bump it when [`Envelope`] changes shape.
 pub const ENVELOPE_VERSION: u8 = 1;
@@ -164,32 +166,69 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// Appends one frame holding `env` to `buf`, refusing it if it would exceed `max`.
-///
-/// Appending (rather than returning a new buffer) lets callers put a stream header and the
-/// first frame into one write.
-pub fn encode_into<B: Serialize>(buf: &mut Vec<u8>, env: &Envelope<B>, max: u32) -> Result<(), FrameError> {
-    let start = buf.len();
-    // Size first (a pass that copies nothing: byte strings only add their length), so a
-    // large frame — a fetch answer of a megabyte — is written into one allocation instead
-    // of being copied again at every doubling of the buffer.
+/// One encoded frame, as the pieces it goes to the stream in: the envelope's own bytes, and
+/// each large [`shared_bytes`] field as the very `Bytes` the message held (not a copy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frame {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Frame {
+    /// The frame's length on the wire, its length prefix included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the frame has no bytes (never true of an encoded frame).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces, in order.
+    pub fn into_chunks(self) -> Vec<Bytes> {
+        self.chunks
+    }
+
+    /// The frame's bytes in one buffer (a copy: for tests and small frames).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        out
+    }
+}
+
+/// One frame holding `env`, refusing it if it would exceed `max`.
+pub fn encode<B: Serialize>(env: &Envelope<B>, max: u32) -> Result<Frame, FrameError> {
+    // Size first (a pass that copies nothing: byte strings only add their length), so the
+    // length prefix is known before any piece is handed over and the envelope's own bytes
+    // take one allocation.
     let mut size = Counter(0);
-    if bincode::serde::encode_into_std_write(env, &mut size, config()).is_ok() {
-        buf.reserve(LENGTH_PREFIX + 1 + size.0);
-    }
-    buf.extend_from_slice(&[0, 0, 0, 0, ENVELOPE_VERSION]);
-    if let Err(e) = bincode::serde::encode_into_std_write(env, buf, config()) {
-        buf.truncate(start);
-        return Err(FrameError::Encode { reason: e.to_string() });
-    }
-    let len = buf.len() - start - LENGTH_PREFIX;
+    bincode::serde::encode_into_std_write(env, &mut size, config())
+        .map_err(|e| FrameError::Encode { reason: e.to_string() })?;
+    let len = size.0 + 1;
     if len as u64 > u64::from(max) {
-        buf.truncate(start);
         return Err(FrameError::TooLarge { len: len as u64, max });
     }
+    let mut out =
+        Pieces { chunks: Vec::new(), current: Vec::with_capacity(LENGTH_PREFIX + 1 + size.0.min(64 * 1024)) };
     // `len <= max <= u32::MAX` was checked just above.
-    buf[start..start + LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(())
+    out.current.extend_from_slice(&(len as u32).to_be_bytes());
+    out.current.push(ENVELOPE_VERSION);
+    let written = shared_bytes::sharing(|| bincode::serde::encode_into_std_write(env, &mut out, config()))
+        .map_err(|e| FrameError::Encode { reason: e.to_string() })?;
+    if written != size.0 {
+        return Err(FrameError::Encode {
+            reason: format!("the message encoded to {written} bytes after measuring {}", size.0),
+        });
+    }
+    let mut chunks = out.chunks;
+    if !out.current.is_empty() {
+        chunks.push(Bytes::from(out.current));
+    }
+    Ok(Frame { chunks, len: LENGTH_PREFIX + len })
 }
 
 /// Counts what would be written.
@@ -206,22 +245,46 @@ impl io::Write for Counter {
     }
 }
 
-/// One frame holding `env`.
-pub fn encode<B: Serialize>(env: &Envelope<B>, max: u32) -> Result<Vec<u8>, FrameError> {
-    let mut buf = Vec::new();
-    encode_into(&mut buf, env, max)?;
-    Ok(buf)
+/// Collects a frame's pieces: bytes written are copied into `current`, except a byte string
+/// that is the `Bytes` a [`shared_bytes`] field offered, which becomes a piece of its own.
+struct Pieces {
+    chunks: Vec<Bytes>,
+    current: Vec<u8>,
 }
 
-/// Decodes a frame's payload (everything after the length prefix).
-pub fn decode<B: DeserializeOwned>(payload: &[u8]) -> Result<Envelope<B>, FrameError> {
-    let (&version, rest) =
+impl io::Write for Pieces {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match shared_bytes::take_offered(bytes) {
+            Some(shared) => {
+                if !self.current.is_empty() {
+                    let next = Vec::with_capacity(self.current.capacity().saturating_sub(self.current.len()));
+                    self.chunks.push(Bytes::from(std::mem::replace(&mut self.current, next)));
+                }
+                self.chunks.push(shared);
+            }
+            None => self.current.extend_from_slice(bytes),
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decodes a frame's payload (everything after the length prefix). A [`shared_bytes`] field
+/// becomes a slice of `payload`, not a copy.
+pub fn decode<B: DeserializeOwned>(payload: &Bytes) -> Result<Envelope<B>, FrameError> {
+    let (&version, _) =
         payload.split_first().ok_or_else(|| FrameError::Malformed { reason: "empty frame".into() })?;
     if version != ENVELOPE_VERSION {
         return Err(FrameError::UnsupportedVersion { got: version, supported: ENVELOPE_VERSION });
     }
-    let (env, used) = bincode::serde::decode_from_slice::<Envelope<B>, _>(rest, config())
-        .map_err(|e| FrameError::Malformed { reason: e.to_string() })?;
+    let rest = &payload[1..];
+    let (env, used) = shared_bytes::lending(payload, || {
+        bincode::serde::borrow_decode_from_slice::<Envelope<B>, _>(rest, config())
+    })
+    .map_err(|e| FrameError::Malformed { reason: e.to_string() })?;
     if used != rest.len() {
         return Err(FrameError::Malformed {
             reason: format!("{} bytes left over after the envelope", rest.len() - used),
@@ -231,7 +294,7 @@ pub fn decode<B: DeserializeOwned>(payload: &[u8]) -> Result<Envelope<B>, FrameE
 }
 
 /// Reads one frame's payload. `Ok(None)` means the stream ended cleanly between frames.
-pub async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Option<Vec<u8>>, FrameError> {
+pub async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Option<Bytes>, FrameError> {
     let mut prefix = [0u8; LENGTH_PREFIX];
     let mut got = 0;
     while got < LENGTH_PREFIX {
@@ -250,7 +313,7 @@ pub async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<O
     }
     let len = len as usize;
     // Read into uninitialised capacity: zeroing a large buffer first costs as much as a copy.
-    let mut payload = Vec::with_capacity(len);
+    let mut payload = BytesMut::with_capacity(len);
     while payload.len() < len {
         let want = len - payload.len();
         let mut rest = (&mut payload).limit(want);
@@ -259,7 +322,7 @@ pub async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<O
             return Err(FrameError::Truncated { expected: len, got: payload.len() });
         }
     }
-    Ok(Some(payload))
+    Ok(Some(payload.freeze()))
 }
 
 /// Reads and decodes one frame. `Ok(None)` means the stream ended cleanly between frames.
@@ -276,21 +339,17 @@ pub async fn read<B: DeserializeOwned, R: AsyncRead + Unpin>(
 /// Writes queued frames to `send` in queue order until every sender is gone, then finishes
 /// the stream. Whatever is already queued when a write starts goes out in that one write
 /// (up to 256 KiB), so a burst of small frames costs one stream write, not one each.
-pub(crate) async fn write_queued(
-    mut send: quinn::SendStream,
-    mut queue: tokio::sync::mpsc::Receiver<Vec<u8>>,
-) {
+pub(crate) async fn write_queued(mut send: quinn::SendStream, mut queue: tokio::sync::mpsc::Receiver<Frame>) {
     while let Some(first) = queue.recv().await {
-        // Whole frames handed over as they are (a `Vec` becomes `Bytes` without a copy, and
-        // quinn keeps chunks instead of copying a slice): the frames waiting now go in one
-        // write.
+        // Whole frames handed over as their pieces (quinn keeps chunks instead of copying a
+        // slice): the frames waiting now go in one write.
         let mut size = first.len();
-        let mut chunks = vec![bytes::Bytes::from(first)];
+        let mut chunks = first.into_chunks();
         while size < 256 * 1024 {
             match queue.try_recv() {
                 Ok(more) => {
                     size += more.len();
-                    chunks.push(bytes::Bytes::from(more));
+                    chunks.extend(more.into_chunks());
                 }
                 Err(_) => break,
             }
@@ -318,9 +377,8 @@ mod tests {
         let a = Envelope { correlation_id: 7, trace: None, body: Msg::Small(42) };
         let trace = TraceContext::from_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
         let b = Envelope { correlation_id: u64::MAX, trace, body: Msg::Bytes(vec![9; 100_000]) };
-        let mut buf = Vec::new();
-        encode_into(&mut buf, &a, DEFAULT_MAX_FRAME).expect("encode a");
-        encode_into(&mut buf, &b, DEFAULT_MAX_FRAME).expect("encode b");
+        let mut buf = encode(&a, DEFAULT_MAX_FRAME).expect("encode a").to_vec();
+        buf.extend(encode(&b, DEFAULT_MAX_FRAME).expect("encode b").to_vec());
         let mut r = &buf[..];
         assert_eq!(read::<Msg, _>(&mut r, DEFAULT_MAX_FRAME).await.expect("a"), Some(a));
         assert_eq!(read::<Msg, _>(&mut r, DEFAULT_MAX_FRAME).await.expect("b"), Some(b));
@@ -338,15 +396,15 @@ mod tests {
     #[test]
     fn the_encoder_refuses_frames_over_the_maximum() {
         let env = Envelope::new(1, Msg::Bytes(vec![0; 2048]));
-        let mut buf = vec![0xAA];
-        let err = encode_into(&mut buf, &env, 1024).expect_err("too large");
+        let err = encode(&env, 1024).expect_err("too large");
         assert!(matches!(err, FrameError::TooLarge { max: 1024, .. }), "{err}");
-        assert_eq!(buf, vec![0xAA], "a refused frame leaves the buffer as it was");
+        let fits = encode(&env, 4096).expect("fits");
+        assert_eq!(fits.len(), fits.to_vec().len());
     }
 
     #[tokio::test]
     async fn a_stream_ending_mid_frame_is_truncated_not_clean() {
-        let frame = encode(&Envelope::new(1, Msg::Small(1)), DEFAULT_MAX_FRAME).expect("encode");
+        let frame = encode(&Envelope::new(1, Msg::Small(1)), DEFAULT_MAX_FRAME).expect("encode").to_vec();
         for cut in 1..frame.len() {
             let err = read_payload(&mut &frame[..cut], DEFAULT_MAX_FRAME).await.expect_err("truncated");
             assert!(matches!(err, FrameError::Truncated { .. }), "cut at {cut}: {err}");
@@ -355,17 +413,18 @@ mod tests {
 
     #[test]
     fn another_envelope_version_is_named() {
-        let mut frame = encode(&Envelope::new(1, Msg::Small(1)), DEFAULT_MAX_FRAME).expect("encode");
+        let mut frame = encode(&Envelope::new(1, Msg::Small(1)), DEFAULT_MAX_FRAME).expect("encode").to_vec();
         frame[LENGTH_PREFIX] = 9;
-        let err = decode::<Msg>(&frame[LENGTH_PREFIX..]).expect_err("version");
+        let err = decode::<Msg>(&Bytes::copy_from_slice(&frame[LENGTH_PREFIX..])).expect_err("version");
         assert!(matches!(err, FrameError::UnsupportedVersion { got: 9, supported: ENVELOPE_VERSION }));
     }
 
     #[test]
     fn garbage_and_trailing_bytes_are_malformed_never_a_panic() {
-        let mut frame = encode(&Envelope::new(1, Msg::Small(1)), DEFAULT_MAX_FRAME).expect("encode");
+        let mut frame = encode(&Envelope::new(1, Msg::Small(1)), DEFAULT_MAX_FRAME).expect("encode").to_vec();
         frame.push(0);
-        assert!(matches!(decode::<Msg>(&frame[LENGTH_PREFIX..]), Err(FrameError::Malformed { .. })));
+        let payload = Bytes::copy_from_slice(&frame[LENGTH_PREFIX..]);
+        assert!(matches!(decode::<Msg>(&payload), Err(FrameError::Malformed { .. })));
         // A deterministic spread of junk payloads, including huge claimed lengths.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         for n in 0..2000 {
@@ -376,10 +435,10 @@ mod tests {
                 x ^= x << 17;
                 payload.push(x as u8);
             }
-            let _ = decode::<Msg>(&payload);
+            let _ = decode::<Msg>(&Bytes::from(payload));
         }
         let huge_vec = [ENVELOPE_VERSION, 1, 0, 1, 251, 255, 255, 255, 255, 255, 255, 255, 255];
-        assert!(decode::<Msg>(&huge_vec).is_err());
+        assert!(decode::<Msg>(&Bytes::copy_from_slice(&huge_vec)).is_err());
     }
 
     #[test]

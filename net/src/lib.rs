@@ -23,6 +23,7 @@ pub mod frame;
 pub mod perf;
 pub mod protocol;
 pub mod server;
+pub mod shared_bytes;
 mod socket;
 pub mod tls;
 pub mod trace;
@@ -30,12 +31,12 @@ pub mod trace;
 pub use client::{
     Client, ClientOptions, ConnectError, Connection, OrderedCaller, OrderedChannel, PendingReply, RpcError,
 };
-pub use frame::{Envelope, FrameError, TraceContext, DEFAULT_MAX_FRAME, ENVELOPE_VERSION};
+pub use frame::{Envelope, Frame, FrameError, TraceContext, DEFAULT_MAX_FRAME, ENVELOPE_VERSION};
 pub use protocol::{Protocol, Rpc, Service, Typed, WireError};
 pub use server::{
     ChannelClosed, ChannelRequest, ChannelSender, Peer, Server, ServerChannel, ServerError, ServerOptions,
 };
-pub use tls::{ClientTls, Principal, TlsError, TlsFiles, TlsIdentity, TransportOptions};
+pub use tls::{ClientTls, Principal, TlsError, TlsFiles, TlsIdentity, TransportOptions, MAX_UDP_PAYLOAD};
 
 /// This build's name and version, sent in the hello.
 pub const SOFTWARE: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));

@@ -48,7 +48,9 @@ pub struct EchoReply {
 /// Bytes for the server to count and drop (bulk transfer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SinkRequest {
-    /// The bytes (shared, so a sender can resend them without copying).
+    /// The bytes (shared, so a sender can resend them without copying; sent and received
+    /// without a copy into or out of the frame).
+    #[serde(with = "crate::shared_bytes")]
     pub data: bytes::Bytes,
 }
 

@@ -307,9 +307,9 @@ async fn refuse_stream<R: serde::Serialize>(
 
 async fn write_and_finish<B: serde::Serialize>(send: &mut quinn::SendStream, env: &Envelope<B>, max: u32) {
     match frame::encode(env, max) {
-        Ok(bytes) => {
-            // Handed to quinn as it is (no copy of a large reply into its buffer).
-            if let Err(e) = send.write_chunk(bytes::Bytes::from(bytes)).await {
+        Ok(frame) => {
+            // Handed to quinn as its pieces (no copy of a large reply into its buffer).
+            if let Err(e) = send.write_all_chunks(&mut frame.into_chunks()).await {
                 debug!(error = %e, "reply not delivered");
                 return;
             }
@@ -318,13 +318,14 @@ async fn write_and_finish<B: serde::Serialize>(send: &mut quinn::SendStream, env
         Err(e) => {
             warn!(error = %e, "reply could not be encoded; telling the client");
             let err = Envelope::new(env.correlation_id, ServerBody::<(), ()>::Error(reply_error(&e)));
-            match frame::encode(&err, max) {
-                Ok(bytes) if send.write_all(&bytes).await.is_ok() => {
-                    let _ = send.finish();
-                }
-                _ => {
-                    let _ = send.reset(codes::MALFORMED_FRAME);
-                }
+            let written = match frame::encode(&err, max) {
+                Ok(frame) => send.write_all_chunks(&mut frame.into_chunks()).await.is_ok(),
+                Err(_) => false,
+            };
+            if written {
+                let _ = send.finish();
+            } else {
+                let _ = send.reset(codes::MALFORMED_FRAME);
             }
         }
     }
@@ -361,7 +362,7 @@ pub struct ServerChannel<P: Protocol> {
 /// Sends replies and pushes on an ordered channel; cheap to clone, usable from any task.
 #[derive(Debug)]
 pub struct ChannelSender<P: Protocol> {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<frame::Frame>,
     max_frame: u32,
     _protocol: PhantomData<P>,
 }
@@ -390,7 +391,7 @@ pub struct ChannelRequest<R> {
 
 impl<P: Protocol> ServerChannel<P> {
     fn start(send: quinn::SendStream, recv: quinn::RecvStream, peer: Peer, opts: &ServerOptions) -> Self {
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(opts.channel_queue);
+        let (tx, rx) = mpsc::channel::<frame::Frame>(opts.channel_queue);
         tokio::spawn(frame::write_queued(send, rx).in_current_span());
         ServerChannel {
             recv,

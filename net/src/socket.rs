@@ -39,5 +39,12 @@ pub(crate) fn endpoint(
         }
         None => (quinn::EndpointConfig::default(), None),
     };
+    // What this endpoint accepts, and tells its peers (quinn's default is 1,472): a peer's
+    // path-MTU discovery never tries more than this.
+    let mut config = config;
+    let accept = opts.max_udp_payload.clamp(1_472, crate::tls::MAX_UDP_PAYLOAD);
+    config
+        .max_udp_payload_size(accept)
+        .map_err(|e| std::io::Error::other(format!("UDP payload size {accept}: {e}")))?;
     quinn::Endpoint::new(config, server, socket.into(), runtime)
 }

@@ -225,3 +225,26 @@ async fn the_client_adopts_the_servers_smaller_frame_limit_from_the_hello() {
     let ok = conn.call(EchoRequest::new(2, vec![0; 200 * 1024])).await;
     assert_eq!(ok.expect("under the limit").id, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_loopback_path_mtu_discovery_reaches_the_large_packet_ceiling_and_loses_nothing() {
+    // quinn accepts (and so lets a peer probe for) 1,472-byte datagrams unless the endpoint
+    // says otherwise, and a segmentation-offload send of 10 larger ones does not fit one UDP
+    // send: either mistake leaves the path at 1,452 bytes or drops it to 1,200.
+    let pki = TestPki::new("cluster");
+    let server = PerfServerHandle::start(&pki.node("b1"), "b1");
+    let (_client, conn) = server.connect(&pki.client("c"), ClientOptions::default()).await;
+    let data = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let ceiling = sluice_net::MAX_UDP_PAYLOAD;
+    let reached = wait_for(Duration::from_secs(10), || {
+        let (conn, data) = (conn.clone(), data.clone());
+        async move {
+            conn.call(SinkRequest { data }).await.expect("bulk call");
+            conn.quic().stats().path.current_mtu >= ceiling - 100
+        }
+    })
+    .await;
+    let path = conn.quic().stats().path;
+    assert!(reached, "path MTU stayed at {} (ceiling {ceiling})", path.current_mtu);
+    assert_eq!(path.lost_packets, 0, "large datagrams were lost: {path:?}");
+}

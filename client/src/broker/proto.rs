@@ -90,6 +90,7 @@ pub struct Produce {
     /// How long the leader may wait for the in-sync replicas (`acks=all`).
     pub timeout_ms: u32,
     /// One or more RecordBatch v2 batches, back to back.
+    #[serde(with = "sluice_net::shared_bytes")]
     pub records: Bytes,
     /// A resend of a batch that failed. On an ordered channel a retriable failure holds the
     /// partition's later produces (`OutOfOrderSequence`) until its resend arrives, so the
@@ -119,6 +120,7 @@ pub struct ProduceBatch {
     /// The partition.
     pub partition: i32,
     /// One or more RecordBatch v2 batches, back to back.
+    #[serde(with = "sluice_net::shared_bytes")]
     pub records: Bytes,
     /// A resend of a batch that failed ([`Produce::retry`]).
     pub retry: bool,
@@ -198,6 +200,7 @@ pub struct FetchedPartition {
     pub log_start_offset: i64,
     /// Whole batches (the first may start before the offset asked for: skip its earlier
     /// records).
+    #[serde(with = "sluice_net::shared_bytes")]
     pub records: Bytes,
     /// For a replica fetch while traces are exported: the context of the leader's
     /// `follower_fetch` span for each traced append these records carry, so the follower's
