@@ -202,26 +202,26 @@ impl Frame {
 
 /// One frame holding `env`, refusing it if it would exceed `max`.
 pub fn encode<B: Serialize>(env: &Envelope<B>, max: u32) -> Result<Frame, FrameError> {
-    // Size first (a pass that copies nothing: byte strings only add their length), so the
-    // length prefix is known before any piece is handed over and the envelope's own bytes
-    // take one allocation.
-    let mut size = Counter(0);
-    bincode::serde::encode_into_std_write(env, &mut size, config())
+    // Size first (a pass that copies nothing), so the length prefix is known before any
+    // piece is handed over, and the envelope's own bytes (all but the shared fields) take
+    // exactly one allocation.
+    let mut size = Counter { total: 0, shared: 0 };
+    shared_bytes::sharing(|| bincode::serde::encode_into_std_write(env, &mut size, config()))
         .map_err(|e| FrameError::Encode { reason: e.to_string() })?;
-    let len = size.0 + 1;
+    let len = size.total + 1;
     if len as u64 > u64::from(max) {
         return Err(FrameError::TooLarge { len: len as u64, max });
     }
-    let mut out =
-        Pieces { chunks: Vec::new(), current: Vec::with_capacity(LENGTH_PREFIX + 1 + size.0.min(64 * 1024)) };
+    let own = LENGTH_PREFIX + len - size.shared;
+    let mut out = Pieces { chunks: Vec::new(), current: Vec::with_capacity(own) };
     // `len <= max <= u32::MAX` was checked just above.
     out.current.extend_from_slice(&(len as u32).to_be_bytes());
     out.current.push(ENVELOPE_VERSION);
     let written = shared_bytes::sharing(|| bincode::serde::encode_into_std_write(env, &mut out, config()))
         .map_err(|e| FrameError::Encode { reason: e.to_string() })?;
-    if written != size.0 {
+    if written != size.total {
         return Err(FrameError::Encode {
-            reason: format!("the message encoded to {written} bytes after measuring {}", size.0),
+            reason: format!("the message encoded to {written} bytes after measuring {}", size.total),
         });
     }
     let mut chunks = out.chunks;
@@ -231,12 +231,18 @@ pub fn encode<B: Serialize>(env: &Envelope<B>, max: u32) -> Result<Frame, FrameE
     Ok(Frame { chunks, len: LENGTH_PREFIX + len })
 }
 
-/// Counts what would be written.
-struct Counter(usize);
+/// Counts what would be written, and how much of it shared fields' bytes.
+struct Counter {
+    total: usize,
+    shared: usize,
+}
 
 impl io::Write for Counter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0 += bytes.len();
+        self.total += bytes.len();
+        if shared_bytes::take_offered(bytes).is_some() {
+            self.shared += bytes.len();
+        }
         Ok(bytes.len())
     }
 
