@@ -395,13 +395,12 @@ impl<T> Accumulator<T> {
         let mut expired = Vec::new();
         for parts in self.topics.values_mut() {
             for q in parts.values_mut() {
-                if q.queue.iter().all(|b| now < b.created + timeout) {
-                    continue;
+                // A queue is in creation order (a retried batch goes back to its place by id),
+                // so its expired batches are at its front: a full buffer costs one look per
+                // partition, not one per batch.
+                while q.queue.front().is_some_and(|b| now >= b.created + timeout) {
+                    expired.extend(q.queue.pop_front());
                 }
-                let (keep, gone): (VecDeque<Batch<T>>, VecDeque<Batch<T>>) =
-                    std::mem::take(&mut q.queue).into_iter().partition(|b| now < b.created + timeout);
-                q.queue = keep;
-                expired.extend(gone);
             }
         }
         for b in &expired {
