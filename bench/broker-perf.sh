@@ -6,7 +6,8 @@
 #      appends: measured separately below)
 #   1. producer-perf-test, 1,000,000 records of 100 B, acks=1, unthrottled
 #   2. producer-perf-test, 1,000,000 records of 1 KiB, acks=1, unthrottled (default batch.size,
-#      then batch.size=65536, then batch.size=524288: Kafka's own benchmark tuned batch.size)
+#      then the same with --threads 1, then batch.size=65536, then batch.size=524288: Kafka's own
+#      benchmark tuned batch.size)
 #   3. consumer-perf-test reading back each topic of 1 and 2
 #   4. the latency run of 0 again, while the gigabytes above are written back
 #   5. dd's rate of writing 1 GiB of new file data: the machine's ceiling
@@ -17,7 +18,7 @@ source "$(dirname "$0")/setup.sh"
 
 step "one keeper, one broker ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 cluster 1
-for t in small large large64 large512 paced; do "$S" topics "${C[@]}" --create --topic "$t" --partitions 6 >/dev/null; done
+for t in small large large1t large64 large512 paced; do "$S" topics "${C[@]}" --create --topic "$t" --partitions 6 >/dev/null; done
 
 sync  # start from a quiet page cache: the latency run must not wait on earlier writeback
 step "producer-perf-test: 100,000 x 100 B at 10,000 records/s, acks=1, linger.ms=0 (latency)"
@@ -33,6 +34,11 @@ sync  # each throughput run starts from a quiet page cache (see the latency run)
 step "producer-perf-test: $RECORDS x 1 KiB, acks=1"
 "$S" producer-perf-test "${C[@]}" --topic large --num-records "$RECORDS" --record-size 1024 --throughput -1 \
   --producer-props acks=1
+
+sync  # each throughput run starts from a quiet page cache (see the latency run)
+step "producer-perf-test: $RECORDS x 1 KiB, acks=1, --threads 1 (the send loop on the producer's one runtime thread)"
+"$S" producer-perf-test "${C[@]}" --topic large1t --num-records "$RECORDS" --record-size 1024 --throughput -1 \
+  --threads 1 --producer-props acks=1
 
 sync  # each throughput run starts from a quiet page cache (see the latency run)
 step "producer-perf-test: $RECORDS x 1 KiB, acks=1, batch.size=65536"

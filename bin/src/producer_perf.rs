@@ -66,6 +66,14 @@ pub struct ProducerPerfArgs {
     /// A producer properties file (producer and client keys).
     #[arg(long = "producer.config", value_name = "FILE")]
     pub producer_config: Option<PathBuf>,
+    /// Run the send loop on the producer's runtime, with N threads in all. Without it the
+    /// records are sent from the main thread and the producer's sender and connections run on
+    /// a runtime of one thread per core, as in Kafka's tool (the application's thread and the
+    /// producer's). With 1 nothing crosses threads: on a 2-core machine shared with the
+    /// broker that measured faster for 1 KiB records (fewer wake-ups per batch) and slower
+    /// for 100 B ones (sending and sending out share one core); see docs/benchmarks.md.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
     /// Where the cluster is and this client's credentials.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -82,8 +90,15 @@ pub fn run(args: ProducerPerfArgs) -> Result<()> {
     }
     apply_key_values(&args.producer_props, "--producer-props", |k, v| config.set(k, v))?;
     args.client.finish(&mut config.client)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(send_all(args, config))
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    match args.threads {
+        None => runtime.enable_all().build()?.block_on(send_all(args, config)),
+        Some(n) => {
+            let rt = runtime.worker_threads(usize::from(n)).enable_all().build()?;
+            let sending = rt.spawn(send_all(args, config));
+            rt.block_on(sending).context("the send loop panicked")?
+        }
+    }
 }
 
 /// Kafka's default payload: `size` random letters A to Z.

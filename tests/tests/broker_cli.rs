@@ -135,11 +135,30 @@ async fn topics_console_tools_and_perf_tests_work_as_kafkas() {
     ));
     let last = out.lines().last().expect("summary");
     assert!(last.starts_with("5000 records sent, ") && last.contains(" ms 99.9th."), "{out}");
-    let out = ok(&tool(&cluster, &["consumer-perf-test", "--topic", "events", "--messages", "5003"], None));
+    // The same on one runtime thread (the send loop with the producer).
+    let one_thread = [
+        "producer-perf-test",
+        "--topic",
+        "events",
+        "--num-records",
+        "1000",
+        "--record-size",
+        "1024",
+        "--throughput",
+        "-1",
+        "--threads",
+        "1",
+        "--producer-props",
+        "acks=1",
+    ];
+    let out = ok(&tool(&cluster, &one_thread, None));
+    let last = out.lines().last().expect("summary");
+    assert!(last.starts_with("1000 records sent, ") && last.contains(" ms 99.9th."), "{out}");
+    let out = ok(&tool(&cluster, &["consumer-perf-test", "--topic", "events", "--messages", "6003"], None));
     let mut lines = out.lines();
     assert!(lines.next().expect("header").starts_with("start.time, end.time, data.consumed.in.MB"), "{out}");
     let values: Vec<&str> = lines.next().expect("values").split(", ").collect();
-    assert_eq!(values[4], "5003", "every record read back: {out}");
+    assert_eq!(values[4], "6003", "every record read back: {out}");
     // --- delete, then the topic is gone from --list
     assert_eq!(
         ok(&tool(&cluster, &["topics", "--delete", "--topic", "events"], None)).trim(),
