@@ -762,6 +762,26 @@ mod tests {
     }
 
     #[test]
+    fn a_retried_batch_goes_back_to_the_front_and_expires_first() {
+        // `expire` looks at each queue's front only: that needs the queue in creation order,
+        // a retried batch included.
+        let mut acc = Accumulator::new(limits());
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        acc.append("t", 0, rec(150), 0, t0);
+        let (_, a) = acc.drain(t0 + Duration::from_millis(10), false, leader).sends.pop().expect("sent");
+        acc.append("t", 0, rec(150), 1, t0 + s(1));
+        acc.append("t", 0, rec(150), 2, t0 + s(2));
+        assert!(matches!(acc.retry(a, "e".into(), t0 + s(3)), Retry::Queued));
+        let thunks = |bs: Vec<Batch<i32>>| bs.into_iter().flat_map(|b| b.thunks).collect::<Vec<_>>();
+        assert!(acc.expire(t0 + Duration::from_millis(9_999)).is_empty());
+        assert_eq!(thunks(acc.expire(t0 + s(10))), vec![0]);
+        assert_eq!(thunks(acc.expire(t0 + s(11))), vec![1]);
+        assert_eq!(thunks(acc.expire(t0 + s(12))), vec![2]);
+        assert!(acc.is_empty());
+    }
+
+    #[test]
     fn a_failed_batch_takes_no_new_records() {
         let mut acc = Accumulator::new(limits());
         let t0 = Instant::now();
