@@ -261,7 +261,7 @@ impl Future for DeliveryFuture {
 #[derive(Debug)]
 struct Pending {
     tx: oneshot::Sender<Result<RecordMetadata, ProducerError>>,
-    _memory: OwnedSemaphorePermit,
+    memory: OwnedSemaphorePermit,
     /// The record's `send` span (until it is delivered or fails), when traces are exported:
     /// its batch's produce request is traced under the first record's.
     span: tracing::Span,
@@ -466,8 +466,7 @@ impl Producer {
             let st = &mut *guard;
             let p = chosen
                 .unwrap_or_else(|| st.sticky.partition(&topic, partitions, &meta.available, &mut st.rng));
-            let appended =
-                st.acc.append(&topic, p, record, Pending { tx, _memory: memory, span }, Instant::now());
+            let appended = st.acc.append(&topic, p, record, Pending { tx, memory, span }, Instant::now());
             if chosen.is_none() {
                 let switch = st.acc.all_batches_full(&topic, p);
                 st.sticky.on_append(
@@ -604,18 +603,33 @@ struct SendSettings {
 fn succeed(batch: Batch<Pending>, response: Option<ProduceResponse>) {
     let topic = batch.topic.to_string();
     let (base, append_time) = response.map_or((-1, -1), |r| (r.base_offset, r.log_append_time));
+    let mut memory = None;
     for (i, (pending, timestamp)) in batch.thunks.into_iter().zip(batch.timestamps).enumerate() {
         let offset = if base < 0 { -1 } else { base + i as i64 };
         let timestamp = if append_time >= 0 { append_time } else { timestamp };
         let metadata = RecordMetadata { topic: topic.clone(), partition: batch.partition, offset, timestamp };
         let _ = pending.tx.send(Ok(metadata));
+        gather(&mut memory, pending.memory);
     }
 }
 
 fn fail(batch: Batch<Pending>, error: &ProducerError) {
     debug!(topic = %batch.topic, partition = batch.partition, records = batch.len(), %error, "batch failed");
+    let mut memory = None;
     for pending in batch.thunks {
         let _ = pending.tx.send(Err(error.clone()));
+        gather(&mut memory, pending.memory);
+    }
+}
+
+/// Collects a batch's records' shares of `buffer.memory` into one permit, given back at once
+/// when the caller drops it: given back record by record, each share would wake a `send`
+/// waiting on a full buffer to add one record and wait again (one wake-up per record instead
+/// of one per batch).
+fn gather(memory: &mut Option<OwnedSemaphorePermit>, share: OwnedSemaphorePermit) {
+    match memory {
+        Some(all) => all.merge(share),
+        None => *memory = Some(share),
     }
 }
 
@@ -1123,7 +1137,7 @@ mod tests {
             let (tx, rx) = oneshot::channel();
             let permit = memory.clone().try_acquire_many_owned(10).expect("memory");
             let r = NewRecord { key: None, value: None, headers: vec![], timestamp: 100 + i as i64 };
-            acc.append("t", partition, r, Pending { tx, _memory: permit, span: tracing::Span::none() }, t0);
+            acc.append("t", partition, r, Pending { tx, memory: permit, span: tracing::Span::none() }, t0);
             rxs.push(rx);
         }
         let mut d = acc.drain(t0, false, |_, _| Some(()));
