@@ -171,7 +171,9 @@ impl BrokerService {
             let leader = self.route(&routing, &req.topic, req.partition)?;
             let min_insync = (req.acks == -1)
                 .then(|| self.min_insync(routing.update.as_deref(), &req.topic).max(1) as usize);
-            // The decoded request owns its bytes: taking them as mutable copies nothing.
+            // The records are a slice of the received frame (`shared_bytes`), and the append
+            // rewrites their offsets in place: this is their one copy on the way in (the
+            // decoder makes none).
             let records =
                 req.records.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
             // Actors run outside the caller's span: the append's span is made under this one.
