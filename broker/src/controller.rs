@@ -207,7 +207,7 @@ impl Controller {
             let waits = acks.into_iter().map(|mut rx| async move {
                 let _ = rx.wait_for(|acked| *acked >= sequence).await;
             });
-            let _ = tokio::time::timeout(DELETE_ACK_TIMEOUT, join_all(waits)).await;
+            let _ = tokio::time::timeout(DELETE_ACK_TIMEOUT, futures_util::future::join_all(waits)).await;
             let mut done = Vec::new();
             for topic in topics {
                 match delete_topic_znodes(&keeper, &topic, epoch_version).await {
@@ -238,12 +238,6 @@ impl Controller {
 
 fn core_sequence(outboxes: &HashMap<i32, Outbox>) -> u64 {
     outboxes.values().filter_map(|o| o.newest.borrow().as_ref().map(|u| u.sequence)).max().unwrap_or(0)
-}
-
-async fn join_all<F: std::future::Future<Output = ()>>(futures: impl IntoIterator<Item = F>) {
-    for f in futures {
-        f.await;
-    }
 }
 
 fn spawn_outbox(net: Arc<sluice_net::Client<BrokerProtocol>>, addr: String) -> Outbox {

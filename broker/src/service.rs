@@ -584,26 +584,7 @@ async fn answers<F>(started: Vec<F>) -> Vec<Result<ProduceResponse, BrokerError>
 where
     F: Future<Output = Result<ProduceResponse, BrokerError>>,
 {
-    let mut futures: Vec<Pin<Box<F>>> = started.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<Result<ProduceResponse, BrokerError>>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (f, slot) in futures.iter_mut().zip(done.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(r) => *slot = Some(r),
-                    Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if waiting {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    done.into_iter().flatten().collect()
+    futures_util::future::join_all(started).await
 }
 
 /// Ids of ordered channels, for the partitions' order guards.
