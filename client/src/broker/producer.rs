@@ -819,13 +819,7 @@ async fn run(shared: Arc<Shared>) {
                 // The task is gone (it cannot end while we hold its sender, but be safe).
                 brokers.remove(&addr);
                 let failure = Failure::Transport { reason: "broker task stopped".into(), retriable: true };
-                for batch in batches {
-                    let _ = results_tx.send(Outcome {
-                        batch,
-                        broker: addr.clone(),
-                        result: Err(failure.clone()),
-                    });
-                }
+                fail_batches(&results_tx, &addr, batches, failure);
             }
         }
         if empty && shared.closed.load(Ordering::SeqCst) {
@@ -900,16 +894,24 @@ impl Sent {
 
 type InFlight = (Sent, tracing::Span);
 
+/// Reports each of `batches` as failed with `failure`; the sender retries it or fails it.
+fn fail_batches(
+    results: &mpsc::UnboundedSender<Outcome>,
+    broker: &str,
+    batches: impl IntoIterator<Item = Batch<Pending>>,
+    failure: Failure,
+) {
+    for batch in batches {
+        let _ = results.send(Outcome { batch, broker: broker.to_string(), result: Err(failure.clone()) });
+    }
+}
+
 /// Waits for one request's answer and reports every batch in it.
 async fn settle(sent: Sent, span: tracing::Span, broker: &str, results: &mpsc::UnboundedSender<Outcome>) {
     let report = |batch, result| {
         let _ = results.send(Outcome { batch, broker: broker.to_string(), result });
     };
-    let fail_all = |batches: Vec<Batch<Pending>>, failure: Failure| {
-        for batch in batches {
-            report(batch, Err(failure.clone()));
-        }
-    };
+    let fail_all = |batches, failure| fail_batches(results, broker, batches, failure);
     match sent {
         Sent::One(batch, pending) => {
             let result = match pending.reply().instrument(span).await {
@@ -999,10 +1001,8 @@ async fn broker_task(
     let report = |batch, result| {
         let _ = results.send(Outcome { batch, broker: addr.clone(), result });
     };
-    let fail_all = |batches: &mut dyn Iterator<Item = Batch<Pending>>, failure: Failure| {
-        for batch in batches {
-            report(batch, Err(failure.clone()));
-        }
+    let fail_all = |batches: &mut dyn Iterator<Item = Batch<Pending>>, failure| {
+        fail_batches(&results, &addr, batches, failure)
     };
     let mut ready: std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>> = Default::default();
     loop {
