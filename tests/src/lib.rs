@@ -380,11 +380,42 @@ pub fn keeper_config(
     (config, data_dir)
 }
 
-/// `n` distinct free UDP ports on 127.0.0.1 (held together while chosen, then released).
+/// `n` distinct free UDP ports on 127.0.0.1 (held together while chosen, then released),
+/// for servers that must know their ports before they start (a keeper ensemble's members).
+///
+/// They are picked below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), at
+/// random: a port the kernel handed out for `bind(0)` could be handed out again to another
+/// test's client endpoint between being chosen here and being bound by its server ("Address
+/// already in use"); the kernel never hands out one below the range.
 pub fn free_udp_ports(n: usize) -> Vec<u16> {
-    let sockets: Vec<std::net::UdpSocket> =
-        (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free port")).collect();
-    sockets.iter().map(|s| s.local_addr().expect("local addr").port()).collect()
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_start);
+    if high <= low + 1_000 {
+        let sockets: Vec<std::net::UdpSocket> =
+            (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free port")).collect();
+        return sockets.iter().map(|s| s.local_addr().expect("local addr").port()).collect();
+    }
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(std::process::id()) << 32 ^ u64::from(nanos) | 1;
+    let mut held: Vec<std::net::UdpSocket> = Vec::with_capacity(n);
+    for _ in 0..100_000 {
+        if held.len() == n {
+            break;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = low + (x % u64::from(high - low)) as u16;
+        if let Ok(s) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            held.push(s);
+        }
+    }
+    assert_eq!(held.len(), n, "no {n} free UDP ports in {low}..{high}");
+    held.iter().map(|s| s.local_addr().expect("local addr").port()).collect()
 }
 
 /// An ensemble of `sluice keeper start` processes on loopback: members 1..=N, each with
