@@ -36,9 +36,9 @@ use sluice_broker_core::controller::{ControllerCore, Effect};
 use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate, PartitionState};
 use sluice_broker_core::znodes::{self, ZnodeError};
 use sluice_broker_core::BrokerError;
-use sluice_client::broker::proto::{BrokerProtocol, UpdateCluster};
 use sluice_client::keeper::{KeeperClient, KeeperClientError};
 use sluice_keeper_core::{CreateMode, KeeperError, Op, OpResult};
+use sluice_proto::interbroker::{InterBrokerProtocol, UpdateCluster};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -84,7 +84,7 @@ type ShutdownWaiter = (i32, tokio::sync::oneshot::Sender<u32>);
 /// The controller actor.
 pub struct Controller {
     keeper: KeeperClient,
-    net: Arc<sluice_net::Client<BrokerProtocol>>,
+    net: Arc<sluice_net::Client<InterBrokerProtocol>>,
     core: Option<ControllerCore>,
     epoch_version: i32,
     dirty: bool,
@@ -108,7 +108,7 @@ impl Controller {
     /// `epoch_version`. `on_fenced` fires if it finds itself replaced.
     pub fn new(
         keeper: KeeperClient,
-        net: Arc<sluice_net::Client<BrokerProtocol>>,
+        net: Arc<sluice_net::Client<InterBrokerProtocol>>,
         core: ControllerCore,
         epoch_version: i32,
         on_fenced: tokio::sync::oneshot::Sender<()>,
@@ -240,7 +240,7 @@ fn core_sequence(outboxes: &HashMap<i32, Outbox>) -> u64 {
     outboxes.values().filter_map(|o| o.newest.borrow().as_ref().map(|u| u.sequence)).max().unwrap_or(0)
 }
 
-fn spawn_outbox(net: Arc<sluice_net::Client<BrokerProtocol>>, addr: String) -> Outbox {
+fn spawn_outbox(net: Arc<sluice_net::Client<InterBrokerProtocol>>, addr: String) -> Outbox {
     let (newest, mut rx) = watch::channel::<Option<Arc<ClusterUpdate>>>(None);
     let (acked_tx, acked) = watch::channel(0u64);
     let target = addr.clone();

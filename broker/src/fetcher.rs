@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use sluice_broker_core::BrokerError;
-use sluice_client::broker::proto::{
-    BrokerProtocol, EpochQuery, FetchPartition, FetchResponse, OffsetsForLeaderEpoch, ReplicaFetch,
-    ReplicaFetchPartition,
+use sluice_proto::broker::{FetchPartition, FetchResponse};
+use sluice_proto::interbroker::{
+    EpochQuery, InterBrokerProtocol, OffsetsForLeaderEpoch, ReplicaFetch, ReplicaFetchPartition,
 };
-use sluice_log::TopicPartition;
+use sluice_proto::TopicPartition;
 use tracing::{debug, info, warn};
 
 use crate::partition::{FollowerPosition, Partition, ReplicaAppend, RestartAt, TruncateForLeader};
@@ -69,7 +69,7 @@ pub struct FollowerFetcher {
     config: Arc<FetcherConfig>,
     leader_id: i32,
     leader_addr: String,
-    net: Arc<sluice_net::Client<BrokerProtocol>>,
+    net: Arc<sluice_net::Client<InterBrokerProtocol>>,
     partitions: HashMap<TopicPartition, Followed>,
     running: bool,
     /// The last round failed (the first failure of a streak is logged as a warning).
@@ -109,7 +109,7 @@ impl FollowerFetcher {
         config: Arc<FetcherConfig>,
         leader_id: i32,
         leader_addr: String,
-        net: Arc<sluice_net::Client<BrokerProtocol>>,
+        net: Arc<sluice_net::Client<InterBrokerProtocol>>,
     ) -> Self {
         FollowerFetcher {
             config,
@@ -176,7 +176,7 @@ impl FollowerFetcher {
 async fn truncate(
     config: &FetcherConfig,
     leader: &str,
-    net: &sluice_net::Client<BrokerProtocol>,
+    net: &sluice_net::Client<InterBrokerProtocol>,
     work: &[(TopicPartition, Followed)],
     out: &mut RoundResult,
 ) -> bool {
@@ -282,7 +282,7 @@ fn refused(tp: &TopicPartition, e: &BrokerError) -> Outcome {
 async fn run_round(
     config: Arc<FetcherConfig>,
     leader: String,
-    net: Arc<sluice_net::Client<BrokerProtocol>>,
+    net: Arc<sluice_net::Client<InterBrokerProtocol>>,
     work: Vec<(TopicPartition, Followed)>,
 ) -> (RoundResult, bool) {
     let mut out = RoundResult::new();

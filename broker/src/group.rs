@@ -29,8 +29,8 @@ use sluice_broker_core::group::{
 };
 use sluice_broker_core::group_log::{self, Loader};
 use sluice_broker_core::BrokerError;
-use sluice_client::broker::proto::{BrokerProtocol, OFFSETS_TOPIC};
 use sluice_log::{BatchHeader, Compression, Record, RecordBatch, TopicPartition};
+use sluice_proto::broker::{BrokerProtocol, OFFSETS_TOPIC};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use actix::Addr;
 use sluice_broker_core::group::lag;
-use sluice_client::broker::proto::{BrokerProtocol, ListOffsets, ListOffsetsPartition, LATEST_TIMESTAMP};
-use sluice_log::TopicPartition;
+use sluice_proto::broker::{BrokerProtocol, ListOffsets, ListOffsetsPartition, LATEST_TIMESTAMP};
+use sluice_proto::TopicPartition;
 use tracing::debug;
 
 use crate::group::{FetchOffsetsMsg, GroupCoordinator};

@@ -21,12 +21,12 @@ use actix::prelude::*;
 use sluice_broker_core::controller::ControllerCore;
 use sluice_broker_core::metadata::BrokerEndpoint;
 use sluice_broker_core::znodes;
-use sluice_client::broker::proto::BrokerProtocol;
 use sluice_client::keeper::{
     KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents,
 };
 use sluice_keeper_core::{CreateMode, KeeperError};
 use sluice_net::ClientTls;
+use sluice_proto::interbroker::InterBrokerProtocol;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
@@ -162,7 +162,7 @@ pub struct MembershipContext {
     /// TLS for the keeper and for talking to brokers.
     pub tls: ClientTls,
     /// For the controller to reach brokers.
-    pub net: Arc<sluice_net::Client<BrokerProtocol>>,
+    pub net: Arc<sluice_net::Client<InterBrokerProtocol>>,
     /// The session in use, for the service.
     pub keeper: SharedKeeper,
     /// The controller this broker runs, if any (for metrics and status).

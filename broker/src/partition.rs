@@ -30,9 +30,9 @@ use sluice_broker_core::order::OrderGuard;
 use sluice_broker_core::replica::{self, IsrChange, IsrConflict, ReplicaSet};
 use sluice_broker_core::roles::Role;
 use sluice_broker_core::BrokerError;
-use sluice_client::broker::proto::ProduceResponse;
 use sluice_log::{Log, LogError, TickReport, TopicPartition};
 use sluice_net::TraceContext;
+use sluice_proto::broker::ProduceResponse;
 use tokio::sync::watch;
 use tracing::{info, warn};
 

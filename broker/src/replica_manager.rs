@@ -21,8 +21,8 @@ use actix::prelude::*;
 use sluice_broker_core::metadata::ClusterUpdate;
 use sluice_broker_core::roles::{self, Role};
 use sluice_broker_core::BrokerError;
-use sluice_client::broker::proto::BrokerProtocol;
 use sluice_log::{Log, LogCleaner, TopicPartition};
+use sluice_proto::interbroker::InterBrokerProtocol;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -67,7 +67,7 @@ pub struct ReplicationContext {
     /// Where fetchers run (the network thread).
     pub net_arbiter: ArbiterHandle,
     /// The broker-to-broker client.
-    pub net: Arc<sluice_net::Client<BrokerProtocol>>,
+    pub net: Arc<sluice_net::Client<InterBrokerProtocol>>,
     /// Every partition actor's settings.
     pub partition: PartitionContext,
 }

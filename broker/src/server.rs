@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use sluice_broker_core::metadata::BrokerEndpoint;
-use sluice_client::broker::proto::BrokerProtocol;
-use sluice_net::{ClientOptions, ClientTls, ServerOptions, TlsIdentity, Typed};
+use sluice_net::{Access, ClientOptions, ClientTls, Routes, ServerOptions, TlsIdentity, Typed};
+use sluice_proto::broker::BrokerProtocol;
+use sluice_proto::interbroker::InterBrokerProtocol;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -112,10 +113,10 @@ pub async fn run(
     };
     let config = Arc::new(config);
     let tls = ClientTls::new(identity.clone());
-    let net = Arc::new(sluice_net::Client::<BrokerProtocol>::new(
-        &tls,
-        ClientOptions { max_frame, request_timeout: Duration::from_secs(10), ..Default::default() },
-    )?);
+    let client_options =
+        ClientOptions { max_frame, request_timeout: Duration::from_secs(10), ..Default::default() };
+    let net = Arc::new(sluice_net::Client::<BrokerProtocol>::new(&tls, client_options.clone())?);
+    let interbroker = Arc::new(sluice_net::Client::<InterBrokerProtocol>::new(&tls, client_options)?);
     let tick = config
         .log_retention_check_interval
         .min(config.log.flush_interval_ms.map_or(Duration::MAX, |ms| Duration::from_millis(ms.max(1) as u64)))
@@ -132,7 +133,7 @@ pub async fn run(
     let controller = membership::SharedController::default();
     let replication = ReplicationContext {
         net_arbiter: Arbiter::current(),
-        net: net.clone(),
+        net: interbroker.clone(),
         partition: PartitionContext {
             broker_id: config.broker_id,
             lag_max: config.replica_lag_time_max,
@@ -147,7 +148,7 @@ pub async fn run(
         })
     };
     let first = membership::join(&config, &endpoint, &tls).await?;
-    let groups = crate::group::GroupManager::new(config.clone(), routing.clone(), net.clone()).start();
+    let groups = crate::group::GroupManager::new(config.clone(), routing.clone(), net).start();
     let service = BrokerService::new(
         config.clone(),
         routing.clone(),
@@ -164,7 +165,7 @@ pub async fn run(
         config: config.clone(),
         endpoint: endpoint.clone(),
         tls,
-        net,
+        net: interbroker,
         keeper: keeper.clone(),
         is_controller: is_controller.clone(),
         controller: controller.clone(),
@@ -174,8 +175,12 @@ pub async fn run(
     on_listening(local);
     info!(broker = endpoint.id, addr = %local, advertised = %endpoint.addr(), "broker serving");
     let shutdown_config = config.clone();
+    // The client protocol and, on the same endpoint, the inter-broker protocol, which only
+    // node certificates may open.
+    let service = Arc::new(Typed(service));
+    let routes = Routes::new().with::<InterBrokerProtocol, _>(service.clone(), Access::NodesOnly);
     server
-        .serve(Arc::new(Typed(service)), async move {
+        .serve_with(service, routes, async move {
             shutdown.await;
             info!("shutting down");
             if shutdown_config.controlled_shutdown_enable {
@@ -184,7 +189,7 @@ pub async fn run(
                     .await;
             }
         })
-        .await;
+        .await?;
     let _ = stop_tx.send(true);
     let _ = membership.await;
     let _ = replicas.send(StopAll).await;
@@ -201,10 +206,10 @@ async fn controlled_shutdown(
     keeper: &SharedKeeper,
     controller: &SharedController,
     routing: &SharedRouting,
-    net: &sluice_net::Client<BrokerProtocol>,
+    net: &sluice_net::Client<InterBrokerProtocol>,
 ) {
     use sluice_broker_core::znodes;
-    use sluice_client::broker::proto::ControlledShutdown;
+    use sluice_proto::interbroker::ControlledShutdown;
     let me = config.broker_id;
     let started = std::time::Instant::now();
     // Nothing to hand over (no partition led here has another live replica): no need to

@@ -1,5 +1,6 @@
-//! The `sluice-broker/2` service: turns requests into messages to the partition actors and
-//! keeper writes, and answers.
+//! The broker's service of `sluice-broker/3` (clients) and `sluice-interbroker/1` (other
+//! brokers): turns requests into messages to the partition actors and keeper writes, and
+//! answers.
 //!
 //! Routing goes through the [`Routing`] table the replica manager publishes: a request for
 //! a partition this broker leads goes to its actor; one for a partition led elsewhere gets
@@ -21,11 +22,12 @@ use bytes::Bytes;
 use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate};
 use sluice_broker_core::order::OrderGuard;
 use sluice_broker_core::{assignment, topic, znodes, BrokerError};
-use sluice_client::broker::proto::*;
 use sluice_client::keeper::{KeeperClient, KeeperClientError};
 use sluice_keeper_core::{CreateMode, KeeperError};
-use sluice_log::TopicPartition;
 use sluice_net::{Peer, ServerChannel, Service, Typed};
+use sluice_proto::broker::*;
+use sluice_proto::interbroker::*;
+use sluice_proto::TopicPartition;
 use tracing::{debug, info, Instrument};
 
 use crate::config::BrokerConfig;
@@ -298,17 +300,6 @@ impl BrokerService {
         self.group(group, false)
             .await?
             .ok_or_else(|| BrokerError::UnknownMemberId { group: group.into(), member: member.into() })
-    }
-
-    /// Refuses callers without a cluster node's certificate.
-    fn cluster_only(&self, peer: &Peer, action: &str) -> Result<(), BrokerError> {
-        if peer.principal.server_auth {
-            return Ok(());
-        }
-        Err(BrokerError::ClusterAuthorizationFailed {
-            principal: peer.principal.name.clone(),
-            action: action.into(),
-        })
     }
 
     /// The answer when a partition's actor stopped under a request.
@@ -729,36 +720,6 @@ impl BrokerHandler for BrokerService {
         self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, None).await
     }
 
-    async fn replica_fetch(&self, peer: &Peer, req: ReplicaFetch) -> Result<FetchResponse, BrokerError> {
-        self.cluster_only(peer, "replicate partitions")?;
-        let wanted = req.partitions.into_iter().map(|p| (p.fetch, Some(p.leader_epoch))).collect();
-        self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, Some(req.replica_id)).await
-    }
-
-    async fn offsets_for_leader_epoch(
-        &self,
-        peer: &Peer,
-        req: OffsetsForLeaderEpoch,
-    ) -> Result<Vec<EpochEnd>, BrokerError> {
-        self.cluster_only(peer, "ask for leader epochs")?;
-        let routing = current(&self.inner.routing);
-        let mut out = Vec::with_capacity(req.partitions.len());
-        for q in req.partitions {
-            let result = match self.route(&routing, &q.topic, q.partition) {
-                Err(e) => Err(e),
-                Ok(leader) => {
-                    let ask = EpochEndOffset {
-                        current_leader_epoch: q.current_leader_epoch,
-                        epoch: q.leader_epoch,
-                    };
-                    leader.addr.send(ask).await.unwrap_or_else(|_| Err(self.gone(&q.topic, q.partition)))
-                }
-            };
-            out.push(EpochEnd { topic: q.topic, partition: q.partition, result });
-        }
-        Ok(out)
-    }
-
     async fn find_coordinator(&self, _: &Peer, req: FindCoordinator) -> Result<BrokerEndpoint, BrokerError> {
         let group = req.group_id;
         if group.is_empty() {
@@ -955,19 +916,6 @@ impl BrokerHandler for BrokerService {
         Ok(ProducerIdAndEpoch { producer_id, producer_epoch: 0 })
     }
 
-    async fn controlled_shutdown(&self, peer: &Peer, req: ControlledShutdown) -> Result<u32, BrokerError> {
-        self.cluster_only(peer, "shut brokers down")?;
-        let controller = self.inner.controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
-        let Some(controller) = controller else {
-            return Err(BrokerError::NotController { broker: self.id() });
-        };
-        info!(broker = req.broker_id, "controlled shutdown asked for");
-        controller
-            .send(crate::controller::BeginShutdown(req.broker_id))
-            .await
-            .map_err(|_| BrokerError::NotController { broker: self.id() })?
-    }
-
     async fn list_offsets(&self, _: &Peer, req: ListOffsets) -> Result<Vec<ListedOffset>, BrokerError> {
         let routing = current(&self.inner.routing);
         let mut out = Vec::new();
@@ -1059,16 +1007,6 @@ impl BrokerHandler for BrokerService {
         Ok(out)
     }
 
-    async fn update_cluster(&self, peer: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
-        self.cluster_only(peer, "send cluster updates")?;
-        debug!(epoch = req.0.controller_epoch, sequence = req.0.sequence, "cluster update");
-        self.inner
-            .replicas
-            .send(Apply(req.0))
-            .await
-            .map_err(|_| BrokerError::BrokerShuttingDown { broker: self.id() })?
-    }
-
     fn ordered(
         &self,
         peer: Peer,
@@ -1113,7 +1051,7 @@ impl BrokerHandler for BrokerService {
                         let peer = peer.clone();
                         tokio::spawn(
                             async move {
-                                let response = Service::call(&typed, &peer, other).await;
+                                let response = Service::<BrokerProtocol>::call(&typed, &peer, other).await;
                                 let _ = sender.reply(id, response).await;
                             }
                             .instrument(span),
@@ -1122,6 +1060,57 @@ impl BrokerHandler for BrokerService {
                 }
             }
         }
+    }
+}
+
+/// What brokers ask of each other (`sluice-interbroker/1`). Only node certificates can open
+/// that protocol (the listener's route for it is `Access::NodesOnly`), so nothing here
+/// checks the caller again.
+impl InterBrokerHandler for BrokerService {
+    async fn update_cluster(&self, _: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
+        debug!(epoch = req.0.controller_epoch, sequence = req.0.sequence, "cluster update");
+        self.inner
+            .replicas
+            .send(Apply(req.0))
+            .await
+            .map_err(|_| BrokerError::BrokerShuttingDown { broker: self.id() })?
+    }
+    async fn replica_fetch(&self, _: &Peer, req: ReplicaFetch) -> Result<FetchResponse, BrokerError> {
+        let wanted = req.partitions.into_iter().map(|p| (p.fetch, Some(p.leader_epoch))).collect();
+        self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, Some(req.replica_id)).await
+    }
+    async fn offsets_for_leader_epoch(
+        &self,
+        _: &Peer,
+        req: OffsetsForLeaderEpoch,
+    ) -> Result<Vec<EpochEnd>, BrokerError> {
+        let routing = current(&self.inner.routing);
+        let mut out = Vec::with_capacity(req.partitions.len());
+        for q in req.partitions {
+            let result = match self.route(&routing, &q.topic, q.partition) {
+                Err(e) => Err(e),
+                Ok(leader) => {
+                    let ask = EpochEndOffset {
+                        current_leader_epoch: q.current_leader_epoch,
+                        epoch: q.leader_epoch,
+                    };
+                    leader.addr.send(ask).await.unwrap_or_else(|_| Err(self.gone(&q.topic, q.partition)))
+                }
+            };
+            out.push(EpochEnd { topic: q.topic, partition: q.partition, result });
+        }
+        Ok(out)
+    }
+    async fn controlled_shutdown(&self, _: &Peer, req: ControlledShutdown) -> Result<u32, BrokerError> {
+        let controller = self.inner.controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
+        let Some(controller) = controller else {
+            return Err(BrokerError::NotController { broker: self.id() });
+        };
+        info!(broker = req.broker_id, "controlled shutdown asked for");
+        controller
+            .send(crate::controller::BeginShutdown(req.broker_id))
+            .await
+            .map_err(|_| BrokerError::NotController { broker: self.id() })?
     }
 }
 

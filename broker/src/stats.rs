@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_log::TopicPartition;
+use sluice_proto::TopicPartition;
 
 use crate::config::BrokerConfig;
 use crate::replica_manager::{current, SharedRouting};

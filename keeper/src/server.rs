@@ -21,14 +21,14 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use sluice_client::keeper::proto::{
-    Children, Connect, Connected, EnsembleStatus, Existence, KeeperProtocol, KeeperPush, KeeperRequest,
-    KeeperResponse, NodeData, ServerStatus,
-};
 use sluice_keeper_core::{
     KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig, Txn, WatchEvent,
 };
 use sluice_net::{ChannelSender, Peer, ServerChannel};
+use sluice_proto::keeper::{
+    Children, Connect, Connected, EnsembleStatus, Existence, KeeperProtocol, KeeperPush, KeeperRequest,
+    KeeperResponse, NodeData, ServerStatus,
+};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn, Instrument};
 
@@ -1041,58 +1041,42 @@ fn no_session<T>() -> Result<T, KeeperError> {
     })
 }
 
-impl sluice_client::keeper::proto::KeeperHandler for KeeperService {
+impl sluice_proto::keeper::KeeperHandler for KeeperService {
     async fn connect(&self, _: &Peer, _: Connect) -> Result<Connected, KeeperError> {
         no_session()
     }
-    async fn ping(&self, _: &Peer, _: sluice_client::keeper::proto::Ping) -> Result<i64, KeeperError> {
+    async fn ping(&self, _: &Peer, _: sluice_proto::keeper::Ping) -> Result<i64, KeeperError> {
         no_session()
     }
-    async fn write(&self, _: &Peer, _: sluice_client::keeper::proto::Write) -> Result<OpResult, KeeperError> {
+    async fn write(&self, _: &Peer, _: sluice_proto::keeper::Write) -> Result<OpResult, KeeperError> {
         no_session()
     }
-    async fn get_data(
-        &self,
-        _: &Peer,
-        _: sluice_client::keeper::proto::GetData,
-    ) -> Result<NodeData, KeeperError> {
+    async fn get_data(&self, _: &Peer, _: sluice_proto::keeper::GetData) -> Result<NodeData, KeeperError> {
         no_session()
     }
-    async fn exists(
-        &self,
-        _: &Peer,
-        _: sluice_client::keeper::proto::Exists,
-    ) -> Result<Existence, KeeperError> {
+    async fn exists(&self, _: &Peer, _: sluice_proto::keeper::Exists) -> Result<Existence, KeeperError> {
         no_session()
     }
     async fn get_children(
         &self,
         _: &Peer,
-        _: sluice_client::keeper::proto::GetChildren,
+        _: sluice_proto::keeper::GetChildren,
     ) -> Result<Children, KeeperError> {
         no_session()
     }
-    async fn sync(&self, _: &Peer, _: sluice_client::keeper::proto::SyncRequest) -> Result<i64, KeeperError> {
+    async fn sync(&self, _: &Peer, _: sluice_proto::keeper::SyncRequest) -> Result<i64, KeeperError> {
         no_session()
     }
-    async fn add_watch(
-        &self,
-        _: &Peer,
-        _: sluice_client::keeper::proto::AddWatch,
-    ) -> Result<i64, KeeperError> {
+    async fn add_watch(&self, _: &Peer, _: sluice_proto::keeper::AddWatch) -> Result<i64, KeeperError> {
         no_session()
     }
-    async fn set_watches(
-        &self,
-        _: &Peer,
-        _: sluice_client::keeper::proto::SetWatches,
-    ) -> Result<i64, KeeperError> {
+    async fn set_watches(&self, _: &Peer, _: sluice_proto::keeper::SetWatches) -> Result<i64, KeeperError> {
         no_session()
     }
-    async fn close(&self, _: &Peer, _: sluice_client::keeper::proto::Close) -> Result<(), KeeperError> {
+    async fn close(&self, _: &Peer, _: sluice_proto::keeper::Close) -> Result<(), KeeperError> {
         no_session()
     }
-    async fn status(&self, _: &Peer, _: sluice_client::keeper::proto::Status) -> ServerStatus {
+    async fn status(&self, _: &Peer, _: sluice_proto::keeper::Status) -> ServerStatus {
         match self.db.send(GetStatus).await {
             Ok(s) => s,
             Err(_) => ServerStatus {

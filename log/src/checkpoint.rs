@@ -20,10 +20,11 @@
 //! [`crate::Log`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use sluice_broker_core::TopicPartition;
 
 /// File name of the recovery-point checkpoint.
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
@@ -34,57 +35,6 @@ pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
 pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
 const VERSION: &str = "0";
-
-/// A topic and partition: the key of checkpoint entries and, as `<topic>-<partition>`, the
-/// name of a partition's directory.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: String,
-    /// Partition number.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// A topic and partition.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
-    }
-
-    /// Parses a partition directory name, `<topic>-<partition>`. Topic names may hold
-    /// dashes, so the partition follows the last one.
-    pub fn from_dir_name(name: &str) -> Option<Self> {
-        let (topic, partition) = name.rsplit_once('-')?;
-        if topic.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(TopicPartition { topic: topic.to_string(), partition: partition.parse().ok()? })
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-impl From<(String, i32)> for TopicPartition {
-    fn from((topic, partition): (String, i32)) -> Self {
-        TopicPartition { topic, partition }
-    }
-}
-
-impl From<(&str, i32)> for TopicPartition {
-    fn from((topic, partition): (&str, i32)) -> Self {
-        TopicPartition { topic: topic.to_string(), partition }
-    }
-}
-
-impl From<&TopicPartition> for TopicPartition {
-    fn from(tp: &TopicPartition) -> Self {
-        tp.clone()
-    }
-}
 
 /// Why a checkpoint file could not be read or written.
 #[derive(Debug, thiserror::Error)]

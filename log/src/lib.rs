@@ -53,7 +53,6 @@ mod segment;
 mod varint;
 
 pub use batch::{BatchError, BatchHeader, BatchView, Header, Record, RecordBatch, TimestampType};
-pub use checkpoint::TopicPartition;
 pub use cleaner::{CleanPlan, CleanReport, DirtyStats, PreparedClean};
 pub use compression::Compression;
 pub use config::{CleanupPolicy, CompressionType, ConfigError, LogConfig};
@@ -63,3 +62,4 @@ pub use log::{AppendInfo, Log, ReadResult, TickReport};
 pub use log_cleaner::{CleanerConfig, CleanerEvent, LogCleaner, WorkerPanicked};
 pub use producer_state::{AppendCheck, BatchMetadata, ProducerEntry, ProducerStateManager};
 pub use recovery::{RecoveryReport, Truncation};
+pub use sluice_broker_core::TopicPartition;

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::batch::{
     set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader, BatchView, TimestampType,
 };
-use crate::checkpoint::{self, CheckpointError, TopicPartition, RECOVERY_POINT_CHECKPOINT};
+use crate::checkpoint::{self, CheckpointError, RECOVERY_POINT_CHECKPOINT};
 use crate::compression::CompressionError;
 use crate::config::LogConfig;
 use crate::epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
@@ -34,6 +34,7 @@ use crate::error::LogError;
 use crate::producer_state::{AppendCheck, ProducerEntry, ProducerStateManager};
 use crate::recovery::{open_segments, RecoveryReport};
 use crate::segment::{Scanned, Segment, NO_TIMESTAMP};
+use crate::TopicPartition;
 
 /// Largest decompressed batch [`Log::offset_for_timestamp`] decodes to find the exact
 /// record; past it, the batch's first offset is the answer.

@@ -23,10 +23,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::checkpoint::{self, TopicPartition, CLEANER_OFFSET_CHECKPOINT};
+use crate::checkpoint::{self, CLEANER_OFFSET_CHECKPOINT};
 use crate::cleaner::CleanReport;
 use crate::error::LogError;
 use crate::Log;
+use crate::TopicPartition;
 
 /// `log.cleaner.threads`.
 pub const DEFAULT_CLEANER_THREADS: usize = 1;

@@ -34,7 +34,8 @@ pub use client::{
 pub use frame::{Envelope, Frame, FrameError, TraceContext, DEFAULT_MAX_FRAME, ENVELOPE_VERSION};
 pub use protocol::{Protocol, Rpc, Service, Typed, WireError};
 pub use server::{
-    ChannelClosed, ChannelRequest, ChannelSender, Peer, Server, ServerChannel, ServerError, ServerOptions,
+    Access, ChannelClosed, ChannelRequest, ChannelSender, Peer, Routes, Server, ServerChannel, ServerError,
+    ServerOptions,
 };
 pub use tls::{ClientTls, Principal, TlsError, TlsFiles, TlsIdentity, TransportOptions, MAX_UDP_PAYLOAD};
 

@@ -10,10 +10,16 @@
 //! or version that also offers `sluice-negotiate` is let through the handshake only to be
 //! closed at once with [`codes::PROTOCOL_MISMATCH`] and the reason "server speaks X", so the
 //! client can name both sides' protocols in its error.
+//!
+//! One endpoint may speak further protocols beside its own ([`Routes`], given to
+//! [`Server::serve_with`]): the ALPN the client asks for picks the service, and each route
+//! says who may open it ([`Access`]). A broker serves its client protocol and the
+//! inter-broker protocol this way, the second to node certificates only.
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,10 +88,90 @@ pub struct Peer {
     pub connection_id: usize,
 }
 
-/// A listening QUIC endpoint serving protocol `P`.
+/// Who may open a protocol's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any certificate the cluster CA signed.
+    Everyone,
+    /// Cluster nodes only: a certificate without the serverAuth usage (a client's) is refused
+    /// before any stream is read, with [`codes::NOT_A_NODE`].
+    NodesOnly,
+}
+
+/// The protocols an endpoint speaks beside its own, each with its service and who may open
+/// it. The client's ALPN picks the route.
+#[derive(Default)]
+pub struct Routes {
+    routes: Vec<Arc<dyn Route>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.iter().map(|r| r.alpn())).finish()
+    }
+}
+
+impl Routes {
+    /// No further protocols.
+    pub fn new() -> Self {
+        Routes::default()
+    }
+
+    /// Also serves protocol `Q` with `service`, to the peers `access` admits.
+    pub fn with<Q: Protocol, T: Service<Q>>(mut self, service: Arc<T>, access: Access) -> Self {
+        self.routes.push(Arc::new(ServiceRoute::<Q, T> { service, access, _protocol: PhantomData }));
+        self
+    }
+
+    fn find(&self, alpn: &[u8]) -> Option<&Arc<dyn Route>> {
+        self.routes.iter().find(|r| r.alpn().as_bytes() == alpn)
+    }
+}
+
+/// One protocol's service, with the protocol type erased so that routes of different
+/// protocols share a list.
+trait Route: Send + Sync + 'static {
+    fn alpn(&self) -> &'static str;
+    fn access(&self) -> Access;
+    fn serve(
+        self: Arc<Self>,
+        conn: quinn::Connection,
+        peer: Peer,
+        opts: Arc<ServerOptions>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+struct ServiceRoute<Q, T> {
+    service: Arc<T>,
+    access: Access,
+    _protocol: PhantomData<fn() -> Q>,
+}
+
+impl<Q: Protocol, T: Service<Q>> Route for ServiceRoute<Q, T> {
+    fn alpn(&self) -> &'static str {
+        Q::ALPN
+    }
+
+    fn access(&self) -> Access {
+        self.access
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        conn: quinn::Connection,
+        peer: Peer,
+        opts: Arc<ServerOptions>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(serve_connection::<Q, T>(conn, peer, self.service.clone(), opts))
+    }
+}
+
+/// A listening QUIC endpoint serving protocol `P` (and the further [`Routes`] it is served
+/// with).
 #[derive(Debug)]
 pub struct Server<P: Protocol> {
     endpoint: quinn::Endpoint,
+    identity: TlsIdentity,
     opts: Arc<ServerOptions>,
     _protocol: PhantomData<P>,
 }
@@ -93,11 +179,11 @@ pub struct Server<P: Protocol> {
 impl<P: Protocol> Server<P> {
     /// Binds `addr` (port 0 picks a free port). Must run inside a tokio runtime.
     pub fn bind(addr: SocketAddr, identity: &TlsIdentity, opts: ServerOptions) -> Result<Self, ServerError> {
-        let cfg = tls::server_config(identity, P::ALPN, &opts.transport)?;
+        let cfg = tls::server_config(identity, &[P::ALPN], &opts.transport)?;
         let reset_keys = tls::reset_keys(identity);
         let endpoint = crate::socket::endpoint(addr, Some((cfg, reset_keys)), &opts.transport)
             .map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Server { endpoint, opts: Arc::new(opts), _protocol: PhantomData })
+        Ok(Server { endpoint, identity: identity.clone(), opts: Arc::new(opts), _protocol: PhantomData })
     }
 
     /// The address actually bound.
@@ -108,6 +194,27 @@ impl<P: Protocol> Server<P> {
     /// Serves connections until `shutdown` completes, then closes every connection and waits
     /// (briefly) for them to say goodbye.
     pub async fn serve<S: Service<P>>(self, service: Arc<S>, shutdown: impl Future<Output = ()> + Send) {
+        // With no further protocols the endpoint's configuration stays as bound: no error.
+        let _ = self.serve_with(service, Routes::new(), shutdown).await;
+    }
+
+    /// As [`serve`](Self::serve), and serves every protocol of `routes` on the same endpoint
+    /// too (the client's ALPN picks one). Who may open `P` is [`ServerOptions::nodes_only`];
+    /// each route says its own. Fails only if the TLS configuration naming the added
+    /// protocols cannot be made, before anything is served.
+    pub async fn serve_with<S: Service<P>>(
+        self,
+        service: Arc<S>,
+        routes: Routes,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        if !routes.routes.is_empty() {
+            let alpns: Vec<&str> =
+                std::iter::once(P::ALPN).chain(routes.routes.iter().map(|r| r.alpn())).collect();
+            let cfg = tls::server_config(&self.identity, &alpns, &self.opts.transport)?;
+            self.endpoint.set_server_config(Some(cfg));
+        }
+        let routes = Arc::new(routes);
         let local = self.endpoint.local_addr().ok();
         info!(protocol = P::ALPN, addr = ?local, "listening");
         tokio::pin!(shutdown);
@@ -115,9 +222,8 @@ impl<P: Protocol> Server<P> {
             tokio::select! {
                 incoming = self.endpoint.accept() => match incoming {
                     Some(incoming) => {
-                        let service = service.clone();
-                        let opts = self.opts.clone();
-                        tokio::spawn(handle_connection::<P, S>(incoming, service, opts));
+                        let (service, opts, routes) = (service.clone(), self.opts.clone(), routes.clone());
+                        tokio::spawn(handle_connection::<P, S>(incoming, service, opts, routes));
                     }
                     None => break,
                 },
@@ -127,6 +233,7 @@ impl<P: Protocol> Server<P> {
         info!(protocol = P::ALPN, "shutting down");
         self.endpoint.close(codes::SHUTDOWN, b"server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        Ok(())
     }
 }
 
@@ -134,6 +241,7 @@ async fn handle_connection<P: Protocol, S: Service<P>>(
     incoming: quinn::Incoming,
     service: Arc<S>,
     opts: Arc<ServerOptions>,
+    routes: Arc<Routes>,
 ) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
@@ -148,27 +256,58 @@ async fn handle_connection<P: Protocol, S: Service<P>>(
         .handshake_data()
         .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|h| h.protocol.clone());
-    if alpn.as_deref() != Some(P::ALPN.as_bytes()) {
-        let asked = alpn.map(|a| String::from_utf8_lossy(&a).into_owned()).unwrap_or_default();
+    let alpn = alpn.unwrap_or_default();
+    let route = if alpn == P::ALPN.as_bytes() {
+        None
+    } else if let Some(route) = routes.find(&alpn) {
+        Some(route.clone())
+    } else {
+        let asked = String::from_utf8_lossy(&alpn);
         warn!(%remote, asked = %asked, ours = P::ALPN, "client speaks another protocol; refused");
         conn.close(codes::PROTOCOL_MISMATCH, format!("server speaks {}", P::ALPN).as_bytes());
         return;
-    }
+    };
     let Some(principal) = tls::peer_principal(&conn) else {
         warn!(%remote, "client certificate carries no name; refused");
         conn.close(codes::NO_PRINCIPAL, b"client certificate has no DNS name or common name");
         return;
     };
-    if opts.nodes_only && !principal.server_auth {
-        warn!(%remote, peer = %principal, "a client certificate on a port for cluster nodes; refused");
-        conn.close(
-            codes::NOT_A_NODE,
-            b"this port is for cluster nodes only; the certificate is a client's (no serverAuth usage): \
-              connect to the client port, or use a node certificate",
-        );
+    let (protocol, access) = match &route {
+        None => (P::ALPN, if opts.nodes_only { Access::NodesOnly } else { Access::Everyone }),
+        Some(route) => (route.alpn(), route.access()),
+    };
+    if access == Access::NodesOnly && !principal.server_auth {
+        warn!(%remote, peer = %principal, protocol, "a client certificate asked for a protocol of cluster nodes; refused");
+        let why = match route {
+            None => {
+                "this port is for cluster nodes only; the certificate is a client's (no serverAuth usage): \
+                     connect to the client port, or use a node certificate"
+                    .to_string()
+            }
+            Some(_) => format!(
+                "{protocol} is for cluster nodes only; the certificate is a client's (no serverAuth usage): \
+                 clients speak {}, or use a node certificate",
+                P::ALPN
+            ),
+        };
+        conn.close(codes::NOT_A_NODE, why.as_bytes());
         return;
     }
     let peer = Peer { principal, remote, connection_id: conn.stable_id() };
+    match route {
+        None => serve_connection::<P, S>(conn, peer, service, opts).await,
+        Some(route) => route.serve(conn, peer, opts).await,
+    }
+}
+
+/// Serves one admitted connection of protocol `P`: a task per stream, until it ends.
+async fn serve_connection<P: Protocol, S: Service<P>>(
+    conn: quinn::Connection,
+    peer: Peer,
+    service: Arc<S>,
+    opts: Arc<ServerOptions>,
+) {
+    let remote = peer.remote;
     let span = tracing::info_span!("conn", peer = %peer.principal, %remote, id = peer.connection_id);
     async move {
         debug!("connected");

@@ -253,10 +253,10 @@ pub(crate) fn reset_keys(id: &TlsIdentity) -> ResetKeys {
 }
 
 /// A QUIC server configuration that requires client certificates from the cluster CA and
-/// speaks `alpn` (plus [`NEGOTIATE_ALPN`]).
+/// speaks `alpns`, preferred first (plus [`NEGOTIATE_ALPN`]).
 pub fn server_config(
     id: &TlsIdentity,
-    alpn: &str,
+    alpns: &[&str],
     opts: &TransportOptions,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(id.roots.clone(), provider())
@@ -268,7 +268,8 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(id.chain.clone(), id.key.clone_key())
         .map_err(|e| TlsError::Config(format!("{} does not match {}: {e}", keys::KEY, keys::CERT)))?;
-    tls.alpn_protocols = vec![alpn.as_bytes().to_vec(), NEGOTIATE_ALPN.as_bytes().to_vec()];
+    tls.alpn_protocols =
+        alpns.iter().chain(std::iter::once(&NEGOTIATE_ALPN)).map(|a| a.as_bytes().to_vec()).collect();
     let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(transport(opts)?);

@@ -10,7 +10,8 @@ use std::time::Duration;
 use sluice_broker_core::znodes;
 use sluice_client::broker::proto::*;
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
-use sluice_net::{Client, ClientOptions};
+use sluice_net::{Client, ClientOptions, ClientTls};
+use sluice_proto::interbroker::{InterBrokerProtocol, OffsetsForLeaderEpoch};
 use sluice_tests::{sluice_bin, tls_args, wait_for, BrokerCluster, BrokerProcess};
 
 async fn keeper(cluster: &BrokerCluster) -> KeeperClient {
@@ -79,6 +80,36 @@ async fn brokers_register_under_the_chroot_and_a_duplicate_id_is_refused() {
     let (_, stat2) = k.get_data("/brokers/ids/2", false).await.expect("still registered");
     assert_eq!(stat2.ephemeral_owner, stat.ephemeral_owner);
     cluster.brokers.clear();
+}
+
+/// Kafka keeps what brokers say to each other on `inter.broker.listener.name`; here it is a
+/// protocol of its own (`sluice-interbroker/1`) beside the client protocol on the broker's
+/// QUIC port, and only node certificates may open it: a client cannot even ask for a
+/// replica fetch or send a cluster update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_cannot_open_the_inter_broker_protocol() {
+    let cluster = BrokerCluster::start(1, "");
+    let addr = cluster.brokers[0].addr.clone();
+    let asks_nothing = || OffsetsForLeaderEpoch { partitions: vec![] };
+    // --- a client certificate is refused at connect, and the error names the protocol
+    let intruder =
+        Client::<InterBrokerProtocol>::new(&cluster.pki.client("intruder"), ClientOptions::default())
+            .expect("client");
+    let err = intruder.connect(&addr).await.expect_err("a client certificate must be refused");
+    assert!(err.to_string().contains("sluice-interbroker/1 is for cluster nodes only"), "{err}");
+    match intruder.call(&addr, asks_nothing()).await {
+        Err(sluice_net::RpcError::Connect(_)) => {}
+        other => panic!("a client's inter-broker request must never reach the broker: {other:?}"),
+    }
+    // --- the same certificate still speaks the client protocol on the same port
+    let req = MetadataRequest { topics: None, allow_auto_create: false };
+    let meta = raw_client(&cluster).call(&addr, req).await.expect("call").expect("metadata");
+    assert_eq!(meta.brokers.len(), 1);
+    // --- a node certificate opens the inter-broker protocol and is answered
+    let node = ClientTls::new(cluster.pki.node("broker-9"));
+    let peer = Client::<InterBrokerProtocol>::new(&node, ClientOptions::default()).expect("client");
+    let answer = peer.call(&addr, asks_nothing()).await.expect("a node connects").expect("answered");
+    assert!(answer.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

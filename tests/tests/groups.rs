@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use sluice_client::broker::proto::*;
+use sluice_client::broker::TopicPartition;
 use sluice_client::broker::{
     Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig,
     ProducerRecord,
 };
-use sluice_log::TopicPartition;
 use sluice_tests::{wait_for, BrokerCluster};
 
 /// A single-server offsets topic that is quick to create, a 1 s initial delay, and sessions

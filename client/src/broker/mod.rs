@@ -1,4 +1,4 @@
-//! The broker SDK: the `sluice-broker/2` protocol and async admin, producer and consumer
+//! The broker SDK: the `sluice-broker/3` protocol and async admin, producer and consumer
 //! clients over mutually authenticated QUIC.
 //!
 //! - [`config`]: [`ClientConfig`], [`ProducerConfig`], [`ConsumerConfig`] under Kafka's key
@@ -66,8 +66,8 @@ pub use producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord, Reco
 pub use proto::{NewTopic, TopicMetadata, TopicResults};
 pub use sluice_log::TimestampType;
 
-/// A partition of a topic: the log engine's type (its `Display` is Kafka's `topic-partition`).
-pub use sluice_log::TopicPartition;
+/// A partition of a topic (its `Display` is Kafka's `topic-partition`).
+pub use sluice_proto::TopicPartition;
 
 #[cfg(test)]
 mod tests {

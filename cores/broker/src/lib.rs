@@ -41,3 +41,4 @@ pub mod znodes;
 
 pub use error::BrokerError;
 pub use metadata::{BrokerEndpoint, ClusterUpdate, PartitionState, TopicState};
+pub use topic::TopicPartition;

@@ -1,6 +1,7 @@
-//! Topic names and per-topic config keys, with Kafka's rules.
+//! Topics: [`TopicPartition`], names and per-topic config keys, with Kafka's rules.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::error::BrokerError;
 
@@ -65,6 +66,57 @@ pub fn validate_config_keys(configs: &BTreeMap<String, String>) -> Result<(), Br
             reason: format!("not a topic config; known: {}", TOPIC_CONFIG_KEYS.join(", ")),
         }),
         None => Ok(()),
+    }
+}
+
+/// A topic and partition. Its `Display` is Kafka's `<topic>-<partition>`, which is also the
+/// name of a partition's log directory and the key of the log engine's checkpoint files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic and partition.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+
+    /// Parses a partition directory name, `<topic>-<partition>`. Topic names may hold
+    /// dashes, so the partition follows the last one.
+    pub fn from_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        if topic.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(TopicPartition { topic: topic.to_string(), partition: partition.parse().ok()? })
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+impl From<(String, i32)> for TopicPartition {
+    fn from((topic, partition): (String, i32)) -> Self {
+        TopicPartition { topic, partition }
+    }
+}
+
+impl From<(&str, i32)> for TopicPartition {
+    fn from((topic, partition): (&str, i32)) -> Self {
+        TopicPartition { topic: topic.to_string(), partition }
+    }
+}
+
+impl From<&TopicPartition> for TopicPartition {
+    fn from(tp: &TopicPartition) -> Self {
+        tp.clone()
     }
 }
 

@@ -19,52 +19,18 @@ pub mod peer;
 pub mod state_machine;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, ServerState};
-use serde::{Deserialize, Serialize};
-use sluice_keeper_core::{KeeperError, Op, OpResult};
-use sluice_net::{Client, RpcError, TraceContext};
+use sluice_keeper_core::{KeeperError, OpResult};
+use sluice_net::{Client, RpcError};
 use tokio::time::Instant;
 
 use peer::{PeerProtocol, Propose, ReadIndex, Refusal, Touch};
 
-/// A write as the log carries it; the zxid is the entry's index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Proposal {
-    /// The session it belongs to.
-    pub session: u64,
-    /// Wall-clock time at the proposing member, ms (ctime / mtime).
-    pub time_ms: i64,
-    /// The change.
-    pub op: Op,
-    /// The trace context of the leader's span that proposed it, when the write is traced:
-    /// every member's replication and apply of it join that trace.
-    pub trace: Option<TraceContext>,
-}
-
-/// What applying one proposal gave (`None`: the entry carried no such proposal).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Applied(pub Option<Result<OpResult, KeeperError>>);
-
-/// The proposals of one log entry. openraft 0.9 waits for the fsync of each `client_write`
-/// before it takes the next, so the leader batches what arrives meanwhile into one entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Batch(pub Vec<Proposal>);
-
-/// The results of one entry's proposals, in order (empty for Raft's own entries).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BatchApplied(pub Vec<Result<OpResult, KeeperError>>);
-
-openraft::declare_raft_types!(
-    /// The keeper's Raft types.
-    pub KeeperRaft:
-        D = Batch,
-        R = BatchApplied,
-);
+pub use sluice_proto::peer::{Applied, Batch, BatchApplied, KeeperRaft, Proposal};
 
 /// Proposals in one entry, at most.
 pub const MAX_BATCH: usize = 1024;

@@ -1,7 +1,5 @@
-//! `sluice-peer/2`: what ensemble members say to each other over mutually authenticated
-//! QUIC. Raft's own RPCs (append entries, vote, install snapshot) plus what a member that is
-//! not the leader asks of the leader: commit this proposal, give me a read index (for
-//! `sync`), these sessions were heard from.
+//! The ensemble's side of `sluice-peer/2` (declared in `sluice_proto::peer`): the service
+//! that feeds a member's Raft node from its peer port, and the links openraft sends through.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,64 +11,11 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Raft};
-use serde::{Deserialize, Serialize};
-use sluice_keeper_core::KeeperError;
 use sluice_net::{Client, Peer, Rpc, RpcError};
+pub use sluice_proto::peer::*;
 use tracing::debug;
 
-use super::{Applied, Ensemble, KeeperRaft, Proposal};
-
-/// Raft's AppendEntries (also the heartbeat).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AppendEntries(pub AppendEntriesRequest<KeeperRaft>);
-/// Raft's RequestVote.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RequestVote(pub VoteRequest<u64>);
-/// One chunk of a snapshot.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InstallSnapshot(pub InstallSnapshotRequest<KeeperRaft>);
-/// A member forwards a client's write to the leader.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Propose(pub Proposal);
-/// A member asks the leader for a linearizable read index (for `sync`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReadIndex;
-/// A member tells the leader which sessions it heard from.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Touch(pub Vec<u64>);
-
-/// Why the leader did not take a forwarded request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Refusal {
-    /// This member is not the leader; it names the one it knows of.
-    NotLeader {
-        /// The leader, if known.
-        leader: Option<u64>,
-    },
-    /// The leader could not commit it.
-    Failed(KeeperError),
-}
-
-sluice_net::protocol! {
-    /// The ensemble's peer protocol.
-    pub protocol PeerProtocol {
-        // 2: a proposal carries its trace context.
-        alpn: "sluice-peer/2",
-        request: PeerRequest,
-        response: PeerResponse,
-        push: (),
-        handler: PeerHandler,
-        rpcs: {
-            append_entries: AppendEntries(AppendEntries) -> Result<AppendEntriesResponse<u64>, RaftError<u64>>;
-            vote: RequestVote(RequestVote) -> Result<VoteResponse<u64>, RaftError<u64>>;
-            install_snapshot: InstallSnapshot(InstallSnapshot)
-                -> Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>;
-            propose: Propose(Propose) -> Result<(u64, Applied), Refusal>;
-            read_index: ReadIndex(ReadIndex) -> Result<u64, Refusal>;
-            touch: Touch(Touch) -> ();
-        }
-    }
-}
+use super::Ensemble;
 
 /// Serves a member's peer port.
 pub struct PeerService {
