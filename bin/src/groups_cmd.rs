@@ -562,9 +562,11 @@ fn offset_rows<'a>(
     rows
 }
 
-/// LOG-END-OFFSET − CURRENT-OFFSET, when both are known.
+/// LOG-END-OFFSET − CURRENT-OFFSET when both are known, by the coordinator's own rule
+/// (`sluice_broker_core::group::lag`, the `sluice_group_lag` series), so the table and the
+/// metric never disagree.
 pub fn lag(committed: Option<i64>, end: Option<i64>) -> Option<i64> {
-    Some(end? - committed?)
+    Some(sluice_broker_core::group::lag(end?, committed?))
 }
 
 /// Kafka's offsets table for one group.

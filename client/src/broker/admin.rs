@@ -23,6 +23,7 @@ use super::proto::{
 
 /// Why an admin request failed as a whole (per-topic failures are in the results).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdminError {
     /// The configuration is incomplete or its TLS files unusable.
     #[error(transparent)]

@@ -24,6 +24,7 @@ const VERSION: i16 = 1;
 
 /// Why consumer-protocol bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The input ended inside a field (or before a required one).
     #[error("truncated {field}: needed {needed} bytes, {available} left")]

@@ -31,6 +31,7 @@ use super::proto::{BrokerEndpoint, BrokerError, BrokerProtocol, Metadata, Metada
 
 /// Why metadata could not be had, or a call could not be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     /// The configuration is incomplete or its TLS files unusable.
     #[error(transparent)]

@@ -21,14 +21,10 @@
 //!   producer's last five batches). Without idempotence a retried batch may be written twice;
 //!   its order is kept all the same (the broker holds later batches after a failure until
 //!   the resend). No transactions.
-//! - `group.id` is accepted and kept, but consumer groups do not exist yet: a consumer reads
-//!   the partitions it is [assigned](super::consumer::Consumer::assign), commits nothing,
-//!   and starts from `auto.offset.reset` or a seek.
 //! - `batch.size` counts uncompressed record bytes (Kafka estimates compressed sizes).
 //! - `max.in.flight.requests.per.connection` limits requests in flight *per partition* on
-//!   a connection: a Sluice `Produce` carries one partition, where a Kafka produce request
-//!   carries every partition led by the broker, so this is the same limit for any one
-//!   partition (and `1` still guarantees order across retries, as in Kafka).
+//!   a connection (a request holds at most one batch of each partition, as Kafka's do), so
+//!   `1` still guarantees order across retries, as in Kafka.
 //! - `delivery.timeout.ms` shorter than `linger.ms + request.timeout.ms` is raised to that
 //!   sum with a warning (Kafka does so for the default and refuses an explicit value).
 
@@ -186,6 +182,7 @@ pub const DEFAULT_ASSIGNMENT_STRATEGY: &[&str] = &["range"];
 
 /// What is wrong with a setting.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A value is not valid for its key.
     #[error("invalid value {value:?} for {key}: {reason}")]

@@ -74,6 +74,7 @@ pub struct OffsetAndTimestamp {
 
 /// Why a consumer call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConsumerError {
     /// The configuration is incomplete or its TLS files unusable.
     #[error(transparent)]

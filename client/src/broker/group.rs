@@ -23,6 +23,7 @@ use super::proto::*;
 
 /// Why a group operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GroupError {
     /// The coordinator refused with an error retrying cannot fix (or retrying ran out of
     /// time).

@@ -125,6 +125,7 @@ pub struct RecordMetadata {
 
 /// Why a send failed. Clonable: one batch's failure fails each of its records' futures.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProducerError {
     /// The configuration is invalid.
     #[error(transparent)]

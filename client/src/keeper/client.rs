@@ -37,6 +37,7 @@ use super::proto::{
 
 /// Why a keeper call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeeperClientError {
     /// The server answered with an error.
     #[error(transparent)]
