@@ -5,10 +5,15 @@
 //! the effects the core returns. Actors know nothing of bytes on a socket: they receive typed
 //! messages from `sluice-net` services and send typed messages back.
 //!
-//! The actors arrive with the services that need them (see `docs/architecture.md`): keeper
-//! sessions and znode watchers with the keeper, partition leaders, follower fetchers and
-//! group coordinators with the broker. The transport they run on (`sluice-net`) is already
-//! built and tested.
+//! - [`broker`]: the broker's actors (partitions, fetchers, the controller, the replica and
+//!   log managers, group coordinators), one file each.
+//! - [`clock`]: the one wall clock the shells read; cores are handed `now`.
+//!
+//! - [`keeper`]: the keeper's actors (the database, a session per client), one file each.
+
+pub mod broker;
+pub mod clock;
+pub mod keeper;
 
 #[doc(hidden)]
 pub use tracing;

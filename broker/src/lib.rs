@@ -1,30 +1,17 @@
-//! `sluice-broker`: the broker around the sans-IO rules in `sluice-broker-core`.
+//! `sluice-broker`: the broker's configuration, network service and start-up, around the
+//! actors in `sluice-actors` and the rules in `sluice-broker-core`.
 //!
-//! - [`config`]: `server.properties`, with Kafka's keys and defaults.
+//! - [`config`]: `server.properties`, with Kafka's keys and defaults (the
+//!   `sluice-broker-config` crate, below the actors that read it).
 //! - [`server`]: running a broker (listener, actors, cluster membership, shutdown).
 //! - [`membership`]: keeper session, `/brokers/ids/<id>`, the `/controller` election.
-//! - [`controller`]: the controller actor (a shell around `ControllerCore`).
-//! - [`replica_manager`]: turns cluster updates into partition roles (leader / follower);
-//!   the routing table.
-//! - [`partition`]: the `Partition` actor that owns one partition's log, as leader (ISR,
-//!   high watermark, lag eviction) or follower.
-//! - [`fetcher`]: the `FollowerFetcher` actors that replicate from leaders.
-//! - [`isr`]: a leader's conditional ISR writes to the keeper.
-//! - [`log_manager`]: flush / retention timers and recovery-point checkpoints.
-//! - [`service`]: the `sluice-broker/2` request handlers.
-//! - [`group`]: consumer groups: the `GroupManager` and a `GroupCoordinator` actor per group.
+//! - [`service`]: the request handlers of `sluice-broker/3` and `sluice-interbroker/1`.
 //! - [`stats`]: the broker's state as Prometheus gauges.
-pub mod clock;
-pub mod config;
-pub mod controller;
-pub mod fetcher;
-pub mod group;
-pub mod isr;
-pub mod lag;
-pub mod log_manager;
+//!
+//! The actors (partitions, fetchers, controller, replica and log managers, group
+//! coordinators) are in `sluice_actors::broker`.
+pub use sluice_broker_config as config;
 pub mod membership;
-pub mod partition;
-pub mod replica_manager;
 pub mod server;
 pub mod service;
 pub mod stats;

@@ -30,9 +30,9 @@ use sluice_proto::interbroker::InterBrokerProtocol;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
-use crate::clock::now_ms;
 use crate::config::BrokerConfig;
-use crate::controller::{Controller, ControllerSettings, Reconcile, Resign};
+use sluice_actors::broker::controller::{Controller, ControllerSettings, Reconcile, Resign};
+use sluice_actors::clock::now_ms;
 
 /// Why the broker could not join the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +66,7 @@ pub enum JoinError {
 /// How long a stopping broker waits for the keeper to close its session.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The keeper session in use, shared with the service (replaced after a session loss).
-pub type SharedKeeper = Arc<Mutex<Option<KeeperClient>>>;
-
-/// Reads the shared keeper client.
-pub fn keeper_of(shared: &SharedKeeper) -> Option<KeeperClient> {
-    shared.lock().map_or_else(|p| p.into_inner().clone(), |k| k.clone())
-}
+pub use sluice_actors::broker::{keeper_of, SharedKeeper};
 
 /// Connects to the keeper, creates the chroot and Kafka's persistent paths, reads (or
 /// makes) the cluster id, and registers this broker.
@@ -222,7 +216,7 @@ async fn rejoin(
     ctx: &MembershipContext,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<(KeeperClient, KeeperEvents, String)> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = sluice_net::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         if *shutdown.borrow() {
             return None;
@@ -237,10 +231,9 @@ async fn rejoin(
             Err(e) => warn!(error = %e, "could not register again; retrying"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = shutdown.changed() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -27,12 +27,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
-use crate::log_manager::LogManager;
 use crate::membership::{self, MembershipContext};
 use crate::membership::{keeper_of, SharedController, SharedKeeper};
-use crate::partition::PartitionContext;
-use crate::replica_manager::{current, ReplicaManager, ReplicationContext, SharedRouting, StopAll};
 use crate::service::BrokerService;
+use sluice_actors::broker::log_manager::LogManager;
+use sluice_actors::broker::partition::PartitionContext;
+use sluice_actors::broker::replica_manager::{
+    current, ReplicaManager, ReplicationContext, SharedRouting, StopAll,
+};
 
 /// Why a broker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +125,7 @@ pub async fn run(
         .min(Duration::from_secs(60));
     let cleaner = Arc::new(sluice_log::LogCleaner::start(
         sluice_log::CleanerConfig { threads: config.log_cleaner_threads as usize, ..Default::default() },
-        crate::clock::now_ms,
+        sluice_actors::clock::now_ms,
         |event| tracing::debug!(?event, "log cleaner"),
     ));
     let log_manager = LogManager::new(tick, &config.log_dirs, cleaner.clone()).start();
@@ -148,7 +150,8 @@ pub async fn run(
         })
     };
     let first = membership::join(&config, &endpoint, &tls).await?;
-    let groups = crate::group::GroupManager::new(config.clone(), routing.clone(), net).start();
+    let groups =
+        sluice_actors::broker::group_manager::GroupManager::new(config.clone(), routing.clone(), net).start();
     let service = BrokerService::new(
         config.clone(),
         routing.clone(),
@@ -228,7 +231,11 @@ async fn controlled_shutdown(
         let own = controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
         let ask = async {
             if let Some(own) = own {
-                return own.send(crate::controller::BeginShutdown(me)).await.ok().and_then(Result::ok);
+                return own
+                    .send(sluice_actors::broker::controller::BeginShutdown(me))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
             }
             let k = keeper_of(keeper)?;
             let (data, _) = k.get_data(znodes::CONTROLLER, false).await.ok()?;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use sluice_proto::TopicPartition;
 
 use crate::config::BrokerConfig;
-use crate::replica_manager::{current, SharedRouting};
+use sluice_actors::broker::replica_manager::{current, SharedRouting};
 
 /// Refreshes the gauges every second until the runtime stops.
 pub fn spawn(config: Arc<BrokerConfig>, routing: SharedRouting, is_controller: Arc<AtomicBool>) {

@@ -38,8 +38,8 @@ use sluice_config::properties::{self, Entry, PropertiesError};
 use sluice_keeper_core::SessionConfig;
 use sluice_net::TlsFiles;
 
-use crate::ensemble::EnsembleSettings;
-use crate::server::KeeperSettings;
+use sluice_actors::keeper::KeeperSettings;
+use sluice_ensemble::EnsembleSettings;
 
 /// Keys this file may hold.
 pub const KEYS: &[&str] = &[
@@ -186,7 +186,7 @@ impl KeeperConfig {
                 .ok()
                 .filter(|n| (1..=255).contains(n))
                 .ok_or_else(|| invalid(path, e, "the N of server.N must be a number from 1 to 255"))?;
-            split_host_port(&e.value).map_err(|why| invalid(path, e, &why))?;
+            split_host_port(&e.value).map_err(|why| invalid(path, e, &why.to_string()))?;
             // (A repeated key is refused by the properties parser.)
             servers.insert(n, e.value.clone());
         }
@@ -268,9 +268,14 @@ impl KeeperConfig {
     }
 }
 
+/// A `server.N` address that is not `host:peerPort`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be host:peerPort, e.g. k1:2888 (got {0:?})")]
+pub struct BadPeerAddress(pub String);
+
 /// Splits `host:port` (port 1-65535).
-fn split_host_port(value: &str) -> Result<(&str, u16), String> {
-    let bad = || format!("must be host:peerPort, e.g. k1:2888 (got {value:?})");
+fn split_host_port(value: &str) -> Result<(&str, u16), BadPeerAddress> {
+    let bad = || BadPeerAddress(value.to_string());
     let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?;
     if host.is_empty() || host.contains(':') && !host.starts_with('[') {
@@ -281,7 +286,7 @@ fn split_host_port(value: &str) -> Result<(&str, u16), String> {
 
 /// Where a member listens for its peers: the IP of its `server.N` line, or every address
 /// when the line names a host.
-pub fn listen_addr(peer: &str) -> Result<SocketAddr, String> {
+pub fn listen_addr(peer: &str) -> Result<SocketAddr, BadPeerAddress> {
     let (host, port) = split_host_port(peer)?;
     let ip = host.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
     Ok(SocketAddr::new(ip, port))

@@ -1,9 +1,13 @@
-//! `sluice-keeper`: the keeper server around the sans-IO core in `sluice-keeper-core`.
+//! `sluice-keeper`: the keeper server's configuration, network service and start-up, around
+//! the actors in `sluice-actors` and the sans-IO core in `sluice-keeper-core`.
 //!
-//! - [`store`]: the durable transaction log and snapshots in `dataDir`.
 //! - [`config`]: the configuration file (zoo.cfg's keys).
-//! - [`server`]: the database and session actors and the `sluice-keeper/1` service.
+//! - [`service`]: the `sluice-keeper/1` service (sessions on ordered channels).
+//! - [`server`]: start-up, standalone or as an ensemble member.
+//! - [`ensemble`], [`store`]: the durable state (the `sluice-ensemble` crate, below the
+//!   actors that drive it).
+pub use sluice_ensemble as ensemble;
+pub use sluice_ensemble::store;
 pub mod config;
-pub mod ensemble;
 pub mod server;
-pub mod store;
+pub mod service;

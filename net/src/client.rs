@@ -670,7 +670,7 @@ impl<P: Protocol> Client<P> {
             return Ok(c.clone());
         }
         let deadline = Instant::now() + self.opts.connect_timeout;
-        let mut backoff = self.opts.initial_backoff;
+        let mut backoff = crate::Backoff::new(self.opts.initial_backoff, self.opts.max_backoff);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -682,10 +682,10 @@ impl<P: Protocol> Client<P> {
                     *slot = Some(c.clone());
                     return Ok(c);
                 }
-                Err(e) if e.is_transient() && Instant::now() + backoff < deadline => {
-                    debug!(%addr, attempt, error = %e, retry_in = ?backoff, "connect failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.opts.max_backoff);
+                Err(e) if e.is_transient() && Instant::now() + backoff.peek() < deadline => {
+                    let wait = backoff.next_delay();
+                    debug!(%addr, attempt, error = %e, retry_in = ?wait, "connect failed; retrying");
+                    tokio::time::sleep(wait).await;
                 }
                 Err(ConnectError::Timeout { .. }) => {
                     return Err(ConnectError::Timeout { addr: addr.into(), after: self.opts.connect_timeout })

@@ -18,6 +18,7 @@
 //!   connect time, not on the first request.
 //! - A bad frame ends only the stream it came on.
 
+pub mod backoff;
 pub mod client;
 pub mod frame;
 pub mod perf;
@@ -28,6 +29,7 @@ mod socket;
 pub mod tls;
 pub mod trace;
 
+pub use backoff::Backoff;
 pub use client::{
     Client, ClientOptions, ConnectError, Connection, OrderedCaller, OrderedChannel, PendingReply, RpcError,
 };

@@ -146,8 +146,12 @@ fn one_produce_is_one_trace_from_the_producer_through_the_broker() {
     // Export every 200 ms instead of every 5 s.
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
     // The brokers log JSON, with the append's debug line.
-    let broker_env =
-        [env[0], env[1], ("SLUICE_LOG_FORMAT", "json"), ("RUST_LOG", "info,sluice_broker::partition=debug")];
+    let broker_env = [
+        env[0],
+        env[1],
+        ("SLUICE_LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,sluice_actors::broker::partition=debug"),
+    ];
     let cluster = BrokerCluster::start_on_with_env(1, 2, "", "", &broker_env);
     let tool = |args: &[&str]| {
         let mut c = Command::new(sluice_bin());

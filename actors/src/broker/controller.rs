@@ -245,7 +245,7 @@ fn spawn_outbox(net: Arc<sluice_net::Client<InterBrokerProtocol>>, addr: String)
     let (acked_tx, acked) = watch::channel(0u64);
     let target = addr.clone();
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = sluice_net::Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             let Some(update) = rx.borrow_and_update().clone() else {
                 if rx.changed().await.is_err() {
@@ -255,7 +255,7 @@ fn spawn_outbox(net: Arc<sluice_net::Client<InterBrokerProtocol>>, addr: String)
             };
             match net.call(&target, UpdateCluster((*update).clone())).await {
                 Ok(Ok(())) => {
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     acked_tx.send_replace(update.sequence);
                     if rx.changed().await.is_err() {
                         return;
@@ -270,12 +270,11 @@ fn spawn_outbox(net: Arc<sluice_net::Client<InterBrokerProtocol>>, addr: String)
                 Err(e) => {
                     debug!(broker = %target, error = %e, "cluster update not delivered; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                         changed = rx.changed() => if changed.is_err() { return },
                     }
                     // The newest update is taken again at the top of the loop.
                     rx.mark_changed();
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
         }
@@ -309,7 +308,7 @@ impl Handler<Reconcile> for Controller {
     type Result = ();
 
     fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) {
-        let _span = sluice_actors::handling!("Controller", "Reconcile");
+        let _span = crate::handling!("Controller", "Reconcile");
         self.run_pass(ctx);
     }
 }
@@ -324,7 +323,7 @@ impl Handler<BeginShutdown> for Controller {
     type Result = ResponseFuture<Result<u32, BrokerError>>;
 
     fn handle(&mut self, msg: BeginShutdown, ctx: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Controller", "BeginShutdown");
+        let _span = crate::handling!("Controller", "BeginShutdown");
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shutdowns.push((msg.0, tx));
         self.run_pass(ctx);
@@ -341,7 +340,7 @@ impl Handler<Resign> for Controller {
     type Result = ();
 
     fn handle(&mut self, _: Resign, ctx: &mut Context<Self>) {
-        let _span = sluice_actors::handling!("Controller", "Resign");
+        let _span = crate::handling!("Controller", "Resign");
         self.outboxes.clear();
         ctx.stop();
     }

@@ -30,7 +30,7 @@ use sluice_proto::interbroker::{
 use sluice_proto::TopicPartition;
 use tracing::{debug, info, warn};
 
-use crate::partition::{FollowerPosition, Partition, ReplicaAppend, RestartAt, TruncateForLeader};
+use crate::broker::partition::{FollowerPosition, Partition, ReplicaAppend, RestartAt, TruncateForLeader};
 
 /// Settings of every fetcher (from `server.properties`).
 #[derive(Debug, Clone)]
@@ -406,7 +406,7 @@ impl Handler<Follow> for FollowerFetcher {
     type Result = ();
 
     fn handle(&mut self, msg: Follow, ctx: &mut Context<Self>) {
-        let _span = sluice_actors::handling!("FollowerFetcher", "Follow");
+        let _span = crate::handling!("FollowerFetcher", "Follow");
         self.leader_addr = msg.leader_addr;
         let followed = Followed {
             addr: msg.addr,
@@ -430,7 +430,7 @@ impl Handler<Unfollow> for FollowerFetcher {
     type Result = usize;
 
     fn handle(&mut self, msg: Unfollow, _: &mut Context<Self>) -> usize {
-        let _span = sluice_actors::handling!("FollowerFetcher", "Unfollow");
+        let _span = crate::handling!("FollowerFetcher", "Unfollow");
         if self.partitions.remove(&msg.0).is_none() {
             warn!(topic = %msg.0.topic, partition = msg.0.partition, "unfollowing a partition this fetcher did not follow");
         }

@@ -9,7 +9,7 @@ use sluice_broker_core::znodes;
 use sluice_client::keeper::KeeperClientError;
 use sluice_keeper_core::{CreateMode, KeeperError};
 
-use crate::membership::{keeper_of, SharedKeeper};
+use crate::broker::{keeper_of, SharedKeeper};
 
 /// Why an ISR write did not happen.
 #[derive(Debug, thiserror::Error)]

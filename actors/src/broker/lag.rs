@@ -20,8 +20,8 @@ use sluice_proto::broker::{BrokerProtocol, ListOffsets, ListOffsetsPartition, LA
 use sluice_proto::TopicPartition;
 use tracing::debug;
 
-use crate::group::{FetchOffsetsMsg, GroupCoordinator};
-use crate::replica_manager::Routing;
+use crate::broker::group_coordinator::{FetchOffsetsMsg, GroupCoordinator};
+use crate::broker::replica_manager::Routing;
 
 /// How often a broker measures the lag of the groups it coordinates.
 pub const REFRESH: Duration = Duration::from_secs(5);

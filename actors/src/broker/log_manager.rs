@@ -17,7 +17,7 @@ use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET
 use sluice_log::{LogCleaner, TopicPartition};
 use tracing::warn;
 
-use crate::partition::{Partition, Tick};
+use crate::broker::partition::{Partition, Tick};
 
 /// The log manager.
 #[derive(Debug)]
@@ -137,7 +137,7 @@ impl Handler<Register> for LogManager {
     type Result = ();
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        let _span = sluice_actors::handling!("LogManager", "Register");
+        let _span = crate::handling!("LogManager", "Register");
         self.partitions.insert(msg.tp, (msg.addr, msg.log_dir));
     }
 }
@@ -157,7 +157,7 @@ impl Handler<Unregister> for LogManager {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
-        let _span = sluice_actors::handling!("LogManager", "Unregister");
+        let _span = crate::handling!("LogManager", "Unregister");
         let Some((_, dir)) = self.partitions.remove(&msg.tp) else { return };
         self.record(dir, msg.tp, msg.marks);
         self.write_checkpoints();
@@ -173,7 +173,7 @@ impl Handler<Forget> for LogManager {
     type Result = ();
 
     fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
-        let _span = sluice_actors::handling!("LogManager", "Forget");
+        let _span = crate::handling!("LogManager", "Forget");
         for points in self.recovery_points.values_mut().chain(self.high_watermarks.values_mut()) {
             points.remove(&msg.0);
         }

@@ -7,10 +7,10 @@
 //! fetch reports how far that follower has got; the rules in
 //! [`sluice_broker_core::replica::ReplicaSet`] turn those reports into the high watermark
 //! and into ISR changes, which this actor writes to the keeper itself
-//! ([`crate::isr::write_isr`], conditional on the state's version). A timer every half
+//! ([`crate::broker::isr::write_isr`], conditional on the state's version). A timer every half
 //! `replica.lag.time.max.ms` evicts followers that have not caught up for that long.
 //!
-//! **As follower** it takes what its [`crate::fetcher::FollowerFetcher`] copies from the
+//! **As follower** it takes what its [`crate::broker::fetcher::FollowerFetcher`] copies from the
 //! leader (offsets as the leader gave them), keeps the high watermark the leader reports,
 //! and cuts a divergent tail on a leader change ([`TruncateForLeader`], by leader epoch).
 //! It serves no clients.
@@ -36,10 +36,10 @@ use sluice_proto::broker::ProduceResponse;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::broker::isr::{write_isr, IsrWriteError};
+use crate::broker::log_manager::Marks;
+use crate::broker::SharedKeeper;
 use crate::clock::now_ms;
-use crate::isr::{write_isr, IsrWriteError};
-use crate::log_manager::Marks;
-use crate::membership::SharedKeeper;
 
 /// Where a partition's offsets stand; published after every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -431,7 +431,7 @@ impl Handler<Assign> for Partition {
     type Result = ();
 
     fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
-        let _span = sluice_actors::handling!("Partition", "Assign");
+        let _span = crate::handling!("Partition", "Assign");
         self.assign(msg.0);
         self.maybe_change_isr(ctx);
     }
@@ -466,7 +466,7 @@ impl Handler<Append> for Partition {
     type Result = Result<Appended, BrokerError>;
 
     fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "Append");
+        let _span = crate::handling!("Partition", "Append");
         let span = if msg.span.is_none() {
             tracing::Span::none()
         } else {
@@ -595,7 +595,7 @@ impl Handler<Read> for Partition {
     type Result = Result<(Bytes, Offsets), BrokerError>;
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "Read");
+        let _span = crate::handling!("Partition", "Read");
         self.check_leading()?;
         let offsets = self.current_offsets();
         if msg.offset == offsets.high_watermark && msg.offset >= offsets.log_start_offset {
@@ -640,7 +640,7 @@ impl Handler<FollowerFetch> for Partition {
     type Result = Result<(Bytes, Offsets, Vec<TraceContext>), BrokerError>;
 
     fn handle(&mut self, msg: FollowerFetch, ctx: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "FollowerFetch");
+        let _span = crate::handling!("Partition", "FollowerFetch");
         let State::Leader { set, .. } = &self.state else { return Err(self.not_leader()) };
         self.check_epoch(msg.leader_epoch, set.leader_epoch())?;
         let (leo, log_start) = {
@@ -738,7 +738,7 @@ impl Handler<EpochEndOffset> for Partition {
     type Result = Result<Option<(i32, i64)>, BrokerError>;
 
     fn handle(&mut self, msg: EpochEndOffset, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "EpochEndOffset");
+        let _span = crate::handling!("Partition", "EpochEndOffset");
         let State::Leader { set, .. } = &self.state else { return Err(self.not_leader()) };
         self.check_epoch(msg.current_leader_epoch, set.leader_epoch())?;
         Ok(self.log()?.end_offset_for_epoch(msg.epoch))
@@ -757,7 +757,7 @@ impl Handler<FollowerPosition> for Partition {
     type Result = Result<(Option<i32>, i64), BrokerError>;
 
     fn handle(&mut self, msg: FollowerPosition, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "FollowerPosition");
+        let _span = crate::handling!("Partition", "FollowerPosition");
         self.follower_epoch(msg.leader_epoch)?;
         let log = self.log()?;
         Ok((log.leader_epoch(), log.log_end_offset()))
@@ -795,7 +795,7 @@ impl Handler<TruncateForLeader> for Partition {
     type Result = Result<(i64, bool), BrokerError>;
 
     fn handle(&mut self, msg: TruncateForLeader, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "TruncateForLeader");
+        let _span = crate::handling!("Partition", "TruncateForLeader");
         self.follower_epoch(msg.leader_epoch)?;
         let hw = self.high_watermark();
         let mut log = self.log()?;
@@ -834,7 +834,7 @@ impl Handler<RestartAt> for Partition {
     type Result = Result<i64, BrokerError>;
 
     fn handle(&mut self, msg: RestartAt, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "RestartAt");
+        let _span = crate::handling!("Partition", "RestartAt");
         self.follower_epoch(msg.leader_epoch)?;
         let mut log = self.log()?;
         warn!(topic = %self.tp.topic, partition = self.tp.partition, offset = msg.offset,
@@ -868,7 +868,7 @@ impl Handler<ReplicaAppend> for Partition {
     type Result = Result<i64, BrokerError>;
 
     fn handle(&mut self, msg: ReplicaAppend, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "ReplicaAppend");
+        let _span = crate::handling!("Partition", "ReplicaAppend");
         self.follower_epoch(msg.leader_epoch)?;
         let leo = {
             let mut log = self.log()?;
@@ -901,7 +901,7 @@ impl Handler<ListOffset> for Partition {
     type Result = Result<(i64, i64), BrokerError>;
 
     fn handle(&mut self, msg: ListOffset, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "ListOffset");
+        let _span = crate::handling!("Partition", "ListOffset");
         self.check_leading()?;
         let offsets = self.current_offsets();
         match msg.timestamp {
@@ -928,7 +928,7 @@ impl Handler<Tick> for Partition {
     type Result = Option<(TickReport, Marks)>;
 
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("Partition", "Tick");
+        let _span = crate::handling!("Partition", "Tick");
         let now = now_ms();
         let mut log = lock(self.log.as_deref()?);
         let report = match log.tick(now) {
@@ -966,7 +966,7 @@ impl Handler<Stop> for Partition {
     type Result = Option<Marks>;
 
     fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Option<Marks> {
-        let _span = sluice_actors::handling!("Partition", "Stop");
+        let _span = crate::handling!("Partition", "Stop");
         ctx.stop();
         let high_watermark = self.high_watermark();
         let shared = self.log.take()?;
@@ -987,6 +987,51 @@ impl Handler<Stop> for Partition {
             return None;
         }
         Some(Marks { recovery_point: end, high_watermark })
+    }
+}
+
+/// Waits until the in-sync replicas have everything below `end_offset` (`acks=all`): the
+/// high watermark reaches it. Fails if this broker stops leading, if `timeout` passes, or
+/// if by then the ISR has shrunk below `min_insync` (the rule:
+/// [`sluice_broker_core::partition::acks_all`]).
+pub async fn wait_replicated(
+    mut offsets: watch::Receiver<Offsets>,
+    end_offset: i64,
+    min_insync: usize,
+    timeout: Duration,
+    topic: &str,
+    partition: i32,
+    broker: i32,
+) -> Result<(), BrokerError> {
+    use sluice_broker_core::partition::{acks_all, AcksAll};
+    let appended_at = offsets.borrow().leading;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let o = *offsets.borrow_and_update();
+        let now = acks_all(
+            (topic, partition, broker),
+            appended_at,
+            o.leading,
+            (o.high_watermark, o.isr),
+            end_offset,
+            min_insync,
+        );
+        match now {
+            AcksAll::Done => return Ok(()),
+            AcksAll::Failed(e) => return Err(e),
+            AcksAll::Waiting => {}
+        }
+        tokio::select! {
+            changed = offsets.changed() => if changed.is_err() {
+                return Err(BrokerError::NotLeaderForPartition { topic: topic.into(), partition, broker, leader: None });
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(BrokerError::RequestTimedOut {
+                    what: format!("{topic}-{partition}: the in-sync replicas to have offset {}", end_offset - 1),
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
+use sluice_broker_config::BrokerConfig;
 use sluice_broker_core::metadata::ClusterUpdate;
 use sluice_broker_core::roles::{self, Role};
 use sluice_broker_core::BrokerError;
@@ -26,11 +27,10 @@ use sluice_proto::interbroker::InterBrokerProtocol;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::broker::fetcher::{FetcherConfig, Follow, FollowerFetcher, Unfollow};
+use crate::broker::log_manager::{read_high_watermarks, Forget, LogManager, Register, Unregister};
+use crate::broker::partition::{Assign, Offsets, Partition, PartitionContext, Stop};
 use crate::clock::now_ms;
-use crate::config::BrokerConfig;
-use crate::fetcher::{FetcherConfig, Follow, FollowerFetcher, Unfollow};
-use crate::log_manager::{read_high_watermarks, Forget, LogManager, Register, Unregister};
-use crate::partition::{Assign, Offsets, Partition, PartitionContext, Stop};
 
 /// A partition replicated on this broker.
 #[derive(Debug, Clone)]
@@ -292,7 +292,7 @@ impl Handler<Apply> for ReplicaManager {
     type Result = Result<(), BrokerError>;
 
     fn handle(&mut self, msg: Apply, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("ReplicaManager", "Apply");
+        let _span = crate::handling!("ReplicaManager", "Apply");
         let update = msg.0;
         if !roles::accept(self.current.as_deref(), &update)? {
             return Ok(());
@@ -346,7 +346,7 @@ impl Handler<StopAll> for ReplicaManager {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: StopAll, _: &mut Context<Self>) -> Self::Result {
-        let _span = sluice_actors::handling!("ReplicaManager", "StopAll");
+        let _span = crate::handling!("ReplicaManager", "StopAll");
         let leaders: Vec<_> = self.hosted.drain().collect();
         self.roles.clear();
         for tp in self.following.keys().cloned().collect::<Vec<_>>() {

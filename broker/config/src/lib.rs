@@ -1469,7 +1469,7 @@ mod tests {
 
     #[test]
     fn the_sample_file_is_valid_and_documents_every_key() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/server.properties");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/server.properties");
         let c = BrokerConfig::load(&path).expect("the sample parses");
         assert_eq!(c.broker_id, 1);
         assert_eq!(c.listener, addr("127.0.0.1:9092"));

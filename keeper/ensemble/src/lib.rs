@@ -1,5 +1,6 @@
-//! The keeper ensemble: the keeper's transactions replicated by Raft (openraft) over
-//! `sluice-peer/2` links.
+//! `sluice-ensemble`: a keeper's durable state — the standalone store in `dataDir`
+//! ([`store`]) and the ensemble, the keeper's transactions replicated by Raft (openraft) over
+//! `sluice-peer/2` links. Below the keeper's actors, which drive it.
 //!
 //! - The log ([`log_store`]) and snapshots ([`state_machine`]) live in `dataDir/raft`.
 //! - The state machine is the standalone keeper's [`sluice_keeper_core::KeeperState`]; a
@@ -17,6 +18,7 @@
 pub mod log_store;
 pub mod peer;
 pub mod state_machine;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -108,7 +110,7 @@ pub struct EnsembleSettings {
 
 impl EnsembleSettings {
     /// The openraft configuration these settings mean.
-    pub fn raft_config(&self, snap_count: u64) -> Result<openraft::Config, String> {
+    pub fn raft_config(&self, snap_count: u64) -> Result<openraft::Config, Box<openraft::ConfigError>> {
         let config = openraft::Config {
             cluster_name: "sluice-keeper".into(),
             heartbeat_interval: self.heartbeat_ms,
@@ -124,7 +126,7 @@ impl EnsembleSettings {
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             ..Default::default()
         };
-        config.validate().map_err(|e| e.to_string())
+        config.validate().map_err(Box::new)
     }
 }
 

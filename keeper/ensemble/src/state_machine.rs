@@ -154,9 +154,10 @@ impl StateMachine {
         member: u64,
         sink: Sink,
         retain: usize,
-    ) -> Result<(StateMachine, KeeperState, u64), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let files = snapshot_files(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    ) -> Result<(StateMachine, KeeperState, u64), SnapshotDirError> {
+        let io = |doing, source| SnapshotDirError { doing, dir: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(|e| io("create", e))?;
+        let files = snapshot_files(dir).map_err(|e| io("list", e))?;
         let mut sm = StateMachine {
             dir: dir.to_path_buf(),
             state: KeeperState::new(),
@@ -184,6 +185,18 @@ impl StateMachine {
         let state = sm.state.clone();
         Ok((sm, state, index))
     }
+}
+
+/// Why the snapshot directory could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {doing} {}: {source}", dir.display())]
+pub struct SnapshotDirError {
+    /// What was being done ("create", "list").
+    pub doing: &'static str,
+    /// The directory.
+    pub dir: PathBuf,
+    /// The OS's reason.
+    pub source: std::io::Error,
 }
 
 /// Builds a snapshot from a copy of the state, off the state machine's task.

@@ -1,0 +1,301 @@
+//! Cluster and topic administration: metadata, topic creation (assignment, validation) and
+//! deletion, topic configs, the controller's cluster updates and controlled shutdown.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_actors::broker::replica_manager::{current, Apply};
+use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate};
+use sluice_broker_core::{assignment, topic, znodes, BrokerError};
+use sluice_client::keeper::{KeeperClient, KeeperClientError};
+use sluice_keeper_core::{CreateMode, KeeperError};
+use sluice_net::Peer;
+use sluice_proto::broker::*;
+use sluice_proto::interbroker::*;
+use tracing::{debug, info};
+
+use super::*;
+
+impl BrokerService {
+    pub(super) async fn create_topic(
+        &self,
+        keeper: &KeeperClient,
+        update: Option<&ClusterUpdate>,
+        t: &NewTopic,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        topic::validate_name(&t.name)?;
+        if topic::is_internal(&t.name) && t.name != OFFSETS_TOPIC {
+            return Err(BrokerError::InvalidRequest {
+                reason: format!("{} is an internal topic; the cluster creates it itself", t.name),
+            });
+        }
+        topic::validate_config_keys(&t.configs)?;
+        self.inner.config.topic_log_config(&t.configs)?;
+        // Live brokers as the keeper has them now (Kafka's AdminZkClient reads them from
+        // ZooKeeper too): right after a broker died, this broker's cached picture may still
+        // list it, and a partition assigned to it would have no leader.
+        let brokers = live_brokers(keeper).await?;
+        let assignment = match &t.assignment {
+            Some(a) => {
+                if t.partitions.is_some() || t.replication_factor.is_some() {
+                    return Err(BrokerError::InvalidRequest {
+                        reason: "give either a replica assignment or partitions and replication factor"
+                            .into(),
+                    });
+                }
+                check_assignment(a, &brokers)?;
+                a.clone()
+            }
+            None => {
+                let partitions = t.partitions.unwrap_or(self.inner.config.num_partitions);
+                let rf = t.replication_factor.unwrap_or(self.inner.config.default_replication_factor);
+                assignment::assign(&brokers, partitions, rf, rand::random::<u16>() as usize)?
+            }
+        };
+        if validate_only {
+            return Ok(());
+        }
+        if update.is_some_and(|u| u.topics.contains_key(&t.name)) {
+            return Err(BrokerError::TopicAlreadyExists { topic: t.name.clone() });
+        }
+        let config_data = znodes::encode_topic_config(&t.configs);
+        match keeper.create(&znodes::config_path(&t.name), &config_data, CreateMode::Persistent).await {
+            Ok(_) => {}
+            Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
+                keeper
+                    .set_data(&znodes::config_path(&t.name), &config_data, -1)
+                    .await
+                    .map_err(keeper_error)?;
+            }
+            Err(e) => return Err(keeper_error(e)),
+        }
+        let data = znodes::encode_assignment(&assignment);
+        match keeper.create(&znodes::topic_path(&t.name), &data, CreateMode::Persistent).await {
+            Ok(_) => {
+                info!(topic = %t.name, partitions = assignment.len(), "topic created");
+                Ok(())
+            }
+            Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
+                Err(BrokerError::TopicAlreadyExists { topic: t.name.clone() })
+            }
+            Err(e) => Err(keeper_error(e)),
+        }
+    }
+    pub(super) fn partition_metadata(
+        update: &ClusterUpdate,
+        t: &sluice_broker_core::TopicState,
+    ) -> TopicMetadata {
+        let live: BTreeSet<i32> = update.brokers.iter().map(|b| b.id).collect();
+        TopicMetadata {
+            name: t.name.clone(),
+            error: None,
+            internal: topic::is_internal(&t.name),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|(p, info)| PartitionMetadata {
+                    partition: *p,
+                    leader: info.state.as_ref().and_then(|s| s.leader()),
+                    leader_epoch: info.state.as_ref().map_or(-1, |s| s.leader_epoch),
+                    replicas: info.replicas.clone(),
+                    isr: info.state.as_ref().map_or_else(Vec::new, |s| s.isr.clone()),
+                    offline_replicas: info.replicas.iter().copied().filter(|r| !live.contains(r)).collect(),
+                })
+                .collect(),
+        }
+    }
+    pub(super) async fn metadata(&self, _: &Peer, req: MetadataRequest) -> Result<Metadata, BrokerError> {
+        let routing = current(&self.inner.routing);
+        let Some(update) = routing.update.clone() else {
+            return Ok(Metadata {
+                cluster_id: String::new(),
+                controller_id: None,
+                brokers: vec![],
+                topics: vec![],
+            });
+        };
+        let names: Vec<String> = match &req.topics {
+            Some(names) => names.clone(),
+            None => update.topics.keys().cloned().collect(),
+        };
+        let mut topics = Vec::new();
+        for name in names {
+            if let Some(t) = update.topics.get(&name) {
+                topics.push(Self::partition_metadata(&update, t));
+                continue;
+            }
+            let unknown = BrokerError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 };
+            let error = if update.deleting.contains(&name) {
+                unknown
+            } else if req.allow_auto_create && self.inner.config.auto_create_topics_enable {
+                let new = NewTopic {
+                    name: name.clone(),
+                    partitions: None,
+                    replication_factor: None,
+                    assignment: None,
+                    configs: BTreeMap::new(),
+                };
+                let keeper = self.keeper()?;
+                match self.create_topic(&keeper, Some(&update), &new, false).await {
+                    Ok(()) | Err(BrokerError::TopicAlreadyExists { .. }) => {
+                        BrokerError::LeaderNotAvailable { topic: name.clone(), partition: -1 }
+                    }
+                    Err(e) => e,
+                }
+            } else {
+                unknown
+            };
+            topics.push(TopicMetadata { name, error: Some(error), internal: false, partitions: vec![] });
+        }
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Metadata {
+            cluster_id: update.cluster_id.clone(),
+            controller_id: Some(update.controller_id),
+            brokers: update.brokers.clone(),
+            topics,
+        })
+    }
+    pub(super) async fn create_topics(
+        &self,
+        _: &Peer,
+        req: CreateTopics,
+    ) -> Result<TopicResults, BrokerError> {
+        let keeper = self.keeper()?;
+        let routing = current(&self.inner.routing);
+        let mut out = Vec::new();
+        for t in &req.topics {
+            if t.name == OFFSETS_TOPIC {
+                let reason = format!("{OFFSETS_TOPIC} is an internal topic; the cluster creates it itself");
+                out.push((t.name.clone(), Err(BrokerError::InvalidRequest { reason })));
+                continue;
+            }
+            let r = self.create_topic(&keeper, routing.update.as_deref(), t, req.validate_only).await;
+            out.push((t.name.clone(), r));
+        }
+        Ok(out)
+    }
+    pub(super) async fn delete_topics(
+        &self,
+        _: &Peer,
+        req: DeleteTopics,
+    ) -> Result<TopicResults, BrokerError> {
+        if !self.inner.config.delete_topic_enable {
+            return Err(BrokerError::TopicDeletionDisabled { broker: self.id() });
+        }
+        let keeper = self.keeper()?;
+        let mut out = Vec::new();
+        for name in req.topics {
+            let r = async {
+                topic::validate_name(&name)?;
+                if topic::is_internal(&name) {
+                    return Err(BrokerError::InvalidRequest {
+                        reason: format!("{name} is an internal topic"),
+                    });
+                }
+                if keeper.exists(&znodes::topic_path(&name), false).await.map_err(keeper_error)?.is_none() {
+                    return Err(BrokerError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 });
+                }
+                match keeper.create(&znodes::delete_path(&name), &[], CreateMode::Persistent).await {
+                    Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
+                        info!(topic = %name, "topic marked for deletion");
+                        Ok(())
+                    }
+                    Err(e) => Err(keeper_error(e)),
+                }
+            }
+            .await;
+            out.push((name, r));
+        }
+        Ok(out)
+    }
+    pub(super) async fn describe_configs(
+        &self,
+        _: &Peer,
+        req: DescribeConfigs,
+    ) -> Result<TopicConfigs, BrokerError> {
+        let keeper = self.keeper()?;
+        let mut out = Vec::new();
+        for name in req.topics {
+            let r = match keeper.get_data(&znodes::config_path(&name), false).await {
+                Ok((data, _)) => znodes::decode_topic_config(&name, &data)
+                    .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() }),
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {
+                    match keeper.exists(&znodes::topic_path(&name), false).await {
+                        Ok(Some(_)) => Ok(BTreeMap::new()),
+                        Ok(None) => {
+                            Err(BrokerError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 })
+                        }
+                        Err(e) => Err(keeper_error(e)),
+                    }
+                }
+                Err(e) => Err(keeper_error(e)),
+            };
+            out.push((name, r));
+        }
+        Ok(out)
+    }
+    pub(super) async fn update_cluster(&self, _: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
+        debug!(epoch = req.0.controller_epoch, sequence = req.0.sequence, "cluster update");
+        self.inner
+            .replicas
+            .send(Apply(req.0))
+            .await
+            .map_err(|_| BrokerError::BrokerShuttingDown { broker: self.id() })?
+    }
+    pub(super) async fn controlled_shutdown(
+        &self,
+        _: &Peer,
+        req: ControlledShutdown,
+    ) -> Result<u32, BrokerError> {
+        let controller = self.inner.controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
+        let Some(controller) = controller else {
+            return Err(BrokerError::NotController { broker: self.id() });
+        };
+        info!(broker = req.broker_id, "controlled shutdown asked for");
+        controller
+            .send(sluice_actors::broker::controller::BeginShutdown(req.broker_id))
+            .await
+            .map_err(|_| BrokerError::NotController { broker: self.id() })?
+    }
+}
+
+/// The brokers registered in the keeper now.
+pub(super) async fn live_brokers(keeper: &KeeperClient) -> Result<Vec<BrokerEndpoint>, BrokerError> {
+    let mut out = Vec::new();
+    for id in keeper.children(znodes::BROKER_IDS, false).await.map_err(keeper_error)? {
+        let Ok(id) = id.parse::<i32>() else { continue };
+        match keeper.get_data(&znodes::broker_path(id), false).await {
+            Ok((data, _)) => out.push(
+                znodes::decode_broker(id, &data)
+                    .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
+            ),
+            Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {}
+            Err(e) => return Err(keeper_error(e)),
+        }
+    }
+    Ok(out)
+}
+
+fn check_assignment(a: &BTreeMap<i32, Vec<i32>>, brokers: &[BrokerEndpoint]) -> Result<(), BrokerError> {
+    let invalid = |reason: String| Err(BrokerError::InvalidRequest { reason });
+    if a.is_empty() {
+        return invalid("the replica assignment is empty".into());
+    }
+    let rf = a.values().next().map_or(0, Vec::len);
+    for (i, (p, replicas)) in a.iter().enumerate() {
+        if *p != i as i32 {
+            return invalid(format!("partitions must be numbered 0..{} without gaps", a.len()));
+        }
+        if replicas.len() != rf || replicas.is_empty() {
+            return invalid("every partition needs the same number (at least 1) of replicas".into());
+        }
+        let distinct: BTreeSet<_> = replicas.iter().collect();
+        if distinct.len() != replicas.len() {
+            return invalid(format!("partition {p} lists a broker twice"));
+        }
+        if let Some(r) = replicas.iter().find(|r| !brokers.iter().any(|b| b.id == **r)) {
+            return invalid(format!("partition {p}: broker {r} is not a live broker"));
+        }
+    }
+    Ok(())
+}
