@@ -27,7 +27,6 @@ use sluice_proto::broker::OFFSETS_TOPIC;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::group_manager::{GroupManager, Stopped};
 use crate::broker::partition::Append;
 use crate::broker::replica_manager::{current, Hosted, SharedRouting};
 use crate::clock::now_ms;
@@ -114,11 +113,20 @@ enum Reply {
     Sync(oneshot::Sender<Result<Vec<u8>, BrokerError>>),
 }
 
+/// A coordinator stopped because its group is gone (deleted, or empty with nothing left to
+/// keep): its manager forgets it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stopped {
+    pub(crate) group: String,
+}
+
 /// One consumer group's coordinator.
 pub struct GroupCoordinator {
     group: Group,
     writer: OffsetsWriter,
-    manager: Addr<GroupManager>,
+    /// Told when this coordinator stops (the group manager).
+    manager: Recipient<Stopped>,
     waiting: HashMap<Waiter, Reply>,
     next_waiter: Waiter,
     ticks: u64,
@@ -126,8 +134,9 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
-    /// The coordinator of `group`, writing to `writer`'s partition, reporting to `manager`.
-    pub(crate) fn new(group: Group, writer: OffsetsWriter, manager: Addr<GroupManager>, broker: i32) -> Self {
+    /// The coordinator of `group`, writing to `writer`'s partition, telling `manager` when it
+    /// stops.
+    pub(crate) fn new(group: Group, writer: OffsetsWriter, manager: Recipient<Stopped>, broker: i32) -> Self {
         GroupCoordinator { group, writer, manager, waiting: HashMap::new(), next_waiter: 0, ticks: 0, broker }
     }
 }

@@ -20,7 +20,9 @@ use sluice_broker_core::BrokerError;
 use sluice_proto::broker::{BrokerProtocol, OFFSETS_TOPIC};
 use tracing::{debug, info, warn};
 
-use super::group_coordinator::{committed_gauge, now, DropTopics, GroupCoordinator, OffsetsWriter, Unload};
+use super::group_coordinator::{
+    committed_gauge, now, DropTopics, GroupCoordinator, OffsetsWriter, Stopped, Unload,
+};
 use crate::broker::partition::Read;
 use crate::broker::replica_manager::{current, Hosted, SharedRouting};
 
@@ -184,7 +186,7 @@ impl GroupManager {
 
     fn start_group(&self, group: Group, partition: i32, me: Addr<GroupManager>) -> Addr<GroupCoordinator> {
         let writer = OffsetsWriter { routing: self.routing.clone(), config: self.config.clone(), partition };
-        GroupCoordinator::new(group, writer, me, self.config.broker_id).start()
+        GroupCoordinator::new(group, writer, me.recipient(), self.config.broker_id).start()
     }
 }
 
@@ -312,12 +314,6 @@ impl Handler<Loaded> for GroupManager {
             }
         }
     }
-}
-
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Stopped {
-    pub(crate) group: String,
 }
 
 impl Handler<Stopped> for GroupManager {

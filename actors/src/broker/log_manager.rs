@@ -17,7 +17,7 @@ use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET
 use sluice_log::{LogCleaner, TopicPartition};
 use tracing::warn;
 
-use crate::broker::partition::{Partition, Tick};
+use crate::broker::partition::{Marks, Partition, Tick};
 
 /// The log manager.
 #[derive(Debug)]
@@ -179,17 +179,6 @@ impl Handler<Forget> for LogManager {
         }
         self.write_checkpoints();
     }
-}
-
-/// Where a partition's log stands, for the checkpoint files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Marks {
-    /// Everything below it is flushed (`recovery-point-offset-checkpoint`).
-    pub recovery_point: i64,
-    /// Its high watermark (`replication-offset-checkpoint`), so a restarted broker does not
-    /// start from 0 — which would hide committed records from consumers until the
-    /// followers had fetched again.
-    pub high_watermark: i64,
 }
 
 /// The high watermarks checkpointed in `dir` (empty if none or unreadable: a high watermark

@@ -37,9 +37,19 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::broker::isr::{write_isr, IsrWriteError};
-use crate::broker::log_manager::Marks;
 use crate::broker::SharedKeeper;
 use crate::clock::now_ms;
+
+/// Where a partition's log stands, for the checkpoint files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    /// Everything below it is flushed (`recovery-point-offset-checkpoint`).
+    pub recovery_point: i64,
+    /// Its high watermark (`replication-offset-checkpoint`), so a restarted broker does not
+    /// start from 0 — which would hide committed records from consumers until the
+    /// followers had fetched again.
+    pub high_watermark: i64,
+}
 
 /// Where a partition's offsets stand; published after every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
