@@ -20,10 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use sluice_broker_core::metadata::BrokerEndpoint;
 pub use sluice_broker_core::BrokerError;
 
-/// `ListOffsets` timestamp meaning "the log end offset" (Kafka's -1).
-pub const LATEST_TIMESTAMP: i64 = -1;
-/// `ListOffsets` timestamp meaning "the log start offset" (Kafka's -2).
-pub const EARLIEST_TIMESTAMP: i64 = -2;
+/// `ListOffsets`' special timestamps: -1, the latest offset a consumer can read to (the high
+/// watermark), and -2, the log start.
+pub use sluice_broker_core::partition::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 
 /// Asks for brokers, the controller and topics.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use sluice_broker_core::metadata::PartitionState;
 use sluice_broker_core::order::OrderGuard;
+use sluice_broker_core::partition::{self as partition_rules, ConsumerRead, ListOffsetsLookup, LogRange};
 use sluice_broker_core::replica::{self, IsrChange, IsrConflict, ReplicaSet};
 use sluice_broker_core::roles::Role;
 use sluice_broker_core::BrokerError;
@@ -66,6 +67,17 @@ pub struct Offsets {
     pub isr: usize,
     /// Bytes in the log's segments.
     pub size_bytes: u64,
+}
+
+impl Offsets {
+    /// The offsets the core's read rules take.
+    pub fn range(&self) -> LogRange {
+        LogRange {
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+            log_end_offset: self.log_end_offset,
+        }
+    }
 }
 
 /// The role-specific state.
@@ -506,13 +518,9 @@ impl Partition {
             State::Leader { set, .. } => set.isr().len(),
             State::Follower { .. } => return refuse(self, self.not_leader()),
         };
-        if let Some(min) = msg.min_insync.filter(|min| isr < *min) {
-            let e = BrokerError::NotEnoughReplicas {
-                topic: self.tp.topic.clone(),
-                partition: self.tp.partition,
-                isr,
-                min,
-            };
+        if let Err(e) =
+            partition_rules::admit_produce((&self.tp.topic, self.tp.partition), isr, msg.min_insync)
+        {
             return refuse(self, e);
         }
         let now = now_ms();
@@ -608,11 +616,7 @@ impl Handler<Read> for Partition {
         let _span = crate::handling!("Partition", "Read");
         self.check_leading()?;
         let offsets = self.current_offsets();
-        if msg.offset == offsets.high_watermark && msg.offset >= offsets.log_start_offset {
-            return Ok((Bytes::new(), offsets));
-        }
-        if msg.offset > offsets.high_watermark && msg.offset <= offsets.log_end_offset {
-            // Written but not committed yet: nothing to read, not an error.
+        if partition_rules::consumer_read(msg.offset, offsets.range()) == ConsumerRead::Nothing {
             return Ok((Bytes::new(), offsets));
         }
         let read = self.log()?.read(msg.offset, msg.max_bytes);
@@ -657,15 +661,10 @@ impl Handler<FollowerFetch> for Partition {
             let log = self.log()?;
             (log.log_end_offset(), log.log_start_offset())
         };
-        if msg.offset > leo || msg.offset < log_start {
-            return Err(BrokerError::OffsetOutOfRange {
-                topic: self.tp.topic.clone(),
-                partition: self.tp.partition,
-                offset: msg.offset,
-                log_start_offset: log_start,
-                log_end_offset: leo,
-            });
-        }
+        // The high watermark plays no part in a follower's range.
+        let range = LogRange { log_start_offset: log_start, high_watermark: leo, log_end_offset: leo };
+        let at_end =
+            partition_rules::follower_fetch_range((&self.tp.topic, self.tp.partition), msg.offset, range)?;
         let now = now_ms();
         if let State::Leader { set, .. } = &mut self.state {
             set.on_follower_fetch(msg.replica, msg.offset, leo, now).map_err(|e| {
@@ -677,7 +676,7 @@ impl Handler<FollowerFetch> for Partition {
         self.maybe_change_isr(ctx);
         self.publish();
         let offsets = self.current_offsets();
-        if msg.offset == leo {
+        if at_end {
             return Ok((Bytes::new(), offsets, Vec::new()));
         }
         let read = self.log()?.read(msg.offset, msg.max_bytes);
@@ -913,15 +912,13 @@ impl Handler<ListOffset> for Partition {
     fn handle(&mut self, msg: ListOffset, _: &mut Context<Self>) -> Self::Result {
         let _span = crate::handling!("Partition", "ListOffset");
         self.check_leading()?;
-        let offsets = self.current_offsets();
-        match msg.timestamp {
-            -1 => Ok((offsets.high_watermark, -1)),
-            -2 => Ok((offsets.log_start_offset, -1)),
-            t => {
+        let at = self.current_offsets().range();
+        match partition_rules::list_offsets(msg.timestamp, at) {
+            ListOffsetsLookup::Answer(offset) => Ok((offset, -1)),
+            ListOffsetsLookup::ByTime(t) => {
                 let found = self.log()?.offset_for_timestamp(t);
                 match found {
-                    Ok(Some((offset, ts))) if offset < offsets.high_watermark => Ok((offset, ts)),
-                    Ok(_) => Ok((offsets.high_watermark, -1)),
+                    Ok(found) => Ok(partition_rules::list_offsets_found(found, at)),
                     Err(e) => Err(self.storage_error(&e)),
                 }
             }

@@ -1,4 +1,7 @@
-//! A partition leader's offset rules, as pure functions.
+//! A partition leader's rules, as pure functions: the high watermark, produce admission
+//! (`min.insync.replicas`), what a consumer may read (below the high watermark), the range a
+//! follower may fetch, `ListOffsets`' special timestamps, and `acks=all` completion. The
+//! `Partition` actor (`actors/src/broker/partition.rs`) asks these and does the IO.
 
 use crate::BrokerError;
 
@@ -8,6 +11,109 @@ use crate::BrokerError;
 /// they had when the result is below it ([`crate::replica::ReplicaSet`] does).
 pub fn high_watermark(leader_leo: i64, isr_follower_leos: impl IntoIterator<Item = i64>) -> i64 {
     isr_follower_leos.into_iter().fold(leader_leo, i64::min)
+}
+
+/// Produce admission for `acks=all` (Kafka's `NotEnoughReplicas`): with `min_insync` set
+/// (the produce wants every in-sync replica), the ISR must have at least that many members
+/// before anything is appended. `acks=0/1` produces (`None`) are always admitted.
+pub fn admit_produce(
+    (topic, partition): (&str, i32),
+    isr: usize,
+    min_insync: Option<usize>,
+) -> Result<(), BrokerError> {
+    match min_insync {
+        Some(min) if isr < min => {
+            Err(BrokerError::NotEnoughReplicas { topic: topic.into(), partition, isr, min })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where a partition's log stands, as the read rules need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRange {
+    /// First offset held.
+    pub log_start_offset: i64,
+    /// Consumers read below it.
+    pub high_watermark: i64,
+    /// Next offset to be written.
+    pub log_end_offset: i64,
+}
+
+/// What a consumer's read at `offset` gets, before the log is touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerRead {
+    /// Nothing yet, and no error: the offset is the high watermark, or above it but written
+    /// (not every in-sync replica has it yet).
+    Nothing,
+    /// Read from the log, handing out only whole batches below the high watermark; an
+    /// offset outside the log is the log's `OffsetOutOfRange`.
+    FromLog,
+}
+
+/// A consumer sees only what every in-sync replica has (Kafka's high watermark rule).
+pub fn consumer_read(offset: i64, at: LogRange) -> ConsumerRead {
+    let at_hw = offset == at.high_watermark && offset >= at.log_start_offset;
+    let uncommitted = offset > at.high_watermark && offset <= at.log_end_offset;
+    if at_hw || uncommitted {
+        ConsumerRead::Nothing
+    } else {
+        ConsumerRead::FromLog
+    }
+}
+
+/// A follower fetches from its log end offset, which must lie in the leader's log: above it
+/// the follower has records the leader does not (it must truncate first), below the log
+/// start it must start over from the log start. `Ok(true)`: the follower is at the leader's
+/// log end (nothing to send).
+pub fn follower_fetch_range(
+    (topic, partition): (&str, i32),
+    offset: i64,
+    at: LogRange,
+) -> Result<bool, BrokerError> {
+    if offset > at.log_end_offset || offset < at.log_start_offset {
+        return Err(BrokerError::OffsetOutOfRange {
+            topic: topic.into(),
+            partition,
+            offset,
+            log_start_offset: at.log_start_offset,
+            log_end_offset: at.log_end_offset,
+        });
+    }
+    Ok(offset == at.log_end_offset)
+}
+
+/// `ListOffsets` timestamp meaning "the latest offset" (Kafka's -1).
+pub const LATEST_TIMESTAMP: i64 = -1;
+/// `ListOffsets` timestamp meaning "the log start offset" (Kafka's -2).
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+
+/// What a `ListOffsets` lookup needs from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOffsetsLookup {
+    /// Answered from the offsets alone: `(offset, timestamp -1)`.
+    Answer(i64),
+    /// The first offset whose record timestamp is at least this; then [`list_offsets_found`].
+    ByTime(i64),
+}
+
+/// `ListOffsets` for `timestamp`: -1 (Kafka's `LATEST`) is the high watermark, the end a
+/// consumer can read to; -2 (`EARLIEST`) the log start; anything else a lookup by time.
+pub fn list_offsets(timestamp: i64, at: LogRange) -> ListOffsetsLookup {
+    match timestamp {
+        LATEST_TIMESTAMP => ListOffsetsLookup::Answer(at.high_watermark),
+        EARLIEST_TIMESTAMP => ListOffsetsLookup::Answer(at.log_start_offset),
+        t => ListOffsetsLookup::ByTime(t),
+    }
+}
+
+/// The answer to a lookup by time: the record found, if a consumer may read it (below the
+/// high watermark); else the high watermark with timestamp -1.
+pub fn list_offsets_found(found: Option<(i64, i64)>, at: LogRange) -> (i64, i64) {
+    match found {
+        Some((offset, ts)) if offset < at.high_watermark => (offset, ts),
+        _ => (at.high_watermark, -1),
+    }
 }
 
 /// Where an `acks=all` produce stands (Kafka's `DelayedProduce` completion check).
@@ -93,5 +199,57 @@ mod tests {
         // Leading again at a later epoch does not vouch for what was appended at the old one.
         assert!(not_leader(acks_all(at, Some(3), Some(4), (10, 3), 10, 1)));
         assert!(not_leader(acks_all(at, None, None, (10, 3), 10, 1)));
+    }
+
+    const AT: LogRange = LogRange { log_start_offset: 10, high_watermark: 20, log_end_offset: 25 };
+
+    #[test]
+    fn an_acks_all_produce_needs_min_insync_replicas_and_others_do_not() {
+        let tp = ("t", 0);
+        assert_eq!(admit_produce(tp, 1, None), Ok(()));
+        assert_eq!(admit_produce(tp, 2, Some(2)), Ok(()));
+        assert!(matches!(
+            admit_produce(tp, 1, Some(2)),
+            Err(BrokerError::NotEnoughReplicas { isr: 1, min: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_consumer_reads_only_below_the_high_watermark() {
+        assert_eq!(consumer_read(12, AT), ConsumerRead::FromLog);
+        // At the high watermark, or written but not on every in-sync replica yet: nothing.
+        assert_eq!(consumer_read(20, AT), ConsumerRead::Nothing);
+        assert_eq!(consumer_read(23, AT), ConsumerRead::Nothing);
+        assert_eq!(consumer_read(25, AT), ConsumerRead::Nothing);
+        // Outside the log: the log's own OffsetOutOfRange.
+        assert_eq!(consumer_read(26, AT), ConsumerRead::FromLog);
+        assert_eq!(consumer_read(3, AT), ConsumerRead::FromLog);
+        // An empty, truncated-from-the-start log: the high watermark below the log start.
+        let empty = LogRange { log_start_offset: 5, high_watermark: 4, log_end_offset: 5 };
+        assert_eq!(consumer_read(4, empty), ConsumerRead::FromLog);
+    }
+
+    #[test]
+    fn a_follower_fetches_from_inside_the_leaders_log() {
+        let tp = ("t", 0);
+        assert_eq!(follower_fetch_range(tp, 22, AT), Ok(false));
+        assert_eq!(follower_fetch_range(tp, 25, AT), Ok(true));
+        for outside in [9, 26] {
+            assert!(matches!(
+                follower_fetch_range(tp, outside, AT),
+                Err(BrokerError::OffsetOutOfRange { log_start_offset: 10, log_end_offset: 25, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn list_offsets_knows_latest_earliest_and_hides_what_consumers_cannot_read() {
+        assert_eq!(list_offsets(LATEST_TIMESTAMP, AT), ListOffsetsLookup::Answer(20));
+        assert_eq!(list_offsets(EARLIEST_TIMESTAMP, AT), ListOffsetsLookup::Answer(10));
+        assert_eq!(list_offsets(1_700_000_000_000, AT), ListOffsetsLookup::ByTime(1_700_000_000_000));
+        assert_eq!(list_offsets_found(Some((15, 99)), AT), (15, 99));
+        // Found above the high watermark, or not at all: the high watermark, timestamp -1.
+        assert_eq!(list_offsets_found(Some((21, 99)), AT), (20, -1));
+        assert_eq!(list_offsets_found(None, AT), (20, -1));
     }
 }
