@@ -9,7 +9,7 @@
 //! that reflects the change" hold. (Per-path watcher actors would put a mailbox hop between
 //! the change and the event, and nothing would order that hop against read replies.)
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,7 +19,8 @@ use sluice_ensemble::state_machine::SmEvent;
 use sluice_ensemble::store::{Recovered, Store, StoreError};
 use sluice_ensemble::{Ensemble, Proposal};
 use sluice_keeper_core::{
-    KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig, Txn, WatchEvent,
+    check_not_behind, expiry, Expiry, KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig, Txn,
+    WatchEvent, WriteQueue,
 };
 use sluice_net::ChannelSender;
 use sluice_proto::keeper::{
@@ -105,8 +106,8 @@ impl Metrics {
     }
 }
 
+/// What the shell keeps with a write waiting for durability.
 struct Pending {
-    txn: Txn,
     reply: Option<Reply<OpResult>>,
     started: Instant,
 }
@@ -134,8 +135,8 @@ pub struct Database {
     /// In an ensemble: transactions applied since the last snapshot, and `snapCount`.
     since_snapshot: (usize, usize),
     senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
-    pending: VecDeque<Pending>,
-    next_zxid: i64,
+    /// Standalone: writes given zxids, waiting for the log writer (the core's rule).
+    pending: WriteQueue<Pending>,
     writer: std_mpsc::Sender<Txn>,
     epoch: Instant,
     latency: (f64, f64, u64, f64),
@@ -170,8 +171,7 @@ impl Database {
             write_timeout: Duration::ZERO,
             since_snapshot: (0, settings.snap_count),
             senders: HashMap::new(),
-            pending: VecDeque::new(),
-            next_zxid: recovered.last_zxid + 1,
+            pending: WriteQueue::after(recovered.last_zxid),
             writer: tx,
             epoch,
             latency: (f64::MAX, 0.0, 0, 0.0),
@@ -225,8 +225,7 @@ impl Database {
             write_timeout,
             since_snapshot: (0, settings.snap_count),
             senders: HashMap::new(),
-            pending: VecDeque::new(),
-            next_zxid: 0,
+            pending: WriteQueue::after(-1),
             writer: tx,
             epoch,
             latency: (f64::MAX, 0.0, 0, 0.0),
@@ -406,17 +405,14 @@ impl Database {
             return;
         }
         let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        let txn = Txn { zxid: self.next_zxid, time_ms, session, op };
-        self.next_zxid += 1;
-        let _ = self.writer.send(txn.clone());
-        self.pending.push_back(Pending { txn, reply, started: Instant::now() });
+        let txn = self.pending.submit(time_ms, session, op, Pending { reply, started: Instant::now() });
+        let _ = self.writer.send(txn);
     }
 
     fn apply_durable(&mut self, upto: i64) {
-        while self.pending.front().is_some_and(|p| p.txn.zxid <= upto) {
-            let Some(p) = self.pending.pop_front() else { break };
-            let outcome = self.core.apply(&p.txn);
-            self.deliver(outcome.events, p.txn.zxid);
+        for (txn, p) in self.pending.durable(upto) {
+            let outcome = self.core.apply(&txn);
+            self.deliver(outcome.events, txn.zxid);
             if let Some(session) = outcome.ended {
                 if let Some((_, tx)) = self.senders.remove(&session) {
                     let _ = tx.try_push(KeeperPush::SessionExpired);
@@ -458,16 +454,14 @@ impl Database {
     fn expire_sessions(&mut self, ctx: &mut Context<Self>) {
         self.sample_gauges();
         let now = self.now_ms();
-        if let Some(ensemble) = &self.ensemble {
-            // Only the leader decides expiry; the others tell it whom they heard from.
-            if !self.leading {
-                if !self.touched.is_empty() {
-                    let sessions: Vec<u64> = self.touched.drain().collect();
-                    let ensemble = ensemble.clone();
-                    actix::spawn(async move { ensemble.touch(sessions).await });
-                }
-                return;
+        if expiry(self.ensemble.is_some(), self.leading) == Expiry::Report {
+            // The others tell the leader whom they heard from.
+            if let (Some(ensemble), false) = (&self.ensemble, self.touched.is_empty()) {
+                let sessions: Vec<u64> = self.touched.drain().collect();
+                let ensemble = ensemble.clone();
+                actix::spawn(async move { ensemble.touch(sessions).await });
             }
+            return;
         }
         for session in self.core.expired(now) {
             info!(session = format_args!("0x{session:x}"), "session expired");
@@ -604,7 +598,7 @@ impl Handler<WriterFailed> for Database {
     fn handle(&mut self, msg: WriterFailed, _: &mut Context<Self>) {
         let _span = crate::handling!("Database", "WriterFailed");
         warn!(error = %msg.0, "the transaction log failed; refusing writes from now on");
-        for p in self.pending.drain(..) {
+        for (_, p) in self.pending.fail_all() {
             if let Some(r) = p.reply {
                 let _ = r.send(Err(KeeperError::SystemError {
                     what: format!("the server cannot write: {}", msg.0),
@@ -632,9 +626,7 @@ impl Handler<OpenSession> for Database {
     fn handle(&mut self, msg: OpenSession, ctx: &mut Context<Self>) -> Self::Result {
         let _span = crate::handling!("Database", "OpenSession");
         let now = self.now_ms();
-        let served = self.served_zxid();
-        if msg.connect.seen_zxid > served {
-            let behind = KeeperError::Behind { client_zxid: msg.connect.seen_zxid, server_zxid: served };
+        if let Err(behind) = check_not_behind(msg.connect.seen_zxid, self.served_zxid()) {
             return Box::pin(async move { Err(behind) });
         }
         match msg.connect.resume {
@@ -792,7 +784,7 @@ impl Handler<SessionRequest> for Database {
                 // Every write acknowledged before this request has been applied; a write
                 // still waiting for its fsync is not acknowledged yet, so wait for it too.
                 let (tx, rx) = oneshot::channel();
-                let synced = self.next_zxid;
+                let synced = self.pending.next_zxid();
                 self.submit(ctx, session, Op::Check { path: "/".into(), version: -1 }, Some(tx));
                 Box::pin(async move {
                     A::Sync(rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r.map(|_| synced)))

@@ -16,6 +16,8 @@
 //! - [`state`]: the replicated state: the tree plus the durable session table.
 //! - [`server`]: one server's state machine: applying transactions fires watches, reads
 //!   leave watches, sessions live and expire.
+//! - [`writes`]: zxid assignment and the durability queue (standalone), the
+//!   behind-the-client check, who decides expiry.
 
 pub mod error;
 pub mod path;
@@ -24,6 +26,7 @@ pub mod session;
 pub mod state;
 pub mod tree;
 pub mod watch;
+pub mod writes;
 
 pub use error::{ErrorCode, KeeperError};
 pub use server::{Outcome, ServerCore};
@@ -31,3 +34,4 @@ pub use session::{SessionConfig, SessionId, SessionTracker};
 pub use state::{DurableSession, KeeperState};
 pub use tree::{Applied, Change, CreateMode, DataTree, Op, OpResult, Stat, Txn};
 pub use watch::{EventType, WatchEvent, WatchKind, WatchManager, WatchSet};
+pub use writes::{check_not_behind, expiry, Expiry, WriteQueue};
