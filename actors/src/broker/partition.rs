@@ -29,7 +29,7 @@ use sluice_broker_core::metadata::PartitionState;
 use sluice_broker_core::order::OrderGuard;
 use sluice_broker_core::partition::{self as partition_rules, ConsumerRead, ListOffsetsLookup, LogRange};
 use sluice_broker_core::replica::{self, IsrChange, IsrConflict, ReplicaSet};
-use sluice_broker_core::roles::Role;
+use sluice_broker_core::roles::{self, Doing, Role, Step};
 use sluice_broker_core::BrokerError;
 use sluice_log::{Log, LogError, TickReport, TopicPartition};
 use sluice_net::TraceContext;
@@ -287,20 +287,34 @@ impl Partition {
     /// Takes a role from the controller's update.
     fn assign(&mut self, role: Role) {
         let now = now_ms();
+        let doing = match &self.state {
+            State::Leader { set, written } => {
+                Doing::Leading { epoch: set.leader_epoch(), version: written.zk_version }
+            }
+            State::Follower { leader, epoch, .. } => Doing::Following { leader: *leader, epoch: *epoch },
+        };
         match role {
             Role::Leader { replicas, state } => {
-                if let State::Leader { set, written } = &mut self.state {
-                    if set.leader_epoch() == state.leader_epoch {
-                        // Same epoch: the controller's picture of the ISR — only if it is newer
-                        // than what this leader knows (its own writes included); an older one
-                        // arriving late must not undo a change the keeper has committed.
-                        if state.zk_version > written.zk_version {
+                match roles::step(
+                    self.broker_id,
+                    doing,
+                    Some(state.leader),
+                    state.leader_epoch,
+                    state.zk_version,
+                ) {
+                    Step::AdoptIsr => {
+                        if let State::Leader { set, written } = &mut self.state {
                             set.set_isr(state.isr.clone());
                             *written = state;
                         }
                         self.publish();
                         return;
                     }
+                    Step::KeepLeading => {
+                        self.publish();
+                        return;
+                    }
+                    Step::Lead | Step::Follow | Step::KeepFollowing => {}
                 }
                 let hw = self.high_watermark();
                 let leo = {
@@ -330,6 +344,8 @@ impl Partition {
                     info!(topic = %self.tp.topic, partition = self.tp.partition, epoch = leader_epoch,
                         leader = ?leader, "following");
                 }
+                // Following a new leader or epoch, or the same again: the fetcher is told by the
+                // replica manager; here only the state changes.
                 self.state = State::Follower { leader, epoch: leader_epoch, high_watermark: hw };
             }
         }

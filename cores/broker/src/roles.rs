@@ -1,7 +1,9 @@
 //! What a broker does with a [`ClusterUpdate`]: whether to take it, and which role it now
 //! holds for each partition it has a replica of — leader (with the ISR and the state's
 //! version, which fences its own ISR writes) or follower of a given leader at a given epoch.
-//! The replica manager (an actor) carries the plan out.
+//! The replica manager (an actor) carries the plan out, and each partition takes its role
+//! by [`step`]: the one role machine, shared by the `Partition` actor and the replication
+//! simulation.
 //!
 //! Updates are taken in (controller epoch, sequence) order: one from an older epoch is
 //! refused (`StaleControllerEpoch`: a replaced controller), one not newer within the epoch
@@ -107,6 +109,63 @@ pub fn plan(update: &ClusterUpdate, broker: i32, running: &BTreeMap<Partition, R
     }
     out.deleting = deleting;
     out
+}
+
+/// What a replica of one partition is doing, as the role machine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doing {
+    /// Nothing yet (just opened, or restarted).
+    Idle,
+    /// Leading at `epoch`; its ISR is at state version `version` (its own committed ISR
+    /// writes included).
+    Leading {
+        /// The leader epoch.
+        epoch: i32,
+        /// The state version its ISR is at.
+        version: i32,
+    },
+    /// Following `leader` (`None`: waiting for one) at `epoch`.
+    Following {
+        /// Whom it fetches from.
+        leader: Option<i32>,
+        /// The leader epoch.
+        epoch: i32,
+    },
+}
+
+/// What a replica does with a partition state it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Start leading at the state's epoch: a new replica set from the state's ISR (and the
+    /// epoch recorded in the log's epoch cache).
+    Lead,
+    /// Go on leading this epoch with the state's ISR: it is newer than what this leader
+    /// knows.
+    AdoptIsr,
+    /// Go on leading this epoch as it is: the state is not newer than what it knows (an
+    /// older state arriving late must not undo an ISR change the keeper has committed).
+    KeepLeading,
+    /// Follow the state's leader (or wait for one) at its epoch, truncating first.
+    Follow,
+    /// Already following that leader at that epoch: nothing changes.
+    KeepFollowing,
+}
+
+/// The role machine: what replica `me`, doing `doing`, does with a state naming `leader`
+/// at leader epoch `epoch` and state version `version`.
+pub fn step(me: i32, doing: Doing, leader: Option<i32>, epoch: i32, version: i32) -> Step {
+    match (leader == Some(me), doing) {
+        (true, Doing::Leading { epoch: e, version: v }) if e == epoch => {
+            if version > v {
+                Step::AdoptIsr
+            } else {
+                Step::KeepLeading
+            }
+        }
+        (true, _) => Step::Lead,
+        (false, Doing::Following { leader: l, epoch: e }) if (l, e) == (leader, epoch) => Step::KeepFollowing,
+        (false, _) => Step::Follow,
+    }
 }
 
 #[cfg(test)]
@@ -234,5 +293,26 @@ mod tests {
         let p = plan(&update(1, 2, &[("gone", 0, &[2, 1], 2, 0, &[2, 1])], &["gone"]), 1, &running);
         assert_eq!(p.stop, vec![(tp("gone", 0), true)]);
         assert!(p.assign.is_empty());
+    }
+
+    #[test]
+    fn the_role_machine_leads_adopts_newer_isrs_only_and_follows_each_new_leader_once() {
+        let leading = Doing::Leading { epoch: 4, version: 7 };
+        // Step 1: the same epoch, a newer version: adopt its ISR; an older or equal one: keep.
+        assert_eq!(step(1, leading, Some(1), 4, 8), Step::AdoptIsr);
+        assert_eq!(step(1, leading, Some(1), 4, 7), Step::KeepLeading);
+        assert_eq!(step(1, leading, Some(1), 4, 5), Step::KeepLeading);
+        // Step 2: a new epoch, even led by the same broker, is a new leadership.
+        assert_eq!(step(1, leading, Some(1), 5, 9), Step::Lead);
+        assert_eq!(step(1, Doing::Idle, Some(1), 0, 0), Step::Lead);
+        assert_eq!(step(1, Doing::Following { leader: Some(2), epoch: 3 }, Some(1), 4, 8), Step::Lead);
+        // Step 3: another leader: follow it (a leader losing leadership too), once per epoch.
+        assert_eq!(step(1, leading, Some(2), 5, 9), Step::Follow);
+        let following = Doing::Following { leader: Some(2), epoch: 5 };
+        assert_eq!(step(1, following, Some(2), 5, 10), Step::KeepFollowing);
+        assert_eq!(step(1, following, Some(3), 6, 11), Step::Follow);
+        // Offline (no leader): wait, once.
+        assert_eq!(step(1, following, None, 6, 11), Step::Follow);
+        assert_eq!(step(1, Doing::Following { leader: None, epoch: 6 }, None, 6, 12), Step::KeepFollowing);
     }
 }

@@ -56,6 +56,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sluice_broker_core::controller::{ControllerCore, Effect};
 use sluice_broker_core::metadata::{BrokerEndpoint, PartitionState};
 use sluice_broker_core::replica::{isr_conflict, truncation, IsrChange, IsrConflict, ReplicaSet};
+use sluice_broker_core::roles::{step, Doing, Step};
 
 const BROKERS: [i32; 3] = [1, 2, 3];
 /// The controller's (and the keeper's) address.
@@ -836,42 +837,44 @@ impl Sim {
             return Ok(());
         }
         br.seen = Some((s.epoch, s.version));
-        if s.leader == b {
-            if let Role::Leader(l) = &mut br.role {
-                if l.rs.leader_epoch() == s.epoch {
-                    // Only a newer ISR than this leader knows: its own committed write may
-                    // have told it more than this (older) state, and adopting the older one
-                    // would drop a newer proposal the keeper may be applying.
-                    if s.version > l.version {
-                        l.rs.set_isr(s.isr);
-                        l.version = s.version;
-                        l.alter = None;
-                    }
-                    return Ok(());
+        // The broker's own role machine (`roles::step`), as the `Partition` actor runs it.
+        let doing = match &br.role {
+            Role::Idle => Doing::Idle,
+            Role::Leader(l) => Doing::Leading { epoch: l.rs.leader_epoch(), version: l.version },
+            Role::Follower(f) => Doing::Following { leader: Some(f.leader), epoch: f.epoch },
+        };
+        let leader = (s.leader >= 0).then_some(s.leader);
+        match step(b, doing, leader, s.epoch, s.version) {
+            Step::AdoptIsr => {
+                if let Role::Leader(l) = &mut br.role {
+                    l.rs.set_isr(s.isr);
+                    l.version = s.version;
+                    l.alter = None;
                 }
             }
-            // Invariant 1: at most one leader per epoch, ever (and each leads it once).
-            if let Some(prev) = self.leaders_by_epoch.insert(s.epoch, b) {
-                return Err(format!("broker {b} takes epoch {}, already led by broker {prev}", s.epoch));
-            }
-            self.stats.leaderships += 1;
-            let rs = ReplicaSet::new(b, s.epoch, &BROKERS, &s.isr, br.log.leo(), br.hw, now);
-            br.role = Role::Leader(Lead { rs, version: s.version, alter: None });
-        } else if s.leader >= 0 {
-            if let Role::Follower(f) = &br.role {
-                if (f.leader, f.epoch) == (s.leader, s.epoch) {
-                    return Ok(());
+            Step::KeepLeading | Step::KeepFollowing => {}
+            Step::Lead => {
+                // Invariant 1: at most one leader per epoch, ever (and each leads it once).
+                if let Some(prev) = self.leaders_by_epoch.insert(s.epoch, b) {
+                    return Err(format!("broker {b} takes epoch {}, already led by broker {prev}", s.epoch));
                 }
+                self.stats.leaderships += 1;
+                let rs = ReplicaSet::new(b, s.epoch, &BROKERS, &s.isr, br.log.leo(), br.hw, now);
+                br.role = Role::Leader(Lead { rs, version: s.version, alter: None });
             }
-            br.role = Role::Follower(Follow {
-                leader: s.leader,
-                epoch: s.epoch,
-                truncated: false,
-                inflight: None,
-                next_at: now,
-            });
-        } else {
-            br.role = Role::Idle;
+            Step::Follow => {
+                br.role = match leader {
+                    Some(leader) => Role::Follower(Follow {
+                        leader,
+                        epoch: s.epoch,
+                        truncated: false,
+                        inflight: None,
+                        next_at: now,
+                    }),
+                    // Offline: nobody to fetch from.
+                    None => Role::Idle,
+                };
+            }
         }
         Ok(())
     }
