@@ -1,6 +1,9 @@
 //! A seeded, deterministic simulation of one partition's replication, checking Kafka's
-//! guarantees against [`ReplicaSet`] and [`truncation`] under crashes, restarts, keeper
-//! session expiries, network partitions and lost messages.
+//! guarantees against the broker's own rules — [`ReplicaSet`], [`truncation`],
+//! [`isr_conflict`], the role machine ([`step`]) and the [`ControllerCore`] — under crashes,
+//! restarts, keeper session expiries, network partitions and lost messages. Nothing here is
+//! a copy of a broker rule: the model supplies only the network, the clock, the logs and
+//! the keeper's conditional writes.
 //!
 //! The model, all in-process, one tick = one millisecond of a fake clock:
 //! - Three brokers (1, 2, 3) replicate one partition (replicas [1, 2, 3]). A log is a vector,
@@ -19,8 +22,9 @@
 //!   from the leader's log, with [`truncation`], round after round until complete), then fetch;
 //!   each request carries the leader epoch, and a leader refuses another epoch's requests.
 //!   Broker-to-broker messages are delayed 1-6 ticks and sometimes lost; requests time out and
-//!   are resent. ISR writes are resent until answered; a conflict answering a resent write is
-//!   ambiguous, so the proposal is kept until the controller's state arrives.
+//!   are resent. ISR writes are resent until answered; a failed one is judged by
+//!   [`isr_conflict`] on the znode as it is then (already written, adopt the other ISR, or
+//!   superseded: wait for the controller's state).
 //! - Faults: a crash loses everything but the log and the high watermark (as if checkpointed
 //!   on every change), and messages to the old process; a restarted broker comes back as a
 //!   follower (or leader, if the controller elects it). A session expiry makes the controller
