@@ -13,6 +13,8 @@ use sluice_net::Peer;
 use sluice_proto::broker::*;
 use sluice_proto::interbroker::*;
 
+use sluice_broker_core::fetch::{answer_now, FetchBudget, PartitionRead};
+
 use super::*;
 
 /// Room left in a fetch reply's frame for everything but record bytes (envelope, topic
@@ -41,7 +43,7 @@ impl BrokerService {
         loop {
             let routing = current(&self.inner.routing);
             let mut out = Vec::with_capacity(wanted.len());
-            let mut total = 0usize;
+            let mut budget = FetchBudget::new(max_bytes, self.inner.fetch_reply_limit);
             let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
             let mut failed = false;
             for (i, (p, leader_epoch)) in wanted.iter().enumerate() {
@@ -72,33 +74,26 @@ impl BrokerService {
                     }));
                     continue;
                 }
-                let limit = (max_bytes as usize).min(self.inner.fetch_reply_limit);
-                let budget = limit.saturating_sub(total).min(p.max_bytes as usize);
-                let strict = total > 0;
-                let read = if budget == 0 && strict && replica.is_none() {
-                    // The answer is full: report where the partition stands, read nothing
-                    // (a read always returns at least one batch).
-                    let o = *rx.borrow();
-                    Ok(Ok((Bytes::new(), o, Vec::new())))
-                } else if let (Some(replica), Some(leader_epoch)) = (replica, *leader_epoch) {
-                    let ask = FollowerFetch {
-                        replica,
-                        offset: p.offset,
-                        leader_epoch,
-                        max_bytes: budget.max(1),
-                        strict,
-                    };
-                    leader.addr.send(ask).await
-                } else {
-                    let read =
-                        leader.addr.send(Read { offset: p.offset, max_bytes: budget.max(1), strict }).await;
-                    read.map(|r| r.map(|(records, offsets)| (records, offsets, Vec::new())))
+                let read = match (budget.plan(p.max_bytes, replica.is_some()), replica, *leader_epoch) {
+                    (PartitionRead::Full, ..) => {
+                        let o = *rx.borrow();
+                        Ok(Ok((Bytes::new(), o, Vec::new())))
+                    }
+                    (PartitionRead::Read { max_bytes, strict }, Some(replica), Some(leader_epoch)) => {
+                        let ask =
+                            FollowerFetch { replica, offset: p.offset, leader_epoch, max_bytes, strict };
+                        leader.addr.send(ask).await
+                    }
+                    (PartitionRead::Read { max_bytes, strict }, ..) => {
+                        let read = leader.addr.send(Read { offset: p.offset, max_bytes, strict }).await;
+                        read.map(|r| r.map(|(records, offsets)| (records, offsets, Vec::new())))
+                    }
                 };
                 match read {
                     Ok(Ok((records, offsets, traces))) => {
                         fetched.high_watermark = offsets.high_watermark;
                         fetched.log_start_offset = offsets.log_start_offset;
-                        total += records.len();
+                        budget.took(records.len());
                         fetched.records = records;
                         fetched.traces = traces;
                         idle[i] = fetched.records.is_empty().then(|| (offsets, fetched.clone()));
@@ -117,8 +112,8 @@ impl BrokerService {
                 }));
                 out.push(fetched);
             }
-            let enough = total >= (min_bytes as usize).max(1) || failed;
-            if enough || tokio::time::Instant::now() >= deadline || waits.is_empty() {
+            let expired = tokio::time::Instant::now() >= deadline;
+            if answer_now(budget.taken(), min_bytes, failed, expired, waits.is_empty()) {
                 return Ok(FetchResponse { partitions: out });
             }
             tokio::select! {
@@ -127,6 +122,7 @@ impl BrokerService {
             }
         }
     }
+
     pub(super) async fn list_offsets(
         &self,
         _: &Peer,

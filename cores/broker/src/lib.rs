@@ -14,9 +14,12 @@
 //!   elect, which partition states to write (with the versions that fence a stale
 //!   controller).
 //! - [`topic`]: topic names and per-topic configuration keys.
-//! - [`roles`]: which updates a broker takes and the role each gives it per partition
-//!   (leader with its ISR, or follower of a leader at an epoch).
-//! - [`partition`]: the high watermark rule.
+//! - [`roles`]: which updates a broker takes, the role each gives it per partition
+//!   (leader with its ISR, or follower of a leader at an epoch), and the role machine
+//!   ([`roles::step`]) a partition takes it by.
+//! - [`partition`]: a partition leader's rules: the high watermark, produce admission,
+//!   read visibility, the follower fetch range, `ListOffsets`, `acks=all` completion.
+//! - [`fetch`]: a fetch's long poll: each partition's byte budget, when to answer.
 //! - [`replica`]: follower replication's rules: the leader's view of its replicas (high
 //!   watermark, ISR shrink and expansion) and where a follower truncates on a leader change.
 //! - [`group`]: a consumer group's membership, generations, initial rebalance delay,
@@ -29,6 +32,7 @@
 pub mod assignment;
 pub mod controller;
 pub mod error;
+pub mod fetch;
 pub mod group;
 pub mod group_log;
 pub mod metadata;
