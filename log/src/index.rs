@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, LogError};
 
+/// Kafka's "no timestamp".
+pub(crate) const NO_TIMESTAMP: i64 = -1;
+
 /// One fixed-size entry of an index file.
 pub(crate) trait Entry: Copy + std::fmt::Debug {
     /// Bytes per entry.
@@ -205,7 +208,7 @@ impl IndexFile<TimeEntry> {
 
     /// The largest timestamp the index knows (`-1`, Kafka's "no timestamp", if none).
     pub fn last_timestamp(&self) -> i64 {
-        self.last().map_or(crate::segment::NO_TIMESTAMP, |e| e.timestamp)
+        self.last().map_or(NO_TIMESTAMP, |e| e.timestamp)
     }
 }
 

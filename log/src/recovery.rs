@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
+pub use crate::segment::Truncation;
 use crate::segment::{file_name, Loaded, Segment, SEGMENT_EXTS, SWAP_SUFFIX};
 
 /// What opening a log found and did.
@@ -53,19 +54,6 @@ pub struct RecoveryReport {
     /// line), or missing from a log that holds batches. `None` when the file was read (or
     /// the log is new and empty).
     pub epoch_cache_rebuilt: Option<String>,
-}
-
-/// A segment cut at its first invalid batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Truncation {
-    /// The segment's base offset.
-    pub segment: i64,
-    /// Byte position of the cut.
-    pub position: u64,
-    /// Bytes removed.
-    pub bytes: u64,
-    /// What was wrong at `position`.
-    pub reason: String,
 }
 
 const LEFTOVER_SUFFIXES: [&str; 4] = [".deleted", ".cleaned", ".swap", ".tmp"];

@@ -13,10 +13,8 @@ use std::path::{Path, PathBuf};
 use crate::batch::{stored_crc, BatchHeader, CRC_START, HEADER_LEN};
 use crate::error::{IoContext, LogError};
 use crate::index::{offsets_look_sane, times_look_sane, IndexFile, OffsetEntry, TimeEntry};
-use crate::recovery::Truncation;
 
-/// Kafka's "no timestamp".
-pub(crate) const NO_TIMESTAMP: i64 = -1;
+pub(crate) use crate::index::NO_TIMESTAMP;
 
 /// Bytes read at a time when stepping over batch headers.
 const HEADER_SCAN_CHUNK: usize = 16 * 1024;
@@ -200,6 +198,19 @@ pub(crate) struct ReadPart {
     pub last_offset: Option<i64>,
     /// Whether the read reached the end of the segment.
     pub reached_end: bool,
+}
+
+/// A segment cut at its first invalid batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    /// The segment's base offset.
+    pub segment: i64,
+    /// Byte position of the cut.
+    pub position: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// What was wrong at `position`.
+    pub reason: String,
 }
 
 /// One segment and its indexes.

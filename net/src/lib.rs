@@ -21,6 +21,7 @@
 pub mod backoff;
 pub mod client;
 pub mod frame;
+mod peer;
 pub mod perf;
 pub mod protocol;
 pub mod server;
@@ -34,10 +35,10 @@ pub use client::{
     Client, ClientOptions, ConnectError, Connection, OrderedCaller, OrderedChannel, PendingReply, RpcError,
 };
 pub use frame::{Envelope, Frame, FrameError, TraceContext, DEFAULT_MAX_FRAME, ENVELOPE_VERSION};
-pub use protocol::{Protocol, Rpc, Service, Typed, WireError};
+pub use protocol::{Protocol, Rpc, WireError};
 pub use server::{
     Access, ChannelClosed, ChannelRequest, ChannelSender, Peer, Routes, Server, ServerChannel, ServerError,
-    ServerOptions,
+    ServerOptions, Service, Typed,
 };
 pub use tls::{ClientTls, Principal, TlsError, TlsFiles, TlsIdentity, TransportOptions, MAX_UDP_PAYLOAD};
 

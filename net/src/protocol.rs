@@ -48,12 +48,9 @@
 //! ```
 
 use std::fmt::Debug;
-use std::future::Future;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::server::{Peer, ServerChannel};
 
 /// One application protocol: its ALPN and its three message types.
 pub trait Protocol: Send + Sync + 'static {
@@ -84,25 +81,6 @@ pub trait Rpc<P: Protocol>: Send + Sized + 'static {
     /// Unwraps the reply; gives the response back if it is another kind.
     fn from_response(response: P::Response) -> Result<Self::Reply, P::Response>;
 }
-
-/// What a server does with the requests of protocol `P`.
-///
-/// Usually implemented through [`Typed`] and the handler trait that
-/// [`protocol!`](crate::protocol!) declares.
-pub trait Service<P: Protocol>: Send + Sync + 'static {
-    /// Answers one request (each arrives on its own stream, concurrently with others).
-    fn call(&self, peer: &Peer, request: P::Request) -> impl Future<Output = P::Response> + Send;
-
-    /// Runs one ordered channel until it ends. The default refuses it.
-    fn ordered(&self, peer: Peer, channel: ServerChannel<P>) -> impl Future<Output = ()> + Send {
-        let _ = peer;
-        async move { channel.refuse("this service has no ordered channel").await }
-    }
-}
-
-/// Adapts a typed handler (declared by [`protocol!`](crate::protocol!)) to [`Service`].
-#[derive(Debug, Clone)]
-pub struct Typed<H>(pub H);
 
 /// Transport-level errors a server reports in a frame. Codes are stable: variants are only
 /// ever appended, never reordered or removed (bincode encodes the variant index).

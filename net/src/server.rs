@@ -27,8 +27,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::frame::{self, Envelope, FrameError, TraceContext, DEFAULT_MAX_FRAME};
-use crate::protocol::{codes, stream_kind, Hello, HelloReply, Protocol, ServerBody, Service, WireError};
-use crate::tls::{self, Principal, TlsError, TlsIdentity, TransportOptions};
+pub use crate::peer::Peer;
+use crate::protocol::{codes, stream_kind, Hello, HelloReply, Protocol, ServerBody, WireError};
+use crate::tls::{self, TlsError, TlsIdentity, TransportOptions};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -77,16 +78,24 @@ pub enum ServerError {
     },
 }
 
-/// The client at the other end of a connection, as its certificate proved it.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// Who it is.
-    pub principal: Principal,
-    /// Where it connects from.
-    pub remote: SocketAddr,
-    /// Stable id of the connection (for logs and for telling connections apart).
-    pub connection_id: usize,
+/// What a server does with the requests of protocol `P`.
+///
+/// Usually implemented through [`Typed`] and the handler trait that
+/// [`protocol!`](crate::protocol!) declares.
+pub trait Service<P: Protocol>: Send + Sync + 'static {
+    /// Answers one request (each arrives on its own stream, concurrently with others).
+    fn call(&self, peer: &Peer, request: P::Request) -> impl Future<Output = P::Response> + Send;
+
+    /// Runs one ordered channel until it ends. The default refuses it.
+    fn ordered(&self, peer: Peer, channel: ServerChannel<P>) -> impl Future<Output = ()> + Send {
+        let _ = peer;
+        async move { channel.refuse("this service has no ordered channel").await }
+    }
 }
+
+/// Adapts a typed handler (declared by [`protocol!`](crate::protocol!)) to [`Service`].
+#[derive(Debug, Clone)]
+pub struct Typed<H>(pub H);
 
 /// Who may open a protocol's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

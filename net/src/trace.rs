@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 use tracing::Span;
 
 use crate::frame::TraceContext;
+use crate::peer::Peer;
 use crate::protocol::Protocol;
-use crate::server::Peer;
 
 /// What the binary plugs in.
 #[derive(Debug, Clone, Copy)]

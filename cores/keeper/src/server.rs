@@ -1,11 +1,11 @@
 //! One keeper server's state machine: the replicated state plus what a server keeps for
 //! itself (session liveness, watches), and the rules that tie them together.
 //!
-//! The actor shell around it (in `sluice-keeper`) owns only I/O: the log writer, the
-//! clients' channels and the clock. Here: applying a durable transaction fires the watches
-//! its changes trigger and, for a closed session, forgets its watches and liveness; reads
-//! leave watches by ZooKeeper's rules (a watch only when the read succeeds, except that
-//! `exists` watches a missing node too).
+//! The actor shell around it (`actors/src/keeper/database.rs`) owns only I/O: the log
+//! writer, the clients' channels and the clock. Here: applying a durable transaction fires
+//! the watches its changes trigger and, for a closed session, forgets its watches and
+//! liveness; reads leave watches by ZooKeeper's rules (a watch only when the read succeeds,
+//! except that `exists` watches a missing node too).
 
 use crate::error::KeeperError;
 use crate::path;
