@@ -191,3 +191,59 @@ async fn a_port_for_cluster_nodes_refuses_client_certificates_and_takes_node_one
     let conn = node.connect(&server.addr_string()).await.expect("a node connects");
     assert_eq!(conn.call(WhoAmI).await.expect("who am i"), "keeper-2");
 }
+
+/// One port, several protocols: the ALPN a client asks for picks the service
+/// (`sluice_net::Routes`), and each protocol says who may open it — the way a broker serves
+/// its client protocol and, to node certificates only, the inter-broker one.
+#[tokio::test]
+async fn one_port_serves_several_protocols_picked_by_alpn_each_with_its_own_access() {
+    use std::sync::Arc;
+
+    use other_version::{KHandler, Keeper, PerfV2, Ping, V2Handler};
+    use sluice_net::{Access, Peer, Routes, Server, ServerOptions, Typed};
+
+    struct Two;
+    impl V2Handler for Two {
+        async fn ping(&self, _: &Peer, _: Ping) -> u64 {
+            2
+        }
+    }
+    struct Three;
+    impl KHandler for Three {
+        async fn ping(&self, _: &Peer, _: Ping) -> u64 {
+            3
+        }
+    }
+    let pki = TestPki::new("routes");
+    let addr = "127.0.0.1:0".parse().expect("addr");
+    let server = Server::<Perf>::bind(addr, &pki.node("broker-1"), ServerOptions::default()).expect("bind");
+    let addr = server.local_addr().expect("local addr").to_string();
+    let routes = Routes::new()
+        .with::<PerfV2, _>(Arc::new(Typed(Two)), Access::Everyone)
+        .with::<Keeper, _>(Arc::new(Typed(Three)), Access::NodesOnly);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve_with(
+        Arc::new(Typed(sluice_net::perf::PerfServer::default())),
+        routes,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // --- each protocol reaches its own service on the one port
+    let app = pki.client("app");
+    let perf = Client::<Perf>::new(&app, opts()).expect("client");
+    assert_eq!(perf.call(&addr, WhoAmI).await.expect("perf call"), "app");
+    let v2 = Client::<PerfV2>::new(&app, opts()).expect("client");
+    assert_eq!(v2.call(&addr, Ping).await.expect("a route open to everyone"), 2);
+    // --- a route for nodes refuses a client certificate at connect, naming the protocol
+    let as_client = Client::<Keeper>::new(&app, opts()).expect("client");
+    let err = as_client.connect(&addr).await.expect_err("a client certificate is refused");
+    assert!(err.to_string().contains("sluice-keeper/1 is for cluster nodes only"), "{err}");
+    // ... and takes a node certificate
+    let as_node = Client::<Keeper>::new(&ClientTls::new(pki.node("broker-2")), opts()).expect("client");
+    assert_eq!(as_node.call(&addr, Ping).await.expect("a node's call"), 3);
+    // --- the refusal left the other protocols serving
+    assert_eq!(perf.call(&addr, WhoAmI).await.expect("perf call"), "app");
+    let _ = stop.send(());
+    served.await.expect("server task").expect("served");
+}
