@@ -287,14 +287,16 @@ impl Partition {
     /// Takes a role from the controller's update.
     fn assign(&mut self, role: Role) {
         let now = now_ms();
-        let doing = match &self.state {
-            State::Leader { set, written } => {
-                Doing::Leading { epoch: set.leader_epoch(), version: written.zk_version }
-            }
-            State::Follower { leader, epoch, .. } => Doing::Following { leader: *leader, epoch: *epoch },
-        };
         match role {
             Role::Leader { replicas, state } => {
+                let doing = match &self.state {
+                    State::Leader { set, written } => {
+                        Doing::Leading { epoch: set.leader_epoch(), version: written.zk_version }
+                    }
+                    State::Follower { leader, epoch, .. } => {
+                        Doing::Following { leader: *leader, epoch: *epoch }
+                    }
+                };
                 match roles::step(
                     self.broker_id,
                     doing,
@@ -677,10 +679,11 @@ impl Handler<FollowerFetch> for Partition {
             let log = self.log()?;
             (log.log_end_offset(), log.log_start_offset())
         };
-        // The high watermark plays no part in a follower's range.
-        let range = LogRange { log_start_offset: log_start, high_watermark: leo, log_end_offset: leo };
-        let at_end =
-            partition_rules::follower_fetch_range((&self.tp.topic, self.tp.partition), msg.offset, range)?;
+        let at_end = partition_rules::follower_fetch_range(
+            (&self.tp.topic, self.tp.partition),
+            msg.offset,
+            (log_start, leo),
+        )?;
         let now = now_ms();
         if let State::Leader { set, .. } = &mut self.state {
             set.on_follower_fetch(msg.replica, msg.offset, leo, now).map_err(|e| {
@@ -1046,6 +1049,7 @@ pub async fn wait_replicated(
         }
         tokio::select! {
             changed = offsets.changed() => if changed.is_err() {
+                // The partition's actor stopped: it leads nothing.
                 return Err(BrokerError::NotLeaderForPartition { topic: topic.into(), partition, broker, leader: None });
             },
             _ = tokio::time::sleep_until(deadline) => {

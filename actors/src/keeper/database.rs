@@ -456,10 +456,12 @@ impl Database {
         let now = self.now_ms();
         if expiry(self.ensemble.is_some(), self.leading) == Expiry::Report {
             // The others tell the leader whom they heard from.
-            if let (Some(ensemble), false) = (&self.ensemble, self.touched.is_empty()) {
-                let sessions: Vec<u64> = self.touched.drain().collect();
-                let ensemble = ensemble.clone();
-                actix::spawn(async move { ensemble.touch(sessions).await });
+            if let Some(ensemble) = &self.ensemble {
+                if !self.touched.is_empty() {
+                    let sessions: Vec<u64> = self.touched.drain().collect();
+                    let ensemble = ensemble.clone();
+                    actix::spawn(async move { ensemble.touch(sessions).await });
+                }
             }
             return;
         }

@@ -13,7 +13,7 @@ use sluice_proto::broker::*;
 use sluice_proto::interbroker::*;
 use tracing::{debug, info};
 
-use super::*;
+use super::{keeper_error, BrokerService};
 
 impl BrokerService {
     pub(super) async fn create_topic(

@@ -8,14 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_actors::broker::partition::{EpochEndOffset, FollowerFetch, ListOffset, Offsets, Read};
 use sluice_actors::broker::replica_manager::current;
+use sluice_broker_core::fetch::{answer_now, FetchBudget, PartitionRead};
 use sluice_broker_core::BrokerError;
 use sluice_net::Peer;
 use sluice_proto::broker::*;
 use sluice_proto::interbroker::*;
 
-use sluice_broker_core::fetch::{answer_now, FetchBudget, PartitionRead};
-
-use super::*;
+use super::BrokerService;
 
 /// Room left in a fetch reply's frame for everything but record bytes (envelope, topic
 /// names, offsets, errors).

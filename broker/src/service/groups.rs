@@ -14,7 +14,7 @@ use sluice_net::Peer;
 use sluice_proto::broker::*;
 
 use super::admin::live_brokers;
-use super::*;
+use super::BrokerService;
 
 impl BrokerService {
     /// Creates `__consumer_offsets` (Kafka creates it on the first FindCoordinator):

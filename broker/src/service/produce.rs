@@ -15,7 +15,7 @@ use sluice_net::Peer;
 use sluice_proto::broker::*;
 use tracing::{info, Instrument};
 
-use super::*;
+use super::{keeper_error, BrokerService};
 
 impl BrokerService {
     pub(super) fn min_insync(&self, update: Option<&ClusterUpdate>, topic: &str) -> i32 {

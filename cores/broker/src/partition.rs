@@ -69,18 +69,18 @@ pub fn consumer_read(offset: i64, at: LogRange) -> ConsumerRead {
 pub fn follower_fetch_range(
     (topic, partition): (&str, i32),
     offset: i64,
-    at: LogRange,
+    (log_start_offset, log_end_offset): (i64, i64),
 ) -> Result<bool, BrokerError> {
-    if offset > at.log_end_offset || offset < at.log_start_offset {
+    if offset > log_end_offset || offset < log_start_offset {
         return Err(BrokerError::OffsetOutOfRange {
             topic: topic.into(),
             partition,
             offset,
-            log_start_offset: at.log_start_offset,
-            log_end_offset: at.log_end_offset,
+            log_start_offset,
+            log_end_offset,
         });
     }
-    Ok(offset == at.log_end_offset)
+    Ok(offset == log_end_offset)
 }
 
 /// `ListOffsets` timestamp meaning "the latest offset" (Kafka's -1).
@@ -232,11 +232,11 @@ mod tests {
     #[test]
     fn a_follower_fetches_from_inside_the_leaders_log() {
         let tp = ("t", 0);
-        assert_eq!(follower_fetch_range(tp, 22, AT), Ok(false));
-        assert_eq!(follower_fetch_range(tp, 25, AT), Ok(true));
+        assert_eq!(follower_fetch_range(tp, 22, (10, 25)), Ok(false));
+        assert_eq!(follower_fetch_range(tp, 25, (10, 25)), Ok(true));
         for outside in [9, 26] {
             assert!(matches!(
-                follower_fetch_range(tp, outside, AT),
+                follower_fetch_range(tp, outside, (10, 25)),
                 Err(BrokerError::OffsetOutOfRange { log_start_offset: 10, log_end_offset: 25, .. })
             ));
         }
