@@ -34,6 +34,20 @@ use peer::{PeerProtocol, Propose, ReadIndex, Refusal, Touch};
 
 pub use sluice_proto::peer::{Applied, Batch, BatchApplied, KeeperRaft, Proposal};
 
+/// How a member's log and snapshot files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// Off the calling task and synced: the log by a writer thread of its own (group
+    /// commit, one `fdatasync` per batch), snapshots on tokio's blocking pool. What a server
+    /// runs.
+    Background,
+    /// In the calling task and never synced: a deterministic simulation's disk. Writes
+    /// still reach the files, so a simulated crash (the member dropped, as SIGKILL ends a
+    /// process) leaves what a killed process would; nothing waits on another thread, so a
+    /// seed replays exactly.
+    Simulated,
+}
+
 /// Proposals in one entry, at most.
 pub const MAX_BATCH: usize = 1024;
 /// zxid = log index << ZXID_BATCH_BITS | position in the entry's batch.

@@ -9,6 +9,9 @@
 //! The entries themselves are also kept in memory (a snapshot bounds how many there are), so
 //! reads never touch the disk.
 //!
+//! Under [`Io::Simulated`] (a deterministic simulation) there is no writer thread: each
+//! record is written in the caller's task, without `fdatasync`.
+//!
 //! Segments roll at [`SEGMENT_BYTES`]; each new segment starts with the vote, the purge point
 //! and the committed id, so a segment whose every entry is purged can be deleted without
 //! losing them. A torn record at the end of the last segment (a crash mid-write) is cut off;
@@ -29,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::KeeperRaft;
+use super::{Io, KeeperRaft};
 
 /// A segment is rolled after this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -97,8 +100,31 @@ impl Mem {
 #[derive(Clone)]
 pub struct LogStore {
     mem: Arc<Mutex<Mem>>,
-    writer: std_mpsc::Sender<(Record, Done)>,
+    writer: Writing,
     stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Where records go to be written.
+#[derive(Clone)]
+enum Writing {
+    /// To the writer thread.
+    Thread(std_mpsc::Sender<(Record, Done)>),
+    /// Written in the caller's task ([`Io::Simulated`]).
+    Inline(Arc<Mutex<Inline>>),
+}
+
+/// The writer of an [`Io::Simulated`] log; `stopped` turns true when the last handle goes,
+/// as the thread's does when it ends.
+struct Inline {
+    writer: Writer,
+    failed: bool,
+    stopped: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        self.stopped.send_replace(true);
+    }
 }
 
 impl Debug for LogStore {
@@ -240,6 +266,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl LogStore {
     /// Opens (or creates) the log in `dir` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
+        LogStore::open_with(dir, Io::Background)
+    }
+
+    /// [`open`](Self::open), writing as `io` says.
+    pub fn open_with(dir: &Path, io: Io) -> Result<LogStore, LogStoreError> {
         std::fs::create_dir_all(dir).map_err(|source| LogStoreError::Io {
             action: "create",
             path: dir.to_path_buf(),
@@ -287,14 +318,21 @@ impl LogStore {
             vote: mem.vote,
             purged: mem.purged,
             committed: mem.committed,
+            sync: io == Io::Background,
+            buf: Vec::new(),
         };
         writer.roll().map_err(|source| LogStoreError::Io {
             action: "create a segment in",
             path: dir.into(),
             source,
         })?;
-        let (tx, rx) = std_mpsc::channel();
         let (flag, stopped) = tokio::sync::watch::channel(false);
+        let mem = Arc::new(Mutex::new(mem));
+        if io == Io::Simulated {
+            let inline = Inline { writer, failed: false, stopped: flag };
+            return Ok(LogStore { mem, writer: Writing::Inline(Arc::new(Mutex::new(inline))), stopped });
+        }
+        let (tx, rx) = std_mpsc::channel();
         std::thread::Builder::new()
             .name("keeper-raft-log".into())
             .spawn(move || {
@@ -306,15 +344,25 @@ impl LogStore {
                 path: dir.into(),
                 source,
             })?;
-        Ok(LogStore { mem: Arc::new(Mutex::new(mem)), writer: tx, stopped })
+        Ok(LogStore { mem, writer: Writing::Thread(tx), stopped })
     }
 
     // openraft's trait methods return its StorageError; this helper returns what they do.
     #[allow(clippy::result_large_err)]
     fn send(&self, record: Record, done: Done) -> Result<(), StorageError<u64>> {
-        self.writer.send((record, done)).map_err(|_| {
-            StorageIOError::write_logs(&io::Error::other("the raft log writer has stopped")).into()
-        })
+        let stopped =
+            || StorageIOError::write_logs(&io::Error::other("the raft log writer has stopped")).into();
+        match &self.writer {
+            Writing::Thread(tx) => tx.send((record, done)).map_err(|_| stopped()),
+            Writing::Inline(inline) => {
+                let mut inline = inline.lock().unwrap_or_else(|e| e.into_inner());
+                if inline.failed {
+                    return Err(stopped());
+                }
+                inline.failed = !inline.writer.write(vec![(record, done)]);
+                Ok(())
+            }
+        }
     }
 
     /// Turns true once the writer thread has written everything queued and stopped, which
@@ -340,6 +388,10 @@ struct Writer {
     vote: Option<Vote<u64>>,
     purged: Option<Id>,
     committed: Option<Id>,
+    /// Whether writes are synced (not under [`Io::Simulated`]).
+    sync: bool,
+    /// The encoding buffer, kept between batches.
+    buf: Vec<u8>,
 }
 
 impl Writer {
@@ -358,8 +410,10 @@ impl Writer {
         }
         encode(&Record::Committed(self.committed), &mut buf);
         file.write_all(&buf)?;
-        file.sync_data()?;
-        sync_dir(&self.dir)?;
+        if self.sync {
+            file.sync_data()?;
+            sync_dir(&self.dir)?;
+        }
         self.written = buf.len() as u64;
         self.file = Some(file);
         self.segments.push((seq, path, None));
@@ -387,65 +441,75 @@ impl Writer {
     }
 
     fn run(mut self, rx: std_mpsc::Receiver<(Record, Done)>) {
-        // The ensemble's group commit: the same series a standalone server's writer records.
-        let commit_latency = metrics::histogram!("sluice_keeper_commit_latency_seconds");
-        let mut buf = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             batch.extend(rx.try_iter());
-            buf.clear();
-            for (record, _) in &batch {
-                match record {
-                    Record::Entries(es) => {
-                        if let (Some(last), Some(seg)) = (es.last(), self.segments.last_mut()) {
-                            seg.2 = Some(last.log_id.index);
-                        }
-                    }
-                    Record::Vote(v) => self.vote = Some(*v),
-                    Record::Purge(p) => self.purged = Some(*p),
-                    Record::Committed(c) => self.committed = *c,
-                    Record::Truncate(_) | Record::Format(_) => {}
-                }
-                encode(record, &mut buf);
-            }
-            // Only a batch someone waits on is fsynced. The others (truncate, purge, committed)
-            // may be lost in a crash without harm: a truncation is always followed by entries
-            // whose flush covers it; a lost purge or committed id is only a step back.
-            let wanted = batch.iter().any(|(_, done)| !matches!(done, Done::None));
-            let started = std::time::Instant::now();
-            let result = match self.file.as_mut() {
-                Some(f) => f.write_all(&buf).and_then(|()| if wanted { f.sync_data() } else { Ok(()) }),
-                None => Err(io::Error::other("no open segment")),
-            };
-            if wanted {
-                commit_latency.record(started.elapsed().as_secs_f64());
-            }
-            self.written += buf.len() as u64;
-            let failed = result.as_ref().err().map(|e| e.to_string());
-            for (_, done) in batch {
-                let result = match &failed {
-                    None => Ok(()),
-                    Some(e) => Err(io::Error::other(e.clone())),
-                };
-                match done {
-                    Done::None => {}
-                    Done::Flushed(cb) => cb.log_io_completed(result),
-                    Done::Synced(tx) => {
-                        let _ = tx.send(result);
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                warn!(error = %e, "the raft log cannot be written; this server stops accepting entries");
+            if !self.write(batch) {
                 return;
             }
-            if self.written >= SEGMENT_BYTES {
-                if let Err(e) = self.roll() {
-                    warn!(error = %e, "cannot roll the raft log; this server stops accepting entries");
-                    return;
+        }
+    }
+
+    /// Writes `batch` (with one sync if anyone waits on it) and tells the waiters; false if
+    /// the log can no longer be written.
+    fn write(&mut self, batch: Vec<(Record, Done)>) -> bool {
+        // The ensemble's group commit: the same series a standalone server's writer records.
+        let commit_latency = metrics::histogram!("sluice_keeper_commit_latency_seconds");
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        for (record, _) in &batch {
+            match record {
+                Record::Entries(es) => {
+                    if let (Some(last), Some(seg)) = (es.last(), self.segments.last_mut()) {
+                        seg.2 = Some(last.log_id.index);
+                    }
+                }
+                Record::Vote(v) => self.vote = Some(*v),
+                Record::Purge(p) => self.purged = Some(*p),
+                Record::Committed(c) => self.committed = *c,
+                Record::Truncate(_) | Record::Format(_) => {}
+            }
+            encode(record, &mut buf);
+        }
+        // Only a batch someone waits on is fsynced. The others (truncate, purge, committed)
+        // may be lost in a crash without harm: a truncation is always followed by entries
+        // whose flush covers it; a lost purge or committed id is only a step back.
+        let wanted = self.sync && batch.iter().any(|(_, done)| !matches!(done, Done::None));
+        let started = std::time::Instant::now();
+        let result = match self.file.as_mut() {
+            Some(f) => f.write_all(&buf).and_then(|()| if wanted { f.sync_data() } else { Ok(()) }),
+            None => Err(io::Error::other("no open segment")),
+        };
+        if wanted {
+            commit_latency.record(started.elapsed().as_secs_f64());
+        }
+        self.written += buf.len() as u64;
+        self.buf = buf;
+        let failed = result.as_ref().err().map(|e| e.to_string());
+        for (_, done) in batch {
+            let result = match &failed {
+                None => Ok(()),
+                Some(e) => Err(io::Error::other(e.clone())),
+            };
+            match done {
+                Done::None => {}
+                Done::Flushed(cb) => cb.log_io_completed(result),
+                Done::Synced(tx) => {
+                    let _ = tx.send(result);
                 }
             }
         }
+        if let Some(e) = failed {
+            warn!(error = %e, "the raft log cannot be written; this server stops accepting entries");
+            return false;
+        }
+        if self.written >= SEGMENT_BYTES {
+            if let Err(e) = self.roll() {
+                warn!(error = %e, "cannot roll the raft log; this server stops accepting entries");
+                return false;
+            }
+        }
+        true
     }
 }
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sluice_keeper_core::{KeeperState, Txn};
 use tracing::{info, warn};
 
-use super::{zxid, BatchApplied, KeeperRaft};
+use super::{zxid, BatchApplied, Io, KeeperRaft};
 
 /// What the state machine tells the server, in log order.
 #[derive(Debug)]
@@ -64,6 +64,18 @@ pub struct StateMachine {
     member: u64,
     sink: Sink,
     retain: usize,
+    io: Io,
+}
+
+/// Runs `f` (file work) as `io` says: on tokio's blocking pool, or right here.
+async fn run_io<T: Send + 'static>(
+    io: Io,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    match io {
+        Io::Background => tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other).and_then(|r| r),
+        Io::Simulated => f(),
+    }
 }
 
 impl StateMachine {
@@ -120,7 +132,14 @@ fn decode_state(data: &[u8]) -> Result<KeeperState, String> {
     Ok(state)
 }
 
-fn write_snapshot_file(dir: &Path, body: &SnapshotFileBody, retain: usize) -> std::io::Result<PathBuf> {
+/// Writes `body` as the snapshot file for its index (synced unless `io` is simulated) and
+/// deletes all but the newest `retain`.
+fn write_snapshot_file(
+    dir: &Path,
+    body: &SnapshotFileBody,
+    retain: usize,
+    io: Io,
+) -> std::io::Result<PathBuf> {
     let index = body.meta.last_log_id.map(|l| l.index).unwrap_or(0);
     let encoded =
         bincode::serde::encode_to_vec(body, bincode::config::standard()).map_err(std::io::Error::other)?;
@@ -133,10 +152,14 @@ fn write_snapshot_file(dir: &Path, body: &SnapshotFileBody, retain: usize) -> st
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
+        if io == Io::Background {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    if io == Io::Background {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     let files = snapshot_files(dir)?;
     for (_, old) in files.iter().take(files.len().saturating_sub(retain.max(1))) {
         if let Err(e) = std::fs::remove_file(old) {
@@ -166,6 +189,7 @@ impl StateMachine {
             member,
             sink,
             retain,
+            io: Io::Background,
         };
         // The newest readable snapshot wins; a damaged one is skipped (the log or the leader
         // has what it held).
@@ -184,6 +208,12 @@ impl StateMachine {
         let index = sm.last_applied.map(|l| l.index).unwrap_or(0);
         let state = sm.state.clone();
         Ok((sm, state, index))
+    }
+
+    /// Writes snapshots as `io` says (the server's default is [`Io::Background`]).
+    pub fn with_io(mut self, io: Io) -> StateMachine {
+        self.io = io;
+        self
     }
 }
 
@@ -206,6 +236,7 @@ pub struct Builder {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, openraft::BasicNode>,
     retain: usize,
+    io: Io,
 }
 
 impl std::fmt::Debug for Builder {
@@ -223,18 +254,16 @@ impl RaftSnapshotBuilder<KeeperRaft> for Builder {
             last_membership: self.membership.clone(),
             snapshot_id: format!("{index}-{}", std::process::id()),
         };
-        let (dir, retain, m) = (self.dir.clone(), self.retain, meta.clone());
+        let (dir, retain, io, m) = (self.dir.clone(), self.retain, self.io, meta.clone());
         let started = std::time::Instant::now();
-        let written = tokio::task::spawn_blocking(move || {
+        let written = run_io(io, move || {
             let data = bincode::serde::encode_to_vec(&state, bincode::config::standard())
                 .map_err(std::io::Error::other)?;
             let body = SnapshotFileBody { meta: m, data };
-            let path = write_snapshot_file(&dir, &body, retain)?;
-            Ok::<_, std::io::Error>((path, body.data))
+            let path = write_snapshot_file(&dir, &body, retain, io)?;
+            Ok((path, body.data))
         })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
+        .await;
         match written {
             Ok((path, data)) => {
                 info!(
@@ -308,6 +337,7 @@ impl RaftStateMachine<KeeperRaft> for StateMachine {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             retain: self.retain,
+            io: self.io,
         }
     }
 
@@ -324,11 +354,9 @@ impl RaftStateMachine<KeeperRaft> for StateMachine {
         let state = decode_state(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e)))?;
         let body = SnapshotFileBody { meta: meta.clone(), data };
-        let (dir, retain) = (self.dir.clone(), self.retain);
-        tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &body, retain))
+        let (dir, retain, io) = (self.dir.clone(), self.retain, self.io);
+        run_io(io, move || write_snapshot_file(&dir, &body, retain, io))
             .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         info!(index, nodes = state.tree.node_count(), "installed the leader's snapshot");
