@@ -11,8 +11,9 @@
 //! - **Session loss.** If the keeper expires the session, the broker stops being
 //!   controller, opens a new session and registers again.
 //!
-//! One task reads the session's events and routes them: `/controller` changes wake the
-//! election, changes under `/brokers` and `/admin/delete_topics` go to the controller.
+//! One task reads the session's events and hands each watch event to the
+//! [`ZnodeWatcher`](sluice_actors::broker::znode_watcher::ZnodeWatcher)s of its path: the
+//! election's on `/controller`, and the controller's own (it starts them).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,11 +28,12 @@ use sluice_client::keeper::{
 use sluice_keeper_core::{CreateMode, KeeperError};
 use sluice_net::ClientTls;
 use sluice_proto::interbroker::InterBrokerProtocol;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
-use sluice_actors::broker::controller::{Controller, ControllerSettings, Reconcile, Resign};
+use sluice_actors::broker::controller::{Controller, ControllerSettings, Resign};
+use sluice_actors::broker::znode_watcher::{StopWatching, WatchRoutes, Watching, ZnodeValue};
 use sluice_actors::clock::now_ms;
 
 /// Why the broker could not join the cluster.
@@ -249,23 +251,16 @@ async fn run_session(
     cluster_id: String,
     shutdown: &mut watch::Receiver<bool>,
 ) -> SessionEnd {
-    let controller_changed = Arc::new(Notify::new());
     let controller = ctx.controller.clone();
+    let routes = WatchRoutes::default();
     let (expired_tx, mut expired) = watch::channel(false);
-    // Route the session's events.
+    // The session's events: watch events to the watchers of their path.
     let router = {
-        let controller_changed = controller_changed.clone();
-        let controller = controller.clone();
+        let routes = routes.clone();
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 match event {
-                    KeeperEvent::Watch { path, .. } => {
-                        if path == znodes::CONTROLLER {
-                            controller_changed.notify_one();
-                        } else if let Some(addr) = controller.lock().ok().and_then(|c| c.clone()) {
-                            addr.do_send(Reconcile);
-                        }
-                    }
+                    KeeperEvent::Watch { path, .. } => routes.fired(&path),
                     KeeperEvent::SessionExpired => {
                         let _ = expired_tx.send(true);
                         return;
@@ -277,7 +272,12 @@ async fn run_session(
             }
         })
     };
+    let (controller_watcher, mut controller_znode) =
+        routes.watch(keeper.clone(), znodes::CONTROLLER, Watching::Node, Vec::new());
+    let session = keeper.session_id() as i64;
     let end = loop {
+        // Whatever the watcher saw before this attempt is old news.
+        controller_znode.borrow_and_update();
         // Try to become the controller.
         match keeper
             .create(
@@ -302,18 +302,24 @@ async fn run_session(
                             ctx.config.leader_imbalance_per_broker_percentage,
                         )),
                     };
-                    let actor =
-                        Controller::new(keeper.clone(), ctx.net.clone(), core, version, fenced_tx, settings);
+                    let actor = Controller::new(
+                        keeper.clone(),
+                        ctx.net.clone(),
+                        core,
+                        version,
+                        fenced_tx,
+                        settings,
+                        routes.clone(),
+                    );
                     let addr = actor.start();
                     if let Ok(mut c) = controller.lock() {
                         *c = Some(addr.clone());
                     }
                     ctx.is_controller.store(true, std::sync::atomic::Ordering::Relaxed);
-                    // Watch our own /controller: it goes if our session does.
-                    let _ = keeper.exists(znodes::CONTROLLER, true).await;
                     let (end, fenced) = tokio::select! {
                         _ = fenced_rx => (None, true),
-                        _ = controller_changed.notified() => (None, false),
+                        // Our /controller goes if our session does, or someone deletes it.
+                        _ = held_then_lost(&mut controller_znode, session) => (None, false),
                         _ = expired.changed() => (Some(SessionEnd::Expired), false),
                         _ = shutdown.changed() => (Some(SessionEnd::Shutdown), false),
                     };
@@ -322,7 +328,7 @@ async fn run_session(
                         // Another controller moved the epoch on while /controller may still be
                         // ours (someone bumped it by hand): give it up, or nobody could win.
                         if let Ok(Some(stat)) = keeper.exists(znodes::CONTROLLER, false).await {
-                            if stat.ephemeral_owner as u64 == keeper.session_id() {
+                            if stat.ephemeral_owner == session {
                                 let _ = keeper.delete(znodes::CONTROLLER, stat.version).await;
                             }
                         }
@@ -342,17 +348,11 @@ async fn run_session(
                 }
             },
             Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
-                match keeper.exists(znodes::CONTROLLER, true).await {
-                    Ok(None) => continue,
-                    Ok(Some(_)) => {}
-                    Err(e) => warn!(error = %e, "could not watch /controller"),
-                }
+                // Someone else is the controller: try again once /controller is gone.
                 tokio::select! {
-                    _ = controller_changed.notified() => {}
+                    _ = gone(&mut controller_znode) => {}
                     _ = expired.changed() => break SessionEnd::Expired,
                     _ = shutdown.changed() => break SessionEnd::Shutdown,
-                    // A lost watch (connection trouble) must not leave us waiting forever.
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
             }
@@ -366,8 +366,36 @@ async fn run_session(
             _ = shutdown.changed() => break SessionEnd::Shutdown,
         }
     };
+    controller_watcher.do_send(StopWatching);
     router.abort();
     end
+}
+
+/// Whether the watcher last saw `/controller` held by `session`.
+fn held_by(value: &Option<ZnodeValue>, session: i64) -> bool {
+    matches!(value, Some(ZnodeValue::Node(Some(stat))) if stat.ephemeral_owner == session)
+}
+
+/// Returns once the watcher has seen `/controller` held by `session` and then not.
+async fn held_then_lost(znode: &mut watch::Receiver<Option<ZnodeValue>>, session: i64) {
+    if znode.wait_for(|v| held_by(v, session)).await.is_err()
+        || znode.wait_for(|v| !held_by(v, session)).await.is_err()
+    {
+        // The watcher stopped: only the session's end (the caller's other branches) ends this.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Returns once a read newer than the last one marked seen finds `/controller` absent.
+async fn gone(znode: &mut watch::Receiver<Option<ZnodeValue>>) {
+    loop {
+        if znode.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        if matches!(*znode.borrow_and_update(), Some(ZnodeValue::Node(None))) {
+            return;
+        }
+    }
 }
 
 /// Increments `/controller_epoch` (creating it at 1); returns the new epoch and the znode's

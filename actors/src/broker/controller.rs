@@ -2,13 +2,13 @@
 //! [`ControllerCore`]: it reads the cluster from the keeper, asks the core what to change,
 //! writes partition states, and sends the resulting [`ClusterUpdate`] to every live broker.
 //!
-//! **Level-triggered.** Every watch event (`/brokers/ids`, `/brokers/topics`,
-//! `/admin/delete_topics`, `/isr_change_notification`) just asks for a [`Reconcile`]:
-//! re-read what may have changed (the states named by leaders' ISR change notifications
-//! are re-read and the notifications removed),
-//! decide, write, publish. Events that arrive during a pass are folded into one more pass,
-//! so a burst of broker deaths costs two passes, not one per event, and no event can be
-//! lost between a read and the watch it re-arms.
+//! **Level-triggered.** The controller starts a [`ZnodeWatcher`] on each of [`WATCHED`]
+//! (`/brokers/ids`, `/brokers/topics`, `/isr_change_notification`, `/admin/delete_topics`);
+//! every [`ZnodeChanged`] just asks for a pass: re-read what may have changed (the states
+//! named by leaders' ISR change notifications are re-read and the notifications removed),
+//! decide, write, publish. Changes that arrive during a pass are folded into one more pass,
+//! so a burst of broker deaths costs two passes, not one per event. The watcher re-arms its
+//! watch before it tells the controller, so a change after the pass's read fires again.
 //!
 //! **Fencing.** Every state write is a multi whose first op checks `/controller_epoch` at
 //! the version this controller wrote it with. A controller that has been replaced (its
@@ -41,6 +41,8 @@ use sluice_keeper_core::{CreateMode, KeeperError, Op, OpResult};
 use sluice_proto::interbroker::{InterBrokerProtocol, UpdateCluster};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
+
+use super::znode_watcher::{StopWatching, WatchRoutes, Watching, ZnodeChanged, ZnodeWatcher};
 
 /// Why a reconcile pass stopped.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +97,15 @@ pub struct Controller {
     rebalance_due: bool,
     /// Shutdown requests not yet taken into a pass.
     shutdowns: Vec<ShutdownWaiter>,
+    /// Where the session's watch events go; the controller's watchers are added there.
+    routes: WatchRoutes,
+    /// The znodes it watches (while it is the controller).
+    watchers: Vec<Addr<ZnodeWatcher>>,
 }
+
+/// The znodes the controller watches (their children): any change asks for a pass.
+pub const WATCHED: [&str; 4] =
+    [znodes::BROKER_IDS, znodes::BROKER_TOPICS, znodes::ISR_CHANGE_NOTIFICATION, znodes::DELETE_TOPICS];
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,6 +123,7 @@ impl Controller {
         epoch_version: i32,
         on_fenced: tokio::sync::oneshot::Sender<()>,
         settings: ControllerSettings,
+        routes: WatchRoutes,
     ) -> Self {
         Controller {
             keeper,
@@ -125,6 +136,8 @@ impl Controller {
             settings,
             rebalance_due: false,
             shutdowns: Vec::new(),
+            routes,
+            watchers: Vec::new(),
         }
     }
 
@@ -295,20 +308,30 @@ impl Actor for Controller {
                 this.run_pass(ctx);
             });
         }
+        let me = ctx.address().recipient();
+        for path in WATCHED {
+            let (watcher, _) =
+                self.routes.watch(self.keeper.clone(), path, Watching::Children, vec![me.clone()]);
+            self.watchers.push(watcher);
+        }
         self.run_pass(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for w in self.watchers.drain(..) {
+            w.do_send(StopWatching);
+        }
     }
 }
 
-/// Something the controller watches changed.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Reconcile;
-
-impl Handler<Reconcile> for Controller {
+/// Something the controller watches changed: a pass reads everything again (the
+/// controller is level-triggered, so what changed does not matter).
+impl Handler<ZnodeChanged> for Controller {
     type Result = ();
 
-    fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) {
-        let _span = crate::handling!("Controller", "Reconcile");
+    fn handle(&mut self, msg: ZnodeChanged, ctx: &mut Context<Self>) {
+        let _span = crate::handling!("Controller", "ZnodeChanged");
+        debug!(path = %msg.path, "a watched znode changed");
         self.run_pass(ctx);
     }
 }
@@ -382,7 +405,7 @@ async fn reconcile(
 ) -> Result<Vec<String>, ControllerError> {
     // Brokers.
     let mut brokers = Vec::new();
-    for id in keeper.children(znodes::BROKER_IDS, true).await? {
+    for id in keeper.children(znodes::BROKER_IDS, false).await? {
         let Ok(id) = id.parse::<i32>() else { continue };
         if let Some((data, _)) = get_optional(keeper, &znodes::broker_path(id)).await? {
             match znodes::decode_broker(id, &data) {
@@ -393,7 +416,7 @@ async fn reconcile(
     }
     core.set_brokers(brokers);
     // Topics.
-    let names: BTreeSet<String> = keeper.children(znodes::BROKER_TOPICS, true).await?.into_iter().collect();
+    let names: BTreeSet<String> = keeper.children(znodes::BROKER_TOPICS, false).await?.into_iter().collect();
     let known: BTreeSet<String> = core.topics().keys().cloned().collect();
     for gone in known.difference(&names) {
         core.remove_topic(gone);
@@ -420,7 +443,7 @@ async fn reconcile(
         core.set_topic(name, assignment, configs, states);
     }
     // Leaders' ISR changes: re-read the states they name, then drop the notifications.
-    let mut notes = keeper.children(znodes::ISR_CHANGE_NOTIFICATION, true).await?;
+    let mut notes = keeper.children(znodes::ISR_CHANGE_NOTIFICATION, false).await?;
     notes.sort();
     for note in notes {
         let path = format!("{}/{note}", znodes::ISR_CHANGE_NOTIFICATION);
@@ -443,7 +466,7 @@ async fn reconcile(
         }
     }
     // Deletions.
-    let marked: BTreeSet<String> = keeper.children(znodes::DELETE_TOPICS, true).await?.into_iter().collect();
+    let marked: BTreeSet<String> = keeper.children(znodes::DELETE_TOPICS, false).await?.into_iter().collect();
     for stray in marked.difference(&names) {
         let _ = keeper.delete(&znodes::delete_path(stray), -1).await;
     }

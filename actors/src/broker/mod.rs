@@ -11,6 +11,7 @@
 //! | `Controller` (while elected) | [`controller`] | the controller core; update senders | leader imbalance check |
 //! | `GroupManager` | [`group_manager`] | which groups this broker coordinates | lag refresh |
 //! | `GroupCoordinator` (one per group) | [`group_coordinator`] | one group's core | join phases, initial rebalance delay, sessions |
+//! | `ZnodeWatcher` (one per watched znode) | [`znode_watcher`] | one znode's watch; its subscribers | re-read every 5 s, read retry backoff |
 //!
 //! Helpers that belong to one actor: [`isr`] (the partition leader's conditional ISR
 //! writes), [`lag`] (the group manager's lag measurement).
@@ -28,6 +29,7 @@ pub mod lag;
 pub mod log_manager;
 pub mod partition;
 pub mod replica_manager;
+pub mod znode_watcher;
 
 /// The broker's keeper session in use, shared by its actors and its service (replaced after
 /// a session loss).
