@@ -80,69 +80,8 @@ use sluice_config::properties::{self, Entry, PropertiesError};
 use sluice_log::{CleanupPolicy, CompressionType, LogConfig};
 use sluice_net::TlsFiles;
 
-/// Keys this file may hold.
-pub const KEYS: &[&str] = &[
-    "broker.id",
-    "listeners",
-    "advertised.listeners",
-    "broker.rack",
-    "zookeeper.connect",
-    "zookeeper.session.timeout.ms",
-    "tls.ca.file",
-    "tls.cert.file",
-    "tls.key.file",
-    "metrics.port",
-    "metrics.host",
-    "log.dirs",
-    "log.dir",
-    "num.partitions",
-    "default.replication.factor",
-    "min.insync.replicas",
-    "delete.topic.enable",
-    "auto.create.topics.enable",
-    "auto.leader.rebalance.enable",
-    "leader.imbalance.check.interval.seconds",
-    "leader.imbalance.per.broker.percentage",
-    "background.threads",
-    "offsets.topic.num.partitions",
-    "offsets.topic.replication.factor",
-    "offsets.retention.minutes",
-    "replica.lag.time.max.ms",
-    "unclean.leader.election.enable",
-    "group.initial.rebalance.delay.ms",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
-    "num.replica.fetchers",
-    "replica.fetch.wait.max.ms",
-    "replica.fetch.min.bytes",
-    "replica.fetch.max.bytes",
-    "replica.fetch.response.max.bytes",
-    "replica.fetch.backoff.ms",
-    "controlled.shutdown.enable",
-    "controlled.shutdown.max.retries",
-    "controlled.shutdown.retry.backoff.ms",
-    "log.segment.bytes",
-    "log.roll.hours",
-    "log.roll.ms",
-    "log.retention.hours",
-    "log.retention.minutes",
-    "log.retention.ms",
-    "log.retention.bytes",
-    "log.retention.check.interval.ms",
-    "log.flush.interval.messages",
-    "log.flush.interval.ms",
-    "log.index.interval.bytes",
-    "message.max.bytes",
-    "compression.type",
-    "log.cleanup.policy",
-    "log.cleaner.threads",
-    "log.cleaner.delete.retention.ms",
-    "log.cleaner.min.cleanable.ratio",
-    "log.cleaner.min.compaction.lag.ms",
-];
-
-/// Keys without a default.
-const REQUIRED: &[&str] = &["broker.id", "zookeeper.connect", "tls.ca.file", "tls.cert.file", "tls.key.file"];
+pub mod keys;
+pub use keys::{Key, KEYS};
 
 /// Kafka's default listener.
 pub const DEFAULT_LISTENER: &str = "quic://0.0.0.0:9092";
@@ -266,18 +205,18 @@ impl BrokerConfig {
     /// and no path is checked; a listener given as a host name is resolved.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let entries = properties::parse(text, path)?;
-        if let Some(e) = entries.iter().find(|e| !KEYS.contains(&e.key.as_str())) {
+        if let Some(e) = entries.iter().find(|e| keys::key(&e.key).is_none()) {
             return Err(PropertiesError::UnknownKey {
                 path: path.into(),
                 line: e.line,
                 key: e.key.clone(),
-                known: KEYS.join(", "),
+                known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
             }
             .into());
         }
         let p = Props { path, entries: &entries };
         if let Some(e) = entries.iter().find(|e| e.value.is_empty()) {
-            let reason = if REQUIRED.contains(&e.key.as_str()) {
+            let reason = if keys::key(&e.key).is_some_and(|k| k.default == keys::Default::Required) {
                 "is empty, and this key is required: write its value"
             } else {
                 "is empty: write a value, or remove the line to take the default"
@@ -344,7 +283,7 @@ impl BrokerConfig {
                 e.value.clone()
             }
         };
-        let zookeeper_session_timeout = ms(p.int("zookeeper.session.timeout.ms", 18_000, 1, i32::MAX, MS)?);
+        let zookeeper_session_timeout = ms(p.int("zookeeper.session.timeout.ms", 1, i32::MAX, MS)?);
 
         let tls = TlsFiles {
             ca: p
@@ -388,34 +327,31 @@ impl BrokerConfig {
             None => log_dir.unwrap_or_else(|| vec![PathBuf::from(DEFAULT_LOG_DIR)]),
         };
 
-        let num_partitions = p.int("num.partitions", 1, 1, i32::MAX, "")? as i32;
-        let default_replication_factor = p.int("default.replication.factor", 1, 1, i16::MAX, "")? as i16;
-        let min_insync_replicas = p.int("min.insync.replicas", 1, 1, i32::MAX, "")? as i32;
-        let delete_topic_enable = p.boolean("delete.topic.enable", true)?;
-        let auto_create_topics_enable = p.boolean("auto.create.topics.enable", true)?;
-        let auto_leader_rebalance_enable = p.boolean("auto.leader.rebalance.enable", true)?;
+        let num_partitions = p.int("num.partitions", 1, i32::MAX, "")? as i32;
+        let default_replication_factor = p.int("default.replication.factor", 1, i16::MAX, "")? as i16;
+        let min_insync_replicas = p.int("min.insync.replicas", 1, i32::MAX, "")? as i32;
+        let delete_topic_enable = p.boolean("delete.topic.enable")?;
+        let auto_create_topics_enable = p.boolean("auto.create.topics.enable")?;
+        let auto_leader_rebalance_enable = p.boolean("auto.leader.rebalance.enable")?;
         let leader_imbalance_check_interval = Duration::from_secs(p.int(
             "leader.imbalance.check.interval.seconds",
-            300,
             1,
             i32::MAX,
             " of seconds",
         )? as u64);
         let leader_imbalance_per_broker_percentage =
-            p.int("leader.imbalance.per.broker.percentage", 10, 0, 100, " (a percentage)")? as u32;
-        let background_threads = p.int("background.threads", 10, 1, i32::MAX, "")? as u32;
-        let offsets_topic_num_partitions = p.int("offsets.topic.num.partitions", 50, 1, i32::MAX, "")? as i32;
+            p.int("leader.imbalance.per.broker.percentage", 0, 100, " (a percentage)")? as u32;
+        let background_threads = p.int("background.threads", 1, i32::MAX, "")? as u32;
+        let offsets_topic_num_partitions = p.int("offsets.topic.num.partitions", 1, i32::MAX, "")? as i32;
         let offsets_topic_replication_factor =
-            p.int("offsets.topic.replication.factor", 3, 1, i16::MAX, "")? as i16;
+            p.int("offsets.topic.replication.factor", 1, i16::MAX, "")? as i16;
         let offsets_retention =
-            ms(p.int("offsets.retention.minutes", 10_080, 1, i32::MAX, " of minutes")? * MINUTE_MS);
-        let replica_lag_time_max = ms(p.int("replica.lag.time.max.ms", 30_000, 1, i64::MAX, MS)?);
-        let unclean_leader_election_enable = p.boolean("unclean.leader.election.enable", false)?;
-        let group_initial_rebalance_delay =
-            ms(p.int("group.initial.rebalance.delay.ms", 3000, 0, i32::MAX, MS)?);
-        let group_min_session_timeout = ms(p.int("group.min.session.timeout.ms", 6000, 1, i32::MAX, MS)?);
-        let group_max_session_timeout =
-            ms(p.int("group.max.session.timeout.ms", 1_800_000, 1, i32::MAX, MS)?);
+            ms(p.int("offsets.retention.minutes", 1, i32::MAX, " of minutes")? * MINUTE_MS);
+        let replica_lag_time_max = ms(p.int("replica.lag.time.max.ms", 1, i64::MAX, MS)?);
+        let unclean_leader_election_enable = p.boolean("unclean.leader.election.enable")?;
+        let group_initial_rebalance_delay = ms(p.int("group.initial.rebalance.delay.ms", 0, i32::MAX, MS)?);
+        let group_min_session_timeout = ms(p.int("group.min.session.timeout.ms", 1, i32::MAX, MS)?);
+        let group_max_session_timeout = ms(p.int("group.max.session.timeout.ms", 1, i32::MAX, MS)?);
         if group_max_session_timeout < group_min_session_timeout {
             let reason = format!(
                 "must be at least group.min.session.timeout.ms ({} ms)",
@@ -426,22 +362,20 @@ impl BrokerConfig {
                 None => p.invalid_default("group.max.session.timeout.ms", reason),
             });
         }
-        let num_replica_fetchers = p.int("num.replica.fetchers", 1, 1, i32::MAX, "")? as u32;
-        let replica_fetch_wait_max = ms(p.int("replica.fetch.wait.max.ms", 500, 0, i32::MAX, MS)?);
-        let replica_fetch_min_bytes = p.int("replica.fetch.min.bytes", 1, 1, i32::MAX, " of bytes")? as u32;
-        let replica_fetch_max_bytes =
-            p.int("replica.fetch.max.bytes", 1_048_576, 1, i32::MAX, " of bytes")? as u32;
+        let num_replica_fetchers = p.int("num.replica.fetchers", 1, i32::MAX, "")? as u32;
+        let replica_fetch_wait_max = ms(p.int("replica.fetch.wait.max.ms", 0, i32::MAX, MS)?);
+        let replica_fetch_min_bytes = p.int("replica.fetch.min.bytes", 1, i32::MAX, " of bytes")? as u32;
+        let replica_fetch_max_bytes = p.int("replica.fetch.max.bytes", 1, i32::MAX, " of bytes")? as u32;
         let replica_fetch_response_max_bytes =
-            p.int("replica.fetch.response.max.bytes", 10_485_760, 1, i32::MAX, " of bytes")? as u32;
-        let replica_fetch_backoff = ms(p.int("replica.fetch.backoff.ms", 1000, 0, i32::MAX, MS)?);
-        let controlled_shutdown_enable = p.boolean("controlled.shutdown.enable", true)?;
+            p.int("replica.fetch.response.max.bytes", 1, i32::MAX, " of bytes")? as u32;
+        let replica_fetch_backoff = ms(p.int("replica.fetch.backoff.ms", 0, i32::MAX, MS)?);
+        let controlled_shutdown_enable = p.boolean("controlled.shutdown.enable")?;
         let controlled_shutdown_max_retries =
-            p.int("controlled.shutdown.max.retries", 3, 0, i32::MAX, "")? as u32;
+            p.int("controlled.shutdown.max.retries", 0, i32::MAX, "")? as u32;
         let controlled_shutdown_retry_backoff =
-            ms(p.int("controlled.shutdown.retry.backoff.ms", 5000, 0, i32::MAX, MS)?);
-        let log_retention_check_interval =
-            ms(p.int("log.retention.check.interval.ms", 300_000, 1, i64::MAX, MS)?);
-        let log_cleaner_threads = p.int("log.cleaner.threads", 1, 0, i32::MAX, "")? as u32;
+            ms(p.int("controlled.shutdown.retry.backoff.ms", 0, i32::MAX, MS)?);
+        let log_retention_check_interval = ms(p.int("log.retention.check.interval.ms", 1, i64::MAX, MS)?);
+        let log_cleaner_threads = p.int("log.cleaner.threads", 0, i32::MAX, "")? as u32;
 
         let log = p.log_config()?;
         Ok(BrokerConfig {
@@ -645,28 +579,39 @@ impl Props<'_> {
         self.get(key).map(|e| PathBuf::from(&e.value)).ok_or_else(|| self.missing(key, hint))
     }
 
-    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+    /// `true` or `false`, the key table's default when absent.
+    fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
+        let default = keys::default_value(key);
         match self.get(key) {
-            None => Ok(default),
+            None => parse_bool(default)
+                .ok_or_else(|| self.invalid_default(key, format!("the default {default} is not a boolean"))),
             Some(e) => parse_bool(&e.value)
                 .ok_or_else(|| self.invalid(e, format!("must be true or false (the default is {default})"))),
         }
     }
 
-    /// A whole number from `min` to `max`, `default` when absent.
-    fn int(
-        &self,
-        key: &str,
-        default: i64,
-        min: i64,
-        max: impl Into<i64>,
-        unit: &str,
-    ) -> Result<i64, ConfigError> {
+    /// A whole number from `min` to `max`, the key table's default when absent.
+    fn int(&self, key: &str, min: i64, max: impl Into<i64>, unit: &str) -> Result<i64, ConfigError> {
+        let (default, max) = (keys::default_value(key), max.into());
         match self.get(key) {
-            None => Ok(default),
-            Some(e) => {
-                whole(&e.value, min, max.into(), unit, &default.to_string()).map_err(|r| self.invalid(e, r))
-            }
+            None => whole(default, min, max, unit, default).map_err(|r| self.invalid_default(key, r)),
+            Some(e) => whole(&e.value, min, max, unit, default).map_err(|r| self.invalid(e, r)),
+        }
+    }
+
+    /// The key's value, or the key table's default when absent; with its line, if written.
+    fn value_or_default<'a>(&'a self, key: &str) -> (&'a str, Option<&'a Entry>) {
+        match self.get(key) {
+            Some(e) => (&e.value, Some(e)),
+            None => (keys::default_value(key), None),
+        }
+    }
+
+    /// [`Self::invalid`] for a written value, [`Self::invalid_default`] for a default.
+    fn invalid_at(&self, key: &str, e: Option<&Entry>, reason: impl Into<String>) -> ConfigError {
+        match e {
+            Some(e) => self.invalid(e, reason),
+            None => self.invalid_default(key, reason.into()),
         }
     }
 
@@ -708,48 +653,43 @@ impl Props<'_> {
             .transpose()?;
         let retention_hours = self
             .get("log.retention.hours")
-            .map(|e| self.minutes_or_hours(e, " of hours", "168"))
+            .map(|e| self.minutes_or_hours(e, " of hours", keys::default_value("log.retention.hours")))
             .transpose()?;
         log.retention_ms = match (retention_ms, retention_minutes, retention_hours) {
             (Some(ms), _, _) => ms,
             (None, Some(minutes), _) => minutes.map(|m| m * MINUTE_MS),
             (None, None, Some(hours)) => hours.map(|h| h * HOUR_MS),
-            (None, None, None) => log.retention_ms,
+            (None, None, None) => Some(self.int("log.retention.hours", 1, i32::MAX, " of hours")? * HOUR_MS),
         };
         log.retention_bytes = self
             .opt_unlimited("log.retention.bytes", 0, " of bytes", "-1")?
             .unwrap_or(None)
             .map(|n| n as u64);
-        let roll_hours = self.int("log.roll.hours", 168, 1, i32::MAX, " of hours")?;
+        let roll_hours = self.int("log.roll.hours", 1, i32::MAX, " of hours")?;
         log.roll_ms = self.opt_int("log.roll.ms", 1, i64::MAX, MS, "unset")?.unwrap_or(roll_hours * HOUR_MS);
-        log.segment_bytes =
-            self.int("log.segment.bytes", log.segment_bytes as i64, 0, i64::MAX, " of bytes")? as u64;
+        log.segment_bytes = self.int("log.segment.bytes", 0, i64::MAX, " of bytes")? as u64;
         log.flush_interval_messages = self
             .opt_int("log.flush.interval.messages", 1, i64::MAX, "", "unset")?
             .and_then(never_if_max)
             .map(|n| n as u64);
         log.flush_interval_ms =
             self.opt_int("log.flush.interval.ms", 0, i64::MAX, MS, "unset")?.and_then(never_if_max);
-        log.index_interval_bytes =
-            self.int("log.index.interval.bytes", log.index_interval_bytes as i64, 0, i32::MAX, " of bytes")?
-                as u64;
-        log.max_message_bytes =
-            self.int("message.max.bytes", log.max_message_bytes as i64, 0, i32::MAX, " of bytes")? as u64;
-        if let Some(e) = self.get("compression.type") {
-            log.compression_type =
-                e.value.parse().map_err(|err: sluice_log::ConfigError| self.invalid(e, err.reason))?;
+        log.index_interval_bytes = self.int("log.index.interval.bytes", 0, i32::MAX, " of bytes")? as u64;
+        log.max_message_bytes = self.int("message.max.bytes", 0, i32::MAX, " of bytes")? as u64;
+        for key in ["compression.type", "log.cleanup.policy"] {
+            let (value, e) = self.value_or_default(key);
+            let bad = |err: sluice_log::ConfigError| self.invalid_at(key, e, err.reason);
+            match key {
+                "compression.type" => log.compression_type = value.parse().map_err(bad)?,
+                _ => log.cleanup_policy = value.parse().map_err(bad)?,
+            }
         }
-        if let Some(e) = self.get("log.cleanup.policy") {
-            log.cleanup_policy =
-                e.value.parse().map_err(|err: sluice_log::ConfigError| self.invalid(e, err.reason))?;
-        }
-        log.delete_retention_ms =
-            self.int("log.cleaner.delete.retention.ms", log.delete_retention_ms, 0, i64::MAX, MS)?;
-        if let Some(e) = self.get("log.cleaner.min.cleanable.ratio") {
-            log.min_cleanable_dirty_ratio = ratio(&e.value, "0.5").map_err(|r| self.invalid(e, r))?;
-        }
-        log.min_compaction_lag_ms =
-            self.int("log.cleaner.min.compaction.lag.ms", log.min_compaction_lag_ms, 0, i64::MAX, MS)?;
+        log.delete_retention_ms = self.int("log.cleaner.delete.retention.ms", 0, i64::MAX, MS)?;
+        let key = "log.cleaner.min.cleanable.ratio";
+        let (value, e) = self.value_or_default(key);
+        log.min_cleanable_dirty_ratio =
+            ratio(value, keys::default_value(key)).map_err(|r| self.invalid_at(key, e, r))?;
+        log.min_compaction_lag_ms = self.int("log.cleaner.min.compaction.lag.ms", 0, i64::MAX, MS)?;
         log.validate().map_err(|err| {
             // The defaults are valid, so one of the keys behind the setting is present.
             let entry = broker_keys_of(err.key).iter().find_map(|k| self.get(k));
@@ -1493,10 +1433,45 @@ mod tests {
             .filter(|k| !k.contains(char::is_whitespace)) // prose, not a key=value line
             .collect();
         for key in KEYS {
-            assert!(documented.contains(key), "{key} is not in the sample");
+            assert!(documented.contains(&key.name), "{} is not in the sample", key.name);
         }
         for key in &documented {
-            assert!(KEYS.contains(key), "the sample documents {key}, which is not a key");
+            assert!(keys::key(key).is_some(), "the sample documents {key}, which is not a key");
+        }
+    }
+
+    #[test]
+    fn the_sample_file_is_the_key_tables_rendering() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/server.properties");
+        let want = keys::sample();
+        if std::env::var_os("SLUICE_BLESS").is_some() {
+            std::fs::write(&path, &want).expect("write the sample");
+        }
+        let have = std::fs::read_to_string(&path).expect("read the sample");
+        let first = have.lines().zip(want.lines()).position(|(a, b)| a != b);
+        assert!(
+            have == want,
+            "config/server.properties differs from the key table (broker/config/src/keys.rs) from line {}: \
+             `SLUICE_BLESS=1 cargo test -p sluice-broker-config the_sample_file` rewrites it",
+            first.map_or_else(|| have.lines().count().min(want.lines().count()) + 1, |i| i + 1)
+        );
+    }
+
+    #[test]
+    fn every_default_in_the_key_table_is_what_an_empty_file_gets() {
+        // Parsing only the required keys takes every other key's default from the table
+        // (a default that does not parse fails here, naming its key).
+        parse("").expect("defaults parse");
+        for k in KEYS {
+            if let keys::Default::Value(v) = k.default {
+                // The key written with its default value means the same as leaving it out
+                // (metrics.host needs metrics.port beside it).
+                let beside = if k.name == "metrics.host" { "metrics.port=0\n" } else { "" };
+                let without = parse(beside).expect("defaults parse");
+                let written = parse(&format!("{beside}{}={v}\n", k.name))
+                    .unwrap_or_else(|e| panic!("{} = its default {v} is refused: {e}", k.name));
+                assert_eq!(written, without, "{} = {v} differs from leaving it out", k.name);
+            }
         }
     }
 }

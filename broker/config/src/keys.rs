@@ -1,0 +1,527 @@
+//! Every key of `server.properties`, written once: its name, the section of the sample file
+//! it is documented in, what it means, its default and how the sample shows it. The table
+//! drives the parser (unknown keys, required keys, every default —
+//! [`BrokerConfig::parse`](crate::BrokerConfig::parse) reads defaults from here) and the
+//! documentation: `config/server.properties` is [`sample`]'s output, checked by a test
+//! (`SLUICE_BLESS=1 cargo test -p sluice-broker-config the_sample_file` rewrites it after a change here).
+
+/// A key's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    /// The key must be set.
+    Required,
+    /// Unset unless written; the text says what unset means (may be empty).
+    Unset(&'static str),
+    /// This value, as it would be written in the file.
+    Value(&'static str),
+    /// Worked out from other keys, as described.
+    Derived(&'static str),
+}
+
+/// How the sample file shows a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sample {
+    /// Set to this value.
+    Set(&'static str),
+    /// Commented out, with this example value.
+    Example(&'static str),
+    /// Commented out, showing its default (or nothing).
+    Default,
+}
+
+/// One key of `server.properties`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The key, as Kafka names it.
+    pub name: &'static str,
+    /// The sample file's section.
+    pub section: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
+    /// Its default.
+    pub default: Default,
+    /// How the sample shows it.
+    pub sample: Sample,
+}
+
+/// Every key, in the sample file's order.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "broker.id",
+        section: "Server basics",
+        meaning: "This broker's id: a whole number from 0 to 2147483647, unique in the cluster.",
+        default: Default::Required,
+        sample: Sample::Set("1"),
+    },
+    Key {
+        name: "broker.rack",
+        section: "Server basics",
+        meaning: "This broker's rack, used to spread a partition's replicas over racks.",
+        default: Default::Unset(""),
+        sample: Sample::Example("rack-1"),
+    },
+    Key {
+        name: "listeners",
+        section: "Listeners",
+        meaning: "The one QUIC listener, quic://HOST:PORT. HOST may be empty (every address), a host name, an IPv4 address or a bracketed IPv6 address such as [::1]; port 0 picks a free port. Other schemes (PLAINTEXT://, SSL://) are refused.",
+        default: Default::Value(crate::DEFAULT_LISTENER),
+        sample: Sample::Set("quic://127.0.0.1:9092"),
+    },
+    Key {
+        name: "advertised.listeners",
+        section: "Listeners",
+        meaning: "The quic://HOST:PORT clients are told to dial (registered in the keeper).",
+        default: Default::Derived("the listener, with an unspecified host (empty, 0.0.0.0, [::]) replaced by 127.0.0.1; port 0 means the port the listener bound"),
+        sample: Sample::Example("quic://broker1.example.com:9092"),
+    },
+    Key {
+        name: "tls.ca.file",
+        section: "TLS",
+        meaning: "The cluster CA certificate (for example from `sluice certs init`).",
+        default: Default::Required,
+        sample: Sample::Set("certs/ca.pem"),
+    },
+    Key {
+        name: "tls.cert.file",
+        section: "TLS",
+        meaning: "This broker's certificate, signed by the cluster CA.",
+        default: Default::Required,
+        sample: Sample::Set("certs/broker-1.pem"),
+    },
+    Key {
+        name: "tls.key.file",
+        section: "TLS",
+        meaning: "This broker's private key.",
+        default: Default::Required,
+        sample: Sample::Set("certs/broker-1.key"),
+    },
+    Key {
+        name: "zookeeper.connect",
+        section: "Keeper",
+        meaning: "The keeper ensemble: host:port[,host:port...][/chroot].",
+        default: Default::Required,
+        sample: Sample::Set("127.0.0.1:2181/sluice"),
+    },
+    Key {
+        name: "zookeeper.session.timeout.ms",
+        section: "Keeper",
+        meaning: "The broker's keeper session timeout in milliseconds.",
+        default: Default::Value("18000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "metrics.port",
+        section: "Metrics",
+        meaning: "TCP port of the Prometheus /metrics endpoint; 0 picks a free port.",
+        default: Default::Unset(" (no endpoint)"),
+        sample: Sample::Example("9404"),
+    },
+    Key {
+        name: "metrics.host",
+        section: "Metrics",
+        meaning: "IP address of the /metrics endpoint; only with metrics.port.",
+        default: Default::Value("0.0.0.0"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "delete.topic.enable",
+        section: "Topics",
+        meaning: "Whether topics may be deleted.",
+        default: Default::Value("true"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "auto.create.topics.enable",
+        section: "Topics",
+        meaning: "Create a topic when a client asks for metadata of a topic that does not exist.",
+        default: Default::Value("true"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "num.partitions",
+        section: "Topics",
+        meaning: "Partitions of a topic created without a partition count (and of auto-created topics).",
+        default: Default::Value("1"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "default.replication.factor",
+        section: "Topics",
+        meaning: "Replicas of a topic created without a replication factor.",
+        default: Default::Value("1"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "min.insync.replicas",
+        section: "Topics",
+        meaning: "In-sync replicas an acks=all produce needs; a topic's min.insync.replicas overrides it.",
+        default: Default::Value("1"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "unclean.leader.election.enable",
+        section: "Topics",
+        meaning: "Let an out-of-sync replica become leader when no in-sync one is left (loses data).",
+        default: Default::Value("false"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "auto.leader.rebalance.enable",
+        section: "Leadership and replication",
+        meaning: "Move leadership back to each partition's preferred replica in the background.",
+        default: Default::Value("true"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "leader.imbalance.check.interval.seconds",
+        section: "Leadership and replication",
+        meaning: "How often, in seconds, the controller checks leader balance.",
+        default: Default::Value("300"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "leader.imbalance.per.broker.percentage",
+        section: "Leadership and replication",
+        meaning: "Share (0-100) of a broker's partitions led by a non-preferred replica that triggers a rebalance.",
+        default: Default::Value("10"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "replica.lag.time.max.ms",
+        section: "Leadership and replication",
+        meaning: "A follower that has not caught up for this many milliseconds leaves the ISR.",
+        default: Default::Value("30000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "num.replica.fetchers",
+        section: "Leadership and replication",
+        meaning: "Follower fetchers (actors) per source broker.",
+        default: Default::Value("1"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "replica.fetch.wait.max.ms",
+        section: "Leadership and replication",
+        meaning: "How long a follower's fetch waits at the leader for new data, in ms.",
+        default: Default::Value("500"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "replica.fetch.min.bytes",
+        section: "Leadership and replication",
+        meaning: "Bytes a follower's fetch waits for.",
+        default: Default::Value("1"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "replica.fetch.max.bytes",
+        section: "Leadership and replication",
+        meaning: "Bytes per partition a follower fetches at once (at least one batch).",
+        default: Default::Value("1048576"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "replica.fetch.response.max.bytes",
+        section: "Leadership and replication",
+        meaning: "Bytes in one follower fetch answer.",
+        default: Default::Value("10485760"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "replica.fetch.backoff.ms",
+        section: "Leadership and replication",
+        meaning: "How long a follower waits after a failed fetch, in ms.",
+        default: Default::Value("1000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "controlled.shutdown.enable",
+        section: "Leadership and replication",
+        meaning: "On SIGTERM, ask the controller to move this broker's leaderships away first, so producers see only a leader change.",
+        default: Default::Value("true"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "controlled.shutdown.max.retries",
+        section: "Leadership and replication",
+        meaning: "Attempts at a controlled shutdown before shutting down anyway.",
+        default: Default::Value("3"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "controlled.shutdown.retry.backoff.ms",
+        section: "Leadership and replication",
+        meaning: "Wait between those attempts, in ms.",
+        default: Default::Value("5000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "background.threads",
+        section: "Leadership and replication",
+        meaning: "Threads for background work.",
+        default: Default::Value("10"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "offsets.topic.num.partitions",
+        section: "Consumer groups",
+        meaning: "Partitions of the __consumer_offsets topic.",
+        default: Default::Value("50"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "offsets.topic.replication.factor",
+        section: "Consumer groups",
+        meaning: "Replicas of __consumer_offsets. 3 needs three brokers: this sample sets 1, as Kafka's own single-broker sample does.",
+        default: Default::Value("3"),
+        sample: Sample::Set("1"),
+    },
+    Key {
+        name: "offsets.retention.minutes",
+        section: "Consumer groups",
+        meaning: "How long, in minutes, the committed offsets of an empty group are kept (10080 is 7 days).",
+        default: Default::Value("10080"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "group.initial.rebalance.delay.ms",
+        section: "Consumer groups",
+        meaning: "Milliseconds a new group waits for more members before its first rebalance.",
+        default: Default::Value("3000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "group.min.session.timeout.ms",
+        section: "Consumer groups",
+        meaning: "The shortest session.timeout.ms a consumer may ask for.",
+        default: Default::Value("6000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "group.max.session.timeout.ms",
+        section: "Consumer groups",
+        meaning: "The longest session.timeout.ms a consumer may ask for (a consumer silent that long leaves its group).",
+        default: Default::Value("1800000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.dirs",
+        section: "Log basics",
+        meaning: "Directories holding the partition logs, separated by commas.",
+        default: Default::Value(crate::DEFAULT_LOG_DIR),
+        sample: Sample::Set("/tmp/sluice-logs"),
+    },
+    Key {
+        name: "log.dir",
+        section: "Log basics",
+        meaning: "The older single-directory key; log.dirs wins when both are set.",
+        default: Default::Value(crate::DEFAULT_LOG_DIR),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "message.max.bytes",
+        section: "Log basics",
+        meaning: "The largest record batch accepted, in bytes; a topic's max.message.bytes overrides it.",
+        default: Default::Value("1048588"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "compression.type",
+        section: "Log basics",
+        meaning: "How batches are stored: producer (as the producer compressed them), uncompressed, gzip, snappy, lz4 or zstd.",
+        default: Default::Value("producer"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.index.interval.bytes",
+        section: "Log basics",
+        meaning: "Bytes of batches between two offset-index entries.",
+        default: Default::Value("4096"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.segment.bytes",
+        section: "Segments",
+        meaning: "A segment is rolled before it grows past this many bytes (61 to 2147483647).",
+        default: Default::Value("1073741824"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.roll.hours",
+        section: "Segments",
+        meaning: "A segment is rolled once its records span this many hours.",
+        default: Default::Value("168"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.roll.ms",
+        section: "Segments",
+        meaning: "The same in milliseconds; wins over log.roll.hours.",
+        default: Default::Unset(""),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.flush.interval.messages",
+        section: "Flush",
+        meaning: "Fsync after this many records; unset leaves flushing to the OS.",
+        default: Default::Unset(""),
+        sample: Sample::Example("10000"),
+    },
+    Key {
+        name: "log.flush.interval.ms",
+        section: "Flush",
+        meaning: "Fsync data older than this many milliseconds; unset leaves flushing to the OS.",
+        default: Default::Unset(""),
+        sample: Sample::Example("1000"),
+    },
+    Key {
+        name: "log.retention.hours",
+        section: "Retention",
+        meaning: "Delete segments older than this many hours; -1 keeps them forever.",
+        default: Default::Value("168"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.retention.minutes",
+        section: "Retention",
+        meaning: "The same in minutes; wins over log.retention.hours.",
+        default: Default::Unset(""),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.retention.ms",
+        section: "Retention",
+        meaning: "The same in milliseconds; wins over log.retention.minutes and log.retention.hours.",
+        default: Default::Unset(""),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.retention.bytes",
+        section: "Retention",
+        meaning: "Delete a partition's oldest segments while it holds more bytes than this; -1: no limit.",
+        default: Default::Value("-1"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.retention.check.interval.ms",
+        section: "Retention",
+        meaning: "How often, in milliseconds, retention runs.",
+        default: Default::Value("300000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.cleanup.policy",
+        section: "Compaction",
+        meaning: "What happens to old segments: delete (by retention), compact (keep each key's latest record) or compact,delete.",
+        default: Default::Value("delete"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.cleaner.threads",
+        section: "Compaction",
+        meaning: "Compaction threads; 0 runs none, and compacted topics are then not compacted.",
+        default: Default::Value("1"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.cleaner.delete.retention.ms",
+        section: "Compaction",
+        meaning: "How long, in milliseconds, a tombstone outlives the compaction that found it.",
+        default: Default::Value("86400000"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.cleaner.min.cleanable.ratio",
+        section: "Compaction",
+        meaning: "Dirty share (0 to 1) of a log that makes it worth compacting.",
+        default: Default::Value("0.5"),
+        sample: Sample::Default,
+    },
+    Key {
+        name: "log.cleaner.min.compaction.lag.ms",
+        section: "Compaction",
+        meaning: "Records younger than this many milliseconds are not compacted.",
+        default: Default::Value("0"),
+        sample: Sample::Default,
+    },
+];
+
+/// The key named `name`.
+pub fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// The default value of `name`, as written in the file.
+///
+/// # Panics
+/// If `name` is not in [`KEYS`] with a [`Default::Value`]: a mistake in this crate, which
+/// the tests parsing an empty configuration catch.
+pub(crate) fn default_value(name: &str) -> &'static str {
+    match key(name).map(|k| k.default) {
+        Some(Default::Value(v)) => v,
+        other => panic!("{name} has no default value in the key table (found {other:?})"),
+    }
+}
+
+/// The comment lines opening the sample file.
+const HEADER: &str = "\
+# Sluice broker configuration: Kafka's server.properties keys, with the defaults of
+# ZooKeeper-mode Kafka 3.x. This sample runs one local broker next to a local keeper.
+#
+# Lines starting with # are comments; a commented-out key shows its default or an example.
+# Unknown keys, empty values and bad values stop the broker with the file, line and reason.
+# Relative paths are taken from the broker's working directory.
+# This file is generated from broker/config/src/keys.rs.
+";
+
+/// Width the sample's comments are wrapped to.
+const WIDTH: usize = 92;
+
+/// The sample `server.properties`: every key in its section, with its meaning and default.
+pub fn sample() -> String {
+    let mut out = String::from(HEADER);
+    let mut section = "";
+    for k in KEYS {
+        if k.section != section {
+            section = k.section;
+            out.push_str(&format!(
+                "\n############################# {section} #############################\n"
+            ));
+        }
+        let default = match k.default {
+            Default::Required => "Required.".to_string(),
+            Default::Unset(what) => format!("Default: none{what}."),
+            Default::Value(v) => format!("Default: {v}"),
+            Default::Derived(how) => format!("Default: {how}."),
+        };
+        out.push('\n');
+        // "Default: X" stays on one line.
+        wrap(&format!("{} {}", k.meaning, default.replacen("Default: ", "Default:\u{1}", 1)), &mut out);
+        let line = match (k.sample, k.default) {
+            (Sample::Set(v), _) => format!("{}={v}", k.name),
+            (Sample::Example(v), _) => format!("#{}={v}", k.name),
+            (Sample::Default, Default::Value(v)) => format!("#{}={v}", k.name),
+            (Sample::Default, _) => format!("#{}=", k.name),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Appends `text` as `# ` comment lines of at most [`WIDTH`] characters.
+fn wrap(text: &str, out: &mut String) {
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() > 1 && line.len() + 1 + word.len() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(&word.replace('\u{1}', " "));
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
