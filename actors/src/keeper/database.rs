@@ -786,8 +786,8 @@ impl Handler<SessionRequest> for Database {
                 // Every write acknowledged before this request has been applied; a write
                 // still waiting for its fsync is not acknowledged yet, so wait for it too.
                 let (tx, rx) = oneshot::channel();
-                let synced = self.pending.next_zxid();
-                self.submit(ctx, session, Op::Check { path: "/".into(), version: -1 }, Some(tx));
+                let (barrier, synced) = self.pending.sync_barrier();
+                self.submit(ctx, session, barrier, Some(tx));
                 Box::pin(async move {
                     A::Sync(rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r.map(|_| synced)))
                 })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sluice_actors::broker::partition::{wait_replicated, Append};
 use sluice_actors::broker::replica_manager::current;
 use sluice_broker_core::metadata::ClusterUpdate;
-use sluice_broker_core::order::OrderGuard;
+use sluice_broker_core::order::{check_acks, OrderGuard};
 use sluice_broker_core::{znodes, BrokerError};
 use sluice_client::keeper::KeeperClientError;
 use sluice_keeper_core::{CreateMode, KeeperError};
@@ -41,9 +41,7 @@ impl BrokerService {
         let (topic, partition, broker, retry) = (&req.topic, req.partition, self.id(), req.retry);
         let channel = order.as_ref().map(|(id, _)| *id);
         let attempt = || {
-            if !matches!(req.acks, -1..=1) {
-                return Err(BrokerError::InvalidRequiredAcks { acks: req.acks });
-            }
+            check_acks(req.acks)?;
             let routing = current(&self.inner.routing);
             let leader = self.route(&routing, &req.topic, req.partition)?;
             let min_insync = (req.acks == -1)
@@ -60,18 +58,12 @@ impl BrokerService {
         };
         let ready = match order {
             None => attempt(),
-            Some((_, guard)) => {
-                // Nothing held (the usual case): no key to build.
-                if !guard.is_clear() && !guard.admit(&(topic.clone(), partition), retry) {
-                    Err(BrokerError::OutOfOrderSequence { topic: topic.clone(), partition })
-                } else {
-                    let r = attempt();
-                    if r.as_ref().is_err_and(BrokerError::is_retriable) {
-                        guard.failed((topic.clone(), partition));
-                    }
-                    r
-                }
-            }
+            Some((_, guard)) => guard.run(
+                || (topic.clone(), partition),
+                retry,
+                || BrokerError::OutOfOrderSequence { topic: topic.clone(), partition },
+                attempt,
+            ),
         };
         let topic = topic.clone();
         let timeout = Duration::from_millis(u64::from(req.timeout_ms));

@@ -17,6 +17,8 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
+use crate::BrokerError;
+
 /// The held keys of one ordering scope (a channel's partitions, or a partition's channels).
 #[derive(Debug, Clone)]
 pub struct OrderGuard<K> {
@@ -55,6 +57,35 @@ impl<K: Hash + Eq> OrderGuard<K> {
     pub fn is_held(&self, key: &K) -> bool {
         self.held.contains(key)
     }
+
+    /// One produce to `key` on the channel, the whole rule: refused with `refused()` while
+    /// `key` is held and this is not the producer's retry; otherwise `attempt` runs (the
+    /// shell's routing and hand-over to the partition), and a retriable failure holds
+    /// `key`. `key` is only built when something is held or the attempt fails.
+    pub fn run<T>(
+        &mut self,
+        key: impl Fn() -> K,
+        retry: bool,
+        refused: impl FnOnce() -> BrokerError,
+        attempt: impl FnOnce() -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        if !self.is_clear() && !self.admit(&key(), retry) {
+            return Err(refused());
+        }
+        let result = attempt();
+        if result.as_ref().is_err_and(BrokerError::is_retriable) {
+            self.failed(key());
+        }
+        result
+    }
+}
+
+/// Kafka's `acks`: 0 (no answer), 1 (the leader's append) or -1 (every in-sync replica).
+pub fn check_acks(acks: i16) -> Result<(), BrokerError> {
+    match acks {
+        -1..=1 => Ok(()),
+        _ => Err(BrokerError::InvalidRequiredAcks { acks }),
+    }
 }
 
 #[cfg(test)]
@@ -78,5 +109,40 @@ mod tests {
         assert!(g.admit(&"p0", false));
         assert!(!g.is_held(&"p0"));
         assert!(g.is_clear());
+    }
+
+    #[test]
+    fn run_refuses_a_held_key_until_the_retry_and_a_retriable_failure_holds() {
+        let mut g: OrderGuard<&str> = OrderGuard::default();
+        let refused = || BrokerError::OutOfOrderSequence { topic: "t".into(), partition: 0 };
+        let not_leader = || BrokerError::NotLeaderForPartition {
+            topic: "t".into(),
+            partition: 0,
+            broker: 1,
+            leader: None,
+        };
+        assert_eq!(g.run(|| "t-0", false, refused, || Ok(1)), Ok(1));
+        assert!(g.run(|| "t-0", false, refused, || Err::<(), _>(not_leader())).is_err());
+        assert!(g.is_held(&"t-0"), "a retriable failure holds the partition");
+        let mut ran = false;
+        let r = g.run(
+            || "t-0",
+            false,
+            refused,
+            || {
+                ran = true;
+                Ok(2)
+            },
+        );
+        assert_eq!(r, Err(refused()), "the next produce is refused");
+        assert!(!ran, "and never reaches the partition");
+        assert_eq!(g.run(|| "t-1", false, refused, || Ok(3)), Ok(3), "other partitions go on");
+        assert_eq!(g.run(|| "t-0", true, refused, || Ok(4)), Ok(4), "the retry lifts the hold");
+        assert!(g.is_clear());
+        let bad = BrokerError::InvalidRequiredAcks { acks: 7 };
+        assert!(g.run(|| "t-0", false, refused, || Err::<(), _>(bad.clone())).is_err());
+        assert!(g.is_clear(), "a failure that is not retriable holds nothing");
+        assert_eq!(check_acks(-1), Ok(()));
+        assert_eq!(check_acks(2), Err(BrokerError::InvalidRequiredAcks { acks: 2 }));
     }
 }

@@ -6,6 +6,9 @@
 //! - [`check_not_behind`]: a client never goes back in time: a server that has not applied
 //!   the newest zxid the client has seen refuses its session.
 //! - [`expiry`]: who decides session expiry (in an ensemble, only the leader).
+//! - `sync` ([`WriteQueue::sync_barrier`] standalone; in an ensemble the leader's read
+//!   index, `sluice_ensemble::zxid_through`): answered once the connected server has
+//!   applied every write acknowledged before it, with the zxid the session has then seen.
 //!
 //! The ensemble's own zxids are Raft log positions (`sluice-ensemble`), and its quorum rule is
 //! Raft's (openraft): neither is decided here.
@@ -33,6 +36,14 @@ impl<R> WriteQueue<R> {
     /// `sync` answered once the write submitted now is durable has seen them all.
     pub fn next_zxid(&self) -> i64 {
         self.next_zxid
+    }
+
+    /// A standalone `sync`: a no-op write (a version check of `/` at any version) queued
+    /// behind every write submitted so far, and the zxid to answer it with once that no-op
+    /// is durable and applied. The queue is answered in zxid order, so by then every write
+    /// acknowledged before the `sync` has been applied here.
+    pub fn sync_barrier(&self) -> (Op, i64) {
+        (Op::Check { path: "/".into(), version: -1 }, self.next_zxid)
     }
 
     /// Writes waiting for durability.
@@ -130,5 +141,22 @@ mod tests {
         assert_eq!(expiry(false, false), Expiry::Decide);
         assert_eq!(expiry(true, true), Expiry::Decide);
         assert_eq!(expiry(true, false), Expiry::Report);
+    }
+
+    #[test]
+    fn a_sync_barrier_queues_behind_every_pending_write_and_answers_with_its_own_zxid() {
+        let mut q: WriteQueue<&str> = WriteQueue::after(10);
+        q.submit(
+            0,
+            1,
+            Op::Create { path: "/a".into(), data: vec![], mode: crate::CreateMode::Persistent },
+            "a",
+        );
+        let (op, zxid) = q.sync_barrier();
+        assert_eq!(zxid, 12, "the barrier gets the zxid after the pending write");
+        let txn = q.submit(0, 2, op, "sync");
+        assert_eq!(txn.zxid, zxid);
+        assert_eq!(q.durable(11).into_iter().map(|(_, r)| r).collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(q.durable(12).into_iter().map(|(_, r)| r).collect::<Vec<_>>(), vec!["sync"]);
     }
 }
