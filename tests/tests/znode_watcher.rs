@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use sluice_actors::broker::znode_watcher::{WatchRoutes, Watching, ZnodeChanged, ZnodeValue};
-use sluice_client::keeper::{KeeperClient, KeeperClientOptions, KeeperEvent};
-use sluice_keeper_core::CreateMode;
+use sluice_client::keeper::{KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent};
+use sluice_keeper_core::{CreateMode, KeeperError};
 use sluice_tests::{wait_for, KeeperProcess, TestPki};
 
 const P: CreateMode = CreateMode::Persistent;
@@ -114,14 +114,18 @@ async fn a_watcher_follows_every_change_re_arming_its_watch_and_outlives_a_keepe
     // The keeper dies and comes back; the session (and the watchers on it) carry on.
     keeper.kill();
     keeper.restart();
-    let mut reconnected = false;
-    for _ in 0..50 {
-        if client.create("/w/c", b"", P).await.is_ok() {
-            reconnected = true;
-            break;
+    // The next request reconnects and resumes the session (a create whose answer was lost
+    // on the way finds its node there).
+    let reconnected = wait_for(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            match client.create("/w/c", b"", P).await {
+                Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => true,
+                Err(_) => false,
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     assert!(reconnected, "the client never got back to the restarted keeper");
     until_told(&seen, &children(&["b", "c"]), "after the keeper's restart").await;
 

@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -60,6 +62,8 @@ struct Faults {
 struct Net {
     nodes: Mutex<BTreeMap<Id, Raft<KeeperRaft>>>,
     faults: Mutex<Faults>,
+    /// Fires whenever a member's metrics change (role, term, leader).
+    changed: Notify,
 }
 
 impl Net {
@@ -79,16 +83,45 @@ impl Net {
         self.nodes.lock().expect("lock").get(&id).cloned()
     }
 
-    /// Whoever leads in the newest term, with its id (a member cut off while it led says it
-    /// leads until it hears more).
-    fn leader(&self) -> Option<(Id, Raft<KeeperRaft>)> {
+    /// Whoever leads in the newest term, with its id and term (a member cut off while it led
+    /// says it leads until it hears more).
+    fn leader(&self) -> Option<Leader> {
         let nodes = self.nodes.lock().expect("lock");
         nodes
             .iter()
             .filter(|(_, r)| r.metrics().borrow().state == ServerState::Leader)
-            .max_by_key(|(_, r)| r.metrics().borrow().current_term)
-            .map(|(id, r)| (*id, r.clone()))
+            .map(|(id, r)| (*id, r.metrics().borrow().current_term, r.clone()))
+            .max_by_key(|(_, term, _)| *term)
     }
+
+    /// A leader other than `failed` (the id and term of one a request just failed at):
+    /// waits up to `within` for the members' metrics to show one, then settles for whoever
+    /// leads (`failed` again, if nothing changed).
+    async fn leader_other_than(&self, failed: Option<(Id, u64)>, within: Duration) -> Option<Leader> {
+        let other = |l: &Leader| Some((l.0, l.1)) != failed;
+        until(&self.changed, within, || self.leader().filter(other)).await.or_else(|| self.leader())
+    }
+}
+
+/// A member that leads: its id, its term, its Raft.
+type Leader = (Id, u64, Raft<KeeperRaft>);
+
+/// Waits (at most `within` of simulated time) until `cond` gives something, checking it
+/// again each time `notify` fires.
+async fn until<T>(notify: &Notify, within: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let wait = async {
+        loop {
+            let fired = notify.notified();
+            tokio::pin!(fired);
+            // Registered before the check, so a change right after it is not missed.
+            fired.as_mut().enable();
+            if let Some(v) = cond() {
+                return v;
+            }
+            fired.await;
+        }
+    };
+    tokio::time::timeout(within, wait).await.ok()
 }
 
 /// How long a sender waits for a message that was lost.
@@ -126,7 +159,8 @@ impl Link {
         F: FnOnce(Raft<KeeperRaft>) -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
     {
-        // A lost message is noticed only when the sender gives up on it, and a refused
+        // The simulated network: its delays are simulated time, the model's latency, not a
+        // wait for anything. A lost message is noticed only when the sender gives up on it, and a refused
         // connection takes a moment too: on the paused clock an error that took no time
         // would let openraft retry in a loop that time never leaves.
         let Some(delay) = self.net.fate(self.from, self.to) else {
@@ -180,45 +214,65 @@ impl RaftNetwork<KeeperRaft> for Link {
 /// the incarnation of the member it belongs to (a crashed incarnation's late events are
 /// ignored, as a dead process's would be).
 #[derive(Default)]
-struct Replicas(Mutex<BTreeMap<Id, (u64, KeeperState)>>);
+struct Replicas {
+    members: Mutex<BTreeMap<Id, Replica>>,
+    /// Fires whenever a member applies something.
+    changed: Notify,
+}
+
+/// One member's copy.
+#[derive(Default)]
+struct Replica {
+    /// Which life of the member it belongs to.
+    incarnation: u64,
+    state: KeeperState,
+    /// The last log index applied.
+    applied: u64,
+}
 
 impl Replicas {
     /// A sink for a new incarnation of member `id`.
     fn sink(self: &Arc<Self>, id: Id) -> Sink {
         let me = self.clone();
         let incarnation = {
-            let mut all = me.0.lock().expect("lock");
+            let mut all = me.members.lock().expect("lock");
             let slot = all.entry(id).or_default();
-            slot.0 += 1;
-            slot.0
+            slot.incarnation += 1;
+            slot.incarnation
         };
         Arc::new(move |ev| {
-            let mut all = me.0.lock().expect("lock");
-            let Some((current, state)) = all.get_mut(&id) else { return };
-            if *current != incarnation {
-                return;
-            }
-            match ev {
-                SmEvent::Committed(batch) => {
-                    for txn in batch.into_iter().flat_map(|(_, txns)| txns) {
-                        state.apply(&txn);
+            {
+                let mut all = me.members.lock().expect("lock");
+                let Some(r) = all.get_mut(&id).filter(|r| r.incarnation == incarnation) else { return };
+                match ev {
+                    SmEvent::Committed(batch) => {
+                        for (index, txns) in batch {
+                            txns.iter().for_each(|txn| {
+                                r.state.apply(txn);
+                            });
+                            r.applied = index;
+                        }
+                    }
+                    SmEvent::Installed { state, index } => {
+                        r.state = *state;
+                        r.applied = index;
                     }
                 }
-                SmEvent::Installed { state: s, .. } => *state = *s,
             }
+            me.changed.notify_waiters();
         })
     }
 
-    /// Which incarnation of member `id` is live.
-    fn incarnation(&self, id: Id) -> u64 {
-        self.0.lock().expect("lock").get(&id).map_or(0, |(incarnation, _)| *incarnation)
+    /// Which incarnation of member `id` is live, and the last index it applied.
+    fn applied(&self, id: Id) -> (u64, u64) {
+        self.members.lock().expect("lock").get(&id).map_or((0, 0), |r| (r.incarnation, r.applied))
     }
 
     /// Member `id`'s copy of `path`: its data and version, or `None`.
     fn read(&self, id: Id, path: &str) -> linearizability::NodeState {
-        let all = self.0.lock().expect("lock");
-        let (_, state) = all.get(&id)?;
-        state.tree.get(path).ok().map(|(data, stat)| (data.to_vec(), stat.version))
+        let all = self.members.lock().expect("lock");
+        let r = all.get(&id)?;
+        r.state.tree.get(path).ok().map(|(data, stat)| (data.to_vec(), stat.version))
     }
 }
 
@@ -263,11 +317,11 @@ impl Sim {
         let log = LogStore::open_with(dir, Io::Simulated)
             .unwrap_or_else(|e| panic!("seed {}: reopen {id}: {e}", self.seed));
         self.log_stopped.insert(id, log.stopped());
-        let (sm, state, _) = StateMachine::open(dir, id, self.replicas.sink(id), 2)
+        let (sm, state, applied) = StateMachine::open(dir, id, self.replicas.sink(id), 2)
             .unwrap_or_else(|e| panic!("seed {}: state machine {id}: {e}", self.seed));
         let sm = sm.with_io(Io::Simulated);
-        if let Some(slot) = self.replicas.0.lock().expect("lock").get_mut(&id) {
-            slot.1 = state;
+        if let Some(slot) = self.replicas.members.lock().expect("lock").get_mut(&id) {
+            (slot.state, slot.applied) = (state, applied);
         }
         let factory = Factory { me: id, net: self.net.clone() };
         let raft = Raft::new(id, self.configs[&id].clone(), factory, log, sm).await.expect("raft");
@@ -275,6 +329,7 @@ impl Sim {
             let _ = raft.initialize(self.members.clone()).await;
         }
         let (leaders, trace, mut metrics) = (self.leaders.clone(), self.trace.clone(), raft.metrics());
+        let net = self.net.clone();
         tokio::spawn(async move {
             loop {
                 {
@@ -286,6 +341,7 @@ impl Sim {
                         }
                     }
                 }
+                net.changed.notify_waiters();
                 if metrics.changed().await.is_err() {
                     return;
                 }
@@ -324,9 +380,33 @@ enum NoAnswer {
     Unknown,
 }
 
-/// Proposes `op` through whoever leads now; its result and the log index it committed at.
-async fn write_at(net: &Net, session: u64, op: Op) -> Result<(u64, Result<OpResult, KeeperError>), NoAnswer> {
-    let (_, leader) = net.leader().ok_or(NoAnswer::NotProposed)?;
+/// What a proposal answered, with the log index it committed at.
+type Answer = (u64, Result<OpResult, KeeperError>);
+
+/// Proposes `op` through whoever leads now.
+async fn write_at(net: &Net, session: u64, op: Op) -> Result<Answer, NoAnswer> {
+    let (_, _, leader) = net.leader().ok_or(NoAnswer::NotProposed)?;
+    propose(&leader, session, op).await
+}
+
+/// Proposes `op` until it is answered, waiting after each failure for another leader;
+/// `None` if none answered within `within`.
+async fn write_until_answered(net: &Net, session: u64, op: Op, within: Duration) -> Option<Answer> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut failed = None;
+    while tokio::time::Instant::now() < deadline {
+        // With nobody leading, this waits CLIENT_WAIT of simulated time.
+        let Some((id, term, leader)) = net.leader_other_than(failed, CLIENT_WAIT).await else { continue };
+        match propose(&leader, session, op.clone()).await {
+            Ok(answer) => return Some(answer),
+            Err(_) => failed = Some((id, term)),
+        }
+    }
+    None
+}
+
+/// Proposes `op` through `leader`.
+async fn propose(leader: &Raft<KeeperRaft>, session: u64, op: Op) -> Result<Answer, NoAnswer> {
     let p = Batch(vec![Proposal { session, time_ms: 0, op, trace: None }]);
     match tokio::time::timeout(CLIENT_WAIT, leader.client_write(p)).await {
         Ok(Ok(r)) => r.data.0.into_iter().next().map(|res| (r.log_id.index, res)).ok_or(NoAnswer::Unknown),
@@ -360,10 +440,8 @@ async fn client(
         let value = format!("{no}-{n}").into_bytes();
         match rng.gen_range(0..3) {
             0 => {
-                let Some((id, leader)) = net.leader() else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
+                // With nobody leading, this waits CLIENT_WAIT of simulated time.
+                let Some((id, _, leader)) = net.leader_other_than(None, CLIENT_WAIT).await else { continue };
                 let op = linearizability::Op::Read { key: key.into() };
                 let h = history.lock().expect("lock").invoke(no, op, tick());
                 let state =
@@ -391,9 +469,12 @@ async fn client(
                     }
                     _ => (linearizability::Op::Write { key: key.into(), value: value.clone() }, -1),
                 };
+                let Some((id, term, leader)) = net.leader_other_than(None, CLIENT_WAIT).await else {
+                    continue;
+                };
                 let h = history.lock().expect("lock").invoke(no, op, tick());
                 let set = Op::SetData { path: key.into(), data: value, version };
-                let outcome = match write_at(&net, 0, set).await {
+                let outcome = match propose(&leader, 0, set).await {
                     Ok((_, Ok(OpResult::DataSet { stat }))) => {
                         versions.insert(key, stat.version);
                         Outcome::Ok(Output::WriteOk { version: stat.version })
@@ -402,9 +483,10 @@ async fn client(
                     Ok((_, Err(KeeperError::NoNode { .. }))) => Outcome::Ok(Output::NoNode),
                     Ok((_, other)) => panic!("seed {seed}: client {no}: unexpected answer {other:?}"),
                     Err(NoAnswer::NotProposed) => {
-                        // Never proposed, so it certainly had no effect: leave it out.
+                        // Refused by a member that no longer leads: try again once another
+                        // does (or CLIENT_WAIT has passed).
                         history.lock().expect("lock").complete(h, tick(), Outcome::Unknown);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        net.leader_other_than(Some((id, term)), CLIENT_WAIT).await;
                         continue;
                     }
                     Err(NoAnswer::Unknown) => Outcome::Unknown,
@@ -412,27 +494,31 @@ async fn client(
                 history.lock().expect("lock").complete(h, tick(), outcome);
             }
         }
+        // The client's think time (simulated: the workload's pace, not a wait for anything).
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..10))).await;
     }
 }
 
 /// Reads `key` at member `id` once it has confirmed that it leads and applied everything
 /// committed before: openraft's `ensure_linearizable`, except that the wait for the state
-/// machine polls on the clock instead of waiting on the metrics channel (whose waiters tokio
-/// wakes in a random order). `None` if `id` stopped leading or crashed meanwhile.
+/// machine is on the replicas' own notification instead of openraft's metrics channel (whose
+/// waiters tokio wakes in a random order). `None` if `id` stopped leading or crashed
+/// meanwhile.
 async fn linearizable_read(
     leader: &Raft<KeeperRaft>,
     id: Id,
     replicas: &Replicas,
     key: &str,
 ) -> Option<linearizability::NodeState> {
-    let incarnation = replicas.incarnation(id);
+    let (incarnation, _) = replicas.applied(id);
     let (read, _) = leader.get_read_log_id().await.ok()?;
     let wanted = read.map_or(0, |l| l.index);
-    while leader.metrics().borrow().last_applied.map_or(0, |l| l.index) < wanted {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    (replicas.incarnation(id) == incarnation).then(|| replicas.read(id, key))
+    let caught_up = until(&replicas.changed, CLIENT_WAIT, || {
+        let (now, applied) = replicas.applied(id);
+        (now != incarnation || applied >= wanted).then_some(now == incarnation)
+    })
+    .await;
+    caught_up?.then(|| replicas.read(id, key))
 }
 
 /// Runs seed `seed` on a fresh single-threaded runtime with paused time; returns its trace.
@@ -479,7 +565,7 @@ async fn simulate(seed: u64) -> Vec<String> {
     let trace = Arc::new(Trace::default());
     let mut sim = Sim {
         seed,
-        net: Arc::new(Net { nodes: Mutex::default(), faults: Mutex::new(faults) }),
+        net: Arc::new(Net { nodes: Mutex::default(), faults: Mutex::new(faults), changed: Notify::new() }),
         dirs,
         replicas: Arc::default(),
         configs,
@@ -493,14 +579,9 @@ async fn simulate(seed: u64) -> Vec<String> {
     }
     // The clients' keys, created before any fault.
     for key in KEYS {
-        loop {
-            let op = Op::Create { path: key.into(), data: b"0".to_vec(), mode: CreateMode::Persistent };
-            if let Some(r) = sim.write(0, op).await {
-                assert!(r.is_ok(), "seed {seed}: creating {key}: {r:?}");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let op = Op::Create { path: key.into(), data: b"0".to_vec(), mode: CreateMode::Persistent };
+        let created = write_until_answered(&sim.net, 0, op, Duration::from_secs(30)).await;
+        assert!(matches!(created, Some((_, Ok(_)))), "seed {seed}: creating {key}: {created:?}");
     }
     let history = Arc::new(Mutex::new(History::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -588,6 +669,8 @@ async fn simulate(seed: u64) -> Vec<String> {
             down.remove(&id);
             sim.start_member(id).await;
         }
+        // Simulated time between two steps of the fault schedule (the clients and the
+        // ensemble run meanwhile).
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Heal everything, stop the clients and let the ensemble converge.
@@ -607,14 +690,10 @@ async fn simulate(seed: u64) -> Vec<String> {
     // A last write through a leader: once every member has applied it, all are level.
     // (A member cut off while it led may still say it leads until it hears the new term:
     // the committed index of this write, not any "leader's" applied index, is the target.)
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let (marker, target) = loop {
-        let end = Op::Create { path: "/end".into(), data: vec![], mode: CreateMode::Persistent };
-        if let Ok((index, Ok(_))) = write_at(&sim.net, 0, end).await {
-            break ("/end", index);
-        }
-        assert!(tokio::time::Instant::now() < deadline, "seed {seed}: no leader took a write after healing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let end = Op::Create { path: "/end".into(), data: vec![], mode: CreateMode::Persistent };
+    let (marker, target) = match write_until_answered(&sim.net, 0, end, Duration::from_secs(30)).await {
+        Some((index, Ok(_))) => ("/end", index),
+        other => panic!("seed {seed}: no leader took a write after healing: {other:?}"),
     };
     trace.push(format!("{:?} /end committed at {target}", now()));
     for id in 1..=n {
@@ -664,10 +743,10 @@ fn check_replicas(
     closed_sessions: &BTreeSet<u64>,
 ) {
     let seed = sim.seed;
-    let replicas = sim.replicas.0.lock().expect("lock");
-    let first = replicas.get(&1).expect("member 1").1.clone();
+    let replicas = sim.replicas.members.lock().expect("lock");
+    let first = replicas.get(&1).expect("member 1").state.clone();
     for id in 1..=n {
-        let state = &replicas.get(&id).unwrap_or_else(|| panic!("seed {seed}: no state for {id}")).1;
+        let state = &replicas.get(&id).unwrap_or_else(|| panic!("seed {seed}: no state for {id}")).state;
         let metrics = sim.net.node(id).map(|r| {
             let m = r.metrics().borrow().clone();
             format!(
