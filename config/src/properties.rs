@@ -144,15 +144,27 @@ pub fn read(path: &Path, known: &[&str]) -> Result<Vec<Entry>, PropertiesError> 
     let text = std::fs::read_to_string(path)
         .map_err(|source| PropertiesError::Read { path: path.into(), source })?;
     let entries = parse(&text, path)?;
-    if let Some(e) = entries.iter().find(|e| !known.contains(&e.key.as_str())) {
-        return Err(PropertiesError::UnknownKey {
+    refuse_unknown(&entries, path, |k| known.contains(&k), known.iter().copied())?;
+    Ok(entries)
+}
+
+/// Refuses the first entry whose key `is_known` rejects, naming the file, the line and the
+/// `known` keys.
+pub fn refuse_unknown<'a>(
+    entries: &[Entry],
+    path: &Path,
+    is_known: impl Fn(&str) -> bool,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Result<(), PropertiesError> {
+    match entries.iter().find(|e| !is_known(&e.key)) {
+        None => Ok(()),
+        Some(e) => Err(PropertiesError::UnknownKey {
             path: path.into(),
             line: e.line,
             key: e.key.clone(),
-            known: known.join(", "),
-        });
+            known: known.into_iter().collect::<Vec<_>>().join(", "),
+        }),
     }
-    Ok(entries)
 }
 
 #[cfg(test)]

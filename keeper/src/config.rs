@@ -108,17 +108,8 @@ impl KeeperConfig {
     /// (which are taken from the current directory, as ZooKeeper does).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let entries = properties::parse(text, path)?;
-        if let Some(e) =
-            entries.iter().find(|e| !KEYS.contains(&e.key.as_str()) && !e.key.starts_with("server."))
-        {
-            return Err(PropertiesError::UnknownKey {
-                path: path.into(),
-                line: e.line,
-                key: e.key.clone(),
-                known: KEYS.join(", "),
-            }
-            .into());
-        }
+        let is_known = |k: &str| KEYS.contains(&k) || k.starts_with("server.");
+        properties::refuse_unknown(&entries, path, is_known, KEYS.iter().copied())?;
         let get = |key: &str| entries.iter().find(|e| e.key == key);
         let num = |key: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
             match get(key) {

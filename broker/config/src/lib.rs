@@ -205,15 +205,7 @@ impl BrokerConfig {
     /// and no path is checked; a listener given as a host name is resolved.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let entries = properties::parse(text, path)?;
-        if let Some(e) = entries.iter().find(|e| keys::key(&e.key).is_none()) {
-            return Err(PropertiesError::UnknownKey {
-                path: path.into(),
-                line: e.line,
-                key: e.key.clone(),
-                known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
-            }
-            .into());
-        }
+        properties::refuse_unknown(&entries, path, |k| keys::key(k).is_some(), KEYS.iter().map(|k| k.name))?;
         let p = Props { path, entries: &entries };
         if let Some(e) = entries.iter().find(|e| e.value.is_empty()) {
             let reason = if keys::key(&e.key).is_some_and(|k| k.default == keys::Default::Required) {
