@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use sluice_actors::keeper::{Attach, Database, Role, Touched};
+use actix::Actor;
+
+use sluice_actors::keeper::role_watcher::RoleWatcher;
+use sluice_actors::keeper::{Attach, Database, Touched};
 use sluice_ensemble::store::StoreError;
 use sluice_ensemble::Ensemble;
 use sluice_proto::keeper::KeeperProtocol;
@@ -129,54 +132,10 @@ async fn run_member(
     let peer_server = sluice_net::Server::<PeerProtocol>::bind(peer_listen, identity, opts)?;
     db.do_send(Attach(ensemble.clone()));
     // Role changes reach the database (it decides expiry while it leads, and tells its
-    // clients when it has no quorum). Checked on every change and every heartbeat: a leader
-    // cut off from its majority learns it only from time passing without acknowledgements.
-    let (role_db, mut metrics) = (db.clone(), raft.metrics());
-    let (my_id, heartbeat) = (ens.my_id, Duration::from_millis(ens.heartbeat_ms));
+    // clients when it has no quorum).
+    let heartbeat = Duration::from_millis(ens.heartbeat_ms);
     let lost_after = ens.election_timeout_ms * 2;
-    metrics::describe_gauge!(
-        "sluice_keeper_raft_term",
-        "The Raft term (ZooKeeper's epoch) this member is in."
-    );
-    metrics::describe_gauge!("sluice_keeper_raft_leader", "The member this one follows (or is), 0 for none.");
-    metrics::describe_gauge!(
-        "sluice_keeper_quorum",
-        "1 while this member can commit writes, 0 without a quorum."
-    );
-    let (term_gauge, leader_gauge, quorum_gauge) = (
-        metrics::gauge!("sluice_keeper_raft_term"),
-        metrics::gauge!("sluice_keeper_raft_leader"),
-        metrics::gauge!("sluice_keeper_quorum"),
-    );
-    actix::spawn(async move {
-        let mut was = None;
-        loop {
-            let role = {
-                let m = metrics.borrow_and_update();
-                term_gauge.set(m.current_term as f64);
-                leader_gauge.set(m.current_leader.unwrap_or(0) as f64);
-                let leading = m.state == openraft::ServerState::Leader && m.current_leader == Some(my_id);
-                let alone = m.membership_config.voter_ids().count() == 1;
-                let quorum = match m.state {
-                    openraft::ServerState::Leader => {
-                        alone || m.millis_since_quorum_ack.is_some_and(|ms| ms <= lost_after)
-                    }
-                    openraft::ServerState::Follower => m.current_leader.is_some(),
-                    _ => false,
-                };
-                (leading, quorum)
-            };
-            quorum_gauge.set(if role.1 { 1.0 } else { 0.0 });
-            if was != Some(role) {
-                was = Some(role);
-                role_db.do_send(Role { leading: role.0, quorum: role.1 });
-            }
-            tokio::select! {
-                changed = metrics.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(heartbeat) => {}
-            }
-        }
-    });
+    RoleWatcher::new(raft.metrics(), ens.my_id, lost_after, heartbeat, db.clone().recipient()).start();
 
     let opts = sluice_net::ServerOptions { name: "keeper".into(), ..Default::default() };
     let server = sluice_net::Server::<KeeperProtocol>::bind(config.listen, identity, opts)?;

@@ -34,6 +34,25 @@ use peer::{PeerProtocol, Propose, ReadIndex, Refusal, Touch};
 
 pub use sluice_proto::peer::{Applied, Batch, BatchApplied, KeeperRaft, Proposal};
 
+/// A member's Raft metrics (openraft's), as [`role_of`] reads them.
+pub type Metrics = openraft::RaftMetrics<u64, BasicNode>;
+
+/// What a member's metrics say of its role: whether it leads, and whether it can commit
+/// writes — a leader acknowledged by a majority within `lost_after_ms` (or alone in the
+/// ensemble), a follower that knows its leader. A leader cut off from its majority learns
+/// it only from time passing without acknowledgements, so this is asked on every change
+/// and on a heartbeat tick too.
+pub fn role_of(m: &Metrics, me: u64, lost_after_ms: u64) -> (bool, bool) {
+    let leading = m.state == ServerState::Leader && m.current_leader == Some(me);
+    let alone = m.membership_config.voter_ids().count() == 1;
+    let quorum = match m.state {
+        ServerState::Leader => alone || m.millis_since_quorum_ack.is_some_and(|ms| ms <= lost_after_ms),
+        ServerState::Follower => m.current_leader.is_some(),
+        _ => false,
+    };
+    (leading, quorum)
+}
+
 /// How a member's log and snapshot files are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Io {
