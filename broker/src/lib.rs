@@ -4,14 +4,12 @@
 //! - [`config`]: `server.properties`, with Kafka's keys and defaults (the
 //!   `sluice-broker-config` crate, below the actors that read it).
 //! - [`server`]: running a broker (listener, actors, cluster membership, shutdown).
-//! - [`membership`]: keeper session, `/brokers/ids/<id>`, the `/controller` election.
 //! - [`service`]: the request handlers of `sluice-broker/3` and `sluice-interbroker/1`.
 //! - [`stats`]: the broker's state as Prometheus gauges.
 //!
-//! The actors (partitions, fetchers, controller, replica and log managers, group
-//! coordinators) are in `sluice_actors::broker`.
+//! The actors (membership, partitions, fetchers, controller, replica and log managers,
+//! group coordinators, znode watchers) are in `sluice_actors::broker`.
 pub use sluice_broker_config as config;
-pub mod membership;
 pub mod server;
 pub mod service;
 pub mod stats;

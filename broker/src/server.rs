@@ -23,18 +23,17 @@ use sluice_broker_core::metadata::BrokerEndpoint;
 use sluice_net::{Access, ClientOptions, ClientTls, Routes, ServerOptions, TlsIdentity, Typed};
 use sluice_proto::broker::BrokerProtocol;
 use sluice_proto::interbroker::InterBrokerProtocol;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
-use crate::membership::{self, MembershipContext};
-use crate::membership::{keeper_of, SharedController, SharedKeeper};
 use crate::service::BrokerService;
 use sluice_actors::broker::log_manager::LogManager;
+use sluice_actors::broker::membership::{self, Leave, Membership, MembershipContext, SharedController};
 use sluice_actors::broker::partition::PartitionContext;
 use sluice_actors::broker::replica_manager::{
     current, ReplicaManager, ReplicationContext, SharedRouting, StopAll,
 };
+use sluice_actors::broker::{keeper_of, SharedKeeper};
 
 /// Why a broker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +130,8 @@ pub async fn run(
     let log_manager = LogManager::new(tick, &config.log_dirs, cleaner.clone()).start();
     let log_thread = Arbiter::new();
     let routing: SharedRouting = SharedRouting::default();
-    let keeper = membership::SharedKeeper::default();
-    let controller = membership::SharedController::default();
+    let keeper = SharedKeeper::default();
+    let controller = SharedController::default();
     let replication = ReplicationContext {
         net_arbiter: Arbiter::current(),
         net: interbroker.clone(),
@@ -161,7 +160,6 @@ pub async fn run(
         groups,
         max_frame,
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
     let is_controller = Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::stats::spawn(config.clone(), routing.clone(), is_controller.clone());
     let ctx = MembershipContext {
@@ -174,7 +172,7 @@ pub async fn run(
         controller: controller.clone(),
     };
     let net_for_shutdown = ctx.net.clone();
-    let membership = actix::spawn(membership::run(ctx, first, stop_rx));
+    let membership = Membership::new(ctx, first).start();
     on_listening(local);
     info!(broker = endpoint.id, addr = %local, advertised = %endpoint.addr(), "broker serving");
     let shutdown_config = config.clone();
@@ -193,8 +191,7 @@ pub async fn run(
             }
         })
         .await?;
-    let _ = stop_tx.send(true);
-    let _ = membership.await;
+    let _ = membership.send(Leave).await;
     let _ = replicas.send(StopAll).await;
     log_thread.stop();
     info!(broker = endpoint.id, "broker stopped");

@@ -11,6 +11,7 @@
 //! | `Controller` (while elected) | [`controller`] | the controller core; update senders | leader imbalance check |
 //! | `GroupManager` | [`group_manager`] | which groups this broker coordinates | lag refresh |
 //! | `GroupCoordinator` (one per group) | [`group_coordinator`] | one group's core | join phases, initial rebalance delay, sessions |
+//! | `Membership` | [`membership`] | the keeper session, the registration, the `/controller` election | rejoin backoff, retry of a failed election attempt |
 //! | `ZnodeWatcher` (one per watched znode) | [`znode_watcher`] | one znode's watch; its subscribers | re-read every 5 s, read retry backoff |
 //!
 //! Helpers that belong to one actor: [`isr`] (the partition leader's conditional ISR
@@ -27,6 +28,7 @@ pub mod group_manager;
 pub mod isr;
 pub mod lag;
 pub mod log_manager;
+pub mod membership;
 pub mod partition;
 pub mod replica_manager;
 pub mod znode_watcher;

@@ -33,7 +33,8 @@ use sluice_proto::TopicPartition;
 use tracing::Instrument;
 
 use crate::config::BrokerConfig;
-use crate::membership::{keeper_of, SharedController, SharedKeeper};
+use sluice_actors::broker::membership::SharedController;
+use sluice_actors::broker::{keeper_of, SharedKeeper};
 
 mod admin;
 mod fetch;

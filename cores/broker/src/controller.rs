@@ -345,6 +345,43 @@ impl ControllerCore {
     }
 }
 
+/// What `/controller` holds, as a broker's watcher last read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControllerZnode {
+    /// Nobody holds it.
+    Absent,
+    /// This broker's session holds it.
+    Mine,
+    /// Another session holds it.
+    Theirs,
+}
+
+/// What a broker does about the controller election when its watcher reads `/controller`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionStep {
+    /// Try to create `/controller`.
+    Compete,
+    /// Stop being the controller and try again.
+    Resign,
+    /// It is leading and has now seen `/controller` held by its own session.
+    Held,
+    /// Nothing to do.
+    Wait,
+}
+
+/// The election rule on the watching side. `leading` is `None` for a broker that is not the
+/// controller, else whether it has already seen `/controller` held by its own session (a
+/// read from before its own create is old news, not a loss).
+pub fn election_step(leading: Option<bool>, znode: ControllerZnode) -> ElectionStep {
+    match (leading, znode) {
+        (Some(_), ControllerZnode::Mine) => ElectionStep::Held,
+        (Some(true), _) => ElectionStep::Resign,
+        (Some(false), _) => ElectionStep::Wait,
+        (None, ControllerZnode::Absent) => ElectionStep::Compete,
+        (None, _) => ElectionStep::Wait,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,5 +573,18 @@ mod tests {
         c.set_state("t", 0, Some(shrunk.clone()));
         assert!(c.elect().is_empty(), "a live follower out of the ISR is the leader's business");
         assert_eq!(c.publish().topics["t"].partitions[&0].state, Some(shrunk));
+    }
+
+    #[test]
+    fn the_election_competes_when_controller_is_free_and_resigns_only_after_seeing_its_own() {
+        use ControllerZnode::*;
+        assert_eq!(election_step(None, Absent), ElectionStep::Compete);
+        assert_eq!(election_step(None, Theirs), ElectionStep::Wait);
+        // A read from before our own create: not a loss.
+        assert_eq!(election_step(Some(false), Absent), ElectionStep::Wait);
+        assert_eq!(election_step(Some(false), Mine), ElectionStep::Held);
+        assert_eq!(election_step(Some(true), Mine), ElectionStep::Held);
+        assert_eq!(election_step(Some(true), Absent), ElectionStep::Resign);
+        assert_eq!(election_step(Some(true), Theirs), ElectionStep::Resign);
     }
 }
