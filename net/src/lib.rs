@@ -5,7 +5,8 @@
 //! requests are tied to their replies at compile time ([`protocol`], [`protocol!`]), the
 //! server ([`server`]) and the client with its connection cache ([`client`]), the hooks that
 //! carry trace context through envelopes ([`trace`]), plus the transport's own benchmark
-//! protocol ([`perf`]).
+//! protocol ([`perf`]), and TCP listeners, plain or TLS with the same client certificates, for
+//! the doors that speak other systems' wire protocols ([`tcp`]).
 //!
 //! What may not live here: znodes, partitions, sessions or any other meaning of the messages.
 //! Services define their protocols with [`protocol!`] in their own crates; this crate moves
@@ -27,6 +28,7 @@ pub mod protocol;
 pub mod server;
 pub mod shared_bytes;
 mod socket;
+pub mod tcp;
 pub mod tls;
 pub mod trace;
 

@@ -276,6 +276,36 @@ pub fn server_config(
     Ok(cfg)
 }
 
+/// A TLS-over-TCP server configuration for the doors that speak other systems' protocols
+/// (Kafka's `SSL` listener, ZooKeeper's `secureClientPort`): TLS 1.2 or 1.3 (their clients
+/// still negotiate 1.2), a client certificate from the cluster CA required, as on QUIC.
+pub fn tcp_server_config(id: &TlsIdentity) -> Result<rustls::ServerConfig, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(id.roots.clone(), provider())
+        .build()
+        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| TlsError::Config(format!("{} does not match {}: {e}", keys::KEY, keys::CERT)))
+}
+
+/// The client side of [`tcp_server_config`]: trusts the cluster CA, presents `tls`'s
+/// certificate (if any).
+pub fn tcp_client_config(tls: &ClientTls) -> Result<rustls::ClientConfig, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(tls.roots.clone());
+    match &tls.identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| TlsError::Config(format!("{} does not match {}: {e}", keys::KEY, keys::CERT))),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
 /// A QUIC client configuration that trusts the cluster CA, presents our certificate and asks
 /// for `alpn` (plus [`NEGOTIATE_ALPN`] so a mismatch can be explained).
 pub fn client_config(
