@@ -1185,7 +1185,8 @@ mod tests {
         );
         assert!(verbose.contains(" 3               a(3), t(0,1)\n"), "{verbose}");
         assert!(verbose.ends_with(" 0               -\n"), "{verbose}");
-        let coordinator = BrokerEndpoint { id: 1, host: "127.0.0.1".into(), port: 9092, rack: None };
+        let coordinator =
+            BrokerEndpoint { id: 1, host: "127.0.0.1".into(), port: 9092, rack: None, listeners: Vec::new() };
         assert_eq!(
             state_table(&d, &coordinator).render(),
             "GROUP           COORDINATOR (ID)          ASSIGNMENT-STRATEGY  STATE                #MEMBERS\n\

@@ -3,8 +3,12 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `broker.id` | (required) | this broker's id, 0 to 2147483647, unique in the cluster (no generated ids) |
-//! | `listeners` | `quic://0.0.0.0:9092` | the one QUIC listener, `quic://HOST:PORT`: HOST empty (0.0.0.0), a name (resolved when the file is read), an IPv4 or a bracketed IPv6 address; port 0 picks a free one |
-//! | `advertised.listeners` | `listeners`, an unspecified host (empty, 0.0.0.0, `[::]`) replaced by 127.0.0.1 | `quic://HOST:PORT` registered in the keeper for clients; port 0 means the port bound |
+//! | `listeners` | `quic://0.0.0.0:9092` | `NAME://HOST:PORT,...`: one `quic://` (Sluice's protocols), optionally `SSL://` and `PLAINTEXT://` (Kafka's wire protocol over TLS / plain TCP). HOST empty (0.0.0.0), a name (resolved when the file is read), an IPv4 or a bracketed IPv6 address; port 0 picks a free one |
+//! | `advertised.listeners` | `listeners`, an unspecified host (empty, 0.0.0.0, `[::]`) replaced by 127.0.0.1 | per listener name, `NAME://HOST:PORT` registered in the keeper for clients; port 0 means the port bound |
+//! | `ssl.client.auth` | required | only `required`: the SSL listener's clients prove who they are |
+//! | `socket.request.max.bytes` | 104857600 | the largest Kafka request read |
+//! | `connections.max.idle.ms` | 600000 | idle Kafka connections are closed after this |
+//! | `max.connections.per.ip` | 2147483647 | Kafka connections per client address |
 //! | `broker.rack` | (none) | this broker's rack, for rack-aware replica assignment |
 //! | `zookeeper.connect` | (required) | the keeper ensemble, `host:port[,host:port...][/chroot]` |
 //! | `zookeeper.session.timeout.ms` | 18000 | the broker's keeper session timeout |
@@ -109,6 +113,15 @@ pub struct BrokerConfig {
     /// The port registered in the keeper. 0 (a listener on port 0, or an advertised port 0)
     /// means the port bound: the server fills it in after binding.
     pub advertised_port: u16,
+    /// The Kafka protocol's listeners (`SSL://`, `PLAINTEXT://` in `listeners`), with the
+    /// addresses `advertised.listeners` gives them.
+    pub kafka_listeners: Vec<KafkaListener>,
+    /// `socket.request.max.bytes`: the largest request the Kafka listeners read.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`: a Kafka-listener connection idle this long is closed.
+    pub connections_max_idle: Duration,
+    /// `max.connections.per.ip`: Kafka-listener connections one address may hold.
+    pub max_connections_per_ip: usize,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `zookeeper.connect`, as written (checked to be a connect string).
@@ -230,31 +243,90 @@ impl BrokerConfig {
         };
 
         // The default, quic://0.0.0.0:9092, needs no resolving.
-        let (listener, listener_addr) = match p.get("listeners") {
-            None => {
-                (Listener { host: Host::Any, port: 9092 }, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9092)))
-            }
+        let listeners: Vec<(Security, Listener, SocketAddr)> = match p.get("listeners") {
+            None => vec![(
+                Security::Quic,
+                Listener { host: Host::Any, port: 9092 },
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9092)),
+            )],
             Some(e) => {
-                let l = parse_listener(&e.value).map_err(|r| p.invalid(e, r))?;
-                let addr = bind_addr(&l).map_err(|r| p.invalid(e, r))?;
-                (l, addr)
+                let mut out = Vec::new();
+                let parsed = parse_listeners(&e.value).map_err(|r| p.invalid(e, r))?;
+                if !parsed.iter().any(|(s, _)| *s == Security::Quic) {
+                    return Err(p.invalid(e, format!("has no quic:// listener; {LISTENERS_ADVICE}")));
+                }
+                for (security, l) in parsed {
+                    let addr = bind_addr(&l).map_err(|r| p.invalid(e, r))?;
+                    out.push((security, l, addr));
+                }
+                out
             }
         };
-        let (advertised_host, advertised_port) = match p.get("advertised.listeners") {
-            None => (advertised_host_of(&listener.host), listener.port),
-            Some(e) => {
-                let l = parse_listener(&e.value).map_err(|r| p.invalid(e, r))?;
+        let mut advertised: Vec<(Security, Listener)> = Vec::new();
+        if let Some(e) = p.get("advertised.listeners") {
+            for (security, l) in parse_listeners(&e.value).map_err(|r| p.invalid(e, r))? {
+                if !listeners.iter().any(|(s, _, _)| *s == security) {
+                    return Err(p.invalid(
+                        e,
+                        format!(
+                            "advertises {} but listeners has no {} listener; add one to listeners or \
+                             remove it here",
+                            security.scheme(),
+                            security.scheme()
+                        ),
+                    ));
+                }
                 if l.host.is_unspecified() {
                     return Err(p.invalid(
                         e,
-                        "must name a host clients can reach, not an unspecified address; write e.g. \
-                         quic://broker1.example.com:9092, or remove the line to advertise the listener \
-                         (an unspecified host advertised as 127.0.0.1)",
+                        format!(
+                            "must name a host clients can reach, not an unspecified address; write e.g. \
+                             {}://broker1.example.com:9092, or leave that listener out to advertise the \
+                             listener itself (an unspecified host advertised as 127.0.0.1)",
+                            security.scheme()
+                        ),
                     ));
                 }
-                (advertised_host_of(&l.host), l.port)
+                advertised.push((security, l));
+            }
+        }
+        let advertised_of = |security: Security, bound: &Listener| -> (String, u16) {
+            match advertised.iter().find(|(s, _)| *s == security) {
+                Some((_, l)) => (advertised_host_of(&l.host), l.port),
+                None => (advertised_host_of(&bound.host), bound.port),
             }
         };
+        let Some((_, quic, listener_addr)) = listeners.iter().find(|(s, _, _)| *s == Security::Quic).cloned()
+        else {
+            // parse_listeners insists on one.
+            return Err(p.missing("listeners", ADVICE));
+        };
+        let (advertised_host, advertised_port) = advertised_of(Security::Quic, &quic);
+        let kafka_listeners = listeners
+            .iter()
+            .filter_map(|(security, l, bind)| {
+                let kind = match security {
+                    Security::Quic => return None,
+                    Security::Ssl => KafkaSecurity::Ssl,
+                    Security::Plaintext => KafkaSecurity::Plaintext,
+                };
+                let (advertised_host, advertised_port) = advertised_of(*security, l);
+                Some(KafkaListener { security: kind, bind: *bind, advertised_host, advertised_port })
+            })
+            .collect();
+        if let Some(e) = p.get("ssl.client.auth") {
+            if !e.value.trim().eq_ignore_ascii_case("required") {
+                return Err(p.invalid(
+                    e,
+                    "the SSL listener always requires a client certificate (its principal is who the \
+                     client is); write ssl.client.auth=required, or list a PLAINTEXT:// listener for \
+                     clients without certificates",
+                ));
+            }
+        }
+        let socket_request_max_bytes = p.int("socket.request.max.bytes", 1, i32::MAX, " of bytes")? as usize;
+        let connections_max_idle = ms(p.int("connections.max.idle.ms", 1, i64::MAX, MS)?);
+        let max_connections_per_ip = p.int("max.connections.per.ip", 1, i32::MAX, "")? as usize;
 
         let rack = p.get("broker.rack").map(|e| e.value.clone());
 
@@ -375,6 +447,10 @@ impl BrokerConfig {
             listener: listener_addr,
             advertised_host,
             advertised_port,
+            kafka_listeners,
+            socket_request_max_bytes,
+            connections_max_idle,
+            max_connections_per_ip,
             rack,
             zookeeper_connect,
             zookeeper_session_timeout,
@@ -841,38 +917,121 @@ struct Listener {
     port: u16,
 }
 
-/// Parses `quic://HOST:PORT`: exactly one listener, QUIC only.
-fn parse_listener(value: &str) -> Result<Listener, String> {
-    if value.contains(',') {
-        return Err(format!("Sluice has exactly one listener; {ADVICE}"));
+/// A listener's protocol, by the name `listeners` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    /// `quic://`: Sluice's own protocols.
+    Quic,
+    /// `SSL://`: Kafka's protocol over TLS.
+    Ssl,
+    /// `PLAINTEXT://`: Kafka's protocol over plain TCP.
+    Plaintext,
+}
+
+impl Security {
+    fn scheme(self) -> &'static str {
+        match self {
+            Security::Quic => "quic",
+            Security::Ssl => "SSL",
+            Security::Plaintext => "PLAINTEXT",
+        }
     }
-    let rest = match value.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("quic") => rest,
-        Some((scheme, _)) => return Err(format!("{scheme}:// is not supported; {ADVICE}")),
-        None => return Err(format!("has no scheme; {ADVICE}")),
-    };
+}
+
+/// How a Kafka-protocol listener secures its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaSecurity {
+    /// `SSL`: TLS, a client certificate from the cluster CA required.
+    Ssl,
+    /// `PLAINTEXT`: no TLS; every client is `User:ANONYMOUS`.
+    Plaintext,
+}
+
+impl KafkaSecurity {
+    /// The listener name, as Kafka writes it (`SSL`, `PLAINTEXT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KafkaSecurity::Ssl => "SSL",
+            KafkaSecurity::Plaintext => "PLAINTEXT",
+        }
+    }
+}
+
+/// A listener speaking Kafka's wire protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaListener {
+    /// `SSL` or `PLAINTEXT`.
+    pub security: KafkaSecurity,
+    /// Where to bind (TCP).
+    pub bind: SocketAddr,
+    /// The host registered for it (`advertised.listeners`), IPv6 without brackets.
+    pub advertised_host: String,
+    /// The port registered for it; 0 means the port bound.
+    pub advertised_port: u16,
+}
+
+const LISTENERS_ADVICE: &str = "write NAME://HOST:PORT entries separated by commas, with exactly one \
+     quic:// (Sluice's own clients and the brokers' links) and at most one each of SSL:// (Kafka's \
+     protocol over TLS) and PLAINTEXT:// (Kafka's protocol without TLS), e.g. \
+     quic://0.0.0.0:9093,SSL://0.0.0.0:9094";
+
+/// Parses `listeners` / `advertised.listeners`: `NAME://HOST:PORT` entries, each name at most
+/// once. For `listeners` one must be `quic://`; `advertised.listeners` may name a subset.
+fn parse_listeners(value: &str) -> Result<Vec<(Security, Listener)>, String> {
+    let mut out: Vec<(Security, Listener)> = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err(format!("has an empty entry; {LISTENERS_ADVICE}"));
+        }
+        let (security, rest) = match entry.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("quic") => (Security::Quic, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ssl") => (Security::Ssl, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("plaintext") => (Security::Plaintext, rest),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "{scheme}:// is not a listener Sluice has (SASL is not built, and listener names \
+                     other than the protocols' own are not supported); {LISTENERS_ADVICE}"
+                ))
+            }
+            None => return Err(format!("{entry:?} has no scheme; {LISTENERS_ADVICE}")),
+        };
+        if out.iter().any(|(s, _)| *s == security) {
+            return Err(format!("names {}:// twice; {LISTENERS_ADVICE}", security.scheme()));
+        }
+        out.push((security, parse_listener(rest, security.scheme())?));
+    }
+    Ok(out)
+}
+
+/// Parses the `HOST:PORT` of a `scheme://HOST:PORT` listener.
+fn parse_listener(rest: &str, scheme: &str) -> Result<Listener, String> {
     let (host, port) = if let Some(after) = rest.strip_prefix('[') {
-        let (ip, tail) = after
-            .split_once(']')
-            .ok_or("an IPv6 address needs its closing bracket; write e.g. quic://[::1]:9092")?;
-        let port =
-            tail.strip_prefix(':').ok_or("needs a port after the address; write e.g. quic://[::1]:9092")?;
+        let (ip, tail) = after.split_once(']').ok_or_else(|| {
+            format!("an IPv6 address needs its closing bracket; write e.g. {scheme}://[::1]:9092")
+        })?;
+        let port = tail
+            .strip_prefix(':')
+            .ok_or_else(|| format!("needs a port after the address; write e.g. {scheme}://[::1]:9092"))?;
         let ip = ip
             .parse::<Ipv6Addr>()
-            .map_err(|_| format!("[{ip}] is not an IPv6 address; write e.g. quic://[::1]:9092"))?;
+            .map_err(|_| format!("[{ip}] is not an IPv6 address; write e.g. {scheme}://[::1]:9092"))?;
         (Host::Ip(IpAddr::V6(ip)), port)
     } else {
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("needs a port; {ADVICE}"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{scheme}://{rest} needs a port; write e.g. {scheme}://0.0.0.0:9092"))?;
         let host = if host.is_empty() {
             Host::Any
         } else if host.contains(':') {
-            return Err("an IPv6 address must be in brackets; write e.g. quic://[::1]:9092".into());
+            return Err(format!("an IPv6 address must be in brackets; write e.g. {scheme}://[::1]:9092"));
         } else if let Ok(ip) = host.parse::<Ipv4Addr>() {
             Host::Ip(IpAddr::V4(ip))
         } else if is_host_name(host) {
             Host::Name(host.to_string())
         } else {
-            return Err(format!("{host:?} is not a host name or an IP address; {ADVICE}"));
+            return Err(format!(
+                "{host:?} is not a host name or an IP address; write e.g. {scheme}://0.0.0.0:9092"
+            ));
         };
         (host, port)
     };
@@ -1214,20 +1373,58 @@ mod tests {
     }
 
     #[test]
-    fn plaintext_listener_is_refused_with_advice() {
+    fn listeners_are_checked_with_advice() {
         let e = err("listeners=PLAINTEXT://0.0.0.0:9092\n");
-        assert_eq!(
-            e,
-            "s.properties:6: listeners=PLAINTEXT://0.0.0.0:9092: PLAINTEXT:// is not supported; \
-             Sluice listens on QUIC: write quic://HOST:PORT, e.g. quic://0.0.0.0:9092"
+        assert!(
+            e.starts_with("s.properties:6: listeners=PLAINTEXT://0.0.0.0:9092: has no quic:// listener; write NAME://HOST:PORT"),
+            "{e}"
         );
-        assert!(err("listeners=0.0.0.0:9092\n").contains("has no scheme; Sluice listens on QUIC"));
-        assert!(err("listeners=quic://a:1,quic://b:2\n").contains("exactly one listener"));
+        assert!(err("listeners=SASL_SSL://0.0.0.0:9092,quic://:1\n").contains("SASL_SSL:// is not a listener Sluice has"));
+        assert!(err("listeners=0.0.0.0:9092\n").contains("has no scheme"));
+        assert!(err("listeners=quic://a:1,quic://b:2\n").contains("names quic:// twice"));
+        assert!(err("listeners=quic://a:1,,SSL://b:2\n").contains("has an empty entry"));
         assert!(err("listeners=quic://host\n").contains("needs a port"));
         assert!(
             err("listeners=quic://host:99999\n").contains("port \"99999\" must be a number from 0 to 65535")
         );
         assert!(err("listeners=quic://ho st:1\n").contains("is not a host name or an IP address"));
+        assert!(err("listeners=quic://:1,SSL://[::1:2\n").contains("write e.g. SSL://[::1]:9092"));
+    }
+
+    #[test]
+    fn kafka_listeners_are_parsed_and_advertised_per_name() {
+        let c = parse(
+            "listeners=quic://0.0.0.0:9092,SSL://0.0.0.0:9092,PLAINTEXT://127.0.0.1:9094\n\
+             advertised.listeners=SSL://b1.example.com:19092\n",
+        )
+        .expect("parse");
+        assert_eq!(c.listener, addr("0.0.0.0:9092"));
+        assert_eq!(c.advertised_endpoint(), "127.0.0.1:9092", "quic:// is advertised as bound");
+        assert_eq!(
+            c.kafka_listeners,
+            vec![
+                KafkaListener {
+                    security: KafkaSecurity::Ssl,
+                    bind: addr("0.0.0.0:9092"),
+                    advertised_host: "b1.example.com".into(),
+                    advertised_port: 19092,
+                },
+                KafkaListener {
+                    security: KafkaSecurity::Plaintext,
+                    bind: addr("127.0.0.1:9094"),
+                    advertised_host: "127.0.0.1".into(),
+                    advertised_port: 9094,
+                },
+            ]
+        );
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.connections_max_idle, Duration::from_secs(600));
+        assert_eq!(c.max_connections_per_ip, i32::MAX as usize);
+        let e = err("listeners=quic://:1\nadvertised.listeners=SSL://b1:9092\n");
+        assert!(e.contains("advertises SSL but listeners has no SSL listener"), "{e}");
+        assert!(err("listeners=quic://:1,SSL://:2\nssl.client.auth=none\n").contains("always requires a client certificate"));
+        assert!(parse("listeners=quic://:1,SSL://:2\nssl.client.auth=REQUIRED\n").is_ok());
+        assert!(parse("").expect("defaults").kafka_listeners.is_empty(), "no Kafka listener unless listed");
     }
 
     #[test]
@@ -1274,7 +1471,7 @@ mod tests {
             e.starts_with("s.properties:6: advertised.listeners=quic://0.0.0.0:9092: must name a host"),
             "{e}"
         );
-        assert!(err("advertised.listeners=SSL://b1:9092\n").contains("SSL:// is not supported"));
+        assert!(err("advertised.listeners=SSL://b1:9092\n").contains("advertises SSL but listeners has no SSL"));
     }
 
     #[test]

@@ -329,7 +329,13 @@ mod tests {
             controller_id: Some(1),
             brokers: brokers
                 .iter()
-                .map(|&id| BrokerEndpoint { id, host: "h".into(), port: 1, rack: None })
+                .map(|&id| BrokerEndpoint {
+                    id,
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                    listeners: Vec::new(),
+                })
                 .collect(),
             topics: vec![TopicMetadata {
                 name: "t".into(),

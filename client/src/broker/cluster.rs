@@ -604,7 +604,7 @@ mod tests {
     use super::*;
 
     fn broker(id: i32) -> BrokerEndpoint {
-        BrokerEndpoint { id, host: format!("b{id}"), port: 9092, rack: None }
+        BrokerEndpoint { id, host: format!("b{id}"), port: 9092, rack: None, listeners: Vec::new() }
     }
 
     fn partition(partition: i32, leader: Option<i32>) -> PartitionMetadata {

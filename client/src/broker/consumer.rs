@@ -1184,8 +1184,8 @@ mod tests {
             cluster_id: "c".into(),
             controller_id: None,
             brokers: vec![
-                BrokerEndpoint { id: 1, host: "b1".into(), port: 1, rack: None },
-                BrokerEndpoint { id: 2, host: "b2".into(), port: 2, rack: None },
+                BrokerEndpoint { id: 1, host: "b1".into(), port: 1, rack: None, listeners: Vec::new() },
+                BrokerEndpoint { id: 2, host: "b2".into(), port: 2, rack: None, listeners: Vec::new() },
             ],
             topics: vec![TopicMetadata {
                 name: "t".into(),

@@ -150,6 +150,7 @@ mod tests {
                 host: "h".into(),
                 port: 1,
                 rack: r.map(str::to_string),
+                listeners: Vec::new(),
             })
             .collect()
     }

@@ -387,7 +387,7 @@ mod tests {
     use super::*;
 
     fn broker(id: i32) -> BrokerEndpoint {
-        BrokerEndpoint { id, host: "h".into(), port: 9092, rack: None }
+        BrokerEndpoint { id, host: "h".into(), port: 9092, rack: None, listeners: Vec::new() }
     }
 
     fn controller(live: &[i32]) -> ControllerCore {

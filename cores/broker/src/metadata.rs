@@ -21,16 +21,45 @@ pub struct BrokerEndpoint {
     pub port: u16,
     /// `broker.rack`, if set.
     pub rack: Option<String>,
+    /// Its Kafka-protocol listeners (`SSL`, `PLAINTEXT`), as advertised.
+    pub listeners: Vec<ListenerEndpoint>,
+}
+
+/// One of a broker's Kafka-protocol listeners, as advertised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    /// The listener name (`SSL`, `PLAINTEXT`).
+    pub name: String,
+    /// Host clients connect to.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 impl BrokerEndpoint {
     /// `host:port`.
     pub fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        host_port(&self.host, self.port)
+    }
+
+    /// Its listener named `name` (compared ignoring case), if it has one.
+    pub fn listener(&self, name: &str) -> Option<&ListenerEndpoint> {
+        self.listeners.iter().find(|l| l.name.eq_ignore_ascii_case(name))
+    }
+}
+
+impl ListenerEndpoint {
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        host_port(&self.host, self.port)
     }
 }
 
@@ -172,7 +201,13 @@ mod tests {
         partitions.insert(3, PartitionInfo { replicas: vec![1, 2], state: Some(state(1)) });
         u.topics.insert("t".into(), TopicState { name: "t".into(), partitions, configs: BTreeMap::new() });
         assert_eq!(u.handovers(1), 0, "broker 2 is not live: nobody to hand over to");
-        u.brokers.push(BrokerEndpoint { id: 2, host: "h".into(), port: 1, rack: None });
+        u.brokers.push(BrokerEndpoint {
+            id: 2,
+            host: "h".into(),
+            port: 1,
+            rack: None,
+            listeners: Vec::new(),
+        });
         assert_eq!(u.handovers(1), 1, "only partition 3 has another live replica");
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! | path | holds |
 //! |---|---|
-//! | `/brokers/ids/<id>` (ephemeral) | `{"version":5,"host":..,"port":..,"endpoints":["quic://h:p"],"rack":..,"timestamp":".."}` |
+//! | `/brokers/ids/<id>` (ephemeral) | `{"version":5,"host":..,"port":..,"endpoints":["quic://h:p","SSL://h:p2"],"listener_security_protocol_map":{"SSL":"SSL"},"rack":..,"timestamp":".."}` |
 //! | `/brokers/topics/<t>` | `{"version":2,"partitions":{"0":[1,2]},"adding_replicas":{},"removing_replicas":{}}` |
 //! | `/brokers/topics/<t>/partitions/<p>/state` | `{"controller_epoch":1,"leader":1,"version":1,"leader_epoch":0,"isr":[1,2]}` |
 //! | `/controller` (ephemeral) | `{"version":1,"brokerid":1,"timestamp":".."}` |
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{BrokerEndpoint, PartitionState};
+use crate::metadata::{BrokerEndpoint, ListenerEndpoint, PartitionState};
 
 /// Live brokers' registrations.
 pub const BROKER_IDS: &str = "/brokers/ids";
@@ -123,26 +123,50 @@ struct BrokerJson {
     host: String,
     port: u16,
     endpoints: Vec<String>,
+    #[serde(default)]
+    listener_security_protocol_map: BTreeMap<String, String>,
     rack: Option<String>,
     timestamp: String,
 }
 
-/// The registration a broker writes at `/brokers/ids/<id>`.
+/// The registration a broker writes at `/brokers/ids/<id>`: as Kafka writes it, every
+/// listener in `endpoints` (`quic://` first, then the Kafka listeners such as `SSL://h:p`)
+/// with `listener_security_protocol_map`; `host` and `port` are the QUIC listener's.
 pub fn encode_broker(broker: &BrokerEndpoint, now_ms: i64) -> Vec<u8> {
+    let mut endpoints = vec![format!("quic://{}", broker.addr())];
+    let mut map = BTreeMap::new();
+    for l in &broker.listeners {
+        endpoints.push(format!("{}://{}", l.name, l.addr()));
+        map.insert(l.name.clone(), l.name.clone());
+    }
     json(&BrokerJson {
         version: 5,
         host: broker.host.clone(),
         port: broker.port,
-        endpoints: vec![format!("quic://{}", broker.addr())],
+        endpoints,
+        listener_security_protocol_map: map,
         rack: broker.rack.clone(),
         timestamp: now_ms.to_string(),
     })
 }
 
-/// Reads a broker registration.
+/// Reads a broker registration (endpoints that are not `NAME://HOST:PORT` are skipped).
 pub fn decode_broker(id: i32, data: &[u8]) -> Result<BrokerEndpoint, ZnodeError> {
     let j: BrokerJson = parse(&broker_path(id), "broker registration", data)?;
-    Ok(BrokerEndpoint { id, host: j.host, port: j.port, rack: j.rack })
+    let listeners = j
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let (name, rest) = e.split_once("://")?;
+            if name.eq_ignore_ascii_case("quic") {
+                return None;
+            }
+            let (host, port) = rest.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            Some(ListenerEndpoint { name: name.to_string(), host, port: port.parse().ok()? })
+        })
+        .collect();
+    Ok(BrokerEndpoint { id, host: j.host, port: j.port, rack: j.rack, listeners })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -409,10 +433,47 @@ mod tests {
 
     #[test]
     fn broker_registration_round_trips() {
-        let b = BrokerEndpoint { id: 3, host: "127.0.0.1".into(), port: 9092, rack: Some("r1".into()) };
+        let b = BrokerEndpoint {
+            id: 3,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: Some("r1".into()),
+            listeners: Vec::new(),
+        };
         let bytes = encode_broker(&b, 5);
         let text = String::from_utf8(bytes.clone()).expect("utf8");
         assert!(text.contains(r#""endpoints":["quic://127.0.0.1:9092"]"#), "{text}");
         assert_eq!(decode_broker(3, &bytes), Ok(b));
+
+        let ssl = |host: &str, port| ListenerEndpoint { name: "SSL".into(), host: host.into(), port };
+        let b = BrokerEndpoint {
+            id: 4,
+            host: "::1".into(),
+            port: 9092,
+            rack: None,
+            listeners: vec![
+                ssl("::1", 9093),
+                ListenerEndpoint { name: "PLAINTEXT".into(), host: "b4.example.com".into(), port: 9094 },
+            ],
+        };
+        let bytes = encode_broker(&b, 5);
+        let text = String::from_utf8(bytes.clone()).expect("utf8");
+        assert!(
+            text.contains(
+                r#""endpoints":["quic://[::1]:9092","SSL://[::1]:9093","PLAINTEXT://b4.example.com:9094"]"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""listener_security_protocol_map":{"PLAINTEXT":"PLAINTEXT","SSL":"SSL"}"#),
+            "{text}"
+        );
+        assert_eq!(decode_broker(4, &bytes), Ok(b));
+        // Kafka's own registration (no map written by older versions) reads too.
+        let kafka = br#"{"endpoints":["SSL://k1:9093"],"host":null,"port":-1,"version":4,"rack":null,"timestamp":"1"}"#;
+        assert!(
+            decode_broker(1, kafka).is_err(),
+            "a registration without a QUIC listener is not a Sluice broker's"
+        );
     }
 }

@@ -312,7 +312,13 @@ impl Controller {
     fn endpoints(&self) -> Vec<BrokerEndpoint> {
         self.live
             .iter()
-            .map(|id| BrokerEndpoint { id: *id, host: "sim".into(), port: 0, rack: None })
+            .map(|id| BrokerEndpoint {
+                id: *id,
+                host: "sim".into(),
+                port: 0,
+                rack: None,
+                listeners: Vec::new(),
+            })
             .collect()
     }
 
