@@ -17,8 +17,9 @@ pub const PID_FILE: &str = "sluice-broker.pid";
 pub enum BrokerCommand {
     /// Run a broker in the foreground with a Kafka-style server.properties.
     ///
-    /// Prints `broker listening on HOST:PORT` once it serves (preceded by `broker metrics at
-    /// http://HOST:PORT/metrics` when metrics.port is set); stops cleanly on SIGTERM or
+    /// Prints `broker listening on HOST:PORT` (the QUIC listener) once it serves, preceded by
+    /// `broker metrics at http://HOST:PORT/metrics` when metrics.port is set and by `broker SSL
+    /// listener on HOST:PORT` for each Kafka listener (SSL, PLAINTEXT); stops cleanly on SIGTERM or
     /// Ctrl-C: it leaves the cluster at once (closing its keeper session), then flushes and
     /// closes its logs. Every key, its default and meaning are documented in
     /// config/server.properties; an unknown key or bad value stops start-up naming the file,
@@ -62,9 +63,12 @@ fn start(config_path: &Path) -> Result<()> {
         sluice_broker::server::run(
             config,
             identity,
-            move |addr| {
+            move |listening| {
                 let _ = std::fs::write(&pid, std::process::id().to_string());
-                println!("broker listening on {addr}");
+                for (security, addr) in &listening.kafka {
+                    println!("broker {} listener on {addr}", security.name());
+                }
+                println!("broker listening on {}", listening.quic);
                 let _ = std::io::stdout().flush();
             },
             crate::perf::shutdown_signal(),

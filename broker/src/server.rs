@@ -11,6 +11,7 @@
 //! | `Controller` (while elected) | main | the controller core; update senders |
 //! | membership task | main | the keeper session, registration, `/controller` election |
 //! | QUIC connections | main | requests → actor messages |
+//! | Kafka connections (`SSL`, `PLAINTEXT` listeners) | main | Kafka requests → the same service calls |
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,13 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sluice_broker_core::metadata::BrokerEndpoint;
+use sluice_broker_core::metadata::{BrokerEndpoint, ListenerEndpoint};
 use sluice_net::{Access, ClientOptions, ClientTls, Routes, ServerOptions, TlsIdentity, Typed};
 use sluice_proto::broker::BrokerProtocol;
 use sluice_proto::interbroker::InterBrokerProtocol;
 use tracing::{info, warn};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, KafkaSecurity};
 use crate::service::BrokerService;
 use sluice_actors::broker::log_manager::LogManager;
 use sluice_actors::broker::membership::{self, Leave, Membership, MembershipContext, SharedController};
@@ -55,6 +56,14 @@ pub enum RunError {
     /// The transport client could not be built.
     #[error(transparent)]
     Client(#[from] sluice_net::ConnectError),
+    /// A Kafka listener could not be opened.
+    #[error("the {listener} listener: {reason}")]
+    Kafka {
+        /// `SSL` or `PLAINTEXT`.
+        listener: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Kafka's `meta.properties` in each log directory: which broker the data belongs to.
@@ -87,12 +96,21 @@ fn prepare_log_dir(dir: &Path, broker_id: i32) -> Result<(), RunError> {
     }
 }
 
-/// Runs a broker until `shutdown` completes. `on_listening` gets the bound address.
+/// Where a broker serves, once bound.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The QUIC listener.
+    pub quic: SocketAddr,
+    /// The Kafka listeners (`SSL`, `PLAINTEXT`), in `listeners` order.
+    pub kafka: Vec<(KafkaSecurity, SocketAddr)>,
+}
+
+/// Runs a broker until `shutdown` completes. `on_listening` gets the bound addresses.
 /// Must run inside an actix `System`.
 pub async fn run(
     config: BrokerConfig,
     identity: TlsIdentity,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(&Listening),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     for dir in &config.log_dirs {
@@ -106,11 +124,29 @@ pub async fn run(
     let local =
         server.local_addr().map_err(|e| RunError::LogDir { dir: "-".into(), reason: e.to_string() })?;
     let port = if config.advertised_port == 0 { local.port() } else { config.advertised_port };
+    // The Kafka listeners are bound before registering, so their ports are known.
+    let mut kafka_doors = Vec::new();
+    let mut listeners = Vec::new();
+    for l in &config.kafka_listeners {
+        let door = crate::kafka::bind(l.bind, l.security, &identity)
+            .await
+            .map_err(|reason| RunError::Kafka { listener: l.security.name(), reason })?;
+        let bound = door
+            .local_addr()
+            .map_err(|e| RunError::Kafka { listener: l.security.name(), reason: e.to_string() })?;
+        listeners.push(ListenerEndpoint {
+            name: l.security.name().to_string(),
+            host: l.advertised_host.clone(),
+            port: if l.advertised_port == 0 { bound.port() } else { l.advertised_port },
+        });
+        kafka_doors.push((l.security, door, bound));
+    }
     let endpoint = BrokerEndpoint {
         id: config.broker_id,
         host: config.advertised_host.clone(),
         port,
         rack: config.rack.clone(),
+        listeners,
     };
     let config = Arc::new(config);
     let tls = ClientTls::new(identity.clone());
@@ -173,7 +209,20 @@ pub async fn run(
     };
     let net_for_shutdown = ctx.net.clone();
     let membership = Membership::new(ctx, first).start();
-    on_listening(local);
+    let limits = crate::kafka::Limits {
+        max_request: config.socket_request_max_bytes,
+        idle: config.connections_max_idle,
+        per_ip: config.max_connections_per_ip,
+    };
+    let sessions = crate::kafka::fetch_sessions();
+    let mut kafka_tasks = Vec::new();
+    let mut kafka_bound = Vec::new();
+    for (security, door, bound) in kafka_doors {
+        info!(listener = security.name(), addr = %bound, "Kafka listener serving");
+        kafka_bound.push((security, bound));
+        kafka_tasks.push(crate::kafka::serve(door, security, service.clone(), limits, sessions.clone()));
+    }
+    on_listening(&Listening { quic: local, kafka: kafka_bound });
     info!(broker = endpoint.id, addr = %local, advertised = %endpoint.addr(), "broker serving");
     let shutdown_config = config.clone();
     // The client protocol and, on the same endpoint, the inter-broker protocol, which only
@@ -191,6 +240,9 @@ pub async fn run(
             }
         })
         .await?;
+    for task in kafka_tasks {
+        task.abort();
+    }
     let _ = membership.send(Leave).await;
     let _ = replicas.send(StopAll).await;
     log_thread.stop();

@@ -10,6 +10,7 @@
 //! | [`broker`] | `sluice-broker/3` | a client (SDK, CLI) and a broker | any certificate of the cluster CA |
 //! | [`interbroker`] | `sluice-interbroker/1` | broker and broker (followers, the controller) | node certificates only |
 //! | [`peer`] | `sluice-peer/2` | keeper ensemble members | node certificates only |
+//! | [`kafka`] | Kafka's wire protocol over TCP (the broker's `SSL` / `PLAINTEXT` listeners) | Kafka's own clients and a broker | `SSL`: any certificate of the cluster CA; `PLAINTEXT`: anyone, as `User:ANONYMOUS` |
 //!
 //! The error codes the messages carry are the cores' ([`sluice_keeper_core::KeeperError`],
 //! [`sluice_broker_core::BrokerError`]): the rules return them, so they live beside the
@@ -21,6 +22,7 @@
 
 pub mod broker;
 pub mod interbroker;
+pub mod kafka;
 pub mod keeper;
 pub mod peer;
 

@@ -536,6 +536,8 @@ pub struct BrokerProcess {
     pub log: PathBuf,
     /// `host:port` of its Prometheus endpoint, when `metrics.port` is set.
     pub metrics: Option<String>,
+    /// Its Kafka listeners, `(name, host:port)`, when `listeners` has any.
+    pub kafka: Vec<(String, String)>,
     /// Environment variables the process gets on top of the test's (e.g.
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub env: Vec<(String, String)>,
@@ -559,8 +561,14 @@ pub fn broker_config(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str
     } else {
         "zookeeper.session.timeout.ms=6000\n"
     };
+    // `extra` may bring its own listeners (e.g. with an SSL:// one).
+    let listeners = if extra.lines().any(|l| l.starts_with("listeners=")) {
+        ""
+    } else {
+        "listeners=quic://127.0.0.1:0\n"
+    };
     let text = format!(
-        "broker.id={id}\nlisteners=quic://127.0.0.1:0\nlog.dirs={}\nzookeeper.connect={zookeeper_connect}\n\
+        "broker.id={id}\n{listeners}log.dirs={}\nzookeeper.connect={zookeeper_connect}\n\
          {session}tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
         log_dir.display(),
         tls.ca.display(),
@@ -583,6 +591,7 @@ impl BrokerProcess {
             log_dir: PathBuf::new(),
             log: PathBuf::new(),
             metrics: None,
+            kafka: Vec::new(),
             env: Vec::new(),
             child: None,
         }
@@ -611,6 +620,7 @@ impl BrokerProcess {
             log: dir.join(format!("broker-{id}.log")),
             config,
             metrics: None,
+            kafka: Vec::new(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
         };
@@ -640,6 +650,14 @@ impl BrokerProcess {
         stdout.read_line(&mut line).expect("read broker output");
         if let Some(m) = line.trim().strip_prefix("broker metrics at ") {
             self.metrics = Some(m.trim_start_matches("http://").trim_end_matches("/metrics").to_string());
+            line.clear();
+            stdout.read_line(&mut line).expect("read broker output");
+        }
+        self.kafka.clear();
+        while let Some((name, addr)) =
+            line.trim().strip_prefix("broker ").and_then(|rest| rest.split_once(" listener on "))
+        {
+            self.kafka.push((name.to_string(), addr.to_string()));
             line.clear();
             stdout.read_line(&mut line).expect("read broker output");
         }
@@ -685,13 +703,24 @@ impl BrokerProcess {
         }
     }
 
-    /// Starts it again with the same config, on the same port.
+    /// Its Kafka listener `name` (`SSL`, `PLAINTEXT`), `host:port`, if it has one.
+    pub fn kafka_addr(&self, name: &str) -> Option<&str> {
+        self.kafka.iter().find(|(n, _)| n == name).map(|(_, a)| a.as_str())
+    }
+
+    /// Starts it again with the same config, on the same ports.
     pub fn restart(&mut self) {
         self.kill();
-        let port = self.addr.rsplit_once(':').map(|(_, p)| p.to_string()).expect("port");
-        let text = std::fs::read_to_string(&self.config)
+        let mut listeners = format!("listeners=quic://{}", self.addr);
+        for (name, addr) in &self.kafka {
+            listeners.push_str(&format!(",{name}://{addr}"));
+        }
+        let text: String = std::fs::read_to_string(&self.config)
             .expect("config")
-            .replace("listeners=quic://127.0.0.1:0", &format!("listeners=quic://127.0.0.1:{port}"));
+            .lines()
+            .map(|l| if l.starts_with("listeners=") { listeners.clone() } else { l.to_string() })
+            .map(|l| l + "\n")
+            .collect();
         std::fs::write(&self.config, text).expect("rewrite config");
         if let Err(out) = self.launch() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();

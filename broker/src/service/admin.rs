@@ -16,7 +16,7 @@ use tracing::{debug, info};
 use super::{keeper_error, BrokerService};
 
 impl BrokerService {
-    pub(super) async fn create_topic(
+    pub(crate) async fn create_topic(
         &self,
         keeper: &KeeperClient,
         update: Option<&ClusterUpdate>,
@@ -81,7 +81,7 @@ impl BrokerService {
             Err(e) => Err(keeper_error(e)),
         }
     }
-    pub(super) fn partition_metadata(
+    pub(crate) fn partition_metadata(
         update: &ClusterUpdate,
         t: &sluice_broker_core::TopicState,
     ) -> TopicMetadata {
@@ -104,7 +104,7 @@ impl BrokerService {
                 .collect(),
         }
     }
-    pub(super) async fn metadata(&self, _: &Peer, req: MetadataRequest) -> Result<Metadata, BrokerError> {
+    pub(crate) async fn metadata(&self, _: &Peer, req: MetadataRequest) -> Result<Metadata, BrokerError> {
         let routing = current(&self.inner.routing);
         let Some(update) = routing.update.clone() else {
             return Ok(Metadata {
@@ -155,7 +155,7 @@ impl BrokerService {
             topics,
         })
     }
-    pub(super) async fn create_topics(
+    pub(crate) async fn create_topics(
         &self,
         _: &Peer,
         req: CreateTopics,
@@ -174,7 +174,7 @@ impl BrokerService {
         }
         Ok(out)
     }
-    pub(super) async fn delete_topics(
+    pub(crate) async fn delete_topics(
         &self,
         _: &Peer,
         req: DeleteTopics,
@@ -208,7 +208,7 @@ impl BrokerService {
         }
         Ok(out)
     }
-    pub(super) async fn describe_configs(
+    pub(crate) async fn describe_configs(
         &self,
         _: &Peer,
         req: DescribeConfigs,
@@ -234,7 +234,7 @@ impl BrokerService {
         }
         Ok(out)
     }
-    pub(super) async fn update_cluster(&self, _: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
+    pub(crate) async fn update_cluster(&self, _: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
         debug!(epoch = req.0.controller_epoch, sequence = req.0.sequence, "cluster update");
         self.inner
             .replicas
@@ -242,7 +242,7 @@ impl BrokerService {
             .await
             .map_err(|_| BrokerError::BrokerShuttingDown { broker: self.id() })?
     }
-    pub(super) async fn controlled_shutdown(
+    pub(crate) async fn controlled_shutdown(
         &self,
         _: &Peer,
         req: ControlledShutdown,
@@ -260,7 +260,7 @@ impl BrokerService {
 }
 
 /// The brokers registered in the keeper now.
-pub(super) async fn live_brokers(keeper: &KeeperClient) -> Result<Vec<BrokerEndpoint>, BrokerError> {
+pub(crate) async fn live_brokers(keeper: &KeeperClient) -> Result<Vec<BrokerEndpoint>, BrokerError> {
     let mut out = Vec::new();
     for id in keeper.children(znodes::BROKER_IDS, false).await.map_err(keeper_error)? {
         let Ok(id) = id.parse::<i32>() else { continue };

@@ -26,7 +26,7 @@ impl BrokerService {
     /// `max_wait_ms` passes. A follower's read is not bounded by the high watermark, and
     /// reports its position to the leader (which is how the high watermark moves). Each
     /// partition comes with the follower's leader epoch (`None` for a consumer).
-    pub(super) async fn fetch_loop(
+    pub(crate) async fn fetch_loop(
         &self,
         wanted: Vec<(FetchPartition, Option<i32>)>,
         max_wait_ms: u32,
@@ -122,7 +122,7 @@ impl BrokerService {
         }
     }
 
-    pub(super) async fn list_offsets(
+    pub(crate) async fn list_offsets(
         &self,
         _: &Peer,
         req: ListOffsets,
@@ -146,7 +146,7 @@ impl BrokerService {
         }
         Ok(out)
     }
-    pub(super) async fn offsets_for_leader_epoch(
+    pub(crate) async fn offsets_for_leader_epoch(
         &self,
         _: &Peer,
         req: OffsetsForLeaderEpoch,

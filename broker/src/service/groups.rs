@@ -20,7 +20,7 @@ impl BrokerService {
     /// Creates `__consumer_offsets` (Kafka creates it on the first FindCoordinator):
     /// `offsets.topic.num.partitions` partitions, `offsets.topic.replication.factor`
     /// replicas, compacted.
-    pub(super) async fn create_offsets_topic(
+    pub(crate) async fn create_offsets_topic(
         &self,
         update: Option<&ClusterUpdate>,
     ) -> Result<(), BrokerError> {
@@ -48,7 +48,7 @@ impl BrokerService {
         }
     }
     /// The actor of `group` on this broker (`create`: start an empty one if there is none).
-    pub(super) async fn group(
+    pub(crate) async fn group(
         &self,
         group: &str,
         create: bool,
@@ -60,7 +60,7 @@ impl BrokerService {
         self.inner.groups.send(Route { group: group.into(), create }).await.map_err(|_| gone())?
     }
     /// The actor of an existing `group`; a member of a group that is not here is unknown.
-    pub(super) async fn member_group(
+    pub(crate) async fn member_group(
         &self,
         group: &str,
         member: &str,
@@ -69,7 +69,7 @@ impl BrokerService {
             .await?
             .ok_or_else(|| BrokerError::UnknownMemberId { group: group.into(), member: member.into() })
     }
-    pub(super) async fn find_coordinator(
+    pub(crate) async fn find_coordinator(
         &self,
         _: &Peer,
         req: FindCoordinator,
@@ -105,7 +105,7 @@ impl BrokerService {
             .cloned()
             .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{p}'s leader {leader} is not live")))
     }
-    pub(super) async fn join_group(&self, peer: &Peer, req: JoinGroup) -> Result<JoinResult, BrokerError> {
+    pub(crate) async fn join_group(&self, peer: &Peer, req: JoinGroup) -> Result<JoinResult, BrokerError> {
         let addr =
             self.group(&req.group_id, true).await?.ok_or_else(|| BrokerError::CoordinatorNotAvailable {
                 group: req.group_id.clone(),
@@ -125,7 +125,7 @@ impl BrokerService {
         let rx = addr.send(JoinMsg(join)).await.map_err(|_| moved())?;
         rx.await.map_err(|_| moved())?
     }
-    pub(super) async fn sync_group(&self, _: &Peer, req: SyncGroup) -> Result<Vec<u8>, BrokerError> {
+    pub(crate) async fn sync_group(&self, _: &Peer, req: SyncGroup) -> Result<Vec<u8>, BrokerError> {
         let addr = self.member_group(&req.group_id, &req.member_id).await?;
         let moved = || BrokerError::NotCoordinator { group: req.group_id.clone(), broker: self.id() };
         let msg = SyncMsg {
@@ -136,21 +136,21 @@ impl BrokerService {
         let rx = addr.send(msg).await.map_err(|_| moved())?;
         rx.await.map_err(|_| moved())?
     }
-    pub(super) async fn heartbeat(&self, _: &Peer, req: Heartbeat) -> Result<(), BrokerError> {
+    pub(crate) async fn heartbeat(&self, _: &Peer, req: Heartbeat) -> Result<(), BrokerError> {
         let addr = self.member_group(&req.group_id, &req.member_id).await?;
         let msg = HeartbeatMsg { member: req.member_id, generation: req.generation_id };
         addr.send(msg)
             .await
             .map_err(|_| BrokerError::NotCoordinator { group: req.group_id, broker: self.id() })?
     }
-    pub(super) async fn leave_group(&self, _: &Peer, req: LeaveGroup) -> Result<(), BrokerError> {
+    pub(crate) async fn leave_group(&self, _: &Peer, req: LeaveGroup) -> Result<(), BrokerError> {
         let first = req.member_ids.first().cloned().unwrap_or_default();
         let addr = self.member_group(&req.group_id, &first).await?;
         addr.send(LeaveMsg(req.member_ids))
             .await
             .map_err(|_| BrokerError::NotCoordinator { group: req.group_id, broker: self.id() })?
     }
-    pub(super) async fn offset_commit(
+    pub(crate) async fn offset_commit(
         &self,
         _: &Peer,
         req: OffsetCommit,
@@ -166,7 +166,7 @@ impl BrokerService {
             .await
             .map_err(|_| BrokerError::NotCoordinator { group: req.group_id, broker: self.id() })?
     }
-    pub(super) async fn offset_fetch(
+    pub(crate) async fn offset_fetch(
         &self,
         _: &Peer,
         req: OffsetFetch,
@@ -190,7 +190,7 @@ impl BrokerService {
                 .collect()),
         }
     }
-    pub(super) async fn list_groups(
+    pub(crate) async fn list_groups(
         &self,
         _: &Peer,
         _: ListGroups,
@@ -211,7 +211,7 @@ impl BrokerService {
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         Ok(out)
     }
-    pub(super) async fn describe_groups(
+    pub(crate) async fn describe_groups(
         &self,
         _: &Peer,
         req: DescribeGroups,
@@ -240,7 +240,7 @@ impl BrokerService {
         }
         Ok(out)
     }
-    pub(super) async fn delete_groups(
+    pub(crate) async fn delete_groups(
         &self,
         _: &Peer,
         req: DeleteGroups,

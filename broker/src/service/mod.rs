@@ -100,8 +100,13 @@ impl BrokerService {
         }
     }
 
-    fn id(&self) -> i32 {
+    pub(crate) fn id(&self) -> i32 {
         self.inner.config.broker_id
+    }
+
+    /// The broker's configuration.
+    pub(crate) fn config(&self) -> &BrokerConfig {
+        &self.inner.config
     }
 
     fn keeper(&self) -> Result<KeeperClient, BrokerError> {

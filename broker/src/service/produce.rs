@@ -18,7 +18,7 @@ use tracing::{info, Instrument};
 use super::{keeper_error, BrokerService};
 
 impl BrokerService {
-    pub(super) fn min_insync(&self, update: Option<&ClusterUpdate>, topic: &str) -> i32 {
+    pub(crate) fn min_insync(&self, update: Option<&ClusterUpdate>, topic: &str) -> i32 {
         match update.and_then(|u| u.topics.get(topic)) {
             Some(t) => self.inner.config.topic_min_insync_replicas(&t.configs),
             None => self.inner.config.min_insync_replicas,
@@ -32,7 +32,7 @@ impl BrokerService {
     /// produce held back by an earlier failure on the channel is refused here, and a
     /// retriable refusal here holds the partition's later produces (`acks=0` ones are never
     /// held, nor hold anything: their producer hears of no failure).
-    pub(super) fn start_produce(
+    pub(crate) fn start_produce(
         &self,
         req: Produce,
         order: Option<(u64, &mut OrderGuard<(String, i32)>)>,
@@ -94,7 +94,7 @@ impl BrokerService {
     }
     /// Claims the next block of producer ids in the keeper (a conditional write on
     /// `/latest_producer_id_block`, so two brokers never get the same block).
-    pub(super) async fn claim_producer_ids(&self) -> Result<(i64, i64), BrokerError> {
+    pub(crate) async fn claim_producer_ids(&self) -> Result<(i64, i64), BrokerError> {
         let keeper = self.keeper()?;
         let size = znodes::PRODUCER_ID_BLOCK_SIZE;
         for _ in 0..100 {
@@ -123,7 +123,7 @@ impl BrokerService {
         }
         Err(BrokerError::KeeperUnavailable { reason: "too much contention for producer id blocks".into() })
     }
-    pub(super) async fn init_producer_id(
+    pub(crate) async fn init_producer_id(
         &self,
         _: &Peer,
         _: InitProducerId,

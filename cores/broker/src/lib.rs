@@ -20,6 +20,8 @@
 //! - [`partition`]: a partition leader's rules: the high watermark, produce admission,
 //!   read visibility, the follower fetch range, `ListOffsets`, `acks=all` completion.
 //! - [`fetch`]: a fetch's long poll: each partition's byte budget, when to answer.
+//! - [`fetch_session`]: Kafka's incremental fetch sessions (KIP-227): what a session's
+//!   fetch reads and which partitions its answer carries.
 //! - [`replica`]: follower replication's rules: the leader's view of its replicas (high
 //!   watermark, ISR shrink and expansion) and where a follower truncates on a leader change.
 //! - [`group`]: a consumer group's membership, generations, initial rebalance delay,
@@ -33,6 +35,7 @@ pub mod assignment;
 pub mod controller;
 pub mod error;
 pub mod fetch;
+pub mod fetch_session;
 pub mod group;
 pub mod group_log;
 pub mod metadata;

@@ -1,0 +1,1188 @@
+//! Kafka's APIs, each translated into the broker service's own calls and back.
+//!
+//! [`start`] decodes a request (a body that does not decode closes the connection, as in
+//! Kafka), does what must happen in arrival order (handing produces to their partitions),
+//! and spawns the rest; the task's output is the framed answer.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use sluice_broker_core::fetch_session::{Answered, Position, SessionError};
+use sluice_broker_core::metadata::BrokerEndpoint;
+use sluice_broker_core::BrokerError;
+use sluice_net::Peer;
+use sluice_proto::broker as sb;
+use sluice_proto::interbroker::{EpochQuery, OffsetsForLeaderEpoch};
+use sluice_proto::kafka::messages::{self as k, ApiKey, BrokerId, GroupId, TopicName};
+use sluice_proto::kafka::StrBytes;
+use sluice_proto::kafka::{codes, decode, frame, served_versions, Encodable, Head, SERVED};
+
+use super::{Answer, Shared};
+use crate::service::BrokerService;
+
+fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+fn topic_name(text: &str) -> TopicName {
+    TopicName(s(text))
+}
+
+fn code(r: &Result<impl Sized, BrokerError>) -> i16 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.code(),
+    }
+}
+
+fn message(r: &Result<impl Sized, BrokerError>) -> Option<StrBytes> {
+    r.as_ref().err().map(|e| s(e.to_string()))
+}
+
+/// The request's context for its handler.
+struct Call {
+    service: BrokerService,
+    peer: Peer,
+    listener: &'static str,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: String,
+}
+
+impl Call {
+    fn answer<T: Encodable>(&self, body: &T) -> Result<Option<BytesMut>, String> {
+        frame(self.key, self.version, self.correlation_id, body).map(Some)
+    }
+
+    /// `b`'s address on this connection's listener.
+    fn on_listener(&self, b: &BrokerEndpoint) -> Option<(String, u16)> {
+        b.listener(self.listener).map(|l| (l.host.clone(), l.port))
+    }
+}
+
+fn spawn<F>(call: Call, f: impl FnOnce(Call) -> F) -> Answer
+where
+    F: Future<Output = Result<Option<BytesMut>, String>> + Send + 'static,
+{
+    tokio::spawn(f(call))
+}
+
+/// Decodes the request of `head` from `body` and starts serving it.
+pub(super) fn start(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    head: Head,
+    mut body: Bytes,
+) -> Result<Answer, String> {
+    let call = Call {
+        service: shared.service.clone(),
+        peer: peer.clone(),
+        listener: shared.listener,
+        key: head.key,
+        version: head.version,
+        correlation_id: head.header.correlation_id,
+        client_id: head.header.client_id.as_deref().unwrap_or("").to_string(),
+    };
+    let v = head.version;
+    let bad = |e: String| format!("{:?} v{v}: the request does not decode: {e}", head.key);
+    Ok(match head.key {
+        ApiKey::ApiVersions => {
+            // A newer version than served is answered with v0 and the error, as Kafka does;
+            // its body is not read.
+            let max = served_versions(ApiKey::ApiVersions).map_or(0, |s| s.max);
+            let mut call = call;
+            let error = if v > max {
+                call.version = 0;
+                codes::UNSUPPORTED_VERSION
+            } else {
+                decode::<k::ApiVersionsRequest>(&mut body, v).map_err(bad)?;
+                0
+            };
+            spawn(call, move |call| async move { call.answer(&api_versions(error)) })
+        }
+        ApiKey::Produce => {
+            let req: k::ProduceRequest = decode(&mut body, v).map_err(bad)?;
+            produce(call, req)
+        }
+        ApiKey::Fetch => {
+            let req: k::FetchRequest = decode(&mut body, v).map_err(bad)?;
+            let sessions = shared.sessions.clone();
+            spawn(call, move |call| fetch(call, req, sessions))
+        }
+        ApiKey::Metadata => {
+            let req: k::MetadataRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| metadata(call, req))
+        }
+        ApiKey::ListOffsets => {
+            let req: k::ListOffsetsRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| list_offsets(call, req))
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req: k::OffsetForLeaderEpochRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| offset_for_leader_epoch(call, req))
+        }
+        ApiKey::FindCoordinator => {
+            let req: k::FindCoordinatorRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| find_coordinator(call, req))
+        }
+        ApiKey::JoinGroup => {
+            let req: k::JoinGroupRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| join_group(call, req))
+        }
+        ApiKey::SyncGroup => {
+            let req: k::SyncGroupRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| sync_group(call, req))
+        }
+        ApiKey::Heartbeat => {
+            let req: k::HeartbeatRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| heartbeat(call, req))
+        }
+        ApiKey::LeaveGroup => {
+            let req: k::LeaveGroupRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| leave_group(call, req))
+        }
+        ApiKey::OffsetCommit => {
+            let req: k::OffsetCommitRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| offset_commit(call, req))
+        }
+        ApiKey::OffsetFetch => {
+            let req: k::OffsetFetchRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| offset_fetch(call, req))
+        }
+        ApiKey::ListGroups => {
+            let req: k::ListGroupsRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| list_groups(call, req))
+        }
+        ApiKey::DescribeGroups => {
+            let req: k::DescribeGroupsRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| describe_groups(call, req))
+        }
+        ApiKey::DeleteGroups => {
+            let req: k::DeleteGroupsRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| delete_groups(call, req))
+        }
+        ApiKey::CreateTopics => {
+            let req: k::CreateTopicsRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| create_topics(call, req))
+        }
+        ApiKey::DeleteTopics => {
+            let req: k::DeleteTopicsRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| delete_topics(call, req))
+        }
+        ApiKey::DescribeConfigs => {
+            let req: k::DescribeConfigsRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| describe_configs(call, req))
+        }
+        ApiKey::InitProducerId => {
+            let req: k::InitProducerIdRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| init_producer_id(call, req))
+        }
+        ApiKey::DescribeCluster => {
+            let req: k::DescribeClusterRequest = decode(&mut body, v).map_err(bad)?;
+            spawn(call, move |call| describe_cluster(call, req))
+        }
+        ApiKey::SaslHandshake => {
+            decode::<k::SaslHandshakeRequest>(&mut body, v).map_err(bad)?;
+            spawn(call, |call| async move {
+                let mut r = k::SaslHandshakeResponse::default();
+                r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
+                call.answer(&r)
+            })
+        }
+        ApiKey::SaslAuthenticate => {
+            decode::<k::SaslAuthenticateRequest>(&mut body, v).map_err(bad)?;
+            spawn(call, |call| async move {
+                let mut r = k::SaslAuthenticateResponse::default();
+                r.error_code = codes::ILLEGAL_SASL_STATE;
+                r.error_message = Some(s(format!(
+                    "this {} listener has no SASL: clients authenticate with TLS certificates",
+                    call.listener
+                )));
+                call.answer(&r)
+            })
+        }
+        other => return Err(format!("{other:?} is not served here")),
+    })
+}
+
+fn api_versions(error: i16) -> k::ApiVersionsResponse {
+    let mut r = k::ApiVersionsResponse::default();
+    r.error_code = error;
+    r.api_keys = SERVED
+        .iter()
+        .map(|sv| {
+            let mut a = k::api_versions_response::ApiVersion::default();
+            a.api_key = sv.key as i16;
+            a.min_version = sv.min;
+            a.max_version = sv.max;
+            a
+        })
+        .collect();
+    r
+}
+
+fn produce(call: Call, req: k::ProduceRequest) -> Answer {
+    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty());
+    // Each partition is handed to its actor now, in request order.
+    let mut started = Vec::new();
+    for t in &req.topic_data {
+        for p in &t.partition_data {
+            let topic = t.name.0.to_string();
+            let pending: std::pin::Pin<
+                Box<dyn Future<Output = Result<sb::ProduceResponse, BrokerError>> + Send>,
+            > = if transactional {
+                let reason = "transactions are not built in Sluice (a transactional.id was set)".to_string();
+                Box::pin(std::future::ready(Err(BrokerError::InvalidRequest { reason })))
+            } else {
+                match &p.records {
+                    Some(records) => Box::pin(call.service.start_produce(
+                        sb::Produce {
+                            topic: topic.clone(),
+                            partition: p.index,
+                            acks: req.acks,
+                            timeout_ms: req.timeout_ms.max(0) as u32,
+                            records: records.clone(),
+                            retry: false,
+                        },
+                        None,
+                    )),
+                    None => {
+                        let reason = "a produce with no records".to_string();
+                        Box::pin(std::future::ready(Err(BrokerError::InvalidRequest { reason })))
+                    }
+                }
+            };
+            started.push((topic, p.index, pending));
+        }
+    }
+    let acks = req.acks;
+    tokio::spawn(async move {
+        let results = futures_util::future::join_all(started.into_iter().map(|(t, p, f)| async move {
+            let r = f.await;
+            (t, p, r)
+        }))
+        .await;
+        if acks == 0 {
+            return Ok(None);
+        }
+        let mut r = k::ProduceResponse::default();
+        for (topic, partition, result) in results {
+            let mut pr = k::produce_response::PartitionProduceResponse::default();
+            pr.index = partition;
+            pr.error_code = code(&result);
+            match &result {
+                Ok(ok) => {
+                    pr.base_offset = ok.base_offset;
+                    pr.log_append_time_ms = ok.log_append_time;
+                    pr.log_start_offset = ok.log_start_offset;
+                }
+                Err(e) => {
+                    pr.base_offset = -1;
+                    pr.log_append_time_ms = -1;
+                    pr.log_start_offset = -1;
+                    if call.version >= 8 {
+                        pr.error_message = Some(s(e.to_string()));
+                    }
+                }
+            }
+            match r.responses.iter_mut().find(|t| *t.name.0 == *topic) {
+                Some(t) => t.partition_responses.push(pr),
+                None => {
+                    let mut t = k::produce_response::TopicProduceResponse::default();
+                    t.name = topic_name(&topic);
+                    t.partition_responses.push(pr);
+                    r.responses.push(t);
+                }
+            }
+        }
+        call.answer(&r)
+    })
+}
+
+async fn fetch(
+    call: Call,
+    req: k::FetchRequest,
+    sessions: Arc<std::sync::Mutex<sluice_broker_core::fetch_session::FetchSessions>>,
+) -> Result<Option<BytesMut>, String> {
+    let wanted: Vec<_> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                let pos = Position { offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as u32 };
+                ((t.topic.0.to_string(), p.partition), pos)
+            })
+        })
+        .collect();
+    let forgotten: Vec<(String, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+        .collect();
+    let (session_id, epoch) = if call.version >= 7 { (req.session_id, req.session_epoch) } else { (0, -1) };
+    let plan = sessions.lock().unwrap_or_else(|p| p.into_inner()).open(session_id, epoch, wanted, &forgotten);
+    let mut r = k::FetchResponse::default();
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e @ (SessionError::NotFound(_) | SessionError::InvalidEpoch { .. })) => {
+            r.error_code = e.code();
+            return call.answer(&r);
+        }
+    };
+    let partitions = plan
+        .partitions
+        .iter()
+        .map(|((topic, partition), pos)| {
+            let p = sb::FetchPartition {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: pos.offset,
+                max_bytes: pos.max_bytes,
+            };
+            (p, None)
+        })
+        .collect();
+    let fetched = call
+        .service
+        .fetch_loop(
+            partitions,
+            req.max_wait_ms.max(0) as u32,
+            req.min_bytes.max(0) as u32,
+            if call.version >= 3 { req.max_bytes.max(0) as u32 } else { i32::MAX as u32 },
+            None,
+        )
+        .await;
+    let fetched = match fetched {
+        Ok(f) => f.partitions,
+        Err(e) => {
+            r.error_code = e.code();
+            return call.answer(&r);
+        }
+    };
+    let answered: Vec<Answered> = fetched
+        .iter()
+        .map(|f| Answered {
+            has_records: !f.records.is_empty(),
+            has_error: f.error.is_some(),
+            high_watermark: f.high_watermark,
+            log_start_offset: f.log_start_offset,
+        })
+        .collect();
+    let send = sessions.lock().unwrap_or_else(|p| p.into_inner()).answered(&plan, &answered);
+    r.session_id = plan.session_id;
+    let read_committed = req.isolation_level == 1;
+    for (f, send) in fetched.into_iter().zip(send) {
+        if !send {
+            continue;
+        }
+        let mut pd = k::fetch_response::PartitionData::default();
+        pd.partition_index = f.partition;
+        pd.error_code = f.error.as_ref().map_or(0, BrokerError::code);
+        pd.high_watermark = f.high_watermark;
+        // No transactions: everything below the high watermark is stable.
+        pd.last_stable_offset = f.high_watermark;
+        pd.log_start_offset = f.log_start_offset;
+        pd.aborted_transactions = read_committed.then(Vec::new);
+        pd.preferred_read_replica = BrokerId(-1);
+        pd.records = Some(f.records);
+        match r.responses.iter_mut().find(|t| *t.topic.0 == *f.topic) {
+            Some(t) => t.partitions.push(pd),
+            None => {
+                let mut t = k::fetch_response::FetchableTopicResponse::default();
+                t.topic = topic_name(&f.topic);
+                t.partitions.push(pd);
+                r.responses.push(t);
+            }
+        }
+    }
+    call.answer(&r)
+}
+
+async fn metadata(call: Call, req: k::MetadataRequest) -> Result<Option<BytesMut>, String> {
+    let mut by_id = Vec::new();
+    let topics = match &req.topics {
+        // v0: an empty list means every topic.
+        Some(list) if list.is_empty() && call.version == 0 => None,
+        None => None,
+        Some(list) => {
+            let mut names = Vec::new();
+            for t in list {
+                match &t.name {
+                    Some(n) => names.push(n.0.to_string()),
+                    None => by_id.push(t.topic_id),
+                }
+            }
+            Some(names)
+        }
+    };
+    let allow_auto_create = call.version < 4 || req.allow_auto_topic_creation;
+    let m = call.service.metadata(&call.peer, sb::MetadataRequest { topics, allow_auto_create }).await;
+    let mut r = k::MetadataResponse::default();
+    r.cluster_authorized_operations = i32::MIN;
+    let m = match m {
+        Ok(m) => m,
+        Err(e) => {
+            // Metadata has no top-level error before v13: answer an empty cluster (the client
+            // retries) and log why.
+            tracing::info!(error = %e, "metadata");
+            r.controller_id = BrokerId(-1);
+            return call.answer(&r);
+        }
+    };
+    r.cluster_id = Some(s(m.cluster_id.clone()));
+    r.controller_id = BrokerId(m.controller_id.unwrap_or(-1));
+    let mut reachable = Vec::new();
+    for b in &m.brokers {
+        if let Some((host, port)) = call.on_listener(b) {
+            let mut rb = k::metadata_response::MetadataResponseBroker::default();
+            rb.node_id = BrokerId(b.id);
+            rb.host = s(host);
+            rb.port = i32::from(port);
+            rb.rack = b.rack.clone().map(s);
+            r.brokers.push(rb);
+            reachable.push(b.id);
+        }
+    }
+    for t in m.topics {
+        let mut rt = k::metadata_response::MetadataResponseTopic::default();
+        rt.name = Some(topic_name(&t.name));
+        rt.error_code = t.error.as_ref().map_or(0, BrokerError::code);
+        rt.is_internal = t.internal;
+        rt.topic_authorized_operations = i32::MIN;
+        for p in t.partitions {
+            let mut rp = k::metadata_response::MetadataResponsePartition::default();
+            rp.partition_index = p.partition;
+            rp.leader_id = BrokerId(p.leader.unwrap_or(-1));
+            rp.leader_epoch = p.leader_epoch;
+            rp.error_code = match p.leader {
+                None => 5, // LEADER_NOT_AVAILABLE
+                Some(l) if !reachable.contains(&l) && m.brokers.iter().any(|b| b.id == l) => {
+                    codes::LISTENER_NOT_FOUND
+                }
+                Some(_) => 0,
+            };
+            rp.replica_nodes = p.replicas.into_iter().map(BrokerId).collect();
+            rp.isr_nodes = p.isr.into_iter().map(BrokerId).collect();
+            rp.offline_replicas = p.offline_replicas.into_iter().map(BrokerId).collect();
+            rt.partitions.push(rp);
+        }
+        r.topics.push(rt);
+    }
+    for id in by_id {
+        let mut rt = k::metadata_response::MetadataResponseTopic::default();
+        rt.topic_id = id;
+        rt.error_code = codes::UNKNOWN_TOPIC_ID;
+        rt.topic_authorized_operations = i32::MIN;
+        r.topics.push(rt);
+    }
+    call.answer(&r)
+}
+
+async fn list_offsets(call: Call, req: k::ListOffsetsRequest) -> Result<Option<BytesMut>, String> {
+    let partitions = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| sb::ListOffsetsPartition {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                timestamp: p.timestamp,
+            })
+        })
+        .collect();
+    let listed = call.service.list_offsets(&call.peer, sb::ListOffsets { partitions }).await;
+    let mut r = k::ListOffsetsResponse::default();
+    let listed = match listed {
+        Ok(l) => l,
+        Err(e) => req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                let e = e.clone();
+                t.partitions.iter().map(move |p| sb::ListedOffset {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    result: Err(e.clone()),
+                })
+            })
+            .collect(),
+    };
+    for l in listed {
+        let mut p = k::list_offsets_response::ListOffsetsPartitionResponse::default();
+        p.partition_index = l.partition;
+        p.error_code = code(&l.result);
+        let (offset, timestamp) = l.result.unwrap_or((-1, -1));
+        p.offset = offset;
+        p.timestamp = timestamp;
+        p.leader_epoch = -1;
+        match r.topics.iter_mut().find(|t| *t.name.0 == *l.topic) {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = k::list_offsets_response::ListOffsetsTopicResponse::default();
+                t.name = topic_name(&l.topic);
+                t.partitions.push(p);
+                r.topics.push(t);
+            }
+        }
+    }
+    call.answer(&r)
+}
+
+async fn offset_for_leader_epoch(
+    call: Call,
+    req: k::OffsetForLeaderEpochRequest,
+) -> Result<Option<BytesMut>, String> {
+    let partitions = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| EpochQuery {
+                topic: t.topic.0.to_string(),
+                partition: p.partition,
+                current_leader_epoch: p.current_leader_epoch,
+                leader_epoch: p.leader_epoch,
+            })
+        })
+        .collect();
+    let ends = call.service.offsets_for_leader_epoch(&call.peer, OffsetsForLeaderEpoch { partitions }).await;
+    let mut r = k::OffsetForLeaderEpochResponse::default();
+    let ends = match ends {
+        Ok(e) => e,
+        Err(e) => {
+            // Every partition fails alike.
+            let code = e.code();
+            for t in &req.topics {
+                let mut rt = k::offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default();
+                rt.topic = t.topic.clone();
+                for p in &t.partitions {
+                    let mut ep = k::offset_for_leader_epoch_response::EpochEndOffset::default();
+                    ep.partition = p.partition;
+                    ep.error_code = code;
+                    ep.leader_epoch = -1;
+                    ep.end_offset = -1;
+                    rt.partitions.push(ep);
+                }
+                r.topics.push(rt);
+            }
+            return call.answer(&r);
+        }
+    };
+    for end in ends {
+        let mut ep = k::offset_for_leader_epoch_response::EpochEndOffset::default();
+        ep.partition = end.partition;
+        ep.error_code = code(&end.result);
+        let (epoch, offset) = end.result.ok().flatten().unwrap_or((-1, -1));
+        ep.leader_epoch = epoch;
+        ep.end_offset = offset;
+        match r.topics.iter_mut().find(|t| *t.topic.0 == *end.topic) {
+            Some(t) => t.partitions.push(ep),
+            None => {
+                let mut t = k::offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default();
+                t.topic = topic_name(&end.topic);
+                t.partitions.push(ep);
+                r.topics.push(t);
+            }
+        }
+    }
+    call.answer(&r)
+}
+
+/// Where `key`'s coordinator is, on this connection's listener: `(node, host, port)` or the
+/// error code and message.
+async fn coordinator(call: &Call, key: &str, key_type: i8) -> Result<(i32, String, i32), (i16, String)> {
+    if key_type != 0 {
+        return Err((
+            codes::COORDINATOR_NOT_AVAILABLE,
+            "transactions are not built in Sluice: there is no transaction coordinator".into(),
+        ));
+    }
+    let found =
+        call.service.find_coordinator(&call.peer, sb::FindCoordinator { group_id: key.to_string() }).await;
+    match found {
+        Ok(b) => match call.on_listener(&b) {
+            Some((host, port)) => Ok((b.id, host, i32::from(port))),
+            None => Err((
+                codes::COORDINATOR_NOT_AVAILABLE,
+                format!("the coordinator, broker {}, has no {} listener", b.id, call.listener),
+            )),
+        },
+        Err(e) => Err((e.code(), e.to_string())),
+    }
+}
+
+async fn find_coordinator(call: Call, req: k::FindCoordinatorRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::FindCoordinatorResponse::default();
+    if call.version >= 4 {
+        for key in &req.coordinator_keys {
+            let mut c = k::find_coordinator_response::Coordinator::default();
+            c.key = key.clone();
+            match coordinator(&call, key, req.key_type).await {
+                Ok((id, host, port)) => {
+                    c.node_id = BrokerId(id);
+                    c.host = s(host);
+                    c.port = port;
+                }
+                Err((code, msg)) => {
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                    c.error_code = code;
+                    c.error_message = Some(s(msg));
+                }
+            }
+            r.coordinators.push(c);
+        }
+    } else {
+        match coordinator(&call, &req.key, req.key_type).await {
+            Ok((id, host, port)) => {
+                r.node_id = BrokerId(id);
+                r.host = s(host);
+                r.port = port;
+            }
+            Err((code, msg)) => {
+                r.node_id = BrokerId(-1);
+                r.port = -1;
+                r.error_code = code;
+                if call.version >= 1 {
+                    r.error_message = Some(s(msg));
+                }
+            }
+        }
+    }
+    call.answer(&r)
+}
+
+async fn join_group(call: Call, req: k::JoinGroupRequest) -> Result<Option<BytesMut>, String> {
+    let join = sb::JoinGroup {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        client_id: call.client_id.clone(),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: if call.version >= 1 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.to_vec())).collect(),
+    };
+    let result = call.service.join_group(&call.peer, join).await;
+    let mut r = k::JoinGroupResponse::default();
+    r.protocol_type = Some(req.protocol_type.clone());
+    match result {
+        Ok(j) => {
+            r.generation_id = j.generation_id;
+            r.protocol_name = Some(s(j.protocol));
+            r.leader = s(j.leader);
+            r.member_id = s(j.member_id);
+            r.members = j
+                .members
+                .into_iter()
+                .map(|(id, metadata)| {
+                    let mut m = k::join_group_response::JoinGroupResponseMember::default();
+                    m.member_id = s(id);
+                    m.metadata = Bytes::from(metadata);
+                    m
+                })
+                .collect();
+        }
+        Err(e) => {
+            r.error_code = e.code();
+            r.generation_id = -1;
+            r.protocol_name = if call.version >= 7 { None } else { Some(StrBytes::default()) };
+            r.member_id = if matches!(e, BrokerError::UnknownMemberId { .. }) {
+                StrBytes::default()
+            } else {
+                req.member_id
+            };
+        }
+    }
+    call.answer(&r)
+}
+
+async fn sync_group(call: Call, req: k::SyncGroupRequest) -> Result<Option<BytesMut>, String> {
+    let sync = sb::SyncGroup {
+        group_id: req.group_id.0.to_string(),
+        generation_id: req.generation_id,
+        member_id: req.member_id.to_string(),
+        assignments: req
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
+            .collect(),
+    };
+    let result = call.service.sync_group(&call.peer, sync).await;
+    let mut r = k::SyncGroupResponse::default();
+    r.error_code = code(&result);
+    r.protocol_type = req.protocol_type.clone();
+    r.protocol_name = req.protocol_name.clone();
+    r.assignment = result.map(Bytes::from).unwrap_or_default();
+    call.answer(&r)
+}
+
+async fn heartbeat(call: Call, req: k::HeartbeatRequest) -> Result<Option<BytesMut>, String> {
+    let beat = sb::Heartbeat {
+        group_id: req.group_id.0.to_string(),
+        generation_id: req.generation_id,
+        member_id: req.member_id.to_string(),
+    };
+    let result = call.service.heartbeat(&call.peer, beat).await;
+    let mut r = k::HeartbeatResponse::default();
+    r.error_code = code(&result);
+    call.answer(&r)
+}
+
+async fn leave_group(call: Call, req: k::LeaveGroupRequest) -> Result<Option<BytesMut>, String> {
+    let member_ids: Vec<String> = if call.version >= 3 {
+        req.members.iter().map(|m| m.member_id.to_string()).collect()
+    } else {
+        vec![req.member_id.to_string()]
+    };
+    let leave = sb::LeaveGroup { group_id: req.group_id.0.to_string(), member_ids: member_ids.clone() };
+    let result = call.service.leave_group(&call.peer, leave).await;
+    let mut r = k::LeaveGroupResponse::default();
+    r.error_code = code(&result);
+    if call.version >= 3 {
+        r.members = member_ids
+            .into_iter()
+            .map(|id| {
+                let mut m = k::leave_group_response::MemberResponse::default();
+                m.member_id = s(id);
+                m.error_code = code(&result);
+                m
+            })
+            .collect();
+    }
+    call.answer(&r)
+}
+
+async fn offset_commit(call: Call, req: k::OffsetCommitRequest) -> Result<Option<BytesMut>, String> {
+    let offsets = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let v = call.version;
+            t.partitions.iter().map(move |p| {
+                let mut c =
+                    sb::CommitOffset::new(t.name.0.to_string(), p.partition_index, p.committed_offset);
+                c.leader_epoch = if v >= 6 { p.committed_leader_epoch } else { -1 };
+                c.metadata = p.committed_metadata.as_deref().unwrap_or("").to_string();
+                c
+            })
+        })
+        .collect();
+    let commit = sb::OffsetCommit {
+        group_id: req.group_id.0.to_string(),
+        generation_id: if call.version >= 1 { req.generation_id_or_member_epoch } else { -1 },
+        member_id: req.member_id.to_string(),
+        offsets,
+    };
+    let result = call.service.offset_commit(&call.peer, commit).await;
+    let mut r = k::OffsetCommitResponse::default();
+    let per_partition: Vec<(String, i32, i16)> = match result {
+        Ok(list) => list.into_iter().map(|(t, p, r)| (t, p, code(&r))).collect(),
+        Err(e) => req
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index, e.code())))
+            .collect(),
+    };
+    for (topic, partition, error) in per_partition {
+        let mut p = k::offset_commit_response::OffsetCommitResponsePartition::default();
+        p.partition_index = partition;
+        p.error_code = error;
+        match r.topics.iter_mut().find(|t| *t.name.0 == *topic) {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = k::offset_commit_response::OffsetCommitResponseTopic::default();
+                t.name = topic_name(&topic);
+                t.partitions.push(p);
+                r.topics.push(t);
+            }
+        }
+    }
+    call.answer(&r)
+}
+
+/// One group's committed offsets for `partitions` (`None`: all it has): `(topic,
+/// partition, offset, leader epoch, metadata)`, a partition without a commit at -1; or the
+/// group's error.
+async fn committed(
+    call: &Call,
+    group: &str,
+    partitions: Option<Vec<(String, i32)>>,
+) -> Result<Vec<sb::CommittedOffset>, BrokerError> {
+    let asked = partitions.clone();
+    let got = call
+        .service
+        .offset_fetch(&call.peer, sb::OffsetFetch { group_id: group.to_string(), partitions })
+        .await?;
+    let Some(asked) = asked else { return Ok(got) };
+    Ok(asked
+        .into_iter()
+        .map(|(topic, partition)| {
+            got.iter().find(|c| c.topic == topic && c.partition == partition).cloned().unwrap_or(
+                sb::CommittedOffset {
+                    topic,
+                    partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                },
+            )
+        })
+        .collect())
+}
+
+async fn offset_fetch(call: Call, req: k::OffsetFetchRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::OffsetFetchResponse::default();
+    if call.version >= 8 {
+        for g in &req.groups {
+            let partitions = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
+                    .collect::<Vec<_>>()
+            });
+            let mut rg = k::offset_fetch_response::OffsetFetchResponseGroup::default();
+            rg.group_id = g.group_id.clone();
+            match committed(&call, &g.group_id.0, partitions).await {
+                Ok(list) => {
+                    for c in list {
+                        let mut p = k::offset_fetch_response::OffsetFetchResponsePartitions::default();
+                        p.partition_index = c.partition;
+                        p.committed_offset = c.offset;
+                        p.committed_leader_epoch = c.leader_epoch;
+                        p.metadata = Some(s(c.metadata));
+                        match rg.topics.iter_mut().find(|t| *t.name.0 == *c.topic) {
+                            Some(t) => t.partitions.push(p),
+                            None => {
+                                let mut t = k::offset_fetch_response::OffsetFetchResponseTopics::default();
+                                t.name = topic_name(&c.topic);
+                                t.partitions.push(p);
+                                rg.topics.push(t);
+                            }
+                        }
+                    }
+                }
+                Err(e) => rg.error_code = e.code(),
+            }
+            r.groups.push(rg);
+        }
+        return call.answer(&r);
+    }
+    let partitions = req.topics.as_ref().map(|ts| {
+        ts.iter()
+            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
+            .collect::<Vec<_>>()
+    });
+    match committed(&call, &req.group_id.0, partitions).await {
+        Ok(list) => {
+            for c in list {
+                let mut p = k::offset_fetch_response::OffsetFetchResponsePartition::default();
+                p.partition_index = c.partition;
+                p.committed_offset = c.offset;
+                p.committed_leader_epoch = c.leader_epoch;
+                p.metadata = Some(s(c.metadata));
+                match r.topics.iter_mut().find(|t| *t.name.0 == *c.topic) {
+                    Some(t) => t.partitions.push(p),
+                    None => {
+                        let mut t = k::offset_fetch_response::OffsetFetchResponseTopic::default();
+                        t.name = topic_name(&c.topic);
+                        t.partitions.push(p);
+                        r.topics.push(t);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            if call.version >= 2 {
+                r.error_code = e.code();
+            } else {
+                // v1 has no group-level error: every partition asked for carries it.
+                for t in req.topics.iter().flatten() {
+                    let mut rt = k::offset_fetch_response::OffsetFetchResponseTopic::default();
+                    rt.name = t.name.clone();
+                    for p in &t.partition_indexes {
+                        let mut rp = k::offset_fetch_response::OffsetFetchResponsePartition::default();
+                        rp.partition_index = *p;
+                        rp.committed_offset = -1;
+                        rp.error_code = e.code();
+                        rt.partitions.push(rp);
+                    }
+                    r.topics.push(rt);
+                }
+            }
+        }
+    }
+    call.answer(&r)
+}
+
+async fn list_groups(call: Call, _: k::ListGroupsRequest) -> Result<Option<BytesMut>, String> {
+    let result = call.service.list_groups(&call.peer, sb::ListGroups {}).await;
+    let mut r = k::ListGroupsResponse::default();
+    r.error_code = code(&result);
+    for g in result.unwrap_or_default() {
+        let mut lg = k::list_groups_response::ListedGroup::default();
+        lg.group_id = GroupId(s(g.group_id));
+        lg.protocol_type = s(g.protocol_type);
+        lg.group_state = s(g.state);
+        r.groups.push(lg);
+    }
+    call.answer(&r)
+}
+
+async fn describe_groups(call: Call, req: k::DescribeGroupsRequest) -> Result<Option<BytesMut>, String> {
+    let names: Vec<String> = req.groups.iter().map(|g| g.0.to_string()).collect();
+    let result = call.service.describe_groups(&call.peer, sb::DescribeGroups { groups: names.clone() }).await;
+    let mut r = k::DescribeGroupsResponse::default();
+    let described: Vec<Result<sb::GroupDescription, BrokerError>> = match result {
+        Ok(list) => list,
+        Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+    };
+    for (name, d) in names.into_iter().zip(described) {
+        let mut g = k::describe_groups_response::DescribedGroup::default();
+        g.group_id = GroupId(s(name));
+        g.authorized_operations = i32::MIN;
+        match d {
+            Ok(d) => {
+                g.group_state = s(d.state);
+                g.protocol_type = s(d.protocol_type);
+                g.protocol_data = s(d.protocol);
+                g.members = d
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut dm = k::describe_groups_response::DescribedGroupMember::default();
+                        dm.member_id = s(m.member_id);
+                        dm.client_id = s(m.client_id);
+                        dm.client_host = s(m.client_host);
+                        dm.member_metadata = Bytes::from(m.metadata);
+                        dm.member_assignment = Bytes::from(m.assignment);
+                        dm
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                g.error_code = e.code();
+                if call.version >= 6 {
+                    g.error_message = Some(s(e.to_string()));
+                }
+            }
+        }
+        r.groups.push(g);
+    }
+    call.answer(&r)
+}
+
+async fn delete_groups(call: Call, req: k::DeleteGroupsRequest) -> Result<Option<BytesMut>, String> {
+    let names: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
+    let result = call.service.delete_groups(&call.peer, sb::DeleteGroups { groups: names.clone() }).await;
+    let results = match result {
+        Ok(list) => list,
+        Err(e) => names.into_iter().map(|n| (n, Err(e.clone()))).collect(),
+    };
+    let mut r = k::DeleteGroupsResponse::default();
+    for (name, result) in results {
+        let mut d = k::delete_groups_response::DeletableGroupResult::default();
+        d.group_id = GroupId(s(name));
+        d.error_code = code(&result);
+        r.results.push(d);
+    }
+    call.answer(&r)
+}
+
+async fn create_topics(call: Call, req: k::CreateTopicsRequest) -> Result<Option<BytesMut>, String> {
+    let topics: Vec<sb::NewTopic> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let assignment: Option<BTreeMap<i32, Vec<i32>>> = (!t.assignments.is_empty()).then(|| {
+                t.assignments
+                    .iter()
+                    .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                    .collect()
+            });
+            sb::NewTopic {
+                name: t.name.0.to_string(),
+                partitions: (t.num_partitions >= 0 && assignment.is_none()).then_some(t.num_partitions),
+                replication_factor: (t.replication_factor >= 0 && assignment.is_none())
+                    .then_some(t.replication_factor),
+                assignment,
+                configs: t
+                    .configs
+                    .iter()
+                    .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                    .collect(),
+            }
+        })
+        .collect();
+    let asked: Vec<(i32, i16)> =
+        req.topics.iter().map(|t| (t.num_partitions, t.replication_factor)).collect();
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let result = call
+        .service
+        .create_topics(&call.peer, sb::CreateTopics { topics, validate_only: req.validate_only })
+        .await;
+    let results = match result {
+        Ok(list) => list,
+        Err(e) => names.into_iter().map(|n| (n, Err(e.clone()))).collect(),
+    };
+    let defaults = call.service.config();
+    let mut r = k::CreateTopicsResponse::default();
+    for ((name, result), (partitions, rf)) in results.into_iter().zip(asked) {
+        let mut t = k::create_topics_response::CreatableTopicResult::default();
+        t.name = topic_name(&name);
+        t.error_code = code(&result);
+        t.error_message = message(&result);
+        t.num_partitions = if partitions >= 0 { partitions } else { defaults.num_partitions };
+        t.replication_factor = if rf >= 0 { rf } else { defaults.default_replication_factor };
+        t.configs = Some(Vec::new());
+        r.topics.push(t);
+    }
+    call.answer(&r)
+}
+
+async fn delete_topics(call: Call, req: k::DeleteTopicsRequest) -> Result<Option<BytesMut>, String> {
+    let names: Vec<String> = if call.version >= 6 {
+        req.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()
+    } else {
+        req.topic_names.iter().map(|n| n.0.to_string()).collect()
+    };
+    let result = call.service.delete_topics(&call.peer, sb::DeleteTopics { topics: names.clone() }).await;
+    let results = match result {
+        Ok(list) => list,
+        Err(e) => names.into_iter().map(|n| (n, Err(e.clone()))).collect(),
+    };
+    let mut r = k::DeleteTopicsResponse::default();
+    for (name, result) in results {
+        let mut d = k::delete_topics_response::DeletableTopicResult::default();
+        d.name = Some(topic_name(&name));
+        d.error_code = code(&result);
+        d.error_message = message(&result);
+        r.responses.push(d);
+    }
+    call.answer(&r)
+}
+
+/// Kafka's config resource types.
+const TOPIC_RESOURCE: i8 = 2;
+const BROKER_RESOURCE: i8 = 4;
+/// Kafka's config source for a topic override.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+
+async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::DescribeConfigsResponse::default();
+    for res in &req.resources {
+        let mut out = k::describe_configs_response::DescribeConfigsResult::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let wanted =
+            |key: &str| res.configuration_keys.as_ref().is_none_or(|ks| ks.iter().any(|k| &**k == key));
+        match res.resource_type {
+            TOPIC_RESOURCE => {
+                let name = res.resource_name.to_string();
+                let result = call
+                    .service
+                    .describe_configs(&call.peer, sb::DescribeConfigs { topics: vec![name] })
+                    .await;
+                let configs = result.and_then(|mut list| match list.pop() {
+                    Some((_, r)) => r,
+                    None => Ok(BTreeMap::new()),
+                });
+                match configs {
+                    Ok(configs) => {
+                        for (key, value) in configs.into_iter().filter(|(key, _)| wanted(key)) {
+                            let mut c =
+                                k::describe_configs_response::DescribeConfigsResourceResult::default();
+                            c.name = s(key);
+                            c.value = Some(s(value));
+                            c.config_source = DYNAMIC_TOPIC_CONFIG;
+                            out.configs.push(c);
+                        }
+                    }
+                    Err(e) => {
+                        out.error_code = e.code();
+                        out.error_message = Some(s(e.to_string()));
+                    }
+                }
+            }
+            BROKER_RESOURCE
+                if res.resource_name.is_empty() || *res.resource_name == *call.service.id().to_string() =>
+            {
+                // No dynamic broker configs: the file is the configuration.
+            }
+            BROKER_RESOURCE => {
+                out.error_code = codes::INVALID_REQUEST;
+                out.error_message = Some(s(format!(
+                    "this is broker {}: ask broker {} for its configs",
+                    call.service.id(),
+                    res.resource_name.as_str()
+                )));
+            }
+            other => {
+                out.error_code = codes::INVALID_REQUEST;
+                out.error_message =
+                    Some(s(format!("config resource type {other} is not served (topics and brokers are)")));
+            }
+        }
+        r.results.push(out);
+    }
+    call.answer(&r)
+}
+
+async fn init_producer_id(call: Call, req: k::InitProducerIdRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::InitProducerIdResponse::default();
+    if req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
+        // Transactions are not built: a fatal error for the client, not a retry loop.
+        r.error_code = codes::UNSUPPORTED_VERSION;
+        r.producer_id = k::ProducerId(-1);
+        r.producer_epoch = -1;
+        return call.answer(&r);
+    }
+    match call.service.init_producer_id(&call.peer, sb::InitProducerId {}).await {
+        Ok(id) => {
+            r.producer_id = k::ProducerId(id.producer_id);
+            r.producer_epoch = id.producer_epoch;
+        }
+        Err(e) => {
+            r.error_code = e.code();
+            r.producer_id = k::ProducerId(-1);
+            r.producer_epoch = -1;
+        }
+    }
+    call.answer(&r)
+}
+
+async fn describe_cluster(call: Call, _: k::DescribeClusterRequest) -> Result<Option<BytesMut>, String> {
+    let m = call
+        .service
+        .metadata(&call.peer, sb::MetadataRequest { topics: Some(Vec::new()), allow_auto_create: false })
+        .await;
+    let mut r = k::DescribeClusterResponse::default();
+    r.cluster_authorized_operations = i32::MIN;
+    r.endpoint_type = 1;
+    match m {
+        Ok(m) => {
+            r.cluster_id = s(m.cluster_id);
+            r.controller_id = BrokerId(m.controller_id.unwrap_or(-1));
+            for b in &m.brokers {
+                if let Some((host, port)) = call.on_listener(b) {
+                    let mut db = k::describe_cluster_response::DescribeClusterBroker::default();
+                    db.broker_id = BrokerId(b.id);
+                    db.host = s(host);
+                    db.port = i32::from(port);
+                    db.rack = b.rack.clone().map(s);
+                    r.brokers.push(db);
+                }
+            }
+        }
+        Err(e) => {
+            r.error_code = e.code();
+            r.error_message = Some(s(e.to_string()));
+            r.controller_id = BrokerId(-1);
+        }
+    }
+    call.answer(&r)
+}
