@@ -5,12 +5,20 @@
 //! A missing client fails the test and names the install command (`.ci/run` installs them);
 //! nothing here passes without having run its peer.
 
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use sluice_certs::{CertSpec, Role};
+use sluice_client::broker::proto::NewTopic;
+use sluice_client::broker::{
+    Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig,
+    ProducerRecord,
+};
 use sluice_net::TlsFiles;
 use sluice_tests::{poll_until, BrokerCluster, TestPki};
 
@@ -169,4 +177,428 @@ fn kcat_produces_and_reads_back_ten_thousand_lines_and_strangers_are_refused() {
         }
     });
     refused.expect("refusals logged");
+}
+
+/// `python3` with Kafka's Python clients, or a panic naming the install command.
+fn python() -> PathBuf {
+    let python = which("python3").unwrap_or_else(|| {
+        panic!("this test runs Python clients and python3 is not on PATH: apt-get install python3")
+    });
+    let ok = Command::new(&python)
+        .args(["-c", "import confluent_kafka, kafka"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "this test runs Kafka's Python clients and they are missing: pip install confluent-kafka kafka-python (.ci/run does)"
+    );
+    python
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kafka_clients.py")
+}
+
+/// A running `kafka_clients.py` command, its JSON lines arriving on a channel.
+struct Py {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    what: String,
+}
+
+impl Py {
+    fn start(cluster: &BrokerCluster, args: &[&str]) -> Py {
+        let client = cluster.client_files();
+        let name = client.cert.file_stem().and_then(|s| s.to_str()).expect("cert name").to_string();
+        let dir = client.cert.parent().expect("cert dir").display().to_string();
+        let mut child = Command::new(python())
+            .arg(script())
+            .args(&args[..1])
+            .args(["--bootstrap", &ssl_bootstrap(cluster), "--tls", &format!("{dir}:{name}")])
+            .args(&args[1..])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python3");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => eprintln!("python: {line}"),
+                }
+            }
+        });
+        Py { child, lines, what: args.join(" ") }
+    }
+
+    /// The next line, within `within`.
+    fn next(&self, within: Duration) -> Option<Value> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// Every line until the process ends (bounded by `within`), and whether it succeeded.
+    fn finish(mut self, within: Duration) -> (Vec<Value>, bool) {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(v) => out.push(v),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "{} did not finish within {within:?}; its last lines: {:?}",
+                        self.what,
+                        out.iter().rev().take(5).collect::<Vec<_>>()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        let ok = self.child.wait().is_ok_and(|s| s.success());
+        (out, ok)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+}
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sdk(cluster: &BrokerCluster) -> ClientConfig {
+    ClientConfig::new(cluster.bootstrap().split(',').map(str::to_string))
+        .tls_files(cluster.client_files())
+        .request_timeout(Duration::from_secs(20))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+fn create(cluster: &BrokerCluster, topic: NewTopic) {
+    let name = topic.name.clone();
+    runtime().block_on(async {
+        let admin = Admin::new(sdk(cluster)).expect("admin");
+        let r = admin.create_topics(vec![topic], false).await.expect("create");
+        assert!(r.iter().all(|(_, r)| r.is_ok()), "creating {name}: {r:?}");
+        // Wait for leaders everywhere.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let t = admin.describe_topics(vec![name.clone()]).await.expect("describe");
+            if t.iter().all(|t| {
+                t.error.is_none()
+                    && !t.partitions.is_empty()
+                    && t.partitions.iter().all(|p| p.leader.is_some())
+            }) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} got no leaders: {t:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
+/// The broker leading `topic`-`partition`.
+fn leader_of(cluster: &BrokerCluster, topic: &str, partition: i32) -> i32 {
+    runtime().block_on(async {
+        let admin = Admin::new(sdk(cluster)).expect("admin");
+        let t = admin.describe_topics(vec![topic.to_string()]).await.expect("describe");
+        t[0].partitions.iter().find(|p| p.partition == partition).and_then(|p| p.leader).expect("a leader")
+    })
+}
+
+#[test]
+fn idempotent_librdkafka_producers_lose_and_repeat_nothing_when_the_leader_is_killed() {
+    let mut cluster = BrokerCluster::start_on(3, 3, SSL_LISTENERS, "");
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("idempotent-{codec}");
+        create(&cluster, NewTopic::new(&topic, 3, 3).with_config("min.insync.replicas", "2"));
+        let count = 3000;
+        let producer = Py::start(
+            &cluster,
+            &[
+                "produce",
+                "--topic",
+                &topic,
+                "--count",
+                &count.to_string(),
+                "--acks",
+                "all",
+                "--idempotent",
+                "--compression",
+                codec,
+                "--prefix",
+                codec,
+                "--pace-ms",
+                "1",
+            ],
+        );
+        // Kill partition 0's leader once a few hundred records are acknowledged.
+        let mut acked = Vec::new();
+        while acked.len() < 300 {
+            let line = producer
+                .next(Duration::from_secs(60))
+                .unwrap_or_else(|| panic!("{codec}: no acknowledgements"));
+            assert_ne!(line["event"], "failed", "{codec}: {line}");
+            if line["event"] == "acked" {
+                acked.push(line);
+            }
+        }
+        let victim = leader_of(&cluster, &topic, 0);
+        cluster.brokers[(victim - 1) as usize].kill();
+        let (rest, ok) = producer.finish(Duration::from_secs(100));
+        acked.extend(rest.iter().filter(|l| l["event"] == "acked").cloned());
+        let failed: Vec<&Value> = rest.iter().filter(|l| l["event"] == "failed").collect();
+        assert!(ok && failed.is_empty(), "{codec}: the producer failed: {failed:?} {:?}", rest.last());
+        assert_eq!(acked.len(), count, "{codec}: every record acknowledged");
+
+        // Read everything back through the door.
+        let (read, ok) = Py::start(&cluster, &["consume", "--topic", &topic, "--timeout", "60"])
+            .finish(Duration::from_secs(90));
+        assert!(ok, "{codec}: the consumer failed: {:?}", read.last());
+        let records: Vec<&Value> = read.iter().filter(|l| l["event"] == "record").collect();
+        let mut seen: HashMap<String, (i64, i64)> = HashMap::new();
+        for r in &records {
+            let value = r["value"].as_str().expect("value").to_string();
+            let at = (r["partition"].as_i64().expect("p"), r["offset"].as_i64().expect("o"));
+            assert!(seen.insert(value.clone(), at).is_none(), "{codec}: {value} is in the log twice");
+        }
+        for a in &acked {
+            let value = a["value"].as_str().expect("value");
+            let at = (a["partition"].as_i64().expect("p"), a["offset"].as_i64().expect("o"));
+            assert_eq!(seen.get(value), Some(&at), "{codec}: {value} acknowledged at {at:?}");
+        }
+        assert_eq!(records.len(), count, "{codec}: nothing but the acknowledged records");
+        // Per key, the records are in the order sent (one key, one partition).
+        let mut by_key: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+        for r in &records {
+            let n: i64 = r["headers"]["n"].as_str().and_then(|n| n.parse().ok()).expect("header n");
+            by_key
+                .entry(r["key"].as_str().expect("key").to_string())
+                .or_default()
+                .push((r["offset"].as_i64().expect("o"), n));
+        }
+        for (key, mut list) in by_key {
+            list.sort();
+            assert!(list.windows(2).all(|w| w[0].1 < w[1].1), "{codec}: key {key} out of order: {list:?}");
+        }
+        cluster.brokers[(victim - 1) as usize].restart();
+        cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn kafka_python_consumers_split_six_partitions_and_take_over_a_killed_members() {
+    let mut cluster = BrokerCluster::start_on(3, 3, SSL_LISTENERS, "");
+    create(&cluster, NewTopic::new("grouped", 6, 3));
+    let (out, ok) =
+        Py::start(&cluster, &["produce", "--topic", "grouped", "--count", "600", "--prefix", "first"])
+            .finish(Duration::from_secs(60));
+    assert!(ok, "producing failed: {:?}", out.last());
+
+    let members: Vec<Py> = (1..=3)
+        .map(|i| {
+            Py::start(
+                &cluster,
+                &[
+                    "group",
+                    "--topic",
+                    "grouped",
+                    "--group",
+                    "g1",
+                    "--name",
+                    &format!("m{i}"),
+                    "--timeout",
+                    "100",
+                ],
+            )
+        })
+        .collect();
+    let mut assigned: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut values: BTreeSet<String> = BTreeSet::new();
+    let drain =
+        |members: &[Py], assigned: &mut BTreeMap<String, Vec<i64>>, values: &mut BTreeSet<String>| {
+            for m in members {
+                while let Some(line) = m.next(Duration::from_millis(1)) {
+                    let name = line["name"].as_str().unwrap_or("").to_string();
+                    match line["event"].as_str() {
+                        Some("assigned") => {
+                            let ps = line["partitions"]
+                                .as_array()
+                                .expect("list")
+                                .iter()
+                                .filter_map(Value::as_i64)
+                                .collect();
+                            assigned.insert(name, ps);
+                        }
+                        Some("record") => {
+                            values.insert(line["value"].as_str().expect("value").to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        };
+    let split = poll_until(Duration::from_secs(60), || {
+        drain(&members, &mut assigned, &mut values);
+        let all: Vec<i64> = assigned.values().flatten().copied().collect();
+        let set: BTreeSet<i64> = all.iter().copied().collect();
+        if assigned.len() == 3 && assigned.values().all(|p| p.len() == 2) && set.len() == 6 && all.len() == 6
+        {
+            Ok(())
+        } else {
+            Err(format!("assignments: {assigned:?}"))
+        }
+    });
+    split.unwrap_or_else(|e| {
+        panic!("three members did not split six partitions: {e}\n{}", cluster.log_tails(20))
+    });
+
+    // SIGKILL one member: its partitions move once its session times out.
+    let mut members = members;
+    let mut gone = members.pop().expect("third member");
+    gone.kill();
+    assigned.remove("m3");
+    let moved = poll_until(Duration::from_secs(60), || {
+        drain(&members, &mut assigned, &mut values);
+        let set: BTreeSet<i64> = assigned.values().flatten().copied().collect();
+        if set.len() == 6 && values.len() == 600 {
+            Ok(())
+        } else {
+            Err(format!("assignments {assigned:?}, {} of 600 records", values.len()))
+        }
+    });
+    moved.unwrap_or_else(|e| panic!("the killed member's partitions did not move: {e}"));
+    // Let the survivors commit what they read, then close them cleanly.
+    for m in &mut members {
+        m.terminate();
+    }
+    for m in members {
+        let (lines, _) = m.finish(Duration::from_secs(30));
+        assert!(lines.iter().any(|l| l["event"] == "closed"), "a member did not close: {:?}", lines.last());
+    }
+
+    // Restart every broker: the group's commits are in __consumer_offsets and survive.
+    for b in &mut cluster.brokers {
+        b.restart();
+    }
+    cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
+    let (out, ok) =
+        Py::start(&cluster, &["produce", "--topic", "grouped", "--count", "60", "--prefix", "second"])
+            .finish(Duration::from_secs(60));
+    assert!(ok, "producing failed: {:?}", out.last());
+    let late = Py::start(
+        &cluster,
+        &["group", "--topic", "grouped", "--group", "g1", "--name", "late", "--timeout", "100"],
+    );
+    let mut got: BTreeSet<String> = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < 60 && Instant::now() < deadline {
+        if let Some(line) = late.next(Duration::from_millis(200)) {
+            if line["event"] == "record" {
+                got.insert(line["value"].as_str().expect("value").to_string());
+            }
+        }
+    }
+    assert_eq!(got.len(), 60, "the new member read the 60 new records");
+    assert!(got.iter().all(|v| v.starts_with("second")), "a committed record was read again: {got:?}");
+}
+
+#[test]
+fn records_cross_between_the_sdk_and_librdkafka_field_for_field() {
+    let cluster = BrokerCluster::start(1, SSL_LISTENERS);
+    create(&cluster, NewTopic::new("interop", 2, 1));
+    // SDK → librdkafka.
+    let sent: Vec<ProducerRecord> = (0..50)
+        .map(|i| {
+            ProducerRecord::new("interop", format!("sdk-{i}"))
+                .with_key(format!("key-{}", i % 5))
+                .with_header("origin", Some(bytes::Bytes::from_static(b"sdk")))
+                .with_header("n", Some(bytes::Bytes::from(i.to_string())))
+                .with_timestamp(1_700_000_000_000 + i)
+        })
+        .collect();
+    let placed: Vec<(i32, i64)> = runtime().block_on(async {
+        let producer = Producer::new(ProducerConfig::new(sdk(&cluster)).acks(Acks::All)).expect("producer");
+        let mut acks = Vec::new();
+        for r in sent.clone() {
+            acks.push(producer.send(r).await.expect("send"));
+        }
+        let mut placed = Vec::new();
+        for a in acks {
+            let m = a.await.expect("acknowledged");
+            placed.push((m.partition, m.offset));
+        }
+        producer.close().await;
+        placed
+    });
+    let (read, ok) = Py::start(&cluster, &["consume", "--topic", "interop", "--timeout", "60"])
+        .finish(Duration::from_secs(90));
+    assert!(ok, "librdkafka did not read: {:?}", read.last());
+    let records: Vec<&Value> = read.iter().filter(|l| l["event"] == "record").collect();
+    assert_eq!(records.len(), sent.len());
+    for (i, (partition, offset)) in placed.iter().enumerate() {
+        let r = records
+            .iter()
+            .find(|r| {
+                r["partition"].as_i64() == Some(i64::from(*partition))
+                    && r["offset"].as_i64() == Some(*offset)
+            })
+            .unwrap_or_else(|| panic!("record {i} at {partition}/{offset} not read"));
+        assert_eq!(r["value"], format!("sdk-{i}"));
+        assert_eq!(r["key"], format!("key-{}", i % 5));
+        assert_eq!(r["headers"]["origin"], "sdk");
+        assert_eq!(r["headers"]["n"], i.to_string());
+        assert_eq!(r["timestamp"].as_i64(), Some(1_700_000_000_000 + i as i64));
+    }
+
+    // librdkafka → SDK.
+    let (acks, ok) =
+        Py::start(&cluster, &["produce", "--topic", "interop", "--count", "40", "--prefix", "rd"])
+            .finish(Duration::from_secs(60));
+    assert!(ok, "librdkafka did not produce: {:?}", acks.last());
+    let acked: Vec<&Value> = acks.iter().filter(|l| l["event"] == "acked").collect();
+    assert_eq!(acked.len(), 40);
+    let got = runtime().block_on(async {
+        let mut consumer =
+            Consumer::new(ConsumerConfig::new(sdk(&cluster)).auto_offset_reset(AutoOffsetReset::Earliest))
+                .expect("consumer");
+        consumer.assign([("interop".to_string(), 0), ("interop".to_string(), 1)]);
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while out.len() < 90 && Instant::now() < deadline {
+            out.extend(consumer.poll(Duration::from_millis(500)).await.expect("poll"));
+        }
+        out
+    });
+    for a in acked {
+        let (p, o) = (a["partition"].as_i64().expect("p") as i32, a["offset"].as_i64().expect("o"));
+        let r = got
+            .iter()
+            .find(|r| r.partition == p && r.offset == o)
+            .unwrap_or_else(|| panic!("{a} not read by the SDK"));
+        assert_eq!(r.value.as_deref(), a["value"].as_str().map(str::as_bytes));
+        assert_eq!(r.key.as_deref(), a["key"].as_str().map(str::as_bytes));
+        let n = r.headers.iter().find(|(k, _)| k == "n").and_then(|(_, v)| v.clone()).expect("header n");
+        let value = a["value"].as_str().expect("value");
+        assert_eq!(format!("rd-{:06}", String::from_utf8_lossy(&n).parse::<u32>().expect("n")), value);
+    }
 }

@@ -1379,7 +1379,8 @@ mod tests {
             e.starts_with("s.properties:6: listeners=PLAINTEXT://0.0.0.0:9092: has no quic:// listener; write NAME://HOST:PORT"),
             "{e}"
         );
-        assert!(err("listeners=SASL_SSL://0.0.0.0:9092,quic://:1\n").contains("SASL_SSL:// is not a listener Sluice has"));
+        assert!(err("listeners=SASL_SSL://0.0.0.0:9092,quic://:1\n")
+            .contains("SASL_SSL:// is not a listener Sluice has"));
         assert!(err("listeners=0.0.0.0:9092\n").contains("has no scheme"));
         assert!(err("listeners=quic://a:1,quic://b:2\n").contains("names quic:// twice"));
         assert!(err("listeners=quic://a:1,,SSL://b:2\n").contains("has an empty entry"));
@@ -1422,7 +1423,8 @@ mod tests {
         assert_eq!(c.max_connections_per_ip, i32::MAX as usize);
         let e = err("listeners=quic://:1\nadvertised.listeners=SSL://b1:9092\n");
         assert!(e.contains("advertises SSL but listeners has no SSL listener"), "{e}");
-        assert!(err("listeners=quic://:1,SSL://:2\nssl.client.auth=none\n").contains("always requires a client certificate"));
+        assert!(err("listeners=quic://:1,SSL://:2\nssl.client.auth=none\n")
+            .contains("always requires a client certificate"));
         assert!(parse("listeners=quic://:1,SSL://:2\nssl.client.auth=REQUIRED\n").is_ok());
         assert!(parse("").expect("defaults").kafka_listeners.is_empty(), "no Kafka listener unless listed");
     }
@@ -1471,7 +1473,9 @@ mod tests {
             e.starts_with("s.properties:6: advertised.listeners=quic://0.0.0.0:9092: must name a host"),
             "{e}"
         );
-        assert!(err("advertised.listeners=SSL://b1:9092\n").contains("advertises SSL but listeners has no SSL"));
+        assert!(
+            err("advertised.listeners=SSL://b1:9092\n").contains("advertises SSL but listeners has no SSL")
+        );
     }
 
     #[test]
