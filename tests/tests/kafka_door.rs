@@ -434,29 +434,28 @@ fn kafka_python_consumers_split_six_partitions_and_take_over_a_killed_members() 
         .collect();
     let mut assigned: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut values: BTreeSet<String> = BTreeSet::new();
-    let drain =
-        |members: &[Py], assigned: &mut BTreeMap<String, Vec<i64>>, values: &mut BTreeSet<String>| {
-            for m in members {
-                while let Some(line) = m.next(Duration::from_millis(1)) {
-                    let name = line["name"].as_str().unwrap_or("").to_string();
-                    match line["event"].as_str() {
-                        Some("assigned") => {
-                            let ps = line["partitions"]
-                                .as_array()
-                                .expect("list")
-                                .iter()
-                                .filter_map(Value::as_i64)
-                                .collect();
-                            assigned.insert(name, ps);
-                        }
-                        Some("record") => {
-                            values.insert(line["value"].as_str().expect("value").to_string());
-                        }
-                        _ => {}
+    let drain = |members: &[Py], assigned: &mut BTreeMap<String, Vec<i64>>, values: &mut BTreeSet<String>| {
+        for m in members {
+            while let Some(line) = m.next(Duration::from_millis(1)) {
+                let name = line["name"].as_str().unwrap_or("").to_string();
+                match line["event"].as_str() {
+                    Some("assigned") => {
+                        let ps = line["partitions"]
+                            .as_array()
+                            .expect("list")
+                            .iter()
+                            .filter_map(Value::as_i64)
+                            .collect();
+                        assigned.insert(name, ps);
                     }
+                    Some("record") => {
+                        values.insert(line["value"].as_str().expect("value").to_string());
+                    }
+                    _ => {}
                 }
             }
-        };
+        }
+    };
     let split = poll_until(Duration::from_secs(60), || {
         drain(&members, &mut assigned, &mut values);
         let all: Vec<i64> = assigned.values().flatten().copied().collect();
@@ -600,5 +599,210 @@ fn records_cross_between_the_sdk_and_librdkafka_field_for_field() {
         let n = r.headers.iter().find(|(k, _)| k == "n").and_then(|(_, v)| v.clone()).expect("header n");
         let value = a["value"].as_str().expect("value");
         assert_eq!(format!("rd-{:06}", String::from_utf8_lossy(&n).parse::<u32>().expect("n")), value);
+    }
+}
+
+/// A raw Kafka connection over TLS, for requests Kafka's clients would never send.
+struct Raw {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    correlation: i32,
+}
+
+impl Raw {
+    async fn connect(addr: &str, files: &TlsFiles) -> Raw {
+        let identity = sluice_net::TlsIdentity::load(files).expect("client identity");
+        let config =
+            sluice_net::tls::tcp_client_config(&sluice_net::ClientTls::new(identity)).expect("tls config");
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_name("127.0.0.1");
+        let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+        Raw { stream, correlation: 0 }
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.expect("write");
+        self.stream.flush().await.expect("flush");
+    }
+
+    /// Sends `body` as `key` v`version`; the raw frame, size prefix included.
+    fn frame<T: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        body: &T,
+    ) -> Vec<u8> {
+        use kafka_protocol::protocol::Encodable;
+        self.correlation += 1;
+        let mut header = kafka_protocol::messages::RequestHeader::default();
+        header.request_api_key = key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str("raw"));
+        let mut b = bytes::BytesMut::new();
+        header.encode(&mut b, key.request_header_version(version)).expect("header");
+        body.encode(&mut b, version).expect("body");
+        let mut out = (b.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&b);
+        out
+    }
+
+    /// Reads one answer of `key` v`version`, or `None` when the broker closed the connection.
+    async fn answer<T: kafka_protocol::protocol::Decodable>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+    ) -> Option<(i32, T)> {
+        use kafka_protocol::protocol::Decodable;
+        use tokio::io::AsyncReadExt;
+        let read = async {
+            let mut size = [0u8; 4];
+            self.stream.read_exact(&mut size).await.ok()?;
+            let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+            self.stream.read_exact(&mut body).await.ok()?;
+            Some(body)
+        };
+        let body = tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("an answer or a close within 20 s")?;
+        let mut body = bytes::Bytes::from(body);
+        let header =
+            kafka_protocol::messages::ResponseHeader::decode(&mut body, key.response_header_version(version))
+                .expect("response header");
+        Some((header.correlation_id, T::decode(&mut body, version).expect("response body")))
+    }
+
+    async fn call<Q: kafka_protocol::protocol::Encodable, A: kafka_protocol::protocol::Decodable>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        body: &Q,
+    ) -> Option<A> {
+        let frame = self.frame(key, version, body);
+        self.send_bytes(&frame).await;
+        let want = self.correlation;
+        let (got, answer) = self.answer::<A>(key, version).await?;
+        assert_eq!(got, want, "answers come back in order");
+        Some(answer)
+    }
+}
+
+fn rustls_pki_name(host: &str) -> tokio_rustls::rustls::pki_types::ServerName<'static> {
+    tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string()).expect("server name")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_kafkas_answer_or_close_and_other_connections_carry_on() {
+    use kafka_protocol::messages::{self as k, ApiKey};
+    let cluster = BrokerCluster::start(1, &format!("{SSL_LISTENERS}socket.request.max.bytes=1048576\n"));
+    let addr = cluster.brokers[0].kafka_addr("SSL").expect("SSL listener").to_string();
+    let files = cluster.client_files();
+    {
+        let admin = Admin::new(sdk(&cluster)).expect("admin");
+        let r = admin
+            .create_topics(
+                vec![NewTopic::new("small", 1, 1).with_config("max.message.bytes", "10000")],
+                false,
+            )
+            .await
+            .expect("create");
+        assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:?}");
+    }
+
+    let mut healthy = Raw::connect(&addr, &files).await;
+    let versions: k::ApiVersionsResponse =
+        healthy.call(ApiKey::ApiVersions, 3, &k::ApiVersionsRequest::default()).await.expect("answered");
+    assert_eq!(versions.error_code, 0);
+    assert!(versions.api_keys.iter().any(|a| a.api_key == ApiKey::Produce as i16));
+
+    // A size prefix over socket.request.max.bytes: the connection is closed.
+    let mut oversize = Raw::connect(&addr, &files).await;
+    oversize.send_bytes(&(8i32 << 20).to_be_bytes()).await;
+    assert!(oversize.answer::<k::ApiVersionsResponse>(ApiKey::ApiVersions, 0).await.is_none(), "closed");
+
+    // An unknown API key: closed.
+    let mut unknown = Raw::connect(&addr, &files).await;
+    let mut frame = unknown.frame(ApiKey::ApiVersions, 0, &k::ApiVersionsRequest::default());
+    frame[4..6].copy_from_slice(&999i16.to_be_bytes());
+    unknown.send_bytes(&frame).await;
+    assert!(unknown.answer::<k::ApiVersionsResponse>(ApiKey::ApiVersions, 0).await.is_none(), "closed");
+
+    // An ApiVersions newer than any served: answered with v0, UNSUPPORTED_VERSION and the
+    // versions served, so the client can retry with one of them.
+    let mut newer = Raw::connect(&addr, &files).await;
+    let mut frame = newer.frame(ApiKey::ApiVersions, 3, &k::ApiVersionsRequest::default());
+    frame[6..8].copy_from_slice(&42i16.to_be_bytes());
+    newer.send_bytes(&frame).await;
+    let (_, answer) = newer.answer::<k::ApiVersionsResponse>(ApiKey::ApiVersions, 0).await.expect("answered");
+    assert_eq!(answer.error_code, 35);
+    assert!(answer.api_keys.iter().any(|a| a.api_key == ApiKey::Fetch as i16));
+
+    // A body that does not decode: closed.
+    let mut garbled = Raw::connect(&addr, &files).await;
+    let mut frame = garbled.frame(ApiKey::Metadata, 12, &k::MetadataRequest::default());
+    frame.truncate(frame.len() - 1);
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    garbled.send_bytes(&frame).await;
+    assert!(garbled.answer::<k::MetadataResponse>(ApiKey::Metadata, 12).await.is_none(), "closed");
+
+    // A produce over the topic's max.message.bytes: MESSAGE_TOO_LARGE for its partition.
+    let mut producer = Raw::connect(&addr, &files).await;
+    let record = kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(bytes::Bytes::from(vec![b'x'; 20_000])),
+        headers: Default::default(),
+    };
+    let mut records = bytes::BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut records,
+        &[record],
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::None,
+        },
+    )
+    .expect("encode");
+    let mut partition = k::produce_request::PartitionProduceData::default();
+    partition.index = 0;
+    partition.records = Some(records.freeze());
+    let mut topic = k::produce_request::TopicProduceData::default();
+    topic.name = k::TopicName(kafka_protocol::protocol::StrBytes::from_static_str("small"));
+    topic.partition_data.push(partition);
+    let mut produce = k::ProduceRequest::default();
+    produce.acks = 1;
+    produce.timeout_ms = 10_000;
+    produce.topic_data.push(topic);
+    let answer: k::ProduceResponse = producer.call(ApiKey::Produce, 9, &produce).await.expect("answered");
+    let p = &answer.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 10, "MESSAGE_TOO_LARGE: {p:?}");
+
+    // The first connection never noticed.
+    let mut all_topics = k::MetadataRequest::default();
+    all_topics.topics = None;
+    let metadata: k::MetadataResponse =
+        healthy.call(ApiKey::Metadata, 12, &all_topics).await.expect("still served");
+    assert_eq!(metadata.brokers.len(), 1);
+    assert_eq!(
+        metadata.brokers[0].port,
+        addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0)
+    );
+    assert!(metadata.topics.iter().any(|t| t.name.as_ref().is_some_and(|n| &*n.0 == "small")));
+
+    // Each refusal is logged with the client's address and the API.
+    let logs = cluster.log_tails(200);
+    for want in ["larger than socket.request.max.bytes", "unknown API key 999", "does not decode"] {
+        assert!(logs.contains(want), "no log line says {want:?}:\n{logs}");
     }
 }
