@@ -22,9 +22,10 @@
 
 pub mod broker;
 pub mod interbroker;
-pub mod kafka;
 pub mod keeper;
 pub mod peer;
 
 pub use sluice_broker_core::{BrokerError, TopicPartition};
+/// Kafka's wire protocol (its own crate, `sluice-kafka-proto`, so the fuzz build stays small).
+pub use sluice_kafka_proto as kafka;
 pub use sluice_keeper_core::KeeperError;

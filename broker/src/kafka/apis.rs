@@ -1,7 +1,7 @@
 //! Kafka's APIs, each translated into the broker service's own calls and back.
 //!
-//! [`start`] decodes a request (a body that does not decode closes the connection, as in
-//! Kafka), does what must happen in arrival order (handing produces to their partitions),
+//! [`start`] decodes a request (`sluice_kafka_proto::decode_request`; a body that does not
+//! decode closes the connection, as in Kafka), does what must happen in arrival order (handing produces to their partitions),
 //! and spawns the rest; the task's output is the framed answer.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use sluice_proto::broker as sb;
 use sluice_proto::interbroker::{EpochQuery, OffsetsForLeaderEpoch};
 use sluice_proto::kafka::messages::{self as k, ApiKey, BrokerId, GroupId, TopicName};
 use sluice_proto::kafka::StrBytes;
-use sluice_proto::kafka::{codes, decode, frame, served_versions, Encodable, Head, SERVED};
+use sluice_proto::kafka::{codes, decode_request, frame, served_versions, Encodable, Head, Request, SERVED};
 
 use super::{Answer, Shared};
 use crate::service::BrokerService;
@@ -87,124 +87,59 @@ pub(super) fn start(
         client_id: head.header.client_id.as_deref().unwrap_or("").to_string(),
     };
     let v = head.version;
-    let bad = |e: String| format!("{:?} v{v}: the request does not decode: {e}", head.key);
-    Ok(match head.key {
-        ApiKey::ApiVersions => {
-            // A newer version than served is answered with v0 and the error, as Kafka does;
-            // its body is not read.
+    let key = head.key;
+    let request = decode_request(&head, &mut body)
+        .map_err(|e| format!("{key:?} v{v}: the request does not decode: {e}"))?;
+    Ok(match request {
+        Request::ApiVersions(_) => {
+            // A newer version than served is answered with v0 and the error, as Kafka does.
             let max = served_versions(ApiKey::ApiVersions).map_or(0, |s| s.max);
             let mut call = call;
             let error = if v > max {
                 call.version = 0;
                 codes::UNSUPPORTED_VERSION
             } else {
-                decode::<k::ApiVersionsRequest>(&mut body, v).map_err(bad)?;
                 0
             };
             spawn(call, move |call| async move { call.answer(&api_versions(error)) })
         }
-        ApiKey::Produce => {
-            let req: k::ProduceRequest = decode(&mut body, v).map_err(bad)?;
-            produce(call, req)
-        }
-        ApiKey::Fetch => {
-            let req: k::FetchRequest = decode(&mut body, v).map_err(bad)?;
+        Request::Produce(req) => produce(call, req),
+        Request::Fetch(req) => {
             let sessions = shared.sessions.clone();
             spawn(call, move |call| fetch(call, req, sessions))
         }
-        ApiKey::Metadata => {
-            let req: k::MetadataRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| metadata(call, req))
-        }
-        ApiKey::ListOffsets => {
-            let req: k::ListOffsetsRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| list_offsets(call, req))
-        }
-        ApiKey::OffsetForLeaderEpoch => {
-            let req: k::OffsetForLeaderEpochRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| offset_for_leader_epoch(call, req))
-        }
-        ApiKey::FindCoordinator => {
-            let req: k::FindCoordinatorRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| find_coordinator(call, req))
-        }
-        ApiKey::JoinGroup => {
-            let req: k::JoinGroupRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| join_group(call, req))
-        }
-        ApiKey::SyncGroup => {
-            let req: k::SyncGroupRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| sync_group(call, req))
-        }
-        ApiKey::Heartbeat => {
-            let req: k::HeartbeatRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| heartbeat(call, req))
-        }
-        ApiKey::LeaveGroup => {
-            let req: k::LeaveGroupRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| leave_group(call, req))
-        }
-        ApiKey::OffsetCommit => {
-            let req: k::OffsetCommitRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| offset_commit(call, req))
-        }
-        ApiKey::OffsetFetch => {
-            let req: k::OffsetFetchRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| offset_fetch(call, req))
-        }
-        ApiKey::ListGroups => {
-            let req: k::ListGroupsRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| list_groups(call, req))
-        }
-        ApiKey::DescribeGroups => {
-            let req: k::DescribeGroupsRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| describe_groups(call, req))
-        }
-        ApiKey::DeleteGroups => {
-            let req: k::DeleteGroupsRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| delete_groups(call, req))
-        }
-        ApiKey::CreateTopics => {
-            let req: k::CreateTopicsRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| create_topics(call, req))
-        }
-        ApiKey::DeleteTopics => {
-            let req: k::DeleteTopicsRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| delete_topics(call, req))
-        }
-        ApiKey::DescribeConfigs => {
-            let req: k::DescribeConfigsRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| describe_configs(call, req))
-        }
-        ApiKey::InitProducerId => {
-            let req: k::InitProducerIdRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| init_producer_id(call, req))
-        }
-        ApiKey::DescribeCluster => {
-            let req: k::DescribeClusterRequest = decode(&mut body, v).map_err(bad)?;
-            spawn(call, move |call| describe_cluster(call, req))
-        }
-        ApiKey::SaslHandshake => {
-            decode::<k::SaslHandshakeRequest>(&mut body, v).map_err(bad)?;
-            spawn(call, |call| async move {
-                let mut r = k::SaslHandshakeResponse::default();
-                r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
-                call.answer(&r)
-            })
-        }
-        ApiKey::SaslAuthenticate => {
-            decode::<k::SaslAuthenticateRequest>(&mut body, v).map_err(bad)?;
-            spawn(call, |call| async move {
-                let mut r = k::SaslAuthenticateResponse::default();
-                r.error_code = codes::ILLEGAL_SASL_STATE;
-                r.error_message = Some(s(format!(
-                    "this {} listener has no SASL: clients authenticate with TLS certificates",
-                    call.listener
-                )));
-                call.answer(&r)
-            })
-        }
-        other => return Err(format!("{other:?} is not served here")),
+        Request::Metadata(req) => spawn(call, move |call| metadata(call, req)),
+        Request::ListOffsets(req) => spawn(call, move |call| list_offsets(call, req)),
+        Request::OffsetForLeaderEpoch(req) => spawn(call, move |call| offset_for_leader_epoch(call, req)),
+        Request::FindCoordinator(req) => spawn(call, move |call| find_coordinator(call, req)),
+        Request::JoinGroup(req) => spawn(call, move |call| join_group(call, req)),
+        Request::SyncGroup(req) => spawn(call, move |call| sync_group(call, req)),
+        Request::Heartbeat(req) => spawn(call, move |call| heartbeat(call, req)),
+        Request::LeaveGroup(req) => spawn(call, move |call| leave_group(call, req)),
+        Request::OffsetCommit(req) => spawn(call, move |call| offset_commit(call, req)),
+        Request::OffsetFetch(req) => spawn(call, move |call| offset_fetch(call, req)),
+        Request::ListGroups(req) => spawn(call, move |call| list_groups(call, req)),
+        Request::DescribeGroups(req) => spawn(call, move |call| describe_groups(call, req)),
+        Request::DeleteGroups(req) => spawn(call, move |call| delete_groups(call, req)),
+        Request::CreateTopics(req) => spawn(call, move |call| create_topics(call, req)),
+        Request::DeleteTopics(req) => spawn(call, move |call| delete_topics(call, req)),
+        Request::DescribeConfigs(req) => spawn(call, move |call| describe_configs(call, req)),
+        Request::InitProducerId(req) => spawn(call, move |call| init_producer_id(call, req)),
+        Request::DescribeCluster(req) => spawn(call, move |call| describe_cluster(call, req)),
+        Request::SaslHandshake(_) => spawn(call, |call| async move {
+            let mut r = k::SaslHandshakeResponse::default();
+            r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
+            call.answer(&r)
+        }),
+        Request::SaslAuthenticate(_) => spawn(call, |call| async move {
+            let mut r = k::SaslAuthenticateResponse::default();
+            r.error_code = codes::ILLEGAL_SASL_STATE;
+            r.error_message = Some(s(format!(
+                "this {} listener has no SASL: clients authenticate with TLS certificates",
+                call.listener
+            )));
+            call.answer(&r)
+        }),
     })
 }
 

@@ -1,4 +1,4 @@
-//! Kafka's wire protocol, as the brokers' Kafka door speaks it: which APIs and versions it
+//! `sluice-kafka-proto`: Kafka's wire protocol, as the brokers' Kafka door speaks it: which APIs and versions it
 //! serves, how a request frame's header is read, how an answer is framed. The messages
 //! themselves are the `kafka-protocol` crate's (re-exported as [`messages`]); nothing here
 //! encodes a field by hand.
@@ -168,6 +168,57 @@ pub fn read_head(frame: &mut Bytes) -> Result<Head, HeadError> {
     Ok(Head { key, version, header })
 }
 
+macro_rules! requests {
+    ($($api:ident($msg:ident)),* $(,)?) => {
+        /// A decoded request of an API the door serves.
+        #[derive(Debug, Clone)]
+        #[allow(missing_docs)]
+        pub enum Request {
+            $($api(messages::$msg),)*
+        }
+
+        /// Decodes the body of `head`'s request from `body` (all of it). An ApiVersions of a
+        /// version newer than served is not read: it is answered with version 0 and
+        /// `UNSUPPORTED_VERSION` whatever it holds.
+        pub fn decode_request(head: &Head, body: &mut Bytes) -> Result<Request, String> {
+            let v = head.version;
+            if head.key == ApiKey::ApiVersions && served_versions(ApiKey::ApiVersions).is_some_and(|s| v > s.max) {
+                return Ok(Request::ApiVersions(messages::ApiVersionsRequest::default()));
+            }
+            match head.key {
+                $(ApiKey::$api => decode(body, v).map(Request::$api),)*
+                other => Err(format!("{other:?} is not served here")),
+            }
+        }
+    };
+}
+
+requests! {
+    ApiVersions(ApiVersionsRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    Metadata(MetadataRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    ListGroups(ListGroupsRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+    InitProducerId(InitProducerIdRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    DescribeCluster(DescribeClusterRequest),
+    SaslHandshake(SaslHandshakeRequest),
+    SaslAuthenticate(SaslAuthenticateRequest),
+}
+
 /// Decodes a request body of version `version`.
 pub fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
     let value = T::decode(body, version).map_err(|e| e.to_string())?;
@@ -225,6 +276,31 @@ mod tests {
                 s.max
             );
         }
+    }
+
+    #[test]
+    fn a_huge_array_count_is_refused_before_anything_is_allocated() {
+        // Metadata v0 whose topic array claims i32::MAX entries in four bytes; and Fetch v12
+        // (flexible) whose topic array claims four billion. Unpatched, kafka-protocol
+        // allocated the whole array first and the process aborted.
+        let mut frame = request(ApiKey::Metadata, 0, &MetadataRequest::default()).to_vec();
+        let body_at = frame.len() - 4;
+        frame[body_at..].copy_from_slice(&i32::MAX.to_be_bytes());
+        let mut frame = Bytes::from(frame);
+        let head = read_head(&mut frame).expect("header");
+        let e = decode_request(&head, &mut frame).expect_err("refused");
+        assert!(e.contains("larger than the"), "{e}");
+
+        let mut fetch =
+            request(ApiKey::Fetch, 12, &kafka_protocol::messages::FetchRequest::default()).to_vec();
+        // The body's fields before the topics: replica_id, max_wait, min_bytes, max_bytes
+        // (4 each), isolation (1), session id and epoch (4 each), then the compact array.
+        let topics_at = fetch.len() - 4; // topics, forgotten, rack id, tagged fields (1 each)
+        fetch.truncate(topics_at);
+        fetch.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let mut fetch = Bytes::from(fetch);
+        let head = read_head(&mut fetch).expect("header");
+        assert!(decode_request(&head, &mut fetch).is_err());
     }
 
     #[test]
