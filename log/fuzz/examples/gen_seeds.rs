@@ -45,7 +45,8 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let decode = root.join("batch_decode");
     let recovery = root.join("log_recovery");
-    for dir in [&decode, &recovery] {
+    let kafka = root.join("kafka_request");
+    for dir in [&decode, &recovery, &kafka] {
         fs::create_dir_all(dir).expect("seed directory");
     }
 
@@ -64,6 +65,34 @@ fn main() {
     control.header.base_sequence = 0;
     write(&decode, "control.bin", &control.encode());
 
+    // kafka_request: a request frame (without its size prefix) of each kind a client opens
+    // with, and a produce carrying a batch of each codec.
+    use sluice_kafka_proto::messages as k;
+    write(&kafka, "api_versions.bin", &request(k::ApiKey::ApiVersions, 3, &k::ApiVersionsRequest::default()));
+    let mut metadata = k::MetadataRequest::default();
+    metadata.topics = None;
+    write(&kafka, "metadata.bin", &request(k::ApiKey::Metadata, 12, &metadata));
+    for c in CODECS {
+        let mut partition = k::produce_request::PartitionProduceData::default();
+        partition.records = Some(Bytes::from(batch(c, 0, 3).encode()));
+        let mut topic = k::produce_request::TopicProduceData::default();
+        topic.name = k::TopicName(sluice_kafka_proto::StrBytes::from_static_str("t"));
+        topic.partition_data.push(partition);
+        let mut produce = k::ProduceRequest::default();
+        produce.acks = -1;
+        produce.topic_data.push(topic);
+        write(&kafka, &format!("produce-{}.bin", c.name()), &request(k::ApiKey::Produce, 9, &produce));
+    }
+    let mut fetch = k::FetchRequest::default();
+    let mut topic = k::fetch_request::FetchTopic::default();
+    topic.topic = k::TopicName(sluice_kafka_proto::StrBytes::from_static_str("t"));
+    topic.partitions.push(k::fetch_request::FetchPartition::default());
+    fetch.topics.push(topic);
+    write(&kafka, "fetch.bin", &request(k::ApiKey::Fetch, 12, &fetch));
+    let mut join = k::JoinGroupRequest::default();
+    join.protocols.push(k::join_group_request::JoinGroupRequestProtocol::default());
+    write(&kafka, "join_group.bin", &request(k::ApiKey::JoinGroup, 7, &join));
+
     // log_recovery: a segment of several codecs with consecutive offsets, and the same
     // segment with a torn last batch.
     let mut segment = Vec::new();
@@ -78,4 +107,18 @@ fn main() {
     write(&recovery, "segment.log", &segment);
     write(&recovery, "torn.log", &segment[..segment.len() - 5]);
     println!("wrote seeds to {}", root.display());
+}
+
+/// A request frame as the door reads it after the size prefix: header, then body.
+fn request<T: sluice_kafka_proto::Encodable>(key: sluice_kafka_proto::messages::ApiKey, version: i16, body: &T) -> Vec<u8> {
+    use sluice_kafka_proto::Encodable;
+    let mut header = sluice_kafka_proto::messages::RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = 1;
+    header.client_id = Some(sluice_kafka_proto::StrBytes::from_static_str("seed"));
+    let mut out = bytes::BytesMut::new();
+    header.encode(&mut out, key.request_header_version(version)).expect("header");
+    body.encode(&mut out, version).expect("body");
+    out.to_vec()
 }
