@@ -6,7 +6,8 @@
 //! not reach them), waits until the keeper ensemble serves and every broker has
 //! registered, and prints how to connect. Everything lives in `--dir` (default
 //! `./sluice-dev`): certificates, configs, data, logs (`NAME.log`), `client.properties`,
-//! `env.sh` (the `SLUICE_*` variables the tools read) and `dev.pids`.
+//! `env.sh` (the `SLUICE_*` variables the tools read), `librdkafka.properties` (Kafka's own
+//! clients on every broker's `SSL` listener) and `dev.pids`.
 //!
 //! `up` on a directory whose cluster is stopped starts the same cluster again (same ports,
 //! same data); on one whose cluster runs it says so. `down` stops brokers first (each hands
@@ -34,7 +35,8 @@ pub enum DevCommand {
     /// keeper-N.properties and broker-N.properties (127.0.0.1, free ports, metrics
     /// endpoints), data and logs under keeper-N/ and broker-N/, the processes' output in
     /// NAME.log, client.properties (the client's tls.* keys), env.sh (`source` it: the
-    /// SLUICE_* variables every tool reads) and dev.pids. Waits until the keepers serve and
+    /// SLUICE_* variables every tool reads), librdkafka.properties (kcat -F, confluent-kafka:
+    /// every broker's SSL listener, Kafka's protocol over TLS) and dev.pids. Waits until the keepers serve and
     /// every broker has registered, then prints the bootstrap servers, the keeper connect
     /// string and the metrics endpoints. On a directory whose cluster was stopped it starts
     /// the same cluster again; on one whose cluster runs it refuses.
@@ -117,21 +119,25 @@ impl Proc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
     keepers: Vec<(String, u16, u16, u16)>,
-    brokers: Vec<(String, u16, u16)>,
+    /// Name, QUIC listener (UDP), metrics port (TCP), Kafka SSL listener (TCP).
+    brokers: Vec<(String, u16, u16, u16)>,
 }
 
 impl Layout {
     /// `keepers` keeper servers (client port, peer port, metrics port each) and `brokers`
-    /// brokers (listener, metrics port), on free ports.
+    /// brokers (QUIC listener, metrics port, Kafka SSL listener), on free ports.
     fn new(keepers: usize, brokers: usize) -> Result<Layout> {
         let udp = free_udp_ports(2 * keepers + brokers)?;
-        let tcp = free_tcp_ports(keepers + brokers)?;
+        let tcp = free_tcp_ports(keepers + 2 * brokers)?;
         Ok(Layout {
             keepers: (0..keepers)
                 .map(|i| (format!("keeper-{}", i + 1), udp[2 * i], udp[2 * i + 1], tcp[i]))
                 .collect(),
             brokers: (0..brokers)
-                .map(|i| (format!("broker-{}", i + 1), udp[2 * keepers + i], tcp[keepers + i]))
+                .map(|i| {
+                    let name = format!("broker-{}", i + 1);
+                    (name, udp[2 * keepers + i], tcp[keepers + i], tcp[keepers + brokers + i])
+                })
                 .collect(),
         })
     }
@@ -141,7 +147,7 @@ impl Layout {
     }
 
     fn bootstrap(&self) -> String {
-        self.brokers.iter().map(|(_, l, _)| format!("127.0.0.1:{l}")).collect::<Vec<_>>().join(",")
+        self.brokers.iter().map(|(_, l, ..)| format!("127.0.0.1:{l}")).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -189,11 +195,11 @@ fn keeper_config(dir: &Path, layout: &Layout, i: usize) -> String {
 
 /// The broker's config file text.
 fn broker_config(dir: &Path, layout: &Layout, i: usize) -> String {
-    let (name, listener, metrics) = &layout.brokers[i];
+    let (name, listener, metrics, ssl) = &layout.brokers[i];
     let replicas = layout.brokers.len().min(3);
     let mut text = format!(
         "# {name} of `sluice dev up` (Kafka's keys; see config/server.properties)\nbroker.id={}\n\
-         listeners=quic://127.0.0.1:{listener}\nlog.dirs={}\nzookeeper.connect={}/sluice\n\
+         listeners=quic://127.0.0.1:{listener},SSL://127.0.0.1:{ssl}\nlog.dirs={}\nzookeeper.connect={}/sluice\n\
          metrics.port={metrics}\nmetrics.host=127.0.0.1\noffsets.topic.replication.factor={replicas}\n",
         i + 1,
         dir.join(name).join("logs").display(),
@@ -379,6 +385,19 @@ fn create(dir: &Path, keepers: usize, brokers: usize) -> Result<Vec<Proc>> {
             certs.join("cli.key").display()
         ),
     )?;
+    let ssl: Vec<String> = layout.brokers.iter().map(|(_, _, _, ssl)| format!("127.0.0.1:{ssl}")).collect();
+    std::fs::write(
+        dir.join("librdkafka.properties"),
+        format!(
+            "# Kafka's own clients (librdkafka: kcat -F this-file, confluent-kafka) on the brokers' SSL listeners\n\
+             bootstrap.servers={}\nsecurity.protocol=ssl\nssl.ca.location={}\nssl.certificate.location={}\n\
+             ssl.key.location={}\n",
+            ssl.join(","),
+            certs.join("ca.pem").display(),
+            certs.join("cli.pem").display(),
+            certs.join("cli.key").display()
+        ),
+    )?;
     write_procs(dir, &procs)?;
     Ok(procs)
 }
@@ -395,12 +414,21 @@ fn config_of(path: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 /// Where a process serves: a keeper's client address, a broker's listener.
+/// The `NAME://` entry of a broker's `listeners`, as `host:port`.
+fn listener_of(p: &Proc, scheme: &str) -> Result<Option<String>> {
+    let c = config_of(&p.config)?;
+    let listeners =
+        c.get("listeners").ok_or_else(|| anyhow!("{} has no listeners line", p.config.display()))?;
+    Ok(listeners.split(',').find_map(|l| {
+        let (name, rest) = l.trim().split_once("://")?;
+        name.eq_ignore_ascii_case(scheme).then(|| rest.to_string())
+    }))
+}
+
 fn address(p: &Proc) -> Result<String> {
     let c = config_of(&p.config)?;
     if p.is_broker() {
-        c.get("listeners")
-            .map(|l| l.trim_start_matches("quic://").to_string())
-            .ok_or_else(|| anyhow!("{} has no listeners line", p.config.display()))
+        listener_of(p, "quic")?.ok_or_else(|| anyhow!("{} has no quic:// listener", p.config.display()))
     } else {
         let port = c.get("clientPort").ok_or_else(|| anyhow!("{} has no clientPort", p.config.display()))?;
         Ok(format!("{}:{port}", c.get("clientPortAddress").map_or("127.0.0.1", String::as_str)))
@@ -502,6 +530,16 @@ fn print_connect(dir: &Path, procs: &[Proc]) -> Result<()> {
     let _ = writeln!(out, "  keeper connect:    {}/sluice", connect_string(procs)?);
     let _ =
         writeln!(out, "  client TLS files:  {} (the tls.* keys)", dir.join("client.properties").display());
+    let ssl: Vec<String> = brokers.iter().filter_map(|p| listener_of(p, "SSL").ok().flatten()).collect();
+    if !ssl.is_empty() {
+        let rdkafka = dir.join("librdkafka.properties");
+        let _ = writeln!(
+            out,
+            "  Kafka clients:     {} (SSL; librdkafka config: {})",
+            ssl.join(","),
+            rdkafka.display()
+        );
+    }
     let _ = writeln!(out, "  logs:              {}/<name>.log", dir.display());
     for p in procs {
         if let Some(url) = metrics_url(p) {
@@ -520,6 +558,13 @@ fn print_connect(dir: &Path, procs: &[Proc]) -> Result<()> {
         out,
         "  sluice console-consumer --topic demo --group readers --from-beginning --max-messages 1"
     );
+    if !ssl.is_empty() {
+        let _ = writeln!(
+            out,
+            "  kcat -F {} -t demo -C -e -o beginning",
+            dir.join("librdkafka.properties").display()
+        );
+    }
     let _ = writeln!(out, "Stop it with: sluice dev down --dir {}", dir.display());
     print!("{out}");
     std::io::stdout().flush()?;
@@ -626,7 +671,7 @@ mod tests {
                 ("keeper-2".into(), 2182, 2882, 7002),
                 ("keeper-3".into(), 2183, 2883, 7003),
             ],
-            brokers: vec![("broker-1".into(), 9092, 9401)],
+            brokers: vec![("broker-1".into(), 9092, 9401, 9093)],
         };
         let dir = Path::new("/d");
         let k = keeper_config(dir, &layout, 1);
@@ -637,7 +682,11 @@ mod tests {
         );
         assert!(k.contains("tls.cert.file=/d/certs/keeper-2.pem\n"), "{k}");
         let b = broker_config(dir, &layout, 0);
-        assert!(b.contains("broker.id=1\n") && b.contains("listeners=quic://127.0.0.1:9092\n"), "{b}");
+        assert!(
+            b.contains("broker.id=1\n")
+                && b.contains("listeners=quic://127.0.0.1:9092,SSL://127.0.0.1:9093\n"),
+            "{b}"
+        );
         assert!(b.contains("zookeeper.connect=127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183/sluice\n"), "{b}");
         assert!(b.contains("offsets.topic.replication.factor=1\n"), "one broker: one replica: {b}");
         let single = Layout { keepers: vec![("keeper-1".into(), 2181, 2881, 7001)], ..layout };

@@ -275,6 +275,16 @@ impl Log {
         &self.config
     }
 
+    /// Replaces the log's settings (its topic's config changed), checked as at open. Each
+    /// takes effect at its next use: a segment size or roll time at the next roll, retention
+    /// at the next tick, `max.message.bytes` at the next append. Turning compaction on for an
+    /// open log starts cleaning it only when the log is next opened.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// What opening the log found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovery

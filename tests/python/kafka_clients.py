@@ -170,11 +170,30 @@ def admin(args):
     emit(step="describe-configs", configs={k: v.value for k, v in described.items()})
 
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "7200000",
-                                                                            "cleanup.policy": "delete"})
+                                                                            "max.message.bytes": "2000"})
     emit(step="alter-configs", result=wait(client.alter_configs([resource])))
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     described = client.describe_configs([resource])[resource].result(timeout=30)
     emit(step="describe-configs-after", configs={k: v.value for k, v in described.items()})
+
+    # The partitions' logs took the new max.message.bytes: a 5,000-byte record is refused.
+    producer = ck.Producer(rdkafka_config(args, **{"acks": "all", "message.timeout.ms": 30000,
+                                                   "retries": 0}))
+    outcome = []
+    deadline = time.time() + 30
+    while not outcome or (outcome[-1] is None and time.time() < deadline):
+        # Brokers learn of the change from the controller: retry until refused (or 30 s).
+        outcome.append(None)
+        producer.produce(topic, value=b"x" * 5000, partition=0,
+                         on_delivery=lambda err, msg: outcome.__setitem__(-1, str(err) if err else "delivered"))
+        producer.flush(30)
+        if outcome[-1] == "delivered":
+            outcome[-1] = None
+            time.sleep(0.2)
+    emit(step="oversize-after-alter", outcome=outcome[-1])
+    # A live producer keeps asking for the topic's metadata, which would create it again
+    # after the delete below (auto.create.topics.enable, as in Kafka).
+    del producer
 
     emit(step="create-partitions", result=wait(client.create_partitions([NewPartitions(topic, 4)])))
     deadline = time.time() + 30

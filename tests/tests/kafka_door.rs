@@ -806,3 +806,40 @@ async fn malformed_requests_get_kafkas_answer_or_close_and_other_connections_car
         assert!(logs.contains(want), "no log line says {want:?}:\n{logs}");
     }
 }
+
+#[test]
+fn admin_client_creates_describes_alters_grows_and_deletes_topics() {
+    let cluster = BrokerCluster::start_on(3, 3, SSL_LISTENERS, "");
+    let (lines, ok) =
+        Py::start(&cluster, &["admin", "--topic", "administered"]).finish(Duration::from_secs(110));
+    let step = |name: &str| -> &Value {
+        lines.iter().find(|l| l["step"] == name).unwrap_or_else(|| panic!("no step {name}: {lines:?}"))
+    };
+    assert!(ok, "the admin script failed: {lines:?}");
+    assert_eq!(step("create")["result"]["administered"], Value::Null, "created");
+    let again = step("create-again")["result"]["administered"].as_str().unwrap_or("");
+    assert!(again.contains("TOPIC_ALREADY_EXISTS") || again.contains("already exists"), "{again}");
+    let partitions = step("describe")["partitions"].as_object().expect("partitions");
+    assert_eq!(partitions.len(), 2);
+    assert!(partitions.values().all(|p| p["replicas"].as_array().map(Vec::len) == Some(3)));
+    assert_eq!(step("describe-configs")["configs"]["retention.ms"], "3600000");
+    assert_eq!(
+        step("alter-configs")["result"].as_object().map(|m| m.values().all(Value::is_null)),
+        Some(true)
+    );
+    assert_eq!(step("describe-configs-after")["configs"]["retention.ms"], "7200000");
+    assert_eq!(step("describe-configs-after")["configs"]["max.message.bytes"], "2000");
+    let refused = step("oversize-after-alter")["outcome"].as_str().unwrap_or("").to_string();
+    assert!(
+        refused.to_lowercase().contains("too large"),
+        "a record over the new max.message.bytes: {refused}"
+    );
+    assert_eq!(step("create-partitions")["result"]["administered"], Value::Null);
+    assert_eq!(step("partitions-after")["count"], 4);
+    let cluster_view = step("describe-cluster");
+    assert_eq!(cluster_view["brokers"], serde_json::json!([1, 2, 3]));
+    assert!((1..=3).contains(&cluster_view["controller"].as_i64().unwrap_or(0)), "{cluster_view}");
+    assert!(cluster_view["cluster_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(step("delete")["result"]["administered"], Value::Null);
+    assert_eq!(step("deleted")["gone"], true);
+}

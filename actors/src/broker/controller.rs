@@ -104,8 +104,13 @@ pub struct Controller {
 }
 
 /// The znodes the controller watches (their children): any change asks for a pass.
-pub const WATCHED: [&str; 4] =
-    [znodes::BROKER_IDS, znodes::BROKER_TOPICS, znodes::ISR_CHANGE_NOTIFICATION, znodes::DELETE_TOPICS];
+pub const WATCHED: [&str; 5] = [
+    znodes::BROKER_IDS,
+    znodes::BROKER_TOPICS,
+    znodes::ISR_CHANGE_NOTIFICATION,
+    znodes::DELETE_TOPICS,
+    znodes::CONFIG_CHANGES,
+];
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -441,6 +446,48 @@ async fn reconcile(
             }
         }
         core.set_topic(name, assignment, configs, states);
+    }
+    // Topics whose config or partitions changed: read again, then drop the notifications.
+    let mut changes = match keeper.children(znodes::CONFIG_CHANGES, false).await {
+        Ok(c) => c,
+        Err(e) if is_no_node(&e) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    changes.sort();
+    for change in changes {
+        let path = format!("{}/{change}", znodes::CONFIG_CHANGES);
+        let Some((data, _)) = get_optional(keeper, &path).await? else { continue };
+        match znodes::decode_topic_change(&path, &data) {
+            Ok(Some(name)) if names.contains(&name) => {
+                if let Some((data, _)) = get_optional(keeper, &znodes::topic_path(&name)).await? {
+                    match znodes::decode_assignment(&name, &data) {
+                        Ok(assignment) => {
+                            let configs = match get_optional(keeper, &znodes::config_path(&name)).await? {
+                                Some((data, _)) => {
+                                    znodes::decode_topic_config(&name, &data).unwrap_or_default()
+                                }
+                                None => BTreeMap::new(),
+                            };
+                            let mut states = BTreeMap::new();
+                            for p in assignment.keys() {
+                                if let Some(s) = read_state(keeper, &name, *p).await? {
+                                    states.insert(*p, s);
+                                }
+                            }
+                            core.set_topic(&name, assignment, configs, states);
+                        }
+                        Err(e) => warn!(error = %e, "ignoring a changed topic with an unreadable assignment"),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "ignoring an unreadable config change notification"),
+        }
+        match keeper.delete(&path, -1).await {
+            Ok(()) => {}
+            Err(e) if is_no_node(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     // Leaders' ISR changes: re-read the states they name, then drop the notifications.
     let mut notes = keeper.children(znodes::ISR_CHANGE_NOTIFICATION, false).await?;

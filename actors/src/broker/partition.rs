@@ -945,6 +945,23 @@ impl Handler<ListOffset> for Partition {
     }
 }
 
+/// The topic's config changed: the log takes the new settings ([`Log::set_config`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub sluice_log::LogConfig);
+
+impl Handler<Reconfigure> for Partition {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+        let _span = crate::handling!("Partition", "Reconfigure");
+        let Some(log) = self.log.as_deref() else { return };
+        if let Err(e) = lock(log).set_config(msg.0) {
+            warn!(error = %e, "the topic's new config does not apply to this log; keeping the old one");
+        }
+    }
+}
+
 /// The log manager's periodic work: flush and retention ([`Log::tick`]).
 #[derive(Debug, Message)]
 #[rtype(result = "Option<(TickReport, Marks)>")]

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::broker::fetcher::{FetcherConfig, Follow, FollowerFetcher, Unfollow};
 use crate::broker::log_manager::{read_high_watermarks, Forget, LogManager, Register, Unregister};
-use crate::broker::partition::{Assign, Offsets, Partition, PartitionContext, Stop};
+use crate::broker::partition::{Assign, Offsets, Partition, PartitionContext, Reconfigure, Stop};
 use crate::clock::now_ms;
 
 /// A partition replicated on this broker.
@@ -156,6 +156,28 @@ impl ReplicaManager {
             .unwrap_or_else(|| PathBuf::from("."));
         let dir = root.join(&name);
         (root, dir)
+    }
+
+    /// Hands the new log settings to every partition held here whose topic's config changed
+    /// since the last update (an AlterConfigs).
+    fn reconfigure(&self, update: &ClusterUpdate) {
+        let Some(previous) = self.current.as_deref() else { return };
+        for (name, topic) in &update.topics {
+            if previous.topics.get(name).is_none_or(|t| t.configs == topic.configs) {
+                continue;
+            }
+            let config = match self.config.topic_log_config(&topic.configs) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(topic = %name, error = %e, "the topic's new config is invalid; its logs keep theirs");
+                    continue;
+                }
+            };
+            info!(topic = %name, "the topic's config changed; its logs here take it");
+            for hosted in self.hosted.iter().filter(|(tp, _)| &tp.topic == name).map(|(_, h)| h) {
+                hosted.addr.do_send(Reconfigure(config.clone()));
+            }
+        }
     }
 
     fn open(&mut self, tp: &TopicPartition, update: &ClusterUpdate, role: Role) -> Option<Hosted> {
@@ -330,6 +352,7 @@ impl Handler<Apply> for ReplicaManager {
             }
             self.roles.insert((topic, partition), role);
         }
+        self.reconfigure(&update);
         self.current = Some(Arc::new(update));
         self.publish();
         Ok(())

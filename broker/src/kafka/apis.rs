@@ -126,6 +126,11 @@ pub(super) fn start(
         Request::DescribeConfigs(req) => spawn(call, move |call| describe_configs(call, req)),
         Request::InitProducerId(req) => spawn(call, move |call| init_producer_id(call, req)),
         Request::DescribeCluster(req) => spawn(call, move |call| describe_cluster(call, req)),
+        Request::AlterConfigs(req) => spawn(call, move |call| alter_configs(call, req)),
+        Request::IncrementalAlterConfigs(req) => {
+            spawn(call, move |call| incremental_alter_configs(call, req))
+        }
+        Request::CreatePartitions(req) => spawn(call, move |call| create_partitions(call, req)),
         Request::SaslHandshake(_) => spawn(call, |call| async move {
             let mut r = k::SaslHandshakeResponse::default();
             r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
@@ -1118,6 +1123,103 @@ async fn describe_cluster(call: Call, _: k::DescribeClusterRequest) -> Result<Op
             r.error_message = Some(s(e.to_string()));
             r.controller_id = BrokerId(-1);
         }
+    }
+    call.answer(&r)
+}
+
+/// One resource's outcome of an AlterConfigs or IncrementalAlterConfigs.
+async fn alter_one(
+    call: &Call,
+    resource_type: i8,
+    name: &str,
+    change: Result<BTreeMap<String, String>, Vec<sluice_broker_core::topic::ConfigOp>>,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    match resource_type {
+        TOPIC_RESOURCE => match call.service.alter_topic_configs(name, change, validate_only).await {
+            Ok(()) => (0, None),
+            Err(e) => (e.code(), Some(s(e.to_string()))),
+        },
+        BROKER_RESOURCE => (
+            codes::INVALID_REQUEST,
+            Some(s(
+                "broker configs are not dynamic in Sluice: change server.properties and restart the broker",
+            )),
+        ),
+        other => (
+            codes::INVALID_REQUEST,
+            Some(s(format!("config resource type {other} is not served (topics are)"))),
+        ),
+    }
+}
+
+async fn alter_configs(call: Call, req: k::AlterConfigsRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::AlterConfigsResponse::default();
+    for res in &req.resources {
+        let replace: BTreeMap<String, String> = res
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .collect();
+        let (code, message) =
+            alter_one(&call, res.resource_type, &res.resource_name, Ok(replace), req.validate_only).await;
+        let mut out = k::alter_configs_response::AlterConfigsResourceResponse::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        out.error_code = code;
+        out.error_message = message;
+        r.responses.push(out);
+    }
+    call.answer(&r)
+}
+
+async fn incremental_alter_configs(
+    call: Call,
+    req: k::IncrementalAlterConfigsRequest,
+) -> Result<Option<BytesMut>, String> {
+    use sluice_broker_core::topic::ConfigOp;
+    let mut r = k::IncrementalAlterConfigsResponse::default();
+    for res in &req.resources {
+        let ops: Result<Vec<ConfigOp>, BrokerError> = res
+            .configs
+            .iter()
+            .map(|c| {
+                ConfigOp::from_kafka(
+                    c.config_operation,
+                    c.name.to_string(),
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        let (code, message) = match ops {
+            Ok(ops) => {
+                alter_one(&call, res.resource_type, &res.resource_name, Err(ops), req.validate_only).await
+            }
+            Err(e) => (e.code(), Some(s(e.to_string()))),
+        };
+        let mut out = k::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        out.error_code = code;
+        out.error_message = message;
+        r.responses.push(out);
+    }
+    call.answer(&r)
+}
+
+async fn create_partitions(call: Call, req: k::CreatePartitionsRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::CreatePartitionsResponse::default();
+    for t in &req.topics {
+        let assignment = t
+            .assignments
+            .as_ref()
+            .map(|list| list.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
+        let result = call.service.create_partitions(&t.name.0, t.count, assignment, req.validate_only).await;
+        let mut out = k::create_partitions_response::CreatePartitionsTopicResult::default();
+        out.name = t.name.clone();
+        out.error_code = code(&result);
+        out.error_message = message(&result);
+        r.results.push(out);
     }
     call.answer(&r)
 }

@@ -58,6 +58,11 @@ impl BrokerService {
         if update.is_some_and(|u| u.topics.contains_key(&t.name)) {
             return Err(BrokerError::TopicAlreadyExists { topic: t.name.clone() });
         }
+        // This broker's picture may not have the topic yet: ask the keeper, so a second
+        // create of an existing topic does not overwrite its config below.
+        if keeper.exists(&znodes::topic_path(&t.name), false).await.map_err(keeper_error)?.is_some() {
+            return Err(BrokerError::TopicAlreadyExists { topic: t.name.clone() });
+        }
         let config_data = znodes::encode_topic_config(&t.configs);
         match keeper.create(&znodes::config_path(&t.name), &config_data, CreateMode::Persistent).await {
             Ok(_) => {}
@@ -260,6 +265,149 @@ impl BrokerService {
 }
 
 /// The brokers registered in the keeper now.
+impl BrokerService {
+    /// Announces that `topic`'s config or partitions changed, for the controller.
+    async fn announce_topic_change(&self, keeper: &KeeperClient, topic: &str) -> Result<(), BrokerError> {
+        keeper
+            .create(
+                znodes::CONFIG_CHANGE_PREFIX,
+                &znodes::encode_topic_change(topic),
+                CreateMode::PersistentSequential,
+            )
+            .await
+            .map_err(keeper_error)?;
+        Ok(())
+    }
+
+    /// Changes `topic`'s config overrides (Kafka's AlterConfigs when `ops` is `None` and
+    /// `replace` holds the whole new set; IncrementalAlterConfigs with `ops`). Checked as at
+    /// creation; written to `/config/topics/<t>` (conditionally on the version read), then
+    /// announced so the controller passes it to every broker, whose logs take it.
+    pub(crate) async fn alter_topic_configs(
+        &self,
+        name: &str,
+        change: Result<BTreeMap<String, String>, Vec<topic::ConfigOp>>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let keeper = self.keeper()?;
+        let unknown = || BrokerError::UnknownTopicOrPartition { topic: name.to_string(), partition: -1 };
+        for _attempt in 0..5 {
+            match keeper.exists(&znodes::topic_path(name), false).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(unknown()),
+                Err(e) => return Err(keeper_error(e)),
+            }
+            let (current, version) = match keeper.get_data(&znodes::config_path(name), false).await {
+                Ok((data, stat)) => (
+                    znodes::decode_topic_config(name, &data)
+                        .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
+                    Some(stat.version),
+                ),
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => (BTreeMap::new(), None),
+                Err(e) => return Err(keeper_error(e)),
+            };
+            let new = match &change {
+                Ok(replace) => {
+                    topic::validate_config_keys(replace)?;
+                    replace.clone()
+                }
+                Err(ops) => topic::apply_config_ops(&current, ops)?,
+            };
+            self.inner.config.topic_log_config(&new)?;
+            if validate_only {
+                return Ok(());
+            }
+            let data = znodes::encode_topic_config(&new);
+            let written = match version {
+                Some(v) => keeper.set_data(&znodes::config_path(name), &data, v).await.map(|_| ()),
+                None => {
+                    keeper.create(&znodes::config_path(name), &data, CreateMode::Persistent).await.map(|_| ())
+                }
+            };
+            match written {
+                Ok(()) => {
+                    self.announce_topic_change(&keeper, name).await?;
+                    info!(topic = %name, configs = ?new, "topic config changed");
+                    return Ok(());
+                }
+                // Someone else changed it meanwhile: read again.
+                Err(KeeperClientError::Keeper(
+                    KeeperError::BadVersion { .. } | KeeperError::NodeExists { .. },
+                )) => {}
+                Err(e) => return Err(keeper_error(e)),
+            }
+        }
+        Err(BrokerError::KeeperUnavailable {
+            reason: format!("{name}'s config kept changing under this write"),
+        })
+    }
+
+    /// Adds partitions to `name` up to `count` (Kafka's CreatePartitions), placed by
+    /// `assignment` (one replica list per new partition) or by the broker's assignment rule
+    /// over the live brokers with the topic's replication factor.
+    pub(crate) async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let keeper = self.keeper()?;
+        if topic::is_internal(name) {
+            return Err(BrokerError::InvalidRequest {
+                reason: format!("{name} is an internal topic; its partition count is the cluster's"),
+            });
+        }
+        let (data, stat) = match keeper.get_data(&znodes::topic_path(name), false).await {
+            Ok(r) => r,
+            Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {
+                return Err(BrokerError::UnknownTopicOrPartition { topic: name.to_string(), partition: -1 })
+            }
+            Err(e) => return Err(keeper_error(e)),
+        };
+        let mut current = znodes::decode_assignment(name, &data)
+            .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?;
+        let have = current.len() as i32;
+        topic::check_partition_growth(name, have, count)?;
+        let rf = current.values().next().map_or(1, Vec::len) as i16;
+        let brokers = live_brokers(&keeper).await?;
+        let added: BTreeMap<i32, Vec<i32>> = match assignment {
+            Some(lists) => {
+                if lists.len() as i32 != count - have {
+                    return Err(BrokerError::InvalidRequest {
+                        reason: format!("{} replica lists for {} new partitions", lists.len(), count - have),
+                    });
+                }
+                lists.into_iter().enumerate().map(|(i, r)| (have + i as i32, r)).collect()
+            }
+            None => assignment::assign(&brokers, count, rf, rand::random::<u16>() as usize)?
+                .into_iter()
+                .filter(|(p, _)| *p >= have)
+                .collect(),
+        };
+        current.extend(added);
+        check_assignment(&current, &brokers)?;
+        if validate_only {
+            return Ok(());
+        }
+        match keeper
+            .set_data(&znodes::topic_path(name), &znodes::encode_assignment(&current), stat.version)
+            .await
+        {
+            Ok(_) => {}
+            Err(KeeperClientError::Keeper(KeeperError::BadVersion { .. })) => {
+                return Err(BrokerError::InvalidRequest {
+                    reason: format!("{name}'s partitions changed meanwhile; ask again"),
+                })
+            }
+            Err(e) => return Err(keeper_error(e)),
+        }
+        self.announce_topic_change(&keeper, name).await?;
+        info!(topic = %name, from = have, to = count, "partitions added");
+        Ok(())
+    }
+}
+
 pub(crate) async fn live_brokers(keeper: &KeeperClient) -> Result<Vec<BrokerEndpoint>, BrokerError> {
     let mut out = Vec::new();
     for id in keeper.children(znodes::BROKER_IDS, false).await.map_err(keeper_error)? {

@@ -69,6 +69,113 @@ pub fn validate_config_keys(configs: &BTreeMap<String, String>) -> Result<(), Br
     }
 }
 
+/// One change of an IncrementalAlterConfigs (Kafka's `AlterConfigOp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    /// SET (0): the key takes the value.
+    Set(String, String),
+    /// DELETE (1): the override goes; the broker's default applies.
+    Delete(String),
+    /// APPEND (2): add values to a list key (`cleanup.policy`).
+    Append(String, String),
+    /// SUBTRACT (3): remove values from a list key.
+    Subtract(String, String),
+}
+
+impl ConfigOp {
+    /// Kafka's operation code with its key and value.
+    pub fn from_kafka(op: i8, key: String, value: Option<String>) -> Result<ConfigOp, BrokerError> {
+        let value = || value.clone().unwrap_or_default();
+        match op {
+            0 => Ok(ConfigOp::Set(key, value())),
+            1 => Ok(ConfigOp::Delete(key)),
+            2 => Ok(ConfigOp::Append(key, value())),
+            3 => Ok(ConfigOp::Subtract(key, value())),
+            other => Err(BrokerError::InvalidRequest {
+                reason: format!("config operation {other} is not one of 0..=3"),
+            }),
+        }
+    }
+}
+
+/// The keys whose values are lists (comma-separated).
+const LIST_KEYS: &[&str] = &["cleanup.policy"];
+
+/// A topic's overrides after `ops`, in order. APPEND and SUBTRACT apply only to list keys.
+pub fn apply_config_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[ConfigOp],
+) -> Result<BTreeMap<String, String>, BrokerError> {
+    let mut out = current.clone();
+    let list = |key: &str, value: &str| -> Result<(), BrokerError> {
+        if LIST_KEYS.contains(&key) {
+            Ok(())
+        } else {
+            Err(BrokerError::InvalidConfig {
+                key: key.to_string(),
+                value: value.to_string(),
+                reason: "APPEND and SUBTRACT apply only to list configs (cleanup.policy)".into(),
+            })
+        }
+    };
+    for op in ops {
+        match op {
+            ConfigOp::Set(k, v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            ConfigOp::Delete(k) => {
+                out.remove(k);
+            }
+            ConfigOp::Append(k, v) => {
+                list(k, v)?;
+                let mut items: Vec<String> = out
+                    .get(k)
+                    .map(|c| c.split(',').map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect())
+                    .unwrap_or_default();
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    if !items.iter().any(|i| i == item) {
+                        items.push(item.to_string());
+                    }
+                }
+                out.insert(k.clone(), items.join(","));
+            }
+            ConfigOp::Subtract(k, v) => {
+                list(k, v)?;
+                let remove: Vec<&str> = v.split(',').map(str::trim).collect();
+                let items: Vec<String> = out
+                    .get(k)
+                    .map(|c| {
+                        c.split(',')
+                            .map(|i| i.trim().to_string())
+                            .filter(|i| !remove.contains(&i.as_str()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if items.is_empty() {
+                    out.remove(k);
+                } else {
+                    out.insert(k.clone(), items.join(","));
+                }
+            }
+        }
+    }
+    validate_config_keys(&out)?;
+    Ok(out)
+}
+
+/// Checks growing a topic from `current` partitions to `count` (Kafka's CreatePartitions:
+/// partitions are only ever added).
+pub fn check_partition_growth(topic: &str, current: i32, count: i32) -> Result<(), BrokerError> {
+    if count <= current {
+        return Err(BrokerError::InvalidPartitions {
+            reason: format!(
+                "topic {topic} has {current} partitions; ask for more than that (partitions can only be added)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A topic and partition. Its `Display` is Kafka's `<topic>-<partition>`, which is also the
 /// name of a partition's log directory and the key of the log engine's checkpoint files.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,6 +230,47 @@ impl From<&TopicPartition> for TopicPartition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn incremental_config_ops_set_delete_append_and_subtract() {
+        let current = map(&[("retention.ms", "1000"), ("cleanup.policy", "delete")]);
+        let ops = [
+            ConfigOp::Set("segment.bytes".into(), "1048576".into()),
+            ConfigOp::Delete("retention.ms".into()),
+            ConfigOp::Append("cleanup.policy".into(), "compact,delete".into()),
+        ];
+        assert_eq!(
+            apply_config_ops(&current, &ops),
+            Ok(map(&[("cleanup.policy", "delete,compact"), ("segment.bytes", "1048576")]))
+        );
+        let ops = [ConfigOp::Subtract("cleanup.policy".into(), "delete".into())];
+        assert_eq!(
+            apply_config_ops(&current, &ops),
+            Ok(map(&[("retention.ms", "1000")])),
+            "the last value gone: the override goes"
+        );
+        assert!(matches!(
+            apply_config_ops(&current, &[ConfigOp::Append("retention.ms".into(), "5".into())]),
+            Err(BrokerError::InvalidConfig { .. })
+        ));
+        assert!(matches!(
+            apply_config_ops(&current, &[ConfigOp::Set("no.such.key".into(), "1".into())]),
+            Err(BrokerError::InvalidConfig { .. })
+        ));
+        assert!(ConfigOp::from_kafka(4, "k".into(), None).is_err());
+        assert_eq!(ConfigOp::from_kafka(1, "k".into(), None), Ok(ConfigOp::Delete("k".into())));
+    }
+
+    #[test]
+    fn partitions_only_grow() {
+        assert!(check_partition_growth("t", 2, 4).is_ok());
+        assert!(matches!(check_partition_growth("t", 4, 4), Err(BrokerError::InvalidPartitions { .. })));
+        assert!(check_partition_growth("t", 4, 2).is_err());
+    }
 
     #[test]
     fn names_follow_kafkas_rules() {

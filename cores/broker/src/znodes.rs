@@ -10,6 +10,7 @@
 //! | `/controller` (ephemeral) | `{"version":1,"brokerid":1,"timestamp":".."}` |
 //! | `/controller_epoch` | the epoch as decimal text |
 //! | `/config/topics/<t>` | `{"version":1,"config":{"retention.ms":"1000"}}` |
+//! | `/config/changes/config_change_<seq>` | `{"version":2,"entity_path":"topics/<t>"}`: topic `<t>`'s config or partitions changed |
 //! | `/admin/delete_topics/<t>` | empty: the topic is to be deleted |
 //! | `/cluster/id` | `{"version":"1","id":".."}` |
 //! | `/latest_producer_id_block` | `{"version":1,"broker":1,"block_start":"0","block_end":"999"}`: the last block of producer ids claimed |
@@ -44,6 +45,12 @@ pub const ISR_CHANGE_NOTIFICATION: &str = "/isr_change_notification";
 /// The prefix of an ISR change notification (the keeper appends the sequence number).
 pub const ISR_CHANGE_PREFIX: &str = "/isr_change_notification/isr_change_";
 
+/// Where changes to a topic are announced (Kafka's config change notifications): the
+/// controller reads each, re-reads the topic it names, and deletes it.
+pub const CONFIG_CHANGES: &str = "/config/changes";
+/// The prefix of a change notification (the keeper appends the sequence number).
+pub const CONFIG_CHANGE_PREFIX: &str = "/config/changes/config_change_";
+
 /// Persistent nodes every cluster has; created (if missing) by each broker at start.
 pub const PERSISTENT_PATHS: &[&str] = &[
     "/brokers",
@@ -53,6 +60,7 @@ pub const PERSISTENT_PATHS: &[&str] = &[
     DELETE_TOPICS,
     "/config",
     CONFIG_TOPICS,
+    CONFIG_CHANGES,
     "/cluster",
     ISR_CHANGE_NOTIFICATION,
 ];
@@ -352,6 +360,25 @@ pub fn decode_topic_config(topic: &str, data: &[u8]) -> Result<BTreeMap<String, 
 }
 
 #[derive(Serialize, Deserialize)]
+struct ConfigChangeJson {
+    version: u32,
+    entity_path: String,
+}
+
+/// A change notification for `topic` (Kafka's version 2 format): its config
+/// (AlterConfigs) or its partitions (CreatePartitions) changed.
+pub fn encode_topic_change(topic: &str) -> Vec<u8> {
+    json(&ConfigChangeJson { version: 2, entity_path: format!("topics/{topic}") })
+}
+
+/// The topic a change notification at `path` names; `None` for another entity (a client
+/// or broker config, which Sluice does not have).
+pub fn decode_topic_change(path: &str, data: &[u8]) -> Result<Option<String>, ZnodeError> {
+    let j: ConfigChangeJson = parse(path, "config change notification", data)?;
+    Ok(j.entity_path.strip_prefix("topics/").map(str::to_string))
+}
+
+#[derive(Serialize, Deserialize)]
 struct ClusterIdJson {
     version: String,
     id: String,
@@ -429,6 +456,15 @@ mod tests {
         assert!(e.reason.contains("\"x\""), "{e}");
         assert!(decode_epoch(b"seven").is_err());
         assert_eq!(decode_epoch(b"7"), Ok(7));
+    }
+
+    #[test]
+    fn topic_change_notifications_read_kafkas_json() {
+        let bytes = encode_topic_change("orders");
+        assert_eq!(String::from_utf8_lossy(&bytes), r#"{"version":2,"entity_path":"topics/orders"}"#);
+        assert_eq!(decode_topic_change("/p", &bytes), Ok(Some("orders".to_string())));
+        assert_eq!(decode_topic_change("/p", br#"{"version":2,"entity_path":"clients/a"}"#), Ok(None));
+        assert!(decode_topic_change("/p", b"{}").is_err());
     }
 
     #[test]
