@@ -27,7 +27,7 @@ use sluice_proto::interbroker::InterBrokerProtocol;
 use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, KafkaSecurity};
-use crate::service::BrokerService;
+use crate::service::{BrokerService, ServiceActors};
 use sluice_actors::broker::log_manager::LogManager;
 use sluice_actors::broker::membership::{self, Leave, Membership, MembershipContext, SharedController};
 use sluice_actors::broker::partition::PartitionContext;
@@ -191,9 +191,12 @@ pub async fn run(
         config.clone(),
         routing.clone(),
         keeper.clone(),
-        replicas.clone(),
-        controller.clone(),
-        groups,
+        ServiceActors {
+            replicas: replicas.clone(),
+            controller: controller.clone(),
+            groups,
+            log_manager: log_manager.clone(),
+        },
         max_frame,
     );
     let is_controller = Arc::new(std::sync::atomic::AtomicBool::new(false));

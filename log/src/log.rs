@@ -437,7 +437,8 @@ impl Log {
     /// the batches, so a crash never leaves records under an epoch the file lacks.
     ///
     /// The batches of idempotent producers are recorded in the producer state unchecked
-    /// (the leader checked them), so that this log, once leader, recognises a resend.
+    /// (the leader checked them), so that this log, once leader, recognises a resend. Nor is
+    /// a batch's size checked against `max.message.bytes`: the leader took it.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let plan = self.plan(batches, false)?;
         let starts = plan.iter().map(|p| EpochEntry {
@@ -458,7 +459,10 @@ impl Log {
             let view = BatchView::parse(&bytes[at..])?;
             let len = view.len();
             let size = len as u64;
-            if size > self.config.max_message_bytes {
+            // Only the leader's append checks the size: a replica takes what its leader took
+            // (Kafka's `ignoreRecordSize` for followers), or a replica whose topic config
+            // changed before its leader's would stop following.
+            if assign && size > self.config.max_message_bytes {
                 return Err(LogError::RecordTooLarge { size, max: self.config.max_message_bytes });
             }
             if size > self.config.segment_bytes {

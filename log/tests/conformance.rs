@@ -586,6 +586,16 @@ fn message_max_bytes_is_enforced_per_batch_and_nothing_is_written() {
     assert!(matches!(log.append(&mut both, T0), Err(LogError::RecordTooLarge { .. })));
     assert_eq!(log.log_end_offset(), 2);
     assert_eq!(all_batches(&log).len(), 1);
+    // A replica takes what its leader took, whatever its own limit (a topic config change
+    // reaches brokers one by one).
+    let mut replicated = batch(10, T0);
+    sluice_log::batch::set_base_offset(&mut replicated, 2);
+    log.append_replicated(&replicated, T0).expect("a follower's append is not size-checked");
+    assert_eq!(log.log_end_offset(), 12);
+    // And a leader's new limit applies from its next append.
+    log.set_config(LogConfig { max_message_bytes: 1 << 20, ..config }).expect("a valid config");
+    let mut now_fits = batch(10, T0);
+    log.append(&mut now_fits, T0).expect("under the raised limit");
 }
 
 #[test]

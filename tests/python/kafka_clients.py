@@ -187,6 +187,7 @@ def admin(args):
         producer.produce(topic, value=b"x" * 5000, partition=0,
                          on_delivery=lambda err, msg: outcome.__setitem__(-1, str(err) if err else "delivered"))
         producer.flush(30)
+        emit(step="oversize-attempt", outcome=outcome[-1])
         if outcome[-1] == "delivered":
             outcome[-1] = None
             time.sleep(0.2)

@@ -843,3 +843,120 @@ fn admin_client_creates_describes_alters_grows_and_deletes_topics() {
     assert_eq!(step("delete")["result"]["administered"], Value::Null);
     assert_eq!(step("deleted")["gone"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_log_dirs_lists_this_brokers_partitions_and_offset_delete_removes_a_commit() {
+    use kafka_protocol::messages::{self as k, ApiKey};
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = BrokerCluster::start(1, &format!("{SSL_LISTENERS}offsets.topic.replication.factor=1\n"));
+    let addr = cluster.brokers[0].kafka_addr("SSL").expect("SSL listener").to_string();
+    {
+        let admin = Admin::new(sdk(&cluster)).expect("admin");
+        let r = admin.create_topics(vec![NewTopic::new("dirs", 2, 1)], false).await.expect("create");
+        assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:?}");
+        let producer = Producer::new(ProducerConfig::new(sdk(&cluster)).acks(Acks::All)).expect("producer");
+        for i in 0..20 {
+            let ack = producer
+                .send(ProducerRecord::new("dirs", format!("v{i}")).with_partition(0))
+                .await
+                .expect("send");
+            ack.await.expect("acknowledged");
+        }
+        producer.close().await;
+    }
+    let mut raw = Raw::connect(&addr, &cluster.client_files()).await;
+
+    let mut every_topic = k::DescribeLogDirsRequest::default();
+    every_topic.topics = None;
+    let dirs: k::DescribeLogDirsResponse =
+        raw.call(ApiKey::DescribeLogDirs, 4, &every_topic).await.expect("answered");
+    assert_eq!(dirs.error_code, 0);
+    let logs = &cluster.brokers[0].log_dir;
+    let dir = dirs
+        .results
+        .iter()
+        .find(|d| Path::new(d.log_dir.as_str()) == logs.as_path())
+        .expect("the broker's log dir");
+    let topic = dir
+        .topics
+        .iter()
+        .find(|t| &*t.name.0 == "dirs")
+        .unwrap_or_else(|| panic!("the topic is not listed: {dirs:?}"));
+    let sizes: BTreeMap<i32, i64> =
+        topic.partitions.iter().map(|p| (p.partition_index, p.partition_size)).collect();
+    assert_eq!(sizes.keys().copied().collect::<Vec<_>>(), vec![0, 1]);
+    assert!(sizes[&0] > 0 && sizes[&1] == 0, "partition 0 holds the records: {sizes:?}");
+
+    // A standalone consumer's commit (generation -1), then OffsetDelete. As a client does,
+    // find the coordinator first (the first ask creates __consumer_offsets).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut find = k::FindCoordinatorRequest::default();
+        find.key = StrBytes::from_static_str("cleanup");
+        let found: k::FindCoordinatorResponse =
+            raw.call(ApiKey::FindCoordinator, 3, &find).await.expect("answered");
+        if found.error_code == 0 {
+            assert_eq!(found.node_id.0, 1);
+            break;
+        }
+        assert_eq!(found.error_code, 15, "COORDINATOR_NOT_AVAILABLE while __consumer_offsets is made");
+        assert!(Instant::now() < deadline, "no coordinator within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tn = || k::TopicName(StrBytes::from_static_str("dirs"));
+    let mut commit = k::OffsetCommitRequest::default();
+    commit.group_id = k::GroupId(StrBytes::from_static_str("cleanup"));
+    commit.generation_id_or_member_epoch = -1;
+    let mut t = k::offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = tn();
+    let mut p = k::offset_commit_request::OffsetCommitRequestPartition::default();
+    p.committed_offset = 12;
+    t.partitions.push(p);
+    commit.topics.push(t);
+    // COORDINATOR_LOAD_IN_PROGRESS while the coordinator reads its offsets partition: retry.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed: k::OffsetCommitResponse =
+            raw.call(ApiKey::OffsetCommit, 8, &commit).await.expect("answered");
+        match committed.topics[0].partitions[0].error_code {
+            0 => break,
+            14 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("the commit failed with {other}"),
+        }
+    }
+
+    let fetch_offsets = |raw_topics: Option<Vec<i32>>| {
+        let mut f = k::OffsetFetchRequest::default();
+        f.group_id = k::GroupId(StrBytes::from_static_str("cleanup"));
+        f.topics = raw_topics.map(|ps| {
+            let mut t = k::offset_fetch_request::OffsetFetchRequestTopic::default();
+            t.name = tn();
+            t.partition_indexes = ps;
+            vec![t]
+        });
+        f
+    };
+    let before: k::OffsetFetchResponse =
+        raw.call(ApiKey::OffsetFetch, 7, &fetch_offsets(Some(vec![0]))).await.expect("answered");
+    assert_eq!(before.topics[0].partitions[0].committed_offset, 12);
+
+    let mut delete = k::OffsetDeleteRequest::default();
+    delete.group_id = k::GroupId(StrBytes::from_static_str("cleanup"));
+    let mut dt = k::offset_delete_request::OffsetDeleteRequestTopic::default();
+    dt.name = tn();
+    dt.partitions.push(k::offset_delete_request::OffsetDeleteRequestPartition::default());
+    delete.topics.push(dt);
+    let deleted: k::OffsetDeleteResponse =
+        raw.call(ApiKey::OffsetDelete, 0, &delete).await.expect("answered");
+    assert_eq!(deleted.error_code, 0);
+    assert_eq!(deleted.topics[0].partitions[0].error_code, 0);
+    let after: k::OffsetFetchResponse =
+        raw.call(ApiKey::OffsetFetch, 7, &fetch_offsets(Some(vec![0]))).await.expect("answered");
+    assert_eq!(after.topics[0].partitions[0].committed_offset, -1, "the commit is gone");
+
+    // A group that does not exist: GROUP_ID_NOT_FOUND.
+    delete.group_id = k::GroupId(StrBytes::from_static_str("never"));
+    let missing: k::OffsetDeleteResponse =
+        raw.call(ApiKey::OffsetDelete, 0, &delete).await.expect("answered");
+    assert_eq!(missing.error_code, 69);
+}

@@ -399,6 +399,22 @@ impl Handler<FetchOffsetsMsg> for GroupCoordinator {
     }
 }
 
+/// Deletes committed offsets (Kafka's OffsetDelete): each partition's outcome, in order.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Result<(), BrokerError>>")]
+pub struct DeleteOffsetsMsg(pub Vec<(String, i32)>);
+
+impl Handler<DeleteOffsetsMsg> for GroupCoordinator {
+    type Result = MessageResult<DeleteOffsetsMsg>;
+
+    fn handle(&mut self, msg: DeleteOffsetsMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = crate::handling!("GroupCoordinator", "DeleteOffsetsMsg");
+        let (outcomes, effects) = self.group.delete_offsets(now(), &msg.0);
+        self.carry_out(effects, ctx);
+        MessageResult(outcomes)
+    }
+}
+
 /// The group described (and its overview).
 #[derive(Debug, Message)]
 #[rtype(result = "(GroupOverview, GroupDescription)")]

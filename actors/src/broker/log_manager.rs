@@ -17,7 +17,7 @@ use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET
 use sluice_log::{LogCleaner, TopicPartition};
 use tracing::warn;
 
-use crate::broker::partition::{Marks, Partition, Tick};
+use crate::broker::partition::{LogSize, Marks, Partition, Tick};
 
 /// The log manager.
 #[derive(Debug)]
@@ -118,6 +118,38 @@ impl Actor for LogManager {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.interval, |this, ctx| this.tick(ctx));
+    }
+}
+
+/// Every `log.dirs` entry with the partitions it holds here and their size in bytes
+/// (Kafka's DescribeLogDirs), directories in order, partitions sorted.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(PathBuf, Vec<(TopicPartition, u64)>)>")]
+pub struct DescribeDirs;
+
+impl Handler<DescribeDirs> for LogManager {
+    type Result = ResponseFuture<Vec<(PathBuf, Vec<(TopicPartition, u64)>)>>;
+
+    fn handle(&mut self, _: DescribeDirs, _: &mut Context<Self>) -> Self::Result {
+        let _span = crate::handling!("LogManager", "DescribeDirs");
+        let dirs: Vec<PathBuf> = self.recovery_points.keys().cloned().collect();
+        let targets: Vec<_> =
+            self.partitions.iter().map(|(tp, (addr, dir))| (tp.clone(), addr.clone(), dir.clone())).collect();
+        Box::pin(async move {
+            let mut out: BTreeMap<PathBuf, Vec<(TopicPartition, u64)>> =
+                dirs.into_iter().map(|d| (d, Vec::new())).collect();
+            for (tp, addr, dir) in targets {
+                if let Ok(Some(size)) = addr.send(LogSize).await {
+                    out.entry(dir).or_default().push((tp, size));
+                }
+            }
+            out.into_iter()
+                .map(|(dir, mut parts)| {
+                    parts.sort();
+                    (dir, parts)
+                })
+                .collect()
+        })
     }
 }
 

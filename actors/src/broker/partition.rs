@@ -945,6 +945,19 @@ impl Handler<ListOffset> for Partition {
     }
 }
 
+/// The bytes of the partition's log on disk (for DescribeLogDirs); `None` when closed.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u64>")]
+pub struct LogSize;
+
+impl Handler<LogSize> for Partition {
+    type Result = Option<u64>;
+
+    fn handle(&mut self, _: LogSize, _: &mut Context<Self>) -> Option<u64> {
+        self.log.as_deref().map(|log| lock(log).size_bytes())
+    }
+}
+
 /// The topic's config changed: the log takes the new settings ([`Log::set_config`]).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -131,6 +131,8 @@ pub(super) fn start(
             spawn(call, move |call| incremental_alter_configs(call, req))
         }
         Request::CreatePartitions(req) => spawn(call, move |call| create_partitions(call, req)),
+        Request::DescribeLogDirs(req) => spawn(call, move |call| describe_log_dirs(call, req)),
+        Request::OffsetDelete(req) => spawn(call, move |call| offset_delete(call, req)),
         Request::SaslHandshake(_) => spawn(call, |call| async move {
             let mut r = k::SaslHandshakeResponse::default();
             r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
@@ -1220,6 +1222,75 @@ async fn create_partitions(call: Call, req: k::CreatePartitionsRequest) -> Resul
         out.error_code = code(&result);
         out.error_message = message(&result);
         r.results.push(out);
+    }
+    call.answer(&r)
+}
+
+async fn describe_log_dirs(call: Call, req: k::DescribeLogDirsRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::DescribeLogDirsResponse::default();
+    let dirs = match call.service.describe_log_dirs().await {
+        Ok(d) => d,
+        Err(e) => {
+            r.error_code = e.code();
+            return call.answer(&r);
+        }
+    };
+    let wanted = |topic: &str, partition: i32| match &req.topics {
+        None => true,
+        Some(ts) => ts.iter().any(|t| &*t.topic.0 == topic && t.partitions.contains(&partition)),
+    };
+    for (dir, partitions) in dirs {
+        let mut out = k::describe_log_dirs_response::DescribeLogDirsResult::default();
+        out.log_dir = s(dir.display().to_string());
+        // Unknown, as Kafka answers when it cannot ask the filesystem.
+        out.total_bytes = -1;
+        out.usable_bytes = -1;
+        for (tp, size) in partitions.into_iter().filter(|(tp, _)| wanted(&tp.topic, tp.partition)) {
+            let mut p = k::describe_log_dirs_response::DescribeLogDirsPartition::default();
+            p.partition_index = tp.partition;
+            p.partition_size = size as i64;
+            match out.topics.iter_mut().find(|t| *t.name.0 == *tp.topic) {
+                Some(t) => t.partitions.push(p),
+                None => {
+                    let mut t = k::describe_log_dirs_response::DescribeLogDirsTopic::default();
+                    t.name = topic_name(&tp.topic);
+                    t.partitions.push(p);
+                    out.topics.push(t);
+                }
+            }
+        }
+        r.results.push(out);
+    }
+    call.answer(&r)
+}
+
+async fn offset_delete(call: Call, req: k::OffsetDeleteRequest) -> Result<Option<BytesMut>, String> {
+    let partitions: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
+        .collect();
+    let mut r = k::OffsetDeleteResponse::default();
+    let outcomes = match call.service.delete_offsets(&req.group_id.0, partitions.clone()).await {
+        Ok(o) => o,
+        Err(e) => {
+            r.error_code = e.code();
+            return call.answer(&r);
+        }
+    };
+    for ((topic, partition), outcome) in partitions.into_iter().zip(outcomes) {
+        let mut p = k::offset_delete_response::OffsetDeleteResponsePartition::default();
+        p.partition_index = partition;
+        p.error_code = code(&outcome);
+        match r.topics.iter_mut().find(|t| *t.name.0 == *topic) {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = k::offset_delete_response::OffsetDeleteResponseTopic::default();
+                t.name = topic_name(&topic);
+                t.partitions.push(p);
+                r.topics.push(t);
+            }
+        }
     }
     call.answer(&r)
 }

@@ -3,8 +3,8 @@
 
 use actix::Addr;
 use sluice_actors::broker::group_coordinator::{
-    CommitMsg, DeleteMsg, DescribeMsg, FetchOffsetsMsg, GroupCoordinator, HeartbeatMsg, JoinMsg, LeaveMsg,
-    SyncMsg,
+    CommitMsg, DeleteMsg, DeleteOffsetsMsg, DescribeMsg, FetchOffsetsMsg, GroupCoordinator, HeartbeatMsg,
+    JoinMsg, LeaveMsg, SyncMsg,
 };
 use sluice_actors::broker::group_manager::{AllGroups, Route};
 use sluice_actors::broker::replica_manager::current;
@@ -259,5 +259,20 @@ impl BrokerService {
             out.push((group, r));
         }
         Ok(out)
+    }
+    /// Deletes `group`'s committed offsets of `partitions` (Kafka's OffsetDelete): each
+    /// partition's outcome, or the group's error.
+    pub(crate) async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
+        match self.group(group, false).await? {
+            None => Err(BrokerError::GroupIdNotFound { group: group.to_string() }),
+            Some(addr) => addr
+                .send(DeleteOffsetsMsg(partitions))
+                .await
+                .map_err(|_| BrokerError::NotCoordinator { group: group.to_string(), broker: self.id() }),
+        }
     }
 }

@@ -41,6 +41,19 @@ mod fetch;
 mod groups;
 mod produce;
 
+/// The actors the service asks.
+#[derive(Debug)]
+pub struct ServiceActors {
+    /// Partitions' roles and the routing table.
+    pub replicas: Addr<ReplicaManager>,
+    /// The controller, while this broker is it.
+    pub controller: SharedController,
+    /// The group coordinators.
+    pub groups: Addr<GroupManager>,
+    /// Retention, checkpoints, and what each log dir holds.
+    pub log_manager: Addr<sluice_actors::broker::log_manager::LogManager>,
+}
+
 /// The broker's service; cheap to clone.
 #[derive(Clone)]
 pub struct BrokerService {
@@ -54,6 +67,8 @@ struct Inner {
     replicas: Addr<ReplicaManager>,
     controller: SharedController,
     groups: Addr<GroupManager>,
+    /// Retention, checkpoints, and what each log dir holds (DescribeLogDirs).
+    log_manager: Addr<sluice_actors::broker::log_manager::LogManager>,
     /// The rest of this broker's claimed block of producer ids: `(next, end)`, empty when
     /// `next > end`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -74,18 +89,17 @@ fn keeper_error(e: KeeperClientError) -> BrokerError {
 }
 
 impl BrokerService {
-    /// A service routing by `routing`, writing to the keeper through `keeper`.
-    /// `max_frame` is the listener's frame limit.
+    /// A service routing by `routing`, writing to the keeper through `keeper`, asking
+    /// `actors`. `max_frame` is the listener's frame limit.
     pub fn new(
         config: Arc<BrokerConfig>,
         routing: SharedRouting,
         keeper: SharedKeeper,
-        replicas: Addr<ReplicaManager>,
-        controller: SharedController,
-        groups: Addr<GroupManager>,
+        actors: ServiceActors,
         max_frame: u32,
     ) -> Self {
         let fetch_reply_limit = (max_frame as usize).saturating_sub(fetch::FETCH_REPLY_OVERHEAD).max(1);
+        let ServiceActors { replicas, controller, groups, log_manager } = actors;
         BrokerService {
             inner: Arc::new(Inner {
                 config,
@@ -94,6 +108,7 @@ impl BrokerService {
                 replicas,
                 controller,
                 groups,
+                log_manager,
                 producer_ids: tokio::sync::Mutex::new((0, -1)),
                 fetch_reply_limit,
             }),
@@ -107,6 +122,17 @@ impl BrokerService {
     /// The broker's configuration.
     pub(crate) fn config(&self) -> &BrokerConfig {
         &self.inner.config
+    }
+
+    /// Every log dir with the partitions it holds here and their sizes (DescribeLogDirs).
+    pub(crate) async fn describe_log_dirs(
+        &self,
+    ) -> Result<Vec<(std::path::PathBuf, Vec<(TopicPartition, u64)>)>, BrokerError> {
+        self.inner
+            .log_manager
+            .send(sluice_actors::broker::log_manager::DescribeDirs)
+            .await
+            .map_err(|_| BrokerError::BrokerShuttingDown { broker: self.id() })
     }
 
     fn keeper(&self) -> Result<KeeperClient, BrokerError> {

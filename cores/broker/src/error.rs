@@ -356,6 +356,16 @@ pub enum BrokerError {
         /// The limit.
         max: usize,
     },
+    /// A member of the group subscribes to the topic, so its offsets stay (Kafka 86).
+    #[error(
+        "group {group} subscribes to {topic}: its offsets can be deleted once no member subscribes to it"
+    )]
+    GroupSubscribedToTopic {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -406,6 +416,7 @@ impl BrokerError {
             NonEmptyGroup { .. } => 68,
             GroupIdNotFound { .. } => 69,
             OffsetMetadataTooLarge { .. } => 12,
+            GroupSubscribedToTopic { .. } => 86,
         }
     }
 

@@ -232,6 +232,29 @@ pub enum Effect {
     Gone,
 }
 
+/// The topics of a consumer's `ConsumerProtocolSubscription` (every version starts with a
+/// version, then the topic names as an array of strings); `None` when it does not parse.
+pub fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (b.get(..n)?, b.get(n..)?);
+        *b = rest;
+        Some(head)
+    }
+    let mut b = metadata;
+    take(&mut b, 2)?;
+    let count = i32::from_be_bytes(take(&mut b, 4)?.try_into().ok()?);
+    if count < 0 || count as usize > b.len() / 2 {
+        return None;
+    }
+    (0..count)
+        .map(|_| {
+            let len = i16::from_be_bytes(take(&mut b, 2)?.try_into().ok()?);
+            let name = take(&mut b, usize::try_from(len).ok()?)?;
+            String::from_utf8(name.to_vec()).ok()
+        })
+        .collect()
+}
+
 /// A join request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Join {
@@ -963,6 +986,48 @@ impl Group {
         out
     }
 
+    /// Deletes committed offsets (Kafka's OffsetDelete): each partition's outcome, in order.
+    /// A partition of a topic some member subscribes to keeps its offset
+    /// (`GroupSubscribedToTopic`); an empty group left with nothing is gone.
+    pub fn delete_offsets(
+        &mut self,
+        now: u64,
+        partitions: &[(String, i32)],
+    ) -> (Vec<Result<(), BrokerError>>, Vec<Effect>) {
+        let subscribed: Vec<String> = match &self.protocol {
+            Some(p) if self.protocol_type == "consumer" => self
+                .members
+                .iter()
+                .flat_map(|m| subscribed_topics(&m.metadata(p)).unwrap_or_default())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut outcomes = Vec::with_capacity(partitions.len());
+        let mut gone = Vec::new();
+        for (topic, partition) in partitions {
+            if subscribed.iter().any(|t| t == topic) {
+                outcomes.push(Err(BrokerError::GroupSubscribedToTopic {
+                    group: self.id.clone(),
+                    topic: topic.clone(),
+                }));
+                continue;
+            }
+            if self.offsets.remove(&(topic.clone(), *partition)).is_some() {
+                gone.push((topic.clone(), *partition));
+            }
+            outcomes.push(Ok(()));
+        }
+        let mut effects = Vec::new();
+        if !gone.is_empty() {
+            effects.push(Effect::DeleteOffsets(gone));
+        }
+        if self.state == GroupState::Empty && self.is_vacant() {
+            self.set_state(GroupState::Dead, now);
+            effects.push(Effect::Gone);
+        }
+        (outcomes, effects)
+    }
+
     /// Deletes an empty group and its offsets.
     pub fn delete(&mut self, now: u64) -> Result<Vec<Effect>, BrokerError> {
         if !self.members.is_empty() {
@@ -1279,6 +1344,51 @@ mod tests {
         let out = g.drop_topics(t, &["b".to_string()]);
         assert_eq!(out, vec![Effect::DeleteOffsets(vec![("b".into(), 0)]), Effect::Gone]);
         assert_eq!(g.state(), GroupState::Dead);
+    }
+
+    /// A `ConsumerProtocolSubscription` v0 of `topics`.
+    fn subscription(topics: &[&str]) -> Vec<u8> {
+        let mut b = vec![0, 0];
+        b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+        for t in topics {
+            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            b.extend_from_slice(t.as_bytes());
+        }
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // no user data
+        b
+    }
+
+    #[test]
+    fn offsets_of_topics_no_member_subscribes_to_can_be_deleted() {
+        assert_eq!(
+            subscribed_topics(&subscription(&["a", "orders"])),
+            Some(vec!["a".into(), "orders".into()])
+        );
+        assert_eq!(subscribed_topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None, "a count beyond the bytes");
+        assert_eq!(subscribed_topics(b"x"), None);
+
+        let mut g = Group::new("g", rules(), 0);
+        let mut j = join("", "a");
+        j.protocols = vec![("range".into(), subscription(&["orders"]))];
+        g.join(0, 1, j);
+        g.tick(DELAY);
+        let t = 2 * DELAY;
+        g.tick(t);
+        g.commit(t, vec![CommitOffset::new("orders", 0, 5), CommitOffset::new("old", 0, 7)]);
+        let (outcomes, effects) =
+            g.delete_offsets(t, &[("orders".into(), 0), ("old".into(), 0), ("old".into(), 9)]);
+        assert!(
+            matches!(&outcomes[0], Err(BrokerError::GroupSubscribedToTopic { topic, .. }) if topic == "orders")
+        );
+        assert_eq!(outcomes[1..], [Ok(()), Ok(())], "an offset that is not there is deleted all the same");
+        assert_eq!(effects, vec![Effect::DeleteOffsets(vec![("old".into(), 0)])]);
+        assert_eq!(g.fetch_offsets(None).len(), 1);
+        // Once empty, everything may go, and the group with it.
+        let members = g.member_ids();
+        assert_eq!(g.leave(t, &members).0, Ok(()));
+        let (outcomes, effects) = g.delete_offsets(t, &[("orders".into(), 0)]);
+        assert_eq!(outcomes, vec![Ok(())]);
+        assert_eq!(effects, vec![Effect::DeleteOffsets(vec![("orders".into(), 0)]), Effect::Gone]);
     }
 
     #[test]

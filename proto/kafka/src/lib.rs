@@ -62,6 +62,8 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::AlterConfigs, 0, 2),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::CreatePartitions, 0, 3),
+    served(ApiKey::DescribeLogDirs, 1, 4),
+    served(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The versions of `key` the door serves, if it serves it.
@@ -221,6 +223,8 @@ requests! {
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     CreatePartitions(CreatePartitionsRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
+    OffsetDelete(OffsetDeleteRequest),
     SaslHandshake(SaslHandshakeRequest),
     SaslAuthenticate(SaslAuthenticateRequest),
 }
