@@ -44,7 +44,8 @@ start() {
 tls() { printf 'tls.ca.file=%s\ntls.cert.file=%s\ntls.key.file=%s\n' "$DIR/certs/ca.pem" "$DIR/certs/$1.pem" "$DIR/certs/$1.key"; }
 
 # cluster N [EXTRA]: certificates, one keeper and N brokers (EXTRA: more server.properties
-# lines). Sets KEEPER (host:port), BOOTSTRAP (host:port,...) and C (the client flags).
+# lines; LISTENERS, if set, replaces `quic://127.0.0.1:0` as the brokers' listeners). Sets
+# KEEPER (host:port), BOOTSTRAP (host:port,...) and C (the client flags).
 cluster() {
   local n=$1 extra=${2:-}
   local nodes=(--node keeper-1)
@@ -56,8 +57,9 @@ cluster() {
   echo "keeper at $KEEPER"
   BOOTSTRAP=""
   for id in $(seq "$n"); do
-    { printf 'broker.id=%s\nlisteners=quic://127.0.0.1:0\nlog.dirs=%s\nzookeeper.connect=%s/sluice\n%b' \
-        "$id" "$DIR/broker-$id-logs" "$KEEPER" "$extra"; tls "broker-$id"; } >"$DIR/broker-$id.properties"
+    { printf 'broker.id=%s\nlisteners=%s\nlog.dirs=%s\nzookeeper.connect=%s/sluice\n%b' \
+        "$id" "${LISTENERS:-quic://127.0.0.1:0}" "$DIR/broker-$id-logs" "$KEEPER" "$extra"; tls "broker-$id"; } \
+      >"$DIR/broker-$id.properties"
     local addr
     addr=$(start "broker-$id" broker "$S" broker start "$DIR/broker-$id.properties")
     echo "broker $id at $addr"

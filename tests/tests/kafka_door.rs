@@ -610,14 +610,19 @@ struct Raw {
 
 impl Raw {
     async fn connect(addr: &str, files: &TlsFiles) -> Raw {
+        Raw::try_connect(addr, files).await.expect("TLS handshake")
+    }
+
+    /// A connection, or `None` when the broker closes it during the handshake.
+    async fn try_connect(addr: &str, files: &TlsFiles) -> Option<Raw> {
         let identity = sluice_net::TlsIdentity::load(files).expect("client identity");
         let config =
             sluice_net::tls::tcp_client_config(&sluice_net::ClientTls::new(identity)).expect("tls config");
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let name = rustls_pki_name("127.0.0.1");
-        let stream = connector.connect(name, tcp).await.expect("TLS handshake");
-        Raw { stream, correlation: 0 }
+        let stream = connector.connect(name, tcp).await.ok()?;
+        Some(Raw { stream, correlation: 0 })
     }
 
     async fn send_bytes(&mut self, bytes: &[u8]) {
@@ -959,4 +964,54 @@ async fn describe_log_dirs_lists_this_brokers_partitions_and_offset_delete_remov
     let missing: k::OffsetDeleteResponse =
         raw.call(ApiKey::OffsetDelete, 0, &delete).await.expect("answered");
     assert_eq!(missing.error_code, 69);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_max_connections_per_ip_and_idle_ones_are_closed() {
+    use kafka_protocol::messages::{self as k, ApiKey};
+    let cluster = BrokerCluster::start(
+        1,
+        &format!("{SSL_LISTENERS}max.connections.per.ip=2\nconnections.max.idle.ms=1000\n"),
+    );
+    let addr = cluster.brokers[0].kafka_addr("SSL").expect("SSL listener").to_string();
+    let files = cluster.client_files();
+    let mut first = Raw::connect(&addr, &files).await;
+    let mut second = Raw::connect(&addr, &files).await;
+    for c in [&mut first, &mut second] {
+        let v: k::ApiVersionsResponse =
+            c.call(ApiKey::ApiVersions, 3, &k::ApiVersionsRequest::default()).await.expect("served");
+        assert_eq!(v.error_code, 0);
+    }
+    // A third from the same address is closed at accept (the TLS handshake fails, or the
+    // first request finds the connection closed).
+    if let Some(mut third) = Raw::try_connect(&addr, &files).await {
+        let answer: Option<k::ApiVersionsResponse> =
+            third.call(ApiKey::ApiVersions, 3, &k::ApiVersionsRequest::default()).await;
+        assert!(answer.is_none(), "a third connection from one address was served");
+    }
+    // Idle for longer than connections.max.idle.ms: closed by the broker.
+    let closed = async {
+        let mut byte = [0u8; 1];
+        use tokio::io::AsyncReadExt;
+        first.stream.read(&mut byte).await
+    };
+    match tokio::time::timeout(Duration::from_secs(20), closed).await {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        other => panic!("an idle connection was not closed: {other:?}"),
+    }
+    // Its place is free again: a new connection is served.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(mut again) = Raw::try_connect(&addr, &files).await {
+            let v: Option<k::ApiVersionsResponse> =
+                again.call(ApiKey::ApiVersions, 3, &k::ApiVersionsRequest::default()).await;
+            if v.is_some() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no connection served after the idle one closed");
+    }
+    let logs = cluster.log_tails(100);
+    assert!(logs.contains("max.connections.per.ip"), "the refusal is logged: {logs}");
 }
