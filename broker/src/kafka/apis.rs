@@ -41,6 +41,56 @@ fn message(r: &Result<impl Sized, BrokerError>) -> Option<StrBytes> {
     r.as_ref().err().map(|e| s(e.to_string()))
 }
 
+/// A response's per-topic entry holding per-partition results (Kafka groups every
+/// partition result under its topic, topics in first-seen order).
+trait TopicEntry: Default {
+    type Part;
+    fn name(&self) -> &str;
+    fn set_name(&mut self, name: &str);
+    fn parts(&mut self) -> &mut Vec<Self::Part>;
+}
+
+macro_rules! topic_entry {
+    ($($t:ty { $name:ident, $parts:ident: $part:ty })*) => {$(
+        impl TopicEntry for $t {
+            type Part = $part;
+            fn name(&self) -> &str {
+                &self.$name.0
+            }
+            fn set_name(&mut self, name: &str) {
+                self.$name = topic_name(name);
+            }
+            fn parts(&mut self) -> &mut Vec<$part> {
+                &mut self.$parts
+            }
+        }
+    )*};
+}
+
+topic_entry! {
+    k::produce_response::TopicProduceResponse { name, partition_responses: k::produce_response::PartitionProduceResponse }
+    k::fetch_response::FetchableTopicResponse { topic, partitions: k::fetch_response::PartitionData }
+    k::list_offsets_response::ListOffsetsTopicResponse { name, partitions: k::list_offsets_response::ListOffsetsPartitionResponse }
+    k::offset_for_leader_epoch_response::OffsetForLeaderTopicResult { topic, partitions: k::offset_for_leader_epoch_response::EpochEndOffset }
+    k::offset_commit_response::OffsetCommitResponseTopic { name, partitions: k::offset_commit_response::OffsetCommitResponsePartition }
+    k::offset_fetch_response::OffsetFetchResponseTopic { name, partitions: k::offset_fetch_response::OffsetFetchResponsePartition }
+    k::offset_fetch_response::OffsetFetchResponseTopics { name, partitions: k::offset_fetch_response::OffsetFetchResponsePartitions }
+    k::describe_log_dirs_response::DescribeLogDirsTopic { name, partitions: k::describe_log_dirs_response::DescribeLogDirsPartition }
+    k::offset_delete_response::OffsetDeleteResponseTopic { name, partitions: k::offset_delete_response::OffsetDeleteResponsePartition }
+}
+
+/// Puts `part` under `topic` in `topics`, adding the topic's entry if it is new.
+fn place<T: TopicEntry>(topics: &mut Vec<T>, topic: &str, part: T::Part) {
+    if let Some(t) = topics.iter_mut().find(|t| t.name() == topic) {
+        t.parts().push(part);
+        return;
+    }
+    let mut t = T::default();
+    t.set_name(topic);
+    t.parts().push(part);
+    topics.push(t);
+}
+
 /// The request's context for its handler.
 struct Call {
     service: BrokerService,
@@ -230,15 +280,7 @@ fn produce(call: Call, req: k::ProduceRequest) -> Answer {
                     }
                 }
             }
-            match r.responses.iter_mut().find(|t| *t.name.0 == *topic) {
-                Some(t) => t.partition_responses.push(pr),
-                None => {
-                    let mut t = k::produce_response::TopicProduceResponse::default();
-                    t.name = topic_name(&topic);
-                    t.partition_responses.push(pr);
-                    r.responses.push(t);
-                }
-            }
+            place(&mut r.responses, &topic, pr);
         }
         call.answer(&r)
     })
@@ -330,15 +372,7 @@ async fn fetch(
         pd.aborted_transactions = read_committed.then(Vec::new);
         pd.preferred_read_replica = BrokerId(-1);
         pd.records = Some(f.records);
-        match r.responses.iter_mut().find(|t| *t.topic.0 == *f.topic) {
-            Some(t) => t.partitions.push(pd),
-            None => {
-                let mut t = k::fetch_response::FetchableTopicResponse::default();
-                t.topic = topic_name(&f.topic);
-                t.partitions.push(pd);
-                r.responses.push(t);
-            }
-        }
+        place(&mut r.responses, &f.topic, pd);
     }
     call.answer(&r)
 }
@@ -460,15 +494,7 @@ async fn list_offsets(call: Call, req: k::ListOffsetsRequest) -> Result<Option<B
         p.offset = offset;
         p.timestamp = timestamp;
         p.leader_epoch = -1;
-        match r.topics.iter_mut().find(|t| *t.name.0 == *l.topic) {
-            Some(t) => t.partitions.push(p),
-            None => {
-                let mut t = k::list_offsets_response::ListOffsetsTopicResponse::default();
-                t.name = topic_name(&l.topic);
-                t.partitions.push(p);
-                r.topics.push(t);
-            }
-        }
+        place(&mut r.topics, &l.topic, p);
     }
     call.answer(&r)
 }
@@ -519,15 +545,7 @@ async fn offset_for_leader_epoch(
         let (epoch, offset) = end.result.ok().flatten().unwrap_or((-1, -1));
         ep.leader_epoch = epoch;
         ep.end_offset = offset;
-        match r.topics.iter_mut().find(|t| *t.topic.0 == *end.topic) {
-            Some(t) => t.partitions.push(ep),
-            None => {
-                let mut t = k::offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default();
-                t.topic = topic_name(&end.topic);
-                t.partitions.push(ep);
-                r.topics.push(t);
-            }
-        }
+        place(&mut r.topics, &end.topic, ep);
     }
     call.answer(&r)
 }
@@ -735,15 +753,7 @@ async fn offset_commit(call: Call, req: k::OffsetCommitRequest) -> Result<Option
         let mut p = k::offset_commit_response::OffsetCommitResponsePartition::default();
         p.partition_index = partition;
         p.error_code = error;
-        match r.topics.iter_mut().find(|t| *t.name.0 == *topic) {
-            Some(t) => t.partitions.push(p),
-            None => {
-                let mut t = k::offset_commit_response::OffsetCommitResponseTopic::default();
-                t.name = topic_name(&topic);
-                t.partitions.push(p);
-                r.topics.push(t);
-            }
-        }
+        place(&mut r.topics, &topic, p);
     }
     call.answer(&r)
 }
@@ -797,15 +807,7 @@ async fn offset_fetch(call: Call, req: k::OffsetFetchRequest) -> Result<Option<B
                         p.committed_offset = c.offset;
                         p.committed_leader_epoch = c.leader_epoch;
                         p.metadata = Some(s(c.metadata));
-                        match rg.topics.iter_mut().find(|t| *t.name.0 == *c.topic) {
-                            Some(t) => t.partitions.push(p),
-                            None => {
-                                let mut t = k::offset_fetch_response::OffsetFetchResponseTopics::default();
-                                t.name = topic_name(&c.topic);
-                                t.partitions.push(p);
-                                rg.topics.push(t);
-                            }
-                        }
+                        place(&mut rg.topics, &c.topic, p);
                     }
                 }
                 Err(e) => rg.error_code = e.code(),
@@ -827,15 +829,7 @@ async fn offset_fetch(call: Call, req: k::OffsetFetchRequest) -> Result<Option<B
                 p.committed_offset = c.offset;
                 p.committed_leader_epoch = c.leader_epoch;
                 p.metadata = Some(s(c.metadata));
-                match r.topics.iter_mut().find(|t| *t.name.0 == *c.topic) {
-                    Some(t) => t.partitions.push(p),
-                    None => {
-                        let mut t = k::offset_fetch_response::OffsetFetchResponseTopic::default();
-                        t.name = topic_name(&c.topic);
-                        t.partitions.push(p);
-                        r.topics.push(t);
-                    }
-                }
+                place(&mut r.topics, &c.topic, p);
             }
         }
         Err(e) => {
@@ -1249,15 +1243,7 @@ async fn describe_log_dirs(call: Call, req: k::DescribeLogDirsRequest) -> Result
             let mut p = k::describe_log_dirs_response::DescribeLogDirsPartition::default();
             p.partition_index = tp.partition;
             p.partition_size = size as i64;
-            match out.topics.iter_mut().find(|t| *t.name.0 == *tp.topic) {
-                Some(t) => t.partitions.push(p),
-                None => {
-                    let mut t = k::describe_log_dirs_response::DescribeLogDirsTopic::default();
-                    t.name = topic_name(&tp.topic);
-                    t.partitions.push(p);
-                    out.topics.push(t);
-                }
-            }
+            place(&mut out.topics, &tp.topic, p);
         }
         r.results.push(out);
     }
@@ -1282,15 +1268,7 @@ async fn offset_delete(call: Call, req: k::OffsetDeleteRequest) -> Result<Option
         let mut p = k::offset_delete_response::OffsetDeleteResponsePartition::default();
         p.partition_index = partition;
         p.error_code = code(&outcome);
-        match r.topics.iter_mut().find(|t| *t.name.0 == *topic) {
-            Some(t) => t.partitions.push(p),
-            None => {
-                let mut t = k::offset_delete_response::OffsetDeleteResponseTopic::default();
-                t.name = topic_name(&topic);
-                t.partitions.push(p);
-                r.topics.push(t);
-            }
-        }
+        place(&mut r.topics, &topic, p);
     }
     call.answer(&r)
 }
