@@ -111,6 +111,17 @@ impl Call {
     fn on_listener(&self, b: &BrokerEndpoint) -> Option<(String, u16)> {
         b.listener(self.listener).map(|l| (l.host.clone(), l.port))
     }
+
+    /// The brokers that have this connection's listener: id, host, port, rack.
+    fn brokers_here(&self, brokers: &[BrokerEndpoint]) -> Vec<(BrokerId, StrBytes, i32, Option<StrBytes>)> {
+        brokers
+            .iter()
+            .filter_map(|b| {
+                let (host, port) = self.on_listener(b)?;
+                Some((BrokerId(b.id), s(host), i32::from(port), b.rack.clone().map(s)))
+            })
+            .collect()
+    }
 }
 
 fn spawn<F>(call: Call, f: impl FnOnce(Call) -> F) -> Answer
@@ -411,16 +422,11 @@ async fn metadata(call: Call, req: k::MetadataRequest) -> Result<Option<BytesMut
     r.cluster_id = Some(s(m.cluster_id.clone()));
     r.controller_id = BrokerId(m.controller_id.unwrap_or(-1));
     let mut reachable = Vec::new();
-    for b in &m.brokers {
-        if let Some((host, port)) = call.on_listener(b) {
-            let mut rb = k::metadata_response::MetadataResponseBroker::default();
-            rb.node_id = BrokerId(b.id);
-            rb.host = s(host);
-            rb.port = i32::from(port);
-            rb.rack = b.rack.clone().map(s);
-            r.brokers.push(rb);
-            reachable.push(b.id);
-        }
+    for (id, host, port, rack) in call.brokers_here(&m.brokers) {
+        let mut rb = k::metadata_response::MetadataResponseBroker::default();
+        (rb.node_id, rb.host, rb.port, rb.rack) = (id, host, port, rack);
+        r.brokers.push(rb);
+        reachable.push(id.0);
     }
     for t in m.topics {
         let mut rt = k::metadata_response::MetadataResponseTopic::default();
@@ -574,42 +580,29 @@ async fn coordinator(call: &Call, key: &str, key_type: i8) -> Result<(i32, Strin
 }
 
 async fn find_coordinator(call: Call, req: k::FindCoordinatorRequest) -> Result<Option<BytesMut>, String> {
+    /// `(node, host, port, error code, error message)` as both answer shapes carry them.
+    async fn found(call: &Call, key: &str, key_type: i8) -> (i32, String, i32, i16, Option<StrBytes>) {
+        match coordinator(call, key, key_type).await {
+            Ok((id, host, port)) => (id, host, port, 0, None),
+            Err((code, msg)) => (-1, String::new(), -1, code, Some(s(msg))),
+        }
+    }
     let mut r = k::FindCoordinatorResponse::default();
     if call.version >= 4 {
         for key in &req.coordinator_keys {
             let mut c = k::find_coordinator_response::Coordinator::default();
             c.key = key.clone();
-            match coordinator(&call, key, req.key_type).await {
-                Ok((id, host, port)) => {
-                    c.node_id = BrokerId(id);
-                    c.host = s(host);
-                    c.port = port;
-                }
-                Err((code, msg)) => {
-                    c.node_id = BrokerId(-1);
-                    c.port = -1;
-                    c.error_code = code;
-                    c.error_message = Some(s(msg));
-                }
-            }
+            (c.node_id.0, c.host, c.port, c.error_code, c.error_message) = {
+                let (id, host, port, code, msg) = found(&call, key, req.key_type).await;
+                (id, s(host), port, code, msg)
+            };
             r.coordinators.push(c);
         }
     } else {
-        match coordinator(&call, &req.key, req.key_type).await {
-            Ok((id, host, port)) => {
-                r.node_id = BrokerId(id);
-                r.host = s(host);
-                r.port = port;
-            }
-            Err((code, msg)) => {
-                r.node_id = BrokerId(-1);
-                r.port = -1;
-                r.error_code = code;
-                if call.version >= 1 {
-                    r.error_message = Some(s(msg));
-                }
-            }
-        }
+        let (id, host, port, code, msg) = found(&call, &req.key, req.key_type).await;
+        (r.node_id.0, r.host, r.port, r.error_code) = (id, s(host), port, code);
+        // v0 has no error message.
+        r.error_message = msg.filter(|_| call.version >= 1);
     }
     call.answer(&r)
 }
@@ -788,26 +781,47 @@ async fn committed(
         .collect())
 }
 
+/// The partitions an OffsetFetch names (its two request shapes have topic types of their
+/// own), or `None` for all.
+macro_rules! asked {
+    ($topics:expr) => {
+        $topics.as_ref().map(|ts| {
+            ts.iter()
+                .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
+                .collect::<Vec<_>>()
+        })
+    };
+}
+
+/// A committed offset as either OffsetFetch answer shape's partition type.
+macro_rules! committed_part {
+    ($t:ty, $c:expr) => {{
+        let c: sb::CommittedOffset = $c;
+        let mut p = <$t>::default();
+        p.partition_index = c.partition;
+        p.committed_offset = c.offset;
+        p.committed_leader_epoch = c.leader_epoch;
+        p.metadata = Some(s(c.metadata));
+        p
+    }};
+}
+
 async fn offset_fetch(call: Call, req: k::OffsetFetchRequest) -> Result<Option<BytesMut>, String> {
     let mut r = k::OffsetFetchResponse::default();
     if call.version >= 8 {
         for g in &req.groups {
-            let partitions = g.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
-                    .collect::<Vec<_>>()
-            });
+            let partitions = asked!(g.topics);
             let mut rg = k::offset_fetch_response::OffsetFetchResponseGroup::default();
             rg.group_id = g.group_id.clone();
             match committed(&call, &g.group_id.0, partitions).await {
                 Ok(list) => {
                     for c in list {
-                        let mut p = k::offset_fetch_response::OffsetFetchResponsePartitions::default();
-                        p.partition_index = c.partition;
-                        p.committed_offset = c.offset;
-                        p.committed_leader_epoch = c.leader_epoch;
-                        p.metadata = Some(s(c.metadata));
-                        place(&mut rg.topics, &c.topic, p);
+                        let topic = c.topic.clone();
+                        place(
+                            &mut rg.topics,
+                            &topic,
+                            committed_part!(k::offset_fetch_response::OffsetFetchResponsePartitions, c),
+                        );
                     }
                 }
                 Err(e) => rg.error_code = e.code(),
@@ -816,20 +830,16 @@ async fn offset_fetch(call: Call, req: k::OffsetFetchRequest) -> Result<Option<B
         }
         return call.answer(&r);
     }
-    let partitions = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.to_string(), *p)))
-            .collect::<Vec<_>>()
-    });
+    let partitions = asked!(req.topics);
     match committed(&call, &req.group_id.0, partitions).await {
         Ok(list) => {
             for c in list {
-                let mut p = k::offset_fetch_response::OffsetFetchResponsePartition::default();
-                p.partition_index = c.partition;
-                p.committed_offset = c.offset;
-                p.committed_leader_epoch = c.leader_epoch;
-                p.metadata = Some(s(c.metadata));
-                place(&mut r.topics, &c.topic, p);
+                let topic = c.topic.clone();
+                place(
+                    &mut r.topics,
+                    &topic,
+                    committed_part!(k::offset_fetch_response::OffsetFetchResponsePartition, c),
+                );
             }
         }
         Err(e) => {
@@ -1103,15 +1113,10 @@ async fn describe_cluster(call: Call, _: k::DescribeClusterRequest) -> Result<Op
         Ok(m) => {
             r.cluster_id = s(m.cluster_id);
             r.controller_id = BrokerId(m.controller_id.unwrap_or(-1));
-            for b in &m.brokers {
-                if let Some((host, port)) = call.on_listener(b) {
-                    let mut db = k::describe_cluster_response::DescribeClusterBroker::default();
-                    db.broker_id = BrokerId(b.id);
-                    db.host = s(host);
-                    db.port = i32::from(port);
-                    db.rack = b.rack.clone().map(s);
-                    r.brokers.push(db);
-                }
+            for (id, host, port, rack) in call.brokers_here(&m.brokers) {
+                let mut db = k::describe_cluster_response::DescribeClusterBroker::default();
+                (db.broker_id, db.host, db.port, db.rack) = (id, host, port, rack);
+                r.brokers.push(db);
             }
         }
         Err(e) => {
