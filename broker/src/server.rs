@@ -196,6 +196,7 @@ pub async fn run(
             controller: controller.clone(),
             groups,
             log_manager: log_manager.clone(),
+            interbroker: interbroker.clone(),
         },
         max_frame,
     );

@@ -1,5 +1,6 @@
 //! `sluice-interbroker/1`: what brokers say to each other — follower fetches, leader-epoch
-//! queries, the controller's cluster updates and controlled shutdown.
+//! queries, the controller's cluster updates, controlled shutdown and requested leader
+//! elections.
 //!
 //! A protocol of its own (its own ALPN) so that a client certificate can never even open
 //! it: brokers serve it on their QUIC listener beside the client protocol, and take a
@@ -84,6 +85,14 @@ pub struct ControlledShutdown {
     pub broker_id: i32,
 }
 
+/// Any broker → the controller: move these partitions back to their preferred replicas
+/// (Kafka's ElectLeaders, preferred); each partition's outcome comes back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ElectLeaders {
+    /// The partitions.
+    pub partitions: Vec<(String, i32)>,
+}
+
 /// Controller → broker: the whole cluster picture (a broker takes it only when it is newer
 /// than what it has).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +111,8 @@ sluice_net::protocol! {
             replica_fetch: ReplicaFetch(ReplicaFetch) -> Result<FetchResponse, BrokerError>;
             offsets_for_leader_epoch: OffsetsForLeaderEpoch(OffsetsForLeaderEpoch) -> Result<Vec<EpochEnd>, BrokerError>;
             controlled_shutdown: ControlledShutdown(ControlledShutdown) -> Result<u32, BrokerError>;
+            // Added last: the earlier requests keep their places on the wire.
+            elect_leaders: ElectLeaders(ElectLeaders) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError>;
         }
     }
 }

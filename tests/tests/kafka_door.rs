@@ -1015,3 +1015,75 @@ async fn connections_over_max_connections_per_ip_and_idle_ones_are_closed() {
     let logs = cluster.log_tails(100);
     assert!(logs.contains("max.connections.per.ip"), "the refusal is logged: {logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_moves_a_partition_back_to_its_preferred_replica_through_the_controller() {
+    use kafka_protocol::messages::{self as k, ApiKey};
+    use kafka_protocol::protocol::StrBytes;
+    let mut cluster = BrokerCluster::start(3, SSL_LISTENERS);
+    let admin = Admin::new(sdk(&cluster)).expect("admin");
+    let topic = NewTopic {
+        name: "elect".into(),
+        partitions: None,
+        replication_factor: None,
+        assignment: Some([(0, vec![2, 1, 3])].into()),
+        configs: BTreeMap::new(),
+    };
+    let r = admin.create_topics(vec![topic], false).await.expect("create");
+    assert!(r.iter().all(|(_, r)| r.is_ok()), "{r:?}");
+    let state = |admin: &Admin| {
+        let admin = admin.clone();
+        async move {
+            let t = admin.describe_topics(vec!["elect".into()]).await.expect("describe");
+            t[0].partitions.first().map(|p| (p.leader, p.isr.clone()))
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state(&admin).await.and_then(|s| s.0) != Some(2) {
+        assert!(Instant::now() < deadline, "broker 2 never led elect-0");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Broker 2 stops cleanly (its leadership moves at once) and comes back as a follower.
+    let b2 = &mut cluster.brokers[1];
+    assert!(b2.terminate(Duration::from_secs(30)), "broker 2 stopped cleanly");
+    b2.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match state(&admin).await {
+            Some((Some(leader), isr)) if leader != 2 && isr.contains(&2) => break,
+            s => assert!(Instant::now() < deadline, "broker 2 did not rejoin the ISR as a follower: {s:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Ask a broker that is not the controller: it forwards to the controller.
+    let controller = admin.describe_cluster().await.expect("cluster").controller.expect("a controller").id;
+    let asked = cluster.brokers.iter().find(|b| b.id != controller && b.id != 2).expect("a third broker");
+    let mut raw = Raw::connect(asked.kafka_addr("SSL").expect("SSL"), &cluster.client_files()).await;
+    let mut req = k::ElectLeadersRequest::default();
+    req.election_type = 0;
+    let mut tp = k::elect_leaders_request::TopicPartitions::default();
+    tp.topic = k::TopicName(StrBytes::from_static_str("elect"));
+    tp.partitions = vec![0, 7];
+    req.topic_partitions = Some(vec![tp]);
+    req.timeout_ms = 10_000;
+    let answer: k::ElectLeadersResponse = raw.call(ApiKey::ElectLeaders, 2, &req).await.expect("answered");
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    let results: BTreeMap<i32, i16> = answer.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|p| (p.partition_id, p.error_code))
+        .collect();
+    assert_eq!(
+        results,
+        [(0, 0), (7, 3)].into(),
+        "elected; and UNKNOWN_TOPIC_OR_PARTITION for a partition that is not there"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state(&admin).await.and_then(|s| s.0) != Some(2) {
+        assert!(Instant::now() < deadline, "broker 2 did not get elect-0 back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Again: nothing to do.
+    let again: k::ElectLeadersResponse = raw.call(ApiKey::ElectLeaders, 2, &req).await.expect("answered");
+    assert_eq!(again.replica_election_results[0].partition_result[0].error_code, 84, "ELECTION_NOT_NEEDED");
+}

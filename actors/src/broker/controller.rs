@@ -82,6 +82,10 @@ pub struct ControllerSettings {
 
 /// A broker waiting for its controlled shutdown's pass.
 type ShutdownWaiter = (i32, tokio::sync::oneshot::Sender<u32>);
+/// Partitions asked to go back to their preferred replica, and where the outcomes go.
+type ElectionWaiter = (Vec<(String, i32)>, tokio::sync::oneshot::Sender<Vec<ElectionOutcome>>);
+/// One requested election's outcome.
+pub type ElectionOutcome = (String, i32, Result<(), BrokerError>);
 
 /// The controller actor.
 pub struct Controller {
@@ -97,6 +101,8 @@ pub struct Controller {
     rebalance_due: bool,
     /// Shutdown requests not yet taken into a pass.
     shutdowns: Vec<ShutdownWaiter>,
+    /// Requested preferred-leader elections not yet taken into a pass.
+    elections: Vec<ElectionWaiter>,
     /// Where the session's watch events go; the controller's watchers are added there.
     routes: WatchRoutes,
     /// The znodes it watches (while it is the controller).
@@ -141,6 +147,7 @@ impl Controller {
             settings,
             rebalance_due: false,
             shutdowns: Vec::new(),
+            elections: Vec::new(),
             routes,
             watchers: Vec::new(),
         }
@@ -161,13 +168,35 @@ impl Controller {
         }
         let rebalance =
             self.settings.rebalance.filter(|_| std::mem::take(&mut self.rebalance_due)).map(|(_, pct)| pct);
+        // Requested elections are decided on the picture of the last pass and written in
+        // this one's first round.
+        let elections = std::mem::take(&mut self.elections);
+        let mut requested = Vec::new();
+        let mut outcomes: Vec<Vec<ElectionOutcome>> = Vec::new();
+        for (partitions, _) in &elections {
+            let mut these = Vec::new();
+            for (topic, partition) in partitions {
+                let outcome = core.preferred_election(topic, *partition).map(|effect| requested.push(effect));
+                these.push((topic.clone(), *partition, outcome));
+            }
+            outcomes.push(these);
+        }
         let pass = async move {
-            let result = reconcile(&keeper, &mut core, epoch_version, rebalance).await;
+            let result = reconcile(&keeper, &mut core, epoch_version, rebalance, requested).await;
             (core, result)
         };
         ctx.spawn(pass.into_actor(self).map(|(core, result), this, ctx| {
             for (broker, reply) in waiting {
                 let _ = reply.send(core.led_by(broker) as u32);
+            }
+            let failed =
+                result.as_ref().err().map(|e| BrokerError::KeeperUnavailable { reason: e.to_string() });
+            for ((_, reply), these) in elections.into_iter().zip(outcomes) {
+                let these = match &failed {
+                    None => these,
+                    Some(e) => these.into_iter().map(|(t, p, r)| (t, p, r.and(Err(e.clone())))).collect(),
+                };
+                let _ = reply.send(these);
             }
             this.core = Some(core);
             match result {
@@ -359,6 +388,25 @@ impl Handler<BeginShutdown> for Controller {
     }
 }
 
+/// Moves partitions back to their preferred replicas (Kafka's ElectLeaders, preferred);
+/// answered after the next pass with each partition's outcome.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<ElectionOutcome>, BrokerError>")]
+pub struct ElectPreferred(pub Vec<(String, i32)>);
+
+impl Handler<ElectPreferred> for Controller {
+    type Result = ResponseFuture<Result<Vec<ElectionOutcome>, BrokerError>>;
+
+    fn handle(&mut self, msg: ElectPreferred, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = crate::handling!("Controller", "ElectPreferred");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.elections.push((msg.0, tx));
+        self.run_pass(ctx);
+        let gone = BrokerError::NotController { broker: -1 };
+        Box::pin(async move { rx.await.map_err(|_| gone) })
+    }
+}
+
 /// Stop being the controller (the broker is shutting down or lost its session).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -407,6 +455,7 @@ async fn reconcile(
     core: &mut ControllerCore,
     epoch_version: i32,
     rebalance: Option<u32>,
+    mut requested: Vec<Effect>,
 ) -> Result<Vec<String>, ControllerError> {
     // Brokers.
     let mut brokers = Vec::new();
@@ -527,6 +576,13 @@ async fn reconcile(
             if let Some(pct) = rebalance {
                 effects.extend(core.preferred_elections(pct));
             }
+            // A requested election of a partition this round elects anyway is dropped.
+            requested.retain(|Effect::WriteState { topic, partition, .. }| {
+                !effects
+                    .iter()
+                    .any(|Effect::WriteState { topic: t, partition: p, .. }| t == topic && p == partition)
+            });
+            effects.append(&mut requested);
         }
         if effects.is_empty() {
             break;

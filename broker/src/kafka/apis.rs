@@ -77,6 +77,7 @@ topic_entry! {
     k::offset_fetch_response::OffsetFetchResponseTopics { name, partitions: k::offset_fetch_response::OffsetFetchResponsePartitions }
     k::describe_log_dirs_response::DescribeLogDirsTopic { name, partitions: k::describe_log_dirs_response::DescribeLogDirsPartition }
     k::offset_delete_response::OffsetDeleteResponseTopic { name, partitions: k::offset_delete_response::OffsetDeleteResponsePartition }
+    k::elect_leaders_response::ReplicaElectionResult { topic, partition_result: k::elect_leaders_response::PartitionResult }
 }
 
 /// Puts `part` under `topic` in `topics`, adding the topic's entry if it is new.
@@ -194,6 +195,7 @@ pub(super) fn start(
         Request::CreatePartitions(req) => spawn(call, move |call| create_partitions(call, req)),
         Request::DescribeLogDirs(req) => spawn(call, move |call| describe_log_dirs(call, req)),
         Request::OffsetDelete(req) => spawn(call, move |call| offset_delete(call, req)),
+        Request::ElectLeaders(req) => spawn(call, move |call| elect_leaders(call, req)),
         Request::SaslHandshake(_) => spawn(call, |call| async move {
             let mut r = k::SaslHandshakeResponse::default();
             r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
@@ -1274,6 +1276,45 @@ async fn offset_delete(call: Call, req: k::OffsetDeleteRequest) -> Result<Option
         p.partition_index = partition;
         p.error_code = code(&outcome);
         place(&mut r.topics, &topic, p);
+    }
+    call.answer(&r)
+}
+
+/// Kafka's election types.
+const PREFERRED_ELECTION: i8 = 0;
+
+async fn elect_leaders(call: Call, req: k::ElectLeadersRequest) -> Result<Option<BytesMut>, String> {
+    let partitions: Option<Vec<(String, i32)>> = req.topic_partitions.as_ref().map(|ts| {
+        ts.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p))).collect()
+    });
+    let mut r = k::ElectLeadersResponse::default();
+    let election_type = if call.version >= 1 { req.election_type } else { PREFERRED_ELECTION };
+    let outcomes = if election_type != PREFERRED_ELECTION {
+        // Unclean elections are the controller's own, under unclean.leader.election.enable.
+        let why = BrokerError::InvalidRequest {
+            reason: "only preferred elections can be asked for; a partition without a live in-sync replica \
+                     gets an unclean leader when its topic sets unclean.leader.election.enable=true"
+                .into(),
+        };
+        Ok(partitions.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Err(why.clone()))).collect())
+    } else {
+        call.service.elect_leaders(partitions).await
+    };
+    let outcomes = match outcomes {
+        Ok(o) => o,
+        Err(e) => {
+            if call.version >= 1 {
+                r.error_code = e.code();
+            }
+            return call.answer(&r);
+        }
+    };
+    for (topic, partition, outcome) in outcomes {
+        let mut p = k::elect_leaders_response::PartitionResult::default();
+        p.partition_id = partition;
+        p.error_code = code(&outcome);
+        p.error_message = message(&outcome);
+        place(&mut r.replica_election_results, &topic, p);
     }
     call.answer(&r)
 }

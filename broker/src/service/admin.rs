@@ -262,6 +262,63 @@ impl BrokerService {
             .await
             .map_err(|_| BrokerError::NotController { broker: self.id() })?
     }
+    /// On the controller: move `partitions` back to their preferred replicas.
+    pub(crate) async fn elect_here(
+        &self,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        let controller = self.inner.controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
+        let Some(controller) = controller else {
+            return Err(BrokerError::NotController { broker: self.id() });
+        };
+        info!(partitions = partitions.len(), "preferred leader election asked for");
+        controller
+            .send(sluice_actors::broker::controller::ElectPreferred(partitions))
+            .await
+            .map_err(|_| BrokerError::NotController { broker: self.id() })?
+    }
+    /// From any broker: preferred-leader elections of `partitions` (`None`: every partition
+    /// of every topic), asked of the controller (this broker, or the one `/controller`
+    /// names).
+    pub(crate) async fn elect_leaders(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        let routing = current(&self.inner.routing);
+        let partitions = match partitions {
+            Some(p) => p,
+            None => routing
+                .update
+                .as_deref()
+                .map(|u| {
+                    u.topics
+                        .values()
+                        .flat_map(|t| t.partitions.keys().map(|p| (t.name.clone(), *p)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        match self.elect_here(partitions.clone()).await {
+            Err(BrokerError::NotController { .. }) => {}
+            other => return other,
+        }
+        let keeper = self.keeper()?;
+        let (data, _) = keeper.get_data(znodes::CONTROLLER, false).await.map_err(keeper_error)?;
+        let id = znodes::decode_controller(&data)
+            .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?;
+        let addr = routing
+            .update
+            .as_deref()
+            .and_then(|u| u.broker(id))
+            .map(|b| b.addr())
+            .ok_or(BrokerError::NotController { broker: id })?;
+        match self.inner.interbroker.call(&addr, ElectLeaders { partitions }).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                Err(BrokerError::KeeperUnavailable { reason: format!("the controller, broker {id}: {e}") })
+            }
+        }
+    }
 }
 
 /// The brokers registered in the keeper now.

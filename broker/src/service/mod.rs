@@ -52,6 +52,8 @@ pub struct ServiceActors {
     pub groups: Addr<GroupManager>,
     /// Retention, checkpoints, and what each log dir holds.
     pub log_manager: Addr<sluice_actors::broker::log_manager::LogManager>,
+    /// Links to the other brokers (asking the controller for elections).
+    pub interbroker: Arc<sluice_net::Client<InterBrokerProtocol>>,
 }
 
 /// The broker's service; cheap to clone.
@@ -69,6 +71,8 @@ struct Inner {
     groups: Addr<GroupManager>,
     /// Retention, checkpoints, and what each log dir holds (DescribeLogDirs).
     log_manager: Addr<sluice_actors::broker::log_manager::LogManager>,
+    /// Links to the other brokers.
+    interbroker: Arc<sluice_net::Client<InterBrokerProtocol>>,
     /// The rest of this broker's claimed block of producer ids: `(next, end)`, empty when
     /// `next > end`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -99,7 +103,7 @@ impl BrokerService {
         max_frame: u32,
     ) -> Self {
         let fetch_reply_limit = (max_frame as usize).saturating_sub(fetch::FETCH_REPLY_OVERHEAD).max(1);
-        let ServiceActors { replicas, controller, groups, log_manager } = actors;
+        let ServiceActors { replicas, controller, groups, log_manager, interbroker } = actors;
         BrokerService {
             inner: Arc::new(Inner {
                 config,
@@ -109,6 +113,7 @@ impl BrokerService {
                 controller,
                 groups,
                 log_manager,
+                interbroker,
                 producer_ids: tokio::sync::Mutex::new((0, -1)),
                 fetch_reply_limit,
             }),
@@ -393,6 +398,13 @@ impl InterBrokerHandler for BrokerService {
     }
     async fn controlled_shutdown(&self, peer: &Peer, req: ControlledShutdown) -> Result<u32, BrokerError> {
         self.controlled_shutdown(peer, req).await
+    }
+    async fn elect_leaders(
+        &self,
+        _: &Peer,
+        req: ElectLeaders,
+    ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        self.elect_here(req.partitions).await
     }
 }
 

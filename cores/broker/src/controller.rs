@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::error::BrokerError;
 use crate::metadata::{BrokerEndpoint, ClusterUpdate, PartitionInfo, PartitionState, TopicState};
 
 /// What the shell must do.
@@ -308,6 +309,39 @@ impl ControllerCore {
         effects
     }
 
+    /// A requested preferred-leader election (Kafka's ElectLeaders, `kafka-leader-election.sh
+    /// --election-type preferred`) of `topic`-`partition`: the state to write, or why there
+    /// is none. Unlike [`Self::preferred_elections`] no imbalance threshold applies.
+    pub fn preferred_election(&self, topic: &str, partition: i32) -> Result<Effect, BrokerError> {
+        let unknown = || BrokerError::UnknownTopicOrPartition { topic: topic.to_string(), partition };
+        let t = self.topics.get(topic).filter(|t| !self.deleting.contains(&t.name)).ok_or_else(unknown)?;
+        let info = t.partitions.get(&partition).ok_or_else(unknown)?;
+        let preferred = *info.replicas.first().ok_or_else(unknown)?;
+        let not_available =
+            || BrokerError::PreferredLeaderNotAvailable { topic: topic.to_string(), partition, preferred };
+        let old = info.state.as_ref().ok_or_else(not_available)?;
+        if old.leader == preferred {
+            return Err(BrokerError::ElectionNotNeeded { topic: topic.to_string(), partition });
+        }
+        if !self.serving(preferred) || !old.isr.contains(&preferred) {
+            return Err(not_available());
+        }
+        let mut isr = vec![preferred];
+        isr.extend(old.isr.iter().copied().filter(|r| *r != preferred));
+        Ok(Effect::WriteState {
+            topic: topic.to_string(),
+            partition,
+            state: PartitionState {
+                leader: preferred,
+                leader_epoch: old.leader_epoch + 1,
+                isr,
+                controller_epoch: self.epoch,
+                zk_version: old.zk_version,
+            },
+            expected_version: Some(old.zk_version),
+        })
+    }
+
     /// A state write succeeded; the znode is now at `version`.
     pub fn state_written(&mut self, topic: &str, partition: i32, mut state: PartitionState, version: i32) {
         state.zk_version = version;
@@ -562,6 +596,38 @@ mod tests {
         }
         assert!(c.preferred_elections(50).is_empty());
         assert_eq!(c.preferred_elections(10).len(), 0, "t-1's preferred replica is still out of sync");
+    }
+
+    #[test]
+    fn a_requested_preferred_election_moves_the_leader_when_it_can_and_says_why_not() {
+        let mut c = controller(&[1, 2, 3]);
+        c.set_topic(
+            "t",
+            [(0, vec![1, 2, 3]), (1, vec![2, 1, 3]), (2, vec![3, 1, 2])].into(),
+            BTreeMap::new(),
+            [(0, state(2, 3, &[2, 1, 3])), (1, state(2, 0, &[2, 1])), (2, state(1, 5, &[1, 2]))].into(),
+        );
+        assert_eq!(
+            c.preferred_election("t", 0),
+            Ok(Effect::WriteState {
+                topic: "t".into(),
+                partition: 0,
+                state: state(1, 4, &[1, 2, 3]),
+                expected_version: Some(0)
+            })
+        );
+        assert!(matches!(c.preferred_election("t", 1), Err(BrokerError::ElectionNotNeeded { .. })));
+        assert!(
+            matches!(
+                c.preferred_election("t", 2),
+                Err(BrokerError::PreferredLeaderNotAvailable { preferred: 3, .. })
+            ),
+            "3 is live but not in the ISR"
+        );
+        assert!(matches!(c.preferred_election("t", 9), Err(BrokerError::UnknownTopicOrPartition { .. })));
+        assert!(matches!(c.preferred_election("u", 0), Err(BrokerError::UnknownTopicOrPartition { .. })));
+        c.begin_shutdown(1);
+        assert!(matches!(c.preferred_election("t", 0), Err(BrokerError::PreferredLeaderNotAvailable { .. })));
     }
 
     #[test]

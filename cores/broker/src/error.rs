@@ -356,6 +356,24 @@ pub enum BrokerError {
         /// The limit.
         max: usize,
     },
+    /// The partition's leader is its preferred replica already (Kafka 84).
+    #[error("{topic}-{partition} is led by its preferred replica already")]
+    ElectionNotNeeded {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// The preferred replica is not live or not in sync, so it cannot lead (Kafka 80).
+    #[error("{topic}-{partition}: its preferred replica, broker {preferred}, is not live and in sync; elect again once it is")]
+    PreferredLeaderNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The preferred replica.
+        preferred: i32,
+    },
     /// A member of the group subscribes to the topic, so its offsets stay (Kafka 86).
     #[error(
         "group {group} subscribes to {topic}: its offsets can be deleted once no member subscribes to it"
@@ -417,6 +435,8 @@ impl BrokerError {
             GroupIdNotFound { .. } => 69,
             OffsetMetadataTooLarge { .. } => 12,
             GroupSubscribedToTopic { .. } => 86,
+            ElectionNotNeeded { .. } => 84,
+            PreferredLeaderNotAvailable { .. } => 80,
         }
     }
 

@@ -64,6 +64,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::DescribeLogDirs, 1, 4),
     served(ApiKey::OffsetDelete, 0, 0),
+    served(ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The versions of `key` the door serves, if it serves it.
@@ -225,6 +226,7 @@ requests! {
     CreatePartitions(CreatePartitionsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    ElectLeaders(ElectLeadersRequest),
     SaslHandshake(SaslHandshakeRequest),
     SaslAuthenticate(SaslAuthenticateRequest),
 }
