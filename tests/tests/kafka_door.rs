@@ -971,7 +971,10 @@ async fn connections_over_max_connections_per_ip_and_idle_ones_are_closed() {
     use kafka_protocol::messages::{self as k, ApiKey};
     let cluster = BrokerCluster::start(
         1,
-        &format!("{SSL_LISTENERS}max.connections.per.ip=2\nconnections.max.idle.ms=1000\n"),
+        &format!(
+            "{SSL_LISTENERS}max.connections.per.ip=2\nconnections.max.idle.ms=1000\n\
+             metrics.port=0\nmetrics.host=127.0.0.1\n"
+        ),
     );
     let addr = cluster.brokers[0].kafka_addr("SSL").expect("SSL listener").to_string();
     let files = cluster.client_files();
@@ -1014,6 +1017,22 @@ async fn connections_over_max_connections_per_ip_and_idle_ones_are_closed() {
     }
     let logs = cluster.log_tails(100);
     assert!(logs.contains("max.connections.per.ip"), "the refusal is logged: {logs}");
+    // And counted, beside the door's requests, on the broker's metrics endpoint.
+    let metrics = cluster.brokers[0].metrics.clone().expect("a metrics endpoint");
+    let scraped = poll_until(Duration::from_secs(10), || {
+        let (_, body) =
+            sluice_tests::http_get(&format!("http://{metrics}/metrics")).map_err(|e| e.to_string())?;
+        let wanted = [
+            r#"sluice_rpc_requests_total{protocol="kafka",rpc="ApiVersions"}"#,
+            r#"sluice_kafka_connections_refused_total{listener="SSL",reason="max.connections.per.ip"}"#,
+            r#"sluice_kafka_connections{listener="SSL"}"#,
+        ];
+        match wanted.iter().find(|w| !body.contains(*w)) {
+            None => Ok(()),
+            Some(w) => Err(format!("no {w} in:\n{body}")),
+        }
+    });
+    scraped.expect("the door's series");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,9 @@ struct Call {
     version: i16,
     correlation_id: i32,
     client_id: String,
+    /// The API's name and when the request arrived, for `sluice_rpc_*{protocol="kafka"}`.
+    api: &'static str,
+    started: std::time::Instant,
 }
 
 impl Call {
@@ -125,11 +128,22 @@ impl Call {
     }
 }
 
+/// The counters every door request goes through (the QUIC services' own).
+fn served(api: &'static str, started: std::time::Instant) {
+    sluice_net::protocol::served("kafka", api, started);
+}
+
 fn spawn<F>(call: Call, f: impl FnOnce(Call) -> F) -> Answer
 where
     F: Future<Output = Result<Option<BytesMut>, String>> + Send + 'static,
 {
-    tokio::spawn(f(call))
+    let (api, started) = (call.api, call.started);
+    let answer = f(call);
+    tokio::spawn(async move {
+        let out = answer.await;
+        served(api, started);
+        out
+    })
 }
 
 /// Decodes the request of `head` from `body` and starts serving it.
@@ -147,11 +161,15 @@ pub(super) fn start(
         version: head.version,
         correlation_id: head.header.correlation_id,
         client_id: head.header.client_id.as_deref().unwrap_or("").to_string(),
+        api: "",
+        started: std::time::Instant::now(),
     };
     let v = head.version;
     let key = head.key;
     let request = decode_request(&head, &mut body)
         .map_err(|e| format!("{key:?} v{v}: the request does not decode: {e}"))?;
+    let mut call = call;
+    call.api = request.name();
     Ok(match request {
         Request::ApiVersions(_) => {
             // A newer version than served is answered with v0 and the error, as Kafka does.
@@ -270,6 +288,7 @@ fn produce(call: Call, req: k::ProduceRequest) -> Answer {
             (t, p, r)
         }))
         .await;
+        served(call.api, call.started);
         if acks == 0 {
             return Ok(None);
         }

@@ -96,6 +96,7 @@ pub fn serve(
             };
             let remote = incoming.remote();
             let Some(slot) = IpSlot::take(&shared, remote.ip()) else {
+                refused(shared.listener, "max.connections.per.ip");
                 warn!(
                     listener = shared.listener,
                     %remote,
@@ -117,7 +118,10 @@ pub fn serve(
                         );
                         serve_connection(shared, peer, conn).instrument(span).await;
                     }
-                    Err(e) => info!(listener = shared.listener, "Kafka listener: {e}"),
+                    Err(e) => {
+                        refused(shared.listener, "handshake");
+                        info!(listener = shared.listener, "Kafka listener: {e}");
+                    }
                 }
             });
         }
@@ -158,8 +162,16 @@ impl Drop for IpSlot {
 /// error closes the connection.
 type Answer = tokio::task::JoinHandle<Result<Option<BytesMut>, String>>;
 
+/// `sluice_kafka_connections_refused_total{listener, reason}`.
+fn refused(listener: &'static str, reason: &'static str) {
+    metrics::counter!("sluice_kafka_connections_refused_total", "listener" => listener, "reason" => reason)
+        .increment(1);
+}
+
 async fn serve_connection(shared: Arc<Shared>, peer: Peer, conn: TcpConn) {
     debug!("connected");
+    let open = metrics::gauge!("sluice_kafka_connections", "listener" => shared.listener);
+    open.increment(1.0);
     let (mut reader, mut writer) = tokio::io::split(conn);
     let (answers, mut queue) = tokio::sync::mpsc::channel::<Answer>(MAX_IN_FLIGHT);
     let write = async move {
@@ -244,6 +256,7 @@ async fn serve_connection(shared: Arc<Shared>, peer: Peer, conn: TcpConn) {
     }
     drop(answers);
     let _ = writer_task.await;
+    open.decrement(1.0);
     debug!("disconnected");
 }
 

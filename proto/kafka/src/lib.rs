@@ -183,6 +183,15 @@ macro_rules! requests {
             $($api(messages::$msg),)*
         }
 
+        impl Request {
+            /// The API's name (`Produce`, `Fetch`, ...), for metrics and logs.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Request::$api(_) => stringify!($api),)*
+                }
+            }
+        }
+
         /// Decodes the body of `head`'s request from `body` (all of it). An ApiVersions of a
         /// version newer than served is not read: it is answered with version 0 and
         /// `UNSUPPORTED_VERSION` whatever it holds.
