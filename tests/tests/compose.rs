@@ -245,6 +245,14 @@ fn prop<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
 type HostPort = (String, u16);
 
 /// `HOST:PORT` → (host, port).
+/// The `HOST:PORT` of the `scheme://` entry of a `listeners`-style value.
+fn listener<'a>(props: &'a [(String, String)], key: &str, scheme: &str) -> Option<&'a str> {
+    prop(props, key)?.split(',').find_map(|entry| {
+        let (name, addr) = entry.trim().split_once("://")?;
+        name.eq_ignore_ascii_case(scheme).then_some(addr)
+    })
+}
+
 fn host_port(s: &str) -> HostPort {
     let (h, p) = s.rsplit_once(':').unwrap_or_else(|| panic!("not host:port: {s:?}"));
     (h.to_string(), p.parse().unwrap_or_else(|_| panic!("bad port in {s:?}")))
@@ -273,8 +281,16 @@ fn listening_ports(compose: &Compose) -> (Vec<HostPort>, Vec<HostPort>) {
             } else if k.starts_with("server.") {
                 udp.insert(host_port(v));
             } else if k == "listeners" {
-                let (_, p) = host_port(v.strip_prefix("quic://").expect("listeners=quic://HOST:PORT"));
-                udp.insert((svc.name.clone(), p));
+                // quic:// is UDP; Kafka's SSL:// and PLAINTEXT:// are TCP.
+                for entry in v.split(',') {
+                    let (scheme, addr) = entry.split_once("://").expect("listeners=NAME://HOST:PORT,...");
+                    let (_, p) = host_port(addr);
+                    if scheme.eq_ignore_ascii_case("quic") {
+                        udp.insert((svc.name.clone(), p));
+                    } else {
+                        tcp.insert((svc.name.clone(), p));
+                    }
+                }
             }
         }
     }
@@ -807,6 +823,42 @@ fn the_compose_topology_runs_from_its_own_command_lines_and_configs() {
     want.sort_unstable();
     assert_eq!(got, want);
 
+    // Kafka's own clients: kcat reads the same records through the SSL listener broker-1
+    // advertises, with the cli certificate.
+    let kcat = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kcat")).find(|p| p.is_file()))
+        .unwrap_or_else(|| {
+            panic!("this test runs kcat and none is on PATH: apt-get install kcat (.ci/run does)")
+        });
+    let ssl = listener(&broker_props, "advertised.listeners", "SSL").expect("broker-1 advertises SSL");
+    let certs_dir = local.path(compose.certs(), "/certs");
+    let mut kcat_cmd = Command::new(kcat);
+    kcat_cmd.args([
+        "-C",
+        "-b",
+        &local.rewrite(cli, ssl),
+        "-t",
+        "compose",
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%k:%s\n",
+    ]);
+    for (k, file) in [
+        ("ssl.ca.location", "ca.pem"),
+        ("ssl.certificate.location", "cli.pem"),
+        ("ssl.key.location", "cli.key"),
+    ] {
+        kcat_cmd.args(["-X", &format!("{k}={}", certs_dir.join(file).display())]);
+    }
+    kcat_cmd.args(["-X", "security.protocol=ssl"]);
+    let read = run(kcat_cmd, None, Duration::from_secs(40));
+    assert!(read.ok, "kcat over SSL: {}\n{}", read.stdout, read.stderr);
+    let mut got: Vec<&str> = read.stdout.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, want, "kcat read what the console tools wrote");
+
     // Every endpoint Prometheus scrapes answers, with Prometheus text.
     for (name, url) in &metrics {
         let (status, body) = http_get(url).unwrap_or_else(|e| panic!("{name}: GET {url}: {e}"));
@@ -872,13 +924,22 @@ fn services_start_in_order_and_name_what_they_dial() {
         }
         let props = properties(&read(&b.config_source("broker")));
         assert_eq!(prop(&props, "tls.cert.file"), Some(format!("/certs/{}.pem", b.name).as_str()));
-        let listen = prop(&props, "listeners").and_then(|l| l.strip_prefix("quic://")).expect("listeners");
-        let advertised =
-            prop(&props, "advertised.listeners").and_then(|l| l.strip_prefix("quic://")).expect("advertised");
+        let listen = listener(&props, "listeners", "quic").expect("a quic:// listener");
+        let advertised = listener(&props, "advertised.listeners", "quic").expect("an advertised quic://");
         let (lport, (ahost, aport)) = (host_port(listen).1, host_port(advertised));
         assert_eq!((ahost.as_str(), aport), (b.name.as_str(), lport), "{}: advertises its host name", b.name);
-        // Published under the same number, so the advertised address works from the host too.
-        assert_eq!(b.ports, vec![format!("{lport}:{lport}/udp")], "{}", b.name);
+        // Kafka's own clients: the SSL listener, advertised the same way.
+        let ssl = listener(&props, "listeners", "SSL").expect("an SSL:// listener");
+        let advertised_ssl = listener(&props, "advertised.listeners", "SSL").expect("an advertised SSL://");
+        let (sport, (shost, sadv)) = (host_port(ssl).1, host_port(advertised_ssl));
+        assert_eq!(
+            (shost.as_str(), sadv),
+            (b.name.as_str(), sport),
+            "{}: advertises SSL under its host name",
+            b.name
+        );
+        // Published under the same numbers, so the advertised addresses work from the host too.
+        assert_eq!(b.ports, vec![format!("{lport}:{lport}/udp"), format!("{sport}:{sport}")], "{}", b.name);
         let connect = prop(&props, "zookeeper.connect").expect("zookeeper.connect");
         let hosts: BTreeSet<String> =
             connect.split('/').next().expect("hosts").split(',').map(|h| host_port(h).0).collect();
@@ -895,10 +956,7 @@ fn services_start_in_order_and_name_what_they_dial() {
         .iter()
         .map(|b| {
             let props = properties(&read(&b.config_source("broker")));
-            prop(&props, "advertised.listeners")
-                .expect("advertised")
-                .trim_start_matches("quic://")
-                .to_string()
+            listener(&props, "advertised.listeners", "quic").expect("advertised").to_string()
         })
         .collect();
     assert_eq!(bootstrap, advertised);
