@@ -829,6 +829,12 @@ fn admin_client_creates_describes_alters_grows_and_deletes_topics() {
     assert!(partitions.values().all(|p| p["replicas"].as_array().map(Vec::len) == Some(3)));
     assert_eq!(step("describe-configs")["configs"]["retention.ms"], "3600000");
     assert_eq!(
+        step("describe-configs")["configs"]["cleanup.policy"],
+        "delete",
+        "keys without an override show the broker's default"
+    );
+    assert_eq!(step("describe-configs")["configs"].as_object().map(|m| m.len()), Some(15), "every topic key");
+    assert_eq!(
         step("alter-configs")["result"].as_object().map(|m| m.values().all(Value::is_null)),
         Some(true)
     );

@@ -592,6 +592,45 @@ impl BrokerConfig {
         Ok(log)
     }
 
+    /// Every per-topic config key with the value a topic without an override gets from
+    /// this broker (what DescribeConfigs lists beside a topic's overrides), written as the
+    /// key takes it: `-1` for no limit, Kafka's `Long.MAX_VALUE` for "never" (flush).
+    pub fn topic_config_defaults(&self) -> BTreeMap<String, String> {
+        let l = &self.log;
+        let never = |v: Option<String>| v.unwrap_or_else(|| i64::MAX.to_string());
+        let unlimited = |v: Option<String>| v.unwrap_or_else(|| "-1".to_string());
+        let cleanup = match (l.cleanup_policy.compact, l.cleanup_policy.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        };
+        let compression = match l.compression_type {
+            CompressionType::Producer => "producer",
+            CompressionType::Codec(sluice_log::Compression::None) => "uncompressed",
+            CompressionType::Codec(c) => c.name(),
+        };
+        [
+            ("cleanup.policy", cleanup.to_string()),
+            ("compression.type", compression.to_string()),
+            ("delete.retention.ms", l.delete_retention_ms.to_string()),
+            ("flush.messages", never(l.flush_interval_messages.map(|n| n.to_string()))),
+            ("flush.ms", never(l.flush_interval_ms.map(|n| n.to_string()))),
+            ("index.interval.bytes", l.index_interval_bytes.to_string()),
+            ("max.message.bytes", l.max_message_bytes.to_string()),
+            ("min.cleanable.dirty.ratio", l.min_cleanable_dirty_ratio.to_string()),
+            ("min.compaction.lag.ms", l.min_compaction_lag_ms.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("retention.bytes", unlimited(l.retention_bytes.map(|n| n.to_string()))),
+            ("retention.ms", unlimited(l.retention_ms.map(|n| n.to_string()))),
+            ("segment.bytes", l.segment_bytes.to_string()),
+            ("segment.ms", l.roll_ms.to_string()),
+            ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// A topic's `min.insync.replicas`: its config, else this broker's. An invalid config
     /// (refused by [`Self::topic_log_config`] when the topic was configured) is ignored.
     pub fn topic_min_insync_replicas(&self, overrides: &BTreeMap<String, String>) -> i32 {
@@ -1084,6 +1123,21 @@ fn advertised_host_of(host: &Host) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_config_defaults_name_every_topic_key_and_read_back_as_the_brokers_settings() {
+        for extra in ["", "log.retention.bytes=1000\nlog.cleanup.policy=compact\ncompression.type=zstd\nlog.flush.interval.messages=5\n"] {
+            let c = parse(extra).expect("parse");
+            let defaults = c.topic_config_defaults();
+            let keys: Vec<&str> = defaults.keys().map(String::as_str).collect();
+            let mut want = sluice_broker_core::topic::TOPIC_CONFIG_KEYS.to_vec();
+            want.sort_unstable();
+            assert_eq!(keys, want, "every topic key, and only those");
+            // Given back as overrides they change nothing.
+            assert_eq!(c.topic_log_config(&defaults), Ok(c.log.clone()), "{extra}");
+            assert_eq!(c.topic_min_insync_replicas(&defaults), c.min_insync_replicas);
+        }
+    }
 
     const BASE: &str = "broker.id=1\nzookeeper.connect=127.0.0.1:2181/sluice\n\
                         tls.ca.file=ca.pem\ntls.cert.file=b.pem\ntls.key.file=b.key\n";

@@ -1036,8 +1036,9 @@ async fn delete_topics(call: Call, req: k::DeleteTopicsRequest) -> Result<Option
 /// Kafka's config resource types.
 const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;
-/// Kafka's config source for a topic override.
+/// Kafka's config sources: a topic override, and a default.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DEFAULT_CONFIG: i8 = 5;
 
 async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<Option<BytesMut>, String> {
     let mut r = k::DescribeConfigsResponse::default();
@@ -1059,13 +1060,24 @@ async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<
                     None => Ok(BTreeMap::new()),
                 });
                 match configs {
-                    Ok(configs) => {
-                        for (key, value) in configs.into_iter().filter(|(key, _)| wanted(key)) {
+                    Ok(overrides) => {
+                        // Every topic key: the topic's override, else this broker's default.
+                        let mut all: BTreeMap<String, (String, i8)> = call
+                            .service
+                            .config()
+                            .topic_config_defaults()
+                            .into_iter()
+                            .map(|(key, value)| (key, (value, DEFAULT_CONFIG)))
+                            .collect();
+                        for (key, value) in overrides {
+                            all.insert(key, (value, DYNAMIC_TOPIC_CONFIG));
+                        }
+                        for (key, (value, source)) in all.into_iter().filter(|(key, _)| wanted(key)) {
                             let mut c =
                                 k::describe_configs_response::DescribeConfigsResourceResult::default();
                             c.name = s(key);
                             c.value = Some(s(value));
-                            c.config_source = DYNAMIC_TOPIC_CONFIG;
+                            c.config_source = source;
                             out.configs.push(c);
                         }
                     }
