@@ -793,6 +793,15 @@ async fn malformed_requests_get_kafkas_answer_or_close_and_other_connections_car
     let p = &answer.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 10, "MESSAGE_TOO_LARGE: {p:?}");
 
+    // An acks=0 produce has no answer to carry its error: the connection is closed instead
+    // (Kafka's way of telling the producer to refresh its metadata).
+    let mut blind = Raw::connect(&addr, &files).await;
+    produce.acks = 0;
+    produce.topic_data[0].partition_data[0].index = 9;
+    let frame = blind.frame(ApiKey::Produce, 9, &produce);
+    blind.send_bytes(&frame).await;
+    assert!(blind.answer::<k::ProduceResponse>(ApiKey::Produce, 9).await.is_none(), "closed");
+
     // The first connection never noticed.
     let mut all_topics = k::MetadataRequest::default();
     all_topics.topics = None;

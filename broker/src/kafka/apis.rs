@@ -290,6 +290,11 @@ fn produce(call: Call, req: k::ProduceRequest) -> Answer {
         .await;
         served(call.api, call.started);
         if acks == 0 {
+            // No answer to carry an error: as Kafka does, the connection is closed instead,
+            // so the producer refreshes its metadata (a moved leader) and reconnects.
+            if let Some((topic, partition, Err(e))) = results.iter().find(|(_, _, r)| r.is_err()) {
+                return Err(format!("an acks=0 produce to {topic}-{partition} failed: {e}"));
+            }
             return Ok(None);
         }
         let mut r = k::ProduceResponse::default();
