@@ -26,6 +26,17 @@ def emit(**fields):
     sys.stdout.flush()
 
 
+def wait_until(check, timeout, interval=0.05):
+    """Calls check() until it returns something true or `timeout` seconds have passed;
+    returns its last answer (the one polling loop of this script)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = check()
+        if answer or time.monotonic() >= deadline:
+            return answer
+        time.sleep(interval)
+
+
 def need(module, package):
     try:
         return __import__(module)
@@ -90,9 +101,8 @@ def produce(args):
                 break
             except BufferError:
                 producer.poll(0.05)
-        producer.poll(0)
-        if args.pace_ms:
-            time.sleep(args.pace_ms / 1000.0)
+        # Paced (the rate the tests kill a leader at), serving delivery callbacks meanwhile.
+        producer.poll(args.pace_ms / 1000.0 if args.pace_ms else 0)
     remaining = producer.flush(120)
     emit(event="done", remaining=remaining, failures=len(failures))
     sys.exit(0 if remaining == 0 and not failures else 1)
@@ -151,17 +161,17 @@ def admin(args):
         [NewTopic(topic, num_partitions=2, replication_factor=3, config={"retention.ms": "3600000"})])))
     emit(step="create-again", result=wait(client.create_topics([NewTopic(topic, num_partitions=2,
                                                                          replication_factor=3)])))
-    deadline = time.time() + 30
-    while True:
-        md = client.list_topics(topic, timeout=30)
-        t = md.topics.get(topic)
-        if t is not None and t.error is None and len(t.partitions) == 2 and all(
+    def led(count):
+        t = client.list_topics(topic, timeout=30).topics.get(topic)
+        if t is not None and t.error is None and len(t.partitions) == count and all(
                 p.leader >= 0 for p in t.partitions.values()):
-            break
-        if time.time() > deadline:
-            emit(step="describe", error="the topic did not get leaders")
-            sys.exit(1)
-        time.sleep(0.2)
+            return t
+        return None
+
+    t = wait_until(lambda: led(2), 30)
+    if t is None:
+        emit(step="describe", error="the topic did not get leaders")
+        sys.exit(1)
     emit(step="describe", partitions={str(p.id): {"leader": p.leader, "replicas": p.replicas, "isrs": p.isrs}
                                       for p in t.partitions.values()})
 
@@ -179,49 +189,37 @@ def admin(args):
     # The partitions' logs took the new max.message.bytes: a 5,000-byte record is refused.
     producer = ck.Producer(rdkafka_config(args, **{"acks": "all", "message.timeout.ms": 30000,
                                                    "retries": 0}))
-    outcome = []
-    deadline = time.time() + 30
-    while not outcome or (outcome[-1] is None and time.time() < deadline):
-        # Brokers learn of the change from the controller: retry until refused (or 30 s).
-        outcome.append(None)
+    def refused():
+        # Brokers learn of the change from the controller: true once the record is refused.
+        result = []
         producer.produce(topic, value=b"x" * 5000, partition=0,
-                         on_delivery=lambda err, msg: outcome.__setitem__(-1, str(err) if err else "delivered"))
+                         on_delivery=lambda err, msg: result.append(str(err) if err else None))
         producer.flush(30)
-        emit(step="oversize-attempt", outcome=outcome[-1])
-        if outcome[-1] == "delivered":
-            outcome[-1] = None
-            time.sleep(0.2)
-    emit(step="oversize-after-alter", outcome=outcome[-1])
+        emit(step="oversize-attempt", outcome=result[0] if result else "no answer")
+        return result[0] if result else None
+
+    emit(step="oversize-after-alter", outcome=wait_until(refused, 30))
     # A live producer keeps asking for the topic's metadata, which would create it again
     # after the delete below (auto.create.topics.enable, as in Kafka).
     del producer
 
     emit(step="create-partitions", result=wait(client.create_partitions([NewPartitions(topic, 4)])))
-    deadline = time.time() + 30
-    while True:
-        md = client.list_topics(topic, timeout=30)
-        t = md.topics.get(topic)
-        count = len(t.partitions) if t is not None else 0
-        if count == 4 and all(p.leader >= 0 for p in t.partitions.values()):
-            break
-        if time.time() > deadline:
-            emit(step="partitions-after", count=count)
-            sys.exit(1)
-        time.sleep(0.2)
-    emit(step="partitions-after", count=count)
+    t = wait_until(lambda: led(4), 30)
+    if t is None:
+        t = client.list_topics(topic, timeout=30).topics.get(topic)
+        emit(step="partitions-after", count=len(t.partitions) if t is not None else 0)
+        sys.exit(1)
+    emit(step="partitions-after", count=len(t.partitions))
 
     cluster = client.describe_cluster(request_timeout=30).result(timeout=30)
     emit(step="describe-cluster", cluster_id=cluster.cluster_id, controller=cluster.controller.id,
          brokers=sorted(n.id for n in cluster.nodes))
 
     emit(step="delete", result=wait(client.delete_topics([topic])))
-    deadline = time.time() + 30
-    while topic in client.list_topics(timeout=30).topics:
-        if time.time() > deadline:
-            emit(step="deleted", gone=False)
-            sys.exit(1)
-        time.sleep(0.2)
-    emit(step="deleted", gone=True)
+    gone = wait_until(lambda: topic not in client.list_topics(timeout=30).topics, 30)
+    emit(step="deleted", gone=gone)
+    if not gone:
+        sys.exit(1)
 
 
 def group(args):

@@ -20,7 +20,7 @@ use sluice_client::broker::{
     ProducerRecord,
 };
 use sluice_net::TlsFiles;
-use sluice_tests::{poll_until, BrokerCluster, TestPki};
+use sluice_tests::{poll_until, wait_for, BrokerCluster, TestPki};
 
 const SSL_LISTENERS: &str = "listeners=quic://127.0.0.1:0,SSL://127.0.0.1:0\n";
 
@@ -72,21 +72,19 @@ fn run_kcat(args: &[String], stdin: Option<&[u8]>, timeout: Duration) -> std::pr
         pipe.write_all(input).expect("write to kcat");
     }
     let pid = child.id();
-    // Bounded: a kcat that hangs is killed and its output shown.
-    let watchdog = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if Path::new(&format!("/proc/{pid}")).exists() {
-                std::thread::park_timeout(Duration::from_millis(100));
-            } else {
-                return;
-            }
-        }
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    // Bounded: a kcat still running at the deadline is killed, and what it printed shown.
+    let (tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
     });
-    let out = child.wait_with_output().expect("kcat output");
-    drop(watchdog);
-    out
+    let out = match done.recv_timeout(timeout) {
+        Ok(out) => out,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            done.recv().expect("kcat's output after the kill")
+        }
+    };
+    out.expect("kcat output")
 }
 
 #[test]
@@ -300,19 +298,16 @@ fn create(cluster: &BrokerCluster, topic: NewTopic) {
         let r = admin.create_topics(vec![topic], false).await.expect("create");
         assert!(r.iter().all(|(_, r)| r.is_ok()), "creating {name}: {r:?}");
         // Wait for leaders everywhere.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let led = wait_for(Duration::from_secs(30), || async {
             let t = admin.describe_topics(vec![name.clone()]).await.expect("describe");
-            if t.iter().all(|t| {
+            t.iter().all(|t| {
                 t.error.is_none()
                     && !t.partitions.is_empty()
                     && t.partitions.iter().all(|p| p.leader.is_some())
-            }) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{name} got no leaders: {t:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            })
+        })
+        .await;
+        assert!(led, "{name} got no leaders: {:?}", admin.describe_topics(vec![name.clone()]).await);
     });
 }
 
@@ -909,20 +904,24 @@ async fn describe_log_dirs_lists_this_brokers_partitions_and_offset_delete_remov
 
     // A standalone consumer's commit (generation -1), then OffsetDelete. As a client does,
     // find the coordinator first (the first ask creates __consumer_offsets).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut find = k::FindCoordinatorRequest::default();
-        find.key = StrBytes::from_static_str("cleanup");
+    let mut find = k::FindCoordinatorRequest::default();
+    find.key = StrBytes::from_static_str("cleanup");
+    let files = cluster.client_files();
+    let found = wait_for(Duration::from_secs(30), || async {
+        let mut asking = Raw::connect(&addr, &files).await;
         let found: k::FindCoordinatorResponse =
-            raw.call(ApiKey::FindCoordinator, 3, &find).await.expect("answered");
-        if found.error_code == 0 {
-            assert_eq!(found.node_id.0, 1);
-            break;
-        }
-        assert_eq!(found.error_code, 15, "COORDINATOR_NOT_AVAILABLE while __consumer_offsets is made");
-        assert!(Instant::now() < deadline, "no coordinator within 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            asking.call(ApiKey::FindCoordinator, 3, &find).await.expect("answered");
+        assert!(
+            found.error_code == 0 || found.error_code == 15,
+            "COORDINATOR_NOT_AVAILABLE while __consumer_offsets is made, then none: {found:?}"
+        );
+        found.error_code == 0
+    })
+    .await;
+    assert!(found, "no coordinator within 30 s");
+    let coordinator: k::FindCoordinatorResponse =
+        raw.call(ApiKey::FindCoordinator, 3, &find).await.expect("answered");
+    assert_eq!((coordinator.error_code, coordinator.node_id.0), (0, 1));
     let tn = || k::TopicName(StrBytes::from_static_str("dirs"));
     let mut commit = k::OffsetCommitRequest::default();
     commit.group_id = k::GroupId(StrBytes::from_static_str("cleanup"));
@@ -934,16 +933,18 @@ async fn describe_log_dirs_lists_this_brokers_partitions_and_offset_delete_remov
     t.partitions.push(p);
     commit.topics.push(t);
     // COORDINATOR_LOAD_IN_PROGRESS while the coordinator reads its offsets partition: retry.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let committed = wait_for(Duration::from_secs(30), || async {
+        let mut committing = Raw::connect(&addr, &files).await;
         let committed: k::OffsetCommitResponse =
-            raw.call(ApiKey::OffsetCommit, 8, &commit).await.expect("answered");
+            committing.call(ApiKey::OffsetCommit, 8, &commit).await.expect("answered");
         match committed.topics[0].partitions[0].error_code {
-            0 => break,
-            14 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            0 => true,
+            14 => false,
             other => panic!("the commit failed with {other}"),
         }
-    }
+    })
+    .await;
+    assert!(committed, "the commit was not taken within 30 s");
 
     let fetch_offsets = |raw_topics: Option<Vec<i32>>| {
         let mut f = k::OffsetFetchRequest::default();
@@ -1072,23 +1073,17 @@ async fn elect_leaders_moves_a_partition_back_to_its_preferred_replica_through_t
             t[0].partitions.first().map(|p| (p.leader, p.isr.clone()))
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while state(&admin).await.and_then(|s| s.0) != Some(2) {
-        assert!(Instant::now() < deadline, "broker 2 never led elect-0");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let leads_2 = || async { state(&admin).await.and_then(|s| s.0) == Some(2) };
+    assert!(wait_for(Duration::from_secs(30), leads_2).await, "broker 2 never led elect-0");
     // Broker 2 stops cleanly (its leadership moves at once) and comes back as a follower.
     let b2 = &mut cluster.brokers[1];
     assert!(b2.terminate(Duration::from_secs(30)), "broker 2 stopped cleanly");
     b2.restart();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match state(&admin).await {
-            Some((Some(leader), isr)) if leader != 2 && isr.contains(&2) => break,
-            s => assert!(Instant::now() < deadline, "broker 2 did not rejoin the ISR as a follower: {s:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let following = wait_for(Duration::from_secs(60), || async {
+        matches!(state(&admin).await, Some((Some(leader), isr)) if leader != 2 && isr.contains(&2))
+    })
+    .await;
+    assert!(following, "broker 2 did not rejoin the ISR as a follower: {:?}", state(&admin).await);
     // Ask a broker that is not the controller: it forwards to the controller.
     let controller = admin.describe_cluster().await.expect("cluster").controller.expect("a controller").id;
     let asked = cluster.brokers.iter().find(|b| b.id != controller && b.id != 2).expect("a third broker");
@@ -1112,11 +1107,7 @@ async fn elect_leaders_moves_a_partition_back_to_its_preferred_replica_through_t
         [(0, 0), (7, 3)].into(),
         "elected; and UNKNOWN_TOPIC_OR_PARTITION for a partition that is not there"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while state(&admin).await.and_then(|s| s.0) != Some(2) {
-        assert!(Instant::now() < deadline, "broker 2 did not get elect-0 back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(wait_for(Duration::from_secs(30), leads_2).await, "broker 2 did not get elect-0 back");
     // Again: nothing to do.
     let again: k::ElectLeadersResponse = raw.call(ApiKey::ElectLeaders, 2, &req).await.expect("answered");
     assert_eq!(again.replica_election_results[0].partition_result[0].error_code, 84, "ELECTION_NOT_NEEDED");
