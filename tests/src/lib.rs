@@ -196,6 +196,15 @@ where
     }
 }
 
+/// A peer program the test runs (`kcat`, `prometheus`, `python3`), found on `PATH`; a
+/// missing one fails the test naming the command that installs it (`.ci/run` runs it), so no
+/// test passes without its peer.
+pub fn peer(program: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("this test runs {program} and none is on PATH: {install} (.ci/run does)"))
+}
+
 /// The `sluice` executable from the same build as the running test.
 ///
 /// Cargo builds it whenever `sluice-bin`'s own integration tests are built, which every

@@ -825,11 +825,7 @@ fn the_compose_topology_runs_from_its_own_command_lines_and_configs() {
 
     // Kafka's own clients: kcat reads the same records through the SSL listener broker-1
     // advertises, with the cli certificate.
-    let kcat = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kcat")).find(|p| p.is_file()))
-        .unwrap_or_else(|| {
-            panic!("this test runs kcat and none is on PATH: apt-get install kcat (.ci/run does)")
-        });
+    let kcat = sluice_tests::peer("kcat", "apt-get install kcat");
     let ssl = listener(&broker_props, "advertised.listeners", "SSL").expect("broker-1 advertises SSL");
     let certs_dir = local.path(compose.certs(), "/certs");
     let mut kcat_cmd = Command::new(kcat);

@@ -118,11 +118,11 @@ fn dev_up_then_the_readme_tools_produce_and_consume_then_dev_down_stops_everythi
     assert!(out.contains("Kafka clients:     127.0.0.1:"), "{out}");
     let kcat_line = out.lines().find(|l| l.trim_start().starts_with("kcat -F")).expect("a kcat line").trim();
     let args: Vec<&str> = kcat_line.split_whitespace().skip(1).collect();
-    assert!(
-        which("kcat"),
-        "this test runs kcat as the dev cluster prints it and none is on PATH: apt-get install kcat (.ci/run does)"
-    );
-    let kcat = Command::new("kcat").args(&args).args(["-f", "%s\n"]).output().expect("run kcat");
+    let kcat = Command::new(sluice_tests::peer("kcat", "apt-get install kcat"))
+        .args(&args)
+        .args(["-f", "%s\n"])
+        .output()
+        .expect("run kcat");
     assert!(kcat.status.success(), "{}", text(&kcat));
     let mut read: Vec<String> = String::from_utf8_lossy(&kcat.stdout).lines().map(str::to_string).collect();
     read.sort();
@@ -161,9 +161,4 @@ fn dev_up_refuses_two_keepers_and_down_without_a_cluster_says_how_to_start_one()
         "{}",
         text(&down)
     );
-}
-
-fn which(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
 }

@@ -25,15 +25,7 @@ use sluice_tests::{poll_until, wait_for, BrokerCluster, TestPki};
 const SSL_LISTENERS: &str = "listeners=quic://127.0.0.1:0,SSL://127.0.0.1:0\n";
 
 fn kcat() -> PathBuf {
-    match which("kcat") {
-        Some(p) => p,
-        None => panic!("this test runs kcat and none is on PATH: apt-get install kcat (.ci/run does)"),
-    }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+    sluice_tests::peer("kcat", "apt-get install kcat")
 }
 
 /// librdkafka's TLS settings for `files`.
@@ -179,9 +171,7 @@ fn kcat_produces_and_reads_back_ten_thousand_lines_and_strangers_are_refused() {
 
 /// `python3` with Kafka's Python clients, or a panic naming the install command.
 fn python() -> PathBuf {
-    let python = which("python3").unwrap_or_else(|| {
-        panic!("this test runs Python clients and python3 is not on PATH: apt-get install python3")
-    });
+    let python = sluice_tests::peer("python3", "apt-get install python3");
     let ok = Command::new(&python)
         .args(["-c", "import confluent_kafka, kafka"])
         .stderr(Stdio::null())

@@ -28,11 +28,7 @@ impl Drop for Down<'_> {
 }
 
 fn prometheus() -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("prometheus")).find(|p| p.is_file()))
-        .unwrap_or_else(|| {
-            panic!("this test runs a real Prometheus and none is on PATH: apt-get install prometheus (.ci/run does)")
-        })
+    sluice_tests::peer("prometheus", "apt-get install prometheus")
 }
 
 #[test]

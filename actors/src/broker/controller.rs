@@ -448,6 +448,35 @@ async fn read_state(
     }
 }
 
+/// Reads topic `name` (assignment, config overrides, partition states) into the core; a
+/// topic whose assignment does not read is skipped with a warning.
+async fn read_topic(
+    keeper: &KeeperClient,
+    core: &mut ControllerCore,
+    name: &str,
+) -> Result<(), ControllerError> {
+    let Some((data, _)) = get_optional(keeper, &znodes::topic_path(name)).await? else { return Ok(()) };
+    let assignment = match znodes::decode_assignment(name, &data) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "ignoring a topic with an unreadable assignment");
+            return Ok(());
+        }
+    };
+    let configs = match get_optional(keeper, &znodes::config_path(name)).await? {
+        Some((data, _)) => znodes::decode_topic_config(name, &data).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let mut states = BTreeMap::new();
+    for p in assignment.keys() {
+        if let Some(s) = read_state(keeper, name, *p).await? {
+            states.insert(*p, s);
+        }
+    }
+    core.set_topic(name, assignment, configs, states);
+    Ok(())
+}
+
 /// One pass: read, decide, write. Returns the topics whose deletion brokers have now been
 /// told of (their znodes go once the brokers acknowledge).
 async fn reconcile(
@@ -476,25 +505,7 @@ async fn reconcile(
         core.remove_topic(gone);
     }
     for name in names.difference(&known) {
-        let Some((data, _)) = get_optional(keeper, &znodes::topic_path(name)).await? else { continue };
-        let assignment = match znodes::decode_assignment(name, &data) {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "ignoring a topic with an unreadable assignment");
-                continue;
-            }
-        };
-        let configs = match get_optional(keeper, &znodes::config_path(name)).await? {
-            Some((data, _)) => znodes::decode_topic_config(name, &data).unwrap_or_default(),
-            None => BTreeMap::new(),
-        };
-        let mut states = BTreeMap::new();
-        for p in assignment.keys() {
-            if let Some(s) = read_state(keeper, name, *p).await? {
-                states.insert(*p, s);
-            }
-        }
-        core.set_topic(name, assignment, configs, states);
+        read_topic(keeper, core, name).await?;
     }
     // Topics whose config or partitions changed: read again, then drop the notifications.
     let mut changes = match keeper.children(znodes::CONFIG_CHANGES, false).await {
@@ -507,28 +518,7 @@ async fn reconcile(
         let path = format!("{}/{change}", znodes::CONFIG_CHANGES);
         let Some((data, _)) = get_optional(keeper, &path).await? else { continue };
         match znodes::decode_topic_change(&path, &data) {
-            Ok(Some(name)) if names.contains(&name) => {
-                if let Some((data, _)) = get_optional(keeper, &znodes::topic_path(&name)).await? {
-                    match znodes::decode_assignment(&name, &data) {
-                        Ok(assignment) => {
-                            let configs = match get_optional(keeper, &znodes::config_path(&name)).await? {
-                                Some((data, _)) => {
-                                    znodes::decode_topic_config(&name, &data).unwrap_or_default()
-                                }
-                                None => BTreeMap::new(),
-                            };
-                            let mut states = BTreeMap::new();
-                            for p in assignment.keys() {
-                                if let Some(s) = read_state(keeper, &name, *p).await? {
-                                    states.insert(*p, s);
-                                }
-                            }
-                            core.set_topic(&name, assignment, configs, states);
-                        }
-                        Err(e) => warn!(error = %e, "ignoring a changed topic with an unreadable assignment"),
-                    }
-                }
-            }
+            Ok(Some(name)) if names.contains(&name) => read_topic(keeper, core, &name).await?,
             Ok(_) => {}
             Err(e) => warn!(error = %e, "ignoring an unreadable config change notification"),
         }
