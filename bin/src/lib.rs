@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod perf;
 pub mod producer_perf;
+pub mod records_cmd;
 pub mod topics_cmd;
 
 use std::process::ExitCode;
@@ -82,6 +83,16 @@ pub enum Command {
     /// members, as Kafka does. An unknown group, a refused reset or a failed deletion is
     /// reported on stderr and the exit status is non-zero.
     ConsumerGroups(groups_cmd::GroupsArgs),
+    /// Delete the records below an offset in partitions: kafka-delete-records.sh.
+    ///
+    /// Reads Kafka's offset JSON file, `{"partitions": [{"topic": "t", "partition": 0,
+    /// "offset": 3}], "version": 1}` (offset -1: everything committed), asks each partition's
+    /// leader to move its log start there, and prints Kafka's lines: `Executing records
+    /// delete operation`, `Records delete operation completed:`, then per partition
+    /// `partition: t-0<TAB>low_watermark: 3` or `partition: t-0<TAB>error: ...`. A failed
+    /// partition makes the exit status non-zero. Consumers positioned below the new start
+    /// reset by their auto.offset.reset.
+    DeleteRecords(records_cmd::DeleteRecordsArgs),
     /// Send each line of stdin as a record: kafka-console-producer.sh.
     ///
     /// With --property parse.key=true a line is KEY<key.separator>VALUE (a tab by default).
@@ -152,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Broker(c) => broker_cmd::run(c),
         Command::Topics(a) => topics_cmd::run(a),
         Command::ConsumerGroups(a) => groups_cmd::run(a),
+        Command::DeleteRecords(a) => records_cmd::run(a),
         Command::ConsoleProducer(a) => console::run_producer(a),
         Command::ConsoleConsumer(a) => console::run_consumer(a),
         Command::ProducerPerfTest(a) => producer_perf::run(a),

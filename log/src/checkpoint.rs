@@ -1,6 +1,7 @@
 //! Kafka's offset checkpoint files, which live in a log directory next to the partition
 //! directories: `recovery-point-offset-checkpoint` (everything below the offset is on disk,
-//! so recovery scans from there), `replication-offset-checkpoint` (high watermarks) and
+//! so recovery scans from there), `replication-offset-checkpoint` (high watermarks),
+//! `log-start-offset-checkpoint` (log starts moved by DeleteRecords) and
 //! `cleaner-offset-checkpoint` (how far each compacted log is cleaned).
 //!
 //! ```text
@@ -30,6 +31,9 @@ use sluice_broker_core::TopicPartition;
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 /// File name of the high-watermark checkpoint.
 pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// File name of the log-start-offset checkpoint: per partition whose log start was moved
+/// inside a segment (DeleteRecords), where it now is.
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
 /// File name of the cleaner's checkpoint: per compacted partition, the first offset not yet
 /// cleaned (written by [`crate::LogCleaner`]).
 pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";

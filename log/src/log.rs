@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::batch::{
     set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader, BatchView, TimestampType,
 };
-use crate::checkpoint::{self, CheckpointError, RECOVERY_POINT_CHECKPOINT};
+use crate::checkpoint::{self, CheckpointError, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::compression::CompressionError;
 use crate::config::LogConfig;
 use crate::epoch::{EpochEntry, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
@@ -197,19 +197,28 @@ pub struct Log {
 impl Log {
     /// Opens (or creates) the log in `dir`, which must be named `<topic>-<partition>`,
     /// recovering from the recovery point recorded for it in the parent directory's
-    /// `recovery-point-offset-checkpoint` (from the start if there is none).
+    /// `recovery-point-offset-checkpoint` (from the start if there is none), and starting
+    /// it where the parent's `log-start-offset-checkpoint` says, if that is further on.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         let dir = dir.as_ref();
         let tp = topic_partition(dir)?;
-        let (recovery_point, checkpoint_error) = match dir.parent() {
-            Some(parent) => match checkpoint::read(&parent.join(RECOVERY_POINT_CHECKPOINT)) {
-                Ok(points) => (points.get(&tp).copied().unwrap_or(0), None),
-                Err(e) => (0, Some(e.to_string())),
+        let read = |name: &str| match dir.parent() {
+            Some(parent) => match checkpoint::read(&parent.join(name)) {
+                Ok(points) => (points.get(&tp).copied(), None),
+                Err(e) => (None, Some(e.to_string())),
             },
-            None => (0, None),
+            None => (None, None),
         };
-        let mut log = Log::open_with_recovery_point(dir, config, recovery_point, now_ms)?;
-        log.recovery.checkpoint_error = checkpoint_error;
+        let (recovery_point, recovery_error) = read(RECOVERY_POINT_CHECKPOINT);
+        let (log_start, start_error) = read(LOG_START_OFFSET_CHECKPOINT);
+        let mut log = Log::open_with_recovery_point(dir, config, recovery_point.unwrap_or(0), now_ms)?;
+        log.recovery.checkpoint_error = recovery_error.or(start_error);
+        if let Some(start) = log_start {
+            // A checkpoint past the end (the data it described is gone) is not followed.
+            if start <= log.log_end_offset() {
+                log.advance_log_start(start)?;
+            }
+        }
         Ok(log)
     }
 
@@ -712,6 +721,30 @@ impl Log {
         self.dir_dirty = true;
         self.generation += 1;
         seg.delete()
+    }
+
+    /// Moves the log start forward to `offset` (Kafka's DeleteRecords, or a follower
+    /// following its leader's): reads below it fail with `OffsetOutOfRange`, and segments
+    /// wholly below it are deleted (the active segment stays, even if all of it is below).
+    /// `offset` may fall inside a segment or a batch; the caller bounds it by the high
+    /// watermark, and the owner of the directory keeps it in `log-start-offset-checkpoint`.
+    /// Returns whether the start moved (it never moves back, nor past the log end).
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<bool, LogError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset {
+            return Ok(false);
+        }
+        self.log_start_offset = offset;
+        self.recovery_point = self.recovery_point.max(offset);
+        while self.segments.len() > 1 && self.segments.get(1).is_some_and(|next| next.base_offset() <= offset)
+        {
+            let Some(seg) = self.segments.pop_front() else { break };
+            self.dir_dirty = true;
+            self.generation += 1;
+            seg.delete()?;
+        }
+        self.epochs.truncate_from_start(offset)?;
+        Ok(true)
     }
 
     /// Removes everything at and after `offset` (a follower whose log diverged from its

@@ -783,3 +783,52 @@ fn compression_type_recompresses_other_codecs_and_producer_keeps_them() {
         );
     }
 }
+
+#[test]
+fn advancing_the_log_start_hides_what_is_below_deletes_whole_segments_and_survives_reopening() {
+    let f = Fixture::new();
+    let config = small();
+    let mut log = f.open(&config, T0);
+    for i in 0..20 {
+        append(&mut log, batch(3, T0 + i), T0);
+    }
+    let segments = log.segment_base_offsets();
+    assert!(segments.len() >= 3, "small segments roll: {segments:?}");
+    // --- a start inside the third segment, inside a batch: the two before it go
+    let target = segments[2] + 4;
+    assert!(log.advance_log_start(target).expect("advance"));
+    assert_eq!(log.log_start_offset(), target);
+    assert_eq!(log.segment_base_offsets(), segments[2..].to_vec());
+    assert!(!f.file(segments[0], "log").exists() && !f.file(segments[1], "log").exists());
+    match log.read(target - 1, usize::MAX) {
+        Err(LogError::OffsetOutOfRange { log_start_offset, .. }) => assert_eq!(log_start_offset, target),
+        other => panic!("a read below the start must be out of range, got {other:?}"),
+    }
+    // The batch holding the start comes back whole (the reader skips what is below it).
+    let first = bases(&log.read(target, usize::MAX).expect("read at the start").records)[0];
+    assert!(first <= target && target < first + 3, "batch {first} holds {target}");
+    // --- it never moves back
+    assert!(!log.advance_log_start(target - 2).expect("advance back"));
+    assert_eq!(log.log_start_offset(), target);
+
+    // --- kept by the log-start checkpoint, it is where a reopened log starts
+    let mut starts = BTreeMap::new();
+    starts.insert(sluice_log::TopicPartition::new("orders", 3), target);
+    sluice_log::checkpoint::write(
+        &f.log_dir().join(sluice_log::checkpoint::LOG_START_OFFSET_CHECKPOINT),
+        &starts,
+    )
+    .expect("checkpoint");
+    f.checkpoint(&log);
+    let end = log.log_end_offset();
+    log.close().expect("close");
+    let mut log = f.open(&config, T0);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (target, end));
+    // --- past the end it stops at the end, and the active segment stays
+    assert!(log.advance_log_start(end + 100).expect("advance to the end"));
+    assert_eq!(log.log_start_offset(), end);
+    assert_eq!(log.segment_base_offsets().len(), 1);
+    let (base, _, _) = append(&mut log, batch(1, T0 + 50), T0);
+    assert_eq!(base, end);
+    assert_eq!(bases(&log.read(end, usize::MAX).expect("read the new batch").records), vec![end]);
+}

@@ -208,6 +208,36 @@ pub struct FetchedPartition {
     pub traces: Vec<sluice_net::TraceContext>,
 }
 
+/// Deletes the records below an offset in each partition (Kafka's DeleteRecords): each
+/// partition's log start moves there. Sent to the partitions' leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteRecords {
+    /// What to delete.
+    pub partitions: Vec<DeleteRecordsPartition>,
+}
+
+/// One partition's deletion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteRecordsPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Delete the records below it; -1: below the high watermark (everything committed).
+    pub offset: i64,
+}
+
+/// One partition's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedRecords {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The partition's new log start (Kafka's low watermark), or why not.
+    pub result: Result<i64, BrokerError>,
+}
+
 /// Looks up offsets by time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListOffsets {
@@ -467,6 +497,7 @@ sluice_net::protocol! {
             list_groups: ListGroups(ListGroups) -> Result<Vec<GroupOverview>, BrokerError>;
             describe_groups: DescribeGroups(DescribeGroups) -> Result<Vec<Result<GroupDescription, BrokerError>>, BrokerError>;
             delete_groups: DeleteGroups(DeleteGroups) -> Result<GroupResults, BrokerError>;
+            delete_records: DeleteRecords(DeleteRecords) -> Result<Vec<DeletedRecords>, BrokerError>;
         }
     }
 }

@@ -211,6 +211,26 @@ def admin(args):
         sys.exit(1)
     emit(step="partitions-after", count=len(t.partitions))
 
+    # DeleteRecords: partition 0 starts at 6 afterwards; an offset past the high watermark
+    # is refused for its partition.
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+    producer = ck.Producer(rdkafka_config(args, **{"acks": "all", "message.timeout.ms": 30000}))
+    for i in range(10):
+        producer.produce(topic, value=str(i).encode(), partition=0)
+    emit(step="produce-for-delete", unsent=producer.flush(30))
+    del producer
+    deleted = {}
+    for tp, future in client.delete_records([TopicPartition(topic, 0, 6), TopicPartition(topic, 1, 1000)],
+                                            request_timeout=30).items():
+        try:
+            deleted[str(tp.partition)] = {"low_watermark": future.result(timeout=30).low_watermark}
+        except Exception as e:  # the test reads the error text
+            deleted[str(tp.partition)] = {"error": str(e)}
+    emit(step="delete-records", result=deleted)
+    earliest = client.list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()}, request_timeout=30)
+    emit(step="earliest-after-delete", offset=[f.result(timeout=30).offset for f in earliest.values()][0])
+
     cluster = client.describe_cluster(request_timeout=30).result(timeout=30)
     emit(step="describe-cluster", cluster_id=cluster.cluster_id, controller=cluster.controller.id,
          brokers=sorted(n.id for n in cluster.nodes))

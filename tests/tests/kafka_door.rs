@@ -807,7 +807,7 @@ async fn malformed_requests_get_kafkas_answer_or_close_and_other_connections_car
 }
 
 #[test]
-fn admin_client_creates_describes_alters_grows_and_deletes_topics() {
+fn admin_client_creates_describes_alters_grows_deletes_records_of_and_deletes_topics() {
     let cluster = BrokerCluster::start_on(3, 3, SSL_LISTENERS, "");
     let (lines, ok) =
         Py::start(&cluster, &["admin", "--topic", "administered"]).finish(Duration::from_secs(110));
@@ -841,6 +841,12 @@ fn admin_client_creates_describes_alters_grows_and_deletes_topics() {
     );
     assert_eq!(step("create-partitions")["result"]["administered"], Value::Null);
     assert_eq!(step("partitions-after")["count"], 4);
+    assert_eq!(step("produce-for-delete")["unsent"], 0);
+    let deleted = &step("delete-records")["result"];
+    assert_eq!(deleted["0"]["low_watermark"], 6, "{deleted}");
+    let refused = deleted["1"]["error"].as_str().unwrap_or("");
+    assert!(refused.contains("OFFSET_OUT_OF_RANGE") || refused.contains("out of range"), "{deleted}");
+    assert_eq!(step("earliest-after-delete")["offset"], 6);
     let cluster_view = step("describe-cluster");
     assert_eq!(cluster_view["brokers"], serde_json::json!([1, 2, 3]));
     assert!((1..=3).contains(&cluster_view["controller"].as_i64().unwrap_or(0)), "{cluster_view}");

@@ -613,3 +613,99 @@ async fn consumers_see_only_what_every_in_sync_replica_has() {
     );
     signal(pid, "-CONT");
 }
+
+/// The log start offset of `topic`-`partition` in `log_dir`'s `log-start-offset-checkpoint`.
+fn checkpointed_start(log_dir: &std::path::Path, topic: &str, partition: i32) -> Option<i64> {
+    let text = std::fs::read_to_string(log_dir.join("log-start-offset-checkpoint")).ok()?;
+    text.lines().skip(2).find_map(|l| {
+        let mut f = l.split(' ');
+        (f.next()? == topic && f.next()? == partition.to_string()).then_some(())?;
+        f.next()?.parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_on_every_replica_and_it_survives_a_leader_kill() {
+    let mut cluster = start(&format!("{FAST}log.retention.check.interval.ms=300\n"));
+    let k = keeper(&cluster).await;
+    // Small segments, so that the deletion removes whole segment files too.
+    create(&cluster, "trim", &[&[1, 2, 3], &[2, 3, 1]], &[("segment.bytes", "1000")]).await;
+    for p in 0..2 {
+        wait_state(&k, "trim", p, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    }
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::All)).expect("producer");
+    for v in 0..100u64 {
+        producer
+            .send(ProducerRecord::new("trim", v.to_string()).with_partition(0))
+            .await
+            .expect("send")
+            .await
+            .expect("delivered");
+    }
+
+    // --- kafka-delete-records.sh's file and output; an offset past the high watermark is
+    // refused for its partition and the exit status says so
+    let file = cluster.dir.path().join("offsets.json");
+    std::fs::write(
+        &file,
+        r#"{"partitions": [{"topic": "trim", "partition": 0, "offset": 40}, {"topic": "trim", "partition": 1, "offset": 5}], "version": 1}"#,
+    )
+    .expect("write offsets");
+    let out = std::process::Command::new(sluice_tests::sluice_bin())
+        .args(["delete-records", "--bootstrap-server", &cluster.bootstrap()])
+        .args(sluice_tests::tls_args(&cluster.client_files()))
+        .arg("--offset-json-file")
+        .arg(&file)
+        .output()
+        .expect("run sluice delete-records");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "partition 1 has no offset 5, so the run fails: {stdout}");
+    assert!(
+        stdout.starts_with("Executing records delete operation\nRecords delete operation completed:\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("partition: trim-0\tlow_watermark: 40\n"), "{stdout}");
+    assert!(stdout.contains("partition: trim-1\terror: ") && stdout.contains("out of range"), "{stdout}");
+
+    // --- every replica's log start follows, kept in its checkpoint file, and the segment
+    // files wholly below it are gone
+    for b in &cluster.brokers {
+        let dir = b.log_dir.clone();
+        sluice_tests::poll_until(Duration::from_secs(20), || match checkpointed_start(&dir, "trim", 0) {
+            Some(40) => Ok(()),
+            other => Err(format!("broker {}: trim-0 checkpointed at {other:?}", b.id)),
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tails(20)));
+        let first = dir.join("trim-0").join(format!("{:020}.log", 0));
+        assert!(
+            !first.exists(),
+            "broker {}: {} is below the log start and should be gone",
+            b.id,
+            first.display()
+        );
+    }
+    let read = consume_all(&cluster, "trim", 1, 60).await;
+    assert_eq!(
+        read.first().map(|r| r.offset),
+        Some(40),
+        "reading from the beginning starts at the new start"
+    );
+    assert_eq!(read.len(), 60);
+
+    // --- the leader dies: the new leader starts where the old one did
+    cluster.brokers[0].kill();
+    let s = wait_state(&k, "trim", 0, Duration::from_secs(20), "a new leader", |s| s.leader > 1).await;
+    let consumer = Consumer::new(ConsumerConfig::new(client(&cluster))).expect("consumer");
+    let starts = consumer.beginning_offsets([("trim", 0)]).await.expect("beginning offsets");
+    assert_eq!(
+        starts.get(&sluice_client::broker::TopicPartition::new("trim", 0)),
+        Some(&40),
+        "leader {} after the kill",
+        s.leader
+    );
+    // --- and the killed broker, restarted, still starts there (its checkpoint)
+    cluster.brokers[0].restart();
+    wait_state(&k, "trim", 0, Duration::from_secs(30), "broker 1 back in the ISR", |s| s.isr.contains(&1))
+        .await;
+    assert_eq!(checkpointed_start(&cluster.brokers[0].log_dir, "trim", 0), Some(40));
+}

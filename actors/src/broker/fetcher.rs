@@ -62,6 +62,8 @@ struct Followed {
     parked: bool,
     /// The leader's high watermark last handed to the partition.
     leader_hw: i64,
+    /// The leader's log start last handed to the partition.
+    leader_log_start: i64,
 }
 
 /// Replicates partitions from one leader.
@@ -98,7 +100,7 @@ enum Outcome {
     Park,
     /// The partition took what the leader sent: fetch from `offset` next; it knows the
     /// leader's high watermark `hw`.
-    Replicated { offset: i64, hw: i64 },
+    Replicated { offset: i64, hw: i64, log_start: i64 },
     /// Nothing changed (not fetched this round, or a local error).
     Same,
 }
@@ -155,9 +157,10 @@ impl FollowerFetcher {
                         f.truncate = false;
                     }
                     Outcome::Retruncate => f.truncate = true,
-                    Outcome::Replicated { offset, hw } => {
+                    Outcome::Replicated { offset, hw, log_start } => {
                         f.offset = offset;
                         f.leader_hw = hw;
+                        f.leader_log_start = log_start;
                     }
                     Outcome::Park => f.parked = true,
                     Outcome::Same => {}
@@ -340,16 +343,20 @@ async fn run_round(
             out.push((tp.clone(), f.leader_epoch, refused(tp, &e)));
             continue;
         }
-        if fetched.records.is_empty() && fetched.high_watermark == f.leader_hw {
+        if fetched.records.is_empty()
+            && fetched.high_watermark == f.leader_hw
+            && fetched.log_start_offset == f.leader_log_start
+        {
             // Nothing new: no need to bother the partition.
             out.push((tp.clone(), f.leader_epoch, Outcome::Same));
             continue;
         }
-        let hw = fetched.high_watermark;
+        let (hw, log_start) = (fetched.high_watermark, fetched.log_start_offset);
         let append = ReplicaAppend {
             leader_epoch: f.leader_epoch,
             records: fetched.records,
             leader_high_watermark: hw,
+            leader_log_start_offset: log_start,
         };
         // Open while the partition appends: one per traced produce the records carry, in
         // that produce's trace (under the leader's `follower_fetch`).
@@ -371,7 +378,7 @@ async fn run_round(
             .collect();
         let r = f.addr.send(append).await;
         let outcome = match applied(tp, r) {
-            Outcome::At(offset) => Outcome::Replicated { offset, hw },
+            Outcome::At(offset) => Outcome::Replicated { offset, hw, log_start },
             other => other,
         };
         out.push((tp.clone(), f.leader_epoch, outcome));
@@ -413,6 +420,7 @@ impl Handler<Follow> for FollowerFetcher {
             leader_epoch: msg.leader_epoch,
             offset: 0,
             leader_hw: -1,
+            leader_log_start: -1,
             truncate: true,
             parked: false,
         };

@@ -1,7 +1,9 @@
 //! `LogManager`: the actor that runs the periodic work of every local log — flush
 //! (`log.flush.interval.*`, and segments once rolled), retention (`log.retention.*`) — and
-//! keeps each log directory's `recovery-point-offset-checkpoint` current, so that a restart
-//! after a crash re-checks only what was not yet flushed.
+//! keeps each log directory's checkpoint files current: `recovery-point-offset-checkpoint`,
+//! so that a restart after a crash re-checks only what was not yet flushed;
+//! `replication-offset-checkpoint` (high watermarks); `log-start-offset-checkpoint` (log
+//! starts moved by DeleteRecords, written at once when one moves: [`TickNow`]).
 //!
 //! It owns no log: each log belongs to its partition's actor. The manager's timer sends each
 //! one a [`Tick`]; the actor runs [`sluice_log::Log::tick`] and answers with its recovery
@@ -13,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sluice_log::checkpoint::{self, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT};
+use sluice_log::checkpoint::{
+    self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+};
 use sluice_log::{LogCleaner, TopicPartition};
 use tracing::warn;
 
@@ -30,7 +34,11 @@ pub struct LogManager {
     recovery_points: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
     /// Each partition's high watermark, per log dir (`replication-offset-checkpoint`).
     high_watermarks: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
+    /// Each partition's log start, per log dir (`log-start-offset-checkpoint`).
+    log_starts: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
     ticking: bool,
+    /// A tick was asked for while one ran: run another when it ends.
+    tick_again: bool,
     cleaner: Arc<LogCleaner>,
 }
 
@@ -47,12 +55,24 @@ impl LogManager {
             recovery_points.insert(dir.clone(), points);
         }
         let high_watermarks = log_dirs.iter().map(|d| (d.clone(), read_high_watermarks(d))).collect();
+        let log_starts = log_dirs
+            .iter()
+            .map(|d| {
+                let starts = checkpoint::read(&d.join(LOG_START_OFFSET_CHECKPOINT)).unwrap_or_else(|e| {
+                    warn!(dir = %d.display(), error = %e, "unreadable log start checkpoint; logs start at their first segment");
+                    BTreeMap::new()
+                });
+                (d.clone(), starts)
+            })
+            .collect();
         LogManager {
             interval,
             partitions: HashMap::new(),
             recovery_points,
             high_watermarks,
+            log_starts,
             ticking: false,
+            tick_again: false,
             cleaner,
         }
     }
@@ -68,20 +88,28 @@ impl LogManager {
                 warn!(dir = %dir.display(), error = %e, "could not write the recovery point checkpoint");
             }
         }
+        for (dir, starts) in &self.log_starts {
+            if let Err(e) = checkpoint::write(&dir.join(LOG_START_OFFSET_CHECKPOINT), starts) {
+                warn!(dir = %dir.display(), error = %e, "could not write the log start checkpoint");
+            }
+        }
     }
 
     /// Records (or with `None` forgets) a partition's marks.
     fn record(&mut self, dir: PathBuf, tp: TopicPartition, marks: Option<Marks>) {
         let points = self.recovery_points.entry(dir.clone()).or_default();
-        let hws = self.high_watermarks.entry(dir).or_default();
+        let hws = self.high_watermarks.entry(dir.clone()).or_default();
+        let starts = self.log_starts.entry(dir).or_default();
         match marks {
             Some(m) => {
                 points.insert(tp.clone(), m.recovery_point);
-                hws.insert(tp, m.high_watermark);
+                hws.insert(tp.clone(), m.high_watermark);
+                starts.insert(tp, m.log_start_offset);
             }
             None => {
                 points.remove(&tp);
                 hws.remove(&tp);
+                starts.remove(&tp);
             }
         }
     }
@@ -90,6 +118,7 @@ impl LogManager {
         if self.ticking {
             return;
         }
+        self.tick_again = false;
         self.ticking = true;
         let targets: Vec<_> =
             self.partitions.iter().map(|(tp, (addr, dir))| (tp.clone(), addr.clone(), dir.clone())).collect();
@@ -102,13 +131,16 @@ impl LogManager {
             }
             points
         };
-        ctx.spawn(work.into_actor(self).map(|points, this, _| {
+        ctx.spawn(work.into_actor(self).map(|points, this, ctx| {
             for (dir, tp, marks) in points {
                 this.record(dir, tp, Some(marks));
             }
             this.write_checkpoints();
             this.ticking = false;
             this.cleaner.wake();
+            if this.tick_again {
+                this.tick(ctx);
+            }
         }));
     }
 }
@@ -150,6 +182,25 @@ impl Handler<DescribeDirs> for LogManager {
                 })
                 .collect()
         })
+    }
+}
+
+/// Tick now rather than at the next interval (after DeleteRecords, so that the moved log
+/// start is checkpointed at once); a tick already running is followed by another.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TickNow;
+
+impl Handler<TickNow> for LogManager {
+    type Result = ();
+
+    fn handle(&mut self, _: TickNow, ctx: &mut Context<Self>) {
+        let _span = crate::handling!("LogManager", "TickNow");
+        if self.ticking {
+            self.tick_again = true;
+        } else {
+            self.tick(ctx);
+        }
     }
 }
 
@@ -206,7 +257,8 @@ impl Handler<Forget> for LogManager {
 
     fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
         let _span = crate::handling!("LogManager", "Forget");
-        for points in self.recovery_points.values_mut().chain(self.high_watermarks.values_mut()) {
+        let maps = self.recovery_points.values_mut().chain(self.high_watermarks.values_mut());
+        for points in maps.chain(self.log_starts.values_mut()) {
             points.remove(&msg.0);
         }
         self.write_checkpoints();

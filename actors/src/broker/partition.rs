@@ -50,6 +50,9 @@ pub struct Marks {
     /// start from 0 — which would hide committed records from consumers until the
     /// followers had fetched again.
     pub high_watermark: i64,
+    /// Its log start (`log-start-offset-checkpoint`), which DeleteRecords may have moved
+    /// inside a segment.
+    pub log_start_offset: i64,
 }
 
 /// Where a partition's offsets stand; published after every change.
@@ -890,6 +893,8 @@ pub struct ReplicaAppend {
     pub records: Bytes,
     /// The leader's high watermark at the fetch.
     pub leader_high_watermark: i64,
+    /// The leader's log start at the fetch: the follower's moves up to it (DeleteRecords).
+    pub leader_log_start_offset: i64,
 }
 
 impl Handler<ReplicaAppend> for Partition {
@@ -912,8 +917,59 @@ impl Handler<ReplicaAppend> for Partition {
         if let State::Follower { high_watermark, .. } = &mut self.state {
             *high_watermark = (*high_watermark).max(msg.leader_high_watermark.min(leo));
         }
+        // As Kafka's follower does: its log start follows the leader's, never past what it
+        // knows to be committed.
+        let start = msg.leader_log_start_offset.min(self.high_watermark());
+        let moved = self.log()?.advance_log_start(start);
+        match moved {
+            Ok(true) => {
+                info!(topic = %self.tp.topic, partition = self.tp.partition, log_start_offset = start,
+                "the log start followed the leader's")
+            }
+            Ok(false) => {}
+            Err(e) => return Err(self.storage_error(&e)),
+        }
         self.publish();
         Ok(leo)
+    }
+}
+
+/// Kafka's DeleteRecords on the leader: moves the log start to `offset` (-1: the high
+/// watermark), deleting the segments wholly below it; the followers follow on their next
+/// fetch. The rule is [`partition_rules::delete_records_before`]; the answer is the new log
+/// start (Kafka's low watermark, as the leader has it).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<i64, BrokerError>")]
+pub struct DeleteRecords {
+    /// Delete the records below it.
+    pub offset: i64,
+}
+
+impl Handler<DeleteRecords> for Partition {
+    type Result = Result<i64, BrokerError>;
+
+    fn handle(&mut self, msg: DeleteRecords, _: &mut Context<Self>) -> Self::Result {
+        let _span = crate::handling!("Partition", "DeleteRecords");
+        self.check_leading()?;
+        let at = self.current_offsets().range();
+        let deletes = self.log()?.config().cleanup_policy.delete;
+        let start = partition_rules::delete_records_before(
+            (&self.tp.topic, self.tp.partition),
+            msg.offset,
+            at,
+            deletes,
+        )?;
+        let moved = self.log()?.advance_log_start(start);
+        match moved {
+            Ok(true) => {
+                info!(topic = %self.tp.topic, partition = self.tp.partition, log_start_offset = start,
+                "records deleted: the log start moved")
+            }
+            Ok(false) => {}
+            Err(e) => return Err(self.storage_error(&e)),
+        }
+        self.publish();
+        Ok(start)
     }
 }
 
@@ -995,8 +1051,9 @@ impl Handler<Tick> for Partition {
             }
         };
         let recovery_point = log.recovery_point();
+        let log_start_offset = log.log_start_offset();
         drop(log);
-        let marks = Marks { recovery_point, high_watermark: self.high_watermark() };
+        let marks = Marks { recovery_point, high_watermark: self.high_watermark(), log_start_offset };
         if !report.deleted_segments.is_empty() {
             info!(
                 topic = %self.tp.topic, partition = self.tp.partition,
@@ -1030,6 +1087,7 @@ impl Handler<Stop> for Partition {
         let mut log = lock(&shared);
         let dir = log.dir().to_path_buf();
         let end = log.log_end_offset();
+        let log_start_offset = log.log_start_offset();
         let closed = log.flush();
         drop(log);
         if let Err(e) = closed {
@@ -1042,7 +1100,7 @@ impl Handler<Stop> for Partition {
             }
             return None;
         }
-        Some(Marks { recovery_point: end, high_watermark })
+        Some(Marks { recovery_point: end, high_watermark, log_start_offset })
     }
 }
 

@@ -78,6 +78,7 @@ topic_entry! {
     k::describe_log_dirs_response::DescribeLogDirsTopic { name, partitions: k::describe_log_dirs_response::DescribeLogDirsPartition }
     k::offset_delete_response::OffsetDeleteResponseTopic { name, partitions: k::offset_delete_response::OffsetDeleteResponsePartition }
     k::elect_leaders_response::ReplicaElectionResult { topic, partition_result: k::elect_leaders_response::PartitionResult }
+    k::delete_records_response::DeleteRecordsTopicResult { name, partitions: k::delete_records_response::DeleteRecordsPartitionResult }
 }
 
 /// Puts `part` under `topic` in `topics`, adding the topic's entry if it is new.
@@ -214,6 +215,7 @@ pub(super) fn start(
         Request::DescribeLogDirs(req) => spawn(call, move |call| describe_log_dirs(call, req)),
         Request::OffsetDelete(req) => spawn(call, move |call| offset_delete(call, req)),
         Request::ElectLeaders(req) => spawn(call, move |call| elect_leaders(call, req)),
+        Request::DeleteRecords(req) => spawn(call, move |call| delete_records(call, req)),
         Request::SaslHandshake(_) => spawn(call, |call| async move {
             let mut r = k::SaslHandshakeResponse::default();
             r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
@@ -1318,6 +1320,39 @@ async fn offset_delete(call: Call, req: k::OffsetDeleteRequest) -> Result<Option
 
 /// Kafka's election types.
 const PREFERRED_ELECTION: i8 = 0;
+
+/// DeleteRecords: each partition's leader moves its log start; the low watermark answered
+/// is the leader's new log start (the followers follow on their next fetch).
+async fn delete_records(call: Call, req: k::DeleteRecordsRequest) -> Result<Option<BytesMut>, String> {
+    let partitions = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| sb::DeleteRecordsPartition {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.offset,
+            })
+        })
+        .collect::<Vec<_>>();
+    let asked: Vec<(String, i32)> = partitions.iter().map(|p| (p.topic.clone(), p.partition)).collect();
+    let deleted = match call.service.delete_records(&call.peer, sb::DeleteRecords { partitions }).await {
+        Ok(d) => d,
+        Err(e) => asked
+            .into_iter()
+            .map(|(topic, partition)| sb::DeletedRecords { topic, partition, result: Err(e.clone()) })
+            .collect(),
+    };
+    let mut r = k::DeleteRecordsResponse::default();
+    for d in deleted {
+        let mut p = k::delete_records_response::DeleteRecordsPartitionResult::default();
+        p.partition_index = d.partition;
+        p.error_code = code(&d.result);
+        p.low_watermark = d.result.unwrap_or(-1);
+        place(&mut r.topics, &d.topic, p);
+    }
+    call.answer(&r)
+}
 
 async fn elect_leaders(call: Call, req: k::ElectLeadersRequest) -> Result<Option<BytesMut>, String> {
     let partitions: Option<Vec<(String, i32)>> = req.topic_partitions.as_ref().map(|ts| {

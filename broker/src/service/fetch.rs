@@ -1,12 +1,15 @@
-//! Reads: the consumers' and followers' fetch long poll, `ListOffsets`, and the followers'
-//! `OffsetsForLeaderEpoch`.
+//! Reads: the consumers' and followers' fetch long poll, `ListOffsets`, the followers'
+//! `OffsetsForLeaderEpoch`, and `DeleteRecords` (which moves where reads may start).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_actors::broker::partition::{EpochEndOffset, FollowerFetch, ListOffset, Offsets, Read};
+use sluice_actors::broker::log_manager::TickNow;
+use sluice_actors::broker::partition::{
+    DeleteRecords as PartitionDeleteRecords, EpochEndOffset, FollowerFetch, ListOffset, Offsets, Read,
+};
 use sluice_actors::broker::replica_manager::current;
 use sluice_broker_core::fetch::{answer_now, FetchBudget, PartitionRead};
 use sluice_broker_core::BrokerError;
@@ -146,6 +149,33 @@ impl BrokerService {
         }
         Ok(out)
     }
+    /// Kafka's DeleteRecords: each partition's leader moves its log start (the rule:
+    /// [`sluice_broker_core::partition::delete_records_before`]); the log manager then
+    /// checkpoints the new starts at once, and the followers follow on their next fetch.
+    pub(crate) async fn delete_records(
+        &self,
+        _: &Peer,
+        req: DeleteRecords,
+    ) -> Result<Vec<DeletedRecords>, BrokerError> {
+        let routing = current(&self.inner.routing);
+        let mut out = Vec::with_capacity(req.partitions.len());
+        for p in req.partitions {
+            let result = match self.route(&routing, &p.topic, p.partition) {
+                Err(e) => Err(e),
+                Ok(leader) => leader
+                    .addr
+                    .send(PartitionDeleteRecords { offset: p.offset })
+                    .await
+                    .unwrap_or_else(|_| Err(self.gone(&p.topic, p.partition))),
+            };
+            out.push(DeletedRecords { topic: p.topic, partition: p.partition, result });
+        }
+        if out.iter().any(|d| d.result.is_ok()) {
+            self.inner.log_manager.do_send(TickNow);
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn offsets_for_leader_epoch(
         &self,
         _: &Peer,

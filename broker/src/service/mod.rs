@@ -309,6 +309,13 @@ impl BrokerHandler for BrokerService {
     async fn list_offsets(&self, peer: &Peer, req: ListOffsets) -> Result<Vec<ListedOffset>, BrokerError> {
         self.list_offsets(peer, req).await
     }
+    async fn delete_records(
+        &self,
+        peer: &Peer,
+        req: DeleteRecords,
+    ) -> Result<Vec<DeletedRecords>, BrokerError> {
+        self.delete_records(peer, req).await
+    }
 
     async fn create_topics(&self, peer: &Peer, req: CreateTopics) -> Result<TopicResults, BrokerError> {
         self.create_topics(peer, req).await

@@ -1,6 +1,6 @@
 //! Topic, group and cluster administration: create, delete, list and describe topics;
 //! list, describe and delete consumer groups, read and reset their offsets; describe the
-//! cluster and topic configs.
+//! cluster and topic configs; delete records (each partition's leader).
 //!
 //! Creates and deletes go to the controller (any broker if it is unknown or unreachable);
 //! everything else to any broker. A create is not sent again after a failure mid-call (it
@@ -10,16 +10,18 @@
 //! finds its leader; a topic that does not get there in time is reported as
 //! `RequestTimedOut` (it was created, but is not usable yet).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use super::cluster::{Cluster, ClusterError};
+use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
-    BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, CreateTopics, DeleteGroups, DeleteTopics,
-    DescribeConfigs, DescribeGroups, GroupDescription, GroupOverview, GroupResults, ListGroups, Metadata,
-    MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, TopicConfigs, TopicMetadata, TopicResults,
+    BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, CreateTopics, DeleteGroups, DeleteRecords,
+    DeleteRecordsPartition, DeleteTopics, DescribeConfigs, DescribeGroups, GroupDescription, GroupOverview,
+    GroupResults, ListGroups, Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, TopicConfigs,
+    TopicMetadata, TopicResults,
 };
+use super::TopicPartition;
 
 /// Why an admin request failed as a whole (per-topic failures are in the results).
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,10 @@ pub struct ClusterDescription {
     /// Live brokers, by id.
     pub brokers: Vec<BrokerEndpoint>,
 }
+
+/// A partition's log start after DeleteRecords (Kafka's low watermark), or why it did not
+/// move.
+pub type LowWatermark = Result<i64, BrokerError>;
 
 /// An admin client.
 #[derive(Debug, Clone)]
@@ -309,6 +315,84 @@ impl Admin {
             out.push(r.pop().unwrap_or((g.clone(), Err(BrokerError::GroupIdNotFound { group: g }))));
         }
         Ok(out)
+    }
+
+    /// Deletes the records below each offset (Kafka's DeleteRecords; `-1`: everything
+    /// committed). Each partition's log start moves there: on its leader at once, on its
+    /// followers at their next fetch; consumers positioned below it reset by their
+    /// `auto.offset.reset`. Returns each partition's new log start (Kafka's low watermark)
+    /// or why not, in request order. A leader that moved is found again within
+    /// `request.timeout.ms`.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DeleteRecords", otel.kind = "client"))]
+    pub async fn delete_records(
+        &self,
+        offsets: Vec<(TopicPartition, i64)>,
+    ) -> Result<Vec<(TopicPartition, LowWatermark)>, AdminError> {
+        let timeout = self.cluster.config().request_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut results: Vec<Option<LowWatermark>> = vec![None; offsets.len()];
+        loop {
+            let pending: Vec<usize> = (0..offsets.len())
+                .filter(|&i| {
+                    results[i].as_ref().is_none_or(|r| r.as_ref().is_err_and(BrokerError::is_retriable))
+                })
+                .collect();
+            if pending.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            let mut by_leader: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for &i in &pending {
+                let tp = &offsets[i].0;
+                match self.cluster.leader_addr(&tp.topic, tp.partition).await {
+                    Ok(addr) => by_leader.entry(addr).or_default().push(i),
+                    Err(ClusterError::Broker(e)) => results[i] = Some(Err(e)),
+                    Err(e) if e.is_retriable() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for (addr, at) in by_leader {
+                let partitions = at
+                    .iter()
+                    .map(|&i| DeleteRecordsPartition {
+                        topic: offsets[i].0.topic.clone(),
+                        partition: offsets[i].0.partition,
+                        offset: offsets[i].1,
+                    })
+                    .collect();
+                match self.cluster.call(&addr, DeleteRecords { partitions }).await {
+                    Ok(Ok(deleted)) => {
+                        for (i, d) in at.into_iter().zip(deleted) {
+                            results[i] = Some(d.result);
+                        }
+                    }
+                    Ok(Err(e)) if !e.is_retriable() => return Err(ClusterError::Broker(e).into()),
+                    Ok(Err(_)) => {}
+                    Err(e) if rpc_is_retriable(&e) => {}
+                    Err(e) => return Err(ClusterError::Rpc(e).into()),
+                }
+            }
+            if results
+                .iter()
+                .any(|r| r.as_ref().is_none_or(|r| r.as_ref().is_err_and(BrokerError::is_retriable)))
+            {
+                let topics: Vec<String> = offsets.iter().map(|(tp, _)| tp.topic.clone()).collect();
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(left, self.cluster.refresh(&topics)).await;
+            }
+        }
+        Ok(offsets
+            .into_iter()
+            .zip(results)
+            .map(|((tp, _), r)| {
+                let r = r.unwrap_or_else(|| {
+                    Err(BrokerError::RequestTimedOut {
+                        what: format!("a leader of {tp} to take the deletion"),
+                        timeout_ms: timeout.as_millis() as u64,
+                    })
+                });
+                (tp, r)
+            })
+            .collect())
     }
 
     /// Topics' config overrides (keys not listed take the brokers' defaults).

@@ -3,10 +3,11 @@
 //! not part of the SDK.
 pub use sluice_proto::broker::{
     BrokerEndpoint, BrokerError, BrokerProtocol, CommitOffset, CommittedOffset, CreateTopics, DeleteGroups,
-    DeleteTopics, DescribeConfigs, DescribeGroups, Fetch, FetchPartition, FetchResponse, FetchedPartition,
-    FindCoordinator, GroupDescription, GroupOverview, GroupResults, Heartbeat, InitProducerId, JoinGroup,
-    JoinResult, LeaveGroup, ListGroups, ListOffsets, ListOffsetsPartition, ListedOffset, MemberDescription,
-    Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, PartitionMetadata, Produce, ProduceBatch,
-    ProduceMany, ProduceResponse, ProducerIdAndEpoch, SyncGroup, TopicConfigs, TopicMetadata, TopicResults,
-    EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, OFFSETS_TOPIC,
+    DeleteRecords, DeleteRecordsPartition, DeleteTopics, DeletedRecords, DescribeConfigs, DescribeGroups,
+    Fetch, FetchPartition, FetchResponse, FetchedPartition, FindCoordinator, GroupDescription, GroupOverview,
+    GroupResults, Heartbeat, InitProducerId, JoinGroup, JoinResult, LeaveGroup, ListGroups, ListOffsets,
+    ListOffsetsPartition, ListedOffset, MemberDescription, Metadata, MetadataRequest, NewTopic, OffsetCommit,
+    OffsetFetch, PartitionMetadata, Produce, ProduceBatch, ProduceMany, ProduceResponse, ProducerIdAndEpoch,
+    SyncGroup, TopicConfigs, TopicMetadata, TopicResults, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    OFFSETS_TOPIC,
 };

@@ -384,6 +384,17 @@ pub enum BrokerError {
         /// The topic.
         topic: String,
     },
+    /// The topic's policy forbids what was asked, e.g. deleting records of a log that is
+    /// only compacted (Kafka 44).
+    #[error("{topic}-{partition}: {reason}")]
+    PolicyViolation {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// What the policy forbids and what to do instead.
+        reason: String,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -437,6 +448,7 @@ impl BrokerError {
             GroupSubscribedToTopic { .. } => 86,
             ElectionNotNeeded { .. } => 84,
             PreferredLeaderNotAvailable { .. } => 80,
+            PolicyViolation { .. } => 44,
         }
     }
 

@@ -116,6 +116,43 @@ pub fn list_offsets_found(found: Option<(i64, i64)>, at: LogRange) -> (i64, i64)
     }
 }
 
+/// `DeleteRecords`' offset meaning "up to the high watermark" (Kafka's -1).
+pub const DELETE_TO_HIGH_WATERMARK: i64 = -1;
+
+/// Kafka's DeleteRecords on the leader: where the log start moves for a request to delete
+/// the records below `requested` (-1: below the high watermark). Only records every in-sync
+/// replica has can go, so an offset above the high watermark (or negative) is out of range;
+/// a log that is only compacted (`cleanup.policy=compact`) keeps its records (Kafka's
+/// POLICY_VIOLATION). The answer is never below the current log start.
+pub fn delete_records_before(
+    (topic, partition): (&str, i32),
+    requested: i64,
+    at: LogRange,
+    deletes: bool,
+) -> Result<i64, BrokerError> {
+    if !deletes {
+        return Err(BrokerError::PolicyViolation {
+            topic: topic.into(),
+            partition,
+            reason:
+                "records of a compacted topic cannot be deleted (cleanup.policy=compact); add delete to its \
+                     cleanup.policy first"
+                    .into(),
+        });
+    }
+    let offset = if requested == DELETE_TO_HIGH_WATERMARK { at.high_watermark } else { requested };
+    if offset < 0 || offset > at.high_watermark {
+        return Err(BrokerError::OffsetOutOfRange {
+            topic: topic.into(),
+            partition,
+            offset: requested,
+            log_start_offset: at.log_start_offset,
+            log_end_offset: at.high_watermark,
+        });
+    }
+    Ok(offset.max(at.log_start_offset))
+}
+
 /// Where an `acks=all` produce stands (Kafka's `DelayedProduce` completion check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcksAll {
@@ -212,6 +249,24 @@ mod tests {
             admit_produce(tp, 1, Some(2)),
             Err(BrokerError::NotEnoughReplicas { isr: 1, min: 2, .. })
         ));
+    }
+
+    #[test]
+    fn delete_records_moves_the_start_up_to_the_high_watermark_and_never_back() {
+        let tp = ("t", 0);
+        assert_eq!(delete_records_before(tp, 15, AT, true), Ok(15));
+        assert_eq!(delete_records_before(tp, DELETE_TO_HIGH_WATERMARK, AT, true), Ok(20));
+        assert_eq!(delete_records_before(tp, 20, AT, true), Ok(20));
+        // Below the start: already gone, the start stays.
+        assert_eq!(delete_records_before(tp, 3, AT, true), Ok(10));
+        // Past the high watermark (not on every in-sync replica yet), or negative: out of range.
+        for bad in [21, 25, -2] {
+            assert!(matches!(
+                delete_records_before(tp, bad, AT, true),
+                Err(BrokerError::OffsetOutOfRange { offset, .. }) if offset == bad
+            ));
+        }
+        assert!(matches!(delete_records_before(tp, 15, AT, false), Err(BrokerError::PolicyViolation { .. })));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::DescribeLogDirs, 1, 4),
     served(ApiKey::OffsetDelete, 0, 0),
     served(ApiKey::ElectLeaders, 0, 2),
+    served(ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The versions of `key` the door serves, if it serves it.
@@ -236,6 +237,7 @@ requests! {
     DescribeLogDirs(DescribeLogDirsRequest),
     OffsetDelete(OffsetDeleteRequest),
     ElectLeaders(ElectLeadersRequest),
+    DeleteRecords(DeleteRecordsRequest),
     SaslHandshake(SaslHandshakeRequest),
     SaslAuthenticate(SaslAuthenticateRequest),
 }

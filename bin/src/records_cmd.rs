@@ -1,0 +1,133 @@
+//! `sluice delete-records`: kafka-delete-records.sh — delete the records below an offset in
+//! each partition a JSON file lists, with Kafka's file format and output.
+//!
+//! The file is Kafka's: `{"partitions": [{"topic": "t", "partition": 0, "offset": 3}],
+//! "version": 1}`; an offset of -1 deletes everything committed (up to the high watermark).
+//! The output is Kafka's: `Executing records delete operation`, then
+//! `Records delete operation completed:` and one `partition: t-0<TAB>low_watermark: 3` or
+//! `partition: t-0<TAB>error: ...` line per partition. Any partition that failed makes the
+//! exit status non-zero.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sluice_client::broker::{Admin, TopicPartition};
+
+use crate::client_args::ClientArgs;
+
+/// Arguments of `sluice delete-records`.
+#[derive(Debug, clap::Args)]
+pub struct DeleteRecordsArgs {
+    /// A JSON file saying, per partition, below which offset to delete:
+    /// {"partitions": [{"topic": "t", "partition": 0, "offset": 3}], "version": 1}
+    /// (offset -1: everything committed).
+    #[arg(long, value_name = "FILE")]
+    pub offset_json_file: PathBuf,
+    /// Where the cluster is and this client's credentials.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OffsetFile {
+    partitions: Vec<OffsetEntry>,
+    #[serde(default = "one")]
+    version: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OffsetEntry {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+/// The partitions and offsets `text` (the offset JSON file's content) asks for, checked as
+/// Kafka's tool checks them: version 1, no partition twice, offsets -1 or above.
+pub fn parse_offset_file(text: &str) -> Result<Vec<(TopicPartition, i64)>> {
+    let file: OffsetFile = serde_json::from_str(text).context(
+        "the offset file is not Kafka's format: {\"partitions\": [{\"topic\": \"t\", \"partition\": 0, \"offset\": 3}], \"version\": 1}",
+    )?;
+    if file.version != 1 {
+        bail!("the offset file has version {}; only version 1 is known", file.version);
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(file.partitions.len());
+    for e in file.partitions {
+        let tp = TopicPartition::new(e.topic, e.partition);
+        if e.offset < -1 {
+            bail!(
+                "{tp}: offset {} is not an offset (give one at or above 0, or -1 for everything committed)",
+                e.offset
+            );
+        }
+        if !seen.insert(tp.clone()) {
+            bail!("the offset file lists {tp} more than once");
+        }
+        out.push((tp, e.offset));
+    }
+    if out.is_empty() {
+        bail!("the offset file lists no partitions");
+    }
+    Ok(out)
+}
+
+/// Runs `sluice delete-records`.
+pub fn run(args: DeleteRecordsArgs) -> Result<()> {
+    let path = &args.offset_json_file;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let offsets = parse_offset_file(&text).with_context(|| format!("{}", path.display()))?;
+    let config = args.client.client_config()?;
+    let rt = crate::client_args::runtime()?;
+    rt.block_on(async {
+        let admin = Admin::new(config)?;
+        println!("Executing records delete operation");
+        let results = admin.delete_records(offsets).await?;
+        println!("Records delete operation completed:");
+        let mut failed = 0;
+        for (tp, r) in results {
+            match r {
+                Ok(low) => println!("partition: {tp}\tlow_watermark: {low}"),
+                Err(e) => {
+                    failed += 1;
+                    println!("partition: {tp}\terror: {e}");
+                }
+            }
+        }
+        if failed > 0 {
+            bail!("{failed} partition(s) kept their records (see above)");
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafkas_offset_file_is_read_and_mistakes_are_named() {
+        let ok = parse_offset_file(
+            r#"{"partitions": [{"topic": "t", "partition": 0, "offset": 3}, {"topic": "t", "partition": 1, "offset": -1}], "version": 1}"#,
+        )
+        .expect("parses");
+        assert_eq!(ok, vec![(TopicPartition::new("t", 0), 3), (TopicPartition::new("t", 1), -1)]);
+        let err = |text: &str| format!("{:#}", parse_offset_file(text).expect_err("refused"));
+        assert!(err(r#"{"partitions": [{"topic": "t", "partition": 0, "offset": 3}, {"topic": "t", "partition": 0, "offset": 4}]}"#)
+            .contains("t-0 more than once"));
+        assert!(err(r#"{"partitions": [{"topic": "t", "partition": 0, "offset": -5}]}"#)
+            .contains("-1 for everything"));
+        assert!(err(r#"{"partitions": [], "version": 1}"#).contains("no partitions"));
+        assert!(err(r#"{"partitions": [{"topic": "t", "partition": 0, "offset": 1}], "version": 2}"#)
+            .contains("version 2"));
+        assert!(err(r#"{"partitons": []}"#).contains("Kafka's format"));
+    }
+}
