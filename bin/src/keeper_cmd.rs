@@ -22,11 +22,15 @@ pub enum KeeperCommand {
     /// Run a keeper server in the foreground with a zoo.cfg-style config file.
     ///
     /// Prints `keeper listening on HOST:PORT` once it serves (preceded by `keeper metrics at
-    /// http://HOST:PORT/metrics` when metricsProvider.httpPort is set); stops cleanly on
-    /// SIGTERM or Ctrl-C. Keys: tickTime, dataDir, clientPort, clientPortAddress,
-    /// minSessionTimeout, maxSessionTimeout, snapCount, autopurge.snapRetainCount,
-    /// autopurge.purgeInterval, tls.ca.file, tls.cert.file, tls.key.file,
-    /// metricsProvider.httpPort, metricsProvider.httpHost.
+    /// http://HOST:PORT/metrics` when metricsProvider.httpPort is set, and by `keeper
+    /// ZooKeeper door (secureClientPort, TLS) on HOST:PORT` for each ZooKeeper door port);
+    /// stops cleanly on SIGTERM or Ctrl-C. Keys: tickTime, dataDir, clientPort,
+    /// clientPortAddress, secureClientPort, plaintextClientPort, 4lw.commands.whitelist,
+    /// jute.maxbuffer, minSessionTimeout, maxSessionTimeout, snapCount,
+    /// autopurge.snapRetainCount, autopurge.purgeInterval, tls.ca.file, tls.cert.file,
+    /// tls.key.file, metricsProvider.httpPort, metricsProvider.httpHost, initLimit,
+    /// syncLimit, raft.heartbeatMs, raft.electionTimeoutMs, ensemble.allowTwoServers,
+    /// server.N.
     Start {
         /// The configuration file.
         config: PathBuf,
@@ -135,10 +139,16 @@ fn start(config_path: &Path) -> Result<()> {
         sluice_keeper::server::run(
             &config,
             &identity,
-            |addr| {
+            |at| {
                 let _ = std::fs::create_dir_all(&config.settings.data_dir);
                 let _ = std::fs::write(&pid_file, std::process::id().to_string());
-                println!("keeper listening on {addr}");
+                if let Some(a) = at.zookeeper_secure {
+                    println!("keeper ZooKeeper door (secureClientPort, TLS) on {a}");
+                }
+                if let Some(a) = at.zookeeper_plaintext {
+                    println!("keeper ZooKeeper door (plaintextClientPort, no TLS) on {a}");
+                }
+                println!("keeper listening on {}", at.quic);
                 let _ = std::io::stdout().flush();
             },
             crate::perf::shutdown_signal(),

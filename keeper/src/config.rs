@@ -6,6 +6,10 @@
 //! | `dataDir` | (required) | transaction log and snapshots |
 //! | `clientPort` | 2181 | QUIC (UDP) port for clients; 0 picks a free one |
 //! | `clientPortAddress` | 0.0.0.0 | address to listen on |
+//! | `secureClientPort` | (none: no ZooKeeper door) | TCP port of the ZooKeeper door: ZooKeeper's client protocol over TLS, a client certificate from the cluster CA required; may be the same number as `clientPort` (TCP and UDP ports do not collide); 0 picks a free one |
+//! | `plaintextClientPort` | (none) | TCP port of the ZooKeeper door without TLS (anyone who reaches it is served; a warning at start): ZooKeeper's plain `clientPort`, which here is QUIC |
+//! | `4lw.commands.whitelist` | srvr | the four-letter words the door answers, comma-separated; `*` for all (ZooKeeper's key and default) |
+//! | `jute.maxbuffer` | 1048575 | bytes: the largest request the door reads (plus 1024 for headers, as ZooKeeper's `jute.maxbuffer.extrasize`); a larger one closes that connection |
 //! | `minSessionTimeout` | 2 × tickTime | ms |
 //! | `maxSessionTimeout` | 20 × tickTime | ms |
 //! | `snapCount` | 100000 | transactions between snapshots |
@@ -47,6 +51,10 @@ pub const KEYS: &[&str] = &[
     "dataDir",
     "clientPort",
     "clientPortAddress",
+    "secureClientPort",
+    "plaintextClientPort",
+    "4lw.commands.whitelist",
+    "jute.maxbuffer",
     "minSessionTimeout",
     "maxSessionTimeout",
     "snapCount",
@@ -77,6 +85,28 @@ pub struct KeeperConfig {
     pub metrics: Option<SocketAddr>,
     /// The ensemble (`server.N` lines), or `None` for a standalone server.
     pub ensemble: Option<EnsembleSettings>,
+    /// The ZooKeeper door's listeners and limits.
+    pub zookeeper: ZooKeeperDoor,
+}
+
+/// Where the ZooKeeper door listens and what it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZooKeeperDoor {
+    /// `secureClientPort`: TLS with a client certificate.
+    pub secure: Option<SocketAddr>,
+    /// `plaintextClientPort`: no TLS.
+    pub plaintext: Option<SocketAddr>,
+    /// `4lw.commands.whitelist`, lower case; `*` allows every word.
+    pub four_letter_words: Vec<String>,
+    /// `jute.maxbuffer`, bytes.
+    pub max_buffer: usize,
+}
+
+impl ZooKeeperDoor {
+    /// Whether the four-letter word `word` may be answered.
+    pub fn allows(&self, word: &str) -> bool {
+        self.four_letter_words.iter().any(|w| w == "*" || w == word)
+    }
 }
 
 /// What is wrong with a keeper configuration.
@@ -147,6 +177,38 @@ impl KeeperConfig {
         };
         let port = port_of("clientPort", 2181)?;
         let ip = ip_of("clientPortAddress")?;
+        let door_port = |key: &str| -> Result<Option<SocketAddr>, ConfigError> {
+            match get(key) {
+                None => Ok(None),
+                Some(_) => Ok(Some(SocketAddr::new(ip, port_of(key, 0)?))),
+            }
+        };
+        let four_letter_words = match get("4lw.commands.whitelist") {
+            None => vec!["srvr".to_string()],
+            Some(e) => {
+                let words: Vec<String> =
+                    e.value.split(',').map(|w| w.trim().to_lowercase()).filter(|w| !w.is_empty()).collect();
+                for w in &words {
+                    if w != "*" && !sluice_zookeeper_proto::FOUR_LETTER_WORDS.contains(&w.as_str()) {
+                        return Err(invalid(
+                            path,
+                            e,
+                            &format!(
+                                "{w:?} is not a four-letter word; known: {}, or * for all",
+                                sluice_zookeeper_proto::FOUR_LETTER_WORDS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                words
+            }
+        };
+        let zookeeper = ZooKeeperDoor {
+            secure: door_port("secureClientPort")?,
+            plaintext: door_port("plaintextClientPort")?,
+            four_letter_words,
+            max_buffer: num("jute.maxbuffer", 0xfffff, 1024)? as usize,
+        };
         let metrics = match get("metricsProvider.httpPort") {
             None => None,
             Some(_) => Some(SocketAddr::new(
@@ -255,6 +317,7 @@ impl KeeperConfig {
             tls,
             metrics,
             ensemble,
+            zookeeper,
         })
     }
 }

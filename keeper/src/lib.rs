@@ -4,6 +4,7 @@
 //! - [`config`]: the configuration file (zoo.cfg's keys).
 //! - [`service`]: the `sluice-keeper/1` service (sessions on ordered channels).
 //! - [`server`]: start-up, standalone or as an ensemble member.
+//! - [`zookeeper`]: the ZooKeeper door (ZooKeeper's client protocol over TCP).
 //! - [`ensemble`], [`store`]: the durable state (the `sluice-ensemble` crate, below the
 //!   actors that drive it).
 pub use sluice_ensemble as ensemble;
@@ -11,3 +12,4 @@ pub use sluice_ensemble::store;
 pub mod config;
 pub mod server;
 pub mod service;
+pub mod zookeeper;

@@ -1,6 +1,7 @@
 //! Running a keeper: recover the store (standalone) or open the Raft log and state machine
 //! and start the member (ensemble), bind the client port, serve until shut down.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::Actor;
@@ -14,13 +15,76 @@ use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::service::KeeperService;
+use crate::zookeeper;
+
+/// Where a running keeper listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    /// `clientPort`: `sluice-keeper/1` over QUIC.
+    pub quic: SocketAddr,
+    /// `secureClientPort`: the ZooKeeper door over TLS.
+    pub zookeeper_secure: Option<SocketAddr>,
+    /// `plaintextClientPort`: the ZooKeeper door without TLS.
+    pub zookeeper_plaintext: Option<SocketAddr>,
+}
+
+/// What the `conf` four-letter word prints: the settings in ZooKeeper's names.
+fn conf_lines(
+    config: &crate::config::KeeperConfig,
+    listen: SocketAddr,
+    door: &zookeeper::Door,
+) -> Vec<(String, String)> {
+    let s = &config.settings;
+    let mut lines = vec![
+        ("clientPort".to_string(), listen.port().to_string()),
+        ("clientPortAddress".to_string(), listen.ip().to_string()),
+    ];
+    if let Some(a) = door.secure {
+        lines.push(("secureClientPort".into(), a.port().to_string()));
+    }
+    if let Some(a) = door.plaintext {
+        lines.push(("plaintextClientPort".into(), a.port().to_string()));
+    }
+    lines.push(("dataDir".into(), s.data_dir.display().to_string()));
+    lines.push(("dataLogDir".into(), s.data_dir.display().to_string()));
+    lines.push(("tickTime".into(), s.sessions.tick_ms.to_string()));
+    lines.push(("minSessionTimeout".into(), s.sessions.min_timeout_ms.to_string()));
+    lines.push(("maxSessionTimeout".into(), s.sessions.max_timeout_ms.to_string()));
+    lines.push(("jute.maxbuffer".into(), config.zookeeper.max_buffer.to_string()));
+    match &config.ensemble {
+        None => lines.push(("serverId".into(), "0".into())),
+        Some(e) => {
+            lines.push(("serverId".into(), e.my_id.to_string()));
+            for (id, addr) in &e.members {
+                lines.push((format!("server.{id}"), addr.clone()));
+            }
+        }
+    }
+    lines
+}
+
+/// Opens the ZooKeeper door (if configured) and reports where everything listens.
+async fn listening(
+    config: &crate::config::KeeperConfig,
+    identity: &sluice_net::TlsIdentity,
+    db: &actix::Addr<Database>,
+    quic: SocketAddr,
+    on_listening: impl FnOnce(Listening),
+) -> Result<zookeeper::Door, RunError> {
+    let door =
+        zookeeper::open(&config.zookeeper, identity, db.clone(), |door| conf_lines(config, quic, door))
+            .await
+            .map_err(RunError::Listen)?;
+    on_listening(Listening { quic, zookeeper_secure: door.secure, zookeeper_plaintext: door.plaintext });
+    Ok(door)
+}
 
 /// Runs a standalone keeper until `shutdown` completes: recovers the store, listens, serves.
 /// Prints nothing; logs through tracing. Must run inside an actix system.
 pub async fn run(
     config: &crate::config::KeeperConfig,
     identity: &sluice_net::TlsIdentity,
-    on_listening: impl FnOnce(std::net::SocketAddr),
+    on_listening: impl FnOnce(Listening),
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     if let Some(ensemble) = &config.ensemble {
@@ -47,7 +111,7 @@ pub async fn run(
     let opts = sluice_net::ServerOptions { name: "keeper".into(), ..Default::default() };
     let server = sluice_net::Server::<KeeperProtocol>::bind(config.listen, identity, opts)?;
     let addr = server.local_addr().map_err(|source| RunError::Listen(source.to_string()))?;
-    on_listening(addr);
+    let _door = listening(config, identity, &db, addr, on_listening).await?;
     server.serve(std::sync::Arc::new(sluice_net::Typed(KeeperService::new(db))), shutdown).await;
     Ok(())
 }
@@ -58,7 +122,7 @@ async fn run_member(
     config: &crate::config::KeeperConfig,
     ens: &sluice_ensemble::EnsembleSettings,
     identity: &sluice_net::TlsIdentity,
-    on_listening: impl FnOnce(std::net::SocketAddr),
+    on_listening: impl FnOnce(Listening),
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     use sluice_ensemble::log_store::LogStore;
@@ -141,7 +205,7 @@ async fn run_member(
     let server = sluice_net::Server::<KeeperProtocol>::bind(config.listen, identity, opts)?;
     let addr = server.local_addr().map_err(|source| RunError::Listen(source.to_string()))?;
     info!(%addr, peer = %peer_listen, members = ens.members.len(), "ensemble member listening");
-    on_listening(addr);
+    let _door = listening(config, identity, &db, addr, on_listening).await?;
     let (stop_peers, peers_stopped) = oneshot::channel::<()>();
     let peer_task = tokio::spawn(async move {
         peer_server

@@ -2,7 +2,7 @@
 //! pipelined to its [`SessionActor`] and answered in order; `Status` as a plain call.
 
 use actix::prelude::*;
-use sluice_actors::keeper::{ClientRequest, Database, Detach, GetStatus, OpenSession, SessionActor};
+use sluice_actors::keeper::{ClientRequest, Database, Detach, GetStatus, OpenSession, Outbox, SessionActor};
 use sluice_keeper_core::{KeeperError, OpResult};
 use sluice_net::{ChannelSender, Peer, ServerChannel};
 use sluice_proto::keeper::{
@@ -95,7 +95,8 @@ impl sluice_proto::keeper::KeeperHandler for KeeperService {
             let _ = tx.reply(first.correlation_id, KeeperResponse::Connect(no_session())).await;
             return;
         };
-        let opened = self.db.send(OpenSession { connect, sender: tx.clone(), connection }).await;
+        let opened =
+            self.db.send(OpenSession { connect, sender: Outbox::Channel(tx.clone()), connection }).await;
         let connected = match opened {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

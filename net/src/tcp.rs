@@ -234,6 +234,16 @@ pub async fn read_sized<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<BytesMut>, SizedFrameError> {
+    match read_prefix(r).await? {
+        None => Ok(None),
+        Some(prefix) => read_body(r, prefix, max).await.map(Some),
+    }
+}
+
+/// Reads the 4 bytes of a size prefix (`Ok(None)`: the peer closed the connection before
+/// the first), for a door that must look at them before taking them as a size (ZooKeeper's
+/// four-letter words arrive where a size would).
+pub async fn read_prefix<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<[u8; 4]>, SizedFrameError> {
     let mut prefix = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -250,6 +260,15 @@ pub async fn read_sized<R: AsyncRead + Unpin>(
         }
         got += n;
     }
+    Ok(Some(prefix))
+}
+
+/// Reads the frame whose size `prefix` gives (at most `max` bytes); see [`read_sized`].
+pub async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    prefix: [u8; 4],
+    max: usize,
+) -> Result<BytesMut, SizedFrameError> {
     let size = i32::from_be_bytes(prefix);
     if size < 0 || size as usize > max {
         return Err(SizedFrameError::Oversize { size: size as i64, max });
@@ -268,7 +287,7 @@ pub async fn read_sized<R: AsyncRead + Unpin>(
             .into());
         }
     }
-    Ok(Some(buf))
+    Ok(buf)
 }
 
 #[cfg(test)]

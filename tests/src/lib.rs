@@ -268,6 +268,10 @@ pub struct KeeperProcess {
     pub metrics: Option<String>,
     /// Environment variables the process gets on top of the test's.
     pub env: Vec<(String, String)>,
+    /// `host:port` of the ZooKeeper door over TLS, when `secureClientPort` is set.
+    pub zookeeper_tls: Option<String>,
+    /// `host:port` of the ZooKeeper door without TLS, when `plaintextClientPort` is set.
+    pub zookeeper_plain: Option<String>,
 }
 
 impl KeeperProcess {
@@ -304,6 +308,8 @@ impl KeeperProcess {
             log: dir.join(format!("{name}.log")),
             metrics: None,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            zookeeper_tls: None,
+            zookeeper_plain: None,
         };
         k.launch();
         k
@@ -324,11 +330,20 @@ impl KeeperProcess {
         let stdout = child.stdout.take().expect("stdout");
         let mut stdout = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("read keeper output");
-        self.metrics = line.trim().strip_prefix("keeper metrics at ").map(str::to_string);
-        if self.metrics.is_some() {
+        loop {
             line.clear();
             stdout.read_line(&mut line).expect("read keeper output");
+            let l = line.trim();
+            if let Some(m) = l.strip_prefix("keeper metrics at ") {
+                self.metrics = Some(m.to_string());
+            } else if let Some(a) = l.strip_prefix("keeper ZooKeeper door (secureClientPort, TLS) on ") {
+                self.zookeeper_tls = Some(a.to_string());
+            } else if let Some(a) = l.strip_prefix("keeper ZooKeeper door (plaintextClientPort, no TLS) on ")
+            {
+                self.zookeeper_plain = Some(a.to_string());
+            } else {
+                break;
+            }
         }
         let addr = line.trim().strip_prefix("keeper listening on ").unwrap_or_else(|| {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -350,9 +365,16 @@ impl KeeperProcess {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.addr.rsplit_once(':').map(|(_, p)| p.to_string()).expect("port");
-        let text = std::fs::read_to_string(&self.config)
+        let mut text = std::fs::read_to_string(&self.config)
             .expect("config")
-            .replace("clientPort=0", &format!("clientPort={port}"));
+            .replace("\nclientPort=0", &format!("\nclientPort={port}"));
+        for (key, addr) in
+            [("secureClientPort", &self.zookeeper_tls), ("plaintextClientPort", &self.zookeeper_plain)]
+        {
+            if let Some(p) = addr.as_ref().and_then(|a| a.rsplit_once(':')).map(|(_, p)| p.to_string()) {
+                text = text.replace(&format!("{key}=0"), &format!("{key}={p}"));
+            }
+        }
         std::fs::write(&self.config, text).expect("rewrite config");
         self.launch();
     }
@@ -908,5 +930,111 @@ impl Drop for BrokerCluster {
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails(60));
         }
+    }
+}
+
+/// A child process that prints JSON lines (the Python client drivers), its lines arriving on
+/// a channel; killed when dropped.
+#[derive(Debug)]
+pub struct JsonLines {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    what: String,
+}
+
+impl JsonLines {
+    /// Spawns `command` (stdout piped, stderr inherited; stdin piped, for [`Self::say`]);
+    /// `what` names it in panics. Lines that are not JSON are echoed on stderr.
+    pub fn spawn(command: &mut std::process::Command, what: String) -> JsonLines {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => eprintln!("child: {line}"),
+                }
+            }
+        });
+        JsonLines { child, lines, what }
+    }
+
+    /// The next line, within `within`.
+    pub fn next(&self, within: Duration) -> Option<serde_json::Value> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// The next line whose `step` is `step`, within `within` (earlier lines are dropped); a
+    /// panic naming the last lines seen otherwise.
+    pub fn expect_step(&self, step: &str, within: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["step"] == step => return v,
+                Ok(v) => seen.push(v),
+                Err(_) => break,
+            }
+        }
+        panic!("{}: no step {step:?} within {within:?}; lines meanwhile: {seen:?}", self.what)
+    }
+
+    /// Writes `line` to the process's stdin (a driver waiting for the test's go-ahead).
+    pub fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to the child's stdin");
+    }
+
+    /// Every line until the process ends (bounded by `within`), and whether it succeeded.
+    pub fn finish(mut self, within: Duration) -> (Vec<serde_json::Value>, bool) {
+        let deadline = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(v) => out.push(v),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "{} did not finish within {within:?}; its last lines: {:?}",
+                        self.what,
+                        out.iter().rev().take(5).collect::<Vec<_>>()
+                    );
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        let ok = self.child.wait().is_ok_and(|s| s.success());
+        (out, ok)
+    }
+
+    /// SIGKILLs it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends it SIGTERM.
+    pub fn terminate(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

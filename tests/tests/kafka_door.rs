@@ -6,9 +6,9 @@
 //! nothing here passes without having run its peer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use sluice_client::broker::{
     ProducerRecord,
 };
 use sluice_net::TlsFiles;
-use sluice_tests::{poll_until, wait_for, BrokerCluster, TestPki};
+use sluice_tests::{poll_until, wait_for, BrokerCluster, JsonLines, TestPki};
 
 const SSL_LISTENERS: &str = "listeners=quic://127.0.0.1:0,SSL://127.0.0.1:0\n";
 
@@ -189,86 +189,20 @@ fn script() -> PathBuf {
 }
 
 /// A running `kafka_clients.py` command, its JSON lines arriving on a channel.
-struct Py {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    what: String,
-}
+type Py = JsonLines;
 
-impl Py {
-    fn start(cluster: &BrokerCluster, args: &[&str]) -> Py {
-        let client = cluster.client_files();
-        let name = client.cert.file_stem().and_then(|s| s.to_str()).expect("cert name").to_string();
-        let dir = client.cert.parent().expect("cert dir").display().to_string();
-        let mut child = Command::new(python())
-            .arg(script())
-            .args(&args[..1])
-            .args(["--bootstrap", &ssl_bootstrap(cluster), "--tls", &format!("{dir}:{name}")])
-            .args(&args[1..])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => eprintln!("python: {line}"),
-                }
-            }
-        });
-        Py { child, lines, what: args.join(" ") }
-    }
-
-    /// The next line, within `within`.
-    fn next(&self, within: Duration) -> Option<Value> {
-        self.lines.recv_timeout(within).ok()
-    }
-
-    /// Every line until the process ends (bounded by `within`), and whether it succeeded.
-    fn finish(mut self, within: Duration) -> (Vec<Value>, bool) {
-        let deadline = Instant::now() + within;
-        let mut out = Vec::new();
-        loop {
-            match self.lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(v) => out.push(v),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "{} did not finish within {within:?}; its last lines: {:?}",
-                        self.what,
-                        out.iter().rev().take(5).collect::<Vec<_>>()
-                    );
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-        }
-        let ok = self.child.wait().is_ok_and(|s| s.success());
-        (out, ok)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn terminate(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `kafka_clients.py <args[0]> --bootstrap ... --tls ... <args[1..]>`.
+fn py(cluster: &BrokerCluster, args: &[&str]) -> Py {
+    let client = cluster.client_files();
+    let name = client.cert.file_stem().and_then(|s| s.to_str()).expect("cert name").to_string();
+    let dir = client.cert.parent().expect("cert dir").display().to_string();
+    let mut command = Command::new(python());
+    command
+        .arg(script())
+        .args(&args[..1])
+        .args(["--bootstrap", &ssl_bootstrap(cluster), "--tls", &format!("{dir}:{name}")])
+        .args(&args[1..]);
+    JsonLines::spawn(&mut command, args.join(" "))
 }
 
 fn sdk(cluster: &BrokerCluster) -> ClientConfig {
@@ -317,7 +251,7 @@ fn idempotent_librdkafka_producers_lose_and_repeat_nothing_when_the_leader_is_ki
         let topic = format!("idempotent-{codec}");
         create(&cluster, NewTopic::new(&topic, 3, 3).with_config("min.insync.replicas", "2"));
         let count = 3000;
-        let producer = Py::start(
+        let producer = py(
             &cluster,
             &[
                 "produce",
@@ -356,8 +290,8 @@ fn idempotent_librdkafka_producers_lose_and_repeat_nothing_when_the_leader_is_ki
         assert_eq!(acked.len(), count, "{codec}: every record acknowledged");
 
         // Read everything back through the door.
-        let (read, ok) = Py::start(&cluster, &["consume", "--topic", &topic, "--timeout", "60"])
-            .finish(Duration::from_secs(90));
+        let (read, ok) =
+            py(&cluster, &["consume", "--topic", &topic, "--timeout", "60"]).finish(Duration::from_secs(90));
         assert!(ok, "{codec}: the consumer failed: {:?}", read.last());
         let records: Vec<&Value> = read.iter().filter(|l| l["event"] == "record").collect();
         let mut seen: HashMap<String, (i64, i64)> = HashMap::new();
@@ -394,14 +328,13 @@ fn idempotent_librdkafka_producers_lose_and_repeat_nothing_when_the_leader_is_ki
 fn kafka_python_consumers_split_six_partitions_and_take_over_a_killed_members() {
     let mut cluster = BrokerCluster::start_on(3, 3, SSL_LISTENERS, "");
     create(&cluster, NewTopic::new("grouped", 6, 3));
-    let (out, ok) =
-        Py::start(&cluster, &["produce", "--topic", "grouped", "--count", "600", "--prefix", "first"])
-            .finish(Duration::from_secs(60));
+    let (out, ok) = py(&cluster, &["produce", "--topic", "grouped", "--count", "600", "--prefix", "first"])
+        .finish(Duration::from_secs(60));
     assert!(ok, "producing failed: {:?}", out.last());
 
     let members: Vec<Py> = (1..=3)
         .map(|i| {
-            Py::start(
+            py(
                 &cluster,
                 &[
                     "group",
@@ -485,14 +418,11 @@ fn kafka_python_consumers_split_six_partitions_and_take_over_a_killed_members() 
         b.restart();
     }
     cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
-    let (out, ok) =
-        Py::start(&cluster, &["produce", "--topic", "grouped", "--count", "60", "--prefix", "second"])
-            .finish(Duration::from_secs(60));
+    let (out, ok) = py(&cluster, &["produce", "--topic", "grouped", "--count", "60", "--prefix", "second"])
+        .finish(Duration::from_secs(60));
     assert!(ok, "producing failed: {:?}", out.last());
-    let late = Py::start(
-        &cluster,
-        &["group", "--topic", "grouped", "--group", "g1", "--name", "late", "--timeout", "100"],
-    );
+    let late =
+        py(&cluster, &["group", "--topic", "grouped", "--group", "g1", "--name", "late", "--timeout", "100"]);
     let mut got: BTreeSet<String> = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.len() < 60 && Instant::now() < deadline {
@@ -534,8 +464,8 @@ fn records_cross_between_the_sdk_and_librdkafka_field_for_field() {
         producer.close().await;
         placed
     });
-    let (read, ok) = Py::start(&cluster, &["consume", "--topic", "interop", "--timeout", "60"])
-        .finish(Duration::from_secs(90));
+    let (read, ok) =
+        py(&cluster, &["consume", "--topic", "interop", "--timeout", "60"]).finish(Duration::from_secs(90));
     assert!(ok, "librdkafka did not read: {:?}", read.last());
     let records: Vec<&Value> = read.iter().filter(|l| l["event"] == "record").collect();
     assert_eq!(records.len(), sent.len());
@@ -555,9 +485,8 @@ fn records_cross_between_the_sdk_and_librdkafka_field_for_field() {
     }
 
     // librdkafka → SDK.
-    let (acks, ok) =
-        Py::start(&cluster, &["produce", "--topic", "interop", "--count", "40", "--prefix", "rd"])
-            .finish(Duration::from_secs(60));
+    let (acks, ok) = py(&cluster, &["produce", "--topic", "interop", "--count", "40", "--prefix", "rd"])
+        .finish(Duration::from_secs(60));
     assert!(ok, "librdkafka did not produce: {:?}", acks.last());
     let acked: Vec<&Value> = acks.iter().filter(|l| l["event"] == "acked").collect();
     assert_eq!(acked.len(), 40);
@@ -809,8 +738,7 @@ async fn malformed_requests_get_kafkas_answer_or_close_and_other_connections_car
 #[test]
 fn admin_client_creates_describes_alters_grows_deletes_records_of_and_deletes_topics() {
     let cluster = BrokerCluster::start_on(3, 3, SSL_LISTENERS, "");
-    let (lines, ok) =
-        Py::start(&cluster, &["admin", "--topic", "administered"]).finish(Duration::from_secs(110));
+    let (lines, ok) = py(&cluster, &["admin", "--topic", "administered"]).finish(Duration::from_secs(110));
     let step = |name: &str| -> &Value {
         lines.iter().find(|l| l["step"] == name).unwrap_or_else(|| panic!("no step {name}: {lines:?}"))
     };

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -134,7 +135,7 @@ pub struct Database {
     write_timeout: Duration,
     /// In an ensemble: transactions applied since the last snapshot, and `snapCount`.
     since_snapshot: (usize, usize),
-    senders: HashMap<u64, (usize, ChannelSender<KeeperProtocol>)>,
+    senders: HashMap<u64, (usize, Outbox)>,
     /// Standalone: writes given zxids, waiting for the log writer (the core's rule).
     pending: WriteQueue<Pending>,
     writer: std_mpsc::Sender<Txn>,
@@ -388,7 +389,7 @@ impl Database {
         self.deliver(outcome.events, txn.zxid);
         if let Some(session) = outcome.ended {
             if let Some((_, tx)) = self.senders.remove(&session) {
-                let _ = tx.try_push(KeeperPush::SessionExpired);
+                let _ = tx.push(KeeperPush::SessionExpired);
             }
         }
     }
@@ -415,7 +416,7 @@ impl Database {
             self.deliver(outcome.events, txn.zxid);
             if let Some(session) = outcome.ended {
                 if let Some((_, tx)) = self.senders.remove(&session) {
-                    let _ = tx.try_push(KeeperPush::SessionExpired);
+                    let _ = tx.push(KeeperPush::SessionExpired);
                 }
             }
             self.record_latency(p.started, p.reply.is_some());
@@ -429,7 +430,7 @@ impl Database {
     fn deliver(&mut self, events: Vec<(u64, WatchEvent)>, zxid: i64) {
         for (session, ev) in events {
             if let Some((_, tx)) = self.senders.get(&session) {
-                if tx.try_push(KeeperPush::Watch { event: ev.event, path: ev.path, zxid }).is_err() {
+                if !tx.push(KeeperPush::Watch { event: ev.event, path: ev.path, zxid }) {
                     warn!(
                         session = format_args!("0x{session:x}"),
                         "client not reading its watch events; dropping its connection"
@@ -546,7 +547,7 @@ impl Handler<Role> for Database {
                 warn!("no quorum: writes fail, reads may be stale");
             }
             for (_, tx) in self.senders.values() {
-                let _ = tx.try_push(KeeperPush::ReadOnly(!msg.quorum));
+                let _ = tx.push(KeeperPush::ReadOnly(!msg.quorum));
             }
         }
         let leading = msg.leading;
@@ -611,14 +612,45 @@ impl Handler<WriterFailed> for Database {
     }
 }
 
+/// Where a session's pushes (watch events, expiry, quorum changes) go: the ordered QUIC
+/// channel its replies share, or a door's callback that queues them on its connection
+/// before any later reply. Either way a push is queued at once and never waits: `false`
+/// means the queue is full or gone, and the session's connection is then dropped.
+#[derive(Clone)]
+pub enum Outbox {
+    /// A `sluice-keeper/1` channel.
+    Channel(ChannelSender<KeeperProtocol>),
+    /// A door's queue (the ZooKeeper door's connection writer).
+    Door(Arc<dyn Fn(KeeperPush) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outbox::Channel(_) => "Outbox::Channel",
+            Outbox::Door(_) => "Outbox::Door",
+        })
+    }
+}
+
+impl Outbox {
+    /// Queues `push` without waiting; whether it was queued.
+    pub fn push(&self, push: KeeperPush) -> bool {
+        match self {
+            Outbox::Channel(tx) => tx.try_push(push).is_ok(),
+            Outbox::Door(f) => f(push),
+        }
+    }
+}
+
 /// Open or resume a session for a connection.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Connected, KeeperError>")]
 pub struct OpenSession {
     /// What the client asked.
     pub connect: Connect,
-    /// Its outbound queue (replies and pushes).
-    pub sender: ChannelSender<KeeperProtocol>,
+    /// Where its pushes go (its connection's outbound queue, shared with the replies).
+    pub sender: Outbox,
     /// The connection, so a later detach from an older connection is ignored.
     pub connection: usize,
 }
@@ -638,7 +670,7 @@ impl Handler<OpenSession> for Database {
                 }
                 let result = self.core.resume_session(now, id, &password).map(|s| {
                     if !self.quorum {
-                        let _ = msg.sender.try_push(KeeperPush::ReadOnly(true));
+                        let _ = msg.sender.push(KeeperPush::ReadOnly(true));
                     }
                     self.senders.insert(id, (msg.connection, msg.sender));
                     Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms }

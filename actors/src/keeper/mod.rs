@@ -15,6 +15,6 @@ pub mod role_watcher;
 pub mod session;
 
 pub use database::{
-    Attach, Database, Detach, GetStatus, KeeperSettings, OpenSession, Role, SessionRequest, Touched,
+    Attach, Database, Detach, GetStatus, KeeperSettings, OpenSession, Outbox, Role, SessionRequest, Touched,
 };
 pub use session::{ClientRequest, SessionActor};
