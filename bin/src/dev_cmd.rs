@@ -129,9 +129,11 @@ impl Layout {
     fn new(keepers: usize, brokers: usize) -> Result<Layout> {
         let udp = free_udp_ports(2 * keepers + brokers)?;
         let tcp = free_tcp_ports(keepers + 2 * brokers)?;
+        // A keeper's client port number serves QUIC (UDP) and the ZooKeeper door (TCP).
+        let client = free_udp_and_tcp_ports(keepers)?;
         Ok(Layout {
             keepers: (0..keepers)
-                .map(|i| (format!("keeper-{}", i + 1), udp[2 * i], udp[2 * i + 1], tcp[i]))
+                .map(|i| (format!("keeper-{}", i + 1), client[i], udp[2 * i + 1], tcp[i]))
                 .collect(),
             brokers: (0..brokers)
                 .map(|i| {
@@ -159,6 +161,25 @@ fn free_udp_ports(n: usize) -> Result<Vec<u16>> {
     sockets.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }
 
+/// `n` port numbers free for both UDP and TCP on 127.0.0.1 (held together while chosen).
+fn free_udp_and_tcp_ports(n: usize) -> Result<Vec<u16>> {
+    let mut held = Vec::new();
+    for _ in 0..n * 20 {
+        if held.len() == n {
+            break;
+        }
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").context("finding free UDP ports on 127.0.0.1")?;
+        let port = udp.local_addr()?.port();
+        if let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push((udp, tcp, port));
+        }
+    }
+    if held.len() < n {
+        bail!("found only {} of {n} port numbers free for both UDP and TCP on 127.0.0.1", held.len());
+    }
+    Ok(held.into_iter().map(|(_, _, p)| p).collect())
+}
+
 fn free_tcp_ports(n: usize) -> Result<Vec<u16>> {
     let sockets = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
@@ -181,7 +202,9 @@ fn keeper_config(dir: &Path, layout: &Layout, i: usize) -> String {
     let (name, client, _, metrics) = &layout.keepers[i];
     let mut text = format!(
         "# {name} of `sluice dev up` (ZooKeeper's keys)\ntickTime=500\ndataDir={}\nclientPort={client}\n\
-         clientPortAddress=127.0.0.1\nmetricsProvider.httpPort={metrics}\nmetricsProvider.httpHost=127.0.0.1\n",
+         clientPortAddress=127.0.0.1\nmetricsProvider.httpPort={metrics}\nmetricsProvider.httpHost=127.0.0.1\n\
+         # ZooKeeper's own clients (zkCli.sh, kazoo, Curator): TLS on TCP, the same port number\n\
+         secureClientPort={client}\n4lw.commands.whitelist=*\n",
         dir.join(name).join("data").display()
     );
     text.push_str(&tls_lines(&dir.join("certs"), name));
@@ -528,6 +551,11 @@ fn print_connect(dir: &Path, procs: &[Proc]) -> Result<()> {
     );
     let _ = writeln!(out, "  bootstrap servers: {bootstrap}");
     let _ = writeln!(out, "  keeper connect:    {}/sluice", connect_string(procs)?);
+    let _ = writeln!(
+        out,
+        "  ZooKeeper clients: {}/sluice (TLS on TCP, the same ports; zkCli.sh, kazoo: README)",
+        connect_string(procs)?
+    );
     let _ =
         writeln!(out, "  client TLS files:  {} (the tls.* keys)", dir.join("client.properties").display());
     let ssl: Vec<String> = brokers.iter().filter_map(|p| listener_of(p, "SSL").ok().flatten()).collect();

@@ -1038,3 +1038,29 @@ impl Drop for JsonLines {
         let _ = self.child.wait();
     }
 }
+
+/// Sends the four-letter word `word` to a ZooKeeper door over TLS with `files`' certificate
+/// and returns the report (everything until the server closes the connection).
+pub fn zookeeper_word(addr: &str, files: &TlsFiles, word: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let identity = TlsIdentity::load(files).map_err(std::io::Error::other)?;
+    let config =
+        sluice_net::tls::tcp_client_config(&ClientTls::new(identity)).map_err(std::io::Error::other)?;
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
+    let conn =
+        tokio_rustls::rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+    let tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = tokio_rustls::rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(word.as_bytes())?;
+    tls.flush()?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        // A server that closes without TLS's close_notify still said everything.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

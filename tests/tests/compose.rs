@@ -260,7 +260,7 @@ fn host_port(s: &str) -> HostPort {
 
 /// Keys holding a port that the service itself listens on (TCP for metrics, UDP for QUIC).
 const UDP_PORT_KEYS: &[&str] = &["clientPort"];
-const TCP_PORT_KEYS: &[&str] = &["metricsProvider.httpPort", "metrics.port"];
+const TCP_PORT_KEYS: &[&str] = &["metricsProvider.httpPort", "metrics.port", "secureClientPort"];
 
 /// Every (service, port) a keeper or broker listens on, from its config: (UDP ones, TCP ones).
 fn listening_ports(compose: &Compose) -> (Vec<HostPort>, Vec<HostPort>) {
@@ -346,8 +346,18 @@ impl Local {
         for (key, port) in udp.iter().zip(free_udp_ports(udp.len())) {
             ports.insert(key.clone(), port);
         }
-        for (key, port) in tcp.iter().zip(free_tcp_ports(tcp.len())) {
+        // A port a service serves on UDP and TCP both (a keeper's clientPort and
+        // secureClientPort) keeps its UDP number, which must then be free for TCP too.
+        let tcp_only: Vec<&HostPort> = tcp.iter().filter(|k| !ports.contains_key(*k)).collect();
+        for (key, port) in tcp_only.into_iter().zip(free_tcp_ports(tcp.len())) {
             ports.insert(key.clone(), port);
+        }
+        for key in tcp.iter().filter(|k| udp.contains(k)) {
+            let port = ports[key];
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "{key:?}: local port {port} is free for UDP but not for TCP; run the test again"
+            );
         }
         let volumes: HashMap<&str, PathBuf> = compose
             .volumes
@@ -751,6 +761,30 @@ fn the_compose_topology_runs_from_its_own_command_lines_and_configs() {
     });
     if let Err(last) = registered {
         panic!("{last}");
+    }
+
+    // ZooKeeper's own clients: the door on every keeper's secureClientPort, the same number
+    // as its QUIC clientPort (as the seed's `nc -v keeper-1 2181` finds it).
+    let certs_dir = local.path(compose.certs(), "/certs");
+    let cli_tls = sluice_net::TlsFiles {
+        ca: certs_dir.join("ca.pem"),
+        cert: certs_dir.join("cli.pem"),
+        key: certs_dir.join("cli.key"),
+    };
+    for k in &keepers {
+        let props = properties(&read(&k.config_source("keeper")));
+        let secure =
+            prop(&props, "secureClientPort").expect("secureClientPort").parse::<u16>().expect("port");
+        assert_eq!(
+            prop(&props, "clientPort"),
+            Some(secure.to_string().as_str()),
+            "{}: one port number",
+            k.name
+        );
+        let port = local.ports[&(k.name.clone(), secure)];
+        let answer = sluice_tests::zookeeper_word(&format!("127.0.0.1:{port}"), &cli_tls, "ruok")
+            .unwrap_or_else(|e| panic!("{}: ruok over TLS: {e}", k.name));
+        assert_eq!(answer, "imok", "{}", k.name);
     }
 
     // A topic on all three brokers (retried while the controller is still learning of

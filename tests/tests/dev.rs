@@ -127,6 +127,25 @@ fn dev_up_then_the_readme_tools_produce_and_consume_then_dev_down_stops_everythi
     let mut read: Vec<String> = String::from_utf8_lossy(&kcat.stdout).lines().map(str::to_string).collect();
     read.sort();
     assert_eq!(read, vec!["one", "three", "two"], "kcat over the SSL listeners");
+    // --- ZooKeeper's own clients: the door on every keeper's client port number, over TLS
+    let zk_line =
+        out.lines().find(|l| l.trim_start().starts_with("ZooKeeper clients:")).expect("a ZooKeeper line");
+    let hosts = zk_line.split_whitespace().nth(2).expect("hosts").trim_end_matches("/sluice");
+    let tls = |key: &str| {
+        std::path::PathBuf::from(
+            &env.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("{key} in env.sh")).1,
+        )
+    };
+    let files = sluice_net::TlsFiles {
+        ca: tls("SLUICE_TLS_CA"),
+        cert: tls("SLUICE_TLS_CERT"),
+        key: tls("SLUICE_TLS_KEY"),
+    };
+    for host in hosts.split(',') {
+        let answer =
+            sluice_tests::zookeeper_word(host, &files, "ruok").unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(answer, "imok", "{host}");
+    }
     // --- status, then a second `up` is refused while it runs
     let status = sluice(work.path(), &["dev", "status", "--dir", dir_s], &[]);
     let st = String::from_utf8_lossy(&status.stdout).to_string();

@@ -219,16 +219,6 @@ async fn frame(s: &mut Stream) -> Option<Vec<u8>> {
     tokio::time::timeout(Duration::from_secs(10), read).await.ok().flatten()
 }
 
-/// Everything until the server closes the connection (a four-letter word's report).
-async fn word(addr: &str, client: ClientTls, w: &str) -> String {
-    let mut s = tls(addr, client).await.expect("handshake");
-    s.write_all(w.as_bytes()).await.expect("write");
-    s.flush().await.expect("flush");
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
-    out
-}
-
 /// Sends a connect request for a new session; its id, or `None` if refused.
 async fn session(s: &mut Stream) -> Option<i64> {
     let mut w = Writer::framed();
@@ -266,10 +256,12 @@ async fn four_letter_words_refused_certificates_and_bad_frames_leave_other_clien
     let addr = keeper.zookeeper_tls.clone().expect("secureClientPort");
     let files = pki.issue(CertSpec::new("raw", Role::Client));
     let me = || ClientTls::new(TlsIdentity::load(&files).expect("identity"));
+    let word =
+        |w: &str| sluice_tests::zookeeper_word(&addr, &files, w).unwrap_or_else(|e| panic!("{w}: {e}"));
 
     // --- four-letter words over TLS, in ZooKeeper's formats; others refused by the whitelist
-    assert_eq!(word(&addr, me(), "ruok").await, "imok");
-    let mntr = word(&addr, me(), "mntr").await;
+    assert_eq!(word("ruok"), "imok");
+    let mntr = word("mntr");
     let stats: std::collections::HashMap<&str, &str> =
         mntr.lines().filter_map(|l| l.split_once('\t')).collect();
     assert_eq!(stats.len(), mntr.lines().count(), "every mntr line is key<TAB>value:\n{mntr}");
@@ -278,8 +270,8 @@ async fn four_letter_words_refused_certificates_and_bad_frames_leave_other_clien
         stats.get("zk_znode_count").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 1),
         "{mntr}"
     );
-    assert!(word(&addr, me(), "srvr").await.contains("\nMode: standalone\n"));
-    assert_eq!(word(&addr, me(), "cons").await, "cons is not executed because it is not in the whitelist.\n");
+    assert!(word("srvr").contains("\nMode: standalone\n"));
+    assert_eq!(word("cons"), "cons is not executed because it is not in the whitelist.\n");
 
     // --- no certificate, or one from another CA: refused at the handshake
     let ca = std::fs::read_to_string(&files.ca).expect("ca");

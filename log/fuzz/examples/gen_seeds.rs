@@ -1,5 +1,6 @@
 //! Writes the seed corpora (`seeds/<target>/`): a handful of small valid batches for
-//! `batch_decode`, and small segment files for `log_recovery`. The seeds are committed;
+//! `batch_decode`, small segment files for `log_recovery`, request frames for
+//! `kafka_request` and `zookeeper_request`. The seeds are committed;
 //! run this again only to change them:
 //!
 //! ```text
@@ -46,7 +47,8 @@ fn main() {
     let decode = root.join("batch_decode");
     let recovery = root.join("log_recovery");
     let kafka = root.join("kafka_request");
-    for dir in [&decode, &recovery, &kafka] {
+    let zookeeper = root.join("zookeeper_request");
+    for dir in [&decode, &recovery, &kafka, &zookeeper] {
         fs::create_dir_all(dir).expect("seed directory");
     }
 
@@ -64,6 +66,40 @@ fn main() {
     control.header.producer_epoch = 1;
     control.header.base_sequence = 0;
     write(&decode, "control.bin", &control.encode());
+
+    // zookeeper_request: a connect request and request frames (without their size prefix)
+    // of each shape: a create2 with an ACL, a getData with a watch, a multi, a setWatches2.
+    {
+        use sluice_zookeeper_proto::jute::Writer;
+        use sluice_zookeeper_proto::op;
+        let body = |f: &dyn Fn(&mut Writer)| {
+            let mut w = Writer::framed();
+            f(&mut w);
+            w.frame()[4..].to_vec()
+        };
+        write(&zookeeper, "connect.bin", &body(&|w| {
+            w.int(0).long(0).int(30_000).long(0).buffer(&[0; 16]).boolean(false);
+        }));
+        write(&zookeeper, "create2.bin", &body(&|w| {
+            w.int(1).int(op::CREATE2).string("/a").buffer(b"data").int(1).int(31);
+            w.string("world").string("anyone").int(3);
+        }));
+        write(&zookeeper, "get_data.bin", &body(&|w| {
+            w.int(2).int(op::GET_DATA).string("/a").boolean(true);
+        }));
+        write(&zookeeper, "multi.bin", &body(&|w| {
+            w.int(3).int(op::MULTI);
+            w.int(op::CHECK).boolean(false).int(-1).string("/a").int(0);
+            w.int(op::SET_DATA).boolean(false).int(-1).string("/a").buffer(b"x").int(-1);
+            w.int(op::DELETE).boolean(false).int(-1).string("/a").int(-1);
+            w.int(-1).boolean(true).int(-1);
+        }));
+        write(&zookeeper, "set_watches2.bin", &body(&|w| {
+            w.int(-8).int(op::SET_WATCHES2).long(9).strings(&["/a"]).strings(&["/b"]).strings(&["/c"]);
+            w.strings(&["/d"]).strings(&["/e"]);
+        }));
+        write(&zookeeper, "ruok.bin", b"ruok");
+    }
 
     // kafka_request: a request frame (without its size prefix) of each kind a client opens
     // with, and a produce carrying a batch of each codec.
