@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A 3-server keeper ensemble against a 3-server Apache ZooKeeper 3.8 ensemble, on loopback,
 # in the same run: writes (set), reads (get) and creates at 8 and 64 sessions spread over
-# the servers, then the failover time of each (SIGKILL the leader under a write load; the
+# the servers — through the keeper's own QUIC protocol, through its ZooKeeper door (plain
+# TCP, the same `zookeeper-client` harness as ZooKeeper's) and against ZooKeeper — then the
+# failover time of the keeper and of ZooKeeper (SIGKILL the leader under a write load; the
 # longest time without any acknowledged write).
 #
 #   bash bench/keeper-ensemble.sh            # needs: cargo build --release -p sluice-bin,
@@ -34,17 +36,19 @@ printf 'tls.ca.file=%s/certs/ca.pem\ntls.cert.file=%s/certs/bench.pem\ntls.key.f
   "$WORK" "$WORK" "$WORK" > "$WORK/client.properties"
 
 # --- the keeper ensemble
-declare -a KCLIENT KPID
+declare -a KCLIENT KDOOR KPID
 servers=""
 for i in 1 2 3; do servers+="server.$i=127.0.0.1:$(port udp)"$'\n'; done
 for i in 1 2 3; do
   d="$WORK/keeper-$i"; mkdir -p "$d/data"; echo "$i" > "$d/data/myid"
   KCLIENT[$i]=$(port udp)
+  KDOOR[$i]=$(port tcp)
   cat > "$d/keeper.properties" <<EOF
 tickTime=2000
 dataDir=$d/data
 clientPort=${KCLIENT[$i]}
 clientPortAddress=127.0.0.1
+plaintextClientPort=${KDOOR[$i]}
 tls.ca.file=$WORK/certs/ca.pem
 tls.cert.file=$WORK/certs/keeper-$i.pem
 tls.key.file=$WORK/certs/keeper-$i.key
@@ -54,6 +58,7 @@ EOF
   KPID[$i]=$!; pids+=($!)
 done
 KCONNECT="127.0.0.1:${KCLIENT[1]},127.0.0.1:${KCLIENT[2]},127.0.0.1:${KCLIENT[3]}"
+DCONNECT="127.0.0.1:${KDOOR[1]},127.0.0.1:${KDOOR[2]},127.0.0.1:${KDOOR[3]}"
 
 # --- the ZooKeeper ensemble
 declare -a ZCLIENT ZPID
@@ -105,8 +110,10 @@ echo "keeper leader: server $KL; ZooKeeper leader: server $ZL"
 
 KPERF=("$S" keeper-perf-test --connect "$KCONNECT" --command-config "$WORK/client.properties")
 ZPERF=("$S" keeper-perf-test --zookeeper "$ZCONNECT")
+DPERF=("$S" keeper-perf-test --zookeeper "$DCONNECT")
 for ops in set,get create; do
   "${KPERF[@]}" --seconds "$SECS" --clients 8,64 --ops "$ops" --outstanding "$OUT" 2>/dev/null | sed 's/^/keeper    /'
+  "${DPERF[@]}" --seconds "$SECS" --clients 8,64 --ops "$ops" --outstanding "$OUT" 2>/dev/null | sed 's/^/door      /'
   "${ZPERF[@]}" --seconds "$SECS" --clients 8,64 --ops "$ops" --outstanding "$OUT" 2>/dev/null | sed 's/^/zookeeper /'
 done
 
