@@ -69,6 +69,27 @@ impl sluice_proto::keeper::KeeperHandler for KeeperService {
     async fn close(&self, _: &Peer, _: sluice_proto::keeper::Close) -> Result<(), KeeperError> {
         no_session()
     }
+    async fn get_ephemerals(
+        &self,
+        _: &Peer,
+        _: sluice_proto::keeper::GetEphemerals,
+    ) -> Result<Vec<String>, KeeperError> {
+        no_session()
+    }
+    async fn count_descendants(
+        &self,
+        _: &Peer,
+        _: sluice_proto::keeper::CountDescendants,
+    ) -> Result<u64, KeeperError> {
+        no_session()
+    }
+    async fn remove_watches(
+        &self,
+        _: &Peer,
+        _: sluice_proto::keeper::RemoveWatches,
+    ) -> Result<(), KeeperError> {
+        no_session()
+    }
     async fn status(&self, _: &Peer, _: sluice_proto::keeper::Status) -> ServerStatus {
         match self.db.send(GetStatus).await {
             Ok(s) => s,

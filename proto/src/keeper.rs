@@ -130,6 +130,32 @@ pub struct AddWatch {
     pub kind: WatchKind,
 }
 
+/// The session's ephemeral nodes under a prefix (ZooKeeper's getEphemerals).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetEphemerals {
+    /// Only paths starting with it (`/` for all).
+    pub prefix: String,
+}
+
+/// How many nodes lie below a node (ZooKeeper's getAllChildrenNumber).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountDescendants {
+    /// The node.
+    pub path: String,
+}
+
+/// Removes (or with `check_only`, looks for) the session's watches on a node (ZooKeeper's
+/// removeWatches / checkWatches); `KeeperError::NoWatcher` when it has none of `kinds`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveWatches {
+    /// The node.
+    pub path: String,
+    /// Which watches.
+    pub kinds: Vec<WatchKind>,
+    /// Only check.
+    pub check_only: bool,
+}
+
 /// Ends the session (its ephemeral nodes go at once).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Close;
@@ -219,6 +245,9 @@ sluice_net::protocol! {
             set_watches: SetWatches(SetWatches) -> Result<i64, KeeperError>;
             close: Close(Close) -> Result<(), KeeperError>;
             status: Status(Status) -> ServerStatus;
+            get_ephemerals: GetEphemerals(GetEphemerals) -> Result<Vec<String>, KeeperError>;
+            count_descendants: CountDescendants(CountDescendants) -> Result<u64, KeeperError>;
+            remove_watches: RemoveWatches(RemoveWatches) -> Result<(), KeeperError>;
         }
     }
 }

@@ -539,6 +539,21 @@ async fn script(addr: &str) -> Vec<String> {
             Err(e) => format!("{e:?}"),
         }
     );
+    // The session's ephemerals, a subtree's size, and a watch taken back before it fires.
+    step!(
+        "ephemerals",
+        format!(
+            "{:?}",
+            c.list_ephemerals("/diff").await.map(|mut e| {
+                e.sort();
+                e
+            })
+        )
+    );
+    step!("descendants", format!("{:?}", c.count_descendants_number("/diff").await));
+    step!("missing descendants", format!("{:?}", c.count_descendants_number("/nope").await));
+    let (_, _, watcher) = c.get_and_watch_data("/diff/m").await.expect("get and watch");
+    step!("remove watch", format!("{:?}", watcher.remove().await));
     // A persistent recursive watch sees a subtree's changes, in order.
     let mut watcher = c.watch("/diff", zk::AddWatchMode::PersistentRecursive).await.expect("addWatch");
     other.create("/diff/m/deep", b"", &persistent).await.expect("create deep");

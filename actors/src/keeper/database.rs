@@ -740,13 +740,19 @@ impl Handler<SessionRequest> for Database {
                     Q::Close(_) => A::Close(Err(e)),
                     Q::Connect(_) => A::Connect(Err(e)),
                     Q::Status(_) => A::Status(self.status()),
+                    Q::GetEphemerals(_) => A::GetEphemerals(Err(e)),
+                    Q::CountDescendants(_) => A::CountDescendants(Err(e)),
+                    Q::RemoveWatches(_) => A::RemoveWatches(Err(e)),
                 }
             };
             let reply = expired(e);
             return Box::pin(async move { reply });
         }
         let answer = |r: A| -> Self::Result { Box::pin(async move { r }) };
-        if matches!(msg.request, Q::GetData(_) | Q::Exists(_) | Q::GetChildren(_)) {
+        if matches!(
+            msg.request,
+            Q::GetData(_) | Q::Exists(_) | Q::GetChildren(_) | Q::GetEphemerals(_) | Q::CountDescendants(_)
+        ) {
             self.metrics.reads.increment(1);
         }
         if self.ensemble.is_some() {
@@ -845,6 +851,13 @@ impl Handler<SessionRequest> for Database {
                 what: "this channel already has a session".into(),
             }))),
             Q::Status(_) => answer(A::Status(self.status())),
+            Q::GetEphemerals(r) => answer(A::GetEphemerals(core.ephemerals(session, &r.prefix))),
+            Q::CountDescendants(r) => {
+                answer(A::CountDescendants(core.descendants(&r.path).map(|n| n as u64)))
+            }
+            Q::RemoveWatches(r) => {
+                answer(A::RemoveWatches(core.remove_watches(session, &r.path, &r.kinds, r.check_only)))
+            }
         }
     }
 }

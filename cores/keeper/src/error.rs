@@ -35,6 +35,8 @@ pub enum ErrorCode {
     /// A write reached a server that cannot commit it: in ZooKeeper, a read-only server; here,
     /// an ensemble member without a quorum.
     NotReadOnly = -119,
+    /// No such watch to remove or check (removeWatches, checkWatches).
+    NoWatcher = -121,
 }
 
 impl ErrorCode {
@@ -160,6 +162,15 @@ pub enum KeeperError {
         /// The session id.
         session: u64,
     },
+    /// removeWatches / checkWatches found no such watch of the session (ZooKeeper's
+    /// NOWATCHER). Last, so that the variants before it keep their wire numbers.
+    #[error("no {kind} watch of this session on {path}")]
+    NoWatcher {
+        /// The node.
+        path: String,
+        /// Which watches were asked for (`data`, `child`, `any`).
+        kind: String,
+    },
 }
 
 impl KeeperError {
@@ -183,6 +194,7 @@ impl KeeperError {
             KeeperError::SystemError { .. } => ErrorCode::SystemError,
             KeeperError::NoQuorum { .. } => ErrorCode::NotReadOnly,
             KeeperError::Behind { .. } => ErrorCode::ConnectionLoss,
+            KeeperError::NoWatcher { .. } => ErrorCode::NoWatcher,
         }
     }
 }

@@ -188,6 +188,49 @@ impl ServerCore {
         Ok(found)
     }
 
+    /// ZooKeeper's getEphemerals: the ephemeral nodes `session` owns whose path starts with
+    /// `prefix` (`/` for all), sorted.
+    pub fn ephemerals(&self, session: SessionId, prefix: &str) -> Result<Vec<String>, KeeperError> {
+        path::validate(prefix)?;
+        let mut owned = self.state.tree.ephemerals(session);
+        owned.retain(|p| p.starts_with(prefix));
+        Ok(owned)
+    }
+
+    /// ZooKeeper's getAllChildrenNumber: how many nodes lie below `path`.
+    pub fn descendants(&self, path: &str) -> Result<usize, KeeperError> {
+        self.state.tree.descendants(path)
+    }
+
+    /// ZooKeeper's removeWatches (`check_only`: checkWatches): the session's watches of
+    /// `kinds` on `path` go (or are only looked for). Fails with `NoWatcher` when the session
+    /// has none of them there; nothing is removed then.
+    pub fn remove_watches(
+        &mut self,
+        session: SessionId,
+        path: &str,
+        kinds: &[WatchKind],
+        check_only: bool,
+    ) -> Result<(), KeeperError> {
+        path::validate(path)?;
+        let held: Vec<WatchKind> =
+            kinds.iter().copied().filter(|k| self.watches.has(path, *k, &session)).collect();
+        if held.is_empty() {
+            let kind = match kinds {
+                [WatchKind::Data] => "data",
+                [WatchKind::Child] => "child",
+                _ => "",
+            };
+            return Err(KeeperError::NoWatcher { path: path.into(), kind: kind.into() });
+        }
+        if !check_only {
+            for k in held {
+                self.watches.remove(path, k, &session);
+            }
+        }
+        Ok(())
+    }
+
     /// `addWatch`: a persistent or persistent-recursive watch.
     pub fn add_watch(&mut self, session: SessionId, path: &str, kind: WatchKind) -> Result<(), KeeperError> {
         match kind {
@@ -307,6 +350,39 @@ mod tests {
             "B hears of the deletion; A's own watches went with its session"
         );
         assert_eq!(s.watch_count(), 0);
+    }
+
+    #[test]
+    fn ephemerals_descendants_and_watch_removal_as_zookeeper_answers_them() {
+        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::from_tick(1000), 1, 0);
+        s.apply(&txn(1, A, Op::CreateSession { timeout_ms: 2000, password: [0; 16] }));
+        s.apply(&txn(2, B, create("/a", CreateMode::Persistent)));
+        s.apply(&txn(3, A, create("/a/e1", CreateMode::Ephemeral)));
+        s.apply(&txn(4, A, create("/e2", CreateMode::Ephemeral)));
+        s.apply(&txn(5, B, create("/a/p", CreateMode::Persistent)));
+        s.apply(&txn(6, B, create("/a/p/q", CreateMode::Persistent)));
+        assert_eq!(s.ephemerals(A, "/"), Ok(vec!["/a/e1".to_string(), "/e2".to_string()]));
+        assert_eq!(s.ephemerals(A, "/a"), Ok(vec!["/a/e1".to_string()]));
+        assert_eq!(s.ephemerals(B, "/"), Ok(vec![]));
+        assert_eq!(s.descendants("/a"), Ok(3));
+        assert_eq!(s.descendants("/"), Ok(5));
+        assert_eq!(s.descendants("/a/p/q"), Ok(0));
+        assert!(matches!(s.descendants("/nope"), Err(KeeperError::NoNode { .. })));
+
+        s.get_data(A, "/a", true).expect("data watch");
+        s.children(A, "/a", true).expect("child watch");
+        s.add_watch(A, "/a", WatchKind::Persistent).expect("persistent watch");
+        let missing = s.remove_watches(B, "/a", &[WatchKind::Data], false);
+        assert!(matches!(missing, Err(KeeperError::NoWatcher { .. })), "B has none: {missing:?}");
+        assert_eq!(s.remove_watches(A, "/a", &[WatchKind::Child], true), Ok(()));
+        assert_eq!(s.watch_count(), 3, "checking removes nothing");
+        assert_eq!(s.remove_watches(A, "/a", &[WatchKind::Child], false), Ok(()));
+        assert_eq!(s.watch_count(), 2);
+        let any = [WatchKind::Data, WatchKind::Child, WatchKind::Persistent, WatchKind::PersistentRecursive];
+        assert_eq!(s.remove_watches(A, "/a", &any, false), Ok(()));
+        assert_eq!(s.watch_count(), 0);
+        let out = s.apply(&txn(7, B, Op::SetData { path: "/a".into(), data: b"x".to_vec(), version: -1 }));
+        assert!(out.events.is_empty(), "removed watches fire nothing: {:?}", out.events);
     }
 
     #[test]

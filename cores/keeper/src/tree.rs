@@ -269,6 +269,22 @@ impl DataTree {
         Ok((n.children.iter().cloned().collect(), n.stat))
     }
 
+    /// How many nodes lie below `path` (children, their children, ...), the node itself
+    /// not counted (ZooKeeper's getAllChildrenNumber).
+    pub fn descendants(&self, path: &str) -> Result<usize, KeeperError> {
+        path::validate(path)?;
+        let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        let mut count = 0;
+        let mut todo: Vec<String> = n.children.iter().map(|c| path::join(path, c)).collect();
+        while let Some(p) = todo.pop() {
+            count += 1;
+            if let Some(node) = self.nodes.get(&p) {
+                todo.extend(node.children.iter().map(|c| path::join(&p, c)));
+            }
+        }
+        Ok(count)
+    }
+
     /// The ephemeral nodes a session owns, sorted.
     pub fn ephemerals(&self, session: u64) -> Vec<String> {
         self.ephemerals.get(&session).map(|s| s.iter().cloned().collect()).unwrap_or_default()

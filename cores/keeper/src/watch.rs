@@ -115,6 +115,11 @@ impl<W: Ord + Clone> WatchManager<W> {
         self.by_kind.entry((kind, path.to_string())).or_default().insert(watcher);
     }
 
+    /// Whether `watcher` has a watch of `kind` on `path`.
+    pub fn has(&self, path: &str, kind: WatchKind, watcher: &W) -> bool {
+        self.by_kind.get(&(kind, path.to_string())).is_some_and(|set| set.contains(watcher))
+    }
+
     /// Removes one watch; returns whether it existed.
     pub fn remove(&mut self, path: &str, kind: WatchKind, watcher: &W) -> bool {
         let key = (kind, path.to_string());

@@ -13,9 +13,8 @@
 //!
 //! Every request becomes one of the keeper's own requests; nothing here decides a rule.
 //! What the keeper does not do yet is answered with ZooKeeper's UNIMPLEMENTED and the
-//! session goes on: container and TTL nodes, removeWatches / checkWatches, getEphemerals,
-//! getAllChildrenNumber, reconfig, SASL, and ACLs other than `world:anyone` (every znode has
-//! that ACL, and getACL says so). A frame with a corrupt length, over `jute.maxbuffer`, with
+//! session goes on: container and TTL nodes, reconfig, SASL, and ACLs other than
+//! `world:anyone` (every znode has that ACL, and getACL says so). A frame with a corrupt length, over `jute.maxbuffer`, with
 //! an unknown op code or a malformed body closes that connection with a log line naming the
 //! client; the session lives on until it expires, as in ZooKeeper.
 
@@ -35,8 +34,8 @@ use sluice_keeper_core::{CreateMode, ErrorCode, KeeperError, Op, OpResult, Watch
 use sluice_net::tcp::{read_body, read_prefix, read_sized, SizedFrameError, TcpConn, TcpDoor, TcpSecurity};
 use sluice_net::Peer;
 use sluice_proto::keeper::{
-    AddWatch, Close, Connect, Exists, GetChildren, GetData, KeeperPush, KeeperRequest, KeeperResponse, Ping,
-    SetWatches, SyncRequest, Write,
+    AddWatch, Close, Connect, CountDescendants, Exists, GetChildren, GetData, GetEphemerals, KeeperPush,
+    KeeperRequest, KeeperResponse, Ping, RemoveWatches, SetWatches, SyncRequest, Write,
 };
 use sluice_zookeeper_proto::{self as zk, code, op, ConnectRequest, MultiOp, MultiResult, ReadOp, Request};
 use tokio::io::{AsyncWriteExt, WriteHalf};
@@ -758,9 +757,66 @@ impl Conn {
                 });
                 (Kind::Local, Box::pin(async move { (Some(frame), false) }))
             }
-            Request::RemoveWatches { .. } | Request::GetEphemerals(_) | Request::GetAllChildrenNumber(_) => {
-                debug!(op = f.op, "not served yet: UNIMPLEMENTED");
-                local(code::UNIMPLEMENTED)
+            Request::GetEphemerals(prefix) => {
+                let asked = self.ask(KeeperRequest::GetEphemerals(GetEphemerals { prefix }));
+                (
+                    Kind::Read,
+                    Box::pin(async move {
+                        match asked.await {
+                            KeeperResponse::GetEphemerals(Ok(paths)) => done(
+                                Ok(None),
+                                Some(Box::new(move |w| {
+                                    w.strings(&paths);
+                                })),
+                            ),
+                            other => done(Err(error_code(other)), None),
+                        }
+                    }),
+                )
+            }
+            Request::GetAllChildrenNumber(path) => {
+                let asked = self.ask(KeeperRequest::CountDescendants(CountDescendants { path }));
+                (
+                    Kind::Read,
+                    Box::pin(async move {
+                        match asked.await {
+                            KeeperResponse::CountDescendants(Ok(n)) => {
+                                let n = i32::try_from(n).unwrap_or(i32::MAX);
+                                done(
+                                    Ok(None),
+                                    Some(Box::new(move |w| {
+                                        w.int(n);
+                                    })),
+                                )
+                            }
+                            other => done(Err(error_code(other)), None),
+                        }
+                    }),
+                )
+            }
+            Request::RemoveWatches { path, kind, check_only } => {
+                // ZooKeeper's WatcherType: 1 children, 2 data, 3 any.
+                let kinds = match kind {
+                    1 => vec![WatchKind::Child],
+                    2 => vec![WatchKind::Data],
+                    3 => vec![
+                        WatchKind::Data,
+                        WatchKind::Child,
+                        WatchKind::Persistent,
+                        WatchKind::PersistentRecursive,
+                    ],
+                    _ => return local(code::BAD_ARGUMENTS),
+                };
+                let asked = self.ask(KeeperRequest::RemoveWatches(RemoveWatches { path, kinds, check_only }));
+                (
+                    Kind::Read,
+                    Box::pin(async move {
+                        match asked.await {
+                            KeeperResponse::RemoveWatches(Ok(())) => done(Ok(None), None),
+                            other => done(Err(error_code(other)), None),
+                        }
+                    }),
+                )
             }
             Request::Unsupported(o) => {
                 info!(op = o, "an operation the keeper does not offer (reconfig, SASL): UNIMPLEMENTED");
@@ -903,7 +959,10 @@ fn error_of(r: KeeperResponse) -> KeeperError {
         | KeeperResponse::SetWatches(Err(e))
         | KeeperResponse::Close(Err(e))
         | KeeperResponse::Ping(Err(e))
-        | KeeperResponse::Connect(Err(e)) => e,
+        | KeeperResponse::Connect(Err(e))
+        | KeeperResponse::GetEphemerals(Err(e))
+        | KeeperResponse::CountDescendants(Err(e))
+        | KeeperResponse::RemoveWatches(Err(e)) => e,
         other => KeeperError::SystemError { what: format!("unexpected answer {other:?}") },
     }
 }
