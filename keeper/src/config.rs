@@ -9,6 +9,8 @@
 //! | `secureClientPort` | (none: no ZooKeeper door) | TCP port of the ZooKeeper door: ZooKeeper's client protocol over TLS, a client certificate from the cluster CA required; may be the same number as `clientPort` (TCP and UDP ports do not collide); 0 picks a free one |
 //! | `plaintextClientPort` | (none) | TCP port of the ZooKeeper door without TLS (anyone who reaches it is served; a warning at start): ZooKeeper's plain `clientPort`, which here is QUIC |
 //! | `4lw.commands.whitelist` | srvr | the four-letter words the door answers, comma-separated; `*` for all (ZooKeeper's key and default) |
+//! | `znode.container.checkIntervalMs` | 60000 | ms between looks for container nodes left empty and TTL nodes past their TTL, which the server then deletes (ZooKeeper's key) |
+//! | `znode.container.maxPerMinute` | 10000 | at most this many of those deletions a minute |
 //! | `jute.maxbuffer` | 1048575 | bytes: the largest request the door reads (plus 1024 for headers, as ZooKeeper's `jute.maxbuffer.extrasize`); a larger one closes that connection |
 //! | `minSessionTimeout` | 2 × tickTime | ms |
 //! | `maxSessionTimeout` | 20 × tickTime | ms |
@@ -18,7 +20,7 @@
 //! | `tls.ca.file`, `tls.cert.file`, `tls.key.file` | (required) | the cluster CA, this server's certificate and key |
 //! | `metricsProvider.httpPort` | (none: no endpoint) | TCP port of the Prometheus `/metrics` endpoint; 0 picks a free one |
 //! | `metricsProvider.httpHost` | 0.0.0.0 | address of that endpoint |
-//! | `server.N` | (none: standalone) | `host:peerPort` of ensemble member N (1-255); `dataDir/myid` holds this server's N |
+//! | `server.N` | (none: standalone) | `host:peerPort` of ensemble member N (1-254); `dataDir/myid` holds this server's N |
 //! | `initLimit` | 10 | ticks a member may take to install a snapshot from the leader |
 //! | `syncLimit` | 5 | ticks a write waits for a quorum before failing with "no quorum" (never more than the session timeout) |
 //! | `raft.heartbeatMs` | 100 | ms between the leader's heartbeats |
@@ -55,6 +57,8 @@ pub const KEYS: &[&str] = &[
     "plaintextClientPort",
     "4lw.commands.whitelist",
     "jute.maxbuffer",
+    "znode.container.checkIntervalMs",
+    "znode.container.maxPerMinute",
     "minSessionTimeout",
     "maxSessionTimeout",
     "snapCount",
@@ -234,11 +238,17 @@ impl KeeperConfig {
         num("autopurge.purgeInterval", 0, 0)?;
         let mut servers = BTreeMap::new();
         for e in entries.iter().filter(|e| e.key.starts_with("server.")) {
-            let n = e.key["server.".len()..]
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=255).contains(n))
-                .ok_or_else(|| invalid(path, e, "the N of server.N must be a number from 1 to 255"))?;
+            let n =
+                e.key["server.".len()..].parse::<u64>().ok().filter(|n| (1..=254).contains(n)).ok_or_else(
+                    || {
+                        invalid(
+                        path,
+                        e,
+                        "the N of server.N must be a number from 1 to 254 (a session id's top byte is its \
+                         server's id, and 255 there marks a node with a TTL, as in ZooKeeper)",
+                    )
+                    },
+                )?;
             split_host_port(&e.value).map_err(|why| invalid(path, e, &why.to_string()))?;
             // (A repeated key is refused by the properties parser.)
             servers.insert(n, e.value.clone());
@@ -257,7 +267,7 @@ impl KeeperConfig {
             let my_id = text.trim().parse::<u64>().map_err(|_| ConfigError::Ensemble {
                 path: myid_path.clone(),
                 reason: format!(
-                    "holds {:?}; it must hold this server's id, a number from 1 to 255",
+                    "holds {:?}; it must hold this server's id, a number from 1 to 254",
                     text.trim()
                 ),
             })?;
@@ -312,7 +322,14 @@ impl KeeperConfig {
             })
         };
         Ok(KeeperConfig {
-            settings: KeeperSettings { data_dir, sessions, snap_count, snap_retain_count },
+            settings: KeeperSettings {
+                data_dir,
+                sessions,
+                snap_count,
+                snap_retain_count,
+                container_check: Duration::from_millis(num("znode.container.checkIntervalMs", 60_000, 1)?),
+                container_max_per_minute: num("znode.container.maxPerMinute", 10_000, 1)? as usize,
+            },
             listen: SocketAddr::new(ip, port),
             tls,
             metrics,
@@ -405,8 +422,10 @@ metricsProvider.httpPort=7000
             ("server.1=k1\n", "k.cfg:1: server.1=k1: must be host:peerPort"),
             (
                 "server.0=k1:2888\n",
-                "k.cfg:1: server.0=k1:2888: the N of server.N must be a number from 1 to 255",
+                "k.cfg:1: server.0=k1:2888: the N of server.N must be a number from 1 to 254",
             ),
+            ("server.255=k1:2888\n", "255 there marks a node with a TTL"),
+            ("znode.container.checkIntervalMs=0\n", "must be at least 1"),
             ("server.1=k1:2888\n", "/d/myid: cannot read it"),
         ];
         for (text, want) in cases {

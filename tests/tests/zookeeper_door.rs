@@ -342,7 +342,7 @@ impl ApacheZooKeeper {
             &cfg,
             format!(
                 "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n4lw.commands.whitelist=*\n",
+                 admin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n",
                 data.display()
             ),
         )
@@ -350,6 +350,7 @@ impl ApacheZooKeeper {
         let log = std::fs::File::create(dir.join("zookeeper.log")).expect("log");
         let child = Command::new(java)
             .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
+            .arg("-Dznode.container.checkIntervalMs=100")
             .args(["-cp", "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"])
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(&cfg)
@@ -397,12 +398,13 @@ async fn script(addr: &str) -> Vec<String> {
             s.cversion,
             s.data_length,
             s.num_children,
-            if s.ephemeral_owner == 0 {
-                "none"
-            } else if s.ephemeral_owner == me.0 {
-                "me"
-            } else {
-                "other"
+            match s.ephemeral_owner {
+                0 => "none".to_string(),
+                o if o == me.0 => "me".to_string(),
+                // ZooKeeper's encodings of a container and of a node with a TTL.
+                i64::MIN => "container".to_string(),
+                o if o >> 56 == -1 => format!("ttl{}", o & 0xff_ffff_ffff),
+                _ => "other".to_string(),
             }
         )
     };
@@ -558,6 +560,37 @@ async fn script(addr: &str) -> Vec<String> {
     #[allow(deprecated)]
     let removed = watcher.remove().await;
     step!("remove watch", format!("{removed:?}"));
+    // A container goes once it has had a child and has none; a TTL node once idle that long.
+    let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+    step!(
+        "container",
+        match c.create("/diff/box", b"", &container).await {
+            Ok((s, _)) => stat(&s),
+            Err(e) => format!("{e:?}"),
+        }
+    );
+    let ttl =
+        zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()).with_ttl(Duration::from_millis(300));
+    step!(
+        "ttl",
+        match c.create("/diff/ttl", b"", &ttl).await {
+            Ok((s, _)) => stat(&s),
+            Err(e) => format!("{e:?}"),
+        }
+    );
+    step!("container child", format!("{:?}", c.create("/diff/box/x", b"", &persistent).await.map(|_| ())));
+    step!("delete container child", format!("{:?}", c.delete("/diff/box/x", None).await));
+    for gone in ["/diff/box", "/diff/ttl"] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut there = true;
+        while there && std::time::Instant::now() < deadline {
+            there = matches!(c.check_stat(gone).await, Ok(Some(_)));
+            if there {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        step!("reaped", format!("{gone} {}", !there));
+    }
     // A persistent recursive watch sees a subtree's changes, in order.
     let mut watcher = c.watch("/diff", zk::AddWatchMode::PersistentRecursive).await.expect("addWatch");
     other.create("/diff/m/deep", b"", &persistent).await.expect("create deep");
@@ -594,7 +627,12 @@ async fn the_zookeeper_client_crate_sees_the_same_results_errors_and_events_from
     let dir = tempfile::tempdir().expect("tempdir");
     let apache = ApacheZooKeeper::start(dir.path());
     let pki = TestPki::new("zk-diff");
-    let keeper = KeeperProcess::start_with(&pki, dir.path(), 500, "plaintextClientPort=0\n");
+    let keeper = KeeperProcess::start_with(
+        &pki,
+        dir.path(),
+        500,
+        "plaintextClientPort=0\nznode.container.checkIntervalMs=100\n",
+    );
     let door = keeper.zookeeper_plain.clone().expect("plaintextClientPort");
     let theirs = script(&apache.addr).await;
     let ours = script(&door).await;

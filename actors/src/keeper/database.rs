@@ -44,6 +44,11 @@ pub struct KeeperSettings {
     pub snap_count: usize,
     /// `autopurge.snapRetainCount`.
     pub snap_retain_count: usize,
+    /// `znode.container.checkIntervalMs`: how often the server looks for container and TTL
+    /// nodes to delete.
+    pub container_check: Duration,
+    /// `znode.container.maxPerMinute`: at most this many such deletions a minute.
+    pub container_max_per_minute: usize,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, KeeperError>>;
@@ -181,8 +186,10 @@ impl Database {
         };
         let retain = settings.snap_retain_count;
         let tick = Duration::from_millis(u64::from(settings.sessions.tick_ms.max(10)) / 2);
+        let (check, per_minute) = (settings.container_check, settings.container_max_per_minute);
         let addr = Database::create(move |ctx| {
             ctx.run_interval(tick, |db, ctx| db.expire_sessions(ctx));
+            ctx.run_interval(check, move |db, ctx| db.reap(ctx, check, per_minute));
             db
         });
         let writer_addr = addr.clone();
@@ -234,8 +241,10 @@ impl Database {
             metrics: Metrics::new("follower"),
         };
         let tick = Duration::from_millis(u64::from(settings.sessions.tick_ms.max(10)) / 2);
+        let (check, per_minute) = (settings.container_check, settings.container_max_per_minute);
         let addr = Database::create(move |ctx| {
             ctx.run_interval(tick, |db, ctx| db.expire_sessions(ctx));
+            ctx.run_interval(check, move |db, ctx| db.reap(ctx, check, per_minute));
             db
         });
         let to = addr.clone();
@@ -450,6 +459,24 @@ impl Database {
         m.watches.set(self.core.watch_count() as f64);
         m.outstanding.set(self.pending.len() as f64);
         m.last_zxid.set(self.core.state().tree.last_zxid() as f64);
+    }
+
+    /// Deletes the container and TTL nodes that are due (ZooKeeper's `ContainerManager`),
+    /// where this server decides expiry (standalone, or the ensemble's leader with a quorum):
+    /// each with a delete conditional on the version it had, at most `per_minute` a minute.
+    fn reap(&mut self, ctx: &mut Context<Self>, every: Duration, per_minute: usize) {
+        if expiry(self.ensemble.is_some(), self.leading) == Expiry::Report || !self.quorum {
+            return;
+        }
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let budget = (per_minute as u128 * every.as_millis() / 60_000).max(1) as usize;
+        let due = self.core.reapable(wall);
+        if !due.is_empty() {
+            debug!(due = due.len(), budget, "deleting container and TTL nodes");
+        }
+        for (path, version) in due.into_iter().take(budget) {
+            self.submit(ctx, 0, Op::Delete { path, version }, None);
+        }
     }
 
     fn expire_sessions(&mut self, ctx: &mut Context<Self>) {

@@ -32,6 +32,6 @@ pub use error::{ErrorCode, KeeperError};
 pub use server::{Outcome, ServerCore};
 pub use session::{SessionConfig, SessionId, SessionTracker};
 pub use state::{DurableSession, KeeperState};
-pub use tree::{Applied, Change, CreateMode, DataTree, Op, OpResult, Stat, Txn};
+pub use tree::{Applied, Change, CreateMode, DataTree, NodeKind, Op, OpResult, Stat, Txn, MAX_TTL_MS};
 pub use watch::{EventType, WatchEvent, WatchKind, WatchManager, WatchSet};
 pub use writes::{check_not_behind, expiry, Expiry, WriteQueue};

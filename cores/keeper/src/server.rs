@@ -197,6 +197,13 @@ impl ServerCore {
         Ok(owned)
     }
 
+    /// The container and TTL nodes due for deletion at `now_ms`, with their versions
+    /// ([`crate::DataTree::reapable`]); whoever decides expiry deletes them, each with a
+    /// conditional `Delete`.
+    pub fn reapable(&self, now_ms: i64) -> Vec<(String, i32)> {
+        self.state.tree.reapable(now_ms)
+    }
+
     /// ZooKeeper's getAllChildrenNumber: how many nodes lie below `path`.
     pub fn descendants(&self, path: &str) -> Result<usize, KeeperError> {
         self.state.tree.descendants(path)
@@ -383,6 +390,46 @@ mod tests {
         assert_eq!(s.watch_count(), 0);
         let out = s.apply(&txn(7, B, Op::SetData { path: "/a".into(), data: b"x".to_vec(), version: -1 }));
         assert!(out.events.is_empty(), "removed watches fire nothing: {:?}", out.events);
+    }
+
+    #[test]
+    fn containers_go_once_emptied_and_ttl_nodes_once_idle_for_their_ttl() {
+        use crate::tree::{NodeKind, CONTAINER_OWNER, MAX_TTL_MS};
+        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::from_tick(1000), 1, 0);
+        let at = |zxid: i64, time_ms: i64, op: Op| Txn { zxid, time_ms, session: B, op };
+        s.apply(&at(1, 0, create("/c", CreateMode::Container)));
+        s.apply(&at(2, 0, create("/t", CreateMode::PersistentWithTtl { ttl_ms: 1000 })));
+        s.apply(&at(3, 0, create("/tp", CreateMode::PersistentWithTtl { ttl_ms: 1000 })));
+        s.apply(&at(4, 0, create("/tp/kid", CreateMode::Persistent)));
+        assert_eq!(s.state().tree.kind("/c"), Some(NodeKind::of(CONTAINER_OWNER)));
+        assert_eq!(s.state().tree.kind("/t"), Some(NodeKind::Ttl(1000)));
+        let seen = s.exists(A, "/t", false).expect("exists").expect("there");
+        assert_eq!(seen.ephemeral_owner, 0, "clients see 0 for a container or TTL node, as ZooKeeper shows");
+        // A container that never had a child stays; a TTL node stays for its TTL.
+        assert_eq!(s.reapable(1000), vec![]);
+        s.apply(&at(5, 0, create("/c/x", CreateMode::Persistent)));
+        assert_eq!(s.reapable(1000), vec![], "a container with a child stays");
+        s.apply(&at(6, 0, Op::Delete { path: "/c/x".into(), version: -1 }));
+        assert_eq!(s.reapable(1000), vec![("/c".to_string(), 0)]);
+        // A change restarts the TTL; a TTL node with a child stays.
+        s.apply(&at(7, 900, Op::SetData { path: "/t".into(), data: b"x".to_vec(), version: -1 }));
+        assert_eq!(s.reapable(1500), vec![("/c".to_string(), 0)]);
+        assert_eq!(s.reapable(1901), vec![("/c".to_string(), 0), ("/t".to_string(), 1)]);
+        // Children of a container or TTL node are allowed; bad TTLs are refused.
+        for bad in [0, -5, MAX_TTL_MS + 1] {
+            let r = s.apply(&at(8, 0, create("/bad", CreateMode::PersistentWithTtl { ttl_ms: bad })));
+            assert!(matches!(r.result, Err(KeeperError::BadArguments { .. })), "ttl {bad}: {:?}", r.result);
+        }
+        let r = s.apply(&at(9, 0, create("/t/kid-", CreateMode::PersistentSequentialWithTtl { ttl_ms: 5 })));
+        assert!(
+            matches!(r.result, Ok(OpResult::Created { ref path, .. }) if path == "/t/kid-0000000000"),
+            "{:?}",
+            r.result
+        );
+        assert!(
+            s.ephemerals(B, "/").expect("ephemerals").is_empty(),
+            "containers and TTL nodes are no one's"
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub struct Stat {
     pub cversion: i32,
     /// Number of ACL changes (always 0: ACLs are replaced by mTLS principals).
     pub aversion: i32,
-    /// Owning session of an ephemeral node, 0 otherwise.
+    /// Owning session of an ephemeral node; [`CONTAINER_OWNER`] for a container node,
+    /// [`TTL_MARKER`] `|` the TTL for a node with a TTL (ZooKeeper's `EphemeralType`
+    /// encoding); 0 otherwise.
     pub ephemeral_owner: i64,
     /// Bytes of data.
     pub data_length: i32,
@@ -57,6 +59,75 @@ pub enum CreateMode {
     PersistentSequential,
     /// Ephemeral, with a 10-digit counter appended to the name.
     EphemeralSequential,
+    /// Deleted by the server once it has had children and has none left (ZooKeeper's
+    /// container node; see [`DataTree::reapable`]).
+    Container,
+    /// Deleted by the server once it has had no children and no change for `ttl_ms`.
+    PersistentWithTtl {
+        /// The TTL, ms (1 to [`MAX_TTL_MS`]).
+        ttl_ms: i64,
+    },
+    /// [`CreateMode::PersistentWithTtl`] with a counter appended to the name.
+    PersistentSequentialWithTtl {
+        /// The TTL, ms (1 to [`MAX_TTL_MS`]).
+        ttl_ms: i64,
+    },
+}
+
+/// `ephemeral_owner` of a container node (ZooKeeper's `EphemeralType.CONTAINER`).
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+/// The top byte of `ephemeral_owner` that marks a node with a TTL, the TTL in the rest
+/// (ZooKeeper's `EphemeralType.TTL`). Session ids carry their server's id (1 to 254) there.
+pub const TTL_MARKER: i64 = -0x0100_0000_0000_0000; // 0xFF00_0000_0000_0000
+/// The longest TTL the encoding holds, ms (ZooKeeper's `EphemeralType.TTL.maxValue()`).
+pub const MAX_TTL_MS: i64 = 0x00FF_FFFF_FFFF;
+
+impl Stat {
+    /// The stat as clients see it: `ephemeral_owner` is the owning session of an ephemeral
+    /// node and 0 for every other kind, containers and TTL nodes included (ZooKeeper's
+    /// `DataNode.getClientEphemeralOwner`).
+    pub fn for_client(mut self) -> Stat {
+        if NodeKind::of(self.ephemeral_owner).session().is_none() {
+            self.ephemeral_owner = 0;
+        }
+        self
+    }
+}
+
+/// What a node's `ephemeral_owner` says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A plain persistent node.
+    Persistent,
+    /// An ephemeral node of this session.
+    Ephemeral(u64),
+    /// A container node.
+    Container,
+    /// A node with this TTL, ms.
+    Ttl(i64),
+}
+
+impl NodeKind {
+    /// Reads `ephemeral_owner`.
+    pub fn of(ephemeral_owner: i64) -> NodeKind {
+        if ephemeral_owner == 0 {
+            NodeKind::Persistent
+        } else if ephemeral_owner == CONTAINER_OWNER {
+            NodeKind::Container
+        } else if ephemeral_owner & TTL_MARKER == TTL_MARKER {
+            NodeKind::Ttl(ephemeral_owner & MAX_TTL_MS)
+        } else {
+            NodeKind::Ephemeral(ephemeral_owner as u64)
+        }
+    }
+
+    /// The owning session of an ephemeral node.
+    pub fn session(self) -> Option<u64> {
+        match self {
+            NodeKind::Ephemeral(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 impl CreateMode {
@@ -67,7 +138,29 @@ impl CreateMode {
 
     /// Whether a counter is appended to the name.
     pub fn is_sequential(self) -> bool {
-        matches!(self, CreateMode::PersistentSequential | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::PersistentSequential
+                | CreateMode::EphemeralSequential
+                | CreateMode::PersistentSequentialWithTtl { .. }
+        )
+    }
+
+    /// The node's `ephemeral_owner` when `session` creates it.
+    fn owner(self, session: u64) -> Result<i64, KeeperError> {
+        match self {
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential => Ok(session as i64),
+            CreateMode::Container => Ok(CONTAINER_OWNER),
+            CreateMode::PersistentWithTtl { ttl_ms } | CreateMode::PersistentSequentialWithTtl { ttl_ms } => {
+                if !(1..=MAX_TTL_MS).contains(&ttl_ms) {
+                    return Err(KeeperError::BadArguments {
+                        what: format!("a TTL must be from 1 to {MAX_TTL_MS} ms, not {ttl_ms}"),
+                    });
+                }
+                Ok(TTL_MARKER | ttl_ms)
+            }
+            CreateMode::Persistent | CreateMode::PersistentSequential => Ok(0),
+        }
     }
 }
 
@@ -232,8 +325,7 @@ impl DataTree {
     pub fn rebuild_index(&mut self) {
         self.ephemerals.clear();
         for (path, node) in &self.nodes {
-            let owner = node.stat.ephemeral_owner as u64;
-            if owner != 0 {
+            if let Some(owner) = NodeKind::of(node.stat.ephemeral_owner).session() {
                 self.ephemerals.entry(owner).or_default().insert(path.clone());
             }
         }
@@ -249,24 +341,30 @@ impl DataTree {
         self.last_zxid
     }
 
-    /// A node's data and stat.
+    /// A node's data and stat (as clients see it: [`Stat::for_client`]).
     pub fn get(&self, path: &str) -> Result<(&[u8], Stat), KeeperError> {
         path::validate(path)?;
         let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
-        Ok((&n.data, n.stat))
+        Ok((&n.data, n.stat.for_client()))
     }
 
     /// A node's stat, if it exists.
     pub fn exists(&self, path: &str) -> Result<Option<Stat>, KeeperError> {
         path::validate(path)?;
-        Ok(self.nodes.get(path).map(|n| n.stat))
+        Ok(self.nodes.get(path).map(|n| n.stat.for_client()))
     }
 
     /// A node's children (names, sorted) and its stat.
     pub fn children(&self, path: &str) -> Result<(Vec<String>, Stat), KeeperError> {
         path::validate(path)?;
         let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
-        Ok((n.children.iter().cloned().collect(), n.stat))
+        Ok((n.children.iter().cloned().collect(), n.stat.for_client()))
+    }
+
+    /// What kind of node `path` is (a container's or TTL node's `ephemeral_owner` is not
+    /// shown to clients).
+    pub fn kind(&self, path: &str) -> Option<NodeKind> {
+        self.nodes.get(path).map(|n| NodeKind::of(n.stat.ephemeral_owner))
     }
 
     /// How many nodes lie below `path` (children, their children, ...), the node itself
@@ -283,6 +381,27 @@ impl DataTree {
             }
         }
         Ok(count)
+    }
+
+    /// The nodes the server deletes now (ZooKeeper's `ContainerManager`): containers that
+    /// have had children (cversion > 0) and have none left, and nodes with a TTL that have
+    /// no children and whose last change (mtime) is more than their TTL before `now_ms`.
+    /// Each comes with its data version, for a conditional delete: a node changed or given a
+    /// child meanwhile then stays. Sorted by path.
+    pub fn reapable(&self, now_ms: i64) -> Vec<(String, i32)> {
+        let mut out: Vec<(String, i32)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.children.is_empty())
+            .filter(|(_, n)| match NodeKind::of(n.stat.ephemeral_owner) {
+                NodeKind::Container => n.stat.cversion > 0,
+                NodeKind::Ttl(ttl) => now_ms.saturating_sub(n.stat.mtime) > ttl,
+                _ => false,
+            })
+            .map(|(p, n)| (p.clone(), n.stat.version))
+            .collect();
+        out.sort();
+        out
     }
 
     /// The ephemeral nodes a session owns, sorted.
@@ -374,7 +493,7 @@ impl DataTree {
         let parent_path = path::parent(path).unwrap_or("/").to_string();
         let parent =
             self.nodes.get(&parent_path).ok_or_else(|| KeeperError::NoNode { path: parent_path.clone() })?;
-        if parent.stat.ephemeral_owner != 0 {
+        if NodeKind::of(parent.stat.ephemeral_owner).session().is_some() {
             return Err(KeeperError::NoChildrenForEphemerals { path: path.into() });
         }
         let actual = if mode.is_sequential() {
@@ -385,7 +504,7 @@ impl DataTree {
         if self.nodes.contains_key(&actual) {
             return Err(KeeperError::NodeExists { path: actual });
         }
-        let owner = if mode.is_ephemeral() { txn.session } else { 0 };
+        let owner = mode.owner(txn.session)?;
         let stat = Stat {
             czxid: txn.zxid,
             mzxid: txn.zxid,
@@ -395,7 +514,7 @@ impl DataTree {
             version: 0,
             cversion: 0,
             aversion: 0,
-            ephemeral_owner: owner as i64,
+            ephemeral_owner: owner,
             data_length: data.len() as i32,
             num_children: 0,
         };
@@ -408,12 +527,12 @@ impl DataTree {
             parent.stat.num_children = parent.children.len() as i32;
         }
         self.nodes.insert(actual.clone(), Node { data: data.to_vec(), stat, children: BTreeSet::new() });
-        if owner != 0 {
-            self.ephemerals.entry(owner).or_default().insert(actual.clone());
+        if let Some(session) = NodeKind::of(owner).session() {
+            self.ephemerals.entry(session).or_default().insert(actual.clone());
         }
         changes.push(Change::Created(actual.clone()));
         changes.push(Change::ChildrenChanged(parent_path));
-        Ok(OpResult::Created { path: actual, stat })
+        Ok(OpResult::Created { path: actual, stat: stat.for_client() })
     }
 
     fn delete(
@@ -473,7 +592,7 @@ impl DataTree {
         node.stat.mtime = txn.time_ms;
         node.stat.data_length = data.len() as i32;
         changes.push(Change::DataChanged(path.to_string()));
-        Ok(OpResult::DataSet { stat: node.stat })
+        Ok(OpResult::DataSet { stat: node.stat.for_client() })
     }
 
     /// Remembers `path` as it is now, the first time a multi touches it.
@@ -490,8 +609,7 @@ impl DataTree {
                 self.forget_ephemeral(&path, &now);
             }
             if let Some(node) = before {
-                let owner = node.stat.ephemeral_owner as u64;
-                if owner != 0 {
+                if let Some(owner) = NodeKind::of(node.stat.ephemeral_owner).session() {
                     self.ephemerals.entry(owner).or_default().insert(path.clone());
                 }
                 self.nodes.insert(path, node);
@@ -500,8 +618,7 @@ impl DataTree {
     }
 
     fn forget_ephemeral(&mut self, path: &str, node: &Node) {
-        let owner = node.stat.ephemeral_owner as u64;
-        if owner != 0 {
+        if let Some(owner) = NodeKind::of(node.stat.ephemeral_owner).session() {
             if let Some(set) = self.ephemerals.get_mut(&owner) {
                 set.remove(path);
                 if set.is_empty() {

@@ -13,8 +13,8 @@
 //!
 //! Every request becomes one of the keeper's own requests; nothing here decides a rule.
 //! What the keeper does not do yet is answered with ZooKeeper's UNIMPLEMENTED and the
-//! session goes on: container and TTL nodes, reconfig, SASL, and ACLs other than
-//! `world:anyone` (every znode has that ACL, and getACL says so). A frame with a corrupt length, over `jute.maxbuffer`, with
+//! session goes on: reconfig, SASL, and ACLs other than `world:anyone` (every znode has that
+//! ACL, and getACL says so). A frame with a corrupt length, over `jute.maxbuffer`, with
 //! an unknown op code or a malformed body closes that connection with a log line naming the
 //! client; the session lives on until it expires, as in ZooKeeper.
 
@@ -487,9 +487,9 @@ impl Conn {
         };
         match f.request {
             Request::Create(c) => {
-                let Some(mode) = create_mode(c.flags).filter(|_| c.op != op::CREATE_TTL) else {
-                    warn!(flags = c.flags, op = c.op, path = %c.path, "container and TTL nodes are not served yet: UNIMPLEMENTED");
-                    return local(code::UNIMPLEMENTED);
+                let Some(mode) = create_mode(&c) else {
+                    debug!(flags = c.flags, op = c.op, path = %c.path, "create flags that do not fit the op: BAD_ARGUMENTS");
+                    return local(code::BAD_ARGUMENTS);
                 };
                 let asked =
                     self.ask(KeeperRequest::Write(Write(Op::Create { path: c.path, data: c.data, mode })));
@@ -849,11 +849,10 @@ impl Conn {
         let mut keeper_ops = Vec::with_capacity(ops.len());
         for o in ops {
             keeper_ops.push(match o {
-                MultiOp::Create(c) => match create_mode(c.flags).filter(|_| c.op != op::CREATE_TTL) {
+                MultiOp::Create(c) => match create_mode(&c) {
                     Some(mode) => Op::Create { path: c.path, data: c.data, mode },
                     None => {
-                        warn!(flags = c.flags, path = %c.path, "container and TTL nodes are not served yet: UNIMPLEMENTED");
-                        return (Kind::Local, Box::pin(async move { done(Err(code::UNIMPLEMENTED), None) }));
+                        return (Kind::Local, Box::pin(async move { done(Err(code::BAD_ARGUMENTS), None) }))
                     }
                 },
                 MultiOp::Delete { path, version } => Op::Delete { path, version },
@@ -931,15 +930,31 @@ fn finish(
     }
 }
 
-/// ZooKeeper's create flags for the modes the keeper has.
-fn create_mode(flags: i32) -> Option<CreateMode> {
-    match flags {
-        0 => Some(CreateMode::Persistent),
-        1 => Some(CreateMode::Ephemeral),
-        2 => Some(CreateMode::PersistentSequential),
-        3 => Some(CreateMode::EphemeralSequential),
-        _ => None,
-    }
+/// The keeper's create mode for a create request: ZooKeeper's flags (0 persistent, 1
+/// ephemeral, 2 persistent sequential, 3 ephemeral sequential, 4 container, 5 persistent with
+/// a TTL, 6 persistent sequential with a TTL), which must match the op (createContainer for a
+/// container, createTTL for a TTL, as ZooKeeper requires); `None`: BAD_ARGUMENTS.
+fn create_mode(c: &zk::Create) -> Option<CreateMode> {
+    let ttl_ms = c.ttl.unwrap_or(0);
+    let mode = match c.flags {
+        0 => CreateMode::Persistent,
+        1 => CreateMode::Ephemeral,
+        2 => CreateMode::PersistentSequential,
+        3 => CreateMode::EphemeralSequential,
+        4 => CreateMode::Container,
+        5 => CreateMode::PersistentWithTtl { ttl_ms },
+        6 => CreateMode::PersistentSequentialWithTtl { ttl_ms },
+        _ => return None,
+    };
+    let container = matches!(mode, CreateMode::Container);
+    let ttl =
+        matches!(mode, CreateMode::PersistentWithTtl { .. } | CreateMode::PersistentSequentialWithTtl { .. });
+    let fits = match c.op {
+        op::CREATE_CONTAINER => container,
+        op::CREATE_TTL => ttl,
+        _ => !container && !ttl,
+    };
+    fits.then_some(mode)
 }
 
 /// ZooKeeper's code for the error a response carries.
