@@ -200,7 +200,14 @@ fn outbox(tx: mpsc::Sender<Out>, closing: Arc<AtomicBool>) -> Outbox {
             // ZooKeeper closes the connection of an expired session (the client learns of the
             // expiry when it reconnects) and of a server that lost its quorum (the client
             // moves to another server).
-            KeeperPush::SessionExpired | KeeperPush::ReadOnly(true) => Out::Close,
+            KeeperPush::SessionExpired => Out::Close,
+            KeeperPush::ReadOnly(true) => {
+                info!(
+                    "this server has no quorum and the keeper offers no read-only mode: closing the \
+                     ZooKeeper connection so that its client moves to a server with one"
+                );
+                Out::Close
+            }
             KeeperPush::ReadOnly(false) => return true,
         };
         tx.try_send(out).is_ok()
