@@ -535,23 +535,7 @@ impl Conn {
                     }),
                 )
             }
-            Request::Exists { path, watch } => {
-                let asked = self.ask(KeeperRequest::Exists(Exists { path: path.clone(), watch }));
-                (
-                    Kind::Read,
-                    Box::pin(async move {
-                        match asked.await {
-                            KeeperResponse::Exists(Ok(e)) => match e.stat {
-                                Some(stat) => {
-                                    done(Ok(Some(e.zxid)), Some(Box::new(move |w| zk::write_stat(w, &stat))))
-                                }
-                                None => done(Err(code::NO_NODE), None),
-                            },
-                            other => done(Err(error_code(other)), None),
-                        }
-                    }),
-                )
-            }
+            Request::Exists { path, watch } => self.stat(path, watch, done),
             Request::GetData { path, watch } => {
                 let asked = self.ask(KeeperRequest::GetData(GetData { path, watch }));
                 (
@@ -617,21 +601,8 @@ impl Conn {
                     warn!(%path, "an ACL other than world:anyone cannot be kept yet (authorization is not built): UNIMPLEMENTED");
                     return local(code::UNIMPLEMENTED);
                 }
-                let asked = self.ask(KeeperRequest::Exists(Exists { path: path.clone(), watch: false }));
-                (
-                    Kind::Read,
-                    Box::pin(async move {
-                        match asked.await {
-                            KeeperResponse::Exists(Ok(e)) => match e.stat {
-                                Some(stat) => {
-                                    done(Ok(Some(e.zxid)), Some(Box::new(move |w| zk::write_stat(w, &stat))))
-                                }
-                                None => done(Err(code::NO_NODE), None),
-                            },
-                            other => done(Err(error_code(other)), None),
-                        }
-                    }),
-                )
+                // The ACL stays what it is (the same one); the answer is the node's stat.
+                self.stat(path, false, done)
             }
             Request::Sync(path) => {
                 let asked = self.ask(KeeperRequest::Sync(SyncRequest { path: path.clone() }));
@@ -830,6 +801,28 @@ impl Conn {
                 local(code::UNIMPLEMENTED)
             }
         }
+    }
+
+    /// An exists (leaving a watch if asked): the node's stat, or NO_NODE.
+    fn stat<D>(&self, path: String, watch: bool, done: D) -> (Kind, Reply)
+    where
+        D: FnOnce(Result<Option<i64>, i32>, Option<Body>) -> (Option<Vec<u8>>, bool) + Send + 'static,
+    {
+        let asked = self.ask(KeeperRequest::Exists(Exists { path, watch }));
+        (
+            Kind::Read,
+            Box::pin(async move {
+                match asked.await {
+                    KeeperResponse::Exists(Ok(e)) => match e.stat {
+                        Some(stat) => {
+                            done(Ok(Some(e.zxid)), Some(Box::new(move |w| zk::write_stat(w, &stat))))
+                        }
+                        None => done(Err(code::NO_NODE), None),
+                    },
+                    other => done(Err(error_code(other)), None),
+                }
+            }),
+        )
     }
 
     fn write<D>(&self, op: Op, done: D) -> (Kind, Reply)
