@@ -11,6 +11,7 @@
 //! | `4lw.commands.whitelist` | srvr | the four-letter words the door answers, comma-separated; `*` for all (ZooKeeper's key and default) |
 //! | `znode.container.checkIntervalMs` | 60000 | ms between looks for container nodes left empty and TTL nodes past their TTL, which the server then deletes (ZooKeeper's key) |
 //! | `znode.container.maxPerMinute` | 10000 | at most this many of those deletions a minute |
+//! | `maxClientCnxns` | 60 | connections one client address may hold open on the ZooKeeper door; 0: no limit (ZooKeeper's key and default) |
 //! | `jute.maxbuffer` | 1048575 | bytes: the largest request the door reads (plus 1024 for headers, as ZooKeeper's `jute.maxbuffer.extrasize`); a larger one closes that connection |
 //! | `minSessionTimeout` | 2 × tickTime | ms |
 //! | `maxSessionTimeout` | 20 × tickTime | ms |
@@ -57,6 +58,7 @@ pub const KEYS: &[&str] = &[
     "plaintextClientPort",
     "4lw.commands.whitelist",
     "jute.maxbuffer",
+    "maxClientCnxns",
     "znode.container.checkIntervalMs",
     "znode.container.maxPerMinute",
     "minSessionTimeout",
@@ -104,6 +106,8 @@ pub struct ZooKeeperDoor {
     pub four_letter_words: Vec<String>,
     /// `jute.maxbuffer`, bytes.
     pub max_buffer: usize,
+    /// `maxClientCnxns`: connections one client address may hold open (0: no limit).
+    pub max_client_cnxns: usize,
 }
 
 impl ZooKeeperDoor {
@@ -212,6 +216,7 @@ impl KeeperConfig {
             plaintext: door_port("plaintextClientPort")?,
             four_letter_words,
             max_buffer: num("jute.maxbuffer", 0xfffff, 1024)? as usize,
+            max_client_cnxns: num("maxClientCnxns", 60, 0)? as usize,
         };
         let metrics = match get("metricsProvider.httpPort") {
             None => None,

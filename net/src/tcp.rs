@@ -210,6 +210,56 @@ impl AsyncWrite for TcpConn {
     }
 }
 
+/// How many connections each client address may hold open at once (Kafka's
+/// `max.connections.per.ip`, ZooKeeper's `maxClientCnxns`). Shared by a door's listeners.
+#[derive(Debug)]
+pub struct PerIpLimit {
+    limit: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A connection's place under a [`PerIpLimit`], given back when dropped.
+#[derive(Debug)]
+pub struct IpSlot {
+    limits: Arc<PerIpLimit>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIpLimit {
+    /// At most `limit` connections per address.
+    pub fn new(limit: usize) -> Arc<PerIpLimit> {
+        Arc::new(PerIpLimit { limit, open: std::sync::Mutex::new(std::collections::HashMap::new()) })
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A place for one more connection from `ip`, or `None` when it holds `limit` already.
+    pub fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { limits: self.clone(), ip })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Why a size-prefixed frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SizedFrameError {
@@ -293,6 +343,19 @@ pub async fn read_body<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_per_ip_limit_counts_open_connections_per_address() {
+        let limits = PerIpLimit::new(2);
+        let a: std::net::IpAddr = [127, 0, 0, 1].into();
+        let b: std::net::IpAddr = [127, 0, 0, 2].into();
+        let first = limits.take(a).expect("first");
+        let _second = limits.take(a).expect("second");
+        assert!(limits.take(a).is_none(), "a third from the same address");
+        assert!(limits.take(b).is_some(), "another address has its own count");
+        drop(first);
+        assert!(limits.take(a).is_some(), "a closed connection gives its place back");
+    }
 
     #[tokio::test]
     async fn sized_frames_are_read_whole_and_limits_hold() {

@@ -641,3 +641,35 @@ async fn the_zookeeper_client_crate_sees_the_same_results_errors_and_events_from
     }
     assert_eq!(ours.len(), theirs.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_client_cnxns_bounds_the_connections_of_one_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("zk-cnxns");
+    let keeper = KeeperProcess::start_with(&pki, dir.path(), 500, "secureClientPort=0\nmaxClientCnxns=2\n");
+    let addr = keeper.zookeeper_tls.clone().expect("secureClientPort");
+    let files = pki.issue(CertSpec::new("many", Role::Client));
+    let me = || ClientTls::new(TlsIdentity::load(&files).expect("identity"));
+    let mut first = tls(&addr, me()).await.expect("handshake");
+    assert!(session(&mut first).await.is_some(), "first connection");
+    let mut second = tls(&addr, me()).await.expect("handshake");
+    assert!(session(&mut second).await.is_some(), "second connection");
+    let refused = match tls(&addr, me()).await {
+        None => true,
+        Some(mut s) => session(&mut s).await.is_none(),
+    };
+    assert!(refused, "a third connection from the same address was served");
+    let logs = std::fs::read_to_string(&keeper.log).unwrap_or_default();
+    assert!(logs.contains("too many connections from 127.0.0.1 - max is 2"), "{logs}");
+    // One closes: its place is given back.
+    drop(first);
+    let served = sluice_tests::wait_for(Duration::from_secs(10), || async {
+        match tls(&addr, me()).await {
+            Some(mut s) => session(&mut s).await.is_some(),
+            None => false,
+        }
+    })
+    .await;
+    assert!(served, "a new connection after one closed");
+    assert_eq!(get_root(&mut second, 1).await, Some(0), "the second still served");
+}

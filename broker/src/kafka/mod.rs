@@ -15,14 +15,13 @@
 //! and the versions served) or a body that does not decode closes that connection, with a
 //! log line naming the client and the API; every other connection carries on.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use sluice_broker_core::fetch_session::FetchSessions;
-use sluice_net::tcp::{read_sized, SizedFrameError, TcpConn, TcpDoor};
+use sluice_net::tcp::{read_sized, PerIpLimit, SizedFrameError, TcpConn, TcpDoor};
 use sluice_net::Peer;
 use sluice_proto::kafka::{peek, read_head, HeadError};
 use tokio::io::AsyncWriteExt;
@@ -60,7 +59,7 @@ struct Shared {
     listener: &'static str,
     limits: Limits,
     sessions: Arc<Mutex<FetchSessions>>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    per_ip: Arc<PerIpLimit>,
 }
 
 /// A broker's fetch sessions, shared by its Kafka listeners.
@@ -81,7 +80,7 @@ pub fn serve(
         listener: security.name(),
         limits,
         sessions,
-        per_ip: Mutex::new(HashMap::new()),
+        per_ip: PerIpLimit::new(limits.per_ip),
     });
     tokio::spawn(async move {
         loop {
@@ -95,7 +94,7 @@ pub fn serve(
                 }
             };
             let remote = incoming.remote();
-            let Some(slot) = IpSlot::take(&shared, remote.ip()) else {
+            let Some(slot) = shared.per_ip.take(remote.ip()) else {
                 refused(shared.listener, "max.connections.per.ip");
                 warn!(
                     listener = shared.listener,
@@ -126,36 +125,6 @@ pub fn serve(
             });
         }
     })
-}
-
-/// A connection's place in `max.connections.per.ip`, given back when dropped.
-struct IpSlot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl IpSlot {
-    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<IpSlot> {
-        let mut counts = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= shared.limits.per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot { shared: shared.clone(), ip })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// An answer being made: `None` when the request gets none (a produce with `acks=0`); an

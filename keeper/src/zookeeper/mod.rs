@@ -31,7 +31,9 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use sluice_actors::keeper::{ClientRequest, Database, Detach, OpenSession, Outbox, SessionActor};
 use sluice_keeper_core::{CreateMode, ErrorCode, KeeperError, Op, OpResult, WatchKind, WatchSet};
-use sluice_net::tcp::{read_body, read_prefix, read_sized, SizedFrameError, TcpConn, TcpDoor, TcpSecurity};
+use sluice_net::tcp::{
+    read_body, read_prefix, read_sized, PerIpLimit, SizedFrameError, TcpConn, TcpDoor, TcpSecurity,
+};
 use sluice_net::Peer;
 use sluice_proto::keeper::{
     AddWatch, Close, Connect, CountDescendants, Exists, GetChildren, GetData, GetEphemerals, KeeperPush,
@@ -98,6 +100,8 @@ struct Shared {
     conf: Vec<(String, String)>,
     conns: Mutex<BTreeMap<usize, ConnInfo>>,
     totals: Counters,
+    /// `maxClientCnxns` (`None`: no limit).
+    per_ip: Option<Arc<PerIpLimit>>,
 }
 
 impl Shared {
@@ -145,6 +149,7 @@ pub async fn open(
         conf: conf(&door),
         conns: Mutex::new(BTreeMap::new()),
         totals: Counters::default(),
+        per_ip: (settings.max_client_cnxns > 0).then(|| PerIpLimit::new(settings.max_client_cnxns)),
     });
     for (listener, name) in listeners {
         door.tasks.push(tokio::spawn(accept(listener, name, shared.clone())));
@@ -163,9 +168,28 @@ async fn accept(listener: TcpDoor, name: &'static str, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let remote = incoming.remote();
+        let slot = match &shared.per_ip {
+            None => None,
+            Some(limits) => match limits.take(remote.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    metrics::counter!("sluice_zookeeper_connections_refused_total", "listener" => name)
+                        .increment(1);
+                    warn!(
+                        listener = name,
+                        %remote,
+                        "ZooKeeper door: too many connections from {} - max is {} (maxClientCnxns)",
+                        remote.ip(),
+                        limits.limit()
+                    );
+                    continue;
+                }
+            },
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote();
+            let _slot = slot;
             match incoming.handshake(HANDSHAKE_TIMEOUT).await {
                 Ok((peer, conn)) => {
                     let span =
