@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
 use sluice_keeper::config::KeeperConfig;
-use sluice_keeper_core::{CreateMode, Stat};
+use sluice_keeper_core::{CreateMode, Stat, WatchKind};
 use sluice_net::{ClientTls, TlsIdentity};
 
 use crate::credentials::TlsArgs;
@@ -311,6 +311,19 @@ fn take_flag(words: &mut Vec<String>, flag: &str) -> bool {
     }
 }
 
+/// The value after `flag`, taking both out of `words`.
+fn take_value(words: &mut Vec<String>, flag: &str) -> Result<Option<String>> {
+    match words.iter().position(|w| w == flag) {
+        Some(i) if i + 1 < words.len() => {
+            let v = words.remove(i + 1);
+            words.remove(i);
+            Ok(Some(v))
+        }
+        Some(_) => bail!("{flag} takes a value"),
+        None => Ok(None),
+    }
+}
+
 fn take_version(words: &mut Vec<String>) -> Result<i32> {
     match words.iter().position(|w| w == "-v") {
         Some(i) if i + 1 < words.len() => {
@@ -371,13 +384,21 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
         "create" => {
             let e = take_flag(&mut w, "-e");
             let s = take_flag(&mut w, "-s");
+            let c = take_flag(&mut w, "-c");
+            let ttl = take_value(&mut w, "-t")?
+                .map(|t| t.parse::<i64>().map_err(|_| anyhow!("-t takes a TTL in ms, got {t:?}")))
+                .transpose()?;
             let path = w.first().ok_or_else(usage)?.clone();
             let data = w.get(1).cloned().unwrap_or_default();
-            let mode = match (e, s) {
-                (false, false) => CreateMode::Persistent,
-                (true, false) => CreateMode::Ephemeral,
-                (false, true) => CreateMode::PersistentSequential,
-                (true, true) => CreateMode::EphemeralSequential,
+            let mode = match (e, s, c, ttl) {
+                (false, false, false, None) => CreateMode::Persistent,
+                (true, false, false, None) => CreateMode::Ephemeral,
+                (false, true, false, None) => CreateMode::PersistentSequential,
+                (true, true, false, None) => CreateMode::EphemeralSequential,
+                (false, false, true, None) => CreateMode::Container,
+                (false, false, false, Some(ttl_ms)) => CreateMode::PersistentWithTtl { ttl_ms },
+                (false, true, false, Some(ttl_ms)) => CreateMode::PersistentSequentialWithTtl { ttl_ms },
+                _ => bail!("-c and -t go with no other kind: a container or TTL node is persistent"),
             };
             format!("Created {}\n", client.create(&path, data.as_bytes(), mode).await?)
         }
@@ -414,24 +435,54 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
             client.sync(w.first().ok_or_else(usage)?).await?;
             "Sync is OK\n".to_string()
         }
+        "getEphemerals" => {
+            let prefix = w.first().map_or("/", String::as_str);
+            format!("[{}]\n", client.ephemerals(prefix).await?.join(", "))
+        }
+        "getAllChildrenNumber" => {
+            format!("{}\n", client.count_descendants(w.first().ok_or_else(usage)?).await?)
+        }
+        "removewatches" => {
+            let child = take_flag(&mut w, "-c");
+            let data = take_flag(&mut w, "-d");
+            let any = take_flag(&mut w, "-a");
+            let kinds = match (child, data, any) {
+                (true, false, false) => vec![WatchKind::Child],
+                (false, true, false) => vec![WatchKind::Data],
+                (false, false, _) => {
+                    vec![
+                        WatchKind::Data,
+                        WatchKind::Child,
+                        WatchKind::Persistent,
+                        WatchKind::PersistentRecursive,
+                    ]
+                }
+                _ => bail!("usage: {}", usage_of("removewatches")),
+            };
+            client.remove_watches(w.first().ok_or_else(usage)?, &kinds, false).await?;
+            String::new()
+        }
         "help" => HELP.to_string(),
         other => bail!("unknown command {other:?}\n{HELP}"),
     };
     Ok(out)
 }
 
-const HELP: &str = "commands:\n  ls [-R] PATH\n  get PATH\n  stat PATH\n  create [-e] [-s] PATH [DATA]\n  set [-v VERSION] PATH DATA\n  delete [-v VERSION] PATH\n  deleteall PATH\n  sync PATH\n  quit\n";
+const HELP: &str = "commands:\n  ls [-R] PATH\n  get PATH\n  stat PATH\n  create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA]\n  set [-v VERSION] PATH DATA\n  delete [-v VERSION] PATH\n  deleteall PATH\n  sync PATH\n  getEphemerals [PATH]\n  getAllChildrenNumber PATH\n  removewatches PATH [-c|-d|-a]\n  quit\n";
 
 fn usage_of(cmd: &str) -> &'static str {
     match cmd {
         "ls" => "ls [-R] PATH",
         "get" => "get PATH",
         "stat" => "stat PATH",
-        "create" => "create [-e] [-s] PATH [DATA]",
+        "create" => "create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA]",
         "set" => "set [-v VERSION] PATH DATA",
         "delete" => "delete [-v VERSION] PATH",
         "deleteall" => "deleteall PATH",
         "sync" => "sync PATH",
+        "getEphemerals" => "getEphemerals [PATH]",
+        "getAllChildrenNumber" => "getAllChildrenNumber PATH",
+        "removewatches" => "removewatches PATH [-c|-d|-a]",
         _ => "help",
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sluice_client::keeper::{
     KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents,
 };
-use sluice_keeper_core::{CreateMode, ErrorCode, EventType, KeeperError, Op, OpResult};
+use sluice_keeper_core::{CreateMode, ErrorCode, EventType, KeeperError, Op, OpResult, WatchKind};
 use sluice_tests::{http_get, sluice_bin, tls_args, wait_for, KeeperProcess, TestPki};
 
 const P: CreateMode = CreateMode::Persistent;
@@ -614,4 +614,63 @@ async fn an_idle_interactive_shell_keeps_its_session_past_the_timeout() {
     assert!(!vanished, "an idle shell lost its session");
     let _ = shell.kill();
     let _ = shell.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemerals_subtree_sizes_watch_removal_containers_and_ttl_nodes_through_the_sdk_and_shell() {
+    let s = {
+        let pki = TestPki::new("cluster");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keeper =
+            KeeperProcess::start_with(&pki, dir.path(), 500, "znode.container.checkIntervalMs=100\n");
+        Setup { pki, dir, keeper }
+    };
+    let (c, mut events) = client(&s, &format!("{}/app", s.keeper.addr), 5000).await;
+    c.ensure_chroot().await.expect("chroot");
+    c.create("/a", b"", P).await.expect("create");
+    c.create("/a/e", b"", CreateMode::Ephemeral).await.expect("ephemeral");
+    c.create("/a/p", b"", P).await.expect("create");
+    c.create("/a/p/q", b"", P).await.expect("create");
+    // --- paths as the client sees them (chroot stripped); sizes of subtrees
+    assert_eq!(c.ephemerals("/").await.expect("ephemerals"), vec!["/a/e".to_string()]);
+    assert_eq!(c.ephemerals("/a/p").await.expect("ephemerals"), Vec::<String>::new());
+    assert_eq!(c.count_descendants("/a").await.expect("count"), 3);
+    assert_eq!(code(c.count_descendants("/nope").await), ErrorCode::NoNode);
+    // --- a removed watch fires nothing and is not set again after a reconnect
+    c.get_data("/a", true).await.expect("watch");
+    assert_eq!(code(c.remove_watches("/a", &[WatchKind::Child], false).await), ErrorCode::NoWatcher);
+    c.remove_watches("/a", &[WatchKind::Data], true).await.expect("check");
+    c.remove_watches("/a", &[WatchKind::Data], false).await.expect("remove");
+    c.set_data("/a", b"x", -1).await.expect("set");
+    c.get_data("/a/p", true).await.expect("watch");
+    c.set_data("/a/p", b"x", -1).await.expect("set");
+    expect_event(&mut events, EventType::NodeDataChanged, "/a/p").await;
+    // --- a container goes once emptied, a TTL node once idle past its TTL
+    c.create("/box", b"", CreateMode::Container).await.expect("container");
+    c.create("/box/x", b"", P).await.expect("child");
+    c.create("/ttl", b"", CreateMode::PersistentWithTtl { ttl_ms: 200 }).await.expect("ttl");
+    assert_eq!(c.exists("/ttl", false).await.expect("exists").map(|s| s.ephemeral_owner), Some(0));
+    c.delete("/box/x", -1).await.expect("delete child");
+    for gone in ["/box", "/ttl"] {
+        let reaped =
+            wait_for(Duration::from_secs(10), || async { matches!(c.exists(gone, false).await, Ok(None)) })
+                .await;
+        assert!(reaped, "{gone} is still there");
+    }
+    assert!(c.exists("/a", false).await.expect("exists").is_some(), "a plain node stays");
+    // --- the shell's commands for the same
+    let mut sh = shell(&s, 5000, Stdio::piped(), Stdio::piped());
+    let script = b"create -e /sh-e x\ncreate -c /sh-box\ncreate -t 60000 /sh-ttl\ngetEphemerals /\n\
+                   getAllChildrenNumber /app\nremovewatches /sh-box -d\n";
+    sh.stdin.as_mut().expect("stdin").write_all(script).expect("write");
+    drop(sh.stdin.take());
+    let out = sh.wait_with_output().expect("shell");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("[/sh-e]\n"), "getEphemerals:\n{stdout}\n{stderr}");
+    // /app holds a, a/e (c's ephemeral), a/p and a/p/q.
+    assert!(stdout.contains("]\n4\n"), "getAllChildrenNumber /app:\n{stdout}");
+    assert!(
+        stdout.contains("no data watch") || stderr.contains("no data watch"),
+        "removewatches without a watch says so:\n{stdout}\n{stderr}"
+    );
 }

@@ -31,8 +31,8 @@ use tracing::{debug, info, Instrument};
 
 use super::connect_string::ConnectString;
 use super::proto::{
-    AddWatch, Close, Connect, Exists, GetChildren, GetData, KeeperProtocol, KeeperPush, Ping, ServerStatus,
-    SetWatches, Status, SyncRequest, Write,
+    AddWatch, Close, Connect, CountDescendants, Exists, GetChildren, GetData, GetEphemerals, KeeperProtocol,
+    KeeperPush, Ping, RemoveWatches, ServerStatus, SetWatches, Status, SyncRequest, Write,
 };
 
 /// Why a keeper call failed.
@@ -586,6 +586,50 @@ impl KeeperClient {
         let zxid = self.checked(r).await?;
         let kind = if recursive { Held::Recursive } else { Held::Persistent };
         lock(&self.inner.watches).answered(zxid, Some((kind, path)));
+        Ok(())
+    }
+
+    /// This session's ephemeral nodes whose path starts with `prefix` (`/` for all), sorted
+    /// (ZooKeeper's getEphemerals).
+    pub async fn ephemerals(&self, prefix: &str) -> Result<Vec<String>, KeeperClientError> {
+        let r = self.read(GetEphemerals { prefix: self.inner.connect.to_server(prefix) }).await?;
+        let paths = self.checked(r).await?;
+        Ok(paths.iter().filter_map(|p| self.inner.connect.to_client(p)).collect())
+    }
+
+    /// How many nodes lie below `path` (ZooKeeper's getAllChildrenNumber).
+    pub async fn count_descendants(&self, path: &str) -> Result<u64, KeeperClientError> {
+        let r = self.read(CountDescendants { path: self.inner.connect.to_server(path) }).await?;
+        self.checked(r).await
+    }
+
+    /// Removes this session's watches of `kinds` on `path` (with `check_only`, only checks
+    /// that it has one: ZooKeeper's removeWatches / checkWatches); fails with `NoWatcher`
+    /// when it has none. Removed watches are not set again after a reconnect.
+    pub async fn remove_watches(
+        &self,
+        path: &str,
+        kinds: &[WatchKind],
+        check_only: bool,
+    ) -> Result<(), KeeperClientError> {
+        let server_path = self.inner.connect.to_server(path);
+        let request = RemoveWatches { path: server_path.clone(), kinds: kinds.to_vec(), check_only };
+        let r = self.call(request).await?;
+        self.checked(r).await?;
+        if !check_only {
+            let mut held = lock(&self.inner.watches);
+            for kind in kinds {
+                let local: &[Held] = match kind {
+                    WatchKind::Data => &[Held::Data, Held::Exist],
+                    WatchKind::Child => &[Held::Child],
+                    WatchKind::Persistent => &[Held::Persistent],
+                    WatchKind::PersistentRecursive => &[Held::Recursive],
+                };
+                for h in local {
+                    held.of(*h).remove(&server_path);
+                }
+            }
+        }
         Ok(())
     }
 
