@@ -231,16 +231,24 @@ async fn session(s: &mut Stream) -> Option<i64> {
     r.long("sessionId").ok().filter(|id| *id != 0)
 }
 
-/// A getData of `/`: the reply header's error code.
-async fn get_root(s: &mut Stream, xid: i32) -> Option<i32> {
+/// Sends request `op` (its body written by `body`); the reply header's zxid and error code.
+async fn call(s: &mut Stream, xid: i32, op: i32, body: impl FnOnce(&mut Writer)) -> Option<(i64, i32)> {
     let mut w = Writer::framed();
-    w.int(xid).int(sluice_zookeeper_proto::op::GET_DATA).string("/").boolean(false);
+    w.int(xid).int(op);
+    body(&mut w);
     s.write_all(&w.frame()).await.ok()?;
     let answer = frame(s).await?;
     let mut r = Reader::new(&answer);
     (r.int("xid").ok()? == xid).then_some(())?;
-    r.long("zxid").ok()?;
-    r.int("err").ok()
+    Some((r.long("zxid").ok()?, r.int("err").ok()?))
+}
+
+/// A getData of `/`: the reply header's error code.
+async fn get_root(s: &mut Stream, xid: i32) -> Option<i32> {
+    let answer = call(s, xid, sluice_zookeeper_proto::op::GET_DATA, |w| {
+        w.string("/").boolean(false);
+    });
+    answer.await.map(|(_, err)| err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,6 +303,21 @@ async fn four_letter_words_refused_certificates_and_bad_frames_leave_other_clien
     let mut good = tls(&addr, me()).await.expect("handshake");
     assert!(session(&mut good).await.is_some(), "a session through the door");
     assert_eq!(get_root(&mut good, 1).await, Some(0));
+    // The zxid a client keeps for reconnecting covers its own writes, deletes included.
+    use sluice_zookeeper_proto::op;
+    let created = call(&mut good, 2, op::CREATE, |w| {
+        w.string("/z").buffer(b"").int(1).int(31).string("world").string("anyone").int(0);
+    })
+    .await;
+    let (created_at, err) = created.expect("create answered");
+    assert_eq!(err, 0);
+    let deleted = call(&mut good, 3, op::DELETE, |w| {
+        w.string("/z").int(-1);
+    })
+    .await;
+    let (deleted_at, err) = deleted.expect("delete answered");
+    assert_eq!(err, 0);
+    assert!(deleted_at > created_at, "a delete's reply zxid {deleted_at} is after its create's {created_at}");
     let bad_frames: [(&str, Vec<u8>); 3] = [
         ("a negative length", vec![0xff, 0xff, 0xff, 0xf0, 0, 0]),
         ("over jute.maxbuffer", (8192i32).to_be_bytes().to_vec()),

@@ -854,11 +854,12 @@ impl Conn {
         D: FnOnce(Result<Option<i64>, i32>, Option<Body>) -> (Option<Vec<u8>>, bool) + Send + 'static,
     {
         let asked = self.ask(KeeperRequest::Write(Write(op)));
+        let actor = self.actor.clone();
         (
             Kind::Write,
             Box::pin(async move {
                 match asked.await {
-                    KeeperResponse::Write(Ok(_)) => done(Ok(None), None),
+                    KeeperResponse::Write(Ok(_)) => done(Ok(applied_zxid(&actor).await), None),
                     other => done(Err(error_code(other)), None),
                 }
             }),
@@ -885,6 +886,7 @@ impl Conn {
             });
         }
         let asked = self.ask(KeeperRequest::Write(Write(Op::Multi(keeper_ops))));
+        let actor = self.actor.clone();
         (
             Kind::Write,
             Box::pin(async move {
@@ -910,17 +912,31 @@ impl Conn {
                         .collect(),
                     other => return done(Err(error_code(other)), None),
                 };
-                let newest = results
+                let newest = match results
                     .iter()
                     .filter_map(|r| match r {
                         MultiResult::Created { stat, .. } => Some(stat.czxid),
                         MultiResult::DataSet(stat) => Some(stat.mzxid),
                         _ => None,
                     })
-                    .max();
+                    .max()
+                {
+                    Some(z) => Some(z),
+                    None => applied_zxid(&actor).await,
+                };
                 done(Ok(newest), Some(Box::new(move |w| zk::write_multi(w, &results))))
             }),
         )
+    }
+}
+
+/// The zxid the session's server has applied, asked after a write whose result carries no
+/// stat (delete, check, a multi of those): at least the write's own, so a client that
+/// reconnects with it is never served by a server that has not applied the write.
+async fn applied_zxid(actor: &Addr<SessionActor>) -> Option<i64> {
+    match actor.send(ClientRequest(KeeperRequest::Ping(Ping), tracing::Span::none())).await {
+        Ok(KeeperResponse::Ping(Ok(z))) => Some(z),
+        _ => None,
     }
 }
 
