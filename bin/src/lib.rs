@@ -93,6 +93,13 @@ pub enum Command {
     /// partition makes the exit status non-zero. Consumers positioned below the new start
     /// reset by their auto.offset.reset.
     DeleteRecords(records_cmd::DeleteRecordsArgs),
+    /// Print partitions' offsets: kafka-get-offsets.sh.
+    ///
+    /// One `topic:partition:offset` line per partition, sorted: the latest offset (--time -1,
+    /// the default: the end a consumer reads to), the earliest (-2: the log start), or the
+    /// first offset whose record's timestamp is at least --time ms (empty when there is none).
+    /// --topic is an exact name (Kafka's is a regular expression); without it, every topic.
+    GetOffsets(records_cmd::GetOffsetsArgs),
     /// Send each line of stdin as a record: kafka-console-producer.sh.
     ///
     /// With --property parse.key=true a line is KEY<key.separator>VALUE (a tab by default).
@@ -164,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Topics(a) => topics_cmd::run(a),
         Command::ConsumerGroups(a) => groups_cmd::run(a),
         Command::DeleteRecords(a) => records_cmd::run(a),
+        Command::GetOffsets(a) => records_cmd::run_get_offsets(a),
         Command::ConsoleProducer(a) => console::run_producer(a),
         Command::ConsoleConsumer(a) => console::run_consumer(a),
         Command::ProducerPerfTest(a) => producer_perf::run(a),

@@ -1,5 +1,6 @@
-//! `sluice delete-records`: kafka-delete-records.sh — delete the records below an offset in
-//! each partition a JSON file lists, with Kafka's file format and output.
+//! `sluice delete-records` (kafka-delete-records.sh: delete the records below an offset in
+//! each partition a JSON file lists) and `sluice get-offsets` (kafka-get-offsets.sh), with
+//! Kafka's file formats and output.
 //!
 //! The file is Kafka's: `{"partitions": [{"topic": "t", "partition": 0, "offset": 3}],
 //! "version": 1}`; an offset of -1 deletes everything committed (up to the high watermark).
@@ -8,12 +9,12 @@
 //! `partition: t-0<TAB>error: ...` line per partition. Any partition that failed makes the
 //! exit status non-zero.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use sluice_client::broker::{Admin, TopicPartition};
+use sluice_client::broker::{Admin, Consumer, ConsumerConfig, TopicPartition};
 
 use crate::client_args::ClientArgs;
 
@@ -114,6 +115,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn get_offsets_times_are_kafkas() {
+        assert_eq!(parse_time("-1").ok(), Some(OffsetTime::Latest));
+        assert_eq!(parse_time("earliest").ok(), Some(OffsetTime::Earliest));
+        assert_eq!(parse_time("1700000000000").ok(), Some(OffsetTime::At(1_700_000_000_000)));
+        assert!(format!("{:#}", parse_time("-3").expect_err("refused")).contains("not served"));
+        assert!(format!("{:#}", parse_time("soon").expect_err("refused")).contains("time in ms"));
+    }
+
+    #[test]
     fn kafkas_offset_file_is_read_and_mistakes_are_named() {
         let ok = parse_offset_file(
             r#"{"partitions": [{"topic": "t", "partition": 0, "offset": 3}, {"topic": "t", "partition": 1, "offset": -1}], "version": 1}"#,
@@ -130,4 +140,113 @@ mod tests {
             .contains("version 2"));
         assert!(err(r#"{"partitons": []}"#).contains("Kafka's format"));
     }
+}
+
+/// Arguments of `sluice get-offsets`.
+#[derive(Debug, clap::Args)]
+pub struct GetOffsetsArgs {
+    /// The topic (an exact name; Kafka's tool takes a regular expression). Without it, every
+    /// topic.
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
+    /// Only these partitions, comma-separated (e.g. 0,2).
+    #[arg(long, value_name = "P,P,...")]
+    pub partitions: Option<String>,
+    /// Which offset: -1 or latest (the end a consumer reads to), -2 or earliest (the log
+    /// start), or a time in ms since the epoch (the first offset whose record is at least
+    /// that old).
+    #[arg(long, value_name = "TIME", default_value = "-1", allow_hyphen_values = true)]
+    pub time: String,
+    /// Leave out the cluster's internal topics (without --topic).
+    #[arg(long)]
+    pub exclude_internal_topics: bool,
+    /// Where the cluster is and this client's credentials.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// What `--time` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetTime {
+    /// -1.
+    Latest,
+    /// -2.
+    Earliest,
+    /// A time in ms.
+    At(i64),
+}
+
+/// Parses `--time` as Kafka's GetOffsetShell reads it.
+pub fn parse_time(text: &str) -> Result<OffsetTime> {
+    match text {
+        "-1" | "latest" => Ok(OffsetTime::Latest),
+        "-2" | "earliest" => Ok(OffsetTime::Earliest),
+        "-3" | "max-timestamp" => bail!(
+            "--time {text} (the offset of the largest timestamp) is not served; give -1, -2 or a time in ms"
+        ),
+        t => match t.parse::<i64>() {
+            Ok(ms) if ms >= 0 => Ok(OffsetTime::At(ms)),
+            _ => bail!("--time {t:?} is not -1 (latest), -2 (earliest) or a time in ms since the epoch"),
+        },
+    }
+}
+
+/// Runs `sluice get-offsets`: kafka-get-offsets.sh's `topic:partition:offset` lines (the
+/// offset empty when no record is that new), sorted by topic and partition.
+pub fn run_get_offsets(args: GetOffsetsArgs) -> Result<()> {
+    let time = parse_time(&args.time)?;
+    let only: Option<BTreeSet<i32>> = args
+        .partitions
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<i32>()
+                        .with_context(|| format!("--partitions: {p:?} is not a partition number"))
+                })
+                .collect::<Result<BTreeSet<i32>>>()
+        })
+        .transpose()?;
+    let config = args.client.client_config()?;
+    let timeout = config.request_timeout;
+    let rt = crate::client_args::runtime()?;
+    rt.block_on(async {
+        let topics = match &args.topic {
+            Some(t) => vec![t.clone()],
+            None => Admin::new(config.clone())?.list_topics(!args.exclude_internal_topics).await?,
+        };
+        let consumer = Consumer::new(ConsumerConfig::new(config))?;
+        let mut wanted = Vec::new();
+        for t in &topics {
+            let partitions = consumer
+                .partitions_for(t, timeout)
+                .await
+                .with_context(|| format!("topic {t}: is it there? (sluice topics --list)"))?;
+            wanted.extend(
+                partitions
+                    .iter()
+                    .filter(|p| only.as_ref().is_none_or(|o| o.contains(&p.partition)))
+                    .map(|p| TopicPartition::new(t.clone(), p.partition)),
+            );
+        }
+        let found: BTreeMap<TopicPartition, Option<i64>> = match time {
+            OffsetTime::Latest => {
+                consumer.end_offsets(wanted).await?.into_iter().map(|(tp, o)| (tp, Some(o))).collect()
+            }
+            OffsetTime::Earliest => {
+                consumer.beginning_offsets(wanted).await?.into_iter().map(|(tp, o)| (tp, Some(o))).collect()
+            }
+            OffsetTime::At(ms) => consumer
+                .offsets_for_times(wanted.into_iter().map(|tp| (tp, ms)))
+                .await?
+                .into_iter()
+                .map(|(tp, o)| (tp, o.map(|o| o.offset)))
+                .collect(),
+        };
+        for (tp, offset) in found {
+            println!("{}:{}:{}", tp.topic, tp.partition, offset.map(|o| o.to_string()).unwrap_or_default());
+        }
+        Ok(())
+    })
 }

@@ -691,6 +691,21 @@ async fn delete_records_moves_the_log_start_on_every_replica_and_it_survives_a_l
         "reading from the beginning starts at the new start"
     );
     assert_eq!(read.len(), 60);
+    // kafka-get-offsets.sh's lines agree: the log start and the end of each partition.
+    let offsets = |extra: &[&str]| {
+        let out = std::process::Command::new(sluice_tests::sluice_bin())
+            .args(["get-offsets", "--bootstrap-server", &cluster.bootstrap(), "--topic", "trim"])
+            .args(sluice_tests::tls_args(&cluster.client_files()))
+            .args(extra)
+            .output()
+            .expect("run sluice get-offsets");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(offsets(&["--time", "-2"]), "trim:0:40\ntrim:1:0\n");
+    assert_eq!(offsets(&[]), "trim:0:100\ntrim:1:0\n");
+    assert_eq!(offsets(&["--time", "latest", "--partitions", "0"]), "trim:0:100\n");
+    assert_eq!(offsets(&["--time", "4102444800000"]), "trim:0:\ntrim:1:\n", "no record is that new");
 
     // --- the leader dies: the new leader starts where the old one did
     cluster.brokers[0].kill();
