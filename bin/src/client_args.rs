@@ -164,6 +164,15 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
+/// A comma-separated list of whole numbers given to `flag` (partitions, broker ids); an
+/// error names the flag and what each item should be.
+pub fn int_list(flag: &str, what: &str, text: &str) -> anyhow::Result<Vec<i32>> {
+    use anyhow::Context;
+    text.split(',')
+        .map(|item| item.trim().parse::<i32>().with_context(|| format!("{flag}: {item:?} is not {what}")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use sluice_client::broker::ProducerConfig;

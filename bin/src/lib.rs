@@ -7,6 +7,7 @@
 pub mod broker_cmd;
 pub mod certs_cmd;
 pub mod client_args;
+pub mod cluster_cmd;
 pub mod console;
 pub mod consumer_perf;
 pub mod credentials;
@@ -100,6 +101,22 @@ pub enum Command {
     /// first offset whose record's timestamp is at least --time ms (empty when there is none).
     /// --topic is an exact name (Kafka's is a regular expression); without it, every topic.
     GetOffsets(records_cmd::GetOffsetsArgs),
+    /// Move partitions' leadership back to their preferred replica: kafka-leader-election.sh.
+    ///
+    /// --election-type preferred with --topic T --partition P, --all-topic-partitions or
+    /// --path-to-json-file F (Kafka's {"partitions": [{"topic": "t", "partition": 0}]}).
+    /// Prints Kafka's lines: `Successfully completed leader election (PREFERRED) for
+    /// partitions t-0, ...`, `Valid replica already elected for partitions ...` and one
+    /// `Error completing leader election (PREFERRED) for partition: t-0: ...` per failure (the
+    /// exit status is then non-zero). --election-type unclean is refused: the controller
+    /// makes unclean elections itself under unclean.leader.election.enable.
+    LeaderElection(cluster_cmd::LeaderElectionArgs),
+    /// Describe the brokers' log directories: kafka-log-dirs.sh --describe.
+    ///
+    /// Prints `Querying brokers for log directories information`, `Received log directory
+    /// information from brokers 1,2,3` and Kafka's JSON: per broker its log dirs, per dir its
+    /// partitions with their size in bytes.
+    LogDirs(cluster_cmd::LogDirsArgs),
     /// Send each line of stdin as a record: kafka-console-producer.sh.
     ///
     /// With --property parse.key=true a line is KEY<key.separator>VALUE (a tab by default).
@@ -172,6 +189,8 @@ pub fn main() -> ExitCode {
         Command::ConsumerGroups(a) => groups_cmd::run(a),
         Command::DeleteRecords(a) => records_cmd::run(a),
         Command::GetOffsets(a) => records_cmd::run_get_offsets(a),
+        Command::LeaderElection(a) => cluster_cmd::run_leader_election(a),
+        Command::LogDirs(a) => cluster_cmd::run_log_dirs(a),
         Command::ConsoleProducer(a) => console::run_producer(a),
         Command::ConsoleConsumer(a) => console::run_consumer(a),
         Command::ProducerPerfTest(a) => producer_perf::run(a),

@@ -198,16 +198,9 @@ pub fn run_get_offsets(args: GetOffsetsArgs) -> Result<()> {
     let only: Option<BTreeSet<i32>> = args
         .partitions
         .as_deref()
-        .map(|list| {
-            list.split(',')
-                .map(|p| {
-                    p.trim()
-                        .parse::<i32>()
-                        .with_context(|| format!("--partitions: {p:?} is not a partition number"))
-                })
-                .collect::<Result<BTreeSet<i32>>>()
-        })
-        .transpose()?;
+        .map(|list| crate::client_args::int_list("--partitions", "a partition number", list))
+        .transpose()?
+        .map(|ps| ps.into_iter().collect());
     let config = args.client.client_config()?;
     let timeout = config.request_timeout;
     let rt = crate::client_args::runtime()?;

@@ -238,6 +238,32 @@ pub struct DeletedRecords {
     pub result: Result<i64, BrokerError>,
 }
 
+/// Moves partitions' leadership to their preferred replica (the first of their replica
+/// list), as kafka-leader-election.sh's `--election-type preferred`. Any broker takes it and
+/// hands it to the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreferredElection {
+    /// The partitions (topic, partition); `None`: every partition.
+    pub partitions: Option<Vec<(String, i32)>>,
+}
+
+/// Per-partition outcomes of an election, in request order.
+pub type ElectionResults = Vec<(String, i32, Result<(), BrokerError>)>;
+
+/// The log directories of the broker asked, with the partitions each holds
+/// (kafka-log-dirs.sh).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogDirs {}
+
+/// One log directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDirDescription {
+    /// Its path on the broker.
+    pub path: String,
+    /// (topic, partition, bytes on disk), sorted.
+    pub partitions: Vec<(String, i32, u64)>,
+}
+
 /// Looks up offsets by time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListOffsets {
@@ -498,6 +524,8 @@ sluice_net::protocol! {
             describe_groups: DescribeGroups(DescribeGroups) -> Result<Vec<Result<GroupDescription, BrokerError>>, BrokerError>;
             delete_groups: DeleteGroups(DeleteGroups) -> Result<GroupResults, BrokerError>;
             delete_records: DeleteRecords(DeleteRecords) -> Result<Vec<DeletedRecords>, BrokerError>;
+            preferred_election: PreferredElection(PreferredElection) -> Result<ElectionResults, BrokerError>;
+            log_dirs: LogDirs(LogDirs) -> Result<Vec<LogDirDescription>, BrokerError>;
         }
     }
 }

@@ -724,3 +724,69 @@ async fn delete_records_moves_the_log_start_on_every_replica_and_it_survives_a_l
         .await;
     assert_eq!(checkpointed_start(&cluster.brokers[0].log_dir, "trim", 0), Some(40));
 }
+
+/// Runs `sluice <args>` against the cluster; (success, stdout, stderr).
+fn tool(cluster: &BrokerCluster, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(sluice_tests::sluice_bin())
+        .arg(args[0])
+        .args(["--bootstrap-server", &cluster.bootstrap()])
+        .args(sluice_tests::tls_args(&cluster.client_files()))
+        .args(&args[1..])
+        .output()
+        .expect("run sluice");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_moves_leadership_back_as_asked_and_log_dirs_lists_the_partitions() {
+    let mut cluster = start(&format!("{FAST}auto.leader.rebalance.enable=false\n"));
+    let k = keeper(&cluster).await;
+    create(&cluster, "home", &[&[2, 1, 3]], &[]).await;
+    wait_state(&k, "home", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::All)).expect("producer");
+    let mut acked = Vec::new();
+    send_each(&producer, "home", 0..10, &mut acked).await;
+    // --- broker 2 goes and comes back; without the controller's rebalancing, 1 keeps leading
+    cluster.brokers[1].kill();
+    wait_state(&k, "home", 0, Duration::from_secs(20), "a new leader", |s| s.leader > 0 && s.leader != 2)
+        .await;
+    cluster.brokers[1].restart();
+    let s =
+        wait_state(&k, "home", 0, Duration::from_secs(30), "broker 2 in sync", |s| s.isr.contains(&2)).await;
+    assert_ne!(s.leader, 2, "no automatic rebalance here: {s:?}");
+    // --- kafka-leader-election.sh's command and lines
+    let (ok, out, err) = tool(
+        &cluster,
+        &["leader-election", "--election-type", "preferred", "--topic", "home", "--partition", "0"],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(out, "Successfully completed leader election (PREFERRED) for partitions home-0\n");
+    wait_state(&k, "home", 0, Duration::from_secs(20), "broker 2 leading", |s| s.leader == 2).await;
+    let (ok, out, _) =
+        tool(&cluster, &["leader-election", "--election-type", "preferred", "--all-topic-partitions"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Valid replica already elected for partitions") && out.contains("home-0"), "{out}");
+    let (ok, _, err) = tool(
+        &cluster,
+        &["leader-election", "--election-type", "unclean", "--topic", "home", "--partition", "0"],
+    );
+    assert!(!ok && err.contains("unclean.leader.election.enable"), "{err}");
+    // --- kafka-log-dirs.sh: broker 1's directory holds home-0, with its bytes
+    let (ok, out, err) =
+        tool(&cluster, &["log-dirs", "--describe", "--broker-list", "1", "--topic-list", "home"]);
+    assert!(ok, "{out}\n{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("Querying brokers for log directories information"));
+    assert_eq!(lines.next(), Some("Received log directory information from brokers 1"));
+    let json: serde_json::Value = serde_json::from_str(lines.next().expect("json")).expect("Kafka's JSON");
+    let dirs = &json["brokers"][0]["logDirs"];
+    assert_eq!(json["brokers"][0]["broker"], 1);
+    assert_eq!(dirs[0]["logDir"], cluster.brokers[0].log_dir.display().to_string());
+    let home = &dirs[0]["partitions"][0];
+    assert_eq!(home["partition"], "home-0", "{json}");
+    assert!(home["size"].as_u64().is_some_and(|n| n > 0), "{json}");
+}

@@ -316,6 +316,23 @@ impl BrokerHandler for BrokerService {
     ) -> Result<Vec<DeletedRecords>, BrokerError> {
         self.delete_records(peer, req).await
     }
+    async fn preferred_election(
+        &self,
+        _: &Peer,
+        req: PreferredElection,
+    ) -> Result<ElectionResults, BrokerError> {
+        self.elect_leaders(req.partitions).await
+    }
+    async fn log_dirs(&self, _: &Peer, _: LogDirs) -> Result<Vec<LogDirDescription>, BrokerError> {
+        let dirs = self.describe_log_dirs().await?;
+        Ok(dirs
+            .into_iter()
+            .map(|(path, parts)| LogDirDescription {
+                path: path.display().to_string(),
+                partitions: parts.into_iter().map(|(tp, size)| (tp.topic, tp.partition, size)).collect(),
+            })
+            .collect())
+    }
 
     async fn create_topics(&self, peer: &Peer, req: CreateTopics) -> Result<TopicResults, BrokerError> {
         self.create_topics(peer, req).await

@@ -17,9 +17,9 @@ use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
     BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, CreateTopics, DeleteGroups, DeleteRecords,
-    DeleteRecordsPartition, DeleteTopics, DescribeConfigs, DescribeGroups, GroupDescription, GroupOverview,
-    GroupResults, ListGroups, Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, TopicConfigs,
-    TopicMetadata, TopicResults,
+    DeleteRecordsPartition, DeleteTopics, DescribeConfigs, DescribeGroups, ElectionResults, GroupDescription,
+    GroupOverview, GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic,
+    OffsetCommit, OffsetFetch, PreferredElection, TopicConfigs, TopicMetadata, TopicResults,
 };
 use super::TopicPartition;
 
@@ -393,6 +393,39 @@ impl Admin {
                 (tp, r)
             })
             .collect())
+    }
+
+    /// Moves the leadership of `partitions` (`None`: every partition) to their preferred
+    /// replica, through the controller (kafka-leader-election.sh `--election-type
+    /// preferred`). Per partition: done, `ElectionNotNeeded` (it leads already), or why not.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "ElectLeaders", otel.kind = "client"))]
+    pub async fn elect_preferred_leaders(
+        &self,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<ElectionResults, AdminError> {
+        let partitions = partitions.map(|ps| ps.into_iter().map(|tp| (tp.topic, tp.partition)).collect());
+        Ok(self.cluster.call_any(PreferredElection { partitions }, true).await?)
+    }
+
+    /// Every live broker's log directories and the partitions in them (kafka-log-dirs.sh),
+    /// by broker id; `brokers` limits it to those ids.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeLogDirs", otel.kind = "client"))]
+    pub async fn describe_log_dirs(
+        &self,
+        brokers: Option<&[i32]>,
+    ) -> Result<BTreeMap<i32, Vec<LogDirDescription>>, AdminError> {
+        let cluster = self.describe_cluster().await?;
+        let mut out = BTreeMap::new();
+        for b in cluster.brokers.iter().filter(|b| brokers.is_none_or(|ids| ids.contains(&b.id))) {
+            match self.cluster.call(&b.addr(), LogDirs {}).await {
+                Ok(Ok(dirs)) => {
+                    out.insert(b.id, dirs);
+                }
+                Ok(Err(e)) => return Err(ClusterError::Broker(e).into()),
+                Err(e) => return Err(ClusterError::Rpc(e).into()),
+            }
+        }
+        Ok(out)
     }
 
     /// Topics' config overrides (keys not listed take the brokers' defaults).

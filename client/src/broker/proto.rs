@@ -4,10 +4,10 @@
 pub use sluice_proto::broker::{
     BrokerEndpoint, BrokerError, BrokerProtocol, CommitOffset, CommittedOffset, CreateTopics, DeleteGroups,
     DeleteRecords, DeleteRecordsPartition, DeleteTopics, DeletedRecords, DescribeConfigs, DescribeGroups,
-    Fetch, FetchPartition, FetchResponse, FetchedPartition, FindCoordinator, GroupDescription, GroupOverview,
-    GroupResults, Heartbeat, InitProducerId, JoinGroup, JoinResult, LeaveGroup, ListGroups, ListOffsets,
-    ListOffsetsPartition, ListedOffset, MemberDescription, Metadata, MetadataRequest, NewTopic, OffsetCommit,
-    OffsetFetch, PartitionMetadata, Produce, ProduceBatch, ProduceMany, ProduceResponse, ProducerIdAndEpoch,
-    SyncGroup, TopicConfigs, TopicMetadata, TopicResults, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
-    OFFSETS_TOPIC,
+    ElectionResults, Fetch, FetchPartition, FetchResponse, FetchedPartition, FindCoordinator,
+    GroupDescription, GroupOverview, GroupResults, Heartbeat, InitProducerId, JoinGroup, JoinResult,
+    LeaveGroup, ListGroups, ListOffsets, ListOffsetsPartition, ListedOffset, LogDirDescription, LogDirs,
+    MemberDescription, Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, PartitionMetadata,
+    PreferredElection, Produce, ProduceBatch, ProduceMany, ProduceResponse, ProducerIdAndEpoch, SyncGroup,
+    TopicConfigs, TopicMetadata, TopicResults, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, OFFSETS_TOPIC,
 };
