@@ -108,11 +108,26 @@ impl TcpDoor {
     }
 
     /// The next connection. Errors are the listener's own (out of file descriptors, ...):
-    /// the caller backs off and accepts again.
+    /// the caller backs off and accepts again ([`TcpDoor::next`] does).
     pub async fn accept(&self) -> io::Result<Incoming> {
         let (stream, remote) = self.listener.accept().await?;
         let _ = stream.set_nodelay(true);
         Ok(Incoming { stream, remote, security: self.security.clone() })
+    }
+
+    /// The next connection, waiting out the listener's own failures (out of file
+    /// descriptors and the like: logged as `door`'s, then 100 ms before the next try, so a
+    /// failing listener never spins).
+    pub async fn next(&self, door: &str) -> Incoming {
+        loop {
+            match self.accept().await {
+                Ok(i) => return i,
+                Err(e) => {
+                    tracing::warn!(door, error = %e, "accepting a connection failed; trying again in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 }
 

@@ -84,15 +84,7 @@ pub fn serve(
     });
     tokio::spawn(async move {
         loop {
-            let incoming = match door.accept().await {
-                Ok(i) => i,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(listener = shared.listener, error = %e, "Kafka listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let incoming = door.next(shared.listener).await;
             let remote = incoming.remote();
             let Some(slot) = shared.per_ip.take(remote.ip()) else {
                 refused(shared.listener, "max.connections.per.ip");

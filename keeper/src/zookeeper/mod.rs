@@ -159,15 +159,7 @@ pub async fn open(
 
 async fn accept(listener: TcpDoor, name: &'static str, shared: Arc<Shared>) {
     loop {
-        let incoming = match listener.accept().await {
-            Ok(i) => i,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!(listener = name, error = %e, "ZooKeeper door: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let incoming = listener.next(name).await;
         let remote = incoming.remote();
         let slot = match &shared.per_ip {
             None => None,
