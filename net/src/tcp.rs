@@ -115,6 +115,48 @@ impl TcpDoor {
         Ok(Incoming { stream, remote, security: self.security.clone() })
     }
 
+    /// Serves connections until the task running it is dropped: each one accepted
+    /// ([`TcpDoor::next`]), held to `per_ip` (if any), handshaken within `handshake` on its
+    /// own task, then given to `serve`. A connection turned away is reported to `refused`
+    /// (for the door's log line and metrics) and closed; the loop goes on.
+    pub async fn serve<S, Fut, R>(
+        self,
+        door: &'static str,
+        per_ip: Option<Arc<PerIpLimit>>,
+        handshake: Duration,
+        refused: R,
+        serve: S,
+    ) where
+        S: Fn(Peer, TcpConn) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+        R: Fn(SocketAddr, Refused) + Send + Sync + 'static,
+    {
+        let serve = Arc::new(serve);
+        let refused = Arc::new(refused);
+        loop {
+            let incoming = self.next(door).await;
+            let remote = incoming.remote();
+            let slot = match &per_ip {
+                None => None,
+                Some(limits) => match limits.take(remote.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        refused(remote, Refused::PerIp { limit: limits.limit() });
+                        continue;
+                    }
+                },
+            };
+            let (serve, refused) = (serve.clone(), refused.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                match incoming.handshake(handshake).await {
+                    Ok((peer, conn)) => serve(peer, conn).await,
+                    Err(e) => refused(remote, Refused::Handshake(e)),
+                }
+            });
+        }
+    }
+
     /// The next connection, waiting out the listener's own failures (out of file
     /// descriptors and the like: logged as `door`'s, then 100 ms before the next try, so a
     /// failing listener never spins).
@@ -223,6 +265,18 @@ impl AsyncWrite for TcpConn {
             TcpConn::Plain(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
+}
+
+/// Why [`TcpDoor::serve`] turned a connection away.
+#[derive(Debug)]
+pub enum Refused {
+    /// Its address holds the [`PerIpLimit`]'s number of connections already.
+    PerIp {
+        /// The limit.
+        limit: usize,
+    },
+    /// The TLS handshake failed.
+    Handshake(HandshakeError),
 }
 
 /// How many connections each client address may hold open at once (Kafka's

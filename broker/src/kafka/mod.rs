@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use sluice_broker_core::fetch_session::FetchSessions;
-use sluice_net::tcp::{read_sized, PerIpLimit, SizedFrameError, TcpConn, TcpDoor};
+use sluice_net::tcp::{read_sized, PerIpLimit, Refused, SizedFrameError, TcpConn, TcpDoor};
 use sluice_net::Peer;
 use sluice_proto::kafka::{peek, read_head, HeadError};
 use tokio::io::AsyncWriteExt;
@@ -82,41 +82,27 @@ pub fn serve(
         sessions,
         per_ip: PerIpLimit::new(limits.per_ip),
     });
-    tokio::spawn(async move {
-        loop {
-            let incoming = door.next(shared.listener).await;
-            let remote = incoming.remote();
-            let Some(slot) = shared.per_ip.take(remote.ip()) else {
-                refused(shared.listener, "max.connections.per.ip");
-                warn!(
-                    listener = shared.listener,
-                    %remote,
-                    limit = shared.limits.per_ip,
-                    "Kafka listener: connection refused, its address holds max.connections.per.ip connections"
-                );
-                continue;
-            };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                match incoming.handshake(HANDSHAKE_TIMEOUT).await {
-                    Ok((peer, conn)) => {
-                        let span = tracing::info_span!(
-                            "kafka",
-                            listener = shared.listener,
-                            peer = %peer.principal,
-                            %remote,
-                        );
-                        serve_connection(shared, peer, conn).instrument(span).await;
-                    }
-                    Err(e) => {
-                        refused(shared.listener, "handshake");
-                        info!(listener = shared.listener, "Kafka listener: {e}");
-                    }
-                }
-            });
+    let listener = shared.listener;
+    let per_ip = shared.per_ip.clone();
+    let turned_away = move |remote: SocketAddr, why: Refused| match why {
+        Refused::PerIp { limit } => {
+            refused(listener, "max.connections.per.ip");
+            warn!(
+                listener,
+                %remote,
+                limit,
+                "Kafka listener: connection refused, its address holds max.connections.per.ip connections"
+            );
         }
-    })
+        Refused::Handshake(e) => {
+            refused(listener, "handshake");
+            info!(listener, "Kafka listener: {e}");
+        }
+    };
+    tokio::spawn(door.serve(listener, Some(per_ip), HANDSHAKE_TIMEOUT, turned_away, move |peer, conn| {
+        let span = tracing::info_span!("kafka", listener, peer = %peer.principal, remote = %peer.remote);
+        serve_connection(shared.clone(), peer, conn).instrument(span)
+    }))
 }
 
 /// An answer being made: `None` when the request gets none (a produce with `acks=0`); an

@@ -32,7 +32,7 @@ use actix::prelude::*;
 use sluice_actors::keeper::{ClientRequest, Database, Detach, OpenSession, Outbox, SessionActor};
 use sluice_keeper_core::{CreateMode, ErrorCode, KeeperError, Op, OpResult, WatchKind, WatchSet};
 use sluice_net::tcp::{
-    read_body, read_prefix, read_sized, PerIpLimit, SizedFrameError, TcpConn, TcpDoor, TcpSecurity,
+    read_body, read_prefix, read_sized, PerIpLimit, Refused, SizedFrameError, TcpConn, TcpDoor, TcpSecurity,
 };
 use sluice_net::Peer;
 use sluice_proto::keeper::{
@@ -158,44 +158,26 @@ pub async fn open(
 }
 
 async fn accept(listener: TcpDoor, name: &'static str, shared: Arc<Shared>) {
-    loop {
-        let incoming = listener.next(name).await;
-        let remote = incoming.remote();
-        let slot = match &shared.per_ip {
-            None => None,
-            Some(limits) => match limits.take(remote.ip()) {
-                Some(slot) => Some(slot),
-                None => {
-                    metrics::counter!("sluice_zookeeper_connections_refused_total", "listener" => name)
-                        .increment(1);
-                    warn!(
-                        listener = name,
-                        %remote,
-                        "ZooKeeper door: too many connections from {} - max is {} (maxClientCnxns)",
-                        remote.ip(),
-                        limits.limit()
-                    );
-                    continue;
-                }
-            },
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            match incoming.handshake(HANDSHAKE_TIMEOUT).await {
-                Ok((peer, conn)) => {
-                    let span =
-                        tracing::info_span!("zookeeper", listener = name, peer = %peer.principal, %remote);
-                    connection(shared, peer, conn).instrument(span).await;
-                }
-                Err(e) => {
-                    metrics::counter!("sluice_zookeeper_connections_refused_total", "listener" => name)
-                        .increment(1);
-                    info!(listener = name, %remote, "ZooKeeper door: {e}");
-                }
-            }
-        });
-    }
+    let turned_away = move |remote: SocketAddr, why: Refused| {
+        metrics::counter!("sluice_zookeeper_connections_refused_total", "listener" => name).increment(1);
+        match why {
+            Refused::PerIp { limit } => warn!(
+                listener = name,
+                %remote,
+                "ZooKeeper door: too many connections from {} - max is {limit} (maxClientCnxns)",
+                remote.ip(),
+            ),
+            Refused::Handshake(e) => info!(listener = name, %remote, "ZooKeeper door: {e}"),
+        }
+    };
+    let per_ip = shared.per_ip.clone();
+    listener
+        .serve(name, per_ip, HANDSHAKE_TIMEOUT, turned_away, move |peer, conn| {
+            let span =
+                tracing::info_span!("zookeeper", listener = name, peer = %peer.principal, remote = %peer.remote);
+            connection(shared.clone(), peer, conn).instrument(span)
+        })
+        .await
 }
 
 /// What a connection's writer sends.
