@@ -216,6 +216,9 @@ fn keeper_config(dir: &Path, layout: &Layout, i: usize) -> String {
     text
 }
 
+/// The dev cluster's client certificate (a super user of its brokers).
+const DEV_CLIENT: &str = "cli";
+
 /// The broker's config file text.
 fn broker_config(dir: &Path, layout: &Layout, i: usize) -> String {
     let (name, listener, metrics, ssl) = &layout.brokers[i];
@@ -228,6 +231,10 @@ fn broker_config(dir: &Path, layout: &Layout, i: usize) -> String {
         dir.join(name).join("logs").display(),
         layout.connect(),
     );
+    // Authorization is on: the brokers and the client `cli` are super users; a certificate
+    // issued with `sluice certs issue` gets what `sluice acls --add` grants it.
+    let brokers: Vec<String> = layout.brokers.iter().map(|(n, ..)| format!("User:{n}")).collect();
+    let _ = writeln!(text, "super.users={};User:{DEV_CLIENT}", brokers.join(";"));
     text.push_str(&tls_lines(&dir.join("certs"), name));
     text
 }
@@ -377,7 +384,7 @@ fn create(dir: &Path, keepers: usize, brokers: usize) -> Result<Vec<Proc>> {
         .map(|k| k.0.clone())
         .chain(layout.brokers.iter().map(|b| b.0.clone()))
         .collect();
-    sluice_certs::init(&dir.join("certs"), &nodes, &["cli".to_string()], &[], false)
+    sluice_certs::init(&dir.join("certs"), &nodes, &[DEV_CLIENT.to_string()], &[], false)
         .with_context(|| format!("making certificates in {}", dir.join("certs").display()))?;
     let mut procs = Vec::new();
     for (i, (name, ..)) in layout.keepers.iter().enumerate() {
@@ -396,7 +403,7 @@ fn create(dir: &Path, keepers: usize, brokers: usize) -> Result<Vec<Proc>> {
         procs.push(Proc { name: name.clone(), config, pid: None });
     }
     let certs = dir.join("certs");
-    std::fs::write(dir.join("client.properties"), tls_lines(&certs, "cli"))?;
+    std::fs::write(dir.join("client.properties"), tls_lines(&certs, DEV_CLIENT))?;
     std::fs::write(
         dir.join("env.sh"),
         format!(
@@ -593,6 +600,15 @@ fn print_connect(dir: &Path, procs: &[Proc]) -> Result<()> {
             dir.join("librdkafka.properties").display()
         );
     }
+    let _ = writeln!(
+        out,
+        "Authorization is on: the client `{DEV_CLIENT}` above is a super user; any other certificate may do only what an ACL grants it:"
+    );
+    let _ = writeln!(out, "  sluice certs issue --dir {} --client alice", dir.join("certs").display());
+    let _ = writeln!(
+        out,
+        "  sluice acls --add --allow-principal User:alice --consumer --topic demo --group readers"
+    );
     let _ = writeln!(out, "Stop it with: sluice dev down --dir {}", dir.display());
     print!("{out}");
     std::io::stdout().flush()?;

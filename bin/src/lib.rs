@@ -4,6 +4,7 @@
 //! This crate parses arguments, sets up logging and calls into the library crates; it holds
 //! no service logic of its own.
 
+pub mod acls_cmd;
 pub mod broker_cmd;
 pub mod certs_cmd;
 pub mod client_args;
@@ -111,6 +112,21 @@ pub enum Command {
     /// exit status is then non-zero). --election-type unclean is refused: the controller
     /// makes unclean elections itself under unclean.leader.election.enable.
     LeaderElection(cluster_cmd::LeaderElectionArgs),
+    /// Add, remove and list the brokers' ACLs: kafka-acls.sh.
+    ///
+    /// A principal is User:<name>, the name being a certificate's first DNS name (else its
+    /// CN); User:* is everyone. With no ACL on a resource only super.users may use it
+    /// (allow.everyone.if.no.acl.found=false). Examples:
+    ///   sluice acls --add --allow-principal User:alice --consumer --topic t --group g
+    ///   sluice acls --add --allow-principal User:bob --producer --topic logs- --resource-pattern-type PREFIXED
+    ///   sluice acls --add --deny-principal User:bob --operation Write --topic logs-secret
+    ///   sluice acls --list --topic t
+    ///   sluice acls --remove --force --allow-principal User:alice --operation Read --topic t
+    /// Prints Kafka's lines: `Adding ACLs for resource `ResourcePattern(...)`: ` with one
+    /// `(principal=..., host=..., operation=..., permissionType=...)` line per ACL, then
+    /// `Current ACLs for resource ...`. Changing ACLs needs Alter on the cluster, listing
+    /// them Describe (or super.users).
+    Acls(acls_cmd::AclsArgs),
     /// Describe the brokers' log directories: kafka-log-dirs.sh --describe.
     ///
     /// Prints `Querying brokers for log directories information`, `Received log directory
@@ -191,6 +207,7 @@ pub fn main() -> ExitCode {
         Command::GetOffsets(a) => records_cmd::run_get_offsets(a),
         Command::LeaderElection(a) => cluster_cmd::run_leader_election(a),
         Command::LogDirs(a) => cluster_cmd::run_log_dirs(a),
+        Command::Acls(a) => acls_cmd::run(a),
         Command::ConsoleProducer(a) => console::run_producer(a),
         Command::ConsoleConsumer(a) => console::run_consumer(a),
         Command::ProducerPerfTest(a) => producer_perf::run(a),

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, KafkaSecurity};
 use crate::service::{BrokerService, ServiceActors};
+use sluice_actors::broker::acls::{load_into, SharedAcls};
 use sluice_actors::broker::log_manager::LogManager;
 use sluice_actors::broker::membership::{self, Leave, Membership, MembershipContext, SharedController};
 use sluice_actors::broker::partition::PartitionContext;
@@ -35,6 +36,7 @@ use sluice_actors::broker::replica_manager::{
     current, ReplicaManager, ReplicationContext, SharedRouting, StopAll,
 };
 use sluice_actors::broker::{keeper_of, SharedKeeper};
+use sluice_broker_core::acl::PatternType;
 
 /// Why a broker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,14 @@ pub enum RunError {
     /// The transport client could not be built.
     #[error(transparent)]
     Client(#[from] sluice_net::ConnectError),
+    /// The ACLs could not be read from the keeper.
+    #[error("cannot read the ACLs (/kafka-acl*) from the keeper at {connect}: {reason}")]
+    Acls {
+        /// `zookeeper.connect`.
+        connect: String,
+        /// Why.
+        reason: String,
+    },
     /// A Kafka listener could not be opened.
     #[error("the {listener} listener: {reason}")]
     Kafka {
@@ -185,6 +195,16 @@ pub async fn run(
         })
     };
     let first = membership::join(&config, &endpoint, &tls).await?;
+    // The ACLs are in place before the first request is served; the session's AclWatcher
+    // keeps them current from here.
+    let acls = SharedAcls::default();
+    for pattern_type in [PatternType::Literal, PatternType::Prefixed] {
+        let n = load_into(&first.0, &acls, pattern_type).await.map_err(|e| RunError::Acls {
+            connect: config.zookeeper_connect.clone(),
+            reason: e.to_string(),
+        })?;
+        info!(pattern_type = %pattern_type, acls = n, "ACLs loaded");
+    }
     let groups =
         sluice_actors::broker::group_manager::GroupManager::new(config.clone(), routing.clone(), net).start();
     let service = BrokerService::new(
@@ -197,6 +217,7 @@ pub async fn run(
             groups,
             log_manager: log_manager.clone(),
             interbroker: interbroker.clone(),
+            acls: acls.clone(),
         },
         max_frame,
     );
@@ -210,6 +231,7 @@ pub async fn run(
         keeper: keeper.clone(),
         is_controller: is_controller.clone(),
         controller: controller.clone(),
+        acls,
     };
     let net_for_shutdown = ctx.net.clone();
     let membership = Membership::new(ctx, first).start();

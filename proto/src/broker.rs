@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+pub use sluice_broker_core::acl::{self, AclBinding, AclFilter};
 pub use sluice_broker_core::metadata::BrokerEndpoint;
 pub use sluice_broker_core::BrokerError;
 
@@ -254,6 +255,29 @@ pub type ElectionResults = Vec<(String, i32, Result<(), BrokerError>)>;
 /// (kafka-log-dirs.sh).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogDirs {}
+
+/// Adds ACLs (kafka-acls.sh `--add`): each one is added, or says why not. Needs Alter on
+/// the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAcls {
+    /// The ACLs.
+    pub acls: Vec<AclBinding>,
+}
+
+/// The ACLs a filter takes (kafka-acls.sh `--list`). Needs Describe on the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DescribeAcls {
+    /// The filter.
+    pub filter: AclFilter,
+}
+
+/// Removes the ACLs each filter takes (kafka-acls.sh `--remove`); per filter, those removed
+/// or why not. Needs Alter on the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteAcls {
+    /// The filters.
+    pub filters: Vec<AclFilter>,
+}
 
 /// One log directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,6 +550,9 @@ sluice_net::protocol! {
             delete_records: DeleteRecords(DeleteRecords) -> Result<Vec<DeletedRecords>, BrokerError>;
             preferred_election: PreferredElection(PreferredElection) -> Result<ElectionResults, BrokerError>;
             log_dirs: LogDirs(LogDirs) -> Result<Vec<LogDirDescription>, BrokerError>;
+            create_acls: CreateAcls(CreateAcls) -> Result<Vec<Result<(), BrokerError>>, BrokerError>;
+            describe_acls: DescribeAcls(DescribeAcls) -> Result<Vec<AclBinding>, BrokerError>;
+            delete_acls: DeleteAcls(DeleteAcls) -> Result<Vec<Result<Vec<AclBinding>, BrokerError>>, BrokerError>;
         }
     }
 }

@@ -575,6 +575,14 @@ pub struct BrokerProcess {
     child: Option<std::process::Child>,
 }
 
+/// The principals test brokers make super users: the brokers' own certificates
+/// (`broker-<id>`) and the operator clients fixtures use (`admin`: [`BrokerCluster::client_files`];
+/// `fixture`, `observer`, `raw`). Any other client name is an ordinary principal.
+pub fn fixture_super_users() -> Vec<String> {
+    let brokers = (0..=9).map(|id| format!("User:broker-{id}"));
+    brokers.chain(["admin", "fixture", "observer", "raw"].map(|n| format!("User:{n}"))).collect()
+}
+
 /// Writes `<dir>/broker-<id>.properties` for a broker with node certificate `broker-<id>`
 /// (issued by `pki` if missing), a free port, log directory `<dir>/broker-<id>-logs`,
 /// `zookeeper.connect` as given, a 6 s keeper session (unless `extra` sets one), and `extra`
@@ -598,9 +606,17 @@ pub fn broker_config(pki: &TestPki, dir: &Path, id: i32, zookeeper_connect: &str
     } else {
         "listeners=quic://127.0.0.1:0\n"
     };
+    // Authorization is on in every test cluster: the brokers and the fixtures' operator
+    // clients are super users (as a Kafka deployment lists its brokers); other
+    // certificates get only what their test grants. `extra` may bring its own list.
+    let super_users = if extra.lines().any(|l| l.starts_with("super.users=")) {
+        String::new()
+    } else {
+        format!("super.users={}\n", fixture_super_users().join(";"))
+    };
     let text = format!(
         "broker.id={id}\n{listeners}log.dirs={}\nzookeeper.connect={zookeeper_connect}\n\
-         {session}tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
+         {session}{super_users}tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
         log_dir.display(),
         tls.ca.display(),
         tls.cert.display(),

@@ -33,6 +33,7 @@ use sluice_net::{Backoff, ClientTls};
 use sluice_proto::interbroker::InterBrokerProtocol;
 use tracing::{info, warn};
 
+use super::acls::{AclWatcher, SharedAcls};
 use super::controller::{Controller, ControllerSettings, Resign};
 use super::znode_watcher::{StopWatching, WatchRoutes, Watching, ZnodeChanged, ZnodeValue, ZnodeWatcher};
 use super::SharedKeeper;
@@ -83,7 +84,7 @@ pub async fn join(
     let (keeper, events) =
         KeeperClient::connect(&config.zookeeper_connect, tls, opts).await.map_err(keeper_err)?;
     keeper.ensure_chroot().await.map_err(keeper_err)?;
-    for path in znodes::PERSISTENT_PATHS {
+    for path in znodes::PERSISTENT_PATHS.iter().chain(sluice_broker_core::acl::ACL_PATHS) {
         create_if_missing(&keeper, path, &[]).await.map_err(keeper_err)?;
     }
     let cluster_id = cluster_id(&keeper).await.map_err(keeper_err)??;
@@ -166,6 +167,8 @@ pub struct MembershipContext {
     /// The controller actor while this broker is the controller (for controlled shutdown
     /// requests).
     pub controller: SharedController,
+    /// This broker's copy of the ACLs, kept by the session's [`AclWatcher`].
+    pub acls: SharedAcls,
 }
 
 /// The controller actor this broker runs, if it is the controller.
@@ -178,6 +181,8 @@ struct Session {
     routes: WatchRoutes,
     /// The `/controller` watcher.
     watcher: Addr<ZnodeWatcher>,
+    /// The ACL cache's keeper.
+    acl_watcher: Addr<AclWatcher>,
     /// The session's event stream, as added to the actor.
     events: SpawnHandle,
 }
@@ -249,7 +254,8 @@ impl Membership {
         let routes = WatchRoutes::default();
         let me = ctx.address().recipient();
         let (watcher, _) = routes.watch(keeper.clone(), znodes::CONTROLLER, Watching::Node, vec![me]);
-        self.session = Some(Session { keeper, cluster_id, routes, watcher, events });
+        let acl_watcher = AclWatcher::new(keeper.clone(), self.cx.acls.clone(), routes.clone()).start();
+        self.session = Some(Session { keeper, cluster_id, routes, watcher, acl_watcher, events });
     }
 
     /// Lets go of the session in use (its events, its watcher); returns its client.
@@ -258,6 +264,7 @@ impl Membership {
         let session = self.session.take()?;
         ctx.cancel_future(session.events);
         session.watcher.do_send(StopWatching);
+        session.acl_watcher.do_send(StopWatching);
         Some(session.keeper)
     }
 

@@ -12,6 +12,7 @@
 //! | `GroupManager` | [`group_manager`] | which groups this broker coordinates | lag refresh |
 //! | `GroupCoordinator` (one per group) | [`group_coordinator`] | one group's core | join phases, initial rebalance delay, sessions |
 //! | `Membership` | [`membership`] | the keeper session, the registration, the `/controller` election | rejoin backoff, retry of a failed election attempt |
+//! | `AclWatcher` (one per keeper session) | [`acls`] | this broker's copy of the ACLs | — (its znode watchers re-read) |
 //! | `ZnodeWatcher` (one per watched znode) | [`znode_watcher`] | one znode's watch; its subscribers | re-read every 5 s, read retry backoff |
 //!
 //! Helpers that belong to one actor: [`isr`] (the partition leader's conditional ISR
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use sluice_client::keeper::KeeperClient;
 
+pub mod acls;
 pub mod controller;
 pub mod fetcher;
 pub mod group_coordinator;

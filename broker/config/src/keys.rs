@@ -124,6 +124,20 @@ pub const KEYS: &[Key] = &[
         sample: Sample::Set("certs/broker-1.key"),
     },
     Key {
+        name: "super.users",
+        section: "Authorization",
+        meaning: "Principals that may do anything, `User:<name>` separated by `;` (a certificate's principal is User:<first DNS name, else CN>). List the brokers' own certificates here, as in Kafka, or grant them ClusterAction on the cluster.",
+        default: Default::Unset(" (nobody)"),
+        sample: Sample::Example("User:broker-1;User:broker-2;User:broker-3;User:admin"),
+    },
+    Key {
+        name: "allow.everyone.if.no.acl.found",
+        section: "Authorization",
+        meaning: "Whether a resource that no ACL names is open to every principal (Kafka's switch; leave it false and grant with `sluice acls`).",
+        default: Default::Value("false"),
+        sample: Sample::Default,
+    },
+    Key {
         name: "zookeeper.connect",
         section: "Keeper",
         meaning: "The keeper ensemble: host:port[,host:port...][/chroot].",

@@ -9,6 +9,8 @@
 //! | `socket.request.max.bytes` | 104857600 | the largest Kafka request read |
 //! | `connections.max.idle.ms` | 600000 | idle Kafka connections are closed after this |
 //! | `max.connections.per.ip` | 2147483647 | Kafka connections per client address |
+//! | `super.users` | (none) | principals that may do anything, `User:<name>;User:<name>` |
+//! | `allow.everyone.if.no.acl.found` | false | whether a resource no ACL names is open to everyone |
 //! | `broker.rack` | (none) | this broker's rack, for rack-aware replica assignment |
 //! | `zookeeper.connect` | (required) | the keeper ensemble, `host:port[,host:port...][/chroot]` |
 //! | `zookeeper.session.timeout.ms` | 18000 | the broker's keeper session timeout |
@@ -122,6 +124,10 @@ pub struct BrokerConfig {
     pub connections_max_idle: Duration,
     /// `max.connections.per.ip`: Kafka-listener connections one address may hold.
     pub max_connections_per_ip: usize,
+    /// `super.users`: principals (`User:<name>`) that may do anything.
+    pub super_users: Vec<String>,
+    /// `allow.everyone.if.no.acl.found`.
+    pub allow_everyone_if_no_acl_found: bool,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `zookeeper.connect`, as written (checked to be a connect string).
@@ -328,6 +334,11 @@ impl BrokerConfig {
         let connections_max_idle = ms(p.int("connections.max.idle.ms", 1, i64::MAX, MS)?);
         let max_connections_per_ip = p.int("max.connections.per.ip", 1, i32::MAX, "")? as usize;
 
+        let super_users = match p.get("super.users") {
+            None => Vec::new(),
+            Some(e) => super_users(&e.value).map_err(|r| p.invalid(e, r))?,
+        };
+        let allow_everyone_if_no_acl_found = p.boolean("allow.everyone.if.no.acl.found")?;
         let rack = p.get("broker.rack").map(|e| e.value.clone());
 
         let zookeeper_connect = match p.get("zookeeper.connect") {
@@ -451,6 +462,8 @@ impl BrokerConfig {
             socket_request_max_bytes,
             connections_max_idle,
             max_connections_per_ip,
+            super_users,
+            allow_everyone_if_no_acl_found,
             rack,
             zookeeper_connect,
             zookeeper_session_timeout,
@@ -649,6 +662,22 @@ impl BrokerConfig {
             .and_then(|v| parse_bool(v.trim()))
             .unwrap_or(self.unclean_leader_election_enable)
     }
+}
+
+/// `super.users`: `Type:name` principals separated by `;` (Kafka's separator; a name may
+/// hold commas, as certificate names do).
+fn super_users(value: &str) -> Result<Vec<String>, String> {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once(':') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(p.to_string()),
+            _ => Err(format!(
+                "{p:?} is not a principal: write each as User:<name> (the certificate's first DNS name, else its CN), separated by ;"
+            )),
+        })
+        .collect()
 }
 
 /// The entries of a file, with the helpers that turn a bad one into a [`ConfigError`].
@@ -1481,6 +1510,19 @@ mod tests {
             .contains("always requires a client certificate"));
         assert!(parse("listeners=quic://:1,SSL://:2\nssl.client.auth=REQUIRED\n").is_ok());
         assert!(parse("").expect("defaults").kafka_listeners.is_empty(), "no Kafka listener unless listed");
+    }
+
+    #[test]
+    fn super_users_are_semicolon_separated_principals() {
+        let c =
+            parse("super.users=User:broker-1; User:CN=admin,O=x ;\nallow.everyone.if.no.acl.found=true\n")
+                .expect("valid");
+        assert_eq!(c.super_users, ["User:broker-1", "User:CN=admin,O=x"]);
+        assert!(c.allow_everyone_if_no_acl_found);
+        let d = parse("").expect("defaults");
+        assert!(d.super_users.is_empty() && !d.allow_everyone_if_no_acl_found);
+        let e = err("super.users=alice\n");
+        assert!(e.contains("User:<name>") && e.contains("super.users"), "{e}");
     }
 
     #[test]

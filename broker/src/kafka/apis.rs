@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use sluice_broker_core::acl;
 use sluice_broker_core::fetch_session::{Answered, Position, SessionError};
 use sluice_broker_core::metadata::BrokerEndpoint;
 use sluice_broker_core::BrokerError;
@@ -216,6 +217,9 @@ pub(super) fn start(
         Request::OffsetDelete(req) => spawn(call, move |call| offset_delete(call, req)),
         Request::ElectLeaders(req) => spawn(call, move |call| elect_leaders(call, req)),
         Request::DeleteRecords(req) => spawn(call, move |call| delete_records(call, req)),
+        Request::DescribeAcls(req) => spawn(call, move |call| describe_acls(call, req)),
+        Request::CreateAcls(req) => spawn(call, move |call| create_acls(call, req)),
+        Request::DeleteAcls(req) => spawn(call, move |call| delete_acls(call, req)),
         Request::SaslHandshake(_) => spawn(call, |call| async move {
             let mut r = k::SaslHandshakeResponse::default();
             r.error_code = codes::UNSUPPORTED_SASL_MECHANISM;
@@ -264,6 +268,7 @@ fn produce(call: Call, req: k::ProduceRequest) -> Answer {
             } else {
                 match &p.records {
                     Some(records) => Box::pin(call.service.start_produce(
+                        &call.peer,
                         sb::Produce {
                             topic: topic.clone(),
                             partition: p.index,
@@ -371,6 +376,7 @@ async fn fetch(
     let fetched = call
         .service
         .fetch_loop(
+            &call.peer,
             partitions,
             req.max_wait_ms.max(0) as u32,
             req.min_bytes.max(0) as u32,
@@ -1177,10 +1183,12 @@ async fn alter_one(
     validate_only: bool,
 ) -> (i16, Option<StrBytes>) {
     match resource_type {
-        TOPIC_RESOURCE => match call.service.alter_topic_configs(name, change, validate_only).await {
-            Ok(()) => (0, None),
-            Err(e) => (e.code(), Some(s(e.to_string()))),
-        },
+        TOPIC_RESOURCE => {
+            match call.service.alter_topic_configs(&call.peer, name, change, validate_only).await {
+                Ok(()) => (0, None),
+                Err(e) => (e.code(), Some(s(e.to_string()))),
+            }
+        }
         BROKER_RESOURCE => (
             codes::INVALID_REQUEST,
             Some(s(
@@ -1255,7 +1263,10 @@ async fn create_partitions(call: Call, req: k::CreatePartitionsRequest) -> Resul
             .assignments
             .as_ref()
             .map(|list| list.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
-        let result = call.service.create_partitions(&t.name.0, t.count, assignment, req.validate_only).await;
+        let result = call
+            .service
+            .create_partitions(&call.peer, &t.name.0, t.count, assignment, req.validate_only)
+            .await;
         let mut out = k::create_partitions_response::CreatePartitionsTopicResult::default();
         out.name = t.name.clone();
         out.error_code = code(&result);
@@ -1267,7 +1278,7 @@ async fn create_partitions(call: Call, req: k::CreatePartitionsRequest) -> Resul
 
 async fn describe_log_dirs(call: Call, req: k::DescribeLogDirsRequest) -> Result<Option<BytesMut>, String> {
     let mut r = k::DescribeLogDirsResponse::default();
-    let dirs = match call.service.describe_log_dirs().await {
+    let dirs = match call.service.describe_log_dirs(&call.peer).await {
         Ok(d) => d,
         Err(e) => {
             r.error_code = e.code();
@@ -1302,7 +1313,7 @@ async fn offset_delete(call: Call, req: k::OffsetDeleteRequest) -> Result<Option
         .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
         .collect();
     let mut r = k::OffsetDeleteResponse::default();
-    let outcomes = match call.service.delete_offsets(&req.group_id.0, partitions.clone()).await {
+    let outcomes = match call.service.delete_offsets(&call.peer, &req.group_id.0, partitions.clone()).await {
         Ok(o) => o,
         Err(e) => {
             r.error_code = e.code();
@@ -1369,7 +1380,7 @@ async fn elect_leaders(call: Call, req: k::ElectLeadersRequest) -> Result<Option
         };
         Ok(partitions.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Err(why.clone()))).collect())
     } else {
-        call.service.elect_leaders(partitions).await
+        call.service.elect_leaders(&call.peer, partitions).await
     };
     let outcomes = match outcomes {
         Ok(o) => o,
@@ -1386,6 +1397,191 @@ async fn elect_leaders(call: Call, req: k::ElectLeadersRequest) -> Result<Option
         p.error_code = code(&outcome);
         p.error_message = message(&outcome);
         place(&mut r.replica_election_results, &topic, p);
+    }
+    call.answer(&r)
+}
+
+/// A filter of DescribeAcls or DeleteAcls, from Kafka's codes (ANY is 1 for every enum;
+/// pattern MATCH is 2). An unknown code is refused naming it.
+fn acl_filter(
+    resource_type: i8,
+    name: Option<&StrBytes>,
+    pattern_type: i8,
+    principal: Option<&StrBytes>,
+    host: Option<&StrBytes>,
+    operation: i8,
+    permission: i8,
+) -> Result<acl::AclFilter, BrokerError> {
+    fn any_or<T>(code: i8, what: &str, parse: fn(i8) -> Option<T>) -> Result<Option<T>, BrokerError> {
+        match code {
+            1 => Ok(None),
+            c => parse(c)
+                .map(Some)
+                .ok_or_else(|| BrokerError::InvalidRequest { reason: format!("unknown {what} code {c}") }),
+        }
+    }
+    let bad =
+        |what: &str, code: i8| BrokerError::InvalidRequest { reason: format!("unknown {what} code {code}") };
+    Ok(acl::AclFilter {
+        resource_type: any_or(resource_type, "resource type", acl::ResourceType::from_code)?,
+        name: name.map(|n| n.to_string()),
+        pattern: acl::PatternFilter::from_code(pattern_type)
+            .ok_or_else(|| bad("pattern type", pattern_type))?,
+        principal: principal.map(|p| p.to_string()),
+        host: host.map(|h| h.to_string()),
+        operation: any_or(operation, "operation", acl::Operation::from_code)?,
+        permission: any_or(permission, "permission type", acl::Permission::from_code)?,
+    })
+}
+
+fn acl_binding(c: &k::create_acls_request::AclCreation) -> Result<acl::AclBinding, BrokerError> {
+    let bad = |what: &str, code: i8| BrokerError::InvalidRequest {
+        reason: format!("{what} code {code} cannot be in an ACL (ANY, MATCH and UNKNOWN are for filters)"),
+    };
+    Ok(acl::AclBinding {
+        pattern: acl::ResourcePattern {
+            resource_type: acl::ResourceType::from_code(c.resource_type)
+                .ok_or_else(|| bad("resource type", c.resource_type))?,
+            name: c.resource_name.to_string(),
+            pattern_type: acl::PatternType::from_code(c.resource_pattern_type)
+                .ok_or_else(|| bad("pattern type", c.resource_pattern_type))?,
+        },
+        entry: acl::AccessEntry {
+            principal: c.principal.to_string(),
+            host: c.host.to_string(),
+            operation: acl::Operation::from_code(c.operation).ok_or_else(|| bad("operation", c.operation))?,
+            permission: acl::Permission::from_code(c.permission_type)
+                .ok_or_else(|| bad("permission type", c.permission_type))?,
+        },
+    })
+}
+
+async fn describe_acls(call: Call, req: k::DescribeAclsRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::DescribeAclsResponse::default();
+    let filter = acl_filter(
+        req.resource_type_filter,
+        req.resource_name_filter.as_ref(),
+        req.pattern_type_filter,
+        req.principal_filter.as_ref(),
+        req.host_filter.as_ref(),
+        req.operation,
+        req.permission_type,
+    );
+    match filter.and_then(|f| call.service.describe_acls(&call.peer, &f)) {
+        Err(e) => {
+            r.error_code = e.code();
+            r.error_message = Some(s(e.to_string()));
+        }
+        Ok(bindings) => {
+            for b in bindings {
+                let mut d = k::describe_acls_response::AclDescription::default();
+                d.principal = s(b.entry.principal);
+                d.host = s(b.entry.host);
+                d.operation = b.entry.operation.code();
+                d.permission_type = b.entry.permission.code();
+                let p = &b.pattern;
+                let same = |res: &k::describe_acls_response::DescribeAclsResource| {
+                    res.resource_type == p.resource_type.code()
+                        && *res.resource_name == *p.name
+                        && res.pattern_type == p.pattern_type.code()
+                };
+                match r.resources.iter_mut().find(|res| same(res)) {
+                    Some(res) => res.acls.push(d),
+                    None => {
+                        let mut res = k::describe_acls_response::DescribeAclsResource::default();
+                        res.resource_type = p.resource_type.code();
+                        res.resource_name = s(p.name.clone());
+                        res.pattern_type = p.pattern_type.code();
+                        res.acls.push(d);
+                        r.resources.push(res);
+                    }
+                }
+            }
+        }
+    }
+    call.answer(&r)
+}
+
+async fn create_acls(call: Call, req: k::CreateAclsRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::CreateAclsResponse::default();
+    let parsed: Vec<Result<acl::AclBinding, BrokerError>> = req.creations.iter().map(acl_binding).collect();
+    let valid: Vec<acl::AclBinding> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let mut done = match call.service.create_acls(&call.peer, valid).await {
+        Ok(results) => results.into_iter(),
+        Err(e) => {
+            for _ in &req.creations {
+                let mut c = k::create_acls_response::AclCreationResult::default();
+                c.error_code = e.code();
+                c.error_message = Some(s(e.to_string()));
+                r.results.push(c);
+            }
+            return call.answer(&r);
+        }
+    };
+    for p in parsed {
+        let outcome = match p {
+            Err(e) => Err(e),
+            Ok(_) => done.next().unwrap_or(Ok(())),
+        };
+        let mut c = k::create_acls_response::AclCreationResult::default();
+        c.error_code = code(&outcome);
+        c.error_message = message(&outcome);
+        r.results.push(c);
+    }
+    call.answer(&r)
+}
+
+async fn delete_acls(call: Call, req: k::DeleteAclsRequest) -> Result<Option<BytesMut>, String> {
+    let mut r = k::DeleteAclsResponse::default();
+    let parsed: Vec<Result<acl::AclFilter, BrokerError>> = req
+        .filters
+        .iter()
+        .map(|f| {
+            acl_filter(
+                f.resource_type_filter,
+                f.resource_name_filter.as_ref(),
+                f.pattern_type_filter,
+                f.principal_filter.as_ref(),
+                f.host_filter.as_ref(),
+                f.operation,
+                f.permission_type,
+            )
+        })
+        .collect();
+    let valid: Vec<acl::AclFilter> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let outcomes = call.service.delete_acls(&call.peer, valid).await;
+    let mut done = match outcomes {
+        Ok(list) => list.into_iter(),
+        Err(e) => {
+            for _ in &req.filters {
+                let mut f = k::delete_acls_response::DeleteAclsFilterResult::default();
+                f.error_code = e.code();
+                f.error_message = Some(s(e.to_string()));
+                r.filter_results.push(f);
+            }
+            return call.answer(&r);
+        }
+    };
+    for p in parsed {
+        let outcome = match p {
+            Err(e) => Err(e),
+            Ok(_) => done.next().unwrap_or(Ok(Vec::new())),
+        };
+        let mut f = k::delete_acls_response::DeleteAclsFilterResult::default();
+        f.error_code = code(&outcome);
+        f.error_message = message(&outcome);
+        for b in outcome.unwrap_or_default() {
+            let mut m = k::delete_acls_response::DeleteAclsMatchingAcl::default();
+            m.resource_type = b.pattern.resource_type.code();
+            m.resource_name = s(b.pattern.name);
+            m.pattern_type = b.pattern.pattern_type.code();
+            m.principal = s(b.entry.principal);
+            m.host = s(b.entry.host);
+            m.operation = b.entry.operation.code();
+            m.permission_type = b.entry.permission.code();
+            f.matching_acls.push(m);
+        }
+        r.filter_results.push(f);
     }
     call.answer(&r)
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sluice_actors::broker::replica_manager::{current, Apply};
+use sluice_broker_core::acl::{Operation, ResourceType};
 use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate};
 use sluice_broker_core::{assignment, topic, znodes, BrokerError};
 use sluice_client::keeper::{KeeperClient, KeeperClientError};
@@ -109,7 +110,10 @@ impl BrokerService {
                 .collect(),
         }
     }
-    pub(crate) async fn metadata(&self, _: &Peer, req: MetadataRequest) -> Result<Metadata, BrokerError> {
+    /// Metadata of the topics asked for (all: those the caller may Describe). A topic asked
+    /// for by name that the caller may not Describe answers TOPIC_AUTHORIZATION_FAILED; an
+    /// unknown one is created only if the caller may Create it.
+    pub(crate) async fn metadata(&self, peer: &Peer, req: MetadataRequest) -> Result<Metadata, BrokerError> {
         let routing = current(&self.inner.routing);
         let Some(update) = routing.update.clone() else {
             return Ok(Metadata {
@@ -121,10 +125,19 @@ impl BrokerService {
         };
         let names: Vec<String> = match &req.topics {
             Some(names) => names.clone(),
-            None => update.topics.keys().cloned().collect(),
+            None => update
+                .topics
+                .keys()
+                .filter(|t| self.allowed(peer, Operation::Describe, ResourceType::Topic, t))
+                .cloned()
+                .collect(),
         };
         let mut topics = Vec::new();
         for name in names {
+            if let Err(e) = self.check_topic(peer, Operation::Describe, &name) {
+                topics.push(TopicMetadata { name, error: Some(e), internal: false, partitions: vec![] });
+                continue;
+            }
             if let Some(t) = update.topics.get(&name) {
                 topics.push(Self::partition_metadata(&update, t));
                 continue;
@@ -132,7 +145,10 @@ impl BrokerService {
             let unknown = BrokerError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 };
             let error = if update.deleting.contains(&name) {
                 unknown
-            } else if req.allow_auto_create && self.inner.config.auto_create_topics_enable {
+            } else if req.allow_auto_create
+                && self.inner.config.auto_create_topics_enable
+                && self.check_create_topic(peer, &name).is_ok()
+            {
                 let new = NewTopic {
                     name: name.clone(),
                     partitions: None,
@@ -162,13 +178,17 @@ impl BrokerService {
     }
     pub(crate) async fn create_topics(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: CreateTopics,
     ) -> Result<TopicResults, BrokerError> {
         let keeper = self.keeper()?;
         let routing = current(&self.inner.routing);
         let mut out = Vec::new();
         for t in &req.topics {
+            if let Err(e) = self.check_create_topic(peer, &t.name) {
+                out.push((t.name.clone(), Err(e)));
+                continue;
+            }
             if t.name == OFFSETS_TOPIC {
                 let reason = format!("{OFFSETS_TOPIC} is an internal topic; the cluster creates it itself");
                 out.push((t.name.clone(), Err(BrokerError::InvalidRequest { reason })));
@@ -181,7 +201,7 @@ impl BrokerService {
     }
     pub(crate) async fn delete_topics(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: DeleteTopics,
     ) -> Result<TopicResults, BrokerError> {
         if !self.inner.config.delete_topic_enable {
@@ -192,6 +212,7 @@ impl BrokerService {
         for name in req.topics {
             let r = async {
                 topic::validate_name(&name)?;
+                self.check_topic(peer, Operation::Delete, &name)?;
                 if topic::is_internal(&name) {
                     return Err(BrokerError::InvalidRequest {
                         reason: format!("{name} is an internal topic"),
@@ -215,12 +236,16 @@ impl BrokerService {
     }
     pub(crate) async fn describe_configs(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: DescribeConfigs,
     ) -> Result<TopicConfigs, BrokerError> {
         let keeper = self.keeper()?;
         let mut out = Vec::new();
         for name in req.topics {
+            if let Err(e) = self.check_topic(peer, Operation::DescribeConfigs, &name) {
+                out.push((name, Err(e)));
+                continue;
+            }
             let r = match keeper.get_data(&znodes::config_path(&name), false).await {
                 Ok((data, _)) => znodes::decode_topic_config(&name, &data)
                     .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() }),
@@ -282,8 +307,10 @@ impl BrokerService {
     /// names).
     pub(crate) async fn elect_leaders(
         &self,
+        peer: &Peer,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        self.check_cluster(peer, Operation::Alter)?;
         let routing = current(&self.inner.routing);
         let partitions = match partitions {
             Some(p) => p,
@@ -342,10 +369,12 @@ impl BrokerService {
     /// announced so the controller passes it to every broker, whose logs take it.
     pub(crate) async fn alter_topic_configs(
         &self,
+        peer: &Peer,
         name: &str,
         change: Result<BTreeMap<String, String>, Vec<topic::ConfigOp>>,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        self.check_topic(peer, Operation::AlterConfigs, name)?;
         let keeper = self.keeper()?;
         let unknown = || BrokerError::UnknownTopicOrPartition { topic: name.to_string(), partition: -1 };
         for _attempt in 0..5 {
@@ -404,11 +433,13 @@ impl BrokerService {
     /// over the live brokers with the topic's replication factor.
     pub(crate) async fn create_partitions(
         &self,
+        peer: &Peer,
         name: &str,
         count: i32,
         assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        self.check_topic(peer, Operation::Alter, name)?;
         let keeper = self.keeper()?;
         if topic::is_internal(name) {
             return Err(BrokerError::InvalidRequest {

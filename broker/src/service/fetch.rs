@@ -11,6 +11,7 @@ use sluice_actors::broker::partition::{
     DeleteRecords as PartitionDeleteRecords, EpochEndOffset, FollowerFetch, ListOffset, Offsets, Read,
 };
 use sluice_actors::broker::replica_manager::current;
+use sluice_broker_core::acl::{Operation, ResourceType, CLUSTER_NAME};
 use sluice_broker_core::fetch::{answer_now, FetchBudget, PartitionRead};
 use sluice_broker_core::BrokerError;
 use sluice_net::Peer;
@@ -31,6 +32,7 @@ impl BrokerService {
     /// partition comes with the follower's leader epoch (`None` for a consumer).
     pub(crate) async fn fetch_loop(
         &self,
+        peer: &Peer,
         wanted: Vec<(FetchPartition, Option<i32>)>,
         max_wait_ms: u32,
         min_bytes: u32,
@@ -42,6 +44,15 @@ impl BrokerService {
         // it has not moved, a later pass of the long poll answers the same without asking
         // its actor again (a wake-up for one partition does not cost a read of every other).
         let mut idle: Vec<Option<(Offsets, FetchedPartition)>> = vec![None; wanted.len()];
+        // A consumer needs Read on each topic (a follower's ClusterAction was checked by its
+        // handler); a refused partition answers at once with its error.
+        let refused: Vec<Option<BrokerError>> = wanted
+            .iter()
+            .map(|(p, _)| match replica {
+                Some(_) => None,
+                None => self.check_topic(peer, Operation::Read, &p.topic).err(),
+            })
+            .collect();
         loop {
             let routing = current(&self.inner.routing);
             let mut out = Vec::with_capacity(wanted.len());
@@ -58,6 +69,12 @@ impl BrokerService {
                     records: Bytes::new(),
                     traces: Vec::new(),
                 };
+                if let Some(e) = &refused[i] {
+                    fetched.error = Some(e.clone());
+                    failed = true;
+                    out.push(fetched);
+                    continue;
+                }
                 let leader = match self.route(&routing, &p.topic, p.partition) {
                     Ok(l) => l,
                     Err(e) => {
@@ -127,13 +144,16 @@ impl BrokerService {
 
     pub(crate) async fn list_offsets(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: ListOffsets,
     ) -> Result<Vec<ListedOffset>, BrokerError> {
         let routing = current(&self.inner.routing);
         let mut out = Vec::new();
         for p in req.partitions {
-            let result = match self.route(&routing, &p.topic, p.partition) {
+            let result = match self
+                .check_topic(peer, Operation::Describe, &p.topic)
+                .and_then(|()| self.route(&routing, &p.topic, p.partition))
+            {
                 Err(e) => Err(e),
                 Ok(leader) => match leader.addr.send(ListOffset { timestamp: p.timestamp }).await {
                     Ok(r) => r,
@@ -154,13 +174,16 @@ impl BrokerService {
     /// checkpoints the new starts at once, and the followers follow on their next fetch.
     pub(crate) async fn delete_records(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: DeleteRecords,
     ) -> Result<Vec<DeletedRecords>, BrokerError> {
         let routing = current(&self.inner.routing);
         let mut out = Vec::with_capacity(req.partitions.len());
         for p in req.partitions {
-            let result = match self.route(&routing, &p.topic, p.partition) {
+            let result = match self
+                .check_topic(peer, Operation::Delete, &p.topic)
+                .and_then(|()| self.route(&routing, &p.topic, p.partition))
+            {
                 Err(e) => Err(e),
                 Ok(leader) => leader
                     .addr
@@ -176,15 +199,20 @@ impl BrokerService {
         Ok(out)
     }
 
+    /// Each partition's end offset of a leader epoch: for a follower (ClusterAction on the
+    /// cluster), or a consumer checking for truncation (Describe on the topic).
     pub(crate) async fn offsets_for_leader_epoch(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: OffsetsForLeaderEpoch,
     ) -> Result<Vec<EpochEnd>, BrokerError> {
         let routing = current(&self.inner.routing);
+        let replica = self.allowed(peer, Operation::ClusterAction, ResourceType::Cluster, CLUSTER_NAME);
         let mut out = Vec::with_capacity(req.partitions.len());
         for q in req.partitions {
-            let result = match self.route(&routing, &q.topic, q.partition) {
+            let checked =
+                if replica { Ok(()) } else { self.check_topic(peer, Operation::Describe, &q.topic) };
+            let result = match checked.and_then(|()| self.route(&routing, &q.topic, q.partition)) {
                 Err(e) => Err(e),
                 Ok(leader) => {
                     let ask = EpochEndOffset {

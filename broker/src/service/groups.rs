@@ -8,6 +8,7 @@ use sluice_actors::broker::group_coordinator::{
 };
 use sluice_actors::broker::group_manager::{AllGroups, Route};
 use sluice_actors::broker::replica_manager::current;
+use sluice_broker_core::acl::{Operation, ResourceType, CLUSTER_NAME};
 use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate};
 use sluice_broker_core::BrokerError;
 use sluice_net::Peer;
@@ -71,13 +72,14 @@ impl BrokerService {
     }
     pub(crate) async fn find_coordinator(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: FindCoordinator,
     ) -> Result<BrokerEndpoint, BrokerError> {
         let group = req.group_id;
         if group.is_empty() {
             return Err(BrokerError::InvalidGroupId { group, why: "a group id must not be empty".into() });
         }
+        self.check_group(peer, Operation::Describe, &group)?;
         let unavailable = |why: String| BrokerError::CoordinatorNotAvailable { group: group.clone(), why };
         let routing = current(&self.inner.routing);
         let Some(update) = routing.update.as_deref() else {
@@ -106,6 +108,7 @@ impl BrokerService {
             .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{p}'s leader {leader} is not live")))
     }
     pub(crate) async fn join_group(&self, peer: &Peer, req: JoinGroup) -> Result<JoinResult, BrokerError> {
+        self.check_group(peer, Operation::Read, &req.group_id)?;
         let addr =
             self.group(&req.group_id, true).await?.ok_or_else(|| BrokerError::CoordinatorNotAvailable {
                 group: req.group_id.clone(),
@@ -125,7 +128,8 @@ impl BrokerService {
         let rx = addr.send(JoinMsg(join)).await.map_err(|_| moved())?;
         rx.await.map_err(|_| moved())?
     }
-    pub(crate) async fn sync_group(&self, _: &Peer, req: SyncGroup) -> Result<Vec<u8>, BrokerError> {
+    pub(crate) async fn sync_group(&self, peer: &Peer, req: SyncGroup) -> Result<Vec<u8>, BrokerError> {
+        self.check_group(peer, Operation::Read, &req.group_id)?;
         let addr = self.member_group(&req.group_id, &req.member_id).await?;
         let moved = || BrokerError::NotCoordinator { group: req.group_id.clone(), broker: self.id() };
         let msg = SyncMsg {
@@ -136,14 +140,16 @@ impl BrokerService {
         let rx = addr.send(msg).await.map_err(|_| moved())?;
         rx.await.map_err(|_| moved())?
     }
-    pub(crate) async fn heartbeat(&self, _: &Peer, req: Heartbeat) -> Result<(), BrokerError> {
+    pub(crate) async fn heartbeat(&self, peer: &Peer, req: Heartbeat) -> Result<(), BrokerError> {
+        self.check_group(peer, Operation::Read, &req.group_id)?;
         let addr = self.member_group(&req.group_id, &req.member_id).await?;
         let msg = HeartbeatMsg { member: req.member_id, generation: req.generation_id };
         addr.send(msg)
             .await
             .map_err(|_| BrokerError::NotCoordinator { group: req.group_id, broker: self.id() })?
     }
-    pub(crate) async fn leave_group(&self, _: &Peer, req: LeaveGroup) -> Result<(), BrokerError> {
+    pub(crate) async fn leave_group(&self, peer: &Peer, req: LeaveGroup) -> Result<(), BrokerError> {
+        self.check_group(peer, Operation::Read, &req.group_id)?;
         let first = req.member_ids.first().cloned().unwrap_or_default();
         let addr = self.member_group(&req.group_id, &first).await?;
         addr.send(LeaveMsg(req.member_ids))
@@ -152,25 +158,63 @@ impl BrokerService {
     }
     pub(crate) async fn offset_commit(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: OffsetCommit,
     ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        // Read on the group, and on each topic (a refused topic's partitions answer
+        // TOPIC_AUTHORIZATION_FAILED; the rest are committed).
+        self.check_group(peer, Operation::Read, &req.group_id)?;
+        let (offsets, refused): (Vec<_>, Vec<_>) = req
+            .offsets
+            .into_iter()
+            .partition(|o| self.allowed(peer, Operation::Read, ResourceType::Topic, &o.topic));
+        let refused: Vec<_> = refused
+            .into_iter()
+            .map(|o| {
+                let e = self.check_topic(peer, Operation::Read, &o.topic).err();
+                (o.topic, o.partition, e.map_or(Ok(()), Err))
+            })
+            .collect();
+        if offsets.is_empty() {
+            return Ok(refused);
+        }
         let Some(addr) = self.group(&req.group_id, true).await? else {
             return Err(BrokerError::CoordinatorNotAvailable {
                 group: req.group_id,
                 why: "the group could not be started".into(),
             });
         };
-        let msg = CommitMsg { member: req.member_id, generation: req.generation_id, offsets: req.offsets };
-        addr.send(msg)
+        let msg = CommitMsg { member: req.member_id, generation: req.generation_id, offsets };
+        let mut out = addr
+            .send(msg)
             .await
-            .map_err(|_| BrokerError::NotCoordinator { group: req.group_id, broker: self.id() })?
+            .map_err(|_| BrokerError::NotCoordinator { group: req.group_id, broker: self.id() })??;
+        out.extend(refused);
+        Ok(out)
     }
     pub(crate) async fn offset_fetch(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: OffsetFetch,
     ) -> Result<Vec<CommittedOffset>, BrokerError> {
+        // Describe on the group; offsets of topics the caller may not Describe are left out
+        // (asked for by name, they read as not committed).
+        self.check_group(peer, Operation::Describe, &req.group_id)?;
+        let every = req.partitions.is_none();
+        let mut offsets = self.committed(req).await?;
+        if every {
+            offsets.retain(|o| self.allowed(peer, Operation::Describe, ResourceType::Topic, &o.topic));
+        }
+        for o in &mut offsets {
+            if o.offset >= 0 && !self.allowed(peer, Operation::Describe, ResourceType::Topic, &o.topic) {
+                o.offset = -1;
+                o.leader_epoch = -1;
+                o.metadata.clear();
+            }
+        }
+        Ok(offsets)
+    }
+    async fn committed(&self, req: OffsetFetch) -> Result<Vec<CommittedOffset>, BrokerError> {
         match self.group(&req.group_id, false).await? {
             Some(addr) => addr
                 .send(FetchOffsetsMsg(req.partitions))
@@ -192,9 +236,11 @@ impl BrokerService {
     }
     pub(crate) async fn list_groups(
         &self,
-        _: &Peer,
+        peer: &Peer,
         _: ListGroups,
     ) -> Result<Vec<GroupOverview>, BrokerError> {
+        // Describe on the cluster lists every group; otherwise those the caller may Describe.
+        let all = self.allowed(peer, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME);
         let stopping = || BrokerError::CoordinatorNotAvailable {
             group: String::new(),
             why: "the broker is stopping".into(),
@@ -203,7 +249,10 @@ impl BrokerService {
         let mut out = Vec::new();
         for g in groups {
             if let Ok((overview, _)) = g.send(DescribeMsg).await {
-                if overview.state != "Dead" {
+                if overview.state != "Dead"
+                    && (all
+                        || self.allowed(peer, Operation::Describe, ResourceType::Group, &overview.group_id))
+                {
                     out.push(overview);
                 }
             }
@@ -213,12 +262,16 @@ impl BrokerService {
     }
     pub(crate) async fn describe_groups(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: DescribeGroups,
     ) -> Result<Vec<Result<GroupDescription, BrokerError>>, BrokerError> {
         let mut out = Vec::new();
         for group in req.groups {
-            let described = match self.group(&group, false).await {
+            let found = match self.check_group(peer, Operation::Describe, &group) {
+                Ok(()) => self.group(&group, false).await,
+                Err(e) => Err(e),
+            };
+            let described = match found {
                 Err(e) => Err(e),
                 Ok(Some(addr)) => addr
                     .send(DescribeMsg)
@@ -242,12 +295,16 @@ impl BrokerService {
     }
     pub(crate) async fn delete_groups(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: DeleteGroups,
     ) -> Result<GroupResults, BrokerError> {
         let mut out = Vec::new();
         for group in req.groups {
-            let r = match self.group(&group, false).await {
+            let found = match self.check_group(peer, Operation::Delete, &group) {
+                Ok(()) => self.group(&group, false).await,
+                Err(e) => Err(e),
+            };
+            let r = match found {
                 Err(e) => Err(e),
                 Ok(None) => Err(BrokerError::GroupIdNotFound { group: group.clone() }),
                 Ok(Some(addr)) => addr
@@ -264,9 +321,18 @@ impl BrokerService {
     /// partition's outcome, or the group's error.
     pub(crate) async fn delete_offsets(
         &self,
+        peer: &Peer,
         group: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
+        self.check_group(peer, Operation::Delete, group)?;
+        if let Some((topic, _)) =
+            partitions.iter().find(|(t, _)| !self.allowed(peer, Operation::Read, ResourceType::Topic, t))
+        {
+            return Err(self.check_topic(peer, Operation::Read, topic).err().unwrap_or_else(|| {
+                BrokerError::InvalidRequest { reason: format!("topic {topic} refused") }
+            }));
+        }
         match self.group(group, false).await? {
             None => Err(BrokerError::GroupIdNotFound { group: group.to_string() }),
             Some(addr) => addr

@@ -20,8 +20,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use actix::Addr;
+use sluice_actors::broker::acls::SharedAcls;
 use sluice_actors::broker::group_manager::GroupManager;
 use sluice_actors::broker::replica_manager::{Hosted, ReplicaManager, Routing, SharedRouting};
+use sluice_broker_core::acl::{Authorizer, Operation};
 use sluice_broker_core::metadata::BrokerEndpoint;
 use sluice_broker_core::order::OrderGuard;
 use sluice_broker_core::BrokerError;
@@ -36,7 +38,9 @@ use crate::config::BrokerConfig;
 use sluice_actors::broker::membership::SharedController;
 use sluice_actors::broker::{keeper_of, SharedKeeper};
 
+mod acls;
 mod admin;
+mod authz;
 mod fetch;
 mod groups;
 mod produce;
@@ -54,6 +58,8 @@ pub struct ServiceActors {
     pub log_manager: Addr<sluice_actors::broker::log_manager::LogManager>,
     /// Links to the other brokers (asking the controller for elections).
     pub interbroker: Arc<sluice_net::Client<InterBrokerProtocol>>,
+    /// This broker's copy of the ACLs.
+    pub acls: SharedAcls,
 }
 
 /// The broker's service; cheap to clone.
@@ -73,6 +79,9 @@ struct Inner {
     log_manager: Addr<sluice_actors::broker::log_manager::LogManager>,
     /// Links to the other brokers.
     interbroker: Arc<sluice_net::Client<InterBrokerProtocol>>,
+    /// This broker's copy of the ACLs, and the rule's settings.
+    acls: SharedAcls,
+    authorizer: Authorizer,
     /// The rest of this broker's claimed block of producer ids: `(next, end)`, empty when
     /// `next > end`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -103,7 +112,11 @@ impl BrokerService {
         max_frame: u32,
     ) -> Self {
         let fetch_reply_limit = (max_frame as usize).saturating_sub(fetch::FETCH_REPLY_OVERHEAD).max(1);
-        let ServiceActors { replicas, controller, groups, log_manager, interbroker } = actors;
+        let ServiceActors { replicas, controller, groups, log_manager, interbroker, acls } = actors;
+        let authorizer = Authorizer {
+            super_users: config.super_users.iter().cloned().collect(),
+            allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
+        };
         BrokerService {
             inner: Arc::new(Inner {
                 config,
@@ -114,6 +127,8 @@ impl BrokerService {
                 groups,
                 log_manager,
                 interbroker,
+                acls,
+                authorizer,
                 producer_ids: tokio::sync::Mutex::new((0, -1)),
                 fetch_reply_limit,
             }),
@@ -132,7 +147,9 @@ impl BrokerService {
     /// Every log dir with the partitions it holds here and their sizes (DescribeLogDirs).
     pub(crate) async fn describe_log_dirs(
         &self,
+        peer: &Peer,
     ) -> Result<Vec<(std::path::PathBuf, Vec<(TopicPartition, u64)>)>, BrokerError> {
+        self.check_cluster(peer, Operation::Describe)?;
         self.inner
             .log_manager
             .send(sluice_actors::broker::log_manager::DescribeDirs)
@@ -228,22 +245,22 @@ impl BrokerHandler for BrokerService {
         self.metadata(peer, req).await
     }
 
-    async fn produce(&self, _: &Peer, req: Produce) -> Result<ProduceResponse, BrokerError> {
-        self.start_produce(req, None).await
+    async fn produce(&self, peer: &Peer, req: Produce) -> Result<ProduceResponse, BrokerError> {
+        self.start_produce(peer, req, None).await
     }
 
     async fn produce_many(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: ProduceMany,
     ) -> Result<Vec<Result<ProduceResponse, BrokerError>>, BrokerError> {
-        let started: Vec<_> = req.split().map(|p| self.start_produce(p, None)).collect();
+        let started: Vec<_> = req.split().map(|p| self.start_produce(peer, p, None)).collect();
         Ok(answers(started).await)
     }
 
-    async fn fetch(&self, _: &Peer, req: Fetch) -> Result<FetchResponse, BrokerError> {
+    async fn fetch(&self, peer: &Peer, req: Fetch) -> Result<FetchResponse, BrokerError> {
         let wanted = req.partitions.into_iter().map(|p| (p, None)).collect();
-        self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, None).await
+        self.fetch_loop(peer, wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, None).await
     }
 
     async fn find_coordinator(
@@ -318,13 +335,13 @@ impl BrokerHandler for BrokerService {
     }
     async fn preferred_election(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: PreferredElection,
     ) -> Result<ElectionResults, BrokerError> {
-        self.elect_leaders(req.partitions).await
+        self.elect_leaders(peer, req.partitions).await
     }
-    async fn log_dirs(&self, _: &Peer, _: LogDirs) -> Result<Vec<LogDirDescription>, BrokerError> {
-        let dirs = self.describe_log_dirs().await?;
+    async fn log_dirs(&self, peer: &Peer, _: LogDirs) -> Result<Vec<LogDirDescription>, BrokerError> {
+        let dirs = self.describe_log_dirs(peer).await?;
         Ok(dirs
             .into_iter()
             .map(|(path, parts)| LogDirDescription {
@@ -344,6 +361,26 @@ impl BrokerHandler for BrokerService {
 
     async fn describe_configs(&self, peer: &Peer, req: DescribeConfigs) -> Result<TopicConfigs, BrokerError> {
         self.describe_configs(peer, req).await
+    }
+
+    async fn create_acls(
+        &self,
+        peer: &Peer,
+        req: CreateAcls,
+    ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
+        self.create_acls(peer, req.acls).await
+    }
+
+    async fn describe_acls(&self, peer: &Peer, req: DescribeAcls) -> Result<Vec<AclBinding>, BrokerError> {
+        self.describe_acls(peer, &req.filter)
+    }
+
+    async fn delete_acls(
+        &self,
+        peer: &Peer,
+        req: DeleteAcls,
+    ) -> Result<Vec<Result<Vec<AclBinding>, BrokerError>>, BrokerError> {
+        self.delete_acls(peer, req.filters).await
     }
 
     fn ordered(
@@ -369,7 +406,8 @@ impl BrokerHandler for BrokerService {
                 match req.request {
                     BrokerRequest::Produce(p) => {
                         let started = std::time::Instant::now();
-                        let pending = span.in_scope(|| this.start_produce(p, Some((channel_id, &mut guard))));
+                        let pending =
+                            span.in_scope(|| this.start_produce(&peer, p, Some((channel_id, &mut guard))));
                         let answer = async move { BrokerResponse::Produce(pending.await) };
                         reply_when_done(sender, id, span, ("Produce", started), answer);
                     }
@@ -379,7 +417,7 @@ impl BrokerHandler for BrokerService {
                         // order guard, before any answer is awaited.
                         let pending: Vec<_> = span.in_scope(|| {
                             many.split()
-                                .map(|p| this.start_produce(p, Some((channel_id, &mut guard))))
+                                .map(|p| this.start_produce(&peer, p, Some((channel_id, &mut guard))))
                                 .collect()
                         });
                         let answer = async move { BrokerResponse::ProduceMany(Ok(answers(pending).await)) };
@@ -403,31 +441,38 @@ impl BrokerHandler for BrokerService {
 }
 
 /// What brokers ask of each other (`sluice-interbroker/1`). Only node certificates can open
-/// that protocol (the listener's route for it is `Access::NodesOnly`), so nothing here
-/// checks the caller again.
+/// that protocol (the listener's route for it is `Access::NodesOnly`), and each request
+/// needs ClusterAction on the cluster as in Kafka (a node certificate is a principal like
+/// any other: list it in `super.users`, or grant it ClusterAction).
 impl InterBrokerHandler for BrokerService {
     async fn update_cluster(&self, peer: &Peer, req: UpdateCluster) -> Result<(), BrokerError> {
+        self.check_cluster(peer, Operation::ClusterAction)?;
         self.update_cluster(peer, req).await
     }
-    async fn replica_fetch(&self, _: &Peer, req: ReplicaFetch) -> Result<FetchResponse, BrokerError> {
+    async fn replica_fetch(&self, peer: &Peer, req: ReplicaFetch) -> Result<FetchResponse, BrokerError> {
+        self.check_cluster(peer, Operation::ClusterAction)?;
         let wanted = req.partitions.into_iter().map(|p| (p.fetch, Some(p.leader_epoch))).collect();
-        self.fetch_loop(wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, Some(req.replica_id)).await
+        self.fetch_loop(peer, wanted, req.max_wait_ms, req.min_bytes, req.max_bytes, Some(req.replica_id))
+            .await
     }
     async fn offsets_for_leader_epoch(
         &self,
         peer: &Peer,
         req: OffsetsForLeaderEpoch,
     ) -> Result<Vec<EpochEnd>, BrokerError> {
+        self.check_cluster(peer, Operation::ClusterAction)?;
         self.offsets_for_leader_epoch(peer, req).await
     }
     async fn controlled_shutdown(&self, peer: &Peer, req: ControlledShutdown) -> Result<u32, BrokerError> {
+        self.check_cluster(peer, Operation::ClusterAction)?;
         self.controlled_shutdown(peer, req).await
     }
     async fn elect_leaders(
         &self,
-        _: &Peer,
+        peer: &Peer,
         req: ElectLeaders,
     ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        self.check_cluster(peer, Operation::ClusterAction)?;
         self.elect_here(req.partitions).await
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sluice_actors::broker::partition::{wait_replicated, Append};
 use sluice_actors::broker::replica_manager::current;
+use sluice_broker_core::acl::{Operation, ResourceType};
 use sluice_broker_core::metadata::ClusterUpdate;
 use sluice_broker_core::order::{check_acks, OrderGuard};
 use sluice_broker_core::{znodes, BrokerError};
@@ -34,6 +35,7 @@ impl BrokerService {
     /// held, nor hold anything: their producer hears of no failure).
     pub(crate) fn start_produce(
         &self,
+        peer: &Peer,
         req: Produce,
         order: Option<(u64, &mut OrderGuard<(String, i32)>)>,
     ) -> impl Future<Output = Result<ProduceResponse, BrokerError>> + Send {
@@ -42,6 +44,7 @@ impl BrokerService {
         let channel = order.as_ref().map(|(id, _)| *id);
         let attempt = || {
             check_acks(req.acks)?;
+            self.check_topic(peer, Operation::Write, &req.topic)?;
             let routing = current(&self.inner.routing);
             let leader = self.route(&routing, &req.topic, req.partition)?;
             let min_insync = (req.acks == -1)
@@ -123,11 +126,16 @@ impl BrokerService {
         }
         Err(BrokerError::KeeperUnavailable { reason: "too much contention for producer id blocks".into() })
     }
+    /// A producer id for an idempotent producer: needs IdempotentWrite on the cluster, or
+    /// Write on some topic (Kafka's KIP-679 rule).
     pub(crate) async fn init_producer_id(
         &self,
-        _: &Peer,
+        peer: &Peer,
         _: InitProducerId,
     ) -> Result<ProducerIdAndEpoch, BrokerError> {
+        if !self.allowed_any(peer, Operation::Write, ResourceType::Topic) {
+            self.check_cluster(peer, Operation::IdempotentWrite)?;
+        }
         let mut ids = self.inner.producer_ids.lock().await;
         if ids.0 > ids.1 {
             *ids = self.claim_producer_ids().await?;

@@ -409,6 +409,21 @@ impl<T> Accumulator<T> {
         expired
     }
 
+    /// Removes and returns every queued batch (not those in flight): the producer cannot
+    /// send them at all (it was refused its producer id).
+    pub fn take_queued(&mut self) -> Vec<Batch<T>> {
+        let mut taken = Vec::new();
+        for parts in self.topics.values_mut() {
+            for q in parts.values_mut() {
+                taken.extend(q.queue.drain(..));
+            }
+        }
+        for b in &taken {
+            self.incomplete.remove(&b.id);
+        }
+        taken
+    }
+
     fn returned(&mut self, batch: &Batch<T>) {
         let mut returned = false;
         if let Some(q) = self.existing_queue(&batch.topic, batch.partition) {

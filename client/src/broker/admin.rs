@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
-    BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, CreateTopics, DeleteGroups, DeleteRecords,
-    DeleteRecordsPartition, DeleteTopics, DescribeConfigs, DescribeGroups, ElectionResults, GroupDescription,
-    GroupOverview, GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic,
-    OffsetCommit, OffsetFetch, PreferredElection, TopicConfigs, TopicMetadata, TopicResults,
+    AclBinding, AclFilter, BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, CreateAcls,
+    CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteRecordsPartition, DeleteTopics,
+    DescribeAcls, DescribeConfigs, DescribeGroups, ElectionResults, GroupDescription, GroupOverview,
+    GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic, OffsetCommit,
+    OffsetFetch, PreferredElection, TopicConfigs, TopicMetadata, TopicResults,
 };
 use super::TopicPartition;
 
@@ -426,6 +427,34 @@ impl Admin {
             }
         }
         Ok(out)
+    }
+
+    /// Adds ACLs (kafka-acls.sh `--add`); per ACL, done or why not. Needs Alter on the
+    /// cluster (or `super.users`).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "CreateAcls", otel.kind = "client"))]
+    pub async fn create_acls(
+        &self,
+        acls: Vec<AclBinding>,
+    ) -> Result<Vec<Result<(), BrokerError>>, AdminError> {
+        Ok(self.cluster.call_any(CreateAcls { acls }, true).await?)
+    }
+
+    /// The ACLs `filter` takes (kafka-acls.sh `--list`), as the broker asked holds them
+    /// (each broker's copy follows the keeper within a second). Needs Describe on the
+    /// cluster.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeAcls", otel.kind = "client"))]
+    pub async fn describe_acls(&self, filter: AclFilter) -> Result<Vec<AclBinding>, AdminError> {
+        Ok(self.cluster.call_any(DescribeAcls { filter }, true).await?)
+    }
+
+    /// Removes the ACLs each filter takes (kafka-acls.sh `--remove`); per filter, those
+    /// removed. Needs Alter on the cluster.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DeleteAcls", otel.kind = "client"))]
+    pub async fn delete_acls(
+        &self,
+        filters: Vec<AclFilter>,
+    ) -> Result<Vec<Result<Vec<AclBinding>, BrokerError>>, AdminError> {
+        Ok(self.cluster.call_any(DeleteAcls { filters }, true).await?)
     }
 
     /// Topics' config overrides (keys not listed take the brokers' defaults).

@@ -745,6 +745,22 @@ async fn run(shared: Arc<Shared>) {
                     identity = Some(id);
                     sequences.clear();
                 }
+                Ok(Err(ClusterError::Broker(e))) if e.is_authorization_failure() => {
+                    // Kafka's producer treats this as fatal: what is queued fails now with
+                    // the broker's words (who lacks what), and later sends try again.
+                    warn!(error = %e, "refused a producer id");
+                    let queued = shared.state().acc.take_queued();
+                    for b in queued {
+                        let error = ProducerError::Broker {
+                            topic: b.topic.to_string(),
+                            partition: b.partition,
+                            error: e.clone(),
+                        };
+                        fail(b, &error);
+                    }
+                    shared.done.notify_waiters();
+                    identity_retry_at = now + retry_backoff;
+                }
                 Ok(Err(e)) => {
                     warn!(error = %e, "could not get a producer id; retrying");
                     identity_retry_at = now + retry_backoff;

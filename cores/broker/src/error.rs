@@ -150,8 +150,11 @@ pub enum BrokerError {
         /// The newest this broker has seen.
         current: i32,
     },
-    /// The caller may not do this (Kafka 31).
-    #[error("{principal} may not {action}: only cluster nodes (certificates with serverAuth) may")]
+    /// The caller may not do this to the cluster (Kafka 31).
+    #[error(
+        "{principal} is not authorized to {action} on the cluster (an admin grants it: \
+         sluice acls --add --allow-principal {principal} --operation {action} --cluster)"
+    )]
     ClusterAuthorizationFailed {
         /// Who asked.
         principal: String,
@@ -395,6 +398,42 @@ pub enum BrokerError {
         /// What the policy forbids and what to do instead.
         reason: String,
     },
+    /// The caller may not do this to the topic (Kafka 29).
+    #[error(
+        "{principal} is not authorized to {operation} topic {topic} (an admin grants it: \
+         sluice acls --add --allow-principal {principal} --operation {operation} --topic {topic})"
+    )]
+    TopicAuthorizationFailed {
+        /// Who asked.
+        principal: String,
+        /// The operation it lacks (Kafka's name).
+        operation: String,
+        /// The topic.
+        topic: String,
+    },
+    /// The caller may not do this to the group (Kafka 30).
+    #[error(
+        "{principal} is not authorized to {operation} group {group} (an admin grants it: \
+         sluice acls --add --allow-principal {principal} --operation {operation} --group {group})"
+    )]
+    GroupAuthorizationFailed {
+        /// Who asked.
+        principal: String,
+        /// The operation it lacks (Kafka's name).
+        operation: String,
+        /// The group.
+        group: String,
+    },
+    /// The caller may not use this transactional id (Kafka 53).
+    #[error("{principal} is not authorized to {operation} transactional id {id}")]
+    TransactionalIdAuthorizationFailed {
+        /// Who asked.
+        principal: String,
+        /// The operation it lacks (Kafka's name).
+        operation: String,
+        /// The transactional id.
+        id: String,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -449,6 +488,9 @@ impl BrokerError {
             ElectionNotNeeded { .. } => 84,
             PreferredLeaderNotAvailable { .. } => 80,
             PolicyViolation { .. } => 44,
+            TopicAuthorizationFailed { .. } => 29,
+            GroupAuthorizationFailed { .. } => 30,
+            TransactionalIdAuthorizationFailed { .. } => 53,
         }
     }
 
@@ -474,6 +516,19 @@ impl BrokerError {
                 | CoordinatorNotAvailable { .. }
                 | NotCoordinator { .. }
                 | CoordinatorLoadInProgress { .. }
+        )
+    }
+
+    /// Whether the ACLs refused the request (Kafka's *_AUTHORIZATION_FAILED codes):
+    /// retrying cannot help until an admin grants the operation.
+    pub fn is_authorization_failure(&self) -> bool {
+        use BrokerError::*;
+        matches!(
+            self,
+            TopicAuthorizationFailed { .. }
+                | GroupAuthorizationFailed { .. }
+                | ClusterAuthorizationFailed { .. }
+                | TransactionalIdAuthorizationFailed { .. }
         )
     }
 

@@ -31,6 +31,7 @@
 //! - [`order`]: holding a partition's later produces after a failure until the resend,
 //!   so a producer's order survives retries.
 
+pub mod acl;
 pub mod assignment;
 pub mod controller;
 pub mod error;

@@ -112,7 +112,11 @@ pub struct ZnodeError {
     pub reason: String,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(path: &str, what: &'static str, data: &[u8]) -> Result<T, ZnodeError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
+    path: &str,
+    what: &'static str,
+    data: &[u8],
+) -> Result<T, ZnodeError> {
     serde_json::from_slice(data).map_err(|e| ZnodeError {
         path: path.to_string(),
         what,

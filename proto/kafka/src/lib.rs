@@ -35,8 +35,8 @@ const fn served(key: ApiKey, min: i16, max: i16) -> Served {
 /// Not served, and so refused by the clients themselves before a request is sent:
 /// transactions (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
 /// WriteTxnMarkers), SASL (SaslHandshake and SaslAuthenticate are answered with Kafka's
-/// errors for a listener without SASL), delegation tokens, quotas, ACL administration
-/// (until authorization lands), KRaft's and the new group protocol's APIs.
+/// errors for a listener without SASL), delegation tokens, quotas, KRaft's and the new
+/// group protocol's APIs.
 pub const SERVED: &[Served] = &[
     served(ApiKey::Produce, 3, 9),
     served(ApiKey::Fetch, 4, 12),
@@ -66,6 +66,9 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::OffsetDelete, 0, 0),
     served(ApiKey::ElectLeaders, 0, 2),
     served(ApiKey::DeleteRecords, 0, 2),
+    served(ApiKey::DescribeAcls, 1, 3),
+    served(ApiKey::CreateAcls, 1, 3),
+    served(ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The versions of `key` the door serves, if it serves it.
@@ -238,6 +241,9 @@ requests! {
     OffsetDelete(OffsetDeleteRequest),
     ElectLeaders(ElectLeadersRequest),
     DeleteRecords(DeleteRecordsRequest),
+    DescribeAcls(DescribeAclsRequest),
+    CreateAcls(CreateAclsRequest),
+    DeleteAcls(DeleteAclsRequest),
     SaslHandshake(SaslHandshakeRequest),
     SaslAuthenticate(SaslAuthenticateRequest),
 }
