@@ -56,9 +56,12 @@ cluster() {
   KEEPER=$(start keeper keeper "$S" keeper start "$DIR/keeper.properties")
   echo "keeper at $KEEPER"
   BOOTSTRAP=""
+  # Authorization is on: the brokers and the client `cli` are super users.
+  local supers="User:cli"
+  for id in $(seq "$n"); do supers="$supers;User:broker-$id"; done
   for id in $(seq "$n"); do
-    { printf 'broker.id=%s\nlisteners=%s\nlog.dirs=%s\nzookeeper.connect=%s/sluice\n%b' \
-        "$id" "${LISTENERS:-quic://127.0.0.1:0}" "$DIR/broker-$id-logs" "$KEEPER" "$extra"; tls "broker-$id"; } \
+    { printf 'broker.id=%s\nlisteners=%s\nlog.dirs=%s\nzookeeper.connect=%s/sluice\nsuper.users=%s\n%b' \
+        "$id" "${LISTENERS:-quic://127.0.0.1:0}" "$DIR/broker-$id-logs" "$KEEPER" "$supers" "$extra"; tls "broker-$id"; } \
       >"$DIR/broker-$id.properties"
     local addr
     addr=$(start "broker-$id" broker "$S" broker start "$DIR/broker-$id.properties")

@@ -9,6 +9,7 @@ pub mod broker_cmd;
 pub mod certs_cmd;
 pub mod client_args;
 pub mod cluster_cmd;
+pub mod configs_cmd;
 pub mod console;
 pub mod consumer_perf;
 pub mod credentials;
@@ -112,6 +113,15 @@ pub enum Command {
     /// exit status is then non-zero). --election-type unclean is refused: the controller
     /// makes unclean elections itself under unclean.leader.election.enable.
     LeaderElection(cluster_cmd::LeaderElectionArgs),
+    /// Describe and change topics' configs while the cluster runs: kafka-configs.sh.
+    ///
+    /// --describe --entity-type topics [--entity-name T] prints `Dynamic configs for topic T
+    /// are:` and a `  k=v sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:k=v}` line per
+    /// override; --alter --entity-type topics --entity-name T --add-config k=v,k2=[a,b]
+    /// --delete-config k3 prints `Completed updating config for topic T.` Every broker
+    /// applies the change without a restart (retention, segments, cleanup policy,
+    /// min.insync.replicas, ...). Needs AlterConfigs / DescribeConfigs on the topic.
+    Configs(configs_cmd::ConfigsArgs),
     /// Add, remove and list the brokers' ACLs: kafka-acls.sh.
     ///
     /// A principal is User:<name>, the name being a certificate's first DNS name (else its
@@ -208,6 +218,7 @@ pub fn main() -> ExitCode {
         Command::LeaderElection(a) => cluster_cmd::run_leader_election(a),
         Command::LogDirs(a) => cluster_cmd::run_log_dirs(a),
         Command::Acls(a) => acls_cmd::run(a),
+        Command::Configs(a) => configs_cmd::run(a),
         Command::ConsoleProducer(a) => console::run_producer(a),
         Command::ConsoleConsumer(a) => console::run_consumer(a),
         Command::ProducerPerfTest(a) => producer_perf::run(a),

@@ -4,6 +4,8 @@
 //! - `--create --topic T [--partitions N] [--replication-factor N | --replica-assignment
 //!   1:2,2:3] [--config K=V ...] [--if-not-exists]` prints `Created topic T.`
 //! - `--delete --topic T [--if-exists]` prints `Topic T is marked for deletion.`
+//! - `--alter --topic T --partitions N [--replica-assignment ...]` adds partitions (never
+//!   removes any), printing nothing, as Kafka's does; configs change with `sluice configs`.
 //! - `--list [--topic T] [--exclude-internal]` prints one name per line.
 //! - `--describe [--topic T] [--if-exists] [--exclude-internal]
 //!   [--under-replicated-partitions | --unavailable-partitions]` prints, per topic,
@@ -25,7 +27,7 @@ use crate::client_args::{ClientArgs, KeyValue};
 
 /// Arguments of `sluice topics`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("action").required(true).args(["create", "delete", "describe", "list"])))]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["create", "delete", "describe", "list", "alter"])))]
 pub struct TopicsArgs {
     /// Create a topic (needs --topic).
     #[arg(long)]
@@ -33,6 +35,11 @@ pub struct TopicsArgs {
     /// Delete a topic (needs --topic; the brokers must allow it: delete.topic.enable).
     #[arg(long)]
     pub delete: bool,
+    /// Add partitions to a topic (needs --topic and --partitions, the new total; with
+    /// --replica-assignment, the replicas of the new partitions only). Records with keys
+    /// may map to other partitions afterwards. Config changes: `sluice configs --alter`.
+    #[arg(long)]
+    pub alter: bool,
     /// Describe a topic, or every topic without --topic: partitions, leaders, replicas,
     /// in-sync replicas and config overrides.
     #[arg(long)]
@@ -43,8 +50,9 @@ pub struct TopicsArgs {
     /// The topic (an exact name; for --list and --describe optional: all topics).
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
-    /// Partitions of the new topic [default: the brokers' num.partitions].
-    #[arg(long, value_name = "N", conflicts_with = "replica_assignment")]
+    /// Partitions of the new topic [default: the brokers' num.partitions]; with --alter,
+    /// the topic's new partition count.
+    #[arg(long, value_name = "N")]
     pub partitions: Option<i32>,
     /// Replicas of each partition of the new topic [default: the brokers'
     /// default.replication.factor].
@@ -100,6 +108,15 @@ pub fn run(args: TopicsArgs) -> Result<()> {
             create(&admin, topic, args.if_not_exists).await
         } else if args.delete {
             delete(&admin, required_topic(&args, "--delete")?, args.if_exists).await
+        } else if args.alter {
+            let name = required_topic(&args, "--alter")?;
+            let count = args.partitions.context("--alter needs --partitions N (the new total)")?;
+            let new = assignment.map(|a| a.into_values().collect());
+            admin
+                .create_partitions(name, count, new)
+                .await
+                .with_context(|| format!("cannot alter topic {name}"))?;
+            Ok(())
         } else if args.list {
             let mut names = admin.list_topics(!args.exclude_internal).await?;
             if let Some(t) = &args.topic {
@@ -122,11 +139,18 @@ fn required_topic<'a>(args: &'a TopicsArgs, action: &str) -> Result<&'a str> {
 /// The flag combinations Kafka refuses (clap counts a flag's default as given, so these
 /// are checked here).
 fn check_combinations(args: &TopicsArgs) -> Result<()> {
+    if args.partitions.is_some() && !(args.create || args.alter) {
+        bail!("--partitions goes with --create or --alter");
+    }
+    if args.replica_assignment.is_some() && !(args.create || args.alter) {
+        bail!("--replica-assignment goes with --create or --alter");
+    }
+    if args.create && args.partitions.is_some() && args.replica_assignment.is_some() {
+        bail!("--partitions and --replica-assignment exclude each other with --create (the assignment sets the count)");
+    }
     let create_only = [
-        ("--partitions", args.partitions.is_some()),
         ("--replication-factor", args.replication_factor.is_some()),
         ("--config", !args.configs.is_empty()),
-        ("--replica-assignment", args.replica_assignment.is_some()),
         ("--if-not-exists", args.if_not_exists),
     ];
     if let Some((flag, _)) = create_only.iter().find(|(_, given)| *given).filter(|_| !args.create) {

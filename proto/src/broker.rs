@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 pub use sluice_broker_core::acl::{self, AclBinding, AclFilter};
 pub use sluice_broker_core::metadata::BrokerEndpoint;
+pub use sluice_broker_core::topic::ConfigOp;
 pub use sluice_broker_core::BrokerError;
 
 /// `ListOffsets`' special timestamps: -1, the latest offset a consumer can read to (the high
@@ -255,6 +256,34 @@ pub type ElectionResults = Vec<(String, i32, Result<(), BrokerError>)>;
 /// (kafka-log-dirs.sh).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogDirs {}
+
+/// Changes a topic's config overrides (kafka-configs.sh `--alter --entity-type topics`):
+/// Kafka's IncrementalAlterConfigs. Every broker applies the change without a restart.
+/// Needs AlterConfigs on the topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlterTopicConfigs {
+    /// The topic.
+    pub topic: String,
+    /// The changes, applied in order.
+    pub ops: Vec<ConfigOp>,
+    /// Check only; change nothing.
+    pub validate_only: bool,
+}
+
+/// Grows a topic to `count` partitions (kafka-topics.sh `--alter --partitions`; never
+/// shrinks). Needs Alter on the topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatePartitions {
+    /// The topic.
+    pub topic: String,
+    /// The new partition count.
+    pub count: i32,
+    /// The new partitions' replicas (broker ids, preferred leader first), or `None` to let
+    /// the cluster place them.
+    pub assignment: Option<Vec<Vec<i32>>>,
+    /// Check only; change nothing.
+    pub validate_only: bool,
+}
 
 /// Adds ACLs (kafka-acls.sh `--add`): each one is added, or says why not. Needs Alter on
 /// the cluster.
@@ -553,6 +582,8 @@ sluice_net::protocol! {
             create_acls: CreateAcls(CreateAcls) -> Result<Vec<Result<(), BrokerError>>, BrokerError>;
             describe_acls: DescribeAcls(DescribeAcls) -> Result<Vec<AclBinding>, BrokerError>;
             delete_acls: DeleteAcls(DeleteAcls) -> Result<Vec<Result<Vec<AclBinding>, BrokerError>>, BrokerError>;
+            alter_topic_configs: AlterTopicConfigs(AlterTopicConfigs) -> Result<(), BrokerError>;
+            create_partitions: CreatePartitions(CreatePartitions) -> Result<(), BrokerError>;
         }
     }
 }

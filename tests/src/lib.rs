@@ -1080,3 +1080,69 @@ pub fn zookeeper_word(addr: &str, files: &TlsFiles, word: &str) -> std::io::Resu
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
+
+/// How a finished `sluice` run went ([`run_sluice`]).
+#[derive(Debug)]
+pub struct Ran {
+    /// It exited 0.
+    pub ok: bool,
+    /// What it printed.
+    pub stdout: String,
+    /// Its error output.
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Its output, after asserting it succeeded (`what` names it in the panic).
+    pub fn ok(&self, what: &str) -> &str {
+        assert!(self.ok, "{what} failed:\n{}\n{}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts it failed and its error output says `says`.
+    pub fn refused(&self, what: &str, says: &str) {
+        assert!(!self.ok, "{what} should have been refused; it printed:\n{}\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stderr.contains(says),
+            "{what}: the error should say {says:?}; it said:\n{}",
+            self.stderr
+        );
+    }
+}
+
+/// Runs `sluice ARGS[0] --bootstrap-server BOOTSTRAP <files' TLS> ARGS[1..]` with `stdin`;
+/// a run still going after 60 s is killed (and reported as it stood).
+pub fn run_sluice(bootstrap: &str, files: &TlsFiles, args: &[&str], stdin: &str) -> Ran {
+    use std::io::Write;
+    let mut child = std::process::Command::new(sluice_bin())
+        .arg(args[0])
+        .args(["--bootstrap-server", bootstrap])
+        .args(tls_args(files))
+        .args(&args[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(pipe);
+    let pid = child.id();
+    let (tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match done.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out,
+        Err(_) => {
+            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+            done.recv().expect("output after the kill")
+        }
+    }
+    .expect("sluice output");
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

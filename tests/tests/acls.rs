@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sluice_certs::{CertSpec, Role};
@@ -16,71 +15,14 @@ use sluice_client::broker::proto::acl::{
 use sluice_client::broker::proto::{BrokerProtocol, DescribeAcls};
 use sluice_client::broker::{Admin, ClientConfig};
 use sluice_net::{Client, ClientOptions, ClientTls, TlsFiles, TlsIdentity};
-use sluice_tests::{poll_until, sluice_bin, tls_args, BrokerCluster, JsonLines};
+use sluice_tests::{poll_until, BrokerCluster, JsonLines, Ran};
 
 /// One partition on all three brokers; a quick offsets topic and first rebalance.
 const EXTRA: &str = "offsets.topic.replication.factor=3\noffsets.topic.num.partitions=3\n\
                      group.initial.rebalance.delay.ms=0\ndefault.replication.factor=3\n";
 
-/// How a finished tool run went.
-#[derive(Debug)]
-struct Ran {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn ok(&self, what: &str) -> &str {
-        assert!(self.ok, "{what} failed:\n{}\n{}", self.stdout, self.stderr);
-        &self.stdout
-    }
-
-    /// Asserts the run failed and its error output says `says`.
-    fn refused(&self, what: &str, says: &str) {
-        assert!(!self.ok, "{what} should have been refused; it printed:\n{}\n{}", self.stdout, self.stderr);
-        assert!(
-            self.stderr.contains(says),
-            "{what}: the error should say {says:?}; it said:\n{}",
-            self.stderr
-        );
-    }
-}
-
-/// `sluice ARGS[0] --bootstrap-server ... <files' TLS> ARGS[1..]` with `stdin`, killed after
-/// 60 s.
 fn sluice(cluster: &BrokerCluster, files: &TlsFiles, args: &[&str], stdin: &str) -> Ran {
-    let mut child = Command::new(sluice_bin())
-        .arg(args[0])
-        .args(["--bootstrap-server", &cluster.bootstrap()])
-        .args(tls_args(files))
-        .args(&args[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sluice");
-    let mut pipe = child.stdin.take().expect("stdin");
-    std::io::Write::write_all(&mut pipe, stdin.as_bytes()).expect("write stdin");
-    drop(pipe);
-    let pid = child.id();
-    let (tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match done.recv_timeout(Duration::from_secs(60)) {
-        Ok(out) => out,
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            done.recv().expect("output after the kill")
-        }
-    }
-    .expect("sluice output");
-    Ran {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    sluice_tests::run_sluice(&cluster.bootstrap(), files, args, stdin)
 }
 
 fn client_cert(cluster: &BrokerCluster, name: &str) -> TlsFiles {

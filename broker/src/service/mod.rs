@@ -363,6 +363,14 @@ impl BrokerHandler for BrokerService {
         self.describe_configs(peer, req).await
     }
 
+    async fn alter_topic_configs(&self, peer: &Peer, req: AlterTopicConfigs) -> Result<(), BrokerError> {
+        self.alter_topic_configs(peer, &req.topic, Err(req.ops), req.validate_only).await
+    }
+
+    async fn create_partitions(&self, peer: &Peer, req: CreatePartitions) -> Result<(), BrokerError> {
+        self.create_partitions(peer, &req.topic, req.count, req.assignment, req.validate_only).await
+    }
+
     async fn create_acls(
         &self,
         peer: &Peer,

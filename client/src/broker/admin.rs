@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
-    AclBinding, AclFilter, BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, CreateAcls,
-    CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteRecordsPartition, DeleteTopics,
-    DescribeAcls, DescribeConfigs, DescribeGroups, ElectionResults, GroupDescription, GroupOverview,
-    GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic, OffsetCommit,
-    OffsetFetch, PreferredElection, TopicConfigs, TopicMetadata, TopicResults,
+    AclBinding, AclFilter, AlterTopicConfigs, BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset,
+    ConfigOp, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords,
+    DeleteRecordsPartition, DeleteTopics, DescribeAcls, DescribeConfigs, DescribeGroups, ElectionResults,
+    GroupDescription, GroupOverview, GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata,
+    MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, PreferredElection, TopicConfigs, TopicMetadata,
+    TopicResults,
 };
 use super::TopicPartition;
 
@@ -427,6 +428,29 @@ impl Admin {
             }
         }
         Ok(out)
+    }
+
+    /// Changes `topic`'s config overrides, op by op (Kafka's IncrementalAlterConfigs:
+    /// kafka-configs.sh `--alter --add-config k=v --delete-config k`). Every broker applies
+    /// the change without a restart.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "IncrementalAlterConfigs", otel.kind = "client"))]
+    pub async fn alter_topic_configs(&self, topic: &str, ops: Vec<ConfigOp>) -> Result<(), AdminError> {
+        let request = AlterTopicConfigs { topic: topic.to_string(), ops, validate_only: false };
+        Ok(self.cluster.call_any(request, true).await?)
+    }
+
+    /// Grows `topic` to `count` partitions (kafka-topics.sh `--alter --partitions`);
+    /// `assignment` places the new ones (broker ids per new partition, preferred leader
+    /// first), else the cluster does.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "CreatePartitions", otel.kind = "client"))]
+    pub async fn create_partitions(
+        &self,
+        topic: &str,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+    ) -> Result<(), AdminError> {
+        let request = CreatePartitions { topic: topic.to_string(), count, assignment, validate_only: false };
+        Ok(self.cluster.call_any(request, true).await?)
     }
 
     /// Adds ACLs (kafka-acls.sh `--add`); per ACL, done or why not. Needs Alter on the

@@ -70,7 +70,7 @@ pub fn validate_config_keys(configs: &BTreeMap<String, String>) -> Result<(), Br
 }
 
 /// One change of an IncrementalAlterConfigs (Kafka's `AlterConfigOp`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigOp {
     /// SET (0): the key takes the value.
     Set(String, String),

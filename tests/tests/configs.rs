@@ -1,0 +1,187 @@
+//! Day-two tools on a live cluster, run as an operator runs them: `sluice configs`
+//! (kafka-configs.sh) changes a topic's retention and every replica applies it without a
+//! restart; `sluice topics --alter --partitions` grows a topic; both are refused to a
+//! certificate without the ACLs for them.
+
+use std::time::Duration;
+
+use sluice_certs::{CertSpec, Role};
+use sluice_net::TlsFiles;
+use sluice_tests::{poll_until, BrokerCluster, Ran};
+
+/// Retention runs every half second.
+const EXTRA: &str = "log.retention.check.interval.ms=500\ndefault.replication.factor=3\n";
+
+fn sluice(cluster: &BrokerCluster, files: &TlsFiles, args: &[&str]) -> Ran {
+    sluice_tests::run_sluice(&cluster.bootstrap(), files, args, "")
+}
+
+/// Each broker's bytes of partition `t-0`, from `sluice log-dirs --describe`.
+fn sizes(cluster: &BrokerCluster, files: &TlsFiles, topic: &str) -> Vec<u64> {
+    let out = sluice(cluster, files, &["log-dirs", "--describe", "--topic-list", topic]);
+    let text = out.ok("log-dirs");
+    let json = text.lines().find(|l| l.starts_with('{')).expect("log-dirs JSON line");
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    let mut out = Vec::new();
+    for b in v["brokers"].as_array().expect("brokers") {
+        for d in b["logDirs"].as_array().expect("logDirs") {
+            for p in d["partitions"].as_array().expect("partitions") {
+                if p["partition"] == format!("{topic}-0") {
+                    out.push(p["size"].as_u64().expect("size"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
+    let cluster = BrokerCluster::start(3, EXTRA);
+    let admin = cluster.client_files();
+    sluice(
+        &cluster,
+        &admin,
+        &["topics", "--create", "--topic", "cfg", "--partitions", "1", "--config", "segment.bytes=1024"],
+    )
+    .ok("create");
+    let lines: String =
+        (0..60).map(|i| format!("record number {i:03} with some padding to fill segments\n")).collect();
+    sluice_tests::run_sluice(
+        &cluster.bootstrap(),
+        &admin,
+        &["console-producer", "--topic", "cfg", "--sync"],
+        &lines,
+    )
+    .ok("produce");
+    let before = poll_until(Duration::from_secs(20), || {
+        let s = sizes(&cluster, &admin, "cfg");
+        if s.len() == 3 && s.iter().all(|&b| b > 4096) {
+            Ok(s)
+        } else {
+            Err(format!("sizes {s:?}"))
+        }
+    })
+    .expect("three replicas with several segments each");
+
+    let described = sluice(
+        &cluster,
+        &admin,
+        &["configs", "--describe", "--entity-type", "topics", "--entity-name", "cfg"],
+    );
+    let out = described.ok("configs --describe");
+    assert!(out.contains("Dynamic configs for topic cfg are:"), "{out}");
+    assert!(
+        out.contains(
+            "  segment.bytes=1024 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:segment.bytes=1024}"
+        ),
+        "{out}"
+    );
+
+    // retention.ms on the live topic: every replica deletes its old segments, no restart.
+    let altered = sluice(
+        &cluster,
+        &admin,
+        &[
+            "configs",
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "cfg",
+            "--add-config",
+            "retention.ms=1000,cleanup.policy=[delete]",
+        ],
+    );
+    assert_eq!(altered.ok("configs --alter").trim(), "Completed updating config for topic cfg.");
+    let after = poll_until(Duration::from_secs(30), || {
+        let s = sizes(&cluster, &admin, "cfg");
+        if s.len() == 3 && s.iter().zip(&before).all(|(a, b)| a * 2 < *b) {
+            Ok(s)
+        } else {
+            Err(format!("sizes {s:?} (before {before:?})"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("retention did not reach every replica: {e}\n{}", cluster.log_tails(20)));
+    eprintln!("replica sizes before {before:?}, after retention.ms=1000: {after:?}");
+    let earliest = sluice(&cluster, &admin, &["get-offsets", "--topic", "cfg", "--time", "-2"]);
+    let start: i64 =
+        earliest.ok("get-offsets").trim().rsplit(':').next().and_then(|o| o.parse().ok()).expect("offset");
+    assert!(start > 0, "the log start moved past deleted segments: {start}");
+
+    // --delete-config takes the override away.
+    sluice(
+        &cluster,
+        &admin,
+        &[
+            "configs",
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "cfg",
+            "--delete-config",
+            "retention.ms",
+        ],
+    )
+    .ok("configs --delete-config");
+    let out = sluice(
+        &cluster,
+        &admin,
+        &["configs", "--describe", "--entity-type", "topics", "--entity-name", "cfg"],
+    );
+    let text = out.ok("configs --describe after delete");
+    assert!(!text.contains("retention.ms") && text.contains("segment.bytes=1024"), "{text}");
+    sluice(
+        &cluster,
+        &admin,
+        &[
+            "configs",
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "cfg",
+            "--add-config",
+            "retention.bytes=x",
+        ],
+    )
+    .refused("a bad value", "retention.bytes");
+    sluice(&cluster, &admin, &["configs", "--describe", "--entity-type", "brokers", "--entity-name", "1"])
+        .refused("broker configs", "server.properties");
+
+    // topics --alter --partitions grows the topic; shrinking is refused.
+    sluice(&cluster, &admin, &["topics", "--alter", "--topic", "cfg", "--partitions", "4"])
+        .ok("topics --alter");
+    poll_until(Duration::from_secs(20), || {
+        let d = sluice(&cluster, &admin, &["topics", "--describe", "--topic", "cfg"]);
+        if d.ok && d.stdout.contains("PartitionCount: 4") {
+            Ok(())
+        } else {
+            Err(d.stdout)
+        }
+    })
+    .expect("four partitions");
+    sluice(&cluster, &admin, &["topics", "--alter", "--topic", "cfg", "--partitions", "2"])
+        .refused("shrinking", "cannot alter topic cfg");
+
+    // A certificate without AlterConfigs / Alter on the topic changes nothing.
+    let alice = cluster.pki.issue(CertSpec::new("alice", Role::Client));
+    sluice(
+        &cluster,
+        &alice,
+        &[
+            "configs",
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "cfg",
+            "--add-config",
+            "retention.ms=5",
+        ],
+    )
+    .refused("alice's config change", "User:alice is not authorized to AlterConfigs topic cfg");
+    sluice(&cluster, &alice, &["topics", "--alter", "--topic", "cfg", "--partitions", "8"])
+        .refused("alice's partition growth", "User:alice is not authorized to Alter topic cfg");
+}
