@@ -915,11 +915,10 @@ impl Handler<ReplicaAppend> for Partition {
             log.log_end_offset()
         };
         if let State::Follower { high_watermark, .. } = &mut self.state {
-            *high_watermark = (*high_watermark).max(msg.leader_high_watermark.min(leo));
+            *high_watermark =
+                partition_rules::follower_high_watermark(*high_watermark, msg.leader_high_watermark, leo);
         }
-        // As Kafka's follower does: its log start follows the leader's, never past what it
-        // knows to be committed.
-        let start = msg.leader_log_start_offset.min(self.high_watermark());
+        let start = partition_rules::follower_log_start(msg.leader_log_start_offset, self.high_watermark());
         let moved = self.log()?.advance_log_start(start);
         match moved {
             Ok(true) => {

@@ -153,6 +153,20 @@ pub fn delete_records_before(
     Ok(offset.max(at.log_start_offset))
 }
 
+/// A follower's high watermark after appending what its leader sent: the leader's, but never
+/// past the follower's own log end (`leo`) and never back from where it was.
+pub fn follower_high_watermark(current: i64, leader_high_watermark: i64, leo: i64) -> i64 {
+    current.max(leader_high_watermark.min(leo))
+}
+
+/// Where a follower's log start goes after a fetch (Kafka's follower, after DeleteRecords on
+/// the leader): the leader's log start, but never past what the follower knows to be
+/// committed (its high watermark). The log never moves its start back, so a lower answer
+/// changes nothing.
+pub fn follower_log_start(leader_log_start_offset: i64, follower_high_watermark: i64) -> i64 {
+    leader_log_start_offset.min(follower_high_watermark)
+}
+
 /// Where an `acks=all` produce stands (Kafka's `DelayedProduce` completion check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcksAll {
@@ -306,5 +320,17 @@ mod tests {
         // Found above the high watermark, or not at all: the high watermark, timestamp -1.
         assert_eq!(list_offsets_found(Some((21, 99)), AT), (20, -1));
         assert_eq!(list_offsets_found(None, AT), (20, -1));
+    }
+
+    #[test]
+    fn a_follower_follows_its_leaders_marks_no_further_than_it_has() {
+        // The leader's high watermark, held to what the follower has.
+        assert_eq!(follower_high_watermark(5, 10, 8), 8);
+        assert_eq!(follower_high_watermark(5, 7, 8), 7);
+        // Never back (a leader that restarted behind, or a stale answer).
+        assert_eq!(follower_high_watermark(9, 7, 12), 9);
+        // The log start follows the leader's deletes up to the follower's high watermark.
+        assert_eq!(follower_log_start(50, 40), 40);
+        assert_eq!(follower_log_start(30, 40), 30);
     }
 }

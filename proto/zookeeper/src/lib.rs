@@ -477,14 +477,29 @@ fn multi_header(r: &mut Reader<'_>) -> Result<(i32, bool), JuteError> {
     Ok((op, done))
 }
 
-fn multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>, JuteError> {
+/// The ops of a multi or multiRead (`what`): each after its header, until the header that
+/// says done; `one` reads an op of the given type, `None` for a type that cannot be there.
+fn multi_ops<T>(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    one: impl Fn(i32, &mut Reader<'_>) -> Result<Option<T>, JuteError>,
+) -> Result<Vec<T>, JuteError> {
     let mut ops = Vec::new();
     loop {
         let (op, done) = multi_header(r)?;
         if done {
             return Ok(ops);
         }
-        ops.push(match op {
+        match one(op, r)? {
+            Some(o) => ops.push(o),
+            None => return Err(JuteError { what, reason: format!("op {op} cannot be part of a {what}") }),
+        }
+    }
+}
+
+fn multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>, JuteError> {
+    multi_ops(r, "multi", |op, r| {
+        Ok(Some(match op {
             op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
                 MultiOp::Create(Create::read(op, r)?)
             }
@@ -496,34 +511,19 @@ fn multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>, JuteError> {
                 version: r.int("version")?,
             },
             op::CHECK => MultiOp::Check { path: r.path("path")?, version: r.int("version")? },
-            other => {
-                return Err(JuteError {
-                    what: "multi",
-                    reason: format!("op {other} cannot be part of a multi"),
-                })
-            }
-        });
-    }
+            _ => return Ok(None),
+        }))
+    })
 }
 
 fn multi_read(r: &mut Reader<'_>) -> Result<Vec<ReadOp>, JuteError> {
-    let mut ops = Vec::new();
-    loop {
-        let (op, done) = multi_header(r)?;
-        if done {
-            return Ok(ops);
-        }
-        ops.push(match op {
+    multi_ops(r, "multiRead", |op, r| {
+        Ok(Some(match op {
             op::GET_CHILDREN => ReadOp::GetChildren(path_and_watch(r)?.0),
             op::GET_DATA => ReadOp::GetData(path_and_watch(r)?.0),
-            other => {
-                return Err(JuteError {
-                    what: "multiRead",
-                    reason: format!("op {other} cannot be part of a multiRead"),
-                })
-            }
-        });
-    }
+            _ => return Ok(None),
+        }))
+    })
 }
 
 /// Decodes a request frame (after the connect): header and body. Bytes after the body are
