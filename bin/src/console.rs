@@ -577,6 +577,7 @@ pub fn run_consumer(args: ConsoleConsumerArgs) -> Result<()> {
         max_messages: args.max_messages,
         idle_timeout: args.timeout_ms.map(Duration::from_millis),
         format,
+        started: Instant::now(),
     };
     crate::client_args::runtime()?.block_on(consume(run, config))
 }
@@ -590,22 +591,41 @@ struct ConsumeRun {
     max_messages: Option<u64>,
     idle_timeout: Option<Duration>,
     format: MessageFormat,
+    /// When the run began: `--timeout-ms` counts from here, so a topic that never appears
+    /// cannot hold the run past it.
+    started: Instant,
 }
 
-/// Assigns `partition` (or every partition of `topic`) and moves to `start`.
+/// The partitions of `topic`, waiting at most `request.timeout.ms` (or `within`, if
+/// shorter) for it to be known; the consumer asks the brokers to create a missing topic
+/// (`allow.auto.create.topics`), which they do under `auto.create.topics.enable`.
+async fn find_topic(
+    consumer: &sluice_client::broker::Consumer,
+    topic: &str,
+    within: Option<Duration>,
+) -> Result<Vec<sluice_client::broker::proto::PartitionMetadata>> {
+    let mut timeout = consumer.config().client.request_timeout;
+    if let Some(w) = within {
+        timeout = timeout.min(w);
+    }
+    consumer.partitions_for(topic, timeout).await.with_context(|| {
+        format!(
+            "cannot find the partitions of topic {topic} within {timeout:?} (UNKNOWN_TOPIC_OR_PARTITION when it \
+             does not exist and the brokers do not create it: create it with sluice topics --create --topic {topic})"
+        )
+    })
+}
+
+/// Assigns `partition` (or every partition of `topic`) and moves to `start`; waits for the
+/// topic at most `within` (and `request.timeout.ms`).
 pub(crate) async fn assign_topic(
     consumer: &mut sluice_client::broker::Consumer,
     topic: &str,
     partition: Option<i32>,
     start: StartOffset,
+    within: Option<Duration>,
 ) -> Result<Vec<i32>> {
-    let timeout = consumer.config().client.request_timeout;
-    let partitions = consumer.partitions_for(topic, timeout).await.with_context(|| {
-        format!(
-            "cannot find the partitions of topic {topic} (if it does not exist, create it: sluice topics \
-             --create --topic {topic})"
-        )
-    })?;
+    let partitions = find_topic(consumer, topic, within).await?;
     let mut all: Vec<i32> = partitions.iter().map(|p| p.partition).collect();
     all.sort_unstable();
     let chosen = match partition {
@@ -630,24 +650,23 @@ pub(crate) async fn assign_topic(
 
 /// Subscribes to `topic` with the consumer's group (checking first that the topic exists,
 /// for a clear error rather than a member that waits for ever).
-async fn subscribe_topic(consumer: &mut sluice_client::broker::Consumer, topic: &str) -> Result<()> {
-    let timeout = consumer.config().client.request_timeout;
-    consumer.partitions_for(topic, timeout).await.with_context(|| {
-        format!(
-            "cannot find the partitions of topic {topic} (if it does not exist, create it: sluice topics \
-             --create --topic {topic})"
-        )
-    })?;
+async fn subscribe_topic(
+    consumer: &mut sluice_client::broker::Consumer,
+    topic: &str,
+    within: Option<Duration>,
+) -> Result<()> {
+    find_topic(consumer, topic, within).await?;
     consumer.subscribe([topic])?;
     Ok(())
 }
 
 async fn consume(run: ConsumeRun, config: ConsumerConfig) -> Result<()> {
     let mut consumer = sluice_client::broker::Consumer::new(config)?;
+    let within = run.idle_timeout.map(|t| t.saturating_sub(run.started.elapsed()));
     if run.group {
-        subscribe_topic(&mut consumer, &run.topic).await?;
+        subscribe_topic(&mut consumer, &run.topic, within).await?;
     } else {
-        assign_topic(&mut consumer, &run.topic, run.partition, run.start).await?;
+        assign_topic(&mut consumer, &run.topic, run.partition, run.start, within).await?;
     }
     let mut count = 0u64;
     let mut unprinted = BTreeMap::new();
@@ -700,7 +719,7 @@ async fn print_records(
 ) -> Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let mut last_record = Instant::now();
+    let mut last_record = run.started;
     let stop = crate::perf::shutdown_signal();
     tokio::pin!(stop);
     let mut text = String::new();

@@ -246,7 +246,7 @@ async fn consume(args: ConsumerPerfArgs, config: ConsumerConfig) -> Result<()> {
     let start = Instant::now();
     let mut consumer = Consumer::new(config)?;
     let from = if args.from_latest { StartOffset::Latest } else { StartOffset::Earliest };
-    assign_topic(&mut consumer, &args.topic, None, from).await?;
+    assign_topic(&mut consumer, &args.topic, None, from, None).await?;
     let timeout = Duration::from_millis(args.timeout);
     let interval = Duration::from_millis(args.reporting_interval);
     let mut progress = Progress::new(std::io::stderr().is_terminal());

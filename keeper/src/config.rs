@@ -288,7 +288,7 @@ impl KeeperConfig {
             }
             let allow_two = match get("ensemble.allowTwoServers") {
                 None => false,
-                Some(e) => match e.value.as_str() {
+                Some(e) => match e.value.to_ascii_lowercase().as_str() {
                     "true" => true,
                     "false" => false,
                     _ => return Err(invalid(path, e, "must be true or false")),

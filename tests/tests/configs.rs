@@ -185,3 +185,57 @@ fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
     sluice(&cluster, &alice, &["topics", "--alter", "--topic", "cfg", "--partitions", "8"])
         .refused("alice's partition growth", "User:alice is not authorized to Alter topic cfg");
 }
+
+#[test]
+fn console_consumer_creates_an_unknown_topic_or_ends_at_its_timeout_naming_it() {
+    // Auto-creation on (the brokers' default): the consumer's metadata request creates it.
+    let cluster = BrokerCluster::start(1, "");
+    let admin = cluster.client_files();
+    let started = std::time::Instant::now();
+    let read = sluice(&cluster, &admin, &["console-consumer", "--topic", "fresh", "--timeout-ms", "3000"]);
+    read.ok("console-consumer of a new topic");
+    assert!(read.stderr.contains("Processed a total of 0 messages"), "{}", read.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15), "ended by its timeout: {:?}", started.elapsed());
+    let listed = sluice(&cluster, &admin, &["topics", "--list"]);
+    assert!(listed.ok("list").lines().any(|l| l == "fresh"), "the consumer created it: {}", listed.stdout);
+
+    // allow.auto.create.topics=false: nothing is created and the run ends at --timeout-ms,
+    // naming the topic and Kafka's error.
+    let started = std::time::Instant::now();
+    let refused = sluice(
+        &cluster,
+        &admin,
+        &[
+            "console-consumer",
+            "--topic",
+            "absent",
+            "--timeout-ms",
+            "2000",
+            "--consumer-property",
+            "allow.auto.create.topics=false",
+        ],
+    );
+    refused.refused("console-consumer of a missing topic", "UNKNOWN_TOPIC_OR_PARTITION");
+    assert!(refused.stderr.contains("absent"), "{}", refused.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15), "ended by its timeout: {:?}", started.elapsed());
+    let listed = sluice(&cluster, &admin, &["topics", "--list"]);
+    assert!(!listed.ok("list").lines().any(|l| l == "absent"), "{}", listed.stdout);
+
+    // The same with a group.
+    let refused = sluice(
+        &cluster,
+        &admin,
+        &[
+            "console-consumer",
+            "--topic",
+            "absent",
+            "--group",
+            "g",
+            "--timeout-ms",
+            "2000",
+            "--consumer-property",
+            "allow.auto.create.topics=false",
+        ],
+    );
+    refused.refused("a group's console-consumer of a missing topic", "UNKNOWN_TOPIC_OR_PARTITION");
+}

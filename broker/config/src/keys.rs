@@ -128,7 +128,7 @@ pub const KEYS: &[Key] = &[
         section: "Authorization",
         meaning: "Principals that may do anything, `User:<name>` separated by `;` (a certificate's principal is User:<first DNS name, else CN>). List the brokers' own certificates here, as in Kafka, or grant them ClusterAction on the cluster.",
         default: Default::Unset(" (nobody)"),
-        sample: Sample::Example("User:broker-1;User:broker-2;User:broker-3;User:admin"),
+        sample: Sample::Set("User:broker-1;User:cli"),
     },
     Key {
         name: "allow.everyone.if.no.acl.found",

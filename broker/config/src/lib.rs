@@ -886,11 +886,15 @@ fn topic_key_of(log_key: &'static str) -> &'static str {
     }
 }
 
+/// `true` or `false` in any case (Kafka's `ConfigDef` ignores case: `TRUE` and `False` are
+/// booleans too).
 fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
+    if v.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -1312,7 +1316,12 @@ mod tests {
             err("delete.topic.enable=yes\n"),
             "s.properties:6: delete.topic.enable=yes: must be true or false (the default is true)"
         );
-        assert!(err("auto.create.topics.enable=True\n").contains("must be true or false"), "exactly true");
+        // Any case, as Kafka reads booleans.
+        assert!(
+            !parse("auto.create.topics.enable=False\n")
+                .expect("False is a boolean")
+                .auto_create_topics_enable
+        );
     }
 
     #[test]
@@ -1521,6 +1530,9 @@ mod tests {
         assert!(c.allow_everyone_if_no_acl_found);
         let d = parse("").expect("defaults");
         assert!(d.super_users.is_empty() && !d.allow_everyone_if_no_acl_found);
+        let upper =
+            parse("allow.everyone.if.no.acl.found=TRUE\ndelete.topic.enable=False\n").expect("any case");
+        assert!(upper.allow_everyone_if_no_acl_found && !upper.delete_topic_enable);
         let e = err("super.users=alice\n");
         assert!(e.contains("User:<name>") && e.contains("super.users"), "{e}");
     }

@@ -114,6 +114,9 @@ pub mod keys {
     pub const MAX_POLL_RECORDS: &str = "max.poll.records";
     /// Verify batch CRCs.
     pub const CHECK_CRCS: &str = "check.crcs";
+    /// Ask the brokers to create a topic the consumer names that does not exist (they do
+    /// when their `auto.create.topics.enable` is on).
+    pub const ALLOW_AUTO_CREATE_TOPICS: &str = "allow.auto.create.topics";
 }
 
 /// `request.timeout.ms` (Kafka's default).
@@ -166,6 +169,8 @@ pub const DEFAULT_MAX_PARTITION_FETCH_BYTES: u32 = 1_048_576;
 pub const DEFAULT_MAX_POLL_RECORDS: usize = 500;
 /// `check.crcs`.
 pub const DEFAULT_CHECK_CRCS: bool = true;
+/// `allow.auto.create.topics` (Kafka's consumer default).
+pub const DEFAULT_ALLOW_AUTO_CREATE_TOPICS: bool = true;
 /// `session.timeout.ms` (Kafka 3's default).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
 /// `heartbeat.interval.ms`.
@@ -923,6 +928,8 @@ pub struct ConsumerConfig {
     pub max_poll_records: usize,
     /// `check.crcs`: verify each batch's CRC-32C before decoding it.
     pub check_crcs: bool,
+    /// `allow.auto.create.topics`.
+    pub allow_auto_create_topics: bool,
 }
 
 impl ConsumerConfig {
@@ -942,6 +949,7 @@ impl ConsumerConfig {
         keys::MAX_PARTITION_FETCH_BYTES,
         keys::MAX_POLL_RECORDS,
         keys::CHECK_CRCS,
+        keys::ALLOW_AUTO_CREATE_TOPICS,
     ];
 
     /// Default consumer settings for this client.
@@ -962,6 +970,7 @@ impl ConsumerConfig {
             max_partition_fetch_bytes: DEFAULT_MAX_PARTITION_FETCH_BYTES,
             max_poll_records: DEFAULT_MAX_POLL_RECORDS,
             check_crcs: DEFAULT_CHECK_CRCS,
+            allow_auto_create_topics: DEFAULT_ALLOW_AUTO_CREATE_TOPICS,
         }
     }
 
@@ -1009,6 +1018,7 @@ impl ConsumerConfig {
             keys::MAX_PARTITION_FETCH_BYTES => self.max_partition_fetch_bytes = bytes(0)?,
             keys::MAX_POLL_RECORDS => self.max_poll_records = int(key, v, 1, i64::from(i32::MAX))? as usize,
             keys::CHECK_CRCS => self.check_crcs = boolean(key, v)?,
+            keys::ALLOW_AUTO_CREATE_TOPICS => self.allow_auto_create_topics = boolean(key, v)?,
             _ => {
                 return self
                     .client
@@ -1100,6 +1110,12 @@ impl ConsumerConfig {
     /// `check.crcs`.
     pub fn check_crcs(mut self, check: bool) -> Self {
         self.check_crcs = check;
+        self
+    }
+
+    /// `allow.auto.create.topics`.
+    pub fn allow_auto_create_topics(mut self, allow: bool) -> Self {
+        self.allow_auto_create_topics = allow;
         self
     }
 

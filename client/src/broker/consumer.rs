@@ -509,7 +509,9 @@ impl Consumer {
     /// A consumer for `config`'s cluster (reads the TLS files now, connects on first use).
     pub fn new(config: ConsumerConfig) -> Result<Consumer, ConsumerError> {
         config.validate()?;
-        let cluster = Cluster::new(&config.client, false)?;
+        // Kafka's consumer asks for unknown topics to be created (allow.auto.create.topics,
+        // on by default); the brokers decide (auto.create.topics.enable).
+        let cluster = Cluster::new(&config.client, config.allow_auto_create_topics)?;
         let group = config.group_id.clone().map(|g| Membership::new(g, cluster.clone(), config.clone()));
         Ok(Consumer {
             cluster,
