@@ -485,13 +485,15 @@ mod tests {
         assert!(parse(&["--create", "--list"]).is_err(), "two actions");
         let a = parse(&["--list", "--partitions", "3"]).expect("clap accepts it");
         let err = check_combinations(&a).expect_err("--partitions needs --create").to_string();
-        assert_eq!(err, "--partitions goes with --create");
+        assert_eq!(err, "--partitions goes with --create or --alter");
         let a = parse(&["--delete", "--topic", "t", "--unavailable-partitions"]).expect("clap accepts it");
         assert!(check_combinations(&a).is_err(), "a describe filter");
-        assert!(
-            parse(&["--create", "--topic", "t", "--partitions", "3", "--replica-assignment", "1"]).is_err(),
-            "an assignment fixes the partition count"
-        );
+        let a = parse(&["--create", "--topic", "t", "--partitions", "3", "--replica-assignment", "1"])
+            .expect("clap accepts it");
+        assert!(check_combinations(&a).is_err(), "an assignment fixes the partition count of a new topic");
+        let a = parse(&["--alter", "--topic", "t", "--partitions", "3", "--replica-assignment", "1:2"])
+            .expect("valid: the new partition's replicas");
+        check_combinations(&a).expect("--alter takes both");
         let a = parse(&["--list", "--if-exists"]).expect("clap accepts it");
         assert!(check_combinations(&a).is_err(), "--if-exists is for --delete and --describe");
         let a = parse(&["--describe", "--if-exists", "--exclude-internal"]).expect("valid");
