@@ -103,6 +103,17 @@ pub enum Command {
     /// first offset whose record's timestamp is at least --time ms (empty when there is none).
     /// --topic is an exact name (Kafka's is a regular expression); without it, every topic.
     GetOffsets(records_cmd::GetOffsetsArgs),
+    /// Print a partition's segment and index files as Kafka's DumpLogSegments does:
+    /// kafka-dump-log.sh.
+    ///
+    /// --files a.log,b.index,c.timeindex (a broker's log dir holds them under
+    /// <topic>-<partition>/). A segment prints `Log starting offset: N` and one `baseOffset:
+    /// ... lastOffset: ... count: ... position: ... CreateTime: ... size: ... compresscodec: ...
+    /// crc: ... isvalid: true` line per batch; --deep-iteration adds a `| offset: ...` line per
+    /// record, --print-data-log its key and payload. An index prints `offset: O position: P`,
+    /// a time index `timestamp: T offset: O`. A batch that does not parse ends its file's
+    /// listing with `Found an invalid batch at position P ...`. No broker is needed.
+    DumpLog(records_cmd::DumpLogArgs),
     /// Move partitions' leadership back to their preferred replica: kafka-leader-election.sh.
     ///
     /// --election-type preferred with --topic T --partition P, --all-topic-partitions or
@@ -219,6 +230,7 @@ pub fn main() -> ExitCode {
         Command::LogDirs(a) => cluster_cmd::run_log_dirs(a),
         Command::Acls(a) => acls_cmd::run(a),
         Command::Configs(a) => configs_cmd::run(a),
+        Command::DumpLog(a) => records_cmd::run_dump_log(a),
         Command::ConsoleProducer(a) => console::run_producer(a),
         Command::ConsoleConsumer(a) => console::run_consumer(a),
         Command::ProducerPerfTest(a) => producer_perf::run(a),

@@ -243,3 +243,41 @@ pub fn run_get_offsets(args: GetOffsetsArgs) -> Result<()> {
         Ok(())
     })
 }
+
+/// Arguments of `sluice dump-log`.
+#[derive(Debug, clap::Args)]
+pub struct DumpLogArgs {
+    /// The files, separated by commas: a partition directory's segments (`.log`), offset
+    /// indexes (`.index`) and time indexes (`.timeindex`).
+    #[arg(long, value_name = "FILE,FILE,...", required = true)]
+    pub files: String,
+    /// Each record's line too, with its key and value (as text).
+    #[arg(long)]
+    pub print_data_log: bool,
+    /// Each record's line too (offset, timestamp, sizes, sequence, header keys).
+    #[arg(long)]
+    pub deep_iteration: bool,
+}
+
+/// Runs `sluice dump-log`: Kafka's DumpLogSegments text for each file, read from disk (no
+/// broker needed; a running broker's files can be read too).
+pub fn run_dump_log(args: DumpLogArgs) -> Result<()> {
+    let options = sluice_log::dump::DumpOptions {
+        deep_iteration: args.deep_iteration,
+        print_data_log: args.print_data_log,
+    };
+    let mut failed = 0;
+    for file in args.files.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        match sluice_log::dump::dump_file(std::path::Path::new(file), options) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} file(s) could not be dumped (see above)");
+    }
+    Ok(())
+}

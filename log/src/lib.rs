@@ -42,6 +42,7 @@ pub mod checkpoint;
 pub mod cleaner;
 pub mod compression;
 mod config;
+pub mod dump;
 pub mod epoch;
 mod error;
 mod index;

@@ -239,3 +239,67 @@ fn console_consumer_creates_an_unknown_topic_or_ends_at_its_timeout_naming_it() 
     );
     refused.refused("a group's console-consumer of a missing topic", "UNKNOWN_TOPIC_OR_PARTITION");
 }
+
+#[test]
+fn dump_log_prints_a_live_brokers_segment_and_indexes_as_kafkas_tool_does() {
+    let cluster = BrokerCluster::start(1, "");
+    let admin = cluster.client_files();
+    sluice(
+        &cluster,
+        &admin,
+        &["topics", "--create", "--topic", "dump", "--partitions", "1", "--config", "index.interval.bytes=1"],
+    )
+    .ok("create");
+    let lines = "k1\tfirst value\nk2\tsecond value\n";
+    sluice_tests::run_sluice(
+        &cluster.bootstrap(),
+        &admin,
+        &["console-producer", "--topic", "dump", "--sync", "--property", "parse.key=true"],
+        lines,
+    )
+    .ok("produce");
+    let dir = cluster.brokers[0].log_dir.join("dump-0");
+    let file = |ext: &str| dir.join(format!("00000000000000000000.{ext}")).display().to_string();
+    let files = [file("log"), file("index"), file("timeindex")].join(",");
+    // The broker writes the index entries as batches arrive; the segment file is read as it
+    // stands, without the broker.
+    let out = poll_until(Duration::from_secs(10), || {
+        let run = std::process::Command::new(sluice_tests::sluice_bin())
+            .args(["dump-log", "--files", &files, "--print-data-log"])
+            .output()
+            .expect("run dump-log");
+        let text = String::from_utf8_lossy(&run.stdout).into_owned();
+        if run.status.success() && text.contains("offset: 1 position:") {
+            Ok(text)
+        } else {
+            Err(format!("{text}\n{}", String::from_utf8_lossy(&run.stderr)))
+        }
+    })
+    .expect("dump-log of the three files");
+    assert!(out.contains(&format!("Dumping {}\nLog starting offset: 0\n", file("log"))), "{out}");
+    assert!(out.contains("baseOffset: 0 lastOffset: 0 count: 1 "), "{out}");
+    assert!(out.contains("baseOffset: 1 lastOffset: 1 count: 1 "), "{out}");
+    assert!(
+        out.contains(" keySize: 2 valueSize: 11 sequence: 0 headerKeys: [] key: k1 payload: first value\n"),
+        "{out}"
+    );
+    assert!(out.contains(" key: k2 payload: second value\n"), "{out}");
+    assert!(out.contains("isvalid: true"), "{out}");
+    // As Kafka's log: an index entry once index.interval.bytes were appended since the last,
+    // so the first batch has none and the second (at byte 81) has one.
+    assert!(out.contains(&format!("Dumping {}\noffset: 1 position: 81\n", file("index"))), "{out}");
+    assert!(out.contains(&format!("Dumping {}\ntimestamp: ", file("timeindex"))), "{out}");
+
+    // A file it cannot read is named, and the others are still dumped.
+    let bad = std::process::Command::new(sluice_tests::sluice_bin())
+        .args([
+            "dump-log",
+            "--files",
+            &format!("{},{}", dir.join("leader-epoch-checkpoint").display(), file("log")),
+        ])
+        .output()
+        .expect("run dump-log");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains(".log, .index or .timeindex"));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("baseOffset: 0"));
+}
