@@ -7,10 +7,13 @@ use anyhow::{anyhow, Context, Result};
 use sluice_broker::config::BrokerConfig;
 use sluice_net::TlsIdentity;
 
+use crate::client_args::KeyValue;
 use crate::keeper_cmd::stop_pid;
 
 /// Name of the pid file in the first of `log.dirs`.
 pub const PID_FILE: &str = "sluice-broker.pid";
+/// Where a `-daemon` broker's output goes, in the first of `log.dirs`.
+pub const OUT_FILE: &str = "sluice-broker.out";
 
 /// Broker commands.
 #[derive(Debug, clap::Subcommand)]
@@ -24,9 +27,20 @@ pub enum BrokerCommand {
     /// closes its logs. Every key, its default and meaning are documented in
     /// config/server.properties; an unknown key or bad value stops start-up naming the file,
     /// the line and why.
+    ///
+    /// -daemon (or --daemon) runs it in the background as kafka-server-start.sh does: its
+    /// output goes to sluice-broker.out in the first of log.dirs, and the command returns
+    /// once the broker serves (printing its listening line), or fails showing why it did
+    /// not. --override key=value (repeatable) replaces the file's setting of that key.
     Start {
         /// The configuration file.
         config: PathBuf,
+        /// Run in the background (also written -daemon, as Kafka's script takes it).
+        #[arg(long)]
+        daemon: bool,
+        /// A setting that replaces the file's, KEY=VALUE (repeatable).
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<KeyValue>,
     },
     /// Stop the broker running with this config (SIGTERM through the pid file in the first
     /// of log.dirs) and wait for it to exit.
@@ -34,14 +48,33 @@ pub enum BrokerCommand {
         /// The configuration file it was started with.
         #[arg(default_value = "config/server.properties")]
         config: PathBuf,
+        /// The --override settings it was started with, if they moved log.dirs.
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<KeyValue>,
     },
 }
 
 /// Runs a broker command.
 pub fn run(cmd: BrokerCommand) -> Result<()> {
     match cmd {
-        BrokerCommand::Start { config } => start(&config),
-        BrokerCommand::Stop { config } => stop(&config),
+        BrokerCommand::Start { config, daemon: false, overrides } => start(&config, &overrides),
+        BrokerCommand::Start { config, daemon: true, overrides } => {
+            let loaded = load(&config, &overrides)?;
+            let out = loaded
+                .log_dirs
+                .first()
+                .map(|d| d.join(OUT_FILE))
+                .ok_or_else(|| anyhow!("log.dirs is empty"))?;
+            let mut args: Vec<std::ffi::OsString> =
+                vec!["broker".into(), "start".into(), config.clone().into()];
+            for o in &overrides {
+                args.push("--override".into());
+                args.push(format!("{}={}", o.key, o.value).into());
+            }
+            let stop = format!("sluice broker stop {}{}", config.display(), override_flags(&overrides));
+            crate::daemon::start("broker", args, &out, "broker listening on ", &stop)
+        }
+        BrokerCommand::Stop { config, overrides } => stop(&config, &overrides),
     }
 }
 
@@ -49,8 +82,21 @@ fn pid_file(config: &BrokerConfig) -> Result<PathBuf> {
     config.log_dirs.first().map(|d| d.join(PID_FILE)).ok_or_else(|| anyhow!("log.dirs is empty"))
 }
 
-fn start(config_path: &Path) -> Result<()> {
-    let config = BrokerConfig::load(config_path)?;
+/// The config file with `overrides` applied.
+fn load(config_path: &Path, overrides: &[KeyValue]) -> Result<BrokerConfig> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let pairs: Vec<(String, String)> = overrides.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
+    Ok(BrokerConfig::parse(&sluice_config::properties::apply_overrides(&text, &pairs), config_path)?)
+}
+
+/// `--override K=V ...` as typed.
+pub(crate) fn override_flags(overrides: &[KeyValue]) -> String {
+    overrides.iter().map(|o| format!(" --override {}={}", o.key, o.value)).collect()
+}
+
+fn start(config_path: &Path, overrides: &[KeyValue]) -> Result<()> {
+    let config = load(config_path, overrides)?;
     let identity = TlsIdentity::load(&config.tls)?;
     let pid_file = pid_file(&config)?;
     let system = actix::System::new();
@@ -80,8 +126,8 @@ fn start(config_path: &Path) -> Result<()> {
     result.with_context(|| format!("broker with {} failed", config_path.display()))
 }
 
-fn stop(config_path: &Path) -> Result<()> {
-    let config = BrokerConfig::load(config_path)?;
+fn stop(config_path: &Path, overrides: &[KeyValue]) -> Result<()> {
+    let config = load(config_path, overrides)?;
     let pid_file = pid_file(&config)?;
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .map_err(|_| {

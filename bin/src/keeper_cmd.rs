@@ -31,14 +31,28 @@ pub enum KeeperCommand {
     /// tls.key.file, metricsProvider.httpPort, metricsProvider.httpHost, initLimit,
     /// syncLimit, raft.heartbeatMs, raft.electionTimeoutMs, ensemble.allowTwoServers,
     /// server.N.
+    ///
+    /// -daemon (or --daemon) runs it in the background: its output goes to
+    /// sluice-keeper.out in dataDir, and the command returns once the keeper serves
+    /// (printing its listening line), or fails showing why. --override key=value
+    /// (repeatable) replaces the file's setting of that key.
     Start {
         /// The configuration file.
         config: PathBuf,
+        /// Run in the background (also written -daemon).
+        #[arg(long)]
+        daemon: bool,
+        /// A setting that replaces the file's, KEY=VALUE (repeatable).
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<crate::client_args::KeyValue>,
     },
     /// Stop the keeper running with this config (SIGTERM through the pid file in dataDir).
     Stop {
         /// The configuration file it was started with.
         config: PathBuf,
+        /// The --override settings it was started with, if they moved dataDir.
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<crate::client_args::KeyValue>,
     },
     /// Show each server's mode (standalone / leader / follower), and in an ensemble its id,
     /// term, leader, last committed zxid and the members; znode and session counts,
@@ -73,8 +87,24 @@ pub struct ShellArgs {
 /// Runs a keeper command.
 pub fn run(cmd: KeeperCommand) -> Result<()> {
     match cmd {
-        KeeperCommand::Start { config } => start(&config),
-        KeeperCommand::Stop { config } => stop(&config),
+        KeeperCommand::Start { config, daemon: false, overrides } => start(&config, &overrides),
+        KeeperCommand::Start { config, daemon: true, overrides } => {
+            let loaded = load(&config, &overrides)?;
+            let out = loaded.settings.data_dir.join(OUT_FILE);
+            let mut args: Vec<std::ffi::OsString> =
+                vec!["keeper".into(), "start".into(), config.clone().into()];
+            for o in &overrides {
+                args.push("--override".into());
+                args.push(format!("{}={}", o.key, o.value).into());
+            }
+            let stop = format!(
+                "sluice keeper stop {}{}",
+                config.display(),
+                crate::broker_cmd::override_flags(&overrides)
+            );
+            crate::daemon::start("keeper", args, &out, "keeper listening on ", &stop)
+        }
+        KeeperCommand::Stop { config, overrides } => stop(&config, &overrides),
         KeeperCommand::Status { server, tls } => {
             let tls = ClientTls::new(tls.load()?);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -126,8 +156,19 @@ fn print_status(s: &sluice_client::keeper::proto::ServerStatus) {
     println!("Version: {}", s.version);
 }
 
-fn start(config_path: &Path) -> Result<()> {
-    let config = KeeperConfig::load(config_path)?;
+/// Where a `-daemon` keeper's output goes, in dataDir.
+pub const OUT_FILE: &str = "sluice-keeper.out";
+
+/// The config file with `overrides` applied.
+fn load(config_path: &Path, overrides: &[crate::client_args::KeyValue]) -> Result<KeeperConfig> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let pairs: Vec<(String, String)> = overrides.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
+    Ok(KeeperConfig::parse(&sluice_config::properties::apply_overrides(&text, &pairs), config_path)?)
+}
+
+fn start(config_path: &Path, overrides: &[crate::client_args::KeyValue]) -> Result<()> {
+    let config = load(config_path, overrides)?;
     let identity = TlsIdentity::load(&config.tls)?;
     let pid_file = config.settings.data_dir.join(PID_FILE);
     let system = actix::System::new();
@@ -160,8 +201,8 @@ fn start(config_path: &Path) -> Result<()> {
     result.with_context(|| format!("keeper with {} failed", config_path.display()))
 }
 
-fn stop(config_path: &Path) -> Result<()> {
-    let config = KeeperConfig::load(config_path)?;
+fn stop(config_path: &Path, overrides: &[crate::client_args::KeyValue]) -> Result<()> {
+    let config = load(config_path, overrides)?;
     let pid_file = config.settings.data_dir.join(PID_FILE);
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .map_err(|_| {

@@ -13,6 +13,7 @@ pub mod configs_cmd;
 pub mod console;
 pub mod consumer_perf;
 pub mod credentials;
+pub mod daemon;
 pub mod dev_cmd;
 pub mod groups_cmd;
 pub mod keeper_cmd;
@@ -210,7 +211,7 @@ pub enum Command {
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
+    let matches = Cli::command().get_matches_from(daemon::normalize_args(std::env::args_os()));
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

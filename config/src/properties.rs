@@ -139,6 +139,34 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, PropertiesError> {
     Ok(entries)
 }
 
+/// `text` with `overrides` applied (kafka-server-start.sh's `--override key=value`): each
+/// line setting an overridden key becomes a comment saying so (line numbers stay those of
+/// the file), and the overrides are appended, each on its own line.
+pub fn apply_overrides(text: &str, overrides: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    for raw in text.lines() {
+        let t = raw.trim();
+        let key = t.find(['=', ':']).map(|i| t[..i].trim());
+        match key {
+            Some(k)
+                if !t.starts_with('#') && !t.starts_with('!') && overrides.iter().any(|(o, _)| o == k) =>
+            {
+                out.push_str("# overridden by --override: ");
+                out.push_str(t);
+            }
+            _ => out.push_str(raw),
+        }
+        out.push('\n');
+    }
+    for (k, v) in overrides {
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+        out.push('\n');
+    }
+    out
+}
+
 /// Reads and parses a properties file, refusing keys outside `known`.
 pub fn read(path: &Path, known: &[&str]) -> Result<Vec<Entry>, PropertiesError> {
     let text = std::fs::read_to_string(path)
@@ -204,5 +232,15 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains(":2: unknown key \"tls.cert.fiel\""), "{msg}");
         assert!(msg.contains("tls.cert.file"), "{msg}");
+    }
+
+    #[test]
+    fn overrides_replace_their_keys_and_keep_line_numbers() {
+        let text = "a=1\n# b=old\nb=2\nc=3\n";
+        let out = apply_overrides(text, &[("b".into(), "9".into()), ("d".into(), "4".into())]);
+        assert_eq!(out, "a=1\n# b=old\n# overridden by --override: b=2\nc=3\nb=9\nd=4\n");
+        let entries = parse(&out, Path::new("f")).expect("no duplicate");
+        let b = entries.iter().find(|e| e.key == "b").expect("b");
+        assert_eq!((b.value.as_str(), b.line), ("9", 5));
     }
 }

@@ -303,3 +303,104 @@ fn dump_log_prints_a_live_brokers_segment_and_indexes_as_kafkas_tool_does() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains(".log, .index or .timeindex"));
     assert!(String::from_utf8_lossy(&bad.stdout).contains("baseOffset: 0"));
 }
+
+/// Stops a `-daemon` service on every path out of the test: `sluice ... stop`, then SIGKILL
+/// through its pid file if that did not do it.
+struct Daemon {
+    stop: Vec<String>,
+    pid_file: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(sluice_tests::sluice_bin()).args(&self.stop).output();
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = std::process::Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+    }
+}
+
+fn sluice_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(sluice_tests::sluice_bin()).args(args).output().expect("run sluice")
+}
+
+#[test]
+fn daemon_starts_serve_in_the_background_with_overrides_and_stop_ends_them() {
+    let pki = sluice_tests::TestPki::new("daemon");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = sluice_tests::free_udp_ports(1)[0];
+    let (keeper_conf, keeper_data) = sluice_tests::keeper_config(&pki, dir.path(), "keeper", 1, 0, 500, "");
+    let keeper_conf = keeper_conf.display().to_string();
+    let port_override = format!("clientPort={port}");
+    // -daemon, as zkServer.sh / kafka-server-start.sh take it; the port comes from --override.
+    let started = sluice_cmd(&["keeper", "start", "-daemon", &keeper_conf, "--override", &port_override]);
+    let _keeper = Daemon {
+        stop: vec![
+            "keeper".into(),
+            "stop".into(),
+            keeper_conf.clone(),
+            "--override".into(),
+            port_override.clone(),
+        ],
+        pid_file: keeper_data.join("sluice-keeper.pid"),
+    };
+    let said = String::from_utf8_lossy(&started.stdout).into_owned();
+    assert!(started.status.success(), "{said}\n{}", String::from_utf8_lossy(&started.stderr));
+    assert!(said.contains(&format!("keeper listening on 127.0.0.1:{port}")), "{said}");
+    assert!(said.contains("running in the background") && said.contains("sluice-keeper.out"), "{said}");
+
+    // The broker's file says broker.id=1; --override makes it 7.
+    let connect = format!("127.0.0.1:{port}/sluice");
+    let broker_conf = sluice_tests::broker_config(&pki, dir.path(), 1, &connect, "");
+    let broker_conf = broker_conf.display().to_string();
+    let started = sluice_cmd(&["broker", "start", "--daemon", &broker_conf, "--override", "broker.id=7"]);
+    let _broker = Daemon {
+        stop: vec!["broker".into(), "stop".into(), broker_conf.clone()],
+        pid_file: dir.path().join("broker-1-logs/sluice-broker.pid"),
+    };
+    let said = String::from_utf8_lossy(&started.stdout).into_owned();
+    assert!(started.status.success(), "{said}\n{}", String::from_utf8_lossy(&started.stderr));
+    let addr = said
+        .lines()
+        .find_map(|l| l.strip_prefix("broker listening on "))
+        .expect("the listening line")
+        .to_string();
+    let admin = pki.issue(CertSpec::new("admin", Role::Client));
+    let described = sluice_tests::run_sluice(
+        &addr,
+        &admin,
+        &["topics", "--create", "--topic", "d", "--partitions", "1"],
+        "",
+    );
+    described.ok("a topic on the daemon broker");
+    let shell = std::process::Command::new(sluice_tests::sluice_bin())
+        .args(["keeper-shell", &connect])
+        .args(sluice_tests::tls_args(&admin))
+        .args(["ls", "/brokers/ids"])
+        .output()
+        .expect("keeper-shell");
+    assert!(
+        String::from_utf8_lossy(&shell.stdout).contains("[7]"),
+        "{}",
+        String::from_utf8_lossy(&shell.stdout)
+    );
+
+    // A bad override is refused before anything runs in the background.
+    let refused = sluice_cmd(&["broker", "start", "-daemon", &broker_conf, "--override", "broker.id=x"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("broker.id"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // stop ends both.
+    let stopped = sluice_cmd(&["broker", "stop", &broker_conf]);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    let stopped = sluice_cmd(&["keeper", "stop", &keeper_conf, "--override", &port_override]);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    assert!(
+        !keeper_data.join("sluice-keeper.pid").exists(),
+        "the keeper removed its pid file on its way out"
+    );
+}
