@@ -256,7 +256,7 @@ pub fn shell(args: ShellArgs) -> Result<()> {
             session_timeout: Duration::from_millis(args.session_timeout_ms),
             ..KeeperClientOptions::default()
         };
-        let (client, _events) = KeeperClient::connect(&args.connect, &tls, opts).await?;
+        let (client, mut events) = KeeperClient::connect(&args.connect, &tls, opts).await?;
         if !args.command.is_empty() {
             let result = execute(&client, &args.command).await;
             // Close whatever happened, so the session's ephemerals go now, not at expiry.
@@ -272,7 +272,17 @@ pub fn shell(args: ShellArgs) -> Result<()> {
         let prompt = format!("[keeper: {}] ", args.connect);
         std::thread::spawn(move || read_lines(tty, &prompt, tx, done_rx));
         let mut failed = false;
-        while let Some(line) = lines.recv().await {
+        loop {
+            // Watch events are printed as they come, as zkCli prints them.
+            let line = tokio::select! {
+                line = lines.recv() => line,
+                Some(event) = events.recv() => {
+                    print!("{}", format_event(&event));
+                    let _ = std::io::stdout().flush();
+                    continue;
+                }
+            };
+            let Some(line) = line else { break };
             // The reader shows the next prompt only after this line's output.
             let _done = Done(&done_tx);
             let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
@@ -377,6 +387,19 @@ fn take_version(words: &mut Vec<String>) -> Result<i32> {
     }
 }
 
+/// A watch event as zkCli prints it.
+fn format_event(event: &sluice_client::keeper::KeeperEvent) -> String {
+    use sluice_client::keeper::KeeperEvent;
+    let (state, kind, path) = match event {
+        KeeperEvent::Watch { event, path } => ("SyncConnected", format!("{event:?}"), path.as_str()),
+        KeeperEvent::SessionExpired => ("Expired", "None".to_string(), ""),
+        KeeperEvent::ReadOnly(true) => ("ConnectedReadOnly", "None".to_string(), ""),
+        KeeperEvent::ReadOnly(false) => ("SyncConnected", "None".to_string(), ""),
+    };
+    let path = if path.is_empty() { "null" } else { path };
+    format!("\nWATCHER::\n\nWatchedEvent state:{state} type:{kind} path:{path}\n")
+}
+
 fn format_stat(s: &Stat) -> String {
     format!(
         "cZxid = 0x{:x}\nctime = {}\nmZxid = 0x{:x}\nmtime = {}\npZxid = 0x{:x}\ncversion = {}\ndataVersion = {}\naclVersion = {}\nephemeralOwner = 0x{:x}\ndataLength = {}\nnumChildren = {}\n",
@@ -392,7 +415,12 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
     let out = match cmd.as_str() {
         "ls" => {
             let recursive = take_flag(&mut w, "-R");
+            let watch = take_flag(&mut w, "-w");
+            let with_stat = take_flag(&mut w, "-s");
             let path = w.first().ok_or_else(usage)?.clone();
+            if recursive && (watch || with_stat) {
+                bail!("-R goes with neither -w nor -s (as zkCli)");
+            }
             if recursive {
                 let mut out = String::new();
                 let mut stack = vec![path];
@@ -407,20 +435,45 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
                 }
                 out
             } else {
-                format!("[{}]\n", client.children(&path, false).await?.join(", "))
+                let mut out = format!("[{}]\n", client.children(&path, watch).await?.join(", "));
+                if with_stat {
+                    match client.exists(&path, false).await? {
+                        Some(s) => out.push_str(&format_stat(&s)),
+                        None => bail!("Node does not exist: {path}"),
+                    }
+                }
+                out
             }
         }
         "get" => {
+            let watch = take_flag(&mut w, "-w");
+            let with_stat = take_flag(&mut w, "-s");
             let path = w.first().ok_or_else(usage)?;
-            let (data, _) = client.get_data(path, false).await?;
-            format!("{}\n", String::from_utf8_lossy(&data))
+            let (data, stat) = client.get_data(path, watch).await?;
+            let mut out = format!("{}\n", String::from_utf8_lossy(&data));
+            if with_stat {
+                out.push_str(&format_stat(&stat));
+            }
+            out
         }
         "stat" => {
+            let watch = take_flag(&mut w, "-w");
             let path = w.first().ok_or_else(usage)?;
-            match client.exists(path, false).await? {
+            match client.exists(path, watch).await? {
                 Some(s) => format_stat(&s),
+                // An exists watch is set on a missing node too: it fires when it is created.
                 None => bail!("Node does not exist: {path}"),
             }
+        }
+        "addWatch" => {
+            let mode = take_value(&mut w, "-m")?.unwrap_or_else(|| "PERSISTENT_RECURSIVE".into());
+            let recursive = match mode.to_ascii_uppercase().as_str() {
+                "PERSISTENT" => false,
+                "PERSISTENT_RECURSIVE" => true,
+                other => bail!("-m {other}: give PERSISTENT or PERSISTENT_RECURSIVE"),
+            };
+            client.add_watch(w.first().ok_or_else(usage)?, recursive).await?;
+            String::new()
         }
         "create" => {
             let e = take_flag(&mut w, "-e");
@@ -509,13 +562,14 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
     Ok(out)
 }
 
-const HELP: &str = "commands:\n  ls [-R] PATH\n  get PATH\n  stat PATH\n  create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA]\n  set [-v VERSION] PATH DATA\n  delete [-v VERSION] PATH\n  deleteall PATH\n  sync PATH\n  getEphemerals [PATH]\n  getAllChildrenNumber PATH\n  removewatches PATH [-c|-d|-a]\n  quit\n";
+const HELP: &str = "commands:\n  ls [-s] [-w] [-R] PATH\n  get [-s] [-w] PATH\n  stat [-w] PATH\n  addWatch [-m PERSISTENT|PERSISTENT_RECURSIVE] PATH\n  create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA]\n  set [-v VERSION] PATH DATA\n  delete [-v VERSION] PATH\n  deleteall PATH\n  sync PATH\n  getEphemerals [PATH]\n  getAllChildrenNumber PATH\n  removewatches PATH [-c|-d|-a]\n  quit\n";
 
 fn usage_of(cmd: &str) -> &'static str {
     match cmd {
-        "ls" => "ls [-R] PATH",
-        "get" => "get PATH",
-        "stat" => "stat PATH",
+        "ls" => "ls [-s] [-w] [-R] PATH",
+        "get" => "get [-s] [-w] PATH",
+        "stat" => "stat [-w] PATH",
+        "addWatch" => "addWatch [-m PERSISTENT|PERSISTENT_RECURSIVE] PATH",
         "create" => "create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA]",
         "set" => "set [-v VERSION] PATH DATA",
         "delete" => "delete [-v VERSION] PATH",

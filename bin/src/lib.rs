@@ -192,6 +192,14 @@ pub enum Command {
     /// refreshed in place.
     ConsumerPerfTest(consumer_perf::ConsumerPerfArgs),
     /// A zkCli-like shell for a keeper: one command from the arguments, else from stdin.
+    ///
+    /// Commands: ls [-s] [-w] [-R] PATH, get [-s] [-w] PATH, stat [-w] PATH, addWatch [-m
+    /// PERSISTENT|PERSISTENT_RECURSIVE] PATH, create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA],
+    /// set [-v VERSION] PATH DATA, delete [-v VERSION] PATH, deleteall PATH, sync PATH,
+    /// getEphemerals [PATH], getAllChildrenNumber PATH, removewatches PATH [-c|-d|-a], help,
+    /// quit. -s adds the node's stat, -w sets a watch; reading from stdin, each event is
+    /// printed as zkCli prints it: `WATCHER::` then `WatchedEvent state:SyncConnected
+    /// type:NodeDataChanged path:/a`.
     KeeperShell(keeper_cmd::ShellArgs),
     /// Measure a keeper: create / set / get operations per second and latency with 1, 8 and
     /// 64 concurrent sessions (like ZooKeeper's load tools).

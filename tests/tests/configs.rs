@@ -16,6 +16,15 @@ fn sluice(cluster: &BrokerCluster, files: &TlsFiles, args: &[&str]) -> Ran {
     sluice_tests::run_sluice(&cluster.bootstrap(), files, args, "")
 }
 
+/// `sluice configs --alter --entity-type topics --entity-name TOPIC FLAG VALUE` as `files`.
+fn alter(cluster: &BrokerCluster, files: &TlsFiles, topic: &str, flag: &str, value: &str) -> Ran {
+    sluice(
+        cluster,
+        files,
+        &["configs", "--alter", "--entity-type", "topics", "--entity-name", topic, flag, value],
+    )
+}
+
 /// Each broker's bytes of partition `t-0`, from `sluice log-dirs --describe`.
 fn sizes(cluster: &BrokerCluster, files: &TlsFiles, topic: &str) -> Vec<u64> {
     let out = sluice(cluster, files, &["log-dirs", "--describe", "--topic-list", topic]);
@@ -79,20 +88,7 @@ fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
     );
 
     // retention.ms on the live topic: every replica deletes its old segments, no restart.
-    let altered = sluice(
-        &cluster,
-        &admin,
-        &[
-            "configs",
-            "--alter",
-            "--entity-type",
-            "topics",
-            "--entity-name",
-            "cfg",
-            "--add-config",
-            "retention.ms=1000,cleanup.policy=[delete]",
-        ],
-    );
+    let altered = alter(&cluster, &admin, "cfg", "--add-config", "retention.ms=1000,cleanup.policy=[delete]");
     assert_eq!(altered.ok("configs --alter").trim(), "Completed updating config for topic cfg.");
     let after = poll_until(Duration::from_secs(30), || {
         let s = sizes(&cluster, &admin, "cfg");
@@ -110,21 +106,7 @@ fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
     assert!(start > 0, "the log start moved past deleted segments: {start}");
 
     // --delete-config takes the override away.
-    sluice(
-        &cluster,
-        &admin,
-        &[
-            "configs",
-            "--alter",
-            "--entity-type",
-            "topics",
-            "--entity-name",
-            "cfg",
-            "--delete-config",
-            "retention.ms",
-        ],
-    )
-    .ok("configs --delete-config");
+    alter(&cluster, &admin, "cfg", "--delete-config", "retention.ms").ok("configs --delete-config");
     let out = sluice(
         &cluster,
         &admin,
@@ -132,21 +114,8 @@ fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
     );
     let text = out.ok("configs --describe after delete");
     assert!(!text.contains("retention.ms") && text.contains("segment.bytes=1024"), "{text}");
-    sluice(
-        &cluster,
-        &admin,
-        &[
-            "configs",
-            "--alter",
-            "--entity-type",
-            "topics",
-            "--entity-name",
-            "cfg",
-            "--add-config",
-            "retention.bytes=x",
-        ],
-    )
-    .refused("a bad value", "retention.bytes");
+    alter(&cluster, &admin, "cfg", "--add-config", "retention.bytes=x")
+        .refused("a bad value", "retention.bytes");
     sluice(&cluster, &admin, &["configs", "--describe", "--entity-type", "brokers", "--entity-name", "1"])
         .refused("broker configs", "server.properties");
 
@@ -167,21 +136,8 @@ fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
 
     // A certificate without AlterConfigs / Alter on the topic changes nothing.
     let alice = cluster.pki.issue(CertSpec::new("alice", Role::Client));
-    sluice(
-        &cluster,
-        &alice,
-        &[
-            "configs",
-            "--alter",
-            "--entity-type",
-            "topics",
-            "--entity-name",
-            "cfg",
-            "--add-config",
-            "retention.ms=5",
-        ],
-    )
-    .refused("alice's config change", "User:alice is not authorized to AlterConfigs topic cfg");
+    alter(&cluster, &alice, "cfg", "--add-config", "retention.ms=5")
+        .refused("alice's config change", "User:alice is not authorized to AlterConfigs topic cfg");
     sluice(&cluster, &alice, &["topics", "--alter", "--topic", "cfg", "--partitions", "8"])
         .refused("alice's partition growth", "User:alice is not authorized to Alter topic cfg");
 }

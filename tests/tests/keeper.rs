@@ -674,3 +674,61 @@ async fn ephemerals_subtree_sizes_watch_removal_containers_and_ttl_nodes_through
         "removewatches without a watch says so:\n{stdout}\n{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shells_watches_print_their_events_as_zkcli_does() {
+    let s = setup(500);
+    let out_path = s.dir.path().join("shell.out");
+    let out = std::fs::File::create(&out_path).expect("output file");
+    let mut shell = shell(&s, 5000, Stdio::from(out), Stdio::null());
+    let (other, _ev) = client(&s, &s.keeper.addr, 5000).await;
+    let say = |shell: &mut std::process::Child, line: &str| {
+        let stdin = shell.stdin.as_mut().expect("stdin");
+        stdin.write_all(format!("{line}\n").as_bytes()).expect("write command");
+        stdin.flush().expect("flush");
+    };
+    let printed = |want: &'static str| {
+        let path = out_path.clone();
+        async move {
+            wait_for(Duration::from_secs(10), || async {
+                std::fs::read_to_string(&path).unwrap_or_default().contains(want)
+            })
+            .await
+        }
+    };
+    say(&mut shell, "create /w one");
+    say(&mut shell, "get -s -w /w");
+    assert!(printed("dataVersion = 0").await, "get -s prints the stat");
+    other.set_data("/w", b"two", -1).await.expect("set by another client");
+    assert!(
+        printed("WATCHER::\n\nWatchedEvent state:SyncConnected type:NodeDataChanged path:/w\n").await,
+        "the data watch's event: {}",
+        std::fs::read_to_string(&out_path).unwrap_or_default()
+    );
+    say(&mut shell, "ls -w /w");
+    other.create("/w/kid", b"", P).await.expect("a child");
+    assert!(printed("type:NodeChildrenChanged path:/w\n").await, "the child watch's event");
+    say(&mut shell, "stat -w /later");
+    other.create("/later", b"", P).await.expect("create /later");
+    assert!(
+        printed("type:NodeCreated path:/later\n").await,
+        "an exists watch on a missing node fires on create"
+    );
+    say(&mut shell, "addWatch -m PERSISTENT_RECURSIVE /w");
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            other.set_data("/w/kid", b"x", -1).await.is_ok()
+                && std::fs::read_to_string(&out_path)
+                    .unwrap_or_default()
+                    .contains("type:NodeDataChanged path:/w/kid\n")
+        })
+        .await,
+        "a recursive persistent watch hears the child's change"
+    );
+    say(&mut shell, "addWatch -m SOMETIMES /w");
+    say(&mut shell, "quit");
+    let status = shell.wait().expect("wait for the shell");
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(text.contains("-m SOMETIMES: give PERSISTENT or PERSISTENT_RECURSIVE"), "{text}");
+    assert!(!status.success(), "a failed command makes a piped shell's exit status non-zero");
+}
