@@ -169,6 +169,13 @@ fn load(config_path: &Path, overrides: &[crate::client_args::KeyValue]) -> Resul
 
 fn start(config_path: &Path, overrides: &[crate::client_args::KeyValue]) -> Result<()> {
     let config = load(config_path, overrides)?;
+    if !config.notices.is_empty() {
+        tracing::warn!(
+            "{}: these ZooKeeper settings are accepted and have no effect here: {}",
+            config_path.display(),
+            config.notices.join("; ")
+        );
+    }
     let identity = TlsIdentity::load(&config.tls)?;
     let pid_file = config.settings.data_dir.join(PID_FILE);
     let system = actix::System::new();

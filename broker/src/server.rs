@@ -123,6 +123,11 @@ pub async fn run(
     on_listening: impl FnOnce(&Listening),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    if !config.no_effect.is_empty() {
+        // One notice for all of them, as Kafka's "supplied but not used" line.
+        let listed: Vec<String> = config.no_effect.iter().map(|(k, why)| format!("{k} ({why})")).collect();
+        warn!("these Kafka settings are accepted and have no effect here: {}", listed.join("; "));
+    }
     for dir in &config.log_dirs {
         prepare_log_dir(dir, config.broker_id)?;
     }

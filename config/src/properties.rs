@@ -50,7 +50,7 @@ pub enum PropertiesError {
         key: String,
     },
     /// A key this file may not hold.
-    #[error("{path}:{line}: unknown key {key:?}; known keys: {known}")]
+    #[error("{path}:{line}: unknown key {key:?}{}; known keys: {known}", suggestion.as_ref().map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default())]
     UnknownKey {
         /// The file.
         path: PathBuf,
@@ -58,6 +58,8 @@ pub enum PropertiesError {
         line: usize,
         /// The key.
         key: String,
+        /// The known key closest to it, if one is close (a typo).
+        suggestion: Option<String>,
         /// The keys allowed here, comma-separated.
         known: String,
     },
@@ -186,13 +188,29 @@ pub fn refuse_unknown<'a>(
 ) -> Result<(), PropertiesError> {
     match entries.iter().find(|e| !is_known(&e.key)) {
         None => Ok(()),
-        Some(e) => Err(PropertiesError::UnknownKey {
-            path: path.into(),
-            line: e.line,
-            key: e.key.clone(),
-            known: known.into_iter().collect::<Vec<_>>().join(", "),
-        }),
+        Some(e) => {
+            let known: Vec<&str> = known.into_iter().collect();
+            Err(PropertiesError::UnknownKey {
+                path: path.into(),
+                line: e.line,
+                key: e.key.clone(),
+                suggestion: closest(&e.key, &known).map(str::to_string),
+                known: known.join(", "),
+            })
+        }
     }
+}
+
+/// The key of `known` nearest to `key` by edit distance, if it is near enough to be a typo
+/// of it (at most 2 edits, or a fifth of its length for long keys).
+pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let limit = (key.len() / 5).max(2);
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(key, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 #[cfg(test)]
@@ -242,5 +260,15 @@ mod tests {
         let entries = parse(&out, Path::new("f")).expect("no duplicate");
         let b = entries.iter().find(|e| e.key == "b").expect("b");
         assert_eq!((b.value.as_str(), b.line), ("9", 5));
+    }
+
+    #[test]
+    fn an_unknown_key_near_a_known_one_is_suggested() {
+        let entries = parse("num.netwrok.threads=3\n", Path::new("s")).expect("parse");
+        let e =
+            refuse_unknown(&entries, Path::new("s"), |_| false, ["num.network.threads", "num.partitions"])
+                .expect_err("unknown");
+        assert!(e.to_string().contains("(did you mean \"num.network.threads\"?)"), "{e}");
+        assert_eq!(closest("completely.else", &["num.partitions"]), None);
     }
 }

@@ -78,6 +78,47 @@ pub const KEYS: &[&str] = &[
     "ensemble.allowTwoServers",
 ];
 
+/// ZooKeeper 3.8 keys that mean nothing here: accepted, so an operator's `zoo.cfg` starts,
+/// and listed with the reason in one notice at start.
+pub const NO_EFFECT: &[(&str, &str)] = &[
+    ("admin.enableServer", ADMIN),
+    ("admin.serverPort", ADMIN),
+    ("admin.serverAddress", ADMIN),
+    ("admin.commandURL", ADMIN),
+    ("admin.idleTimeout", ADMIN),
+    ("metricsProvider.className", "the keeper's metrics are Prometheus text at metricsProvider.httpPort"),
+    ("metricsProvider.exportJvmInfo", "there is no JVM"),
+    ("dataLogDir", "the keeper keeps its transaction log in dataDir"),
+    ("preAllocSize", "log files grow as they are written"),
+    ("globalOutstandingLimit", "each session's requests are bounded by its pipeline"),
+    ("leaderServes", "every member serves clients"),
+    ("cnxTimeout", ELECTION),
+    ("electionAlg", ELECTION),
+    ("electionPortBindRetry", ELECTION),
+    (
+        "quorumListenOnAllIPs",
+        "a member listens on the address of its server.N line (every address when it names a host)",
+    ),
+    ("standaloneEnabled", "one server without server.N lines is standalone"),
+    ("reconfigEnabled", "membership changes are not served (ZooKeeper's reconfig)"),
+    ("forceSync", "every write is fsynced before it is acknowledged"),
+    ("syncEnabled", "there are no observers"),
+    ("serverCnxnFactory", "the ZooKeeper door is the keeper's own"),
+    ("localSessionsEnabled", "every session is global"),
+    ("localSessionsUpgradingEnabled", "every session is global"),
+    ("fsync.warningthresholdms", "slow fsyncs show in the keeper's latency metrics"),
+    ("skipACL", "znode ACLs are not built yet"),
+];
+
+const ADMIN: &str =
+    "the AdminServer's commands are the four-letter words on the ZooKeeper port and `sluice keeper status`";
+const ELECTION: &str = "the ensemble elects with Raft over the peer port of server.N";
+
+/// Why `key` has no effect here, if it is one of [`NO_EFFECT`].
+pub fn no_effect(key: &str) -> Option<&'static str> {
+    NO_EFFECT.iter().find(|(k, _)| *k == key).map(|(_, why)| *why)
+}
+
 /// A keeper's whole configuration.
 #[derive(Debug, Clone)]
 pub struct KeeperConfig {
@@ -93,6 +134,9 @@ pub struct KeeperConfig {
     pub ensemble: Option<EnsembleSettings>,
     /// The ZooKeeper door's listeners and limits.
     pub zookeeper: ZooKeeperDoor,
+    /// What the file says that has no effect here (ZooKeeper's keys of [`NO_EFFECT`], the
+    /// election port and client part of `server.N` lines): the keeper logs it at start.
+    pub notices: Vec<String>,
 }
 
 /// Where the ZooKeeper door listens and what it answers.
@@ -146,8 +190,17 @@ impl KeeperConfig {
     /// (which are taken from the current directory, as ZooKeeper does).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let entries = properties::parse(text, path)?;
-        let is_known = |k: &str| KEYS.contains(&k) || k.starts_with("server.");
-        properties::refuse_unknown(&entries, path, is_known, KEYS.iter().copied())?;
+        let is_known = |k: &str| KEYS.contains(&k) || no_effect(k).is_some() || k.starts_with("server.");
+        properties::refuse_unknown(
+            &entries,
+            path,
+            is_known,
+            KEYS.iter().copied().chain(NO_EFFECT.iter().map(|(k, _)| *k)),
+        )?;
+        let mut notices: Vec<String> = entries
+            .iter()
+            .filter_map(|e| no_effect(&e.key).map(|why| format!("{} ({why})", e.key)))
+            .collect();
         let get = |key: &str| entries.iter().find(|e| e.key == key);
         let num = |key: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
             match get(key) {
@@ -254,9 +307,15 @@ impl KeeperConfig {
                     )
                     },
                 )?;
-            split_host_port(&e.value).map_err(|why| invalid(path, e, &why.to_string()))?;
+            let (peer, unused) = server_line(&e.value).map_err(|why| invalid(path, e, &why.to_string()))?;
+            if unused && notices.iter().all(|n| !n.starts_with("server.N")) {
+                notices.push(format!(
+                    "server.N's election port, role and client address ({}) {ELECTION}",
+                    e.key
+                ));
+            }
             // (A repeated key is refused by the properties parser.)
-            servers.insert(n, e.value.clone());
+            servers.insert(n, peer);
         }
         let ensemble = if servers.is_empty() {
             None
@@ -340,14 +399,49 @@ impl KeeperConfig {
             metrics,
             ensemble,
             zookeeper,
+            notices,
         })
     }
 }
 
 /// A `server.N` address that is not `host:peerPort`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be host:peerPort, e.g. k1:2888 (got {0:?})")]
+#[error("must be host:peerPort[:electionPort][;clientPort], e.g. k1:2888:3888 (got {0:?})")]
 pub struct BadPeerAddress(pub String);
+
+/// ZooKeeper's `server.N` value, `host:peerPort[:electionPort[:participant]][;[clientHost:]clientPort]`,
+/// as the `host:peerPort` the ensemble uses; `true` when it had more (the election port and
+/// the client part are read and not used: Raft elects over the peer port). An observer is
+/// refused: there are none here.
+fn server_line(value: &str) -> Result<(String, bool), BadPeerAddress> {
+    let bad = || BadPeerAddress(value.to_string());
+    let (main, client) = match value.split_once(';') {
+        Some((m, c)) => (m.trim(), Some(c.trim())),
+        None => (value.trim(), None),
+    };
+    let (host, rest) = if main.starts_with('[') {
+        let end = main.find(']').ok_or_else(bad)?;
+        (&main[..=end], main[end + 1..].strip_prefix(':').ok_or_else(bad)?)
+    } else {
+        main.split_once(':').ok_or_else(bad)?
+    };
+    let mut parts = rest.split(':');
+    let peer = parts.next().ok_or_else(bad)?;
+    let election = parts.next();
+    let role = parts.next();
+    if parts.next().is_some() || election.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(bad());
+    }
+    match role {
+        None | Some("participant") => {}
+        Some(_) => {
+            return Err(BadPeerAddress(format!("{value} (observers are not served: every member votes)")))
+        }
+    }
+    let joined = format!("{host}:{peer}");
+    split_host_port(&joined)?;
+    Ok((joined, election.is_some() || client.is_some()))
+}
 
 /// Splits `host:port` (port 1-65535).
 fn split_host_port(value: &str) -> Result<(&str, u16), BadPeerAddress> {
@@ -424,7 +518,7 @@ metricsProvider.httpPort=7000
             ),
             ("autopurge.snapRetainCount=1\n", "must be at least 3"),
             ("tickTim=2000\n", "k.cfg:1: unknown key \"tickTim\""),
-            ("server.1=k1\n", "k.cfg:1: server.1=k1: must be host:peerPort"),
+            ("server.1=k1\n", "k.cfg:1: server.1=k1: must be host:peerPort[:electionPort]"),
             (
                 "server.0=k1:2888\n",
                 "k.cfg:1: server.0=k1:2888: the N of server.N must be a number from 1 to 254",
@@ -479,5 +573,32 @@ metricsProvider.httpPort=7000
         assert!(err.contains("at least 3 × raft.heartbeatMs"), "{err}");
         let err = parse(&format!("{three}server.2=k9:2888\n")).expect_err("dup").to_string();
         assert!(err.contains("server.2 is already set on line"), "{err}");
+    }
+
+    #[test]
+    fn zookeepers_own_server_lines_and_admin_keys_are_read_and_named_as_unused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().display().to_string();
+        std::fs::write(dir.path().join("myid"), "2\n").expect("myid");
+        let zk = "server.1=127.0.0.1:2888:3888\nserver.2=[::1]:2889:3889:participant;2181\n\
+                  server.3=k3:2890:3890;0.0.0.0:2181\nadmin.enableServer=false\n";
+        let c =
+            KeeperConfig::parse(&format!("dataDir={data}\n{TLS}{zk}"), Path::new("zoo.cfg")).expect("parse");
+        let e = c.ensemble.expect("an ensemble");
+        assert_eq!(e.members[&1], "127.0.0.1:2888");
+        assert_eq!(e.members[&2], "[::1]:2889");
+        assert_eq!(e.members[&3], "k3:2890");
+        assert!(c.notices.iter().any(|n| n.starts_with("admin.enableServer (")), "{:?}", c.notices);
+        assert!(
+            c.notices.iter().any(|n| n.contains("election port") && n.contains("Raft")),
+            "{:?}",
+            c.notices
+        );
+        let observer = format!("dataDir={data}\n{TLS}server.1=k1:2888:3888\nserver.2=k2:2888:3888:observer\nserver.3=k3:2888:3888\n");
+        let err = KeeperConfig::parse(&observer, Path::new("zoo.cfg")).expect_err("observer").to_string();
+        assert!(err.contains("observers are not served"), "{err}");
+        let typo = format!("dataDir={data}\n{TLS}maxClientCnx=60\n");
+        let err = KeeperConfig::parse(&typo, Path::new("zoo.cfg")).expect_err("typo").to_string();
+        assert!(err.contains("did you mean \"maxClientCnxns\"?"), "{err}");
     }
 }

@@ -360,3 +360,147 @@ fn daemon_starts_serve_in_the_background_with_overrides_and_stop_ends_them() {
         "the keeper removed its pid file on its way out"
     );
 }
+
+/// A stock file from tests/data with `replace` (key → new value; commented settings are
+/// switched on) and `extra` lines added.
+fn stock(name: &str, replace: &[(&str, String)], extra: &str) -> String {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name))
+            .expect("stock file");
+    let mut out = String::new();
+    for line in text.lines() {
+        let bare = line.trim_start_matches('#');
+        match bare.split_once('=').and_then(|(k, _)| replace.iter().find(|(r, _)| *r == k)) {
+            Some((k, v)) => out.push_str(&format!("{k}={v}\n")),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out + extra
+}
+
+fn tls_lines(files: &TlsFiles) -> String {
+    format!(
+        "tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n",
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display()
+    )
+}
+
+#[test]
+fn kafkas_and_zookeepers_stock_files_start_a_cluster_and_name_what_has_no_effect() {
+    let pki = sluice_tests::TestPki::new("stock");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = sluice_tests::free_udp_ports(1)[0];
+    let keeper_data = dir.path().join("zookeeper");
+    let keeper_tls = pki.issue(CertSpec::new("keeper-1", Role::Node));
+    let zoo = stock(
+        "zoo_sample.cfg",
+        &[
+            ("dataDir", keeper_data.display().to_string()),
+            ("clientPort", port.to_string()),
+            ("maxClientCnxns", "60".into()),
+            ("autopurge.snapRetainCount", "3".into()),
+            ("autopurge.purgeInterval", "1".into()),
+            (
+                "metricsProvider.className",
+                "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider".into(),
+            ),
+            ("metricsProvider.httpPort", "0".into()),
+            ("metricsProvider.exportJvmInfo", "true".into()),
+        ],
+        &format!("clientPortAddress=127.0.0.1\n{}", tls_lines(&keeper_tls)),
+    );
+    let zoo_path = dir.path().join("zoo.cfg");
+    std::fs::write(&zoo_path, zoo).expect("write zoo.cfg");
+    let zoo_path = zoo_path.display().to_string();
+    let started = sluice_cmd(&["keeper", "start", "-daemon", &zoo_path]);
+    let _keeper = Daemon {
+        stop: vec!["keeper".into(), "stop".into(), zoo_path.clone()],
+        pid_file: keeper_data.join("sluice-keeper.pid"),
+    };
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let keeper_out = std::fs::read_to_string(keeper_data.join("sluice-keeper.out")).unwrap_or_default();
+    assert!(
+        keeper_out.contains("accepted and have no effect here: metricsProvider.className (")
+            && keeper_out.contains("metricsProvider.exportJvmInfo (there is no JVM)"),
+        "{keeper_out}"
+    );
+
+    let logs = dir.path().join("kafka-logs");
+    let broker_tls = pki.issue(CertSpec::new("broker-0", Role::Node));
+    let extra = format!(
+        "listeners=quic://127.0.0.1:0\nsuper.users=User:broker-0;User:admin\n{}",
+        tls_lines(&broker_tls)
+    );
+    let server = stock(
+        "kafka-server.properties",
+        &[("log.dirs", logs.display().to_string()), ("zookeeper.connect", format!("127.0.0.1:{port}/kafka"))],
+        &extra,
+    );
+    let server_path = dir.path().join("server.properties");
+    std::fs::write(&server_path, &server).expect("write server.properties");
+    let server_path = server_path.display().to_string();
+    let started = sluice_cmd(&["broker", "start", "-daemon", &server_path]);
+    let _broker = Daemon {
+        stop: vec!["broker".into(), "stop".into(), server_path.clone()],
+        pid_file: logs.join("sluice-broker.pid"),
+    };
+    let said = String::from_utf8_lossy(&started.stdout).into_owned();
+    assert!(started.status.success(), "{said}\n{}", String::from_utf8_lossy(&started.stderr));
+    let broker_out = std::fs::read_to_string(logs.join("sluice-broker.out")).unwrap_or_default();
+    for key in [
+        "num.network.threads",
+        "num.io.threads",
+        "socket.send.buffer.bytes",
+        "num.recovery.threads.per.data.dir",
+        "transaction.state.log.min.isr",
+        "zookeeper.connection.timeout.ms",
+    ] {
+        assert!(broker_out.contains(&format!("{key} (")), "the notice names {key}: {broker_out}");
+    }
+    // It works: a record goes in and comes out.
+    let addr = said
+        .lines()
+        .find_map(|l| l.strip_prefix("broker listening on "))
+        .expect("listening line")
+        .to_string();
+    let admin = pki.issue(CertSpec::new("admin", Role::Client));
+    sluice_tests::run_sluice(
+        &addr,
+        &admin,
+        &["console-producer", "--topic", "stock"],
+        "from the stock files\n",
+    )
+    .ok("produce");
+    let read = sluice_tests::run_sluice(
+        &addr,
+        &admin,
+        &[
+            "console-consumer",
+            "--topic",
+            "stock",
+            "--from-beginning",
+            "--max-messages",
+            "1",
+            "--timeout-ms",
+            "20000",
+        ],
+        "",
+    );
+    assert_eq!(read.ok("consume").trim(), "from the stock files");
+
+    // A typo is refused with the key it most likely meant.
+    let typo_path = dir.path().join("typo.properties");
+    std::fs::write(&typo_path, server.replace("num.network.threads", "num.netwrok.threads")).expect("write");
+    let refused = sluice_cmd(&["broker", "start", &typo_path.display().to_string()]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("unknown key \"num.netwrok.threads\" (did you mean \"num.network.threads\"?)"),
+        "{err}"
+    );
+}

@@ -299,13 +299,6 @@ pub const KEYS: &[Key] = &[
         sample: Sample::Default,
     },
     Key {
-        name: "background.threads",
-        section: "Leadership and replication",
-        meaning: "Threads for background work.",
-        default: Default::Value("10"),
-        sample: Sample::Default,
-    },
-    Key {
         name: "offsets.topic.num.partitions",
         section: "Consumer groups",
         meaning: "Partitions of the __consumer_offsets topic.",
@@ -490,6 +483,75 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// The key named `name`.
+/// Kafka 3.x keys that mean nothing here: accepted, so an operator's existing
+/// `server.properties` starts, and listed with the reason in one notice at start.
+pub const NO_EFFECT: &[(&str, &str)] = &[
+    ("num.network.threads", THREADS),
+    ("num.io.threads", THREADS),
+    ("background.threads", THREADS),
+    ("num.recovery.threads.per.data.dir", THREADS),
+    ("num.replica.alter.log.dirs.threads", THREADS),
+    ("queued.max.requests", THREADS),
+    ("socket.send.buffer.bytes", "the kernel sizes TCP buffers; QUIC's windows are the transport's"),
+    ("socket.receive.buffer.bytes", "the kernel sizes TCP buffers; QUIC's windows are the transport's"),
+    (
+        "replica.socket.receive.buffer.bytes",
+        "the kernel sizes TCP buffers; QUIC's windows are the transport's",
+    ),
+    (
+        "replica.socket.timeout.ms",
+        "replica fetches time out with replica.fetch.wait.max.ms and the link's idle timeout",
+    ),
+    ("transaction.state.log.replication.factor", TRANSACTIONS),
+    ("transaction.state.log.min.isr", TRANSACTIONS),
+    ("transaction.state.log.num.partitions", TRANSACTIONS),
+    ("transaction.state.log.segment.bytes", TRANSACTIONS),
+    ("transactional.id.expiration.ms", TRANSACTIONS),
+    ("transaction.max.timeout.ms", TRANSACTIONS),
+    (
+        "zookeeper.connection.timeout.ms",
+        "the keeper client connects within zookeeper.session.timeout.ms and then retries with backoff",
+    ),
+    ("zookeeper.max.in.flight.requests", "the keeper client pipelines its requests without a cap"),
+    ("zookeeper.set.acl", "znode ACLs are not built yet: the keeper lets every cluster certificate write"),
+    ("log.flush.scheduler.interval.ms", CHECKPOINTS),
+    ("log.flush.offset.checkpoint.interval.ms", CHECKPOINTS),
+    ("log.flush.start.offset.checkpoint.interval.ms", CHECKPOINTS),
+    ("replica.high.watermark.checkpoint.interval.ms", CHECKPOINTS),
+    ("log.preallocate", "segments grow as they are written"),
+    ("log.cleaner.enable", "the cleaner runs while log.cleaner.threads is above 0"),
+    ("log.cleaner.dedupe.buffer.size", CLEANER),
+    ("log.cleaner.io.buffer.size", CLEANER),
+    ("log.cleaner.io.buffer.load.factor", CLEANER),
+    ("log.cleaner.io.max.bytes.per.second", CLEANER),
+    ("log.cleaner.backoff.ms", CLEANER),
+    ("inter.broker.protocol.version", "brokers speak one protocol (sluice-interbroker/1)"),
+    ("log.message.format.version", "records are always RecordBatch v2"),
+    ("metric.reporters", METRICS),
+    ("metrics.num.samples", METRICS),
+    ("metrics.sample.window.ms", METRICS),
+    ("metrics.recording.level", METRICS),
+    ("offsets.topic.segment.bytes", "__consumer_offsets takes the broker's log.segment.bytes"),
+    ("offsets.load.buffer.size", "a coordinator reads its partition of __consumer_offsets whole"),
+    ("offsets.commit.timeout.ms", "a commit waits as an acks=all produce does, for request.timeout.ms"),
+    ("offsets.retention.check.interval.ms", "expired offsets are looked for on the coordinators' own timer"),
+    ("quota.window.num", QUOTAS),
+    ("quota.window.size.seconds", QUOTAS),
+    ("group.max.size", "groups have no size limit here"),
+];
+
+const THREADS: &str = "the runtimes size themselves to the machine's cores";
+const TRANSACTIONS: &str = "transactions are not built";
+const CHECKPOINTS: &str = "checkpoints are written on the log manager's tick (at most every 60 s)";
+const CLEANER: &str = "the cleaner sizes its own buffers and is woken by the log manager's tick";
+const METRICS: &str = "metrics are the Prometheus endpoint (metrics.port)";
+const QUOTAS: &str = "quotas are not built";
+
+/// Why `name` has no effect here, if it is one of [`NO_EFFECT`].
+pub fn no_effect(name: &str) -> Option<&'static str> {
+    NO_EFFECT.iter().find(|(k, _)| *k == name).map(|(_, why)| *why)
+}
+
 pub fn key(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
 }

@@ -27,7 +27,6 @@
 //! | `auto.leader.rebalance.enable` | true | move leadership back to preferred replicas |
 //! | `leader.imbalance.check.interval.seconds` | 300 | how often the controller checks leader balance |
 //! | `leader.imbalance.per.broker.percentage` | 10 | share (0-100) of non-preferred leaders on a broker that triggers a rebalance |
-//! | `background.threads` | 10 | threads for background work |
 //! | `offsets.topic.num.partitions` | 50 | partitions of `__consumer_offsets` |
 //! | `offsets.topic.replication.factor` | 3 | replicas of `__consumer_offsets` (a single broker needs 1) |
 //! | `offsets.retention.minutes` | 10080 | how long committed offsets of an empty group are kept |
@@ -156,8 +155,9 @@ pub struct BrokerConfig {
     pub leader_imbalance_check_interval: Duration,
     /// `leader.imbalance.per.broker.percentage` (0-100).
     pub leader_imbalance_per_broker_percentage: u32,
-    /// `background.threads`.
-    pub background_threads: u32,
+    /// Keys written that Kafka knows and that have no effect here, with why
+    /// ([`keys::NO_EFFECT`]): the broker lists them in one notice at start.
+    pub no_effect: Vec<(String, &'static str)>,
     /// `offsets.topic.num.partitions`.
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor`.
@@ -224,7 +224,14 @@ impl BrokerConfig {
     /// and no path is checked; a listener given as a host name is resolved.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let entries = properties::parse(text, path)?;
-        properties::refuse_unknown(&entries, path, |k| keys::key(k).is_some(), KEYS.iter().map(|k| k.name))?;
+        properties::refuse_unknown(
+            &entries,
+            path,
+            |k| keys::key(k).is_some() || keys::no_effect(k).is_some(),
+            KEYS.iter().map(|k| k.name).chain(keys::NO_EFFECT.iter().map(|(k, _)| *k)),
+        )?;
+        let no_effect: Vec<(String, &'static str)> =
+            entries.iter().filter_map(|e| keys::no_effect(&e.key).map(|why| (e.key.clone(), why))).collect();
         let p = Props { path, entries: &entries };
         if let Some(e) = entries.iter().find(|e| e.value.is_empty()) {
             let reason = if keys::key(&e.key).is_some_and(|k| k.default == keys::Default::Required) {
@@ -416,7 +423,6 @@ impl BrokerConfig {
         )? as u64);
         let leader_imbalance_per_broker_percentage =
             p.int("leader.imbalance.per.broker.percentage", 0, 100, " (a percentage)")? as u32;
-        let background_threads = p.int("background.threads", 1, i32::MAX, "")? as u32;
         let offsets_topic_num_partitions = p.int("offsets.topic.num.partitions", 1, i32::MAX, "")? as i32;
         let offsets_topic_replication_factor =
             p.int("offsets.topic.replication.factor", 1, i16::MAX, "")? as i16;
@@ -478,7 +484,7 @@ impl BrokerConfig {
             auto_leader_rebalance_enable,
             leader_imbalance_check_interval,
             leader_imbalance_per_broker_percentage,
-            background_threads,
+            no_effect,
             offsets_topic_num_partitions,
             offsets_topic_replication_factor,
             offsets_retention,
@@ -1212,7 +1218,7 @@ mod tests {
         assert_eq!((c.num_partitions, c.default_replication_factor, c.min_insync_replicas), (1, 1, 1));
         assert_eq!(c.leader_imbalance_check_interval, Duration::from_secs(300));
         assert_eq!(c.leader_imbalance_per_broker_percentage, 10);
-        assert_eq!(c.background_threads, 10);
+        assert!(c.no_effect.is_empty());
         assert_eq!((c.offsets_topic_num_partitions, c.offsets_topic_replication_factor), (50, 3));
         assert_eq!(c.offsets_retention, Duration::from_secs(10_080 * 60));
         assert_eq!(c.replica_lag_time_max, Duration::from_millis(30_000));
@@ -1261,7 +1267,11 @@ mod tests {
         assert!(!c.delete_topic_enable && !c.auto_create_topics_enable && !c.auto_leader_rebalance_enable);
         assert!(c.unclean_leader_election_enable);
         assert_eq!(c.leader_imbalance_check_interval, Duration::from_secs(60));
-        assert_eq!((c.leader_imbalance_per_broker_percentage, c.background_threads), (0, 2));
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 0);
+        assert_eq!(
+            c.no_effect,
+            [("background.threads".to_string(), keys::no_effect("background.threads").unwrap_or_default())]
+        );
         assert_eq!((c.offsets_topic_num_partitions, c.offsets_topic_replication_factor), (5, 1));
         assert_eq!(c.offsets_retention, Duration::from_secs(120));
         assert_eq!(c.replica_lag_time_max, Duration::from_millis(500));
@@ -1330,10 +1340,6 @@ mod tests {
             (
                 "num.partitions=0\n",
                 "s.properties:6: num.partitions=0: must be a whole number from 1 to 2147483647 (default 1)",
-            ),
-            (
-                "background.threads=ten\n",
-                "background.threads=ten: must be a whole number from 1 to 2147483647 (default 10)",
             ),
             (
                 "leader.imbalance.per.broker.percentage=101\n",
