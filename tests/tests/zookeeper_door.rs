@@ -385,6 +385,8 @@ impl ApacheZooKeeper {
         let zk = ApacheZooKeeper { child, addr };
         poll_until(Duration::from_secs(60), || {
             let mut s = std::net::TcpStream::connect(&zk.addr).map_err(|e| e.to_string())?;
+            // A server still starting may accept and say nothing: never wait on it for long.
+            s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
             std::io::Write::write_all(&mut s, b"ruok").map_err(|e| e.to_string())?;
             let mut out = String::new();
             std::io::Read::read_to_string(&mut s, &mut out).map_err(|e| e.to_string())?;
@@ -436,6 +438,8 @@ async fn script(addr: &str) -> Vec<String> {
     macro_rules! step {
         ($name:expr, $e:expr) => {
             log.push(format!("{}: {}", $name, $e));
+            // Shown if the test fails: how far the script got against which server.
+            eprintln!("{addr} {}", log.last().map_or("", String::as_str));
         };
     }
     step!(
@@ -657,8 +661,16 @@ async fn the_zookeeper_client_crate_sees_the_same_results_errors_and_events_from
         "plaintextClientPort=0\nznode.container.checkIntervalMs=100\n",
     );
     let door = keeper.zookeeper_plain.clone().expect("plaintextClientPort");
-    let theirs = script(&apache.addr).await;
-    let ours = script(&door).await;
+    // Bounded, naming the server that did not answer (stderr shows the last step done).
+    let within = Duration::from_secs(100);
+    let theirs = tokio::time::timeout(within, script(&apache.addr)).await.unwrap_or_else(|_| {
+        let log = std::fs::read_to_string(dir.path().join("zookeeper.log")).unwrap_or_default();
+        panic!("the script against Apache ZooKeeper did not finish within {within:?}; its log:\n{log}")
+    });
+    let ours = tokio::time::timeout(within, script(&door)).await.unwrap_or_else(|_| {
+        let log = std::fs::read_to_string(&keeper.log).unwrap_or_default();
+        panic!("the script against the door did not finish within {within:?}; the keeper's log:\n{log}")
+    });
     for (t, o) in theirs.iter().zip(&ours) {
         assert_eq!(o, t, "the door differs from Apache ZooKeeper\nZooKeeper: {theirs:#?}\ndoor: {ours:#?}");
     }
