@@ -178,7 +178,8 @@ pub async fn run(
         sluice_actors::clock::now_ms,
         |event| tracing::debug!(?event, "log cleaner"),
     ));
-    let log_manager = LogManager::new(tick, &config.log_dirs, cleaner.clone()).start();
+    let log_manager =
+        LogManager::new(tick, config.log_retention_check_interval, &config.log_dirs, cleaner.clone()).start();
     let log_thread = Arbiter::new();
     let routing: SharedRouting = SharedRouting::default();
     let keeper = SharedKeeper::default();

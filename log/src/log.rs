@@ -668,6 +668,12 @@ impl Log {
     /// (Kafka's `truncateFromStart`: the epoch holding the new first offset now starts
     /// there, older ones are dropped).
     pub fn tick(&mut self, now_ms: i64) -> Result<TickReport, LogError> {
+        self.tick_with(now_ms, true)
+    }
+
+    /// [`Log::tick`], applying retention only when `retention` (the broker runs it every
+    /// `log.retention.check.interval.ms`, and flushes and checkpoints more often).
+    pub fn tick_with(&mut self, now_ms: i64, retention: bool) -> Result<TickReport, LogError> {
         let mut report = TickReport::default();
         let active_base = self.active().base_offset();
         if self.recovery_point < active_base {
@@ -680,6 +686,9 @@ impl Log {
             report.flushed = true;
         }
         report.flushed |= self.flush_if_due(now_ms, false)?;
+        if !retention {
+            return Ok(report);
+        }
         if !self.config.cleanup_policy.delete {
             // Kafka: retention by time and size applies only to `cleanup.policy` with
             // `delete`; a compact-only log keeps every segment and is shrunk by the cleaner.

@@ -298,6 +298,10 @@ fn retention_judges_segments_without_timestamps_by_their_file_time() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_millis() as i64;
+    assert!(
+        log.tick_with(file_ms + 3_600_000, false).expect("tick").deleted_segments.is_empty(),
+        "a tick without retention deletes nothing, however old"
+    );
     assert!(log.tick(file_ms + 60_000).expect("tick").deleted_segments.is_empty());
     assert_eq!(log.tick(file_ms + 3_600_000).expect("tick").deleted_segments, [0, 1]);
 }

@@ -40,12 +40,22 @@ pub struct LogManager {
     /// A tick was asked for while one ran: run another when it ends.
     tick_again: bool,
     cleaner: Arc<LogCleaner>,
+    /// `log.retention.check.interval.ms`: retention runs on the ticks this far apart.
+    retention_interval: Duration,
+    /// When retention last ran.
+    last_retention: Option<std::time::Instant>,
 }
 
 impl LogManager {
-    /// A manager ticking every `interval`; `log_dirs` start from their checkpoint files.
-    /// The cleaner is woken on every tick, so logs made dirtier by appends are looked at.
-    pub fn new(interval: Duration, log_dirs: &[PathBuf], cleaner: Arc<LogCleaner>) -> Self {
+    /// A manager ticking every `interval` (flushes, checkpoints) and applying retention
+    /// every `retention_interval`; `log_dirs` start from their checkpoint files. The cleaner
+    /// is woken on every tick, so logs made dirtier by appends are looked at.
+    pub fn new(
+        interval: Duration,
+        retention_interval: Duration,
+        log_dirs: &[PathBuf],
+        cleaner: Arc<LogCleaner>,
+    ) -> Self {
         let mut recovery_points = BTreeMap::new();
         for dir in log_dirs {
             let points = checkpoint::read(&dir.join(RECOVERY_POINT_CHECKPOINT)).unwrap_or_else(|e| {
@@ -74,6 +84,8 @@ impl LogManager {
             ticking: false,
             tick_again: false,
             cleaner,
+            retention_interval,
+            last_retention: None,
         }
     }
 
@@ -120,12 +132,21 @@ impl LogManager {
         }
         self.tick_again = false;
         self.ticking = true;
+        let since = self.last_retention.map(|t| t.elapsed().as_millis() as u64);
+        let retention = sluice_broker_core::partition::retention_due(
+            since,
+            self.retention_interval.as_millis() as u64,
+            self.interval.as_millis() as u64,
+        );
+        if retention {
+            self.last_retention = Some(std::time::Instant::now());
+        }
         let targets: Vec<_> =
             self.partitions.iter().map(|(tp, (addr, dir))| (tp.clone(), addr.clone(), dir.clone())).collect();
         let work = async move {
             let mut points = Vec::new();
             for (tp, addr, dir) in targets {
-                if let Ok(Some((_, marks))) = addr.send(Tick).await {
+                if let Ok(Some((_, marks))) = addr.send(Tick { retention }).await {
                     points.push((dir, tp, marks));
                 }
             }

@@ -1030,19 +1030,23 @@ impl Handler<Reconfigure> for Partition {
     }
 }
 
-/// The log manager's periodic work: flush and retention ([`Log::tick`]).
+/// The log manager's periodic work: flush, and retention when `retention`
+/// ([`Log::tick_with`]).
 #[derive(Debug, Message)]
 #[rtype(result = "Option<(TickReport, Marks)>")]
-pub struct Tick;
+pub struct Tick {
+    /// Apply retention this time (every `log.retention.check.interval.ms`).
+    pub retention: bool,
+}
 
 impl Handler<Tick> for Partition {
     type Result = Option<(TickReport, Marks)>;
 
-    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
         let _span = crate::handling!("Partition", "Tick");
         let now = now_ms();
         let mut log = lock(self.log.as_deref()?);
-        let report = match log.tick(now) {
+        let report = match log.tick_with(now, msg.retention) {
             Ok(r) => r,
             Err(e) => {
                 warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e, "log tick failed");

@@ -153,6 +153,15 @@ pub fn delete_records_before(
     Ok(offset.max(at.log_start_offset))
 }
 
+/// Whether the log manager's tick now should apply retention: every
+/// `log.retention.check.interval.ms` (`interval_ms`), as written, while it ticks for flushes
+/// and checkpoints every `tick_ms` (at most 60 s). `since_last_ms` is the time since
+/// retention last ran (`None`: never yet). Half a tick of slack keeps a timer that fires a
+/// little early from skipping a whole round.
+pub fn retention_due(since_last_ms: Option<u64>, interval_ms: u64, tick_ms: u64) -> bool {
+    since_last_ms.is_none_or(|since| since.saturating_add(tick_ms / 2) >= interval_ms)
+}
+
 /// A follower's high watermark after appending what its leader sent: the leader's, but never
 /// past the follower's own log end (`leo`) and never back from where it was.
 pub fn follower_high_watermark(current: i64, leader_high_watermark: i64, leo: i64) -> i64 {
@@ -332,5 +341,16 @@ mod tests {
         // The log start follows the leader's deletes up to the follower's high watermark.
         assert_eq!(follower_log_start(50, 40), 40);
         assert_eq!(follower_log_start(30, 40), 30);
+    }
+
+    #[test]
+    fn retention_runs_at_its_own_interval_not_at_every_tick() {
+        // A 5-minute retention check with the 60 s tick: the first tick, then every fifth.
+        assert!(retention_due(None, 300_000, 60_000));
+        assert!(!retention_due(Some(60_000), 300_000, 60_000));
+        assert!(!retention_due(Some(240_000), 300_000, 60_000));
+        assert!(retention_due(Some(299_990), 300_000, 60_000), "a tick a little early still counts");
+        // A 500 ms check ticks at 500 ms: every tick.
+        assert!(retention_due(Some(490), 500, 500));
     }
 }
