@@ -8,6 +8,8 @@ import json
 import sys
 import time
 
+from polling import wait_until  # this directory is on the path when run as a script
+
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import (
     AclBinding,
@@ -97,10 +99,7 @@ def main():
     described = admin.describe_acls(everything).result(timeout=15)
     say("described", count=len(described), acls=[str(b) for b in described])
 
-    deadline = time.time() + 10
-    while not visible(user_conf) and time.time() < deadline:
-        time.sleep(0.05)
-    say("visible", visible=visible(user_conf))
+    say("visible", visible=wait_until(lambda: visible(user_conf), 10))
     delivered, code = produce(user_conf, 10, idempotent=True)
     say("produced", delivered=delivered, code=code)
 
@@ -118,13 +117,7 @@ def main():
     deleted = admin.delete_acls([everything])
     removed = [b for f in deleted.values() for b in f.result(timeout=15)]
     say("deleted", count=len(removed))
-    deadline = time.time() + 10
-    code = None
-    while time.time() < deadline:
-        _, code = produce(user_conf, 1)
-        if code is not None:
-            break
-        time.sleep(0.1)
+    code = wait_until(lambda: produce(user_conf, 1)[1], 10, interval=0.1)
     say("refused_again", code=code)
 
 

@@ -20,21 +20,12 @@ import signal
 import sys
 import time
 
+from polling import wait_until  # this directory is on the path when run as a script
+
 
 def emit(**fields):
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
-
-
-def wait_until(check, timeout, interval=0.05):
-    """Calls check() until it returns something true or `timeout` seconds have passed;
-    returns its last answer (the one polling loop of this script)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = check()
-        if answer or time.monotonic() >= deadline:
-            return answer
-        time.sleep(interval)
 
 
 def need(module, package):

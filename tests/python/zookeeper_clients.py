@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+from polling import wait_until  # this directory is on the path when run as a script
+
 
 def emit(**fields):
     print(json.dumps(fields, default=str), flush=True)
@@ -27,18 +29,6 @@ def need_kazoo():
     except ImportError:
         emit(step="error", error="kazoo is missing: pip install kazoo (.ci/run does)")
         sys.exit(2)
-
-
-def wait_until(check, timeout, interval=0.05):
-    """check() until it returns something true, or None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
 
 
 def client(args, hosts=None, timeout=10.0):

@@ -59,7 +59,8 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
-/// How long after `Admin::create_acls` returned each broker's copy showed `binding`.
+/// How long after `Admin::create_acls` returned each broker's copy showed `binding` (to
+/// the 20 ms the polling allows).
 fn propagation(cluster: &BrokerCluster, admin_files: &TlsFiles, binding: AclBinding) -> Vec<Duration> {
     runtime().block_on(async {
         let config =
@@ -77,18 +78,13 @@ fn propagation(cluster: &BrokerCluster, admin_files: &TlsFiles, binding: AclBind
         let written = Instant::now();
         let mut took = Vec::new();
         for b in &cluster.brokers {
-            loop {
-                let seen = match net.call(&b.addr, DescribeAcls { filter: filter.clone() }).await {
-                    Ok(Ok(list)) => list.contains(&binding),
-                    _ => false,
-                };
-                if seen {
-                    took.push(written.elapsed());
-                    break;
-                }
-                assert!(written.elapsed() < Duration::from_secs(10), "broker {} never saw {binding:?}", b.id);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let seen = sluice_tests::wait_for(Duration::from_secs(10), || async {
+                matches!(net.call(&b.addr, DescribeAcls { filter: filter.clone() }).await, Ok(Ok(list)) if list.contains(&binding))
+            })
+            .await;
+            assert!(seen, "broker {} never saw {binding:?}", b.id);
+            // (To the 20 ms of wait_for's polling.)
+            took.push(written.elapsed());
         }
         took
     })

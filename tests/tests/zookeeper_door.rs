@@ -608,15 +608,15 @@ async fn script(addr: &str) -> Vec<String> {
     step!("container child", format!("{:?}", c.create("/diff/box/x", b"", &persistent).await.map(|_| ())));
     step!("delete container child", format!("{:?}", c.delete("/diff/box/x", None).await));
     for gone in ["/diff/box", "/diff/ttl"] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut there = true;
-        while there && std::time::Instant::now() < deadline {
-            there = matches!(c.check_stat(gone).await, Ok(Some(_)));
-            if there {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        step!("reaped", format!("{gone} {}", !there));
+        // An exists watch says when the server reaps it (within 20 s).
+        let (found, watcher) = c.check_and_watch_stat(gone).await.expect("exists and watch");
+        let reaped = match found {
+            None => true,
+            Some(_) => tokio::time::timeout(Duration::from_secs(20), watcher.changed())
+                .await
+                .is_ok_and(|ev| ev.event_type == zk::EventType::NodeDeleted),
+        };
+        step!("reaped", format!("{gone} {reaped}"));
     }
     // A persistent recursive watch sees a subtree's changes, in order.
     let mut watcher = c.watch("/diff", zk::AddWatchMode::PersistentRecursive).await.expect("addWatch");
@@ -634,15 +634,16 @@ async fn script(addr: &str) -> Vec<String> {
     step!("sync", format!("{:?}", c.sync("/diff").await));
     // Closing the session deletes its ephemeral nodes.
     drop(c);
+    // A child watch says when they go (each change re-reads, at most 10 s apart).
     let mut left = Vec::new();
-    for _ in 0..100 {
-        let kids = other.list_children("/diff").await.expect("children");
+    for _ in 0..10 {
+        let (mut kids, watcher) = other.list_and_watch_children("/diff").await.expect("children and watch");
+        kids.sort();
         left = kids;
-        left.sort();
         if !left.iter().any(|k| k.starts_with("e-")) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), watcher.changed()).await;
     }
     step!("after close", format!("{left:?}"));
     log
