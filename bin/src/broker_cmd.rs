@@ -65,14 +65,7 @@ pub fn run(cmd: BrokerCommand) -> Result<()> {
                 .first()
                 .map(|d| d.join(OUT_FILE))
                 .ok_or_else(|| anyhow!("log.dirs is empty"))?;
-            let mut args: Vec<std::ffi::OsString> =
-                vec!["broker".into(), "start".into(), config.clone().into()];
-            for o in &overrides {
-                args.push("--override".into());
-                args.push(format!("{}={}", o.key, o.value).into());
-            }
-            let stop = format!("sluice broker stop {}{}", config.display(), override_flags(&overrides));
-            crate::daemon::start("broker", args, &out, "broker listening on ", &stop)
+            crate::daemon::start("broker", &config, &overrides, &out)
         }
         BrokerCommand::Stop { config, overrides } => stop(&config, &overrides),
     }
@@ -84,15 +77,7 @@ fn pid_file(config: &BrokerConfig) -> Result<PathBuf> {
 
 /// The config file with `overrides` applied.
 fn load(config_path: &Path, overrides: &[KeyValue]) -> Result<BrokerConfig> {
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let pairs: Vec<(String, String)> = overrides.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
-    Ok(BrokerConfig::parse(&sluice_config::properties::apply_overrides(&text, &pairs), config_path)?)
-}
-
-/// `--override K=V ...` as typed.
-pub(crate) fn override_flags(overrides: &[KeyValue]) -> String {
-    overrides.iter().map(|o| format!(" --override {}={}", o.key, o.value)).collect()
+    Ok(BrokerConfig::parse(&crate::daemon::config_text(config_path, overrides)?, config_path)?)
 }
 
 fn start(config_path: &Path, overrides: &[KeyValue]) -> Result<()> {

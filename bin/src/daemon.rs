@@ -11,14 +11,34 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::client_args::KeyValue;
+
 /// How long the parent waits for the child to serve.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
-/// Runs `sluice ARGS` in the background with its output in `out`; returns once `out` holds a
-/// line starting with `ready` (printing it), or fails with the output's tail if the child
-/// exits first or does not get there in time. `what` names the service; `stop` is the
-/// command that stops it.
-pub fn start(what: &str, args: Vec<OsString>, out: &Path, ready: &str, stop: &str) -> Result<()> {
+/// `config`'s text with `--override` settings applied (what `start` and `stop` of a broker
+/// or keeper parse).
+pub fn config_text(config: &Path, overrides: &[KeyValue]) -> Result<String> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
+    let pairs: Vec<(String, String)> = overrides.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
+    Ok(sluice_config::properties::apply_overrides(&text, &pairs))
+}
+
+/// Runs `sluice WHAT start CONFIG [--override k=v ...]` in the background with its output in
+/// `out`; returns once `out` holds a line starting with `WHAT listening on ` (printing it),
+/// or fails with the output's tail if the child exits first or does not get there in time.
+pub fn start(what: &str, config: &Path, overrides: &[KeyValue], out: &Path) -> Result<()> {
+    let mut args: Vec<OsString> = vec![what.into(), "start".into(), config.into()];
+    let mut flags = String::new();
+    for o in overrides {
+        args.push("--override".into());
+        args.push(format!("{}={}", o.key, o.value).into());
+        flags.push_str(&format!(" --override {}={}", o.key, o.value));
+    }
+    let stop = format!("sluice {what} stop {}{flags}", config.display());
+    let ready = format!("{what} listening on ");
+    let ready = ready.as_str();
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

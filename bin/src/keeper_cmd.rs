@@ -91,18 +91,7 @@ pub fn run(cmd: KeeperCommand) -> Result<()> {
         KeeperCommand::Start { config, daemon: true, overrides } => {
             let loaded = load(&config, &overrides)?;
             let out = loaded.settings.data_dir.join(OUT_FILE);
-            let mut args: Vec<std::ffi::OsString> =
-                vec!["keeper".into(), "start".into(), config.clone().into()];
-            for o in &overrides {
-                args.push("--override".into());
-                args.push(format!("{}={}", o.key, o.value).into());
-            }
-            let stop = format!(
-                "sluice keeper stop {}{}",
-                config.display(),
-                crate::broker_cmd::override_flags(&overrides)
-            );
-            crate::daemon::start("keeper", args, &out, "keeper listening on ", &stop)
+            crate::daemon::start("keeper", &config, &overrides, &out)
         }
         KeeperCommand::Stop { config, overrides } => stop(&config, &overrides),
         KeeperCommand::Status { server, tls } => {
@@ -161,10 +150,7 @@ pub const OUT_FILE: &str = "sluice-keeper.out";
 
 /// The config file with `overrides` applied.
 fn load(config_path: &Path, overrides: &[crate::client_args::KeyValue]) -> Result<KeeperConfig> {
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let pairs: Vec<(String, String)> = overrides.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
-    Ok(KeeperConfig::parse(&sluice_config::properties::apply_overrides(&text, &pairs), config_path)?)
+    Ok(KeeperConfig::parse(&crate::daemon::config_text(config_path, overrides)?, config_path)?)
 }
 
 fn start(config_path: &Path, overrides: &[crate::client_args::KeyValue]) -> Result<()> {

@@ -134,15 +134,13 @@ pub async fn remove(
     patterns.dedup();
     let mut removed = Vec::new();
     for pattern in patterns {
-        let took = std::sync::Mutex::new(Vec::new());
-        edit(keeper, acls, &pattern, |existing| {
+        let replaced = edit(keeper, acls, &pattern, |existing| {
             let (kept, gone) = acl::without(existing, filter);
-            let changed = !gone.is_empty();
-            *took.lock().unwrap_or_else(|p| p.into_inner()) = gone;
-            changed.then_some(kept)
+            (!gone.is_empty()).then_some(kept)
         })
         .await?;
-        let gone = took.into_inner().unwrap_or_else(|p| p.into_inner());
+        // What went is what the filter takes of the entries the write replaced.
+        let (_, gone) = acl::without(&replaced, filter);
         removed.extend(gone.into_iter().map(|entry| acl::AclBinding { pattern: pattern.clone(), entry }));
     }
     Ok(removed)

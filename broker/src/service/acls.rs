@@ -7,7 +7,7 @@ use sluice_broker_core::BrokerError;
 use sluice_net::Peer;
 use tracing::info;
 
-use super::authz::principal;
+use super::authz::requester;
 use super::BrokerService;
 
 fn store_error(e: AclStoreError) -> BrokerError {
@@ -32,7 +32,7 @@ impl BrokerService {
                     .map_err(store_error),
             };
             if r.is_ok() {
-                info!(target: "sluice::authorizer", by = %principal(peer), pattern = %b.pattern, entry = %b.entry, "ACL added");
+                info!(target: "sluice::authorizer", by = %requester(peer).principal(), pattern = %b.pattern, entry = %b.entry, "ACL added");
             }
             out.push(r);
         }
@@ -62,7 +62,7 @@ impl BrokerService {
             let r = acls::remove(&keeper, &self.inner.acls, &f).await.map_err(store_error);
             if let Ok(removed) = &r {
                 for b in removed {
-                    info!(target: "sluice::authorizer", by = %principal(peer), pattern = %b.pattern, entry = %b.entry, "ACL removed");
+                    info!(target: "sluice::authorizer", by = %requester(peer).principal(), pattern = %b.pattern, entry = %b.entry, "ACL removed");
                 }
             }
             out.push(r);

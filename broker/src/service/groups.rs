@@ -164,17 +164,14 @@ impl BrokerService {
         // Read on the group, and on each topic (a refused topic's partitions answer
         // TOPIC_AUTHORIZATION_FAILED; the rest are committed).
         self.check_group(peer, Operation::Read, &req.group_id)?;
-        let (offsets, refused): (Vec<_>, Vec<_>) = req
-            .offsets
-            .into_iter()
-            .partition(|o| self.allowed(peer, Operation::Read, ResourceType::Topic, &o.topic));
-        let refused: Vec<_> = refused
-            .into_iter()
-            .map(|o| {
-                let e = self.check_topic(peer, Operation::Read, &o.topic).err();
-                (o.topic, o.partition, e.map_or(Ok(()), Err))
-            })
-            .collect();
+        let mut offsets = Vec::with_capacity(req.offsets.len());
+        let mut refused = Vec::new();
+        for o in req.offsets {
+            match self.check_topic(peer, Operation::Read, &o.topic) {
+                Ok(()) => offsets.push(o),
+                Err(e) => refused.push((o.topic, o.partition, Err(e))),
+            }
+        }
         if offsets.is_empty() {
             return Ok(refused);
         }
@@ -326,12 +323,8 @@ impl BrokerService {
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
         self.check_group(peer, Operation::Delete, group)?;
-        if let Some((topic, _)) =
-            partitions.iter().find(|(t, _)| !self.allowed(peer, Operation::Read, ResourceType::Topic, t))
-        {
-            return Err(self.check_topic(peer, Operation::Read, topic).err().unwrap_or_else(|| {
-                BrokerError::InvalidRequest { reason: format!("topic {topic} refused") }
-            }));
+        for (topic, _) in &partitions {
+            self.check_topic(peer, Operation::Read, topic)?;
         }
         match self.group(group, false).await? {
             None => Err(BrokerError::GroupIdNotFound { group: group.to_string() }),

@@ -113,10 +113,10 @@ impl BrokerService {
     ) -> Self {
         let fetch_reply_limit = (max_frame as usize).saturating_sub(fetch::FETCH_REPLY_OVERHEAD).max(1);
         let ServiceActors { replicas, controller, groups, log_manager, interbroker, acls } = actors;
-        let authorizer = Authorizer {
-            super_users: config.super_users.iter().cloned().collect(),
-            allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
-        };
+        let authorizer = Authorizer::new(
+            config.super_users.iter().map(String::as_str),
+            config.allow_everyone_if_no_acl_found,
+        );
         BrokerService {
             inner: Arc::new(Inner {
                 config,

@@ -57,7 +57,7 @@ fn cache(n: usize) -> AclCache {
 
 fn check(c: &mut Criterion) {
     let authorizer = Authorizer::default();
-    let who = Requester { principal: "User:producer", host: "127.0.0.1" };
+    let who = Requester { user: "producer", host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST) };
     let mut g = c.benchmark_group("authorize");
     for n in [0usize, 1000] {
         let acls = cache(n);

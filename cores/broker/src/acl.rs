@@ -23,10 +23,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BrokerError;
 use crate::znodes::ZnodeError;
 
 /// The cluster resource's name (Kafka's `kafka-cluster`).
@@ -558,32 +560,55 @@ impl AclCache {
     }
 }
 
-/// Who is asking, from where.
+/// The principal type of every certificate's principal.
+pub const USER: &str = "User:";
+
+/// Who is asking, from where: taken as they come with the request, so a check allocates
+/// nothing (it runs on every produce and fetch).
 #[derive(Debug, Clone, Copy)]
 pub struct Requester<'a> {
-    /// `User:<name>`.
-    pub principal: &'a str,
-    /// The client's IP address, as text.
-    pub host: &'a str,
+    /// The `<name>` of the principal `User:<name>`.
+    pub user: &'a str,
+    /// The client's address.
+    pub host: IpAddr,
+}
+
+impl Requester<'_> {
+    /// The principal as Kafka writes it, `User:<name>` (for messages).
+    pub fn principal(&self) -> String {
+        format!("{USER}{}", self.user)
+    }
 }
 
 impl AccessEntry {
     fn applies_to(&self, who: &Requester<'_>) -> bool {
-        (self.principal == who.principal || self.principal == WILDCARD_PRINCIPAL)
-            && (self.host == WILDCARD || self.host == who.host)
+        (self.principal == WILDCARD_PRINCIPAL || self.principal.strip_prefix(USER) == Some(who.user))
+            && (self.host == WILDCARD || self.host.parse::<IpAddr>() == Ok(who.host))
     }
 }
 
 /// The settings of the rule: `super.users` and `allow.everyone.if.no.acl.found`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Authorizer {
-    /// Principals that may do anything (`User:<name>`).
-    pub super_users: HashSet<String>,
+    /// The names of the `User:` principals that may do anything (other principal types
+    /// never match a certificate's).
+    super_users: HashSet<String>,
     /// Whether a resource no ACL applies to is open to everyone.
-    pub allow_everyone_if_no_acl_found: bool,
+    allow_everyone_if_no_acl_found: bool,
 }
 
 impl Authorizer {
+    /// The rule with `super.users` (principals, `User:<name>`) and
+    /// `allow.everyone.if.no.acl.found`.
+    pub fn new<'a>(
+        super_users: impl IntoIterator<Item = &'a str>,
+        allow_everyone_if_no_acl_found: bool,
+    ) -> Self {
+        let super_users =
+            super_users.into_iter().filter_map(|p| p.strip_prefix(USER)).map(str::to_string).collect();
+        Authorizer { super_users, allow_everyone_if_no_acl_found }
+    }
+
     /// Whether `who` may do `op` to `name` of type `t` (see the module's rule).
     pub fn authorize(
         &self,
@@ -593,7 +618,7 @@ impl Authorizer {
         t: ResourceType,
         name: &str,
     ) -> bool {
-        if self.super_users.contains(who.principal) {
+        if self.super_users.contains(who.user) {
             return true;
         }
         let (mut any, mut denied, mut allowed) = (false, false, false);
@@ -623,7 +648,7 @@ impl Authorizer {
         op: Operation,
         t: ResourceType,
     ) -> bool {
-        if self.super_users.contains(who.principal) {
+        if self.super_users.contains(who.user) {
             return true;
         }
         let allowing = op.allowed_by();
@@ -655,6 +680,24 @@ impl Authorizer {
                 PatternType::Prefixed => !covered_by_prefix,
             }
         }) || (allowed.is_empty() && acls.is_empty() && self.allow_everyone_if_no_acl_found)
+    }
+}
+
+/// Kafka's refusal of `op` on `name` of type `t` to `who`: TOPIC (29), GROUP (30), CLUSTER
+/// (31) or TRANSACTIONAL_ID (53) AUTHORIZATION_FAILED, naming who lacked what.
+pub fn refusal(who: &Requester<'_>, op: Operation, t: ResourceType, name: &str) -> BrokerError {
+    let (principal, operation) = (who.principal(), op.to_string());
+    match t {
+        ResourceType::Topic => {
+            BrokerError::TopicAuthorizationFailed { principal, operation, topic: name.into() }
+        }
+        ResourceType::Group => {
+            BrokerError::GroupAuthorizationFailed { principal, operation, group: name.into() }
+        }
+        ResourceType::Cluster => BrokerError::ClusterAuthorizationFailed { principal, action: operation },
+        ResourceType::TransactionalId => {
+            BrokerError::TransactionalIdAuthorizationFailed { principal, operation, id: name.into() }
+        }
     }
 }
 
@@ -808,8 +851,9 @@ mod tests {
         AccessEntry { principal: principal.into(), host: "*".into(), operation: op, permission }
     }
 
-    const ALICE: Requester<'static> = Requester { principal: "User:alice", host: "127.0.0.1" };
-    const BOB: Requester<'static> = Requester { principal: "User:bob", host: "127.0.0.1" };
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const ALICE: Requester<'static> = Requester { user: "alice", host: LOCAL };
+    const BOB: Requester<'static> = Requester { user: "bob", host: LOCAL };
 
     #[test]
     fn nothing_is_allowed_without_an_acl_unless_everyone_is() {
@@ -818,7 +862,7 @@ mod tests {
         assert!(!strict.authorize(&acls, &ALICE, Operation::Read, ResourceType::Topic, "t"));
         let open = Authorizer { allow_everyone_if_no_acl_found: true, ..Default::default() };
         assert!(open.authorize(&acls, &ALICE, Operation::Read, ResourceType::Topic, "t"));
-        let supers = Authorizer { super_users: ["User:alice".to_string()].into(), ..Default::default() };
+        let supers = Authorizer::new(["User:alice"], false);
         assert!(supers.authorize(&acls, &ALICE, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME));
         assert!(!supers.authorize(&acls, &BOB, Operation::Read, ResourceType::Topic, "t"));
     }
@@ -899,6 +943,15 @@ mod tests {
     }
 
     #[test]
+    fn refusals_carry_kafkas_code_for_the_resource_type() {
+        let codes: Vec<i16> =
+            ResourceType::ALL.iter().map(|t| refusal(&ALICE, Operation::Read, *t, "x").code()).collect();
+        assert_eq!(codes, [29, 30, 31, 53]);
+        let e = refusal(&ALICE, Operation::Write, ResourceType::Topic, "t").to_string();
+        assert!(e.starts_with("User:alice is not authorized to Write topic t"), "{e}");
+    }
+
+    #[test]
     fn hosts_must_match_unless_the_acl_says_any() {
         let a = Authorizer::default();
         let mut acls = AclCache::new();
@@ -906,7 +959,7 @@ mod tests {
         e.host = "10.0.0.1".into();
         acls.set(&pattern(ResourceType::Topic, "t", PatternType::Literal), vec![e]);
         assert!(!a.authorize(&acls, &ALICE, Operation::Read, ResourceType::Topic, "t"));
-        let there = Requester { principal: "User:alice", host: "10.0.0.1" };
+        let there = Requester { user: "alice", host: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)) };
         assert!(a.authorize(&acls, &there, Operation::Read, ResourceType::Topic, "t"));
     }
 
