@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
 use sluice_keeper::config::KeeperConfig;
-use sluice_keeper_core::{CreateMode, Stat, WatchKind};
+use sluice_keeper_core::{acl, CreateMode, Stat, WatchKind};
 use sluice_net::{ClientTls, TlsIdentity};
 
 use crate::credentials::TlsArgs;
@@ -477,6 +477,7 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
                 .transpose()?;
             let path = w.first().ok_or_else(usage)?.clone();
             let data = w.get(1).cloned().unwrap_or_default();
+            let acl = w.get(2).map(|a| acl::parse_acl(a)).transpose()?;
             let mode = match (e, s, c, ttl) {
                 (false, false, false, None) => CreateMode::Persistent,
                 (true, false, false, None) => CreateMode::Ephemeral,
@@ -487,7 +488,56 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
                 (false, true, false, Some(ttl_ms)) => CreateMode::PersistentSequentialWithTtl { ttl_ms },
                 _ => bail!("-c and -t go with no other kind: a container or TTL node is persistent"),
             };
-            format!("Created {}\n", client.create(&path, data.as_bytes(), mode).await?)
+            let created = match acl {
+                Some(acl) => client.create_with_acl(&path, data.as_bytes(), mode, acl).await?,
+                None => client.create(&path, data.as_bytes(), mode).await?,
+            };
+            format!("Created {created}\n")
+        }
+        "getAcl" => {
+            let with_stat = take_flag(&mut w, "-s");
+            let (acl, stat) = client.get_acl(w.first().ok_or_else(usage)?).await?;
+            // As zkCli prints it.
+            let mut out: String = acl
+                .iter()
+                .map(|a| format!("'{},'{}\n: {}\n", a.scheme, a.id, acl::perms_text(a.perms)))
+                .collect();
+            if with_stat {
+                out.push_str(&format_stat(&stat));
+            }
+            out
+        }
+        "setAcl" => {
+            let with_stat = take_flag(&mut w, "-s");
+            let recursive = take_flag(&mut w, "-R");
+            let v = take_version(&mut w)?;
+            let (path, text) = (w.first().ok_or_else(usage)?.clone(), w.get(1).ok_or_else(usage)?);
+            let acl = acl::parse_acl(text)?;
+            let mut paths = vec![path.clone()];
+            if recursive {
+                // zkCli's -R: the node and everything below it (any version).
+                let mut stack = vec![path];
+                while let Some(p) = stack.pop() {
+                    for k in client.children(&p, false).await? {
+                        let child = if p == "/" { format!("/{k}") } else { format!("{p}/{k}") };
+                        paths.push(child.clone());
+                        stack.push(child);
+                    }
+                }
+            }
+            let mut out = String::new();
+            for p in paths {
+                let stat = client.set_acl(&p, acl.clone(), if recursive { -1 } else { v }).await?;
+                if with_stat {
+                    out.push_str(&format_stat(&stat));
+                }
+            }
+            out
+        }
+        "addauth" => {
+            let (scheme, auth) = (w.first().ok_or_else(usage)?, w.get(1).ok_or_else(usage)?);
+            client.add_auth(scheme, auth.as_bytes()).await?;
+            String::new()
         }
         "set" => {
             let v = take_version(&mut w)?;
@@ -555,7 +605,7 @@ pub async fn execute(client: &KeeperClient, words: &[String]) -> Result<String> 
     Ok(out)
 }
 
-const HELP: &str = "commands:\n  ls [-s] [-w] [-R] PATH\n  get [-s] [-w] PATH\n  stat [-w] PATH\n  addWatch [-m PERSISTENT|PERSISTENT_RECURSIVE] PATH\n  create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA]\n  set [-v VERSION] PATH DATA\n  delete [-v VERSION] PATH\n  deleteall PATH\n  sync PATH\n  getEphemerals [PATH]\n  getAllChildrenNumber PATH\n  removewatches PATH [-c|-d|-a]\n  quit\n";
+const HELP: &str = "commands:\n  ls [-s] [-w] [-R] PATH\n  get [-s] [-w] PATH\n  stat [-w] PATH\n  addWatch [-m PERSISTENT|PERSISTENT_RECURSIVE] PATH\n  create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA] [ACL]\n  getAcl [-s] PATH\n  setAcl [-s] [-v VERSION] [-R] PATH ACL\n  addauth SCHEME AUTH\n  set [-v VERSION] PATH DATA\n  delete [-v VERSION] PATH\n  deleteall PATH\n  sync PATH\n  getEphemerals [PATH]\n  getAllChildrenNumber PATH\n  removewatches PATH [-c|-d|-a]\n  quit\n";
 
 fn usage_of(cmd: &str) -> &'static str {
     match cmd {
@@ -563,7 +613,10 @@ fn usage_of(cmd: &str) -> &'static str {
         "get" => "get [-s] [-w] PATH",
         "stat" => "stat [-w] PATH",
         "addWatch" => "addWatch [-m PERSISTENT|PERSISTENT_RECURSIVE] PATH",
-        "create" => "create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA]",
+        "create" => "create [-e] [-s] [-c] [-t TTL_MS] PATH [DATA] [ACL]   (ACL: scheme:id:perms,... e.g. x509:alice:cdrwa,world:anyone:r)",
+        "getAcl" => "getAcl [-s] PATH",
+        "setAcl" => "setAcl [-s] [-v VERSION] [-R] PATH ACL   (ACL: scheme:id:perms,... e.g. x509:alice:cdrwa,world:anyone:r)",
+        "addauth" => "addauth digest USER:PASSWORD",
         "set" => "set [-v VERSION] PATH DATA",
         "delete" => "delete [-v VERSION] PATH",
         "deleteall" => "deleteall PATH",

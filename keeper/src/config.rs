@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_config::properties::{self, Entry, PropertiesError};
-use sluice_keeper_core::SessionConfig;
+use sluice_keeper_core::{SessionConfig, SuperUsers};
 use sluice_net::TlsFiles;
 
 use sluice_actors::keeper::KeeperSettings;
@@ -76,6 +76,10 @@ pub const KEYS: &[&str] = &[
     "raft.heartbeatMs",
     "raft.electionTimeoutMs",
     "ensemble.allowTwoServers",
+    "X509AuthenticationProvider.superUser",
+    "zookeeper.X509AuthenticationProvider.superUser",
+    "DigestAuthenticationProvider.superDigest",
+    "zookeeper.DigestAuthenticationProvider.superDigest",
 ];
 
 /// ZooKeeper 3.8 keys that mean nothing here: accepted, so an operator's `zoo.cfg` starts,
@@ -107,7 +111,10 @@ pub const NO_EFFECT: &[(&str, &str)] = &[
     ("localSessionsEnabled", "every session is global"),
     ("localSessionsUpgradingEnabled", "every session is global"),
     ("fsync.warningthresholdms", "slow fsyncs show in the keeper's latency metrics"),
-    ("skipACL", "znode ACLs are not built yet"),
+    (
+        "skipACL",
+        "znode ACLs are always checked; name super users with X509AuthenticationProvider.superUser instead",
+    ),
 ];
 
 const ADMIN: &str =
@@ -134,6 +141,10 @@ pub struct KeeperConfig {
     pub ensemble: Option<EnsembleSettings>,
     /// The ZooKeeper door's listeners and limits.
     pub zookeeper: ZooKeeperDoor,
+    /// Who passes every znode ACL check (`X509AuthenticationProvider.superUser`,
+    /// `DigestAuthenticationProvider.superDigest`, with or without ZooKeeper's `zookeeper.`
+    /// system-property prefix).
+    pub super_users: SuperUsers,
     /// What the file says that has no effect here (ZooKeeper's keys of [`NO_EFFECT`], the
     /// election port and client part of `server.N` lines): the keeper logs it at start.
     pub notices: Vec<String>,
@@ -271,6 +282,34 @@ impl KeeperConfig {
             max_buffer: num("jute.maxbuffer", 0xfffff, 1024)? as usize,
             max_client_cnxns: num("maxClientCnxns", 60, 0)? as usize,
         };
+        let listed = |key: &str| -> Vec<(&Entry, String)> {
+            [key.to_string(), format!("zookeeper.{key}")]
+                .iter()
+                .filter_map(|k| get(k))
+                .flat_map(|e| {
+                    e.value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(move |v| (e, v.to_string()))
+                })
+                .collect()
+        };
+        let mut super_users = SuperUsers::default();
+        for (_, name) in listed("X509AuthenticationProvider.superUser") {
+            super_users.x509.push(name);
+        }
+        for (e, digest) in listed("DigestAuthenticationProvider.superDigest") {
+            if !matches!(digest.split_once(':'), Some((u, h)) if !u.is_empty() && !h.is_empty()) {
+                return Err(invalid(
+                    path,
+                    e,
+                    "must be user:digest, the digest being base64(SHA-1(user:password)), e.g. super: followed by what \
+                     `echo -n super:secret | openssl dgst -binary -sha1 | base64` prints",
+                ));
+            }
+            super_users.digest.push(digest);
+        }
         let metrics = match get("metricsProvider.httpPort") {
             None => None,
             Some(_) => Some(SocketAddr::new(
@@ -399,6 +438,7 @@ impl KeeperConfig {
             metrics,
             ensemble,
             zookeeper,
+            super_users,
             notices,
         })
     }

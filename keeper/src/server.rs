@@ -2,6 +2,7 @@
 //! and start the member (ensemble), bind the client port, serve until shut down.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
@@ -71,10 +72,15 @@ async fn listening(
     quic: SocketAddr,
     on_listening: impl FnOnce(Listening),
 ) -> Result<zookeeper::Door, RunError> {
-    let door =
-        zookeeper::open(&config.zookeeper, identity, db.clone(), |door| conf_lines(config, quic, door))
-            .await
-            .map_err(RunError::Listen)?;
+    let door = zookeeper::open(
+        &config.zookeeper,
+        identity,
+        db.clone(),
+        Arc::new(config.super_users.clone()),
+        |door| conf_lines(config, quic, door),
+    )
+    .await
+    .map_err(RunError::Listen)?;
     on_listening(Listening { quic, zookeeper_secure: door.secure, zookeeper_plaintext: door.plaintext });
     Ok(door)
 }
@@ -112,7 +118,12 @@ pub async fn run(
     let server = sluice_net::Server::<KeeperProtocol>::bind(config.listen, identity, opts)?;
     let addr = server.local_addr().map_err(|source| RunError::Listen(source.to_string()))?;
     let _door = listening(config, identity, &db, addr, on_listening).await?;
-    server.serve(std::sync::Arc::new(sluice_net::Typed(KeeperService::new(db))), shutdown).await;
+    server
+        .serve(
+            Arc::new(sluice_net::Typed(KeeperService::new(db, Arc::new(config.super_users.clone())))),
+            shutdown,
+        )
+        .await;
     Ok(())
 }
 
@@ -209,12 +220,17 @@ async fn run_member(
     let (stop_peers, peers_stopped) = oneshot::channel::<()>();
     let peer_task = tokio::spawn(async move {
         peer_server
-            .serve(std::sync::Arc::new(sluice_net::Typed(service)), async move {
+            .serve(Arc::new(sluice_net::Typed(service)), async move {
                 let _ = peers_stopped.await;
             })
             .await
     });
-    server.serve(std::sync::Arc::new(sluice_net::Typed(KeeperService::new(db))), shutdown).await;
+    server
+        .serve(
+            Arc::new(sluice_net::Typed(KeeperService::new(db, Arc::new(config.super_users.clone())))),
+            shutdown,
+        )
+        .await;
     let _ = raft.shutdown().await;
     let _ = stop_peers.send(());
     let _ = peer_task.await;

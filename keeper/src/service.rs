@@ -1,9 +1,11 @@
 //! The keeper's `sluice-keeper/1` service: a session per ordered channel, its requests
 //! pipelined to its [`SessionActor`] and answered in order; `Status` as a plain call.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use sluice_actors::keeper::{ClientRequest, Database, Detach, GetStatus, OpenSession, Outbox, SessionActor};
-use sluice_keeper_core::{KeeperError, OpResult};
+use sluice_keeper_core::{Id, KeeperError, OpResult, SuperUsers};
 use sluice_net::{ChannelSender, Peer, ServerChannel};
 use sluice_proto::keeper::{
     Children, Connect, Connected, Existence, KeeperProtocol, KeeperRequest, KeeperResponse, NodeData,
@@ -19,13 +21,23 @@ pub struct KeeperService {
     /// Where session actors live: connections are served on plain tokio tasks, which
     /// cannot start actors themselves.
     arbiter: ArbiterHandle,
+    /// Who passes every znode ACL check.
+    supers: Arc<SuperUsers>,
 }
 
 impl KeeperService {
     /// A service answering from `db`. Must be created inside the actix system.
-    pub fn new(db: Addr<Database>) -> Self {
-        KeeperService { db, arbiter: Arbiter::current() }
+    pub fn new(db: Addr<Database>, supers: Arc<SuperUsers>) -> Self {
+        KeeperService { db, arbiter: Arbiter::current(), supers }
     }
+}
+
+/// The identities a connection holds from the start: its certificate's principal (none on a
+/// plaintext listener) and its address.
+pub fn connection_ids(peer: &Peer, supers: &SuperUsers) -> Vec<Id> {
+    let name = peer.principal.name.as_str();
+    let principal = (name != sluice_net::tcp::ANONYMOUS).then_some(name);
+    supers.connection_ids(principal, peer.remote.ip())
 }
 
 fn no_session<T>() -> Result<T, KeeperError> {
@@ -90,6 +102,16 @@ impl sluice_proto::keeper::KeeperHandler for KeeperService {
     ) -> Result<(), KeeperError> {
         no_session()
     }
+    async fn get_acl(
+        &self,
+        _: &Peer,
+        _: sluice_proto::keeper::GetAcl,
+    ) -> Result<sluice_proto::keeper::NodeAcl, KeeperError> {
+        no_session()
+    }
+    async fn add_auth(&self, _: &Peer, _: sluice_proto::keeper::AddAuth) -> Result<Vec<Id>, KeeperError> {
+        no_session()
+    }
     async fn status(&self, _: &Peer, _: sluice_proto::keeper::Status) -> ServerStatus {
         match self.db.send(GetStatus).await {
             Ok(s) => s,
@@ -132,7 +154,10 @@ impl sluice_proto::keeper::KeeperHandler for KeeperService {
             return;
         }
         let db = self.db.clone();
-        let actor = SessionActor::start_in_arbiter(&self.arbiter, move |_| SessionActor::new(session, db));
+        let (ids, supers) = (connection_ids(&peer, &self.supers), self.supers.clone());
+        let actor = SessionActor::start_in_arbiter(&self.arbiter, move |_| {
+            SessionActor::new(session, db, ids, supers)
+        });
         // Requests are pipelined: each goes into the actors' mailboxes (which keep their order)
         // as soon as it arrives, and a replier task answers them in order. The one wait is
         // ZooKeeper's rule that a session's read sees its own earlier writes: a read (or

@@ -90,6 +90,11 @@ impl Clone for TlsIdentity {
 }
 
 impl TlsIdentity {
+    /// The principal this identity's certificate names (first DNS name, else CN).
+    pub fn principal(&self) -> Option<Principal> {
+        principal_of(self.chain.first()?.as_ref())
+    }
+
     /// Reads the three PEM files.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let ca = read(keys::CA, &files.ca)?;
@@ -134,6 +139,11 @@ impl ClientTls {
     /// A client that proves who it is with `identity` (the normal case).
     pub fn new(identity: TlsIdentity) -> Self {
         ClientTls { roots: identity.roots.clone(), identity: Some(identity) }
+    }
+
+    /// The principal the client's certificate names, if it has one.
+    pub fn principal(&self) -> Option<Principal> {
+        self.identity.as_ref()?.principal()
     }
 
     /// A client with no certificate of its own. Sluice servers refuse it; this exists so

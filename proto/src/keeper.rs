@@ -11,7 +11,9 @@
 //! the client missed and registers the rest.
 
 use serde::{Deserialize, Serialize};
-use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind, WatchSet};
+use sluice_keeper_core::{
+    Acl, CreateMode, EventType, Id, KeeperError, Op, OpResult, Stat, WatchKind, WatchSet,
+};
 
 /// Opens or resumes a session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,6 +207,36 @@ pub struct EnsembleStatus {
     pub members: Vec<(u64, String)>,
 }
 
+/// Read a node's ACL (ZooKeeper's getACL).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetAcl {
+    /// The node.
+    pub path: String,
+}
+
+/// A node's ACL and stat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeAcl {
+    /// The ACL (digest hashes hidden unless the reader holds ADMIN).
+    pub acl: Vec<Acl>,
+    /// The node's stat (`aversion` counts ACL changes).
+    pub stat: Stat,
+    /// The zxid the server had applied.
+    pub zxid: i64,
+}
+
+/// Adds an identity to the connection (ZooKeeper's `addauth`): scheme `digest` with
+/// `user:password`. The certificate's `x509` identity and the address's `ip` identity are
+/// held from the start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddAuth {
+    /// The scheme (`digest`).
+    pub scheme: String,
+    /// What proves the identity (`user:password`).
+    #[serde(with = "serde_bytes")]
+    pub auth: Vec<u8>,
+}
+
 /// Pushed to a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeeperPush {
@@ -248,6 +280,8 @@ sluice_net::protocol! {
             get_ephemerals: GetEphemerals(GetEphemerals) -> Result<Vec<String>, KeeperError>;
             count_descendants: CountDescendants(CountDescendants) -> Result<u64, KeeperError>;
             remove_watches: RemoveWatches(RemoveWatches) -> Result<(), KeeperError>;
+            get_acl: GetAcl(GetAcl) -> Result<NodeAcl, KeeperError>;
+            add_auth: AddAuth(AddAuth) -> Result<Vec<Id>, KeeperError>;
         }
     }
 }

@@ -28,7 +28,8 @@ use sluice_broker_core::znodes;
 use sluice_client::keeper::{
     KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents,
 };
-use sluice_keeper_core::{CreateMode, KeeperError};
+use sluice_keeper_core::acl::perms;
+use sluice_keeper_core::{Acl, CreateMode, KeeperError};
 use sluice_net::{Backoff, ClientTls};
 use sluice_proto::interbroker::InterBrokerProtocol;
 use tracing::{info, warn};
@@ -79,8 +80,11 @@ pub async fn join(
     tls: &ClientTls,
 ) -> Result<(KeeperClient, KeeperEvents, String), JoinError> {
     let keeper_err = |error| JoinError::Keeper { connect: config.zookeeper_connect.clone(), error };
-    let opts =
-        KeeperClientOptions { session_timeout: config.zookeeper_session_timeout, ..Default::default() };
+    let opts = KeeperClientOptions {
+        session_timeout: config.zookeeper_session_timeout,
+        default_acl: znode_acl(config, tls),
+        ..Default::default()
+    };
     let (keeper, events) =
         KeeperClient::connect(&config.zookeeper_connect, tls, opts).await.map_err(keeper_err)?;
     keeper.ensure_chroot().await.map_err(keeper_err)?;
@@ -91,6 +95,23 @@ pub async fn join(
     register(&keeper, config, endpoint).await?;
     info!(broker = endpoint.id, cluster_id, addr = %endpoint.addr(), "registered");
     Ok((keeper, events, cluster_id))
+}
+
+/// With `zookeeper.set.acl`, the ACL of every znode the broker creates: every permission for
+/// this broker and the super users (their certificates' `x509` ids), read for everyone
+/// (Kafka's defaults for what it does not hold secret).
+fn znode_acl(config: &BrokerConfig, tls: &ClientTls) -> Option<Vec<Acl>> {
+    if !config.zookeeper_set_acl {
+        return None;
+    }
+    let own = tls.principal().map(|p| p.name).unwrap_or_default();
+    let mut acl: Vec<Acl> = sluice_broker_core::acl::znode_owners(&own, &config.super_users)
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|name| Acl::new(perms::ALL, "x509", name))
+        .collect();
+    acl.push(Acl::read_only());
+    Some(acl)
 }
 
 async fn create_if_missing(

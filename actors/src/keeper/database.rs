@@ -20,13 +20,13 @@ use sluice_ensemble::state_machine::SmEvent;
 use sluice_ensemble::store::{Recovered, Store, StoreError};
 use sluice_ensemble::{Ensemble, Proposal};
 use sluice_keeper_core::{
-    check_not_behind, expiry, Expiry, KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig, Txn,
-    WatchEvent, WriteQueue,
+    check_not_behind, expiry, Expiry, Id, KeeperError, KeeperState, Op, OpResult, ServerCore, SessionConfig,
+    Txn, WatchEvent, WriteQueue,
 };
 use sluice_net::ChannelSender;
 use sluice_proto::keeper::{
     Children, Connect, Connected, EnsembleStatus, Existence, KeeperProtocol, KeeperPush, KeeperRequest,
-    KeeperResponse, NodeData, ServerStatus,
+    KeeperResponse, NodeAcl, NodeData, ServerStatus,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn, Instrument};
@@ -736,6 +736,9 @@ impl Handler<OpenSession> for Database {
 pub struct SessionRequest {
     /// The session.
     pub session: u64,
+    /// The identities its connection holds: reads are checked with them, and writes carry
+    /// them ([`Op::As`]) to be checked where they are applied.
+    pub ids: Arc<[Id]>,
     /// The request.
     pub request: KeeperRequest,
     /// The request's span (`Span::none()` unless traces are exported): a write's proposal
@@ -770,6 +773,8 @@ impl Handler<SessionRequest> for Database {
                     Q::GetEphemerals(_) => A::GetEphemerals(Err(e)),
                     Q::CountDescendants(_) => A::CountDescendants(Err(e)),
                     Q::RemoveWatches(_) => A::RemoveWatches(Err(e)),
+                    Q::GetAcl(_) => A::GetAcl(Err(e)),
+                    Q::AddAuth(_) => A::AddAuth(Err(e)),
                 }
             };
             let reply = expired(e);
@@ -778,7 +783,12 @@ impl Handler<SessionRequest> for Database {
         let answer = |r: A| -> Self::Result { Box::pin(async move { r }) };
         if matches!(
             msg.request,
-            Q::GetData(_) | Q::Exists(_) | Q::GetChildren(_) | Q::GetEphemerals(_) | Q::CountDescendants(_)
+            Q::GetData(_)
+                | Q::Exists(_)
+                | Q::GetChildren(_)
+                | Q::GetEphemerals(_)
+                | Q::CountDescendants(_)
+                | Q::GetAcl(_)
         ) {
             self.metrics.reads.increment(1);
         }
@@ -787,11 +797,12 @@ impl Handler<SessionRequest> for Database {
         }
         // Reads answer from the applied state; they say how far it goes.
         let zxid = self.served_zxid();
+        let ids = msg.ids;
         let core = &mut self.core;
         match msg.request {
             Q::Ping(_) => answer(A::Ping(Ok(zxid))),
             Q::GetData(r) => {
-                let res = core.get_data(session, &r.path, r.watch).map(|(data, stat)| NodeData {
+                let res = core.get_data(session, &ids, &r.path, r.watch).map(|(data, stat)| NodeData {
                     data,
                     stat,
                     zxid,
@@ -802,7 +813,7 @@ impl Handler<SessionRequest> for Database {
                 answer(A::Exists(core.exists(session, &r.path, r.watch).map(|stat| Existence { stat, zxid })))
             }
             Q::GetChildren(r) => {
-                let res = core.children(session, &r.path, r.watch).map(|(children, stat)| Children {
+                let res = core.children(session, &ids, &r.path, r.watch).map(|(children, stat)| Children {
                     children,
                     stat,
                     zxid,
@@ -858,13 +869,15 @@ impl Handler<SessionRequest> for Database {
                 })
             }
             Q::Write(w) => {
-                if matches!(w.0, Op::CreateSession { .. } | Op::CloseSession) {
+                if matches!(w.0, Op::CreateSession { .. } | Op::CloseSession | Op::As { .. }) {
                     return answer(A::Write(Err(KeeperError::BadArguments {
                         what: "session operations are not writes".into(),
                     })));
                 }
+                // Checked against the ACLs where it is applied, with the asker's identities.
+                let op = Op::As { ids: ids.to_vec(), op: Box::new(w.0) };
                 let (tx, rx) = oneshot::channel();
-                self.submit(ctx, session, w.0, Some(tx));
+                self.submit(ctx, session, op, Some(tx));
                 Box::pin(async move { A::Write(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss))) })
             }
             Q::Close(_) => {
@@ -880,11 +893,18 @@ impl Handler<SessionRequest> for Database {
             Q::Status(_) => answer(A::Status(self.status())),
             Q::GetEphemerals(r) => answer(A::GetEphemerals(core.ephemerals(session, &r.prefix))),
             Q::CountDescendants(r) => {
-                answer(A::CountDescendants(core.descendants(&r.path).map(|n| n as u64)))
+                answer(A::CountDescendants(core.descendants(&ids, &r.path).map(|n| n as u64)))
             }
             Q::RemoveWatches(r) => {
                 answer(A::RemoveWatches(core.remove_watches(session, &r.path, &r.kinds, r.check_only)))
             }
+            Q::GetAcl(r) => {
+                answer(A::GetAcl(core.get_acl(&ids, &r.path).map(|(acl, stat)| NodeAcl { acl, stat, zxid })))
+            }
+            // The session actor keeps its connection's identities and answers addauth itself.
+            Q::AddAuth(_) => answer(A::AddAuth(Err(KeeperError::BadArguments {
+                what: "addauth is answered by the session's connection".into(),
+            }))),
         }
     }
 }

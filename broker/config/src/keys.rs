@@ -131,6 +131,13 @@ pub const KEYS: &[Key] = &[
         sample: Sample::Set("User:broker-1;User:cli"),
     },
     Key {
+        name: "zookeeper.set.acl",
+        section: "Authorization",
+        meaning: "Whether the broker creates its znodes with ACLs: every permission for itself and the super.users principals (x509), read for everyone. Other certificates then cannot change /brokers, /controller, /admin, /config or /kafka-acl*. Kafka's key (Kafka's default is false).",
+        default: Default::Value("true"),
+        sample: Sample::Default,
+    },
+    Key {
         name: "allow.everyone.if.no.acl.found",
         section: "Authorization",
         meaning: "Whether a resource that no ACL names is open to every principal (Kafka's switch; leave it false and grant with `sluice acls`).",
@@ -513,7 +520,6 @@ pub const NO_EFFECT: &[(&str, &str)] = &[
         "the keeper client connects within zookeeper.session.timeout.ms and then retries with backoff",
     ),
     ("zookeeper.max.in.flight.requests", "the keeper client pipelines its requests without a cap"),
-    ("zookeeper.set.acl", "znode ACLs are not built yet: the keeper lets every cluster certificate write"),
     ("log.flush.scheduler.interval.ms", CHECKPOINTS),
     ("log.flush.offset.checkpoint.interval.ms", CHECKPOINTS),
     ("log.flush.start.offset.checkpoint.interval.ms", CHECKPOINTS),

@@ -127,6 +127,8 @@ pub struct BrokerConfig {
     pub super_users: Vec<String>,
     /// `allow.everyone.if.no.acl.found`.
     pub allow_everyone_if_no_acl_found: bool,
+    /// `zookeeper.set.acl`: the broker's znodes get ACLs.
+    pub zookeeper_set_acl: bool,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `zookeeper.connect`, as written (checked to be a connect string).
@@ -346,6 +348,7 @@ impl BrokerConfig {
             Some(e) => super_users(&e.value).map_err(|r| p.invalid(e, r))?,
         };
         let allow_everyone_if_no_acl_found = p.boolean("allow.everyone.if.no.acl.found")?;
+        let zookeeper_set_acl = p.boolean("zookeeper.set.acl")?;
         let rack = p.get("broker.rack").map(|e| e.value.clone());
 
         let zookeeper_connect = match p.get("zookeeper.connect") {
@@ -470,6 +473,7 @@ impl BrokerConfig {
             max_connections_per_ip,
             super_users,
             allow_everyone_if_no_acl_found,
+            zookeeper_set_acl,
             rack,
             zookeeper_connect,
             zookeeper_session_timeout,

@@ -24,15 +24,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_keeper_core::{CreateMode, EventType, KeeperError, Op, OpResult, Stat, WatchKind, WatchSet};
+use sluice_keeper_core::{
+    Acl, CreateMode, EventType, Id, KeeperError, Op, OpResult, Stat, WatchKind, WatchSet,
+};
 use sluice_net::{Client, ClientOptions, ClientTls, OrderedCaller, Rpc, RpcError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, Instrument};
 
 use super::connect_string::ConnectString;
 use super::proto::{
-    AddWatch, Close, Connect, CountDescendants, Exists, GetChildren, GetData, GetEphemerals, KeeperProtocol,
-    KeeperPush, Ping, RemoveWatches, ServerStatus, SetWatches, Status, SyncRequest, Write,
+    AddAuth, AddWatch, Close, Connect, CountDescendants, Exists, GetAcl, GetChildren, GetData, GetEphemerals,
+    KeeperProtocol, KeeperPush, Ping, RemoveWatches, ServerStatus, SetWatches, Status, SyncRequest, Write,
 };
 
 /// Why a keeper call failed.
@@ -75,6 +77,10 @@ pub struct KeeperClientOptions {
     pub session_timeout: Duration,
     /// Transport settings.
     pub transport: ClientOptions,
+    /// The ACL every create of this client gives its node unless it names one
+    /// ([`KeeperClient::create_with_acl`]); `None`: `world:anyone` with every permission,
+    /// ZooKeeper's `OPEN_ACL_UNSAFE`. (What a broker with Kafka's `zookeeper.set.acl` uses.)
+    pub default_acl: Option<Vec<Acl>>,
 }
 
 impl Default for KeeperClientOptions {
@@ -82,6 +88,7 @@ impl Default for KeeperClientOptions {
         KeeperClientOptions {
             session_timeout: Duration::from_secs(10),
             transport: ClientOptions { connect_timeout: Duration::from_secs(3), ..ClientOptions::default() },
+            default_acl: None,
         }
     }
 }
@@ -202,6 +209,9 @@ struct Inner {
     expired: AtomicBool,
     closed: AtomicBool,
     read_only: Arc<AtomicBool>,
+    /// What `add_auth` added: sent again on every new connection, as ZooKeeper's clients
+    /// do (identities belong to a connection, not to the session).
+    auth: Mutex<Vec<AddAuth>>,
 }
 
 /// A keeper session. Cheap to clone.
@@ -286,6 +296,7 @@ impl KeeperClient {
             next_host: AtomicUsize::new(0),
             expired: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            auth: Mutex::new(Vec::new()),
             read_only: Arc::default(),
         });
         let client = KeeperClient { inner };
@@ -407,6 +418,10 @@ impl KeeperClient {
         let timeout_ms = inner.opts.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32;
         let seen_zxid = lock(&inner.watches).seen_zxid;
         let connected = caller.call(Connect { timeout_ms, resume, seen_zxid }).await.map_err(loss)??;
+        let auth = lock(&inner.auth).clone();
+        for a in auth {
+            caller.call(a).await.map_err(loss)??;
+        }
         if resume.is_some() {
             // Watches first, before any request of the application: the server may fire some
             // at once, and they must arrive before replies that reflect their changes.
@@ -488,11 +503,63 @@ impl KeeperClient {
         mode: CreateMode,
     ) -> Result<String, KeeperClientError> {
         let c = &self.inner.connect;
-        let op = Op::Create { path: c.to_server(path), data: data.to_vec(), mode };
+        let op = self.create_op(c.to_server(path), data.to_vec(), mode);
         match self.write(op).await? {
             OpResult::Created { path, .. } => Ok(c.to_client(&path).unwrap_or(path)),
             other => Err(KeeperClientError::ConnectionLoss(format!("unexpected reply {other:?}"))),
         }
+    }
+
+    /// A create of this client: with its default ACL, if it has one.
+    fn create_op(&self, path: String, data: Vec<u8>, mode: CreateMode) -> Op {
+        match &self.inner.opts.default_acl {
+            Some(acl) => Op::CreateWithAcl { path, data, mode, acl: acl.clone() },
+            None => Op::Create { path, data, mode },
+        }
+    }
+
+    /// Creates a node with an ACL (see [`sluice_keeper_core::acl`]); returns its path.
+    pub async fn create_with_acl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: Vec<Acl>,
+    ) -> Result<String, KeeperClientError> {
+        let c = &self.inner.connect;
+        let op = Op::CreateWithAcl { path: c.to_server(path), data: data.to_vec(), mode, acl };
+        match self.write(op).await? {
+            OpResult::Created { path, .. } => Ok(c.to_client(&path).unwrap_or(path)),
+            other => Err(KeeperClientError::ConnectionLoss(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// A node's ACL and stat (ZooKeeper's getACL; needs READ or ADMIN on it).
+    pub async fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), KeeperClientError> {
+        let r = self.read(GetAcl { path: self.inner.connect.to_server(path) }).await?;
+        let a = self.checked(r).await?;
+        lock(&self.inner.watches).saw(a.zxid);
+        Ok((a.acl, a.stat))
+    }
+
+    /// Replaces a node's ACL if its ACL version is `version` (-1: any); returns the new stat.
+    pub async fn set_acl(&self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, KeeperClientError> {
+        let op = Op::SetAcl { path: self.inner.connect.to_server(path), acl, version };
+        match self.write(op).await? {
+            OpResult::AclSet { stat } => Ok(stat),
+            other => Err(KeeperClientError::ConnectionLoss(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Adds an identity to this client's connections (ZooKeeper's `addauth`; `digest` with
+    /// `user:password`), kept for every later connection; returns the identities the
+    /// connection now holds.
+    pub async fn add_auth(&self, scheme: &str, auth: &[u8]) -> Result<Vec<Id>, KeeperClientError> {
+        let a = AddAuth { scheme: scheme.into(), auth: auth.to_vec() };
+        let r = self.call(a.clone()).await?;
+        let ids = self.checked(r).await?;
+        lock(&self.inner.auth).push(a);
+        Ok(ids)
     }
 
     /// Deletes a node (`version` -1: any).
@@ -515,7 +582,10 @@ impl KeeperClient {
         let ops = ops
             .into_iter()
             .map(|op| match op {
-                Op::Create { path, data, mode } => Op::Create { path: c.to_server(&path), data, mode },
+                Op::Create { path, data, mode } => self.create_op(c.to_server(&path), data, mode),
+                Op::CreateWithAcl { path, data, mode, acl } => {
+                    Op::CreateWithAcl { path: c.to_server(&path), data, mode, acl }
+                }
                 Op::Delete { path, version } => Op::Delete { path: c.to_server(&path), version },
                 Op::SetData { path, data, version } => {
                     Op::SetData { path: c.to_server(&path), data, version }
@@ -649,7 +719,7 @@ impl KeeperClient {
         for seg in chroot.trim_start_matches('/').split('/') {
             at.push('/');
             at.push_str(seg);
-            let op = Op::Create { path: raw.to_server(&at), data: Vec::new(), mode: CreateMode::Persistent };
+            let op = self.create_op(raw.to_server(&at), Vec::new(), CreateMode::Persistent);
             match self.write(op).await {
                 Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
                 Err(e) => return Err(e),

@@ -839,6 +839,20 @@ pub fn change_sequence(child: &str) -> Option<i64> {
     child.strip_prefix(CHANGE_NODE_PREFIX)?.parse().ok()
 }
 
+/// Who may change the cluster's znodes when brokers create them with ACLs (Kafka's
+/// `zookeeper.set.acl`): this broker (`own`, its certificate's name) and every `User:`
+/// principal of `super.users`, by name (the keeper's `x509` ids), `own` first and none
+/// twice. Everyone else may only read them.
+pub fn znode_owners(own: &str, super_users: &[String]) -> Vec<String> {
+    let mut names = vec![own.to_string()];
+    for name in super_users.iter().filter_map(|p| p.strip_prefix("User:")) {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1078,5 +1092,13 @@ mod tests {
         let mut bad = ok.clone();
         bad.entry.principal = "alice".into();
         assert!(check_binding(&bad).err().is_some_and(|e| e.contains("User:<name>")));
+    }
+
+    #[test]
+    fn znodes_belong_to_the_broker_and_the_super_users() {
+        let supers = ["User:broker-1".to_string(), "User:admin".into(), "Group:ops".into()];
+        assert_eq!(znode_owners("broker-1", &supers), ["broker-1", "admin"]);
+        assert_eq!(znode_owners("broker-2", &supers), ["broker-2", "broker-1", "admin"]);
+        assert_eq!(znode_owners("b", &[]), ["b"]);
     }
 }

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     UnknownSession = -12,
     /// The node does not exist.
     NoNode = -101,
+    /// The connection's identities lack the permission the ACL asks.
+    NoAuth = -102,
     /// The version does not match.
     BadVersion = -103,
     /// Ephemeral nodes may not have children.
@@ -32,6 +34,10 @@ pub enum ErrorCode {
     NotEmpty = -111,
     /// The session has expired.
     SessionExpired = -112,
+    /// An ACL that cannot be stored (empty, unknown scheme, malformed id).
+    InvalidAcl = -114,
+    /// Authentication failed (a malformed or unknown `addauth`).
+    AuthFailed = -115,
     /// A write reached a server that cannot commit it: in ZooKeeper, a read-only server; here,
     /// an ensemble member without a quorum.
     NotReadOnly = -119,
@@ -171,6 +177,28 @@ pub enum KeeperError {
         /// Which watches were asked for (`data`, `child`, `any`).
         kind: String,
     },
+    /// The connection's identities lack a permission the node's ACL asks.
+    #[error("not authorized: {path} needs permission {perm} and the connection holds only [{ids}]; ask an owner to grant it (setAcl) or connect with an identity the ACL names")]
+    NoAuth {
+        /// The node whose ACL refused.
+        path: String,
+        /// The permission needed, as zkCli writes it (`r`, `w`, `c`, `d`, `a`).
+        perm: String,
+        /// Who asked.
+        ids: String,
+    },
+    /// An ACL that cannot be stored.
+    #[error("invalid ACL: {what}")]
+    InvalidAcl {
+        /// What is wrong.
+        what: String,
+    },
+    /// Authentication failed.
+    #[error("authentication failed: {what}")]
+    AuthFailed {
+        /// What is wrong.
+        what: String,
+    },
 }
 
 impl KeeperError {
@@ -195,6 +223,9 @@ impl KeeperError {
             KeeperError::NoQuorum { .. } => ErrorCode::NotReadOnly,
             KeeperError::Behind { .. } => ErrorCode::ConnectionLoss,
             KeeperError::NoWatcher { .. } => ErrorCode::NoWatcher,
+            KeeperError::NoAuth { .. } => ErrorCode::NoAuth,
+            KeeperError::InvalidAcl { .. } => ErrorCode::InvalidAcl,
+            KeeperError::AuthFailed { .. } => ErrorCode::AuthFailed,
         }
     }
 }
@@ -213,5 +244,8 @@ mod tests {
         assert_eq!(ErrorCode::SessionExpired.number(), -112);
         assert_eq!(ErrorCode::BadArguments.number(), -8);
         assert_eq!(ErrorCode::RuntimeInconsistency.number(), -2);
+        assert_eq!(ErrorCode::NoAuth.number(), -102);
+        assert_eq!(ErrorCode::InvalidAcl.number(), -114);
+        assert_eq!(ErrorCode::AuthFailed.number(), -115);
     }
 }

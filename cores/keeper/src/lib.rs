@@ -7,6 +7,7 @@
 //! operations in the same order on every server and reach the same tree.
 //!
 //! - [`path`]: path validation and helpers, as ZooKeeper's `PathUtils`.
+//! - [`acl`]: znode ACLs with ZooKeeper's schemes, and who may do what.
 //! - [`error`]: error codes with ZooKeeper's numbers.
 //! - [`tree`]: the znode tree; applying an [`tree::Op`] yields its result and the
 //!   [`tree::Change`]s it made.
@@ -19,6 +20,7 @@
 //! - [`writes`]: zxid assignment and the durability queue (standalone), the
 //!   behind-the-client check, who decides expiry.
 
+pub mod acl;
 pub mod error;
 pub mod path;
 pub mod server;
@@ -28,10 +30,11 @@ pub mod tree;
 pub mod watch;
 pub mod writes;
 
+pub use acl::{Acl, Id, SuperUsers};
 pub use error::{ErrorCode, KeeperError};
 pub use server::{Outcome, ServerCore};
 pub use session::{SessionConfig, SessionId, SessionTracker};
-pub use state::{DurableSession, KeeperState};
+pub use state::{DurableSession, KeeperState, KeeperStateV1};
 pub use tree::{Applied, Change, CreateMode, DataTree, NodeKind, Op, OpResult, Stat, Txn, MAX_TTL_MS};
 pub use watch::{EventType, WatchEvent, WatchKind, WatchManager, WatchSet};
 pub use writes::{check_not_behind, expiry, Expiry, WriteQueue};

@@ -7,6 +7,7 @@
 //! liveness; reads leave watches by ZooKeeper's rules (a watch only when the read succeeds,
 //! except that `exists` watches a missing node too).
 
+use crate::acl::{self, perms, Acl, Id};
 use crate::error::KeeperError;
 use crate::path;
 use crate::session::{Session, SessionConfig, SessionId, SessionTracker};
@@ -144,13 +145,16 @@ impl ServerCore {
         self.tracker.tick(now_ms)
     }
 
-    /// Data and stat of a node; `watch` leaves a one-shot data watch if the node exists.
+    /// Data and stat of a node, if `ids` may READ it; `watch` leaves a one-shot data watch
+    /// if the node exists and may be read.
     pub fn get_data(
         &mut self,
         session: SessionId,
+        ids: &[Id],
         path: &str,
         watch: bool,
     ) -> Result<(Vec<u8>, Stat), KeeperError> {
+        self.may(ids, path, perms::READ)?;
         let (data, stat) = self.state.tree.get(path)?;
         let found = (data.to_vec(), stat);
         if watch {
@@ -174,13 +178,16 @@ impl ServerCore {
         Ok(stat)
     }
 
-    /// A node's children and stat; `watch` leaves a one-shot child watch if the node exists.
+    /// A node's children and stat, if `ids` may READ it; `watch` leaves a one-shot child
+    /// watch if the node exists and may be read.
     pub fn children(
         &mut self,
         session: SessionId,
+        ids: &[Id],
         path: &str,
         watch: bool,
     ) -> Result<(Vec<String>, Stat), KeeperError> {
+        self.may(ids, path, perms::READ)?;
         let found = self.state.tree.children(path)?;
         if watch {
             self.watches.add(path, WatchKind::Child, session);
@@ -204,9 +211,31 @@ impl ServerCore {
         self.state.tree.reapable(now_ms)
     }
 
-    /// ZooKeeper's getAllChildrenNumber: how many nodes lie below `path`.
-    pub fn descendants(&self, path: &str) -> Result<usize, KeeperError> {
+    /// ZooKeeper's getAllChildrenNumber: how many nodes lie below `path`, if `ids` may READ
+    /// it.
+    pub fn descendants(&self, ids: &[Id], path: &str) -> Result<usize, KeeperError> {
+        self.may(ids, path, perms::READ)?;
         self.state.tree.descendants(path)
+    }
+
+    /// ZooKeeper's getACL: a node's ACL and stat, for `ids` holding READ or ADMIN on it;
+    /// digest hashes are hidden from a reader without ADMIN.
+    pub fn get_acl(&self, ids: &[Id], path: &str) -> Result<(Vec<Acl>, Stat), KeeperError> {
+        let (acl, stat) = self.state.tree.acl(path)?;
+        acl::check(acl, perms::READ | perms::ADMIN, ids, path)?;
+        if acl::allows(acl, perms::ADMIN, ids) {
+            Ok((acl.to_vec(), stat))
+        } else {
+            Ok((acl::redacted(acl), stat))
+        }
+    }
+
+    /// `ids` may do `perm` on `path` (a missing node is the read's own NoNode to report).
+    fn may(&self, ids: &[Id], path: &str, perm: i32) -> Result<(), KeeperError> {
+        match self.state.tree.acl(path) {
+            Ok((acl, _)) => acl::check(acl, perm, ids, path),
+            Err(_) => Ok(()),
+        }
     }
 
     /// ZooKeeper's removeWatches (`check_only`: checkWatches): the session's watches of
@@ -329,8 +358,8 @@ mod tests {
     #[test]
     fn reads_leave_watches_only_by_zookeepers_rules() {
         let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::default(), 1, 0);
-        assert!(s.get_data(A, "/missing", true).is_err());
-        assert!(s.children(A, "/missing", true).is_err());
+        assert!(s.get_data(A, &[], "/missing", true).is_err());
+        assert!(s.children(A, &[], "/missing", true).is_err());
         assert_eq!(s.watch_count(), 0, "failed reads leave no watch");
         assert_eq!(s.exists(A, "/later", true), Ok(None));
         assert_eq!(s.watch_count(), 1, "exists watches a missing node");
@@ -371,13 +400,13 @@ mod tests {
         assert_eq!(s.ephemerals(A, "/"), Ok(vec!["/a/e1".to_string(), "/e2".to_string()]));
         assert_eq!(s.ephemerals(A, "/a"), Ok(vec!["/a/e1".to_string()]));
         assert_eq!(s.ephemerals(B, "/"), Ok(vec![]));
-        assert_eq!(s.descendants("/a"), Ok(3));
-        assert_eq!(s.descendants("/"), Ok(5));
-        assert_eq!(s.descendants("/a/p/q"), Ok(0));
-        assert!(matches!(s.descendants("/nope"), Err(KeeperError::NoNode { .. })));
+        assert_eq!(s.descendants(&[], "/a"), Ok(3));
+        assert_eq!(s.descendants(&[], "/"), Ok(5));
+        assert_eq!(s.descendants(&[], "/a/p/q"), Ok(0));
+        assert!(matches!(s.descendants(&[], "/nope"), Err(KeeperError::NoNode { .. })));
 
-        s.get_data(A, "/a", true).expect("data watch");
-        s.children(A, "/a", true).expect("child watch");
+        s.get_data(A, &[], "/a", true).expect("data watch");
+        s.children(A, &[], "/a", true).expect("child watch");
         s.add_watch(A, "/a", WatchKind::Persistent).expect("persistent watch");
         let missing = s.remove_watches(B, "/a", &[WatchKind::Data], false);
         assert!(matches!(missing, Err(KeeperError::NoWatcher { .. })), "B has none: {missing:?}");

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::session::SessionId;
-use crate::tree::{Applied, DataTree, Op, Txn};
+use crate::tree::{Applied, DataTree, DataTreeV1, Op, Txn};
 
 /// A session as the log records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,20 @@ pub struct KeeperState {
     pub tree: DataTree,
     /// Live sessions.
     pub sessions: BTreeMap<SessionId, DurableSession>,
+}
+
+/// The state as snapshots before ACLs hold it (`SLKSNAP1` files, the ensemble's
+/// unversioned snapshots): read, then converted with `From`; never written.
+#[derive(Debug, Deserialize)]
+pub struct KeeperStateV1 {
+    tree: DataTreeV1,
+    sessions: BTreeMap<SessionId, DurableSession>,
+}
+
+impl From<KeeperStateV1> for KeeperState {
+    fn from(v1: KeeperStateV1) -> KeeperState {
+        KeeperState { tree: v1.tree.into(), sessions: v1.sessions }
+    }
 }
 
 impl KeeperState {

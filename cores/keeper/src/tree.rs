@@ -10,9 +10,11 @@
 //! and if any op fails the saved nodes are put back, so the tree is as if nothing had run.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{self, perms, Acl, Id};
 use crate::error::KeeperError;
 use crate::path;
 
@@ -36,7 +38,7 @@ pub struct Stat {
     pub version: i32,
     /// Number of child changes (creations and deletions).
     pub cversion: i32,
-    /// Number of ACL changes (always 0: ACLs are replaced by mTLS principals).
+    /// Number of ACL changes.
     pub aversion: i32,
     /// Owning session of an ephemeral node; [`CONTAINER_OWNER`] for a container node,
     /// [`TTL_MARKER`] `|` the TTL for a node with a TTL (ZooKeeper's `EphemeralType`
@@ -212,6 +214,37 @@ pub enum Op {
     },
     /// End a session: delete its ephemeral nodes.
     CloseSession,
+    /// Create a node with an ACL ([`Op::Create`] gives `world:anyone` every permission).
+    CreateWithAcl {
+        /// The path (for a sequential node, the prefix).
+        path: String,
+        /// Its data.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// Persistent / ephemeral, sequential or not.
+        mode: CreateMode,
+        /// Its ACL, as the client wrote it (`auth` entries are expanded when applied).
+        acl: Vec<Acl>,
+    },
+    /// Replace a node's ACL; `version` (the node's `aversion`) -1 matches any.
+    SetAcl {
+        /// The node.
+        path: String,
+        /// The new ACL.
+        acl: Vec<Acl>,
+        /// Expected ACL version, or -1.
+        version: i32,
+    },
+    /// `op` asked by a client connection holding `ids`, checked against the nodes' ACLs.
+    /// Operations not wrapped are the servers' own (a session's end, the deletion of
+    /// container and TTL nodes, a `sync`'s barrier), and the transactions logged before ACLs
+    /// existed: nothing checks them.
+    As {
+        /// The identities of the connection that asked.
+        ids: Vec<Id>,
+        /// What it asked.
+        op: Box<Op>,
+    },
 }
 
 /// A transaction: an operation with the context every server applies it in.
@@ -255,6 +288,11 @@ pub enum OpResult {
         /// Their paths.
         deleted: Vec<String>,
     },
+    /// The ACL was replaced.
+    AclSet {
+        /// The node's new stat.
+        stat: Stat,
+    },
 }
 
 /// A change to the tree, for firing watches.
@@ -285,6 +323,43 @@ struct Node {
     data: Vec<u8>,
     stat: Stat,
     children: BTreeSet<String>,
+    acl: Arc<[Acl]>,
+}
+
+/// A node as snapshots before ACLs (`SLKSNAP1`, the ensemble's unversioned snapshots)
+/// hold it.
+#[derive(Debug, Deserialize)]
+struct NodeV1 {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+    stat: Stat,
+    children: BTreeSet<String>,
+}
+
+/// A tree as snapshots before ACLs hold it: read (then converted with `From`), never
+/// written. Every node gets `world:anyone` with every permission, the ACL every node had.
+#[derive(Debug, Deserialize)]
+pub struct DataTreeV1 {
+    nodes: HashMap<String, NodeV1>,
+    last_zxid: i64,
+}
+
+impl From<DataTreeV1> for DataTree {
+    fn from(v1: DataTreeV1) -> DataTree {
+        let open = open_acl();
+        let nodes = v1
+            .nodes
+            .into_iter()
+            .map(|(p, n)| (p, Node { data: n.data, stat: n.stat, children: n.children, acl: open.clone() }))
+            .collect();
+        let mut tree = DataTree { nodes, ephemerals: HashMap::new(), last_zxid: v1.last_zxid, open };
+        tree.rebuild_index();
+        tree
+    }
+}
+
+fn open_acl() -> Arc<[Acl]> {
+    Arc::from(vec![Acl::open()])
 }
 
 /// Nodes saved before a multi changed them: path → the node as it was (`None`: absent).
@@ -302,6 +377,9 @@ pub struct DataTree {
     #[serde(skip)]
     ephemerals: HashMap<u64, BTreeSet<String>>,
     last_zxid: i64,
+    /// `world:anyone` ALL, shared by every node created with [`Op::Create`].
+    #[serde(skip, default = "open_acl")]
+    open: Arc<[Acl]>,
 }
 
 impl Default for DataTree {
@@ -313,12 +391,13 @@ impl Default for DataTree {
 impl DataTree {
     /// A tree holding only the root `/`.
     pub fn new() -> Self {
+        let open = open_acl();
         let mut nodes = HashMap::new();
         nodes.insert(
             "/".to_string(),
-            Node { data: Vec::new(), stat: Stat::default(), children: BTreeSet::new() },
+            Node { data: Vec::new(), stat: Stat::default(), children: BTreeSet::new(), acl: open.clone() },
         );
-        DataTree { nodes, ephemerals: HashMap::new(), last_zxid: 0 }
+        DataTree { nodes, ephemerals: HashMap::new(), last_zxid: 0, open }
     }
 
     /// Recomputes the ephemeral index from the nodes (after loading a snapshot).
@@ -359,6 +438,13 @@ impl DataTree {
         path::validate(path)?;
         let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
         Ok((n.children.iter().cloned().collect(), n.stat.for_client()))
+    }
+
+    /// A node's ACL and stat.
+    pub fn acl(&self, path: &str) -> Result<(&[Acl], Stat), KeeperError> {
+        path::validate(path)?;
+        let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        Ok((&n.acl, n.stat.for_client()))
     }
 
     /// What kind of node `path` is (a container's or TTL node's `ephemeral_owner` is not
@@ -413,9 +499,15 @@ impl DataTree {
     pub fn apply(&mut self, txn: &Txn) -> Applied {
         self.last_zxid = self.last_zxid.max(txn.zxid);
         let mut changes = Vec::new();
-        let result = match &txn.op {
-            Op::Multi(ops) => self.multi(txn, ops, &mut changes),
-            op => self.apply_one(txn, op, &mut Journal::default(), &mut changes),
+        // A client's operation is checked against the ACLs with its identities; the
+        // servers' own are not.
+        let (who, op) = match &txn.op {
+            Op::As { ids, op } => (Some(ids.as_slice()), op.as_ref()),
+            op => (None, op),
+        };
+        let result = match op {
+            Op::Multi(ops) => self.multi(txn, who, ops, &mut changes),
+            op => self.apply_one(txn, who, op, &mut Journal::default(), &mut changes),
         };
         if result.is_err() {
             changes.clear();
@@ -423,15 +515,25 @@ impl DataTree {
         Applied { result, changes }
     }
 
-    fn multi(&mut self, txn: &Txn, ops: &[Op], changes: &mut Vec<Change>) -> Result<OpResult, KeeperError> {
+    fn multi(
+        &mut self,
+        txn: &Txn,
+        who: Option<&[Id]>,
+        ops: &[Op],
+        changes: &mut Vec<Change>,
+    ) -> Result<OpResult, KeeperError> {
         let mut journal = Journal { active: true, saved: HashMap::new() };
         let mut results = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {
             let outcome = match op {
-                Op::Multi(_) | Op::CloseSession => Err(KeeperError::BadArguments {
+                Op::Create { .. }
+                | Op::CreateWithAcl { .. }
+                | Op::Delete { .. }
+                | Op::SetData { .. }
+                | Op::Check { .. } => self.apply_one(txn, who, op, &mut journal, changes),
+                _ => Err(KeeperError::BadArguments {
                     what: "multi may hold only create, delete, setData and check".into(),
                 }),
-                op => self.apply_one(txn, op, &mut journal, changes),
             };
             match outcome {
                 Ok(r) => results.push(r),
@@ -447,38 +549,75 @@ impl DataTree {
     fn apply_one(
         &mut self,
         txn: &Txn,
+        who: Option<&[Id]>,
         op: &Op,
         journal: &mut Journal,
         changes: &mut Vec<Change>,
     ) -> Result<OpResult, KeeperError> {
         match op {
-            Op::Create { path, data, mode } => self.create(txn, path, data, *mode, journal, changes),
-            Op::Delete { path, version } => self.delete(txn, path, *version, journal, changes),
-            Op::SetData { path, data, version } => self.set_data(txn, path, data, *version, journal, changes),
+            Op::Create { path, data, mode } => {
+                let open = self.open.clone();
+                self.create(txn, who, path, data, *mode, Acls::Stored(open), journal, changes)
+            }
+            Op::CreateWithAcl { path, data, mode, acl } => {
+                self.create(txn, who, path, data, *mode, Acls::Written(acl), journal, changes)
+            }
+            Op::Delete { path, version } => self.delete(txn, who, path, *version, journal, changes),
+            Op::SetData { path, data, version } => {
+                self.set_data(txn, who, path, data, *version, journal, changes)
+            }
             Op::Check { path, version } => {
                 path::validate(path)?;
                 let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.clone() })?;
+                allowed(who, &n.acl, perms::READ, path)?;
                 check_version(path, *version, n.stat.version)?;
                 Ok(OpResult::Checked)
             }
-            Op::CloseSession => {
+            Op::SetAcl { path, acl, version } => self.set_acl(who, path, acl, *version),
+            Op::CloseSession if who.is_none() => {
                 let deleted = self.ephemerals(txn.session);
                 for p in &deleted {
-                    self.delete(txn, p, -1, journal, changes)?;
+                    self.delete(txn, None, p, -1, journal, changes)?;
                 }
                 Ok(OpResult::SessionClosed { deleted })
             }
-            Op::CreateSession { .. } => Ok(OpResult::SessionCreated),
+            Op::CreateSession { .. } if who.is_none() => Ok(OpResult::SessionCreated),
+            Op::CreateSession { .. } | Op::CloseSession => {
+                Err(KeeperError::BadArguments { what: "session operations are not a client's writes".into() })
+            }
             Op::Multi(_) => Err(KeeperError::BadArguments { what: "nested multi".into() }),
+            Op::As { .. } => {
+                Err(KeeperError::BadArguments { what: "an operation is asked by one connection".into() })
+            }
         }
     }
 
+    fn set_acl(
+        &mut self,
+        who: Option<&[Id]>,
+        path: &str,
+        acl: &[Acl],
+        version: i32,
+    ) -> Result<OpResult, KeeperError> {
+        path::validate(path)?;
+        let acl = acl::fixup(acl, who.unwrap_or_default(), path)?;
+        let node = self.nodes.get_mut(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        allowed(who, &node.acl, perms::ADMIN, path)?;
+        check_version(path, version, node.stat.aversion)?;
+        node.acl = if acl == [Acl::open()] { self.open.clone() } else { Arc::from(acl) };
+        node.stat.aversion += 1;
+        Ok(OpResult::AclSet { stat: node.stat.for_client() })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         txn: &Txn,
+        who: Option<&[Id]>,
         path: &str,
         data: &[u8],
         mode: CreateMode,
+        acl: Acls<'_>,
         journal: &mut Journal,
         changes: &mut Vec<Change>,
     ) -> Result<OpResult, KeeperError> {
@@ -490,9 +629,23 @@ impl DataTree {
         if data.len() > MAX_DATA {
             return Err(KeeperError::DataTooLarge { path: path.into(), size: data.len(), max: MAX_DATA });
         }
+        // As ZooKeeper's PrepRequestProcessor: the ACL is fixed up, then the parent must
+        // exist and let the connection create.
+        let acl = match acl {
+            Acls::Stored(a) => a,
+            Acls::Written(a) => {
+                let fixed = acl::fixup(a, who.unwrap_or_default(), path)?;
+                if fixed == [Acl::open()] {
+                    self.open.clone()
+                } else {
+                    Arc::from(fixed)
+                }
+            }
+        };
         let parent_path = path::parent(path).unwrap_or("/").to_string();
         let parent =
             self.nodes.get(&parent_path).ok_or_else(|| KeeperError::NoNode { path: parent_path.clone() })?;
+        allowed(who, &parent.acl, perms::CREATE, path)?;
         if NodeKind::of(parent.stat.ephemeral_owner).session().is_some() {
             return Err(KeeperError::NoChildrenForEphemerals { path: path.into() });
         }
@@ -526,7 +679,7 @@ impl DataTree {
             parent.stat.pzxid = txn.zxid;
             parent.stat.num_children = parent.children.len() as i32;
         }
-        self.nodes.insert(actual.clone(), Node { data: data.to_vec(), stat, children: BTreeSet::new() });
+        self.nodes.insert(actual.clone(), Node { data: data.to_vec(), stat, children: BTreeSet::new(), acl });
         if let Some(session) = NodeKind::of(owner).session() {
             self.ephemerals.entry(session).or_default().insert(actual.clone());
         }
@@ -538,6 +691,7 @@ impl DataTree {
     fn delete(
         &mut self,
         txn: &Txn,
+        who: Option<&[Id]>,
         path: &str,
         version: i32,
         journal: &mut Journal,
@@ -547,12 +701,15 @@ impl DataTree {
         if path == "/" {
             return Err(KeeperError::BadArguments { what: "the root node cannot be deleted".into() });
         }
+        let parent_path = path::parent(path).unwrap_or("/").to_string();
+        if let Some(parent) = self.nodes.get(&parent_path) {
+            allowed(who, &parent.acl, perms::DELETE, path)?;
+        }
         let node = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
         check_version(path, version, node.stat.version)?;
         if !node.children.is_empty() {
             return Err(KeeperError::NotEmpty { path: path.into(), children: node.children.len() });
         }
-        let parent_path = path::parent(path).unwrap_or("/").to_string();
         self.save(journal, &parent_path);
         self.save(journal, path);
         if let Some(node) = self.nodes.remove(path) {
@@ -569,9 +726,11 @@ impl DataTree {
         Ok(OpResult::Deleted)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn set_data(
         &mut self,
         txn: &Txn,
+        who: Option<&[Id]>,
         path: &str,
         data: &[u8],
         version: i32,
@@ -583,6 +742,7 @@ impl DataTree {
             return Err(KeeperError::DataTooLarge { path: path.into(), size: data.len(), max: MAX_DATA });
         }
         let node = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        allowed(who, &node.acl, perms::WRITE, path)?;
         check_version(path, version, node.stat.version)?;
         self.save(journal, path);
         let node = self.nodes.get_mut(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
@@ -626,6 +786,21 @@ impl DataTree {
                 }
             }
         }
+    }
+}
+
+/// The ACL a create gives its node: one already stored (shared), or one a client wrote.
+enum Acls<'a> {
+    Stored(Arc<[Acl]>),
+    Written(&'a [Acl]),
+}
+
+/// A client's operation (`who`: its identities) must be allowed `perm` by `acl`; the
+/// servers' own operations (`None`) are not checked.
+fn allowed(who: Option<&[Id]>, acl: &[Acl], perm: i32, path: &str) -> Result<(), KeeperError> {
+    match who {
+        Some(ids) => acl::check(acl, perm, ids, path),
+        None => Ok(()),
     }
 }
 
@@ -879,5 +1054,139 @@ mod tests {
         ops(&mut y);
         assert_eq!(x.tree, y.tree);
         assert_eq!(x.tree.last_zxid(), 4);
+    }
+
+    fn alice() -> Vec<Id> {
+        vec![Id::new("ip", "127.0.0.1"), Id::new("x509", "alice")]
+    }
+
+    fn bob() -> Vec<Id> {
+        vec![Id::new("ip", "127.0.0.1"), Id::new("x509", "bob")]
+    }
+
+    fn as_(ids: Vec<Id>, op: Op) -> Op {
+        Op::As { ids, op: Box::new(op) }
+    }
+
+    fn code(r: Result<OpResult, KeeperError>) -> Option<ErrorCode> {
+        r.err().map(|e| e.code())
+    }
+
+    /// `/owned` belongs to alice (all permissions), everyone may read it.
+    fn owned() -> T {
+        let mut t = T::new();
+        let acl = vec![Acl::new(perms::ALL, "auth", ""), Acl::read_only()];
+        let create = Op::CreateWithAcl { path: "/owned".into(), data: b"d".to_vec(), mode: p(), acl };
+        t.run(as_(alice(), create)).expect("alice creates /owned");
+        t
+    }
+
+    #[test]
+    fn a_clients_writes_need_zookeepers_permissions() {
+        let mut t = owned();
+        let (acl, _) = t.tree.acl("/owned").expect("acl");
+        assert_eq!(acl, [Acl::new(perms::ALL, "x509", "alice"), Acl::read_only()], "auth became alice");
+        let child = || Op::Create { path: "/owned/c".into(), data: vec![], mode: p() };
+        let set = || Op::SetData { path: "/owned".into(), data: b"x".to_vec(), version: -1 };
+        let del = || Op::Delete { path: "/owned/c".into(), version: -1 };
+        assert_eq!(
+            code(t.run(as_(bob(), child()))),
+            Some(ErrorCode::NoAuth),
+            "create needs CREATE on the parent"
+        );
+        assert_eq!(code(t.run(as_(bob(), set()))), Some(ErrorCode::NoAuth), "setData needs WRITE");
+        assert_eq!(
+            code(t.run(as_(bob(), Op::Check { path: "/owned".into(), version: 0 }))),
+            None,
+            "check needs READ"
+        );
+        t.run(as_(alice(), child())).expect("alice creates a child");
+        assert_eq!(
+            code(t.run(as_(bob(), del()))),
+            Some(ErrorCode::NoAuth),
+            "delete needs DELETE on the parent"
+        );
+        t.run(as_(alice(), del())).expect("alice deletes it");
+        assert_eq!(
+            code(t.run(as_(bob(), Op::Delete { path: "/owned".into(), version: -1 }))),
+            None,
+            "the root lets everyone"
+        );
+        let mut t = owned();
+        t.run(child()).expect("the servers' own operations are not checked");
+        t.run(as_(vec![crate::acl::super_id()], set())).expect("a super user may do anything");
+        assert_eq!(t.tree.get("/owned").expect("get").0, b"x");
+    }
+
+    #[test]
+    fn set_acl_needs_admin_and_the_acl_version() {
+        let mut t = owned();
+        let set =
+            |version| Op::SetAcl { path: "/owned".into(), acl: vec![Acl::new(31, "x509", "bob")], version };
+        assert_eq!(code(t.run(as_(bob(), set(-1)))), Some(ErrorCode::NoAuth));
+        assert_eq!(code(t.run(as_(alice(), set(3)))), Some(ErrorCode::BadVersion), "a stale version fails");
+        match t.run(as_(alice(), set(0))) {
+            Ok(OpResult::AclSet { stat }) => assert_eq!((stat.aversion, stat.version), (1, 0)),
+            other => panic!("setAcl: {other:?}"),
+        }
+        assert_eq!(code(t.run(as_(alice(), set(1)))), Some(ErrorCode::NoAuth), "alice gave it away");
+        let bad = Op::SetAcl { path: "/owned".into(), acl: vec![Acl::new(31, "digest", "x")], version: -1 };
+        assert_eq!(code(t.run(as_(bob(), bad))), Some(ErrorCode::InvalidAcl));
+        assert_eq!(
+            code(t.run(as_(bob(), Op::Multi(vec![set(-1)])))),
+            Some(ErrorCode::BadArguments),
+            "not in a multi"
+        );
+    }
+
+    #[test]
+    fn a_multi_with_one_forbidden_op_applies_nothing() {
+        let mut t = owned();
+        let before = t.tree.clone();
+        let multi = Op::Multi(vec![
+            Op::Create { path: "/free".into(), data: vec![], mode: p() },
+            Op::SetData { path: "/owned".into(), data: b"x".to_vec(), version: -1 },
+        ]);
+        match t.run(as_(bob(), multi)) {
+            Err(KeeperError::MultiFailed { index: 1, error }) => assert_eq!(error.code(), ErrorCode::NoAuth),
+            other => panic!("multi: {other:?}"),
+        }
+        assert_eq!(t.tree.nodes, before.nodes, "the first op was rolled back");
+        let nested = as_(bob(), as_(alice(), Op::Create { path: "/x".into(), data: vec![], mode: p() }));
+        assert_eq!(code(t.run(nested)), Some(ErrorCode::BadArguments), "one connection asks");
+        assert_eq!(code(t.run(as_(bob(), Op::CloseSession))), Some(ErrorCode::BadArguments));
+    }
+
+    #[test]
+    fn a_tree_from_before_acls_gives_every_node_the_open_acl() {
+        let mut t = T::new();
+        t.create("/a", CreateMode::Ephemeral).expect("create");
+        #[derive(Serialize)]
+        struct NodeV1<'a> {
+            #[serde(with = "serde_bytes")]
+            data: &'a [u8],
+            stat: Stat,
+            children: &'a BTreeSet<String>,
+        }
+        #[derive(Serialize)]
+        struct TreeV1<'a> {
+            nodes: HashMap<&'a str, NodeV1<'a>>,
+            last_zxid: i64,
+        }
+        let v1 = TreeV1 {
+            nodes: t
+                .tree
+                .nodes
+                .iter()
+                .map(|(p, n)| (p.as_str(), NodeV1 { data: &n.data, stat: n.stat, children: &n.children }))
+                .collect(),
+            last_zxid: t.tree.last_zxid,
+        };
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&v1, config).expect("encode");
+        let (read, _): (DataTreeV1, _) = bincode::serde::decode_from_slice(&bytes, config).expect("decode");
+        let tree = DataTree::from(read);
+        assert_eq!(tree, t.tree, "same nodes, the open ACL, the ephemeral index rebuilt");
+        assert_eq!(tree.ephemerals(S1), ["/a"]);
     }
 }

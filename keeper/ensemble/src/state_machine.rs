@@ -9,7 +9,8 @@
 //! server's log writer, so building a snapshot never stops a client).
 //!
 //! Snapshots are files `snapshot-<index>.bin` in `dataDir/raft`: the snapshot's metadata and
-//! the bincode-encoded state, with a CRC-32C. The newest is loaded on start.
+//! the encoded state ([`encode_state`]: a version mark, then bincode), with a CRC-32C. The
+//! newest is loaded on start. A snapshot from before znode ACLs (no mark) is still read.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use openraft::{
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use sluice_keeper_core::{KeeperState, Txn};
+use sluice_keeper_core::{KeeperState, KeeperStateV1, Txn};
 use tracing::{info, warn};
 
 use super::{zxid, BatchApplied, Io, KeeperRaft};
@@ -124,12 +125,29 @@ fn read_snapshot_file(path: &Path) -> Result<SnapshotFileBody, String> {
     bincode::serde::decode_from_slice(body, config).map(|(b, _)| b).map_err(|e| e.to_string())
 }
 
+/// Marks a state encoded with znode ACLs. A state from before them starts with the varint
+/// count of its nodes and then a path, which starts with `/`: never these bytes.
+const STATE_V2: &[u8; 6] = b"SLKS2\0";
+
 fn decode_state(data: &[u8]) -> Result<KeeperState, String> {
     let config = bincode::config::standard().with_limit::<MAX_SNAPSHOT>();
-    let (mut state, _): (KeeperState, _) =
-        bincode::serde::decode_from_slice(data, config).map_err(|e| e.to_string())?;
+    let mut state: KeeperState = match data.strip_prefix(STATE_V2) {
+        Some(body) => bincode::serde::decode_from_slice(body, config).map_err(|e| e.to_string())?.0,
+        None => bincode::serde::decode_from_slice::<KeeperStateV1, _>(data, config)
+            .map_err(|e| e.to_string())?
+            .0
+            .into(),
+    };
     state.rebuild_index();
     Ok(state)
+}
+
+/// The state as snapshots hold it: [`STATE_V2`], then bincode.
+fn encode_state(state: &KeeperState) -> std::io::Result<Vec<u8>> {
+    let mut out = STATE_V2.to_vec();
+    bincode::serde::encode_into_std_write(state, &mut out, bincode::config::standard())
+        .map_err(std::io::Error::other)?;
+    Ok(out)
 }
 
 /// Writes `body` as the snapshot file for its index (synced unless `io` is simulated) and
@@ -257,8 +275,7 @@ impl RaftSnapshotBuilder<KeeperRaft> for Builder {
         let (dir, retain, io, m) = (self.dir.clone(), self.retain, self.io, meta.clone());
         let started = std::time::Instant::now();
         let written = run_io(io, move || {
-            let data = bincode::serde::encode_to_vec(&state, bincode::config::standard())
-                .map_err(std::io::Error::other)?;
+            let data = encode_state(&state)?;
             let body = SnapshotFileBody { meta: m, data };
             let path = write_snapshot_file(&dir, &body, retain, io)?;
             Ok((path, body.data))

@@ -4,8 +4,12 @@
 //! dataDir/log.<zxid of its first txn, 16 hex digits>
 //!     records: u32 BE payload length | u32 BE CRC-32C of the payload | payload (bincode Txn)
 //! dataDir/snapshot.<zxid it reflects, 16 hex digits>
-//!     "SLKSNAP1" | u32 BE CRC-32C of the rest | bincode KeeperState
+//!     "SLKSNAP2" | u32 BE CRC-32C of the rest | bincode KeeperState
 //! ```
+//!
+//! `SLKSNAP1` snapshots (written before znodes had ACLs) are still read: every node in them
+//! gets `world:anyone` with every permission, the ACL all nodes had. The log's records need
+//! no version: operations added since are new variants at the end of `Op`.
 //!
 //! [`Store::append`] writes a batch of transactions and makes them durable with one
 //! `fdatasync` (group commit): callers acknowledge writes only after it returns. Recovery
@@ -18,9 +22,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sluice_keeper_core::{KeeperState, Txn};
+use sluice_keeper_core::{KeeperState, KeeperStateV1, Txn};
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"SLKSNAP1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SLKSNAP2";
+/// Snapshots from before znode ACLs.
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"SLKSNAP1";
 const RECORD_HEADER: usize = 8;
 /// Largest record accepted when reading (a txn holds at most ~1 MiB of data plus paths).
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
@@ -286,12 +292,17 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 fn read_snapshot(path: &Path) -> Result<KeeperState, String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
+    if bytes.len() < 12 || (&bytes[..8] != SNAPSHOT_MAGIC && &bytes[..8] != SNAPSHOT_MAGIC_V1) {
         return Err("not a snapshot (bad magic)".into());
     }
     let crc = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if crc32c::crc32c(&bytes[12..]) != crc {
         return Err("CRC mismatch".into());
+    }
+    if &bytes[..8] == SNAPSHOT_MAGIC_V1 {
+        return bincode::serde::decode_from_slice::<KeeperStateV1, _>(&bytes[12..], config())
+            .map(|(s, _)| s.into())
+            .map_err(|e| e.to_string());
     }
     bincode::serde::decode_from_slice::<KeeperState, _>(&bytes[12..], config())
         .map(|(s, _)| s)

@@ -12,9 +12,10 @@
 //! applied, so an event always leaves before the reply to any later read that reflects it.
 //!
 //! Every request becomes one of the keeper's own requests; nothing here decides a rule.
-//! What the keeper does not do yet is answered with ZooKeeper's UNIMPLEMENTED and the
-//! session goes on: reconfig, SASL, and ACLs other than `world:anyone` (every znode has that
-//! ACL, and getACL says so). A frame with a corrupt length, over `jute.maxbuffer`, with
+//! A connection holds the identities of its certificate (`x509`), its address (`ip`) and its
+//! `addauth digest` packets; the keeper checks every request against the znodes' ACLs with
+//! them. What the keeper does not do is answered with ZooKeeper's UNIMPLEMENTED and the
+//! session goes on: reconfig and SASL. A frame with a corrupt length, over `jute.maxbuffer`, with
 //! an unknown op code or a malformed body closes that connection with a log line naming the
 //! client; the session lives on until it expires, as in ZooKeeper.
 
@@ -30,14 +31,16 @@ use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use sluice_actors::keeper::{ClientRequest, Database, Detach, OpenSession, Outbox, SessionActor};
-use sluice_keeper_core::{CreateMode, ErrorCode, KeeperError, Op, OpResult, WatchKind, WatchSet};
+use sluice_keeper_core::{
+    Acl, CreateMode, ErrorCode, KeeperError, Op, OpResult, SuperUsers, WatchKind, WatchSet,
+};
 use sluice_net::tcp::{
     read_body, read_prefix, read_sized, PerIpLimit, Refused, SizedFrameError, TcpConn, TcpDoor, TcpSecurity,
 };
 use sluice_net::Peer;
 use sluice_proto::keeper::{
-    AddWatch, Close, Connect, CountDescendants, Exists, GetChildren, GetData, GetEphemerals, KeeperPush,
-    KeeperRequest, KeeperResponse, Ping, RemoveWatches, SetWatches, SyncRequest, Write,
+    AddAuth, AddWatch, Close, Connect, CountDescendants, Exists, GetAcl, GetChildren, GetData, GetEphemerals,
+    KeeperPush, KeeperRequest, KeeperResponse, Ping, RemoveWatches, SetWatches, SyncRequest, Write,
 };
 use sluice_zookeeper_proto::{self as zk, code, op, ConnectRequest, MultiOp, MultiResult, ReadOp, Request};
 use tokio::io::{AsyncWriteExt, WriteHalf};
@@ -102,6 +105,8 @@ struct Shared {
     totals: Counters,
     /// `maxClientCnxns` (`None`: no limit).
     per_ip: Option<Arc<PerIpLimit>>,
+    /// Who passes every znode ACL check.
+    supers: Arc<SuperUsers>,
 }
 
 impl Shared {
@@ -117,6 +122,7 @@ pub async fn open(
     settings: &ZooKeeperDoor,
     identity: &sluice_net::TlsIdentity,
     db: Addr<Database>,
+    supers: Arc<SuperUsers>,
     conf: impl FnOnce(&Door) -> Vec<(String, String)>,
 ) -> Result<Door, String> {
     let mut door = Door { secure: None, plaintext: None, tasks: Vec::new() };
@@ -150,6 +156,7 @@ pub async fn open(
         conns: Mutex::new(BTreeMap::new()),
         totals: Counters::default(),
         per_ip: (settings.max_client_cnxns > 0).then(|| PerIpLimit::new(settings.max_client_cnxns)),
+        supers,
     });
     for (listener, name) in listeners {
         door.tasks.push(tokio::spawn(accept(listener, name, shared.clone())));
@@ -287,7 +294,10 @@ async fn connection(shared: Arc<Shared>, peer: Peer, conn: TcpConn) {
     let open = metrics::gauge!("sluice_zookeeper_connections");
     open.increment(1.0);
     let db = shared.db.clone();
-    let actor = SessionActor::start_in_arbiter(&shared.arbiter, move |_| SessionActor::new(session_id, db));
+    let (ids, supers) = (crate::service::connection_ids(&peer, &shared.supers), shared.supers.clone());
+    let actor = SessionActor::start_in_arbiter(&shared.arbiter, move |_| {
+        SessionActor::new(session_id, db, ids, supers)
+    });
     let conn = Conn { actor, zxid: Arc::new(AtomicI64::new(connect.last_zxid_seen)), peer: peer.clone() };
     let (inflight_tx, inflight_rx) = mpsc::channel(PIPELINE_DEPTH);
     let replier = tokio::spawn(reply_in_order(inflight_rx, out_tx.clone()).in_current_span());
@@ -496,9 +506,8 @@ impl Conn {
                     debug!(flags = c.flags, op = c.op, path = %c.path, "create flags that do not fit the op: BAD_ARGUMENTS");
                     return local(code::BAD_ARGUMENTS);
                 };
-                let asked =
-                    self.ask(KeeperRequest::Write(Write(Op::Create { path: c.path, data: c.data, mode })));
                 let with_stat = c.op != op::CREATE;
+                let asked = self.ask(KeeperRequest::Write(Write(create_op(c, mode))));
                 (
                     Kind::Write,
                     Box::pin(async move {
@@ -573,34 +582,36 @@ impl Conn {
                 )
             }
             Request::GetAcl(path) => {
-                // Every znode has the world ACL until authorization lands.
-                let asked = self.ask(KeeperRequest::Exists(Exists { path: path.clone(), watch: false }));
+                let asked = self.ask(KeeperRequest::GetAcl(GetAcl { path }));
                 (
                     Kind::Read,
                     Box::pin(async move {
                         match asked.await {
-                            KeeperResponse::Exists(Ok(e)) => match e.stat {
-                                Some(stat) => done(
-                                    Ok(Some(e.zxid)),
-                                    Some(Box::new(move |w| {
-                                        zk::write_acl(w, &[zk::Acl::open()]);
-                                        zk::write_stat(w, &stat);
-                                    })),
-                                ),
-                                None => done(Err(code::NO_NODE), None),
-                            },
+                            KeeperResponse::GetAcl(Ok(a)) => done(
+                                Ok(Some(a.zxid)),
+                                Some(Box::new(move |w| {
+                                    zk::write_acl(w, &a.acl);
+                                    zk::write_stat(w, &a.stat);
+                                })),
+                            ),
                             other => done(Err(error_code(other)), None),
                         }
                     }),
                 )
             }
-            Request::SetAcl { path, acl, .. } => {
-                if acl != [zk::Acl::open()] {
-                    warn!(%path, "an ACL other than world:anyone cannot be kept yet (authorization is not built): UNIMPLEMENTED");
-                    return local(code::UNIMPLEMENTED);
-                }
-                // The ACL stays what it is (the same one); the answer is the node's stat.
-                self.stat(path, false, done)
+            Request::SetAcl { path, acl, version } => {
+                let asked = self.ask(KeeperRequest::Write(Write(Op::SetAcl { path, acl, version })));
+                (
+                    Kind::Write,
+                    Box::pin(async move {
+                        match asked.await {
+                            KeeperResponse::Write(Ok(OpResult::AclSet { stat })) => {
+                                done(Ok(None), Some(Box::new(move |w| zk::write_stat(w, &stat))))
+                            }
+                            other => done(Err(error_code(other)), None),
+                        }
+                    }),
+                )
             }
             Request::Sync(path) => {
                 let asked = self.ask(KeeperRequest::Sync(SyncRequest { path: path.clone() }));
@@ -716,11 +727,25 @@ impl Conn {
                     }),
                 )
             }
-            Request::Auth { scheme, .. } => {
-                // Certificates authenticate; ACLs are not enforced yet, so an auth packet
-                // changes nothing and is acknowledged (xid -4).
-                debug!(%scheme, "auth packet acknowledged (the principal is the certificate's)");
-                local(0)
+            Request::Auth { scheme, auth } => {
+                // The connection's identities grow (ZooKeeper's addauth); a scheme the keeper
+                // does not take fails authentication and, as in ZooKeeper, ends the connection.
+                let asked = self.ask(KeeperRequest::AddAuth(AddAuth { scheme, auth }));
+                let client = self.peer.remote;
+                (
+                    Kind::Read,
+                    Box::pin(async move {
+                        match asked.await {
+                            KeeperResponse::AddAuth(Ok(_)) => done(Ok(None), None),
+                            other => {
+                                let e = error_of(other);
+                                warn!(%client, error = %e, "closing the connection: authentication failed");
+                                let (frame, _) = done(Err(e.code().number()), None);
+                                (frame, true)
+                            }
+                        }
+                    }),
+                )
             }
             Request::WhoAmI => {
                 let (scheme, user) = match self.peer.principal.to_string().as_str() {
@@ -849,7 +874,7 @@ impl Conn {
         for o in ops {
             keeper_ops.push(match o {
                 MultiOp::Create(c) => match create_mode(&c) {
-                    Some(mode) => Op::Create { path: c.path, data: c.data, mode },
+                    Some(mode) => create_op(c, mode),
                     None => {
                         return (Kind::Local, Box::pin(async move { done(Err(code::BAD_ARGUMENTS), None) }))
                     }
@@ -971,6 +996,16 @@ fn create_mode(c: &zk::Create) -> Option<CreateMode> {
     fits.then_some(mode)
 }
 
+/// The keeper's create for a create request: a plain create for `world:anyone` with every
+/// permission (what most clients send), else a create with the ACL.
+fn create_op(c: zk::Create, mode: CreateMode) -> Op {
+    if c.acl == [Acl::open()] {
+        Op::Create { path: c.path, data: c.data, mode }
+    } else {
+        Op::CreateWithAcl { path: c.path, data: c.data, mode, acl: c.acl }
+    }
+}
+
 /// ZooKeeper's code for the error a response carries.
 fn error_code(r: KeeperResponse) -> i32 {
     error_of(r).code().number()
@@ -991,7 +1026,9 @@ fn error_of(r: KeeperResponse) -> KeeperError {
         | KeeperResponse::Connect(Err(e))
         | KeeperResponse::GetEphemerals(Err(e))
         | KeeperResponse::CountDescendants(Err(e))
-        | KeeperResponse::RemoveWatches(Err(e)) => e,
+        | KeeperResponse::RemoveWatches(Err(e))
+        | KeeperResponse::GetAcl(Err(e))
+        | KeeperResponse::AddAuth(Err(e)) => e,
         other => KeeperError::SystemError { what: format!("unexpected answer {other:?}") },
     }
 }

@@ -76,19 +76,18 @@ pub mod code {
     pub const BAD_ARGUMENTS: i32 = -8;
     /// The node does not exist.
     pub const NO_NODE: i32 = -101;
-    /// The ACL is not one the door can keep.
+    /// The ACL is not one the keeper can keep.
     pub const INVALID_ACL: i32 = -114;
+    /// Authentication failed (an addauth the keeper does not take).
+    pub const AUTH_FAILED: i32 = -115;
     /// No such watcher (removeWatches / checkWatches).
     pub const NO_WATCHER: i32 = -121;
     /// A multi's op that was not run because an earlier one failed.
     pub const RUNTIME_INCONSISTENCY: i32 = -2;
 }
 
-/// ZooKeeper's permission bits and the one ACL every znode has until authorization lands.
-pub mod perms {
-    /// Every permission: read, write, create, delete, admin.
-    pub const ALL: i32 = 31;
-}
+/// ZooKeeper's permission bits.
+pub use sluice_keeper_core::acl::perms;
 
 /// A client's connect request, the first frame of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,30 +130,15 @@ pub fn connect_response(timeout_ms: i32, session_id: i64, password: &[u8]) -> Ve
     w.frame()
 }
 
-/// An ACL entry: permissions for an identity (`scheme`, `id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Acl {
-    /// The permission bits.
-    pub perms: i32,
-    /// The scheme (`world`, `x509`, `digest`, ...).
-    pub scheme: String,
-    /// The identity within the scheme (`anyone` for `world`).
-    pub id: String,
-}
+/// An ACL entry: permissions for an identity (`scheme`, `id`): the keeper's own.
+pub use sluice_keeper_core::Acl;
 
-impl Acl {
-    /// `world:anyone` with every permission (ZooKeeper's `OPEN_ACL_UNSAFE`).
-    pub fn open() -> Acl {
-        Acl { perms: perms::ALL, scheme: "world".into(), id: "anyone".into() }
-    }
-
-    fn read(r: &mut Reader<'_>) -> Result<Acl, JuteError> {
-        Ok(Acl { perms: r.int("acl perms")?, scheme: r.path("acl scheme")?, id: r.path("acl id")? })
-    }
+fn read_acl(r: &mut Reader<'_>) -> Result<Acl, JuteError> {
+    Ok(Acl { perms: r.int("acl perms")?, scheme: r.path("acl scheme")?, id: r.path("acl id")? })
 }
 
 fn acls(r: &mut Reader<'_>) -> Result<Vec<Acl>, JuteError> {
-    Ok(r.vector("acl", Acl::read)?.unwrap_or_default())
+    Ok(r.vector("acl", read_acl)?.unwrap_or_default())
 }
 
 /// A create, in any of its four op codes.
