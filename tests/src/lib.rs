@@ -400,8 +400,10 @@ pub fn keeper_config(
     let files = pki.issue(CertSpec::new(format!("keeper-{id}"), Role::Node));
     let data_dir = dir.join(format!("{name}-data"));
     let config = dir.join(format!("{name}.properties"));
+    // snapCount 1000 unless the test sets its own.
+    let snap = if extra.contains("snapCount=") { "" } else { "snapCount=1000\n" };
     let text = format!(
-        "tickTime={tick_ms}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\nsnapCount=1000\ntls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
+        "tickTime={tick_ms}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n{snap}tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
         data_dir.display(),
         files.ca.display(),
         files.cert.display(),
