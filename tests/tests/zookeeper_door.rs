@@ -631,6 +631,61 @@ async fn script(addr: &str) -> Vec<String> {
         }
     }
     step!("recursive watch", seen.join(", "));
+    // ACLs: a digest identity from addauth, the auth scheme, NoAuth, setACL's version,
+    // a READ-only reader's view of digests, a multi with a forbidden op, invalid ACLs.
+    let acl_text = |acl: &[zk::Acl]| {
+        acl.iter()
+            .map(|a| format!("{}:{}:{}", a.scheme(), a.id(), a.permission()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    step!("addauth", format!("{:?}", c.auth("digest", b"user:pw").await));
+    let creator = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    step!("create with auth", format!("{:?}", c.create("/diff/acl", b"s", &creator).await.map(|_| ())));
+    step!(
+        "getACL",
+        match c.get_acl("/diff/acl").await {
+            Ok((acl, s)) => format!("{} av{}", acl_text(&acl), s.aversion),
+            Err(e) => format!("{e:?}"),
+        }
+    );
+    step!("other reads", format!("{:?}", other.get_data("/diff/acl").await.map(|(d, _)| d)));
+    step!("other writes", format!("{:?}", other.set_data("/diff/acl", b"x", None).await.map(|_| ())));
+    step!("other exists", format!("{:?}", other.check_stat("/diff/acl").await.map(|s| s.is_some())));
+    step!("other getACL", format!("{:?}", other.get_acl("/diff/acl").await.map(|(a, _)| acl_text(&a))));
+    let (mine, _) = c.get_acl("/diff/acl").await.expect("getACL");
+    let opened: Vec<zk::Acl> =
+        mine.iter().cloned().chain([zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone())]).collect();
+    step!(
+        "setACL stale",
+        format!("{:?}", c.set_acl("/diff/acl", &opened, Some(5)).await.map(|s| s.aversion))
+    );
+    step!(
+        "other setACL",
+        format!("{:?}", other.set_acl("/diff/acl", &opened, None).await.map(|s| s.aversion))
+    );
+    step!("setACL", format!("{:?}", c.set_acl("/diff/acl", &opened, Some(0)).await.map(|s| s.aversion)));
+    step!("other reads now", format!("{:?}", other.get_data("/diff/acl").await.map(|(d, _)| d)));
+    step!("other getACL now", format!("{:?}", other.get_acl("/diff/acl").await.map(|(a, _)| acl_text(&a))));
+    let mut w = other.new_multi_writer();
+    w.add_create("/diff/ok", b"", &persistent).expect("op");
+    w.add_set_data("/diff/acl", b"x", None).expect("op");
+    step!("forbidden multi", format!("{:?}", w.commit().await.map(|r| r.len())));
+    step!("after forbidden multi", format!("{:?}", other.check_stat("/diff/ok").await.map(|s| s.is_some())));
+    let nobody = [zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("world", "nobody"))];
+    let invalid = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&nobody));
+    step!("invalid ACL", format!("{:?}", c.create("/diff/bad", b"", &invalid).await.map(|_| ())));
+    step!(
+        "auth without identities",
+        format!("{:?}", other.create("/diff/bad", b"", &creator).await.map(|_| ()))
+    );
+    let local = [zk::Acl::new(zk::Permission::READ, zk::AuthId::new("ip", "127.0.0.0/8"))];
+    let by_ip = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&local));
+    step!("ip ACL", format!("{:?}", c.create("/diff/ip", b"i", &by_ip).await.map(|_| ())));
+    step!("ip reads", format!("{:?}", other.get_data("/diff/ip").await.map(|(d, _)| d)));
+    step!("ip writes", format!("{:?}", other.set_data("/diff/ip", b"x", None).await.map(|_| ())));
+    let third = connect().await.expect("connect a third session");
+    step!("bad scheme", format!("{:?}", third.auth("nosuch", b"x").await));
     step!("sync", format!("{:?}", c.sync("/diff").await));
     // Closing the session deletes its ephemeral nodes.
     drop(c);
