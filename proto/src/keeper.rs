@@ -295,6 +295,31 @@ impl KeeperRequest {
     }
 }
 
+impl KeeperResponse {
+    /// The error the response carries, if it is one.
+    pub fn error(&self) -> Option<&KeeperError> {
+        use KeeperResponse as A;
+        match self {
+            A::Connect(Err(e))
+            | A::Ping(Err(e))
+            | A::Write(Err(e))
+            | A::GetData(Err(e))
+            | A::Exists(Err(e))
+            | A::GetChildren(Err(e))
+            | A::Sync(Err(e))
+            | A::AddWatch(Err(e))
+            | A::SetWatches(Err(e))
+            | A::Close(Err(e))
+            | A::GetEphemerals(Err(e))
+            | A::CountDescendants(Err(e))
+            | A::RemoveWatches(Err(e))
+            | A::GetAcl(Err(e))
+            | A::AddAuth(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Shorthand for a create op.
 pub fn create(path: impl Into<String>, data: impl Into<Vec<u8>>, mode: CreateMode) -> Op {
     Op::Create { path: path.into(), data: data.into(), mode }

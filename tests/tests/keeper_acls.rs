@@ -75,6 +75,12 @@ async fn a_znode_is_held_to_its_acl_across_certificates_restarts_and_multis() {
         other => panic!("bob read alice's node: {other:?}"),
     }
 
+    // Each refusal is an audit line naming who was refused what.
+    let log = std::fs::read_to_string(&keeper.log).expect("keeper log");
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("sluice::authorizer")).collect();
+    assert!(audit.len() >= 6, "{log}");
+    assert!(audit.iter().all(|l| l.contains("x509:bob") && l.contains("/private")), "{audit:#?}");
+
     // --- setACL checks the ACL version; a stale one fails and changes nothing
     let (acl, stat) = alice.get_acl("/private").await.expect("getAcl");
     assert_eq!((acl, stat.aversion), (mine.clone(), 0));

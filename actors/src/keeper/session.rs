@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use base64::Engine as _;
-use sluice_keeper_core::{acl, Id, KeeperError, SuperUsers};
+use sluice_keeper_core::{acl, ErrorCode, Id, KeeperError, SuperUsers};
 use sluice_proto::keeper::{AddAuth, KeeperRequest, KeeperResponse};
 use tracing::{debug, info};
 
@@ -55,6 +55,13 @@ impl SessionActor {
     }
 }
 
+/// The audit line and count of a request an ACL refused.
+fn refused(session: u64, ids: &[Id], e: &KeeperError) {
+    metrics::counter!("sluice_keeper_authorization_refusals_total").increment(1);
+    let who = ids.iter().map(Id::to_string).collect::<Vec<_>>().join(", ");
+    info!(target: "sluice::authorizer", session = format_args!("0x{session:x}"), ids = %who, "refused: {e}");
+}
+
 impl Actor for SessionActor {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -78,12 +85,14 @@ impl Handler<ClientRequest> for SessionActor {
             }
             return Box::pin(async move { KeeperResponse::AddAuth(added) });
         }
-        let req = self.db.send(SessionRequest {
-            session: self.session,
-            ids: self.ids.clone(),
-            request: msg.0,
-            span: msg.1,
-        });
-        Box::pin(async move { req.await.unwrap_or(KeeperResponse::Ping(Err(KeeperError::ConnectionLoss))) })
+        let (session, ids) = (self.session, self.ids.clone());
+        let req = self.db.send(SessionRequest { session, ids: ids.clone(), request: msg.0, span: msg.1 });
+        Box::pin(async move {
+            let response = req.await.unwrap_or(KeeperResponse::Ping(Err(KeeperError::ConnectionLoss)));
+            if let Some(e) = response.error().filter(|e| e.code() == ErrorCode::NoAuth) {
+                refused(session, &ids, e);
+            }
+            response
+        })
     }
 }

@@ -1013,22 +1013,8 @@ fn error_code(r: KeeperResponse) -> i32 {
 
 /// The error a response carries (or why it is not the one asked for).
 fn error_of(r: KeeperResponse) -> KeeperError {
-    match r {
-        KeeperResponse::Write(Err(e))
-        | KeeperResponse::GetData(Err(e))
-        | KeeperResponse::Exists(Err(e))
-        | KeeperResponse::GetChildren(Err(e))
-        | KeeperResponse::Sync(Err(e))
-        | KeeperResponse::AddWatch(Err(e))
-        | KeeperResponse::SetWatches(Err(e))
-        | KeeperResponse::Close(Err(e))
-        | KeeperResponse::Ping(Err(e))
-        | KeeperResponse::Connect(Err(e))
-        | KeeperResponse::GetEphemerals(Err(e))
-        | KeeperResponse::CountDescendants(Err(e))
-        | KeeperResponse::RemoveWatches(Err(e))
-        | KeeperResponse::GetAcl(Err(e))
-        | KeeperResponse::AddAuth(Err(e)) => e,
-        other => KeeperError::SystemError { what: format!("unexpected answer {other:?}") },
+    match r.error() {
+        Some(e) => e.clone(),
+        None => KeeperError::SystemError { what: format!("unexpected answer {r:?}") },
     }
 }
