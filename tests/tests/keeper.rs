@@ -706,9 +706,13 @@ async fn the_shells_watches_print_their_events_as_zkcli_does() {
         std::fs::read_to_string(&out_path).unwrap_or_default()
     );
     say(&mut shell, "ls -w /w");
+    assert!(printed("[]\n").await, "ls -w lists /w (no children yet): the watch is set");
     other.create("/w/kid", b"", P).await.expect("a child");
     assert!(printed("type:NodeChildrenChanged path:/w\n").await, "the child watch's event");
     say(&mut shell, "stat -w /later");
+    // The shell runs its commands in order: once the next one printed, the watch is set.
+    say(&mut shell, "get /w");
+    assert!(printed("two\n").await, "get /w after stat -w");
     other.create("/later", b"", P).await.expect("create /later");
     assert!(
         printed("type:NodeCreated path:/later\n").await,
