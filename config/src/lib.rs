@@ -4,5 +4,6 @@
 //! clients' --command-config) is read through [`properties`], so every bad line is reported
 //! the same way: file, line number, key, and why.
 pub mod properties;
+pub mod stores;
 
 pub use properties::{Entry, PropertiesError};

@@ -76,6 +76,12 @@ pub const KEYS: &[&str] = &[
     "raft.heartbeatMs",
     "raft.electionTimeoutMs",
     "ensemble.allowTwoServers",
+    "ssl.keyStore.location",
+    "ssl.keyStore.type",
+    "ssl.keyStore.password",
+    "ssl.trustStore.location",
+    "ssl.trustStore.type",
+    "ssl.clientAuth",
     "X509AuthenticationProvider.superUser",
     "zookeeper.X509AuthenticationProvider.superUser",
     "DigestAuthenticationProvider.superDigest",
@@ -111,11 +117,38 @@ pub const NO_EFFECT: &[(&str, &str)] = &[
     ("localSessionsEnabled", "every session is global"),
     ("localSessionsUpgradingEnabled", "every session is global"),
     ("fsync.warningthresholdms", "slow fsyncs show in the keeper's latency metrics"),
+    ("ssl.trustStore.password", "PEM stores are read without a password"),
+    ("ssl.protocol", TLS_STACK),
+    ("ssl.enabledProtocols", TLS_STACK),
+    ("ssl.ciphersuites", TLS_STACK),
+    ("ssl.context.supplier.class", TLS_STACK),
+    ("ssl.hostnameVerification", "peers are verified by the cluster CA and the node certificate's role"),
+    ("ssl.crl", "certificate revocation lists are not read"),
+    ("ssl.ocsp", "OCSP is not used"),
+    (
+        "ssl.handshakeDetectionTimeoutMillis",
+        "the ZooKeeper door gives a client 10 s for its handshake and connect",
+    ),
+    ("sslQuorum", QUORUM_TLS),
+    ("ssl.quorum.keyStore.location", QUORUM_TLS),
+    ("ssl.quorum.keyStore.password", QUORUM_TLS),
+    ("ssl.quorum.keyStore.type", QUORUM_TLS),
+    ("ssl.quorum.trustStore.location", QUORUM_TLS),
+    ("ssl.quorum.trustStore.password", QUORUM_TLS),
+    ("ssl.quorum.trustStore.type", QUORUM_TLS),
+    ("ssl.quorum.hostnameVerification", QUORUM_TLS),
+    ("portUnification", "the plain and TLS doors are separate ports (plaintextClientPort, secureClientPort)"),
+    ("authProvider.x509", "x509 (the client certificate) is built in"),
+    ("authProvider.1", "the x509, ip and digest schemes are built in"),
     (
         "skipACL",
         "znode ACLs are always checked; name super users with X509AuthenticationProvider.superUser instead",
     ),
 ];
+
+const TLS_STACK: &str = "TLS is rustls's: TLS 1.3 and 1.2 with its default cipher suites";
+const QUORUM_TLS: &str =
+    "members always talk over mutually authenticated QUIC with the server's own certificate";
 
 const ADMIN: &str =
     "the AdminServer's commands are the four-letter words on the ZooKeeper port and `sluice keeper status`";
@@ -325,11 +358,40 @@ impl KeeperConfig {
             }
         };
         let data_dir = required("dataDir", "a directory for the transaction log and snapshots")?;
-        let tls = TlsFiles {
-            ca: required("tls.ca.file", "the cluster CA certificate, e.g. from `sluice certs init`")?,
-            cert: required("tls.cert.file", "this server's certificate")?,
-            key: required("tls.key.file", "this server's private key")?,
+        // The TLS files: tls.*, or ZooKeeper's PEM stores (an operator's TLS block carries over).
+        let tls = match sluice_config::stores::pem_stores(&entries, path, &sluice_config::stores::ZOOKEEPER)? {
+            Some((ca, cert_and_key)) => {
+                if let Some(e) = ["tls.ca.file", "tls.cert.file", "tls.key.file"].iter().find_map(|k| get(k)) {
+                    return Err(invalid(
+                        path,
+                        e,
+                        "the TLS files are given twice: keep either tls.ca.file/tls.cert.file/tls.key.file or \
+                         ssl.keyStore.location/ssl.trustStore.location",
+                    ));
+                }
+                TlsFiles { ca, cert: cert_and_key.clone(), key: cert_and_key }
+            }
+            None => TlsFiles {
+                ca: required(
+                    "tls.ca.file",
+                    "the cluster CA certificate, e.g. from `sluice certs init` (or ZooKeeper's \
+                     ssl.trustStore.location with ssl.trustStore.type=PEM)",
+                )?,
+                cert: required(
+                    "tls.cert.file",
+                    "this server's certificate (or ZooKeeper's ssl.keyStore.location with ssl.keyStore.type=PEM)",
+                )?,
+                key: required("tls.key.file", "this server's private key")?,
+            },
         };
+        if let Some(e) = get("ssl.clientAuth").filter(|e| !e.value.eq_ignore_ascii_case("need")) {
+            return Err(invalid(
+                path,
+                e,
+                "only need: every client proves who it is with a certificate on secureClientPort (the \
+                 plaintextClientPort door serves clients without one)",
+            ));
+        }
         let snap_count = num("snapCount", 100_000, 2)? as usize;
         let snap_retain_count = num("autopurge.snapRetainCount", 3, 3)? as usize;
         num("autopurge.purgeInterval", 0, 0)?;
@@ -536,6 +598,32 @@ metricsProvider.httpPort=7000
             Some("0.0.0.0:7000".parse().expect("addr")),
             "ZooKeeper's key and host default"
         );
+    }
+
+    #[test]
+    fn zookeepers_pem_stores_and_super_users_are_read() {
+        let text = "dataDir=/d\nssl.keyStore.location=/s/k.pem\nssl.keyStore.type=PEM\n\
+                    ssl.trustStore.location=/s/ca.pem\nssl.trustStore.type=PEM\nssl.clientAuth=NEED\n\
+                    ssl.enabledProtocols=TLSv1.3\nsslQuorum=true\n\
+                    X509AuthenticationProvider.superUser=root, ops\n\
+                    zookeeper.DigestAuthenticationProvider.superDigest=super:abc=\n";
+        let c = KeeperConfig::parse(text, Path::new("zoo.cfg")).expect("parse");
+        assert_eq!(
+            c.tls,
+            TlsFiles { ca: "/s/ca.pem".into(), cert: "/s/k.pem".into(), key: "/s/k.pem".into() }
+        );
+        assert_eq!(c.super_users.x509, ["root", "ops"]);
+        assert_eq!(c.super_users.digest, ["super:abc="]);
+        assert!(c.notices.iter().any(|n| n.starts_with("sslQuorum")), "{:?}", c.notices);
+        let err = |text: &str| KeeperConfig::parse(text, Path::new("zoo.cfg")).expect_err(text).to_string();
+        assert!(err(&format!("dataDir=/d\n{TLS}ssl.clientAuth=want\n")).contains("only need"));
+        let twice = err(&format!(
+            "dataDir=/d\n{TLS}ssl.keyStore.location=/k\nssl.keyStore.type=PEM\nssl.trustStore.location=/c\n\
+             ssl.trustStore.type=PEM\n"
+        ));
+        assert!(twice.contains("given twice"), "{twice}");
+        assert!(err(&format!("dataDir=/d\n{TLS}DigestAuthenticationProvider.superDigest=nocolon\n"))
+            .contains("user:digest"));
     }
 
     #[test]

@@ -381,13 +381,13 @@ fn stock(name: &str, replace: &[(&str, String)], extra: &str) -> String {
     out + extra
 }
 
-fn tls_lines(files: &TlsFiles) -> String {
-    format!(
-        "tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n",
-        files.ca.display(),
-        files.cert.display(),
-        files.key.display()
-    )
+/// One PEM file holding `files`' certificate and key: a Java-style PEM key store.
+fn pem_store(files: &TlsFiles) -> std::path::PathBuf {
+    let store = files.cert.with_extension("keystore.pem");
+    let text = std::fs::read_to_string(&files.cert).expect("cert")
+        + &std::fs::read_to_string(&files.key).expect("key");
+    std::fs::write(&store, text).expect("write the key store");
+    store
 }
 
 #[test]
@@ -412,7 +412,13 @@ fn kafkas_and_zookeepers_stock_files_start_a_cluster_and_name_what_has_no_effect
             ("metricsProvider.httpPort", "0".into()),
             ("metricsProvider.exportJvmInfo", "true".into()),
         ],
-        &format!("clientPortAddress=127.0.0.1\n{}", tls_lines(&keeper_tls)),
+        // The TLS block as a ZooKeeper operator writes it: PEM key and trust stores.
+        &format!(
+            "clientPortAddress=127.0.0.1\nssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+             ssl.trustStore.location={}\nssl.trustStore.type=PEM\nssl.clientAuth=need\n",
+            pem_store(&keeper_tls).display(),
+            keeper_tls.ca.display()
+        ),
     );
     let zoo_path = dir.path().join("zoo.cfg");
     std::fs::write(&zoo_path, zoo).expect("write zoo.cfg");
@@ -432,9 +438,13 @@ fn kafkas_and_zookeepers_stock_files_start_a_cluster_and_name_what_has_no_effect
 
     let logs = dir.path().join("kafka-logs");
     let broker_tls = pki.issue(CertSpec::new("broker-0", Role::Node));
+    // The TLS block as a Kafka operator writes it: PEM stores, protocols, no host name check.
     let extra = format!(
-        "listeners=quic://127.0.0.1:0\nsuper.users=User:broker-0;User:admin\n{}",
-        tls_lines(&broker_tls)
+        "listeners=quic://127.0.0.1:0\nsuper.users=User:broker-0;User:admin\nssl.keystore.type=PEM\n\
+         ssl.keystore.location={}\nssl.truststore.type=PEM\nssl.truststore.location={}\n\
+         ssl.enabled.protocols=TLSv1.2,TLSv1.3\nssl.endpoint.identification.algorithm=\n",
+        pem_store(&broker_tls).display(),
+        broker_tls.ca.display()
     );
     let server = stock(
         "kafka-server.properties",

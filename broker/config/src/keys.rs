@@ -106,22 +106,57 @@ pub const KEYS: &[Key] = &[
         name: "tls.ca.file",
         section: "TLS",
         meaning: "The cluster CA certificate (for example from `sluice certs init`).",
-        default: Default::Required,
+        default: Default::Derived(STORES),
         sample: Sample::Set("certs/ca.pem"),
     },
     Key {
         name: "tls.cert.file",
         section: "TLS",
         meaning: "This broker's certificate, signed by the cluster CA.",
-        default: Default::Required,
+        default: Default::Derived(STORES),
         sample: Sample::Set("certs/broker-1.pem"),
     },
     Key {
         name: "tls.key.file",
         section: "TLS",
         meaning: "This broker's private key.",
-        default: Default::Required,
+        default: Default::Derived(STORES),
         sample: Sample::Set("certs/broker-1.key"),
+    },
+    Key {
+        name: "ssl.keystore.location",
+        section: "TLS",
+        meaning: "Kafka's PEM key store, instead of tls.cert.file and tls.key.file: one file holding this broker's certificate chain and its (unencrypted) private key.",
+        default: Default::Unset(""),
+        sample: Sample::Example("certs/broker-1-keystore.pem"),
+    },
+    Key {
+        name: "ssl.keystore.type",
+        section: "TLS",
+        meaning: "PEM, the only type read (a JKS or PKCS12 store converts with keytool and openssl).",
+        default: Default::Unset(" (required with ssl.keystore.location)"),
+        sample: Sample::Example("PEM"),
+    },
+    Key {
+        name: "ssl.truststore.location",
+        section: "TLS",
+        meaning: "Kafka's PEM trust store, instead of tls.ca.file: the cluster CA certificate.",
+        default: Default::Unset(""),
+        sample: Sample::Example("certs/ca.pem"),
+    },
+    Key {
+        name: "ssl.truststore.type",
+        section: "TLS",
+        meaning: "PEM, the only type read.",
+        default: Default::Unset(" (required with ssl.truststore.location)"),
+        sample: Sample::Example("PEM"),
+    },
+    Key {
+        name: "ssl.key.password",
+        section: "TLS",
+        meaning: "Refused when set: encrypted private keys are not read (decrypt the key with `openssl pkey`).",
+        default: Default::Unset(""),
+        sample: Sample::Default,
     },
     Key {
         name: "super.users",
@@ -490,9 +525,31 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// The key named `name`.
+/// How the TLS files may be given.
+const STORES: &str =
+    "required, unless ssl.keystore.location and ssl.truststore.location (type PEM) name them";
+
 /// Kafka 3.x keys that mean nothing here: accepted, so an operator's existing
 /// `server.properties` starts, and listed with the reason in one notice at start.
 pub const NO_EFFECT: &[(&str, &str)] = &[
+    ("ssl.keystore.password", "PEM stores are read without a password (the key must be unencrypted)"),
+    ("ssl.truststore.password", "PEM stores are read without a password"),
+    ("ssl.protocol", TLS_STACK),
+    ("ssl.enabled.protocols", TLS_STACK),
+    ("ssl.cipher.suites", TLS_STACK),
+    ("ssl.keymanager.algorithm", TLS_STACK),
+    ("ssl.trustmanager.algorithm", TLS_STACK),
+    ("ssl.secure.random.implementation", TLS_STACK),
+    ("ssl.provider", TLS_STACK),
+    ("ssl.engine.factory.class", TLS_STACK),
+    (
+        "ssl.endpoint.identification.algorithm",
+        "brokers verify each other by the cluster CA and the node certificate's role, not by host name",
+    ),
+    (
+        "ssl.principal.mapping.rules",
+        "a principal is always User:<the certificate's first DNS name, else its CN>",
+    ),
     ("num.network.threads", THREADS),
     ("num.io.threads", THREADS),
     ("background.threads", THREADS),
@@ -546,6 +603,7 @@ pub const NO_EFFECT: &[(&str, &str)] = &[
     ("group.max.size", "groups have no size limit here"),
 ];
 
+const TLS_STACK: &str = "TLS is rustls's: TLS 1.3 and 1.2 with its default cipher suites";
 const THREADS: &str = "the runtimes size themselves to the machine's cores";
 const TRANSACTIONS: &str = "transactions are not built";
 const CHECKPOINTS: &str = "checkpoints are written on the log manager's tick (at most every 60 s)";

@@ -15,6 +15,7 @@
 //! | `zookeeper.connect` | (required) | the keeper ensemble, `host:port[,host:port...][/chroot]` |
 //! | `zookeeper.session.timeout.ms` | 18000 | the broker's keeper session timeout |
 //! | `tls.ca.file`, `tls.cert.file`, `tls.key.file` | (required) | the cluster CA, this broker's certificate and key |
+//! | `ssl.keystore.location`, `ssl.truststore.location` (`ssl.*.type=PEM`) | (unset) | Kafka's PEM stores, instead of the three `tls.*` files |
 //! | `metrics.port` | (none: no endpoint) | TCP port of the Prometheus `/metrics` endpoint; 0 picks a free one |
 //! | `metrics.host` | 0.0.0.0 | IP address of that endpoint (only with `metrics.port`) |
 //! | `log.dirs` | /tmp/kafka-logs | comma-separated directories holding partition logs |
@@ -235,7 +236,8 @@ impl BrokerConfig {
         let no_effect: Vec<(String, &'static str)> =
             entries.iter().filter_map(|e| keys::no_effect(&e.key).map(|why| (e.key.clone(), why))).collect();
         let p = Props { path, entries: &entries };
-        if let Some(e) = entries.iter().find(|e| e.value.is_empty()) {
+        // (A key without effect may be empty: Kafka's files write `ssl.endpoint.identification.algorithm=`.)
+        if let Some(e) = entries.iter().find(|e| e.value.is_empty() && keys::no_effect(&e.key).is_none()) {
             let reason = if keys::key(&e.key).is_some_and(|k| k.default == keys::Default::Required) {
                 "is empty, and this key is required: write its value"
             } else {
@@ -370,11 +372,32 @@ impl BrokerConfig {
         };
         let zookeeper_session_timeout = ms(p.int("zookeeper.session.timeout.ms", 1, i32::MAX, MS)?);
 
-        let tls = TlsFiles {
-            ca: p
-                .required_path("tls.ca.file", "the cluster CA certificate, e.g. from `sluice certs init`")?,
-            cert: p.required_path("tls.cert.file", "this broker's certificate")?,
-            key: p.required_path("tls.key.file", "this broker's private key")?,
+        // The TLS files: tls.*, or Kafka's PEM stores (an operator's TLS block carries over).
+        let tls = match sluice_config::stores::pem_stores(&entries, path, &sluice_config::stores::KAFKA)? {
+            Some((ca, cert_and_key)) => {
+                if let Some(e) =
+                    ["tls.ca.file", "tls.cert.file", "tls.key.file"].iter().find_map(|k| p.get(k))
+                {
+                    return Err(p.invalid(
+                        e,
+                        "the TLS files are given twice: keep either tls.ca.file/tls.cert.file/tls.key.file or \
+                         ssl.keystore.location/ssl.truststore.location",
+                    ));
+                }
+                TlsFiles { ca, cert: cert_and_key.clone(), key: cert_and_key }
+            }
+            None => TlsFiles {
+                ca: p.required_path(
+                    "tls.ca.file",
+                    "the cluster CA certificate, e.g. from `sluice certs init` (or Kafka's \
+                     ssl.truststore.location with ssl.truststore.type=PEM)",
+                )?,
+                cert: p.required_path(
+                    "tls.cert.file",
+                    "this broker's certificate (or Kafka's ssl.keystore.location with ssl.keystore.type=PEM)",
+                )?,
+                key: p.required_path("tls.key.file", "this broker's private key")?,
+            },
         };
 
         let metrics = match p.get("metrics.port") {
@@ -1191,6 +1214,28 @@ mod tests {
 
     fn err(extra: &str) -> String {
         parse(extra).expect_err(extra).to_string()
+    }
+
+    #[test]
+    fn kafkas_pem_stores_give_the_tls_files_and_not_twice() {
+        let stores = "broker.id=1\nzookeeper.connect=k:2181\nssl.keystore.type=PEM\n\
+                      ssl.keystore.location=/s/b.pem\nssl.truststore.type=PEM\nssl.truststore.location=/s/ca.pem\n\
+                      ssl.keystore.password=x\nssl.enabled.protocols=TLSv1.2,TLSv1.3\n";
+        let c = BrokerConfig::parse(stores, Path::new("s.properties")).expect("PEM stores");
+        assert_eq!(
+            c.tls,
+            TlsFiles { ca: "/s/ca.pem".into(), cert: "/s/b.pem".into(), key: "/s/b.pem".into() }
+        );
+        let both = err("ssl.keystore.type=PEM\nssl.keystore.location=/b.pem\nssl.truststore.type=PEM\n\
+                        ssl.truststore.location=/ca.pem\n");
+        assert!(both.contains("given twice"), "{both}");
+        let jks = BrokerConfig::parse(
+            "broker.id=1\nzookeeper.connect=k:2181\nssl.keystore.location=/b.jks\nssl.truststore.location=/t.jks\n",
+            Path::new("s.properties"),
+        )
+        .expect_err("JKS")
+        .to_string();
+        assert!(jks.contains("ssl.keystore.type=PEM"), "{jks}");
     }
 
     fn topic(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
