@@ -790,3 +790,55 @@ async fn leader_election_moves_leadership_back_as_asked_and_log_dirs_lists_the_p
     assert_eq!(home["partition"], "home-0", "{json}");
     assert!(home["size"].as_u64().is_some_and(|n| n > 0), "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_insync_replicas_raised_live_refuses_acks_all_with_a_replica_down_and_lowered_admits_it() {
+    let mut cluster = start(FAST);
+    let k = keeper(&cluster).await;
+    create(&cluster, "live-isr", &[&[1, 2, 3]], &[]).await;
+    wait_state(&k, "live-isr", 0, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3 && s.leader == 1)
+        .await;
+    cluster.brokers[2].kill();
+    wait_state(&k, "live-isr", 0, Duration::from_secs(20), "ISR without broker 3", |s| s.isr == vec![1, 2])
+        .await;
+    let net = raw_client(&cluster);
+    let leader = cluster.brokers[0].addr.clone();
+    let produce = |value: &str| Produce {
+        topic: "live-isr".into(),
+        partition: 0,
+        acks: -1,
+        timeout_ms: 2000,
+        records: one_record(value, None),
+        retry: false,
+    };
+    net.call(&leader, produce("min 1"))
+        .await
+        .expect("call")
+        .expect("acks=all with the default min.insync.replicas");
+    // --- raised live (kafka-configs.sh's flags): the running leader refuses acks=all
+    let alter = |flag: &str, value: &str| {
+        sluice_tests::run_sluice(
+            &cluster.bootstrap(),
+            &cluster.client_files(),
+            &["configs", "--alter", "--entity-type", "topics", "--entity-name", "live-isr", flag, value],
+            "",
+        )
+        .ok("configs --alter");
+    };
+    alter("--add-config", "min.insync.replicas=3");
+    let refused = wait_for(Duration::from_secs(10), || async {
+        matches!(
+            net.call(&leader, produce("min 3")).await,
+            Ok(Err(BrokerError::NotEnoughReplicas { isr: 2, min: 3, .. }))
+        )
+    })
+    .await;
+    assert!(refused, "acks=all with 2 in sync was not refused within 10 s of min.insync.replicas=3");
+    // --- back to the default, without a restart either
+    alter("--delete-config", "min.insync.replicas");
+    let admitted = wait_for(Duration::from_secs(10), || async {
+        matches!(net.call(&leader, produce("min 1 again")).await, Ok(Ok(_)))
+    })
+    .await;
+    assert!(admitted, "acks=all was not admitted again within 10 s of deleting the override");
+}
