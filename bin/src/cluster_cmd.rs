@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use sluice_client::broker::proto::BrokerError;
+use sluice_client::broker::proto::{BrokerError, ElectionType};
 use sluice_client::broker::{Admin, TopicPartition};
 
 use crate::client_args::ClientArgs;
@@ -15,8 +15,9 @@ use crate::client_args::ClientArgs;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["all_topic_partitions", "topic", "path_to_json_file"])))]
 pub struct LeaderElectionArgs {
-    /// `preferred` (each partition's first replica leads again) or `unclean` (refused: the
-    /// controller elects an unclean leader itself when the topic allows it).
+    /// `preferred` (each partition's first replica leads again) or `unclean` (a partition
+    /// without a live leader gets its first live replica, in sync or not: what that replica
+    /// lacks is lost).
     #[arg(long, value_name = "TYPE")]
     pub election_type: String,
     /// Every partition of every topic.
@@ -51,14 +52,11 @@ struct PartitionEntry {
 
 /// Runs `sluice leader-election`.
 pub fn run_leader_election(args: LeaderElectionArgs) -> Result<()> {
-    match args.election_type.to_ascii_lowercase().as_str() {
-        "preferred" => {}
-        "unclean" => bail!(
-            "--election-type unclean is not served: the controller elects an out-of-sync replica itself \
-             when a partition has no in-sync one and its topic sets unclean.leader.election.enable=true"
-        ),
-        other => bail!("--election-type {other:?}: give preferred (or unclean)"),
-    }
+    let kind = match args.election_type.to_ascii_lowercase().as_str() {
+        "preferred" => ElectionType::Preferred,
+        "unclean" => ElectionType::Unclean,
+        other => bail!("--election-type {other:?}: give preferred or unclean"),
+    };
     let partitions = if args.all_topic_partitions {
         None
     } else if let Some(path) = &args.path_to_json_file {
@@ -80,7 +78,8 @@ pub fn run_leader_election(args: LeaderElectionArgs) -> Result<()> {
     let rt = crate::client_args::runtime()?;
     rt.block_on(async {
         let admin = Admin::new(config)?;
-        let results = admin.elect_preferred_leaders(partitions).await?;
+        let results = admin.elect_leaders(kind, partitions).await?;
+        let name = kind.name();
         let (mut done, mut already, mut failed) = (Vec::new(), Vec::new(), Vec::new());
         for (topic, partition, r) in results {
             let tp = TopicPartition::new(topic, partition).to_string();
@@ -91,13 +90,13 @@ pub fn run_leader_election(args: LeaderElectionArgs) -> Result<()> {
             }
         }
         if !done.is_empty() {
-            println!("Successfully completed leader election (PREFERRED) for partitions {}", done.join(", "));
+            println!("Successfully completed leader election ({name}) for partitions {}", done.join(", "));
         }
         if !already.is_empty() {
             println!("Valid replica already elected for partitions {}", already.join(", "));
         }
         for (tp, e) in &failed {
-            println!("Error completing leader election (PREFERRED) for partition: {tp}: {e}");
+            println!("Error completing leader election ({name}) for partition: {tp}: {e}");
         }
         if !failed.is_empty() {
             bail!("{} partition(s) could not be elected (see above)", failed.len());

@@ -115,15 +115,15 @@ pub enum Command {
     /// a time index `timestamp: T offset: O`. A batch that does not parse ends its file's
     /// listing with `Found an invalid batch at position P ...`. No broker is needed.
     DumpLog(records_cmd::DumpLogArgs),
-    /// Move partitions' leadership back to their preferred replica: kafka-leader-election.sh.
+    /// Elect partitions' leaders: kafka-leader-election.sh.
     ///
-    /// --election-type preferred with --topic T --partition P, --all-topic-partitions or
-    /// --path-to-json-file F (Kafka's {"partitions": [{"topic": "t", "partition": 0}]}).
-    /// Prints Kafka's lines: `Successfully completed leader election (PREFERRED) for
-    /// partitions t-0, ...`, `Valid replica already elected for partitions ...` and one
-    /// `Error completing leader election (PREFERRED) for partition: t-0: ...` per failure (the
-    /// exit status is then non-zero). --election-type unclean is refused: the controller
-    /// makes unclean elections itself under unclean.leader.election.enable.
+    /// --election-type preferred (the first replica leads again) or unclean (a partition
+    /// without a live leader gets its first live replica, in sync or not: what it lacks is
+    /// lost), with --topic T --partition P, --all-topic-partitions or --path-to-json-file F
+    /// (Kafka's {"partitions": [{"topic": "t", "partition": 0}]}). Prints Kafka's lines:
+    /// `Successfully completed leader election (PREFERRED) for partitions t-0, ...`, `Valid
+    /// replica already elected for partitions ...` and one `Error completing leader election
+    /// (PREFERRED) for partition: t-0: ...` per failure (the exit status is then non-zero).
     LeaderElection(cluster_cmd::LeaderElectionArgs),
     /// Describe and change topics' configs while the cluster runs: kafka-configs.sh.
     ///

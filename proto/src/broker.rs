@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 pub use sluice_broker_core::acl::{self, AclBinding, AclFilter};
+pub use sluice_broker_core::controller::ElectionType;
 pub use sluice_broker_core::metadata::BrokerEndpoint;
 pub use sluice_broker_core::topic::ConfigOp;
 pub use sluice_broker_core::BrokerError;
@@ -245,6 +246,18 @@ pub struct DeletedRecords {
 /// hands it to the controller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreferredElection {
+    /// The partitions (topic, partition); `None`: every partition.
+    pub partitions: Option<Vec<(String, i32)>>,
+}
+
+/// An election of `kind` (kafka-leader-election.sh's `--election-type preferred|unclean`):
+/// preferred moves leadership back to each partition's first replica; unclean gives a
+/// partition without a live leader the first live replica, in sync or not. Any broker takes
+/// it and hands it to the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Election {
+    /// Which election.
+    pub kind: sluice_broker_core::controller::ElectionType,
     /// The partitions (topic, partition); `None`: every partition.
     pub partitions: Option<Vec<(String, i32)>>,
 }
@@ -584,6 +597,7 @@ sluice_net::protocol! {
             delete_acls: DeleteAcls(DeleteAcls) -> Result<Vec<Result<Vec<AclBinding>, BrokerError>>, BrokerError>;
             alter_topic_configs: AlterTopicConfigs(AlterTopicConfigs) -> Result<(), BrokerError>;
             create_partitions: CreatePartitions(CreatePartitions) -> Result<(), BrokerError>;
+            election: Election(Election) -> Result<ElectionResults, BrokerError>;
         }
     }
 }

@@ -93,6 +93,16 @@ pub struct ElectLeaders {
     pub partitions: Vec<(String, i32)>,
 }
 
+/// Any broker → the controller: an election of `kind` of these partitions (Kafka's
+/// ElectLeaders, preferred or unclean); each partition's outcome comes back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Elect {
+    /// Which election.
+    pub kind: sluice_broker_core::controller::ElectionType,
+    /// The partitions.
+    pub partitions: Vec<(String, i32)>,
+}
+
 /// Controller → broker: the whole cluster picture (a broker takes it only when it is newer
 /// than what it has).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +123,7 @@ sluice_net::protocol! {
             controlled_shutdown: ControlledShutdown(ControlledShutdown) -> Result<u32, BrokerError>;
             // Added last: the earlier requests keep their places on the wire.
             elect_leaders: ElectLeaders(ElectLeaders) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError>;
+            elect: Elect(Elect) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError>;
         }
     }
 }

@@ -1049,4 +1049,13 @@ async fn elect_leaders_moves_a_partition_back_to_its_preferred_replica_through_t
     // Again: nothing to do.
     let again: k::ElectLeadersResponse = raw.call(ApiKey::ElectLeaders, 2, &req).await.expect("answered");
     assert_eq!(again.replica_election_results[0].partition_result[0].error_code, 84, "ELECTION_NOT_NEEDED");
+    // An unclean election (type 1) of a partition that has a live leader has nothing to do
+    // either; an unknown type is refused.
+    req.election_type = 1;
+    let unclean: k::ElectLeadersResponse = raw.call(ApiKey::ElectLeaders, 2, &req).await.expect("answered");
+    assert_eq!(unclean.error_code, 0, "{unclean:?}");
+    assert_eq!(unclean.replica_election_results[0].partition_result[0].error_code, 84, "ELECTION_NOT_NEEDED");
+    req.election_type = 5;
+    let unknown: k::ElectLeadersResponse = raw.call(ApiKey::ElectLeaders, 2, &req).await.expect("answered");
+    assert_eq!(unknown.error_code, 42, "INVALID_REQUEST: {unknown:?}");
 }

@@ -327,17 +327,18 @@ async fn unclean_election_off_keeps_the_partition_offline_and_on_elects_the_stal
     let k = keeper(&cluster).await;
     create(&cluster, "careful", &[&[1, 2]], &[]).await;
     create(&cluster, "reckless", &[&[1, 2]], &[("unclean.leader.election.enable", "true")]).await;
-    for t in ["careful", "reckless"] {
+    create(&cluster, "asked", &[&[1, 2]], &[]).await;
+    for t in ["careful", "reckless", "asked"] {
         wait_state(&k, t, 0, Duration::from_secs(20), "ISR [1, 2]", |s| s.isr.len() == 2 && s.leader == 1)
             .await;
     }
     // --- broker 2 dies: it leaves the ISRs; broker 1 takes more records alone
     cluster.brokers[1].kill();
-    for t in ["careful", "reckless"] {
+    for t in ["careful", "reckless", "asked"] {
         wait_state(&k, t, 0, Duration::from_secs(20), "ISR [1]", |s| s.isr == vec![1]).await;
     }
     let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::Leader)).expect("producer");
-    for t in ["careful", "reckless"] {
+    for t in ["careful", "reckless", "asked"] {
         producer.send(ProducerRecord::new(t, "only on 1")).await.expect("send").await.expect("delivered");
     }
     producer.close().await;
@@ -357,6 +358,32 @@ async fn unclean_election_off_keeps_the_partition_offline_and_on_elects_the_stal
     let careful = state(&k, "careful", 0).await.expect("state");
     assert_eq!(careful.leader, -1, "unclean election is off: the partition stays offline: {careful:?}");
     assert_eq!(careful.isr, vec![1], "it keeps its last ISR so broker 1 can lead it again");
+    // --- an unclean election asked for (kafka-leader-election.sh) elects the stale replica
+    let elect = || {
+        sluice_tests::run_sluice(
+            &cluster.bootstrap(),
+            &cluster.client_files(),
+            &["leader-election", "--election-type", "unclean", "--topic", "asked", "--partition", "0"],
+            "",
+        )
+    };
+    let ran = elect();
+    ran.ok("leader-election --election-type unclean");
+    assert!(
+        ran.stdout.contains("Successfully completed leader election (UNCLEAN) for partitions asked-0"),
+        "{}",
+        ran.stdout
+    );
+    let asked =
+        wait_state(&k, "asked", 0, Duration::from_secs(20), "broker 2 elected", |s| s.leader == 2).await;
+    assert_eq!(asked.isr, vec![2]);
+    let again = elect();
+    again.ok("a second unclean election");
+    assert!(
+        again.stdout.contains("Valid replica already elected for partitions asked-0"),
+        "{}",
+        again.stdout
+    );
     // --- broker 1 returns: it leads "careful" again, with the record only it had
     cluster.brokers[0].restart();
     wait_state(&k, "careful", 0, Duration::from_secs(20), "broker 1 leading again", |s| s.leader == 1).await;

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sluice_broker_core::controller::{ControllerCore, Effect};
+use sluice_broker_core::controller::{ControllerCore, Effect, ElectionType};
 use sluice_broker_core::metadata::{BrokerEndpoint, ClusterUpdate, PartitionState};
 use sluice_broker_core::znodes::{self, ZnodeError};
 use sluice_broker_core::BrokerError;
@@ -83,7 +83,7 @@ pub struct ControllerSettings {
 /// A broker waiting for its controlled shutdown's pass.
 type ShutdownWaiter = (i32, tokio::sync::oneshot::Sender<u32>);
 /// Partitions asked to go back to their preferred replica, and where the outcomes go.
-type ElectionWaiter = (Vec<(String, i32)>, tokio::sync::oneshot::Sender<Vec<ElectionOutcome>>);
+type ElectionWaiter = (ElectionType, Vec<(String, i32)>, tokio::sync::oneshot::Sender<Vec<ElectionOutcome>>);
 /// One requested election's outcome.
 pub type ElectionOutcome = (String, i32, Result<(), BrokerError>);
 
@@ -173,10 +173,11 @@ impl Controller {
         let elections = std::mem::take(&mut self.elections);
         let mut requested = Vec::new();
         let mut outcomes: Vec<Vec<ElectionOutcome>> = Vec::new();
-        for (partitions, _) in &elections {
+        for (kind, partitions, _) in &elections {
             let mut these = Vec::new();
             for (topic, partition) in partitions {
-                let outcome = core.preferred_election(topic, *partition).map(|effect| requested.push(effect));
+                let outcome =
+                    core.requested_election(*kind, topic, *partition).map(|effect| requested.push(effect));
                 these.push((topic.clone(), *partition, outcome));
             }
             outcomes.push(these);
@@ -191,7 +192,7 @@ impl Controller {
             }
             let failed =
                 result.as_ref().err().map(|e| BrokerError::KeeperUnavailable { reason: e.to_string() });
-            for ((_, reply), these) in elections.into_iter().zip(outcomes) {
+            for ((_, _, reply), these) in elections.into_iter().zip(outcomes) {
                 let these = match &failed {
                     None => these,
                     Some(e) => these.into_iter().map(|(t, p, r)| (t, p, r.and(Err(e.clone())))).collect(),
@@ -388,19 +389,25 @@ impl Handler<BeginShutdown> for Controller {
     }
 }
 
-/// Moves partitions back to their preferred replicas (Kafka's ElectLeaders, preferred);
-/// answered after the next pass with each partition's outcome.
+/// Requested elections (Kafka's ElectLeaders): partitions moved back to their preferred
+/// replicas, or offline ones given an unclean leader; answered after the next pass with each
+/// partition's outcome.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<ElectionOutcome>, BrokerError>")]
-pub struct ElectPreferred(pub Vec<(String, i32)>);
+pub struct Elect {
+    /// Which election.
+    pub kind: ElectionType,
+    /// The partitions.
+    pub partitions: Vec<(String, i32)>,
+}
 
-impl Handler<ElectPreferred> for Controller {
+impl Handler<Elect> for Controller {
     type Result = ResponseFuture<Result<Vec<ElectionOutcome>, BrokerError>>;
 
-    fn handle(&mut self, msg: ElectPreferred, ctx: &mut Context<Self>) -> Self::Result {
-        let _span = crate::handling!("Controller", "ElectPreferred");
+    fn handle(&mut self, msg: Elect, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = crate::handling!("Controller", "Elect");
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.elections.push((msg.0, tx));
+        self.elections.push((msg.kind, msg.partitions, tx));
         self.run_pass(ctx);
         let gone = BrokerError::NotController { broker: -1 };
         Box::pin(async move { rx.await.map_err(|_| gone) })

@@ -15,6 +15,7 @@ use sluice_broker_core::metadata::BrokerEndpoint;
 use sluice_broker_core::BrokerError;
 use sluice_net::Peer;
 use sluice_proto::broker as sb;
+use sluice_proto::broker::ElectionType;
 use sluice_proto::interbroker::{EpochQuery, OffsetsForLeaderEpoch};
 use sluice_proto::kafka::messages::{self as k, ApiKey, BrokerId, GroupId, TopicName};
 use sluice_proto::kafka::StrBytes;
@@ -1329,9 +1330,6 @@ async fn offset_delete(call: Call, req: k::OffsetDeleteRequest) -> Result<Option
     call.answer(&r)
 }
 
-/// Kafka's election types.
-const PREFERRED_ELECTION: i8 = 0;
-
 /// DeleteRecords: each partition's leader moves its log start; the low watermark answered
 /// is the leader's new log start (the followers follow on their next fetch).
 async fn delete_records(call: Call, req: k::DeleteRecordsRequest) -> Result<Option<BytesMut>, String> {
@@ -1370,17 +1368,12 @@ async fn elect_leaders(call: Call, req: k::ElectLeadersRequest) -> Result<Option
         ts.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p))).collect()
     });
     let mut r = k::ElectLeadersResponse::default();
-    let election_type = if call.version >= 1 { req.election_type } else { PREFERRED_ELECTION };
-    let outcomes = if election_type != PREFERRED_ELECTION {
-        // Unclean elections are the controller's own, under unclean.leader.election.enable.
-        let why = BrokerError::InvalidRequest {
-            reason: "only preferred elections can be asked for; a partition without a live in-sync replica \
-                     gets an unclean leader when its topic sets unclean.leader.election.enable=true"
-                .into(),
-        };
-        Ok(partitions.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Err(why.clone()))).collect())
-    } else {
-        call.service.elect_leaders(&call.peer, partitions).await
+    let asked = if call.version >= 1 { req.election_type } else { 0 };
+    let outcomes = match ElectionType::from_code(asked) {
+        Some(kind) => call.service.elect_leaders(&call.peer, kind, partitions).await,
+        None => Err(BrokerError::InvalidRequest {
+            reason: format!("election type {asked}: 0 (preferred) or 1 (unclean)"),
+        }),
     };
     let outcomes = match outcomes {
         Ok(o) => o,

@@ -290,15 +290,16 @@ impl BrokerService {
     /// On the controller: move `partitions` back to their preferred replicas.
     pub(crate) async fn elect_here(
         &self,
+        kind: ElectionType,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
         let controller = self.inner.controller.lock().map_or_else(|p| p.into_inner().clone(), |c| c.clone());
         let Some(controller) = controller else {
             return Err(BrokerError::NotController { broker: self.id() });
         };
-        info!(partitions = partitions.len(), "preferred leader election asked for");
+        info!(partitions = partitions.len(), kind = kind.name(), "leader election asked for");
         controller
-            .send(sluice_actors::broker::controller::ElectPreferred(partitions))
+            .send(sluice_actors::broker::controller::Elect { kind, partitions })
             .await
             .map_err(|_| BrokerError::NotController { broker: self.id() })?
     }
@@ -308,6 +309,7 @@ impl BrokerService {
     pub(crate) async fn elect_leaders(
         &self,
         peer: &Peer,
+        kind: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
         self.check_cluster(peer, Operation::Alter)?;
@@ -325,7 +327,7 @@ impl BrokerService {
                 })
                 .unwrap_or_default(),
         };
-        match self.elect_here(partitions.clone()).await {
+        match self.elect_here(kind, partitions.clone()).await {
             Err(BrokerError::NotController { .. }) => {}
             other => return other,
         }
@@ -339,7 +341,7 @@ impl BrokerService {
             .and_then(|u| u.broker(id))
             .map(|b| b.addr())
             .ok_or(BrokerError::NotController { broker: id })?;
-        match self.inner.interbroker.call(&addr, ElectLeaders { partitions }).await {
+        match self.inner.interbroker.call(&addr, Elect { kind, partitions }).await {
             Ok(answer) => answer,
             Err(e) => {
                 Err(BrokerError::KeeperUnavailable { reason: format!("the controller, broker {id}: {e}") })

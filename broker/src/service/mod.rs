@@ -338,7 +338,10 @@ impl BrokerHandler for BrokerService {
         peer: &Peer,
         req: PreferredElection,
     ) -> Result<ElectionResults, BrokerError> {
-        self.elect_leaders(peer, req.partitions).await
+        self.elect_leaders(peer, ElectionType::Preferred, req.partitions).await
+    }
+    async fn election(&self, peer: &Peer, req: Election) -> Result<ElectionResults, BrokerError> {
+        self.elect_leaders(peer, req.kind, req.partitions).await
     }
     async fn log_dirs(&self, peer: &Peer, _: LogDirs) -> Result<Vec<LogDirDescription>, BrokerError> {
         let dirs = self.describe_log_dirs(peer).await?;
@@ -481,7 +484,15 @@ impl InterBrokerHandler for BrokerService {
         req: ElectLeaders,
     ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
         self.check_cluster(peer, Operation::ClusterAction)?;
-        self.elect_here(req.partitions).await
+        self.elect_here(ElectionType::Preferred, req.partitions).await
+    }
+    async fn elect(
+        &self,
+        peer: &Peer,
+        req: Elect,
+    ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        self.check_cluster(peer, Operation::ClusterAction)?;
+        self.elect_here(req.kind, req.partitions).await
     }
 }
 

@@ -18,10 +18,10 @@ use super::config::{ClientConfig, ConfigError};
 use super::proto::{
     AclBinding, AclFilter, AlterTopicConfigs, BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset,
     ConfigOp, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords,
-    DeleteRecordsPartition, DeleteTopics, DescribeAcls, DescribeConfigs, DescribeGroups, ElectionResults,
-    GroupDescription, GroupOverview, GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata,
-    MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, PreferredElection, TopicConfigs, TopicMetadata,
-    TopicResults,
+    DeleteRecordsPartition, DeleteTopics, DescribeAcls, DescribeConfigs, DescribeGroups, Election,
+    ElectionResults, ElectionType, GroupDescription, GroupOverview, GroupResults, ListGroups,
+    LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, TopicConfigs,
+    TopicMetadata, TopicResults,
 };
 use super::TopicPartition;
 
@@ -405,8 +405,22 @@ impl Admin {
         &self,
         partitions: Option<Vec<TopicPartition>>,
     ) -> Result<ElectionResults, AdminError> {
+        self.elect_leaders(ElectionType::Preferred, partitions).await
+    }
+
+    /// An election of `kind` of `partitions` (`None`: every partition), through the
+    /// controller (kafka-leader-election.sh `--election-type preferred|unclean`). Unclean:
+    /// a partition without a live leader gets its first live replica, in sync or not (what
+    /// that replica lacks is lost); per partition: done, `ElectionNotNeeded` (it has a
+    /// leader), `EligibleLeadersNotAvailable` (no live replica), or why not.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "ElectLeaders", otel.kind = "client"))]
+    pub async fn elect_leaders(
+        &self,
+        kind: ElectionType,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<ElectionResults, AdminError> {
         let partitions = partitions.map(|ps| ps.into_iter().map(|tp| (tp.topic, tp.partition)).collect());
-        Ok(self.cluster.call_any(PreferredElection { partitions }, true).await?)
+        Ok(self.cluster.call_any(Election { kind, partitions }, true).await?)
     }
 
     /// Every live broker's log directories and the partitions in them (kafka-log-dirs.sh),

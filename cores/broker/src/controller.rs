@@ -35,6 +35,34 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::BrokerError;
 use crate::metadata::{BrokerEndpoint, ClusterUpdate, PartitionInfo, PartitionState, TopicState};
 
+/// Which election a client asks for (Kafka's ElectLeaders election type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElectionType {
+    /// The first replica of the assignment leads again (Kafka's 0).
+    Preferred,
+    /// A partition without a live leader gets one, in sync or not (Kafka's 1).
+    Unclean,
+}
+
+impl ElectionType {
+    /// Kafka's code.
+    pub fn from_code(code: i8) -> Option<ElectionType> {
+        match code {
+            0 => Some(ElectionType::Preferred),
+            1 => Some(ElectionType::Unclean),
+            _ => None,
+        }
+    }
+
+    /// As Kafka's tool prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ElectionType::Preferred => "PREFERRED",
+            ElectionType::Unclean => "UNCLEAN",
+        }
+    }
+}
+
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -307,6 +335,58 @@ impl ControllerCore {
             }
         }
         effects
+    }
+
+    /// A requested election of `kind` (Kafka's ElectLeaders) of `topic`-`partition`.
+    pub fn requested_election(
+        &self,
+        kind: ElectionType,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Effect, BrokerError> {
+        match kind {
+            ElectionType::Preferred => self.preferred_election(topic, partition),
+            ElectionType::Unclean => self.unclean_election(topic, partition),
+        }
+    }
+
+    /// A requested unclean election (`kafka-leader-election.sh --election-type unclean`) of a
+    /// partition without a live leader: the first live replica in assignment order leads,
+    /// in sync or not (records it lacks are lost), whatever the topic's
+    /// `unclean.leader.election.enable`. A partition with a live leader needs none
+    /// (`ElectionNotNeeded`); one with no live replica cannot have one.
+    pub fn unclean_election(&self, topic: &str, partition: i32) -> Result<Effect, BrokerError> {
+        let unknown = || BrokerError::UnknownTopicOrPartition { topic: topic.to_string(), partition };
+        let t = self.topics.get(topic).filter(|t| !self.deleting.contains(&t.name)).ok_or_else(unknown)?;
+        let info = t.partitions.get(&partition).ok_or_else(unknown)?;
+        let old = info.state.as_ref().ok_or_else(unknown)?;
+        if old.leader >= 0 && self.live(old.leader) {
+            return Err(BrokerError::ElectionNotNeeded { topic: topic.to_string(), partition });
+        }
+        // An in-sync replica first, if one is serving; else any serving replica.
+        let leader = info
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| old.isr.contains(r) && self.serving(*r))
+            .or_else(|| info.replicas.iter().copied().find(|r| self.serving(*r)))
+            .ok_or_else(|| BrokerError::EligibleLeadersNotAvailable {
+                topic: topic.to_string(),
+                partition,
+                replicas: info.replicas.clone(),
+            })?;
+        Ok(Effect::WriteState {
+            topic: topic.to_string(),
+            partition,
+            state: PartitionState {
+                leader,
+                leader_epoch: old.leader_epoch + 1,
+                isr: vec![leader],
+                controller_epoch: self.epoch,
+                zk_version: old.zk_version,
+            },
+            expected_version: Some(old.zk_version),
+        })
     }
 
     /// A requested preferred-leader election (Kafka's ElectLeaders, `kafka-leader-election.sh
@@ -652,5 +732,30 @@ mod tests {
         assert_eq!(election_step(Some(true), Mine), ElectionStep::Held);
         assert_eq!(election_step(Some(true), Absent), ElectionStep::Resign);
         assert_eq!(election_step(Some(true), Theirs), ElectionStep::Resign);
+    }
+
+    #[test]
+    fn a_requested_unclean_election_takes_the_first_live_replica_of_an_offline_partition() {
+        let mut c = controller(&[1, 2, 3]);
+        c.set_topic("t", [(0, vec![1, 2, 3])].into(), BTreeMap::new(), [(0, state(1, 4, &[1]))].into());
+        assert!(
+            matches!(c.unclean_election("t", 0), Err(BrokerError::ElectionNotNeeded { .. })),
+            "it has a leader"
+        );
+        // Broker 1 leads with ISR {1}; 1 dies: the partition goes offline (unclean off).
+        c.set_brokers([2, 3].iter().map(|id| broker(*id)).collect());
+        let offline = apply(&mut c);
+        assert_eq!(offline, vec![("t".into(), 0, state(-1, 5, &[1]))]);
+        match c.requested_election(ElectionType::Unclean, "t", 0) {
+            Ok(Effect::WriteState { state, .. }) => {
+                assert_eq!((state.leader, state.leader_epoch, state.isr), (2, 6, vec![2]))
+            }
+            other => panic!("unclean election: {other:?}"),
+        }
+        c.set_brokers(Vec::new());
+        assert!(matches!(c.unclean_election("t", 0), Err(BrokerError::EligibleLeadersNotAvailable { .. })));
+        assert!(matches!(c.unclean_election("t", 7), Err(BrokerError::UnknownTopicOrPartition { .. })));
+        assert_eq!(ElectionType::from_code(1), Some(ElectionType::Unclean));
+        assert_eq!(ElectionType::from_code(2), None);
     }
 }

@@ -434,6 +434,16 @@ pub enum BrokerError {
         /// The transactional id.
         id: String,
     },
+    /// An unclean election found no live replica to lead (Kafka 83).
+    #[error("{topic}-{partition}: no live replica can lead it (replicas {replicas:?}); start one of them, then elect again")]
+    EligibleLeadersNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Its replicas.
+        replicas: Vec<i32>,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -487,6 +497,7 @@ impl BrokerError {
             GroupSubscribedToTopic { .. } => 86,
             ElectionNotNeeded { .. } => 84,
             PreferredLeaderNotAvailable { .. } => 80,
+            EligibleLeadersNotAvailable { .. } => 83,
             PolicyViolation { .. } => 44,
             TopicAuthorizationFailed { .. } => 29,
             GroupAuthorizationFailed { .. } => 30,
