@@ -7,8 +7,11 @@
 //! - `--alter --entity-type topics --entity-name T [--add-config k=v,k2=[a,b]]
 //!   [--delete-config k,k2]` prints `Completed updating config for topic T.`
 //!
-//! Broker configs are the brokers' `server.properties` (not dynamic in Sluice): the
-//! `brokers` entity type is refused naming that.
+//! - `--describe | --alter --entity-type brokers --entity-default` does the same for the
+//!   cluster-wide dynamic broker defaults (`Default configs for brokers in the cluster are:`,
+//!   synonyms `DYNAMIC_DEFAULT_BROKER_CONFIG`; `Completed updating default config for brokers
+//!   in the cluster.`). One broker's own dynamic configs (`--entity-name ID`) are not served:
+//!   the refusal says to use `--entity-default` or that broker's `server.properties`.
 
 use anyhow::{bail, Context, Result};
 use sluice_client::broker::proto::ConfigOp;
@@ -26,12 +29,16 @@ pub struct ConfigsArgs {
     /// Change the entity's configs (--add-config, --delete-config).
     #[arg(long)]
     pub alter: bool,
-    /// `topics` (`brokers` is Kafka's too, but broker configs here are the files).
+    /// `topics`, or `brokers` with --entity-default (the cluster-wide dynamic defaults).
     #[arg(long, value_name = "TYPE")]
     pub entity_type: String,
     /// The topic [with --describe optional: every topic].
     #[arg(long, value_name = "NAME")]
     pub entity_name: Option<String>,
+    /// With --entity-type brokers: the defaults every broker takes without a restart
+    /// (log.retention.ms, log.segment.bytes, min.insync.replicas, ...).
+    #[arg(long)]
+    pub entity_default: bool,
     /// Configs to set: k=v pairs separated by commas; a list value in square brackets,
     /// e.g. cleanup.policy=[compact,delete],retention.ms=86400000.
     #[arg(long, value_name = "K=V,...")]
@@ -84,14 +91,17 @@ pub fn parse_add_config(text: &str) -> Result<Vec<(String, String)>> {
 
 /// Runs `sluice configs`.
 pub fn run(args: ConfigsArgs) -> Result<()> {
-    match args.entity_type.as_str() {
-        "topics" => {}
-        "brokers" | "broker-loggers" => bail!(
-            "--entity-type {}: broker configs are not dynamic in Sluice; change server.properties and restart the broker",
-            args.entity_type
+    let brokers = match args.entity_type.as_str() {
+        "topics" if args.entity_default => bail!("--entity-default goes with --entity-type brokers"),
+        "topics" => false,
+        "brokers" if args.entity_default => true,
+        "brokers" => bail!(
+            "--entity-type brokers takes --entity-default (the cluster-wide dynamic defaults); one broker's \
+             own settings are its server.properties (change it and restart that broker)"
         ),
-        other => bail!("--entity-type {other:?}: give topics"),
-    }
+        "broker-loggers" => bail!("--entity-type broker-loggers: log levels are set with RUST_LOG at start"),
+        other => bail!("--entity-type {other:?}: give topics or brokers"),
+    };
     let mut ops = Vec::new();
     if let Some(add) = &args.add_config {
         ops.extend(parse_add_config(add)?.into_iter().map(|(k, v)| ConfigOp::Set(k, v)));
@@ -115,6 +125,22 @@ pub fn run(args: ConfigsArgs) -> Result<()> {
     let rt = crate::client_args::runtime()?;
     rt.block_on(async {
         let admin = Admin::new(config)?;
+        if brokers {
+            if args.alter {
+                admin
+                    .alter_broker_defaults(ops)
+                    .await
+                    .context("cannot change the default config for brokers in the cluster")?;
+                println!("Completed updating default config for brokers in the cluster.");
+            } else {
+                let defaults = admin.describe_broker_defaults().await?;
+                println!("Default configs for brokers in the cluster are:");
+                for (k, v) in defaults {
+                    println!("  {k}={v} sensitive=false synonyms={{DYNAMIC_DEFAULT_BROKER_CONFIG:{k}={v}}}");
+                }
+            }
+            return Ok(());
+        }
         if args.alter {
             let name = args.entity_name.as_deref().context("--alter needs --entity-name TOPIC")?;
             admin

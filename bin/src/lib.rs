@@ -125,7 +125,7 @@ pub enum Command {
     /// replica already elected for partitions ...` and one `Error completing leader election
     /// (PREFERRED) for partition: t-0: ...` per failure (the exit status is then non-zero).
     LeaderElection(cluster_cmd::LeaderElectionArgs),
-    /// Describe and change topics' configs while the cluster runs: kafka-configs.sh.
+    /// Describe and change topics' and the cluster's default configs while it runs: kafka-configs.sh.
     ///
     /// --describe --entity-type topics [--entity-name T] prints `Dynamic configs for topic T
     /// are:` and a `  k=v sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:k=v}` line per
@@ -133,6 +133,11 @@ pub enum Command {
     /// --delete-config k3 prints `Completed updating config for topic T.` Every broker
     /// applies the change without a restart (retention, segments, cleanup policy,
     /// min.insync.replicas, ...). Needs AlterConfigs / DescribeConfigs on the topic.
+    /// --entity-type brokers --entity-default does the same for the cluster-wide dynamic
+    /// defaults (log.retention.ms, log.segment.bytes, log.roll.ms, log.cleanup.policy,
+    /// min.insync.replicas, compression.type, message.max.bytes,
+    /// unclean.leader.election.enable, log.flush.*, ...), under every topic's own overrides;
+    /// needs AlterConfigs / DescribeConfigs on the cluster.
     Configs(configs_cmd::ConfigsArgs),
     /// Add, remove and list the brokers' ACLs: kafka-acls.sh.
     ///

@@ -77,8 +77,8 @@ fn refresh(
             if o.isr < replicas {
                 under += 1;
             }
-            let min =
-                topic.map_or(config.min_insync_replicas, |t| config.topic_min_insync_replicas(&t.configs));
+            let configs = routing.update.as_ref().and_then(|u| u.topic_configs(&tp.topic));
+            let min = configs.map_or(config.min_insync_replicas, |c| config.topic_min_insync_replicas(&c));
             if (o.isr as i64) < i64::from(min) {
                 under_min += 1;
             }

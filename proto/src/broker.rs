@@ -283,6 +283,22 @@ pub struct AlterTopicConfigs {
     pub validate_only: bool,
 }
 
+/// Changes the cluster-wide dynamic broker defaults (kafka-configs.sh `--alter --entity-type
+/// brokers --entity-default`), kept in `/config/brokers/<default>`: every broker applies them
+/// without a restart, under each topic's own overrides. Keys: `DYNAMIC_BROKER_KEYS`. Needs
+/// AlterConfigs on the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlterBrokerDefaults {
+    /// The changes, applied in order.
+    pub ops: Vec<ConfigOp>,
+    /// Check only; change nothing.
+    pub validate_only: bool,
+}
+
+/// The cluster-wide dynamic broker defaults (DescribeConfigs on the cluster).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DescribeBrokerDefaults {}
+
 /// Grows a topic to `count` partitions (kafka-topics.sh `--alter --partitions`; never
 /// shrinks). Needs Alter on the topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -598,6 +614,8 @@ sluice_net::protocol! {
             alter_topic_configs: AlterTopicConfigs(AlterTopicConfigs) -> Result<(), BrokerError>;
             create_partitions: CreatePartitions(CreatePartitions) -> Result<(), BrokerError>;
             election: Election(Election) -> Result<ElectionResults, BrokerError>;
+            alter_broker_defaults: AlterBrokerDefaults(AlterBrokerDefaults) -> Result<(), BrokerError>;
+            describe_broker_defaults: DescribeBrokerDefaults(DescribeBrokerDefaults) -> Result<BTreeMap<String, String>, BrokerError>;
         }
     }
 }

@@ -143,6 +143,104 @@ fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
 }
 
 #[test]
+fn the_cluster_wide_broker_defaults_change_live_under_each_topics_own_overrides() {
+    let cluster = BrokerCluster::start(3, EXTRA);
+    let admin = cluster.client_files();
+    let lines: String =
+        (0..60).map(|i| format!("record number {i:03} with some padding to fill segments\n")).collect();
+    // "plain" takes the defaults; "kept" overrides retention itself (forever).
+    for (topic, retention) in [("plain", None), ("kept", Some("retention.ms=-1"))] {
+        let mut args = vec![
+            "topics",
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            "1",
+            "--config",
+            "segment.bytes=1024",
+        ];
+        if let Some(r) = retention {
+            args.extend(["--config", r]);
+        }
+        sluice(&cluster, &admin, &args).ok("create");
+        sluice_tests::run_sluice(
+            &cluster.bootstrap(),
+            &admin,
+            &["console-producer", "--topic", topic, "--sync"],
+            &lines,
+        )
+        .ok("produce");
+    }
+    let filled = |topic: &str| {
+        poll_until(Duration::from_secs(20), || {
+            let s = sizes(&cluster, &admin, topic);
+            if s.len() == 3 && s.iter().all(|&b| b > 4096) {
+                Ok(s)
+            } else {
+                Err(format!("{topic} sizes {s:?}"))
+            }
+        })
+        .expect("three replicas with several segments each")
+    };
+    let (plain, kept) = (filled("plain"), filled("kept"));
+
+    let defaults = |args: &[&str]| {
+        let mut all = vec!["configs", "--entity-type", "brokers", "--entity-default"];
+        all.extend_from_slice(args);
+        sluice(&cluster, &admin, &all)
+    };
+    let altered = defaults(&["--alter", "--add-config", "log.retention.ms=1000"]);
+    assert_eq!(
+        altered.ok("configs --alter --entity-default").trim(),
+        "Completed updating default config for brokers in the cluster."
+    );
+    let after = poll_until(Duration::from_secs(30), || {
+        let s = sizes(&cluster, &admin, "plain");
+        if s.len() == 3 && s.iter().zip(&plain).all(|(a, b)| a * 2 < *b) {
+            Ok(s)
+        } else {
+            Err(format!("sizes {s:?} (before {plain:?})"))
+        }
+    })
+    .unwrap_or_else(|e| {
+        panic!("the default retention did not reach every replica: {e}\n{}", cluster.log_tails(20))
+    });
+    eprintln!("plain's replicas before {plain:?}, after log.retention.ms=1000: {after:?}");
+    assert_eq!(sizes(&cluster, &admin, "kept"), kept, "a topic's own retention.ms wins over the default");
+    let described = defaults(&["--describe"]);
+    let out = described.ok("configs --describe --entity-default");
+    assert!(
+        out.contains("Default configs for brokers in the cluster are:\n")
+            && out.contains(
+                "  log.retention.ms=1000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=1000}"
+            ),
+        "{out}"
+    );
+    defaults(&["--alter", "--add-config", "num.io.threads=4"]).refused("a static key", "restart");
+    defaults(&["--alter", "--add-config", "log.segment.bytes=x"]).refused("a bad value", "segment.bytes");
+    let alice = cluster.pki.issue(CertSpec::new("alice", Role::Client));
+    sluice(
+        &cluster,
+        &alice,
+        &[
+            "configs",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--alter",
+            "--add-config",
+            "log.retention.ms=5",
+        ],
+    )
+    .refused("alice's default change", "User:alice is not authorized");
+    defaults(&["--alter", "--delete-config", "log.retention.ms"]).ok("--delete-config");
+    let described = defaults(&["--describe"]);
+    let out = described.ok("describe after delete");
+    assert!(!out.contains("log.retention.ms"), "{out}");
+}
+
+#[test]
 fn console_consumer_creates_an_unknown_topic_or_ends_at_its_timeout_naming_it() {
     // Auto-creation on (the brokers' default): the consumer's metadata request creates it.
     let cluster = BrokerCluster::start(1, "");

@@ -990,7 +990,7 @@ async fn connections_over_max_connections_per_ip_and_idle_ones_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn elect_leaders_moves_a_partition_back_to_its_preferred_replica_through_the_controller() {
+async fn elect_leaders_through_the_controller_and_broker_defaults_through_the_door() {
     use kafka_protocol::messages::{self as k, ApiKey};
     use kafka_protocol::protocol::StrBytes;
     let mut cluster = BrokerCluster::start(3, SSL_LISTENERS);
@@ -1058,4 +1058,35 @@ async fn elect_leaders_moves_a_partition_back_to_its_preferred_replica_through_t
     req.election_type = 5;
     let unknown: k::ElectLeadersResponse = raw.call(ApiKey::ElectLeaders, 2, &req).await.expect("answered");
     assert_eq!(unknown.error_code, 42, "INVALID_REQUEST: {unknown:?}");
+
+    // The cluster-wide dynamic broker defaults are a broker resource with an empty name
+    // (librdkafka will not send one; Kafka's Java admin and kafka-configs.sh do).
+    let mut alter = k::IncrementalAlterConfigsRequest::default();
+    let mut res = k::incremental_alter_configs_request::AlterConfigsResource::default();
+    res.resource_type = 4;
+    let mut c = k::incremental_alter_configs_request::AlterableConfig::default();
+    c.name = StrBytes::from_static_str("log.retention.bytes");
+    c.value = Some(StrBytes::from_static_str("1073741824"));
+    res.configs = vec![c];
+    alter.resources = vec![res];
+    let altered: k::IncrementalAlterConfigsResponse =
+        raw.call(ApiKey::IncrementalAlterConfigs, 1, &alter).await.expect("answered");
+    assert_eq!(altered.responses[0].error_code, 0, "{altered:?}");
+    let mut describe = k::DescribeConfigsRequest::default();
+    let mut res = k::describe_configs_request::DescribeConfigsResource::default();
+    res.resource_type = 4;
+    res.configuration_keys = None;
+    describe.resources = vec![res];
+    let described: k::DescribeConfigsResponse =
+        raw.call(ApiKey::DescribeConfigs, 1, &describe).await.expect("answered");
+    let found: Vec<(String, Option<String>, i8)> = described.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source))
+        .collect();
+    assert_eq!(
+        found,
+        [("log.retention.bytes".to_string(), Some("1073741824".to_string()), 4)],
+        "the default, as DYNAMIC_DEFAULT_BROKER_CONFIG"
+    );
 }

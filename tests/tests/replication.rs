@@ -868,4 +868,29 @@ async fn min_insync_replicas_raised_live_refuses_acks_all_with_a_replica_down_an
     })
     .await;
     assert!(admitted, "acks=all was not admitted again within 10 s of deleting the override");
+    // --- the same through the cluster-wide default (no topic override): refused, then admitted
+    let default = |flag: &str, value: &str| {
+        sluice_tests::run_sluice(
+            &cluster.bootstrap(),
+            &cluster.client_files(),
+            &["configs", "--alter", "--entity-type", "brokers", "--entity-default", flag, value],
+            "",
+        )
+        .ok("configs --alter --entity-default");
+    };
+    default("--add-config", "min.insync.replicas=3");
+    let refused = wait_for(Duration::from_secs(10), || async {
+        matches!(
+            net.call(&leader, produce("default 3")).await,
+            Ok(Err(BrokerError::NotEnoughReplicas { isr: 2, min: 3, .. }))
+        )
+    })
+    .await;
+    assert!(refused, "the cluster-wide min.insync.replicas=3 did not reach the leader within 10 s");
+    default("--delete-config", "min.insync.replicas");
+    let admitted = wait_for(Duration::from_secs(10), || async {
+        matches!(net.call(&leader, produce("default gone")).await, Ok(Ok(_)))
+    })
+    .await;
+    assert!(admitted, "acks=all was not admitted again within 10 s of deleting the default");
 }

@@ -514,6 +514,16 @@ async fn reconcile(
     for name in names.difference(&known) {
         read_topic(keeper, core, name).await?;
     }
+    // The cluster-wide dynamic defaults (a notification says when they change; read on
+    // every pass, so a new controller starts with them).
+    let defaults = match get_optional(keeper, znodes::BROKER_DEFAULT_CONFIG).await? {
+        Some((data, _)) => znodes::decode_broker_defaults(&data).unwrap_or_else(|e| {
+            warn!(error = %e, "ignoring unreadable cluster-wide broker defaults");
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
+    core.set_broker_defaults(defaults);
     // Topics whose config or partitions changed: read again, then drop the notifications.
     let mut changes = match keeper.children(znodes::CONFIG_CHANGES, false).await {
         Ok(c) => c,

@@ -60,8 +60,8 @@ impl OffsetsWriter {
         let min_insync = routing
             .update
             .as_ref()
-            .and_then(|u| u.topics.get(OFFSETS_TOPIC))
-            .map_or(self.config.min_insync_replicas, |t| self.config.topic_min_insync_replicas(&t.configs))
+            .and_then(|u| u.topic_configs(OFFSETS_TOPIC))
+            .map_or(self.config.min_insync_replicas, |c| self.config.topic_min_insync_replicas(&c))
             .max(1) as usize;
         let hosted = routing.partitions.get(&tp).filter(|h| h.offsets.borrow().leading.is_some()).cloned();
         let now = now_ms();

@@ -162,11 +162,14 @@ impl ReplicaManager {
     /// since the last update (an AlterConfigs).
     fn reconfigure(&self, update: &ClusterUpdate) {
         let Some(previous) = self.current.as_deref() else { return };
-        for (name, topic) in &update.topics {
-            if previous.topics.get(name).is_none_or(|t| t.configs == topic.configs) {
+        for name in update.topics.keys() {
+            let (Some(now), Some(before)) = (update.topic_configs(name), previous.topic_configs(name)) else {
+                continue;
+            };
+            if now == before {
                 continue;
             }
-            let config = match self.config.topic_log_config(&topic.configs) {
+            let config = match self.config.topic_log_config(&now) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(topic = %name, error = %e, "the topic's new config is invalid; its logs keep theirs");
@@ -181,7 +184,7 @@ impl ReplicaManager {
     }
 
     fn open(&mut self, tp: &TopicPartition, update: &ClusterUpdate, role: Role) -> Option<Hosted> {
-        let overrides = update.topics.get(&tp.topic).map(|t| t.configs.clone()).unwrap_or_default();
+        let overrides = update.topic_configs(&tp.topic).map(|c| c.into_owned()).unwrap_or_default();
         let config = match self.config.topic_log_config(&overrides) {
             Ok(c) => c,
             Err(e) => {

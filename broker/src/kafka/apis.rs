@@ -1052,6 +1052,7 @@ const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;
 /// Kafka's config sources: a topic override, and a default.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
 async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<Option<BytesMut>, String> {
@@ -1104,7 +1105,23 @@ async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<
             BROKER_RESOURCE
                 if res.resource_name.is_empty() || *res.resource_name == *call.service.id().to_string() =>
             {
-                // No dynamic broker configs: the file is the configuration.
+                // The cluster-wide dynamic defaults (the rest is the broker's file).
+                match call.service.describe_broker_defaults(&call.peer).await {
+                    Ok(defaults) => {
+                        for (key, value) in defaults.into_iter().filter(|(key, _)| wanted(key)) {
+                            let mut c =
+                                k::describe_configs_response::DescribeConfigsResourceResult::default();
+                            c.name = s(key);
+                            c.value = Some(s(value));
+                            c.config_source = DYNAMIC_DEFAULT_BROKER_CONFIG;
+                            out.configs.push(c);
+                        }
+                    }
+                    Err(e) => {
+                        out.error_code = e.code();
+                        out.error_message = Some(s(e.to_string()));
+                    }
+                }
             }
             BROKER_RESOURCE => {
                 out.error_code = codes::INVALID_REQUEST;
@@ -1190,10 +1207,26 @@ async fn alter_one(
                 Err(e) => (e.code(), Some(s(e.to_string()))),
             }
         }
+        BROKER_RESOURCE if name.is_empty() => {
+            // The cluster-wide defaults; AlterConfigs replaces them all.
+            let ops = match change {
+                Err(ops) => ops,
+                Ok(replace) => sluice_broker_core::topic::DYNAMIC_BROKER_KEYS
+                    .iter()
+                    .map(|(key, _)| sluice_broker_core::topic::ConfigOp::Delete(key.to_string()))
+                    .chain(replace.into_iter().map(|(k, v)| sluice_broker_core::topic::ConfigOp::Set(k, v)))
+                    .collect(),
+            };
+            match call.service.alter_broker_defaults(&call.peer, &ops, validate_only).await {
+                Ok(()) => (0, None),
+                Err(e) => (e.code(), Some(s(e.to_string()))),
+            }
+        }
         BROKER_RESOURCE => (
             codes::INVALID_REQUEST,
             Some(s(
-                "broker configs are not dynamic in Sluice: change server.properties and restart the broker",
+                "one broker's own dynamic configs are not served: change the cluster-wide defaults (an empty \
+                 broker name), or that broker's server.properties and restart it",
             )),
         ),
         other => (

@@ -430,6 +430,78 @@ impl BrokerService {
         })
     }
 
+    /// The cluster-wide dynamic broker defaults (`/config/brokers/<default>`).
+    pub(crate) async fn describe_broker_defaults(
+        &self,
+        peer: &Peer,
+    ) -> Result<BTreeMap<String, String>, BrokerError> {
+        self.check_cluster(peer, Operation::DescribeConfigs)?;
+        let keeper = self.keeper()?;
+        match keeper.get_data(znodes::BROKER_DEFAULT_CONFIG, false).await {
+            Ok((data, _)) => znodes::decode_broker_defaults(&data)
+                .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() }),
+            Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => Ok(BTreeMap::new()),
+            Err(e) => Err(keeper_error(e)),
+        }
+    }
+
+    /// Changes the cluster-wide dynamic broker defaults: checked (keys that change while the
+    /// cluster runs, values a topic would accept), written conditionally on the znode's
+    /// version, then announced; the controller hands them to every broker.
+    pub(crate) async fn alter_broker_defaults(
+        &self,
+        peer: &Peer,
+        ops: &[topic::ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        self.check_cluster(peer, Operation::AlterConfigs)?;
+        let keeper = self.keeper()?;
+        let path = znodes::BROKER_DEFAULT_CONFIG;
+        for _attempt in 0..5 {
+            let (current, version) = match keeper.get_data(path, false).await {
+                Ok((data, stat)) => (
+                    znodes::decode_broker_defaults(&data)
+                        .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
+                    Some(stat.version),
+                ),
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => (BTreeMap::new(), None),
+                Err(e) => return Err(keeper_error(e)),
+            };
+            let new = topic::apply_broker_default_ops(&current, ops)?;
+            let as_topic = topic::effective_configs(&new, &BTreeMap::new()).into_owned();
+            self.inner.config.topic_log_config(&as_topic)?;
+            if validate_only {
+                return Ok(());
+            }
+            let data = znodes::encode_topic_config(&new);
+            let written = match version {
+                Some(v) => keeper.set_data(path, &data, v).await.map(|_| ()),
+                None => keeper.create(path, &data, CreateMode::Persistent).await.map(|_| ()),
+            };
+            match written {
+                Ok(()) => {
+                    keeper
+                        .create(
+                            znodes::CONFIG_CHANGE_PREFIX,
+                            &znodes::encode_broker_default_change(),
+                            CreateMode::PersistentSequential,
+                        )
+                        .await
+                        .map_err(keeper_error)?;
+                    info!(configs = ?new, "cluster-wide broker defaults changed");
+                    return Ok(());
+                }
+                Err(KeeperClientError::Keeper(
+                    KeeperError::BadVersion { .. } | KeeperError::NodeExists { .. },
+                )) => {}
+                Err(e) => return Err(keeper_error(e)),
+            }
+        }
+        Err(BrokerError::KeeperUnavailable {
+            reason: "the broker defaults kept changing under this write".into(),
+        })
+    }
+
     /// Adds partitions to `name` up to `count` (Kafka's CreatePartitions), placed by
     /// `assignment` (one replica list per new partition) or by the broker's assignment rule
     /// over the live brokers with the topic's replication factor.

@@ -370,6 +370,18 @@ impl BrokerHandler for BrokerService {
         self.alter_topic_configs(peer, &req.topic, Err(req.ops), req.validate_only).await
     }
 
+    async fn alter_broker_defaults(&self, peer: &Peer, req: AlterBrokerDefaults) -> Result<(), BrokerError> {
+        self.alter_broker_defaults(peer, &req.ops, req.validate_only).await
+    }
+
+    async fn describe_broker_defaults(
+        &self,
+        peer: &Peer,
+        _: DescribeBrokerDefaults,
+    ) -> Result<std::collections::BTreeMap<String, String>, BrokerError> {
+        self.describe_broker_defaults(peer).await
+    }
+
     async fn create_partitions(&self, peer: &Peer, req: CreatePartitions) -> Result<(), BrokerError> {
         self.create_partitions(peer, &req.topic, req.count, req.assignment, req.validate_only).await
     }

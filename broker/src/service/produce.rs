@@ -20,8 +20,8 @@ use super::{keeper_error, BrokerService};
 
 impl BrokerService {
     pub(crate) fn min_insync(&self, update: Option<&ClusterUpdate>, topic: &str) -> i32 {
-        match update.and_then(|u| u.topics.get(topic)) {
-            Some(t) => self.inner.config.topic_min_insync_replicas(&t.configs),
+        match update.and_then(|u| u.topic_configs(topic)) {
+            Some(configs) => self.inner.config.topic_min_insync_replicas(&configs),
             None => self.inner.config.min_insync_replicas,
         }
     }

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
-    AclBinding, AclFilter, AlterTopicConfigs, BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset,
-    ConfigOp, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords,
-    DeleteRecordsPartition, DeleteTopics, DescribeAcls, DescribeConfigs, DescribeGroups, Election,
-    ElectionResults, ElectionType, GroupDescription, GroupOverview, GroupResults, ListGroups,
-    LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, TopicConfigs,
-    TopicMetadata, TopicResults,
+    AclBinding, AclFilter, AlterBrokerDefaults, AlterTopicConfigs, BrokerEndpoint, BrokerError, CommitOffset,
+    CommittedOffset, ConfigOp, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups,
+    DeleteRecords, DeleteRecordsPartition, DeleteTopics, DescribeAcls, DescribeBrokerDefaults,
+    DescribeConfigs, DescribeGroups, Election, ElectionResults, ElectionType, GroupDescription,
+    GroupOverview, GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic,
+    OffsetCommit, OffsetFetch, TopicConfigs, TopicMetadata, TopicResults,
 };
 use super::TopicPartition;
 
@@ -499,6 +499,21 @@ impl Admin {
     #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeConfigs", otel.kind = "client"))]
     pub async fn describe_configs(&self, topics: Vec<String>) -> Result<TopicConfigs, AdminError> {
         Ok(self.cluster.call_any(DescribeConfigs { topics }, true).await?)
+    }
+
+    /// Changes the cluster-wide dynamic broker defaults (kafka-configs.sh `--alter
+    /// --entity-type brokers --entity-default`): every broker applies them without a restart,
+    /// under each topic's own overrides. Keys: `sluice_broker_core::topic::DYNAMIC_BROKER_KEYS`
+    /// (`log.retention.ms`, `min.insync.replicas`, ...).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "AlterBrokerDefaults", otel.kind = "client"))]
+    pub async fn alter_broker_defaults(&self, ops: Vec<ConfigOp>) -> Result<(), AdminError> {
+        Ok(self.cluster.call_any(AlterBrokerDefaults { ops, validate_only: false }, true).await?)
+    }
+
+    /// The cluster-wide dynamic broker defaults (empty when none is set).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeBrokerDefaults", otel.kind = "client"))]
+    pub async fn describe_broker_defaults(&self) -> Result<BTreeMap<String, String>, AdminError> {
+        Ok(self.cluster.call_any(DescribeBrokerDefaults {}, true).await?)
     }
 }
 

@@ -89,6 +89,8 @@ pub struct ControllerCore {
     cluster_id: String,
     sequence: u64,
     unclean_default: bool,
+    /// `/config/brokers/<default>`.
+    broker_defaults: BTreeMap<String, String>,
     brokers: BTreeMap<i32, BrokerEndpoint>,
     topics: BTreeMap<String, TopicState>,
     deleting: BTreeSet<String>,
@@ -105,6 +107,7 @@ impl ControllerCore {
             cluster_id,
             sequence: 0,
             unclean_default,
+            broker_defaults: BTreeMap::new(),
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             deleting: BTreeSet::new(),
@@ -194,9 +197,11 @@ impl ControllerCore {
     }
 
     fn unclean(&self, topic: &TopicState) -> bool {
-        match topic.configs.get("unclean.leader.election.enable").map(String::as_str) {
-            Some("true") => true,
-            Some("false") => false,
+        let key = "unclean.leader.election.enable";
+        let set = topic.configs.get(key).or_else(|| self.broker_defaults.get(key));
+        match set.map(|v| v.to_ascii_lowercase()) {
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
             _ => self.unclean_default,
         }
     }
@@ -455,7 +460,14 @@ impl ControllerCore {
                 .map(|(n, t)| (n.clone(), t.clone()))
                 .collect(),
             deleting: self.deleting.iter().cloned().collect(),
+            broker_defaults: self.broker_defaults.clone(),
         }
+    }
+
+    /// The cluster-wide dynamic defaults (`/config/brokers/<default>`) as the keeper holds
+    /// them now.
+    pub fn set_broker_defaults(&mut self, defaults: BTreeMap<String, String>) {
+        self.broker_defaults = defaults;
     }
 }
 

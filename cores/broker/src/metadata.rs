@@ -124,6 +124,9 @@ pub struct ClusterUpdate {
     pub topics: BTreeMap<String, TopicState>,
     /// Topics being deleted: brokers stop serving them and delete their data.
     pub deleting: Vec<String>,
+    /// The cluster-wide dynamic defaults (`/config/brokers/<default>`, broker keys of
+    /// [`crate::topic::DYNAMIC_BROKER_KEYS`]): under every topic's own overrides.
+    pub broker_defaults: BTreeMap<String, String>,
 }
 
 /// How many partitions of `topics` `broker` leads that another live replica could take
@@ -153,6 +156,11 @@ impl ClusterUpdate {
         (self.controller_epoch, self.sequence) > (other.controller_epoch, other.sequence)
     }
 
+    /// The configs `topic` runs with ([`crate::topic::effective_configs`]), if it is known.
+    pub fn topic_configs(&self, topic: &str) -> Option<std::borrow::Cow<'_, BTreeMap<String, String>>> {
+        self.topics.get(topic).map(|t| crate::topic::effective_configs(&self.broker_defaults, &t.configs))
+    }
+
     /// The broker with `id`, if live.
     pub fn broker(&self, id: i32) -> Option<&BrokerEndpoint> {
         self.brokers.iter().find(|b| b.id == id)
@@ -172,6 +180,7 @@ mod tests {
             brokers: vec![],
             topics: BTreeMap::new(),
             deleting: vec![],
+            broker_defaults: BTreeMap::new(),
         }
     }
 

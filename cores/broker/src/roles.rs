@@ -204,6 +204,7 @@ mod tests {
             brokers: vec![],
             topics,
             deleting: deleting.iter().map(|s| s.to_string()).collect(),
+            broker_defaults: BTreeMap::new(),
         }
     }
 

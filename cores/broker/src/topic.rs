@@ -31,6 +31,63 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "unclean.leader.election.enable",
 ];
 
+/// The broker keys that may change for the whole cluster while it runs
+/// (`/config/brokers/<default>`, `kafka-configs.sh --entity-type brokers --entity-default`),
+/// each with the per-topic key it is the default of: a topic's own override wins.
+pub const DYNAMIC_BROKER_KEYS: &[(&str, &str)] = &[
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("compression.type", "compression.type"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
+];
+
+/// Checks that every key of a cluster-wide default is one of [`DYNAMIC_BROKER_KEYS`].
+pub fn validate_broker_default_keys(configs: &BTreeMap<String, String>) -> Result<(), BrokerError> {
+    match configs.keys().find(|k| !DYNAMIC_BROKER_KEYS.iter().any(|(b, _)| b == k)) {
+        Some(k) => Err(BrokerError::InvalidConfig {
+            key: k.clone(),
+            value: configs.get(k).cloned().unwrap_or_default(),
+            reason: format!(
+                "not a broker config that changes while the cluster runs; those are: {} (change the others in \
+                 server.properties and restart)",
+                DYNAMIC_BROKER_KEYS.iter().map(|(b, _)| *b).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The configs a topic runs with: the cluster-wide defaults (broker keys, turned into the
+/// topic keys they are defaults of) under the topic's own overrides. Borrowed when there
+/// are no defaults (the common case: nothing is copied).
+pub fn effective_configs<'a>(
+    defaults: &BTreeMap<String, String>,
+    overrides: &'a BTreeMap<String, String>,
+) -> std::borrow::Cow<'a, BTreeMap<String, String>> {
+    if defaults.is_empty() {
+        return std::borrow::Cow::Borrowed(overrides);
+    }
+    let mut out: BTreeMap<String, String> = defaults
+        .iter()
+        .filter_map(|(k, v)| {
+            DYNAMIC_BROKER_KEYS.iter().find(|(b, _)| b == k).map(|(_, t)| (t.to_string(), v.clone()))
+        })
+        .collect();
+    out.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    std::borrow::Cow::Owned(out)
+}
+
 /// Checks a topic name by Kafka's rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not
 /// `.` or `..`.
 pub fn validate_name(name: &str) -> Result<(), BrokerError> {
@@ -99,10 +156,29 @@ impl ConfigOp {
 }
 
 /// The keys whose values are lists (comma-separated).
-const LIST_KEYS: &[&str] = &["cleanup.policy"];
+const LIST_KEYS: &[&str] = &["cleanup.policy", "log.cleanup.policy"];
 
 /// A topic's overrides after `ops`, in order. APPEND and SUBTRACT apply only to list keys.
 pub fn apply_config_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[ConfigOp],
+) -> Result<BTreeMap<String, String>, BrokerError> {
+    let out = apply_ops(current, ops)?;
+    validate_config_keys(&out)?;
+    Ok(out)
+}
+
+/// The cluster-wide broker defaults after `ops`, in order (keys: [`DYNAMIC_BROKER_KEYS`]).
+pub fn apply_broker_default_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[ConfigOp],
+) -> Result<BTreeMap<String, String>, BrokerError> {
+    let out = apply_ops(current, ops)?;
+    validate_broker_default_keys(&out)?;
+    Ok(out)
+}
+
+fn apply_ops(
     current: &BTreeMap<String, String>,
     ops: &[ConfigOp],
 ) -> Result<BTreeMap<String, String>, BrokerError> {
@@ -159,7 +235,6 @@ pub fn apply_config_ops(
             }
         }
     }
-    validate_config_keys(&out)?;
     Ok(out)
 }
 
@@ -290,5 +365,25 @@ mod tests {
         c.insert("retention.msec".to_string(), "5".to_string());
         let e = validate_config_keys(&c).expect_err("unknown key");
         assert!(e.to_string().contains("retention.msec"), "{e}");
+    }
+
+    #[test]
+    fn cluster_defaults_sit_under_a_topics_own_overrides() {
+        let defaults: BTreeMap<String, String> = [("log.retention.ms", "1000"), ("min.insync.replicas", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let own: BTreeMap<String, String> = [("min.insync.replicas".to_string(), "3".to_string())].into();
+        let eff = effective_configs(&defaults, &own);
+        assert_eq!(
+            eff.get("retention.ms").map(String::as_str),
+            Some("1000"),
+            "the default, as the topic key"
+        );
+        assert_eq!(eff.get("min.insync.replicas").map(String::as_str), Some("3"), "the topic's own wins");
+        assert!(matches!(effective_configs(&BTreeMap::new(), &own), std::borrow::Cow::Borrowed(_)));
+        assert!(validate_broker_default_keys(&defaults).is_ok());
+        let bad: BTreeMap<String, String> = [("num.io.threads".to_string(), "8".to_string())].into();
+        assert!(validate_broker_default_keys(&bad).expect_err("static").to_string().contains("restart"));
     }
 }

@@ -10,7 +10,8 @@
 //! | `/controller` (ephemeral) | `{"version":1,"brokerid":1,"timestamp":".."}` |
 //! | `/controller_epoch` | the epoch as decimal text |
 //! | `/config/topics/<t>` | `{"version":1,"config":{"retention.ms":"1000"}}` |
-//! | `/config/changes/config_change_<seq>` | `{"version":2,"entity_path":"topics/<t>"}`: topic `<t>`'s config or partitions changed |
+//! | `/config/brokers/<default>` | `{"version":1,"config":{...}}`: the cluster-wide dynamic defaults (broker keys) |
+//! | `/config/changes/config_change_<seq>` | `{"version":2,"entity_path":"topics/<t>"}`: topic `<t>`'s config or partitions changed; `brokers/<default>`: the defaults changed |
 //! | `/admin/delete_topics/<t>` | empty: the topic is to be deleted |
 //! | `/cluster/id` | `{"version":"1","id":".."}` |
 //! | `/latest_producer_id_block` | `{"version":1,"broker":1,"block_start":"0","block_end":"999"}`: the last block of producer ids claimed |
@@ -60,6 +61,7 @@ pub const PERSISTENT_PATHS: &[&str] = &[
     DELETE_TOPICS,
     "/config",
     CONFIG_TOPICS,
+    CONFIG_BROKERS,
     CONFIG_CHANGES,
     "/cluster",
     ISR_CHANGE_NOTIFICATION,
@@ -380,6 +382,28 @@ pub fn encode_topic_change(topic: &str) -> Vec<u8> {
 pub fn decode_topic_change(path: &str, data: &[u8]) -> Result<Option<String>, ZnodeError> {
     let j: ConfigChangeJson = parse(path, "config change notification", data)?;
     Ok(j.entity_path.strip_prefix("topics/").map(str::to_string))
+}
+
+/// `/config/brokers`: dynamic broker configs.
+pub const CONFIG_BROKERS: &str = "/config/brokers";
+/// `/config/brokers/<default>`: the cluster-wide dynamic defaults, Kafka's config JSON.
+pub const BROKER_DEFAULT_CONFIG: &str = "/config/brokers/<default>";
+
+/// The notification that the cluster-wide defaults changed
+/// (`{"version":2,"entity_path":"brokers/<default>"}`).
+pub fn encode_broker_default_change() -> Vec<u8> {
+    json(&ConfigChangeJson { version: 2, entity_path: "brokers/<default>".into() })
+}
+
+/// Whether a notification says the cluster-wide defaults changed.
+pub fn is_broker_default_change(path: &str, data: &[u8]) -> Result<bool, ZnodeError> {
+    let j: ConfigChangeJson = parse(path, "config change notification", data)?;
+    Ok(j.entity_path == "brokers/<default>")
+}
+
+/// Reads `/config/brokers/<default>`.
+pub fn decode_broker_defaults(data: &[u8]) -> Result<BTreeMap<String, String>, ZnodeError> {
+    parse::<ConfigJson>(BROKER_DEFAULT_CONFIG, "broker default config", data).map(|j| j.config)
 }
 
 #[derive(Serialize, Deserialize)]
