@@ -144,8 +144,166 @@ pub const NO_EFFECT: &[(&str, &str)] = &[
         "skipACL",
         "znode ACLs are always checked; name super users with X509AuthenticationProvider.superUser instead",
     ),
+    ("observerMasterPort", NO_OBSERVERS),
+    ("observer.reconnectDelayMs", NO_OBSERVERS),
+    ("observer.election.DelayMs", NO_OBSERVERS),
+    ("commitLogCount", ZAB),
+    ("maxConcurrentSnapSyncs", ZAB),
+    ("maxConcurrentDiffSyncs", ZAB),
+    ("learner.closeSocketAsync", ZAB),
+    ("leader.closeSocketAsync", ZAB),
+    ("learner.asyncSending", ZAB),
+    ("forward_learner_requests_to_commit_processor_disabled", ZAB),
+    ("follower.skipLearnerRequestToNextProcessor", ZAB),
+    ("messageTracker.BufferSize", ZAB),
+    ("messageTracker.Enabled", ZAB),
+    ("connectToLearnerMasterLimit", ELECTION),
+    ("maxTimeToWaitForEpoch", ELECTION),
+    ("quorumCnxnTimeoutMs", ELECTION),
+    ("fastleader.minNotificationInterval", ELECTION),
+    ("fastleader.maxNotificationInterval", ELECTION),
+    ("tcpKeepAlive", "members talk over QUIC, which keeps its links alive itself"),
+    ("clientTcpKeepAlive", "a connection whose session expires is closed by the door"),
+    ("multiAddress.enabled", MULTI_ADDRESS),
+    ("multiAddress.reachabilityCheckTimeoutMs", MULTI_ADDRESS),
+    ("multiAddress.reachabilityCheckEnabled", MULTI_ADDRESS),
+    ("snapSizeLimitInKb", SNAPSHOTS),
+    ("txnLogSizeLimitInKb", SNAPSHOTS),
+    ("snapshot.compression.method", "snapshots are bincode with a CRC-32C, uncompressed"),
+    ("snapshot.trust.empty", "a server loads its newest snapshot that passes its CRC and replays the log after it; none at all is an empty tree"),
+    ("digest.enabled", "log records and snapshots carry a CRC-32C; there is no tree digest"),
+    ("datadir.autocreate", "dataDir is created when missing"),
+    ("db.autocreate", "an emptied member cannot win an election against members holding later entries (Raft's up-to-date rule)"),
+    ("flushDelay", GROUP_COMMIT),
+    ("maxWriteQueuePollTime", GROUP_COMMIT),
+    ("maxBatchSize", GROUP_COMMIT),
+    ("requestThrottleLimit", PIPELINE),
+    ("requestThrottleStallTime", PIPELINE),
+    ("requestThrottleDropStale", PIPELINE),
+    ("requestStaleLatencyCheck", PIPELINE),
+    ("requestStaleConnectionCheck", PIPELINE),
+    ("request_throttler.shutdownTimeout", PIPELINE),
+    ("throttledOpWaitTime", PIPELINE),
+    ("largeRequestMaxBytes", "a request is bounded by jute.maxbuffer"),
+    ("largeRequestThreshold", "a request is bounded by jute.maxbuffer"),
+    ("connectionMaxTokens", CONNECTION_THROTTLE),
+    ("connectionTokenFillTime", CONNECTION_THROTTLE),
+    ("connectionTokenFillCount", CONNECTION_THROTTLE),
+    ("connectionFreezeTime", CONNECTION_THROTTLE),
+    ("connectionDropIncrease", CONNECTION_THROTTLE),
+    ("connectionDropDecrease", CONNECTION_THROTTLE),
+    ("connectionDecreaseRatio", CONNECTION_THROTTLE),
+    ("connection_throttle_weight_enabled", CONNECTION_THROTTLE),
+    ("connection_throttle_global_session_weight", CONNECTION_THROTTLE),
+    ("connection_throttle_local_session_weight", CONNECTION_THROTTLE),
+    ("connection_throttle_renew_session_weight", CONNECTION_THROTTLE),
+    ("maxCnxns", "the ZooKeeper door limits connections per client address only (maxClientCnxns)"),
+    ("clientPortListenBacklog", "the doors use the runtime's accept backlog (1024)"),
+    ("advancedFlowControlEnabled", OWN_DOOR),
+    ("outstandingHandshake.limit", OWN_DOOR),
+    ("netty.server.earlyDropSecureConnectionHandshakes", OWN_DOOR),
+    ("nio.numSelectorThreads", THREADS),
+    ("nio.numWorkerThreads", THREADS),
+    ("commitProcessor.numWorkerThreads", THREADS),
+    ("commitProcessor.maxReadBatchSize", THREADS),
+    ("commitProcessor.maxCommitBatchSize", THREADS),
+    ("maxResponseCacheSize", "replies are serialised for each request; there is no response cache"),
+    ("maxGetChildrenResponseCacheSize", "replies are serialised for each request; there is no response cache"),
+    ("watchManagerName", WATCHES),
+    ("watcherCleanThreadsNum", WATCHES),
+    ("watcherCleanThreshold", WATCHES),
+    ("watcherCleanIntervalInSeconds", WATCHES),
+    ("maxInProcessingDeadWatchers", WATCHES),
+    ("bitHashCacheSize", WATCHES),
+    ("extendedTypesEnabled", "TTL nodes are always served (server ids 1-254, as ZooKeeper with extendedTypesEnabled=true)"),
+    ("emulate353TTLNodes", "TTLs use ZooKeeper 3.5.4+'s encoding; 3.5.3's is not read"),
+    ("enforceQuota", "znode quotas (/zookeeper/quota) are not enforced"),
+    ("enableEagerACLCheck", "a write's ACL check happens where it is applied, a read's where it is served"),
+    ("audit.enable", "requests an ACL refuses are logged under sluice::authorizer; other requests are not"),
+    ("audit.impl.class", "requests an ACL refuses are logged under sluice::authorizer; other requests are not"),
+    ("jute.maxbuffer.extrasize", "room above jute.maxbuffer is a fixed 1024 bytes"),
+    ("znode.container.maxNeverUsedIntervalMs", "a container that never had a child is never deleted (ZooKeeper's default, 0)"),
+    ("readonlymode.enabled", "the keeper offers no read-only mode: a server without quorum closes its ZooKeeper connections"),
+    ("admin.forceHttps", ADMIN),
+    ("admin.portUnification", ADMIN),
+    ("metricsProvider.numWorkerThreads", METRICS_PROVIDER),
+    ("metricsProvider.maxQueueSize", METRICS_PROVIDER),
+    ("metricsProvider.workerShutdownTimeoutMs", METRICS_PROVIDER),
+    ("DigestAuthenticationProvider.enabled", "the digest scheme is always served"),
+    ("DigestAuthenticationProvider.digestAlg", "digests are SHA-1, ZooKeeper's default"),
+    ("superUser", SASL),
+    ("sessionRequireClientSASLAuth", SASL),
+    ("kerberos.removeHostFromPrincipal", SASL),
+    ("kerberos.removeRealmFromPrincipal", SASL),
+    ("kerberos.canonicalizeHostNames", SASL),
+    ("ssl.authProvider", X509_BUILT_IN),
+    ("ensembleAuthName", AUTH_SCHEMES),
+    ("enforce.auth.enabled", "sessions are not refused for their auth schemes: secureClientPort already requires a client certificate, and znode ACLs decide the rest"),
+    ("enforce.auth.schemes", "sessions are not refused for their auth schemes: secureClientPort already requires a client certificate, and znode ACLs decide the rest"),
+    ("ssl.keyStore.passwordPath", "PEM stores are read without a password"),
+    ("ssl.trustStore.passwordPath", "PEM stores are read without a password"),
+    ("ssl.quorum.keyStore.passwordPath", QUORUM_TLS),
+    ("ssl.quorum.trustStore.passwordPath", QUORUM_TLS),
+    ("ssl.quorum.protocol", QUORUM_TLS),
+    ("ssl.quorum.enabledProtocols", QUORUM_TLS),
+    ("ssl.quorum.ciphersuites", QUORUM_TLS),
+    ("ssl.quorum.context.supplier.class", QUORUM_TLS),
+    ("ssl.quorum.crl", QUORUM_TLS),
+    ("ssl.quorum.ocsp", QUORUM_TLS),
+    ("ssl.quorum.clientAuth", QUORUM_TLS),
+    ("ssl.quorum.handshakeDetectionTimeoutMillis", QUORUM_TLS),
+    ("client.portUnification", PORT_UNIFICATION),
+    ("fips-mode", TLS_STACK),
+    ("observer.syncEnabled", NO_OBSERVERS),
+    ("connection_throttle_tokens", CONNECTION_THROTTLE),
+    ("connection_throttle_fill_time", CONNECTION_THROTTLE),
+    ("connection_throttle_fill_count", CONNECTION_THROTTLE),
+    ("connection_throttle_freeze_time", CONNECTION_THROTTLE),
+    ("connection_throttle_drop_increase", CONNECTION_THROTTLE),
+    ("connection_throttle_drop_decrease", CONNECTION_THROTTLE),
+    ("connection_throttle_decrease_ratio", CONNECTION_THROTTLE),
+    ("request_throttle_max_requests", PIPELINE),
+    ("request_throttle_stall_time", PIPELINE),
+    ("request_throttle_drop_stale", PIPELINE),
+    ("request_stale_latency_check", PIPELINE),
+    ("request_stale_connection_check", PIPELINE),
+    ("throttled_op_wait_time", PIPELINE),
+    ("netty.advancedFlowControl.enabled", OWN_DOOR),
+    ("netty.server.outstandingHandshake.limit", OWN_DOOR),
+    ("leader.maxConcurrentSnapSyncs", ZAB),
+    ("leader.maxConcurrentDiffSyncs", ZAB),
+    ("leader.maxTimeToWaitForEpoch", ELECTION),
+    ("secureClientPortAddress", "the doors listen on clientPortAddress"),
+    ("sslQuorumReloadCertFiles", QUORUM_TLS),
+    ("client.certReload", "certificates are read at start"),
+    ("serializeLastProcessedZxid.enabled", ADMIN),
+    ("admin.needClientAuth", ADMIN),
+    ("admin.rateLimiterIntervalInMS", ADMIN),
+    ("admin.snapshot.enabled", ADMIN),
+    ("admin.restore.enabled", ADMIN),
+    ("closeSessionTxn.enabled", "sessions are closed by a transaction of their own"),
 ];
 
+const AUTH_SCHEMES: &str = "the x509, ip and digest schemes are built in";
+const CONNECTION_THROTTLE: &str =
+    "the ZooKeeper door does not rate-limit new connections; maxClientCnxns caps them per client address";
+const GROUP_COMMIT: &str =
+    "the log writer fsyncs whatever is queued in one write (group commit), with no delay or batch cap";
+const METRICS_PROVIDER: &str = "the keeper's metrics are Prometheus text at metricsProvider.httpPort";
+const MULTI_ADDRESS: &str = "a member has one peer address, its server.N line's";
+const NO_OBSERVERS: &str = "there are no observers: every member votes";
+const OWN_DOOR: &str = "the ZooKeeper door is the keeper's own";
+const PIPELINE: &str = "each session's requests are bounded by its pipeline";
+const PORT_UNIFICATION: &str =
+    "the plain and TLS doors are separate ports (plaintextClientPort, secureClientPort)";
+const SASL: &str = "SASL and Kerberos are not built: clients prove who they are with a TLS client certificate (x509) or addauth digest";
+const SNAPSHOTS: &str =
+    "snapshots are taken every snapCount transactions, and the log is trimmed behind them";
+const THREADS: &str = "the runtimes size themselves to the machine's cores";
+const WATCHES: &str = "a session's watches go with it at once; there is no lazy watcher cleaner";
+const ZAB: &str =
+    "members replicate with Raft over QUIC: ZooKeeper's Zab leader/learner machinery is not there";
+const X509_BUILT_IN: &str = "x509 (the client certificate) is built in";
 const TLS_STACK: &str = "TLS is rustls's: TLS 1.3 and 1.2 with its default cipher suites";
 const QUORUM_TLS: &str =
     "members always talk over mutually authenticated QUIC with the server's own certificate";
@@ -154,9 +312,13 @@ const ADMIN: &str =
     "the AdminServer's commands are the four-letter words on the ZooKeeper port and `sluice keeper status`";
 const ELECTION: &str = "the ensemble elects with Raft over the peer port of server.N";
 
-/// Why `key` has no effect here, if it is one of [`NO_EFFECT`].
+/// Why `key` has no effect here, if it is one of [`NO_EFFECT`] (with or without ZooKeeper's
+/// `zookeeper.` system-property prefix).
 pub fn no_effect(key: &str) -> Option<&'static str> {
-    NO_EFFECT.iter().find(|(k, _)| *k == key).map(|(_, why)| *why)
+    // ZooKeeper reads an unknown zoo.cfg key as the system property `zookeeper.<key>`, so
+    // files carry both spellings.
+    let bare = key.strip_prefix("zookeeper.").unwrap_or(key);
+    NO_EFFECT.iter().find(|(k, _)| *k == key || *k == bare).map(|(_, why)| *why)
 }
 
 /// A keeper's whole configuration.
@@ -598,6 +760,22 @@ metricsProvider.httpPort=7000
             Some("0.0.0.0:7000".parse().expect("addr")),
             "ZooKeeper's key and host default"
         );
+    }
+
+    #[test]
+    fn the_rest_of_zookeepers_guide_is_accepted_with_or_without_the_property_prefix() {
+        let text = format!(
+            "dataDir=/d\n{TLS}zookeeper.nio.numSelectorThreads=4\nnio.numWorkerThreads=8\ncommitLogCount=500\n\
+             zookeeper.connection_throttle_tokens=100\nwatchManagerName=x\n"
+        );
+        let c = KeeperConfig::parse(&text, Path::new("zoo.cfg")).expect("accepted");
+        for key in
+            ["zookeeper.nio.numSelectorThreads", "nio.numWorkerThreads", "commitLogCount", "watchManagerName"]
+        {
+            assert!(c.notices.iter().any(|n| n.starts_with(key)), "{key}: {:?}", c.notices);
+        }
+        assert!(KeeperConfig::parse(&format!("dataDir=/d\n{TLS}nio.numSelectorThreadz=4\n"), Path::new("z"))
+            .is_err());
     }
 
     #[test]

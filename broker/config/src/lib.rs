@@ -1217,6 +1217,27 @@ mod tests {
     }
 
     #[test]
+    fn the_rest_of_kafkas_reference_is_accepted_and_named_in_the_notice() {
+        let c = parse(
+            "sasl.enabled.mechanisms=GSSAPI\nprocess.roles=broker\nremote.log.storage.system.enable=false\n\
+             listener.security.protocol.map=SSL:SSL\ngroup.consumer.session.timeout.ms=45000\n",
+        )
+        .expect("accepted");
+        let named: Vec<&str> = c.no_effect.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            named,
+            [
+                "sasl.enabled.mechanisms",
+                "process.roles",
+                "remote.log.storage.system.enable",
+                "listener.security.protocol.map",
+                "group.consumer.session.timeout.ms"
+            ]
+        );
+        assert!(err("sasl.enabled.mechanismz=x\n").contains("did you mean"), "a near miss is still refused");
+    }
+
+    #[test]
     fn kafkas_pem_stores_give_the_tls_files_and_not_twice() {
         let stores = "broker.id=1\nzookeeper.connect=k:2181\nssl.keystore.type=PEM\n\
                       ssl.keystore.location=/s/b.pem\nssl.truststore.type=PEM\nssl.truststore.location=/s/ca.pem\n\
