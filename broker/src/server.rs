@@ -24,14 +24,14 @@ use sluice_broker_core::metadata::{BrokerEndpoint, ListenerEndpoint};
 use sluice_net::{Access, ClientOptions, ClientTls, Routes, ServerOptions, TlsIdentity, Typed};
 use sluice_proto::broker::BrokerProtocol;
 use sluice_proto::interbroker::InterBrokerProtocol;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{BrokerConfig, KafkaSecurity};
 use crate::service::{BrokerService, ServiceActors};
 use sluice_actors::broker::acls::{load_into, SharedAcls};
 use sluice_actors::broker::log_manager::LogManager;
 use sluice_actors::broker::membership::{self, Leave, Membership, MembershipContext, SharedController};
-use sluice_actors::broker::partition::PartitionContext;
+use sluice_actors::broker::partition::{PartitionContext, StorageFailures};
 use sluice_actors::broker::replica_manager::{
     current, ReplicaManager, ReplicationContext, SharedRouting, StopAll,
 };
@@ -58,6 +58,12 @@ pub enum RunError {
     /// The transport client could not be built.
     #[error(transparent)]
     Client(#[from] sluice_net::ConnectError),
+    /// A log's files failed while serving; the broker stopped (after moving its leaderships).
+    #[error(
+        "a log's files failed ({0}): the broker stopped so that other replicas lead; free the space or replace \
+         the disk under log.dirs, then start it again"
+    )]
+    Storage(String),
     /// The ACLs could not be read from the keeper.
     #[error("cannot read the ACLs (/kafka-acl*) from the keeper at {connect}: {reason}")]
     Acls {
@@ -184,6 +190,7 @@ pub async fn run(
     let routing: SharedRouting = SharedRouting::default();
     let keeper = SharedKeeper::default();
     let controller = SharedController::default();
+    let (storage, mut storage_failed) = StorageFailures::new();
     let replication = ReplicationContext {
         net_arbiter: Arbiter::current(),
         net: interbroker.clone(),
@@ -191,6 +198,7 @@ pub async fn run(
             broker_id: config.broker_id,
             lag_max: config.replica_lag_time_max,
             keeper: keeper.clone(),
+            storage,
         },
     };
     let replicas = {
@@ -240,6 +248,8 @@ pub async fn run(
         acls,
     };
     let net_for_shutdown = ctx.net.clone();
+    // Why the broker stopped on its own: a log's files failed (see `StorageFailures`).
+    let stopped_for = Arc::new(std::sync::Mutex::new(None::<String>));
     let membership = Membership::new(ctx, first).start();
     let limits = crate::kafka::Limits {
         max_request: config.socket_request_max_bytes,
@@ -262,13 +272,24 @@ pub async fn run(
     let service = Arc::new(Typed(service));
     let routes = Routes::new().with::<InterBrokerProtocol, _>(service.clone(), Access::NodesOnly);
     server
-        .serve_with(service, routes, async move {
-            shutdown.await;
-            info!("shutting down");
+        .serve_with(service, routes, {
+            let stopped_for = stopped_for.clone();
+            async move {
+            tokio::select! {
+                () = shutdown => info!("shutting down"),
+                failed = storage_failed.wait_for(Option::is_some) => {
+                    let what = failed.ok().and_then(|f| f.clone()).unwrap_or_default();
+                    error!(failure = %what, "a log's files failed (a full or failing disk): this broker stops, moving \
+                        its leaderships to the other replicas first; free the space or replace the disk, then start \
+                        it again");
+                    *stopped_for.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+                }
+            }
             if shutdown_config.controlled_shutdown_enable {
                 // Still serving: producers keep being answered while leadership moves.
                 controlled_shutdown(&shutdown_config, &keeper, &controller, &routing, &net_for_shutdown)
                     .await;
+            }
             }
         })
         .await?;
@@ -279,7 +300,11 @@ pub async fn run(
     let _ = replicas.send(StopAll).await;
     log_thread.stop();
     info!(broker = endpoint.id, "broker stopped");
-    Ok(())
+    let failure = stopped_for.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match failure {
+        Some(what) => Err(RunError::Storage(what)),
+        None => Ok(()),
+    }
 }
 
 /// Kafka's controlled shutdown: asks the controller (itself, if this broker is the

@@ -781,6 +781,13 @@ impl BrokerProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+
+    /// How the process ended, if it has ended on its own (it is reaped then).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
 }
 
 impl Drop for BrokerProcess {

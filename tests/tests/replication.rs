@@ -895,3 +895,86 @@ async fn min_insync_replicas_raised_live_refuses_acks_all_with_a_replica_down_an
     .await;
     assert!(admitted, "acks=all was not admitted again within 10 s of deleting the default");
 }
+
+/// A tmpfs mounted on a directory; unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot mount a tmpfs on {} (this test needs root: mount -t tmpfs)", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_disk_fills_stops_and_the_other_replicas_take_over_losing_no_acknowledged_record() {
+    let mut cluster = start(&format!("{FAST}min.insync.replicas=2\n"));
+    // Broker 1's log directory on a 6 MB filesystem, with what it already held.
+    let b1 = &mut cluster.brokers[0];
+    b1.kill();
+    let dir = b1.log_dir.clone();
+    let saved = dir.with_extension("saved");
+    std::fs::rename(&dir, &saved).expect("set the log dir aside");
+    std::fs::create_dir(&dir).expect("an empty mount point");
+    let _small = Tmpfs::mount(&dir, "6m");
+    let copied = std::process::Command::new("cp").arg("-a").arg(saved.join(".")).arg(&dir).status();
+    assert!(copied.is_ok_and(|s| s.success()), "copy the log dir onto the tmpfs");
+    cluster.brokers[0].restart();
+    cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
+    let k = keeper(&cluster).await;
+    create(&cluster, "full", &[&[1, 2, 3]], &[]).await;
+    wait_state(&k, "full", 0, Duration::from_secs(20), "ISR of 3 led by 1", |s| {
+        s.isr.len() == 3 && s.leader == 1
+    })
+    .await;
+    // --- 12 MB of acks=all records: twice what broker 1's disk holds
+    let producer = Producer::new(
+        ProducerConfig::new(client(&cluster)).acks(Acks::All).delivery_timeout(Duration::from_secs(60)),
+    )
+    .expect("producer");
+    let pad = Bytes::from(vec![b'k'; 1000]);
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    for chunk in (0..12_000u64).collect::<Vec<_>>().chunks(500) {
+        let mut pending = Vec::new();
+        for &v in chunk {
+            let record = ProducerRecord::new("full", v.to_string()).with_key(pad.clone());
+            pending.push((v, producer.send(record).await.expect("send")));
+        }
+        for (v, delivery) in pending {
+            match delivery.await {
+                Ok(_) => acked.push(v),
+                Err(e) => failed.push((v, e.to_string())),
+            }
+        }
+    }
+    producer.close().await;
+    // --- broker 1 stopped on its own, saying why; the others lead and took every record
+    let status = cluster.brokers[0].exited();
+    let log = std::fs::read_to_string(&cluster.brokers[0].log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "broker 1 stopped with a failure status: {status:?}\n{log}"
+    );
+    assert!(log.contains("a log's files failed"), "its log says why:\n{log}");
+    assert!(failed.is_empty(), "{} records were not delivered, e.g. {:?}", failed.len(), failed.first());
+    let state = wait_state(&k, "full", 0, Duration::from_secs(20), "led by 2 or 3", |s| {
+        s.leader == 2 || s.leader == 3
+    })
+    .await;
+    assert!(!state.isr.contains(&1), "{state:?}");
+    let records = consume_all(&cluster, "full", 1, acked.len()).await;
+    let all: Vec<&ConsumerRecord> = records.iter().collect();
+    assert_eq!(check_partition(&all, &acked), 0, "no duplicates");
+    assert_eq!(acked.len(), 12_000);
+}

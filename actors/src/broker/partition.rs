@@ -113,6 +113,7 @@ pub struct Partition {
     state: State,
     lag_max_ms: i64,
     keeper: SharedKeeper,
+    storage: StorageFailures,
     /// Traced appends not yet on every in-sync replica (base offset, end offset, the append
     /// span's context): the follower fetches that carry them are traced under them. Empty
     /// unless traces are exported.
@@ -140,6 +141,35 @@ pub struct PartitionContext {
     pub lag_max: Duration,
     /// For ISR writes.
     pub keeper: SharedKeeper,
+    /// Where a log's failing files are reported.
+    pub storage: StorageFailures,
+}
+
+/// Where partitions report that their log's files failed (an I/O error reading or writing
+/// them: a full or failing disk). The broker stops when it hears of one, moving its
+/// leaderships away first, as Kafka shuts a broker down when its log directories have
+/// failed: the partitions' other replicas then lead, instead of every append failing on this
+/// one while producers' records expire.
+#[derive(Debug, Clone)]
+pub struct StorageFailures(Arc<watch::Sender<Option<String>>>);
+
+impl StorageFailures {
+    /// A channel; the receiver hears the first failure.
+    pub fn new() -> (Self, watch::Receiver<Option<String>>) {
+        let (tx, rx) = watch::channel(None);
+        (StorageFailures(Arc::new(tx)), rx)
+    }
+
+    /// Reports a failure (only the first is kept).
+    pub fn report(&self, what: String) {
+        self.0.send_if_modified(|first| {
+            if first.is_some() {
+                return false;
+            }
+            *first = Some(what);
+            true
+        });
+    }
 }
 
 impl Partition {
@@ -172,6 +202,7 @@ impl Partition {
             },
             lag_max_ms: ctx.lag_max.as_millis() as i64,
             keeper: ctx.keeper.clone(),
+            storage: ctx.storage.clone(),
         };
         p.assign(role);
         let offsets = p.current_offsets();
@@ -209,6 +240,9 @@ impl Partition {
     }
 
     fn storage_error(&self, e: &LogError) -> BrokerError {
+        if matches!(e, LogError::Io { .. }) {
+            self.storage.report(format!("{}-{}: {e}", self.tp.topic, self.tp.partition));
+        }
         BrokerError::StorageError {
             topic: self.tp.topic.clone(),
             partition: self.tp.partition,
