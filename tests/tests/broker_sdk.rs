@@ -323,3 +323,33 @@ async fn seek_and_every_auto_offset_reset_behave_as_kafkas_and_admin_describes_t
     ));
     producer.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stream_yields_each_record_once_in_order_and_puts_back_what_it_did_not_yield() {
+    use futures_util::StreamExt;
+    let cluster = BrokerCluster::start(1, "");
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    create(&admin, topic("streamed", 1, &[])).await;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster))).expect("producer");
+    let mut ds = Vec::new();
+    for i in 0..300 {
+        ds.push(producer.send(ProducerRecord::new("streamed", i.to_string())).await.expect("send"));
+    }
+    for d in ds {
+        d.await.expect("delivered");
+    }
+    let config = ConsumerConfig::new(client(&cluster)).auto_offset_reset(AutoOffsetReset::Earliest);
+    let mut consumer = Consumer::new(config).expect("consumer");
+    consumer.assign([("streamed", 0)]);
+    let first: Vec<i64> = {
+        let stream = consumer.stream();
+        // Ten records, while a poll fetched more into the stream.
+        stream.take(10).map(|r| r.expect("record").offset).collect().await
+    };
+    assert_eq!(first, (0..10).collect::<Vec<i64>>());
+    // The stream is gone: what it had fetched and not yielded comes again, from offset 10.
+    let rest: Vec<i64> = consumer.stream().take(290).map(|r| r.expect("record").offset).collect().await;
+    assert_eq!(rest, (10..300).collect::<Vec<i64>>(), "each record once, in order");
+    let values: Vec<String> = consume(&mut consumer, 0).await.iter().map(|r| text(&r.value)).collect();
+    assert!(values.is_empty(), "nothing after the last: {values:?}");
+}

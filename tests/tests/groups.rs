@@ -403,7 +403,7 @@ async fn the_listener_hears_each_revocation_and_assignment_and_async_commits_lan
         got.extend(a.poll(Duration::from_millis(200)).await.expect("poll"));
     }
     // An asynchronous commit of every position; its handle says when it landed.
-    a.commit_async().expect("commit_async").await.expect("task").expect("committed");
+    a.commit_async().expect("commit_async").await.expect("committed");
     let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("heard", p)).collect();
     let committed = a.committed(&all).await.expect("committed");
     assert_eq!(committed.values().map(|o| o.unwrap_or(0)).sum::<i64>(), 40, "{committed:?}");

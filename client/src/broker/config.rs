@@ -448,6 +448,27 @@ impl ClientConfig {
         }
     }
 
+    /// A configuration from the environment, as the `sluice` tools read it:
+    /// `SLUICE_BOOTSTRAP_SERVER` (`HOST:PORT[,HOST:PORT...]`) and the three TLS files
+    /// `SLUICE_TLS_CA`, `SLUICE_TLS_CERT`, `SLUICE_TLS_KEY`. A missing one is named.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &'static str, hint: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing { key: name, hint })
+        };
+        let mut config = ClientConfig::default();
+        config.set(
+            keys::BOOTSTRAP_SERVERS,
+            &var("SLUICE_BOOTSTRAP_SERVER", "the brokers to start from, HOST:PORT[,HOST:PORT...]")?,
+        )?;
+        config.set(keys::TLS_CA_FILE, &var("SLUICE_TLS_CA", "the cluster CA certificate (PEM)")?)?;
+        config.set(keys::TLS_CERT_FILE, &var("SLUICE_TLS_CERT", "this client's certificate (PEM)")?)?;
+        config.set(keys::TLS_KEY_FILE, &var("SLUICE_TLS_KEY", "this client's private key (PEM)")?)?;
+        Ok(config)
+    }
+
     /// Sets one key from its text value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         self.set_known(key, value).unwrap_or_else(|| Err(unknown(key, &[Self::KEYS])))

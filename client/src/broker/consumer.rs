@@ -72,6 +72,121 @@ pub struct OffsetAndTimestamp {
     pub timestamp: i64,
 }
 
+/// How an asynchronous commit went ([`Consumer::commit_async`]): a future.
+#[derive(Debug)]
+pub struct CommitHandle(tokio::task::JoinHandle<Result<(), ConsumerError>>);
+
+impl std::future::Future for CommitHandle {
+    type Output = Result<(), ConsumerError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| match joined {
+            Ok(result) => result,
+            Err(e) => Err(ConsumerError::CommitLost { reason: e.to_string() }),
+        })
+    }
+}
+
+type PollFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (&'a mut Consumer, Result<Vec<ConsumerRecord>, ConsumerError>)>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// The records of a consumer's partitions as a stream ([`Consumer::stream`]).
+pub struct RecordStream<'a> {
+    /// The consumer, while no poll is running.
+    consumer: Option<&'a mut Consumer>,
+    /// Polled, not yet yielded.
+    buffered: VecDeque<ConsumerRecord>,
+    /// The poll running, which holds the consumer.
+    polling: Option<PollFuture<'a>>,
+}
+
+impl std::fmt::Debug for RecordStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordStream").field("buffered", &self.buffered.len()).finish_non_exhaustive()
+    }
+}
+
+impl RecordStream<'_> {
+    /// Commits what the stream has yielded (each partition's position after its last
+    /// yielded record, not after records fetched and still buffered here) and waits for the
+    /// coordinator.
+    pub async fn commit(&mut self) -> Result<(), ConsumerError> {
+        if let Some(polling) = self.polling.take() {
+            let (consumer, polled) = polling.await;
+            self.consumer = Some(consumer);
+            self.buffered.extend(polled?);
+        }
+        let Some(consumer) = self.consumer.as_mut() else { return Err(ConsumerError::NoAssignment) };
+        let mut offsets = consumer.consumed();
+        for r in &self.buffered {
+            let tp = TopicPartition::new(r.topic.clone(), r.partition);
+            offsets.entry(tp).and_modify(|o| *o = (*o).min(r.offset));
+        }
+        consumer.commit_offsets_sync(offsets).await
+    }
+}
+
+/// How long one poll of a stream waits for records before it polls again.
+const STREAM_POLL: Duration = Duration::from_millis(500);
+
+impl futures_util::Stream for RecordStream<'_> {
+    type Item = Result<ConsumerRecord, ConsumerError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if let Some(record) = this.buffered.pop_front() {
+                return Poll::Ready(Some(Ok(record)));
+            }
+            if this.polling.is_none() {
+                let Some(consumer) = this.consumer.take() else { return Poll::Ready(None) };
+                this.polling = Some(Box::pin(async move {
+                    let polled = consumer.poll(STREAM_POLL).await;
+                    (consumer, polled)
+                }));
+            }
+            let Some(polling) = this.polling.as_mut() else { return Poll::Ready(None) };
+            match polling.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready((consumer, polled)) => {
+                    this.polling = None;
+                    this.consumer = Some(consumer);
+                    match polled {
+                        Ok(records) => this.buffered.extend(records),
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RecordStream<'_> {
+    fn drop(&mut self) {
+        // The records not yielded are read again: each partition goes back to its first one.
+        let Some(consumer) = self.consumer.as_mut() else { return };
+        let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for r in &self.buffered {
+            first.entry((r.topic.clone(), r.partition)).or_insert(r.offset);
+        }
+        for ((topic, partition), offset) in first {
+            let _ = consumer.seek(&topic, partition, offset);
+        }
+    }
+}
+
 /// Why a consumer call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -149,6 +264,12 @@ pub enum ConsumerError {
         partition: i32,
         /// The broker's error.
         error: BrokerError,
+    },
+    /// An asynchronous commit's task ended without an answer (the runtime shut down).
+    #[error("the commit did not finish: {reason}; commit again")]
+    CommitLost {
+        /// Why.
+        reason: String,
     },
     /// A fetched batch does not decode.
     #[error("{topic}-{partition}: the batch at offset {offset} is invalid: {source}")]
@@ -584,16 +705,25 @@ impl Consumer {
         Ok(())
     }
 
-    /// Commits the current positions in the background; the returned handle tells how it
-    /// went (dropping it does not cancel the commit).
-    pub fn commit_async(
-        &mut self,
-    ) -> Result<tokio::task::JoinHandle<Result<(), ConsumerError>>, ConsumerError> {
+    /// Commits the current positions in the background: the commit is sent at once and
+    /// the returned [`CommitHandle`] is a future of how it went (dropping it does not
+    /// cancel the commit). Must be called within a tokio runtime.
+    pub fn commit_async(&mut self) -> Result<CommitHandle, ConsumerError> {
         let group = self.group.as_ref().ok_or(ConsumerError::NoGroupId { what: "commit" })?;
         let (link, generation, member): (Link, i32, String) = group.committer();
         let offsets = self.consumed();
         self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
-        Ok(tokio::spawn(async move { Ok(link.commit(generation, &member, &offsets).await?) }))
+        Ok(CommitHandle(tokio::spawn(async move { Ok(link.commit(generation, &member, &offsets).await?) })))
+    }
+
+    /// The records of the assigned partitions as a [`futures_util::Stream`]
+    /// ([`RecordStream`]): each record once, in order per partition. It polls only when its
+    /// reader wants more and has none buffered (back-pressure: at most `max.poll.records`
+    /// wait in it), and when dropped puts the positions of the records it had not yielded
+    /// back, so the next `poll` or stream starts with them. Errors are yielded as items;
+    /// the stream goes on after them.
+    pub fn stream(&mut self) -> RecordStream<'_> {
+        RecordStream { consumer: Some(self), buffered: VecDeque::new(), polling: None }
     }
 
     /// The group's committed offsets for `partitions` (`None`: nothing committed).

@@ -60,7 +60,10 @@ pub use cluster::{Cluster, ClusterError, ClusterView, TopicView};
 pub use config::{
     Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfig, FromProperties, ProducerConfig,
 };
-pub use consumer::{Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp, RebalanceListener};
+pub use consumer::{
+    CommitHandle, Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp, RebalanceListener,
+    RecordStream,
+};
 pub use group::GroupError;
 pub use producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord, RecordMetadata};
 pub use proto::{NewTopic, TopicMetadata, TopicResults};
