@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
             println!("{}-{}@{}: {value}", record.topic, record.partition, record.offset);
             processed += 1;
-            if processed % 100 == 0 {
+            if processed.is_multiple_of(100) {
                 records.commit().await?;
             }
         }

@@ -22,7 +22,7 @@
 //! Failures: a retriable error (the broker's `is_retriable`, a lost connection, a timeout)
 //! refreshes metadata if it says the leader moved, and the batch is sent again to the
 //! (new) leader after `retry.backoff.ms`, keeping the partition's order (see
-//! [`super::accumulator`]), until `retries` or `delivery.timeout.ms` run out. Other errors
+//! `accumulator`), until `retries` or `delivery.timeout.ms` run out. Other errors
 //! fail the batch's futures with the broker's error. With `acks=0` futures complete with
 //! offset -1 once the request is written (the broker's answer is not awaited).
 //!
