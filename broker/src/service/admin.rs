@@ -378,45 +378,79 @@ impl BrokerService {
     ) -> Result<(), BrokerError> {
         self.check_topic(peer, Operation::AlterConfigs, name)?;
         let keeper = self.keeper()?;
-        let unknown = || BrokerError::UnknownTopicOrPartition { topic: name.to_string(), partition: -1 };
-        for _attempt in 0..5 {
-            match keeper.exists(&znodes::topic_path(name), false).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(unknown()),
-                Err(e) => return Err(keeper_error(e)),
+        match keeper.exists(&znodes::topic_path(name), false).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(BrokerError::UnknownTopicOrPartition { topic: name.to_string(), partition: -1 })
             }
-            let (current, version) = match keeper.get_data(&znodes::config_path(name), false).await {
+            Err(e) => return Err(keeper_error(e)),
+        }
+        let config = self.inner.config.clone();
+        let new = self
+            .rewrite_config(
+                &keeper,
+                &znodes::config_path(name),
+                |data| znodes::decode_topic_config(name, data),
+                |current| {
+                    let new = match &change {
+                        Ok(replace) => {
+                            topic::validate_config_keys(replace)?;
+                            replace.clone()
+                        }
+                        Err(ops) => topic::apply_config_ops(current, ops)?,
+                    };
+                    config.topic_log_config(&new)?;
+                    Ok(new)
+                },
+                validate_only,
+                &znodes::encode_topic_change(name),
+            )
+            .await?;
+        if let Some(new) = new {
+            info!(topic = %name, configs = ?new, "topic config changed");
+        }
+        Ok(())
+    }
+
+    /// A config znode (Kafka's config JSON at `path`) read, changed by `change`, and written
+    /// back conditionally on the version read (read again on a conflict, up to 5 times), then
+    /// announced with `notification` under `/config/changes`. The new configs, or `None` when
+    /// `validate_only` (nothing written).
+    #[allow(clippy::too_many_arguments)]
+    async fn rewrite_config(
+        &self,
+        keeper: &KeeperClient,
+        path: &str,
+        decode: impl Fn(&[u8]) -> Result<BTreeMap<String, String>, znodes::ZnodeError>,
+        change: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, BrokerError>,
+        validate_only: bool,
+        notification: &[u8],
+    ) -> Result<Option<BTreeMap<String, String>>, BrokerError> {
+        for _attempt in 0..5 {
+            let (current, version) = match keeper.get_data(path, false).await {
                 Ok((data, stat)) => (
-                    znodes::decode_topic_config(name, &data)
-                        .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
+                    decode(&data).map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
                     Some(stat.version),
                 ),
                 Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => (BTreeMap::new(), None),
                 Err(e) => return Err(keeper_error(e)),
             };
-            let new = match &change {
-                Ok(replace) => {
-                    topic::validate_config_keys(replace)?;
-                    replace.clone()
-                }
-                Err(ops) => topic::apply_config_ops(&current, ops)?,
-            };
-            self.inner.config.topic_log_config(&new)?;
+            let new = change(&current)?;
             if validate_only {
-                return Ok(());
+                return Ok(None);
             }
             let data = znodes::encode_topic_config(&new);
             let written = match version {
-                Some(v) => keeper.set_data(&znodes::config_path(name), &data, v).await.map(|_| ()),
-                None => {
-                    keeper.create(&znodes::config_path(name), &data, CreateMode::Persistent).await.map(|_| ())
-                }
+                Some(v) => keeper.set_data(path, &data, v).await.map(|_| ()),
+                None => keeper.create(path, &data, CreateMode::Persistent).await.map(|_| ()),
             };
             match written {
                 Ok(()) => {
-                    self.announce_topic_change(&keeper, name).await?;
-                    info!(topic = %name, configs = ?new, "topic config changed");
-                    return Ok(());
+                    keeper
+                        .create(znodes::CONFIG_CHANGE_PREFIX, notification, CreateMode::PersistentSequential)
+                        .await
+                        .map_err(keeper_error)?;
+                    return Ok(Some(new));
                 }
                 // Someone else changed it meanwhile: read again.
                 Err(KeeperClientError::Keeper(
@@ -425,9 +459,7 @@ impl BrokerService {
                 Err(e) => return Err(keeper_error(e)),
             }
         }
-        Err(BrokerError::KeeperUnavailable {
-            reason: format!("{name}'s config kept changing under this write"),
-        })
+        Err(BrokerError::KeeperUnavailable { reason: format!("{path} kept changing under this write") })
     }
 
     /// The cluster-wide dynamic broker defaults (`/config/brokers/<default>`).
@@ -456,50 +488,25 @@ impl BrokerService {
     ) -> Result<(), BrokerError> {
         self.check_cluster(peer, Operation::AlterConfigs)?;
         let keeper = self.keeper()?;
-        let path = znodes::BROKER_DEFAULT_CONFIG;
-        for _attempt in 0..5 {
-            let (current, version) = match keeper.get_data(path, false).await {
-                Ok((data, stat)) => (
-                    znodes::decode_broker_defaults(&data)
-                        .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
-                    Some(stat.version),
-                ),
-                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => (BTreeMap::new(), None),
-                Err(e) => return Err(keeper_error(e)),
-            };
-            let new = topic::apply_broker_default_ops(&current, ops)?;
-            let as_topic = topic::effective_configs(&new, &BTreeMap::new()).into_owned();
-            self.inner.config.topic_log_config(&as_topic)?;
-            if validate_only {
-                return Ok(());
-            }
-            let data = znodes::encode_topic_config(&new);
-            let written = match version {
-                Some(v) => keeper.set_data(path, &data, v).await.map(|_| ()),
-                None => keeper.create(path, &data, CreateMode::Persistent).await.map(|_| ()),
-            };
-            match written {
-                Ok(()) => {
-                    keeper
-                        .create(
-                            znodes::CONFIG_CHANGE_PREFIX,
-                            &znodes::encode_broker_default_change(),
-                            CreateMode::PersistentSequential,
-                        )
-                        .await
-                        .map_err(keeper_error)?;
-                    info!(configs = ?new, "cluster-wide broker defaults changed");
-                    return Ok(());
-                }
-                Err(KeeperClientError::Keeper(
-                    KeeperError::BadVersion { .. } | KeeperError::NodeExists { .. },
-                )) => {}
-                Err(e) => return Err(keeper_error(e)),
-            }
+        let config = self.inner.config.clone();
+        let new = self
+            .rewrite_config(
+                &keeper,
+                znodes::BROKER_DEFAULT_CONFIG,
+                znodes::decode_broker_defaults,
+                |current| {
+                    let new = topic::apply_broker_default_ops(current, ops)?;
+                    config.topic_log_config(&topic::effective_configs(&new, &BTreeMap::new()))?;
+                    Ok(new)
+                },
+                validate_only,
+                &znodes::encode_broker_default_change(),
+            )
+            .await?;
+        if let Some(new) = new {
+            info!(configs = ?new, "cluster-wide broker defaults changed");
         }
-        Err(BrokerError::KeeperUnavailable {
-            reason: "the broker defaults kept changing under this write".into(),
-        })
+        Ok(())
     }
 
     /// Adds partitions to `name` up to `count` (Kafka's CreatePartitions), placed by
