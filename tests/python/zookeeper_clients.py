@@ -118,7 +118,7 @@ def basics(args):
         data=zk.get(watched)[0].decode(),
     )
 
-    # ACLs: the world ACL, as every znode has until authorization lands.
+    # ACLs: the world ACL, which kazoo gives a node unless told otherwise.
     acls, _ = zk.get_acls(watched)
     emit(step="acl", acls=[(a.perms, a.id.scheme, a.id.id) for a in acls])
 
@@ -200,14 +200,45 @@ def failover(args):
     zk.close()
 
 
+def hold_lock(args):
+    """Holds a kazoo Lock on --path until a line arrives on stdin, then releases it."""
+    zk = client(args)
+    lock = zk.Lock(args.path, "kazoo")
+    lock.acquire(timeout=30)
+    emit(step="held", held=lock.is_acquired)
+    sys.stdin.readline()
+    lock.release()
+    emit(step="released")
+    zk.stop()
+    zk.close()
+
+
+def try_lock(args):
+    """Tries a kazoo Lock on --path for one second and says whether it got it."""
+    zk = client(args)
+    lock = zk.Lock(args.path, "kazoo")
+    from kazoo.exceptions import LockTimeout
+
+    try:
+        got = lock.acquire(timeout=1)
+    except LockTimeout:
+        got = False
+    emit(step="tried", acquired=bool(got))
+    if got:
+        lock.release()
+    zk.stop()
+    zk.close()
+
+
 def main():
     need_kazoo()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["basics", "failover"])
+    parser.add_argument("command", choices=["basics", "failover", "hold-lock", "try-lock"])
+    parser.add_argument("--path", default="/locks/shared", help="the lock's path (hold-lock, try-lock)")
     parser.add_argument("--hosts", required=True, help="host:port[,host:port...] of the door's TLS ports")
     parser.add_argument("--tls", required=True, help="DIR:NAME: DIR/ca.pem, DIR/NAME.pem, DIR/NAME.key")
     args = parser.parse_args()
-    {"basics": basics, "failover": failover}[args.command](args)
+    {"basics": basics, "failover": failover, "hold-lock": hold_lock, "try-lock": try_lock}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -736,3 +736,30 @@ async fn the_shells_watches_print_their_events_as_zkcli_does() {
     assert!(text.contains("-m SOMETIMES: give PERSISTENT or PERSISTENT_RECURSIVE"), "{text}");
     assert!(!status.success(), "a failed command makes a piped shell's exit status non-zero");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_recipe_holds_one_contender_at_a_time_and_a_holders_end_frees_it() {
+    use sluice_client::keeper::Lock;
+    let s = setup(200);
+    let contender = |name: &'static str| {
+        let pki = &s.pki;
+        let addr = s.keeper.addr.clone();
+        async move {
+            let opts = KeeperClientOptions { session_timeout: Duration::from_secs(4), ..Default::default() };
+            let (c, ev) = KeeperClient::connect(&addr, &pki.client(name), opts).await.expect("connect");
+            (c.clone(), Lock::new(c, ev, "/recipes/lock"))
+        }
+    };
+    let (a_client, mut a) = contender("lock-a").await;
+    let (_b_client, mut b) = contender("lock-b").await;
+    assert!(a.acquire(Duration::from_secs(5)).await.expect("a acquires"), "a free lock is taken");
+    assert!(a.is_held());
+    assert!(!b.acquire(Duration::from_millis(500)).await.expect("b tries"), "held by a");
+    assert!(!b.is_held());
+    // a's session ends (its process would be gone): its node goes, and b gets the lock.
+    a_client.close().await.expect("close a's session");
+    let started = std::time::Instant::now();
+    assert!(b.acquire(Duration::from_secs(4)).await.expect("b acquires"), "a's end frees the lock");
+    assert!(started.elapsed() < Duration::from_secs(4), "within the session timeout");
+    b.release().await.expect("release");
+}

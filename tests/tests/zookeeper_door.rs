@@ -92,6 +92,45 @@ fn kazoo_reads_writes_watches_transacts_and_locks_through_the_door() {
     assert_eq!(lock["counter"], 15, "every increment under the lock counted");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_lock_recipe_and_kazoos_lock_exclude_each_other_on_one_path() {
+    use sluice_client::keeper::{KeeperClient, KeeperClientOptions, Lock};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("zk-lock");
+    let keepers = ensemble(dir.path(), &pki);
+    let hosts = door_hosts(&keepers.members);
+    let kazoo_files = pki.issue(CertSpec::new("kazoo", Role::Client));
+    let opts = KeeperClientOptions { session_timeout: Duration::from_secs(10), ..Default::default() };
+    let (client, events) =
+        KeeperClient::connect(&keepers.connect_string(), &pki.client("rust"), opts).await.expect("connect");
+    let mut lock = Lock::new(client.clone(), events, "/locks/shared");
+    // --- kazoo holds it: the Rust lock waits, times out and leaves the queue
+    let mut holder = kazoo("hold-lock", &hosts, &kazoo_files);
+    assert_eq!(holder.expect_step("held", Duration::from_secs(60))["held"], true);
+    assert!(!lock.acquire(Duration::from_secs(1)).await.expect("acquire"), "kazoo holds it");
+    let left = client.children("/locks/shared", false).await.expect("children");
+    assert_eq!(left.len(), 1, "only kazoo's node stays after the timeout: {left:?}");
+    assert!(left[0].contains("__lock__"), "{left:?}");
+    // --- kazoo releases: the Rust lock gets it, and kazoo cannot
+    holder.say("release");
+    holder.expect_step("released", Duration::from_secs(30));
+    assert!(lock.acquire(Duration::from_secs(10)).await.expect("acquire"), "free now");
+    let (lines, ok) = kazoo("try-lock", &hosts, &kazoo_files).finish(Duration::from_secs(60));
+    assert!(ok, "{lines:?}");
+    assert_eq!(
+        lines.iter().find(|l| l["step"] == "tried").map(|l| l["acquired"].clone()),
+        Some(Value::Bool(false))
+    );
+    // --- the Rust lock releases: kazoo gets it
+    lock.release().await.expect("release");
+    let (lines, ok) = kazoo("try-lock", &hosts, &kazoo_files).finish(Duration::from_secs(60));
+    assert!(ok, "{lines:?}");
+    assert_eq!(
+        lines.iter().find(|l| l["step"] == "tried").map(|l| l["acquired"].clone()),
+        Some(Value::Bool(true))
+    );
+}
+
 #[test]
 fn a_kazoo_session_its_ephemeral_and_its_watches_survive_the_loss_of_its_server() {
     let dir = tempfile::tempdir().expect("tempdir");

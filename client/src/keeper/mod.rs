@@ -2,6 +2,8 @@
 pub mod client;
 pub mod connect_string;
 pub mod proto;
+pub mod recipes;
 
 pub use client::{KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents};
 pub use connect_string::ConnectString;
+pub use recipes::Lock;

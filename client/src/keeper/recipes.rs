@@ -1,0 +1,161 @@
+//! Recipes on the keeper client, with ZooKeeper's published algorithms and the znode names
+//! kazoo uses, so a Rust process and a Python (kazoo) process contending on the same path
+//! exclude each other.
+//!
+//! - [`Lock`]: the exclusive lock ("Locks" in ZooKeeper's recipes): each contender creates
+//!   an ephemeral sequential node `<path>/<random hex>__lock__<sequence>`; the lowest
+//!   sequence holds the lock; every other contender watches only the node just before its
+//!   own (no herd effect) and looks again when that one goes. A holder's session ending
+//!   (it closed, crashed, or expired) deletes its node, which frees the lock.
+
+use std::time::{Duration, Instant};
+
+use sluice_keeper_core::{CreateMode, KeeperError};
+
+use super::client::{KeeperClient, KeeperClientError, KeeperEvent, KeeperEvents};
+
+/// The part of a contender's node name before its sequence: kazoo's lock and read-lock
+/// markers (an exclusive lock waits for both).
+const MARKERS: &[&str] = &["__lock__", "__rlock__"];
+
+/// The sequence of a contender's node, if it is one.
+fn sequence(name: &str) -> Option<&str> {
+    MARKERS.iter().find_map(|m| name.find(m).map(|at| &name[at + m.len()..]))
+}
+
+/// The contenders among `children`, in the order they hold the lock.
+pub fn contenders(children: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = children.iter().map(String::as_str).filter(|c| sequence(c).is_some()).collect();
+    out.sort_by_key(|c| sequence(c).unwrap_or_default().to_string());
+    out
+}
+
+/// An exclusive lock on a path ([`recipes`](self)). It owns a keeper client of its own and
+/// that client's events (the lock's session is that client's: give it a client made for it).
+#[derive(Debug)]
+pub struct Lock {
+    client: KeeperClient,
+    events: KeeperEvents,
+    path: String,
+    /// This contender's node, once created.
+    node: Option<String>,
+    held: bool,
+}
+
+impl Lock {
+    /// A lock on `path` (created, with its parents, when first needed).
+    pub fn new(client: KeeperClient, events: KeeperEvents, path: impl Into<String>) -> Lock {
+        Lock { client, events, path: path.into(), node: None, held: false }
+    }
+
+    /// Whether this contender holds the lock.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Waits up to `timeout` for the lock: `true` once held, `false` when the time ran out
+    /// (this contender then leaves the queue). The session's expiry is an error: the lock
+    /// is not held then.
+    pub async fn acquire(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
+        let deadline = Instant::now() + timeout;
+        if self.node.is_none() {
+            self.ensure_path().await?;
+            let prefix = format!("{}/{:032x}__lock__", self.path, rand::random::<u128>());
+            self.node = Some(self.client.create(&prefix, b"", CreateMode::EphemeralSequential).await?);
+        }
+        let me = self.node.as_deref().and_then(|n| n.rsplit('/').next()).unwrap_or_default().to_string();
+        loop {
+            let children = self.client.children(&self.path, false).await?;
+            let queue = contenders(&children);
+            let Some(place) = queue.iter().position(|c| *c == me) else {
+                // Our node is gone: the session ended under us.
+                self.node = None;
+                return Err(KeeperError::NoNode { path: format!("{}/{me}", self.path) }.into());
+            };
+            if place == 0 {
+                self.held = true;
+                return Ok(true);
+            }
+            let before = format!("{}/{}", self.path, queue[place - 1]);
+            if self.client.exists(&before, true).await?.is_none() {
+                continue;
+            }
+            // Wait for the node before ours to go (or the time to run out).
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, self.events.recv()).await {
+                    Err(_) => {
+                        self.leave().await?;
+                        return Ok(false);
+                    }
+                    Ok(None) => return Err(KeeperClientError::ConnectionLoss("the client is gone".into())),
+                    Ok(Some(KeeperEvent::Watch { path, .. })) if path == before => break,
+                    Ok(Some(KeeperEvent::SessionExpired)) => {
+                        self.node = None;
+                        let session = self.client.session_id();
+                        return Err(KeeperError::SessionExpired { session }.into());
+                    }
+                    Ok(Some(_)) => {}
+                }
+            }
+        }
+    }
+
+    /// Gives the lock up (or leaves the queue).
+    pub async fn release(&mut self) -> Result<(), KeeperClientError> {
+        self.leave().await
+    }
+
+    async fn leave(&mut self) -> Result<(), KeeperClientError> {
+        self.held = false;
+        if let Some(node) = self.node.take() {
+            match self.client.delete(&node, -1).await {
+                Ok(()) | Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the lock's path and its parents.
+    async fn ensure_path(&self) -> Result<(), KeeperClientError> {
+        let mut at = String::new();
+        for segment in self.path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()) {
+            at.push('/');
+            at.push_str(segment);
+            match self.client.create(&at, b"", CreateMode::Persistent).await {
+                Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contenders_are_kazoos_lock_nodes_in_sequence_order() {
+        let children: Vec<String> = [
+            "b1__lock__0000000003",
+            "other",
+            "a9__lock__0000000001",
+            "c0__rlock__0000000002",
+            "0c2f3a4b__lock__0000000010",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            contenders(&children),
+            [
+                "a9__lock__0000000001",
+                "c0__rlock__0000000002",
+                "b1__lock__0000000003",
+                "0c2f3a4b__lock__0000000010"
+            ]
+        );
+    }
+}
