@@ -763,3 +763,47 @@ async fn the_lock_recipe_holds_one_contender_at_a_time_and_a_holders_end_frees_i
     assert!(started.elapsed() < Duration::from_secs(4), "within the session timeout");
     b.release().await.expect("release");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_share_the_read_write_lock_and_a_writer_waits_for_them_and_counters_count_every_add() {
+    use sluice_client::keeper::{Counter, Lock};
+    let s = setup(200);
+    let connect = |name: &'static str| {
+        let (pki, addr) = (&s.pki, s.keeper.addr.clone());
+        async move {
+            let opts = KeeperClientOptions { session_timeout: Duration::from_secs(4), ..Default::default() };
+            KeeperClient::connect(&addr, &pki.client(name), opts).await.expect("connect")
+        }
+    };
+    let (c1, e1) = connect("reader-1").await;
+    let (c2, e2) = connect("reader-2").await;
+    let (c3, e3) = connect("writer").await;
+    let mut r1 = Lock::read(c1.clone(), e1, "/recipes/rw");
+    let mut r2 = Lock::read(c2.clone(), e2, "/recipes/rw");
+    let mut w = Lock::new(c3.clone(), e3, "/recipes/rw");
+    assert!(r1.acquire(Duration::from_secs(5)).await.expect("r1"), "a free lock");
+    assert!(r2.acquire(Duration::from_secs(5)).await.expect("r2"), "readers share it");
+    assert!(!w.acquire(Duration::from_millis(500)).await.expect("w"), "a writer waits for the readers");
+    r1.release().await.expect("release r1");
+    assert!(!w.acquire(Duration::from_millis(500)).await.expect("w"), "one reader still holds it");
+    r2.release().await.expect("release r2");
+    assert!(w.acquire(Duration::from_secs(5)).await.expect("w"), "the last reader left");
+    assert!(!r1.acquire(Duration::from_millis(500)).await.expect("r1"), "a reader waits for the writer");
+    w.release().await.expect("release w");
+    assert!(r1.acquire(Duration::from_secs(5)).await.expect("r1"), "the writer left");
+    r1.release().await.expect("release r1");
+
+    // Two clients add concurrently: every add counts (versioned sets, retried on conflict).
+    let (a, b) = (Counter::new(c1.clone(), "/recipes/counter"), Counter::new(c2.clone(), "/recipes/counter"));
+    assert_eq!(a.value().await.expect("value"), 0, "a missing counter is 0");
+    let adds = |c: Counter| async move {
+        for _ in 0..50 {
+            c.add(1).await.expect("add");
+        }
+    };
+    tokio::join!(adds(a.clone()), adds(b.clone()));
+    assert_eq!(b.value().await.expect("value"), 100);
+    assert_eq!(a.add(-10).await.expect("subtract"), 90);
+    let (data, _) = c3.get_data("/recipes/counter", false).await.expect("get");
+    assert_eq!(data, b"90", "kazoo's format: the value as decimal text");
+}

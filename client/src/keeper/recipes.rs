@@ -7,6 +7,12 @@
 //!   sequence holds the lock; every other contender watches only the node just before its
 //!   own (no herd effect) and looks again when that one goes. A holder's session ending
 //!   (it closed, crashed, or expired) deletes its node, which frees the lock.
+//! - [`Lock::read`]: the shared side of ZooKeeper's read/write lock: nodes
+//!   `<hex>__rlock__<sequence>` in the same queue; a reader waits only for the writers
+//!   before it, a writer (an exclusive [`Lock`]) for everyone before it (kazoo's
+//!   `ReadLock` / `WriteLock`).
+//! - [`Counter`]: a shared counter changed by versioned sets (kazoo's `Counter`: the value
+//!   as decimal text, empty meaning 0).
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +36,7 @@ pub fn contenders(children: &[String]) -> Vec<&str> {
     out
 }
 
-/// An exclusive lock on a path ([`recipes`](self)). It owns a keeper client of its own and
+/// An exclusive lock on a path, or the read side of a read/write lock ([`recipes`](self)). It owns a keeper client of its own and
 /// that client's events (the lock's session is that client's: give it a client made for it).
 #[derive(Debug)]
 pub struct Lock {
@@ -40,12 +46,20 @@ pub struct Lock {
     /// This contender's node, once created.
     node: Option<String>,
     held: bool,
+    /// The shared (read) side of a read/write lock.
+    shared: bool,
 }
 
 impl Lock {
     /// A lock on `path` (created, with its parents, when first needed).
     pub fn new(client: KeeperClient, events: KeeperEvents, path: impl Into<String>) -> Lock {
-        Lock { client, events, path: path.into(), node: None, held: false }
+        Lock { client, events, path: path.into(), node: None, held: false, shared: false }
+    }
+
+    /// The read side of a read/write lock on `path`: held by any number of readers at once,
+    /// never with a writer (an exclusive [`Lock::new`] on the same path).
+    pub fn read(client: KeeperClient, events: KeeperEvents, path: impl Into<String>) -> Lock {
+        Lock { shared: true, ..Lock::new(client, events, path) }
     }
 
     /// Whether this contender holds the lock.
@@ -59,8 +73,9 @@ impl Lock {
     pub async fn acquire(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
         if self.node.is_none() {
-            self.ensure_path().await?;
-            let prefix = format!("{}/{:032x}__lock__", self.path, rand::random::<u128>());
+            ensure_path(&self.client, &self.path).await?;
+            let marker = if self.shared { "__rlock__" } else { "__lock__" };
+            let prefix = format!("{}/{:032x}{marker}", self.path, rand::random::<u128>());
             self.node = Some(self.client.create(&prefix, b"", CreateMode::EphemeralSequential).await?);
         }
         let me = self.node.as_deref().and_then(|n| n.rsplit('/').next()).unwrap_or_default().to_string();
@@ -72,11 +87,13 @@ impl Lock {
                 self.node = None;
                 return Err(KeeperError::NoNode { path: format!("{}/{me}", self.path) }.into());
             };
-            if place == 0 {
+            // A reader waits for the last writer before it; a writer for whoever is before it.
+            let blocker = queue[..place].iter().rev().find(|c| !self.shared || c.contains("__lock__"));
+            let Some(blocker) = blocker else {
                 self.held = true;
                 return Ok(true);
-            }
-            let before = format!("{}/{}", self.path, queue[place - 1]);
+            };
+            let before = format!("{}/{blocker}", self.path);
             if self.client.exists(&before, true).await?.is_none() {
                 continue;
             }
@@ -116,20 +133,75 @@ impl Lock {
         }
         Ok(())
     }
+}
 
-    /// Creates the lock's path and its parents.
-    async fn ensure_path(&self) -> Result<(), KeeperClientError> {
-        let mut at = String::new();
-        for segment in self.path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()) {
-            at.push('/');
-            at.push_str(segment);
-            match self.client.create(&at, b"", CreateMode::Persistent).await {
-                Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
+/// A counter shared through one znode ([`recipes`](self)): its value is decimal text (empty
+/// or missing: 0), changed by sets conditional on the version read, retried on conflict.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    client: KeeperClient,
+    path: String,
+}
+
+impl Counter {
+    /// The counter at `path` (created, with its parents, on first change).
+    pub fn new(client: KeeperClient, path: impl Into<String>) -> Counter {
+        Counter { client, path: path.into() }
+    }
+
+    /// Its value now.
+    pub async fn value(&self) -> Result<i64, KeeperClientError> {
+        match self.client.get_data(&self.path, false).await {
+            Ok((data, _)) => parse_count(&self.path, &data),
+            Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `delta` (negative: subtracts); returns the new value.
+    pub async fn add(&self, delta: i64) -> Result<i64, KeeperClientError> {
+        loop {
+            let (data, version) = match self.client.get_data(&self.path, false).await {
+                Ok((data, stat)) => (data, stat.version),
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {
+                    ensure_path(&self.client, &self.path).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let new = parse_count(&self.path, &data)?.saturating_add(delta);
+            match self.client.set_data(&self.path, new.to_string().as_bytes(), version).await {
+                Ok(_) => return Ok(new),
+                Err(KeeperClientError::Keeper(KeeperError::BadVersion { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
     }
+}
+
+fn parse_count(path: &str, data: &[u8]) -> Result<i64, KeeperClientError> {
+    let text = String::from_utf8_lossy(data);
+    if text.trim().is_empty() {
+        return Ok(0);
+    }
+    text.trim().parse().map_err(|_| {
+        KeeperError::BadArguments { what: format!("{path} holds {text:?}, not a counter's decimal value") }
+            .into()
+    })
+}
+
+/// Creates `path` and its parents (persistent, empty), those that exist staying as they are.
+async fn ensure_path(client: &KeeperClient, path: &str) -> Result<(), KeeperClientError> {
+    let mut at = String::new();
+    for segment in path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()) {
+        at.push('/');
+        at.push_str(segment);
+        match client.create(&at, b"", CreateMode::Persistent).await {
+            Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
