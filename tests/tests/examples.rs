@@ -49,8 +49,8 @@ fn text(out: &Output) -> (String, String) {
 }
 
 #[test]
-fn the_produce_and_consumer_group_examples_run_against_a_cluster() {
-    let cluster = BrokerCluster::start(
+fn the_sdk_examples_produce_consume_administer_and_watch_a_real_cluster() {
+    let mut cluster = BrokerCluster::start(
         3,
         "offsets.topic.replication.factor=3\noffsets.topic.num.partitions=3\ngroup.initial.rebalance.delay.ms=0\n\
          default.replication.factor=3\nnum.partitions=2\n",
@@ -113,4 +113,38 @@ fn the_produce_and_consumer_group_examples_run_against_a_cluster() {
             "{at} was read by the first run too"
         );
     }
+
+    // The admin example: the cluster, a topic created once, its partitions.
+    let admin = run("admin", &["--topic", "orders", "--partitions", "2", "--replication-factor", "3"], &env);
+    let (out, err) = text(&admin);
+    assert!(admin.status.success(), "{out}{err}");
+    assert!(out.contains("brokers 1 (") && out.contains("created orders"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("orders-") && l.contains("isr [")).count(), 2, "{out}");
+    let again = run("admin", &["--topic", "orders", "--partitions", "2", "--replication-factor", "3"], &env);
+    assert!(text(&again).0.contains("orders exists already"), "{:?}", text(&again));
+
+    // The keeper watch example follows /brokers/ids: broker 3 leaves, and it says so.
+    let output = cluster.dir.path().join("watch.out");
+    let mut watcher = Command::new(example("watch_brokers"))
+        .args(["--zookeeper", &cluster.zookeeper_connect(), "--max-changes", "1"])
+        .envs(env.iter().skip(1).map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::fs::File::create(&output).expect("output file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start watch_brokers");
+    let printed = |want: &str| {
+        sluice_tests::poll_until(Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&output).unwrap_or_default();
+            if text.contains(want) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        })
+    };
+    printed("brokers: [\"1\", \"2\", \"3\"]").expect("the registered brokers");
+    assert!(cluster.brokers[2].terminate(Duration::from_secs(30)), "broker 3 stopped");
+    printed("NodeChildrenChanged /brokers/ids: brokers now [\"1\", \"2\"]").expect("the change");
+    let status = watcher.wait().expect("watch_brokers ends after one change");
+    assert!(status.success(), "{status:?}");
 }
