@@ -114,6 +114,24 @@ fn the_sdk_examples_produce_consume_administer_and_watch_a_real_cluster() {
         );
     }
 
+    // The reliable producer rides through a broker's restart (its leaderships move).
+    let topic =
+        run("admin", &["--topic", "payments", "--partitions", "2", "--replication-factor", "3"], &env);
+    assert!(topic.status.success(), "{:?}", text(&topic));
+    let bootstrap = cluster.brokers[0].addr.clone();
+    let env_one: Vec<(&str, String)> = env
+        .iter()
+        .map(|(k, v)| if *k == "SLUICE_BOOTSTRAP_SERVER" { (*k, bootstrap.clone()) } else { (*k, v.clone()) })
+        .collect();
+    let child = std::thread::spawn(move || {
+        run("reliable_produce", &["--topic", "payments", "--count", "20000"], &env_one)
+    });
+    cluster.brokers[1].restart();
+    let reliable = child.join().expect("reliable_produce");
+    let (out, err) = text(&reliable);
+    assert!(reliable.status.success(), "{out}{err}");
+    assert!(out.contains("20000 delivered, 0 failed"), "{out}{err}");
+
     // The admin example: the cluster, a topic created once, its partitions.
     let admin = run("admin", &["--topic", "orders", "--partitions", "2", "--replication-factor", "3"], &env);
     let (out, err) = text(&admin);
