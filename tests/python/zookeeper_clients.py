@@ -219,6 +219,7 @@ def try_lock(args):
     lock = zk.Lock(args.path, "kazoo")
     from kazoo.exceptions import LockTimeout
 
+    emit(step="contenders", contenders=lock.contenders())
     try:
         got = lock.acquire(timeout=1)
     except LockTimeout:

@@ -103,7 +103,7 @@ async fn the_rust_lock_recipe_and_kazoos_lock_exclude_each_other_on_one_path() {
     let opts = KeeperClientOptions { session_timeout: Duration::from_secs(10), ..Default::default() };
     let (client, events) =
         KeeperClient::connect(&keepers.connect_string(), &pki.client("rust"), opts).await.expect("connect");
-    let mut lock = Lock::new(client.clone(), events, "/locks/shared");
+    let mut lock = Lock::new(client.clone(), events, "/locks/shared").with_identifier("rust");
     // --- kazoo holds it: the Rust lock waits, times out and leaves the queue
     let mut holder = kazoo("hold-lock", &hosts, &kazoo_files);
     assert_eq!(holder.expect_step("held", Duration::from_secs(60))["held"], true);
@@ -111,15 +111,23 @@ async fn the_rust_lock_recipe_and_kazoos_lock_exclude_each_other_on_one_path() {
     let left = client.children("/locks/shared", false).await.expect("children");
     assert_eq!(left.len(), 1, "only kazoo's node stays after the timeout: {left:?}");
     assert!(left[0].contains("__lock__"), "{left:?}");
+    // As kazoo's Election reads it: the holder's identifier first.
+    assert_eq!(lock.contenders().await.expect("contenders"), ["kazoo"]);
     // --- kazoo releases: the Rust lock gets it, and kazoo cannot
     holder.say("release");
     holder.expect_step("released", Duration::from_secs(30));
     assert!(lock.acquire(Duration::from_secs(10)).await.expect("acquire"), "free now");
+    assert_eq!(lock.contenders().await.expect("contenders"), ["rust"], "the Rust contender leads");
     let (lines, ok) = kazoo("try-lock", &hosts, &kazoo_files).finish(Duration::from_secs(60));
     assert!(ok, "{lines:?}");
     assert_eq!(
         lines.iter().find(|l| l["step"] == "tried").map(|l| l["acquired"].clone()),
         Some(Value::Bool(false))
+    );
+    assert_eq!(
+        lines.iter().find(|l| l["step"] == "contenders").map(|l| l["contenders"].clone()),
+        Some(serde_json::json!(["rust"])),
+        "kazoo's Election reads the Rust contender's identifier"
     );
     // --- the Rust lock releases: kazoo gets it
     lock.release().await.expect("release");

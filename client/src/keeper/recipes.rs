@@ -11,6 +11,9 @@
 //!   `<hex>__rlock__<sequence>` in the same queue; a reader waits only for the writers
 //!   before it, a writer (an exclusive [`Lock`]) for everyone before it (kazoo's
 //!   `ReadLock` / `WriteLock`).
+//! - Leader election is the exclusive lock, as kazoo's `Election`: the holder leads, each
+//!   contender's node holds its identifier ([`Lock::with_identifier`]) and
+//!   [`Lock::contenders`] lists them in the order they will lead.
 //! - [`Counter`]: a shared counter changed by versioned sets (kazoo's `Counter`: the value
 //!   as decimal text, empty meaning 0).
 
@@ -48,12 +51,48 @@ pub struct Lock {
     held: bool,
     /// The shared (read) side of a read/write lock.
     shared: bool,
+    /// What this contender's node holds (kazoo's identifier).
+    identifier: Vec<u8>,
 }
 
 impl Lock {
     /// A lock on `path` (created, with its parents, when first needed).
     pub fn new(client: KeeperClient, events: KeeperEvents, path: impl Into<String>) -> Lock {
-        Lock { client, events, path: path.into(), node: None, held: false, shared: false }
+        Lock {
+            client,
+            events,
+            path: path.into(),
+            node: None,
+            held: false,
+            shared: false,
+            identifier: Vec::new(),
+        }
+    }
+
+    /// This contender's identifier, kept in its node for [`Lock::contenders`] (kazoo's
+    /// `identifier`: who leads, in an election).
+    pub fn with_identifier(mut self, identifier: impl Into<String>) -> Lock {
+        self.identifier = identifier.into().into_bytes();
+        self
+    }
+
+    /// The identifiers of the contenders now queued, the holder first (kazoo's
+    /// `contenders()`); nodes that go while being read are left out.
+    pub async fn contenders(&self) -> Result<Vec<String>, KeeperClientError> {
+        let children = match self.client.children(&self.path, false).await {
+            Ok(c) => c,
+            Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for name in contenders(&children) {
+            match self.client.get_data(&format!("{}/{name}", self.path), false).await {
+                Ok((data, _)) => out.push(String::from_utf8_lossy(&data).into_owned()),
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// The read side of a read/write lock on `path`: held by any number of readers at once,
@@ -76,7 +115,8 @@ impl Lock {
             ensure_path(&self.client, &self.path).await?;
             let marker = if self.shared { "__rlock__" } else { "__lock__" };
             let prefix = format!("{}/{:032x}{marker}", self.path, rand::random::<u128>());
-            self.node = Some(self.client.create(&prefix, b"", CreateMode::EphemeralSequential).await?);
+            self.node =
+                Some(self.client.create(&prefix, &self.identifier, CreateMode::EphemeralSequential).await?);
         }
         let me = self.node.as_deref().and_then(|n| n.rsplit('/').next()).unwrap_or_default().to_string();
         loop {
