@@ -77,8 +77,8 @@ fn refresh(
             if o.isr < replicas {
                 under += 1;
             }
-            let configs = routing.update.as_ref().and_then(|u| u.topic_configs(&tp.topic));
-            let min = configs.map_or(config.min_insync_replicas, |c| config.topic_min_insync_replicas(&c));
+            let set = routing.update.as_ref().and_then(|u| u.topic_config(&tp.topic, "min.insync.replicas"));
+            let min = config.min_insync_replicas_of(set);
             if (o.isr as i64) < i64::from(min) {
                 under_min += 1;
             }

@@ -57,12 +57,8 @@ impl OffsetsWriter {
         let routing = current(&self.routing);
         let tp = TopicPartition::new(OFFSETS_TOPIC, self.partition);
         let broker = self.config.broker_id;
-        let min_insync = routing
-            .update
-            .as_ref()
-            .and_then(|u| u.topic_configs(OFFSETS_TOPIC))
-            .map_or(self.config.min_insync_replicas, |c| self.config.topic_min_insync_replicas(&c))
-            .max(1) as usize;
+        let set = routing.update.as_ref().and_then(|u| u.topic_config(OFFSETS_TOPIC, "min.insync.replicas"));
+        let min_insync = self.config.min_insync_replicas_of(set).max(1) as usize;
         let hosted = routing.partitions.get(&tp).filter(|h| h.offsets.borrow().leading.is_some()).cloned();
         let now = now_ms();
         let batch = RecordBatch {

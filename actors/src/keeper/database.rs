@@ -875,7 +875,7 @@ impl Handler<SessionRequest> for Database {
                     })));
                 }
                 // Checked against the ACLs where it is applied, with the asker's identities.
-                let op = Op::As { ids: ids.to_vec(), op: Box::new(w.0) };
+                let op = Op::As { ids: ids.clone(), op: Box::new(w.0) };
                 let (tx, rx) = oneshot::channel();
                 self.submit(ctx, session, op, Some(tx));
                 Box::pin(async move { A::Write(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss))) })

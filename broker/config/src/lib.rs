@@ -680,8 +680,13 @@ impl BrokerConfig {
     /// A topic's `min.insync.replicas`: its config, else this broker's. An invalid config
     /// (refused by [`Self::topic_log_config`] when the topic was configured) is ignored.
     pub fn topic_min_insync_replicas(&self, overrides: &BTreeMap<String, String>) -> i32 {
-        overrides
-            .get("min.insync.replicas")
+        self.min_insync_replicas_of(overrides.get("min.insync.replicas").map(String::as_str))
+    }
+
+    /// `min.insync.replicas` as a topic's config says it (`None`: not set), else this
+    /// broker's. An invalid value is ignored.
+    pub fn min_insync_replicas_of(&self, value: Option<&str>) -> i32 {
+        value
             .and_then(|v| v.trim().parse::<i32>().ok())
             .filter(|n| *n >= 1)
             .unwrap_or(self.min_insync_replicas)

@@ -1055,6 +1055,19 @@ const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
+/// One config of a DescribeConfigs answer.
+fn config_entry(
+    key: String,
+    value: String,
+    source: i8,
+) -> k::describe_configs_response::DescribeConfigsResourceResult {
+    let mut c = k::describe_configs_response::DescribeConfigsResourceResult::default();
+    c.name = s(key);
+    c.value = Some(s(value));
+    c.config_source = source;
+    c
+}
+
 async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<Option<BytesMut>, String> {
     let mut r = k::DescribeConfigsResponse::default();
     for res in &req.resources {
@@ -1088,12 +1101,7 @@ async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<
                             all.insert(key, (value, DYNAMIC_TOPIC_CONFIG));
                         }
                         for (key, (value, source)) in all.into_iter().filter(|(key, _)| wanted(key)) {
-                            let mut c =
-                                k::describe_configs_response::DescribeConfigsResourceResult::default();
-                            c.name = s(key);
-                            c.value = Some(s(value));
-                            c.config_source = source;
-                            out.configs.push(c);
+                            out.configs.push(config_entry(key, value, source));
                         }
                     }
                     Err(e) => {
@@ -1109,12 +1117,7 @@ async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<
                 match call.service.describe_broker_defaults(&call.peer).await {
                     Ok(defaults) => {
                         for (key, value) in defaults.into_iter().filter(|(key, _)| wanted(key)) {
-                            let mut c =
-                                k::describe_configs_response::DescribeConfigsResourceResult::default();
-                            c.name = s(key);
-                            c.value = Some(s(value));
-                            c.config_source = DYNAMIC_DEFAULT_BROKER_CONFIG;
-                            out.configs.push(c);
+                            out.configs.push(config_entry(key, value, DYNAMIC_DEFAULT_BROKER_CONFIG));
                         }
                     }
                     Err(e) => {

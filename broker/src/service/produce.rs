@@ -20,10 +20,9 @@ use super::{keeper_error, BrokerService};
 
 impl BrokerService {
     pub(crate) fn min_insync(&self, update: Option<&ClusterUpdate>, topic: &str) -> i32 {
-        match update.and_then(|u| u.topic_configs(topic)) {
-            Some(configs) => self.inner.config.topic_min_insync_replicas(&configs),
-            None => self.inner.config.min_insync_replicas,
-        }
+        self.inner
+            .config
+            .min_insync_replicas_of(update.and_then(|u| u.topic_config(topic, "min.insync.replicas")))
     }
     /// Checks a produce and hands it to the partition's actor; the returned future waits for
     /// the append. Everything up to the hand-over happens before this returns, which is what

@@ -714,12 +714,22 @@ impl KeeperClient {
     /// Creates the chroot (and its parents) if it does not exist.
     pub async fn ensure_chroot(&self) -> Result<(), KeeperClientError> {
         let Some(chroot) = self.inner.connect.chroot.clone() else { return Ok(()) };
-        let raw = ConnectString { hosts: self.inner.connect.hosts.clone(), chroot: None };
+        self.ensure_server_path(&chroot).await
+    }
+
+    /// Creates `path` and its parents (persistent, empty, with this client's default ACL);
+    /// those that exist stay as they are.
+    pub async fn ensure_path(&self, path: &str) -> Result<(), KeeperClientError> {
+        self.ensure_server_path(&self.inner.connect.to_server(path)).await
+    }
+
+    /// [`Self::ensure_path`] of a server path (the chroot not added again).
+    async fn ensure_server_path(&self, path: &str) -> Result<(), KeeperClientError> {
         let mut at = String::new();
-        for seg in chroot.trim_start_matches('/').split('/') {
+        for seg in path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()) {
             at.push('/');
             at.push_str(seg);
-            let op = self.create_op(raw.to_server(&at), Vec::new(), CreateMode::Persistent);
+            let op = self.create_op(at.clone(), Vec::new(), CreateMode::Persistent);
             match self.write(op).await {
                 Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
                 Err(e) => return Err(e),

@@ -112,7 +112,7 @@ impl Lock {
     pub async fn acquire(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
         if self.node.is_none() {
-            ensure_path(&self.client, &self.path).await?;
+            self.client.ensure_path(&self.path).await?;
             let marker = if self.shared { "__rlock__" } else { "__lock__" };
             let prefix = format!("{}/{:032x}{marker}", self.path, rand::random::<u128>());
             self.node =
@@ -204,7 +204,7 @@ impl Counter {
             let (data, version) = match self.client.get_data(&self.path, false).await {
                 Ok((data, stat)) => (data, stat.version),
                 Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => {
-                    ensure_path(&self.client, &self.path).await?;
+                    self.client.ensure_path(&self.path).await?;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -228,20 +228,6 @@ fn parse_count(path: &str, data: &[u8]) -> Result<i64, KeeperClientError> {
         KeeperError::BadArguments { what: format!("{path} holds {text:?}, not a counter's decimal value") }
             .into()
     })
-}
-
-/// Creates `path` and its parents (persistent, empty), those that exist staying as they are.
-async fn ensure_path(client: &KeeperClient, path: &str) -> Result<(), KeeperClientError> {
-    let mut at = String::new();
-    for segment in path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()) {
-        at.push('/');
-        at.push_str(segment);
-        match client.create(&at, b"", CreateMode::Persistent).await {
-            Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -161,6 +161,13 @@ impl ClusterUpdate {
         self.topics.get(topic).map(|t| crate::topic::effective_configs(&self.broker_defaults, &t.configs))
     }
 
+    /// One config `topic` runs with ([`crate::topic::effective_value`]), if the topic is
+    /// known and the config set.
+    pub fn topic_config(&self, topic: &str, topic_key: &str) -> Option<&str> {
+        let t = self.topics.get(topic)?;
+        crate::topic::effective_value(&self.broker_defaults, &t.configs, topic_key)
+    }
+
     /// The broker with `id`, if live.
     pub fn broker(&self, id: i32) -> Option<&BrokerEndpoint> {
         self.brokers.iter().find(|b| b.id == id)

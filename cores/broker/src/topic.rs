@@ -88,6 +88,22 @@ pub fn effective_configs<'a>(
     std::borrow::Cow::Owned(out)
 }
 
+/// One config a topic runs with (`topic_key`, the per-topic name): its own override, else
+/// the cluster-wide default behind that key. Nothing is copied: the produce path asks this
+/// for `min.insync.replicas` on every `acks=all` request.
+pub fn effective_value<'a>(
+    defaults: &'a BTreeMap<String, String>,
+    overrides: &'a BTreeMap<String, String>,
+    topic_key: &str,
+) -> Option<&'a str> {
+    overrides
+        .get(topic_key)
+        .or_else(|| {
+            DYNAMIC_BROKER_KEYS.iter().find(|(_, t)| *t == topic_key).and_then(|(b, _)| defaults.get(*b))
+        })
+        .map(String::as_str)
+}
+
 /// Checks a topic name by Kafka's rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not
 /// `.` or `..`.
 pub fn validate_name(name: &str) -> Result<(), BrokerError> {
@@ -382,6 +398,9 @@ mod tests {
         );
         assert_eq!(eff.get("min.insync.replicas").map(String::as_str), Some("3"), "the topic's own wins");
         assert!(matches!(effective_configs(&BTreeMap::new(), &own), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(effective_value(&defaults, &own, "min.insync.replicas"), Some("3"), "the topic's own");
+        assert_eq!(effective_value(&defaults, &own, "retention.ms"), Some("1000"), "the default's topic key");
+        assert_eq!(effective_value(&defaults, &own, "segment.bytes"), None);
         assert!(validate_broker_default_keys(&defaults).is_ok());
         let bad: BTreeMap<String, String> = [("num.io.threads".to_string(), "8".to_string())].into();
         assert!(validate_broker_default_keys(&bad).expect_err("static").to_string().contains("restart"));

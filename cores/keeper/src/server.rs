@@ -154,8 +154,7 @@ impl ServerCore {
         path: &str,
         watch: bool,
     ) -> Result<(Vec<u8>, Stat), KeeperError> {
-        self.may(ids, path, perms::READ)?;
-        let (data, stat) = self.state.tree.get(path)?;
+        let (data, stat) = self.state.tree.get_as(ids, path)?;
         let found = (data.to_vec(), stat);
         if watch {
             self.watches.add(path, WatchKind::Data, session);
@@ -187,8 +186,7 @@ impl ServerCore {
         path: &str,
         watch: bool,
     ) -> Result<(Vec<String>, Stat), KeeperError> {
-        self.may(ids, path, perms::READ)?;
-        let found = self.state.tree.children(path)?;
+        let found = self.state.tree.children_as(ids, path)?;
         if watch {
             self.watches.add(path, WatchKind::Child, session);
         }
@@ -214,8 +212,7 @@ impl ServerCore {
     /// ZooKeeper's getAllChildrenNumber: how many nodes lie below `path`, if `ids` may READ
     /// it.
     pub fn descendants(&self, ids: &[Id], path: &str) -> Result<usize, KeeperError> {
-        self.may(ids, path, perms::READ)?;
-        self.state.tree.descendants(path)
+        self.state.tree.descendants_as(ids, path)
     }
 
     /// ZooKeeper's getACL: a node's ACL and stat, for `ids` holding READ or ADMIN on it;
@@ -227,14 +224,6 @@ impl ServerCore {
             Ok((acl.to_vec(), stat))
         } else {
             Ok((acl::redacted(acl), stat))
-        }
-    }
-
-    /// `ids` may do `perm` on `path` (a missing node is the read's own NoNode to report).
-    fn may(&self, ids: &[Id], path: &str, perm: i32) -> Result<(), KeeperError> {
-        match self.state.tree.acl(path) {
-            Ok((acl, _)) => acl::check(acl, perm, ids, path),
-            Err(_) => Ok(()),
         }
     }
 

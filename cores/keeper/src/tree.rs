@@ -240,8 +240,9 @@ pub enum Op {
     /// container and TTL nodes, a `sync`'s barrier), and the transactions logged before ACLs
     /// existed: nothing checks them.
     As {
-        /// The identities of the connection that asked.
-        ids: Vec<Id>,
+        /// The identities of the connection that asked (shared with its session: a write
+        /// copies no strings).
+        ids: Arc<[Id]>,
         /// What it asked.
         op: Box<Op>,
     },
@@ -422,9 +423,21 @@ impl DataTree {
 
     /// A node's data and stat (as clients see it: [`Stat::for_client`]).
     pub fn get(&self, path: &str) -> Result<(&[u8], Stat), KeeperError> {
+        self.read(path, None, perms::READ).map(|n| (n.data.as_slice(), n.stat.for_client()))
+    }
+
+    /// [`DataTree::get`] for a client holding `ids`: READ on the node (NoNode first, then
+    /// NoAuth, as ZooKeeper checks a read).
+    pub fn get_as(&self, ids: &[Id], path: &str) -> Result<(&[u8], Stat), KeeperError> {
+        self.read(path, Some(ids), perms::READ).map(|n| (n.data.as_slice(), n.stat.for_client()))
+    }
+
+    /// The node at `path`, if `who` (`None`: the server itself) may `perm` it.
+    fn read(&self, path: &str, who: Option<&[Id]>, perm: i32) -> Result<&Node, KeeperError> {
         path::validate(path)?;
         let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
-        Ok((&n.data, n.stat.for_client()))
+        allowed(who, &n.acl, perm, path)?;
+        Ok(n)
     }
 
     /// A node's stat, if it exists.
@@ -435,16 +448,19 @@ impl DataTree {
 
     /// A node's children (names, sorted) and its stat.
     pub fn children(&self, path: &str) -> Result<(Vec<String>, Stat), KeeperError> {
-        path::validate(path)?;
-        let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
-        Ok((n.children.iter().cloned().collect(), n.stat.for_client()))
+        self.read(path, None, perms::READ)
+            .map(|n| (n.children.iter().cloned().collect(), n.stat.for_client()))
+    }
+
+    /// [`DataTree::children`] for a client holding `ids`: READ on the node.
+    pub fn children_as(&self, ids: &[Id], path: &str) -> Result<(Vec<String>, Stat), KeeperError> {
+        self.read(path, Some(ids), perms::READ)
+            .map(|n| (n.children.iter().cloned().collect(), n.stat.for_client()))
     }
 
     /// A node's ACL and stat.
     pub fn acl(&self, path: &str) -> Result<(&[Acl], Stat), KeeperError> {
-        path::validate(path)?;
-        let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
-        Ok((&n.acl, n.stat.for_client()))
+        self.read(path, None, perms::READ).map(|n| (&*n.acl, n.stat.for_client()))
     }
 
     /// What kind of node `path` is (a container's or TTL node's `ephemeral_owner` is not
@@ -456,8 +472,16 @@ impl DataTree {
     /// How many nodes lie below `path` (children, their children, ...), the node itself
     /// not counted (ZooKeeper's getAllChildrenNumber).
     pub fn descendants(&self, path: &str) -> Result<usize, KeeperError> {
-        path::validate(path)?;
-        let n = self.nodes.get(path).ok_or_else(|| KeeperError::NoNode { path: path.into() })?;
+        self.descendants_of(path, None)
+    }
+
+    /// [`DataTree::descendants`] for a client holding `ids`: READ on the node.
+    pub fn descendants_as(&self, ids: &[Id], path: &str) -> Result<usize, KeeperError> {
+        self.descendants_of(path, Some(ids))
+    }
+
+    fn descendants_of(&self, path: &str, who: Option<&[Id]>) -> Result<usize, KeeperError> {
+        let n = self.read(path, who, perms::READ)?;
         let mut count = 0;
         let mut todo: Vec<String> = n.children.iter().map(|c| path::join(path, c)).collect();
         while let Some(p) = todo.pop() {
@@ -502,7 +526,7 @@ impl DataTree {
         // A client's operation is checked against the ACLs with its identities; the
         // servers' own are not.
         let (who, op) = match &txn.op {
-            Op::As { ids, op } => (Some(ids.as_slice()), op.as_ref()),
+            Op::As { ids, op } => (Some(&**ids), op.as_ref()),
             op => (None, op),
         };
         let result = match op {
@@ -1065,7 +1089,7 @@ mod tests {
     }
 
     fn as_(ids: Vec<Id>, op: Op) -> Op {
-        Op::As { ids, op: Box::new(op) }
+        Op::As { ids: ids.into(), op: Box::new(op) }
     }
 
     fn code(r: Result<OpResult, KeeperError>) -> Option<ErrorCode> {
