@@ -298,7 +298,9 @@ fn idempotent_librdkafka_producers_lose_and_repeat_nothing_when_the_leader_is_ki
         for r in &records {
             let value = r["value"].as_str().expect("value").to_string();
             let at = (r["partition"].as_i64().expect("p"), r["offset"].as_i64().expect("o"));
-            assert!(seen.insert(value.clone(), at).is_none(), "{codec}: {value} is in the log twice");
+            if let Some(first) = seen.insert(value.clone(), at) {
+                panic!("{codec}: {value} is in the log twice: (partition, offset) {first:?} and {at:?}");
+            }
         }
         for a in &acked {
             let value = a["value"].as_str().expect("value");
