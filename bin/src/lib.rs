@@ -22,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod perf;
 pub mod producer_perf;
+pub mod reassign_cmd;
 pub mod records_cmd;
 pub mod topics_cmd;
 
@@ -160,6 +161,19 @@ pub enum Command {
     /// information from brokers 1,2,3` and Kafka's JSON: per broker its log dirs, per dir its
     /// partitions with their size in bytes.
     LogDirs(cluster_cmd::LogDirsArgs),
+    /// Move partitions' replicas between brokers: kafka-reassign-partitions.sh.
+    ///
+    /// --generate --topics-to-move-json-file T --broker-list 2,3,4 prints the current
+    /// assignment and a proposed one ({"version":1,"partitions":[{"topic":"t","partition":0,
+    /// "replicas":[2,3,4],"log_dirs":["any","any","any"]}]}); --execute
+    /// --reassignment-json-file F [--throttle B] starts the moves and prints the current
+    /// assignment to roll back with; --verify --reassignment-json-file F says `Reassignment of
+    /// partition t-0 is completed.` or `... is still in progress.` per partition and, once all
+    /// are complete, removes the throttle; --list shows the moves in progress. A move adds the
+    /// new replicas, waits until they are in sync, moves leadership onto the target if it
+    /// must, then drops the old replicas, whose data is deleted. --throttle limits the moving
+    /// replicas' replication to B bytes per second.
+    ReassignPartitions(reassign_cmd::ReassignArgs),
     /// Send each line of stdin as a record: kafka-console-producer.sh.
     ///
     /// With --property parse.key=true a line is KEY<key.separator>VALUE (a tab by default).
@@ -242,6 +256,7 @@ pub fn main() -> ExitCode {
         Command::GetOffsets(a) => records_cmd::run_get_offsets(a),
         Command::LeaderElection(a) => cluster_cmd::run_leader_election(a),
         Command::LogDirs(a) => cluster_cmd::run_log_dirs(a),
+        Command::ReassignPartitions(a) => reassign_cmd::run(a),
         Command::Acls(a) => acls_cmd::run(a),
         Command::Configs(a) => configs_cmd::run(a),
         Command::DumpLog(a) => records_cmd::run_dump_log(a),

@@ -262,6 +262,39 @@ pub struct Election {
     pub partitions: Option<Vec<(String, i32)>>,
 }
 
+/// Moves partitions' replicas to other brokers (kafka-reassign-partitions.sh `--execute`,
+/// Kafka's AlterPartitionReassignments): each partition's target replicas, the preferred
+/// leader first. Any broker takes it and writes `/admin/reassign_partitions` for the
+/// controller; the answer comes once the moves are recorded, not when they are done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlterReassignments {
+    /// (topic, partition, target replicas).
+    pub moves: Vec<(String, i32, Vec<i32>)>,
+}
+
+/// Per-partition outcomes of [`AlterReassignments`], in request order.
+pub type ReassignmentResults = Vec<(String, i32, Result<(), BrokerError>)>;
+
+/// The partition moves in progress (Kafka's ListPartitionReassignments).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListReassignments {
+    /// Only these partitions; `None`: all.
+    pub partitions: Option<Vec<(String, i32)>>,
+}
+
+/// One partition move in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassigning {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The replicas assigned now (during a move: the target and the leaving ones).
+    pub replicas: Vec<i32>,
+    /// The replicas it moves to.
+    pub target: Vec<i32>,
+}
+
 /// Per-partition outcomes of an election, in request order.
 pub type ElectionResults = Vec<(String, i32, Result<(), BrokerError>)>;
 
@@ -616,6 +649,8 @@ sluice_net::protocol! {
             election: Election(Election) -> Result<ElectionResults, BrokerError>;
             alter_broker_defaults: AlterBrokerDefaults(AlterBrokerDefaults) -> Result<(), BrokerError>;
             describe_broker_defaults: DescribeBrokerDefaults(DescribeBrokerDefaults) -> Result<BTreeMap<String, String>, BrokerError>;
+            alter_reassignments: AlterReassignments(AlterReassignments) -> Result<ReassignmentResults, BrokerError>;
+            list_reassignments: ListReassignments(ListReassignments) -> Result<Vec<Reassigning>, BrokerError>;
         }
     }
 }

@@ -978,3 +978,139 @@ async fn a_leader_whose_disk_fills_stops_and_the_other_replicas_take_over_losing
     assert_eq!(check_partition(&all, &acked), 0, "no duplicates");
     assert_eq!(acked.len(), 12_000);
 }
+
+/// A reassignment file (Kafka's JSON) in `dir`.
+fn reassignment_file(dir: &std::path::Path, name: &str, moves: &[(&str, i32, &[i32])]) -> String {
+    let partitions: Vec<String> = moves
+        .iter()
+        .map(|(t, p, r)| format!(r#"{{"topic":"{t}","partition":{p},"replicas":{r:?}}}"#))
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, format!(r#"{{"version":1,"partitions":[{}]}}"#, partitions.join(",")))
+        .expect("write reassignment file");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassignment_moves_replicas_with_their_data_under_an_acks_all_producer_and_deletes_the_old_ones() {
+    let cluster = BrokerCluster::start_on(1, 4, FAST, "");
+    let k = keeper(&cluster).await;
+    create(&cluster, "moving", &[&[1, 2, 3], &[2, 3, 1]], &[]).await;
+    for p in 0..2 {
+        wait_state(&k, "moving", p, Duration::from_secs(20), "ISR of 3", |s| s.isr.len() == 3).await;
+    }
+    // --- an acks=all producer runs throughout; it keeps every acknowledged (partition, value)
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::All)).expect("producer");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (stop, count) = (stop.clone(), count.clone());
+        tokio::spawn(async move {
+            let mut acked: Vec<(i32, u64)> = Vec::new();
+            let mut v = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = producer.send(ProducerRecord::new("moving", v.to_string())).await.expect("send");
+                // A record may fail while leadership moves; only acknowledged ones count.
+                if let Ok(md) = sent.await {
+                    acked.push((md.partition, v));
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                v += 1;
+            }
+            producer.close().await;
+            acked
+        })
+    };
+    let written = |n: usize| {
+        let count = count.clone();
+        move || {
+            let count = count.clone();
+            async move { count.load(std::sync::atomic::Ordering::Relaxed) >= n }
+        }
+    };
+    assert!(wait_for(Duration::from_secs(30), written(500)).await, "the producer wrote 500 records");
+    // --- --generate proposes a placement on the brokers given, changing nothing
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = dir.path().join("topics.json");
+    std::fs::write(&topics, r#"{"version":1,"topics":[{"topic":"moving"}]}"#).expect("write");
+    let (ok, out, err) = tool(
+        &cluster,
+        &[
+            "reassign-partitions",
+            "--generate",
+            "--topics-to-move-json-file",
+            &topics.display().to_string(),
+            "--broker-list",
+            "2,3,4",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let proposed = out.split("Proposed partition reassignment configuration\n").nth(1).expect(&out);
+    let proposed = znodes::decode_reassignment("proposed", proposed.trim().as_bytes())
+        .expect("the proposal is Kafka's JSON");
+    assert_eq!(proposed.partitions.len(), 2);
+    assert!(proposed.partitions.iter().all(|m| m.replicas.len() == 3 && !m.replicas.contains(&1)), "{out}");
+    assert!(out.starts_with("Current partition replica assignment\n"), "{out}");
+    // --- a file naming a partition that does not exist is refused, and nothing moves
+    let bad = reassignment_file(dir.path(), "bad.json", &[("moving", 7, &[2, 3, 4])]);
+    let (ok, out, err) =
+        tool(&cluster, &["reassign-partitions", "--execute", "--reassignment-json-file", &bad]);
+    assert!(!ok && err.contains("moving-7 does not exist"), "{out}\n{err}");
+    // --- --execute moves both partitions off broker 1
+    let plan =
+        reassignment_file(dir.path(), "plan.json", &[("moving", 0, &[2, 3, 4]), ("moving", 1, &[3, 4, 2])]);
+    let (ok, out, err) =
+        tool(&cluster, &["reassign-partitions", "--execute", "--reassignment-json-file", &plan]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Save this to use as the --reassignment-json-file option during rollback"), "{out}");
+    assert!(out.contains("Successfully started partition reassignments for moving-0,moving-1"), "{out}");
+    assert!(out.contains(r#""replicas":[1,2,3]"#), "the rollback file holds the old assignment: {out}");
+    // --- --verify until both are complete
+    let mut last = String::new();
+    let done = wait_for(Duration::from_secs(60), || {
+        let (ok, out, err) =
+            tool(&cluster, &["reassign-partitions", "--verify", "--reassignment-json-file", &plan]);
+        assert!(ok, "{out}\n{err}");
+        last = out.clone();
+        async move { out.matches("is completed.").count() == 2 }
+    })
+    .await;
+    assert!(done, "the moves completed within 60 s; last --verify:\n{last}");
+    assert!(last.starts_with("Status of partition reassignment:\n"), "{last}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = writer.await.expect("producer task");
+    // --- the ISRs are the targets, led from them; --list has nothing left
+    for (p, target) in [(0, [2, 3, 4]), (1, [3, 4, 2])] {
+        let s = wait_state(&k, "moving", p, Duration::from_secs(20), "ISR = target", |s| {
+            let mut isr = s.isr.clone();
+            isr.sort_unstable();
+            isr == vec![2, 3, 4]
+        })
+        .await;
+        assert!(target.contains(&s.leader), "moving-{p}: leader {} is a target replica", s.leader);
+    }
+    let (ok, out, _) = tool(&cluster, &["reassign-partitions", "--list"]);
+    assert!(ok && out.contains("No partition reassignments found."), "{out}");
+    // --- broker 1's copies are deleted; broker 4 holds both
+    let gone = wait_for(Duration::from_secs(20), || async {
+        (0..2).all(|p| !cluster.brokers[0].log_dir.join(format!("moving-{p}")).exists())
+    })
+    .await;
+    assert!(gone, "broker 1's moving-0 and moving-1 directories were deleted");
+    for p in 0..2 {
+        assert!(cluster.brokers[3].log_dir.join(format!("moving-{p}")).exists(), "broker 4 holds moving-{p}");
+    }
+    // --- no acknowledged record is lost
+    let total = acked.len();
+    let records = consume_all(&cluster, "moving", 2, total).await;
+    for p in 0..2 {
+        let mine: Vec<&ConsumerRecord> = records.iter().filter(|r| r.partition == p).collect();
+        let want: Vec<u64> = acked.iter().filter(|(ap, _)| *ap == p).map(|(_, v)| *v).collect();
+        let values: std::collections::HashSet<u64> =
+            mine.iter().filter_map(|r| text(&r.value).parse().ok()).collect();
+        let lost: Vec<&u64> = want.iter().filter(|v| !values.contains(v)).collect();
+        assert!(lost.is_empty(), "moving-{p}: acknowledged records lost: {lost:?}");
+    }
+    assert!(total >= 500, "the producer kept writing ({total} acknowledged)");
+    println!("{total} records acknowledged during the move; last --verify:\n{last}");
+}

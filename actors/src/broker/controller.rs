@@ -3,7 +3,8 @@
 //! writes partition states, and sends the resulting [`ClusterUpdate`] to every live broker.
 //!
 //! **Level-triggered.** The controller starts a [`ZnodeWatcher`] on each of [`WATCHED`]
-//! (`/brokers/ids`, `/brokers/topics`, `/isr_change_notification`, `/admin/delete_topics`);
+//! (`/brokers/ids`, `/brokers/topics`, `/isr_change_notification`, `/admin/delete_topics`,
+//! `/config/changes`, `/admin`);
 //! every [`ZnodeChanged`] just asks for a pass: re-read what may have changed (the states
 //! named by leaders' ISR change notifications are re-read and the notifications removed),
 //! decide, write, publish. Changes that arrive during a pass are folded into one more pass,
@@ -18,6 +19,11 @@
 //! **Controlled shutdown.** A broker shutting down asks for [`BeginShutdown`]; the next
 //! pass moves its leaderships to other in-sync replicas and takes it out of ISRs, and the
 //! answer is how many partitions it still leads.
+//!
+//! **Reassignments.** `/admin/reassign_partitions` (Kafka's JSON) names partitions and
+//! their target replicas; each pass takes every move as far as it can go
+//! ([`ControllerCore::reassign`]: add the new replicas, wait for them to be in sync, move
+//! the leader, drop the old replicas) and removes the finished moves from the node.
 //!
 //! **Preferred leaders.** With `auto.leader.rebalance.enable`, every
 //! `leader.imbalance.check.interval.seconds` a pass also runs the core's preferred-leader
@@ -110,12 +116,14 @@ pub struct Controller {
 }
 
 /// The znodes the controller watches (their children): any change asks for a pass.
-pub const WATCHED: [&str; 5] = [
+pub const WATCHED: [&str; 6] = [
     znodes::BROKER_IDS,
     znodes::BROKER_TOPICS,
     znodes::ISR_CHANGE_NOTIFICATION,
     znodes::DELETE_TOPICS,
     znodes::CONFIG_CHANGES,
+    // `/admin/reassign_partitions` appears (its progress is driven by ISR changes).
+    znodes::ADMIN,
 ];
 
 impl std::fmt::Debug for Controller {
@@ -608,9 +616,92 @@ async fn reconcile(
             write_state(keeper, core, &topic, partition, state, expected_version, epoch_version).await?;
         }
     }
+    reassign(keeper, core, epoch_version).await?;
     // Topics marked earlier whose znodes are still there are retried too.
     let _ = newly_deleting;
     Ok(deleting.into_iter().collect())
+}
+
+/// Moves the partitions `/admin/reassign_partitions` names as far as they can go now
+/// ([`ControllerCore::reassign`]'s steps), then removes the finished ones from it (the node
+/// goes when none is left). Each ISR change brings another pass, so a move proceeds as its
+/// new replicas catch up.
+async fn reassign(
+    keeper: &KeeperClient,
+    core: &mut ControllerCore,
+    epoch_version: i32,
+) -> Result<(), ControllerError> {
+    let Some((data, version)) = get_optional(keeper, znodes::REASSIGN_PARTITIONS).await? else {
+        core.set_reassignments(BTreeMap::new());
+        return Ok(());
+    };
+    let asked = match znodes::decode_reassignment(znodes::REASSIGN_PARTITIONS, &data) {
+        Ok(r) => r.targets(),
+        Err(e) => {
+            warn!(error = %e, "removing an unreadable reassignment request");
+            let _ = keeper.delete(znodes::REASSIGN_PARTITIONS, version).await;
+            return Ok(());
+        }
+    };
+    if core.reassignments() != &asked {
+        info!(partitions = asked.len(), "partition reassignment asked for");
+    }
+    core.set_reassignments(asked.clone());
+    let mut done = Vec::new();
+    for _ in 0..4 {
+        let step = core.reassign();
+        for (topic, partition, why) in &step.refused {
+            warn!(topic, partition, reason = %why, "partition reassignment refused");
+        }
+        done.extend(step.done.iter().cloned());
+        if step.is_idle() {
+            break;
+        }
+        for (topic, assignment) in &step.assignments {
+            let fence = Op::Check { path: znodes::CONTROLLER_EPOCH.into(), version: epoch_version };
+            let write = Op::SetData {
+                path: znodes::topic_path(topic),
+                data: znodes::encode_assignment(assignment),
+                version: -1,
+            };
+            match keeper.multi(vec![fence, write]).await {
+                Ok(_) => {}
+                Err(KeeperClientError::Keeper(KeeperError::MultiFailed { index: 0, .. })) => {
+                    return Err(ControllerError::Fenced(core.epoch()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            info!(topic, assignment = ?assignment, "replicas reassigned");
+            core.assignment_written(topic, assignment);
+        }
+        for Effect::WriteState { topic, partition, state, expected_version } in step.states {
+            write_state(keeper, core, &topic, partition, state, expected_version, epoch_version).await?;
+        }
+    }
+    if done.is_empty() {
+        return Ok(());
+    }
+    for (topic, partition) in &done {
+        info!(topic, partition, "partition reassignment complete");
+    }
+    let mut left = asked;
+    for tp in &done {
+        left.remove(tp);
+    }
+    // Conditional on the version read: a request added meanwhile is kept for the next pass.
+    let outcome = if left.is_empty() {
+        keeper.delete(znodes::REASSIGN_PARTITIONS, version).await
+    } else {
+        let data = znodes::encode_reassignment(&znodes::Reassignment::from_targets(&left));
+        keeper.set_data(znodes::REASSIGN_PARTITIONS, &data, version).await.map(|_| ())
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(KeeperClientError::Keeper(KeeperError::BadVersion { .. } | KeeperError::NoNode { .. })) => {}
+        Err(e) => return Err(e.into()),
+    }
+    core.set_reassignments(left);
+    Ok(())
 }
 
 async fn write_state(

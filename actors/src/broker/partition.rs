@@ -343,6 +343,9 @@ impl Partition {
                 ) {
                     Step::AdoptIsr => {
                         if let State::Leader { set, written } = &mut self.state {
+                            if set.replicas() != replicas.as_slice() {
+                                set.set_replicas(&replicas, now);
+                            }
                             set.set_isr(state.isr.clone());
                             *written = state;
                         }
@@ -350,6 +353,14 @@ impl Partition {
                         return;
                     }
                     Step::KeepLeading => {
+                        // A reassignment may have changed the replicas within the epoch.
+                        if let State::Leader { set, .. } = &mut self.state {
+                            if set.replicas() != replicas.as_slice() {
+                                info!(topic = %self.tp.topic, partition = self.tp.partition,
+                                    from = ?set.replicas(), to = ?replicas, "replicas reassigned");
+                                set.set_replicas(&replicas, now);
+                            }
+                        }
                         self.publish();
                         return;
                     }
@@ -1133,7 +1144,7 @@ impl Handler<Stop> for Partition {
         info!(topic = %self.tp.topic, partition = self.tp.partition, delete = msg.delete, "closed the partition");
         if msg.delete {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(dir = %dir.display(), error = %e, "could not delete a deleted topic's partition");
+                warn!(dir = %dir.display(), error = %e, "could not delete the partition's data");
             }
             return None;
         }

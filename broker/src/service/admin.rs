@@ -577,6 +577,143 @@ impl BrokerService {
     }
 }
 
+/// Partition reassignments (kafka-reassign-partitions.sh; Kafka's
+/// AlterPartitionReassignments and ListPartitionReassignments).
+impl BrokerService {
+    /// Records moves in `/admin/reassign_partitions` for the controller, each checked first:
+    /// the partition exists, the target is distinct live brokers. Moves already in progress
+    /// for other partitions stay; a partition asked again gets the new target.
+    pub(crate) async fn alter_reassignments(
+        &self,
+        peer: &Peer,
+        moves: Vec<(String, i32, Vec<i32>)>,
+    ) -> Result<Vec<(String, i32, Result<(), BrokerError>)>, BrokerError> {
+        self.check_cluster(peer, Operation::Alter)?;
+        let keeper = self.keeper()?;
+        let brokers = live_brokers(&keeper).await?;
+        let mut assignments: BTreeMap<String, Option<BTreeMap<i32, Vec<i32>>>> = BTreeMap::new();
+        let mut results = Vec::new();
+        let mut accepted = BTreeMap::new();
+        for (topic, partition, target) in moves {
+            if !assignments.contains_key(&topic) {
+                let a = match keeper.get_data(&znodes::topic_path(&topic), false).await {
+                    Ok((data, _)) => Some(
+                        znodes::decode_assignment(&topic, &data)
+                            .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
+                    ),
+                    Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => None,
+                    Err(e) => return Err(keeper_error(e)),
+                };
+                assignments.insert(topic.clone(), a);
+            }
+            let exists =
+                assignments.get(&topic).and_then(Option::as_ref).is_some_and(|a| a.contains_key(&partition));
+            let result = if !exists {
+                Err(BrokerError::UnknownTopicOrPartition { topic: topic.clone(), partition })
+            } else {
+                check_target(&target, &brokers)
+            };
+            if result.is_ok() {
+                accepted.insert((topic.clone(), partition), target);
+            }
+            results.push((topic, partition, result));
+        }
+        if accepted.is_empty() {
+            return Ok(results);
+        }
+        // Merge into what is in progress, conditional on the version read.
+        for _ in 0..10 {
+            let (mut targets, version) = match keeper.get_data(znodes::REASSIGN_PARTITIONS, false).await {
+                Ok((data, stat)) => {
+                    let r = znodes::decode_reassignment(znodes::REASSIGN_PARTITIONS, &data)
+                        .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?;
+                    (r.targets(), Some(stat.version))
+                }
+                Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => (BTreeMap::new(), None),
+                Err(e) => return Err(keeper_error(e)),
+            };
+            targets.extend(accepted.clone());
+            let data = znodes::encode_reassignment(&znodes::Reassignment::from_targets(&targets));
+            let written = match version {
+                Some(v) => keeper.set_data(znodes::REASSIGN_PARTITIONS, &data, v).await.map(|_| ()),
+                None => keeper
+                    .create(znodes::REASSIGN_PARTITIONS, &data, CreateMode::Persistent)
+                    .await
+                    .map(|_| ()),
+            };
+            match written {
+                Ok(()) => {
+                    info!(partitions = accepted.len(), "partition reassignment recorded");
+                    return Ok(results);
+                }
+                Err(KeeperClientError::Keeper(
+                    KeeperError::BadVersion { .. }
+                    | KeeperError::NodeExists { .. }
+                    | KeeperError::NoNode { .. },
+                )) => continue,
+                Err(e) => return Err(keeper_error(e)),
+            }
+        }
+        Err(BrokerError::KeeperUnavailable {
+            reason: format!("{} kept changing; ask again", znodes::REASSIGN_PARTITIONS),
+        })
+    }
+
+    /// The moves in progress, with each partition's replicas now.
+    pub(crate) async fn list_reassignments(
+        &self,
+        peer: &Peer,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<Reassigning>, BrokerError> {
+        self.check_cluster(peer, Operation::Describe)?;
+        let keeper = self.keeper()?;
+        let targets = match keeper.get_data(znodes::REASSIGN_PARTITIONS, false).await {
+            Ok((data, _)) => znodes::decode_reassignment(znodes::REASSIGN_PARTITIONS, &data)
+                .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?
+                .targets(),
+            Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => BTreeMap::new(),
+            Err(e) => return Err(keeper_error(e)),
+        };
+        let mut out = Vec::new();
+        let mut assignments: BTreeMap<String, BTreeMap<i32, Vec<i32>>> = BTreeMap::new();
+        for ((topic, partition), target) in targets {
+            if partitions.as_ref().is_some_and(|only| !only.contains(&(topic.clone(), partition))) {
+                continue;
+            }
+            if !assignments.contains_key(&topic) {
+                let a = match keeper.get_data(&znodes::topic_path(&topic), false).await {
+                    Ok((data, _)) => znodes::decode_assignment(&topic, &data).unwrap_or_default(),
+                    Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => BTreeMap::new(),
+                    Err(e) => return Err(keeper_error(e)),
+                };
+                assignments.insert(topic.clone(), a);
+            }
+            let Some(replicas) = assignments.get(&topic).and_then(|a| a.get(&partition)).cloned() else {
+                continue;
+            };
+            if replicas != target {
+                out.push(Reassigning { topic, partition, replicas, target });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn check_target(target: &[i32], brokers: &[BrokerEndpoint]) -> Result<(), BrokerError> {
+    let invalid = |reason: String| Err(BrokerError::InvalidReplicaAssignment { reason });
+    if target.is_empty() {
+        return invalid("the target replica list is empty".into());
+    }
+    let distinct: BTreeSet<_> = target.iter().collect();
+    if distinct.len() != target.len() {
+        return invalid(format!("{target:?} lists a broker twice"));
+    }
+    if let Some(r) = target.iter().find(|r| !brokers.iter().any(|b| b.id == **r)) {
+        return invalid(format!("broker {r} is not a live broker"));
+    }
+    Ok(())
+}
+
 pub(crate) async fn live_brokers(keeper: &KeeperClient) -> Result<Vec<BrokerEndpoint>, BrokerError> {
     let mut out = Vec::new();
     for id in keeper.children(znodes::BROKER_IDS, false).await.map_err(keeper_error)? {

@@ -382,6 +382,22 @@ impl BrokerHandler for BrokerService {
         self.describe_broker_defaults(peer).await
     }
 
+    async fn alter_reassignments(
+        &self,
+        peer: &Peer,
+        req: AlterReassignments,
+    ) -> Result<ReassignmentResults, BrokerError> {
+        self.alter_reassignments(peer, req.moves).await
+    }
+
+    async fn list_reassignments(
+        &self,
+        peer: &Peer,
+        req: ListReassignments,
+    ) -> Result<Vec<Reassigning>, BrokerError> {
+        self.list_reassignments(peer, req.partitions).await
+    }
+
     async fn create_partitions(&self, peer: &Peer, req: CreatePartitions) -> Result<(), BrokerError> {
         self.create_partitions(peer, &req.topic, req.count, req.assignment, req.validate_only).await
     }

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
-    AclBinding, AclFilter, AlterBrokerDefaults, AlterTopicConfigs, BrokerEndpoint, BrokerError, CommitOffset,
-    CommittedOffset, ConfigOp, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups,
-    DeleteRecords, DeleteRecordsPartition, DeleteTopics, DescribeAcls, DescribeBrokerDefaults,
-    DescribeConfigs, DescribeGroups, Election, ElectionResults, ElectionType, GroupDescription,
-    GroupOverview, GroupResults, ListGroups, LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic,
-    OffsetCommit, OffsetFetch, TopicConfigs, TopicMetadata, TopicResults,
+    AclBinding, AclFilter, AlterBrokerDefaults, AlterReassignments, AlterTopicConfigs, BrokerEndpoint,
+    BrokerError, CommitOffset, CommittedOffset, ConfigOp, CreateAcls, CreatePartitions, CreateTopics,
+    DeleteAcls, DeleteGroups, DeleteRecords, DeleteRecordsPartition, DeleteTopics, DescribeAcls,
+    DescribeBrokerDefaults, DescribeConfigs, DescribeGroups, Election, ElectionResults, ElectionType,
+    GroupDescription, GroupOverview, GroupResults, ListGroups, ListReassignments, LogDirDescription, LogDirs,
+    Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, Reassigning, ReassignmentResults,
+    TopicConfigs, TopicMetadata, TopicResults,
 };
 use super::TopicPartition;
 
@@ -508,6 +509,28 @@ impl Admin {
     #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "AlterBrokerDefaults", otel.kind = "client"))]
     pub async fn alter_broker_defaults(&self, ops: Vec<ConfigOp>) -> Result<(), AdminError> {
         Ok(self.cluster.call_any(AlterBrokerDefaults { ops, validate_only: false }, true).await?)
+    }
+
+    /// Moves partitions' replicas (kafka-reassign-partitions.sh `--execute`): each
+    /// (topic, partition, target replicas), the preferred leader first. The answer comes
+    /// once the controller has the moves, with each partition's outcome; the replicas move
+    /// with their data (new ones catch up before they join the ISR, old ones are deleted
+    /// after). [`Admin::list_reassignments`] shows the moves still in progress.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "AlterPartitionReassignments", otel.kind = "client"))]
+    pub async fn alter_reassignments(
+        &self,
+        moves: Vec<(String, i32, Vec<i32>)>,
+    ) -> Result<ReassignmentResults, AdminError> {
+        Ok(self.cluster.call_any(AlterReassignments { moves }, true).await?)
+    }
+
+    /// The partition moves still in progress (`None`: of every partition).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "ListPartitionReassignments", otel.kind = "client"))]
+    pub async fn list_reassignments(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<Reassigning>, AdminError> {
+        Ok(self.cluster.call_any(ListReassignments { partitions }, true).await?)
     }
 
     /// The cluster-wide dynamic broker defaults (empty when none is set).

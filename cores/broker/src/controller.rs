@@ -81,6 +81,35 @@ pub enum Effect {
     },
 }
 
+/// What the controller does next for the partitions being reassigned
+/// ([`ControllerCore::reassign`]), Kafka's steps:
+/// 1. the assignment becomes the target followed by the replicas leaving (RS = TRS + (ORS -
+///    TRS)): the new replicas start fetching from the leader;
+/// 2. wait until every target replica is in the ISR (the leader adds each once caught up);
+/// 3. if the leader is leaving (or the ISR holds leaving replicas) a new state: a leader
+///    from the target, the ISR less the leaving replicas, the next leader epoch;
+/// 4. the assignment becomes the target: the leaving replicas stop and delete their data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReassignStep {
+    /// Topic assignments to write (steps 1 and 4), each topic's whole map; report with
+    /// [`ControllerCore::assignment_written`].
+    pub assignments: Vec<(String, BTreeMap<i32, Vec<i32>>)>,
+    /// Partition states to write (step 3), as [`ControllerCore::elect`]'s.
+    pub states: Vec<Effect>,
+    /// Partitions whose move is complete (or can never be done: `refused` says why); they
+    /// leave `/admin/reassign_partitions`.
+    pub done: Vec<(String, i32)>,
+    /// Moves refused, with the reason (an unknown partition, an empty or repeating target).
+    pub refused: Vec<(String, i32, String)>,
+}
+
+impl ReassignStep {
+    /// Nothing to write.
+    pub fn is_idle(&self) -> bool {
+        self.assignments.is_empty() && self.states.is_empty()
+    }
+}
+
 /// The controller's view of the cluster.
 #[derive(Debug, Clone)]
 pub struct ControllerCore {
@@ -95,6 +124,8 @@ pub struct ControllerCore {
     topics: BTreeMap<String, TopicState>,
     deleting: BTreeSet<String>,
     shutting_down: BTreeSet<i32>,
+    /// `/admin/reassign_partitions`: target replicas per partition.
+    reassigning: BTreeMap<(String, i32), Vec<i32>>,
 }
 
 impl ControllerCore {
@@ -112,6 +143,7 @@ impl ControllerCore {
             topics: BTreeMap::new(),
             deleting: BTreeSet::new(),
             shutting_down: BTreeSet::new(),
+            reassigning: BTreeMap::new(),
         }
     }
 
@@ -464,6 +496,114 @@ impl ControllerCore {
         }
     }
 
+    /// The partition moves asked for (`/admin/reassign_partitions`) as the keeper holds them
+    /// now.
+    pub fn set_reassignments(&mut self, targets: BTreeMap<(String, i32), Vec<i32>>) {
+        self.reassigning = targets;
+    }
+
+    /// The partition moves in progress.
+    pub fn reassignments(&self) -> &BTreeMap<(String, i32), Vec<i32>> {
+        &self.reassigning
+    }
+
+    /// An assignment write succeeded: `topic`'s replicas are now `assignment`.
+    pub fn assignment_written(&mut self, topic: &str, assignment: &BTreeMap<i32, Vec<i32>>) {
+        if let Some(t) = self.topics.get_mut(topic) {
+            for (p, replicas) in assignment {
+                if let Some(info) = t.partitions.get_mut(p) {
+                    info.replicas = replicas.clone();
+                }
+            }
+        }
+    }
+
+    /// The next writes of the moves in progress ([`ReassignStep`]). Each call decides from
+    /// the assignment and states as they are now, so a new controller picks a move up where
+    /// its predecessor left it.
+    pub fn reassign(&self) -> ReassignStep {
+        let mut step = ReassignStep::default();
+        let mut assignments: BTreeMap<&str, BTreeMap<i32, Vec<i32>>> = BTreeMap::new();
+        for ((topic, partition), target) in &self.reassigning {
+            let refuse = |step: &mut ReassignStep, why: String| {
+                step.done.push((topic.clone(), *partition));
+                step.refused.push((topic.clone(), *partition, why));
+            };
+            let Some(info) = self
+                .topics
+                .get(topic)
+                .filter(|t| !self.deleting.contains(&t.name))
+                .and_then(|t| t.partitions.get(partition))
+            else {
+                refuse(&mut step, format!("{topic}-{partition} does not exist"));
+                continue;
+            };
+            let distinct: BTreeSet<i32> = target.iter().copied().collect();
+            if target.is_empty() || distinct.len() != target.len() || target.iter().any(|r| *r < 0) {
+                refuse(&mut step, format!("the target replicas {target:?} must be distinct broker ids"));
+                continue;
+            }
+            if &info.replicas == target {
+                step.done.push((topic.clone(), *partition));
+                continue;
+            }
+            let leaving: Vec<i32> = info.replicas.iter().copied().filter(|r| !distinct.contains(r)).collect();
+            let mut moved = |replicas: Vec<i32>| {
+                assignments.entry(topic).or_default().insert(*partition, replicas);
+            };
+            // Step 1: add the target replicas.
+            if !target.iter().all(|r| info.replicas.contains(r)) {
+                moved(target.iter().copied().chain(leaving).collect());
+                continue;
+            }
+            let Some(state) = &info.state else {
+                // Never led: nothing to move but the assignment.
+                moved(target.clone());
+                continue;
+            };
+            // Step 2: wait for every target replica to be in sync.
+            if !target.iter().all(|r| state.isr.contains(r)) {
+                continue;
+            }
+            // Step 3: a leader and ISR without the leaving replicas.
+            let leader_stays = target.contains(&state.leader) && self.serving(state.leader);
+            if !leader_stays || state.isr.iter().any(|r| !distinct.contains(r)) {
+                let leader = if leader_stays {
+                    Some(state.leader)
+                } else {
+                    target.iter().copied().find(|r| self.serving(*r))
+                };
+                // No target replica can lead now: wait for one to come back.
+                let Some(leader) = leader else { continue };
+                let mut isr = vec![leader];
+                isr.extend(state.isr.iter().copied().filter(|r| *r != leader && distinct.contains(r)));
+                step.states.push(Effect::WriteState {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    state: PartitionState {
+                        leader,
+                        leader_epoch: state.leader_epoch + 1,
+                        isr,
+                        controller_epoch: self.epoch,
+                        zk_version: state.zk_version,
+                    },
+                    expected_version: Some(state.zk_version),
+                });
+                continue;
+            }
+            // Step 4: the leaving replicas go.
+            moved(target.clone());
+        }
+        for (topic, moved) in assignments {
+            let Some(t) = self.topics.get(topic) else { continue };
+            let mut whole: BTreeMap<i32, Vec<i32>> =
+                t.partitions.iter().map(|(p, i)| (*p, i.replicas.clone())).collect();
+            whole.extend(moved);
+            step.assignments.push((topic.to_string(), whole));
+        }
+        step
+    }
+
     /// The cluster-wide dynamic defaults (`/config/brokers/<default>`) as the keeper holds
     /// them now.
     pub fn set_broker_defaults(&mut self, defaults: BTreeMap<String, String>) {
@@ -731,6 +871,107 @@ mod tests {
         c.set_state("t", 0, Some(shrunk.clone()));
         assert!(c.elect().is_empty(), "a live follower out of the ISR is the leader's business");
         assert_eq!(c.publish().topics["t"].partitions[&0].state, Some(shrunk));
+    }
+
+    /// Carries out a step as the shell would (every write succeeds).
+    fn apply_reassign(c: &mut ControllerCore) -> ReassignStep {
+        let step = c.reassign();
+        for (topic, assignment) in &step.assignments {
+            c.assignment_written(topic, assignment);
+        }
+        for Effect::WriteState { topic, partition, state, expected_version } in step.states.clone() {
+            c.state_written(&topic, partition, state, expected_version.map_or(0, |v| v + 1));
+        }
+        step
+    }
+
+    fn replicas(c: &ControllerCore, p: i32) -> Vec<i32> {
+        c.topics()["t"].partitions[&p].replicas.clone()
+    }
+
+    #[test]
+    fn a_reassignment_adds_the_new_replicas_waits_for_them_moves_the_leader_then_drops_the_old() {
+        // Step 1: t-0 on {1, 2, 3} led by 1; t-1 stays on {1, 2}. Move t-0 to {2, 3, 4}.
+        let mut c = controller(&[1, 2, 3, 4]);
+        c.set_topic(
+            "t",
+            [(0, vec![1, 2, 3]), (1, vec![1, 2])].into(),
+            BTreeMap::new(),
+            [(0, state(1, 4, &[1, 2, 3])), (1, state(1, 0, &[1, 2]))].into(),
+        );
+        c.set_reassignments([(("t".to_string(), 0), vec![2, 3, 4])].into());
+        // Step 2: the target replicas join the assignment, the leaving one last.
+        let step = apply_reassign(&mut c);
+        assert_eq!(
+            step.assignments,
+            vec![("t".to_string(), [(0, vec![2, 3, 4, 1]), (1, vec![1, 2])].into())]
+        );
+        assert!(step.states.is_empty() && step.done.is_empty());
+        // Step 3: broker 4 is not in sync yet: nothing to do.
+        assert!(c.reassign().is_idle());
+        // Step 4: the leader adds 4 to the ISR; leadership moves to 2 and 1 leaves the ISR.
+        c.set_state("t", 0, Some(PartitionState { zk_version: 1, ..state(1, 4, &[1, 2, 3, 4]) }));
+        let step = apply_reassign(&mut c);
+        assert!(step.assignments.is_empty());
+        assert_eq!(
+            step.states,
+            vec![Effect::WriteState {
+                topic: "t".into(),
+                partition: 0,
+                state: PartitionState { zk_version: 1, ..state(2, 5, &[2, 3, 4]) },
+                expected_version: Some(1)
+            }]
+        );
+        // Step 5: the assignment becomes the target; then the move is done.
+        let step = apply_reassign(&mut c);
+        assert_eq!(step.assignments, vec![("t".to_string(), [(0, vec![2, 3, 4]), (1, vec![1, 2])].into())]);
+        assert_eq!(replicas(&c, 0), vec![2, 3, 4]);
+        let step = c.reassign();
+        assert!(step.is_idle());
+        assert_eq!(step.done, vec![("t".to_string(), 0)]);
+        assert!(step.refused.is_empty());
+    }
+
+    #[test]
+    fn a_reassignment_keeps_a_staying_leader_and_waits_while_no_target_replica_can_lead() {
+        // Shrinking {1, 2, 3} to {1, 2}: the leader stays, the ISR loses 3, the epoch moves.
+        let mut c = controller(&[1, 2, 3]);
+        c.set_topic("t", [(0, vec![1, 2, 3])].into(), BTreeMap::new(), [(0, state(1, 0, &[1, 2, 3]))].into());
+        c.set_reassignments([(("t".to_string(), 0), vec![1, 2])].into());
+        let step = apply_reassign(&mut c);
+        assert_eq!(step.states.len(), 1);
+        assert_eq!(
+            c.topics()["t"].partitions[&0].state.as_ref().map(|s| (s.leader, s.leader_epoch, s.isr.clone())),
+            Some((1, 1, vec![1, 2]))
+        );
+        apply_reassign(&mut c);
+        assert_eq!(replicas(&c, 0), vec![1, 2]);
+        // Moving {1, 2} to {3} while 3 is in sync but shutting down: wait.
+        c.set_state("t", 0, Some(state(1, 1, &[1, 2, 3])));
+        c.assignment_written("t", &[(0, vec![3, 1, 2])].into());
+        c.set_reassignments([(("t".to_string(), 0), vec![3])].into());
+        c.begin_shutdown(3);
+        assert!(c.reassign().is_idle());
+    }
+
+    #[test]
+    fn a_reassignment_of_an_unknown_partition_or_to_repeated_brokers_is_refused() {
+        let mut c = controller(&[1, 2]);
+        c.set_topic("t", [(0, vec![1])].into(), BTreeMap::new(), [(0, state(1, 0, &[1]))].into());
+        c.set_reassignments(
+            [
+                (("t".to_string(), 5), vec![1]),
+                (("u".to_string(), 0), vec![1]),
+                (("t".to_string(), 0), vec![2, 2]),
+            ]
+            .into(),
+        );
+        let step = c.reassign();
+        assert!(step.is_idle());
+        assert_eq!(step.done.len(), 3);
+        let reasons: Vec<&str> = step.refused.iter().map(|(_, _, r)| r.as_str()).collect();
+        assert!(reasons.iter().any(|r| r.contains("t-5 does not exist")), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("distinct")), "{reasons:?}");
     }
 
     #[test]

@@ -444,6 +444,12 @@ pub enum BrokerError {
         /// Its replicas.
         replicas: Vec<i32>,
     },
+    /// A replica assignment names a broker that is not live, or one twice (Kafka 39).
+    #[error("invalid replica assignment: {reason}")]
+    InvalidReplicaAssignment {
+        /// Why.
+        reason: String,
+    },
 }
 
 fn fmt_leader(leader: Option<i32>) -> String {
@@ -498,6 +504,7 @@ impl BrokerError {
             ElectionNotNeeded { .. } => 84,
             PreferredLeaderNotAvailable { .. } => 80,
             EligibleLeadersNotAvailable { .. } => 83,
+            InvalidReplicaAssignment { .. } => 39,
             PolicyViolation { .. } => 44,
             TopicAuthorizationFailed { .. } => 29,
             GroupAuthorizationFailed { .. } => 30,

@@ -167,6 +167,24 @@ impl ReplicaSet {
         &self.replicas
     }
 
+    /// The assignment changed within this leader epoch (a reassignment added or removed
+    /// replicas): a new replica starts as a follower whose position is unknown (it joins the
+    /// ISR by [`ReplicaSet::isr_change`] once caught up); a removed one is forgotten unless
+    /// it is still in the ISR (the controller takes it out first).
+    pub fn set_replicas(&mut self, replicas: &[i32], now_ms: i64) {
+        for r in replicas.iter().copied().filter(|r| *r != self.broker) {
+            self.followers.entry(r).or_insert(FollowerState {
+                log_end_offset: -1,
+                last_caught_up_ms: 0,
+                last_fetch_ms: now_ms,
+                last_fetch_leader_leo: self.leader_leo,
+            });
+        }
+        let isr = &self.isr;
+        self.followers.retain(|r, _| replicas.contains(r) || isr.contains(r));
+        self.replicas = replicas.to_vec();
+    }
+
     /// The committed ISR, as written in the keeper.
     pub fn isr(&self) -> &[i32] {
         &self.isr
@@ -710,6 +728,26 @@ mod tests {
         // dropped, and the HW moves to 10.
         assert!(rs.set_isr(vec![1, 2]));
         assert_eq!((rs.isr(), rs.pending(), rs.high_watermark()), (&[1, 2][..], None, 10));
+    }
+
+    #[test]
+    fn a_replica_added_within_the_epoch_follows_unknown_and_joins_the_isr_once_caught_up() {
+        // Step 1: leader of [1, 2] at LEO 10, HW 10; a reassignment adds 4.
+        let mut rs = ReplicaSet::new(1, 0, &[1, 2], &[1, 2], 10, 10, 0);
+        rs.on_follower_fetch(2, 10, 10, 1).expect("fetch");
+        assert_eq!(rs.on_follower_fetch(4, 0, 10, 1), Err(ReplicaError::NotAReplica { broker: 4 }));
+        rs.set_replicas(&[2, 4, 1], 2);
+        assert_eq!(rs.replicas(), &[2, 4, 1][..]);
+        assert_eq!(rs.follower(4).map(|f| f.log_end_offset), Some(-1));
+        // Step 2: 4 fetching from 0 is behind: not taken into the ISR, the HW does not wait.
+        assert_eq!(rs.on_follower_fetch(4, 0, 10, 3), Ok(false));
+        assert_eq!(rs.isr_change(3, 100), None);
+        // Step 3: caught up, it joins.
+        rs.on_follower_fetch(4, 10, 10, 4).expect("fetch");
+        assert_eq!(rs.isr_change(4, 100), Some(IsrChange::Expand(vec![1, 2, 4])));
+        // Step 4: a replica removed while out of the ISR is forgotten.
+        rs.set_replicas(&[1, 2], 5);
+        assert!(rs.follower(4).is_none());
     }
 
     #[test]

@@ -84,8 +84,9 @@ pub fn roles_of(update: &ClusterUpdate, broker: i32) -> BTreeMap<Partition, Role
 /// The changes one update asks of a broker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RolePlan {
-    /// Partitions this broker no longer has a replica of, and whether to delete their data
-    /// (topic being deleted).
+    /// Partitions this broker no longer has a replica of, and whether to delete their data:
+    /// the topic is being deleted, or the partition's replicas were moved off this broker
+    /// (a reassignment's last step).
     pub stop: Vec<(Partition, bool)>,
     /// Partitions whose role is new (not running here yet) or changed: become leader,
     /// follow another leader, take a new epoch or ISR.
@@ -100,7 +101,12 @@ pub fn plan(update: &ClusterUpdate, broker: i32, running: &BTreeMap<Partition, R
     let deleting: BTreeSet<String> = update.deleting.iter().cloned().collect();
     let mut out = RolePlan::default();
     for tp in running.keys().filter(|tp| !wanted.contains_key(*tp)) {
-        out.stop.push((tp.clone(), deleting.contains(&tp.0)));
+        let moved_away = update
+            .topics
+            .get(&tp.0)
+            .and_then(|t| t.partitions.get(&tp.1))
+            .is_some_and(|info| !info.replicas.contains(&broker));
+        out.stop.push((tp.clone(), deleting.contains(&tp.0) || moved_away));
     }
     for (tp, role) in wanted {
         if running.get(&tp) != Some(&role) {
@@ -274,7 +280,7 @@ mod tests {
             &["c"],
         );
         let p = plan(&second, 1, &running);
-        assert_eq!(p.stop, vec![(tp("b", 0), false)]);
+        assert_eq!(p.stop, vec![(tp("b", 0), true)], "a replica moved away loses its data");
         assert_eq!(p.assign.len(), 1);
         assert!(
             matches!(&p.assign[0], (t, Role::Leader { state, .. }) if *t == tp("a", 1) && state.leader_epoch == 1)

@@ -53,11 +53,15 @@ pub const CONFIG_CHANGES: &str = "/config/changes";
 pub const CONFIG_CHANGE_PREFIX: &str = "/config/changes/config_change_";
 
 /// Persistent nodes every cluster has; created (if missing) by each broker at start.
+/// `/admin`: its children are requests to the controller (deletions, reassignments).
+pub const ADMIN: &str = "/admin";
+/// `/admin/reassign_partitions`: the partitions whose replicas are moving, and where to.
+pub const REASSIGN_PARTITIONS: &str = "/admin/reassign_partitions";
 pub const PERSISTENT_PATHS: &[&str] = &[
     "/brokers",
     BROKER_IDS,
     BROKER_TOPICS,
-    "/admin",
+    ADMIN,
     DELETE_TOPICS,
     "/config",
     CONFIG_TOPICS,
@@ -224,6 +228,62 @@ pub fn decode_assignment(topic: &str, data: &[u8]) -> Result<BTreeMap<i32, Vec<i
         out.insert(n, replicas);
     }
     Ok(out)
+}
+
+/// One partition's move, as Kafka's `/admin/reassign_partitions` and
+/// `kafka-reassign-partitions.sh`'s JSON files hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMove {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The target replicas, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The tool's log directories (`"any"`); read and written for Kafka's files, unused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_dirs: Vec<String>,
+}
+
+/// A list of partition moves (Kafka's reassignment JSON, version 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    /// Always 1.
+    pub version: u32,
+    /// The moves.
+    pub partitions: Vec<PartitionMove>,
+}
+
+impl Reassignment {
+    /// Moves as a map from partition to target replicas (a later entry for the same
+    /// partition wins).
+    pub fn targets(&self) -> BTreeMap<(String, i32), Vec<i32>> {
+        self.partitions.iter().map(|m| ((m.topic.clone(), m.partition), m.replicas.clone())).collect()
+    }
+
+    /// The moves of `targets`, in partition order.
+    pub fn from_targets(targets: &BTreeMap<(String, i32), Vec<i32>>) -> Reassignment {
+        let partitions = targets
+            .iter()
+            .map(|((topic, partition), replicas)| PartitionMove {
+                topic: topic.clone(),
+                partition: *partition,
+                replicas: replicas.clone(),
+                log_dirs: Vec::new(),
+            })
+            .collect();
+        Reassignment { version: 1, partitions }
+    }
+}
+
+/// `/admin/reassign_partitions`'s data.
+pub fn encode_reassignment(r: &Reassignment) -> Vec<u8> {
+    json(r)
+}
+
+/// Reads `/admin/reassign_partitions` (or a reassignment JSON file, named by `path`).
+pub fn decode_reassignment(path: &str, data: &[u8]) -> Result<Reassignment, ZnodeError> {
+    parse(path, "partition reassignment", data)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -473,6 +533,21 @@ mod tests {
         let a = decode_assignment("t", kafka).expect("valid");
         assert_eq!(a.get(&0), Some(&vec![1, 2]));
         assert_eq!(decode_assignment("t", &encode_assignment(&a)).expect("round trip"), a);
+    }
+
+    #[test]
+    fn reassignments_read_kafkas_json() {
+        let kafka = br#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[2,3,4],"log_dirs":["any","any","any"]},{"topic":"t","partition":1,"replicas":[4]}]}"#;
+        let r = decode_reassignment(REASSIGN_PARTITIONS, kafka).expect("kafka's json");
+        let targets = r.targets();
+        assert_eq!(targets[&("t".to_string(), 0)], vec![2, 3, 4]);
+        assert_eq!(targets[&("t".to_string(), 1)], vec![4]);
+        let again = Reassignment::from_targets(&targets);
+        let back = decode_reassignment(REASSIGN_PARTITIONS, &encode_reassignment(&again)).expect("ours");
+        assert_eq!(back.targets(), targets);
+        let e = decode_reassignment("f.json", br#"{"version":1,"partitions":[{"topic":"t"}]}"#)
+            .expect_err("a move without replicas");
+        assert!(e.to_string().contains("f.json"), "{e}");
     }
 
     #[test]
