@@ -1114,3 +1114,107 @@ async fn reassignment_moves_replicas_with_their_data_under_an_acks_all_producer_
     assert!(total >= 500, "the producer kept writing ({total} acknowledged)");
     println!("{total} records acknowledged during the move; last --verify:\n{last}");
 }
+
+/// Bytes in `dir`'s segment files (`*.log`).
+fn segment_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_reassignment_replicates_at_the_rate_and_verify_removes_the_throttle() {
+    // Small fetches, so one fetch overdraws the rate by little.
+    let cluster = BrokerCluster::start_on(1, 3, &format!("{FAST}replica.fetch.max.bytes=65536\n"), "");
+    let k = keeper(&cluster).await;
+    create(&cluster, "slow", &[&[1]], &[]).await;
+    wait_state(&k, "slow", 0, Duration::from_secs(20), "a leader", |s| s.leader == 1).await;
+    // --- 3 MB on broker 1
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::Leader)).expect("producer");
+    let value = "x".repeat(8 * 1024);
+    let mut pending = Vec::new();
+    for _ in 0..384 {
+        pending.push(producer.send(ProducerRecord::new("slow", value.clone())).await.expect("send"));
+    }
+    for p in pending {
+        p.await.expect("delivered");
+    }
+    producer.close().await;
+    // --- moved to broker 2 at 200 kB/s
+    let rate = 200_000u64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = reassignment_file(dir.path(), "plan.json", &[("slow", 0, &[2])]);
+    let started = Instant::now();
+    let (ok, out, err) = tool(
+        &cluster,
+        &[
+            "reassign-partitions",
+            "--execute",
+            "--reassignment-json-file",
+            &plan,
+            "--throttle",
+            &rate.to_string(),
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains(&format!("The inter-broker throttle limit was set to {rate} B/s")), "{out}");
+    // Broker 2's copy grows, never faster than the rate allows: one second's burst, the
+    // elapsed time's worth and one fetch's overdraft.
+    let copy = cluster.brokers[1].log_dir.join("slow-0");
+    let mut samples = Vec::new();
+    let grew = wait_for(Duration::from_secs(20), || {
+        let size = segment_bytes(&copy);
+        let elapsed = started.elapsed().as_secs_f64();
+        samples.push((elapsed, size));
+        let bound = rate as f64 * (elapsed + 1.0) + 65_536.0 + 16_384.0;
+        assert!(
+            (size as f64) <= bound,
+            "{size} bytes after {elapsed:.1} s at {rate} B/s; samples: {samples:?}"
+        );
+        async move { size >= 600_000 }
+    })
+    .await;
+    assert!(grew, "the throttled copy made progress: {samples:?}");
+    let (ok, out, _) =
+        tool(&cluster, &["reassign-partitions", "--verify", "--reassignment-json-file", &plan]);
+    assert!(ok && out.contains("Reassignment of partition slow-0 is still in progress."), "{out}");
+    assert!(!out.contains("Clearing"), "the throttle stays while a move is in progress: {out}");
+    // --- the rate lifted while it runs (a dynamic broker config): the move completes
+    let (ok, out, err) = tool(
+        &cluster,
+        &[
+            "configs",
+            "--alter",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--add-config",
+            &format!("follower.replication.throttled.rate={}", rate * 1000),
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let mut last = String::new();
+    let done = wait_for(Duration::from_secs(60), || {
+        let (_, out, _) =
+            tool(&cluster, &["reassign-partitions", "--verify", "--reassignment-json-file", &plan]);
+        last = out.clone();
+        async move { out.contains("is completed.") }
+    })
+    .await;
+    assert!(done, "the move completed once the rate was lifted; last --verify:\n{last}");
+    assert!(last.contains("Clearing broker-level throttles"), "{last}");
+    assert!(last.contains("Clearing topic-level throttles on topic slow"), "{last}");
+    // --- the throttle is gone: no broker default, no topic override
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let defaults = admin.describe_broker_defaults().await.expect("defaults");
+    assert!(!defaults.keys().any(|k| k.contains("throttled")), "{defaults:?}");
+    let configs = admin.describe_configs(vec!["slow".into()]).await.expect("configs");
+    let slow =
+        configs.into_iter().find(|(n, _)| n == "slow").and_then(|(_, c)| c.ok()).expect("slow's configs");
+    assert!(!slow.keys().any(|k| k.contains("throttled")), "{slow:?}");
+    assert!(segment_bytes(&copy) >= 3 * 1024 * 1024, "broker 2 holds the whole log");
+}

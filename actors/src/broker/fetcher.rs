@@ -12,16 +12,22 @@
 //! 3. What came back is handed to each partition actor ([`ReplicaAppend`]) with the
 //!    leader's high watermark.
 //!
+//! **Throttle** (a reassignment's `--throttle`): while the bytes fetched for the throttled
+//! replicas ([`SetThrottle`]) exceed `follower.replication.throttled.rate`, those still
+//! behind the leader are left out of the rounds (Kafka's follower quota); in-sync ones never
+//! are.
+//!
 //! A partition refused with a leader-epoch mismatch or "not leader" waits for the
 //! controller's next update (which re-assigns it here, with the new epoch); a failed round
 //! waits `replica.fetch.backoff.ms`. The fetcher runs on the network thread and talks to
 //! partition actors (on the log thread) only through messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use sluice_broker_core::throttle::Throttle;
 use sluice_broker_core::BrokerError;
 use sluice_proto::broker::{FetchPartition, FetchResponse};
 use sluice_proto::interbroker::{
@@ -76,6 +82,11 @@ pub struct FollowerFetcher {
     running: bool,
     /// The last round failed (the first failure of a streak is logged as a warning).
     failing: bool,
+    /// The follower replication throttle and the partitions it applies to.
+    throttle: Option<Throttle>,
+    throttled: HashSet<TopicPartition>,
+    /// A round is due when the throttle has refilled.
+    throttle_wait: bool,
 }
 
 impl std::fmt::Debug for FollowerFetcher {
@@ -100,7 +111,7 @@ enum Outcome {
     Park,
     /// The partition took what the leader sent: fetch from `offset` next; it knows the
     /// leader's high watermark `hw`.
-    Replicated { offset: i64, hw: i64, log_start: i64 },
+    Replicated { offset: i64, hw: i64, log_start: i64, bytes: u64 },
     /// Nothing changed (not fetched this round, or a local error).
     Same,
 }
@@ -121,20 +132,44 @@ impl FollowerFetcher {
             partitions: HashMap::new(),
             running: false,
             failing: false,
+            throttle: None,
+            throttled: HashSet::new(),
+            throttle_wait: false,
         }
+    }
+
+    /// Whether `tp` is held back by the throttle now: throttled, behind the leader, and the
+    /// rate used up.
+    fn held(&self, tp: &TopicPartition, f: &Followed, exceeded: bool) -> bool {
+        exceeded && self.throttled.contains(tp) && f.offset < f.leader_hw
     }
 
     fn kick(&mut self, ctx: &mut Context<Self>) {
         if self.running || self.partitions.values().all(|p| p.parked) {
             return;
         }
-        self.running = true;
+        let now = crate::clock::now_ms();
+        let exceeded = self.throttle.as_mut().is_some_and(|t| t.exceeded(now));
         let work: Vec<(TopicPartition, Followed)> = self
             .partitions
             .iter()
-            .filter(|(_, f)| !f.parked)
+            .filter(|(tp, f)| !f.parked && !self.held(tp, f, exceeded))
             .map(|(tp, f)| (tp.clone(), f.clone()))
             .collect();
+        if work.is_empty() {
+            // Only throttled replicas are left: fetch again once the rate allows.
+            if let Some(wait) = self.throttle.as_mut().map(|t| t.wait_ms(now)) {
+                if !self.throttle_wait {
+                    self.throttle_wait = true;
+                    ctx.run_later(Duration::from_millis(wait.max(1)), |this, ctx| {
+                        this.throttle_wait = false;
+                        this.kick(ctx);
+                    });
+                }
+            }
+            return;
+        }
+        self.running = true;
         let round = run_round(self.config.clone(), self.leader_addr.clone(), self.net.clone(), work);
         ctx.spawn(round.into_actor(self).map(|(results, failed), this, ctx| {
             this.running = false;
@@ -157,10 +192,15 @@ impl FollowerFetcher {
                         f.truncate = false;
                     }
                     Outcome::Retruncate => f.truncate = true,
-                    Outcome::Replicated { offset, hw, log_start } => {
+                    Outcome::Replicated { offset, hw, log_start, bytes } => {
                         f.offset = offset;
                         f.leader_hw = hw;
                         f.leader_log_start = log_start;
+                        if this.throttled.contains(&tp) {
+                            if let Some(t) = this.throttle.as_mut() {
+                                t.record(bytes, crate::clock::now_ms());
+                            }
+                        }
                     }
                     Outcome::Park => f.parked = true,
                     Outcome::Same => {}
@@ -352,6 +392,7 @@ async fn run_round(
             continue;
         }
         let (hw, log_start) = (fetched.high_watermark, fetched.log_start_offset);
+        let bytes = fetched.records.len() as u64;
         let append = ReplicaAppend {
             leader_epoch: f.leader_epoch,
             records: fetched.records,
@@ -378,7 +419,7 @@ async fn run_round(
             .collect();
         let r = f.addr.send(append).await;
         let outcome = match applied(tp, r) {
-            Outcome::At(offset) => Outcome::Replicated { offset, hw, log_start },
+            Outcome::At(offset) => Outcome::Replicated { offset, hw, log_start, bytes },
             other => other,
         };
         out.push((tp.clone(), f.leader_epoch, outcome));
@@ -425,6 +466,33 @@ impl Handler<Follow> for FollowerFetcher {
             parked: false,
         };
         self.partitions.insert(msg.tp, followed);
+        self.kick(ctx);
+    }
+}
+
+/// The follower replication throttle: its rate (`None`: no throttle) and the partitions
+/// whose replica here it applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct SetThrottle {
+    /// `follower.replication.throttled.rate`, bytes per second.
+    pub rate: Option<u64>,
+    /// The throttled partitions (`follower.replication.throttled.replicas` naming this broker).
+    pub partitions: HashSet<TopicPartition>,
+}
+
+impl Handler<SetThrottle> for FollowerFetcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetThrottle, ctx: &mut Context<Self>) {
+        let _span = crate::handling!("FollowerFetcher", "SetThrottle");
+        let before = self.throttle.as_ref().map(Throttle::rate);
+        if before != msg.rate {
+            info!(leader = self.leader_id, rate = ?msg.rate, "follower replication throttle");
+            self.throttle = msg.rate.map(|r| Throttle::new(r, crate::clock::now_ms()));
+        }
+        self.throttled = msg.partitions;
+        // Partitions no longer throttled may fetch at once.
         self.kick(ctx);
     }
 }

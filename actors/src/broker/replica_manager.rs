@@ -21,13 +21,14 @@ use actix::prelude::*;
 use sluice_broker_config::BrokerConfig;
 use sluice_broker_core::metadata::ClusterUpdate;
 use sluice_broker_core::roles::{self, Role};
+use sluice_broker_core::throttle;
 use sluice_broker_core::BrokerError;
 use sluice_log::{Log, LogCleaner, TopicPartition};
 use sluice_proto::interbroker::InterBrokerProtocol;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::broker::fetcher::{FetcherConfig, Follow, FollowerFetcher, Unfollow};
+use crate::broker::fetcher::{FetcherConfig, Follow, FollowerFetcher, SetThrottle, Unfollow};
 use crate::broker::log_manager::{read_high_watermarks, Forget, LogManager, Register, Unregister};
 use crate::broker::partition::{Assign, Offsets, Partition, PartitionContext, Reconfigure, Stop};
 use crate::clock::now_ms;
@@ -180,6 +181,30 @@ impl ReplicaManager {
             for hosted in self.hosted.iter().filter(|(tp, _)| &tp.topic == name).map(|(_, h)| h) {
                 hosted.addr.do_send(Reconfigure(config.clone()));
             }
+        }
+    }
+
+    /// Tells every fetcher the follower replication throttle: the cluster-wide rate and the
+    /// partitions whose replica here their topic's `follower.replication.throttled.replicas`
+    /// names.
+    fn throttle_fetchers(&self, update: &ClusterUpdate) {
+        let rate = throttle::follower_rate(&update.broker_defaults);
+        let mut partitions = std::collections::HashSet::new();
+        if rate.is_some() {
+            for tp in self.following.keys() {
+                let Some(configs) = update.topic_configs(&tp.topic) else { continue };
+                let Some(value) = configs.get(throttle::FOLLOWER_REPLICAS) else { continue };
+                match throttle::ThrottledReplicas::parse(throttle::FOLLOWER_REPLICAS, value) {
+                    Ok(t) if t.includes(tp.partition, self.broker_id) => {
+                        partitions.insert(tp.clone());
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(topic = %tp.topic, error = %e, "ignoring an invalid throttle"),
+                }
+            }
+        }
+        for fetcher in self.fetchers.values() {
+            fetcher.do_send(SetThrottle { rate, partitions: partitions.clone() });
         }
     }
 
@@ -356,6 +381,7 @@ impl Handler<Apply> for ReplicaManager {
             self.roles.insert((topic, partition), role);
         }
         self.reconfigure(&update);
+        self.throttle_fetchers(&update);
         self.current = Some(Arc::new(update));
         self.publish();
         Ok(())

@@ -80,7 +80,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sluice_broker_core::BrokerError;
+use sluice_broker_core::{throttle, BrokerError};
 use sluice_client::keeper::ConnectString;
 use sluice_config::properties::{self, Entry, PropertiesError};
 use sluice_log::{CleanupPolicy, CompressionType, LogConfig};
@@ -556,6 +556,11 @@ impl BrokerConfig {
             let bad =
                 |reason: String| BrokerError::InvalidConfig { key: key.clone(), value: raw.clone(), reason };
             let v = raw.trim();
+            if [throttle::LEADER_REPLICAS, throttle::FOLLOWER_REPLICAS].contains(&key.as_str()) {
+                // Not a log setting: which replicas a replication throttle applies to.
+                throttle::ThrottledReplicas::parse(key, v)?;
+                continue;
+            }
             if v.is_empty() {
                 return Err(bad("is empty: give a value, or remove it to take the broker's default".into()));
             }
@@ -661,7 +666,9 @@ impl BrokerConfig {
             ("delete.retention.ms", l.delete_retention_ms.to_string()),
             ("flush.messages", never(l.flush_interval_messages.map(|n| n.to_string()))),
             ("flush.ms", never(l.flush_interval_ms.map(|n| n.to_string()))),
+            (throttle::FOLLOWER_REPLICAS, String::new()),
             ("index.interval.bytes", l.index_interval_bytes.to_string()),
+            (throttle::LEADER_REPLICAS, String::new()),
             ("max.message.bytes", l.max_message_bytes.to_string()),
             ("min.cleanable.dirty.ratio", l.min_cleanable_dirty_ratio.to_string()),
             ("min.compaction.lag.ms", l.min_compaction_lag_ms.to_string()),

@@ -44,6 +44,7 @@ pub mod order;
 pub mod partition;
 pub mod replica;
 pub mod roles;
+pub mod throttle;
 pub mod topic;
 pub mod znodes;
 

@@ -19,7 +19,9 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "delete.retention.ms",
     "flush.messages",
     "flush.ms",
+    "follower.replication.throttled.replicas",
     "index.interval.bytes",
+    "leader.replication.throttled.replicas",
     "max.message.bytes",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
@@ -52,16 +54,30 @@ pub const DYNAMIC_BROKER_KEYS: &[(&str, &str)] = &[
     ("unclean.leader.election.enable", "unclean.leader.election.enable"),
 ];
 
-/// Checks that every key of a cluster-wide default is one of [`DYNAMIC_BROKER_KEYS`].
+/// Checks that every key of a cluster-wide default is one of [`DYNAMIC_BROKER_KEYS`] or a
+/// replication throttle's rate ([`crate::throttle::RATE_KEYS`], whose values are checked here).
 pub fn validate_broker_default_keys(configs: &BTreeMap<String, String>) -> Result<(), BrokerError> {
-    match configs.keys().find(|k| !DYNAMIC_BROKER_KEYS.iter().any(|(b, _)| b == k)) {
+    for key in crate::throttle::RATE_KEYS {
+        if let Some(v) = configs.get(key) {
+            crate::throttle::parse_rate(key, v)?;
+        }
+    }
+    let known = |k: &String| {
+        DYNAMIC_BROKER_KEYS.iter().any(|(b, _)| b == k) || crate::throttle::RATE_KEYS.contains(&k.as_str())
+    };
+    match configs.keys().find(|k| !known(k)) {
         Some(k) => Err(BrokerError::InvalidConfig {
             key: k.clone(),
             value: configs.get(k).cloned().unwrap_or_default(),
             reason: format!(
                 "not a broker config that changes while the cluster runs; those are: {} (change the others in \
                  server.properties and restart)",
-                DYNAMIC_BROKER_KEYS.iter().map(|(b, _)| *b).collect::<Vec<_>>().join(", ")
+                DYNAMIC_BROKER_KEYS
+                    .iter()
+                    .map(|(b, _)| *b)
+                    .chain(crate::throttle::RATE_KEYS)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
         None => Ok(()),
