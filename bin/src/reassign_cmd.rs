@@ -350,16 +350,14 @@ async fn list(admin: &Admin) -> Result<()> {
     }
     println!("Current partition reassignments:");
     for r in moving {
-        let adding: Vec<i32> = r.target.iter().copied().filter(|b| !r.replicas.contains(b)).collect();
-        let removing: Vec<i32> = r.replicas.iter().copied().filter(|b| !r.target.contains(b)).collect();
         println!(
             "{}-{}: replicas: {}. target: {}. adding: {}. removing: {}.",
             r.topic,
             r.partition,
             ints(&r.replicas),
             ints(&r.target),
-            ints(&adding),
-            ints(&removing)
+            ints(&r.adding),
+            ints(&r.removing)
         );
     }
     Ok(())

@@ -293,6 +293,10 @@ pub struct Reassigning {
     pub replicas: Vec<i32>,
     /// The replicas it moves to.
     pub target: Vec<i32>,
+    /// Target replicas still joining: not assigned yet, or not yet in sync.
+    pub adding: Vec<i32>,
+    /// Assigned replicas that leave once the target is in sync.
+    pub removing: Vec<i32>,
 }
 
 /// Per-partition outcomes of an election, in request order.

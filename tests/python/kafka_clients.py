@@ -11,6 +11,8 @@ Commands (each takes --bootstrap and --tls DIR:NAME, the cluster's ca.pem and NA
   admin     confluent-kafka AdminClient: create, describe, alter configs, add partitions,
             delete topics, describe the cluster
   group     kafka-python consumer in a group: assignments, records, commits
+  reassign  kafka-python KafkaAdminClient: move partition 0 onto --target, list the moves
+            until none is left
 """
 
 import argparse
@@ -273,10 +275,38 @@ def group(args):
     emit(event="closed", name=args.name)
 
 
+def reassign(args):
+    kafka = need("kafka", "kafka-python")
+    from kafka.admin import KafkaAdminClient
+
+    ca, cert, key = tls_files(args.tls)
+    client = KafkaAdminClient(
+        bootstrap_servers=args.bootstrap.split(","),
+        security_protocol="SSL",
+        ssl_cafile=ca,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        ssl_check_hostname=False,
+    )
+    target = [int(b) for b in args.target.split(",")]
+    moves = {kafka.TopicPartition(args.topic, 0): target, kafka.TopicPartition(args.topic, 9): target}
+    result = client.alter_partition_reassignments(moves)
+    emit(step="alter", result={str(tp.partition): (None if e is None else e.__name__) for tp, e in result.items()})
+
+    def listed():
+        ongoing = client.list_partition_reassignments()
+        emit(step="list", ongoing={f"{tp.topic}-{tp.partition}": r for tp, r in ongoing.items()})
+        return None if ongoing else True
+
+    done = wait_until(listed, args.timeout, interval=0.2)
+    emit(step="done", complete=bool(done))
+    client.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("produce", "consume", "admin", "group"):
+    for name in ("produce", "consume", "admin", "group", "reassign"):
         p = sub.add_parser(name)
         p.add_argument("--bootstrap", required=True)
         p.add_argument("--tls", required=True, help="DIR:NAME")
@@ -288,13 +318,15 @@ def main():
             p.add_argument("--compression", default="none")
             p.add_argument("--prefix", default="v")
             p.add_argument("--pace-ms", type=float, default=0)
-        if name in ("consume", "group"):
+        if name in ("consume", "group", "reassign"):
             p.add_argument("--timeout", type=float, default=60)
+        if name == "reassign":
+            p.add_argument("--target", required=True, help="broker ids, comma-separated")
         if name == "group":
             p.add_argument("--group", required=True)
             p.add_argument("--name", required=True)
     args = parser.parse_args()
-    {"produce": produce, "consume": consume, "admin": admin, "group": group}[args.command](args)
+    {"produce": produce, "consume": consume, "admin": admin, "group": group, "reassign": reassign}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1092,3 +1092,47 @@ async fn elect_leaders_through_the_controller_and_broker_defaults_through_the_do
         "the default, as DYNAMIC_DEFAULT_BROKER_CONFIG"
     );
 }
+
+#[test]
+fn kafka_python_moves_a_partition_with_alter_partition_reassignments() {
+    let cluster = BrokerCluster::start_on(1, 3, SSL_LISTENERS, "");
+    let topic = NewTopic {
+        name: "moved".into(),
+        partitions: None,
+        replication_factor: None,
+        assignment: Some([(0, vec![1])].into()),
+        configs: BTreeMap::new(),
+    };
+    create(&cluster, topic);
+    let (out, ok) =
+        py(&cluster, &["produce", "--topic", "moved", "--count", "300"]).finish(Duration::from_secs(60));
+    assert!(ok, "producing failed: {:?}", out.last());
+    // --- kafka-python's AlterPartitionReassignments, then ListPartitionReassignments until empty
+    let (out, ok) = py(&cluster, &["reassign", "--topic", "moved", "--target", "2,3", "--timeout", "60"])
+        .finish(Duration::from_secs(90));
+    assert!(ok, "kafka-python failed: {:?}", out.last());
+    let alter = out.iter().find(|l| l["step"] == "alter").expect("the alter step");
+    assert_eq!(alter["result"]["0"], Value::Null, "moved-0 accepted: {alter}");
+    assert_eq!(alter["result"]["9"], "UnknownTopicOrPartitionError", "moved-9 does not exist: {alter}");
+    for list in out.iter().filter(|l| l["step"] == "list") {
+        if let Some(m) = list["ongoing"].get("moved-0") {
+            assert!(
+                m["adding_replicas"].is_array() && m["removing_replicas"] == serde_json::json!([1]),
+                "{list}"
+            );
+        }
+    }
+    let done = out.iter().find(|l| l["step"] == "done").expect("the done step");
+    assert_eq!(done["complete"], true, "the move ended within 60 s: {:?}", out.last());
+    // --- the partition lives on brokers 2 and 3 with every record
+    let replicas = runtime().block_on(async {
+        let admin = Admin::new(sdk(&cluster)).expect("admin");
+        let t = admin.describe_topics(vec!["moved".into()]).await.expect("describe");
+        t[0].partitions[0].replicas.clone()
+    });
+    assert_eq!(replicas, vec![2, 3]);
+    let (read, ok) =
+        py(&cluster, &["consume", "--topic", "moved", "--timeout", "60"]).finish(Duration::from_secs(90));
+    assert!(ok, "the consumer failed: {:?}", read.last());
+    assert_eq!(read.iter().filter(|l| l["event"] == "record").count(), 300, "every record moved");
+}

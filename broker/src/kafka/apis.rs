@@ -81,6 +81,8 @@ topic_entry! {
     k::offset_delete_response::OffsetDeleteResponseTopic { name, partitions: k::offset_delete_response::OffsetDeleteResponsePartition }
     k::elect_leaders_response::ReplicaElectionResult { topic, partition_result: k::elect_leaders_response::PartitionResult }
     k::delete_records_response::DeleteRecordsTopicResult { name, partitions: k::delete_records_response::DeleteRecordsPartitionResult }
+    k::alter_partition_reassignments_response::ReassignableTopicResponse { name, partitions: k::alter_partition_reassignments_response::ReassignablePartitionResponse }
+    k::list_partition_reassignments_response::OngoingTopicReassignment { name, partitions: k::list_partition_reassignments_response::OngoingPartitionReassignment }
 }
 
 /// Puts `part` under `topic` in `topics`, adding the topic's entry if it is new.
@@ -217,6 +219,8 @@ pub(super) fn start(
         Request::DescribeLogDirs(req) => spawn(call, move |call| describe_log_dirs(call, req)),
         Request::OffsetDelete(req) => spawn(call, move |call| offset_delete(call, req)),
         Request::ElectLeaders(req) => spawn(call, move |call| elect_leaders(call, req)),
+        Request::AlterPartitionReassignments(req) => spawn(call, move |call| alter_reassignments(call, req)),
+        Request::ListPartitionReassignments(req) => spawn(call, move |call| list_reassignments(call, req)),
         Request::DeleteRecords(req) => spawn(call, move |call| delete_records(call, req)),
         Request::DescribeAcls(req) => spawn(call, move |call| describe_acls(call, req)),
         Request::CreateAcls(req) => spawn(call, move |call| create_acls(call, req)),
@@ -1395,6 +1399,91 @@ async fn delete_records(call: Call, req: k::DeleteRecordsRequest) -> Result<Opti
         p.error_code = code(&d.result);
         p.low_watermark = d.result.unwrap_or(-1);
         place(&mut r.topics, &d.topic, p);
+    }
+    call.answer(&r)
+}
+
+/// AlterPartitionReassignments: the moves go to the controller through
+/// `/admin/reassign_partitions`. A null replica list (cancel) is refused: a move here runs to
+/// its end (move the partition back instead).
+async fn alter_reassignments(
+    call: Call,
+    req: k::AlterPartitionReassignmentsRequest,
+) -> Result<Option<BytesMut>, String> {
+    let mut r = k::AlterPartitionReassignmentsResponse::default();
+    let mut moves = Vec::new();
+    let mut refused = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            let topic = t.name.0.to_string();
+            match &p.replicas {
+                Some(replicas) => {
+                    moves.push((topic, p.partition_index, replicas.iter().map(|b| b.0).collect()))
+                }
+                None => refused.push((
+                    topic,
+                    p.partition_index,
+                    Err(BrokerError::InvalidRequest {
+                        reason:
+                            "cancelling a reassignment is not supported; reassign the partition back instead"
+                                .into(),
+                    }),
+                )),
+            }
+        }
+    }
+    let outcomes = if moves.is_empty() {
+        Ok(Vec::new())
+    } else {
+        call.service.alter_reassignments(&call.peer, moves).await
+    };
+    match outcomes {
+        Ok(outcomes) => {
+            for (topic, partition, outcome) in outcomes.into_iter().chain(refused) {
+                let mut p =
+                    k::alter_partition_reassignments_response::ReassignablePartitionResponse::default();
+                p.partition_index = partition;
+                p.error_code = code(&outcome);
+                p.error_message = message(&outcome);
+                place(&mut r.responses, &topic, p);
+            }
+        }
+        Err(e) => {
+            r.error_code = e.code();
+            r.error_message = Some(StrBytes::from_string(e.to_string()));
+        }
+    }
+    call.answer(&r)
+}
+
+/// ListPartitionReassignments: the moves in progress; the adding replicas are the target's
+/// not yet assigned or not yet in sync, the removing ones the assigned not in the target
+/// (Kafka's adding lists every new replica until the move ends).
+async fn list_reassignments(
+    call: Call,
+    req: k::ListPartitionReassignmentsRequest,
+) -> Result<Option<BytesMut>, String> {
+    let partitions: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|ts| {
+        ts.iter().flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.0.to_string(), *p))).collect()
+    });
+    let mut r = k::ListPartitionReassignmentsResponse::default();
+    match call.service.list_reassignments(&call.peer, partitions).await {
+        Ok(moving) => {
+            for m in moving {
+                let mut p = k::list_partition_reassignments_response::OngoingPartitionReassignment::default();
+                p.partition_index = m.partition;
+                p.adding_replicas = m.adding.iter().copied().map(k::BrokerId).collect();
+                p.removing_replicas = m.removing.iter().copied().map(k::BrokerId).collect();
+                let mut all = m.target.clone();
+                all.extend(m.replicas.iter().filter(|b| !m.target.contains(b)));
+                p.replicas = all.into_iter().map(k::BrokerId).collect();
+                place(&mut r.topics, &m.topic, p);
+            }
+        }
+        Err(e) => {
+            r.error_code = e.code();
+            r.error_message = Some(StrBytes::from_string(e.to_string()));
+        }
     }
     call.answer(&r)
 }

@@ -674,6 +674,7 @@ impl BrokerService {
             Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => BTreeMap::new(),
             Err(e) => return Err(keeper_error(e)),
         };
+        let routing = current(&self.inner.routing);
         let mut out = Vec::new();
         let mut assignments: BTreeMap<String, BTreeMap<i32, Vec<i32>>> = BTreeMap::new();
         for ((topic, partition), target) in targets {
@@ -692,7 +693,18 @@ impl BrokerService {
                 continue;
             };
             if replicas != target {
-                out.push(Reassigning { topic, partition, replicas, target });
+                let isr = routing
+                    .update
+                    .as_deref()
+                    .and_then(|u| u.topics.get(&topic))
+                    .and_then(|t| t.partitions.get(&partition))
+                    .and_then(|i| i.state.as_ref())
+                    .map(|s| s.isr.clone())
+                    .unwrap_or_default();
+                let adding =
+                    target.iter().copied().filter(|b| !replicas.contains(b) || !isr.contains(b)).collect();
+                let removing = replicas.iter().copied().filter(|b| !target.contains(b)).collect();
+                out.push(Reassigning { topic, partition, replicas, target, adding, removing });
             }
         }
         Ok(out)

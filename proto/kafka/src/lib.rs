@@ -69,6 +69,8 @@ pub const SERVED: &[Served] = &[
     served(ApiKey::DescribeAcls, 1, 3),
     served(ApiKey::CreateAcls, 1, 3),
     served(ApiKey::DeleteAcls, 1, 3),
+    served(ApiKey::AlterPartitionReassignments, 0, 0),
+    served(ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The versions of `key` the door serves, if it serves it.
@@ -244,6 +246,8 @@ requests! {
     DescribeAcls(DescribeAclsRequest),
     CreateAcls(CreateAclsRequest),
     DeleteAcls(DeleteAclsRequest),
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments(ListPartitionReassignmentsRequest),
     SaslHandshake(SaslHandshakeRequest),
     SaslAuthenticate(SaslAuthenticateRequest),
 }
