@@ -10,8 +10,11 @@
 //! - `--describe | --alter --entity-type brokers --entity-default` does the same for the
 //!   cluster-wide dynamic broker defaults (`Default configs for brokers in the cluster are:`,
 //!   synonyms `DYNAMIC_DEFAULT_BROKER_CONFIG`; `Completed updating default config for brokers
-//!   in the cluster.`). One broker's own dynamic configs (`--entity-name ID`) are not served:
-//!   the refusal says to use `--entity-default` or that broker's `server.properties`.
+//!   in the cluster.`).
+//! - `--describe | --alter --entity-type brokers --entity-name ID` does it for one broker's own
+//!   dynamic configs, over the defaults on that broker only (`Dynamic configs for broker ID
+//!   are:`, synonyms `DYNAMIC_BROKER_CONFIG`, then the default's; `Completed updating config
+//!   for broker ID.`).
 
 use anyhow::{bail, Context, Result};
 use sluice_client::broker::proto::ConfigOp;
@@ -29,10 +32,11 @@ pub struct ConfigsArgs {
     /// Change the entity's configs (--add-config, --delete-config).
     #[arg(long)]
     pub alter: bool,
-    /// `topics`, or `brokers` with --entity-default (the cluster-wide dynamic defaults).
+    /// `topics`, or `brokers` with --entity-default (the cluster-wide dynamic defaults) or
+    /// --entity-name ID (one broker's own).
     #[arg(long, value_name = "TYPE")]
     pub entity_type: String,
-    /// The topic [with --describe optional: every topic].
+    /// The topic [with --describe optional: every topic], or the broker id.
     #[arg(long, value_name = "NAME")]
     pub entity_name: Option<String>,
     /// With --entity-type brokers: the defaults every broker takes without a restart
@@ -91,14 +95,24 @@ pub fn parse_add_config(text: &str) -> Result<Vec<(String, String)>> {
 
 /// Runs `sluice configs`.
 pub fn run(args: ConfigsArgs) -> Result<()> {
-    let brokers = match args.entity_type.as_str() {
+    // None: topics; Some(None): the brokers' defaults; Some(Some(id)): one broker.
+    let brokers: Option<Option<i32>> = match args.entity_type.as_str() {
         "topics" if args.entity_default => bail!("--entity-default goes with --entity-type brokers"),
-        "topics" => false,
-        "brokers" if args.entity_default => true,
-        "brokers" => bail!(
-            "--entity-type brokers takes --entity-default (the cluster-wide dynamic defaults); one broker's \
-             own settings are its server.properties (change it and restart that broker)"
-        ),
+        "topics" => None,
+        "brokers" if args.entity_default && args.entity_name.is_some() => {
+            bail!("--entity-type brokers takes --entity-default or --entity-name ID, not both")
+        }
+        "brokers" if args.entity_default => Some(None),
+        "brokers" => {
+            let name = args.entity_name.as_deref().context(
+                "--entity-type brokers takes --entity-default (the cluster-wide dynamic defaults) or --entity-name ID",
+            )?;
+            let id = name
+                .trim()
+                .parse::<i32>()
+                .with_context(|| format!("--entity-name {name:?}: give a broker id"))?;
+            Some(Some(id))
+        }
         "broker-loggers" => bail!("--entity-type broker-loggers: log levels are set with RUST_LOG at start"),
         other => bail!("--entity-type {other:?}: give topics or brokers"),
     };
@@ -125,7 +139,28 @@ pub fn run(args: ConfigsArgs) -> Result<()> {
     let rt = crate::client_args::runtime()?;
     rt.block_on(async {
         let admin = Admin::new(config)?;
-        if brokers {
+        if let Some(Some(id)) = brokers {
+            if args.alter {
+                admin
+                    .alter_broker_configs(id, ops)
+                    .await
+                    .with_context(|| format!("cannot change the config of broker {id}"))?;
+                println!("Completed updating config for broker {id}.");
+            } else {
+                let own = admin.describe_broker_configs(id).await?;
+                let defaults = admin.describe_broker_defaults().await?;
+                println!("Dynamic configs for broker {id} are:");
+                for (k, v) in &own {
+                    let default = defaults
+                        .get(k)
+                        .map(|d| format!(", DYNAMIC_DEFAULT_BROKER_CONFIG:{k}={d}"))
+                        .unwrap_or_default();
+                    println!("  {k}={v} sensitive=false synonyms={{DYNAMIC_BROKER_CONFIG:{k}={v}{default}}}");
+                }
+            }
+            return Ok(());
+        }
+        if brokers.is_some() {
             if args.alter {
                 admin
                     .alter_broker_defaults(ops)

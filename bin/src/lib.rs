@@ -137,8 +137,10 @@ pub enum Command {
     /// --entity-type brokers --entity-default does the same for the cluster-wide dynamic
     /// defaults (log.retention.ms, log.segment.bytes, log.roll.ms, log.cleanup.policy,
     /// min.insync.replicas, compression.type, message.max.bytes,
-    /// unclean.leader.election.enable, log.flush.*, ...), under every topic's own overrides;
-    /// needs AlterConfigs / DescribeConfigs on the cluster.
+    /// unclean.leader.election.enable, log.flush.*, the replication throttle's rates, ...),
+    /// under every topic's own overrides; --entity-type brokers --entity-name ID sets them for
+    /// one live broker only (`Dynamic configs for broker ID are:`, `Completed updating config
+    /// for broker ID.`); needs AlterConfigs / DescribeConfigs on the cluster.
     Configs(configs_cmd::ConfigsArgs),
     /// Add, remove and list the brokers' ACLs: kafka-acls.sh.
     ///

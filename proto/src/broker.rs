@@ -336,6 +336,27 @@ pub struct AlterBrokerDefaults {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DescribeBrokerDefaults {}
 
+/// Changes one broker's own dynamic configs (kafka-configs.sh `--alter --entity-type brokers
+/// --entity-name ID`), kept in `/config/brokers/<id>`: the keys of [`AlterBrokerDefaults`],
+/// over the cluster-wide defaults, on that broker only, without a restart. The broker must be
+/// live. Needs AlterConfigs on the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlterBrokerConfigs {
+    /// The broker.
+    pub broker: i32,
+    /// The changes, applied in order.
+    pub ops: Vec<ConfigOp>,
+    /// Check only; change nothing.
+    pub validate_only: bool,
+}
+
+/// One broker's own dynamic configs (DescribeConfigs on the cluster).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DescribeBrokerConfigs {
+    /// The broker.
+    pub broker: i32,
+}
+
 /// Grows a topic to `count` partitions (kafka-topics.sh `--alter --partitions`; never
 /// shrinks). Needs Alter on the topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -655,6 +676,8 @@ sluice_net::protocol! {
             describe_broker_defaults: DescribeBrokerDefaults(DescribeBrokerDefaults) -> Result<BTreeMap<String, String>, BrokerError>;
             alter_reassignments: AlterReassignments(AlterReassignments) -> Result<ReassignmentResults, BrokerError>;
             list_reassignments: ListReassignments(ListReassignments) -> Result<Vec<Reassigning>, BrokerError>;
+            alter_broker_configs: AlterBrokerConfigs(AlterBrokerConfigs) -> Result<(), BrokerError>;
+            describe_broker_configs: DescribeBrokerConfigs(DescribeBrokerConfigs) -> Result<BTreeMap<String, String>, BrokerError>;
         }
     }
 }

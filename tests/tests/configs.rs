@@ -44,6 +44,118 @@ fn sizes(cluster: &BrokerCluster, files: &TlsFiles, topic: &str) -> Vec<u64> {
     out
 }
 
+/// Each broker's bytes of partition `t-0`, by broker id.
+fn sizes_by_broker(
+    cluster: &BrokerCluster,
+    files: &TlsFiles,
+    topic: &str,
+) -> std::collections::BTreeMap<i64, u64> {
+    let out = sluice(cluster, files, &["log-dirs", "--describe", "--topic-list", topic]);
+    let text = out.ok("log-dirs");
+    let json = text.lines().find(|l| l.starts_with('{')).expect("log-dirs JSON line");
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    let mut out = std::collections::BTreeMap::new();
+    for b in v["brokers"].as_array().expect("brokers") {
+        for d in b["logDirs"].as_array().expect("logDirs") {
+            for p in d["partitions"].as_array().expect("partitions") {
+                if p["partition"] == format!("{topic}-0") {
+                    out.insert(b["broker"].as_i64().expect("broker id"), p["size"].as_u64().expect("size"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn one_brokers_own_dynamic_config_applies_on_that_broker_only() {
+    let cluster = BrokerCluster::start(3, EXTRA);
+    let admin = cluster.client_files();
+    // Broker 1 leads; broker 2 follows (a follower's retention is its own).
+    sluice(
+        &cluster,
+        &admin,
+        &[
+            "topics",
+            "--create",
+            "--topic",
+            "local",
+            "--replica-assignment",
+            "1:2:3",
+            "--config",
+            "segment.bytes=1024",
+        ],
+    )
+    .ok("create");
+    let lines: String =
+        (0..60).map(|i| format!("record number {i:03} with some padding to fill segments\n")).collect();
+    sluice_tests::run_sluice(
+        &cluster.bootstrap(),
+        &admin,
+        &["console-producer", "--topic", "local", "--sync"],
+        &lines,
+    )
+    .ok("produce");
+    let before = poll_until(Duration::from_secs(20), || {
+        let s = sizes_by_broker(&cluster, &admin, "local");
+        if s.len() == 3 && s.values().all(|&b| b > 4096) && s.values().all(|b| Some(b) == s.get(&1)) {
+            Ok(s)
+        } else {
+            Err(format!("sizes {s:?}"))
+        }
+    })
+    .expect("three equal replicas with several segments each");
+    let broker2 = |args: &[&str]| {
+        let mut all = vec!["configs", "--entity-type", "brokers", "--entity-name", "2"];
+        all.extend_from_slice(args);
+        sluice(&cluster, &admin, &all)
+    };
+    let altered = broker2(&["--alter", "--add-config", "log.retention.ms=1000"]);
+    assert_eq!(
+        altered.ok("configs --alter --entity-name 2").trim(),
+        "Completed updating config for broker 2."
+    );
+    let after = poll_until(Duration::from_secs(30), || {
+        let s = sizes_by_broker(&cluster, &admin, "local");
+        if s.get(&2).is_some_and(|b| b * 2 < before[&2]) {
+            Ok(s)
+        } else {
+            Err(format!("sizes {s:?} (before {before:?})"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("broker 2 did not take its own retention: {e}\n{}", cluster.log_tails(20)));
+    assert_eq!(
+        (after[&1], after[&3]),
+        (before[&1], before[&3]),
+        "brokers 1 and 3 keep everything: {after:?}"
+    );
+    let out = broker2(&["--describe"]);
+    let out = out.ok("configs --describe --entity-name 2");
+    assert!(
+        out.contains("Dynamic configs for broker 2 are:\n")
+            && out.contains(
+                "  log.retention.ms=1000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:log.retention.ms=1000}"
+            ),
+        "{out}"
+    );
+    let not_live = [
+        "configs",
+        "--entity-type",
+        "brokers",
+        "--entity-name",
+        "9",
+        "--alter",
+        "--add-config",
+        "log.retention.ms=5",
+    ];
+    sluice(&cluster, &admin, &not_live).refused("a broker that is not live", "broker 9 is not a live broker");
+    let not_id = ["configs", "--entity-type", "brokers", "--entity-name", "b2", "--describe"];
+    sluice(&cluster, &admin, &not_id).refused("a name that is not an id", "give a broker id");
+    broker2(&["--alter", "--add-config", "num.io.threads=4"]).refused("a static key", "restart");
+    broker2(&["--alter", "--delete-config", "log.retention.ms"]).ok("--delete-config");
+    assert!(!broker2(&["--describe"]).ok("describe after delete").contains("log.retention.ms"));
+}
+
 #[test]
 fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
     let cluster = BrokerCluster::start(3, EXTRA);

@@ -1092,8 +1092,42 @@ async fn elect_leaders_through_the_controller_and_broker_defaults_through_the_do
         .collect();
     assert_eq!(
         found,
-        [("log.retention.bytes".to_string(), Some("1073741824".to_string()), 4)],
+        [("log.retention.bytes".to_string(), Some("1073741824".to_string()), 3)],
         "the default, as DYNAMIC_DEFAULT_BROKER_CONFIG"
+    );
+    // One broker's own dynamic configs: a broker resource named by its id.
+    let mut alter = k::IncrementalAlterConfigsRequest::default();
+    let mut res = k::incremental_alter_configs_request::AlterConfigsResource::default();
+    res.resource_type = 4;
+    res.resource_name = StrBytes::from_static_str("2");
+    let mut c = k::incremental_alter_configs_request::AlterableConfig::default();
+    c.name = StrBytes::from_static_str("log.retention.ms");
+    c.value = Some(StrBytes::from_static_str("86400000"));
+    res.configs = vec![c];
+    alter.resources = vec![res];
+    let altered: k::IncrementalAlterConfigsResponse =
+        raw.call(ApiKey::IncrementalAlterConfigs, 1, &alter).await.expect("answered");
+    assert_eq!(altered.responses[0].error_code, 0, "{altered:?}");
+    let mut describe = k::DescribeConfigsRequest::default();
+    let mut res = k::describe_configs_request::DescribeConfigsResource::default();
+    res.resource_type = 4;
+    res.resource_name = StrBytes::from_static_str("2");
+    res.configuration_keys = None;
+    describe.resources = vec![res];
+    let described: k::DescribeConfigsResponse =
+        raw.call(ApiKey::DescribeConfigs, 1, &describe).await.expect("answered");
+    let found: Vec<(String, Option<String>, i8)> = described.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("log.retention.bytes".to_string(), Some("1073741824".to_string()), 3),
+            ("log.retention.ms".to_string(), Some("86400000".to_string()), 2)
+        ],
+        "the default under broker 2's own (DYNAMIC_BROKER_CONFIG)"
     );
 }
 

@@ -532,6 +532,25 @@ async fn reconcile(
         None => BTreeMap::new(),
     };
     core.set_broker_defaults(defaults);
+    // Each broker's own dynamic configs, the same way.
+    let mut own = BTreeMap::new();
+    let ids = match keeper.children(znodes::CONFIG_BROKERS, false).await {
+        Ok(c) => c,
+        Err(e) if is_no_node(&e) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for id in ids.iter().filter_map(|c| c.parse::<i32>().ok()) {
+        let path = znodes::broker_config_path(id);
+        if let Some((data, _)) = get_optional(keeper, &path).await? {
+            match znodes::decode_broker_config(&path, &data) {
+                Ok(c) => {
+                    own.insert(id, c);
+                }
+                Err(e) => warn!(error = %e, "ignoring an unreadable broker config"),
+            }
+        }
+    }
+    core.set_broker_configs(own);
     // Topics whose config or partitions changed: read again, then drop the notifications.
     let mut changes = match keeper.children(znodes::CONFIG_CHANGES, false).await {
         Ok(c) => c,

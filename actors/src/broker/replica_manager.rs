@@ -343,10 +343,13 @@ impl Handler<Apply> for ReplicaManager {
 
     fn handle(&mut self, msg: Apply, _: &mut Context<Self>) -> Self::Result {
         let _span = crate::handling!("ReplicaManager", "Apply");
-        let update = msg.0;
+        let mut update = msg.0;
         if !roles::accept(self.current.as_deref(), &update)? {
             return Ok(());
         }
+        // This broker's own dynamic configs over the cluster-wide defaults, for everything
+        // here that reads them (logs, throttles, the produce and fetch paths).
+        update.take_own_configs(self.broker_id);
         let plan = roles::plan(&update, self.broker_id, &self.roles);
         for ((topic, partition), delete) in plan.stop {
             self.stop_partition(&TopicPartition::new(topic, partition), delete);

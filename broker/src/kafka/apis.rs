@@ -1056,7 +1056,8 @@ const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;
 /// Kafka's config sources: a topic override, and a default.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 4;
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const DEFAULT_CONFIG: i8 = 5;
 
 /// One config of a DescribeConfigs answer.
@@ -1114,14 +1115,27 @@ async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<
                     }
                 }
             }
-            BROKER_RESOURCE
-                if res.resource_name.is_empty() || *res.resource_name == *call.service.id().to_string() =>
-            {
-                // The cluster-wide dynamic defaults (the rest is the broker's file).
-                match call.service.describe_broker_defaults(&call.peer).await {
-                    Ok(defaults) => {
-                        for (key, value) in defaults.into_iter().filter(|(key, _)| wanted(key)) {
-                            out.configs.push(config_entry(key, value, DYNAMIC_DEFAULT_BROKER_CONFIG));
+            BROKER_RESOURCE if res.resource_name.is_empty() || res.resource_name.parse::<i32>().is_ok() => {
+                // The cluster-wide dynamic defaults, under a named broker's own dynamic configs
+                // (the rest is the broker's file).
+                let broker = res.resource_name.parse::<i32>().ok();
+                let described = async {
+                    let defaults = call.service.describe_broker_configs(&call.peer, None).await?;
+                    let own = match broker {
+                        Some(id) => call.service.describe_broker_configs(&call.peer, Some(id)).await?,
+                        None => BTreeMap::new(),
+                    };
+                    Ok::<_, BrokerError>((defaults, own))
+                };
+                match described.await {
+                    Ok((defaults, own)) => {
+                        let mut all: BTreeMap<String, (String, i8)> = defaults
+                            .into_iter()
+                            .map(|(k, v)| (k, (v, DYNAMIC_DEFAULT_BROKER_CONFIG)))
+                            .collect();
+                        all.extend(own.into_iter().map(|(k, v)| (k, (v, DYNAMIC_BROKER_CONFIG))));
+                        for (key, (value, source)) in all.into_iter().filter(|(key, _)| wanted(key)) {
+                            out.configs.push(config_entry(key, value, source));
                         }
                     }
                     Err(e) => {
@@ -1133,8 +1147,7 @@ async fn describe_configs(call: Call, req: k::DescribeConfigsRequest) -> Result<
             BROKER_RESOURCE => {
                 out.error_code = codes::INVALID_REQUEST;
                 out.error_message = Some(s(format!(
-                    "this is broker {}: ask broker {} for its configs",
-                    call.service.id(),
+                    "broker resource {:?}: give a broker id, or an empty name for the defaults",
                     res.resource_name.as_str()
                 )));
             }
@@ -1214,27 +1227,28 @@ async fn alter_one(
                 Err(e) => (e.code(), Some(s(e.to_string()))),
             }
         }
-        BROKER_RESOURCE if name.is_empty() => {
-            // The cluster-wide defaults; AlterConfigs replaces them all.
+        BROKER_RESOURCE if name.is_empty() || name.parse::<i32>().is_ok() => {
+            // The cluster-wide defaults (an empty name) or one broker's own dynamic configs;
+            // AlterConfigs replaces them all.
             let ops = match change {
                 Err(ops) => ops,
                 Ok(replace) => sluice_broker_core::topic::DYNAMIC_BROKER_KEYS
                     .iter()
-                    .map(|(key, _)| sluice_broker_core::topic::ConfigOp::Delete(key.to_string()))
+                    .map(|(key, _)| *key)
+                    .chain(sluice_broker_core::throttle::RATE_KEYS)
+                    .map(|key| sluice_broker_core::topic::ConfigOp::Delete(key.to_string()))
                     .chain(replace.into_iter().map(|(k, v)| sluice_broker_core::topic::ConfigOp::Set(k, v)))
                     .collect(),
             };
-            match call.service.alter_broker_defaults(&call.peer, &ops, validate_only).await {
+            let broker = name.parse::<i32>().ok();
+            match call.service.alter_broker_configs(&call.peer, broker, &ops, validate_only).await {
                 Ok(()) => (0, None),
                 Err(e) => (e.code(), Some(s(e.to_string()))),
             }
         }
         BROKER_RESOURCE => (
             codes::INVALID_REQUEST,
-            Some(s(
-                "one broker's own dynamic configs are not served: change the cluster-wide defaults (an empty \
-                 broker name), or that broker's server.properties and restart it",
-            )),
+            Some(s(format!("broker resource {name:?}: give a broker id, or an empty name for the defaults"))),
         ),
         other => (
             codes::INVALID_REQUEST,

@@ -462,15 +462,19 @@ impl BrokerService {
         Err(BrokerError::KeeperUnavailable { reason: format!("{path} kept changing under this write") })
     }
 
-    /// The cluster-wide dynamic broker defaults (`/config/brokers/<default>`).
-    pub(crate) async fn describe_broker_defaults(
+    /// The cluster-wide dynamic broker defaults (`/config/brokers/<default>`), or with
+    /// `broker` that broker's own dynamic configs (`/config/brokers/<id>`).
+    pub(crate) async fn describe_broker_configs(
         &self,
         peer: &Peer,
+        broker: Option<i32>,
     ) -> Result<BTreeMap<String, String>, BrokerError> {
         self.check_cluster(peer, Operation::DescribeConfigs)?;
         let keeper = self.keeper()?;
-        match keeper.get_data(znodes::BROKER_DEFAULT_CONFIG, false).await {
-            Ok((data, _)) => znodes::decode_broker_defaults(&data)
+        let path =
+            broker.map_or_else(|| znodes::BROKER_DEFAULT_CONFIG.to_string(), znodes::broker_config_path);
+        match keeper.get_data(&path, false).await {
+            Ok((data, _)) => znodes::decode_broker_config(&path, &data)
                 .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() }),
             Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => Ok(BTreeMap::new()),
             Err(e) => Err(keeper_error(e)),
@@ -480,31 +484,52 @@ impl BrokerService {
     /// Changes the cluster-wide dynamic broker defaults: checked (keys that change while the
     /// cluster runs, values a topic would accept), written conditionally on the znode's
     /// version, then announced; the controller hands them to every broker.
-    pub(crate) async fn alter_broker_defaults(
+    ///
+    /// With `broker`, that broker's own dynamic configs instead (`/config/brokers/<id>`, the
+    /// same keys; Kafka's `--entity-name ID`): over the defaults, on that broker only. The
+    /// broker must be live.
+    pub(crate) async fn alter_broker_configs(
         &self,
         peer: &Peer,
+        broker: Option<i32>,
         ops: &[topic::ConfigOp],
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         self.check_cluster(peer, Operation::AlterConfigs)?;
         let keeper = self.keeper()?;
+        if let Some(id) = broker {
+            if !live_brokers(&keeper).await?.iter().any(|b| b.id == id) {
+                return Err(BrokerError::InvalidRequest {
+                    reason: format!(
+                        "broker {id} is not a live broker; its dynamic configs are set while it runs"
+                    ),
+                });
+            }
+        }
         let config = self.inner.config.clone();
+        let (path, notification) = match broker {
+            None => (znodes::BROKER_DEFAULT_CONFIG.to_string(), znodes::encode_broker_default_change()),
+            Some(id) => (znodes::broker_config_path(id), znodes::encode_broker_change(id)),
+        };
         let new = self
             .rewrite_config(
                 &keeper,
-                znodes::BROKER_DEFAULT_CONFIG,
-                znodes::decode_broker_defaults,
+                &path,
+                |data| znodes::decode_broker_config(&path, data),
                 |current| {
                     let new = topic::apply_broker_default_ops(current, ops)?;
                     config.topic_log_config(&topic::effective_configs(&new, &BTreeMap::new()))?;
                     Ok(new)
                 },
                 validate_only,
-                &znodes::encode_broker_default_change(),
+                &notification,
             )
             .await?;
         if let Some(new) = new {
-            info!(configs = ?new, "cluster-wide broker defaults changed");
+            match broker {
+                None => info!(configs = ?new, "cluster-wide broker defaults changed"),
+                Some(id) => info!(broker = id, configs = ?new, "a broker's own dynamic configs changed"),
+            }
         }
         Ok(())
     }

@@ -371,7 +371,19 @@ impl BrokerHandler for BrokerService {
     }
 
     async fn alter_broker_defaults(&self, peer: &Peer, req: AlterBrokerDefaults) -> Result<(), BrokerError> {
-        self.alter_broker_defaults(peer, &req.ops, req.validate_only).await
+        self.alter_broker_configs(peer, None, &req.ops, req.validate_only).await
+    }
+
+    async fn alter_broker_configs(&self, peer: &Peer, req: AlterBrokerConfigs) -> Result<(), BrokerError> {
+        self.alter_broker_configs(peer, Some(req.broker), &req.ops, req.validate_only).await
+    }
+
+    async fn describe_broker_configs(
+        &self,
+        peer: &Peer,
+        req: DescribeBrokerConfigs,
+    ) -> Result<std::collections::BTreeMap<String, String>, BrokerError> {
+        self.describe_broker_configs(peer, Some(req.broker)).await
     }
 
     async fn describe_broker_defaults(
@@ -379,7 +391,7 @@ impl BrokerHandler for BrokerService {
         peer: &Peer,
         _: DescribeBrokerDefaults,
     ) -> Result<std::collections::BTreeMap<String, String>, BrokerError> {
-        self.describe_broker_defaults(peer).await
+        self.describe_broker_configs(peer, None).await
     }
 
     async fn alter_reassignments(

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use super::cluster::{rpc_is_retriable, Cluster, ClusterError};
 use super::config::{ClientConfig, ConfigError};
 use super::proto::{
-    AclBinding, AclFilter, AlterBrokerDefaults, AlterReassignments, AlterTopicConfigs, BrokerEndpoint,
-    BrokerError, CommitOffset, CommittedOffset, ConfigOp, CreateAcls, CreatePartitions, CreateTopics,
-    DeleteAcls, DeleteGroups, DeleteRecords, DeleteRecordsPartition, DeleteTopics, DescribeAcls,
-    DescribeBrokerDefaults, DescribeConfigs, DescribeGroups, Election, ElectionResults, ElectionType,
-    GroupDescription, GroupOverview, GroupResults, ListGroups, ListReassignments, LogDirDescription, LogDirs,
-    Metadata, MetadataRequest, NewTopic, OffsetCommit, OffsetFetch, Reassigning, ReassignmentResults,
-    TopicConfigs, TopicMetadata, TopicResults,
+    AclBinding, AclFilter, AlterBrokerConfigs, AlterBrokerDefaults, AlterReassignments, AlterTopicConfigs,
+    BrokerEndpoint, BrokerError, CommitOffset, CommittedOffset, ConfigOp, CreateAcls, CreatePartitions,
+    CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteRecordsPartition, DeleteTopics,
+    DescribeAcls, DescribeBrokerConfigs, DescribeBrokerDefaults, DescribeConfigs, DescribeGroups, Election,
+    ElectionResults, ElectionType, GroupDescription, GroupOverview, GroupResults, ListGroups,
+    ListReassignments, LogDirDescription, LogDirs, Metadata, MetadataRequest, NewTopic, OffsetCommit,
+    OffsetFetch, Reassigning, ReassignmentResults, TopicConfigs, TopicMetadata, TopicResults,
 };
 use super::TopicPartition;
 
@@ -531,6 +531,20 @@ impl Admin {
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<Reassigning>, AdminError> {
         Ok(self.cluster.call_any(ListReassignments { partitions }, true).await?)
+    }
+
+    /// Changes broker `broker`'s own dynamic configs (kafka-configs.sh `--alter --entity-type
+    /// brokers --entity-name ID`): the keys of [`Admin::alter_broker_defaults`], over the
+    /// cluster-wide defaults, on that broker only, without a restart.
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "AlterBrokerConfigs", otel.kind = "client"))]
+    pub async fn alter_broker_configs(&self, broker: i32, ops: Vec<ConfigOp>) -> Result<(), AdminError> {
+        Ok(self.cluster.call_any(AlterBrokerConfigs { broker, ops, validate_only: false }, true).await?)
+    }
+
+    /// Broker `broker`'s own dynamic configs (empty when none is set).
+    #[tracing::instrument(name = "admin", skip_all, fields(otel.name = "DescribeBrokerConfigs", otel.kind = "client"))]
+    pub async fn describe_broker_configs(&self, broker: i32) -> Result<BTreeMap<String, String>, AdminError> {
+        Ok(self.cluster.call_any(DescribeBrokerConfigs { broker }, true).await?)
     }
 
     /// The cluster-wide dynamic broker defaults (empty when none is set).

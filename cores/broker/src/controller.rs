@@ -120,6 +120,8 @@ pub struct ControllerCore {
     unclean_default: bool,
     /// `/config/brokers/<default>`.
     broker_defaults: BTreeMap<String, String>,
+    /// `/config/brokers/<id>`.
+    broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     brokers: BTreeMap<i32, BrokerEndpoint>,
     topics: BTreeMap<String, TopicState>,
     deleting: BTreeSet<String>,
@@ -139,6 +141,7 @@ impl ControllerCore {
             sequence: 0,
             unclean_default,
             broker_defaults: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             deleting: BTreeSet::new(),
@@ -493,6 +496,7 @@ impl ControllerCore {
                 .collect(),
             deleting: self.deleting.iter().cloned().collect(),
             broker_defaults: self.broker_defaults.clone(),
+            broker_configs: self.broker_configs.clone(),
         }
     }
 
@@ -608,6 +612,11 @@ impl ControllerCore {
     /// them now.
     pub fn set_broker_defaults(&mut self, defaults: BTreeMap<String, String>) {
         self.broker_defaults = defaults;
+    }
+
+    /// Each broker's own dynamic configs (`/config/brokers/<id>`) as the keeper holds them now.
+    pub fn set_broker_configs(&mut self, configs: BTreeMap<i32, BTreeMap<String, String>>) {
+        self.broker_configs = configs;
     }
 }
 

@@ -127,6 +127,9 @@ pub struct ClusterUpdate {
     /// The cluster-wide dynamic defaults (`/config/brokers/<default>`, broker keys of
     /// [`crate::topic::DYNAMIC_BROKER_KEYS`]): under every topic's own overrides.
     pub broker_defaults: BTreeMap<String, String>,
+    /// Each broker's own dynamic configs (`/config/brokers/<id>`, the same keys): over the
+    /// cluster-wide defaults, on that broker only ([`ClusterUpdate::take_own_configs`]).
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
 }
 
 /// How many partitions of `topics` `broker` leads that another live replica could take
@@ -168,6 +171,15 @@ impl ClusterUpdate {
         crate::topic::effective_value(&self.broker_defaults, &t.configs, topic_key)
     }
 
+    /// Makes this picture broker `id`'s: its own dynamic configs replace the cluster-wide
+    /// defaults they name (Kafka's order: per-broker, then cluster default, then static), so
+    /// everything that reads [`Self::broker_defaults`] on that broker sees them.
+    pub fn take_own_configs(&mut self, id: i32) {
+        if let Some(own) = self.broker_configs.get(&id) {
+            self.broker_defaults.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+
     /// The broker with `id`, if live.
     pub fn broker(&self, id: i32) -> Option<&BrokerEndpoint> {
         self.brokers.iter().find(|b| b.id == id)
@@ -188,7 +200,20 @@ mod tests {
             topics: BTreeMap::new(),
             deleting: vec![],
             broker_defaults: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_brokers_own_configs_win_over_the_defaults_on_that_broker_only() {
+        let mut u = update(1, 1);
+        u.broker_defaults = [("log.retention.ms".to_string(), "1000".to_string())].into();
+        u.broker_configs = [(2, [("log.retention.ms".to_string(), "5".to_string())].into())].into();
+        let mut on_1 = u.clone();
+        on_1.take_own_configs(1);
+        assert_eq!(on_1.broker_defaults["log.retention.ms"], "1000");
+        u.take_own_configs(2);
+        assert_eq!(u.broker_defaults["log.retention.ms"], "5");
     }
 
     #[test]

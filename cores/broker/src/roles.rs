@@ -211,6 +211,7 @@ mod tests {
             topics,
             deleting: deleting.iter().map(|s| s.to_string()).collect(),
             broker_defaults: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
         }
     }
 

@@ -461,6 +461,22 @@ pub fn is_broker_default_change(path: &str, data: &[u8]) -> Result<bool, ZnodeEr
     Ok(j.entity_path == "brokers/<default>")
 }
 
+/// `/config/brokers/<id>`: one broker's own dynamic configs, Kafka's config JSON.
+pub fn broker_config_path(id: i32) -> String {
+    format!("{CONFIG_BROKERS}/{id}")
+}
+
+/// The notification that broker `id`'s own configs changed
+/// (`{"version":2,"entity_path":"brokers/<id>"}`).
+pub fn encode_broker_change(id: i32) -> Vec<u8> {
+    json(&ConfigChangeJson { version: 2, entity_path: format!("brokers/{id}") })
+}
+
+/// Reads `/config/brokers/<id>` (named by `path`).
+pub fn decode_broker_config(path: &str, data: &[u8]) -> Result<BTreeMap<String, String>, ZnodeError> {
+    parse::<ConfigJson>(path, "broker config", data).map(|j| j.config)
+}
+
 /// Reads `/config/brokers/<default>`.
 pub fn decode_broker_defaults(data: &[u8]) -> Result<BTreeMap<String, String>, ZnodeError> {
     parse::<ConfigJson>(BROKER_DEFAULT_CONFIG, "broker default config", data).map(|j| j.config)
