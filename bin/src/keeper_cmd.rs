@@ -387,7 +387,7 @@ fn format_event(event: &sluice_client::keeper::KeeperEvent) -> String {
         KeeperEvent::Watch { event, path } => ("SyncConnected", format!("{event:?}"), path.as_str()),
         KeeperEvent::SessionExpired => ("Expired", "None".to_string(), ""),
         KeeperEvent::ReadOnly(true) => ("ConnectedReadOnly", "None".to_string(), ""),
-        KeeperEvent::ReadOnly(false) => ("SyncConnected", "None".to_string(), ""),
+        KeeperEvent::ReadOnly(false) | KeeperEvent::Resumed => ("SyncConnected", "None".to_string(), ""),
     };
     let path = if path.is_empty() { "null" } else { path };
     format!("\nWATCHER::\n\nWatchedEvent state:{state} type:{kind} path:{path}\n")

@@ -8,7 +8,6 @@
 
 use clap::Parser;
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions, KeeperEvent};
-use sluice_net::{ClientTls, TlsFiles, TlsIdentity};
 
 /// Print the brokers registered in the keeper, then every change to them (a broker joining
 /// or leaving), until Ctrl-C or --max-changes.
@@ -25,19 +24,10 @@ struct Args {
     max_changes: Option<u64>,
 }
 
-fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("{name} is not set: it names this client's TLS files"))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let files = TlsFiles {
-        ca: env("SLUICE_TLS_CA")?.into(),
-        cert: env("SLUICE_TLS_CERT")?.into(),
-        key: env("SLUICE_TLS_KEY")?.into(),
-    };
-    let tls = ClientTls::new(TlsIdentity::load(&files)?);
+    let tls = sluice_client::tls_from_env()?;
     let (keeper, mut events) =
         KeeperClient::connect(&args.zookeeper, &tls, KeeperClientOptions::default()).await?;
     // The watch first, then the read: a change between them is not missed.
@@ -55,6 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 changes += 1;
             }
             Some(KeeperEvent::SessionExpired) | None => return Err("the keeper session ended".into()),
+            // On a new connection a persistent watch may have missed changes: read again.
+            Some(KeeperEvent::Resumed) => {
+                println!("reconnected: brokers now {:?}", keeper.children("/brokers/ids", false).await?);
+            }
             Some(KeeperEvent::ReadOnly(_)) => {}
         }
     }

@@ -11,3 +11,5 @@
 //!   configuration.
 pub mod broker;
 pub mod keeper;
+
+pub use broker::{tls_files_from_env, tls_from_env};

@@ -228,8 +228,10 @@ fn a_retention_change_reaches_every_replica_live_and_topics_grow_with_alter() {
     assert!(!text.contains("retention.ms") && text.contains("segment.bytes=1024"), "{text}");
     alter(&cluster, &admin, "cfg", "--add-config", "retention.bytes=x")
         .refused("a bad value", "retention.bytes");
-    sluice(&cluster, &admin, &["configs", "--describe", "--entity-type", "brokers", "--entity-name", "1"])
-        .refused("broker configs", "server.properties");
+    sluice(&cluster, &admin, &["configs", "--describe", "--entity-type", "brokers"]).refused(
+        "brokers without an entity",
+        "--entity-default (the cluster-wide dynamic defaults) or --entity-name ID",
+    );
 
     // topics --alter --partitions grows the topic; shrinking is refused.
     sluice(&cluster, &admin, &["topics", "--alter", "--topic", "cfg", "--partitions", "4"])

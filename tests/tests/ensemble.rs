@@ -538,3 +538,80 @@ async fn a_member_behind_what_the_client_has_seen_refuses_it_so_the_client_never
         "the client reads its last write again"
     );
 }
+
+/// Runs `op` until it is done, for up to 20 s: a keeper error that says an earlier attempt
+/// was applied (NodeExists, NoNode) counts as done.
+async fn settle<F, Fut>(what: &str, mut op: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), KeeperClientError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match op().await {
+            Ok(()) => return,
+            Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. } | KeeperError::NoNode { .. })) => {
+                return
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{what}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_cache_catches_up_on_what_changed_while_its_server_was_dying() {
+    use sluice_client::keeper::{CacheEvent, TreeCache};
+    let (pki, _dir, mut ens, _, leader) = up(3).await;
+    let writer = client(&pki, &hosts(&ens, &others(3, leader))).await;
+    writer.create("/tree", b"", P).await.expect("create /tree");
+    writer.create("/tree/a", b"1", P).await.expect("create /tree/a");
+    // The cache's client lands on the leader, which then dies.
+    let mut order = vec![leader];
+    order.extend(others(3, leader));
+    let opts =
+        KeeperClientOptions { session_timeout: Duration::from_millis(SESSION_MS), ..Default::default() };
+    let (c, events) =
+        KeeperClient::connect(&hosts(&ens, &order), &pki.client("cache"), opts).await.expect("connect");
+    let (cache, mut changes) = TreeCache::start(c, events, "/tree").await.expect("cache");
+    assert_eq!(cache.get("/tree/a").map(|n| n.data), Some(b"1".to_vec()));
+    assert_eq!(cache.children("/tree"), ["a"]);
+    ens.members[leader].kill();
+    // Changes while the cache's watch is on a dead server: what it would have heard is lost;
+    // the resumed session reads the tree again.
+    // (Each write is retried while the survivors elect a leader; a retry that finds its
+    // own earlier attempt applied, NodeExists or NoNode, is done.)
+    settle("set /tree/a", || async { writer.set_data("/tree/a", b"2", -1).await.map(|_| ()) }).await;
+    settle("create /tree/b", || async { writer.create("/tree/b", b"x", P).await.map(|_| ()) }).await;
+    settle("create /tree/b/deep", || async { writer.create("/tree/b/deep", b"y", P).await.map(|_| ()) })
+        .await;
+    settle("create /tree/gone", || async { writer.create("/tree/gone", b"", P).await.map(|_| ()) }).await;
+    settle("delete /tree/gone", || async { writer.delete("/tree/gone", -1).await }).await;
+    let want: Vec<(String, Vec<u8>)> =
+        [("/tree", ""), ("/tree/a", "2"), ("/tree/b", "x"), ("/tree/b/deep", "y")]
+            .iter()
+            .map(|(p, d)| (p.to_string(), d.as_bytes().to_vec()))
+            .collect();
+    let now = || cache.snapshot().into_iter().map(|(p, n)| (p, n.data)).collect::<Vec<_>>();
+    let caught_up = wait_for(Duration::from_secs(20), || {
+        let same = now() == want;
+        async move { same }
+    })
+    .await;
+    assert!(caught_up, "the cache holds {:?}, the keeper {want:?}", now());
+    let mut synced = 0;
+    while let Ok(event) = changes.try_recv() {
+        synced += usize::from(event == CacheEvent::Synced);
+    }
+    assert!(synced >= 2, "a whole read at start and another once the session resumed ({synced})");
+    // And it goes on following: a change after the failover arrives by the watch.
+    writer.set_data("/tree/b", b"z", -1).await.expect("set /tree/b");
+    let followed = wait_for(Duration::from_secs(10), || {
+        let got = cache.get("/tree/b").map(|n| n.data) == Some(b"z".to_vec());
+        async move { got }
+    })
+    .await;
+    assert!(followed, "the change after the failover: {:?}", now());
+}

@@ -166,3 +166,241 @@ fn the_sdk_examples_produce_consume_administer_and_watch_a_real_cluster() {
     let status = watcher.wait().expect("watch_brokers ends after one change");
     assert!(status.success(), "{status:?}");
 }
+
+/// An example running in the background: its stdout lines arrive on a channel; killed when
+/// dropped.
+struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Background {
+    fn start(name: &str, args: &[&str], env: &[(&str, String)]) -> Background {
+        use std::io::BufRead;
+        let mut child = Command::new(example(name))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the example");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Background { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits up to 30 s for a line containing `what`; returns it.
+    fn expect(&mut self, what: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
+            return l.clone();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {what:?} within 30 s; printed: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (up to 30 s) for the process to end; true on success.
+    fn finish(mut self) -> (bool, Vec<String>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.seen.extend(self.lines.try_iter());
+                return (status.success(), std::mem::take(&mut self.seen));
+            }
+            assert!(std::time::Instant::now() < deadline, "still running after 30 s: {:?}", self.seen);
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(line);
+            }
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The number after `at ` in `line`.
+fn at(line: &str) -> u128 {
+    line.rsplit("at ")
+        .next()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no time in {line:?}"))
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+#[test]
+fn the_keeper_recipe_examples_lock_elect_wait_together_cache_and_count() {
+    use sluice_certs::{CertSpec, Role};
+    let pki = sluice_tests::TestPki::new("recipes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // tickTime 200 ms: sessions of 0.4 s to 4 s.
+    let keeper = sluice_tests::KeeperProcess::start(&pki, dir.path(), 200);
+    let files = pki.issue(CertSpec::new("recipes-cli", Role::Client));
+    let env = [
+        ("SLUICE_TLS_CA", files.ca.display().to_string()),
+        ("SLUICE_TLS_CERT", files.cert.display().to_string()),
+        ("SLUICE_TLS_KEY", files.key.display().to_string()),
+    ];
+    let zk = keeper.addr.clone();
+    let zk = zk.as_str();
+    for name in ["keeper_lock", "keeper_election", "keeper_barrier", "keeper_cache", "keeper_counter"] {
+        let (help, _) = text(&run(name, &["--help"], &[]));
+        assert!(help.contains("--zookeeper") && help.contains("SLUICE_TLS_CA"), "{name} --help:\n{help}");
+    }
+
+    // --- the counter: three processes add 20 each at once; none is lost
+    let adders: Vec<Background> = (0..3)
+        .map(|_| {
+            Background::start(
+                "keeper_counter",
+                &["--zookeeper", zk, "--path", "/counters/c", "--times", "20"],
+                &env,
+            )
+        })
+        .collect();
+    for a in adders {
+        let (ok, out) = a.finish();
+        assert!(ok, "{out:?}");
+    }
+    let total = run("keeper_counter", &["--zookeeper", zk, "--path", "/counters/c", "--times", "0"], &env);
+    assert_eq!(text(&total).0.trim(), "/counters/c = 60", "{:?}", text(&total));
+
+    // --- the lock: three holders in turn, never two at once (their logged intervals)
+    let holders: Vec<Background> = (0..3)
+        .map(|_| {
+            Background::start(
+                "keeper_lock",
+                &["--zookeeper", zk, "--path", "/locks/l", "--hold-ms", "300"],
+                &env,
+            )
+        })
+        .collect();
+    let mut held = Vec::new();
+    for h in holders {
+        let (ok, out) = h.finish();
+        assert!(ok, "{out:?}");
+        let acquired = out.iter().find(|l| l.starts_with("acquired")).expect("acquired");
+        let released = out.iter().find(|l| l.starts_with("released")).expect("released");
+        held.push((at(acquired), at(released)));
+    }
+    held.sort_unstable();
+    for pair in held.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two holders at once: {held:?}");
+    }
+    // A holder that dies: its session's end frees the lock within the session timeout.
+    let mut dead = Background::start(
+        "keeper_lock",
+        &["--zookeeper", zk, "--path", "/locks/l", "--hold-ms", "60000", "--session-timeout-ms", "2000"],
+        &env,
+    );
+    dead.expect("acquired");
+    let mut next =
+        Background::start("keeper_lock", &["--zookeeper", zk, "--path", "/locks/l", "--hold-ms", "10"], &env);
+    next.expect("waiting for");
+    let killed = now_ms();
+    let _ = dead.child.kill();
+    let took = at(&next.expect("acquired")) - killed;
+    assert!(took < 2000 + 2000, "the lock was freed {took} ms after its holder died (session timeout 2 s)");
+    assert!(next.finish().0);
+
+    // --- the election: the first leads alone; the others lead in turn after it resigns
+    let mut first = Background::start(
+        "keeper_election",
+        &["--zookeeper", zk, "--path", "/election/e", "--id", "e1", "--lead-ms", "1000"],
+        &env,
+    );
+    assert!(first.expect("e1 leads").ends_with(r#"contenders: ["e1"]"#));
+    let others: Vec<Background> = ["e2", "e3"]
+        .iter()
+        .map(|id| {
+            Background::start(
+                "keeper_election",
+                &["--zookeeper", zk, "--path", "/election/e", "--id", id, "--lead-ms", "100"],
+                &env,
+            )
+        })
+        .collect();
+    assert!(first.finish().0);
+    for (id, o) in ["e2", "e3"].iter().zip(others) {
+        let (ok, out) = o.finish();
+        assert!(ok, "{out:?}");
+        let leads = out.iter().find(|l| l.contains(" leads; ")).expect("it led");
+        assert!(leads.starts_with(&format!(r#"{id} leads; contenders: ["{id}""#)), "{leads}");
+    }
+
+    // --- the double barrier: nobody enters before the third member arrives
+    let mut members = Vec::new();
+    for id in ["b1", "b2"] {
+        let mut m = Background::start(
+            "keeper_barrier",
+            &["--zookeeper", zk, "--path", "/barriers/b", "--members", "3", "--id", id],
+            &env,
+        );
+        m.expect("arrived");
+        members.push(m);
+    }
+    let third_arrives = now_ms();
+    members.push(Background::start(
+        "keeper_barrier",
+        &["--zookeeper", zk, "--path", "/barriers/b", "--members", "3", "--id", "b3"],
+        &env,
+    ));
+    let mut entered = Vec::new();
+    let mut left = Vec::new();
+    for m in members {
+        let (ok, out) = m.finish();
+        assert!(ok, "{out:?}");
+        entered.push(at(out.iter().find(|l| l.contains(" entered at ")).expect("entered")));
+        left.push(at(out.iter().find(|l| l.contains(" left at ")).expect("left")));
+    }
+    assert!(entered.iter().all(|e| *e >= third_arrives), "entered before the third arrived: {entered:?}");
+    let last_entered = entered.iter().max().copied().unwrap_or_default();
+    assert!(left.iter().all(|l| *l >= last_entered), "left {left:?} before all entered {entered:?}");
+
+    // --- the tree cache follows creates, changes and deletes under its root
+    let mut cache =
+        Background::start("keeper_cache", &["--zookeeper", zk, "--path", "/cfg", "--max-events", "4"], &env);
+    cache.expect("synced: 0 nodes");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
+    use sluice_keeper_core::CreateMode;
+    let tls = pki.client("recipes-writer");
+    let (k, _events) =
+        rt.block_on(KeeperClient::connect(zk, &tls, KeeperClientOptions::default())).expect("connect");
+    // Each change, then the cache's line for it (a change made before the cache read the
+    // last one may be folded into it: a watch event carries no data).
+    rt.block_on(k.create("/cfg", b"", CreateMode::Persistent)).expect("create /cfg");
+    assert_eq!(cache.expect("/cfg"), "added /cfg = ");
+    rt.block_on(k.create("/cfg/a", b"1", CreateMode::Persistent)).expect("create /cfg/a");
+    assert_eq!(cache.expect("/cfg/a"), "added /cfg/a = 1");
+    rt.block_on(k.set_data("/cfg/a", b"2", -1)).expect("set /cfg/a");
+    assert_eq!(cache.expect("updated"), "updated /cfg/a = 2");
+    rt.block_on(k.delete("/cfg/a", -1)).expect("delete /cfg/a");
+    assert_eq!(cache.expect("removed"), "removed /cfg/a");
+    let (ok, out) = cache.finish();
+    assert!(ok, "the example ends after its 4 events: {out:?}");
+}

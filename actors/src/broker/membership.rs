@@ -476,6 +476,8 @@ impl StreamHandler<SessionEvent> for Membership {
             KeeperEvent::ReadOnly(ro) => {
                 warn!(read_only = ro, "the keeper server lost or regained its quorum");
             }
+            // The watchers' one-shot watches were set again on the new connection.
+            KeeperEvent::Resumed => {}
         }
     }
 

@@ -452,20 +452,16 @@ impl ClientConfig {
     /// `SLUICE_BOOTSTRAP_SERVER` (`HOST:PORT[,HOST:PORT...]`) and the three TLS files
     /// `SLUICE_TLS_CA`, `SLUICE_TLS_CERT`, `SLUICE_TLS_KEY`. A missing one is named.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |name: &'static str, hint: &'static str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing { key: name, hint })
-        };
+        let var = env_var;
         let mut config = ClientConfig::default();
         config.set(
             keys::BOOTSTRAP_SERVERS,
             &var("SLUICE_BOOTSTRAP_SERVER", "the brokers to start from, HOST:PORT[,HOST:PORT...]")?,
         )?;
-        config.set(keys::TLS_CA_FILE, &var("SLUICE_TLS_CA", "the cluster CA certificate (PEM)")?)?;
-        config.set(keys::TLS_CERT_FILE, &var("SLUICE_TLS_CERT", "this client's certificate (PEM)")?)?;
-        config.set(keys::TLS_KEY_FILE, &var("SLUICE_TLS_KEY", "this client's private key (PEM)")?)?;
+        let files = tls_files_from_env()?;
+        config.tls_ca_file = Some(files.ca);
+        config.tls_cert_file = Some(files.cert);
+        config.tls_key_file = Some(files.key);
         Ok(config)
     }
 
@@ -1166,6 +1162,27 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig::new(ClientConfig::default())
     }
+}
+
+/// An environment variable the tools read; a missing or empty one is named with `hint`.
+fn env_var(name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { key: name, hint })
+}
+
+/// This client's TLS files from the environment, as the `sluice` tools read them:
+/// `SLUICE_TLS_CA`, `SLUICE_TLS_CERT`, `SLUICE_TLS_KEY` (a missing one is named).
+pub fn tls_files_from_env() -> Result<TlsFiles, ConfigError> {
+    Ok(TlsFiles {
+        ca: env_var("SLUICE_TLS_CA", "the cluster CA certificate (PEM)")?.into(),
+        cert: env_var("SLUICE_TLS_CERT", "this client's certificate (PEM)")?.into(),
+        key: env_var("SLUICE_TLS_KEY", "this client's private key (PEM)")?.into(),
+    })
+}
+
+/// This client's TLS identity from the environment ([`tls_files_from_env`]), loaded now: what
+/// a keeper client connects with.
+pub fn tls_from_env() -> Result<ClientTls, ConfigError> {
+    Ok(ClientTls::new(TlsIdentity::load(&tls_files_from_env()?)?))
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ pub(crate) fn client_span(op: &'static str, topic: &str) -> tracing::Span {
 pub use admin::{Admin, AdminError, ClusterDescription};
 pub use cluster::{Cluster, ClusterError, ClusterView, TopicView};
 pub use config::{
-    Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfig, FromProperties, ProducerConfig,
+    tls_files_from_env, tls_from_env, Acks, AutoOffsetReset, ClientConfig, ConfigError, ConsumerConfig,
+    FromProperties, ProducerConfig,
 };
 pub use consumer::{
     CommitHandle, Consumer, ConsumerError, ConsumerRecord, OffsetAndTimestamp, RebalanceListener,

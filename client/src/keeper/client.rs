@@ -68,6 +68,11 @@ pub enum KeeperEvent {
     /// The connected server lost (`true`) or regained (`false`) its ensemble's quorum:
     /// meanwhile reads may be stale and writes fail (ZooKeeper's ConnectedReadOnly).
     ReadOnly(bool),
+    /// The session was resumed on a new connection (another server, or the same one after
+    /// a break), its watches set again. One-shot watches whose nodes changed meanwhile fire;
+    /// what persistent watches would have heard meanwhile is lost, so a cache reads its
+    /// nodes again (ZooKeeper's reconnected `SyncConnected`).
+    Resumed,
 }
 
 /// Keeper client settings.
@@ -203,7 +208,7 @@ struct Inner {
     opts: KeeperClientOptions,
     live: tokio::sync::Mutex<Option<OrderedCaller<KeeperProtocol>>>,
     session: Mutex<Option<Session>>,
-    pushes: mpsc::UnboundedSender<KeeperPush>,
+    pushes: mpsc::UnboundedSender<Pushed>,
     watches: Arc<Mutex<Watches>>,
     next_host: AtomicUsize,
     expired: AtomicBool,
@@ -229,8 +234,15 @@ impl std::fmt::Debug for KeeperClient {
 /// Watch events and session state, in the order the server sent them.
 #[derive(Debug)]
 pub struct KeeperEvents {
-    rx: mpsc::UnboundedReceiver<KeeperPush>,
+    rx: mpsc::UnboundedReceiver<Pushed>,
     connect: ConnectString,
+}
+
+/// What reaches [`KeeperEvents`]: the servers' pushes, and the client's own news.
+#[derive(Debug)]
+enum Pushed {
+    Server(KeeperPush),
+    Resumed,
 }
 
 impl KeeperEvents {
@@ -254,13 +266,14 @@ impl KeeperEvents {
         None
     }
 
-    fn translate(&self, push: KeeperPush) -> Option<KeeperEvent> {
+    fn translate(&self, push: Pushed) -> Option<KeeperEvent> {
         match push {
-            KeeperPush::Watch { event, path, .. } => {
+            Pushed::Server(KeeperPush::Watch { event, path, .. }) => {
                 self.connect.to_client(&path).map(|path| KeeperEvent::Watch { event, path })
             }
-            KeeperPush::SessionExpired => Some(KeeperEvent::SessionExpired),
-            KeeperPush::ReadOnly(b) => Some(KeeperEvent::ReadOnly(b)),
+            Pushed::Server(KeeperPush::SessionExpired) => Some(KeeperEvent::SessionExpired),
+            Pushed::Server(KeeperPush::ReadOnly(b)) => Some(KeeperEvent::ReadOnly(b)),
+            Pushed::Resumed => Some(KeeperEvent::Resumed),
         }
     }
 }
@@ -410,7 +423,7 @@ impl KeeperClient {
                     read_only.store(b, Ordering::Relaxed);
                 }
                 lock(&watches).on_push(&push);
-                let _ = pushes.send(push);
+                let _ = pushes.send(Pushed::Server(push));
             })
             .await
             .map_err(loss)?;
@@ -440,6 +453,7 @@ impl KeeperClient {
                 watches = count,
                 "session resumed"
             );
+            let _ = inner.pushes.send(Pushed::Resumed);
         }
         *lock(&inner.session) = Some(Session {
             id: connected.session,
@@ -451,7 +465,7 @@ impl KeeperClient {
 
     fn mark_expired(&self) {
         if !self.inner.expired.swap(true, Ordering::Relaxed) {
-            let _ = self.inner.pushes.send(KeeperPush::SessionExpired);
+            let _ = self.inner.pushes.send(Pushed::Server(KeeperPush::SessionExpired));
         }
     }
 

@@ -6,4 +6,4 @@ pub mod recipes;
 
 pub use client::{KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents};
 pub use connect_string::ConnectString;
-pub use recipes::{Counter, Lock};
+pub use recipes::{CacheEvent, CachedNode, Counter, DoubleBarrier, Lock, NodeCache, TreeCache};
