@@ -16,7 +16,11 @@
 //!   range, round-robin and sticky partition assignors.
 //! - [`proto`]: the wire messages.
 //!
-//! ```text
+//! ```no_run
+//! # async fn sketch(files: sluice_net::TlsFiles) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use sluice_client::broker::*;
+//!
 //! let client = ClientConfig::new(["broker1:9092"]).tls_files(files);
 //! let producer = Producer::new(ProducerConfig::new(client.clone()))?;
 //! let delivered = producer.send(ProducerRecord::new("events", "hello")).await?.await?;
@@ -24,6 +28,7 @@
 //! consumer.assign([("events", delivered.partition)]);
 //! consumer.seek("events", delivered.partition, delivered.offset)?;
 //! let records = consumer.poll(Duration::from_secs(1)).await?;
+//! # Ok(()) }
 //! ```
 mod accumulator;
 pub mod admin;

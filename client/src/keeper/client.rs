@@ -1,10 +1,17 @@
 //! An async keeper client: one session, resumed across servers, with watch events.
 //!
-//! ```text
+//! ```no_run
+//! # async fn sketch(tls: sluice_net::ClientTls) -> Result<(), Box<dyn std::error::Error>> {
+//! use sluice_client::keeper::{CreateMode, KeeperClient, KeeperClientOptions};
+//!
+//! let opts = KeeperClientOptions::default();
 //! let (client, mut events) = KeeperClient::connect("k1:2181,k2:2181/cluster-a", &tls, opts).await?;
 //! client.create("/brokers/ids/1", b"..", CreateMode::Ephemeral).await?;
-//! let ids = client.children("/brokers/ids", true).await?;   // leaves a child watch
-//! while let Some(ev) = events.recv().await { ... }
+//! let ids = client.children("/brokers/ids", true).await?; // leaves a child watch
+//! while let Some(event) = events.recv().await {
+//!     println!("{event:?}; children were {ids:?}");
+//! }
+//! # Ok(()) }
 //! ```
 //!
 //! Paths are the client's: with a chroot every path is prefixed on the way out and stripped

@@ -52,11 +52,12 @@ pub const CONFIG_CHANGES: &str = "/config/changes";
 /// The prefix of a change notification (the keeper appends the sequence number).
 pub const CONFIG_CHANGE_PREFIX: &str = "/config/changes/config_change_";
 
-/// Persistent nodes every cluster has; created (if missing) by each broker at start.
 /// `/admin`: its children are requests to the controller (deletions, reassignments).
 pub const ADMIN: &str = "/admin";
 /// `/admin/reassign_partitions`: the partitions whose replicas are moving, and where to.
 pub const REASSIGN_PARTITIONS: &str = "/admin/reassign_partitions";
+
+/// Persistent nodes every cluster has; created (if missing) by each broker at start.
 pub const PERSISTENT_PATHS: &[&str] = &[
     "/brokers",
     BROKER_IDS,
