@@ -503,3 +503,125 @@ async fn cooperative_sticky_moves_only_what_must_move_and_never_revokes_everythi
     let generation = a.group_generation().expect("a").0;
     assert!(generation >= 3, "two rounds after the first: generation {generation}");
 }
+
+/// A group member reading `topic` as a stream until `stop` says so, recording every record
+/// it yields as (partition, offset) in `seen`; commits by auto-commit (before each
+/// rebalance, every 500 ms, at close), after putting back what the stream had not yielded.
+/// Its processing takes 20 ms per 500 records (so the other member's join and leave happen
+/// while there is still work to share).
+fn stream_member(
+    config: ConsumerConfig,
+    topic: &'static str,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, &'static str)>>>,
+    name: &'static str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        let mut consumer = Consumer::new(config).expect("consumer");
+        consumer.subscribe([topic]).expect("subscribe");
+        {
+            let mut stop = stop;
+            let mut records = consumer.stream();
+            loop {
+                let next = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    next = records.next() => next,
+                };
+                match next {
+                    Some(Ok(r)) => {
+                        let n = {
+                            let mut seen = seen.lock().expect("lock");
+                            seen.push((r.partition, r.offset, name));
+                            seen.len()
+                        };
+                        if n % 500 == 0 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    Some(Err(e)) => panic!("{name}: the stream failed: {e}"),
+                    None => break,
+                }
+            }
+        }
+        consumer.close().await.expect("close");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_delivers_100k_records_once_in_order_while_a_member_joins_and_leaves() {
+    const TOPIC: &str = "streamed";
+    const TOTAL: usize = 100_000;
+    let cluster = BrokerCluster::start(
+        1,
+        &GROUPS.replace("group.initial.rebalance.delay.ms=1000", "group.initial.rebalance.delay.ms=0"),
+    );
+    create(&cluster, TOPIC, 4, 1).await;
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).linger(Duration::from_millis(5)))
+        .expect("producer");
+    let mut ds = Vec::with_capacity(TOTAL);
+    for i in 0..TOTAL {
+        ds.push(producer.send(ProducerRecord::new(TOPIC, i.to_string())).await.expect("send"));
+    }
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in ds {
+        let md = d.await.expect("delivered");
+        let end = ends.entry(md.partition).or_default();
+        *end = (*end).max(md.offset + 1);
+    }
+    producer.close().await;
+    let config = || {
+        member(&cluster, "streamers")
+            .enable_auto_commit(true)
+            .auto_commit_interval(Duration::from_millis(500))
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let count = |seen: &std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, &str)>>>, who: Option<&str>| {
+        seen.lock().expect("lock").iter().filter(|r| who.is_none_or(|w| r.2 == w)).count()
+    };
+    // --- A alone; B joins once A has 20,000; B leaves once it has 10,000 of its own
+    let (stop_a, a_stop) = tokio::sync::watch::channel(false);
+    let a = stream_member(config(), TOPIC, seen.clone(), "a", a_stop);
+    assert!(
+        wait_for(Duration::from_secs(60), || async { count(&seen, None) >= 20_000 }).await,
+        "a read 20,000 records ({})",
+        count(&seen, None)
+    );
+    let (stop_b, b_stop) = tokio::sync::watch::channel(false);
+    let b = stream_member(config(), TOPIC, seen.clone(), "b", b_stop);
+    let b_read = wait_for(Duration::from_secs(60), || async {
+        count(&seen, Some("b")) >= 10_000 || count(&seen, None) >= TOTAL
+    })
+    .await;
+    assert!(b_read && count(&seen, Some("b")) > 0, "b joined and read records ({})", count(&seen, Some("b")));
+    stop_b.send_replace(true);
+    b.await.expect("b");
+    // --- A takes B's partitions back and reads to the end
+    let all = wait_for(Duration::from_secs(90), || async { count(&seen, None) >= TOTAL }).await;
+    stop_a.send_replace(true);
+    a.await.expect("a");
+    let seen = seen.lock().expect("lock").clone();
+    assert!(all, "{} of {TOTAL} records read", seen.len());
+    // --- every record exactly once, and each member's records in order per partition
+    let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (p, o, _) in &seen {
+        by_partition.entry(*p).or_default().push(*o);
+    }
+    for (p, end) in &ends {
+        let mut offsets = by_partition.remove(p).unwrap_or_default();
+        offsets.sort_unstable();
+        let expected: Vec<i64> = (0..*end).collect();
+        assert!(offsets == expected, "partition {p}: {} records read for offsets 0..{end}", offsets.len());
+    }
+    for who in ["a", "b"] {
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for (p, o, _) in seen.iter().filter(|r| r.2 == who) {
+            if let Some(prev) = last.insert(*p, *o) {
+                assert!(*o > prev, "{who} read {p}@{o} after {p}@{prev}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), TOTAL, "no record twice");
+    let b_count = seen.iter().filter(|r| r.2 == "b").count();
+    eprintln!("a read {}, b read {b_count}", TOTAL - b_count);
+}
