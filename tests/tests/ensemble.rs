@@ -615,3 +615,33 @@ async fn a_tree_cache_catches_up_on_what_changed_while_its_server_was_dying() {
     .await;
     assert!(followed, "the change after the failover: {:?}", now());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_stays_held_while_its_holders_server_dies_and_goes_to_the_next_on_release() {
+    use sluice_client::keeper::Lock;
+    let (pki, _dir, mut ens, _, leader) = up(3).await;
+    let opts =
+        KeeperClientOptions { session_timeout: Duration::from_millis(SESSION_MS), ..Default::default() };
+    // The holder's client lands on the leader, which dies while it holds the lock.
+    let mut order = vec![leader];
+    order.extend(others(3, leader));
+    let (h, h_events) = KeeperClient::connect(&hosts(&ens, &order), &pki.client("holder"), opts.clone())
+        .await
+        .expect("connect");
+    let mut holder = Lock::new(h, h_events, "/locks/l");
+    assert!(holder.acquire(Duration::from_secs(10)).await.expect("acquire"), "the lock is free");
+    let (c, c_events) =
+        KeeperClient::connect(&hosts(&ens, &others(3, leader)), &pki.client("contender"), opts)
+            .await
+            .expect("connect");
+    let mut contender = Lock::new(c, c_events, "/locks/l");
+    ens.members[leader].kill();
+    // For two session timeouts the contender waits: the holder's session (and its node) live
+    // on through another member.
+    let got = contender.acquire(Duration::from_millis(2 * SESSION_MS)).await.expect("contend");
+    assert!(!got, "the contender took a lock its holder still holds");
+    assert!(holder.is_held());
+    // Released: the contender, asking again, has it at once.
+    holder.release().await.expect("release");
+    assert!(contender.acquire(Duration::from_secs(10)).await.expect("contend again"), "freed by the release");
+}

@@ -504,6 +504,9 @@ async fn cooperative_sticky_moves_only_what_must_move_and_never_revokes_everythi
     assert!(generation >= 3, "two rounds after the first: generation {generation}");
 }
 
+/// Records a member yielded: (partition, offset, member).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, &'static str)>>>;
+
 /// A group member reading `topic` as a stream until `stop` says so, recording every record
 /// it yields as (partition, offset) in `seen`; commits by auto-commit (before each
 /// rebalance, every 500 ms, at close), after putting back what the stream had not yielded.
@@ -512,7 +515,7 @@ async fn cooperative_sticky_moves_only_what_must_move_and_never_revokes_everythi
 fn stream_member(
     config: ConsumerConfig,
     topic: &'static str,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, &'static str)>>>,
+    seen: Seen,
     name: &'static str,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -575,8 +578,8 @@ async fn a_stream_delivers_100k_records_once_in_order_while_a_member_joins_and_l
             .enable_auto_commit(true)
             .auto_commit_interval(Duration::from_millis(500))
     };
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let count = |seen: &std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, &str)>>>, who: Option<&str>| {
+    let seen: Seen = std::sync::Arc::default();
+    let count = |seen: &Seen, who: Option<&str>| {
         seen.lock().expect("lock").iter().filter(|r| who.is_none_or(|w| r.2 == w)).count()
     };
     // --- A alone; B joins once A has 20,000; B leaves once it has 10,000 of its own

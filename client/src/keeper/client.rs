@@ -60,6 +60,25 @@ pub enum KeeperClientError {
     Transport(#[from] sluice_net::ConnectError),
 }
 
+impl KeeperClientError {
+    /// Whether the same call may work if made again (kazoo's and Curator's retry policies
+    /// retry these): the connection was lost or the server lost track of the call, the
+    /// ensemble had no quorum, or the server was behind this client. A write that failed
+    /// this way may have been applied.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            KeeperClientError::ConnectionLoss(_) => true,
+            KeeperClientError::Keeper(e) => {
+                matches!(
+                    e,
+                    KeeperError::ConnectionLoss | KeeperError::NoQuorum { .. } | KeeperError::Behind { .. }
+                )
+            }
+            KeeperClientError::Transport(c) => c.is_transient(),
+        }
+    }
+}
+
 /// What a client hears without asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeeperEvent {

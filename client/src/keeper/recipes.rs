@@ -56,6 +56,9 @@ pub struct Lock {
     client: KeeperClient,
     events: KeeperEvents,
     path: String,
+    /// This contender's node name before its marker (fixed, so that after a lost create
+    /// it finds its node instead of making a second one, as kazoo does).
+    prefix: String,
     /// This contender's node, once created.
     node: Option<String>,
     held: bool,
@@ -72,6 +75,7 @@ impl Lock {
             client,
             events,
             path: path.into(),
+            prefix: format!("{:032x}", rand::random::<u128>()),
             node: None,
             held: false,
             shared: false,
@@ -118,15 +122,39 @@ impl Lock {
 
     /// Waits up to `timeout` for the lock: `true` once held, `false` when the time ran out
     /// (this contender then leaves the queue). The session's expiry is an error: the lock
-    /// is not held then.
+    /// is not held then. Retriable failures (a server dying, an election in the ensemble:
+    /// [`KeeperClientError::is_retriable`]) are retried until the time runs out.
     pub async fn acquire(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
+        loop {
+            match self.try_acquire(deadline).await {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    tracing::debug!(path = %self.path, error = %e, "lock: retrying");
+                    tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
+                }
+                Err(e) if e.is_retriable() => {
+                    self.leave().await.ok();
+                    return Ok(false);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_acquire(&mut self, deadline: Instant) -> Result<bool, KeeperClientError> {
         if self.node.is_none() {
             self.client.ensure_path(&self.path).await?;
             let marker = if self.shared { "__rlock__" } else { "__lock__" };
-            let prefix = format!("{}/{:032x}{marker}", self.path, rand::random::<u128>());
-            self.node =
-                Some(self.client.create(&prefix, &self.identifier, CreateMode::EphemeralSequential).await?);
+            let mine = format!("{}{marker}", self.prefix);
+            // A create whose answer was lost may have made the node: look for it first.
+            let children = self.client.children(&self.path, false).await?;
+            self.node = match children.iter().find(|c| c.starts_with(&mine)) {
+                Some(found) => Some(format!("{}/{found}", self.path)),
+                None => {
+                    let node = format!("{}/{mine}", self.path);
+                    Some(self.client.create(&node, &self.identifier, CreateMode::EphemeralSequential).await?)
+                }
+            };
         }
         let me = self.node.as_deref().and_then(|n| n.rsplit('/').next()).unwrap_or_default().to_string();
         loop {
