@@ -36,6 +36,10 @@ struct Args {
     /// Give up on either wait after this long.
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
+    /// The keeper session's timeout: how long this process may be unreachable before its
+    /// session (and its nodes) end.
+    #[arg(long, default_value_t = 10_000)]
+    session_timeout_ms: u64,
 }
 
 fn now_ms() -> u128 {
@@ -46,8 +50,11 @@ fn now_ms() -> u128 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let tls = sluice_client::tls_from_env()?;
-    let (keeper, events) =
-        KeeperClient::connect(&args.zookeeper, &tls, KeeperClientOptions::default()).await?;
+    let opts = KeeperClientOptions {
+        session_timeout: std::time::Duration::from_millis(args.session_timeout_ms),
+        ..KeeperClientOptions::default()
+    };
+    let (keeper, events) = KeeperClient::connect(&args.zookeeper, &tls, opts).await?;
     let mut barrier = DoubleBarrier::new(keeper.clone(), events, args.path.as_str(), args.members)
         .with_identifier(args.id.as_str());
     let timeout = Duration::from_millis(args.timeout_ms);

@@ -25,14 +25,21 @@ struct Args {
     /// Stop after this many added/updated/removed events [default: run until Ctrl-C].
     #[arg(long)]
     max_events: Option<u64>,
+    /// The keeper session's timeout: how long this process may be unreachable before its
+    /// session (and its nodes) end.
+    #[arg(long, default_value_t = 10_000)]
+    session_timeout_ms: u64,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let tls = sluice_client::tls_from_env()?;
-    let (keeper, events) =
-        KeeperClient::connect(&args.zookeeper, &tls, KeeperClientOptions::default()).await?;
+    let opts = KeeperClientOptions {
+        session_timeout: std::time::Duration::from_millis(args.session_timeout_ms),
+        ..KeeperClientOptions::default()
+    };
+    let (keeper, events) = KeeperClient::connect(&args.zookeeper, &tls, opts).await?;
     let (cache, mut changes) = TreeCache::start(keeper.clone(), events, args.path.as_str()).await?;
     let mut seen = 0u64;
     while args.max_events.is_none_or(|max| seen < max) {

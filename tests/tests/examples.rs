@@ -182,14 +182,24 @@ impl Background {
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the example");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = std::sync::mpsc::channel();
+        let tx_err = tx.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        // Error lines arrive marked, in the same stream.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx_err.send(format!("stderr: {line}")).is_err() {
                     return;
                 }
             }
@@ -403,4 +413,74 @@ fn the_keeper_recipe_examples_lock_elect_wait_together_cache_and_count() {
     assert_eq!(cache.expect("removed"), "removed /cfg/a");
     let (ok, out) = cache.finish();
     assert!(ok, "the example ends after its 4 events: {out:?}");
+
+    // --- session expiry: processes frozen past their session timeout are told, on waking,
+    // that their session ended; a barrier member's node goes with it
+    let mut cache = Background::start(
+        "keeper_cache",
+        &["--zookeeper", zk, "--path", "/cfg", "--session-timeout-ms", "600"],
+        &env,
+    );
+    cache.expect("synced");
+    let mut member = Background::start(
+        "keeper_barrier",
+        &[
+            "--zookeeper",
+            zk,
+            "--path",
+            "/barriers/x",
+            "--members",
+            "2",
+            "--id",
+            "x1",
+            "--session-timeout-ms",
+            "1000",
+        ],
+        &env,
+    );
+    member.expect("arrived");
+    let members_now = || rt.block_on(k.children("/barriers/x", false)).map(|c| c.len()).unwrap_or(0);
+    assert!(sluice_tests::poll_until(Duration::from_secs(10), || if members_now() == 1 {
+        Ok(())
+    } else {
+        Err("no member node".to_string())
+    })
+    .is_ok());
+    for pid in [cache.child.id(), member.child.id()] {
+        assert!(Command::new("kill").args(["-STOP", &pid.to_string()]).status().expect("kill").success());
+    }
+    // The cache's session (600 ms) ends before the member's (1 s), whose node then goes.
+    let expired = sluice_tests::poll_until(Duration::from_secs(15), || {
+        if members_now() == 0 {
+            Ok(())
+        } else {
+            Err("the frozen member's node is still there".to_string())
+        }
+    });
+    for pid in [cache.child.id(), member.child.id()] {
+        assert!(Command::new("kill").args(["-CONT", &pid.to_string()]).status().expect("kill").success());
+    }
+    expired.expect("the frozen member's session expired");
+    let (ok, out) = member.finish();
+    assert!(
+        !ok && out.iter().any(|l| l.starts_with("stderr:") && l.to_lowercase().contains("expired")),
+        "{out:?}"
+    );
+    let (ok, out) = cache.finish();
+    assert!(!ok && out.iter().any(|l| l.contains("the keeper session ended")), "{out:?}");
+    // Two live members pass the barrier without the expired one.
+    let pair: Vec<Background> = ["x2", "x3"]
+        .iter()
+        .map(|id| {
+            Background::start(
+                "keeper_barrier",
+                &["--zookeeper", zk, "--path", "/barriers/x", "--members", "2", "--id", id],
+                &env,
+            )
+        })
+        .collect();
+    for m in pair {
+        let (ok, out) = m.finish();
+        assert!(ok && out.iter().any(|l| l.contains(" left at ")), "{out:?}");
+    }
 }

@@ -236,7 +236,9 @@ impl Counter {
         }
     }
 
-    /// Adds `delta` (negative: subtracts); returns the new value.
+    /// Adds `delta` (negative: subtracts); returns the new value. A conflicting change is
+    /// retried; a retriable failure ([`KeeperClientError::is_retriable`]) is returned, since
+    /// the add may have been applied: read [`Counter::value`] before adding again.
     pub async fn add(&self, delta: i64) -> Result<i64, KeeperClientError> {
         loop {
             let (data, version) = match self.client.get_data(&self.path, false).await {
