@@ -54,6 +54,15 @@ perf=$!
 sleep 5
 pid=$(sed -n "$((leader + 1))p" "$DIR/pids")
 echo "SIGKILL broker $leader (pid $pid)"
+killed=$(date -u +%s.%N)
 kill -KILL "$pid"
 wait "$perf"
 "$S" topics "${C[@]}" --describe --topic failover
+# When the controller named the new leader (its log line), to split the figure into the
+# keeper's part (kill -> new leader) and the producer's (new leader -> first ack, about the
+# longest latency less the keeper's part).
+state=$(grep -h 'partition state topic="failover" partition=0' "$DIR"/broker-*.log | grep -v 'epoch=0 ' \
+  | grep -oP '^\S+' | sort | head -1)
+if [ -n "$state" ]; then
+  echo "kill -> new leader: $(python3 -c "print(f'{$(date -u -d "$state" +%s.%N) - $killed:.2f} s')")"
+fi

@@ -353,3 +353,26 @@ async fn a_consumer_stream_yields_each_record_once_in_order_and_puts_back_what_i
     let values: Vec<String> = consume(&mut consumer, 0).await.iter().map(|r| text(&r.value)).collect();
     assert!(values.is_empty(), "nothing after the last: {values:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_first_in_the_list_does_not_hold_up_metadata() {
+    let cluster = BrokerCluster::start(1, "");
+    // A UDP port that takes datagrams and never answers: a SIGKILLed broker, as QUIC sees it.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let config = ClientConfig::new([silent_addr.clone(), cluster.brokers[0].addr.clone()])
+        .tls_files(cluster.client_files())
+        .request_timeout(Duration::from_secs(20));
+    let admin = Admin::new(config).expect("admin");
+    let started = std::time::Instant::now();
+    let described = admin.describe_cluster().await.expect("answered by the live broker");
+    let took = started.elapsed();
+    assert_eq!(described.brokers.len(), 1);
+    // Hedged after 250 ms rather than waiting out the silent one (the previous rule gave it
+    // request.timeout.ms / 4, here 5 s, clamped to 2 s).
+    assert!(
+        took < Duration::from_millis(1500),
+        "the metadata took {took:?} with {silent_addr} silent first in the list"
+    );
+    drop(silent);
+}

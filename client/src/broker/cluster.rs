@@ -217,6 +217,10 @@ struct Inner {
     updates: watch::Sender<u64>,
 }
 
+/// How long an idempotent request waits for the broker asked before another is asked too
+/// (a broker answers metadata from memory in milliseconds; a killed one never answers).
+pub const HEDGE_AFTER: Duration = Duration::from_millis(250);
+
 /// The shared handle on the cluster: transport, metadata cache, refreshes. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -326,6 +330,12 @@ impl Cluster {
 
     /// [`call_any`](Self::call_any), also passing over brokers whose answer `unusable`
     /// explains away (it returns why).
+    ///
+    /// A request that may be asked again (`idempotent`: metadata, producer ids) is *hedged*:
+    /// a killed broker answers nothing (QUIC has no reset from a dead process), so when the
+    /// broker asked has not answered within [`HEDGE_AFTER`] the next one is asked too,
+    /// without giving up on the first; the first usable answer wins. A broker that answers
+    /// with an error, or cannot be reached, passes the question on at once.
     async fn call_any_accepting<R, T>(
         &self,
         request: R,
@@ -335,60 +345,87 @@ impl Cluster {
     where
         R: Rpc<BrokerProtocol, Reply = Result<T, BrokerError>> + Clone,
     {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
         let nodes = self.nodes();
         let mut last_error = String::from("no broker to ask");
-        // A request that may be asked again is not left waiting on one broker for the whole
-        // request timeout: a killed broker answers nothing (QUIC has no reset from a dead
-        // process), and another broker can answer the same question. (Only metadata and
-        // producer-id requests are asked this way.)
-        // A broker answers these from memory in milliseconds; 2 s of silence means it is
-        // gone or stuck.
-        let attempt =
-            (self.inner.config.request_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(2));
-        for addr in &nodes {
-            let call = self.call(addr, request.clone());
-            let answer = if idempotent && nodes.len() > 1 {
-                match tokio::time::timeout(attempt, call).await {
-                    Ok(a) => a,
-                    Err(_) => {
-                        debug!(%addr, ?attempt, "no answer in time; trying the next broker");
-                        last_error = format!("{addr}: no answer within {attempt:?}");
-                        continue;
+        let judge =
+            |addr: &str, answer: Result<Result<T, BrokerError>, RpcError>, last_error: &mut String| {
+                match answer {
+                    Ok(Ok(reply)) => match unusable(&reply) {
+                        None => Some(Ok(reply)),
+                        Some(why) => {
+                            debug!(%addr, why, "answer not usable; trying the next broker");
+                            *last_error = format!("{addr}: {why}");
+                            None
+                        }
+                    },
+                    Ok(Err(e)) if e.is_retriable() && idempotent => {
+                        debug!(%addr, error = %e, "broker could not answer; trying the next");
+                        *last_error = format!("{addr}: {e}");
+                        None
                     }
+                    Ok(Err(e)) => Some(Err(e.into())),
+                    Err(RpcError::Connect(c))
+                        if !c.is_transient() && !matches!(c, ConnectError::Address { .. }) =>
+                    {
+                        Some(Err(c.into()))
+                    }
+                    Err(e @ RpcError::Connect(_)) => {
+                        debug!(%addr, error = %e, "broker unreachable; trying the next");
+                        *last_error = e.to_string();
+                        None
+                    }
+                    Err(e) if idempotent && rpc_is_retriable(&e) => {
+                        debug!(%addr, error = %e, "call failed; trying the next broker");
+                        *last_error = e.to_string();
+                        None
+                    }
+                    Err(e) => Some(Err(e.into())),
                 }
-            } else {
-                call.await
             };
-            match answer {
-                Ok(Ok(reply)) => match unusable(&reply) {
-                    None => return Ok(reply),
-                    Some(why) => {
-                        debug!(%addr, why, "answer not usable; trying the next broker");
-                        last_error = format!("{addr}: {why}");
+        if !idempotent || nodes.len() < 2 {
+            for addr in &nodes {
+                let answer = self.call(addr, request.clone()).await;
+                if let Some(done) = judge(addr, answer, &mut last_error) {
+                    return done;
+                }
+            }
+            return Err(ClusterError::NoBrokerAvailable { tried: nodes.join(", "), last_error });
+        }
+        let deadline = tokio::time::Instant::now() + self.inner.config.request_timeout;
+        let mut asking = FuturesUnordered::new();
+        let mut next = 0;
+        let mut hedge_at = tokio::time::Instant::now();
+        loop {
+            // Ask the next broker when the time to hedge has come, or nobody is being asked.
+            if next < nodes.len() && (asking.is_empty() || tokio::time::Instant::now() >= hedge_at) {
+                let addr = nodes[next].clone();
+                let call = self.call(&nodes[next], request.clone());
+                asking.push(async move { (addr, call.await) });
+                next += 1;
+                hedge_at = tokio::time::Instant::now() + HEDGE_AFTER;
+            }
+            if asking.is_empty() {
+                return Err(ClusterError::NoBrokerAvailable { tried: nodes.join(", "), last_error });
+            }
+            let more = next < nodes.len();
+            tokio::select! {
+                Some((addr, answer)) = asking.next() => {
+                    if let Some(done) = judge(&addr, answer, &mut last_error) {
+                        return done;
                     }
-                },
-                Ok(Err(e)) if e.is_retriable() && idempotent => {
-                    debug!(%addr, error = %e, "broker could not answer; trying the next");
-                    last_error = format!("{addr}: {e}");
+                    // Passed on: the next broker is asked at once.
+                    hedge_at = tokio::time::Instant::now();
                 }
-                Ok(Err(e)) => return Err(e.into()),
-                Err(RpcError::Connect(c))
-                    if !c.is_transient() && !matches!(c, ConnectError::Address { .. }) =>
-                {
-                    return Err(c.into())
+                _ = tokio::time::sleep_until(hedge_at), if more => {
+                    debug!(asked = next, "no answer yet; asking the next broker as well");
                 }
-                Err(e @ RpcError::Connect(_)) => {
-                    debug!(%addr, error = %e, "broker unreachable; trying the next");
-                    last_error = e.to_string();
+                _ = tokio::time::sleep_until(deadline) => {
+                    last_error = format!("no answer within {:?} (last: {last_error})", self.inner.config.request_timeout);
+                    return Err(ClusterError::NoBrokerAvailable { tried: nodes.join(", "), last_error });
                 }
-                Err(e) if idempotent && rpc_is_retriable(&e) => {
-                    debug!(%addr, error = %e, "call failed; trying the next broker");
-                    last_error = e.to_string();
-                }
-                Err(e) => return Err(e.into()),
             }
         }
-        Err(ClusterError::NoBrokerAvailable { tried: nodes.join(", "), last_error })
     }
 
     /// Sends `request` to the controller if it is known and reachable, else to any broker.

@@ -681,8 +681,9 @@ fn handle(shared: &Shared, outcome: Outcome) {
     }
 }
 
-/// How old metadata may get while produce requests are waiting for answers.
-const IN_FLIGHT_METADATA_AGE: Duration = Duration::from_secs(1);
+/// How old metadata may get while produce requests are waiting for answers: how soon after
+/// the controller names a dead leader's successor the producer moves its requests there.
+const IN_FLIGHT_METADATA_AGE: Duration = Duration::from_millis(250);
 
 /// A stamped batch will never be written: its sequence numbers leave a gap.
 fn lost_sequence(shared: &Shared, batch: &Batch<Pending>) {
@@ -795,7 +796,7 @@ async fn run(shared: Arc<Shared>) {
             // A killed broker answers nothing (no reset comes over UDP from a dead process);
             // the cluster's broker list is how a producer learns it is gone — its
             // connections are then closed and the requests retried on the new leader — so
-            // while requests wait, metadata is re-read every second.
+            // while requests wait, metadata is re-read every IN_FLIGHT_METADATA_AGE.
             shared.cluster.refresh_if_older(IN_FLIGHT_METADATA_AGE);
         }
         if let Some(id) = identity {
