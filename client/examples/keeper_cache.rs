@@ -1,5 +1,6 @@
 //! The tree cache (Curator's `TreeCache`): a subtree kept current in memory by a persistent
-//! recursive watch, read again whole when the session moves to another server.
+//! recursive watch, read again whole when the session moves to another server; with
+//! `--node`, the node cache (Curator's `NodeCache`): that one node.
 //!
 //! ```sh
 //! export SLUICE_TLS_CA=certs/ca.pem SLUICE_TLS_CERT=certs/cli.pem SLUICE_TLS_KEY=certs/cli.key
@@ -7,10 +8,10 @@
 //! ```
 
 use clap::Parser;
-use sluice_client::keeper::{CacheEvent, KeeperClient, KeeperClientOptions, TreeCache};
+use sluice_client::keeper::{CacheEvent, KeeperClient, KeeperClientOptions, NodeCache, TreeCache};
 
-/// Cache the tree under --path and print each change as it arrives: `synced: N nodes` after
-/// each whole read, `added P = V`, `updated P = V`, `removed P`. Ends after --max-events
+/// Cache the tree under --path (with --node: that node alone) and print each change as it
+/// arrives: `synced: N nodes` after each whole read, `added P = V`, `updated P = V`, `removed P`. Ends after --max-events
 /// changes, or on Ctrl-C.
 ///
 /// This client's certificate comes from SLUICE_TLS_CA, SLUICE_TLS_CERT and SLUICE_TLS_KEY.
@@ -22,6 +23,9 @@ struct Args {
     /// The subtree's root (it may not exist yet).
     #[arg(long)]
     path: String,
+    /// Cache --path alone (a node cache), not its subtree.
+    #[arg(long)]
+    node: bool,
     /// Stop after this many added/updated/removed events [default: run until Ctrl-C].
     #[arg(long)]
     max_events: Option<u64>,
@@ -40,7 +44,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..KeeperClientOptions::default()
     };
     let (keeper, events) = KeeperClient::connect(&args.zookeeper, &tls, opts).await?;
-    let (cache, mut changes) = TreeCache::start(keeper.clone(), events, args.path.as_str()).await?;
+    // Either cache; `cached` counts what it holds.
+    let (tree, node, mut changes) = if args.node {
+        let (cache, changes) = NodeCache::start(keeper.clone(), events, args.path.as_str()).await?;
+        (None, Some(cache), changes)
+    } else {
+        let (cache, changes) = TreeCache::start(keeper.clone(), events, args.path.as_str()).await?;
+        (Some(cache), None, changes)
+    };
+    let cached = || match (&tree, &node) {
+        (Some(tree), _) => tree.snapshot().len(),
+        (None, Some(node)) => usize::from(node.get().is_some()),
+        (None, None) => 0,
+    };
     let mut seen = 0u64;
     while args.max_events.is_none_or(|max| seen < max) {
         let change = tokio::select! {
@@ -48,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             change = changes.recv() => change,
         };
         match change {
-            Some(CacheEvent::Synced) => println!("synced: {} nodes", cache.snapshot().len()),
+            Some(CacheEvent::Synced) => println!("synced: {} nodes", cached()),
             Some(CacheEvent::Added(p, node)) => {
                 println!("added {p} = {}", String::from_utf8_lossy(&node.data));
                 seen += 1;
@@ -64,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(CacheEvent::SessionExpired) | None => return Err("the keeper session ended".into()),
         }
     }
-    drop(cache);
+    drop((tree, node));
     keeper.close().await?;
     Ok(())
 }

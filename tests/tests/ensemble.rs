@@ -617,6 +617,46 @@ async fn a_tree_cache_catches_up_on_what_changed_while_its_server_was_dying() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_barrier_passes_while_a_members_server_dies() {
+    use sluice_client::keeper::DoubleBarrier;
+    let (pki, _dir, mut ens, _, leader) = up(3).await;
+    let opts =
+        KeeperClientOptions { session_timeout: Duration::from_millis(SESSION_MS), ..Default::default() };
+    // The first member's client lands on the leader; it arrives and waits for the second.
+    let mut order = vec![leader];
+    order.extend(others(3, leader));
+    let (a, a_events) = KeeperClient::connect(&hosts(&ens, &order), &pki.client("member-a"), opts.clone())
+        .await
+        .expect("connect");
+    let (b, b_events) =
+        KeeperClient::connect(&hosts(&ens, &others(3, leader)), &pki.client("member-b"), opts)
+            .await
+            .expect("connect");
+    let first = tokio::spawn(async move {
+        let mut barrier = DoubleBarrier::new(a, a_events, "/barriers/b", 2);
+        let entered = barrier.enter(Duration::from_secs(30)).await;
+        (barrier, entered)
+    });
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            b.children("/barriers/b", false).await.is_ok_and(|c| c.len() == 1)
+        })
+        .await,
+        "the first member arrived"
+    );
+    // Its server dies; the second member arrives meanwhile, during the ensemble's election.
+    ens.members[leader].kill();
+    let mut second = DoubleBarrier::new(b, b_events, "/barriers/b", 2);
+    assert!(second.enter(Duration::from_secs(30)).await.expect("second enters"), "the second member entered");
+    let (mut first, entered) = first.await.expect("first member");
+    assert!(entered.expect("first enters"), "the first member entered, its session resumed elsewhere");
+    // And both leave together.
+    let leaving = tokio::spawn(async move { first.leave(Duration::from_secs(30)).await });
+    assert!(second.leave(Duration::from_secs(30)).await.expect("second leaves"));
+    assert!(leaving.await.expect("first member").expect("first leaves"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_stays_held_while_its_holders_server_dies_and_goes_to_the_next_on_release() {
     use sluice_client::keeper::Lock;
     let (pki, _dir, mut ens, _, leader) = up(3).await;

@@ -413,6 +413,23 @@ fn the_keeper_recipe_examples_lock_elect_wait_together_cache_and_count() {
     assert_eq!(cache.expect("removed"), "removed /cfg/a");
     let (ok, out) = cache.finish();
     assert!(ok, "the example ends after its 4 events: {out:?}");
+    // The node cache: one node, created, changed, deleted; its children are not its business.
+    let mut node = Background::start(
+        "keeper_cache",
+        &["--zookeeper", zk, "--path", "/one", "--node", "--max-events", "3"],
+        &env,
+    );
+    node.expect("synced: 0 nodes");
+    rt.block_on(k.create("/one", b"a", CreateMode::Persistent)).expect("create /one");
+    assert_eq!(node.expect("added"), "added /one = a");
+    rt.block_on(k.create("/one/child", b"", CreateMode::Persistent)).expect("create /one/child");
+    rt.block_on(k.set_data("/one", b"b", -1)).expect("set /one");
+    assert_eq!(node.expect("updated"), "updated /one = b");
+    rt.block_on(k.delete("/one/child", -1)).expect("delete /one/child");
+    rt.block_on(k.delete("/one", -1)).expect("delete /one");
+    assert_eq!(node.expect("removed"), "removed /one");
+    let (ok, out) = node.finish();
+    assert!(ok && !out.iter().any(|l| l.contains("/one/child")), "{out:?}");
 
     // --- session expiry: processes frozen past their session timeout are told, on waking,
     // that their session ended; a barrier member's node goes with it

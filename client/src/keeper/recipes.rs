@@ -321,9 +321,23 @@ impl DoubleBarrier {
     }
 
     /// Enters: waits up to `timeout` until all the members have. `true` once they have;
-    /// `false` when the time ran out (this member then leaves).
+    /// `false` when the time ran out (this member then leaves). Retriable failures (a server
+    /// dying, an election: [`KeeperClientError::is_retriable`]) are retried until the time
+    /// runs out; every step can be repeated (the member's node has a fixed name).
     pub async fn enter(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
+        loop {
+            match self.try_enter(deadline).await {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    tracing::debug!(path = %self.path, error = %e, "barrier: retrying");
+                    tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_enter(&mut self, deadline: Instant) -> Result<bool, KeeperClientError> {
         self.client.ensure_path(&self.path).await?;
         match self.client.create(&self.node(), &self.data, CreateMode::Ephemeral).await {
             Ok(_) | Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {}
@@ -348,9 +362,22 @@ impl DoubleBarrier {
     }
 
     /// Leaves: waits up to `timeout` until all the members have. `true` once they have;
-    /// `false` when the time ran out.
+    /// `false` when the time ran out. Retriable failures are retried, as by
+    /// [`DoubleBarrier::enter`].
     pub async fn leave(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
+        loop {
+            match self.try_leave(deadline).await {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    tracing::debug!(path = %self.path, error = %e, "barrier: retrying");
+                    tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_leave(&mut self, deadline: Instant) -> Result<bool, KeeperClientError> {
         let ignore_gone = |r: Result<(), KeeperClientError>| match r {
             Ok(()) | Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => Ok(()),
             Err(e) => Err(e),
