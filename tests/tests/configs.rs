@@ -25,23 +25,9 @@ fn alter(cluster: &BrokerCluster, files: &TlsFiles, topic: &str, flag: &str, val
     )
 }
 
-/// Each broker's bytes of partition `t-0`, from `sluice log-dirs --describe`.
+/// Each broker's bytes of partition `t-0`, from `sluice log-dirs --describe`, in broker order.
 fn sizes(cluster: &BrokerCluster, files: &TlsFiles, topic: &str) -> Vec<u64> {
-    let out = sluice(cluster, files, &["log-dirs", "--describe", "--topic-list", topic]);
-    let text = out.ok("log-dirs");
-    let json = text.lines().find(|l| l.starts_with('{')).expect("log-dirs JSON line");
-    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
-    let mut out = Vec::new();
-    for b in v["brokers"].as_array().expect("brokers") {
-        for d in b["logDirs"].as_array().expect("logDirs") {
-            for p in d["partitions"].as_array().expect("partitions") {
-                if p["partition"] == format!("{topic}-0") {
-                    out.push(p["size"].as_u64().expect("size"));
-                }
-            }
-        }
-    }
-    out
+    sizes_by_broker(cluster, files, topic).into_values().collect()
 }
 
 /// Each broker's bytes of partition `t-0`, by broker id.

@@ -1066,67 +1066,55 @@ async fn elect_leaders_through_the_controller_and_broker_defaults_through_the_do
     assert_eq!(unknown.error_code, 42, "INVALID_REQUEST: {unknown:?}");
 
     // The cluster-wide dynamic broker defaults are a broker resource with an empty name
-    // (librdkafka will not send one; Kafka's Java admin and kafka-configs.sh do).
-    let mut alter = k::IncrementalAlterConfigsRequest::default();
-    let mut res = k::incremental_alter_configs_request::AlterConfigsResource::default();
-    res.resource_type = 4;
-    let mut c = k::incremental_alter_configs_request::AlterableConfig::default();
-    c.name = StrBytes::from_static_str("log.retention.bytes");
-    c.value = Some(StrBytes::from_static_str("1073741824"));
-    res.configs = vec![c];
-    alter.resources = vec![res];
-    let altered: k::IncrementalAlterConfigsResponse =
-        raw.call(ApiKey::IncrementalAlterConfigs, 1, &alter).await.expect("answered");
+    // (librdkafka will not send one; Kafka's Java admin and kafka-configs.sh do); one broker's
+    // own dynamic configs a broker resource named by its id.
+    let alter = |broker: &'static str, key: &'static str, value: &'static str| {
+        let mut alter = k::IncrementalAlterConfigsRequest::default();
+        let mut res = k::incremental_alter_configs_request::AlterConfigsResource::default();
+        res.resource_type = 4;
+        res.resource_name = StrBytes::from_static_str(broker);
+        let mut c = k::incremental_alter_configs_request::AlterableConfig::default();
+        c.name = StrBytes::from_static_str(key);
+        c.value = Some(StrBytes::from_static_str(value));
+        res.configs = vec![c];
+        alter.resources = vec![res];
+        alter
+    };
+    let describe = |broker: &'static str| {
+        let mut describe = k::DescribeConfigsRequest::default();
+        let mut res = k::describe_configs_request::DescribeConfigsResource::default();
+        res.resource_type = 4;
+        res.resource_name = StrBytes::from_static_str(broker);
+        res.configuration_keys = None;
+        describe.resources = vec![res];
+        describe
+    };
+    let found = |described: &k::DescribeConfigsResponse| -> Vec<(String, Option<String>, i8)> {
+        described.results[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source))
+            .collect()
+    };
+    let retention_bytes = ("log.retention.bytes".to_string(), Some("1073741824".to_string()), 3);
+    let altered: k::IncrementalAlterConfigsResponse = raw
+        .call(ApiKey::IncrementalAlterConfigs, 1, &alter("", "log.retention.bytes", "1073741824"))
+        .await
+        .expect("answered");
     assert_eq!(altered.responses[0].error_code, 0, "{altered:?}");
-    let mut describe = k::DescribeConfigsRequest::default();
-    let mut res = k::describe_configs_request::DescribeConfigsResource::default();
-    res.resource_type = 4;
-    res.configuration_keys = None;
-    describe.resources = vec![res];
     let described: k::DescribeConfigsResponse =
-        raw.call(ApiKey::DescribeConfigs, 1, &describe).await.expect("answered");
-    let found: Vec<(String, Option<String>, i8)> = described.results[0]
-        .configs
-        .iter()
-        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source))
-        .collect();
-    assert_eq!(
-        found,
-        [("log.retention.bytes".to_string(), Some("1073741824".to_string()), 3)],
-        "the default, as DYNAMIC_DEFAULT_BROKER_CONFIG"
-    );
-    // One broker's own dynamic configs: a broker resource named by its id.
-    let mut alter = k::IncrementalAlterConfigsRequest::default();
-    let mut res = k::incremental_alter_configs_request::AlterConfigsResource::default();
-    res.resource_type = 4;
-    res.resource_name = StrBytes::from_static_str("2");
-    let mut c = k::incremental_alter_configs_request::AlterableConfig::default();
-    c.name = StrBytes::from_static_str("log.retention.ms");
-    c.value = Some(StrBytes::from_static_str("86400000"));
-    res.configs = vec![c];
-    alter.resources = vec![res];
-    let altered: k::IncrementalAlterConfigsResponse =
-        raw.call(ApiKey::IncrementalAlterConfigs, 1, &alter).await.expect("answered");
+        raw.call(ApiKey::DescribeConfigs, 1, &describe("")).await.expect("answered");
+    assert_eq!(found(&described), [retention_bytes.clone()], "the default, as DYNAMIC_DEFAULT_BROKER_CONFIG");
+    let altered: k::IncrementalAlterConfigsResponse = raw
+        .call(ApiKey::IncrementalAlterConfigs, 1, &alter("2", "log.retention.ms", "86400000"))
+        .await
+        .expect("answered");
     assert_eq!(altered.responses[0].error_code, 0, "{altered:?}");
-    let mut describe = k::DescribeConfigsRequest::default();
-    let mut res = k::describe_configs_request::DescribeConfigsResource::default();
-    res.resource_type = 4;
-    res.resource_name = StrBytes::from_static_str("2");
-    res.configuration_keys = None;
-    describe.resources = vec![res];
     let described: k::DescribeConfigsResponse =
-        raw.call(ApiKey::DescribeConfigs, 1, &describe).await.expect("answered");
-    let found: Vec<(String, Option<String>, i8)> = described.results[0]
-        .configs
-        .iter()
-        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source))
-        .collect();
+        raw.call(ApiKey::DescribeConfigs, 1, &describe("2")).await.expect("answered");
     assert_eq!(
-        found,
-        [
-            ("log.retention.bytes".to_string(), Some("1073741824".to_string()), 3),
-            ("log.retention.ms".to_string(), Some("86400000".to_string()), 2)
-        ],
+        found(&described),
+        [retention_bytes, ("log.retention.ms".to_string(), Some("86400000".to_string()), 2)],
         "the default under broker 2's own (DYNAMIC_BROKER_CONFIG)"
     );
 }
