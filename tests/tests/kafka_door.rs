@@ -1104,7 +1104,11 @@ async fn elect_leaders_through_the_controller_and_broker_defaults_through_the_do
     assert_eq!(altered.responses[0].error_code, 0, "{altered:?}");
     let described: k::DescribeConfigsResponse =
         raw.call(ApiKey::DescribeConfigs, 1, &describe("")).await.expect("answered");
-    assert_eq!(found(&described), [retention_bytes.clone()], "the default, as DYNAMIC_DEFAULT_BROKER_CONFIG");
+    assert_eq!(
+        found(&described),
+        std::slice::from_ref(&retention_bytes),
+        "the default, as DYNAMIC_DEFAULT_BROKER_CONFIG"
+    );
     let altered: k::IncrementalAlterConfigsResponse = raw
         .call(ApiKey::IncrementalAlterConfigs, 1, &alter("2", "log.retention.ms", "86400000"))
         .await
