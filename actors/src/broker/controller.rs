@@ -522,34 +522,32 @@ async fn reconcile(
     for name in names.difference(&known) {
         read_topic(keeper, core, name).await?;
     }
-    // The cluster-wide dynamic defaults (a notification says when they change; read on
-    // every pass, so a new controller starts with them).
-    let defaults = match get_optional(keeper, znodes::BROKER_DEFAULT_CONFIG).await? {
-        Some((data, _)) => znodes::decode_broker_defaults(&data).unwrap_or_else(|e| {
-            warn!(error = %e, "ignoring unreadable cluster-wide broker defaults");
-            BTreeMap::new()
-        }),
-        None => BTreeMap::new(),
-    };
-    core.set_broker_defaults(defaults);
-    // Each broker's own dynamic configs, the same way.
+    // The dynamic broker configs: `<default>` (cluster-wide) and each broker's own, under
+    // `/config/brokers` (a notification says when they change; read on every pass, so a new
+    // controller starts with them).
+    let mut defaults = BTreeMap::new();
     let mut own = BTreeMap::new();
-    let ids = match keeper.children(znodes::CONFIG_BROKERS, false).await {
+    let entries = match keeper.children(znodes::CONFIG_BROKERS, false).await {
         Ok(c) => c,
         Err(e) if is_no_node(&e) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    for id in ids.iter().filter_map(|c| c.parse::<i32>().ok()) {
-        let path = znodes::broker_config_path(id);
-        if let Some((data, _)) = get_optional(keeper, &path).await? {
-            match znodes::decode_broker_config(&path, &data) {
-                Ok(c) => {
-                    own.insert(id, c);
-                }
-                Err(e) => warn!(error = %e, "ignoring an unreadable broker config"),
+    for entry in entries {
+        let broker = entry.parse::<i32>().ok();
+        if broker.is_none() && entry != "<default>" {
+            continue;
+        }
+        let path = format!("{}/{entry}", znodes::CONFIG_BROKERS);
+        let Some((data, _)) = get_optional(keeper, &path).await? else { continue };
+        match (znodes::decode_broker_config(&path, &data), broker) {
+            (Ok(c), Some(id)) => {
+                own.insert(id, c);
             }
+            (Ok(c), None) => defaults = c,
+            (Err(e), _) => warn!(error = %e, "ignoring unreadable dynamic broker configs"),
         }
     }
+    core.set_broker_defaults(defaults);
     core.set_broker_configs(own);
     // Topics whose config or partitions changed: read again, then drop the notifications.
     let mut changes = match keeper.children(znodes::CONFIG_CHANGES, false).await {
@@ -677,13 +675,12 @@ async fn reassign(
             break;
         }
         for (topic, assignment) in &step.assignments {
-            let fence = Op::Check { path: znodes::CONTROLLER_EPOCH.into(), version: epoch_version };
             let write = Op::SetData {
                 path: znodes::topic_path(topic),
                 data: znodes::encode_assignment(assignment),
                 version: -1,
             };
-            match keeper.multi(vec![fence, write]).await {
+            match fenced(keeper, epoch_version, write).await {
                 Ok(_) => {}
                 Err(KeeperClientError::Keeper(KeeperError::MultiFailed { index: 0, .. })) => {
                     return Err(ControllerError::Fenced(core.epoch()))
@@ -723,6 +720,17 @@ async fn reassign(
     Ok(())
 }
 
+/// `op` as a multi whose first op checks `/controller_epoch` at `epoch_version`: a replaced
+/// controller's write fails at index 0 and changes nothing.
+async fn fenced(
+    keeper: &KeeperClient,
+    epoch_version: i32,
+    op: Op,
+) -> Result<Vec<OpResult>, KeeperClientError> {
+    let fence = Op::Check { path: znodes::CONTROLLER_EPOCH.into(), version: epoch_version };
+    keeper.multi(vec![fence, op]).await
+}
+
 async fn write_state(
     keeper: &KeeperClient,
     core: &mut ControllerCore,
@@ -747,8 +755,7 @@ async fn write_state(
         None => Op::Create { path: path.clone(), data, mode: CreateMode::Persistent },
         Some(version) => Op::SetData { path: path.clone(), data, version },
     };
-    let fence = Op::Check { path: znodes::CONTROLLER_EPOCH.into(), version: epoch_version };
-    match keeper.multi(vec![fence, write]).await {
+    match fenced(keeper, epoch_version, write).await {
         Ok(results) => {
             let version = match results.get(1) {
                 Some(OpResult::DataSet { stat }) | Some(OpResult::Created { stat, .. }) => stat.version,
@@ -792,9 +799,7 @@ async fn delete_topic_znodes(
         ignore_missing(keeper.delete(&znodes::partition_path(topic, p), -1).await)?;
     }
     ignore_missing(keeper.delete(&znodes::partitions_path(topic), -1).await)?;
-    let fence = Op::Check { path: znodes::CONTROLLER_EPOCH.into(), version: epoch_version };
-    let ops = vec![fence, Op::Delete { path: znodes::topic_path(topic), version: -1 }];
-    match keeper.multi(ops).await {
+    match fenced(keeper, epoch_version, Op::Delete { path: znodes::topic_path(topic), version: -1 }).await {
         Ok(_) => {}
         Err(KeeperClientError::Keeper(KeeperError::MultiFailed { index: 0, .. })) => {
             return Err(ControllerError::Fenced(-1));

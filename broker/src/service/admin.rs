@@ -621,15 +621,7 @@ impl BrokerService {
         let mut accepted = BTreeMap::new();
         for (topic, partition, target) in moves {
             if !assignments.contains_key(&topic) {
-                let a = match keeper.get_data(&znodes::topic_path(&topic), false).await {
-                    Ok((data, _)) => Some(
-                        znodes::decode_assignment(&topic, &data)
-                            .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() })?,
-                    ),
-                    Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => None,
-                    Err(e) => return Err(keeper_error(e)),
-                };
-                assignments.insert(topic.clone(), a);
+                assignments.insert(topic.clone(), read_assignment(&keeper, &topic).await?);
             }
             let exists =
                 assignments.get(&topic).and_then(Option::as_ref).is_some_and(|a| a.contains_key(&partition));
@@ -701,20 +693,17 @@ impl BrokerService {
         };
         let routing = current(&self.inner.routing);
         let mut out = Vec::new();
-        let mut assignments: BTreeMap<String, BTreeMap<i32, Vec<i32>>> = BTreeMap::new();
+        let mut assignments: BTreeMap<String, Option<BTreeMap<i32, Vec<i32>>>> = BTreeMap::new();
         for ((topic, partition), target) in targets {
             if partitions.as_ref().is_some_and(|only| !only.contains(&(topic.clone(), partition))) {
                 continue;
             }
             if !assignments.contains_key(&topic) {
-                let a = match keeper.get_data(&znodes::topic_path(&topic), false).await {
-                    Ok((data, _)) => znodes::decode_assignment(&topic, &data).unwrap_or_default(),
-                    Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => BTreeMap::new(),
-                    Err(e) => return Err(keeper_error(e)),
-                };
-                assignments.insert(topic.clone(), a);
+                assignments.insert(topic.clone(), read_assignment(&keeper, &topic).await?);
             }
-            let Some(replicas) = assignments.get(&topic).and_then(|a| a.get(&partition)).cloned() else {
+            let Some(replicas) =
+                assignments.get(&topic).and_then(Option::as_ref).and_then(|a| a.get(&partition)).cloned()
+            else {
                 continue;
             };
             if replicas != target {
@@ -733,6 +722,20 @@ impl BrokerService {
             }
         }
         Ok(out)
+    }
+}
+
+/// A topic's replica assignment (`/brokers/topics/<t>`); `None` for an unknown topic.
+async fn read_assignment(
+    keeper: &KeeperClient,
+    topic: &str,
+) -> Result<Option<BTreeMap<i32, Vec<i32>>>, BrokerError> {
+    match keeper.get_data(&znodes::topic_path(topic), false).await {
+        Ok((data, _)) => znodes::decode_assignment(topic, &data)
+            .map(Some)
+            .map_err(|e| BrokerError::KeeperUnavailable { reason: e.to_string() }),
+        Err(KeeperClientError::Keeper(KeeperError::NoNode { .. })) => Ok(None),
+        Err(e) => Err(keeper_error(e)),
     }
 }
 

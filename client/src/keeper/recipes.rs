@@ -127,16 +127,14 @@ impl Lock {
     pub async fn acquire(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.try_acquire(deadline).await {
-                Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                    tracing::debug!(path = %self.path, error = %e, "lock: retrying");
-                    tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
-                }
+            let outcome = self.try_acquire(deadline).await;
+            match &outcome {
+                Err(e) if pause_before_retry(e, &self.path, deadline).await => {}
                 Err(e) if e.is_retriable() => {
                     self.leave().await.ok();
                     return Ok(false);
                 }
-                other => return other,
+                _ => return outcome,
             }
         }
     }
@@ -259,6 +257,18 @@ impl Counter {
     }
 }
 
+/// After a failure of a recipe's step on `path`: when it is retriable and time is left,
+/// pauses a little (the ensemble may be electing a leader) and says to try again.
+async fn pause_before_retry(e: &KeeperClientError, path: &str, deadline: Instant) -> bool {
+    let now = Instant::now();
+    if !e.is_retriable() || now >= deadline {
+        return false;
+    }
+    tracing::debug!(%path, error = %e, "retrying");
+    tokio::time::sleep(Duration::from_millis(100).min(deadline - now)).await;
+    true
+}
+
 /// Waits up to `deadline` for a watch event on `path`. `Ok(false)`: the time ran out.
 async fn wait_for_event(
     client: &KeeperClient,
@@ -327,12 +337,10 @@ impl DoubleBarrier {
     pub async fn enter(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.try_enter(deadline).await {
-                Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                    tracing::debug!(path = %self.path, error = %e, "barrier: retrying");
-                    tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
-                }
-                other => return other,
+            let outcome = self.try_enter(deadline).await;
+            match &outcome {
+                Err(e) if pause_before_retry(e, &self.path, deadline).await => {}
+                _ => return outcome,
             }
         }
     }
@@ -367,12 +375,10 @@ impl DoubleBarrier {
     pub async fn leave(&mut self, timeout: Duration) -> Result<bool, KeeperClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.try_leave(deadline).await {
-                Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                    tracing::debug!(path = %self.path, error = %e, "barrier: retrying");
-                    tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
-                }
-                other => return other,
+            let outcome = self.try_leave(deadline).await;
+            match &outcome {
+                Err(e) if pause_before_retry(e, &self.path, deadline).await => {}
+                _ => return outcome,
             }
         }
     }

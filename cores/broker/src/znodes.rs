@@ -473,14 +473,9 @@ pub fn encode_broker_change(id: i32) -> Vec<u8> {
     json(&ConfigChangeJson { version: 2, entity_path: format!("brokers/{id}") })
 }
 
-/// Reads `/config/brokers/<id>` (named by `path`).
+/// Reads `/config/brokers/<id>` or `/config/brokers/<default>` (named by `path`).
 pub fn decode_broker_config(path: &str, data: &[u8]) -> Result<BTreeMap<String, String>, ZnodeError> {
     parse::<ConfigJson>(path, "broker config", data).map(|j| j.config)
-}
-
-/// Reads `/config/brokers/<default>`.
-pub fn decode_broker_defaults(data: &[u8]) -> Result<BTreeMap<String, String>, ZnodeError> {
-    parse::<ConfigJson>(BROKER_DEFAULT_CONFIG, "broker default config", data).map(|j| j.config)
 }
 
 #[derive(Serialize, Deserialize)]
