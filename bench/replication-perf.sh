@@ -9,8 +9,11 @@
 #   3. failover: a paced acks=all producer (1,000 records/s, 20 s) on a one-partition RF=3
 #      topic while its leader is SIGKILLed; the longest send → acknowledgement latency is the
 #      time from the kill to the first successful produce after it.
+#   4. controlled shutdown: the same producer on a second such topic while its leader gets
+#      SIGTERM: how long the broker takes to hand its leaderships over, the longest
+#      send -> acknowledgement, and that no send fails (the tool exits non-zero if one does).
 # Prints every tool's output; docs/benchmarks.md records a run. RECORDS overrides 1,000,000;
-# ONLY=failover runs part 3 alone.
+# ONLY=failover runs part 3 alone, ONLY=controlled part 4 alone.
 source "$(dirname "$0")/setup.sh"
 
 step "one keeper, three brokers ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
@@ -22,11 +25,13 @@ for t in paced3 small3 large3; do
   "$S" topics "${C[@]}" --create --topic "$t" --partitions 6 --replication-factor 3 \
     --config min.insync.replicas=2 >/dev/null
 done
-"$S" topics "${C[@]}" --create --topic failover --partitions 1 --replication-factor 3 \
-  --config min.insync.replicas=2 >/dev/null
+for t in failover controlled; do
+  "$S" topics "${C[@]}" --create --topic "$t" --partitions 1 --replication-factor 3 \
+    --config min.insync.replicas=2 >/dev/null
+done
 
 sync
-if [ "${ONLY:-}" != failover ]; then
+if [ -z "${ONLY:-}" ]; then
 step "latency: 100,000 x 100 B at 10,000 records/s, RF=1, acks=1, linger.ms=0"
 "$S" producer-perf-test "${C[@]}" --topic paced1 --num-records 100000 --record-size 100 --throughput 10000 \
   --producer-props acks=1 linger.ms=0
@@ -46,6 +51,7 @@ for size in 100 1024; do
 done
 fi
 
+if [ -z "${ONLY:-}" ] || [ "$ONLY" = failover ]; then
 step "failover: 20,000 x 100 B at 1,000 records/s, RF=3, acks=all; the leader is SIGKILLed after 5 s"
 leader=$("$S" topics "${C[@]}" --describe --topic failover | grep -oP 'Leader: \K[0-9]+')
 "$S" producer-perf-test "${C[@]}" --topic failover --num-records 20000 --record-size 100 --throughput 1000 \
@@ -65,4 +71,20 @@ state=$(grep -h 'partition state topic="failover" partition=0' "$DIR"/broker-*.l
   | grep -oP '^\S+' | sort | head -1)
 if [ -n "$state" ]; then
   echo "kill -> new leader: $(python3 -c "print(f'{$(date -u -d "$state" +%s.%N) - $killed:.2f} s')")"
+fi
+fi
+
+if [ -z "${ONLY:-}" ] || [ "$ONLY" = controlled ]; then
+step "controlled shutdown: 20,000 x 100 B at 1,000 records/s, RF=3, acks=all; the leader gets SIGTERM after 5 s"
+leader=$("$S" topics "${C[@]}" --describe --topic controlled | grep -oP 'Leader: \K[0-9]+')
+"$S" producer-perf-test "${C[@]}" --topic controlled --num-records 20000 --record-size 100 --throughput 1000 \
+  --producer-props acks=all linger.ms=0 &
+perf=$!
+sleep 5
+pid=$(sed -n "$((leader + 1))p" "$DIR/pids")
+echo "SIGTERM broker $leader (pid $pid)"
+kill -TERM "$pid"
+if wait "$perf"; then echo "no send failed"; else echo "SENDS FAILED (above)"; fi
+"$S" topics "${C[@]}" --describe --topic controlled
+grep -h 'controlled shutdown' "$DIR/broker-$leader.log" || true
 fi
