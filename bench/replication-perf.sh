@@ -83,8 +83,10 @@ perf=$!
 sleep 5
 pid=$(sed -n "$((leader + 1))p" "$DIR/pids")
 echo "SIGTERM broker $leader (pid $pid)"
+termed=$(date -u +%s.%N)
 kill -TERM "$pid"
 if wait "$perf"; then echo "no send failed"; else echo "SENDS FAILED (above)"; fi
 "$S" topics "${C[@]}" --describe --topic controlled
-grep -h 'controlled shutdown' "$DIR/broker-$leader.log" || true
+echo "SIGTERM at $(date -u -d "@$termed" +%H:%M:%S.%N); the broker's log:"
+grep -hE 'controlled shutdown|shutting down|broker stopped' "$DIR/broker-$leader.log" || true
 fi

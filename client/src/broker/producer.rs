@@ -894,6 +894,25 @@ async fn open_channel(cluster: &Cluster, addr: &str) -> Result<OrderedCaller<Bro
     Ok(conn.open_ordered().await?.caller())
 }
 
+/// Completes once the metadata names another leader (or none) for every batch in `ready`:
+/// a connection still being made to `addr` is not worth waiting for then.
+async fn led_elsewhere(
+    cluster: &Cluster,
+    addr: &str,
+    ready: &std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>>,
+) {
+    let mut updates = cluster.updates();
+    loop {
+        let view = cluster.view();
+        if ready.iter().flatten().all(|(b, _)| view.leader_addr(&b.topic, b.partition) != Some(addr)) {
+            return;
+        }
+        if updates.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// A request waiting for its answer: one batch's [`Produce`], or several batches'
 /// [`ProduceMany`].
 enum Sent {
@@ -1033,12 +1052,27 @@ async fn broker_task(
         }
         let caller = match channel.as_ref().filter(|c| !c.is_closed()) {
             Some(c) => c.clone(),
-            None => match open_channel(&cluster, &addr).await {
-                Ok(c) => {
+            // A broker that went away answers no handshake (or refuses it while it shuts
+            // down, which the connection retries): the metadata naming other leaders for
+            // everything waiting here ends the wait.
+            None => match tokio::select! {
+                opened = open_channel(&cluster, &addr) => Ok(opened),
+                () = led_elsewhere(&cluster, &addr, &ready) => Err(()),
+            } {
+                Ok(Ok(c)) => {
                     channel = Some(c.clone());
                     c
                 }
-                Err(e) => {
+                Err(()) => {
+                    debug!(%addr, "the partitions waiting to be sent here are led elsewhere now; not connecting");
+                    let failure = Failure::Transport {
+                        reason: format!("their leadership moved away from {addr} while connecting to it"),
+                        retriable: true,
+                    };
+                    fail_all(&mut ready.drain(..).flatten().map(|(b, _)| b), failure.clone());
+                    continue;
+                }
+                Ok(Err(e)) => {
                     // Everything queued behind it would wait for the same connection: fail
                     // them all now and let the sender retry after its backoff.
                     warn!(%addr, error = %e, "cannot reach the partition leader; will retry its batches");
