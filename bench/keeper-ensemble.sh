@@ -8,7 +8,8 @@
 #
 #   bash bench/keeper-ensemble.sh            # needs: cargo build --release -p sluice-bin,
 #                                            # Debian's zookeeper package (java)
-# Env: SECONDS_PER_RUN (3), OUTSTANDING (1), WORK (a temp dir), KEEP=1 keeps it.
+# Env: SECONDS_PER_RUN (3), OUTSTANDING (1), WORK (a temp dir), KEEP=1 keeps it, ONLY=failover
+# skips the throughput runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SLUICE:-$PWD/target/release/sluice}
@@ -111,10 +112,19 @@ echo "keeper leader: server $KL; ZooKeeper leader: server $ZL"
 KPERF=("$S" keeper-perf-test --connect "$KCONNECT" --command-config "$WORK/client.properties")
 ZPERF=("$S" keeper-perf-test --zookeeper "$ZCONNECT")
 DPERF=("$S" keeper-perf-test --zookeeper "$DCONNECT")
+# One system's failed run is reported (its error, from the tool's stderr) and the rest go on.
+measure() {
+  local name=$1; shift
+  if ! "$@" --seconds "$SECS" --clients 8,64 --ops "$ops" --outstanding "$OUT" 2>"$WORK/err-$name" \
+      | sed "s/^/$(printf '%-9s' "$name") /"; then
+    echo "$name $ops FAILED: $(grep -v '^\s*$' "$WORK/err-$name" | tail -3 | tr '\n' ' ')"
+  fi
+}
 for ops in set,get create; do
-  "${KPERF[@]}" --seconds "$SECS" --clients 8,64 --ops "$ops" --outstanding "$OUT" 2>/dev/null | sed 's/^/keeper    /'
-  "${DPERF[@]}" --seconds "$SECS" --clients 8,64 --ops "$ops" --outstanding "$OUT" 2>/dev/null | sed 's/^/door      /'
-  "${ZPERF[@]}" --seconds "$SECS" --clients 8,64 --ops "$ops" --outstanding "$OUT" 2>/dev/null | sed 's/^/zookeeper /'
+  [ "${ONLY:-}" = failover ] && break
+  measure keeper "${KPERF[@]}"
+  measure door "${DPERF[@]}"
+  measure zookeeper "${ZPERF[@]}"
 done
 
 # --- failover: 8 sessions writing for 8 s; the leader is SIGKILLed 3 s in.

@@ -205,6 +205,13 @@ async fn run_member(
     let opts =
         sluice_net::ServerOptions { name: "keeper-peer".into(), nodes_only: true, ..Default::default() };
     let peer_server = sluice_net::Server::<PeerProtocol>::bind(peer_listen, identity, opts)?;
+    // A dead leader's closed TCP link starts the next election at once (QUIC hears nothing).
+    let liveness = sluice_ensemble::liveness::listen(peer_listen).await;
+    let follower = tokio::spawn(sluice_ensemble::liveness::follow_leader(
+        raft.clone(),
+        ens.my_id,
+        Arc::new(ens.members.clone()),
+    ));
     db.do_send(Attach(ensemble.clone()));
     // Role changes reach the database (it decides expiry while it leads, and tells its
     // clients when it has no quorum).
@@ -231,6 +238,10 @@ async fn run_member(
             shutdown,
         )
         .await;
+    follower.abort();
+    if let Some(l) = liveness {
+        l.abort();
+    }
     let _ = raft.shutdown().await;
     let _ = stop_peers.send(());
     let _ = peer_task.await;

@@ -124,6 +124,20 @@ async fn sigkill_the_leader_under_write_load_writes_resume_on_the_survivors_and_
     assert!(resumed < Duration::from_secs(10), "failover took {resumed:?}");
     let new_leader = ens.leader(&tls, Duration::from_secs(10)).await.expect("a new leader");
     assert_ne!(new_leader, leader);
+    // The survivors learnt of the death from their liveness links closing (the kernel closes a
+    // killed process's TCP sockets), not from the dead leader's lease running out.
+    for i in others(3, leader) {
+        let log = &ens.members[i].log;
+        assert!(
+            wait_for(Duration::from_secs(10), || async {
+                std::fs::read_to_string(log).is_ok_and(|l| l.contains("the leader's liveness link closed"))
+            })
+            .await,
+            "member {} stood for election when its leader's link closed: {}",
+            i + 1,
+            log.display()
+        );
+    }
     // Some more writes under the new leader, then the killed member comes back and catches up.
     let before = writer.count();
     assert!(wait_for(Duration::from_secs(20), || async { writer.count() >= before + 100 }).await);

@@ -15,6 +15,7 @@
 //! - Without a quorum, a write fails within `syncLimit × tickTime` (and never later than the
 //!   session timeout) with [`KeeperError::NoQuorum`].
 
+pub mod liveness;
 pub mod log_store;
 pub mod peer;
 pub mod state_machine;
