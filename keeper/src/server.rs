@@ -13,7 +13,7 @@ use sluice_ensemble::store::StoreError;
 use sluice_ensemble::Ensemble;
 use sluice_proto::keeper::KeeperProtocol;
 use tokio::sync::oneshot;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use crate::service::KeeperService;
 use crate::zookeeper;
@@ -157,6 +157,7 @@ async fn run_member(
     }
     let dir = data_dir.join("raft");
     let log = LogStore::open(&dir).map_err(|e| RunError::Ensemble(e.to_string()))?;
+    let log_failed = log.clone();
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let sink: sluice_ensemble::state_machine::Sink = Arc::new(move |ev| {
         let _ = events_tx.send(ev);
@@ -232,10 +233,21 @@ async fn run_member(
             })
             .await
     });
+    // A log that cannot be written (a full disk, a failed fsync) takes the member out: it
+    // stops and says why; restarted once the disk is fixed, it recovers and catches up.
+    let storage_failure = std::sync::OnceLock::new();
     server
         .serve(
             Arc::new(sluice_net::Typed(KeeperService::new(db, Arc::new(config.super_users.clone())))),
-            shutdown,
+            async {
+                tokio::select! {
+                    () = shutdown => {}
+                    why = log_failed.failed() => {
+                        error!(error = %why, "this member stops");
+                        let _ = storage_failure.set(why);
+                    }
+                }
+            },
         )
         .await;
     follower.abort();
@@ -245,7 +257,10 @@ async fn run_member(
     let _ = raft.shutdown().await;
     let _ = stop_peers.send(());
     let _ = peer_task.await;
-    Ok(())
+    match storage_failure.into_inner() {
+        Some(why) => Err(RunError::Storage(why)),
+        None => Ok(()),
+    }
 }
 
 /// Why the keeper could not run.
@@ -263,6 +278,9 @@ pub enum RunError {
     /// The ensemble side could not start.
     #[error("ensemble: {0}")]
     Ensemble(String),
+    /// The data directory could no longer be written (a full disk, a failed fsync).
+    #[error("{0}")]
+    Storage(String),
     /// The peer client could not be made.
     #[error(transparent)]
     Connect(#[from] sluice_net::ConnectError),

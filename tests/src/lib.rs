@@ -383,6 +383,58 @@ impl KeeperProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+
+    /// How the process ended, if it has ended on its own (it is reaped then).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
+}
+
+/// A tmpfs mounted on a directory (for a disk that fills); unmounted when dropped.
+#[derive(Debug)]
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. "6m") on `at`, an existing directory.
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot mount a tmpfs on {} (this test needs root: mount -t tmpfs)", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Gives the filesystem a new size (`mount -o remount,size=`), keeping what it holds:
+    /// space returning to a full disk.
+    pub fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot resize the tmpfs on {}", self.0.display());
+    }
+
+    /// Moves what `dir` holds onto a new tmpfs of `size` mounted on it.
+    pub fn take_over(dir: &Path, size: &str) -> Tmpfs {
+        let saved = dir.with_extension("saved");
+        std::fs::rename(dir, &saved).expect("set the directory aside");
+        std::fs::create_dir(dir).expect("an empty mount point");
+        let mounted = Tmpfs::mount(dir, size);
+        let copied = std::process::Command::new("cp").arg("-a").arg(saved.join(".")).arg(dir).status();
+        assert!(copied.is_ok_and(|s| s.success()), "copy {} onto the tmpfs", dir.display());
+        mounted
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 /// Writes `<dir>/<name>.properties` for a keeper with certificate `keeper-<id>`, data in

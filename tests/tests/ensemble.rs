@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sluice_client::keeper::{KeeperClient, KeeperClientError, KeeperClientOptions};
 use sluice_keeper_core::{CreateMode, ErrorCode, KeeperError};
 use sluice_tests::linearizability::{self, History, Op, Outcome, Output};
-use sluice_tests::{wait_for, KeeperEnsemble, TestPki};
+use sluice_tests::{wait_for, KeeperEnsemble, TestPki, Tmpfs};
 
 const P: CreateMode = CreateMode::Persistent;
 /// tickTime of every test ensemble: sessions may last 400 ms to 4 s; a write waits at most
@@ -698,4 +698,58 @@ async fn a_lock_stays_held_while_its_holders_server_dies_and_goes_to_the_next_on
     // Released: the contender, asking again, has it at once.
     holder.release().await.expect("release");
     assert!(contender.acquire(Duration::from_secs(10)).await.expect("contend again"), "freed by the release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_disk_fills_stops_saying_why_and_catches_up_once_it_has_room_again() {
+    let (pki, _dir, mut ens, _tls, leader) = up(3).await;
+    // A follower's dataDir on a 3 MB filesystem, with what it already held.
+    let f = others(3, leader)[0];
+    ens.members[f].kill();
+    let disk = Tmpfs::take_over(&ens.members[f].data_dir, "3m");
+    ens.members[f].restart();
+    // 100 KB writes through the two others until the follower's log has filled its disk.
+    let c = client(&pki, &hosts(&ens, &others(3, f))).await;
+    c.create("/big", b"", P).await.expect("create /big");
+    let value = |i: u64| {
+        let mut v = format!("{i}:").into_bytes();
+        v.resize(100_000, b'x');
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = 0u64;
+    let status = loop {
+        last += 1;
+        c.set_data("/big", &value(last), -1).await.expect("the two others keep acknowledging writes");
+        if let Some(status) = ens.members[f].exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "member {} did not stop as its 3 MB disk filled", f + 1);
+    };
+    assert!(!status.success(), "a member that cannot write its log exits with an error: {status}");
+    let log = std::fs::read_to_string(&ens.members[f].log).expect("log");
+    assert!(
+        log.contains("the raft log cannot be written") && log.contains("No space left on device"),
+        "the member says what failed and where: {}",
+        ens.members[f].log.display()
+    );
+    assert!(log.contains("start this server again"), "and the fix");
+    // The ensemble goes on without it.
+    for _ in 0..5 {
+        last += 1;
+        c.set_data("/big", &value(last), -1).await.expect("writes on the two others");
+    }
+    // Room again: restarted, it recovers what its log held and catches up.
+    disk.resize("64m");
+    ens.members[f].restart();
+    let alone = client(&pki, &ens.members[f].addr).await;
+    let want = format!("{last}:").into_bytes();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            alone.get_data("/big", false).await.is_ok_and(|(d, _)| d.starts_with(&want))
+        })
+        .await,
+        "member {} caught up to write {last} after its restart",
+        f + 1
+    );
 }

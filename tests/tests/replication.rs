@@ -17,7 +17,7 @@ use sluice_client::broker::{
 };
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
 use sluice_net::{Client, ClientOptions};
-use sluice_tests::{wait_for, BrokerCluster};
+use sluice_tests::{wait_for, BrokerCluster, Tmpfs};
 
 /// Fast failure detection for tests: a 4 s keeper session, followers evicted after 2 s.
 const FAST: &str =
@@ -907,40 +907,13 @@ async fn min_insync_replicas_raised_live_refuses_acks_all_with_a_replica_down_an
     assert!(admitted, "acks=all was not admitted again within 10 s of deleting the default");
 }
 
-/// A tmpfs mounted on a directory; unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "cannot mount a tmpfs on {} (this test needs root: mount -t tmpfs)", at.display());
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_fills_stops_and_the_other_replicas_take_over_losing_no_acknowledged_record() {
     let mut cluster = start(&format!("{FAST}min.insync.replicas=2\n"));
     // Broker 1's log directory on a 6 MB filesystem, with what it already held.
     let b1 = &mut cluster.brokers[0];
     b1.kill();
-    let dir = b1.log_dir.clone();
-    let saved = dir.with_extension("saved");
-    std::fs::rename(&dir, &saved).expect("set the log dir aside");
-    std::fs::create_dir(&dir).expect("an empty mount point");
-    let _small = Tmpfs::mount(&dir, "6m");
-    let copied = std::process::Command::new("cp").arg("-a").arg(saved.join(".")).arg(&dir).status();
-    assert!(copied.is_ok_and(|s| s.success()), "copy the log dir onto the tmpfs");
+    let _small = Tmpfs::take_over(&b1.log_dir, "6m");
     cluster.brokers[0].restart();
     cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
     let k = keeper(&cluster).await;

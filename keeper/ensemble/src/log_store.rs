@@ -102,6 +102,8 @@ pub struct LogStore {
     mem: Arc<Mutex<Mem>>,
     writer: Writing,
     stopped: tokio::sync::watch::Receiver<bool>,
+    /// Why the writer stopped, when it failed (set before `stopped` turns true).
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// Where records go to be written.
@@ -176,7 +178,7 @@ pub enum LogStoreError {
     },
 }
 
-fn lock(m: &Mutex<Mem>) -> std::sync::MutexGuard<'_, Mem> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -320,6 +322,7 @@ impl LogStore {
             committed: mem.committed,
             sync: io == Io::Background,
             buf: Vec::new(),
+            failed: None,
         };
         writer.roll().map_err(|source| LogStoreError::Io {
             action: "create a segment in",
@@ -328,15 +331,20 @@ impl LogStore {
         })?;
         let (flag, stopped) = tokio::sync::watch::channel(false);
         let mem = Arc::new(Mutex::new(mem));
+        let failure = Arc::new(Mutex::new(None));
         if io == Io::Simulated {
             let inline = Inline { writer, failed: false, stopped: flag };
-            return Ok(LogStore { mem, writer: Writing::Inline(Arc::new(Mutex::new(inline))), stopped });
+            let writer = Writing::Inline(Arc::new(Mutex::new(inline)));
+            return Ok(LogStore { mem, writer, stopped, failure });
         }
         let (tx, rx) = std_mpsc::channel();
+        let why = failure.clone();
         std::thread::Builder::new()
             .name("keeper-raft-log".into())
             .spawn(move || {
-                writer.run(rx);
+                if let Err(e) = writer.run(rx) {
+                    *lock(&why) = Some(e);
+                }
                 let _ = flag.send(true);
             })
             .map_err(|source| LogStoreError::Io {
@@ -344,7 +352,7 @@ impl LogStore {
                 path: dir.into(),
                 source,
             })?;
-        Ok(LogStore { mem, writer: Writing::Thread(tx), stopped })
+        Ok(LogStore { mem, writer: Writing::Thread(tx), stopped, failure })
     }
 
     // openraft's trait methods return its StorageError; this helper returns what they do.
@@ -372,6 +380,23 @@ impl LogStore {
         self.stopped.clone()
     }
 
+    /// Completes, with the reason (naming the file and the fix), once the writer has stopped
+    /// because the log could not be written: a full disk, a failed `fsync`. Never completes
+    /// while the log is written, nor when it stops only because every handle went.
+    pub async fn failed(&self) -> String {
+        let mut stopped = self.stopped.clone();
+        loop {
+            let ended = *stopped.borrow_and_update();
+            if ended || stopped.changed().await.is_err() {
+                let why = lock(&self.failure).clone();
+                return match why {
+                    Some(why) => why,
+                    None => std::future::pending().await,
+                };
+            }
+        }
+    }
+
     /// The last index in the log (for status).
     pub fn last_index(&self) -> Option<u64> {
         lock(&self.mem).entries.keys().next_back().copied()
@@ -392,6 +417,8 @@ struct Writer {
     sync: bool,
     /// The encoding buffer, kept between batches.
     buf: Vec<u8>,
+    /// Why the last write failed.
+    failed: Option<String>,
 }
 
 impl Writer {
@@ -440,14 +467,24 @@ impl Writer {
         self.segments = keep;
     }
 
-    fn run(mut self, rx: std_mpsc::Receiver<(Record, Done)>) {
+    /// Writes until every handle is gone; the error, naming the file and the fix, if the log
+    /// could no longer be written. A failed write or fsync is never retried: what the kernel
+    /// kept of the failed pages is unknown, so only a restart, recovering from the files,
+    /// knows what the log holds.
+    fn run(mut self, rx: std_mpsc::Receiver<(Record, Done)>) -> Result<(), String> {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             batch.extend(rx.try_iter());
             if !self.write(batch) {
-                return;
+                let file = self.segments.last().map(|(_, p, _)| p.display().to_string()).unwrap_or_default();
+                let why = self.failed.take().unwrap_or_else(|| "unknown error".into());
+                return Err(format!(
+                    "the raft log cannot be written ({why}: {file}); free space on or repair that disk, then \
+                     start this server again: it recovers what its log holds and catches up from the others"
+                ));
             }
         }
+        Ok(())
     }
 
     /// Writes `batch` (with one sync if anyone waits on it) and tells the waiters; false if
@@ -501,11 +538,13 @@ impl Writer {
         }
         if let Some(e) = failed {
             warn!(error = %e, "the raft log cannot be written; this server stops accepting entries");
+            self.failed = Some(e);
             return false;
         }
         if self.written >= SEGMENT_BYTES {
             if let Err(e) = self.roll() {
                 warn!(error = %e, "cannot roll the raft log; this server stops accepting entries");
+                self.failed = Some(e.to_string());
                 return false;
             }
         }
