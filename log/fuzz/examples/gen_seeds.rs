@@ -52,6 +52,22 @@ fn main() {
         fs::create_dir_all(dir).expect("seed directory");
     }
 
+    // wire_frames: envelope payloads (no length prefix) of keeper requests, one with a trace
+    // context, and a traceparent value.
+    {
+        use sluice_net::frame::{self, Envelope, TraceContext};
+        use sluice_proto::keeper::{GetData, KeeperRequest, Ping, Status};
+        let wire = root.join("wire_frames");
+        fs::create_dir_all(&wire).expect("seed directory");
+        let payload = |env: &Envelope<KeeperRequest>| frame::encode(env, u32::MAX).expect("encode").to_vec()[4..].to_vec();
+        write(&wire, "ping.bin", &payload(&Envelope::new(1, KeeperRequest::Ping(Ping))));
+        write(&wire, "status.bin", &payload(&Envelope::new(2, KeeperRequest::Status(Status))));
+        let mut traced = Envelope::new(3, KeeperRequest::GetData(GetData { path: "/brokers/ids".into(), watch: true }));
+        traced.trace = Some(TraceContext { trace_id: [7; 16], span_id: [9; 8], flags: 1 });
+        write(&wire, "get_data_traced.bin", &payload(&traced));
+        write(&wire, "traceparent.txt", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    }
+
     // batch_decode: one batch per codec, an empty batch, and a transactional control batch
     // with LogAppendTime and producer fields.
     for c in CODECS {
