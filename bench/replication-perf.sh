@@ -51,18 +51,25 @@ for size in 100 1024; do
 done
 fi
 
+# A paced acks=all producer (20,000 x 100 B at 1,000 records/s) on topic $1, whose leader gets
+# signal $2 5 s in. Sets $leader and $signalled (when); returns the producer's exit status.
+signal_leader_under_load() {
+  local topic=$1 sig=$2 perf pid
+  leader=$("$S" topics "${C[@]}" --describe --topic "$topic" | grep -oP 'Leader: \K[0-9]+')
+  "$S" producer-perf-test "${C[@]}" --topic "$topic" --num-records 20000 --record-size 100 --throughput 1000 \
+    --producer-props acks=all linger.ms=0 &
+  perf=$!
+  sleep 5
+  pid=$(sed -n "$((leader + 1))p" "$DIR/pids")
+  echo "SIG$sig broker $leader (pid $pid)"
+  signalled=$(date -u +%s.%N)
+  kill "-$sig" "$pid"
+  wait "$perf"
+}
+
 if [ -z "${ONLY:-}" ] || [ "$ONLY" = failover ]; then
 step "failover: 20,000 x 100 B at 1,000 records/s, RF=3, acks=all; the leader is SIGKILLed after 5 s"
-leader=$("$S" topics "${C[@]}" --describe --topic failover | grep -oP 'Leader: \K[0-9]+')
-"$S" producer-perf-test "${C[@]}" --topic failover --num-records 20000 --record-size 100 --throughput 1000 \
-  --producer-props acks=all linger.ms=0 &
-perf=$!
-sleep 5
-pid=$(sed -n "$((leader + 1))p" "$DIR/pids")
-echo "SIGKILL broker $leader (pid $pid)"
-killed=$(date -u +%s.%N)
-kill -KILL "$pid"
-wait "$perf"
+signal_leader_under_load failover KILL
 "$S" topics "${C[@]}" --describe --topic failover
 # When the controller named the new leader (its log line), to split the figure into the
 # keeper's part (kill -> new leader) and the producer's (new leader -> first ack, about the
@@ -70,23 +77,14 @@ wait "$perf"
 state=$(grep -h 'partition state topic="failover" partition=0' "$DIR"/broker-*.log | grep -v 'epoch=0 ' \
   | grep -oP '^\S+' | sort | head -1)
 if [ -n "$state" ]; then
-  echo "kill -> new leader: $(python3 -c "print(f'{$(date -u -d "$state" +%s.%N) - $killed:.2f} s')")"
+  echo "kill -> new leader: $(python3 -c "print(f'{$(date -u -d "$state" +%s.%N) - $signalled:.2f} s')")"
 fi
 fi
 
 if [ -z "${ONLY:-}" ] || [ "$ONLY" = controlled ]; then
 step "controlled shutdown: 20,000 x 100 B at 1,000 records/s, RF=3, acks=all; the leader gets SIGTERM after 5 s"
-leader=$("$S" topics "${C[@]}" --describe --topic controlled | grep -oP 'Leader: \K[0-9]+')
-"$S" producer-perf-test "${C[@]}" --topic controlled --num-records 20000 --record-size 100 --throughput 1000 \
-  --producer-props acks=all linger.ms=0 &
-perf=$!
-sleep 5
-pid=$(sed -n "$((leader + 1))p" "$DIR/pids")
-echo "SIGTERM broker $leader (pid $pid)"
-termed=$(date -u +%s.%N)
-kill -TERM "$pid"
-if wait "$perf"; then echo "no send failed"; else echo "SENDS FAILED (above)"; fi
+if signal_leader_under_load controlled TERM; then echo "no send failed"; else echo "SENDS FAILED (above)"; fi
 "$S" topics "${C[@]}" --describe --topic controlled
-echo "SIGTERM at $(date -u -d "@$termed" +%H:%M:%S.%N); the broker's log:"
+echo "SIGTERM at $(date -u -d "@$signalled" +%H:%M:%S.%N); the broker's log:"
 grep -hE 'controlled shutdown|shutting down|broker stopped' "$DIR/broker-$leader.log" || true
 fi

@@ -25,7 +25,7 @@
 //! | `initLimit` | 10 | ticks a member may take to install a snapshot from the leader |
 //! | `syncLimit` | 5 | ticks a write waits for a quorum before failing with "no quorum" (never more than the session timeout) |
 //! | `raft.heartbeatMs` | 100 | ms between the leader's heartbeats |
-//! | `raft.electionTimeoutMs` | 300 | ms t: a follower that hears no leader for its lease (1.5 t) and then a random [t, 1.5 t) stands for election; a dead leader is replaced in 2.5-3 t |
+//! | `raft.electionTimeoutMs` | 300 | ms t: a follower that hears no leader for its lease (1.5 t) and then a random [t, 1.5 t) stands for election; a leader cut off by the network is replaced in 2.5-3 t (one whose process died, at once: its TCP liveness link closes) |
 //! | `ensemble.allowTwoServers` | false | allow a 2-server ensemble (it survives no failure) |
 //!
 //! ZooKeeper's `initLimit` / `syncLimit` bound how long a follower may take to sync and how
