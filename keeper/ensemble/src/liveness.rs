@@ -88,9 +88,8 @@ pub async fn listen(addr: SocketAddr) -> Option<tokio::task::JoinHandle<()>> {
 }
 
 /// The leader this member follows, if it is a follower that knows one other than itself.
-fn followed(raft: &Raft<KeeperRaft>, me: u64) -> Option<u64> {
-    let m = raft.metrics();
-    let m = m.borrow();
+fn followed(metrics: &mut tokio::sync::watch::Receiver<crate::Metrics>, me: u64) -> Option<u64> {
+    let m = metrics.borrow_and_update();
     (m.state == ServerState::Follower).then_some(m.current_leader).flatten().filter(|&l| l != me)
 }
 
@@ -99,7 +98,7 @@ fn followed(raft: &Raft<KeeperRaft>, me: u64) -> Option<u64> {
 pub async fn follow_leader(raft: Raft<KeeperRaft>, me: u64, members: Arc<BTreeMap<u64, String>>) {
     let mut metrics = raft.metrics();
     loop {
-        let Some(leader) = followed(&raft, me) else {
+        let Some(leader) = followed(&mut metrics, me) else {
             if metrics.changed().await.is_err() {
                 return;
             }
@@ -126,13 +125,13 @@ pub async fn follow_leader(raft: Raft<KeeperRaft>, me: u64, members: Arc<BTreeMa
                     if changed.is_err() {
                         return;
                     }
-                    if followed(&raft, me) != Some(leader) {
+                    if followed(&mut metrics, me) != Some(leader) {
                         break false;
                     }
                 }
             }
         };
-        if closed && followed(&raft, me) == Some(leader) {
+        if closed && followed(&mut metrics, me) == Some(leader) {
             info!(
                 leader,
                 "the leader's liveness link closed (its process is gone): standing for election now"
