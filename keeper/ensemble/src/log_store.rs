@@ -322,7 +322,6 @@ impl LogStore {
             committed: mem.committed,
             sync: io == Io::Background,
             buf: Vec::new(),
-            failed: None,
         };
         writer.roll().map_err(|source| LogStoreError::Io {
             action: "create a segment in",
@@ -367,7 +366,7 @@ impl LogStore {
                 if inline.failed {
                     return Err(stopped());
                 }
-                inline.failed = !inline.writer.write(vec![(record, done)]);
+                inline.failed = inline.writer.write(vec![(record, done)]).is_err();
                 Ok(())
             }
         }
@@ -417,8 +416,6 @@ struct Writer {
     sync: bool,
     /// The encoding buffer, kept between batches.
     buf: Vec<u8>,
-    /// Why the last write failed.
-    failed: Option<String>,
 }
 
 impl Writer {
@@ -475,9 +472,8 @@ impl Writer {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             batch.extend(rx.try_iter());
-            if !self.write(batch) {
+            if let Err(why) = self.write(batch) {
                 let file = self.segments.last().map(|(_, p, _)| p.display().to_string()).unwrap_or_default();
-                let why = self.failed.take().unwrap_or_else(|| "unknown error".into());
                 return Err(format!(
                     "the raft log cannot be written ({why}: {file}); free space on or repair that disk, then \
                      start this server again: it recovers what its log holds and catches up from the others"
@@ -487,9 +483,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes `batch` (with one sync if anyone waits on it) and tells the waiters; false if
-    /// the log can no longer be written.
-    fn write(&mut self, batch: Vec<(Record, Done)>) -> bool {
+    /// Writes `batch` (with one sync if anyone waits on it) and tells the waiters; the error
+    /// if the log can no longer be written.
+    fn write(&mut self, batch: Vec<(Record, Done)>) -> Result<(), String> {
         // The ensemble's group commit: the same series a standalone server's writer records.
         let commit_latency = metrics::histogram!("sluice_keeper_commit_latency_seconds");
         let mut buf = std::mem::take(&mut self.buf);
@@ -538,17 +534,15 @@ impl Writer {
         }
         if let Some(e) = failed {
             warn!(error = %e, "the raft log cannot be written; this server stops accepting entries");
-            self.failed = Some(e);
-            return false;
+            return Err(e);
         }
         if self.written >= SEGMENT_BYTES {
             if let Err(e) = self.roll() {
                 warn!(error = %e, "cannot roll the raft log; this server stops accepting entries");
-                self.failed = Some(e.to_string());
-                return false;
+                return Err(e.to_string());
             }
         }
-        true
+        Ok(())
     }
 }
 
