@@ -140,13 +140,10 @@ pub async fn follow_leader(raft: Raft<KeeperRaft>, me: u64, members: Arc<BTreeMa
                 return;
             }
             // Every survivor has just voted for itself in the next term, which frees its vote
-            // from the dead leader's lease: now they would split the vote. Instead, by rank
-            // among the survivors (lowest id first), each that still sees no leader stands
-            // again, RESTAND apart, each one term above all before it, which the others grant
-            // — unless its log is behind theirs, and then the next rank's turn comes.
-            let rank = members.keys().filter(|&&id| id != leader).position(|&id| id == me).unwrap_or(0);
-            tokio::time::sleep(RESTAND * (rank as u32 + 1)).await;
-            for _ in 0..=rank {
+            // from the dead leader's lease: now they would split the vote. See `restand`.
+            let (after, times) = restand(&members, leader, me);
+            tokio::time::sleep(after).await;
+            for _ in 0..times {
                 if raft.metrics().borrow().state != ServerState::Candidate {
                     break;
                 }
@@ -158,6 +155,15 @@ pub async fn follow_leader(raft: Raft<KeeperRaft>, me: u64, members: Arc<BTreeMa
     }
 }
 
+/// After every survivor of `dead` has stood for election once: how long `me` waits, and how
+/// many more times it then stands while it still sees no leader. By rank among the survivors
+/// (lowest id first), RESTAND apart, each one term above every lower rank's last, which the
+/// others grant — unless its log is behind theirs, and then the next rank's turn comes.
+fn restand(members: &BTreeMap<u64, String>, dead: u64, me: u64) -> (Duration, u32) {
+    let rank = members.keys().filter(|&&id| id != dead).position(|&id| id == me).unwrap_or(0) as u32;
+    (RESTAND * (rank + 1), rank + 1)
+}
+
 /// A connection to `addr`'s liveness listener, once the listener has armed it.
 async fn arm(addr: &str) -> Option<TcpStream> {
     let armed = async {
@@ -166,4 +172,28 @@ async fn arm(addr: &str) -> Option<TcpStream> {
         (link.read(&mut first).await.ok()? == 1).then_some(link)
     };
     tokio::time::timeout(CONNECT, armed).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(ids: &[u64]) -> BTreeMap<u64, String> {
+        ids.iter().map(|&id| (id, format!("127.0.0.1:{}", 2888 + id))).collect()
+    }
+
+    #[test]
+    fn survivors_stand_again_in_id_order_each_one_term_above_the_last() {
+        let three = members(&[1, 2, 3]);
+        assert_eq!(restand(&three, 1, 2), (RESTAND, 1));
+        assert_eq!(restand(&three, 1, 3), (RESTAND * 2, 2));
+        // The dead leader's id does not take a rank.
+        assert_eq!(restand(&three, 2, 1), (RESTAND, 1));
+        assert_eq!(restand(&three, 2, 3), (RESTAND * 2, 2));
+        let five = members(&[1, 2, 3, 4, 5]);
+        let plans: Vec<(Duration, u32)> = [1, 2, 4, 5].iter().map(|&me| restand(&five, 3, me)).collect();
+        // Later ranks stand later and end in higher terms than every rank before them.
+        assert!(plans.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1), "{plans:?}");
+        assert_eq!(plans[0], (RESTAND, 1));
+    }
 }
