@@ -386,10 +386,15 @@ impl KeeperProcess {
 
     /// How the process ended, if it has ended on its own (it is reaped then).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
-        self.child = None;
-        Some(status)
+        reap_if_exited(&mut self.child)
     }
+}
+
+/// How `child` ended, if it has ended on its own; it is reaped (and forgotten) then.
+fn reap_if_exited(child: &mut Option<std::process::Child>) -> Option<std::process::ExitStatus> {
+    let status = child.as_mut()?.try_wait().ok().flatten()?;
+    *child = None;
+    Some(status)
 }
 
 /// A tmpfs mounted on a directory (for a disk that fills); unmounted when dropped.
@@ -836,9 +841,7 @@ impl BrokerProcess {
 
     /// How the process ended, if it has ended on its own (it is reaped then).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
-        self.child = None;
-        Some(status)
+        reap_if_exited(&mut self.child)
     }
 }
 
