@@ -59,10 +59,13 @@ fn main() {
         use sluice_proto::keeper::{GetData, KeeperRequest, Ping, Status};
         let wire = root.join("wire_frames");
         fs::create_dir_all(&wire).expect("seed directory");
-        let payload = |env: &Envelope<KeeperRequest>| frame::encode(env, u32::MAX).expect("encode").to_vec()[4..].to_vec();
+        let payload = |env: &Envelope<KeeperRequest>| {
+            frame::encode(env, u32::MAX).expect("encode").to_vec()[4..].to_vec()
+        };
         write(&wire, "ping.bin", &payload(&Envelope::new(1, KeeperRequest::Ping(Ping))));
         write(&wire, "status.bin", &payload(&Envelope::new(2, KeeperRequest::Status(Status))));
-        let mut traced = Envelope::new(3, KeeperRequest::GetData(GetData { path: "/brokers/ids".into(), watch: true }));
+        let mut traced =
+            Envelope::new(3, KeeperRequest::GetData(GetData { path: "/brokers/ids".into(), watch: true }));
         traced.trace = Some(TraceContext { trace_id: [7; 16], span_id: [9; 8], flags: 1 });
         write(&wire, "get_data_traced.bin", &payload(&traced));
         write(&wire, "traceparent.txt", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
@@ -93,27 +96,47 @@ fn main() {
             f(&mut w);
             w.frame()[4..].to_vec()
         };
-        write(&zookeeper, "connect.bin", &body(&|w| {
-            w.int(0).long(0).int(30_000).long(0).buffer(&[0; 16]).boolean(false);
-        }));
-        write(&zookeeper, "create2.bin", &body(&|w| {
-            w.int(1).int(op::CREATE2).string("/a").buffer(b"data").int(1).int(31);
-            w.string("world").string("anyone").int(3);
-        }));
-        write(&zookeeper, "get_data.bin", &body(&|w| {
-            w.int(2).int(op::GET_DATA).string("/a").boolean(true);
-        }));
-        write(&zookeeper, "multi.bin", &body(&|w| {
-            w.int(3).int(op::MULTI);
-            w.int(op::CHECK).boolean(false).int(-1).string("/a").int(0);
-            w.int(op::SET_DATA).boolean(false).int(-1).string("/a").buffer(b"x").int(-1);
-            w.int(op::DELETE).boolean(false).int(-1).string("/a").int(-1);
-            w.int(-1).boolean(true).int(-1);
-        }));
-        write(&zookeeper, "set_watches2.bin", &body(&|w| {
-            w.int(-8).int(op::SET_WATCHES2).long(9).strings(&["/a"]).strings(&["/b"]).strings(&["/c"]);
-            w.strings(&["/d"]).strings(&["/e"]);
-        }));
+        write(
+            &zookeeper,
+            "connect.bin",
+            &body(&|w| {
+                w.int(0).long(0).int(30_000).long(0).buffer(&[0; 16]).boolean(false);
+            }),
+        );
+        write(
+            &zookeeper,
+            "create2.bin",
+            &body(&|w| {
+                w.int(1).int(op::CREATE2).string("/a").buffer(b"data").int(1).int(31);
+                w.string("world").string("anyone").int(3);
+            }),
+        );
+        write(
+            &zookeeper,
+            "get_data.bin",
+            &body(&|w| {
+                w.int(2).int(op::GET_DATA).string("/a").boolean(true);
+            }),
+        );
+        write(
+            &zookeeper,
+            "multi.bin",
+            &body(&|w| {
+                w.int(3).int(op::MULTI);
+                w.int(op::CHECK).boolean(false).int(-1).string("/a").int(0);
+                w.int(op::SET_DATA).boolean(false).int(-1).string("/a").buffer(b"x").int(-1);
+                w.int(op::DELETE).boolean(false).int(-1).string("/a").int(-1);
+                w.int(-1).boolean(true).int(-1);
+            }),
+        );
+        write(
+            &zookeeper,
+            "set_watches2.bin",
+            &body(&|w| {
+                w.int(-8).int(op::SET_WATCHES2).long(9).strings(&["/a"]).strings(&["/b"]).strings(&["/c"]);
+                w.strings(&["/d"]).strings(&["/e"]);
+            }),
+        );
         write(&zookeeper, "ruok.bin", b"ruok");
     }
 
@@ -162,7 +185,11 @@ fn main() {
 }
 
 /// A request frame as the door reads it after the size prefix: header, then body.
-fn request<T: sluice_kafka_proto::Encodable>(key: sluice_kafka_proto::messages::ApiKey, version: i16, body: &T) -> Vec<u8> {
+fn request<T: sluice_kafka_proto::Encodable>(
+    key: sluice_kafka_proto::messages::ApiKey,
+    version: i16,
+    body: &T,
+) -> Vec<u8> {
     use sluice_kafka_proto::Encodable;
     let mut header = sluice_kafka_proto::messages::RequestHeader::default();
     header.request_api_key = key as i16;

@@ -7,15 +7,13 @@
 //! pass their CRC, in offset order, up to the log end, and be a prefix of the file.
 #![no_main]
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use sluice_log::batch::batches;
 use sluice_log::{Log, LogConfig};
 
 #[path = "fix_crc.rs"]
 mod fix_crc;
+mod scratch;
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -27,29 +25,8 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Where the partition directories go: `$SLUICE_FUZZ_SCRATCH` (`.ci/fuzz` makes one and
-/// removes it afterwards, crash or not), else tmpfs where there is one (recovery fsyncs, and
-/// on tmpfs that costs nothing), else the system's temporary directory.
-fn scratch_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("SLUICE_FUZZ_SCRATCH") {
-            return PathBuf::from(dir);
-        }
-        let shm = PathBuf::from("/dev/shm");
-        if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
-        }
-    })
-}
-
 fn check(data: &[u8]) {
-    let root = tempfile::Builder::new()
-        .prefix("sluice-log-fuzz-")
-        .tempdir_in(scratch_root())
-        .expect("scratch directory");
+    let root = scratch::scratch_dir();
     let dir = root.path().join("t-0");
     std::fs::create_dir(&dir).expect("partition directory");
     std::fs::write(dir.join("00000000000000000000.log"), data).expect("segment file");

@@ -7,13 +7,10 @@ use libfuzzer_sys::fuzz_target;
 use sluice_ensemble::log_store::LogStore;
 use sluice_ensemble::Io;
 
+mod scratch;
+
 fuzz_target!(|data: &[u8]| {
-    let scratch = std::env::var_os("SLUICE_FUZZ_SCRATCH").map(std::path::PathBuf::from);
-    let dir = match &scratch {
-        Some(s) => tempfile::tempdir_in(s),
-        None => tempfile::tempdir(),
-    }
-    .expect("a scratch directory");
+    let dir = scratch::scratch_dir();
     std::fs::write(dir.path().join("log-0000000001.seg"), data).expect("write the segment");
     let first = match LogStore::open_with(dir.path(), Io::Simulated) {
         Ok(log) => log.last_index(),

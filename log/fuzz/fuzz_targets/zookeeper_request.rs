@@ -7,7 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_zookeeper_proto::{decode_request, four_letter_word, reply, write_multi, ConnectRequest, MultiResult, Request};
+use sluice_zookeeper_proto::{
+    decode_request, four_letter_word, reply, write_multi, ConnectRequest, MultiResult, Request,
+};
 
 fuzz_target!(|data: &[u8]| {
     if let [a, b, c, d, ..] = *data {
