@@ -421,6 +421,22 @@ async fn sigterm_on_a_leader_moves_its_leaderships_first_and_no_delivery_fails()
             .linger(Duration::from_millis(1)),
     )
     .expect("producer");
+    // A consumer reads along, with the same long setup timeout: a fetch sent to the stopping
+    // broker on stale metadata must not hold its polls until that timeout either.
+    let mut consumer = Consumer::new(
+        ConsumerConfig::new(client(&cluster).connection_setup_timeout(setup))
+            .auto_offset_reset(AutoOffsetReset::Earliest),
+    )
+    .expect("consumer");
+    consumer.assign((0..6).map(|p| ("moving", p)));
+    let reader = tokio::spawn(async move {
+        let mut got = 0usize;
+        let deadline = Instant::now() + setup * 2;
+        while got < 3000 && Instant::now() < deadline {
+            got += consumer.poll(Duration::from_millis(200)).await.expect("poll").len();
+        }
+        (got, Instant::now())
+    });
     let mut pending = Vec::new();
     let mut terminated = None;
     for i in 0..3000u64 {
@@ -447,6 +463,15 @@ async fn sigterm_on_a_leader_moves_its_leaderships_first_and_no_delivery_fails()
         "the deliveries took {took:?} after SIGTERM: the producer waited on the stopped broker"
     );
     producer.close().await;
+    let (got, done) = reader.await.expect("reader");
+    assert!(got >= 3000, "the consumer read {got} of 3000 records");
+    // Within the QUIC idle timeout (10 s) too: a fetch left waiting on the stopped broker's
+    // connection would only end there.
+    let read_in = done - terminated.expect("terminated");
+    assert!(
+        read_in < Duration::from_secs(10),
+        "the consumer read everything {read_in:?} after SIGTERM: it waited on the stopped broker"
+    );
     // The broker left after handing over: its log says so and every partition it led has
     // a new leader among the others.
     assert!(

@@ -297,6 +297,71 @@ impl Cluster {
         self.inner.updates.subscribe()
     }
 
+    /// Completes once the metadata names another leader (or none) for every one of
+    /// `partitions`: a connection still being made to `addr` for them, or a request waiting
+    /// there, is not worth waiting for then. A broker that stops refuses handshakes while it
+    /// drains (a connection retries those until `connection.setup.timeout.ms`), and a killed
+    /// one answers nothing; the controller's new leaders end the wait instead.
+    pub async fn led_elsewhere<'a, I>(&self, addr: &str, partitions: I)
+    where
+        I: IntoIterator<Item = (&'a str, i32)> + Clone,
+    {
+        let mut updates = self.updates();
+        loop {
+            let view = self.view();
+            if partitions.clone().into_iter().all(|(topic, p)| view.leader_addr(topic, p) != Some(addr)) {
+                return;
+            }
+            if updates.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Calls `addr` (connecting first if needed) about `partitions` it leads: `None` when the
+    /// metadata names other leaders for all of them before the answer comes (see
+    /// [`led_elsewhere`](Self::led_elsewhere)). Only for requests that may simply be asked
+    /// again of the new leaders (reads).
+    ///
+    /// A broker that stops refuses handshakes while it drains (a connection retries those
+    /// until `connection.setup.timeout.ms`), and one that died answers nothing until the
+    /// connection's idle timeout. So while the connection is still being made, or once the
+    /// call has taken longer than `answer_within` (a long poll's wait, say), the metadata is
+    /// read again every [`HEDGE_AFTER`]: the controller's new leaders end the wait.
+    pub async fn call_leader<'a, R, I>(
+        &self,
+        addr: &str,
+        partitions: I,
+        request: R,
+        answer_within: Duration,
+    ) -> Option<Result<R::Reply, RpcError>>
+    where
+        R: Rpc<BrokerProtocol>,
+        I: IntoIterator<Item = (&'a str, i32)> + Clone,
+    {
+        let started = Instant::now();
+        let connected = std::sync::atomic::AtomicBool::new(false);
+        let call = async {
+            let conn = self.inner.net.connection(addr).await?;
+            connected.store(true, std::sync::atomic::Ordering::Relaxed);
+            conn.call(request).await
+        };
+        let refreshing = async {
+            loop {
+                tokio::time::sleep(HEDGE_AFTER).await;
+                if !connected.load(std::sync::atomic::Ordering::Relaxed) || started.elapsed() > answer_within
+                {
+                    self.refresh_in_background();
+                }
+            }
+        };
+        tokio::select! {
+            r = call => Some(r),
+            () = self.led_elsewhere(addr, partitions) => None,
+            () = refreshing => None,
+        }
+    }
+
     /// Calls `addr` (connecting first if needed).
     pub async fn call<R: Rpc<BrokerProtocol>>(&self, addr: &str, request: R) -> Result<R::Reply, RpcError> {
         self.inner.net.call(addr, request).await

@@ -31,7 +31,7 @@ use sluice_net::RpcError;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
 
-use super::cluster::{rpc_is_retriable, Cluster, ClusterError, ClusterView};
+use super::cluster::{rpc_is_retriable, Cluster, ClusterError, ClusterView, HEDGE_AFTER};
 use super::config::{AutoOffsetReset, ConfigError, ConsumerConfig};
 use super::fetch::extract;
 use super::group::{GroupError, Link, Membership};
@@ -972,7 +972,10 @@ impl Consumer {
         for (addr, partitions) in by_leader {
             let cluster = self.cluster.clone();
             calls.spawn(async move {
-                let r = cluster.call(&addr, ListOffsets { partitions }).await;
+                let asked: Vec<(String, i32)> =
+                    partitions.iter().map(|p| (p.topic.clone(), p.partition)).collect();
+                let moved = asked.iter().map(|(t, p)| (t.as_str(), *p));
+                let r = cluster.call_leader(&addr, moved, ListOffsets { partitions }, HEDGE_AFTER).await;
                 (addr, r)
             });
         }
@@ -980,7 +983,8 @@ impl Consumer {
         while let Some(joined) = calls.join_next().await {
             let Ok((addr, result)) = joined else { continue };
             match result {
-                Ok(Ok(listed)) => {
+                None => last_error = Some(format!("the partitions asked of {addr} are led elsewhere now")),
+                Some(Ok(Ok(listed))) => {
                     for ListedOffset { topic, partition, result } in listed {
                         let tp = TopicPartition { topic, partition };
                         match result {
@@ -997,12 +1001,12 @@ impl Consumer {
                         }
                     }
                 }
-                Ok(Err(e)) if e.is_retriable() => {
+                Some(Ok(Err(e))) if e.is_retriable() => {
                     self.cluster.refresh_in_background();
                     last_error = Some(format!("{addr}: {e}"));
                 }
-                Ok(Err(e)) => return Err(ClusterError::Broker(e).into()),
-                Err(e) => last_error = Some(self.transport_failure(e)?),
+                Some(Ok(Err(e))) => return Err(ClusterError::Broker(e).into()),
+                Some(Err(e)) => last_error = Some(self.transport_failure(e)?),
             }
         }
         Ok((answers, last_error))
@@ -1214,7 +1218,10 @@ impl Consumer {
                         .iter()
                         .map(|p| (TopicPartition::new(p.topic.clone(), p.partition), p.offset))
                         .collect();
-                    let r = cluster.call(&addr, request).await;
+                    // A fetch is only a read: once its partitions are led elsewhere it is
+                    // dropped (`None`), and the next round asks the new leaders.
+                    let moved = asked.iter().map(|(tp, _)| (tp.topic.as_str(), tp.partition));
+                    let r = cluster.call_leader(&addr, moved, request, max_wait).await;
                     (addr, asked, r)
                 }
                 .instrument(span),
@@ -1224,7 +1231,11 @@ impl Consumer {
         while let Some(joined) = calls.join_next().await {
             let Ok((addr, asked, result)) = joined else { continue };
             match result {
-                Ok(Ok(response)) => {
+                None => {
+                    debug!(%addr, "the partitions fetched here are led elsewhere now; asking their new leaders");
+                    failed = true;
+                }
+                Some(Ok(Ok(response))) => {
                     let (check_crcs, reset) = (self.config.check_crcs, self.config.auto_offset_reset);
                     let applied = self.positions.apply(&asked, response, check_crcs, reset)?;
                     if applied.refresh {
@@ -1232,13 +1243,13 @@ impl Consumer {
                     }
                     failed |= applied.failed;
                 }
-                Ok(Err(e)) if e.is_retriable() => {
+                Some(Ok(Err(e))) if e.is_retriable() => {
                     debug!(%addr, error = %e, "fetch refused; will retry");
                     self.cluster.refresh_in_background();
                     failed = true;
                 }
-                Ok(Err(e)) => return Err(ClusterError::Broker(e).into()),
-                Err(e) => {
+                Some(Ok(Err(e))) => return Err(ClusterError::Broker(e).into()),
+                Some(Err(e)) => {
                     self.transport_failure(e)?;
                     failed = true;
                 }

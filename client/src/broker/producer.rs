@@ -894,25 +894,6 @@ async fn open_channel(cluster: &Cluster, addr: &str) -> Result<OrderedCaller<Bro
     Ok(conn.open_ordered().await?.caller())
 }
 
-/// Completes once the metadata names another leader (or none) for every batch in `ready`:
-/// a connection still being made to `addr` is not worth waiting for then.
-async fn led_elsewhere(
-    cluster: &Cluster,
-    addr: &str,
-    ready: &std::collections::VecDeque<Vec<(Batch<Pending>, Bytes)>>,
-) {
-    let mut updates = cluster.updates();
-    loop {
-        let view = cluster.view();
-        if ready.iter().flatten().all(|(b, _)| view.leader_addr(&b.topic, b.partition) != Some(addr)) {
-            return;
-        }
-        if updates.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-    }
-}
-
 /// A request waiting for its answer: one batch's [`Produce`], or several batches'
 /// [`ProduceMany`].
 enum Sent {
@@ -1057,7 +1038,7 @@ async fn broker_task(
             // everything waiting here ends the wait.
             None => match tokio::select! {
                 opened = open_channel(&cluster, &addr) => Ok(opened),
-                () = led_elsewhere(&cluster, &addr, &ready) => Err(()),
+                () = cluster.led_elsewhere(&addr, ready.iter().flatten().map(|(b, _)| (&*b.topic, b.partition))) => Err(()),
             } {
                 Ok(Ok(c)) => {
                     channel = Some(c.clone());
