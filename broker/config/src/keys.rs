@@ -63,7 +63,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "listeners",
         section: "Listeners",
-        meaning: "NAME://HOST:PORT entries separated by commas: exactly one quic:// (Sluice's own clients and the brokers' links, over QUIC), and optionally SSL:// (Kafka's wire protocol over TLS with a client certificate required, for Kafka's own clients) and PLAINTEXT:// (Kafka's wire protocol without TLS; every client is User:ANONYMOUS; a warning at start). HOST may be empty (every address), a host name, an IPv4 address or a bracketed IPv6 address such as [::1]; port 0 picks a free port. QUIC is UDP and the Kafka listeners TCP, so quic:// and SSL:// may share a port number.",
+        meaning: "NAME://HOST:PORT entries separated by commas: exactly one quic:// (Sluice's own clients and the brokers' links, over QUIC), and optionally SSL:// (Kafka's wire protocol over TLS with a client certificate required, for Kafka's own clients) and PLAINTEXT:// (Kafka's wire protocol without TLS; every client is User:ANONYMOUS; a warning at start). HOST may be empty (every address; then advertised.listeners must name this machine for the protocol, as Kafka will not advertise 0.0.0.0), a host name, an IPv4 address or a bracketed IPv6 address such as [::1]; port 0 picks a free port. QUIC is UDP and the Kafka listeners TCP, so quic:// and SSL:// may share a port number.",
         default: Default::Value(crate::DEFAULT_LISTENER),
         sample: Sample::Set("quic://127.0.0.1:9092,SSL://127.0.0.1:9093"),
     },

@@ -89,13 +89,11 @@ use sluice_net::TlsFiles;
 pub mod keys;
 pub use keys::{Key, KEYS};
 
-/// Kafka's default listener.
-pub const DEFAULT_LISTENER: &str = "quic://0.0.0.0:9092";
+/// The default listener: Kafka binds every address and advertises the host name; Sluice binds
+/// and advertises loopback, since an advertised name must be in the broker's certificate.
+pub const DEFAULT_LISTENER: &str = "quic://127.0.0.1:9092";
 /// Kafka's default `log.dir`.
 pub const DEFAULT_LOG_DIR: &str = "/tmp/kafka-logs";
-/// The host advertised when the listener's host is unspecified (Kafka would advertise the
-/// machine's host name; Sluice keeps a local broker reachable without DNS).
-pub const UNSPECIFIED_ADVERTISED_HOST: &str = "127.0.0.1";
 
 const ADVICE: &str = "Sluice listens on QUIC: write quic://HOST:PORT, e.g. quic://0.0.0.0:9092";
 const MS: &str = " of milliseconds";
@@ -259,12 +257,12 @@ impl BrokerConfig {
             })? as i32,
         };
 
-        // The default, quic://0.0.0.0:9092, needs no resolving.
+        // The default, quic://127.0.0.1:9092, needs no resolving and advertises what it binds.
         let listeners: Vec<(Security, Listener, SocketAddr)> = match p.get("listeners") {
             None => vec![(
                 Security::Quic,
-                Listener { host: Host::Any, port: 9092 },
-                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9092)),
+                Listener { host: Host::Ip(Ipv4Addr::LOCALHOST.into()), port: 9092 },
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 9092)),
             )],
             Some(e) => {
                 let mut out = Vec::new();
@@ -305,6 +303,25 @@ impl BrokerConfig {
                     ));
                 }
                 advertised.push((security, l));
+            }
+        }
+        // A listener on every address tells clients nothing they can dial: as Kafka refuses
+        // to advertise 0.0.0.0, it needs an advertised listener naming this machine.
+        if let Some(e) = p.get("listeners") {
+            for (security, l, _) in &listeners {
+                if l.host.is_unspecified() && !advertised.iter().any(|(s, _)| s == security) {
+                    let scheme = security.scheme();
+                    return Err(p.invalid(
+                        e,
+                        format!(
+                            "{scheme}:// binds every address, and clients need one they can reach: add \
+                             advertised.listeners={scheme}://HOST:{port} naming this machine as clients \
+                             reach it (a name in its certificate), or bind one address, e.g. \
+                             {scheme}://10.0.0.5:{port}",
+                            port = l.port
+                        ),
+                    ));
+                }
             }
         }
         let advertised_of = |security: Security, bound: &Listener| -> (String, u16) {
@@ -1189,12 +1206,12 @@ fn bind_addr(l: &Listener) -> Result<SocketAddr, String> {
     }
 }
 
-/// The host clients are told: an unspecified host becomes 127.0.0.1.
+/// The host clients are told (never an unspecified one: `parse` refuses those unadvertised).
 fn advertised_host_of(host: &Host) -> String {
     match host {
         Host::Name(name) => name.clone(),
-        Host::Ip(ip) if !ip.is_unspecified() => ip.to_string(),
-        Host::Ip(_) | Host::Any => UNSPECIFIED_ADVERTISED_HOST.to_string(),
+        Host::Ip(ip) => ip.to_string(),
+        Host::Any => Ipv4Addr::UNSPECIFIED.to_string(),
     }
 }
 
@@ -1283,7 +1300,7 @@ mod tests {
     fn defaults_are_kafkas() {
         let c = parse("").expect("parse");
         assert_eq!(c.broker_id, 1);
-        assert_eq!(c.listener, addr("0.0.0.0:9092"));
+        assert_eq!(c.listener, addr("127.0.0.1:9092"));
         assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("127.0.0.1", 9092));
         assert_eq!(c.rack, None);
         assert_eq!(c.zookeeper_connect, "127.0.0.1:2181/sluice");
@@ -1575,11 +1592,11 @@ mod tests {
     #[test]
     fn kafka_listeners_are_parsed_and_advertised_per_name() {
         let c = parse(
-            "listeners=quic://0.0.0.0:9092,SSL://0.0.0.0:9092,PLAINTEXT://127.0.0.1:9094\n\
+            "listeners=quic://127.0.0.1:9092,SSL://0.0.0.0:9092,PLAINTEXT://127.0.0.1:9094\n\
              advertised.listeners=SSL://b1.example.com:19092\n",
         )
         .expect("parse");
-        assert_eq!(c.listener, addr("0.0.0.0:9092"));
+        assert_eq!(c.listener, addr("127.0.0.1:9092"));
         assert_eq!(c.advertised_endpoint(), "127.0.0.1:9092", "quic:// is advertised as bound");
         assert_eq!(
             c.kafka_listeners,
@@ -1603,9 +1620,9 @@ mod tests {
         assert_eq!(c.max_connections_per_ip, i32::MAX as usize);
         let e = err("listeners=quic://:1\nadvertised.listeners=SSL://b1:9092\n");
         assert!(e.contains("advertises SSL but listeners has no SSL listener"), "{e}");
-        assert!(err("listeners=quic://:1,SSL://:2\nssl.client.auth=none\n")
+        assert!(err("listeners=quic://127.0.0.1:1,SSL://127.0.0.1:2\nssl.client.auth=none\n")
             .contains("always requires a client certificate"));
-        assert!(parse("listeners=quic://:1,SSL://:2\nssl.client.auth=REQUIRED\n").is_ok());
+        assert!(parse("listeners=quic://127.0.0.1:1,SSL://127.0.0.1:2\nssl.client.auth=REQUIRED\n").is_ok());
         assert!(parse("").expect("defaults").kafka_listeners.is_empty(), "no Kafka listener unless listed");
     }
 
@@ -1626,10 +1643,23 @@ mod tests {
     }
 
     #[test]
-    fn empty_host_binds_everywhere_and_advertises_loopback() {
-        let c = parse("listeners=quic://:0\n").expect("parse");
+    fn a_listener_on_every_address_needs_an_advertised_one() {
+        for bound in [
+            "quic://:0",
+            "quic://0.0.0.0:9092",
+            "quic://[::]:9092",
+            "quic://127.0.0.1:9092,SSL://0.0.0.0:9093",
+        ] {
+            let e = err(&format!("listeners={bound}\n"));
+            assert!(e.contains("binds every address") && e.contains("advertised.listeners="), "{bound}: {e}");
+        }
+        let c =
+            parse("listeners=quic://:0\nadvertised.listeners=quic://b1.example.com:9092\n").expect("parse");
         assert_eq!(c.listener, addr("0.0.0.0:0"));
-        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("127.0.0.1", 0), "port filled in later");
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("b1.example.com", 9092));
+        let d = parse("").expect("the default");
+        assert_eq!(d.listener, addr("127.0.0.1:9092"), "binds what it advertises");
+        assert_eq!((d.advertised_host.as_str(), d.advertised_port), ("127.0.0.1", 9092));
         assert_eq!(
             parse("listeners=QUIC://10.0.0.5:9000\n").expect("upper-case scheme").advertised_host,
             "10.0.0.5"
@@ -1642,9 +1672,10 @@ mod tests {
         assert_eq!(c.listener, addr("[::1]:9093"));
         assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("::1", 9093));
         assert_eq!(c.advertised_endpoint(), "[::1]:9093");
-        let c = parse("listeners=quic://[::]:9092\n").expect("unspecified");
+        let c = parse("listeners=quic://[::]:9092\nadvertised.listeners=quic://[::1]:9092\n")
+            .expect("unspecified");
         assert_eq!(c.listener, addr("[::]:9092"));
-        assert_eq!(c.advertised_host, "127.0.0.1");
+        assert_eq!(c.advertised_endpoint(), "[::1]:9092");
         assert!(err("listeners=quic://::1:9093\n").contains("an IPv6 address must be in brackets"));
         assert!(err("listeners=quic://[::1:9093\n").contains("closing bracket"));
         assert!(err("listeners=quic://[zz]:1\n").contains("[zz] is not an IPv6 address"));
