@@ -14,6 +14,7 @@
 //!   deploy/) use, refusing the rest.
 
 pub mod linearizability;
+pub mod nemesis;
 pub mod yaml;
 
 use std::future::Future;
@@ -272,6 +273,8 @@ pub struct KeeperProcess {
     pub zookeeper_tls: Option<String>,
     /// `host:port` of the ZooKeeper door without TLS, when `plaintextClientPort` is set.
     pub zookeeper_plain: Option<String>,
+    /// The network namespace it runs in ([`nemesis::Lan`]), if not the test's own.
+    pub netns: Option<String>,
 }
 
 impl KeeperProcess {
@@ -310,6 +313,41 @@ impl KeeperProcess {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             zookeeper_tls: None,
             zookeeper_plain: None,
+            netns: None,
+        };
+        k.launch();
+        k
+    }
+
+    /// Starts keeper `keeper-<id>` (files named `keeper-<id>` in `dir`) inside network
+    /// namespace `netns`, serving clients on `ip:client_port`; `extra` carries its
+    /// `server.N` lines and anything else. Its certificate names `ip` as well.
+    pub fn start_in(
+        netns: &str,
+        ip: std::net::Ipv4Addr,
+        pki: &TestPki,
+        dir: &Path,
+        id: u64,
+        client_port: u16,
+        extra: &str,
+    ) -> Self {
+        let name = format!("keeper-{id}");
+        let data_dir = dir.join(format!("{name}-data"));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        std::fs::write(data_dir.join("myid"), format!("{id}\n")).expect("myid");
+        let extra = format!("clientPortAddress={ip}\n{extra}");
+        let (config, data_dir) = keeper_config(pki, dir, &name, id, client_port, 500, &extra);
+        let mut k = KeeperProcess {
+            addr: String::new(),
+            config,
+            data_dir,
+            child: None,
+            log: dir.join(format!("{name}.log")),
+            metrics: None,
+            env: Vec::new(),
+            zookeeper_tls: None,
+            zookeeper_plain: None,
+            netns: Some(netns.to_string()),
         };
         k.launch();
         k
@@ -318,7 +356,7 @@ impl KeeperProcess {
     fn launch(&mut self) {
         use std::io::BufRead;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let mut child = std::process::Command::new(sluice_bin())
+        let mut child = sluice_command(self.netns.as_deref())
             .args(["keeper", "start"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
@@ -390,6 +428,19 @@ impl KeeperProcess {
     }
 }
 
+/// A command running the `sluice` binary, inside network namespace `netns` if given
+/// (`ip netns exec` enters it and executes the binary, so the child's pid is sluice's).
+pub fn sluice_command(netns: Option<&str>) -> std::process::Command {
+    match netns {
+        None => std::process::Command::new(sluice_bin()),
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(sluice_bin());
+            c
+        }
+    }
+}
+
 /// How `child` ended, if it has ended on its own; it is reaped (and forgotten) then.
 fn reap_if_exited(child: &mut Option<std::process::Child>) -> Option<std::process::ExitStatus> {
     let status = child.as_mut()?.try_wait().ok().flatten()?;
@@ -454,13 +505,16 @@ pub fn keeper_config(
     tick_ms: u32,
     extra: &str,
 ) -> (PathBuf, PathBuf) {
-    let files = pki.issue(CertSpec::new(format!("keeper-{id}"), Role::Node));
+    // A keeper on another address (in a network namespace) names it in its certificate.
+    let address = extra.lines().find_map(|l| l.strip_prefix("clientPortAddress="));
+    let files = pki.issue(CertSpec::new(format!("keeper-{id}"), Role::Node).with_sans(address));
     let data_dir = dir.join(format!("{name}-data"));
     let config = dir.join(format!("{name}.properties"));
     // snapCount 1000 unless the test sets its own.
     let snap = if extra.contains("snapCount=") { "" } else { "snapCount=1000\n" };
+    let address = if address.is_some() { "" } else { "clientPortAddress=127.0.0.1\n" };
     let text = format!(
-        "tickTime={tick_ms}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n{snap}tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
+        "tickTime={tick_ms}\ndataDir={}\nclientPort={client_port}\n{address}{snap}tls.ca.file={}\ntls.cert.file={}\ntls.key.file={}\n{extra}",
         data_dir.display(),
         files.ca.display(),
         files.cert.display(),
@@ -631,6 +685,8 @@ pub struct BrokerProcess {
     /// Environment variables the process gets on top of the test's (e.g.
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub env: Vec<(String, String)>,
+    /// The network namespace it runs in ([`nemesis::Lan`]), if not the test's own.
+    pub netns: Option<String>,
     child: Option<std::process::Child>,
 }
 
@@ -699,6 +755,7 @@ impl BrokerProcess {
             metrics: None,
             kafka: Vec::new(),
             env: Vec::new(),
+            netns: None,
             child: None,
         }
     }
@@ -728,6 +785,7 @@ impl BrokerProcess {
             metrics: None,
             kafka: Vec::new(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            netns: None,
             child: None,
         };
         if let Err(out) = b.launch() {
@@ -741,7 +799,7 @@ impl BrokerProcess {
     pub fn launch(&mut self) -> Result<(), String> {
         use std::io::BufRead;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let mut child = std::process::Command::new(sluice_bin())
+        let mut child = sluice_command(self.netns.as_deref())
             .args(["broker", "start"])
             .arg(&self.config)
             .env("RUST_LOG", "info")

@@ -1,0 +1,402 @@
+//! Faults that SIGKILL cannot show, between real processes on separate hosts as far as the
+//! network goes: a keeper and three brokers, each in its own network namespace
+//! ([`sluice_tests::nemesis::Lan`]), and the clients in a fifth. The brokers bind every
+//! address and advertise their host's, as a multi-host deployment does.
+//!
+//! Every schedule comes from a seed and is printed before it runs, so a failure replays:
+//!
+//! ```sh
+//! NEMESIS_SEED=7 cargo test -p sluice-tests --test nemesis -- --nocapture     # one seed
+//! NEMESIS_SEEDS=100 cargo test -p sluice-tests --test nemesis -- --nocapture  # seeds 1..=100
+//! ```
+//!
+//! CI runs seeds 1 and 2. Needs root, iproute2 and nftables (`.ci/run` installs them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_broker_core::znodes;
+use sluice_certs::{CertSpec, Role};
+use sluice_client::broker::proto::NewTopic;
+use sluice_client::broker::{
+    Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, Producer,
+    ProducerConfig, ProducerRecord,
+};
+use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
+use sluice_tests::nemesis::{seeds, Lan, Rng};
+use sluice_tests::{broker_config, BrokerCluster, BrokerProcess, KeeperProcess, TestPki};
+
+const BROKERS: [&str; 3] = ["b1", "b2", "b3"];
+const PARTITIONS: i32 = 3;
+
+/// One fault of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    /// The classic: a broker (a leader) cut off from the keeper and the other brokers while
+    /// the clients still reach it.
+    LeaderAlone(usize),
+    /// A broker cut off from everyone.
+    Isolated(usize),
+    /// The keeper cut off from every broker.
+    KeeperAway,
+    /// A broker and the keeper on one side, the other two brokers on the other.
+    Split(usize),
+    /// 30% of a broker's packets lost.
+    Lossy(usize),
+    /// A broker SIGKILLed, restarted when the fault ends.
+    Killed(usize),
+}
+
+impl Fault {
+    fn kind(self) -> &'static str {
+        match self {
+            Fault::LeaderAlone(_) => "broker cut from keeper and brokers, clients reach it",
+            Fault::Isolated(_) => "broker isolated",
+            Fault::KeeperAway => "keeper cut from the brokers",
+            Fault::Split(_) => "split: keeper + 1 broker | 2 brokers",
+            Fault::Lossy(_) => "30% packet loss on a broker",
+            Fault::Killed(_) => "broker SIGKILLed and restarted",
+        }
+    }
+}
+
+/// The schedule for `seed`: (wait before, fault, how long it lasts).
+fn schedule(seed: u64) -> Vec<(Duration, Fault, Duration)> {
+    let mut rng = Rng::new(seed);
+    (0..3)
+        .map(|_| {
+            let b = rng.range(0, 3) as usize;
+            let fault = *rng.pick(&[
+                Fault::LeaderAlone(b),
+                Fault::LeaderAlone(b),
+                Fault::Isolated(b),
+                Fault::KeeperAway,
+                Fault::Split(b),
+                Fault::Lossy(b),
+                Fault::Killed(b),
+            ]);
+            (Duration::from_millis(rng.range(500, 2000)), fault, Duration::from_millis(rng.range(2000, 7000)))
+        })
+        .collect()
+}
+
+/// What one seed's run saw.
+#[derive(Debug, Default)]
+struct Tally {
+    faults: BTreeMap<&'static str, usize>,
+    sent: usize,
+    acked: usize,
+    lost: Vec<String>,
+    duplicated: Vec<String>,
+    out_of_order: Vec<String>,
+    /// Each partition's leader epoch at the end.
+    epochs: Vec<i32>,
+}
+
+/// The cluster: a keeper and three brokers on `lan`, files in a temporary directory.
+fn start(lan: &Lan) -> BrokerCluster {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("nemesis");
+    let keeper = lan.host("keeper");
+    let k = KeeperProcess::start_in(&keeper.netns, keeper.ip, &pki, dir.path(), 1, 2181, "");
+    let connect = format!("{}:2181/sluice", keeper.ip);
+    let brokers = BROKERS
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let host = lan.host(label);
+            let id = i as i32 + 1;
+            pki.issue(CertSpec::new(format!("broker-{id}"), Role::Node).with_sans([host.ip.to_string()]));
+            let extra = format!(
+                "listeners=quic://0.0.0.0:9092\nadvertised.listeners=quic://{}:9092\n\
+                 zookeeper.session.timeout.ms=4000\nreplica.lag.time.max.ms=2000\n\
+                 replica.fetch.backoff.ms=100\nmin.insync.replicas=2\n",
+                host.ip
+            );
+            let mut b = BrokerProcess::placeholder();
+            b.id = id;
+            b.config = broker_config(&pki, dir.path(), id, &connect, &extra);
+            b.log_dir = dir.path().join(format!("broker-{id}-logs"));
+            b.log = dir.path().join(format!("broker-{id}.log"));
+            b.netns = Some(host.netns.clone());
+            if let Err(out) = b.launch() {
+                let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+                panic!("broker {id} did not start in {}: {out:?}\n{log}", host.netns);
+            }
+            assert_eq!(b.addr, "0.0.0.0:9092", "it says where it listens");
+            // Clients dial what it advertises.
+            b.addr = format!("{}:9092", host.ip);
+            b
+        })
+        .collect();
+    BrokerCluster { pki, keepers: vec![k], brokers, dir }
+}
+
+fn client(cluster: &BrokerCluster) -> ClientConfig {
+    ClientConfig::new(cluster.brokers.iter().map(|b| b.addr.clone()))
+        .tls_files(cluster.client_files())
+        .request_timeout(Duration::from_secs(10))
+        .retry_backoff(Duration::from_millis(100))
+}
+
+/// Applies `fault` (returns once it is in place).
+fn inject(lan: &Lan, cluster: &mut BrokerCluster, fault: Fault) {
+    let others = |b: usize| -> Vec<&str> {
+        BROKERS.iter().enumerate().filter(|(i, _)| *i != b).map(|(_, l)| *l).collect()
+    };
+    match fault {
+        Fault::LeaderAlone(b) => {
+            let mut rest = others(b);
+            rest.push("keeper");
+            lan.cut(&[BROKERS[b]], &rest);
+        }
+        Fault::Isolated(b) => {
+            let mut rest = others(b);
+            rest.extend(["keeper", "client"]);
+            lan.cut(&[BROKERS[b]], &rest);
+        }
+        Fault::KeeperAway => lan.cut(&["keeper"], &BROKERS),
+        Fault::Split(b) => lan.cut(&[BROKERS[b], "keeper"], &others(b)),
+        Fault::Lossy(b) => lan.lose(BROKERS[b], 30),
+        Fault::Killed(b) => cluster.brokers[b].kill(),
+    }
+}
+
+/// Ends `fault`.
+fn repair(lan: &Lan, cluster: &mut BrokerCluster, fault: Fault) {
+    lan.heal();
+    if let Fault::Killed(b) = fault {
+        cluster.brokers[b].restart();
+    }
+}
+
+/// What the checker found wrong.
+#[derive(Debug, Default, PartialEq)]
+struct Findings {
+    lost: Vec<String>,
+    duplicated: Vec<String>,
+    out_of_order: Vec<String>,
+}
+
+/// The checks, given what was acknowledged (value → where) and what was read back: an
+/// acknowledged record is where its acknowledgement said (so no leader acknowledged a write
+/// that a later leader truncated: a fenced leader never acknowledged after its epoch ended),
+/// no value is there twice, and each partition's values keep the order they were sent in
+/// (values are sent in increasing order).
+fn check(acked: &HashMap<String, (i32, i64)>, log: &BTreeMap<(i32, i64), String>) -> Findings {
+    let mut f = Findings::default();
+    let mut wrong: Vec<&String> = acked.keys().filter(|v| log.get(&acked[*v]) != Some(*v)).collect();
+    wrong.sort_by_key(|v| v.parse::<u64>().unwrap_or(u64::MAX));
+    for value in wrong {
+        let at = acked[value];
+        f.lost.push(format!("{value} acknowledged at {at:?}, found {:?}", log.get(&at)));
+    }
+    let mut seen: HashMap<&str, (i32, i64)> = HashMap::new();
+    let mut last: HashMap<i32, u64> = HashMap::new();
+    for ((p, off), value) in log {
+        if let Some(first) = seen.insert(value, (*p, *off)) {
+            f.duplicated.push(format!("{value} at {first:?} and at {:?}", (p, off)));
+        }
+        let n: u64 = value.parse().unwrap_or(u64::MAX);
+        if let Some(prev) = last.insert(*p, n) {
+            if n <= prev {
+                f.out_of_order.push(format!("partition {p}: {n} after {prev} at offset {off}"));
+            }
+        }
+    }
+    f
+}
+
+/// Sends values `from`, `from + 1`, ... (value `n` to partition `n % 3`), one every 3 ms until
+/// `until`; returns the next value.
+async fn send_for(
+    producer: &Producer,
+    from: u64,
+    until: Instant,
+    sent: &mut Vec<(String, DeliveryFuture)>,
+) -> u64 {
+    let mut n = from;
+    while Instant::now() < until {
+        let value = n.to_string();
+        let record = ProducerRecord::new("nemesis", value.clone()).with_partition((n % 3) as i32);
+        match producer.send(record).await {
+            Ok(d) => sent.push((value, d)),
+            Err(e) => panic!("send refused at once: {e}"),
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    n
+}
+
+/// One seed: the cluster, an `acks=all` idempotent producer sending throughout the
+/// schedule, then a consumer reading every partition back; the checker's findings.
+async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tally, BrokerCluster) {
+    let plan = schedule(seed);
+    println!("seed {seed}: schedule {plan:?}");
+    cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let topic = NewTopic {
+        name: "nemesis".into(),
+        partitions: None,
+        replication_factor: None,
+        assignment: Some((0..PARTITIONS).map(|p| (p, (0..3).map(|r| (p + r) % 3 + 1).collect())).collect()),
+        configs: [("min.insync.replicas".to_string(), "2".to_string())].into(),
+    };
+    let created = admin.create_topics(vec![topic], false).await.expect("create");
+    assert!(created.iter().all(|(_, r)| r.is_ok()), "{created:?}");
+
+    let producer = Producer::new(
+        ProducerConfig::new(client(&cluster))
+            .acks(Acks::All)
+            .linger(Duration::from_millis(2))
+            .delivery_timeout(Duration::from_secs(60)),
+    )
+    .expect("producer");
+    let mut tally = Tally::default();
+    let mut pending: Vec<(String, DeliveryFuture)> = Vec::new();
+    let mut i = 0u64;
+    for (wait, fault, lasts) in plan {
+        i = send_for(&producer, i, Instant::now() + wait, &mut pending).await;
+        println!("seed {seed}: {fault:?} for {lasts:?}");
+        inject(&lan, &mut cluster, fault);
+        *tally.faults.entry(fault.kind()).or_default() += 1;
+        i = send_for(&producer, i, Instant::now() + lasts, &mut pending).await;
+        repair(&lan, &mut cluster, fault);
+    }
+    i = send_for(&producer, i, Instant::now() + Duration::from_secs(1), &mut pending).await;
+    tally.sent = i as usize;
+
+    let mut acked: HashMap<String, (i32, i64)> = HashMap::new();
+    for (value, d) in pending {
+        if let Ok(md) = d.await {
+            acked.insert(value, (md.partition, md.offset));
+        }
+    }
+    producer.close().await;
+    tally.acked = acked.len();
+
+    // Read everything back, until every acknowledged record is there or 60 s.
+    let mut consumer =
+        Consumer::new(ConsumerConfig::new(client(&cluster)).auto_offset_reset(AutoOffsetReset::Earliest))
+            .expect("consumer");
+    consumer.assign((0..PARTITIONS).map(|p| ("nemesis", p)));
+    let mut log: BTreeMap<(i32, i64), String> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let want: usize = acked.len();
+    while Instant::now() < deadline {
+        for r in consumer.poll(Duration::from_millis(300)).await.expect("poll") {
+            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+            log.insert((r.partition, r.offset), value);
+        }
+        let found = acked.iter().filter(|(v, at)| log.get(at) == Some(v)).count();
+        if found == want {
+            break;
+        }
+    }
+
+    let found = check(&acked, &log);
+    tally.lost = found.lost;
+    tally.duplicated = found.duplicated;
+    tally.out_of_order = found.out_of_order;
+
+    // The faults did something: the leader epochs moved (each is 0 at creation).
+    let k = KeeperClient::connect(
+        &cluster.zookeeper_connect(),
+        &cluster.pki.client("observer"),
+        KeeperClientOptions::default(),
+    )
+    .await
+    .expect("keeper")
+    .0;
+    for p in 0..PARTITIONS {
+        let (data, stat) = k.get_data(&znodes::state_path("nemesis", p), false).await.expect("state");
+        let state = znodes::decode_state("nemesis", p, &data, stat.version).expect("decode");
+        tally.epochs.push(state.leader_epoch);
+    }
+    (tally, cluster)
+}
+
+#[test]
+fn replication_under_partitions_loses_no_acknowledged_record_and_duplicates_none() {
+    let lan = match Lan::new(&["keeper", "b1", "b2", "b3", "client"]) {
+        Ok(lan) => Arc::new(lan),
+        Err(e) => panic!("{e}"),
+    };
+    for seed in seeds(2) {
+        let cluster = start(&lan);
+        let l = lan.clone();
+        let (tally, cluster) = lan.run_in("client", move || run_seed(l, cluster, seed));
+        println!(
+            "seed {seed}: faults {:?}; leader epochs {:?}; sent {}, acknowledged {}, lost {}, duplicated {}, out of order {}",
+            tally.faults,
+            tally.epochs,
+            tally.sent,
+            tally.acked,
+            tally.lost.len(),
+            tally.duplicated.len(),
+            tally.out_of_order.len()
+        );
+        // A broker cut off for longer than its keeper session (4 s) loses its leaderships.
+        let long = schedule(seed)
+            .iter()
+            .any(|(_, f, lasts)| *lasts > Duration::from_secs(5) && !matches!(f, Fault::Lossy(_)));
+        if long {
+            assert!(
+                tally.epochs.iter().any(|e| *e > 0),
+                "seed {seed}: no leader changed: {:?}",
+                tally.epochs
+            );
+        }
+        let bad = !tally.lost.is_empty() || !tally.duplicated.is_empty() || !tally.out_of_order.is_empty();
+        if bad {
+            eprintln!("{}", cluster.log_tails(40));
+        }
+        assert!(
+            tally.lost.is_empty(),
+            "seed {seed}: acknowledged records lost: {:?}",
+            &tally.lost[..tally.lost.len().min(10)]
+        );
+        assert!(
+            tally.duplicated.is_empty(),
+            "seed {seed}: duplicated: {:?}",
+            &tally.duplicated[..tally.duplicated.len().min(10)]
+        );
+        assert!(
+            tally.out_of_order.is_empty(),
+            "seed {seed}: out of order: {:?}",
+            &tally.out_of_order[..tally.out_of_order.len().min(10)]
+        );
+        assert!(
+            tally.acked > tally.sent / 2,
+            "seed {seed}: only {} of {} acknowledged",
+            tally.acked,
+            tally.sent
+        );
+        drop(cluster);
+    }
+}
+
+#[test]
+fn the_checker_finds_a_lost_a_moved_a_duplicated_and_a_reordered_record() {
+    let acked: HashMap<String, (i32, i64)> = [("0", (0, 0)), ("3", (0, 1)), ("6", (0, 2)), ("1", (1, 0))]
+        .map(|(v, at)| (v.to_string(), at))
+        .into();
+    let log: BTreeMap<(i32, i64), String> = [((0, 0), "0"), ((0, 1), "3"), ((0, 2), "6"), ((1, 0), "1")]
+        .map(|(at, v)| (at, v.to_string()))
+        .into();
+    assert_eq!(check(&acked, &log), Findings::default(), "a faithful log");
+    let mut truncated = log.clone();
+    truncated.remove(&(0, 2));
+    assert_eq!(check(&acked, &truncated).lost.len(), 1, "an acknowledged record missing");
+    let mut replaced = log.clone();
+    replaced.insert((0, 2), "9".into());
+    assert_eq!(check(&acked, &replaced).lost.len(), 1, "its offset holds another record");
+    let mut twice = log.clone();
+    twice.insert((0, 3), "3".into());
+    assert_eq!(check(&acked, &twice).duplicated.len(), 1);
+    let mut reordered = log.clone();
+    reordered.insert((0, 3), "5".into());
+    assert_eq!(check(&acked, &reordered).out_of_order.len(), 1);
+}
