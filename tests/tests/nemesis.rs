@@ -20,8 +20,8 @@ use sluice_broker_core::znodes;
 use sluice_certs::{CertSpec, Role};
 use sluice_client::broker::proto::NewTopic;
 use sluice_client::broker::{
-    Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, Producer,
-    ProducerConfig, ProducerRecord,
+    Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig,
+    ProducerRecord,
 };
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
 use sluice_tests::nemesis::{seeds, Lan, Rng};
@@ -90,6 +90,8 @@ struct Tally {
     lost: Vec<String>,
     duplicated: Vec<String>,
     out_of_order: Vec<String>,
+    /// The longest time one partition acknowledged nothing.
+    unavailable: Duration,
     /// Each partition's leader epoch at the end.
     epochs: Vec<i32>,
 }
@@ -171,6 +173,9 @@ fn repair(lan: &Lan, cluster: &mut BrokerCluster, fault: Fault) {
     }
 }
 
+/// A record's delivery: its value, where it was acknowledged (if it was), and when.
+type Delivery = tokio::task::JoinHandle<(String, Option<(i32, i64)>, Instant)>;
+
 /// What the checker found wrong.
 #[derive(Debug, Default, PartialEq)]
 struct Findings {
@@ -210,18 +215,16 @@ fn check(acked: &HashMap<String, (i32, i64)>, log: &BTreeMap<(i32, i64), String>
 
 /// Sends values `from`, `from + 1`, ... (value `n` to partition `n % 3`), one every 3 ms until
 /// `until`; returns the next value.
-async fn send_for(
-    producer: &Producer,
-    from: u64,
-    until: Instant,
-    sent: &mut Vec<(String, DeliveryFuture)>,
-) -> u64 {
+async fn send_for(producer: &Producer, from: u64, until: Instant, sent: &mut Vec<Delivery>) -> u64 {
     let mut n = from;
     while Instant::now() < until {
         let value = n.to_string();
         let record = ProducerRecord::new("nemesis", value.clone()).with_partition((n % 3) as i32);
         match producer.send(record).await {
-            Ok(d) => sent.push((value, d)),
+            Ok(d) => sent.push(tokio::spawn(async move {
+                let at = d.await.ok().map(|md| (md.partition, md.offset));
+                (value, at, Instant::now())
+            })),
             Err(e) => panic!("send refused at once: {e}"),
         }
         n += 1;
@@ -255,7 +258,7 @@ async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tall
     )
     .expect("producer");
     let mut tally = Tally::default();
-    let mut pending: Vec<(String, DeliveryFuture)> = Vec::new();
+    let mut pending: Vec<Delivery> = Vec::new();
     let mut i = 0u64;
     for (wait, fault, lasts) in plan {
         i = send_for(&producer, i, Instant::now() + wait, &mut pending).await;
@@ -269,10 +272,18 @@ async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tall
     tally.sent = i as usize;
 
     let mut acked: HashMap<String, (i32, i64)> = HashMap::new();
-    for (value, d) in pending {
-        if let Ok(md) = d.await {
-            acked.insert(value, (md.partition, md.offset));
+    let mut times: BTreeMap<i32, Vec<Instant>> = BTreeMap::new();
+    for d in pending {
+        if let Ok((value, Some(at), when)) = d.await {
+            acked.insert(value, at);
+            times.entry(at.0).or_default().push(when);
         }
+    }
+    // The longest time a partition acknowledged nothing while records waited.
+    for t in times.values_mut() {
+        t.sort_unstable();
+        let gap = t.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+        tally.unavailable = tally.unavailable.max(gap);
     }
     producer.close().await;
     tally.acked = acked.len();
@@ -329,9 +340,11 @@ fn replication_under_partitions_loses_no_acknowledged_record_and_duplicates_none
         let l = lan.clone();
         let (tally, cluster) = lan.run_in("client", move || run_seed(l, cluster, seed));
         println!(
-            "seed {seed}: faults {:?}; leader epochs {:?}; sent {}, acknowledged {}, lost {}, duplicated {}, out of order {}",
+            "seed {seed}: faults {:?}; leader epochs {:?}; longest unavailability {:?}; sent {}, acknowledged {}, \
+             lost {}, duplicated {}, out of order {}",
             tally.faults,
             tally.epochs,
+            tally.unavailable,
             tally.sent,
             tally.acked,
             tally.lost.len(),
