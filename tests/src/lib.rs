@@ -320,7 +320,7 @@ impl KeeperProcess {
     }
 
     /// Starts keeper `keeper-<id>` (files named `keeper-<id>` in `dir`) inside network
-    /// namespace `netns`, serving clients on `ip:client_port`; `extra` carries its
+    /// namespace `netns`, serving clients on `ip:client_port` with `tickTime` `tick_ms`; `extra` carries its
     /// `server.N` lines and anything else. Its certificate names `ip` as well.
     pub fn start_in(
         netns: &str,
@@ -329,6 +329,7 @@ impl KeeperProcess {
         dir: &Path,
         id: u64,
         client_port: u16,
+        tick_ms: u32,
         extra: &str,
     ) -> Self {
         let name = format!("keeper-{id}");
@@ -336,7 +337,7 @@ impl KeeperProcess {
         std::fs::create_dir_all(&data_dir).expect("data dir");
         std::fs::write(data_dir.join("myid"), format!("{id}\n")).expect("myid");
         let extra = format!("clientPortAddress={ip}\n{extra}");
-        let (config, data_dir) = keeper_config(pki, dir, &name, id, client_port, 500, &extra);
+        let (config, data_dir) = keeper_config(pki, dir, &name, id, client_port, tick_ms, &extra);
         let mut k = KeeperProcess {
             addr: String::new(),
             config,

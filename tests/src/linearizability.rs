@@ -22,6 +22,7 @@
 //! cannot be linearized, and the [`Violation`] names the operation that prefix ends with.
 //!
 //! Record a history with [`History`] (or build [`Event`]s directly) and pass it to [`check`].
+//! [`Workload`] is the clients that record one against a running keeper.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -1558,6 +1559,115 @@ mod tests {
                 assert!(states_explored > 10);
             }
             other => panic!("seed 9: expected inconclusive, got {other:?}"),
+        }
+    }
+}
+
+/// The register workload: clients reading (linearizably: `sync`, then `getData`), writing
+/// and compare-and-setting a few keys at random until told to stop, every operation recorded
+/// in one [`History`]. The keys must exist before it starts.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// What every client did.
+    pub history: std::sync::Arc<std::sync::Mutex<History>>,
+    /// Set to end the clients' loops.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Operations completed so far, by all clients.
+    pub done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    epoch: std::time::Instant,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            history: Default::default(),
+            stop: Default::default(),
+            done: Default::default(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Workload {
+    /// Nanoseconds since the workload began: the history's clock.
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Operations completed so far.
+    pub fn completed(&self) -> usize {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Client `client_no`'s loop on `c` over `keys`, its choices drawn from `seed`; returns
+    /// once [`stop`](Self::stop) is set. An operation that fails in a way that leaves its
+    /// effect unknown (connection loss, no quorum) is recorded as [`Outcome::Unknown`].
+    pub async fn run_client(
+        self,
+        c: sluice_client::keeper::KeeperClient,
+        client_no: usize,
+        keys: &'static [&'static str],
+        seed: u64,
+    ) {
+        use sluice_client::keeper::KeeperClientError;
+        use sluice_keeper_core::KeeperError;
+        use std::sync::atomic::Ordering;
+        let mut rng =
+            crate::nemesis::Rng::new(seed ^ (client_no as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut versions: HashMap<&str, i32> = HashMap::new();
+        let mut n = 0u64;
+        let record = |op: Op| {
+            self.history.lock().unwrap_or_else(|p| p.into_inner()).invoke(client_no, op, self.now_ns())
+        };
+        let finish = |id: OpId, outcome: Outcome| {
+            self.history.lock().unwrap_or_else(|p| p.into_inner()).complete(id, self.now_ns(), outcome)
+        };
+        while !self.stop.load(Ordering::Relaxed) {
+            let key = *rng.pick(keys);
+            n += 1;
+            let value = format!("{client_no}-{n}").into_bytes();
+            match rng.range(0, 3) {
+                0 => {
+                    let id = record(Op::Read { key: key.into() });
+                    let read = match c.sync(key).await {
+                        Ok(()) => c.get_data(key, false).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let outcome = match read {
+                        Ok((data, stat)) => {
+                            versions.insert(key, stat.version);
+                            Outcome::Ok(Output::ReadOk(Some((data, stat.version))))
+                        }
+                        Err(_) => Outcome::Unknown,
+                    };
+                    finish(id, outcome);
+                }
+                op => {
+                    let expected = if op == 1 {
+                        -1
+                    } else {
+                        versions.get(key).copied().unwrap_or(0) + rng.range(0, 2) as i32
+                    };
+                    let id = if expected == -1 {
+                        record(Op::Write { key: key.into(), value: value.clone() })
+                    } else {
+                        record(Op::Cas { key: key.into(), expected_version: expected, value: value.clone() })
+                    };
+                    let outcome = match c.set_data(key, &value, expected).await {
+                        Ok(stat) => {
+                            versions.insert(key, stat.version);
+                            Outcome::Ok(Output::WriteOk { version: stat.version })
+                        }
+                        Err(KeeperClientError::Keeper(KeeperError::BadVersion { .. })) => {
+                            Outcome::Ok(Output::BadVersion)
+                        }
+                        // Connection loss, no quorum: it may or may not have happened.
+                        Err(_) => Outcome::Unknown,
+                    };
+                    finish(id, outcome);
+                }
+            }
+            self.done.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

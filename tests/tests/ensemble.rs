@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sluice_client::keeper::{KeeperClient, KeeperClientError, KeeperClientOptions};
 use sluice_keeper_core::{CreateMode, ErrorCode, KeeperError};
-use sluice_tests::linearizability::{self, History, Op, Outcome, Output};
+use sluice_tests::linearizability::{self, History, Op, Outcome, Output, Workload};
 use sluice_tests::{wait_for, KeeperEnsemble, TestPki, Tmpfs};
 
 const P: CreateMode = CreateMode::Persistent;
@@ -299,17 +299,6 @@ async fn five_members_survive_two_sigkills() {
     }
 }
 
-/// xorshift64*: the workload's choices, reproducible from the seed printed on failure.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() {
     const KEYS: [&str; 3] = ["/k0", "/k1", "/k2"];
@@ -327,76 +316,16 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
     for k in KEYS {
         setup.create(k, b"0", P).await.expect("create key");
     }
-    let epoch = Instant::now();
-    let ns = move || epoch.elapsed().as_nanos() as u64;
-    let history = Arc::new(Mutex::new(History::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
+    let workload = Workload::default();
     let mut workers = Vec::new();
     for client_no in 0..CLIENTS {
         // Each client starts on a different member.
         let order: Vec<usize> = (0..3).map(|i| (i + client_no) % 3).collect();
         let c = client(&pki, &hosts(&ens, &order)).await;
-        let (history, stop, done) = (history.clone(), stop.clone(), done.clone());
-        let mut rng = Rng(seed ^ (client_no as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        workers.push(tokio::spawn(async move {
-            let mut versions: HashMap<&str, i32> = HashMap::new();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let key = KEYS[(rng.next() % 3) as usize];
-                n += 1;
-                let value = format!("{client_no}-{n}").into_bytes();
-                match rng.next() % 3 {
-                    0 => {
-                        // A linearizable read: sync, then read at the member.
-                        let id = history.lock().expect("lock").invoke(
-                            client_no,
-                            Op::Read { key: key.into() },
-                            ns(),
-                        );
-                        let read = match c.sync(key).await {
-                            Ok(()) => c.get_data(key, false).await.map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        let outcome = match read {
-                            Ok((data, stat)) => {
-                                versions.insert(key, stat.version);
-                                Outcome::Ok(Output::ReadOk(Some((data, stat.version))))
-                            }
-                            Err(_) => Outcome::Unknown,
-                        };
-                        history.lock().expect("lock").complete(id, ns(), outcome);
-                    }
-                    op => {
-                        let expected = if op == 1 {
-                            -1
-                        } else {
-                            versions.get(key).copied().unwrap_or(0) + (rng.next() % 2) as i32
-                        };
-                        let record = if expected == -1 {
-                            Op::Write { key: key.into(), value: value.clone() }
-                        } else {
-                            Op::Cas { key: key.into(), expected_version: expected, value: value.clone() }
-                        };
-                        let id = history.lock().expect("lock").invoke(client_no, record, ns());
-                        let outcome = match c.set_data(key, &value, expected).await {
-                            Ok(stat) => {
-                                versions.insert(key, stat.version);
-                                Outcome::Ok(Output::WriteOk { version: stat.version })
-                            }
-                            Err(KeeperClientError::Keeper(KeeperError::BadVersion { .. })) => {
-                                Outcome::Ok(Output::BadVersion)
-                            }
-                            // Connection loss, no quorum: it may or may not have happened.
-                            Err(_) => Outcome::Unknown,
-                        };
-                        history.lock().expect("lock").complete(id, ns(), outcome);
-                    }
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
+        workers.push(tokio::spawn(workload.clone().run_client(c, client_no, &KEYS, seed)));
     }
+    let done = workload.done.clone();
+    let ns = || workload.now_ns();
     // Kill the leader three times, each time letting the workload run on without it and
     // then with it back.
     for round in 0..3 {
@@ -416,11 +345,11 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
         );
         ens.members[leader].restart();
     }
-    stop.store(true, Ordering::Relaxed);
+    workload.stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.expect("worker");
     }
-    let events = history.lock().expect("lock").events().to_vec();
+    let events = workload.history.lock().expect("lock").events().to_vec();
     let initial: HashMap<String, linearizability::NodeState> =
         KEYS.iter().map(|k| (k.to_string(), Some((b"0".to_vec(), 0)))).collect();
     let unknown = events.iter().filter(|e| matches!(e.outcome, Outcome::Unknown)).count();

@@ -10,7 +10,10 @@
 //! NEMESIS_SEEDS=100 cargo test -p sluice-tests --test nemesis -- --nocapture  # seeds 1..=100
 //! ```
 //!
-//! CI runs seeds 1 and 2. Needs root, iproute2 and nftables (`.ci/run` installs them).
+//! Two scenarios: replication (brokers, `acks=all`, a checker of the log read back) and the
+//! keeper ensemble (three members, clients checked for linearizability).
+//!
+//! CI runs seeds 1 and 2 of each. Needs root, iproute2 and nftables (`.ci/run` installs them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,8 +27,11 @@ use sluice_client::broker::{
     ProducerRecord,
 };
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
+use sluice_tests::linearizability::{self, Outcome, Workload};
 use sluice_tests::nemesis::{seeds, Lan, Rng};
-use sluice_tests::{broker_config, BrokerCluster, BrokerProcess, KeeperProcess, TestPki};
+use sluice_tests::{
+    broker_config, wait_for, BrokerCluster, BrokerProcess, KeeperEnsemble, KeeperProcess, TestPki,
+};
 
 const BROKERS: [&str; 3] = ["b1", "b2", "b3"];
 const PARTITIONS: i32 = 3;
@@ -101,7 +107,7 @@ fn start(lan: &Lan) -> BrokerCluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new("nemesis");
     let keeper = lan.host("keeper");
-    let k = KeeperProcess::start_in(&keeper.netns, keeper.ip, &pki, dir.path(), 1, 2181, "");
+    let k = KeeperProcess::start_in(&keeper.netns, keeper.ip, &pki, dir.path(), 1, 2181, 500, "");
     let connect = format!("{}:2181/sluice", keeper.ip);
     let brokers = BROKERS
         .iter()
@@ -412,4 +418,169 @@ fn the_checker_finds_a_lost_a_moved_a_duplicated_and_a_reordered_record() {
     let mut reordered = log.clone();
     reordered.insert((0, 3), "5".into());
     assert_eq!(check(&acked, &reordered).out_of_order.len(), 1);
+}
+
+/// One fault of the keeper scenario's schedule; members are 0-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeeperFault {
+    /// The leader cut off from the other members, its clients still reaching it.
+    LeaderAlone,
+    /// A member cut off from everyone.
+    Isolated(usize),
+    /// 30% of a member's packets lost.
+    Lossy(usize),
+    /// The leader SIGKILLed, restarted when the fault ends.
+    LeaderKilled,
+    /// Each member cut from the next one around (1-2, 2-3, 3-1 in turn): a bridge.
+    Bridge(usize),
+}
+
+impl KeeperFault {
+    fn kind(self) -> &'static str {
+        match self {
+            KeeperFault::LeaderAlone => "leader cut from the members, clients reach it",
+            KeeperFault::Isolated(_) => "member isolated",
+            KeeperFault::Lossy(_) => "30% packet loss on a member",
+            KeeperFault::LeaderKilled => "leader SIGKILLed and restarted",
+            KeeperFault::Bridge(_) => "bridge: two members cut from each other, both reach the third",
+        }
+    }
+}
+
+/// The keeper schedule for `seed`: (wait before, fault, how long it lasts).
+fn keeper_schedule(seed: u64) -> Vec<(Duration, KeeperFault, Duration)> {
+    let mut rng = Rng::new(seed ^ 0x6b65_6570);
+    (0..3)
+        .map(|_| {
+            let m = rng.range(0, 3) as usize;
+            let fault = *rng.pick(&[
+                KeeperFault::LeaderAlone,
+                KeeperFault::LeaderAlone,
+                KeeperFault::Isolated(m),
+                KeeperFault::Lossy(m),
+                KeeperFault::LeaderKilled,
+                KeeperFault::Bridge(m),
+            ]);
+            (Duration::from_millis(rng.range(500, 2000)), fault, Duration::from_millis(rng.range(2000, 6000)))
+        })
+        .collect()
+}
+
+const KEEPERS: [&str; 3] = ["k1", "k2", "k3"];
+const KEYS: [&str; 3] = ["/k0", "/k1", "/k2"];
+
+/// One keeper seed, run on the client host: five clients on the register workload while the
+/// schedule runs; after each fault the workload must go on. Returns the findings line and
+/// the ensemble.
+async fn keeper_seed(
+    lan: Arc<Lan>,
+    mut ens: KeeperEnsemble,
+    pki: TestPki,
+    seed: u64,
+) -> (String, KeeperEnsemble) {
+    let plan = keeper_schedule(seed);
+    println!("keeper seed {seed}: schedule {plan:?}");
+    let status = pki.client("status");
+    ens.leader(&status, Duration::from_secs(30)).await.expect("the ensemble elects a leader");
+    let opts = KeeperClientOptions { session_timeout: Duration::from_secs(4), ..Default::default() };
+    let connect = |first: usize| -> String {
+        (0..3).map(|i| ens.members[(first + i) % 3].addr.clone()).collect::<Vec<_>>().join(",")
+    };
+    let (setup, _) =
+        KeeperClient::connect(&connect(0), &pki.client("app"), opts.clone()).await.expect("connect");
+    for k in KEYS {
+        setup.create(k, b"0", sluice_keeper_core::CreateMode::Persistent).await.expect("create key");
+    }
+    let workload = Workload::default();
+    let mut workers = Vec::new();
+    for client_no in 0..5 {
+        let (c, _) = KeeperClient::connect(&connect(client_no), &pki.client("app"), opts.clone())
+            .await
+            .expect("connect");
+        workers.push(tokio::spawn(workload.clone().run_client(c, client_no, &KEYS, seed)));
+    }
+    let mut faults: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for (wait, fault, lasts) in plan {
+        let before = workload.completed();
+        tokio::time::sleep(wait).await;
+        let leader = ens.leader(&status, Duration::from_secs(30)).await.expect("a leader before the fault");
+        println!("keeper seed {seed}: {fault:?} for {lasts:?} (leader k{})", leader + 1);
+        match fault {
+            KeeperFault::LeaderAlone => {
+                let others: Vec<&str> = (0..3).filter(|i| *i != leader).map(|i| KEEPERS[i]).collect();
+                lan.cut(&[KEEPERS[leader]], &others);
+            }
+            KeeperFault::Isolated(m) => {
+                let rest: Vec<&str> =
+                    (0..3).filter(|i| *i != m).map(|i| KEEPERS[i]).chain(["client"]).collect();
+                lan.cut(&[KEEPERS[m]], &rest);
+            }
+            KeeperFault::Lossy(m) => lan.lose(KEEPERS[m], 30),
+            KeeperFault::LeaderKilled => ens.members[leader].kill(),
+            KeeperFault::Bridge(m) => lan.cut(&[KEEPERS[m]], &[KEEPERS[(m + 1) % 3]]),
+        }
+        *faults.entry(fault.kind()).or_default() += 1;
+        tokio::time::sleep(lasts).await;
+        lan.heal();
+        if fault == KeeperFault::LeaderKilled {
+            ens.members[leader].restart();
+        }
+        // Healed, the ensemble serves again.
+        let at = workload.completed();
+        assert!(
+            wait_for(Duration::from_secs(30), || async { workload.completed() >= at.max(before) + 100 })
+                .await,
+            "keeper seed {seed}: the workload stopped after {fault:?} was healed"
+        );
+    }
+    workload.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let events = workload.history.lock().expect("lock").events().to_vec();
+    let initial: HashMap<String, linearizability::NodeState> =
+        KEYS.iter().map(|k| (k.to_string(), Some((b"0".to_vec(), 0)))).collect();
+    let unknown = events.iter().filter(|e| matches!(e.outcome, Outcome::Unknown)).count();
+    let mut answered: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e.completed_ns.filter(|_| !matches!(e.outcome, Outcome::Unknown)))
+        .collect();
+    answered.sort_unstable();
+    let longest = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    if let Err(e) = linearizability::check(&events, &initial) {
+        panic!("keeper seed {seed}: not linearizable: {e}");
+    }
+    let line = format!(
+        "keeper seed {seed}: faults {faults:?}; {} operations, {} answered, {unknown} unknown; linearizable; \
+         longest time without an answer {:?}",
+        events.len(),
+        events.len() - unknown,
+        Duration::from_nanos(longest)
+    );
+    (line, ens)
+}
+
+#[test]
+fn keeper_ensemble_under_partitions_stays_linearizable() {
+    let lan = match Lan::new(&["k1", "k2", "k3", "client"]) {
+        Ok(lan) => Arc::new(lan),
+        Err(e) => panic!("{e}"),
+    };
+    for seed in seeds(2) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = TestPki::new("nemesis-keeper");
+        let servers: String =
+            (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
+        let members = (0..3)
+            .map(|i| {
+                let h = lan.host(KEEPERS[i]);
+                KeeperProcess::start_in(&h.netns, h.ip, &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
+            })
+            .collect();
+        let ens = KeeperEnsemble { members };
+        let l = lan.clone();
+        let (line, ens) = lan.run_in("client", move || keeper_seed(l, ens, pki, seed));
+        println!("{line}");
+        drop(ens);
+    }
 }
