@@ -13,6 +13,7 @@
 //! - [`yaml`]: a reader for the part of YAML the deployment files (docker-compose.yml,
 //!   deploy/) use, refusing the rest.
 
+pub mod group_ledger;
 pub mod linearizability;
 pub mod nemesis;
 pub mod yaml;
@@ -319,12 +320,11 @@ impl KeeperProcess {
         k
     }
 
-    /// Starts keeper `keeper-<id>` (files named `keeper-<id>` in `dir`) inside network
-    /// namespace `netns`, serving clients on `ip:client_port` with `tickTime` `tick_ms`; `extra` carries its
+    /// Starts keeper `keeper-<id>` (files named `keeper-<id>` in `dir`) on `host` (its
+    /// network namespace), serving clients on its address, port `client_port`, with `tickTime` `tick_ms`; `extra` carries its
     /// `server.N` lines and anything else. Its certificate names `ip` as well.
     pub fn start_in(
-        netns: &str,
-        ip: std::net::Ipv4Addr,
+        host: &nemesis::Host,
         pki: &TestPki,
         dir: &Path,
         id: u64,
@@ -336,7 +336,7 @@ impl KeeperProcess {
         let data_dir = dir.join(format!("{name}-data"));
         std::fs::create_dir_all(&data_dir).expect("data dir");
         std::fs::write(data_dir.join("myid"), format!("{id}\n")).expect("myid");
-        let extra = format!("clientPortAddress={ip}\n{extra}");
+        let extra = format!("clientPortAddress={}\n{extra}", host.ip);
         let (config, data_dir) = keeper_config(pki, dir, &name, id, client_port, tick_ms, &extra);
         let mut k = KeeperProcess {
             addr: String::new(),
@@ -348,7 +348,7 @@ impl KeeperProcess {
             env: Vec::new(),
             zookeeper_tls: None,
             zookeeper_plain: None,
-            netns: Some(netns.to_string()),
+            netns: Some(host.netns.clone()),
         };
         k.launch();
         k

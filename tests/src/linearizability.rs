@@ -1572,8 +1572,12 @@ pub struct Workload {
     pub history: std::sync::Arc<std::sync::Mutex<History>>,
     /// Set to end the clients' loops.
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Operations completed so far, by all clients.
+    /// Operations answered so far (not failed), by all clients.
     pub done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Sessions that expired (each client then opens a new one).
+    pub expired: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The errors operations failed with, by message (up to its first digit), and how often.
+    pub errors: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
     epoch: std::time::Instant,
 }
 
@@ -1583,6 +1587,8 @@ impl Default for Workload {
             history: Default::default(),
             stop: Default::default(),
             done: Default::default(),
+            expired: Default::default(),
+            errors: Default::default(),
             epoch: std::time::Instant::now(),
         }
     }
@@ -1594,24 +1600,35 @@ impl Workload {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Operations completed so far.
+    fn note_error(&self, e: &str) {
+        let kind: String = e.chars().take_while(|c| !c.is_ascii_digit()).take(80).collect();
+        *self.errors.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    /// Operations answered so far.
     pub fn completed(&self) -> usize {
         self.done.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Client `client_no`'s loop on `c` over `keys`, its choices drawn from `seed`; returns
-    /// once [`stop`](Self::stop) is set. An operation that fails in a way that leaves its
-    /// effect unknown (connection loss, no quorum) is recorded as [`Outcome::Unknown`].
-    pub async fn run_client(
+    /// Client `client_no`'s loop over `keys` on a session `connect` opens, its choices drawn
+    /// from `seed`; returns once [`stop`](Self::stop) is set. An operation that fails in a
+    /// way that leaves its effect unknown (connection loss, no quorum) is recorded as
+    /// [`Outcome::Unknown`], and the client waits a little before the next. When its session
+    /// expires it opens a new one, as an application would.
+    pub async fn run_client<F, Fut>(
         self,
-        c: sluice_client::keeper::KeeperClient,
+        connect: F,
         client_no: usize,
         keys: &'static [&'static str],
         seed: u64,
-    ) {
+    ) where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = sluice_client::keeper::KeeperClient>,
+    {
         use sluice_client::keeper::KeeperClientError;
         use sluice_keeper_core::KeeperError;
         use std::sync::atomic::Ordering;
+        let mut c = connect().await;
         let mut rng =
             crate::nemesis::Rng::new(seed ^ (client_no as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut versions: HashMap<&str, i32> = HashMap::new();
@@ -1623,16 +1640,23 @@ impl Workload {
             self.history.lock().unwrap_or_else(|p| p.into_inner()).complete(id, self.now_ns(), outcome)
         };
         while !self.stop.load(Ordering::Relaxed) {
+            if c.is_expired() {
+                self.expired.fetch_add(1, Ordering::Relaxed);
+                c = connect().await;
+            }
             let key = *rng.pick(keys);
             n += 1;
             let value = format!("{client_no}-{n}").into_bytes();
-            match rng.range(0, 3) {
+            let answered = match rng.range(0, 3) {
                 0 => {
                     let id = record(Op::Read { key: key.into() });
                     let read = match c.sync(key).await {
                         Ok(()) => c.get_data(key, false).await.map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
+                    if let Err(e) = &read {
+                        self.note_error(e);
+                    }
                     let outcome = match read {
                         Ok((data, stat)) => {
                             versions.insert(key, stat.version);
@@ -1640,7 +1664,8 @@ impl Workload {
                         }
                         Err(_) => Outcome::Unknown,
                     };
-                    finish(id, outcome);
+                    finish(id, outcome.clone());
+                    outcome
                 }
                 op => {
                     let expected = if op == 1 {
@@ -1662,12 +1687,20 @@ impl Workload {
                             Outcome::Ok(Output::BadVersion)
                         }
                         // Connection loss, no quorum: it may or may not have happened.
-                        Err(_) => Outcome::Unknown,
+                        Err(e) => {
+                            self.note_error(&e.to_string());
+                            Outcome::Unknown
+                        }
                     };
-                    finish(id, outcome);
+                    finish(id, outcome.clone());
+                    outcome
                 }
+            };
+            if matches!(answered, Outcome::Unknown) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            } else {
+                self.done.fetch_add(1, Ordering::Relaxed);
             }
-            self.done.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -321,8 +321,16 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
     for client_no in 0..CLIENTS {
         // Each client starts on a different member.
         let order: Vec<usize> = (0..3).map(|i| (i + client_no) % 3).collect();
-        let c = client(&pki, &hosts(&ens, &order)).await;
-        workers.push(tokio::spawn(workload.clone().run_client(c, client_no, &KEYS, seed)));
+        let (tls, connect) = (pki.client("app"), hosts(&ens, &order));
+        let open = move || {
+            let (tls, connect) = (tls.clone(), connect.clone());
+            let opts = KeeperClientOptions {
+                session_timeout: Duration::from_millis(SESSION_MS),
+                ..Default::default()
+            };
+            async move { KeeperClient::connect(&connect, &tls, opts).await.expect("connect").0 }
+        };
+        workers.push(tokio::spawn(workload.clone().run_client(open, client_no, &KEYS, seed)));
     }
     let done = workload.done.clone();
     let ns = || workload.now_ns();

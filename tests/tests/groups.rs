@@ -12,6 +12,7 @@ use sluice_client::broker::{
     Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig,
     ProducerRecord,
 };
+use sluice_tests::group_ledger::{run_member, Ledger};
 use sluice_tests::{wait_for, BrokerCluster};
 
 /// A single-server offsets topic that is quick to create, a 1 s initial delay, and sessions
@@ -247,18 +248,6 @@ async fn committed_offsets_are_where_a_new_member_starts() {
     assert_eq!(rest.len(), 100 - seen.len(), "the new member read exactly what was not committed");
 }
 
-/// What the members of the failover test did, shared between their tasks.
-#[derive(Debug, Default)]
-struct Ledger {
-    /// Every record processed, in order, with repeats.
-    processed: Vec<(TopicPartition, i64)>,
-    /// Per partition, the offset up to which a commit was confirmed.
-    confirmed: BTreeMap<TopicPartition, i64>,
-    /// Records delivered again although a confirmed commit covered them.
-    violations: Vec<(TopicPartition, i64)>,
-    commit_failures: usize,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_offsets_survive_the_coordinators_death_and_only_uncommitted_records_repeat() {
     const N: usize = 600;
@@ -275,52 +264,9 @@ async fn committed_offsets_survive_the_coordinators_death_and_only_uncommitted_r
         let config = member(&cluster, "workers").enable_auto_commit(false).max_poll_records(10);
         let mut c = Consumer::new(config).expect("consumer");
         c.subscribe(["work"]).expect("subscribe");
-        let (ledger, done) = (ledger.clone(), done.clone());
-        members.push(tokio::spawn(async move {
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                let records = match c.poll(Duration::from_millis(200)).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // A poll may fail while the coordinator is gone; the member carries on.
-                        eprintln!("poll: {e}");
-                        continue;
-                    }
-                };
-                if records.is_empty() {
-                    continue;
-                }
-                let mut upto = BTreeMap::new();
-                {
-                    let mut l = ledger.lock().expect("ledger");
-                    for r in &records {
-                        let tp = TopicPartition::new(r.topic.clone(), r.partition);
-                        if l.confirmed.get(&tp).is_some_and(|&c| r.offset < c) {
-                            l.violations.push((tp.clone(), r.offset));
-                        }
-                        l.processed.push((tp.clone(), r.offset));
-                        upto.insert(tp, r.offset + 1);
-                    }
-                }
-                // Processing takes a little while; then commit what was processed.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                match c.commit_offsets_sync(upto.clone()).await {
-                    Ok(()) => {
-                        let mut l = ledger.lock().expect("ledger");
-                        for (tp, o) in upto {
-                            let e = l.confirmed.entry(tp).or_insert(0);
-                            *e = (*e).max(o);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("commit: {e}");
-                        ledger.lock().expect("ledger").commit_failures += 1;
-                    }
-                }
-            }
-            let _ = c.close().await;
-        }));
+        members.push(tokio::spawn(run_member(c, ledger.clone(), done.clone())));
     }
-    let distinct = |l: &Ledger| l.processed.iter().collect::<BTreeSet<_>>().len();
+    let distinct = |l: &Ledger| l.distinct();
     // --- a third of the way through, SIGKILL the group coordinator's broker
     let third =
         wait_for(Duration::from_secs(60), || async { distinct(&ledger.lock().expect("ledger")) >= N / 3 })

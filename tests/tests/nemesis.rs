@@ -15,7 +15,7 @@
 //!
 //! CI runs seeds 1 and 2 of each. Needs root, iproute2 and nftables (`.ci/run` installs them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,12 +102,13 @@ struct Tally {
     epochs: Vec<i32>,
 }
 
-/// The cluster: a keeper and three brokers on `lan`, files in a temporary directory.
-fn start(lan: &Lan) -> BrokerCluster {
+/// The cluster: a keeper and three brokers on `lan`, files in a temporary directory, with
+/// `extra` broker config lines.
+fn start(lan: &Lan, extra: &str) -> BrokerCluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new("nemesis");
     let keeper = lan.host("keeper");
-    let k = KeeperProcess::start_in(&keeper.netns, keeper.ip, &pki, dir.path(), 1, 2181, 500, "");
+    let k = KeeperProcess::start_in(keeper, &pki, dir.path(), 1, 2181, 500, "");
     let connect = format!("{}:2181/sluice", keeper.ip);
     let brokers = BROKERS
         .iter()
@@ -119,7 +120,7 @@ fn start(lan: &Lan) -> BrokerCluster {
             let extra = format!(
                 "listeners=quic://0.0.0.0:9092\nadvertised.listeners=quic://{}:9092\n\
                  zookeeper.session.timeout.ms=4000\nreplica.lag.time.max.ms=2000\n\
-                 replica.fetch.backoff.ms=100\nmin.insync.replicas=2\n",
+                 replica.fetch.backoff.ms=100\nmin.insync.replicas=2\n{extra}",
                 host.ip
             );
             let mut b = BrokerProcess::placeholder();
@@ -146,6 +147,32 @@ fn client(cluster: &BrokerCluster) -> ClientConfig {
         .tls_files(cluster.client_files())
         .request_timeout(Duration::from_secs(10))
         .retry_backoff(Duration::from_millis(100))
+}
+
+/// Creates `name`: three partitions, RF=3, `min.insync.replicas=2`, each broker the
+/// preferred leader of one.
+async fn create_topic(cluster: &BrokerCluster, name: &str) {
+    let admin = Admin::new(client(cluster)).expect("admin");
+    let topic = NewTopic {
+        name: name.into(),
+        partitions: None,
+        replication_factor: None,
+        assignment: Some((0..PARTITIONS).map(|p| (p, (0..3).map(|r| (p + r) % 3 + 1).collect())).collect()),
+        configs: [("min.insync.replicas".to_string(), "2".to_string())].into(),
+    };
+    let created = admin.create_topics(vec![topic], false).await.expect("create");
+    assert!(created.iter().all(|(_, r)| r.is_ok()), "{created:?}");
+}
+
+/// A producer that waits out faults: `acks=all`, a 60 s delivery timeout.
+fn patient_producer(cluster: &BrokerCluster) -> Producer {
+    Producer::new(
+        ProducerConfig::new(client(cluster))
+            .acks(Acks::All)
+            .linger(Duration::from_millis(2))
+            .delivery_timeout(Duration::from_secs(60)),
+    )
+    .expect("producer")
 }
 
 /// Applies `fault` (returns once it is in place).
@@ -219,13 +246,19 @@ fn check(acked: &HashMap<String, (i32, i64)>, log: &BTreeMap<(i32, i64), String>
     f
 }
 
-/// Sends values `from`, `from + 1`, ... (value `n` to partition `n % 3`), one every 3 ms until
-/// `until`; returns the next value.
-async fn send_for(producer: &Producer, from: u64, until: Instant, sent: &mut Vec<Delivery>) -> u64 {
+/// Sends values `from`, `from + 1`, ... to `topic` (value `n` to partition `n % 3`), one every
+/// 3 ms until `until`; returns the next value.
+async fn send_for(
+    topic: &str,
+    producer: &Producer,
+    from: u64,
+    until: Instant,
+    sent: &mut Vec<Delivery>,
+) -> u64 {
     let mut n = from;
     while Instant::now() < until {
         let value = n.to_string();
-        let record = ProducerRecord::new("nemesis", value.clone()).with_partition((n % 3) as i32);
+        let record = ProducerRecord::new(topic, value.clone()).with_partition((n % 3) as i32);
         match producer.send(record).await {
             Ok(d) => sent.push(tokio::spawn(async move {
                 let at = d.await.ok().map(|md| (md.partition, md.offset));
@@ -245,36 +278,21 @@ async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tall
     let plan = schedule(seed);
     println!("seed {seed}: schedule {plan:?}");
     cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
-    let admin = Admin::new(client(&cluster)).expect("admin");
-    let topic = NewTopic {
-        name: "nemesis".into(),
-        partitions: None,
-        replication_factor: None,
-        assignment: Some((0..PARTITIONS).map(|p| (p, (0..3).map(|r| (p + r) % 3 + 1).collect())).collect()),
-        configs: [("min.insync.replicas".to_string(), "2".to_string())].into(),
-    };
-    let created = admin.create_topics(vec![topic], false).await.expect("create");
-    assert!(created.iter().all(|(_, r)| r.is_ok()), "{created:?}");
+    create_topic(&cluster, "nemesis").await;
 
-    let producer = Producer::new(
-        ProducerConfig::new(client(&cluster))
-            .acks(Acks::All)
-            .linger(Duration::from_millis(2))
-            .delivery_timeout(Duration::from_secs(60)),
-    )
-    .expect("producer");
+    let producer = patient_producer(&cluster);
     let mut tally = Tally::default();
     let mut pending: Vec<Delivery> = Vec::new();
     let mut i = 0u64;
     for (wait, fault, lasts) in plan {
-        i = send_for(&producer, i, Instant::now() + wait, &mut pending).await;
+        i = send_for("nemesis", &producer, i, Instant::now() + wait, &mut pending).await;
         println!("seed {seed}: {fault:?} for {lasts:?}");
         inject(&lan, &mut cluster, fault);
         *tally.faults.entry(fault.kind()).or_default() += 1;
-        i = send_for(&producer, i, Instant::now() + lasts, &mut pending).await;
+        i = send_for("nemesis", &producer, i, Instant::now() + lasts, &mut pending).await;
         repair(&lan, &mut cluster, fault);
     }
-    i = send_for(&producer, i, Instant::now() + Duration::from_secs(1), &mut pending).await;
+    i = send_for("nemesis", &producer, i, Instant::now() + Duration::from_secs(1), &mut pending).await;
     tally.sent = i as usize;
 
     let mut acked: HashMap<String, (i32, i64)> = HashMap::new();
@@ -342,7 +360,7 @@ fn replication_under_partitions_loses_no_acknowledged_record_and_duplicates_none
         Err(e) => panic!("{e}"),
     };
     for seed in seeds(2) {
-        let cluster = start(&lan);
+        let cluster = start(&lan, "");
         let l = lan.clone();
         let (tally, cluster) = lan.run_in("client", move || run_seed(l, cluster, seed));
         println!(
@@ -493,11 +511,25 @@ async fn keeper_seed(
     }
     let workload = Workload::default();
     let mut workers = Vec::new();
+    let tls = pki.client("app");
     for client_no in 0..5 {
-        let (c, _) = KeeperClient::connect(&connect(client_no), &pki.client("app"), opts.clone())
-            .await
-            .expect("connect");
-        workers.push(tokio::spawn(workload.clone().run_client(c, client_no, &KEYS, seed)));
+        let (hosts, tls, opts) = (connect(client_no), tls.clone(), opts.clone());
+        let open = move || {
+            let (hosts, tls, opts) = (hosts.clone(), tls.clone(), opts.clone());
+            // As an application would: try again until a server takes the session.
+            async move {
+                loop {
+                    match KeeperClient::connect(&hosts, &tls, opts.clone()).await {
+                        Ok((c, _)) => break c,
+                        Err(e) => {
+                            println!("connect: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        };
+        workers.push(tokio::spawn(workload.clone().run_client(open, client_no, &KEYS, seed)));
     }
     let mut faults: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (wait, fault, lasts) in plan {
@@ -530,7 +562,8 @@ async fn keeper_seed(
         assert!(
             wait_for(Duration::from_secs(30), || async { workload.completed() >= at.max(before) + 100 })
                 .await,
-            "keeper seed {seed}: the workload stopped after {fault:?} was healed"
+            "keeper seed {seed}: the workload stopped after {fault:?} was healed; errors: {:?}",
+            workload.errors.lock().expect("errors")
         );
     }
     workload.stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -552,29 +585,39 @@ async fn keeper_seed(
     }
     let line = format!(
         "keeper seed {seed}: faults {faults:?}; {} operations, {} answered, {unknown} unknown; linearizable; \
-         longest time without an answer {:?}",
+         longest time without an answer {:?}; {} sessions expired",
         events.len(),
         events.len() - unknown,
-        Duration::from_nanos(longest)
+        Duration::from_nanos(longest),
+        workload.expired.load(std::sync::atomic::Ordering::Relaxed)
     );
     (line, ens)
 }
 
 #[test]
 fn keeper_ensemble_under_partitions_stays_linearizable() {
+    // RUST_LOG=sluice_client=debug shows what the clients go through.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let lan = match Lan::new(&["k1", "k2", "k3", "client"]) {
         Ok(lan) => Arc::new(lan),
         Err(e) => panic!("{e}"),
     };
     for seed in seeds(2) {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        if std::env::var_os("SLUICE_KEEP_TEST_DIR").is_some() {
+            dir.disable_cleanup(true);
+            println!("keeper seed {seed}: files kept in {}", dir.path().display());
+        }
         let pki = TestPki::new("nemesis-keeper");
         let servers: String =
             (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
         let members = (0..3)
             .map(|i| {
                 let h = lan.host(KEEPERS[i]);
-                KeeperProcess::start_in(&h.netns, h.ip, &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
+                KeeperProcess::start_in(h, &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
             })
             .collect();
         let ens = KeeperEnsemble { members };
@@ -582,5 +625,154 @@ fn keeper_ensemble_under_partitions_stays_linearizable() {
         let (line, ens) = lan.run_in("client", move || keeper_seed(l, ens, pki, seed));
         println!("{line}");
         drop(ens);
+    }
+}
+
+/// The group scenario's faults, each on the group coordinator's broker at the time.
+const GROUP_FAULTS: [fn(usize) -> Fault; 4] =
+    [Fault::LeaderAlone, Fault::Isolated, Fault::Killed, Fault::Split];
+
+/// The group schedule for `seed`: (wait before, which of [`GROUP_FAULTS`], how long).
+fn group_schedule(seed: u64) -> Vec<(Duration, usize, Duration)> {
+    let mut rng = Rng::new(seed ^ 0x0067_726f_7570);
+    (0..2)
+        .map(|_| {
+            let wait = Duration::from_millis(rng.range(1000, 2500));
+            (
+                wait,
+                rng.range(0, GROUP_FAULTS.len() as u64) as usize,
+                Duration::from_millis(rng.range(2000, 6000)),
+            )
+        })
+        .collect()
+}
+
+/// One group seed, run on the client host: records produced throughout; two members of a
+/// group process and commit them while the coordinator's broker is cut off, isolated,
+/// split away or killed. Returns the findings line and the cluster.
+async fn group_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (String, BrokerCluster) {
+    use sluice_tests::group_ledger::{run_member, Ledger};
+    let plan = group_schedule(seed);
+    println!("group seed {seed}: schedule {plan:?} (faults {:?})", GROUP_FAULTS.map(|f| f(0).kind()));
+    cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
+    create_topic(&cluster, "work").await;
+    let producer = patient_producer(&cluster);
+    let mut pending: Vec<Delivery> = Vec::new();
+    let mut i = send_for("work", &producer, 0, Instant::now() + Duration::from_secs(1), &mut pending).await;
+    let ledger = Arc::new(std::sync::Mutex::new(Ledger::default()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let config = ConsumerConfig::new(client(&cluster).client_id("workers-member"))
+            .group_id("workers")
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .session_timeout(Duration::from_secs(3))
+            .heartbeat_interval(Duration::from_millis(500))
+            .max_poll_interval(Duration::from_secs(20))
+            .enable_auto_commit(false)
+            .max_poll_records(10);
+        let mut c = Consumer::new(config).expect("consumer");
+        c.subscribe(["work"]).expect("subscribe");
+        members.push(tokio::spawn(run_member(c, ledger.clone(), done.clone())));
+    }
+    let net: sluice_net::Client<sluice_client::broker::proto::BrokerProtocol> =
+        sluice_net::Client::new(&cluster.pki.client("raw"), sluice_net::ClientOptions::default())
+            .expect("client");
+    let mut faults: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for (wait, which, lasts) in plan {
+        i = send_for("work", &producer, i, Instant::now() + wait, &mut pending).await;
+        let mut coordinator = None;
+        for b in &cluster.brokers {
+            let ask = sluice_client::broker::proto::FindCoordinator { group_id: "workers".into() };
+            if let Ok(Ok(Ok(c))) = tokio::time::timeout(Duration::from_secs(3), net.call(&b.addr, ask)).await
+            {
+                coordinator = Some(c.id);
+                break;
+            }
+        }
+        let coordinator = coordinator.expect("some broker names the coordinator");
+        let fault = GROUP_FAULTS[which](coordinator as usize - 1);
+        println!("group seed {seed}: {fault:?} for {lasts:?} (the coordinator is broker {coordinator})");
+        inject(&lan, &mut cluster, fault);
+        *faults.entry(fault.kind()).or_default() += 1;
+        i = send_for("work", &producer, i, Instant::now() + lasts, &mut pending).await;
+        repair(&lan, &mut cluster, fault);
+    }
+    i = send_for("work", &producer, i, Instant::now() + Duration::from_secs(1), &mut pending).await;
+    let mut acked: BTreeSet<(i32, i64)> = BTreeSet::new();
+    for d in pending {
+        if let Ok((_, Some(at), _)) = d.await {
+            acked.insert(at);
+        }
+    }
+    producer.close().await;
+    // Every acknowledged record gets processed, by whichever member.
+    let processed = |l: &Ledger| -> BTreeSet<(i32, i64)> {
+        l.processed.iter().map(|(tp, o)| (tp.partition, *o)).collect()
+    };
+    let all = wait_for(Duration::from_secs(90), || async {
+        let seen = processed(&ledger.lock().expect("ledger"));
+        acked.is_subset(&seen)
+    })
+    .await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for m in members {
+        let _ = tokio::time::timeout(Duration::from_secs(30), m).await;
+    }
+    let (seen, violations, confirmed, deliveries, distinct, commit_failures) = {
+        let l = ledger.lock().expect("ledger");
+        (
+            processed(&l),
+            l.violations.clone(),
+            l.confirmed.clone(),
+            l.processed.len(),
+            l.distinct(),
+            l.commit_failures,
+        )
+    };
+    let skipped: Vec<&(i32, i64)> = acked.difference(&seen).collect();
+    assert!(
+        all && skipped.is_empty(),
+        "group seed {seed}: {} acknowledged records never processed, e.g. {:?}",
+        skipped.len(),
+        &skipped[..skipped.len().min(10)]
+    );
+    assert!(
+        violations.is_empty(),
+        "group seed {seed}: records delivered again below a confirmed commit: {violations:?}"
+    );
+    // The confirmed commits survived: the coordinator now serves at least as much.
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let committed = admin.list_group_offsets("workers").await.expect("offsets");
+    for (tp, confirmed) in &confirmed {
+        let now = committed.iter().find(|c| c.partition == tp.partition).map_or(-1, |c| c.offset);
+        assert!(
+            now >= *confirmed,
+            "group seed {seed}: {tp} was committed up to {confirmed}, the group now has {now}"
+        );
+    }
+    let line = format!(
+        "group seed {seed}: faults {faults:?}; sent {i}, acknowledged {}, processed {deliveries} deliveries ({} again), \
+         {commit_failures} failed commits; skipped 0, committed offsets lost 0",
+        acked.len(),
+        deliveries - distinct,
+    );
+    (line, cluster)
+}
+
+#[test]
+fn a_consumer_group_whose_coordinator_is_cut_off_skips_nothing_and_loses_no_commit() {
+    let lan = match Lan::new(&["keeper", "b1", "b2", "b3", "client"]) {
+        Ok(lan) => Arc::new(lan),
+        Err(e) => panic!("{e}"),
+    };
+    let extra = "offsets.topic.replication.factor=3\noffsets.topic.num.partitions=3\n\
+                 group.initial.rebalance.delay.ms=500\ngroup.min.session.timeout.ms=1000\n";
+    for seed in seeds(2) {
+        let cluster = start(&lan, extra);
+        let l = lan.clone();
+        let (line, cluster) = lan.run_in("client", move || group_seed(l, cluster, seed));
+        println!("{line}");
+        drop(cluster);
     }
 }

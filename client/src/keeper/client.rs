@@ -489,6 +489,12 @@ impl KeeperClient {
         Ok(caller)
     }
 
+    /// Whether the servers said this session expired (ZooKeeper's `EXPIRED` state): every
+    /// request fails from then on, and its ephemerals are gone; make a new client.
+    pub fn is_expired(&self) -> bool {
+        self.inner.expired.load(Ordering::Relaxed)
+    }
+
     fn mark_expired(&self) {
         if !self.inner.expired.swap(true, Ordering::Relaxed) {
             let _ = self.inner.pushes.send(Pushed::Server(KeeperPush::SessionExpired));
