@@ -187,7 +187,7 @@ async fn run_member(
         openraft::Raft::new(ens.my_id, Arc::new(raft_config), PeerNetwork::new(peers.clone()), log, sm)
             .await
             .map_err(|e| RunError::Ensemble(format!("cannot start the raft node: {e}")))?;
-    let ensemble = Ensemble::new(ens.my_id, raft.clone(), peers, ens.members.clone());
+    let ensemble = Ensemble::new(ens.my_id, raft.clone(), peers, ens.members.clone(), ens.write_timeout);
     // Every member bootstraps with the same membership; openraft makes that safe, and a
     // member that already has a log ignores it.
     if !raft.is_initialized().await.unwrap_or(true) {

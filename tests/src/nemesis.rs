@@ -262,13 +262,15 @@ impl Rng {
 }
 
 /// The seeds a scenario runs: `NEMESIS_SEED=S` replays one, `NEMESIS_SEEDS=N` runs 1..=N,
-/// and by default 1..=`default`.
-pub fn seeds(default: u64) -> Vec<u64> {
+/// and by default `default` (what CI runs).
+pub fn seeds(default: &[u64]) -> Vec<u64> {
     if let Some(s) = std::env::var("NEMESIS_SEED").ok().and_then(|s| s.parse().ok()) {
         return vec![s];
     }
-    let n = std::env::var("NEMESIS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-    (1..=n).collect()
+    match std::env::var("NEMESIS_SEEDS").ok().and_then(|s| s.parse::<u64>().ok()) {
+        Some(n) => (1..=n).collect(),
+        None => default.to_vec(),
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! Two scenarios: replication (brokers, `acks=all`, a checker of the log read back) and the
 //! keeper ensemble (three members, clients checked for linearizability).
 //!
-//! CI runs seeds 1 and 2 of each. Needs root, iproute2 and nftables (`.ci/run` installs them).
+//! CI runs seeds 1 and 2 of each (the keeper's: 1, 5 and 9). Needs root, iproute2 and nftables (`.ci/run` installs them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -359,7 +359,7 @@ fn replication_under_partitions_loses_no_acknowledged_record_and_duplicates_none
         Ok(lan) => Arc::new(lan),
         Err(e) => panic!("{e}"),
     };
-    for seed in seeds(2) {
+    for seed in seeds(&[1, 2]) {
         let cluster = start(&lan, "");
         let l = lan.clone();
         let (tally, cluster) = lan.run_in("client", move || run_seed(l, cluster, seed));
@@ -605,7 +605,9 @@ fn keeper_ensemble_under_partitions_stays_linearizable() {
         Ok(lan) => Arc::new(lan),
         Err(e) => panic!("{e}"),
     };
-    for seed in seeds(2) {
+    // Seeds 5 and 9 stalled every write before the batcher stopped waiting on entries a
+    // deposed leader never heard back about (keeper/ensemble/src/lib.rs, `batcher`).
+    for seed in seeds(&[1, 5, 9]) {
         let mut dir = tempfile::tempdir().expect("tempdir");
         if std::env::var_os("SLUICE_KEEP_TEST_DIR").is_some() {
             dir.disable_cleanup(true);
@@ -768,7 +770,7 @@ fn a_consumer_group_whose_coordinator_is_cut_off_skips_nothing_and_loses_no_comm
     };
     let extra = "offsets.topic.replication.factor=3\noffsets.topic.num.partitions=3\n\
                  group.initial.rebalance.delay.ms=500\ngroup.min.session.timeout.ms=1000\n";
-    for seed in seeds(2) {
+    for seed in seeds(&[1, 2]) {
         let cluster = start(&lan, extra);
         let l = lan.clone();
         let (line, cluster) = lan.run_in("client", move || group_seed(l, cluster, seed));

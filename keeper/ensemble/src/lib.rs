@@ -90,7 +90,11 @@ type Waiting = (Proposal, tokio::sync::oneshot::Sender<Result<(u64, Applied), Re
 /// The leader's batcher: takes proposals as they come and hands them to Raft in batches,
 /// at most [`IN_FLIGHT`] entries at a time; whatever arrives while those are committing
 /// goes into the next entry.
-async fn batcher(raft: Raft<KeeperRaft>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Waiting>) {
+async fn batcher(
+    raft: Raft<KeeperRaft>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
+    stalled_after: Duration,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
@@ -104,19 +108,47 @@ async fn batcher(raft: Raft<KeeperRaft>, mut rx: tokio::sync::mpsc::UnboundedRec
         let raft = raft.clone();
         tokio::spawn(async move {
             let (proposals, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let outcome = raft.client_write(Batch(proposals)).await;
-            for (i, reply) in replies.into_iter().enumerate() {
-                let answer = match &outcome {
-                    Ok(r) => Ok((r.log_id.index, Applied(r.data.0.get(i).cloned()))),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                        Err(Refusal::NotLeader { leader: f.leader_id })
-                    }
-                    Err(e) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
-                };
-                let _ = reply.send(answer);
-            }
+            let write = raft.client_write(Batch(proposals));
+            tokio::pin!(write);
+            // A write proposed by a leader that lost its leadership before the entry
+            // committed may never be answered by Raft, even when this member leads again
+            // later (found by the nemesis: tests/tests/nemesis.rs, keeper seeds 5, 7 and
+            // 9). Its permit is given back after the write timeout, so that such writes
+            // cannot stall every later one; their waiters have given up by then.
+            let outcome = tokio::select! {
+                outcome = &mut write => outcome,
+                () = tokio::time::sleep(stalled_after) => {
+                    tracing::warn!(
+                        after_ms = stalled_after.as_millis() as u64,
+                        "a write has not committed; no longer holding the batcher for it"
+                    );
+                    drop(permit);
+                    return answer(write.await, replies);
+                }
+            };
+            answer(outcome, replies);
             drop(permit);
         });
+    }
+}
+
+/// Answers each of a batch's waiters with its part of `outcome`.
+fn answer(
+    outcome: Result<
+        openraft::raft::ClientWriteResponse<KeeperRaft>,
+        RaftError<u64, ClientWriteError<u64, BasicNode>>,
+    >,
+    replies: Vec<tokio::sync::oneshot::Sender<Result<(u64, Applied), Refusal>>>,
+) {
+    for (i, reply) in replies.into_iter().enumerate() {
+        let answer = match &outcome {
+            Ok(r) => Ok((r.log_id.index, Applied(r.data.0.get(i).cloned()))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Refusal::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
+        };
+        let _ = reply.send(answer);
     }
 }
 
@@ -232,15 +264,17 @@ fn no_quorum(what: impl Into<String>) -> KeeperError {
 
 impl Ensemble {
     /// A handle on `raft`, reaching the other members through `peers`. Starts the
-    /// leader-side batcher on the current runtime.
+    /// leader-side batcher on the current runtime; it stops waiting for an entry that has
+    /// not committed after `write_timeout` (every write's waiters have given up by then).
     pub fn new(
         my_id: u64,
         raft: Raft<KeeperRaft>,
         peers: Arc<Client<PeerProtocol>>,
         members: BTreeMap<u64, String>,
+        write_timeout: Duration,
     ) -> Self {
         let (batcher_tx, batcher_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(batcher(raft.clone(), batcher_rx));
+        tokio::spawn(batcher(raft.clone(), batcher_rx, write_timeout));
         Ensemble { my_id, raft, peers, members: Arc::new(members), batcher: batcher_tx }
     }
 
