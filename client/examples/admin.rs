@@ -47,7 +47,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => return Err(format!("cannot create {name}: {e}").into()),
         }
     }
-    for topic in admin.describe_topics(vec![args.topic.clone()]).await? {
+    // Every broker learns of a new topic from the controller a moment after it is created
+    // (as in Kafka): a broker asked at once may not know it yet, so ask again until its
+    // partitions show, for up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let topics = loop {
+        let topics = admin.describe_topics(vec![args.topic.clone()]).await?;
+        let known = topics.iter().any(|t| t.name == args.topic && !t.partitions.is_empty());
+        if known || std::time::Instant::now() >= deadline {
+            break topics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for topic in topics {
         for p in topic.partitions {
             println!(
                 "{}-{}: leader {} replicas {:?} isr {:?}",

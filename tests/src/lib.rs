@@ -303,26 +303,41 @@ impl KeeperProcess {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Self {
+        let mut k = Self::unlaunched(pki, dir, name, id, client_port, tick_ms, extra);
+        k.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        k.launch();
+        k
+    }
+
+    /// Its config written (see [`keeper_config`]); not started.
+    fn unlaunched(
+        pki: &TestPki,
+        dir: &Path,
+        name: &str,
+        id: u64,
+        client_port: u16,
+        tick_ms: u32,
+        extra: &str,
+    ) -> Self {
         let (config, data_dir) = keeper_config(pki, dir, name, id, client_port, tick_ms, extra);
-        let mut k = KeeperProcess {
+        KeeperProcess {
             addr: String::new(),
             config,
             data_dir,
             child: None,
             log: dir.join(format!("{name}.log")),
             metrics: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: Vec::new(),
             zookeeper_tls: None,
             zookeeper_plain: None,
             netns: None,
-        };
-        k.launch();
-        k
+        }
     }
 
-    /// Starts keeper `keeper-<id>` (files named `keeper-<id>` in `dir`) on `host` (its
-    /// network namespace), serving clients on its address, port `client_port`, with `tickTime` `tick_ms`; `extra` carries its
-    /// `server.N` lines and anything else. Its certificate names `ip` as well.
+    /// Starts keeper `keeper-<id>` (files named `keeper-<id>` in `dir`) on `host` (in its
+    /// network namespace), serving clients on its address and `client_port`, `tickTime`
+    /// `tick_ms`; `extra` carries its `server.N` lines and anything else. Its certificate
+    /// names the host's address too.
     pub fn start_in(
         host: &nemesis::Host,
         pki: &TestPki,
@@ -337,19 +352,8 @@ impl KeeperProcess {
         std::fs::create_dir_all(&data_dir).expect("data dir");
         std::fs::write(data_dir.join("myid"), format!("{id}\n")).expect("myid");
         let extra = format!("clientPortAddress={}\n{extra}", host.ip);
-        let (config, data_dir) = keeper_config(pki, dir, &name, id, client_port, tick_ms, &extra);
-        let mut k = KeeperProcess {
-            addr: String::new(),
-            config,
-            data_dir,
-            child: None,
-            log: dir.join(format!("{name}.log")),
-            metrics: None,
-            env: Vec::new(),
-            zookeeper_tls: None,
-            zookeeper_plain: None,
-            netns: Some(host.netns.clone()),
-        };
+        let mut k = Self::unlaunched(pki, dir, &name, id, client_port, tick_ms, &extra);
+        k.netns = Some(host.netns.clone());
         k.launch();
         k
     }

@@ -1600,6 +1600,26 @@ impl Workload {
         self.epoch.elapsed().as_nanos() as u64
     }
 
+    /// Stops the clients and waits for `workers` (their tasks); returns the history, the
+    /// state every one of `keys` started in (`initial`, version 0) for [`check`], and how
+    /// many operations have an unknown outcome.
+    pub async fn finish(
+        &self,
+        workers: Vec<tokio::task::JoinHandle<()>>,
+        keys: &[&str],
+        initial: &[u8],
+    ) -> (Vec<Event>, HashMap<String, NodeState>, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in workers {
+            w.await.expect("workload client");
+        }
+        let events = self.history.lock().unwrap_or_else(|p| p.into_inner()).events().to_vec();
+        let start: HashMap<String, NodeState> =
+            keys.iter().map(|k| (k.to_string(), Some((initial.to_vec(), 0)))).collect();
+        let unknown = events.iter().filter(|e| matches!(e.outcome, Outcome::Unknown)).count();
+        (events, start, unknown)
+    }
+
     fn note_error(&self, e: &str) {
         let kind: String = e.chars().take_while(|c| !c.is_ascii_digit()).take(80).collect();
         *self.errors.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;

@@ -3,7 +3,6 @@
 //! Administrator's Guide (ensembles, majority quorum) and Programmer's Guide (consistency
 //! guarantees, sessions across servers).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -353,14 +352,7 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
         );
         ens.members[leader].restart();
     }
-    workload.stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.expect("worker");
-    }
-    let events = workload.history.lock().expect("lock").events().to_vec();
-    let initial: HashMap<String, linearizability::NodeState> =
-        KEYS.iter().map(|k| (k.to_string(), Some((b"0".to_vec(), 0)))).collect();
-    let unknown = events.iter().filter(|e| matches!(e.outcome, Outcome::Unknown)).count();
+    let (events, initial, unknown) = workload.finish(workers, &KEYS, b"0").await;
     eprintln!("history: {} operations ({unknown} with unknown outcome)", events.len());
     let checked = Instant::now();
     if let Err(e) = linearizability::check(&events, &initial) {
