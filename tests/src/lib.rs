@@ -287,29 +287,11 @@ impl KeeperProcess {
 
     /// [`start`](Self::start) with more config lines (`key=value\n` each).
     pub fn start_with(pki: &TestPki, dir: &Path, tick_ms: u32, extra: &str) -> Self {
-        Self::launch_named(pki, dir, "keeper", 1, 0, tick_ms, extra, &[])
+        Self::unlaunched(pki, dir, "keeper", 1, 0, tick_ms, extra).launched(&[], None)
     }
 
     /// Writes `<name>.properties` (data in `<name>-data`, log in `<name>.log`) for server
-    /// certificate `keeper-<id>` and starts it.
-    #[allow(clippy::too_many_arguments)]
-    fn launch_named(
-        pki: &TestPki,
-        dir: &Path,
-        name: &str,
-        id: u64,
-        client_port: u16,
-        tick_ms: u32,
-        extra: &str,
-        env: &[(&str, &str)],
-    ) -> Self {
-        let mut k = Self::unlaunched(pki, dir, name, id, client_port, tick_ms, extra);
-        k.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        k.launch();
-        k
-    }
-
-    /// Its config written (see [`keeper_config`]); not started.
+    /// certificate `keeper-<id>` (see [`keeper_config`]); not started.
     fn unlaunched(
         pki: &TestPki,
         dir: &Path,
@@ -334,6 +316,15 @@ impl KeeperProcess {
         }
     }
 
+    /// Starts it with environment variables `env` on top of the test's, inside network
+    /// namespace `netns` if given.
+    fn launched(mut self, env: &[(&str, &str)], netns: Option<&str>) -> Self {
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.netns = netns.map(str::to_string);
+        self.launch();
+        self
+    }
+
     /// Starts keeper `keeper-<id>` (files named `keeper-<id>` in `dir`) on `host` (in its
     /// network namespace), serving clients on its address and `client_port`, `tickTime`
     /// `tick_ms`; `extra` carries its `server.N` lines and anything else. Its certificate
@@ -347,15 +338,9 @@ impl KeeperProcess {
         tick_ms: u32,
         extra: &str,
     ) -> Self {
-        let name = format!("keeper-{id}");
-        let data_dir = dir.join(format!("{name}-data"));
-        std::fs::create_dir_all(&data_dir).expect("data dir");
-        std::fs::write(data_dir.join("myid"), format!("{id}\n")).expect("myid");
+        let name = write_myid(dir, id);
         let extra = format!("clientPortAddress={}\n{extra}", host.ip);
-        let mut k = Self::unlaunched(pki, dir, &name, id, client_port, tick_ms, &extra);
-        k.netns = Some(host.netns.clone());
-        k.launch();
-        k
+        Self::unlaunched(pki, dir, &name, id, client_port, tick_ms, &extra).launched(&[], Some(&host.netns))
     }
 
     fn launch(&mut self) {
@@ -431,6 +416,16 @@ impl KeeperProcess {
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         reap_if_exited(&mut self.child)
     }
+}
+
+/// Creates ensemble member `id`'s data directory `<dir>/keeper-<id>-data` with its `myid`;
+/// returns the member's name, `keeper-<id>`.
+fn write_myid(dir: &Path, id: u64) -> String {
+    let name = format!("keeper-{id}");
+    let data = dir.join(format!("{name}-data"));
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("myid"), format!("{id}\n")).expect("myid");
+    name
 }
 
 /// A command running the `sluice` binary, inside network namespace `netns` if given
@@ -549,16 +544,13 @@ pub fn free_udp_ports(n: usize) -> Vec<u16> {
     }
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let mut x = u64::from(std::process::id()) << 32 ^ u64::from(nanos) | 1;
+    let mut rng = nemesis::Rng::new(u64::from(std::process::id()) << 32 ^ u64::from(nanos));
     let mut held: Vec<std::net::UdpSocket> = Vec::with_capacity(n);
     for _ in 0..100_000 {
         if held.len() == n {
             break;
         }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = low + (x % u64::from(high - low)) as u16;
+        let port = rng.range(u64::from(low), u64::from(high)) as u16;
         if let Ok(s) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
             held.push(s);
         }
@@ -596,11 +588,8 @@ impl KeeperEnsemble {
         let members = (0..n)
             .map(|i| {
                 let id = i as u64 + 1;
-                let data = dir.join(format!("keeper-{id}-data"));
-                std::fs::create_dir_all(&data).expect("data dir");
-                std::fs::write(data.join("myid"), format!("{id}\n")).expect("myid");
-                let name = format!("keeper-{id}");
-                KeeperProcess::launch_named(
+                let name = write_myid(dir, id);
+                KeeperProcess::unlaunched(
                     pki,
                     dir,
                     &name,
@@ -608,8 +597,8 @@ impl KeeperEnsemble {
                     ports[i],
                     tick_ms,
                     &format!("{servers}{extra}"),
-                    env,
                 )
+                .launched(env, None)
             })
             .collect();
         KeeperEnsemble { members }

@@ -108,47 +108,32 @@ async fn batcher(
         let raft = raft.clone();
         tokio::spawn(async move {
             let (proposals, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let write = raft.client_write(Batch(proposals));
-            tokio::pin!(write);
             // A write proposed by a leader that lost its leadership before the entry
             // committed may never be answered by Raft, even when this member leads again
             // later (found by the nemesis: tests/tests/nemesis.rs, keeper seeds 5, 7 and
-            // 9). Its permit is given back after the write timeout, so that such writes
-            // cannot stall every later one; their waiters have given up by then.
-            let outcome = tokio::select! {
-                outcome = &mut write => outcome,
-                () = tokio::time::sleep(stalled_after) => {
-                    tracing::warn!(
-                        after_ms = stalled_after.as_millis() as u64,
-                        "a write has not committed; no longer holding the batcher for it"
-                    );
-                    drop(permit);
-                    return answer(write.await, replies);
-                }
+            // 9). After the write timeout every waiter has given up (their deadlines are no
+            // later), so the wait ends there and the permit goes back: such writes cannot
+            // stall every later one. The entry itself may still commit and be applied.
+            let Ok(outcome) = tokio::time::timeout(stalled_after, raft.client_write(Batch(proposals))).await
+            else {
+                tracing::warn!(
+                    after_ms = stalled_after.as_millis() as u64,
+                    "a write has not committed; no longer holding the batcher for it"
+                );
+                return;
             };
-            answer(outcome, replies);
+            for (i, reply) in replies.into_iter().enumerate() {
+                let answer = match &outcome {
+                    Ok(r) => Ok((r.log_id.index, Applied(r.data.0.get(i).cloned()))),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Err(Refusal::NotLeader { leader: f.leader_id })
+                    }
+                    Err(e) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
+                };
+                let _ = reply.send(answer);
+            }
             drop(permit);
         });
-    }
-}
-
-/// Answers each of a batch's waiters with its part of `outcome`.
-fn answer(
-    outcome: Result<
-        openraft::raft::ClientWriteResponse<KeeperRaft>,
-        RaftError<u64, ClientWriteError<u64, BasicNode>>,
-    >,
-    replies: Vec<tokio::sync::oneshot::Sender<Result<(u64, Applied), Refusal>>>,
-) {
-    for (i, reply) in replies.into_iter().enumerate() {
-        let answer = match &outcome {
-            Ok(r) => Ok((r.log_id.index, Applied(r.data.0.get(i).cloned()))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Refusal::NotLeader { leader: f.leader_id })
-            }
-            Err(e) => Err(Refusal::Failed(KeeperError::SystemError { what: e.to_string() })),
-        };
-        let _ = reply.send(answer);
     }
 }
 
