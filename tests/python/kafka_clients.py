@@ -57,6 +57,10 @@ def rdkafka_config(args, **extra):
         "ssl.key.location": key,
     }
     config.update(extra)
+    # librdkafka's own debug contexts (e.g. RDKAFKA_DEBUG=eos,msg) on stderr, for replaying a
+    # failure with the client's view of it.
+    if os.environ.get("RDKAFKA_DEBUG"):
+        config["debug"] = os.environ["RDKAFKA_DEBUG"]
     return config
 
 

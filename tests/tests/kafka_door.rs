@@ -299,7 +299,10 @@ fn idempotent_librdkafka_producers_lose_and_repeat_nothing_when_the_leader_is_ki
             let value = r["value"].as_str().expect("value").to_string();
             let at = (r["partition"].as_i64().expect("p"), r["offset"].as_i64().expect("o"));
             if let Some(first) = seen.insert(value.clone(), at) {
-                panic!("{codec}: {value} is in the log twice: (partition, offset) {first:?} and {at:?}");
+                panic!(
+                    "{codec}: {value} is in the log twice: (partition, offset) {first:?} and {at:?}\n{}",
+                    cluster.log_tails(60)
+                );
             }
         }
         for a in &acked {

@@ -595,6 +595,58 @@ async fn a_resent_idempotent_batch_is_written_once_even_by_a_new_leader() {
     assert_eq!(values, vec!["a", "b", "c"], "every batch exactly once");
 }
 
+/// A follower dies while an `acks=all` produce waits for it. The controller drops it from the
+/// ISR at a new leader epoch and keeps the leader (Kafka's controller does the same), and the
+/// produce completes. It used to fail with `NotLeaderForPartition` across that bump, which
+/// tells librdkafka the records were not persisted while they were in the log; after its next
+/// epoch bump an idempotent librdkafka producer wrote them again (a duplicate seen in
+/// `kafka_door::idempotent_librdkafka_producers_lose_and_repeat_nothing_when_the_leader_is_killed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks_all_produce_waiting_on_a_dead_follower_completes_once_the_controller_drops_it() {
+    // Only the controller drops the dead follower (after its 4 s session), not the leader's lag
+    // timer: that one changes the ISR without a new epoch.
+    let mut cluster = start(
+        "zookeeper.session.timeout.ms=4000\nreplica.lag.time.max.ms=60000\nreplica.fetch.backoff.ms=100\n\
+         min.insync.replicas=2\n",
+    );
+    let k = keeper(&cluster).await;
+    create(&cluster, "bump", &[&[1, 2, 3]], &[]).await;
+    let before = wait_state(&k, "bump", 0, Duration::from_secs(20), "broker 1 leading an ISR of 3", |s| {
+        s.leader == 1 && s.isr.len() == 3
+    })
+    .await;
+    let opts = ClientOptions { request_timeout: Duration::from_secs(60), ..ClientOptions::default() };
+    let net = Client::<BrokerProtocol>::new(&cluster.pki.client("raw"), opts).expect("client");
+    let leader = cluster.brokers[0].addr.clone();
+    cluster.brokers[2].kill();
+    let produce = Produce {
+        topic: "bump".into(),
+        partition: 0,
+        acks: -1,
+        timeout_ms: 40_000,
+        records: one_record("x", None),
+        retry: false,
+    };
+    let answer = net.call(&leader, produce).await.expect("call");
+    let after = state(&k, "bump", 0).await.expect("state");
+    assert_eq!(
+        (after.leader, after.isr.as_slice()),
+        (1, &[1, 2][..]),
+        "the dead follower left the ISR and the leader stayed: {after:?}"
+    );
+    assert!(
+        after.leader_epoch > before.leader_epoch,
+        "the controller bumped the epoch: {before:?} -> {after:?}"
+    );
+    let answer = answer.unwrap_or_else(|e| {
+        panic!(
+            "the produce waiting across the epoch bump must complete, not fail: {e}\n{}",
+            cluster.log_tails(30)
+        )
+    });
+    assert_eq!(answer.base_offset, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_see_only_what_every_in_sync_replica_has() {
     // A long session, so only the lag timer takes the frozen follower out of the ISR.

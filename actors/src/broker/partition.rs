@@ -66,6 +66,11 @@ pub struct Offsets {
     pub log_end_offset: i64,
     /// The leader epoch this broker leads at, or `None` while following (or stopped).
     pub leading: Option<i32>,
+    /// The leader epoch this broker's unbroken run as leader began at, or `None` while
+    /// following (or stopped). The controller bumps the epoch without moving the leader when
+    /// it drops a dead follower from the ISR; the term stays, and `acks=all` produces waiting
+    /// across that bump still complete ([`wait_replicated`]).
+    pub term: Option<i32>,
     /// The size of the committed ISR (while leading).
     pub isr: usize,
     /// Bytes in the log's segments.
@@ -88,6 +93,9 @@ impl Offsets {
 enum State {
     Leader {
         set: ReplicaSet,
+        /// The leader epoch this run as leader began at (the controller may have bumped the
+        /// epoch since without moving the leader: see [`Offsets::term`]).
+        term: i32,
         /// The state as last written (by the controller or by this leader). An ISR write is
         /// in flight while `set` has a proposal.
         written: PartitionState,
@@ -221,15 +229,16 @@ impl Partition {
     fn current_offsets(&self) -> Offsets {
         let Some(log) = &self.log else { return Offsets::default() };
         let log = lock(log);
-        let (leading, isr) = match &self.state {
-            State::Leader { set, .. } => (Some(set.leader_epoch()), set.isr().len()),
-            State::Follower { .. } => (None, 0),
+        let (leading, term, isr) = match &self.state {
+            State::Leader { set, term, .. } => (Some(set.leader_epoch()), Some(*term), set.isr().len()),
+            State::Follower { .. } => (None, None, 0),
         };
         Offsets {
             high_watermark: self.high_watermark().min(log.log_end_offset()),
             log_start_offset: log.log_start_offset(),
             log_end_offset: log.log_end_offset(),
             leading,
+            term,
             isr,
             size_bytes: log.size_bytes(),
         }
@@ -327,7 +336,7 @@ impl Partition {
         match role {
             Role::Leader { replicas, state } => {
                 let doing = match &self.state {
-                    State::Leader { set, written } => {
+                    State::Leader { set, written, .. } => {
                         Doing::Leading { epoch: set.leader_epoch(), version: written.zk_version }
                     }
                     State::Follower { leader, epoch, .. } => {
@@ -342,7 +351,7 @@ impl Partition {
                     state.zk_version,
                 ) {
                     Step::AdoptIsr => {
-                        if let State::Leader { set, written } = &mut self.state {
+                        if let State::Leader { set, written, .. } = &mut self.state {
                             if set.replicas() != replicas.as_slice() {
                                 set.set_replicas(&replicas, now);
                             }
@@ -386,7 +395,13 @@ impl Partition {
                 );
                 info!(topic = %self.tp.topic, partition = self.tp.partition, epoch = state.leader_epoch,
                     isr = ?state.isr, log_end_offset = leo, high_watermark = set.high_watermark(), "leading");
-                self.state = State::Leader { set, written: state };
+                // Leading already (the controller bumped the epoch and kept this leader): the
+                // same run as leader goes on, and so does its term.
+                let term = match &self.state {
+                    State::Leader { term, .. } => *term,
+                    State::Follower { .. } => state.leader_epoch,
+                };
+                self.state = State::Leader { set, term, written: state };
             }
             Role::Follower { leader, leader_epoch } => {
                 let hw = self.high_watermark();
@@ -404,7 +419,7 @@ impl Partition {
 
     /// Proposes and writes an ISR change if the rules ask for one and none is in flight.
     fn maybe_change_isr(&mut self, ctx: &mut Context<Self>) {
-        let State::Leader { set, written } = &mut self.state else { return };
+        let State::Leader { set, written, .. } = &mut self.state else { return };
         // No proposal while one is in flight (the rules say so).
         let Some(change) = set.isr_change(now_ms(), self.lag_max_ms) else { return };
         let (isr, what) = match change {
@@ -434,7 +449,7 @@ impl Partition {
         ctx.spawn(write.into_actor(self).map(move |(state, result), this, ctx| {
             let tp = this.tp.clone();
             let me = this.broker_id;
-            let State::Leader { set, written } = &mut this.state else { return };
+            let State::Leader { set, written, .. } = &mut this.state else { return };
             if set.leader_epoch() != epoch || set.pending() != Some(state.isr.as_slice()) {
                 return; // re-assigned or overruled meanwhile; the controller's state rules
             }
@@ -1166,14 +1181,14 @@ pub async fn wait_replicated(
     broker: i32,
 ) -> Result<(), BrokerError> {
     use sluice_broker_core::partition::{acks_all, AcksAll};
-    let appended_at = offsets.borrow().leading;
+    let appended_at = offsets.borrow().term;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let o = *offsets.borrow_and_update();
         let now = acks_all(
             (topic, partition, broker),
             appended_at,
-            o.leading,
+            o.term,
             (o.high_watermark, o.isr),
             end_offset,
             min_insync,

@@ -188,11 +188,16 @@ pub enum AcksAll {
 }
 
 /// Whether an `acks=all` produce whose records end below `end_offset` is complete, given
-/// the partition's state now: the leader epoch it leads at (`None`: no longer leading),
-/// the high watermark and the ISR's size. `appended_at` is the epoch it led at when the
-/// records were appended: a leader that lost its leadership since (even if it regained it)
-/// cannot vouch for them, so the answer is `NotLeaderForPartition`, and the producer retries
-/// with the new leader. Once the high watermark covers the records, an ISR smaller than
+/// the partition's state now: the term of this broker's leadership (`leading`: the leader
+/// epoch its unbroken run as leader began at; `None`: no longer leading), the high
+/// watermark and the ISR's size. `appended_at` is the term it led in when the records were
+/// appended: a leader that lost its leadership since (even if it regained it) cannot vouch
+/// for them, so the answer is `NotLeaderForPartition`, and the producer retries with the new
+/// leader. An epoch bump that kept the leader (the controller dropping a dead follower from
+/// the ISR) keeps the term, and the produce goes on waiting: Kafka's `DelayedProduce` fails
+/// only once the broker stops leading. Answering `NotLeaderForPartition` for records still in
+/// the leader's log tells the producer they were not written (librdkafka marks them "not
+/// persisted"), and a later epoch bump of an idempotent producer then writes them again. Once the high watermark covers the records, an ISR smaller than
 /// `min_insync` fails them with `NotEnoughReplicasAfterAppend` (they were written, but not
 /// to as many replicas as the topic demands).
 pub fn acks_all(
