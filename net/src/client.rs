@@ -892,6 +892,11 @@ impl<P: Protocol> OrderedChannel<P> {
 }
 
 impl<P: Protocol> OrderedCaller<P> {
+    /// The address its connection was made to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// Sends a request and waits for its reply.
     pub async fn call<R: Rpc<P>>(&self, request: R) -> Result<R::Reply, RpcError> {
         self.call_traced(request, None).await

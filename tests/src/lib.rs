@@ -207,6 +207,19 @@ pub fn peer(program: &str, install: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("this test runs {program} and none is on PATH: {install} (.ci/run does)"))
 }
 
+/// `python3` with the Python modules `modules` (comma-separated, as `import` takes them), or
+/// a panic naming `what` and the command that installs it: `install` (`.ci/run` runs it).
+pub fn python_with(modules: &str, what: &str, install: &str) -> PathBuf {
+    let python = peer("python3", "apt-get install python3");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "this test runs {what}, and it is missing: {install} (.ci/run does)");
+    python
+}
+
 /// The `sluice` executable from the same build as the running test.
 ///
 /// Cargo builds it whenever `sluice-bin`'s own integration tests are built, which every

@@ -5,7 +5,7 @@
 //! DeleteAcls.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice_certs::{CertSpec, Role};
@@ -275,14 +275,11 @@ fn a_certificate_without_acls_is_refused_and_grants_open_exactly_what_they_name(
 }
 
 fn python() -> PathBuf {
-    let python = sluice_tests::peer("python3", "apt-get install python3");
-    let ok = Command::new(&python)
-        .args(["-c", "import confluent_kafka"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "this test runs confluent-kafka, Kafka's Python client, and it is missing: pip install confluent-kafka (.ci/run does)");
-    python
+    sluice_tests::python_with(
+        "confluent_kafka",
+        "confluent-kafka, Kafka's Python client",
+        "pip install confluent-kafka",
+    )
 }
 
 fn script() -> PathBuf {

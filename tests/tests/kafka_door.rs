@@ -171,17 +171,11 @@ fn kcat_produces_and_reads_back_ten_thousand_lines_and_strangers_are_refused() {
 
 /// `python3` with Kafka's Python clients, or a panic naming the install command.
 fn python() -> PathBuf {
-    let python = sluice_tests::peer("python3", "apt-get install python3");
-    let ok = Command::new(&python)
-        .args(["-c", "import confluent_kafka, kafka"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "this test runs Kafka's Python clients and they are missing: pip install confluent-kafka kafka-python (.ci/run does)"
-    );
-    python
+    sluice_tests::python_with(
+        "confluent_kafka, kafka",
+        "Kafka's Python clients",
+        "pip install confluent-kafka kafka-python",
+    )
 }
 
 fn script() -> PathBuf {

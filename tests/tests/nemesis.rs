@@ -10,10 +10,14 @@
 //! NEMESIS_SEEDS=100 cargo test -p sluice-tests --test nemesis -- --nocapture  # seeds 1..=100
 //! ```
 //!
-//! Two scenarios: replication (brokers, `acks=all`, a checker of the log read back) and the
-//! keeper ensemble (three members, clients checked for linearizability).
+//! Three seeded scenarios: replication (brokers, `acks=all`, a checker of the log read back),
+//! the keeper ensemble (three members, clients checked for linearizability) and consumer
+//! groups with the coordinator cut off. Two fixed cases: a keeper client moving off a member
+//! that lost its quorum, and Kafka's own clients (librdkafka) on another host going through
+//! the Kafka door while a leader is cut off.
 //!
-//! CI runs seeds 1 and 2 of each (the keeper's: 1, 5 and 9). Needs root, iproute2 and nftables (`.ci/run` installs them).
+//! CI runs seeds 1 and 2 of each (the keeper's: 1, 5 and 9). Needs root, iproute2 and
+//! nftables (`.ci/run` installs them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -26,11 +30,11 @@ use sluice_client::broker::{
     Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig,
     ProducerRecord,
 };
-use sluice_client::keeper::{KeeperClient, KeeperClientOptions};
+use sluice_client::keeper::{KeeperClient, KeeperClientOptions, KeeperEvent};
 use sluice_tests::linearizability::{self, Outcome, Workload};
 use sluice_tests::nemesis::{seeds, Lan, Rng};
 use sluice_tests::{
-    broker_config, wait_for, BrokerCluster, BrokerProcess, KeeperEnsemble, KeeperProcess, TestPki,
+    broker_config, wait_for, BrokerCluster, BrokerProcess, JsonLines, KeeperEnsemble, KeeperProcess, TestPki,
 };
 
 const BROKERS: [&str; 3] = ["b1", "b2", "b3"];
@@ -103,8 +107,9 @@ struct Tally {
 }
 
 /// The cluster: a keeper and three brokers on `lan`, files in a temporary directory, with
-/// `extra` broker config lines.
-fn start(lan: &Lan, extra: &str) -> BrokerCluster {
+/// `extra` broker config lines. With `door`, each broker also has the Kafka door, `SSL` on
+/// port 9093 of every address, advertised at its host's ([`door_bootstrap`]).
+fn start(lan: &Lan, door: bool, extra: &str) -> BrokerCluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new("nemesis");
     let keeper = lan.host("keeper");
@@ -117,11 +122,19 @@ fn start(lan: &Lan, extra: &str) -> BrokerCluster {
             let host = lan.host(label);
             let id = i as i32 + 1;
             pki.issue(CertSpec::new(format!("broker-{id}"), Role::Node).with_sans([host.ip.to_string()]));
+            let ip = host.ip;
+            let (listeners, advertised) = if door {
+                (
+                    "quic://0.0.0.0:9092,SSL://0.0.0.0:9093".to_string(),
+                    format!("quic://{ip}:9092,SSL://{ip}:9093"),
+                )
+            } else {
+                ("quic://0.0.0.0:9092".to_string(), format!("quic://{ip}:9092"))
+            };
             let extra = format!(
-                "listeners=quic://0.0.0.0:9092\nadvertised.listeners=quic://{}:9092\n\
+                "listeners={listeners}\nadvertised.listeners={advertised}\n\
                  zookeeper.session.timeout.ms=4000\nreplica.lag.time.max.ms=2000\n\
-                 replica.fetch.backoff.ms=100\nmin.insync.replicas=2\n{extra}",
-                host.ip
+                 replica.fetch.backoff.ms=100\nmin.insync.replicas=2\n{extra}"
             );
             let mut b = BrokerProcess::placeholder();
             b.id = id;
@@ -151,8 +164,8 @@ fn client(cluster: &BrokerCluster) -> ClientConfig {
 
 /// Creates `name`: three partitions, RF=3, `min.insync.replicas=2`, each broker the
 /// preferred leader of one.
-async fn create_topic(cluster: &BrokerCluster, name: &str) {
-    let admin = Admin::new(client(cluster)).expect("admin");
+async fn create_topic(config: ClientConfig, name: &str) {
+    let admin = Admin::new(config).expect("admin");
     let topic = NewTopic {
         name: name.into(),
         partitions: None,
@@ -278,7 +291,7 @@ async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tall
     let plan = schedule(seed);
     println!("seed {seed}: schedule {plan:?}");
     cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
-    create_topic(&cluster, "nemesis").await;
+    create_topic(client(&cluster), "nemesis").await;
 
     let producer = patient_producer(&cluster);
     let mut tally = Tally::default();
@@ -358,7 +371,7 @@ fn replication_under_partitions_loses_no_acknowledged_record_and_duplicates_none
     // Fails naming what the machine lacks (root, ip, nft).
     let lan = Arc::new(Lan::new(&["keeper", "b1", "b2", "b3", "client"]).unwrap_or_else(|e| panic!("{e}")));
     for seed in seeds(&[1, 2]) {
-        let cluster = start(&lan, "");
+        let cluster = start(&lan, false, "");
         let l = lan.clone();
         let (tally, cluster) = lan.run_in("client", move || run_seed(l, cluster, seed));
         println!(
@@ -619,6 +632,210 @@ fn keeper_ensemble_under_partitions_stays_linearizable() {
     }
 }
 
+/// A follower is cut off from the other members while its client still reaches it. The
+/// server says it has no quorum ([`KeeperEvent::ReadOnly`]), and the client moves its session
+/// to a member that has one: writes go through again well inside the session timeout, and the
+/// session, with its ephemeral, survives. Found by the keeper scenario: the client used to
+/// stay on the cut-off server, read-only, until its session expired.
+#[test]
+fn a_client_whose_server_loses_its_quorum_moves_its_session_to_one_that_has_it() {
+    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("nemesis-move");
+    let servers: String =
+        (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
+    let members = (0..3)
+        .map(|i| {
+            KeeperProcess::start_in(lan.host(KEEPERS[i]), &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
+        })
+        .collect();
+    let ens = KeeperEnsemble { members };
+    let l = lan.clone();
+    let ens = lan.run_in("client", move || async move {
+        let status = pki.client("status");
+        let leader = ens.leader(&status, Duration::from_secs(30)).await.expect("a leader");
+        let f = (leader + 1) % 3;
+        // The follower first in the list: the client connects to it.
+        let hosts: Vec<String> = (0..3).map(|i| ens.members[(f + i) % 3].addr.clone()).collect();
+        let timeout = Duration::from_secs(6);
+        let opts = KeeperClientOptions { session_timeout: timeout, ..Default::default() };
+        let (client, mut events) =
+            KeeperClient::connect(&hosts.join(","), &pki.client("app"), opts).await.expect("connect");
+        client.create("/mine", b"x", sluice_keeper_core::CreateMode::Ephemeral).await.expect("ephemeral");
+        let session = client.session_id();
+        let others: Vec<&str> = (0..3).filter(|i| *i != f).map(|i| KEEPERS[i]).collect();
+        l.cut(&[KEEPERS[f]], &others);
+        let cut_at = Instant::now();
+        let wrote = wait_for(Duration::from_secs(20), || async {
+            client.set_data("/mine", b"moved", -1).await.is_ok()
+        })
+        .await;
+        let took = cut_at.elapsed();
+        let mut heard = Vec::new();
+        while let Some(e) = events.try_recv() {
+            heard.push(e);
+        }
+        assert!(wrote, "no write went through in 20 s after k{} lost its quorum; events {heard:?}", f + 1);
+        assert!(took < timeout, "the write took {took:?}, past the session timeout {timeout:?}");
+        assert!(
+            heard.contains(&KeeperEvent::ReadOnly(true)),
+            "the server said it lost its quorum: {heard:?}"
+        );
+        assert!(heard.contains(&KeeperEvent::Resumed), "the session was resumed elsewhere: {heard:?}");
+        assert_eq!(client.session_id(), session, "the same session");
+        assert!(!client.is_expired());
+        l.heal();
+        // Healed, every member agrees: the ephemeral is the session's, with the moved write.
+        for m in &ens.members {
+            let (reader, _) =
+                KeeperClient::connect(&m.addr, &pki.client("reader"), KeeperClientOptions::default())
+                    .await
+                    .expect("connect");
+            let seen = wait_for(Duration::from_secs(20), || async {
+                matches!(reader.get_data("/mine", false).await,
+                    Ok((data, stat)) if data == b"moved" && stat.ephemeral_owner as u64 == session)
+            })
+            .await;
+            assert!(seen, "{}: /mine is the session's ephemeral with the moved write", m.addr);
+        }
+        println!("k{} lost its quorum; its client wrote on another member {took:?} after the cut", f + 1);
+        ens
+    });
+    drop(ens);
+}
+
+/// The brokers' Kafka door addresses, as advertised (see [`start`] with `door`).
+fn door_bootstrap(lan: &Lan) -> String {
+    BROKERS.iter().map(|b| format!("{}:9093", lan.host(b).ip)).collect::<Vec<_>>().join(",")
+}
+
+/// `tests/python/kafka_clients.py <args[0]> --bootstrap ... --tls ... <args[1..]>`, run on
+/// the client host.
+fn kafka_clients(lan: &Lan, cluster: &BrokerCluster, args: &[&str]) -> JsonLines {
+    let python = sluice_tests::python_with(
+        "confluent_kafka",
+        "confluent-kafka, Kafka's Python client",
+        "pip install confluent-kafka",
+    );
+    let files = cluster.client_files();
+    let name = files.cert.file_stem().and_then(|s| s.to_str()).expect("cert name").to_string();
+    let dir = files.cert.parent().expect("cert dir").display().to_string();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kafka_clients.py");
+    let mut command = std::process::Command::new("ip");
+    command
+        .args(["netns", "exec", &lan.host("client").netns])
+        .arg(python)
+        .arg(script)
+        .arg(args[0])
+        .args(["--bootstrap", &door_bootstrap(lan), "--tls", &format!("{dir}:{name}")])
+        .args(&args[1..]);
+    JsonLines::spawn(&mut command, format!("kafka_clients.py {}", args.join(" ")))
+}
+
+/// A multi-host deployment through the Kafka door. The brokers bind every address and
+/// advertise their host's; librdkafka (confluent-kafka) runs on another host and can reach
+/// only those addresses, so every connection after the bootstrap follows the advertised
+/// listeners. An idempotent `acks=all` producer sends while the leader of partition 0 is cut
+/// off from the keeper and the other brokers (its clients still reach it), then a consumer
+/// reads everything back: every acknowledged record once, at the offset it was acknowledged
+/// at, nothing else.
+#[test]
+fn kafka_clients_on_another_host_ride_through_a_cut_off_leader_via_advertised_listeners() {
+    let lan = Arc::new(Lan::new(&["keeper", "b1", "b2", "b3", "client"]).unwrap_or_else(|e| panic!("{e}")));
+    let cluster = start(&lan, true, "");
+    let topic = "door";
+    let config = client(&cluster);
+    lan.run_in("client", move || async move {
+        create_topic(config.clone(), topic).await;
+        let admin = Admin::new(config).expect("admin");
+        // Each partition led by its preferred replica: partition 0 by broker 1.
+        let led = wait_for(Duration::from_secs(30), || async {
+            matches!(admin.describe_topics(vec![topic.to_string()]).await,
+                Ok(d) if d.first().is_some_and(|t| t.partitions.len() == PARTITIONS as usize
+                    && t.partitions.iter().all(|p| p.leader == Some(p.partition + 1))))
+        })
+        .await;
+        assert!(led, "each partition led by its preferred replica");
+    });
+    let count = 2000;
+    let producer = kafka_clients(
+        &lan,
+        &cluster,
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--count",
+            &count.to_string(),
+            "--acks",
+            "all",
+            "--idempotent",
+            "--compression",
+            "lz4",
+            "--prefix",
+            "door",
+            "--pace-ms",
+            "2",
+        ],
+    );
+    let mut acked = Vec::new();
+    while acked.len() < 300 {
+        let line = producer.next(Duration::from_secs(60)).expect("acknowledgements through the door");
+        assert_ne!(line["event"], "failed", "{line}");
+        if line["event"] == "acked" {
+            acked.push(line);
+        }
+    }
+    // Broker 1, partition 0's leader, cut off from the keeper and the other brokers.
+    lan.cut(&["b1"], &["keeper", "b2", "b3"]);
+    let healed_at = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < healed_at {
+        if let Some(line) = producer.next(Duration::from_millis(100)) {
+            assert_ne!(line["event"], "failed", "{line}");
+            if line["event"] == "acked" {
+                acked.push(line);
+            }
+        }
+    }
+    lan.heal();
+    let (rest, ok) = producer.finish(Duration::from_secs(150));
+    let failed: Vec<&serde_json::Value> = rest.iter().filter(|l| l["event"] == "failed").collect();
+    assert!(
+        ok && failed.is_empty(),
+        "the producer failed: {failed:?} {:?}\n{}",
+        rest.last(),
+        cluster.log_tails(30)
+    );
+    acked.extend(rest.into_iter().filter(|l| l["event"] == "acked"));
+    assert_eq!(acked.len(), count, "every record acknowledged");
+
+    let (read, ok) = kafka_clients(&lan, &cluster, &["consume", "--topic", topic, "--timeout", "60"])
+        .finish(Duration::from_secs(90));
+    assert!(ok, "the consumer failed: {:?}", read.last());
+    let mut seen: HashMap<String, (i64, i64)> = HashMap::new();
+    for r in read.iter().filter(|l| l["event"] == "record") {
+        let value = r["value"].as_str().expect("value").to_string();
+        let at = (r["partition"].as_i64().expect("partition"), r["offset"].as_i64().expect("offset"));
+        if let Some(first) = seen.insert(value.clone(), at) {
+            panic!("{value} is in the log twice: {first:?} and {at:?}\n{}", cluster.log_tails(40));
+        }
+    }
+    for a in &acked {
+        let value = a["value"].as_str().expect("value");
+        let partition = a["partition"].as_i64().expect("partition");
+        let found = seen.get(value);
+        match a["offset"].as_i64() {
+            Some(offset) => {
+                assert_eq!(found, Some(&(partition, offset)), "{value} acknowledged at {partition}/{offset}")
+            }
+            // An implied acknowledgement (librdkafka): in the partition, once.
+            None => assert_eq!(found.map(|at| at.0), Some(partition), "{value} acknowledged in {partition}"),
+        }
+    }
+    assert_eq!(seen.len(), count, "nothing but the acknowledged records");
+    println!("{count} records through the Kafka door from another host, broker 1 cut off for 8 s; none lost or repeated");
+}
+
 /// The group scenario's faults, each on the group coordinator's broker at the time.
 const GROUP_FAULTS: [fn(usize) -> Fault; 4] =
     [Fault::LeaderAlone, Fault::Isolated, Fault::Killed, Fault::Split];
@@ -646,7 +863,7 @@ async fn group_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (St
     let plan = group_schedule(seed);
     println!("group seed {seed}: schedule {plan:?} (faults {:?})", GROUP_FAULTS.map(|f| f(0).kind()));
     cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
-    create_topic(&cluster, "work").await;
+    create_topic(client(&cluster), "work").await;
     let producer = patient_producer(&cluster);
     let mut pending: Vec<Delivery> = Vec::new();
     let mut i = send_for("work", &producer, 0, Instant::now() + Duration::from_secs(1), &mut pending).await;
@@ -758,7 +975,7 @@ fn a_consumer_group_whose_coordinator_is_cut_off_skips_nothing_and_loses_no_comm
     let extra = "offsets.topic.replication.factor=3\noffsets.topic.num.partitions=3\n\
                  group.initial.rebalance.delay.ms=500\ngroup.min.session.timeout.ms=1000\n";
     for seed in seeds(&[1, 2]) {
-        let cluster = start(&lan, extra);
+        let cluster = start(&lan, false, extra);
         let l = lan.clone();
         let (line, cluster) = lan.run_in("client", move || group_seed(l, cluster, seed));
         println!("{line}");

@@ -31,14 +31,7 @@ fn door_hosts(keepers: &[KeeperProcess]) -> String {
 
 /// `python3` with kazoo, or a panic naming the install command.
 fn python() -> PathBuf {
-    let python = peer("python3", "apt-get install python3");
-    let ok = Command::new(&python)
-        .args(["-c", "import kazoo"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "this test runs kazoo, ZooKeeper's Python client, and it is missing: pip install kazoo (.ci/run does)");
-    python
+    sluice_tests::python_with("kazoo", "kazoo, ZooKeeper's Python client", "pip install kazoo")
 }
 
 fn kazoo(command: &str, hosts: &str, client: &TlsFiles) -> JsonLines {

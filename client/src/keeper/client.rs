@@ -112,6 +112,14 @@ pub struct KeeperClientOptions {
     /// ([`KeeperClient::create_with_acl`]); `None`: `world:anyone` with every permission,
     /// ZooKeeper's `OPEN_ACL_UNSAFE`. (What a broker with Kafka's `zookeeper.set.acl` uses.)
     pub default_acl: Option<Vec<Acl>>,
+    /// Stay on a server that lost its ensemble's quorum (ZooKeeper's `canBeReadOnly`): reads
+    /// go on there, possibly stale, and writes fail until it has a quorum again. Off (the
+    /// default), the client moves its session to another server as soon as its server says
+    /// it has none ([`KeeperEvent::ReadOnly`]), then at most once a ping interval while it
+    /// keeps landing on such servers; ZooKeeper's servers close their clients' connections
+    /// when they lose the quorum, to the same end. A session left on such a server expires:
+    /// the server cannot tell the leader it is alive.
+    pub can_be_read_only: bool,
 }
 
 impl Default for KeeperClientOptions {
@@ -120,6 +128,7 @@ impl Default for KeeperClientOptions {
             session_timeout: Duration::from_secs(10),
             transport: ClientOptions { connect_timeout: Duration::from_secs(3), ..ClientOptions::default() },
             default_acl: None,
+            can_be_read_only: false,
         }
     }
 }
@@ -240,6 +249,8 @@ struct Inner {
     expired: AtomicBool,
     closed: AtomicBool,
     read_only: Arc<AtomicBool>,
+    /// Wakes the pinger when the server says it lost its quorum (it then moves the session).
+    no_quorum: Arc<tokio::sync::Notify>,
     /// What `add_auth` added: sent again on every new connection, as ZooKeeper's clients
     /// do (identities belong to a connection, not to the session).
     auth: Mutex<Vec<AddAuth>>,
@@ -337,6 +348,7 @@ impl KeeperClient {
             closed: AtomicBool::new(false),
             auth: Mutex::new(Vec::new()),
             read_only: Arc::default(),
+            no_quorum: Arc::default(),
         });
         let client = KeeperClient { inner };
         client.caller().await?;
@@ -361,9 +373,13 @@ impl KeeperClient {
         s.as_ref().map(|s| s.timeout).unwrap_or(self.inner.opts.session_timeout)
     }
 
+    /// Pings every third of the session timeout, and moves the session off a server that
+    /// lost its quorum (see [`KeeperClientOptions::can_be_read_only`]).
     fn spawn_pinger(&self) {
         let weak = Arc::downgrade(&self.inner);
+        let no_quorum = self.inner.no_quorum.clone();
         tokio::spawn(async move {
+            let mut moved_at: Option<Instant> = None;
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 if inner.closed.load(Ordering::Relaxed) || inner.expired.load(Ordering::Relaxed) {
@@ -371,10 +387,30 @@ impl KeeperClient {
                 }
                 let client = KeeperClient { inner };
                 let every = client.session_timeout() / 3;
+                let may_move = !client.inner.opts.can_be_read_only;
                 drop(client);
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = no_quorum.notified(), if may_move => {
+                        // Once a ping interval at most: every server may be without one.
+                        if let Some(wait) = moved_at.and_then(|t| (t + every).checked_duration_since(Instant::now())) {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
                 let Some(inner) = weak.upgrade() else { return };
                 let client = KeeperClient { inner };
+                if may_move && client.inner.read_only.load(Ordering::Relaxed) {
+                    moved_at = Some(Instant::now());
+                    let mut live = client.inner.live.lock().await;
+                    if let Some(old) = live.take() {
+                        info!(
+                            server = %old.addr(),
+                            "the keeper server lost its ensemble's quorum; moving the session to another server"
+                        );
+                    }
+                }
+                // Reconnects (to the next server) if the session was moved.
                 match client.read(Ping).await {
                     Ok(Ok(zxid)) => lock(&client.inner.watches).saw(zxid),
                     Ok(Err(e)) => debug!(error = %e, "ping refused"),
@@ -443,10 +479,14 @@ impl KeeperClient {
         // A new server says at once if it has no quorum; until then, assume it has.
         inner.read_only.store(false, Ordering::Relaxed);
         let read_only = inner.read_only.clone();
+        let no_quorum = inner.no_quorum.clone();
         let caller = conn
             .open_ordered_with(move |push| {
                 if let KeeperPush::ReadOnly(b) = push {
                     read_only.store(b, Ordering::Relaxed);
+                    if b {
+                        no_quorum.notify_one();
+                    }
                 }
                 lock(&watches).on_push(&push);
                 let _ = pushes.send(Pushed::Server(push));
