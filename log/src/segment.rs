@@ -611,6 +611,19 @@ impl Segment {
         if self.times.last().is_some_and(|t| self.base_offset + i64::from(t.rel_offset) >= self.next_offset) {
             return Ok(Err("the time index names an offset past the end of the log".into()));
         }
+        // The scan appended entries for the batches after the loaded ones: together they
+        // must still grow. And an entry holds the largest timestamp up to its offset, so none
+        // is below the first batch's: an entry below every batch's timestamp (found by the
+        // `log_dir_files` fuzz target) sent timestamp lookups to its offset, past the records
+        // they were looking for.
+        let below_first = self
+            .times
+            .entries()
+            .first()
+            .is_some_and(|t| self.first_batch_timestamp.is_some_and(|first| t.timestamp < first));
+        if below_first || !times_look_sane(self.times.entries()) {
+            return Ok(Err("the time index entries disagree with the log's batches".into()));
+        }
         Ok(Ok(()))
     }
 

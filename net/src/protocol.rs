@@ -193,6 +193,28 @@ pub(crate) struct HelloReply {
     pub max_frame: u32,
 }
 
+/// Decodes `payload` as a hello frame's payload, first as a client's [`Hello`] and then as a
+/// server's [`HelloReply`], encoding each that decodes and decoding it again. For the fuzz
+/// target `wire_frames` (`log/fuzz`), which cannot name these types. Returns how many of the
+/// two decoded; an error names one whose second decoding differs from its first.
+#[doc(hidden)]
+pub fn hello_round_trip(payload: &bytes::Bytes) -> Result<usize, String> {
+    fn one<B: Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(
+        payload: &bytes::Bytes,
+    ) -> Result<usize, String> {
+        let Ok(env) = crate::frame::decode::<B>(payload) else { return Ok(0) };
+        let frame = crate::frame::encode(&env, u32::MAX).map_err(|e| format!("does not encode: {e}"))?;
+        // The encoded frame starts with its 4-byte length.
+        let bytes = bytes::Bytes::from(frame.to_vec()).slice(4..);
+        let again = crate::frame::decode::<B>(&bytes).map_err(|e| format!("does not decode again: {e}"))?;
+        if format!("{env:?}") != format!("{again:?}") {
+            return Err(format!("{env:?} came back as {again:?}"));
+        }
+        Ok(1)
+    }
+    Ok(one::<Hello>(payload)? + one::<HelloReply>(payload)?)
+}
+
 /// QUIC application error codes used when closing streams and connections.
 pub mod codes {
     use quinn::VarInt;

@@ -138,6 +138,7 @@ fn decode_state(data: &[u8]) -> Result<KeeperState, String> {
             .0
             .into(),
     };
+    state.tree.check_consistent()?;
     state.rebuild_index();
     Ok(state)
 }

@@ -173,7 +173,7 @@ impl Store {
 
     fn load_snapshot(dir: &Path) -> Result<(KeeperState, i64), StoreError> {
         for (zxid, path) in listed(dir, "snapshot.")?.into_iter().rev() {
-            match read_snapshot(&path) {
+            match read_snapshot(&path).and_then(|s| s.tree.check_consistent().map(|()| s)) {
                 Ok(mut state) => {
                     state.rebuild_index();
                     return Ok((state, zxid));

@@ -71,6 +71,60 @@ fn main() {
         write(&wire, "traceparent.txt", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     }
 
+    // keeper_snapshot: the body of a standalone keeper's snapshot (after its magic and CRC)
+    // of a small tree: persistent, ephemeral and sequential nodes. The target writes it as
+    // both kinds of snapshot.
+    {
+        use sluice_keeper_core::tree::{CreateMode, Op, Txn};
+        let snapshots = root.join("keeper_snapshot");
+        fs::create_dir_all(&snapshots).expect("seed directory");
+        let mut state = sluice_keeper_core::state::KeeperState::new();
+        let ops = [
+            ("/brokers", CreateMode::Persistent, 0),
+            ("/brokers/ids", CreateMode::Persistent, 0),
+            ("/brokers/ids/1", CreateMode::Ephemeral, 0x100),
+            ("/lock-", CreateMode::PersistentSequential, 0),
+        ];
+        for (zxid, (path, mode, session)) in ops.into_iter().enumerate() {
+            let op = Op::Create { path: path.into(), data: format!("data of {path}").into_bytes(), mode };
+            let _ = state.apply(&Txn { zxid: zxid as i64 + 1, time_ms: 1_700_000_000_000, session, op });
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = sluice_ensemble::store::Store::open(dir.path(), 1000).expect("store");
+        let path = store.snapshot(&state, 4).expect("snapshot");
+        let file = fs::read(path).expect("read snapshot");
+        write(&snapshots, "small_tree.bin", &file[12..]);
+    }
+
+    // log_dir_files: a sound partition's side files in the target's layout: a byte giving
+    // the index's entries, one giving the time index's, then the index, the time index and
+    // the leader-epoch-checkpoint.
+    {
+        let files = root.join("log_dir_files");
+        fs::create_dir_all(&files).expect("seed directory");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let part = dir.path().join("t-0");
+        let config = sluice_log::LogConfig { index_interval_bytes: 64, ..sluice_log::LogConfig::default() };
+        let mut log = sluice_log::Log::open(&part, config, 1_700_000_000_000).expect("log");
+        for i in 0..12i64 {
+            if i == 0 || i == 6 {
+                log.assign_leader_epoch(i as i32 / 6 + 1).expect("epoch");
+            }
+            let mut bytes = batch(Compression::None, 0, 2).encode();
+            log.append(&mut bytes, 1_700_000_000_000).expect("append");
+        }
+        log.close().expect("close");
+        let index = fs::read(part.join("00000000000000000000.index")).expect("index");
+        let times = fs::read(part.join("00000000000000000000.timeindex")).expect("time index");
+        let epochs = fs::read(part.join("leader-epoch-checkpoint")).expect("epochs");
+        let mut seed = vec![(index.len() / 8) as u8, (times.len() / 12) as u8];
+        seed.extend_from_slice(&index);
+        seed.extend_from_slice(&times);
+        seed.extend_from_slice(&epochs);
+        write(&files, "sound.bin", &seed);
+        write(&files, "checkpoint.bin", b"\x00\x000\n2\nt 0 24\nu 3 7\n");
+    }
+
     // batch_decode: one batch per codec, an empty batch, and a transactional control batch
     // with LogAppendTime and producer fields.
     for c in CODECS {
