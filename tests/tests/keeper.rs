@@ -10,7 +10,7 @@ use sluice_client::keeper::{
     KeeperClient, KeeperClientError, KeeperClientOptions, KeeperEvent, KeeperEvents,
 };
 use sluice_keeper_core::{CreateMode, ErrorCode, EventType, KeeperError, Op, OpResult, WatchKind};
-use sluice_tests::{http_get, sluice_bin, tls_args, wait_for, KeeperProcess, TestPki};
+use sluice_tests::{http_get, sluice_bin, tls_args, wait_for, KeeperProcess, TestPki, Tmpfs};
 
 const P: CreateMode = CreateMode::Persistent;
 
@@ -324,6 +324,61 @@ async fn snapshots_are_written_while_serving_and_a_restart_recovers_from_them() 
         .collect();
     let last = replayed.last().copied().unwrap_or(u64::MAX);
     assert!(last < 100, "recovery replayed {last} transactions: it did not start from a snapshot\n{log}");
+}
+
+/// A standalone keeper whose `dataDir` fills refuses writes, saying why and what to do, and
+/// keeps serving reads. Once the disk has room again, writes resume without a restart.
+/// Nothing it acknowledged is lost, and nothing it refused shows up. A restart afterwards
+/// recovers every acknowledged write: a refused write leaves no torn record behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_data_dir_refuses_writes_keeps_serving_reads_and_resumes_when_room_returns() {
+    let mut s = setup(500);
+    s.keeper.kill();
+    let disk = Tmpfs::take_over(&s.keeper.data_dir, "2m");
+    s.keeper.restart();
+    let (c, _ev) = client(&s, &s.keeper.addr, 10_000).await;
+    let value = |i: usize| {
+        let mut v = format!("{i}:").into_bytes();
+        v.resize(100_000, b'x');
+        v
+    };
+    // 100 KB nodes until the disk is full.
+    let mut acked = Vec::new();
+    let refusal = loop {
+        let i = acked.len();
+        match c.create(&format!("/n{i}"), &value(i), P).await {
+            Ok(_) => acked.push(i),
+            Err(e) => break e,
+        }
+        assert!(i < 100, "a 2 MB disk took 100 writes of 100 KB");
+    };
+    let text = refusal.to_string();
+    assert!(
+        text.contains("No space left on device") && text.contains("free space in dataDir"),
+        "the refusal says what failed and the fix: {text}"
+    );
+    // Reads go on; what was acknowledged is there. Still full: refused again.
+    for &i in &acked {
+        assert_eq!(c.get_data(&format!("/n{i}"), false).await.expect("read").0, value(i));
+    }
+    assert!(c.create("/refused", &value(999), P).await.is_err(), "the disk is still full");
+    // Room again: writes resume on the same session, no restart.
+    disk.resize("64m");
+    let resumed =
+        wait_for(Duration::from_secs(10), || async { c.create("/after", b"room", P).await.is_ok() }).await;
+    assert!(resumed, "writes did not resume once the disk had room");
+    let log = std::fs::read_to_string(&s.keeper.log).expect("keeper log");
+    assert!(log.contains("writes refused: the transaction log has no room"), "the keeper says why: {log}");
+    // A restart recovers exactly what was acknowledged.
+    s.keeper.kill();
+    s.keeper.restart();
+    let (check, _ev) = client(&s, &s.keeper.addr, 10_000).await;
+    for &i in &acked {
+        assert_eq!(check.get_data(&format!("/n{i}"), false).await.expect("recovered").0, value(i));
+    }
+    assert_eq!(check.get_data("/after", false).await.expect("recovered").0, b"room");
+    assert!(check.exists("/refused", false).await.expect("exists").is_none(), "a refused write came back");
+    println!("{} writes of 100 KB filled 2 MB; refused, then resumed once the disk had room", acked.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

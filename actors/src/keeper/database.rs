@@ -65,6 +65,15 @@ pub(crate) struct Durable {
 #[rtype(result = "()")]
 pub(crate) struct WriterFailed(pub(crate) String);
 
+/// The log refused the writes from `zxid` on and kept nothing of them (its disk is full):
+/// they fail, and `zxid` is given out again; later writes may succeed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct WriteRefused {
+    pub(crate) zxid: i64,
+    pub(crate) error: String,
+}
+
 /// What the keeper exports through the `metrics` facade (scraped at `/metrics` when the
 /// process installs a recorder; no-ops otherwise). Handles are made once: recording is an
 /// atomic add on the request path.
@@ -636,6 +645,22 @@ impl Handler<WriterFailed> for Database {
             }
         }
         self.failed = Some(msg.0);
+    }
+}
+
+impl Handler<WriteRefused> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: WriteRefused, _: &mut Context<Self>) {
+        let _span = crate::handling!("Database", "WriteRefused");
+        let refused = self.pending.refuse_from(msg.zxid);
+        warn!(error = %msg.error, writes = refused.len(), "writes refused: the transaction log has no room");
+        for (_, p) in refused {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(KeeperError::SystemError {
+                    what: format!("the server cannot write now: {}", msg.error),
+                }));
+            }
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use sluice_ensemble::store::{SnapshotFile, Store, StoreError};
 use sluice_keeper_core::{KeeperState, Txn};
 use tracing::{info, warn};
 
-use super::database::{Database, Durable, WriterFailed};
+use super::database::{Database, Durable, WriteRefused, WriterFailed};
 
 /// The log writer thread: group commit, snapshots, purge.
 ///
@@ -48,13 +48,30 @@ pub(crate) fn log_writer(
     }
     let mut shadow = Some(shadow);
     let mut backlog: Vec<Txn> = Vec::new();
+    // After a refused write: the zxid the database gives out again. What was queued with
+    // later zxids before the database learnt of it is dropped (it was refused too).
+    let mut refused_at: Option<i64> = None;
     while let Ok(first) = rx.recv() {
         // Group commit: everything queued since the last write goes in one fsync.
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        if let Some(zxid) = refused_at {
+            let Some(again) = batch.iter().position(|t| t.zxid == zxid) else { continue };
+            batch.drain(..again);
+            refused_at = None;
+        }
         let upto = batch.last().map(|t| t.zxid).unwrap_or_default();
         let started = Instant::now();
         if let Err(e) = store.append(&batch) {
+            if e.is_resumable() {
+                // Nothing of the batch is in the log (a full disk): the database answers
+                // its writes with the error and gives their zxids out again.
+                let zxid = batch.first().map(|t| t.zxid).unwrap_or_default();
+                warn!(error = %e, zxid, "the transaction log refused a write; writes fail until it has room");
+                db.do_send(WriteRefused { zxid, error: e.to_string() });
+                refused_at = Some(zxid);
+                continue;
+            }
             db.do_send(WriterFailed(e.to_string()));
             return;
         }

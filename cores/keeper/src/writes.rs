@@ -74,6 +74,16 @@ impl<R> WriteQueue<R> {
     pub fn fail_all(&mut self) -> Vec<(Txn, R)> {
         self.pending.drain(..).collect()
     }
+
+    /// The log refused the writes from `zxid` on and kept nothing of them (a full disk):
+    /// every waiting write from `zxid` on, to be answered with an error. None of them was
+    /// applied, so `zxid` is given out again: the log stays without gaps.
+    pub fn refuse_from(&mut self, zxid: i64) -> Vec<(Txn, R)> {
+        let kept = self.pending.iter().take_while(|(t, _)| t.zxid < zxid).count();
+        let refused = self.pending.drain(kept..).collect();
+        self.next_zxid = self.next_zxid.min(zxid);
+        refused
+    }
 }
 
 /// Refuses a session to a client that has seen a newer zxid than this server has applied
@@ -127,6 +137,21 @@ mod tests {
         assert_eq!(q.fail_all().len(), 1);
         assert!(q.is_empty());
         assert_eq!(q.submit(4, 8, op(), "d").zxid, 45, "zxids are never reused");
+    }
+
+    #[test]
+    fn writes_the_log_refused_are_answered_and_their_zxids_given_out_again() {
+        let mut q = WriteQueue::after(9);
+        for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            q.submit(i as i64, 7, op(), name);
+        }
+        let durable: Vec<_> = q.durable(10).into_iter().map(|(t, r)| (t.zxid, r)).collect();
+        assert_eq!(durable, [(10, "a")]);
+        // The log kept nothing from 11 on (its disk is full).
+        let refused: Vec<_> = q.refuse_from(11).into_iter().map(|(t, r)| (t.zxid, r)).collect();
+        assert_eq!(refused, [(11, "b"), (12, "c"), (13, "d")]);
+        assert!(q.is_empty());
+        assert_eq!(q.submit(9, 7, op(), "e").zxid, 11, "the log stays without gaps");
     }
 
     #[test]

@@ -54,6 +54,17 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// Writing to the log failed before anything of the write was synced, and what part of
+    /// it reached the file was cut again: the log holds exactly what it held before, and a
+    /// later append may succeed (a full disk that gets room again). Not an fsync failure:
+    /// those are never retried.
+    #[error("cannot write {path}: {source}; nothing of the write was kept, and writes resume once the disk has room (free space in dataDir)")]
+    WriteRefused {
+        /// The log segment.
+        path: PathBuf,
+        /// The OS reason.
+        source: io::Error,
+    },
     /// A transaction could not be encoded.
     #[error("cannot encode transaction {zxid}: {reason}")]
     Encode {
@@ -90,7 +101,17 @@ pub struct Store {
     since_snapshot: usize,
     snap_count: usize,
     last_appended: i64,
+    /// The length of the active segment: the end of its last whole record.
+    log_len: u64,
     buf: Vec<u8>,
+}
+
+impl StoreError {
+    /// Whether the store is as it was before the failed call, so that a later one may
+    /// succeed ([`StoreError::WriteRefused`]).
+    pub fn is_resumable(&self) -> bool {
+        matches!(self, StoreError::WriteRefused { .. })
+    }
 }
 
 fn config() -> impl bincode::config::Config {
@@ -147,7 +168,7 @@ impl Store {
         }
         // Every start writes to a fresh segment, so an old segment is never appended to
         // after a truncation.
-        let (log, log_path) = Self::new_segment(dir, last_zxid + 1)?;
+        let (log, log_path, log_len) = Self::new_segment(dir, last_zxid + 1)?;
         let store = Store {
             dir: dir.to_path_buf(),
             log,
@@ -155,20 +176,25 @@ impl Store {
             since_snapshot: replayed,
             snap_count,
             last_appended: last_zxid,
+            log_len,
             buf: Vec::new(),
         };
         Ok((store, Recovered { state, last_zxid, replayed, truncated_bytes }))
     }
 
-    fn new_segment(dir: &Path, first_zxid: i64) -> Result<(File, PathBuf), StoreError> {
+    /// Opens the segment whose first transaction is `first_zxid` for appending, creating
+    /// it if needed; returns it, its path and its length (it may exist already: recovered,
+    /// and cut at its last whole record).
+    fn new_segment(dir: &Path, first_zxid: i64) -> Result<(File, PathBuf, u64), StoreError> {
         let path = dir.join(format!("log.{:016x}", first_zxid as u64));
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io_err("cannot create", &path))?;
+        let len = log.metadata().map_err(io_err("cannot stat", &path))?.len();
         sync_dir(dir)?;
-        Ok((log, path))
+        Ok((log, path, len))
     }
 
     fn load_snapshot(dir: &Path) -> Result<(KeeperState, i64), StoreError> {
@@ -201,8 +227,19 @@ impl Store {
             self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
             self.buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
         }
-        self.log.write_all(&self.buf).map_err(io_err("cannot write", &self.log_path))?;
+        if let Err(source) = self.log.write_all(&self.buf) {
+            // A full disk, say: cut what part of the write reached the file, so the log ends
+            // with its last whole record and the next append follows it. If even that fails
+            // the log cannot be trusted any more.
+            self.log
+                .set_len(self.log_len)
+                .map_err(io_err("cannot cut a failed write from", &self.log_path))?;
+            return Err(StoreError::WriteRefused { path: self.log_path.clone(), source });
+        }
+        // An fsync that failed is not retried: the kernel may have dropped the pages it could
+        // not write and a second fsync would succeed without them (the PostgreSQL lesson).
         self.log.sync_data().map_err(io_err("cannot sync", &self.log_path))?;
+        self.log_len += self.buf.len() as u64;
         self.since_snapshot += txns.len();
         if let Some(last) = txns.last() {
             self.last_appended = last.zxid;
@@ -227,9 +264,10 @@ impl Store {
     /// written later, on another thread, while appends go on; until it is, recovery uses the
     /// previous snapshot and the segments after it, all still there (purge runs after).
     pub fn begin_snapshot(&mut self, last_zxid: i64) -> Result<SnapshotFile, StoreError> {
-        let (log, log_path) = Self::new_segment(&self.dir, self.last_appended.max(last_zxid) + 1)?;
+        let (log, log_path, log_len) = Self::new_segment(&self.dir, self.last_appended.max(last_zxid) + 1)?;
         self.log = log;
         self.log_path = log_path;
+        self.log_len = log_len;
         self.since_snapshot = 0;
         Ok(SnapshotFile { dir: self.dir.clone(), zxid: last_zxid })
     }
