@@ -13,6 +13,7 @@
 //! - [`yaml`]: a reader for the part of YAML the deployment files (docker-compose.yml,
 //!   deploy/) use, refusing the rest.
 
+pub mod dir_model;
 pub mod group_ledger;
 pub mod linearizability;
 pub mod nemesis;
@@ -205,6 +206,15 @@ pub fn peer(program: &str, install: &str) -> PathBuf {
     std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
         .unwrap_or_else(|| panic!("this test runs {program} and none is on PATH: {install} (.ci/run does)"))
+}
+
+/// Sends process `pid` the signal named `name` (`STOP`, `CONT`, `TERM`, as `kill -NAME`).
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{}", name.trim_start_matches('-')), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
 }
 
 /// `python3` with the Python modules `modules` (comma-separated, as `import` takes them), or

@@ -649,10 +649,6 @@ async fn the_log_manager_applies_retention_on_its_timer() {
 }
 
 /// Sends `signal` (e.g. "STOP", "CONT") to a process.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
-    assert!(status.success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_broker_whose_session_expired_registers_again_and_leads_partitions() {
@@ -665,13 +661,13 @@ async fn a_frozen_broker_whose_session_expired_registers_again_and_leads_partiti
     let pid = stopped.pid().expect("running");
     let (_, before) = k.get_data(&znodes::broker_path(first), false).await.expect("registered");
     // --- freeze the controller's broker past its 6 s session: the keeper expires it
-    signal(pid, "STOP");
+    sluice_tests::signal(pid, "STOP");
     let expired = wait_for(Duration::from_secs(20), || async {
         k.exists(&znodes::broker_path(first), false).await.ok().flatten().is_none()
             && matches!(controller_id(&k).await, Some(c) if c != first)
     })
     .await;
-    signal(pid, "CONT");
+    sluice_tests::signal(pid, "CONT");
     assert!(expired, "the frozen broker's registration and control should have moved on");
     // --- thawed, it learns its session expired and registers again with a new session
     let back = wait_for(Duration::from_secs(20), || async {

@@ -298,6 +298,103 @@ async fn five_members_survive_two_sigkills() {
     }
 }
 
+/// The directory model ([`sluice_tests::dir_model`]): ephemeral, sequential and plain
+/// creates, deletes, `multi` pairs and linearizable reads of data and children, from four
+/// clients while the leader is SIGKILLed; one client drops its session unclosed, so its
+/// ephemeral goes when the session expires, at a time the history does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_deletes_sequential_ephemerals_and_multis_stay_linearizable_while_a_leader_dies() {
+    use sluice_tests::dir_model::{self, DirCheck, DirWorkload};
+    const CLIENTS: usize = 4;
+    let seed = std::env::var("LIN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1
+    });
+    eprintln!("directory workload seed {seed} (rerun with LIN_SEED={seed})");
+    let (pki, _dir, mut ens, tls, _) = up(3).await;
+    let setup = client(&pki, &ens.connect_string()).await;
+    let initial = DirWorkload::prepare(&setup).await;
+    let workload = DirWorkload::default();
+    let mut workers = Vec::new();
+    for client_no in 0..CLIENTS {
+        let order: Vec<usize> = (0..3).map(|i| (i + client_no) % 3).collect();
+        let (tls, connect) = (pki.client("app"), hosts(&ens, &order));
+        let open = move || {
+            let (tls, connect) = (tls.clone(), connect.clone());
+            let opts = KeeperClientOptions {
+                session_timeout: Duration::from_millis(SESSION_MS),
+                ..Default::default()
+            };
+            async move { KeeperClient::connect(&connect, &tls, opts).await.expect("connect").0 }
+        };
+        // The last client stops early and abandons its session.
+        let (max_ops, abandon) = if client_no == CLIENTS - 1 { (40, true) } else { (150, false) };
+        let ops = (max_ops, Duration::ZERO);
+        workers.push(tokio::spawn(workload.clone().run_client(open, client_no, seed, ops, abandon)));
+    }
+    let done = workload.done.clone();
+    assert!(wait_for(Duration::from_secs(30), || async { done.load(Ordering::Relaxed) >= 100 }).await);
+    let leader = ens.leader(&tls, Duration::from_secs(20)).await.expect("a leader");
+    eprintln!("SIGKILL leader {}", leader + 1);
+    ens.members[leader].kill();
+    let before = done.load(Ordering::Relaxed);
+    assert!(
+        wait_for(Duration::from_secs(30), || async { done.load(Ordering::Relaxed) >= before + 100 }).await,
+        "the workload goes on without the leader"
+    );
+    ens.members[leader].restart();
+    // Every client runs out of operations; the abandoned session expires meanwhile.
+    let all_done =
+        wait_for(Duration::from_secs(60), || async { workers.iter().all(|w| w.is_finished()) }).await;
+    assert!(all_done, "the clients did not finish their operations");
+    let mut events = workload.finish(workers).await;
+    // Reads after the abandoned session's expiry: its ephemeral is gone.
+    let reader = client(&pki, &ens.connect_string()).await;
+    let gone = wait_for(Duration::from_secs(30), || async {
+        reader
+            .exists(&format!("{}/e{}", DirWorkload::DIR, CLIENTS - 1), false)
+            .await
+            .is_ok_and(|s| s.is_none())
+    })
+    .await;
+    assert!(gone, "the abandoned session's ephemeral outlived its session");
+    let invoked = workload.now_ns();
+    reader.sync(DirWorkload::DIR).await.expect("sync");
+    let children = reader.children(DirWorkload::DIR, false).await.expect("children");
+    let mut sorted = children.clone();
+    sorted.sort();
+    events.push(dir_model::DirEvent {
+        client: CLIENTS,
+        op: dir_model::DirOp::Children,
+        invoked_ns: invoked,
+        answer: Some((workload.now_ns(), dir_model::DirOut::Children(sorted))),
+    });
+    let unknown = events.iter().filter(|e| e.answer.is_none()).count();
+    eprintln!("history: {} operations ({unknown} with unknown outcome)", events.len());
+    let checked = Instant::now();
+    match dir_model::check(&events, &initial) {
+        DirCheck::Linearizable => {}
+        other => panic!("seed {seed}: {other:?}"),
+    }
+    eprintln!("checked in {} ms", checked.elapsed().as_millis());
+    // The checker is not blind: the abandoned ephemeral seen again after all that is caught.
+    let mut planted = events.clone();
+    let t = workload.now_ns();
+    planted.push(dir_model::DirEvent {
+        client: CLIENTS,
+        op: dir_model::DirOp::Get { name: format!("e{}", CLIENTS - 1) },
+        invoked_ns: t,
+        answer: Some((t + 1, dir_model::DirOut::Got(Some((b"ghost".to_vec(), 0))))),
+    });
+    assert!(
+        matches!(dir_model::check(&planted, &initial), DirCheck::Violation { .. }),
+        "a planted read must fail"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() {
     const KEYS: [&str; 3] = ["/k0", "/k1", "/k2"];

@@ -31,6 +31,7 @@ use sluice_client::broker::{
     ProducerRecord,
 };
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions, KeeperEvent};
+use sluice_tests::dir_model::{self, DirCheck, DirWorkload};
 use sluice_tests::linearizability::{self, Outcome, Workload};
 use sluice_tests::nemesis::{seeds, Lan, Rng};
 use sluice_tests::{
@@ -462,6 +463,9 @@ enum KeeperFault {
     LeaderKilled,
     /// Each member cut from the next one around (1-2, 2-3, 3-1 in turn): a bridge.
     Bridge(usize),
+    /// The leader SIGSTOPped, SIGCONTinued when the fault ends: a long pause (a GC, a
+    /// stalled VM) it does not know about.
+    LeaderPaused,
 }
 
 impl KeeperFault {
@@ -472,6 +476,7 @@ impl KeeperFault {
             KeeperFault::Lossy(_) => "30% packet loss on a member",
             KeeperFault::LeaderKilled => "leader SIGKILLed and restarted",
             KeeperFault::Bridge(_) => "bridge: two members cut from each other, both reach the third",
+            KeeperFault::LeaderPaused => "leader paused (SIGSTOP), then resumed",
         }
     }
 }
@@ -489,6 +494,7 @@ fn keeper_schedule(seed: u64) -> Vec<(Duration, KeeperFault, Duration)> {
                 KeeperFault::Lossy(m),
                 KeeperFault::LeaderKilled,
                 KeeperFault::Bridge(m),
+                KeeperFault::LeaderPaused,
             ]);
             (Duration::from_millis(rng.range(500, 2000)), fault, Duration::from_millis(rng.range(2000, 6000)))
         })
@@ -496,6 +502,10 @@ fn keeper_schedule(seed: u64) -> Vec<(Duration, KeeperFault, Duration)> {
 }
 
 const KEEPERS: [&str; 3] = ["k1", "k2", "k3"];
+/// Most operations of each directory-workload client (the directory's history is checked as
+/// one state, so it is bounded), and the pause between them, so that they span the faults.
+const DIR_OPS: usize = 1500;
+const DIR_PACE: Duration = Duration::from_millis(10);
 const KEYS: [&str; 3] = ["/k0", "/k1", "/k2"];
 
 /// One keeper seed, run on the client host: five clients on the register workload while the
@@ -520,8 +530,11 @@ async fn keeper_seed(
     for k in KEYS {
         setup.create(k, b"0", sluice_keeper_core::CreateMode::Persistent).await.expect("create key");
     }
+    let dir_initial = DirWorkload::prepare(&setup).await;
+    let dir_workload = DirWorkload::default();
     let workload = Workload::default();
     let mut workers = Vec::new();
+    let mut dir_workers = Vec::new();
     let tls = pki.client("app");
     for client_no in 0..5 {
         let (hosts, tls, opts) = (connect(client_no), tls.clone(), opts.clone());
@@ -540,7 +553,12 @@ async fn keeper_seed(
                 }
             }
         };
-        workers.push(tokio::spawn(workload.clone().run_client(open, client_no, &KEYS, seed)));
+        workers.push(tokio::spawn(workload.clone().run_client(open.clone(), client_no, &KEYS, seed)));
+        // Two of them also run the directory workload, on sessions of their own.
+        if client_no < 2 {
+            let dir = dir_workload.clone().run_client(open, client_no, seed, (DIR_OPS, DIR_PACE), false);
+            dir_workers.push(tokio::spawn(dir));
+        }
     }
     let mut faults: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (wait, fault, lasts) in plan {
@@ -561,12 +579,20 @@ async fn keeper_seed(
             KeeperFault::Lossy(m) => lan.lose(KEEPERS[m], 30),
             KeeperFault::LeaderKilled => ens.members[leader].kill(),
             KeeperFault::Bridge(m) => lan.cut(&[KEEPERS[m]], &[KEEPERS[(m + 1) % 3]]),
+            KeeperFault::LeaderPaused => {
+                let pid = ens.members[leader].pid().expect("the leader runs");
+                sluice_tests::signal(pid, "STOP");
+            }
         }
         *faults.entry(fault.kind()).or_default() += 1;
         tokio::time::sleep(lasts).await;
         lan.heal();
         if fault == KeeperFault::LeaderKilled {
             ens.members[leader].restart();
+        }
+        if fault == KeeperFault::LeaderPaused {
+            let pid = ens.members[leader].pid().expect("the paused leader");
+            sluice_tests::signal(pid, "CONT");
         }
         // Healed, the ensemble serves again.
         let at = workload.completed();
@@ -578,6 +604,16 @@ async fn keeper_seed(
         );
     }
     let (events, initial, unknown) = workload.finish(workers, &KEYS, b"0").await;
+    let dir_events = dir_workload.finish(dir_workers).await;
+    let dir_unknown = dir_events.iter().filter(|e| e.answer.is_none()).count();
+    match dir_model::check(&dir_events, &dir_initial) {
+        DirCheck::Linearizable => {}
+        DirCheck::Violation { stuck } => panic!(
+            "keeper seed {seed}: the directory history is not linearizable at {stuck:?}; before it:\n{}",
+            dir_model::before(&dir_events, stuck.answer.as_ref().map_or(stuck.invoked_ns, |a| a.0))
+        ),
+        DirCheck::Inconclusive => panic!("keeper seed {seed}: the directory history was too much to check"),
+    }
     let mut answered: Vec<u64> = events
         .iter()
         .filter_map(|e| e.completed_ns.filter(|_| !matches!(e.outcome, Outcome::Unknown)))
@@ -589,11 +625,14 @@ async fn keeper_seed(
     }
     let line = format!(
         "keeper seed {seed}: faults {faults:?}; {} operations, {} answered, {unknown} unknown; linearizable; \
-         longest time without an answer {:?}; {} sessions expired",
+         longest time without an answer {:?}; {} sessions expired; directory: {} operations, {dir_unknown} \
+         unknown, {} sessions expired, linearizable",
         events.len(),
         events.len() - unknown,
         Duration::from_nanos(longest),
-        workload.expired.load(std::sync::atomic::Ordering::Relaxed)
+        workload.expired.load(std::sync::atomic::Ordering::Relaxed),
+        dir_events.len(),
+        dir_workload.expired.load(std::sync::atomic::Ordering::Relaxed)
     );
     (line, ens)
 }

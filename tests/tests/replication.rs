@@ -115,11 +115,6 @@ async fn send_each(producer: &Producer, topic: &str, values: std::ops::Range<u64
     }
 }
 
-fn signal(pid: u32, signal: &str) {
-    let ok = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
-    assert!(ok.success());
-}
-
 fn text(b: &Option<Bytes>) -> String {
     String::from_utf8_lossy(b.as_deref().unwrap_or_default()).into_owned()
 }
@@ -238,7 +233,7 @@ async fn a_frozen_follower_leaves_the_isr_and_rejoins_after_sigcont() {
     let follower = *s.isr.iter().find(|r| **r != s.leader).expect("a follower");
     let pid = cluster.brokers[(follower - 1) as usize].pid().expect("running");
     // --- SIGSTOP: the follower stops fetching; the leader evicts it after the lag window
-    signal(pid, "-STOP");
+    sluice_tests::signal(pid, "STOP");
     let frozen = Instant::now();
     let shrunk =
         wait_state(&k, "lag", 0, Duration::from_secs(15), "the frozen follower out of the ISR", |st| {
@@ -265,7 +260,7 @@ async fn a_frozen_follower_leaves_the_isr_and_rejoins_after_sigcont() {
     };
     net.call(&leader_addr, produce).await.expect("call").expect("acks=all with 2 in sync");
     // --- SIGCONT: it fetches, catches up and is taken back
-    signal(pid, "-CONT");
+    sluice_tests::signal(pid, "CONT");
     let back = wait_state(&k, "lag", 0, Duration::from_secs(15), "the follower back in the ISR", |st| {
         st.isr.contains(&follower)
     })
@@ -443,7 +438,7 @@ async fn sigterm_on_a_leader_moves_its_leaderships_first_and_no_delivery_fails()
         if i == 1000 {
             let broker = &mut cluster.brokers[0];
             let pid = broker.pid().expect("running");
-            signal(pid, "-TERM");
+            sluice_tests::signal(pid, "TERM");
             terminated = Some(Instant::now());
         }
         let r = ProducerRecord::new("moving", i.to_string()).with_partition((i % 6) as i32);
@@ -690,7 +685,7 @@ async fn consumers_see_only_what_every_in_sync_replica_has() {
     assert!(committed, "the first record reaches every replica");
     // --- follower 3 frozen: a new record is on the leader (acks=1) but not committed
     let pid = cluster.brokers[2].pid().expect("running");
-    signal(pid, "-STOP");
+    sluice_tests::signal(pid, "STOP");
     let landed = net.call(&leader, produce("second")).await.expect("call").expect("acks=1");
     assert_eq!(landed.base_offset, 1);
     let f = net.call(&leader, fetch()).await.expect("call").expect("fetch");
@@ -726,7 +721,7 @@ async fn consumers_see_only_what_every_in_sync_replica_has() {
         visible,
         "with the ISR shrunk, the leader and follower 2 have everything: the high watermark moves"
     );
-    signal(pid, "-CONT");
+    sluice_tests::signal(pid, "CONT");
 }
 
 /// The log start offset of `topic`-`partition` in `log_dir`'s `log-start-offset-checkpoint`.

@@ -340,13 +340,38 @@ mod tests {
         Txn { zxid, time_ms: 0, session, op }
     }
 
+    /// A state in which sessions A and B are open (their writes are applied).
+    fn with_sessions() -> KeeperState {
+        let mut state = KeeperState::new();
+        for id in [A, B] {
+            state.sessions.insert(id, crate::state::DurableSession { timeout_ms: 10_000, password: [0; 16] });
+        }
+        state
+    }
+
+    #[test]
+    fn a_write_of_a_closed_session_is_refused_and_leaves_no_ephemeral() {
+        let mut s = ServerCore::recover(with_sessions(), SessionConfig::default(), 1, 0);
+        s.apply(&txn(1, B, create("/e", CreateMode::Ephemeral)));
+        s.apply(&txn(2, B, Op::CloseSession));
+        assert_eq!(s.state().tree.exists("/e"), Ok(None), "the close deleted its ephemeral");
+        // A write the session sent before learning of its close, ordered after it.
+        let late = s.apply(&txn(3, B, create("/e", CreateMode::Ephemeral)));
+        assert_eq!(late.result, Err(KeeperError::SessionExpired { session: B }));
+        assert_eq!(s.state().tree.exists("/e"), Ok(None), "no ephemeral outlives its session");
+        assert!(
+            s.apply(&txn(4, 0, create("/server", CreateMode::Persistent))).result.is_ok(),
+            "session 0 is the servers'"
+        );
+    }
+
     fn create(path: &str, mode: CreateMode) -> Op {
         Op::Create { path: path.into(), data: vec![], mode }
     }
 
     #[test]
     fn reads_leave_watches_only_by_zookeepers_rules() {
-        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::default(), 1, 0);
+        let mut s = ServerCore::recover(with_sessions(), SessionConfig::default(), 1, 0);
         assert!(s.get_data(A, &[], "/missing", true).is_err());
         assert!(s.children(A, &[], "/missing", true).is_err());
         assert_eq!(s.watch_count(), 0, "failed reads leave no watch");
@@ -362,7 +387,7 @@ mod tests {
 
     #[test]
     fn closing_a_session_fires_watchers_of_its_ephemerals_and_forgets_its_own_watches() {
-        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::from_tick(1000), 1, 0);
+        let mut s = ServerCore::recover(with_sessions(), SessionConfig::from_tick(1000), 1, 0);
         s.apply(&txn(1, A, Op::CreateSession { timeout_ms: 2000, password: [0; 16] }));
         s.apply(&txn(2, A, create("/eph", CreateMode::Ephemeral)));
         s.add_watch(A, "/", WatchKind::PersistentRecursive).expect("A watches everything");
@@ -379,7 +404,7 @@ mod tests {
 
     #[test]
     fn ephemerals_descendants_and_watch_removal_as_zookeeper_answers_them() {
-        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::from_tick(1000), 1, 0);
+        let mut s = ServerCore::recover(with_sessions(), SessionConfig::from_tick(1000), 1, 0);
         s.apply(&txn(1, A, Op::CreateSession { timeout_ms: 2000, password: [0; 16] }));
         s.apply(&txn(2, B, create("/a", CreateMode::Persistent)));
         s.apply(&txn(3, A, create("/a/e1", CreateMode::Ephemeral)));
@@ -413,7 +438,7 @@ mod tests {
     #[test]
     fn containers_go_once_emptied_and_ttl_nodes_once_idle_for_their_ttl() {
         use crate::tree::{NodeKind, CONTAINER_OWNER, MAX_TTL_MS};
-        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::from_tick(1000), 1, 0);
+        let mut s = ServerCore::recover(with_sessions(), SessionConfig::from_tick(1000), 1, 0);
         let at = |zxid: i64, time_ms: i64, op: Op| Txn { zxid, time_ms, session: B, op };
         s.apply(&at(1, 0, create("/c", CreateMode::Container)));
         s.apply(&at(2, 0, create("/t", CreateMode::PersistentWithTtl { ttl_ms: 1000 })));
@@ -463,7 +488,7 @@ mod tests {
 
     #[test]
     fn set_watches_fires_what_the_client_missed_and_registers_the_rest() {
-        let mut s = ServerCore::recover(KeeperState::new(), SessionConfig::default(), 1, 0);
+        let mut s = ServerCore::recover(with_sessions(), SessionConfig::default(), 1, 0);
         for (zxid, path) in [(1, "/same"), (2, "/changed"), (3, "/gone"), (4, "/p"), (5, "/q"), (6, "/born")]
         {
             s.apply(&txn(zxid, B, create(path, CreateMode::Persistent)));

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::KeeperError;
 use crate::session::SessionId;
 use crate::tree::{Applied, DataTree, DataTreeV1, Op, Txn};
 
@@ -59,6 +60,18 @@ impl KeeperState {
             }
             Op::CloseSession => {
                 self.sessions.remove(&txn.session);
+            }
+            // A write of a session that has ended is refused, as ZooKeeper's leader refuses
+            // it before proposing. It can reach the log: a member that had not applied the
+            // session's close yet let the client resume it and proposed its write. Applied,
+            // an ephemeral would outlive its session for good (found by the nemesis's
+            // directory workload: a second `create` of a client's ephemeral succeeded right
+            // after its session was closed). Session 0 is the servers' own.
+            _ if txn.session != 0 && !self.sessions.contains_key(&txn.session) => {
+                return Applied {
+                    result: Err(KeeperError::SessionExpired { session: txn.session }),
+                    changes: Vec::new(),
+                };
             }
             _ => {}
         }

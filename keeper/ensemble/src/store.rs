@@ -421,7 +421,8 @@ mod tests {
         Txn {
             zxid,
             time_ms: 1000 + zxid,
-            session: 1,
+            // The servers' own session: no `CreateSession` needed before it.
+            session: 0,
             op: Op::Create {
                 path: path.into(),
                 data: path.as_bytes().to_vec(),
