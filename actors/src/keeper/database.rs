@@ -502,6 +502,12 @@ impl Database {
             }
             return;
         }
+        // A leader that has not heard from a quorum lately (one resumed from a long pause,
+        // say) may be deposed already: its view of the sessions is stale, and its closes
+        // could not commit anyway.
+        if !self.quorum {
+            return;
+        }
         for session in self.core.expired(now) {
             info!(session = format_args!("0x{session:x}"), "session expired");
             self.submit(ctx, session, Op::CloseSession, None);
