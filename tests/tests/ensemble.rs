@@ -47,6 +47,34 @@ fn hosts(ens: &KeeperEnsemble, order: &[usize]) -> String {
     order.iter().map(|i| ens.members[*i].addr.as_str()).collect::<Vec<_>>().join(",")
 }
 
+/// The workload's seed: `LIN_SEED`, or one from the clock (printed, so a failure replays).
+fn workload_seed() -> u64 {
+    std::env::var("LIN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1
+    })
+}
+
+/// How workload client `client_no` opens a session: on all three members, starting with
+/// member `client_no % 3` (so that the clients start spread over the ensemble).
+fn opener(
+    pki: &TestPki,
+    ens: &KeeperEnsemble,
+    client_no: usize,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = KeeperClient> + Send>> + Send + 'static {
+    let order: Vec<usize> = (0..3).map(|i| (i + client_no) % 3).collect();
+    let (tls, connect) = (pki.client("app"), hosts(ens, &order));
+    move || {
+        let (tls, connect) = (tls.clone(), connect.clone());
+        let opts =
+            KeeperClientOptions { session_timeout: Duration::from_millis(SESSION_MS), ..Default::default() };
+        Box::pin(async move { KeeperClient::connect(&connect, &tls, opts).await.expect("connect").0 })
+    }
+}
+
 fn others(n: usize, but: usize) -> Vec<usize> {
     (0..n).filter(|i| *i != but).collect()
 }
@@ -306,13 +334,7 @@ async fn five_members_survive_two_sigkills() {
 async fn creates_deletes_sequential_ephemerals_and_multis_stay_linearizable_while_a_leader_dies() {
     use sluice_tests::dir_model::{self, DirCheck, DirWorkload};
     const CLIENTS: usize = 4;
-    let seed = std::env::var("LIN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1
-    });
+    let seed = workload_seed();
     eprintln!("directory workload seed {seed} (rerun with LIN_SEED={seed})");
     let (pki, _dir, mut ens, tls, _) = up(3).await;
     let setup = client(&pki, &ens.connect_string()).await;
@@ -320,16 +342,7 @@ async fn creates_deletes_sequential_ephemerals_and_multis_stay_linearizable_whil
     let workload = DirWorkload::default();
     let mut workers = Vec::new();
     for client_no in 0..CLIENTS {
-        let order: Vec<usize> = (0..3).map(|i| (i + client_no) % 3).collect();
-        let (tls, connect) = (pki.client("app"), hosts(&ens, &order));
-        let open = move || {
-            let (tls, connect) = (tls.clone(), connect.clone());
-            let opts = KeeperClientOptions {
-                session_timeout: Duration::from_millis(SESSION_MS),
-                ..Default::default()
-            };
-            async move { KeeperClient::connect(&connect, &tls, opts).await.expect("connect").0 }
-        };
+        let open = opener(&pki, &ens, client_no);
         // The last client stops early and abandons its session.
         let (max_ops, abandon) = if client_no == CLIENTS - 1 { (40, true) } else { (150, false) };
         let ops = (max_ops, Duration::ZERO);
@@ -399,13 +412,7 @@ async fn creates_deletes_sequential_ephemerals_and_multis_stay_linearizable_whil
 async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() {
     const KEYS: [&str; 3] = ["/k0", "/k1", "/k2"];
     const CLIENTS: usize = 5;
-    let seed = std::env::var("LIN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1
-    });
+    let seed = workload_seed();
     eprintln!("linearizability workload seed {seed} (rerun with LIN_SEED={seed})");
     let (pki, _dir, mut ens, tls, _) = up(3).await;
     let setup = client(&pki, &ens.connect_string()).await;
@@ -415,17 +422,7 @@ async fn reads_writes_and_compare_and_set_stay_linearizable_while_leaders_die() 
     let workload = Workload::default();
     let mut workers = Vec::new();
     for client_no in 0..CLIENTS {
-        // Each client starts on a different member.
-        let order: Vec<usize> = (0..3).map(|i| (i + client_no) % 3).collect();
-        let (tls, connect) = (pki.client("app"), hosts(&ens, &order));
-        let open = move || {
-            let (tls, connect) = (tls.clone(), connect.clone());
-            let opts = KeeperClientOptions {
-                session_timeout: Duration::from_millis(SESSION_MS),
-                ..Default::default()
-            };
-            async move { KeeperClient::connect(&connect, &tls, opts).await.expect("connect").0 }
-        };
+        let open = opener(&pki, &ens, client_no);
         workers.push(tokio::spawn(workload.clone().run_client(open, client_no, &KEYS, seed)));
     }
     let done = workload.done.clone();

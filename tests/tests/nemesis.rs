@@ -508,9 +508,10 @@ const DIR_OPS: usize = 1500;
 const DIR_PACE: Duration = Duration::from_millis(10);
 const KEYS: [&str; 3] = ["/k0", "/k1", "/k2"];
 
-/// One keeper seed, run on the client host: five clients on the register workload while the
-/// schedule runs; after each fault the workload must go on. Returns the findings line and
-/// the ensemble.
+/// One keeper seed, run on the client host: five clients on the register workload and two on
+/// the directory workload ([`DirWorkload`]) while the schedule runs; after each fault the
+/// register workload must go on, and both histories must be linearizable. Returns the
+/// findings line and the ensemble.
 async fn keeper_seed(
     lan: Arc<Lan>,
     mut ens: KeeperEnsemble,
