@@ -57,6 +57,9 @@ enum Fault {
     Lossy(usize),
     /// A broker SIGKILLed, restarted when the fault ends.
     Killed(usize),
+    /// A broker SIGSTOPped, SIGCONTinued when the fault ends: a long pause it does not know
+    /// about, after which it may act on a state the others have moved past.
+    Paused(usize),
 }
 
 impl Fault {
@@ -68,6 +71,7 @@ impl Fault {
             Fault::Split(_) => "split: keeper + 1 broker | 2 brokers",
             Fault::Lossy(_) => "30% packet loss on a broker",
             Fault::Killed(_) => "broker SIGKILLed and restarted",
+            Fault::Paused(_) => "broker paused (SIGSTOP), then resumed",
         }
     }
 }
@@ -86,6 +90,7 @@ fn schedule(seed: u64) -> Vec<(Duration, Fault, Duration)> {
                 Fault::Split(b),
                 Fault::Lossy(b),
                 Fault::Killed(b),
+                Fault::Paused(b),
             ]);
             (Duration::from_millis(rng.range(500, 2000)), fault, Duration::from_millis(rng.range(2000, 7000)))
         })
@@ -209,14 +214,19 @@ fn inject(lan: &Lan, cluster: &mut BrokerCluster, fault: Fault) {
         Fault::Split(b) => lan.cut(&[BROKERS[b], "keeper"], &others(b)),
         Fault::Lossy(b) => lan.lose(BROKERS[b], 30),
         Fault::Killed(b) => cluster.brokers[b].kill(),
+        Fault::Paused(b) => sluice_tests::signal(cluster.brokers[b].pid().expect("the broker runs"), "STOP"),
     }
 }
 
 /// Ends `fault`.
 fn repair(lan: &Lan, cluster: &mut BrokerCluster, fault: Fault) {
     lan.heal();
-    if let Fault::Killed(b) = fault {
-        cluster.brokers[b].restart();
+    match fault {
+        Fault::Killed(b) => cluster.brokers[b].restart(),
+        Fault::Paused(b) => {
+            sluice_tests::signal(cluster.brokers[b].pid().expect("the paused broker"), "CONT")
+        }
+        _ => {}
     }
 }
 
@@ -877,8 +887,8 @@ fn kafka_clients_on_another_host_ride_through_a_cut_off_leader_via_advertised_li
 }
 
 /// The group scenario's faults, each on the group coordinator's broker at the time.
-const GROUP_FAULTS: [fn(usize) -> Fault; 4] =
-    [Fault::LeaderAlone, Fault::Isolated, Fault::Killed, Fault::Split];
+const GROUP_FAULTS: [fn(usize) -> Fault; 5] =
+    [Fault::LeaderAlone, Fault::Isolated, Fault::Killed, Fault::Split, Fault::Paused];
 
 /// The group schedule for `seed`: (wait before, which of [`GROUP_FAULTS`], how long).
 fn group_schedule(seed: u64) -> Vec<(Duration, usize, Duration)> {
@@ -897,7 +907,7 @@ fn group_schedule(seed: u64) -> Vec<(Duration, usize, Duration)> {
 
 /// One group seed, run on the client host: records produced throughout; two members of a
 /// group process and commit them while the coordinator's broker is cut off, isolated,
-/// split away or killed. Returns the findings line and the cluster.
+/// split away, killed or paused. Returns the findings line and the cluster.
 async fn group_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (String, BrokerCluster) {
     use sluice_tests::group_ledger::{run_member, Ledger};
     let plan = group_schedule(seed);
