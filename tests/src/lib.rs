@@ -15,6 +15,7 @@
 
 pub mod dir_model;
 pub mod group_ledger;
+pub mod lazyfs;
 pub mod linearizability;
 pub mod nemesis;
 pub mod yaml;
