@@ -96,14 +96,16 @@ pub struct CutReport {
     pub writes: u64,
     /// Syncs seen since the last cut.
     pub syncs: u64,
+    /// The files that had writes not synced, relative to the mount point.
+    pub names: Vec<String>,
 }
 
 impl std::fmt::Display for CutReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} writes and {} syncs since the last cut; {} unsynced writes in {} files: {} kept, {} torn, {} bytes lost",
-            self.writes, self.syncs, self.unsynced, self.files, self.kept, self.torn, self.bytes_lost
+            "{} writes and {} syncs since the last cut; {} unsynced writes in {} files {:?}: {} kept, {} torn, {} bytes lost",
+            self.writes, self.syncs, self.unsynced, self.files, self.names, self.kept, self.torn, self.bytes_lost
         )
     }
 }
@@ -210,6 +212,7 @@ impl LazyFs {
         };
         for (path, ops) in files {
             report.files += 1;
+            report.names.push(path.strip_prefix(&self.backing).unwrap_or(&path).display().to_string());
             report.unsynced += ops.len();
             let file = match OpenOptions::new().read(true).write(true).open(&path) {
                 Ok(f) => f,
