@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::nemesis::Rng;
@@ -120,7 +120,10 @@ pub struct LazyFs {
 
 impl std::fmt::Debug for LazyFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyFs").field("mount_point", &self.mount_point).field("backing", &self.backing).finish()
+        f.debug_struct("LazyFs")
+            .field("mount_point", &self.mount_point)
+            .field("backing", &self.backing)
+            .finish()
     }
 }
 
@@ -136,7 +139,10 @@ impl LazyFs {
         std::fs::create_dir_all(&backing).expect("the backing directory");
         let inner = Arc::new(Mutex::new(Inner::default()));
         lock(&inner).paths.insert(INodeNo::ROOT.0, backing.clone());
-        let fs = Served { inner: inner.clone(), root_ino: std::fs::metadata(&backing).map(|m| m.ino()).unwrap_or(0) };
+        let fs = Served {
+            inner: inner.clone(),
+            root_ino: std::fs::metadata(&backing).map(|m| m.ino()).unwrap_or(0),
+        };
         let mut config = fuser::Config::default();
         config.mount_options = vec![fuser::MountOption::FSName("lazyfs".into())];
         let session = fuser::spawn_mount(fs, at, &config).unwrap_or_else(|e| {
@@ -227,7 +233,12 @@ impl LazyFs {
 }
 
 /// Undoes every op of `ops` (newest first), then redoes those the cut keeps, in order.
-fn cut_file(file: &File, ops: &[Pending], rng: Option<&mut Rng>, report: &mut CutReport) -> std::io::Result<()> {
+fn cut_file(
+    file: &File,
+    ops: &[Pending],
+    rng: Option<&mut Rng>,
+    report: &mut CutReport,
+) -> std::io::Result<()> {
     for op in ops.iter().rev() {
         file.write_all_at(&op.old, op.offset)?;
         file.set_len(op.old_len)?;
@@ -439,7 +450,8 @@ impl Filesystem for Served {
         let result = (|| {
             let path = self.path(ino)?;
             if let Some(mode) = mode {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777)).map_err(errno)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))
+                    .map_err(errno)?;
             }
             if let Some(size) = size {
                 let file = OpenOptions::new().read(true).write(true).open(&path).map_err(errno)?;
@@ -604,7 +616,14 @@ impl Filesystem for Served {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -713,7 +732,9 @@ impl Filesystem for Served {
             Ok((attr, fh))
         })();
         match result {
-            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Ok((attr, fh)) => {
+                reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
+            }
             Err(e) => reply.error(e),
         }
     }
