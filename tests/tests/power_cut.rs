@@ -25,6 +25,14 @@ use sluice_tests::{wait_for, BrokerCluster, BrokerProcess, KeeperEnsemble, Keepe
 
 const P: CreateMode = CreateMode::Persistent;
 
+/// Rounds of kill, cut and restart: `default`, or `POWER_CUT_ROUNDS`. Round `r` cuts with seed
+/// `POWER_CUT_SEED + r` (0 unless set), so a failing round replays alone with its seed and one round.
+fn rounds(default: u64) -> std::ops::Range<u64> {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let first = env("POWER_CUT_SEED").unwrap_or(0);
+    first..first + env("POWER_CUT_ROUNDS").unwrap_or(default)
+}
+
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
@@ -187,7 +195,7 @@ async fn a_standalone_keeper_keeps_every_acknowledged_write_through_power_cuts()
     let fs = LazyFs::take_over(&keeper.data_dir);
     keeper.restart();
     let mut all = Acked::default();
-    for round in 0..3u64 {
+    for round in rounds(3) {
         let count = AtomicU64::new(0);
         let addr = keeper.addr.clone();
         let (acked, ()) = tokio::join!(
@@ -226,7 +234,7 @@ async fn a_keeper_ensemble_keeps_every_acknowledged_write_when_every_member_lose
         m.restart();
     }
     let mut all = Acked::default();
-    for round in 0..2u64 {
+    for round in rounds(2) {
         assert!(ensemble.leader(&tls, Duration::from_secs(20)).await.is_some(), "round {round}: no leader");
         let count = AtomicU64::new(0);
         let connect = ensemble.connect_string();
@@ -323,7 +331,7 @@ async fn a_broker_that_flushes_every_message_keeps_every_acknowledged_record_thr
     create_topic(&cluster, "flushed", &[1], &[]).await;
     let fs = on_lazy_disk(&mut cluster.brokers[0]);
     let mut acked = Vec::new();
-    for round in 0..3u64 {
+    for round in rounds(3) {
         let producer =
             Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::Leader)).expect("producer");
         let got = send_all(&producer, "flushed", round * 1000..(round + 1) * 1000).await;
@@ -352,7 +360,7 @@ async fn with_the_default_flush_policy_a_cut_single_replica_recovers_a_valid_pre
     let fs = on_lazy_disk(&mut cluster.brokers[0]);
     let mut log: Vec<u64> = Vec::new();
     let mut lost = 0;
-    for round in 0..4u64 {
+    for round in rounds(4) {
         let producer =
             Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::Leader)).expect("producer");
         let sent: Vec<u64> = (round * 1000..(round + 1) * 1000).collect();
