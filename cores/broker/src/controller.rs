@@ -126,6 +126,8 @@ pub struct ControllerCore {
     topics: BTreeMap<String, TopicState>,
     deleting: BTreeSet<String>,
     shutting_down: BTreeSet<i32>,
+    /// Per live broker, its replicas on failed log directories (from its registration).
+    offline: BTreeMap<i32, BTreeSet<(String, i32)>>,
     /// `/admin/reassign_partitions`: target replicas per partition.
     reassigning: BTreeMap<(String, i32), Vec<i32>>,
 }
@@ -146,6 +148,7 @@ impl ControllerCore {
             topics: BTreeMap::new(),
             deleting: BTreeSet::new(),
             shutting_down: BTreeSet::new(),
+            offline: BTreeMap::new(),
             reassigning: BTreeMap::new(),
         }
     }
@@ -175,6 +178,14 @@ impl ControllerCore {
         self.brokers = brokers.into_iter().map(|b| (b.id, b)).collect();
         let brokers = &self.brokers;
         self.shutting_down.retain(|id| brokers.contains_key(id));
+    }
+
+    /// Replaces the replicas that live brokers hold on failed log directories: such a
+    /// replica counts as dead for its partition (it leads no more and leaves the ISR), while
+    /// its broker goes on with its other partitions (Kafka's offline replicas, KIP-112).
+    pub fn set_offline_replicas(&mut self, offline: BTreeMap<i32, BTreeSet<(String, i32)>>) {
+        self.offline = offline;
+        self.offline.retain(|_, replicas| !replicas.is_empty());
     }
 
     /// `broker` asked for a controlled shutdown: the next [`ControllerCore::elect`] moves
@@ -251,7 +262,7 @@ impl ControllerCore {
             }
             let unclean = self.unclean(topic);
             for (p, info) in &topic.partitions {
-                if let Some((state, expected_version)) = self.decide(info, unclean) {
+                if let Some((state, expected_version)) = self.decide(&topic.name, *p, info, unclean) {
                     effects.push(Effect::WriteState {
                         topic: topic.name.clone(),
                         partition: *p,
@@ -273,24 +284,39 @@ impl ControllerCore {
         self.live(id) && !self.shutting_down.contains(&id)
     }
 
-    fn decide(&self, info: &PartitionInfo, unclean: bool) -> Option<(PartitionState, Option<i32>)> {
+    /// Whether broker `id`'s replica of `topic`-`partition` is up: the broker is live and
+    /// the replica is not on a failed log directory.
+    fn up(&self, id: i32, topic: &str, partition: i32) -> bool {
+        self.live(id)
+            && !self.offline.get(&id).is_some_and(|o| o.iter().any(|(t, p)| t == topic && *p == partition))
+    }
+
+    fn decide(
+        &self,
+        topic: &str,
+        partition: i32,
+        info: &PartitionInfo,
+        unclean: bool,
+    ) -> Option<(PartitionState, Option<i32>)> {
+        let up = |id: i32| self.up(id, topic, partition);
+        let serving = |id: i32| up(id) && self.serving(id);
         let Some(old) = &info.state else {
-            let leader = *info.replicas.iter().find(|r| self.live(**r))?;
+            let leader = *info.replicas.iter().find(|r| up(**r))?;
             let mut isr = vec![leader];
-            isr.extend(info.replicas.iter().copied().filter(|r| *r != leader && self.live(*r)));
+            isr.extend(info.replicas.iter().copied().filter(|r| *r != leader && up(*r)));
             let state =
                 PartitionState { leader, leader_epoch: 0, isr, controller_epoch: self.epoch, zk_version: 0 };
             return Some((state, None));
         };
-        let mut live_isr: Vec<i32> = old.isr.iter().copied().filter(|r| self.live(*r)).collect();
+        let mut live_isr: Vec<i32> = old.isr.iter().copied().filter(|r| up(*r)).collect();
         let leader_leaving = self.shutting_down.contains(&old.leader);
-        if leader_leaving && !live_isr.iter().any(|r| self.serving(*r)) {
+        if leader_leaving && !live_isr.iter().any(|r| serving(*r)) {
             // Nobody in sync to hand over to: it keeps leading until it exits (Kafka's rule).
             return None;
         }
         // A broker shutting down leaves the ISRs it follows in.
-        live_isr.retain(|r| *r == old.leader || self.serving(*r));
-        if old.leader >= 0 && self.live(old.leader) && !leader_leaving {
+        live_isr.retain(|r| *r == old.leader || serving(*r));
+        if old.leader >= 0 && up(old.leader) && !leader_leaving {
             if live_isr.len() == old.isr.len() {
                 return None;
             }
@@ -303,7 +329,7 @@ impl ControllerCore {
             };
             return Some((state, Some(old.zk_version)));
         }
-        let live_isr: Vec<i32> = live_isr.into_iter().filter(|r| self.serving(*r)).collect();
+        let live_isr: Vec<i32> = live_isr.into_iter().filter(|r| serving(*r)).collect();
         let clean = info.replicas.iter().copied().find(|r| live_isr.contains(r));
         let (leader, isr) = match clean {
             Some(l) => {
@@ -311,7 +337,7 @@ impl ControllerCore {
                 isr.extend(live_isr.iter().copied().filter(|r| *r != l));
                 (l, isr)
             }
-            None => match info.replicas.iter().copied().find(|r| unclean && self.serving(*r)) {
+            None => match info.replicas.iter().copied().find(|r| unclean && serving(*r)) {
                 Some(l) => (l, vec![l]),
                 None if old.leader == -1 => return None,
                 // Offline: keep the last ISR so a returning member can lead without loss.
@@ -719,6 +745,36 @@ mod tests {
         assert_eq!(writes, vec![("t".into(), 0, state(2, 5, &[2, 3]))]);
         // Step 3: nothing more to do.
         assert!(c.elect().is_empty());
+    }
+
+    #[test]
+    fn a_replica_on_a_failed_log_dir_loses_its_leadership_and_isr_place_and_only_that_partition_moves() {
+        // Broker 1 leads t-0 (on the directory that failed) and t-1 (on a healthy one).
+        let mut c = controller(&[1, 2, 3]);
+        let states = [(0, state(1, 4, &[1, 2, 3])), (1, state(1, 2, &[1, 3, 2]))].into();
+        c.set_topic("t", [(0, vec![1, 2, 3]), (1, vec![1, 3, 2])].into(), BTreeMap::new(), states);
+        // A follower's offline replica leaves the ISR too.
+        c.set_topic("u", [(0, vec![2, 1])].into(), BTreeMap::new(), [(0, state(2, 0, &[2, 1]))].into());
+        c.set_offline_replicas([(1, [("t".to_string(), 0), ("u".to_string(), 0)].into())].into());
+        let writes = apply(&mut c);
+        assert_eq!(writes, vec![("t".into(), 0, state(2, 5, &[2, 3])), ("u".into(), 0, state(2, 1, &[2]))]);
+        assert!(c.elect().is_empty(), "t-1 stays with broker 1, which is live");
+        // The replica cannot lead again while it is offline, even with nobody else left.
+        c.set_brokers(vec![broker(1)]);
+        let gone = apply(&mut c);
+        assert_eq!(
+            gone,
+            vec![
+                ("t".into(), 0, PartitionState { zk_version: 1, ..state(-1, 6, &[2, 3]) }),
+                ("t".into(), 1, PartitionState { zk_version: 0, ..state(1, 3, &[1]) }),
+                ("u".into(), 0, PartitionState { zk_version: 1, ..state(-1, 2, &[2]) })
+            ]
+        );
+        // Restarted (its registration lists nothing offline): it is a replica like any other.
+        c.set_offline_replicas(BTreeMap::new());
+        c.set_brokers(vec![broker(1), broker(2)]);
+        let back = apply(&mut c);
+        assert!(back.iter().any(|(t, p, s)| t == "t" && *p == 0 && s.leader == 2), "{back:?}");
     }
 
     #[test]

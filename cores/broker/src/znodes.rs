@@ -17,7 +17,7 @@
 //! | `/latest_producer_id_block` | `{"version":1,"broker":1,"block_start":"0","block_end":"999"}`: the last block of producer ids claimed |
 //! | `/isr_change_notification/isr_change_<seq>` | `{"version":1,"partitions":[{"topic":"t","partition":0}]}`: a leader changed these ISRs |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,10 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 pub const ISR_CHANGE_NOTIFICATION: &str = "/isr_change_notification";
 /// The prefix of an ISR change notification (the keeper appends the sequence number).
 pub const ISR_CHANGE_PREFIX: &str = "/isr_change_notification/isr_change_";
+/// Brokers' log directory failures, for the controller to act on (sequential children).
+pub const LOG_DIR_EVENT_NOTIFICATION: &str = "/log_dir_event_notification";
+/// The prefix of a log directory event (the keeper appends the sequence number).
+pub const LOG_DIR_EVENT_PREFIX: &str = "/log_dir_event_notification/log_dir_event_";
 
 /// Where changes to a topic are announced (Kafka's config change notifications): the
 /// controller reads each, re-reads the topic it names, and deletes it.
@@ -70,6 +74,7 @@ pub const PERSISTENT_PATHS: &[&str] = &[
     CONFIG_CHANGES,
     "/cluster",
     ISR_CHANGE_NOTIFICATION,
+    LOG_DIR_EVENT_NOTIFICATION,
 ];
 
 /// `/brokers/ids/<id>`.
@@ -146,12 +151,17 @@ struct BrokerJson {
     listener_security_protocol_map: BTreeMap<String, String>,
     rack: Option<String>,
     timestamp: String,
+    /// Sluice's addition: this broker's replicas on failed log directories (Kafka's
+    /// controller asks the broker instead). Kafka's tools ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    offline_replicas: Vec<IsrChangePartition>,
 }
 
 /// The registration a broker writes at `/brokers/ids/<id>`: as Kafka writes it, every
 /// listener in `endpoints` (`quic://` first, then the Kafka listeners such as `SSL://h:p`)
 /// with `listener_security_protocol_map`; `host` and `port` are the QUIC listener's.
-pub fn encode_broker(broker: &BrokerEndpoint, now_ms: i64) -> Vec<u8> {
+/// `offline` lists its replicas on failed log directories.
+pub fn encode_broker(broker: &BrokerEndpoint, now_ms: i64, offline: &BTreeSet<(String, i32)>) -> Vec<u8> {
     let mut endpoints = vec![format!("quic://{}", broker.addr())];
     let mut map = BTreeMap::new();
     for l in &broker.listeners {
@@ -166,7 +176,29 @@ pub fn encode_broker(broker: &BrokerEndpoint, now_ms: i64) -> Vec<u8> {
         listener_security_protocol_map: map,
         rack: broker.rack.clone(),
         timestamp: now_ms.to_string(),
+        offline_replicas: offline
+            .iter()
+            .map(|(topic, partition)| IsrChangePartition { topic: topic.clone(), partition: *partition })
+            .collect(),
     })
+}
+
+/// The replicas a broker's registration lists as offline (on failed log directories).
+pub fn decode_offline_replicas(id: i32, data: &[u8]) -> Result<BTreeSet<(String, i32)>, ZnodeError> {
+    let j: BrokerJson = parse(&broker_path(id), "broker registration", data)?;
+    Ok(j.offline_replicas.into_iter().map(|p| (p.topic, p.partition)).collect())
+}
+
+#[derive(Serialize, Deserialize)]
+struct LogDirEventJson {
+    version: u32,
+    broker: i32,
+    event: i32,
+}
+
+/// A log directory event (Kafka's: event 1 is a failure) from `broker`.
+pub fn encode_log_dir_event(broker: i32) -> Vec<u8> {
+    json(&LogDirEventJson { version: 1, broker, event: 1 })
 }
 
 /// Reads a broker registration (endpoints that are not `NAME://HOST:PORT` are skipped).
@@ -591,10 +623,16 @@ mod tests {
             rack: Some("r1".into()),
             listeners: Vec::new(),
         };
-        let bytes = encode_broker(&b, 5);
+        let bytes = encode_broker(&b, 5, &BTreeSet::new());
         let text = String::from_utf8(bytes.clone()).expect("utf8");
         assert!(text.contains(r#""endpoints":["quic://127.0.0.1:9092"]"#), "{text}");
-        assert_eq!(decode_broker(3, &bytes), Ok(b));
+        assert!(!text.contains("offline"), "nothing offline, nothing written: {text}");
+        assert_eq!(decode_broker(3, &bytes), Ok(b.clone()));
+        assert_eq!(decode_offline_replicas(3, &bytes), Ok(BTreeSet::new()));
+        let offline: BTreeSet<(String, i32)> = [("a".to_string(), 0), ("b".to_string(), 2)].into();
+        let bytes = encode_broker(&b, 5, &offline);
+        assert_eq!(decode_broker(3, &bytes), Ok(b), "the endpoints read as before");
+        assert_eq!(decode_offline_replicas(3, &bytes), Ok(offline));
 
         let ssl = |host: &str, port| ListenerEndpoint { name: "SSL".into(), host: host.into(), port };
         let b = BrokerEndpoint {
@@ -607,7 +645,7 @@ mod tests {
                 ListenerEndpoint { name: "PLAINTEXT".into(), host: "b4.example.com".into(), port: 9094 },
             ],
         };
-        let bytes = encode_broker(&b, 5);
+        let bytes = encode_broker(&b, 5, &BTreeSet::new());
         let text = String::from_utf8(bytes.clone()).expect("utf8");
         assert!(
             text.contains(
