@@ -33,7 +33,7 @@ use sluice_actors::broker::log_manager::LogManager;
 use sluice_actors::broker::membership::{self, Leave, Membership, MembershipContext, SharedController};
 use sluice_actors::broker::partition::{PartitionContext, StorageFailures};
 use sluice_actors::broker::replica_manager::{
-    current, ReplicaManager, ReplicationContext, SharedRouting, StopAll,
+    current, DirFailed, DirFailure, ReplicaManager, ReplicationContext, SharedRouting, StopAll,
 };
 use sluice_actors::broker::{keeper_of, SharedKeeper};
 use sluice_broker_core::acl::PatternType;
@@ -190,7 +190,8 @@ pub async fn run(
     let routing: SharedRouting = SharedRouting::default();
     let keeper = SharedKeeper::default();
     let controller = SharedController::default();
-    let (storage, mut storage_failed) = StorageFailures::new();
+    let (storage, storage_failures) = StorageFailures::new();
+    let offline = membership::SharedOffline::default();
     let replication = ReplicationContext {
         net_arbiter: Arbiter::current(),
         net: interbroker.clone(),
@@ -208,7 +209,7 @@ pub async fn run(
             ReplicaManager::new(config, routing, log_manager, cleaner, replication)
         })
     };
-    let first = membership::join(&config, &endpoint, &tls).await?;
+    let first = membership::join(&config, &endpoint, &tls, &Default::default()).await?;
     // The ACLs are in place before the first request is served; the session's AclWatcher
     // keeps them current from here.
     let acls = SharedAcls::default();
@@ -246,11 +247,14 @@ pub async fn run(
         is_controller: is_controller.clone(),
         controller: controller.clone(),
         acls,
+        offline: offline.clone(),
     };
     let net_for_shutdown = ctx.net.clone();
     // Why the broker stopped on its own: a log's files failed (see `StorageFailures`).
     let stopped_for = Arc::new(std::sync::Mutex::new(None::<String>));
     let membership = Membership::new(ctx, first).start();
+    let mut storage_failed =
+        watch_storage(storage_failures, replicas.clone(), keeper.clone(), endpoint.clone(), offline.clone());
     let limits = crate::kafka::Limits {
         max_request: config.socket_request_max_bytes,
         idle: config.connections_max_idle,
@@ -279,9 +283,9 @@ pub async fn run(
                 () = shutdown => info!("shutting down"),
                 failed = storage_failed.wait_for(Option::is_some) => {
                     let what = failed.ok().and_then(|f| f.clone()).unwrap_or_default();
-                    error!(failure = %what, "a log's files failed (a full or failing disk): this broker stops, moving \
-                        its leaderships to the other replicas first; free the space or replace the disk, then start \
-                        it again");
+                    error!(failure = %what, "the last working log directory failed (a full or failing disk): this \
+                        broker stops, moving its leaderships to the other replicas first; free the space or replace \
+                        the disk, then start it again");
                     *stopped_for.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
                 }
             }
@@ -373,4 +377,56 @@ async fn controlled_shutdown(
         }
     }
     warn!("controlled shutdown did not finish; shutting down anyway");
+}
+
+/// Takes each failed log directory offline ([`DirFailed`]) and tells the controller which
+/// replicas went with it; the returned channel says why the broker must stop once the last
+/// working directory has failed.
+fn watch_storage(
+    mut failures: tokio::sync::mpsc::UnboundedReceiver<(sluice_log::TopicPartition, String)>,
+    replicas: Addr<ReplicaManager>,
+    keeper: SharedKeeper,
+    endpoint: BrokerEndpoint,
+    offline: membership::SharedOffline,
+) -> tokio::sync::watch::Receiver<Option<String>> {
+    let (stop, stopped) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        while let Some((tp, what)) = failures.recv().await {
+            match replicas.send(DirFailed(tp)).await {
+                Ok(DirFailure::Offline { dir, replicas, newly }) => {
+                    if newly {
+                        error!(dir = %dir.display(), failure = %what, offline = replicas.len(),
+                            "a log directory failed (a full or failing disk): its partitions go offline here and \
+                            lead on their other replicas; this broker keeps serving its other directories. Free the \
+                            space or replace the disk, then restart the broker to bring the directory back");
+                    }
+                    if let Ok(mut o) = offline.lock() {
+                        *o = replicas.clone();
+                    }
+                    // Until the controller has heard (the keeper may be away for a moment).
+                    let mut backoff =
+                        sluice_net::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+                    loop {
+                        let Some(k) = keeper_of(&keeper) else {
+                            tokio::time::sleep(backoff.next_delay()).await;
+                            continue;
+                        };
+                        match membership::report_offline_replicas(&k, &endpoint, &replicas).await {
+                            Ok(()) => break,
+                            Err(e) => {
+                                warn!(error = %e, "cannot tell the controller of the offline replicas yet; retrying");
+                                tokio::time::sleep(backoff.next_delay()).await;
+                            }
+                        }
+                    }
+                }
+                Ok(DirFailure::AllFailed { dir }) => {
+                    let _ = stop.send(Some(format!("{}: {what}", dir.display())));
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    stopped
 }

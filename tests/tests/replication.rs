@@ -1274,3 +1274,97 @@ async fn a_throttled_reassignment_replicates_at_the_rate_and_verify_removes_the_
     assert!(!slow.keys().any(|k| k.contains("throttled")), "{slow:?}");
     assert!(segment_bytes(&copy) >= 3 * 1024 * 1024, "broker 2 holds the whole log");
 }
+
+/// JBOD (Kafka's failed log directory, KIP-112): broker 1 keeps its logs in two directories,
+/// one of them a 2 MB tmpfs. An idempotent `acks=all` producer fills it: the append fails
+/// with `No space left on device`, broker 1 answers KAFKA_STORAGE_ERROR, takes that directory
+/// offline and tells the controller, which moves the partition's leadership to another
+/// in-sync replica and drops broker 1 from its ISR. The producer goes on there: every record
+/// is acknowledged, once, in order. Broker 1 keeps running and keeps leading the partition in
+/// its other directory. Restarted with room again, it brings the directory back and rejoins
+/// the ISR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_dir_goes_offline_alone_its_partitions_lead_elsewhere_and_the_broker_serves_the_rest() {
+    let mut cluster = BrokerCluster::start_on(1, 3, &format!("{FAST}min.insync.replicas=2\n"), "");
+    let broker = &mut cluster.brokers[0];
+    broker.kill();
+    let small = cluster.dir.path().join("broker-1-small");
+    std::fs::create_dir_all(&small).expect("mount point");
+    let disk = Tmpfs::mount(&small, "2m");
+    // A partition goes to the directory that already holds it: one on each.
+    std::fs::create_dir_all(small.join("filling-0")).expect("partition dir");
+    std::fs::create_dir_all(broker.log_dir.join("healthy-0")).expect("partition dir");
+    let config = std::fs::read_to_string(&broker.config).expect("config");
+    let dirs = format!("log.dirs={},{}", broker.log_dir.display(), small.display());
+    let config: String = config
+        .lines()
+        .map(|l| if l.starts_with("log.dirs=") { dirs.clone() } else { l.to_string() } + "\n")
+        .collect();
+    std::fs::write(&broker.config, config).expect("config");
+    broker.restart();
+    cluster.wait_until_every_broker_sees_all(Duration::from_secs(20));
+    let k = keeper(&cluster).await;
+    create(&cluster, "filling", &[&[1, 2, 3]], &[]).await;
+    create(&cluster, "healthy", &[&[1, 2, 3]], &[]).await;
+    for topic in ["filling", "healthy"] {
+        wait_state(&k, topic, 0, Duration::from_secs(20), "led by broker 1 with an ISR of 3", |s| {
+            s.leader == 1 && s.isr.len() == 3
+        })
+        .await;
+    }
+    let producer = Producer::new(
+        ProducerConfig::new(client(&cluster).request_timeout(Duration::from_secs(5)))
+            .acks(Acks::All)
+            .delivery_timeout(Duration::from_secs(60)),
+    )
+    .expect("producer");
+    // 4 MB of 1 KiB records into a 2 MB directory.
+    let value = |v: u64| format!("{v:0>1024}");
+    let mut pending = Vec::new();
+    for v in 0..4000u64 {
+        pending.push((v, producer.send(ProducerRecord::new("filling", value(v))).await.expect("send")));
+    }
+    let mut acked = Vec::new();
+    for (v, d) in pending {
+        d.await.unwrap_or_else(|e| panic!("record {v} failed: {e}"));
+        acked.push(v);
+    }
+    let moved = wait_state(
+        &k,
+        "filling",
+        0,
+        Duration::from_secs(20),
+        "led elsewhere, broker 1 out of the ISR",
+        |s| s.leader > 1 && !s.isr.contains(&1),
+    )
+    .await;
+    assert!(cluster.brokers[0].exited().is_none(), "broker 1 stopped; only its directory should have");
+    let log = std::fs::read_to_string(&cluster.brokers[0].log).expect("broker log");
+    assert!(log.contains("No space left on device"), "the append's failure is in the log");
+    assert!(log.contains("a log directory failed"), "broker 1 says what happened and the fix");
+    // The other directory's partition stays with broker 1, which still takes writes for it.
+    let healthy = state(&k, "healthy", 0).await.expect("state");
+    assert_eq!((healthy.leader, healthy.isr.len()), (1, 3), "healthy-0 moved: {healthy:?}");
+    let mut more = Vec::new();
+    for v in 0..100u64 {
+        let d = producer.send(ProducerRecord::new("healthy", v.to_string())).await.expect("send");
+        d.await.unwrap_or_else(|e| panic!("healthy record {v} failed: {e}"));
+        more.push(v);
+    }
+    producer.close().await;
+    let records = consume_all(&cluster, "filling", 1, acked.len()).await;
+    let values: Vec<u64> = records.iter().map(|r| text(&r.value).parse().expect("a number")).collect();
+    assert_eq!(
+        values, acked,
+        "every acknowledged record once, in order (now led by broker {})",
+        moved.leader
+    );
+    let records = consume_all(&cluster, "healthy", 1, more.len()).await;
+    let refs: Vec<&ConsumerRecord> = records.iter().collect();
+    assert_eq!(check_partition(&refs, &more), 0);
+    // Room again and a restart: the directory is back and broker 1 catches up.
+    disk.resize("64m");
+    cluster.brokers[0].restart();
+    wait_state(&k, "filling", 0, Duration::from_secs(30), "broker 1 back in the ISR", |s| s.isr.contains(&1))
+        .await;
+}

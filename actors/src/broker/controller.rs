@@ -116,10 +116,12 @@ pub struct Controller {
 }
 
 /// The znodes the controller watches (their children): any change asks for a pass.
-pub const WATCHED: [&str; 6] = [
+pub const WATCHED: [&str; 7] = [
     znodes::BROKER_IDS,
     znodes::BROKER_TOPICS,
     znodes::ISR_CHANGE_NOTIFICATION,
+    // A broker's log directory failed: its registration lists its offline replicas.
+    znodes::LOG_DIR_EVENT_NOTIFICATION,
     znodes::DELETE_TOPICS,
     znodes::CONFIG_CHANGES,
     // `/admin/reassign_partitions` appears (its progress is driven by ISR changes).
@@ -501,8 +503,23 @@ async fn reconcile(
     rebalance: Option<u32>,
     mut requested: Vec<Effect>,
 ) -> Result<Vec<String>, ControllerError> {
-    // Brokers.
+    // Log directory events first: the registrations read next hold what they announce.
+    let mut events = match keeper.children(znodes::LOG_DIR_EVENT_NOTIFICATION, false).await {
+        Ok(c) => c,
+        Err(e) if is_no_node(&e) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    events.sort();
+    for event in events {
+        match keeper.delete(&format!("{}/{event}", znodes::LOG_DIR_EVENT_NOTIFICATION), -1).await {
+            Ok(()) => {}
+            Err(e) if is_no_node(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Brokers, and their replicas on failed log directories.
     let mut brokers = Vec::new();
+    let mut offline = BTreeMap::new();
     for id in keeper.children(znodes::BROKER_IDS, false).await? {
         let Ok(id) = id.parse::<i32>() else { continue };
         if let Some((data, _)) = get_optional(keeper, &znodes::broker_path(id)).await? {
@@ -510,9 +527,18 @@ async fn reconcile(
                 Ok(b) => brokers.push(b),
                 Err(e) => warn!(error = %e, "ignoring an unreadable broker registration"),
             }
+            match znodes::decode_offline_replicas(id, &data) {
+                Ok(o) if !o.is_empty() => {
+                    debug!(broker = id, replicas = o.len(), "replicas on a failed log directory");
+                    offline.insert(id, o);
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "ignoring an unreadable broker registration"),
+            }
         }
     }
     core.set_brokers(brokers);
+    core.set_offline_replicas(offline);
     // Topics.
     let names: BTreeSet<String> = keeper.children(znodes::BROKER_TOPICS, false).await?.into_iter().collect();
     let known: BTreeSet<String> = core.topics().keys().cloned().collect();

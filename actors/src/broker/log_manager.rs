@@ -30,6 +30,8 @@ pub struct LogManager {
     /// Running partitions: their actor and their log directory's parent (the `log.dirs`
     /// entry they live in).
     partitions: HashMap<TopicPartition, (Addr<Partition>, PathBuf)>,
+    /// Failed log directories: nothing is written there any more.
+    offline: std::collections::BTreeSet<PathBuf>,
     /// Last known recovery point of every partition, by log directory.
     recovery_points: BTreeMap<PathBuf, BTreeMap<TopicPartition, i64>>,
     /// Each partition's high watermark, per log dir (`replication-offset-checkpoint`).
@@ -78,6 +80,7 @@ impl LogManager {
         LogManager {
             interval,
             partitions: HashMap::new(),
+            offline: Default::default(),
             recovery_points,
             high_watermarks,
             log_starts,
@@ -90,17 +93,18 @@ impl LogManager {
     }
 
     fn write_checkpoints(&self) {
-        for (dir, hws) in &self.high_watermarks {
+        let working = |(dir, _): &(&PathBuf, _)| !self.offline.contains(*dir);
+        for (dir, hws) in self.high_watermarks.iter().filter(working) {
             if let Err(e) = checkpoint::write(&dir.join(REPLICATION_OFFSET_CHECKPOINT), hws) {
                 warn!(dir = %dir.display(), error = %e, "could not write the high watermark checkpoint");
             }
         }
-        for (dir, points) in &self.recovery_points {
+        for (dir, points) in self.recovery_points.iter().filter(working) {
             if let Err(e) = checkpoint::write(&dir.join(RECOVERY_POINT_CHECKPOINT), points) {
                 warn!(dir = %dir.display(), error = %e, "could not write the recovery point checkpoint");
             }
         }
-        for (dir, starts) in &self.log_starts {
+        for (dir, starts) in self.log_starts.iter().filter(working) {
             if let Err(e) = checkpoint::write(&dir.join(LOG_START_OFFSET_CHECKPOINT), starts) {
                 warn!(dir = %dir.display(), error = %e, "could not write the log start checkpoint");
             }
@@ -293,4 +297,19 @@ pub fn read_high_watermarks(dir: &std::path::Path) -> BTreeMap<TopicPartition, i
         warn!(dir = %dir.display(), error = %e, "unreadable high watermark checkpoint; high watermarks start at 0");
         BTreeMap::new()
     })
+}
+
+/// A log directory failed: stop writing checkpoints there (its partitions are closed by the
+/// replica manager).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DirOffline(pub PathBuf);
+
+impl Handler<DirOffline> for LogManager {
+    type Result = ();
+
+    fn handle(&mut self, DirOffline(dir): DirOffline, _: &mut Context<Self>) {
+        let _span = crate::handling!("LogManager", "DirOffline");
+        self.offline.insert(dir);
+    }
 }

@@ -17,6 +17,7 @@
 //! - **Leaving** ([`Leave`]): resign, then close the session, so the registration and
 //!   `/controller` vanish at once instead of after the session timeout.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +79,7 @@ pub async fn join(
     config: &BrokerConfig,
     endpoint: &BrokerEndpoint,
     tls: &ClientTls,
+    offline: &BTreeSet<(String, i32)>,
 ) -> Result<(KeeperClient, KeeperEvents, String), JoinError> {
     let keeper_err = |error| JoinError::Keeper { connect: config.zookeeper_connect.clone(), error };
     let opts = KeeperClientOptions {
@@ -92,7 +94,7 @@ pub async fn join(
         create_if_missing(&keeper, path, &[]).await.map_err(keeper_err)?;
     }
     let cluster_id = cluster_id(&keeper).await.map_err(keeper_err)??;
-    register(&keeper, config, endpoint).await?;
+    register(&keeper, config, endpoint, offline).await?;
     info!(broker = endpoint.id, cluster_id, addr = %endpoint.addr(), "registered");
     Ok((keeper, events, cluster_id))
 }
@@ -137,13 +139,14 @@ async fn register(
     keeper: &KeeperClient,
     config: &BrokerConfig,
     endpoint: &BrokerEndpoint,
+    offline: &BTreeSet<(String, i32)>,
 ) -> Result<(), JoinError> {
     let path = znodes::broker_path(endpoint.id);
     let keeper_err = |error| JoinError::Keeper { connect: config.zookeeper_connect.clone(), error };
     let deadline = tokio::time::Instant::now() + config.zookeeper_session_timeout + Duration::from_secs(2);
     let mut warned = false;
     loop {
-        let data = znodes::encode_broker(endpoint, now_ms());
+        let data = znodes::encode_broker(endpoint, now_ms(), offline);
         match keeper.create(&path, &data, CreateMode::Ephemeral).await {
             Ok(_) => return Ok(()),
             Err(KeeperClientError::Keeper(KeeperError::NodeExists { .. })) => {
@@ -170,6 +173,29 @@ async fn register(
     }
 }
 
+/// Tells the controller which of this broker's replicas are on failed log directories: the
+/// registration lists them (so a new controller reads them too) and a log directory event
+/// (Kafka's `/log_dir_event_notification`) asks the controller for a pass.
+pub async fn report_offline_replicas(
+    keeper: &KeeperClient,
+    endpoint: &BrokerEndpoint,
+    offline: &BTreeSet<(String, i32)>,
+) -> Result<(), KeeperClientError> {
+    let data = znodes::encode_broker(endpoint, now_ms(), offline);
+    keeper.set_data(&znodes::broker_path(endpoint.id), &data, -1).await?;
+    keeper
+        .create(
+            znodes::LOG_DIR_EVENT_PREFIX,
+            &znodes::encode_log_dir_event(endpoint.id),
+            CreateMode::PersistentSequential,
+        )
+        .await?;
+    Ok(())
+}
+
+/// This broker's replicas on failed log directories, as its registration lists them.
+pub type SharedOffline = Arc<Mutex<BTreeSet<(String, i32)>>>;
+
 /// What membership needs to run.
 #[derive(Debug, Clone)]
 pub struct MembershipContext {
@@ -190,6 +216,8 @@ pub struct MembershipContext {
     pub controller: SharedController,
     /// This broker's copy of the ACLs, kept by the session's [`AclWatcher`].
     pub acls: SharedAcls,
+    /// Its replicas on failed log directories (a new session registers with them).
+    pub offline: SharedOffline,
 }
 
 /// The controller actor this broker runs, if it is the controller.
@@ -406,7 +434,8 @@ impl Membership {
             return;
         }
         let (config, endpoint, tls) = (self.cx.config.clone(), self.cx.endpoint.clone(), self.cx.tls.clone());
-        let joining = async move { join(&config, &endpoint, &tls).await };
+        let offline = self.cx.offline.lock().map(|o| o.clone()).unwrap_or_default();
+        let joining = async move { join(&config, &endpoint, &tls, &offline).await };
         ctx.spawn(joining.into_actor(self).map(|joined, this, ctx| match joined {
             Ok(joined) if this.leaving => {
                 // Stopping meanwhile: this session is not wanted.

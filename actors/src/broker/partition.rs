@@ -154,29 +154,24 @@ pub struct PartitionContext {
 }
 
 /// Where partitions report that their log's files failed (an I/O error reading or writing
-/// them: a full or failing disk). The broker stops when it hears of one, moving its
-/// leaderships away first, as Kafka shuts a broker down when its log directories have
-/// failed: the partitions' other replicas then lead, instead of every append failing on this
-/// one while producers' records expire.
+/// them: a full or failing disk). The broker takes that log directory offline, as Kafka does
+/// (KIP-112): its partitions lead elsewhere and this broker keeps serving its other
+/// directories; when no directory is left it stops, moving its leaderships away first. Either
+/// way producers see a leader change instead of every append failing here while their records
+/// expire.
 #[derive(Debug, Clone)]
-pub struct StorageFailures(Arc<watch::Sender<Option<String>>>);
+pub struct StorageFailures(tokio::sync::mpsc::UnboundedSender<(TopicPartition, String)>);
 
 impl StorageFailures {
-    /// A channel; the receiver hears the first failure.
-    pub fn new() -> (Self, watch::Receiver<Option<String>>) {
-        let (tx, rx) = watch::channel(None);
-        (StorageFailures(Arc::new(tx)), rx)
+    /// A channel; the receiver hears every failure, with the partition whose files failed.
+    pub fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<(TopicPartition, String)>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (StorageFailures(tx), rx)
     }
 
-    /// Reports a failure (only the first is kept).
-    pub fn report(&self, what: String) {
-        self.0.send_if_modified(|first| {
-            if first.is_some() {
-                return false;
-            }
-            *first = Some(what);
-            true
-        });
+    /// Reports a failure of `tp`'s files.
+    pub fn report(&self, tp: &TopicPartition, what: String) {
+        let _ = self.0.send((tp.clone(), what));
     }
 }
 
@@ -250,7 +245,7 @@ impl Partition {
 
     fn storage_error(&self, e: &LogError) -> BrokerError {
         if matches!(e, LogError::Io { .. }) {
-            self.storage.report(format!("{}-{}: {e}", self.tp.topic, self.tp.partition));
+            self.storage.report(&self.tp, format!("{}-{}: {e}", self.tp.topic, self.tp.partition));
         }
         BrokerError::StorageError {
             topic: self.tp.topic.clone(),
@@ -1136,6 +1131,9 @@ impl Handler<Tick> for Partition {
 pub struct Stop {
     /// Delete the partition's directory.
     pub delete: bool,
+    /// Its directory failed: close without flushing (an fsync that failed is never tried
+    /// again: the kernel may have dropped the pages it could not write) and report no marks.
+    pub failed: bool,
 }
 
 impl Handler<Stop> for Partition {
@@ -1151,6 +1149,10 @@ impl Handler<Stop> for Partition {
         let dir = log.dir().to_path_buf();
         let end = log.log_end_offset();
         let log_start_offset = log.log_start_offset();
+        if msg.failed {
+            info!(topic = %self.tp.topic, partition = self.tp.partition, "closed the partition on a failed directory");
+            return None;
+        }
         let closed = log.flush();
         drop(log);
         if let Err(e) = closed {

@@ -29,7 +29,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::broker::fetcher::{FetcherConfig, Follow, FollowerFetcher, SetThrottle, Unfollow};
-use crate::broker::log_manager::{read_high_watermarks, Forget, LogManager, Register, Unregister};
+use crate::broker::log_manager::{
+    read_high_watermarks, DirOffline, Forget, LogManager, Register, Unregister,
+};
 use crate::broker::partition::{Assign, Offsets, Partition, PartitionContext, Reconfigure, Stop};
 use crate::clock::now_ms;
 
@@ -49,6 +51,8 @@ pub struct Routing {
     pub update: Option<Arc<ClusterUpdate>>,
     /// Partitions replicated on this broker, led or followed.
     pub partitions: HashMap<TopicPartition, Hosted>,
+    /// Partitions whose replica here is on a failed log directory (that directory).
+    pub offline: HashMap<TopicPartition, PathBuf>,
 }
 
 /// The routing table, replaced as a whole on every update.
@@ -98,6 +102,12 @@ pub struct ReplicaManager {
     cleaned: HashMap<TopicPartition, PathBuf>,
     /// High watermarks checkpointed before this start (where a partition opens from).
     high_watermarks: BTreeMap<TopicPartition, i64>,
+    /// The `log.dirs` entry each hosted partition's log is in.
+    roots: HashMap<TopicPartition, PathBuf>,
+    /// `log.dirs` entries that failed: no log opens there until the broker restarts.
+    offline_dirs: BTreeSet<PathBuf>,
+    /// Partitions whose replica here is on a failed directory.
+    offline: HashMap<TopicPartition, PathBuf>,
 }
 
 impl ReplicaManager {
@@ -134,27 +144,25 @@ impl ReplicaManager {
             following: HashMap::new(),
             cleaned: HashMap::new(),
             high_watermarks,
+            roots: HashMap::new(),
+            offline_dirs: BTreeSet::new(),
+            offline: HashMap::new(),
         }
     }
 
-    /// The directory for a partition: where it already is, else the `log.dirs` entry with
-    /// the fewest partitions (Kafka's choice).
+    /// The directory for a partition: where it already is, else the working `log.dirs`
+    /// entry with the fewest partitions (Kafka's choice).
     fn dir_for(&self, tp: &TopicPartition) -> (PathBuf, PathBuf) {
         let name = format!("{}-{}", tp.topic, tp.partition);
-        for root in &self.config.log_dirs {
+        let working = || self.config.log_dirs.iter().filter(|r| !self.offline_dirs.contains(*r));
+        for root in working() {
             if root.join(&name).is_dir() {
                 return (root.clone(), root.join(&name));
             }
         }
         let count =
             |root: &Path| std::fs::read_dir(root).map(|d| d.filter_map(Result::ok).count()).unwrap_or(0);
-        let root = self
-            .config
-            .log_dirs
-            .iter()
-            .min_by_key(|r| count(r))
-            .cloned()
-            .unwrap_or_else(|| PathBuf::from("."));
+        let root = working().min_by_key(|r| count(r)).cloned().unwrap_or_else(|| PathBuf::from("."));
         let dir = root.join(&name);
         (root, dir)
     }
@@ -240,6 +248,7 @@ impl ReplicaManager {
         let hw = self.high_watermarks.get(tp).copied().unwrap_or(0);
         let (actor, offsets) = Partition::new(log, &self.replication.partition, hw, role);
         let addr = actor.start();
+        self.roots.insert(tp.clone(), root.clone());
         self.log_manager.do_send(Register { tp: tp.clone(), addr: addr.clone(), log_dir: root });
         Some(Hosted { addr, offsets })
     }
@@ -287,9 +296,12 @@ impl ReplicaManager {
         }
     }
 
-    fn stop_partition(&mut self, tp: &TopicPartition, delete: bool) {
+    /// Stops `tp`'s actor (deleting its data with `delete`; `failed`: its directory failed,
+    /// so the log is closed without a flush).
+    fn stop_partition(&mut self, tp: &TopicPartition, delete: bool, failed: bool) {
         self.unfollow(tp);
         self.roles.remove(&(tp.topic.clone(), tp.partition));
+        self.roots.remove(tp);
         let Some(leader) = self.hosted.remove(tp) else { return };
         if let Some(dir) = self.cleaned.remove(tp) {
             self.cleaner.unregister(&dir);
@@ -297,7 +309,7 @@ impl ReplicaManager {
         let log_manager = self.log_manager.clone();
         let tp = tp.clone();
         actix::spawn(async move {
-            let marks = leader.addr.send(Stop { delete }).await.ok().flatten();
+            let marks = leader.addr.send(Stop { delete, failed }).await.ok().flatten();
             log_manager.do_send(Unregister { tp, marks });
         });
     }
@@ -321,7 +333,11 @@ impl ReplicaManager {
     }
 
     fn publish(&self) {
-        let routing = Arc::new(Routing { update: self.current.clone(), partitions: self.hosted.clone() });
+        let routing = Arc::new(Routing {
+            update: self.current.clone(),
+            partitions: self.hosted.clone(),
+            offline: self.offline.clone(),
+        });
         match self.routing.write() {
             Ok(mut r) => *r = routing,
             Err(p) => *p.into_inner() = routing,
@@ -352,13 +368,19 @@ impl Handler<Apply> for ReplicaManager {
         update.take_own_configs(self.broker_id);
         let plan = roles::plan(&update, self.broker_id, &self.roles);
         for ((topic, partition), delete) in plan.stop {
-            self.stop_partition(&TopicPartition::new(topic, partition), delete);
+            let tp = TopicPartition::new(topic, partition);
+            self.offline.remove(&tp);
+            self.stop_partition(&tp, delete, false);
         }
         if !plan.deleting.is_empty() {
             self.delete_stray(&plan.deleting);
         }
         for ((topic, partition), role) in plan.assign {
             let tp = TopicPartition::new(topic.clone(), partition);
+            if self.offline.contains_key(&tp) {
+                // Its directory failed: it stays closed here (the controller leads it elsewhere).
+                continue;
+            }
             let addr = match self.hosted.get(&tp) {
                 Some(h) => {
                     // The role first: the fetcher's first question to the partition must
@@ -416,11 +438,76 @@ impl Handler<StopAll> for ReplicaManager {
         Box::pin(
             async move {
                 for (tp, leader) in leaders {
-                    let marks = leader.addr.send(Stop { delete: false }).await.ok().flatten();
+                    let marks = leader.addr.send(Stop { delete: false, failed: false }).await.ok().flatten();
                     let _ = log_manager.send(Unregister { tp, marks }).await;
                 }
             }
             .into_actor(self),
         )
+    }
+}
+
+/// What a log directory failure did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirFailure {
+    /// The directory is offline; every replica here on a failed directory is listed.
+    Offline {
+        /// The directory that failed.
+        dir: PathBuf,
+        /// Every replica on a failed directory (this one and earlier ones).
+        replicas: BTreeSet<(String, i32)>,
+        /// Whether this report took the directory offline (false: it already was).
+        newly: bool,
+    },
+    /// It was the last working directory: the broker has nothing left to serve from.
+    AllFailed {
+        /// The directory that failed.
+        dir: PathBuf,
+    },
+}
+
+/// A partition's log files failed: take its `log.dirs` entry offline (Kafka's failed log
+/// directory): every partition there is closed and stays closed, new partitions go to the
+/// other directories, and the answer lists what is offline, for the broker to tell the
+/// controller.
+#[derive(Debug, Message)]
+#[rtype(result = "DirFailure")]
+pub struct DirFailed(pub TopicPartition);
+
+impl Handler<DirFailed> for ReplicaManager {
+    type Result = MessageResult<DirFailed>;
+
+    fn handle(&mut self, DirFailed(tp): DirFailed, _: &mut Context<Self>) -> Self::Result {
+        let _span = crate::handling!("ReplicaManager", "DirFailed");
+        let listed = |offline: &HashMap<TopicPartition, PathBuf>| -> BTreeSet<(String, i32)> {
+            offline.keys().map(|tp| (tp.topic.clone(), tp.partition)).collect()
+        };
+        let Some(root) = self.roots.get(&tp).or_else(|| self.offline.get(&tp)).cloned() else {
+            // Already stopped (deleted or moved away): nothing is held there any more.
+            let dir = self.dir_for(&tp).0;
+            return MessageResult(DirFailure::Offline { dir, replicas: listed(&self.offline), newly: false });
+        };
+        if self.offline_dirs.contains(&root) {
+            return MessageResult(DirFailure::Offline {
+                dir: root,
+                replicas: listed(&self.offline),
+                newly: false,
+            });
+        }
+        if self.config.log_dirs.iter().all(|d| *d == root || self.offline_dirs.contains(d)) {
+            return MessageResult(DirFailure::AllFailed { dir: root });
+        }
+        self.offline_dirs.insert(root.clone());
+        self.log_manager.do_send(DirOffline(root.clone()));
+        let on_it: Vec<TopicPartition> =
+            self.roots.iter().filter(|(_, r)| **r == root).map(|(tp, _)| tp.clone()).collect();
+        for tp in on_it {
+            warn!(topic = %tp.topic, partition = tp.partition, dir = %root.display(),
+                "the partition's log directory failed; its replica here goes offline");
+            self.stop_partition(&tp, false, true);
+            self.offline.insert(tp, root.clone());
+        }
+        self.publish();
+        MessageResult(DirFailure::Offline { dir: root, replicas: listed(&self.offline), newly: true })
     }
 }

@@ -175,13 +175,18 @@ impl BrokerService {
         let info = update.topics.get(topic).and_then(|t| t.partitions.get(&partition)).ok_or_else(unknown)?;
         match info.state.as_ref().and_then(|s| s.leader()) {
             Some(leader) if leader == self.id() && !routing.partitions.contains_key(&tp) => {
-                Err(BrokerError::StorageError {
-                    topic: topic.to_string(),
-                    partition,
-                    reason:
+                let reason = match routing.offline.get(&tp) {
+                    Some(dir) => format!(
+                        "its log directory {} failed on this broker; the controller moves its leadership to \
+                         another replica",
+                        dir.display()
+                    ),
+                    None => {
                         "this broker leads the partition but could not open its log (see the broker's log)"
-                            .into(),
-                })
+                            .into()
+                    }
+                };
+                Err(BrokerError::StorageError { topic: topic.to_string(), partition, reason })
             }
             Some(leader) if leader == self.id() => {
                 // Just elected; the partition takes its role in a moment.
