@@ -33,7 +33,7 @@ use sluice_client::broker::{
 use sluice_client::keeper::{KeeperClient, KeeperClientOptions, KeeperEvent};
 use sluice_tests::dir_model::{self, DirCheck, DirWorkload};
 use sluice_tests::linearizability::{self, Outcome, Workload};
-use sluice_tests::nemesis::{seeds, Lan, Rng};
+use sluice_tests::nemesis::{seeds, weather_for, Lan, Rng, Weather};
 use sluice_tests::{
     broker_config, wait_for, BrokerCluster, BrokerProcess, JsonLines, KeeperEnsemble, KeeperProcess, TestPki,
 };
@@ -300,12 +300,17 @@ async fn send_for(
 /// schedule, then a consumer reading every partition back; the checker's findings.
 async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tally, BrokerCluster) {
     let plan = schedule(seed);
-    println!("seed {seed}: schedule {plan:?}");
+    let weather = weather_for(seed, &["keeper", "b1", "b2", "b3"]);
+    println!("seed {seed}: schedule {plan:?}; weather throughout {weather:?}");
     cluster.wait_until_every_broker_sees_all(Duration::from_secs(30));
     create_topic(client(&cluster), "nemesis").await;
 
     let producer = patient_producer(&cluster);
     let mut tally = Tally::default();
+    if let Some((host, w)) = weather {
+        lan.weather(host, w);
+        *tally.faults.entry(weather_kind(w)).or_default() += 1;
+    }
     let mut pending: Vec<Delivery> = Vec::new();
     let mut i = 0u64;
     for (wait, fault, lasts) in plan {
@@ -316,6 +321,7 @@ async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tall
         i = send_for("nemesis", &producer, i, Instant::now() + lasts, &mut pending).await;
         repair(&lan, &mut cluster, fault);
     }
+    lan.calm();
     i = send_for("nemesis", &producer, i, Instant::now() + Duration::from_secs(1), &mut pending).await;
     tally.sent = i as usize;
 
@@ -375,6 +381,98 @@ async fn run_seed(lan: Arc<Lan>, mut cluster: BrokerCluster, seed: u64) -> (Tall
         tally.epochs.push(state.leader_epoch);
     }
     (tally, cluster)
+}
+
+/// How a run's weather shows in the tally.
+fn weather_kind(w: Weather) -> &'static str {
+    match (w.delay.is_zero(), w.duplicate > 0) {
+        (false, false) => "weather: one host's packets delayed and reordered",
+        (true, _) => "weather: one host's packets duplicated",
+        (false, true) => "weather: one host's packets delayed, reordered and duplicated",
+    }
+}
+
+/// The weather itself, measured: 300 numbered datagrams from host a to host b, 1 ms apart,
+/// calm, then with a's packets delayed 30 ms plus up to 20 ms of jitter (they arrive late
+/// and out of order), then with half of them duplicated, then calm again.
+#[test]
+fn the_lan_delays_reorders_and_duplicates_a_hosts_packets() {
+    let lan = Arc::new(Lan::new(&["a", "b"]).unwrap_or_else(|e| panic!("{e}")));
+    let b = lan.host("b").ip;
+    // Per datagram received, in arrival order: its number and how long it took.
+    let measure = |lan: &Arc<Lan>| -> Vec<(u32, Duration)> {
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let sent: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+        let (l, s) = (lan.clone(), sent.clone());
+        let receiver = std::thread::spawn(move || {
+            l.run_in("b", move || async move {
+                let sock = tokio::net::UdpSocket::bind("0.0.0.0:7000").await.expect("bind");
+                let _ = ready_tx.send(());
+                let mut got = Vec::new();
+                let mut buf = [0u8; 16];
+                while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await
+                {
+                    let seq = u32::from_be_bytes(buf[..4.min(n)].try_into().unwrap_or([0; 4]));
+                    got.push((seq, Instant::now()));
+                }
+                got
+            })
+        });
+        ready.recv().expect("the receiver is ready");
+        lan.run_in("a", move || async move {
+            let sock = tokio::net::UdpSocket::bind("0.0.0.0:0").await.expect("bind");
+            for seq in 0..300u32 {
+                s.lock().expect("sent").push(Instant::now());
+                sock.send_to(&seq.to_be_bytes(), (b, 7000)).await.expect("send");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let got = receiver.join().expect("receiver");
+        let sent = sent.lock().expect("sent");
+        got.into_iter().map(|(seq, at)| (seq, at - sent[seq as usize])).collect()
+    };
+    let median = |got: &[(u32, Duration)]| {
+        let mut d: Vec<Duration> = got.iter().map(|g| g.1).collect();
+        d.sort();
+        d[d.len() / 2]
+    };
+    let overtaken = |got: &[(u32, Duration)]| {
+        let mut highest = 0;
+        got.iter()
+            .filter(|(seq, _)| {
+                let before = highest;
+                highest = highest.max(*seq);
+                before > *seq
+            })
+            .count()
+    };
+    let twice = |got: &[(u32, Duration)]| got.len() - got.iter().map(|g| g.0).collect::<BTreeSet<_>>().len();
+
+    let calm = measure(&lan);
+    assert_eq!((calm.len(), overtaken(&calm)), (300, 0), "a calm link delivers everything once, in order");
+    lan.weather(
+        "a",
+        Weather { delay: Duration::from_millis(30), jitter: Duration::from_millis(20), duplicate: 0 },
+    );
+    let slow = measure(&lan);
+    println!(
+        "calm: median {:?}; slow: median {:?}, {} overtaken",
+        median(&calm),
+        median(&slow),
+        overtaken(&slow)
+    );
+    assert_eq!(slow.len(), 300, "delayed, not lost");
+    assert!(median(&slow) >= Duration::from_millis(30), "median {:?}", median(&slow));
+    assert!(overtaken(&slow) > 10, "jitter reorders: only {} overtaken", overtaken(&slow));
+    lan.calm();
+    lan.weather("a", Weather { duplicate: 50, ..Weather::default() });
+    let doubled = measure(&lan);
+    println!("duplicated: {} of 300 arrived twice", twice(&doubled));
+    assert!((90..=210).contains(&twice(&doubled)), "{} of 300 duplicated at 50%", twice(&doubled));
+    lan.calm();
+    let after = measure(&lan);
+    assert_eq!((after.len(), twice(&after), overtaken(&after)), (300, 0, 0), "calm again");
+    assert!(median(&after) < Duration::from_millis(10), "median {:?} once calm", median(&after));
 }
 
 #[test]
@@ -529,7 +627,8 @@ async fn keeper_seed(
     seed: u64,
 ) -> (String, KeeperEnsemble) {
     let plan = keeper_schedule(seed);
-    println!("keeper seed {seed}: schedule {plan:?}");
+    let weather = weather_for(seed, &KEEPERS);
+    println!("keeper seed {seed}: schedule {plan:?}; weather throughout {weather:?}");
     let status = pki.client("status");
     ens.leader(&status, Duration::from_secs(30)).await.expect("the ensemble elects a leader");
     let opts = KeeperClientOptions { session_timeout: Duration::from_secs(4), ..Default::default() };
@@ -572,6 +671,10 @@ async fn keeper_seed(
         }
     }
     let mut faults: BTreeMap<&'static str, usize> = BTreeMap::new();
+    if let Some((host, w)) = weather {
+        lan.weather(host, w);
+        *faults.entry(weather_kind(w)).or_default() += 1;
+    }
     for (wait, fault, lasts) in plan {
         let before = workload.completed();
         tokio::time::sleep(wait).await;
@@ -614,6 +717,7 @@ async fn keeper_seed(
             workload.errors.lock().expect("errors")
         );
     }
+    lan.calm();
     let (events, initial, unknown) = workload.finish(workers, &KEYS, b"0").await;
     let dir_events = dir_workload.finish(dir_workers).await;
     let dir_unknown = dir_events.iter().filter(|e| e.answer.is_none()).count();
@@ -623,7 +727,10 @@ async fn keeper_seed(
             "keeper seed {seed}: the directory history is not linearizable at {stuck:?}; before it:\n{}",
             dir_model::before(&dir_events, stuck.answer.as_ref().map_or(stuck.invoked_ns, |a| a.0))
         ),
-        DirCheck::Inconclusive => panic!("keeper seed {seed}: the directory history was too much to check"),
+        DirCheck::Inconclusive => panic!(
+            "keeper seed {seed}: the directory history was too much to check ({} operations, {dir_unknown} unknown)",
+            dir_events.len()
+        ),
     }
     let mut answered: Vec<u64> = events
         .iter()
