@@ -11,6 +11,10 @@
 //!   a prefix in order with its last write torn (a part of it kept); or any subset, each
 //!   possibly torn (pages written back out of order, holes between them).
 //!
+//! [`LazyFs::fail_syncs`] makes every `fsync` fail with EIO; the writes it covered are then
+//! lost at the next cut even if a later `fsync` succeeds, as Linux drops pages whose
+//! writeback failed (why an fsync must never be retried: the PostgreSQL lesson).
+//!
 //! Metadata is durable at once, as on a journalling filesystem that commits its metadata before
 //! the data (ext4's `data=ordered`): creates, renames, unlinks, directories and truncations
 //! survive a cut, so a file created and never synced comes back empty, and a file renamed over
@@ -53,6 +57,20 @@ struct Pending {
     new: Option<Vec<u8>>,
     /// The length it truncated to.
     new_len: u64,
+    /// What a power cut does with it.
+    fate: Fate,
+}
+
+/// What becomes of a write at a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Not synced yet: the cut decides.
+    Unsynced,
+    /// Synced (kept in the list only because an older write of the file was lost).
+    Synced,
+    /// An fsync covering it failed: it never reaches the disk, whatever later syncs say
+    /// (the kernel marks the pages clean after a failed writeback: the PostgreSQL lesson).
+    Lost,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +85,24 @@ struct Inner {
     /// Counters for the report.
     writes: u64,
     syncs: u64,
+    /// Every fsync fails with EIO ([`LazyFs::fail_syncs`]).
+    failing_syncs: bool,
+    /// fsyncs that failed.
+    failed_syncs: u64,
+}
+
+impl Inner {
+    /// A sync of inode `ino` succeeded: its writes so far are on the disk.
+    fn synced(&mut self, ino: u64) {
+        let Some(ops) = self.pending.get_mut(&ino) else { return };
+        if ops.iter().any(|op| op.fate == Fate::Lost) {
+            for op in ops.iter_mut().filter(|op| op.fate == Fate::Unsynced) {
+                op.fate = Fate::Synced;
+            }
+        } else {
+            self.pending.remove(&ino);
+        }
+    }
 }
 
 /// How a power cut treats the writes that were never synced.
@@ -177,7 +213,19 @@ impl LazyFs {
     /// written back).
     pub fn sync_everything(&self) {
         let mut inner = lock(&self.inner);
-        inner.pending.clear();
+        let inodes: Vec<u64> = inner.pending.keys().copied().collect();
+        for ino in inodes {
+            inner.synced(ino);
+        }
+    }
+
+    /// From now on (until called with `false`) every fsync fails with EIO, and the writes it
+    /// covered never reach the disk, even if a later fsync succeeds (as Linux drops pages
+    /// whose writeback failed). Returns how many fsyncs have failed so far.
+    pub fn fail_syncs(&self, failing: bool) -> u64 {
+        let mut inner = lock(&self.inner);
+        inner.failing_syncs = failing;
+        inner.failed_syncs
     }
 
     /// Files open through the mount.
@@ -219,7 +267,7 @@ impl LazyFs {
         for (path, ops) in files {
             report.files += 1;
             report.names.push(path.strip_prefix(&self.backing).unwrap_or(&path).display().to_string());
-            report.unsynced += ops.len();
+            report.unsynced += ops.iter().filter(|op| op.fate != Fate::Synced).count();
             let file = match OpenOptions::new().read(true).write(true).open(&path) {
                 Ok(f) => f,
                 // Unlinked by a rename over it: nothing of it is left to cut.
@@ -273,6 +321,11 @@ fn cut_file(
         }
     };
     for (op, keep) in ops.iter().zip(keep) {
+        let keep = match op.fate {
+            Fate::Unsynced => keep,
+            Fate::Synced => None,
+            Fate::Lost => Some(0),
+        };
         match &op.new {
             None => file.set_len(op.new_len)?,
             Some(data) => {
@@ -280,12 +333,14 @@ fn cut_file(
                 if n > 0 {
                     file.write_all_at(&data[..n], op.offset)?;
                 }
-                match n {
-                    n if n == data.len() => report.kept += 1,
-                    0 => {}
-                    _ => report.torn += 1,
+                if op.fate != Fate::Synced {
+                    match n {
+                        n if n == data.len() => report.kept += 1,
+                        0 => {}
+                        _ => report.torn += 1,
+                    }
+                    report.bytes_lost += (data.len() - n) as u64;
                 }
-                report.bytes_lost += (data.len() - n) as u64;
             }
         }
     }
@@ -399,6 +454,7 @@ impl Served {
             old_len,
             new: None,
             new_len: size,
+            fate: Fate::Unsynced,
         });
         Ok(())
     }
@@ -604,7 +660,14 @@ impl Filesystem for Served {
             let mut old = vec![0; end.saturating_sub(offset) as usize];
             file.read_exact_at(&mut old, offset)?;
             file.write_all_at(data, offset)?;
-            Ok::<_, std::io::Error>(Pending { offset, old, old_len, new: Some(data.to_vec()), new_len: 0 })
+            Ok::<_, std::io::Error>(Pending {
+                offset,
+                old,
+                old_len,
+                new: Some(data.to_vec()),
+                new_len: 0,
+                fate: Fate::Unsynced,
+            })
         })();
         match result {
             Ok(p) => {
@@ -643,7 +706,16 @@ impl Filesystem for Served {
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         let mut inner = lock(&self.inner);
-        inner.pending.remove(&ino.0);
+        if inner.failing_syncs {
+            inner.failed_syncs += 1;
+            for op in inner.pending.get_mut(&ino.0).into_iter().flatten() {
+                if op.fate == Fate::Unsynced {
+                    op.fate = Fate::Lost;
+                }
+            }
+            return reply.error(Errno::EIO);
+        }
+        inner.synced(ino.0);
         inner.syncs += 1;
         reply.ok();
     }

@@ -93,6 +93,23 @@ fn the_lazy_filesystem_forgets_unsynced_writes_and_keeps_synced_ones() {
         outcomes.insert(got);
     }
     assert!(outcomes.len() > 3, "24 seeds gave only {} different states", outcomes.len());
+
+    // A failed fsync: what it covered never reaches the disk, even after a later fsync
+    // succeeds.
+    let mut f = std::fs::File::create(&log).expect("create");
+    f.write_all(b"aaaa").expect("write");
+    f.sync_data().expect("fdatasync");
+    f.write_all(b"bbbb").expect("write");
+    fs.fail_syncs(true);
+    let failed = f.sync_data().expect_err("the fsync fails");
+    assert_eq!(failed.raw_os_error(), Some(5), "EIO: {failed}");
+    assert_eq!(fs.fail_syncs(false), 1, "one fsync failed");
+    f.write_all(b"cccc").expect("write");
+    f.sync_data().expect("a later fsync succeeds");
+    drop(f);
+    assert_eq!(read(&log), b"aaaabbbbcccc", "before the cut, reads see every write");
+    fs.power_cut(Cut::LoseAll);
+    assert_eq!(read(&log), b"aaaa\0\0\0\0cccc", "the failed fsync's write is gone, the later one stays");
     drop(fs);
     assert!(!at.join("sub").exists(), "unmounted on drop");
 }
@@ -314,6 +331,17 @@ async fn read_all(cluster: &BrokerCluster, topic: &str, n: usize) -> Vec<(i64, u
     out
 }
 
+/// The values of partition 0 of `topic` from its start ([`read_all`]), checking that their
+/// offsets run from 0 without a gap.
+async fn read_values(cluster: &BrokerCluster, topic: &str, n: usize) -> Vec<u64> {
+    let log = read_all(cluster, topic, n).await;
+    assert!(
+        log.iter().enumerate().all(|(i, &(o, _))| o == i as i64),
+        "{topic}: offsets are not consecutive from 0"
+    );
+    log.into_iter().map(|(_, v)| v).collect()
+}
+
 /// The broker's log on the lazy filesystem, the rest of the cluster on the ordinary disk.
 fn on_lazy_disk(broker: &mut BrokerProcess) -> LazyFs {
     broker.kill();
@@ -342,10 +370,8 @@ async fn a_broker_that_flushes_every_message_keeps_every_acknowledged_record_thr
         let report = fs.power_cut(Cut::Seeded(round));
         println!("round {round}: {report}");
         cluster.brokers[0].restart();
-        let log = read_all(&cluster, "flushed", acked.len()).await;
-        let values: Vec<u64> = log.iter().map(|&(_, v)| v).collect();
+        let values = read_values(&cluster, "flushed", acked.len()).await;
         assert_eq!(values, acked, "round {round}: the log is exactly what was acknowledged");
-        assert!(log.iter().enumerate().all(|(i, &(o, _))| o == i as i64), "offsets are consecutive from 0");
     }
 }
 
@@ -371,11 +397,9 @@ async fn with_the_default_flush_policy_a_cut_single_replica_recovers_a_valid_pre
         let report = fs.power_cut(Cut::Seeded(round));
         cluster.brokers[0].restart();
         let expected: Vec<u64> = log.iter().chain(&sent).copied().collect();
-        let now = read_all(&cluster, "unflushed", expected.len()).await;
-        let values: Vec<u64> = now.iter().map(|&(_, v)| v).collect();
+        let values = read_values(&cluster, "unflushed", expected.len()).await;
         println!("round {round}: {} of {} records left; cut: {report}", values.len(), expected.len());
         assert!(expected.starts_with(&values), "round {round}: not a prefix of what was sent: {values:?}");
-        assert!(now.iter().enumerate().all(|(i, &(o, _))| o == i as i64), "offsets are consecutive from 0");
         lost += expected.len() - values.len();
         log = values;
     }
@@ -472,8 +496,85 @@ async fn with_the_default_flush_policy_a_cut_leader_gets_back_all_it_acknowledge
         s.leader == cut
     })
     .await;
-    let log = read_all(&cluster, "replicated", acked.len()).await;
-    let values: Vec<u64> = log.iter().map(|&(_, v)| v).collect();
+    let values = read_values(&cluster, "replicated", acked.len()).await;
     assert_eq!(values, acked, "the cut broker serves every acknowledged record, once, in order");
-    assert!(log.iter().enumerate().all(|(i, &(o, _))| o == i as i64), "offsets are consecutive from 0");
+}
+
+/// A standalone keeper whose fsync fails: the write it covered is refused, reads go on, and
+/// the keeper never retries the fsync: later writes are refused too, even once fsyncs work
+/// again, until a restart. After a power cut and the restart, every acknowledged write is
+/// there and the refused one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keeper_whose_fsync_fails_refuses_writes_until_restarted_and_loses_nothing_it_acknowledged() {
+    let pki = TestPki::new("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut keeper = KeeperProcess::start(&pki, dir.path(), 500);
+    keeper.kill();
+    let fs = LazyFs::take_over(&keeper.data_dir);
+    keeper.restart();
+    let opts = KeeperClientOptions { session_timeout: Duration::from_secs(30), ..Default::default() };
+    let (c, _ev) =
+        KeeperClient::connect(&keeper.addr, &pki.client("app"), opts.clone()).await.expect("connect");
+    for i in 0..20 {
+        c.create(&format!("/acked-{i}"), b"x", P).await.expect("create");
+    }
+    fs.fail_syncs(true);
+    let refused = c.create("/refused", b"x", P).await.expect_err("a write whose fsync failed is refused");
+    println!("refused: {refused}");
+    assert!(fs.fail_syncs(false) >= 1, "the keeper's fsync failed");
+    assert_eq!(c.get_data("/acked-3", false).await.expect("reads go on").0, b"x");
+    let again = c.create("/after", b"x", P).await;
+    assert!(
+        again.is_err(),
+        "a failed fsync is not retried: writes stay refused until a restart, got {again:?}"
+    );
+    keeper.kill();
+    let report = fs.power_cut(Cut::LoseAll);
+    println!("cut: {report}");
+    keeper.restart();
+    let (c, _ev) = KeeperClient::connect(&keeper.addr, &pki.client("app"), opts).await.expect("connect");
+    for i in 0..20 {
+        assert!(c.exists(&format!("/acked-{i}"), false).await.expect("exists").is_some(), "/acked-{i} lost");
+    }
+    assert!(c.exists("/refused", false).await.expect("exists").is_none(), "the refused write came back");
+    c.create("/restarted", b"x", P).await.expect("writes again after the restart");
+}
+
+/// A broker whose only log directory cannot fsync (`log.flush.interval.messages=1`): the
+/// append's fsync fails, the broker takes the directory out of service and, having no other,
+/// stops, saying why. After a power cut and a restart every acknowledged record is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_whose_fsync_fails_stops_and_keeps_every_record_it_acknowledged() {
+    let mut cluster = BrokerCluster::start(1, "log.flush.interval.messages=1\n");
+    create_topic(&cluster, "synced", &[1], &[]).await;
+    let fs = on_lazy_disk(&mut cluster.brokers[0]);
+    let producer = Producer::new(ProducerConfig::new(client(&cluster)).acks(Acks::Leader)).expect("producer");
+    let acked = send_all(&producer, "synced", 0..500).await;
+    assert_eq!(acked.len(), 500);
+    fs.fail_syncs(true);
+    let late = Producer::new(
+        ProducerConfig::new(client(&cluster)).acks(Acks::Leader).delivery_timeout(Duration::from_secs(5)),
+    )
+    .expect("producer");
+    let failed = send_all(&late, "synced", 500..510).await;
+    assert!(failed.is_empty(), "records whose fsync failed were acknowledged: {failed:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.brokers[0].exited().is_none() {
+        assert!(Instant::now() < deadline, "the broker kept serving from a directory whose fsync failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&cluster.brokers[0].log).expect("broker log");
+    assert!(log.contains("the last working log directory failed"), "it says why: {log}");
+    assert!(fs.fail_syncs(false) >= 1);
+    producer.close().await;
+    let report = fs.power_cut(Cut::LoseAll);
+    println!("cut: {report}");
+    cluster.brokers[0].restart();
+    let values = read_values(&cluster, "synced", acked.len()).await;
+    assert!(
+        values.starts_with(&acked),
+        "every acknowledged record, in order: {} of {}",
+        values.len(),
+        acked.len()
+    );
 }
