@@ -381,7 +381,7 @@ impl ControllerCore {
                 continue;
             }
             for (topic, partition, old) in misplaced {
-                if !old.isr.contains(&broker) {
+                if !old.isr.contains(&broker) || !self.up(broker, topic, partition) {
                     continue;
                 }
                 let mut isr = vec![broker];
@@ -426,16 +426,17 @@ impl ControllerCore {
         let t = self.topics.get(topic).filter(|t| !self.deleting.contains(&t.name)).ok_or_else(unknown)?;
         let info = t.partitions.get(&partition).ok_or_else(unknown)?;
         let old = info.state.as_ref().ok_or_else(unknown)?;
-        if old.leader >= 0 && self.live(old.leader) {
+        if old.leader >= 0 && self.up(old.leader, topic, partition) {
             return Err(BrokerError::ElectionNotNeeded { topic: topic.to_string(), partition });
         }
         // An in-sync replica first, if one is serving; else any serving replica.
+        let serving = |r: i32| self.serving(r) && self.up(r, topic, partition);
         let leader = info
             .replicas
             .iter()
             .copied()
-            .find(|r| old.isr.contains(r) && self.serving(*r))
-            .or_else(|| info.replicas.iter().copied().find(|r| self.serving(*r)))
+            .find(|r| old.isr.contains(r) && serving(*r))
+            .or_else(|| info.replicas.iter().copied().find(|r| serving(*r)))
             .ok_or_else(|| BrokerError::EligibleLeadersNotAvailable {
                 topic: topic.to_string(),
                 partition,
@@ -469,7 +470,8 @@ impl ControllerCore {
         if old.leader == preferred {
             return Err(BrokerError::ElectionNotNeeded { topic: topic.to_string(), partition });
         }
-        if !self.serving(preferred) || !old.isr.contains(&preferred) {
+        if !self.serving(preferred) || !old.isr.contains(&preferred) || !self.up(preferred, topic, partition)
+        {
             return Err(not_available());
         }
         let mut isr = vec![preferred];
@@ -756,9 +758,16 @@ mod tests {
         // A follower's offline replica leaves the ISR too.
         c.set_topic("u", [(0, vec![2, 1])].into(), BTreeMap::new(), [(0, state(2, 0, &[2, 1]))].into());
         c.set_offline_replicas([(1, [("t".to_string(), 0), ("u".to_string(), 0)].into())].into());
+        // No election, preferred or asked for, gives it back to the offline replica.
+        assert!(c
+            .preferred_elections(0)
+            .iter()
+            .all(|e| !matches!(e, Effect::WriteState { topic, partition: 0, .. } if topic == "t")));
+        assert!(c.preferred_election("t", 0).is_err());
         let writes = apply(&mut c);
         assert_eq!(writes, vec![("t".into(), 0, state(2, 5, &[2, 3])), ("u".into(), 0, state(2, 1, &[2]))]);
         assert!(c.elect().is_empty(), "t-1 stays with broker 1, which is live");
+        assert!(c.preferred_elections(0).is_empty(), "t-0's preferred replica is offline");
         // The replica cannot lead again while it is offline, even with nobody else left.
         c.set_brokers(vec![broker(1)]);
         let gone = apply(&mut c);
@@ -769,6 +778,10 @@ mod tests {
                 ("t".into(), 1, PartitionState { zk_version: 0, ..state(1, 3, &[1]) }),
                 ("u".into(), 0, PartitionState { zk_version: 1, ..state(-1, 2, &[2]) })
             ]
+        );
+        assert!(
+            matches!(c.unclean_election("t", 0), Err(BrokerError::EligibleLeadersNotAvailable { .. })),
+            "an unclean election does not take an offline replica either"
         );
         // Restarted (its registration lists nothing offline): it is a replica like any other.
         c.set_offline_replicas(BTreeMap::new());
