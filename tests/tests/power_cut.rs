@@ -200,17 +200,24 @@ async fn kill_after(count: &AtomicU64, n: u64, kill: impl FnOnce()) {
     kill();
 }
 
-/// A standalone keeper (snapCount 1000, so snapshots and log rolls happen) whose dataDir is
-/// on the lazy filesystem: four writers, SIGKILL mid-write, the power cut, restart. Three
-/// rounds, each with its own seeded crash state; every acknowledged write survives them all.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standalone_keeper_keeps_every_acknowledged_write_through_power_cuts() {
+/// A standalone keeper whose dataDir is on the lazy filesystem (its files in the returned
+/// directory).
+fn keeper_on_lazy_disk() -> (TestPki, tempfile::TempDir, KeeperProcess, LazyFs) {
     let pki = TestPki::new("cluster");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut keeper = KeeperProcess::start(&pki, dir.path(), 500);
     keeper.kill();
     let fs = LazyFs::take_over(&keeper.data_dir);
     keeper.restart();
+    (pki, dir, keeper, fs)
+}
+
+/// A standalone keeper (snapCount 1000, so snapshots and log rolls happen) whose dataDir is
+/// on the lazy filesystem: four writers, SIGKILL mid-write, the power cut, restart. Three
+/// rounds, each with its own seeded crash state; every acknowledged write survives them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_keeper_keeps_every_acknowledged_write_through_power_cuts() {
+    let (pki, _dir, mut keeper, fs) = keeper_on_lazy_disk();
     let mut all = Acked::default();
     for round in rounds(3) {
         let count = AtomicU64::new(0);
@@ -506,12 +513,7 @@ async fn with_the_default_flush_policy_a_cut_leader_gets_back_all_it_acknowledge
 /// there and the refused one is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keeper_whose_fsync_fails_refuses_writes_until_restarted_and_loses_nothing_it_acknowledged() {
-    let pki = TestPki::new("cluster");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut keeper = KeeperProcess::start(&pki, dir.path(), 500);
-    keeper.kill();
-    let fs = LazyFs::take_over(&keeper.data_dir);
-    keeper.restart();
+    let (pki, _dir, mut keeper, fs) = keeper_on_lazy_disk();
     let opts = KeeperClientOptions { session_timeout: Duration::from_secs(30), ..Default::default() };
     let (c, _ev) =
         KeeperClient::connect(&keeper.addr, &pki.client("app"), opts.clone()).await.expect("connect");
