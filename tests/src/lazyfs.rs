@@ -31,7 +31,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
@@ -236,18 +236,12 @@ impl LazyFs {
     /// Cuts the power: waits (up to 10 s) until no file is open through the mount (kill the
     /// processes using it first), then leaves every file as `how` says a power cut could.
     pub fn power_cut(&self, how: Cut) -> CutReport {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let open = self.open_files();
-            if open == 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{open} files still open on {}: stop the processes before the cut",
-                self.mount_point.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let closed = crate::poll_until(Duration::from_secs(10), || match self.open_files() {
+            0 => Ok(()),
+            open => Err(format!("{open} files still open")),
+        });
+        if let Err(open) = closed {
+            panic!("{open} on {}: stop the processes before the cut", self.mount_point.display());
         }
         let mut inner = lock(&self.inner);
         let mut report = CutReport { writes: inner.writes, syncs: inner.syncs, ..Default::default() };

@@ -21,7 +21,9 @@ use sluice_client::broker::{
 use sluice_client::keeper::{KeeperClient, KeeperClientError, KeeperClientOptions};
 use sluice_keeper_core::{CreateMode, KeeperError};
 use sluice_tests::lazyfs::{Cut, LazyFs};
-use sluice_tests::{wait_for, BrokerCluster, BrokerProcess, KeeperEnsemble, KeeperProcess, TestPki};
+use sluice_tests::{
+    poll_until, wait_for, BrokerCluster, BrokerProcess, KeeperEnsemble, KeeperProcess, TestPki,
+};
 
 const P: CreateMode = CreateMode::Persistent;
 
@@ -560,11 +562,9 @@ async fn a_broker_whose_fsync_fails_stops_and_keeps_every_record_it_acknowledged
     .expect("producer");
     let failed = send_all(&late, "synced", 500..510).await;
     assert!(failed.is_empty(), "records whose fsync failed were acknowledged: {failed:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster.brokers[0].exited().is_none() {
-        assert!(Instant::now() < deadline, "the broker kept serving from a directory whose fsync failed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let broker = &mut cluster.brokers[0];
+    let stopped = poll_until(Duration::from_secs(20), || broker.exited().ok_or_else(String::new));
+    assert!(stopped.is_ok(), "the broker kept serving from a directory whose fsync failed");
     let log = std::fs::read_to_string(&cluster.brokers[0].log).expect("broker log");
     assert!(log.contains("the last working log directory failed"), "it says why: {log}");
     assert!(fs.fail_syncs(false) >= 1);
