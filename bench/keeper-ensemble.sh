@@ -8,14 +8,16 @@
 #
 #   bash bench/keeper-ensemble.sh            # needs: cargo build --release -p sluice-bin,
 #                                            # Debian's zookeeper package (java)
-# Env: SECONDS_PER_RUN (3), OUTSTANDING (1), WORK (a temp dir), KEEP=1 keeps it, ONLY=failover
-# skips the throughput runs.
+# Env: SECONDS_PER_RUN (3), OUTSTANDING (1), WARMUP_SECONDS (5: each system's unmeasured
+# warm-up, per op; 0 skips it), WORK (a temp dir), KEEP=1 keeps it, ONLY=failover skips the
+# throughput runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SLUICE:-$PWD/target/release/sluice}
 ZK_CP=/etc/zookeeper/conf:/usr/share/java/zookeeper.jar
 SECS=${SECONDS_PER_RUN:-3}
 OUT=${OUTSTANDING:-1}
+WARM=${WARMUP_SECONDS:-5}
 WORK=${WORK:-$(mktemp -d /tmp/keeper-ensemble-bench.XXXXXX)}
 [ -x "$S" ] || { echo "build first: cargo build --release -p sluice-bin" >&2; exit 1; }
 [ -f /usr/share/java/zookeeper.jar ] || { echo "install ZooKeeper first: apt-get install -y zookeeper" >&2; exit 1; }
@@ -120,6 +122,18 @@ measure() {
     echo "$name $ops FAILED: $(grep -v '^\s*$' "$WORK/err-$name" | tail -3 | tr '\n' ' ')"
   fi
 }
+# Warm-up, not measured: ZooKeeper runs on a JVM, and its first seconds of load run
+# interpreted code. Measured cold (before this warm-up existed) its writes were a third of
+# what the same servers do a minute later, which made every ratio to it two to three times
+# too kind (docs/benchmarks.md, 2026-12-07 session 20). Every system gets the same warm-up.
+warm() {
+  "$@" --seconds "$WARM" --clients 64 --ops set,create,get --outstanding "$OUT" >/dev/null 2>&1 \
+    || echo "warm-up of $1 failed (the measured runs will say why)"
+}
+if [ "${ONLY:-}" != failover ] && [ "$WARM" != 0 ]; then
+  echo "warming up each system: ${WARM} s of set, create and get at 64 sessions (not measured)"
+  warm "${KPERF[@]}"; warm "${DPERF[@]}"; warm "${ZPERF[@]}"
+fi
 for ops in set,get create; do
   [ "${ONLY:-}" = failover ] && break
   measure keeper "${KPERF[@]}"
