@@ -4,7 +4,7 @@
 //! - [`config`]: `server.properties`, with Kafka's keys and defaults (the
 //!   `sluice-broker-config` crate, below the actors that read it).
 //! - [`server`]: running a broker (listener, actors, cluster membership, shutdown).
-//! - [`service`]: the request handlers of `sluice-broker/3` and `sluice-interbroker/1`.
+//! - [`service`]: the request handlers of `sluice-broker/3` and `sluice-interbroker/2`.
 //! - [`kafka`]: the Kafka door: Kafka's wire protocol on the `SSL` / `PLAINTEXT` listeners,
 //!   translated into the same service calls.
 //! - [`stats`]: the broker's state as Prometheus gauges.

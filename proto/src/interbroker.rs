@@ -1,4 +1,4 @@
-//! `sluice-interbroker/1`: what brokers say to each other — follower fetches, leader-epoch
+//! `sluice-interbroker/2`: what brokers say to each other — follower fetches, leader-epoch
 //! queries, the controller's cluster updates, controlled shutdown and requested leader
 //! elections.
 //!
@@ -111,7 +111,8 @@ pub struct UpdateCluster(pub ClusterUpdate);
 sluice_net::protocol! {
     /// The inter-broker protocol.
     pub protocol InterBrokerProtocol {
-        alpn: "sluice-interbroker/1",
+        // 2: `UpdateCluster` carries the replicas on failed log directories.
+        alpn: "sluice-interbroker/2",
         request: InterBrokerRequest,
         response: InterBrokerResponse,
         push: (),

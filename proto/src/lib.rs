@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | [`keeper`] | `sluice-keeper/1` | a keeper client (broker, SDK, CLI) and a keeper server | any certificate of the cluster CA |
 //! | [`broker`] | `sluice-broker/3` | a client (SDK, CLI) and a broker | any certificate of the cluster CA |
-//! | [`interbroker`] | `sluice-interbroker/1` | broker and broker (followers, the controller) | node certificates only |
+//! | [`interbroker`] | `sluice-interbroker/2` | broker and broker (followers, the controller) | node certificates only |
 //! | [`peer`] | `sluice-peer/2` | keeper ensemble members | node certificates only |
 //! | [`kafka`] | Kafka's wire protocol over TCP (the broker's `SSL` / `PLAINTEXT` listeners) | Kafka's own clients and a broker | `SSL`: any certificate of the cluster CA; `PLAINTEXT`: anyone, as `User:ANONYMOUS` |
 //!

@@ -83,7 +83,7 @@ async fn brokers_register_under_the_chroot_and_a_duplicate_id_is_refused() {
 }
 
 /// Kafka keeps what brokers say to each other on `inter.broker.listener.name`; here it is a
-/// protocol of its own (`sluice-interbroker/1`) beside the client protocol on the broker's
+/// protocol of its own (`sluice-interbroker/2`) beside the client protocol on the broker's
 /// QUIC port, and only node certificates may open it: a client cannot even ask for a
 /// replica fetch or send a cluster update.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +96,7 @@ async fn a_client_certificate_cannot_open_the_inter_broker_protocol() {
         Client::<InterBrokerProtocol>::new(&cluster.pki.client("intruder"), ClientOptions::default())
             .expect("client");
     let err = intruder.connect(&addr).await.expect_err("a client certificate must be refused");
-    assert!(err.to_string().contains("sluice-interbroker/1 is for cluster nodes only"), "{err}");
+    assert!(err.to_string().contains("sluice-interbroker/2 is for cluster nodes only"), "{err}");
     match intruder.call(&addr, asks_nothing()).await {
         Err(sluice_net::RpcError::Connect(_)) => {}
         other => panic!("a client's inter-broker request must never reach the broker: {other:?}"),

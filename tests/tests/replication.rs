@@ -1345,6 +1345,31 @@ async fn a_full_log_dir_goes_offline_alone_its_partitions_lead_elsewhere_and_the
     // The other directory's partition stays with broker 1, which still takes writes for it.
     let healthy = state(&k, "healthy", 0).await.expect("state");
     assert_eq!((healthy.leader, healthy.isr.len()), (1, 3), "healthy-0 moved: {healthy:?}");
+    // Metadata names broker 1's copy of filling-0 offline (Kafka's offline replicas), and
+    // only that one: every broker answers so once the controller's update reaches it.
+    let admin = Admin::new(client(&cluster)).expect("admin");
+    let seen = std::sync::Mutex::new(None);
+    let offline_are = |filling: Vec<i32>| {
+        let (admin, seen) = (&admin, &seen);
+        move || {
+            let want = (Some(filling.clone()), Some(Vec::new()));
+            async move {
+                let Ok(topics) = admin.describe_topics(vec!["filling".into(), "healthy".into()]).await else {
+                    return false;
+                };
+                let offline = |name: &str| {
+                    let t = topics.iter().find(|t| t.name == name)?;
+                    t.partitions.first().map(|p| p.offline_replicas.clone())
+                };
+                let got = (offline("filling"), offline("healthy"));
+                let done = got == want;
+                *seen.lock().expect("seen") = Some(got);
+                done
+            }
+        }
+    };
+    let named = wait_for(Duration::from_secs(20), offline_are(vec![1])).await;
+    assert!(named, "metadata's offline replicas (filling-0, healthy-0): {seen:?}; want [1] and []");
     let mut more = Vec::new();
     for v in 0..100u64 {
         let d = producer.send(ProducerRecord::new("healthy", v.to_string())).await.expect("send");
@@ -1367,4 +1392,6 @@ async fn a_full_log_dir_goes_offline_alone_its_partitions_lead_elsewhere_and_the
     cluster.brokers[0].restart();
     wait_state(&k, "filling", 0, Duration::from_secs(30), "broker 1 back in the ISR", |s| s.isr.contains(&1))
         .await;
+    let back = wait_for(Duration::from_secs(20), offline_are(vec![])).await;
+    assert!(back, "after the restart no replica should be offline: {seen:?}");
 }

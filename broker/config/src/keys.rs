@@ -588,7 +588,7 @@ pub const NO_EFFECT: &[(&str, &str)] = &[
     ("log.cleaner.io.buffer.load.factor", CLEANER),
     ("log.cleaner.io.max.bytes.per.second", CLEANER),
     ("log.cleaner.backoff.ms", CLEANER),
-    ("inter.broker.protocol.version", "brokers speak one protocol (sluice-interbroker/1)"),
+    ("inter.broker.protocol.version", "brokers speak one protocol (sluice-interbroker/2)"),
     ("log.message.format.version", "records are always RecordBatch v2"),
     ("metric.reporters", METRICS),
     ("metrics.num.samples", METRICS),

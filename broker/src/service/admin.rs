@@ -91,7 +91,6 @@ impl BrokerService {
         update: &ClusterUpdate,
         t: &sluice_broker_core::TopicState,
     ) -> TopicMetadata {
-        let live: BTreeSet<i32> = update.brokers.iter().map(|b| b.id).collect();
         TopicMetadata {
             name: t.name.clone(),
             error: None,
@@ -105,7 +104,7 @@ impl BrokerService {
                     leader_epoch: info.state.as_ref().map_or(-1, |s| s.leader_epoch),
                     replicas: info.replicas.clone(),
                     isr: info.state.as_ref().map_or_else(Vec::new, |s| s.isr.clone()),
-                    offline_replicas: info.replicas.iter().copied().filter(|r| !live.contains(r)).collect(),
+                    offline_replicas: update.offline_replicas(&t.name, *p, &info.replicas),
                 })
                 .collect(),
         }

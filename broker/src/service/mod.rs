@@ -1,4 +1,4 @@
-//! The broker's service of `sluice-broker/3` (clients) and `sluice-interbroker/1` (other
+//! The broker's service of `sluice-broker/3` (clients) and `sluice-interbroker/2` (other
 //! brokers): turns requests into messages to the partition actors and keeper writes, and
 //! answers.
 //!
@@ -496,7 +496,7 @@ impl BrokerHandler for BrokerService {
     }
 }
 
-/// What brokers ask of each other (`sluice-interbroker/1`). Only node certificates can open
+/// What brokers ask of each other (`sluice-interbroker/2`). Only node certificates can open
 /// that protocol (the listener's route for it is `Access::NodesOnly`), and each request
 /// needs ClusterAction on the cluster as in Kafka (a node certificate is a principal like
 /// any other: list it in `super.users`, or grant it ClusterAction).

@@ -525,6 +525,7 @@ impl ControllerCore {
             deleting: self.deleting.iter().cloned().collect(),
             broker_defaults: self.broker_defaults.clone(),
             broker_configs: self.broker_configs.clone(),
+            offline_on_live: self.offline.clone(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! instead of Kafka's LeaderAndIsr + UpdateMetadata + StopReplica trio: with a full picture a
 //! lost or reordered update cannot leave a broker with a half-applied view.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +130,9 @@ pub struct ClusterUpdate {
     /// Each broker's own dynamic configs (`/config/brokers/<id>`, the same keys): over the
     /// cluster-wide defaults, on that broker only ([`ClusterUpdate::take_own_configs`]).
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// Replicas that live brokers hold on failed log directories, by broker (Kafka's offline
+    /// replicas, KIP-112): what [`ClusterUpdate::offline_replicas`] adds to the dead brokers'.
+    pub offline_on_live: BTreeMap<i32, BTreeSet<(String, i32)>>,
 }
 
 /// How many partitions of `topics` `broker` leads that another live replica could take
@@ -149,6 +152,23 @@ pub fn handovers<'a>(
 }
 
 impl ClusterUpdate {
+    /// The replicas of `topic`'s `partition` (out of `replicas`) that cannot serve it: on a
+    /// broker that is not live, or on a live broker's failed log directory. Metadata's
+    /// `offline_replicas`, as Kafka's.
+    pub fn offline_replicas(&self, topic: &str, partition: i32, replicas: &[i32]) -> Vec<i32> {
+        replicas
+            .iter()
+            .copied()
+            .filter(|r| {
+                self.broker(*r).is_none()
+                    || self
+                        .offline_on_live
+                        .get(r)
+                        .is_some_and(|on| on.iter().any(|(t, p)| t == topic && *p == partition))
+            })
+            .collect()
+    }
+
     /// [`handovers`] of `broker` in this picture.
     pub fn handovers(&self, broker: i32) -> usize {
         handovers(self.topics.values(), broker, |id| self.broker(id).is_some())
@@ -201,7 +221,21 @@ mod tests {
             deleting: vec![],
             broker_defaults: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
+            offline_on_live: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn offline_replicas_are_those_of_dead_brokers_and_those_on_a_live_brokers_failed_log_dir() {
+        let mut u = update(1, 1);
+        let endpoint =
+            |id: i32| BrokerEndpoint { id, host: "h".into(), port: 1, rack: None, listeners: vec![] };
+        u.brokers = vec![endpoint(1), endpoint(2)];
+        u.offline_on_live = [(2, [("t".to_string(), 0)].into())].into();
+        // 3 is dead; 2's copy of t-0 sits on a failed directory, its copy of t-1 does not.
+        assert_eq!(u.offline_replicas("t", 0, &[1, 2, 3]), vec![2, 3]);
+        assert_eq!(u.offline_replicas("t", 1, &[1, 2, 3]), vec![3]);
+        assert_eq!(u.offline_replicas("u", 0, &[1, 2]), Vec::<i32>::new());
     }
 
     #[test]

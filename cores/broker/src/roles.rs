@@ -212,6 +212,7 @@ mod tests {
             deleting: deleting.iter().map(|s| s.to_string()).collect(),
             broker_defaults: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
+            offline_on_live: BTreeMap::new(),
         }
     }
 
