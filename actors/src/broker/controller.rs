@@ -443,6 +443,14 @@ fn is_no_node(e: &KeeperClientError) -> bool {
     matches!(e, KeeperClientError::Keeper(KeeperError::NoNode { .. }))
 }
 
+/// Deletes `path` (any version); one that is already gone is not an error.
+async fn delete_if_present(keeper: &KeeperClient, path: &str) -> Result<(), KeeperClientError> {
+    match keeper.delete(path, -1).await {
+        Err(e) if is_no_node(&e) => Ok(()),
+        r => r,
+    }
+}
+
 async fn get_optional(
     keeper: &KeeperClient,
     path: &str,
@@ -511,11 +519,7 @@ async fn reconcile(
     };
     events.sort();
     for event in events {
-        match keeper.delete(&format!("{}/{event}", znodes::LOG_DIR_EVENT_NOTIFICATION), -1).await {
-            Ok(()) => {}
-            Err(e) if is_no_node(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(keeper, &format!("{}/{event}", znodes::LOG_DIR_EVENT_NOTIFICATION)).await?;
     }
     // Brokers, and their replicas on failed log directories.
     let mut brokers = Vec::new();
@@ -590,11 +594,7 @@ async fn reconcile(
             Ok(_) => {}
             Err(e) => warn!(error = %e, "ignoring an unreadable config change notification"),
         }
-        match keeper.delete(&path, -1).await {
-            Ok(()) => {}
-            Err(e) if is_no_node(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(keeper, &path).await?;
     }
     // Leaders' ISR changes: re-read the states they name, then drop the notifications.
     let mut notes = keeper.children(znodes::ISR_CHANGE_NOTIFICATION, false).await?;
@@ -613,11 +613,7 @@ async fn reconcile(
             }
             Err(e) => warn!(error = %e, "ignoring an unreadable ISR change notification"),
         }
-        match keeper.delete(&path, -1).await {
-            Ok(()) => {}
-            Err(e) if is_no_node(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(keeper, &path).await?;
     }
     // Deletions.
     let marked: BTreeSet<String> = keeper.children(znodes::DELETE_TOPICS, false).await?.into_iter().collect();
@@ -809,11 +805,6 @@ async fn delete_topic_znodes(
     topic: &str,
     epoch_version: i32,
 ) -> Result<(), ControllerError> {
-    let ignore_missing = |r: Result<(), KeeperClientError>| match r {
-        Ok(()) => Ok(()),
-        Err(e) if is_no_node(&e) => Ok(()),
-        Err(e) => Err(e),
-    };
     let partitions = match keeper.children(&znodes::partitions_path(topic), false).await {
         Ok(p) => p,
         Err(e) if is_no_node(&e) => Vec::new(),
@@ -821,10 +812,10 @@ async fn delete_topic_znodes(
     };
     for p in partitions {
         let Ok(p) = p.parse::<i32>() else { continue };
-        ignore_missing(keeper.delete(&znodes::state_path(topic, p), -1).await)?;
-        ignore_missing(keeper.delete(&znodes::partition_path(topic, p), -1).await)?;
+        delete_if_present(keeper, &znodes::state_path(topic, p)).await?;
+        delete_if_present(keeper, &znodes::partition_path(topic, p)).await?;
     }
-    ignore_missing(keeper.delete(&znodes::partitions_path(topic), -1).await)?;
+    delete_if_present(keeper, &znodes::partitions_path(topic)).await?;
     match fenced(keeper, epoch_version, Op::Delete { path: znodes::topic_path(topic), version: -1 }).await {
         Ok(_) => {}
         Err(KeeperClientError::Keeper(KeeperError::MultiFailed { index: 0, .. })) => {
@@ -834,7 +825,7 @@ async fn delete_topic_znodes(
             if matches!(*error, KeeperError::NoNode { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    ignore_missing(keeper.delete(&znodes::config_path(topic), -1).await)?;
-    ignore_missing(keeper.delete(&znodes::delete_path(topic), -1).await)?;
+    delete_if_present(keeper, &znodes::config_path(topic)).await?;
+    delete_if_present(keeper, &znodes::delete_path(topic)).await?;
     Ok(())
 }
