@@ -127,12 +127,13 @@ measure() {
 # what the same servers do a minute later, which made every ratio to it two to three times
 # too kind (docs/benchmarks.md, 2026-12-07 session 20). Every system gets the same warm-up.
 warm() {
+  local name=$1; shift
   "$@" --seconds "$WARM" --clients 64 --ops set,create,get --outstanding "$OUT" >/dev/null 2>&1 \
-    || echo "warm-up of $1 failed (the measured runs will say why)"
+    || echo "warm-up of $name failed (the measured runs will say why)"
 }
 if [ "${ONLY:-}" != failover ] && [ "$WARM" != 0 ]; then
   echo "warming up each system: ${WARM} s of set, create and get at 64 sessions (not measured)"
-  warm "${KPERF[@]}"; warm "${DPERF[@]}"; warm "${ZPERF[@]}"
+  warm keeper "${KPERF[@]}"; warm door "${DPERF[@]}"; warm zookeeper "${ZPERF[@]}"
 fi
 for ops in set,get create; do
   [ "${ONLY:-}" = failover ] && break

@@ -24,17 +24,6 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 /// Most configurations [`check`] explores before answering [`DirCheck::Inconclusive`].
 pub const MAX_STATES: usize = 2_000_000;
 
-impl DirOp {
-    /// Whether it only reads (changes nothing).
-    pub fn is_read(&self) -> bool {
-        match self {
-            DirOp::Get { .. } | DirOp::Children | DirOp::Check { .. } => true,
-            DirOp::Multi(ops) => ops.iter().all(DirOp::is_read),
-            _ => false,
-        }
-    }
-}
-
 /// An operation on the directory; names are children's names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DirOp {
@@ -91,6 +80,17 @@ pub enum DirOp {
         /// The session.
         owner: u64,
     },
+}
+
+impl DirOp {
+    /// Whether it only reads (changes nothing).
+    pub fn is_read(&self) -> bool {
+        match self {
+            DirOp::Get { .. } | DirOp::Children | DirOp::Check { .. } => true,
+            DirOp::Multi(ops) => ops.iter().all(DirOp::is_read),
+            _ => false,
+        }
+    }
 }
 
 /// A failed operation's code.

@@ -190,9 +190,16 @@ impl Lan {
         &self.hosts
     }
 
+    /// Runs `program args` inside the hub's namespace, with `input` on stdin.
+    fn in_hub(&self, program: &str, args: &[&str], input: Option<&str>) -> Result<(), String> {
+        let mut all = vec!["netns", "exec", &self.hub, program];
+        all.extend_from_slice(args);
+        run("ip", &all, input)
+    }
+
     fn rules(&self, rules: &[String]) {
         let text: String = rules.iter().map(|r| format!("add rule bridge nemesis cut {r}\n")).collect();
-        if let Err(e) = run("ip", &["netns", "exec", &self.hub, "nft", "-f", "-"], Some(&text)) {
+        if let Err(e) = self.in_hub("nft", &["-f", "-"], Some(&text)) {
             panic!("nemesis: {e}");
         }
     }
@@ -221,19 +228,15 @@ impl Lan {
 
     /// Every cut and loss undone.
     pub fn heal(&self) {
-        if let Err(e) = run(
-            "ip",
-            &["netns", "exec", &self.hub, "nft", "flush", "chain", "bridge", "nemesis", "cut"],
-            None,
-        ) {
+        if let Err(e) = self.in_hub("nft", &["flush", "chain", "bridge", "nemesis", "cut"], None) {
             panic!("nemesis: {e}");
         }
     }
 
     fn iptables(&self, args: &[&str]) {
-        let mut all = vec!["netns", "exec", &self.hub, "iptables", "-w"];
+        let mut all = vec!["-w"];
         all.extend_from_slice(args);
-        if let Err(e) = run("ip", &all, None) {
+        if let Err(e) = self.in_hub("iptables", &all, None) {
             panic!("nemesis weather: {e}");
         }
     }
@@ -245,11 +248,7 @@ impl Lan {
         if Command::new("iptables").arg("-V").output().is_err() {
             panic!("the nemesis weather needs iptables: apt-get install -y iptables");
         }
-        if let Err(e) = run(
-            "ip",
-            &["netns", "exec", &self.hub, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1"],
-            None,
-        ) {
+        if let Err(e) = self.in_hub("sysctl", &["-q", "-w", "net.bridge.bridge-nf-call-iptables=1"], None) {
             panic!(
                 "the nemesis weather needs the kernel's br_netfilter (bridged packets through iptables): {e}"
             );
@@ -388,12 +387,8 @@ fn release_delayed(q: &mut nfq::Queue, delays: &Delays, stop: &AtomicBool) {
     let mut held: BTreeMap<(Instant, u64), nfq::Message> = BTreeMap::new();
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        loop {
-            let mut msg = match q.recv() {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            };
+        // Until nothing is queued (WouldBlock) or the queue fails; then release what is due.
+        while let Ok(mut msg) = q.recv() {
             let payload = msg.get_payload();
             let addr = |at: usize| payload.get(at..at + 4).map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
             let wait = {
