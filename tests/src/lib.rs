@@ -9,7 +9,8 @@
 //! - [`KeeperProcess`]: a real `sluice keeper start` process on a free port, killable with
 //!   SIGKILL and restartable on the same port and data directory.
 //! - [`KeeperEnsemble`]: N such processes forming an ensemble on loopback.
-//! - [`linearizability`]: a Wing–Gong / Lowe linearizability checker for keeper histories.
+//! - [`linearizability`], [`dir_model`]: the checkers of `sluice-checker`, re-exported, and the
+//!   workloads that record keeper histories for them.
 //! - [`yaml`]: a reader for the part of YAML the deployment files (docker-compose.yml,
 //!   deploy/) use, refusing the rest.
 

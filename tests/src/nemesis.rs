@@ -32,6 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use sluice_checker::Rng;
+
 /// Namespaces this module makes start with this (then the test process's pid).
 const PREFIX: &str = "slnm-";
 
@@ -453,38 +455,6 @@ pub fn weather_for(seed: u64, hosts: &[&'static str]) -> Option<(&'static str, W
         1 => Some((host, Weather { delay, jitter, duplicate: 0 })),
         2 => Some((host, Weather { duplicate, ..Weather::default() })),
         _ => Some((host, Weather { delay, jitter, duplicate })),
-    }
-}
-
-/// A small seeded random source (xorshift64*): a nemesis schedule is a function of its seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// The source for `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next number.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `low..high` (`low` when the range is empty).
-    pub fn range(&mut self, low: u64, high: u64) -> u64 {
-        if high <= low {
-            return low;
-        }
-        low + self.next_u64() % (high - low)
-    }
-
-    /// One of `items`.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64) as usize]
     }
 }
 

@@ -382,6 +382,7 @@ async fn creates_deletes_sequential_ephemerals_and_multis_stay_linearizable_whil
     events.push(dir_model::DirEvent {
         client: CLIENTS,
         op: dir_model::DirOp::Children,
+        session: None,
         invoked_ns: invoked,
         answer: Some((workload.now_ns(), dir_model::DirOut::Children(sorted))),
     });
@@ -399,6 +400,7 @@ async fn creates_deletes_sequential_ephemerals_and_multis_stay_linearizable_whil
     planted.push(dir_model::DirEvent {
         client: CLIENTS,
         op: dir_model::DirOp::Get { name: format!("e{}", CLIENTS - 1) },
+        session: None,
         invoked_ns: t,
         answer: Some((t + 1, dir_model::DirOut::Got(Some((b"ghost".to_vec(), 0))))),
     });
