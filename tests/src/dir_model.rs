@@ -7,7 +7,9 @@ pub use sluice_checker::dir_model::*;
 /// children and `multi` pairs, setting the shared child `p`, and reading (linearizably:
 /// `sync` first) children and data, all in the directory [`DirWorkload::DIR`], until told
 /// to stop or `max_ops` each. A client whose session expires records the expiry (its
-/// ephemerals go) and opens a new session.
+/// ephemerals go) and opens a new session. After a write whose answer was lost a client
+/// closes its session and opens a new one (the write then took effect before the close or
+/// never), unless [`DirWorkload::keep_session_after_loss`] (its session's next op bounds it).
 #[derive(Debug, Clone)]
 pub struct DirWorkload {
     /// What every client did.
@@ -20,6 +22,10 @@ pub struct DirWorkload {
     pub expired: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Sessions closed after a write whose outcome was lost.
     pub closed_after_loss: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Go on with the session after a lost write instead of closing it: the write is then
+    /// bounded only by the session's next op (FIFO order), which this checks. Clients of one
+    /// workload can differ: each runs on its own clone.
+    pub keep_session_after_loss: bool,
     epoch: std::time::Instant,
 }
 
@@ -31,6 +37,7 @@ impl Default for DirWorkload {
             done: Default::default(),
             expired: Default::default(),
             closed_after_loss: Default::default(),
+            keep_session_after_loss: false,
             epoch: std::time::Instant::now(),
         }
     }
@@ -247,6 +254,10 @@ impl DirWorkload {
                     // is closed, which bounds the write for the checker (left pending to the
                     // end of the run, each such write doubles what the checker explores).
                     self.push(client_no, op, session, invoked, None);
+                    if self.keep_session_after_loss {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        continue;
+                    }
                     self.closed_after_loss.fetch_add(1, Ordering::Relaxed);
                     self.end_session(&c, client_no, alive_at).await;
                     c = connect().await;

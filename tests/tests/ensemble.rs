@@ -346,7 +346,10 @@ async fn creates_deletes_sequential_ephemerals_and_multis_stay_linearizable_whil
         // The last client stops early and abandons its session.
         let (max_ops, abandon) = if client_no == CLIENTS - 1 { (40, true) } else { (150, false) };
         let ops = (max_ops, Duration::ZERO);
-        workers.push(tokio::spawn(workload.clone().run_client(open, client_no, seed, ops, abandon)));
+        // The second goes on with its session after a lost write; the others close theirs.
+        let mut w = workload.clone();
+        w.keep_session_after_loss = client_no == 1;
+        workers.push(tokio::spawn(w.run_client(open, client_no, seed, ops, abandon)));
     }
     let done = workload.done.clone();
     assert!(wait_for(Duration::from_secs(30), || async { done.load(Ordering::Relaxed) >= 100 }).await);

@@ -668,9 +668,13 @@ async fn keeper_seed(
             }
         };
         workers.push(tokio::spawn(workload.clone().run_client(open.clone(), client_no, &KEYS, seed)));
-        // Two of them also run the directory workload, on sessions of their own.
+        // Two of them also run the directory workload, on sessions of their own. After a
+        // lost write the first closes its session, the second goes on with it (which checks
+        // that a session's ops take effect in the order it sent them).
         if client_no < 2 {
-            let dir = dir_workload.clone().run_client(open, client_no, seed, (DIR_OPS, DIR_PACE), false);
+            let mut w = dir_workload.clone();
+            w.keep_session_after_loss = client_no == 1;
+            let dir = w.run_client(open, client_no, seed, (DIR_OPS, DIR_PACE), false);
             dir_workers.push(tokio::spawn(dir));
         }
     }

@@ -10,9 +10,10 @@
 //! failure's code. [`DirOp::Expire`] is a session's end: its ephemerals go (one delete, one
 //! `cversion` bump each), and no write of it succeeds after: a write whose event names its
 //! session ([`DirEvent::session`]) fails with `SessionExpired` once that session has ended,
-//! as the keeper refuses, as it applies it, a write of a session that is gone. An operation
+//! as the keeper refuses, as it applies it, a write of a session that is gone. One session's
+//! ops take effect in the order it sent them (ZooKeeper's FIFO client order). An operation
 //! whose outcome is unknown may or may not have taken effect, at any instant after its
-//! invocation, and so before its session's end or never.
+//! invocation, and so before its session's next op and its end, or never.
 //!
 //! **Algorithm.** Wing & Gong's search with Lowe's refinements, as the register checker:
 //! calls and returns sorted by time in a linked list; an operation is linearized when the
@@ -31,7 +32,7 @@
 //!
 //! [`check`] gives up past [`MAX_STATES`] configurations.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use crate::linearizability::mix64;
@@ -152,7 +153,9 @@ pub struct DirEvent {
     /// What.
     pub op: DirOp,
     /// The session that sent it, if known: a write then takes effect before that session's
-    /// end or never.
+    /// end or never, and the session's ops take effect in the order they were sent
+    /// (ZooKeeper's FIFO client order), so a lost write before the session's next op or
+    /// never.
     pub session: Option<u64>,
     /// When it was invoked (ns on a clock shared by the clients).
     pub invoked_ns: u64,
@@ -369,9 +372,22 @@ pub fn check(history: &[DirEvent], initial: &Dir) -> DirCheck {
     let mut seen: HashSet<u128> = HashSet::new();
     let mut state = initial.clone();
     let mut state_print = state.fingerprint();
-    // (call entry, state and its fingerprint before, whether it was an unanswered op) of each
-    // linearized op, innermost last.
-    let mut stack: Vec<(usize, Dir, u128, bool)> = Vec::new();
+    // Each session's latest op linearized so far, by invocation: its ops take effect in the
+    // order they were sent. (A function of the linearized set, so not part of the
+    // fingerprint.)
+    let mut latest: HashMap<u64, u64> = HashMap::new();
+    // What each linearized op changed, to undo it; innermost last.
+    struct Placed {
+        call: usize,
+        /// The state before, if the op changed it, and its fingerprint.
+        before: Option<Dir>,
+        before_print: u128,
+        /// Whether it was an unanswered op.
+        lazy: bool,
+        /// Its session, and that session's latest op before it.
+        session: Option<(u64, Option<u64>)>,
+    }
+    let mut stack: Vec<Placed> = Vec::new();
     // The candidates at a configuration are the calls before the first return not yet
     // linearized. The answered ones are tried first, and the unanswered (`lazy`) only when
     // none of those leads on: an unanswered write is placed where a later answer needs it,
@@ -398,13 +414,15 @@ pub fn check(history: &[DirEvent], initial: &Dir) -> DirCheck {
                 at = next[at];
                 continue;
             }
+            let in_order = event.session.is_none_or(|s| latest.get(&s).is_none_or(|&t| t < event.invoked_ns));
             let (out, after) = state.try_apply(event.session, &event.op);
-            let allowed = match &event.answer {
-                Some((_, recorded)) => *recorded == out,
-                // An unanswered op that would change nothing here is not placed here:
-                // left pending, it can still be placed later or never, a superset.
-                None => after.is_some(),
-            };
+            let allowed = in_order
+                && match &event.answer {
+                    Some((_, recorded)) => *recorded == out,
+                    // An unanswered op that would change nothing here is not placed here:
+                    // left pending, it can still be placed later or never, a superset.
+                    None => after.is_some(),
+                };
             let mut tried = false;
             if allowed {
                 let after_print = after.as_ref().map_or(state_print, Dir::fingerprint);
@@ -414,11 +432,13 @@ pub fn check(history: &[DirEvent], initial: &Dir) -> DirCheck {
                         return DirCheck::Inconclusive;
                     }
                     linearized ^= zobrist(op);
-                    let before = match after {
-                        Some(after) => std::mem::replace(&mut state, after),
-                        None => state.clone(),
-                    };
-                    stack.push((at, before, std::mem::replace(&mut state_print, after_print), lazy));
+                    stack.push(Placed {
+                        call: at,
+                        before: after.map(|after| std::mem::replace(&mut state, after)),
+                        before_print: std::mem::replace(&mut state_print, after_print),
+                        lazy,
+                        session: event.session.map(|s| (s, latest.insert(s, event.invoked_ns))),
+                    });
                     unlink(&mut next, &mut prev, at);
                     if return_of[op] != usize::MAX {
                         unlink(&mut next, &mut prev, return_of[op]);
@@ -440,17 +460,28 @@ pub fn check(history: &[DirEvent], initial: &Dir) -> DirCheck {
             if deepest.is_none_or(|(depth, _)| stack.len() > depth) {
                 deepest = Some((stack.len(), op));
             }
-            let Some((call, before, before_print, was_lazy)) = stack.pop() else {
+            let Some(Placed { call, before, before_print, lazy: was_lazy, session }) = stack.pop() else {
                 let stuck = deepest.map_or(op, |(_, op)| op);
                 return DirCheck::Violation { stuck: history[stuck].clone() };
             };
+            match session {
+                Some((s, Some(t))) => {
+                    latest.insert(s, t);
+                }
+                Some((s, None)) => {
+                    latest.remove(&s);
+                }
+                None => {}
+            }
             let (_, _, undone) = entries[call];
             linearized ^= zobrist(undone);
             if return_of[undone] != usize::MAX {
                 relink(&mut next, &mut prev, return_of[undone]);
             }
             relink(&mut next, &mut prev, call);
-            state = before;
+            if let Some(before) = before {
+                state = before;
+            }
             state_print = before_print;
             at = next[call];
             lazy = was_lazy;
@@ -609,8 +640,8 @@ mod tests {
         pub ops: usize,
         /// About one write in this many gets no answer.
         pub unknown_every: u64,
-        /// A lost write takes effect at each tick with a chance of one in this many (or is
-        /// dropped for good: one in three).
+        /// A lost write takes effect at each tick with a chance of one in this many, and at
+        /// the latest when its session's next op does (or is dropped: one in three).
         pub late: u64,
         /// A client whose write got no answer closes its session before going on (as the
         /// nemesis's workload does), so that the write takes effect before the close or never.
@@ -710,6 +741,25 @@ mod tests {
                     }
                 }
                 Phase::Called(op, invoked) => {
+                    // The session's lost writes take effect, or are dropped, before its next
+                    // op does (FIFO order).
+                    let own = match &op {
+                        DirOp::Expire { owner } => *owner,
+                        _ => sessions[c],
+                    };
+                    let mut k = 0;
+                    while k < floating.len() {
+                        if floating[k].0 != own {
+                            k += 1;
+                            continue;
+                        }
+                        let (session, lost) = floating.swap_remove(k);
+                        if rng.range(0, 3) > 0 {
+                            if let (_, Some(next)) = state.try_apply(Some(session), &lost) {
+                                state = next;
+                            }
+                        }
+                    }
                     let (out, next) = state.apply(&op);
                     state = next;
                     if let (DirOp::CreateSeq { .. }, DirOut::Created(name)) = (&op, &out) {
@@ -768,6 +818,33 @@ mod tests {
             ev(1, get("p"), 5, Some((6, got(b"x", 1)))),
         ];
         assert_eq!(check(&h, &start), DirCheck::Linearizable);
+    }
+
+    #[test]
+    fn a_sessions_ops_take_effect_in_the_order_it_sent_them() {
+        let mut start = Dir::default();
+        start.children.insert("p".into(), Child { value: b"0".to_vec(), version: 0, owner: None });
+        let set = DirOp::Set { name: "p".into(), value: b"x".to_vec(), version: -1 };
+        let got = |v: &[u8], version| DirOut::Got(Some((v.to_vec(), version)));
+        let of = |session, e: DirEvent| DirEvent { session: Some(session), ..e };
+        // Session 5's write is lost; its next read does not see it; later another client does.
+        let h = vec![
+            of(5, ev(0, set, 0, None)),
+            of(5, ev(0, get("p"), 1, Some((2, got(b"0", 0))))),
+            of(6, ev(1, get("p"), 3, Some((4, got(b"x", 1))))),
+        ];
+        assert!(
+            matches!(check(&h, &start), DirCheck::Violation { .. }),
+            "the write took effect after an op its session sent later"
+        );
+        // Another session's read in between bounds nothing.
+        let mut other = h.clone();
+        other[1].session = Some(7);
+        assert_eq!(check(&other, &start), DirCheck::Linearizable);
+        // Seen by its own session's next read, it took effect in time.
+        let mut seen = h.clone();
+        seen[1].answer = Some((2, got(b"x", 1)));
+        assert_eq!(check(&seen, &start), DirCheck::Linearizable);
     }
 
     #[test]
