@@ -687,7 +687,8 @@ async fn keeper_seed(
         let before = workload.completed();
         tokio::time::sleep(wait).await;
         let leader = ens.leader(&status, Duration::from_secs(30)).await.expect("a leader before the fault");
-        println!("keeper seed {seed}: {fault:?} for {lasts:?} (leader k{})", leader + 1);
+        let at = Duration::from_nanos(workload.now_ns());
+        println!("keeper seed {seed}: at {at:.1?}: {fault:?} for {lasts:?} (leader k{})", leader + 1);
         match fault {
             KeeperFault::LeaderAlone => {
                 let others: Vec<&str> = (0..3).filter(|i| *i != leader).map(|i| KEEPERS[i]).collect();
@@ -745,17 +746,18 @@ async fn keeper_seed(
         .filter_map(|e| e.completed_ns.filter(|_| !matches!(e.outcome, Outcome::Unknown)))
         .collect();
     answered.sort_unstable();
-    let longest = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let (longest, longest_from) = answered.windows(2).map(|w| (w[1] - w[0], w[0])).max().unwrap_or((0, 0));
     if let Err(e) = linearizability::check(&events, &initial) {
         panic!("keeper seed {seed}: not linearizable: {e}");
     }
     let line = format!(
         "keeper seed {seed}: faults {faults:?}; {} operations, {} answered, {unknown} unknown; linearizable; \
-         longest time without an answer {:?}; {} sessions expired; directory: {} operations, {dir_unknown} \
+         longest time without an answer {:?} (from {:.1?}); {} sessions expired; directory: {} operations, {dir_unknown} \
          unknown, {} sessions expired, {} closed after a lost write, linearizable",
         events.len(),
         events.len() - unknown,
         Duration::from_nanos(longest),
+        Duration::from_nanos(longest_from),
         workload.expired.load(std::sync::atomic::Ordering::Relaxed),
         dir_events.len(),
         dir_workload.expired.load(std::sync::atomic::Ordering::Relaxed),
@@ -865,6 +867,77 @@ fn a_client_whose_server_loses_its_quorum_moves_its_session_to_one_that_has_it()
             assert!(seen, "{}: /mine is the session's ephemeral with the moved write", m.addr);
         }
         println!("k{} lost its quorum; its client wrote on another member {took:?} after the cut", f + 1);
+        ens
+    });
+    drop(ens);
+}
+
+/// A follower 60 ms away each way (a round trip past the 100 ms heartbeat interval) still
+/// counts toward the quorum: with the other follower SIGKILLed, the leader and it commit
+/// writes and answer `sync`. Found under the keeper scenario's weather: openraft 0.9 gave
+/// every AppendEntries (and every read's leadership check) one heartbeat interval to be
+/// answered, so a member that far away never caught up, and one more failure stalled the
+/// ensemble (vendor/openraft/PATCHES.md).
+#[test]
+fn a_follower_a_round_trip_slower_than_the_heartbeat_still_counts_toward_the_quorum() {
+    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("nemesis-far");
+    let servers: String =
+        (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
+    let members = (0..3)
+        .map(|i| {
+            KeeperProcess::start_in(lan.host(KEEPERS[i]), &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
+        })
+        .collect();
+    let ens = KeeperEnsemble { members };
+    let l = lan.clone();
+    let ens = lan.run_in("client", move || async move {
+        let mut ens = ens;
+        let status = pki.client("status");
+        let leader = ens.leader(&status, Duration::from_secs(30)).await.expect("a leader");
+        let (far, other) = ((leader + 1) % 3, (leader + 2) % 3);
+        let delay = Duration::from_millis(60);
+        l.weather(KEEPERS[far], Weather { delay, ..Weather::default() });
+        let (client, _) = KeeperClient::connect(
+            &ens.members[leader].addr,
+            &pki.client("app"),
+            KeeperClientOptions::default(),
+        )
+        .await
+        .expect("connect");
+        client.create("/far", b"0", sluice_keeper_core::CreateMode::Persistent).await.expect("create");
+        ens.members[other].kill();
+        // Only the far follower can make a quorum with the leader now.
+        let mut written = 0;
+        let mut slowest = Duration::ZERO;
+        let mut last_error = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while written < 20 && Instant::now() < deadline {
+            let started = Instant::now();
+            match client.set_data("/far", format!("{written}").as_bytes(), -1).await {
+                Ok(_) => {
+                    written += 1;
+                    slowest = slowest.max(started.elapsed());
+                }
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        assert_eq!(
+            written,
+            20,
+            "k{} (60 ms away) and the leader k{} committed {written} of 20 writes in 20 s with k{} \
+             dead; last error: {last_error:?}",
+            far + 1,
+            leader + 1,
+            other + 1
+        );
+        assert!(slowest >= 2 * delay, "a write waited for the far follower's round trip: {slowest:?}");
+        client.sync("/far").await.expect("sync: the far follower confirms the leadership");
+        let (data, _) = client.get_data("/far", false).await.expect("read");
+        assert_eq!(data, b"19");
+        println!("k{} 60 ms away made the quorum: 20 writes, the slowest {slowest:?}", far + 1);
+        l.calm();
         ens
     });
     drop(ens);
