@@ -627,11 +627,12 @@ async fn keeper_seed(
     seed: u64,
 ) -> (String, KeeperEnsemble) {
     let plan = keeper_schedule(seed);
-    // Under weather the ensemble slows down far more than one slow member explains (6 s
-    // without an answer against 1.5 s calm): an open lead, so CI runs this scenario calm and
-    // `NEMESIS_WEATHER=1` adds the weather. (The directory checker's giving up, the other
-    // reason once, is gone: the workload closes its session after each lost write.)
-    let weather = std::env::var_os("NEMESIS_WEATHER").and_then(|_| weather_for(seed, &KEEPERS));
+    // One host's weather throughout, as the replication scenario (`NEMESIS_WEATHER=0` runs
+    // it calm). It once ran calm only: the directory checker gave up on lost writes, and a
+    // member more than a heartbeat away never caught up (both fixed; the ensemble still
+    // stalls longer under weather than calm, docs/reliability.md).
+    let calm = std::env::var("NEMESIS_WEATHER").is_ok_and(|v| v == "0");
+    let weather = if calm { None } else { weather_for(seed, &KEEPERS) };
     println!("keeper seed {seed}: schedule {plan:?}; weather throughout {weather:?}");
     let status = pki.client("status");
     ens.leader(&status, Duration::from_secs(30)).await.expect("the ensemble elects a leader");
