@@ -944,6 +944,87 @@ fn a_follower_a_round_trip_slower_than_the_heartbeat_still_counts_toward_the_quo
     drop(ens);
 }
 
+/// A member 70 ms away each way from the start (every connection to it made across that):
+/// it joins, and when a nearer member is SIGKILLed (the leader, unless the far one leads)
+/// the two left elect a leader if need be and commit writes.
+#[test]
+fn a_member_far_away_from_the_start_joins_and_makes_the_quorum_when_another_dies() {
+    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
+    lan.weather("k3", Weather { delay: Duration::from_millis(70), ..Weather::default() });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("nemesis-far-start");
+    let servers: String =
+        (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
+    let members = (0..3)
+        .map(|i| {
+            KeeperProcess::start_in(lan.host(KEEPERS[i]), &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
+        })
+        .collect();
+    let ens = KeeperEnsemble { members };
+    let l = lan.clone();
+    let ens = lan.run_in("client", move || async move {
+        let mut ens = ens;
+        let status = pki.client("status");
+        let leader = ens.leader(&status, Duration::from_secs(30)).await.expect("a leader");
+        let victim = if leader == 2 { 0 } else { leader };
+        // The client's session starts on the member about to die, then moves.
+        let mut hosts: Vec<String> = ens.members.iter().map(|m| m.addr.clone()).collect();
+        hosts.rotate_left(victim);
+        let (client, _) =
+            KeeperClient::connect(&hosts.join(","), &pki.client("app"), KeeperClientOptions::default())
+                .await
+                .expect("connect");
+        client.create("/far", b"0", sluice_keeper_core::CreateMode::Persistent).await.expect("create");
+        // k3 has the write too: it follows across the delay.
+        let (reader, _) = KeeperClient::connect(
+            &ens.members[2].addr,
+            &pki.client("reader"),
+            KeeperClientOptions::default(),
+        )
+        .await
+        .expect("connect to k3");
+        let followed = wait_for(Duration::from_secs(20), || async {
+            reader.exists("/far", false).await.is_ok_and(|s| s.is_some())
+        })
+        .await;
+        assert!(followed, "k3, 70 ms away, never had /far");
+        ens.members[victim].kill();
+        let killed = Instant::now();
+        let mut written = 0;
+        let mut last_error = None;
+        let mut first = None;
+        // The client was on the dead member (or sent through it) and must move its session
+        // before the session's 4 s (maxSessionTimeout: 20 ticks of 200 ms) run out.
+        while written < 20 && killed.elapsed() < Duration::from_secs(30) && !client.is_expired() {
+            match client.set_data("/far", format!("{written}").as_bytes(), -1).await {
+                Ok(_) => {
+                    written += 1;
+                    first.get_or_insert_with(|| killed.elapsed());
+                }
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        assert_eq!(
+            written,
+            20,
+            "with k{} (leader k{}) SIGKILLed, k3 70 ms away and the other member committed {written} \
+             of 20 writes in 30 s; last error: {last_error:?}",
+            victim + 1,
+            leader + 1
+        );
+        println!(
+            "k{} SIGKILLed (leader k{}): the first write {:?} after, 20 writes with k3 70 ms away in {:?}",
+            victim + 1,
+            leader + 1,
+            first.unwrap_or_default(),
+            killed.elapsed()
+        );
+        l.calm();
+        ens
+    });
+    drop(ens);
+}
+
 /// The brokers' Kafka door addresses, as advertised (see [`start`] with `door`).
 fn door_bootstrap(lan: &Lan) -> String {
     BROKERS.iter().map(|b| format!("{}:9093", lan.host(b).ip)).collect::<Vec<_>>().join(",")

@@ -440,7 +440,19 @@ impl KeeperClient {
             for _ in 0..inner.connect.hosts.len() {
                 let i = inner.next_host.fetch_add(1, Ordering::Relaxed) % inner.connect.hosts.len();
                 let host = &inner.connect.hosts[i];
-                match self.open_session(host).await {
+                let opened = match tokio::time::timeout(self.connect_timeout(), self.open_session(host)).await
+                {
+                    Ok(opened) => opened,
+                    Err(_) => {
+                        // Half-open, or answering too slowly to keep the session: drop it.
+                        inner.net.forget(host);
+                        Err(KeeperClientError::ConnectionLoss(format!(
+                            "no session from {host} within {:?}",
+                            self.connect_timeout()
+                        )))
+                    }
+                };
+                match opened {
                     Ok(caller) => {
                         *live = Some(caller.clone());
                         return Ok(caller);
@@ -559,7 +571,7 @@ impl KeeperClient {
         retry: bool,
     ) -> Result<R::Reply, KeeperClientError> {
         let caller = self.caller().await?;
-        match caller.call(req.clone()).await {
+        match self.call_on(&caller, req.clone()).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 // The channel is gone: the next call reconnects.
@@ -569,9 +581,48 @@ impl KeeperClient {
                 }
                 debug!(error = %e, "read failed with its connection; retrying on a new one");
                 let caller = self.caller().await?;
-                caller.call(req).await.map_err(loss)
+                self.call_on(&caller, req).await.map_err(loss)
             }
         }
+    }
+
+    /// How long the client waits to hear from its server before it takes the server for
+    /// gone: two thirds of the *negotiated* session timeout (ZooKeeper's read timeout), so
+    /// that the session moves to another server before it can expire, however far below
+    /// the asked-for timeout the servers capped it (`maxSessionTimeout`).
+    fn read_timeout(&self) -> Duration {
+        (self.session_timeout() * 2 / 3).max(MIN_WAIT)
+    }
+
+    /// How long one server may take to connect and open the session: the negotiated
+    /// timeout shared among the servers (ZooKeeper's connect timeout), so that trying them
+    /// all fits in it.
+    fn connect_timeout(&self) -> Duration {
+        let hosts = self.inner.connect.hosts.len().max(1) as u32;
+        (self.session_timeout() / hosts).max(MIN_WAIT)
+    }
+
+    /// One request on `caller`, waiting at most the [read timeout](Self::read_timeout).
+    /// A server silent that long is forgotten (its connection closed, so every other call
+    /// waiting on it fails at once and none reuses it).
+    async fn call_on<R: Rpc<KeeperProtocol>>(
+        &self,
+        caller: &OrderedCaller<KeeperProtocol>,
+        req: R,
+    ) -> Result<R::Reply, RpcError> {
+        let result = match caller.send(req).await {
+            Ok(pending) => pending.reply_within(self.read_timeout()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(RpcError::Timeout { .. }) = &result {
+            info!(
+                server = %caller.addr(),
+                after = ?self.read_timeout(),
+                "the keeper server did not answer within the read timeout; moving the session"
+            );
+            self.inner.net.forget(caller.addr());
+        }
+        result
     }
 
     async fn checked<T>(&self, r: Result<T, KeeperError>) -> Result<T, KeeperClientError> {
@@ -841,6 +892,9 @@ impl KeeperClient {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// The shortest read and connect timeouts, whatever the session timeout.
+const MIN_WAIT: Duration = Duration::from_millis(300);
 
 fn loss(e: RpcError) -> KeeperClientError {
     match e {
