@@ -59,8 +59,11 @@ fn answer_of<T>(
     };
     match r {
         Ok(v) => Ok(Some(ok(v))),
-        // Refused for an ended session: it did nothing, and is left out.
-        Err(KeeperClientError::Keeper(KeeperError::SessionExpired { .. })) => Err(()),
+        // Refused for an ended session, or through a member the session had left: it did
+        // nothing, and is left out.
+        Err(KeeperClientError::Keeper(
+            KeeperError::SessionExpired { .. } | KeeperError::SessionMoved { .. },
+        )) => Err(()),
         Err(KeeperClientError::Keeper(KeeperError::MultiFailed { error, .. })) => {
             Ok(code(&error).map(DirOut::Failed))
         }

@@ -811,14 +811,7 @@ fn a_client_whose_server_loses_its_quorum_moves_its_session_to_one_that_has_it()
     let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new("nemesis-move");
-    let servers: String =
-        (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
-    let members = (0..3)
-        .map(|i| {
-            KeeperProcess::start_in(lan.host(KEEPERS[i]), &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
-        })
-        .collect();
-    let ens = KeeperEnsemble { members };
+    let ens = ensemble_on(&lan, &pki, dir.path(), "");
     let l = lan.clone();
     let ens = lan.run_in("client", move || async move {
         let status = pki.client("status");
@@ -884,14 +877,7 @@ fn a_follower_a_round_trip_slower_than_the_heartbeat_still_counts_toward_the_quo
     let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new("nemesis-far");
-    let servers: String =
-        (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
-    let members = (0..3)
-        .map(|i| {
-            KeeperProcess::start_in(lan.host(KEEPERS[i]), &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
-        })
-        .collect();
-    let ens = KeeperEnsemble { members };
+    let ens = ensemble_on(&lan, &pki, dir.path(), "");
     let l = lan.clone();
     let ens = lan.run_in("client", move || async move {
         let mut ens = ens;
@@ -953,14 +939,7 @@ fn a_member_far_away_from_the_start_joins_and_makes_the_quorum_when_another_dies
     lan.weather("k3", Weather { delay: Duration::from_millis(70), ..Weather::default() });
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new("nemesis-far-start");
-    let servers: String =
-        (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
-    let members = (0..3)
-        .map(|i| {
-            KeeperProcess::start_in(lan.host(KEEPERS[i]), &pki, dir.path(), i as u64 + 1, 2181, 200, &servers)
-        })
-        .collect();
-    let ens = KeeperEnsemble { members };
+    let ens = ensemble_on(&lan, &pki, dir.path(), "");
     let l = lan.clone();
     let ens = lan.run_in("client", move || async move {
         let mut ens = ens;
@@ -1023,6 +1002,80 @@ fn a_member_far_away_from_the_start_joins_and_makes_the_quorum_when_another_dies
         ens
     });
     drop(ens);
+}
+
+/// A write the client gave up on while its server was slow reaches the leader after the
+/// client moved its session to another member and wrote again there: it is refused
+/// (ZooKeeper's SESSIONMOVED), so the later write stands. Without the fence the old write
+/// landed last and undid it.
+#[test]
+fn a_write_left_behind_on_a_slow_member_is_refused_once_the_session_has_moved() {
+    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("nemesis-moved");
+    // Elections slow enough that a member 1 s away each way keeps its leader: the leader's
+    // AppendEntries wait up to the election timeout for their answer.
+    let ens = ensemble_on(&lan, &pki, dir.path(), "raft.electionTimeoutMs=3000\n");
+    let l = lan.clone();
+    let ens = lan.run_in("client", move || async move {
+        let ens = ens;
+        let status = pki.client("status");
+        let leader = ens.leader(&status, Duration::from_secs(30)).await.expect("a leader");
+        let slow = (leader + 1) % 3;
+        // The session starts on a follower, and moves to the leader.
+        let hosts = format!("{},{}", ens.members[slow].addr, ens.members[leader].addr);
+        let opts = KeeperClientOptions { session_timeout: Duration::from_secs(2), ..Default::default() };
+        let (client, _) = KeeperClient::connect(&hosts, &pki.client("app"), opts).await.expect("connect");
+        client.create("/moved", b"0", sluice_keeper_core::CreateMode::Persistent).await.expect("create");
+        // Every packet to or from the follower now waits 1 s: the next write reaches it 1 s
+        // after it is sent and the leader 1 s later, while the client gives up on it after
+        // its read timeout (2/3 of the 2 s session, 1.33 s) and moves.
+        l.weather(KEEPERS[slow], Weather { delay: Duration::from_secs(1), ..Weather::default() });
+        let leader_addr = ens.members[leader].addr.clone();
+        let term = |s: &sluice_proto::keeper::ServerStatus| s.ensemble.as_ref().map(|e| e.term);
+        let term_before = term(&KeeperClient::status(&leader_addr, &status).await.expect("status"));
+        let left_behind = client.set_data("/moved", b"old", -1).await;
+        assert!(left_behind.is_err(), "the write through the slow member was answered: {left_behind:?}");
+        let stat = client.set_data("/moved", b"new", -1).await.expect("the write after the move");
+        // The next entry of the log is the write left behind (nothing else writes, and the
+        // leader stays in its term): wait for the leader to apply it, refused or not.
+        let reached = wait_for(Duration::from_secs(20), || async {
+            KeeperClient::status(&leader_addr, &status).await.is_ok_and(|s| s.last_zxid > stat.mzxid)
+        })
+        .await;
+        assert!(reached, "the write left behind on k{} never reached the leader's log", slow + 1);
+        let after = KeeperClient::status(&leader_addr, &status).await.expect("status");
+        assert_eq!(
+            term(&after),
+            term_before,
+            "k{} stayed leader in one term (else the entry after the write could be its own)",
+            leader + 1
+        );
+        let (data, _) = client.get_data("/moved", false).await.expect("read on the leader");
+        assert_eq!(
+            String::from_utf8_lossy(&data),
+            "new",
+            "the write the client gave up on (through k{}) was applied after the one it made since \
+             through the leader k{}",
+            slow + 1,
+            leader + 1
+        );
+        l.calm();
+        ens
+    });
+    drop(ens);
+}
+
+/// A keeper ensemble on the LAN's hosts k1–k3 (tick 200 ms), each with the config lines
+/// `extra` too, its files under `dir`.
+fn ensemble_on(lan: &Lan, pki: &TestPki, dir: &std::path::Path, extra: &str) -> KeeperEnsemble {
+    let servers: String =
+        (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
+    let config = format!("{servers}{extra}");
+    let members = (0..3)
+        .map(|i| KeeperProcess::start_in(lan.host(KEEPERS[i]), pki, dir, i as u64 + 1, 2181, 200, &config))
+        .collect();
+    KeeperEnsemble { members }
 }
 
 /// The brokers' Kafka door addresses, as advertised (see [`start`] with `door`).

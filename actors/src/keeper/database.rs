@@ -141,6 +141,10 @@ pub struct Database {
     waiters: BTreeMap<u64, Vec<AfterApply>>,
     /// In an ensemble: sessions heard from since the leader was last told.
     touched: HashSet<u64>,
+    /// In an ensemble: sessions resumed here whose move here ([`Op::Claim`]) did not commit
+    /// (no quorum then), with the zxid of the move this server knew of: the session's next
+    /// write claims it first, unless it moved again meanwhile.
+    unclaimed: HashMap<u64, i64>,
     /// In an ensemble: whether this server leads (and so decides session expiry).
     leading: bool,
     /// In an ensemble: whether this server is in touch with a quorum.
@@ -181,6 +185,7 @@ impl Database {
             applied_index: 0,
             waiters: BTreeMap::new(),
             touched: HashSet::new(),
+            unclaimed: HashMap::new(),
             leading: false,
             quorum: true,
             write_timeout: Duration::ZERO,
@@ -237,6 +242,7 @@ impl Database {
             applied_index: index,
             waiters: BTreeMap::new(),
             touched: HashSet::new(),
+            unclaimed: HashMap::new(),
             leading: false,
             quorum: true,
             write_timeout,
@@ -350,6 +356,26 @@ impl Database {
         }));
     }
 
+    /// In an ensemble, `op` as sent through this member ([`Op::Via`]): refused where it is
+    /// applied if its session has moved to another member. Standalone, `op`.
+    fn via(&self, op: Op) -> Op {
+        match &self.ensemble {
+            Some(e) => Op::Via { member: e.my_id, op: Box::new(op) },
+            None => op,
+        }
+    }
+
+    /// A client's write of `session` made fit to propose: [`via`](Self::via) this member,
+    /// after a claim of the session (proposed first, in order) if its resume here could not
+    /// claim it. The claim holds only if the session has not moved since that resume.
+    fn fenced(&mut self, ctx: &mut Context<Self>, session: u64, op: Op) -> Op {
+        if let (Some(known), Some(e)) = (self.unclaimed.remove(&session), &self.ensemble) {
+            let claim = Op::Claim { member: e.my_id, after: Some(known) };
+            self.submit(ctx, session, claim, None);
+        }
+        self.via(op)
+    }
+
     fn record_latency(&mut self, started: Instant, client_write: bool) {
         let took = started.elapsed().as_secs_f64();
         if client_write {
@@ -399,13 +425,14 @@ impl Database {
     }
 
     fn apply_txn(&mut self, now: u64, txn: Txn) {
-        let created = matches!(txn.op, Op::CreateSession { .. }).then_some(txn.session);
+        let created = matches!(txn.op.unwrapped(), Op::CreateSession { .. }).then_some(txn.session);
         let outcome = self.core.apply(&txn);
         if let Some(id) = created {
             self.core.track(now, id);
         }
         self.deliver(outcome.events, txn.zxid);
         if let Some(session) = outcome.ended {
+            self.unclaimed.remove(&session);
             if let Some((_, tx)) = self.senders.remove(&session) {
                 let _ = tx.push(KeeperPush::SessionExpired);
             }
@@ -624,6 +651,19 @@ impl Handler<Touched> for Database {
     }
 }
 
+/// A session's move to this member committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Claimed(u64);
+
+impl Handler<Claimed> for Database {
+    type Result = ();
+    fn handle(&mut self, msg: Claimed, _: &mut Context<Self>) {
+        let _span = crate::handling!("Database", "Claimed");
+        self.unclaimed.remove(&msg.0);
+    }
+}
+
 /// A session whose `CreateSession` did not commit.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -733,18 +773,46 @@ impl Handler<OpenSession> for Database {
                     self.senders.insert(id, (msg.connection, msg.sender));
                     Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms }
                 });
-                Box::pin(async move { result })
+                let (Ok(connected), Some(ensemble)) = (&result, &self.ensemble) else {
+                    return Box::pin(async move { result });
+                };
+                // The session moves here before the client hears it is connected (ZooKeeper's
+                // revalidation at the leader): a write it left behind on its old server
+                // reaches the log after this, or before any it makes from here.
+                let connected = connected.clone();
+                let member = ensemble.my_id;
+                let known = self.core.state().owners.get(&id).map(|o| o.since).unwrap_or(0);
+                self.unclaimed.insert(id, known);
+                if !self.quorum {
+                    // It could not commit: no waiting for it (the client reads here, told
+                    // this server has no quorum); the session's first write claims it.
+                    return Box::pin(async move { Ok(connected) });
+                }
+                let (tx, rx) = oneshot::channel();
+                self.submit(ctx, id, Op::Claim { member, after: None }, Some(tx));
+                let me = ctx.address();
+                Box::pin(async move {
+                    match rx.await.map_err(|_| KeeperError::ConnectionLoss).and_then(|r| r) {
+                        Ok(_) => {
+                            me.do_send(Claimed(id));
+                            Ok(connected)
+                        }
+                        Err(e @ KeeperError::SessionExpired { .. }) => Err(e),
+                        // No quorum: the client may read here (and is told this server has no
+                        // quorum); its first write claims the session.
+                        Err(e) => {
+                            debug!(session = format_args!("0x{id:x}"), error = %e, "session resumed unclaimed");
+                            Ok(connected)
+                        }
+                    }
+                })
             }
             None => {
                 let s = self.core.open_session(now, msg.connect.timeout_ms, rand::random());
                 self.senders.insert(s.id, (msg.connection, msg.sender));
                 let (tx, rx) = oneshot::channel();
-                self.submit(
-                    ctx,
-                    s.id,
-                    Op::CreateSession { timeout_ms: s.timeout_ms, password: s.password },
-                    Some(tx),
-                );
+                let create = self.via(Op::CreateSession { timeout_ms: s.timeout_ms, password: s.password });
+                self.submit(ctx, s.id, create, Some(tx));
                 let connected = Connected { session: s.id, password: s.password, timeout_ms: s.timeout_ms };
                 let me = ctx.address();
                 Box::pin(async move {
@@ -900,20 +968,28 @@ impl Handler<SessionRequest> for Database {
                 })
             }
             Q::Write(w) => {
-                if matches!(w.0, Op::CreateSession { .. } | Op::CloseSession | Op::As { .. }) {
+                if matches!(
+                    w.0,
+                    Op::CreateSession { .. }
+                        | Op::CloseSession
+                        | Op::As { .. }
+                        | Op::Claim { .. }
+                        | Op::Via { .. }
+                ) {
                     return answer(A::Write(Err(KeeperError::BadArguments {
                         what: "session operations are not writes".into(),
                     })));
                 }
                 // Checked against the ACLs where it is applied, with the asker's identities.
-                let op = Op::As { ids: ids.clone(), op: Box::new(w.0) };
+                let op = self.fenced(ctx, session, Op::As { ids: ids.clone(), op: Box::new(w.0) });
                 let (tx, rx) = oneshot::channel();
                 self.submit(ctx, session, op, Some(tx));
                 Box::pin(async move { A::Write(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss))) })
             }
             Q::Close(_) => {
                 let (tx, rx) = oneshot::channel();
-                self.submit(ctx, session, Op::CloseSession, Some(tx));
+                let close = self.fenced(ctx, session, Op::CloseSession);
+                self.submit(ctx, session, close, Some(tx));
                 Box::pin(
                     async move { A::Close(rx.await.unwrap_or(Err(KeeperError::ConnectionLoss)).map(|_| ())) },
                 )

@@ -64,14 +64,17 @@ impl KeeperClientError {
     /// Whether the same call may work if made again (kazoo's and Curator's retry policies
     /// retry these): the connection was lost or the server lost track of the call, the
     /// ensemble had no quorum, or the server was behind this client. A write that failed
-    /// this way may have been applied.
+    /// this way may have been applied (except after `SessionMoved`: that one was not).
     pub fn is_retriable(&self) -> bool {
         match self {
             KeeperClientError::ConnectionLoss(_) => true,
             KeeperClientError::Keeper(e) => {
                 matches!(
                     e,
-                    KeeperError::ConnectionLoss | KeeperError::NoQuorum { .. } | KeeperError::Behind { .. }
+                    KeeperError::ConnectionLoss
+                        | KeeperError::NoQuorum { .. }
+                        | KeeperError::Behind { .. }
+                        | KeeperError::SessionMoved { .. }
                 )
             }
             KeeperClientError::Transport(c) => c.is_transient(),
@@ -626,8 +629,13 @@ impl KeeperClient {
     }
 
     async fn checked<T>(&self, r: Result<T, KeeperError>) -> Result<T, KeeperClientError> {
-        if let Err(KeeperError::SessionExpired { .. }) = &r {
-            self.mark_expired();
+        match &r {
+            Err(KeeperError::SessionExpired { .. }) => self.mark_expired(),
+            // The servers hold the session elsewhere than this connection (a move here that
+            // could not commit when it was made): the next request reconnects, which moves
+            // the session again.
+            Err(KeeperError::SessionMoved { .. }) => *self.inner.live.lock().await = None,
+            _ => {}
         }
         Ok(r?)
     }

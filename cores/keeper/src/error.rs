@@ -41,6 +41,9 @@ pub enum ErrorCode {
     /// A write reached a server that cannot commit it: in ZooKeeper, a read-only server; here,
     /// an ensemble member without a quorum.
     NotReadOnly = -119,
+    /// The session has moved to another server: the server that sent this write no longer
+    /// holds it (a write of the client's old connection, overtaken by its move).
+    SessionMoved = -118,
     /// No such watch to remove or check (removeWatches, checkWatches).
     NoWatcher = -121,
 }
@@ -199,6 +202,21 @@ pub enum KeeperError {
         /// What is wrong.
         what: String,
     },
+    /// The write came through an ensemble member the session has since left for another
+    /// (ZooKeeper's SESSIONMOVED): it was not applied, so it cannot land after the writes the
+    /// client made since. Last, so that the variants before it keep their wire numbers.
+    #[error(
+        "session 0x{session:x} has moved to another server (member {owner}); this write came \
+         through member {via}, which the client has left, and was not applied"
+    )]
+    SessionMoved {
+        /// The session id.
+        session: u64,
+        /// The member that holds the session now.
+        owner: u64,
+        /// The member the write came through.
+        via: u64,
+    },
 }
 
 impl KeeperError {
@@ -226,6 +244,7 @@ impl KeeperError {
             KeeperError::NoAuth { .. } => ErrorCode::NoAuth,
             KeeperError::InvalidAcl { .. } => ErrorCode::InvalidAcl,
             KeeperError::AuthFailed { .. } => ErrorCode::AuthFailed,
+            KeeperError::SessionMoved { .. } => ErrorCode::SessionMoved,
         }
     }
 }

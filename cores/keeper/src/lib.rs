@@ -34,7 +34,7 @@ pub use acl::{Acl, Id, SuperUsers};
 pub use error::{ErrorCode, KeeperError};
 pub use server::{Outcome, ServerCore};
 pub use session::{SessionConfig, SessionId, SessionTracker};
-pub use state::{DurableSession, KeeperState, KeeperStateV1};
+pub use state::{DurableSession, KeeperState, KeeperStateV1, KeeperStateV2, Owner};
 pub use tree::{Applied, Change, CreateMode, DataTree, NodeKind, Op, OpResult, Stat, Txn, MAX_TTL_MS};
 pub use watch::{EventType, WatchEvent, WatchKind, WatchManager, WatchSet};
 pub use writes::{check_not_behind, expiry, Expiry, WriteQueue};

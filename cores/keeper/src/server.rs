@@ -64,7 +64,13 @@ impl ServerCore {
     pub fn apply(&mut self, txn: &Txn) -> Outcome {
         let applied = self.state.apply(txn);
         // A closing session's own watches go first: it hears nothing of its own ending.
-        let ended = matches!(txn.op, Op::CloseSession).then(|| {
+        // A close through a member the session has left is refused and ends nothing.
+        let closed = match &txn.op {
+            Op::CloseSession => true,
+            Op::Via { op, .. } => matches!(**op, Op::CloseSession) && applied.result.is_ok(),
+            _ => false,
+        };
+        let ended = closed.then(|| {
             self.tracker.close(txn.session);
             self.watches.remove_watcher(&txn.session);
             txn.session

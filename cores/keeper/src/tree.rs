@@ -246,6 +246,34 @@ pub enum Op {
         /// What it asked.
         op: Box<Op>,
     },
+    /// The session moves to ensemble member `member` (a client resumed it there): from now
+    /// on only writes that come [`Via`](Op::Via) that member are applied. With `after`, only
+    /// if the session's last move is still the one at that zxid (0: none recorded), so a move
+    /// decided on a stale view cannot undo a later one.
+    Claim {
+        /// The member that holds the session now.
+        member: u64,
+        /// The zxid of the move this one replaces, when it must be that one.
+        after: Option<i64>,
+    },
+    /// `op`, a client's write that came through ensemble member `member`: applied only if the
+    /// session has not moved to another member since (ZooKeeper's `SessionMovedException`).
+    Via {
+        /// The member the client's connection is on.
+        member: u64,
+        /// The write.
+        op: Box<Op>,
+    },
+}
+
+impl Op {
+    /// The operation with its [`Op::Via`] taken off.
+    pub fn unwrapped(&self) -> &Op {
+        match self {
+            Op::Via { op, .. } => op,
+            op => op,
+        }
+    }
 }
 
 /// A transaction: an operation with the context every server applies it in.
@@ -551,11 +579,17 @@ impl DataTree {
 
     /// Applies one transaction.
     pub fn apply(&mut self, txn: &Txn) -> Applied {
+        self.apply_op(txn, &txn.op)
+    }
+
+    /// Applies `op` in the context of `txn` (its zxid, time and session): `txn`'s own op
+    /// with its [`Op::Via`] taken off.
+    pub fn apply_op(&mut self, txn: &Txn, op: &Op) -> Applied {
         self.last_zxid = self.last_zxid.max(txn.zxid);
         let mut changes = Vec::new();
         // A client's operation is checked against the ACLs with its identities; the
         // servers' own are not.
-        let (who, op) = match &txn.op {
+        let (who, op) = match op {
             Op::As { ids, op } => (Some(&**ids), op.as_ref()),
             op => (None, op),
         };
@@ -640,6 +674,11 @@ impl DataTree {
                 Err(KeeperError::BadArguments { what: "session operations are not a client's writes".into() })
             }
             Op::Multi(_) => Err(KeeperError::BadArguments { what: "nested multi".into() }),
+            // The session table's (see `KeeperState::apply`); nothing changes in the tree.
+            Op::Claim { .. } if who.is_none() => Ok(OpResult::Checked),
+            Op::Claim { .. } | Op::Via { .. } => {
+                Err(KeeperError::BadArguments { what: "session moves are not a client's writes".into() })
+            }
             Op::As { .. } => {
                 Err(KeeperError::BadArguments { what: "an operation is asked by one connection".into() })
             }

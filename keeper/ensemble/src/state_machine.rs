@@ -10,7 +10,8 @@
 //!
 //! Snapshots are files `snapshot-<index>.bin` in `dataDir/raft`: the snapshot's metadata and
 //! the encoded state ([`encode_state`]: a version mark, then bincode), with a CRC-32C. The
-//! newest is loaded on start. A snapshot from before znode ACLs (no mark) is still read.
+//! newest is loaded on start. Snapshots from before session owners (`SLKS2`) and before
+//! znode ACLs (no mark) are still read.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use openraft::{
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use sluice_keeper_core::{KeeperState, KeeperStateV1, Txn};
+use sluice_keeper_core::{KeeperState, KeeperStateV1, KeeperStateV2, Txn};
 use tracing::{info, warn};
 
 use super::{zxid, BatchApplied, Io, KeeperRaft};
@@ -125,27 +126,36 @@ fn read_snapshot_file(path: &Path) -> Result<SnapshotFileBody, String> {
     bincode::serde::decode_from_slice(body, config).map(|(b, _)| b).map_err(|e| e.to_string())
 }
 
-/// Marks a state encoded with znode ACLs. A state from before them starts with the varint
-/// count of its nodes and then a path, which starts with `/`: never these bytes.
+/// Marks a state encoded with session owners ([`sluice_keeper_core::Owner`]).
+const STATE_V3: &[u8; 6] = b"SLKS3\0";
+/// Marks a state encoded with znode ACLs, before session owners. A state from before ACLs
+/// starts with the varint count of its nodes and then a path, which starts with `/`: never
+/// these bytes.
 const STATE_V2: &[u8; 6] = b"SLKS2\0";
 
 fn decode_state(data: &[u8]) -> Result<KeeperState, String> {
     let config = bincode::config::standard().with_limit::<MAX_SNAPSHOT>();
-    let mut state: KeeperState = match data.strip_prefix(STATE_V2) {
-        Some(body) => bincode::serde::decode_from_slice(body, config).map_err(|e| e.to_string())?.0,
-        None => bincode::serde::decode_from_slice::<KeeperStateV1, _>(data, config)
+    let mut state: KeeperState = if let Some(body) = data.strip_prefix(STATE_V3) {
+        bincode::serde::decode_from_slice(body, config).map_err(|e| e.to_string())?.0
+    } else if let Some(body) = data.strip_prefix(STATE_V2) {
+        bincode::serde::decode_from_slice::<KeeperStateV2, _>(body, config)
             .map_err(|e| e.to_string())?
             .0
-            .into(),
+            .into()
+    } else {
+        bincode::serde::decode_from_slice::<KeeperStateV1, _>(data, config)
+            .map_err(|e| e.to_string())?
+            .0
+            .into()
     };
     state.tree.check_consistent()?;
     state.rebuild_index();
     Ok(state)
 }
 
-/// The state as snapshots hold it: [`STATE_V2`], then bincode.
+/// The state as snapshots hold it: [`STATE_V3`], then bincode.
 fn encode_state(state: &KeeperState) -> std::io::Result<Vec<u8>> {
-    let mut out = STATE_V2.to_vec();
+    let mut out = STATE_V3.to_vec();
     bincode::serde::encode_into_std_write(state, &mut out, bincode::config::standard())
         .map_err(std::io::Error::other)?;
     Ok(out)

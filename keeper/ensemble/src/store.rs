@@ -4,11 +4,12 @@
 //! dataDir/log.<zxid of its first txn, 16 hex digits>
 //!     records: u32 BE payload length | u32 BE CRC-32C of the payload | payload (bincode Txn)
 //! dataDir/snapshot.<zxid it reflects, 16 hex digits>
-//!     "SLKSNAP2" | u32 BE CRC-32C of the rest | bincode KeeperState
+//!     "SLKSNAP3" | u32 BE CRC-32C of the rest | bincode KeeperState
 //! ```
 //!
-//! `SLKSNAP1` snapshots (written before znodes had ACLs) are still read: every node in them
-//! gets `world:anyone` with every permission, the ACL all nodes had. The log's records need
+//! `SLKSNAP2` snapshots (written before sessions had owners) are still read, and so are
+//! `SLKSNAP1` ones (before znodes had ACLs): every node in them gets `world:anyone` with
+//! every permission, the ACL all nodes had. The log's records need
 //! no version: operations added since are new variants at the end of `Op`.
 //!
 //! [`Store::append`] writes a batch of transactions and makes them durable with one
@@ -22,9 +23,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sluice_keeper_core::{KeeperState, KeeperStateV1, Txn};
+use sluice_keeper_core::{KeeperState, KeeperStateV1, KeeperStateV2, Txn};
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"SLKSNAP2";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SLKSNAP3";
+/// Snapshots from before session owners.
+const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"SLKSNAP2";
 /// Snapshots from before znode ACLs.
 const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"SLKSNAP1";
 const RECORD_HEADER: usize = 8;
@@ -330,7 +333,9 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 fn read_snapshot(path: &Path) -> Result<KeeperState, String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() < 12 || (&bytes[..8] != SNAPSHOT_MAGIC && &bytes[..8] != SNAPSHOT_MAGIC_V1) {
+    let magic = bytes.get(..8).unwrap_or_default();
+    if bytes.len() < 12 || ![SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_V2, SNAPSHOT_MAGIC_V1].iter().any(|m| magic == *m)
+    {
         return Err("not a snapshot (bad magic)".into());
     }
     let crc = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
@@ -339,6 +344,11 @@ fn read_snapshot(path: &Path) -> Result<KeeperState, String> {
     }
     if &bytes[..8] == SNAPSHOT_MAGIC_V1 {
         return bincode::serde::decode_from_slice::<KeeperStateV1, _>(&bytes[12..], config())
+            .map(|(s, _)| s.into())
+            .map_err(|e| e.to_string());
+    }
+    if &bytes[..8] == SNAPSHOT_MAGIC_V2 {
+        return bincode::serde::decode_from_slice::<KeeperStateV2, _>(&bytes[12..], config())
             .map(|(s, _)| s.into())
             .map_err(|e| e.to_string());
     }
@@ -436,6 +446,32 @@ mod tests {
         for t in txns {
             assert!(state.apply(t).result.is_ok());
         }
+    }
+
+    #[test]
+    fn snapshots_from_before_session_owners_are_read_with_none_and_owners_survive_new_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = KeeperState::new();
+        let via = |member, op| Op::Via { member, op: Box::new(op) };
+        let session = |zxid, op| Txn { zxid, time_ms: 0, session: 7, op };
+        state.apply(&session(1, via(2, Op::CreateSession { timeout_ms: 4000, password: [3; 16] })));
+        assert!(state.apply(&create(2, "/a")).result.is_ok());
+        // An `SLKSNAP2` file: the same state without its owners (bincode writes a struct as
+        // the tuple of its fields).
+        let body = bincode::serde::encode_to_vec((&state.tree, &state.sessions), config()).expect("encode");
+        let mut bytes = SNAPSHOT_MAGIC_V2.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        bytes.extend_from_slice(&body);
+        let old = dir.path().join("snapshot.old");
+        fs::write(&old, bytes).expect("write");
+        let read = read_snapshot(&old).expect("an SLKSNAP2 snapshot reads");
+        assert_eq!((&read.tree, &read.sessions), (&state.tree, &state.sessions));
+        assert!(read.owners.is_empty());
+        // A new one keeps them.
+        let path = SnapshotFile { dir: dir.path().to_path_buf(), zxid: 2 }.write(&state).expect("snapshot");
+        let read = read_snapshot(&path).expect("read");
+        assert_eq!(read, state);
+        assert_eq!(read.owners.get(&7).map(|o| o.member), Some(2));
     }
 
     #[test]

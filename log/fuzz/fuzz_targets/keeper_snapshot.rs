@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     check(&state);
 
     // A standalone keeper's snapshot: magic, CRC-32C (big-endian), body; both versions.
-    for magic in [b"SLKSNAP2", b"SLKSNAP1"] {
+    for magic in [b"SLKSNAP3", b"SLKSNAP2", b"SLKSNAP1"] {
         let dir = scratch::scratch_dir();
         let mut file = magic.to_vec();
         file.extend_from_slice(&crc32c::crc32c(data).to_be_bytes());
