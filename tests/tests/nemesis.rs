@@ -775,7 +775,7 @@ fn keeper_ensemble_under_partitions_stays_linearizable() {
         .with_test_writer()
         .try_init();
     // Fails naming what the machine lacks (root, ip, nft).
-    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
+    let lan = keeper_lan();
     // Seeds 5 and 9 stalled every write before the batcher stopped waiting on entries a
     // deposed leader never heard back about (keeper/ensemble/src/lib.rs, `batcher`).
     for seed in seeds(&[1, 5, 9]) {
@@ -808,10 +808,8 @@ fn keeper_ensemble_under_partitions_stays_linearizable() {
 /// stay on the cut-off server, read-only, until its session expired.
 #[test]
 fn a_client_whose_server_loses_its_quorum_moves_its_session_to_one_that_has_it() {
-    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = TestPki::new("nemesis-move");
-    let ens = ensemble_on(&lan, &pki, dir.path(), "");
+    let lan = keeper_lan();
+    let (_dir, pki, ens) = ensemble_on(&lan, "nemesis-move", "");
     let l = lan.clone();
     let ens = lan.run_in("client", move || async move {
         let status = pki.client("status");
@@ -874,10 +872,8 @@ fn a_client_whose_server_loses_its_quorum_moves_its_session_to_one_that_has_it()
 /// ensemble (vendor/openraft/PATCHES.md).
 #[test]
 fn a_follower_a_round_trip_slower_than_the_heartbeat_still_counts_toward_the_quorum() {
-    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = TestPki::new("nemesis-far");
-    let ens = ensemble_on(&lan, &pki, dir.path(), "");
+    let lan = keeper_lan();
+    let (_dir, pki, ens) = ensemble_on(&lan, "nemesis-far", "");
     let l = lan.clone();
     let ens = lan.run_in("client", move || async move {
         let mut ens = ens;
@@ -935,11 +931,9 @@ fn a_follower_a_round_trip_slower_than_the_heartbeat_still_counts_toward_the_quo
 /// the two left elect a leader if need be and commit writes.
 #[test]
 fn a_member_far_away_from_the_start_joins_and_makes_the_quorum_when_another_dies() {
-    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
+    let lan = keeper_lan();
     lan.weather("k3", Weather { delay: Duration::from_millis(70), ..Weather::default() });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = TestPki::new("nemesis-far-start");
-    let ens = ensemble_on(&lan, &pki, dir.path(), "");
+    let (_dir, pki, ens) = ensemble_on(&lan, "nemesis-far-start", "");
     let l = lan.clone();
     let ens = lan.run_in("client", move || async move {
         let mut ens = ens;
@@ -1010,12 +1004,10 @@ fn a_member_far_away_from_the_start_joins_and_makes_the_quorum_when_another_dies
 /// landed last and undid it.
 #[test]
 fn a_write_left_behind_on_a_slow_member_is_refused_once_the_session_has_moved() {
-    let lan = Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = TestPki::new("nemesis-moved");
+    let lan = keeper_lan();
     // Elections slow enough that a member 1 s away each way keeps its leader: the leader's
     // AppendEntries wait up to the election timeout for their answer.
-    let ens = ensemble_on(&lan, &pki, dir.path(), "raft.electionTimeoutMs=3000\n");
+    let (_dir, pki, ens) = ensemble_on(&lan, "nemesis-moved", "raft.electionTimeoutMs=3000\n");
     let l = lan.clone();
     let ens = lan.run_in("client", move || async move {
         let ens = ens;
@@ -1066,16 +1058,26 @@ fn a_write_left_behind_on_a_slow_member_is_refused_once_the_session_has_moved() 
     drop(ens);
 }
 
+/// A LAN of the three keeper hosts and the client's.
+fn keeper_lan() -> Arc<Lan> {
+    Arc::new(Lan::new(&["k1", "k2", "k3", "client"]).unwrap_or_else(|e| panic!("{e}")))
+}
+
 /// A keeper ensemble on the LAN's hosts k1–k3 (tick 200 ms), each with the config lines
-/// `extra` too, its files under `dir`.
-fn ensemble_on(lan: &Lan, pki: &TestPki, dir: &std::path::Path, extra: &str) -> KeeperEnsemble {
+/// `extra` too, with certificates named for `name`. Returns its directory (deleted when
+/// dropped), the certificates and the ensemble.
+fn ensemble_on(lan: &Lan, name: &str, extra: &str) -> (tempfile::TempDir, TestPki, KeeperEnsemble) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(name);
     let servers: String =
         (0..3).map(|i| format!("server.{}={}:2888\n", i + 1, lan.host(KEEPERS[i]).ip)).collect();
     let config = format!("{servers}{extra}");
     let members = (0..3)
-        .map(|i| KeeperProcess::start_in(lan.host(KEEPERS[i]), pki, dir, i as u64 + 1, 2181, 200, &config))
+        .map(|i| {
+            KeeperProcess::start_in(lan.host(KEEPERS[i]), &pki, dir.path(), i as u64 + 1, 2181, 200, &config)
+        })
         .collect();
-    KeeperEnsemble { members }
+    (dir, pki, KeeperEnsemble { members })
 }
 
 /// The brokers' Kafka door addresses, as advertised (see [`start`] with `door`).
