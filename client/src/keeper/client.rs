@@ -332,9 +332,9 @@ impl KeeperClient {
         let mut opts = opts;
         let budget = opts.session_timeout * 2 / 3;
         let t = &mut opts.transport;
-        t.transport.idle_timeout = t.transport.idle_timeout.min(budget).max(Duration::from_millis(300));
+        t.transport.idle_timeout = t.transport.idle_timeout.min(budget).max(MIN_WAIT);
         t.transport.keep_alive = t.transport.idle_timeout / 4;
-        t.request_timeout = t.request_timeout.min(budget).max(Duration::from_millis(300));
+        t.request_timeout = t.request_timeout.min(budget).max(MIN_WAIT);
         t.connect_timeout = t.connect_timeout.min(opts.session_timeout / connect.hosts.len().max(1) as u32);
         let net = Client::<KeeperProtocol>::new(tls, opts.transport.clone())?;
         let (tx, rx) = mpsc::unbounded_channel();

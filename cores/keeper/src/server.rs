@@ -65,11 +65,8 @@ impl ServerCore {
         let applied = self.state.apply(txn);
         // A closing session's own watches go first: it hears nothing of its own ending.
         // A close through a member the session has left is refused and ends nothing.
-        let closed = match &txn.op {
-            Op::CloseSession => true,
-            Op::Via { op, .. } => matches!(**op, Op::CloseSession) && applied.result.is_ok(),
-            _ => false,
-        };
+        let closed = matches!(txn.op.unwrapped(), Op::CloseSession)
+            && !matches!(applied.result, Err(KeeperError::SessionMoved { .. }));
         let ended = closed.then(|| {
             self.tracker.close(txn.session);
             self.watches.remove_watcher(&txn.session);
@@ -373,6 +370,20 @@ mod tests {
 
     fn create(path: &str, mode: CreateMode) -> Op {
         Op::Create { path: path.into(), data: vec![], mode }
+    }
+
+    #[test]
+    fn a_close_through_a_member_the_session_left_ends_nothing_and_one_through_its_owner_ends_it() {
+        let mut s = ServerCore::recover(with_sessions(), SessionConfig::default(), 1, 0);
+        let via = |member, op| Op::Via { member, op: Box::new(op) };
+        s.apply(&txn(1, B, Op::Claim { member: 2, after: None }));
+        let stale = s.apply(&txn(2, B, via(1, Op::CloseSession)));
+        assert_eq!(stale.ended, None, "{:?}", stale.result);
+        assert!(s.state().sessions.contains_key(&B));
+        assert_eq!(s.apply(&txn(3, B, via(2, Op::CloseSession))).ended, Some(B));
+        assert!(!s.state().sessions.contains_key(&B));
+        // A close of a session already gone still ends what this server tracks of it.
+        assert_eq!(s.apply(&txn(4, B, via(2, Op::CloseSession))).ended, Some(B));
     }
 
     #[test]
